@@ -1,0 +1,113 @@
+"""Thin-lens optics: blur-circle diameters in pixels, and lens settings that emulate a true thin lens.
+
+All lengths in metres except the focal length and sensor width, which are in millimetres as Blender
+takes them (horizontal sensor fit). Pure functions; numpy arrays or floats in, same out.
+
+Two defocus models:
+
+- ``cycles``: Cycles' camera shoots rays from a disk aperture of diameter A = f/N through a planar focal
+  surface at distance s. A point at planar depth z blurs to  c = f_px * A * (z - s) / (z * s).
+- ``thin_lens``: the textbook lens focused at s, c = f_px * A * (z - s) / (z * (s - f)). Cycles renders it
+  when given ``lens = v = s f / (s - f)`` and ``aperture_fstop = N v / f`` (see ``thin_lens_blender_camera``).
+
+Both are signed: positive behind the focal plane (z > s), negative in front.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+DEFOCUS_MODELS = ("cycles", "thin_lens")
+
+
+def focal_length_px(focal_length_mm: float, sensor_width_mm: float, width_px: int) -> float:
+    """Focal length in pixels for a horizontal sensor fit."""
+    return float(focal_length_mm) / float(sensor_width_mm) * float(width_px)
+
+
+def aperture_diameter_m(focal_length_mm: float, f_number: float) -> float:
+    """Entrance-pupil diameter A = f / N, in metres."""
+    return float(focal_length_mm) * 1e-3 / float(f_number)
+
+
+def blur_diameter_px(
+    depth_m,
+    focus_distance_m: float,
+    f_number: float,
+    focal_length_mm: float,
+    sensor_width_mm: float,
+    width_px: int,
+    model: str = "cycles",
+):
+    """Signed blur-circle diameter in pixels of points at planar depth ``depth_m``.
+
+    Positive behind the focal plane, negative in front; 0 at ``depth_m == focus_distance_m``.
+    """
+    if model not in DEFOCUS_MODELS:
+        raise ValueError(f"defocus model {model!r}: expected one of {', '.join(DEFOCUS_MODELS)}")
+    f_m = focal_length_mm * 1e-3
+    if focus_distance_m <= f_m:
+        raise ValueError(
+            f"focus distance {focus_distance_m} m: must be beyond the focal length ({f_m} m)"
+        )
+    z = np.asarray(depth_m, dtype=np.float64)
+    f_px = focal_length_px(focal_length_mm, sensor_width_mm, width_px)
+    a = aperture_diameter_m(focal_length_mm, f_number)
+    denom_s = focus_distance_m if model == "cycles" else focus_distance_m - f_m
+    c = f_px * a * (z - focus_distance_m) / (z * denom_s)
+    return c if c.ndim else float(c)
+
+
+def defocus_maps(
+    depth_m: np.ndarray,
+    focus_distances_m,
+    f_number: float,
+    focal_length_mm: float,
+    sensor_width_mm: float,
+    model: str = "cycles",
+) -> np.ndarray:
+    """Per-slice signed defocus maps, float32 (S, H, W), for a depth map (H, W) in metres."""
+    depth = np.asarray(depth_m, dtype=np.float64)
+    if depth.ndim != 2:
+        raise ValueError(f"depth map: expected shape (H, W), got {depth.shape}")
+    width = depth.shape[1]
+    return np.stack(
+        [
+            blur_diameter_px(depth, float(s), f_number, focal_length_mm, sensor_width_mm, width, model)
+            for s in focus_distances_m
+        ]
+    ).astype(np.float32)
+
+
+def thin_lens_image_distance_m(focus_distance_m: float, focal_length_mm: float) -> float:
+    """Image distance v = s f / (s - f) of the textbook thin lens focused at s."""
+    f_m = focal_length_mm * 1e-3
+    if focus_distance_m <= f_m:
+        raise ValueError(
+            f"focus distance {focus_distance_m} m: must be beyond the focal length ({f_m} m)"
+        )
+    return focus_distance_m * f_m / (focus_distance_m - f_m)
+
+
+def thin_lens_blender_camera(
+    focus_distance_m: float, f_number: float, focal_length_mm: float
+) -> tuple[float, float]:
+    """(lens_mm, aperture_fstop) that make Cycles render the textbook thin lens focused at s.
+
+    The image distance v replaces the focal length (which also reproduces focus breathing) and the
+    f-number is scaled so the aperture diameter stays f / N.
+    """
+    v_mm = thin_lens_image_distance_m(focus_distance_m, focal_length_mm) * 1e3
+    return v_mm, f_number * v_mm / focal_length_mm
+
+
+def magnification_relative(
+    focus_distance_m: float, reference_focus_m: float, focal_length_mm: float
+) -> float:
+    """Image scale of a thin lens focused at s relative to one focused at the reference distance.
+
+    Focus breathing: the image distance v(s) grows as s shrinks, so the image is magnified by v(s)/v(ref).
+    """
+    return thin_lens_image_distance_m(focus_distance_m, focal_length_mm) / thin_lens_image_distance_m(
+        reference_focus_m, focal_length_mm
+    )

@@ -1,0 +1,215 @@
+"""Appends scenes to a schema-v1 HDF5 file, one at a time, and resumes an interrupted file.
+
+Crash safety: a scene's ``complete`` flag is written and flushed after all its arrays, so a killed run
+leaves at worst one incomplete scene, which readers ignore and the next run overwrites. A new file is
+created under a temporary name and renamed into place, so a crash never leaves a headerless file where
+the caller asked for output, and an existing file is only ever opened for appending after its format
+and configuration have been checked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from . import schema
+from .schema import DatasetError
+
+# Chosen by benchmarks/compression_bench.py: gzip level 1 with the shuffle filter halves float
+# maps and shrinks images by about a third at a small fraction of the render time per scene.
+COMPRESSION = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
+
+
+@dataclass
+class SceneRecord:
+    """Everything stored for one scene; shapes as in ``schema.ARRAYS`` without the N axis."""
+
+    stack: np.ndarray  # (S, H, W, 3) uint8
+    aif: np.ndarray  # (H, W, 3) uint8
+    depth: np.ndarray  # (H, W) float32
+    defocus: np.ndarray  # (S, H, W) float32
+    edges: np.ndarray  # (H, W) uint8
+    focus_distance: np.ndarray  # (S,) float32
+    f_number: float
+    focal_length_mm: float
+    sensor_width_mm: float
+    seed: int
+    scene: str  # JSON
+
+
+def _check_record(rec: SceneRecord, n_slices: int, height: int, width: int) -> None:
+    for spec in schema.ARRAYS:
+        if spec.name == "complete" or not spec.trailing:
+            continue
+        value = np.asarray(getattr(rec, spec.name))
+        want = schema.concrete_shape(spec, n_slices, height, width)
+        if value.shape != want:
+            raise DatasetError(f"scene array {spec.name!r}: expected shape {want}, got {value.shape}")
+        if value.dtype != np.dtype(spec.dtype):
+            raise DatasetError(f"scene array {spec.name!r}: expected dtype {spec.dtype}, got {value.dtype}")
+    try:
+        json.loads(rec.scene)
+    except (TypeError, ValueError) as exc:
+        raise DatasetError(f"scene description: expected a JSON string ({exc})") from None
+
+
+def _read_config(f: h5py.File, path: Path) -> dict:
+    try:
+        return json.loads(f.attrs["config"])
+    except (KeyError, ValueError, TypeError):
+        raise DatasetError(f"{path}: attribute 'config' missing or not JSON") from None
+
+
+def config_differences(old: dict, new: dict, ignore: tuple[str, ...] = ()) -> list[str]:
+    """Names of the settings that differ between two configurations (ignoring some keys)."""
+    keys = sorted((set(old) | set(new)) - set(ignore))
+    return [k for k in keys if old.get(k) != new.get(k)]
+
+
+class FocalStackWriter:
+    """Writer for one schema-v1 file. Use ``create_or_resume`` and then ``append`` scenes."""
+
+    def __init__(self, path: Path, h5: h5py.File, n_slices: int, height: int, width: int):
+        self.path = path
+        self._h5 = h5
+        self.n_slices, self.height, self.width = n_slices, height, width
+
+    # -- opening ---------------------------------------------------------------------------------
+    @classmethod
+    def create_or_resume(
+        cls,
+        path: str | os.PathLike,
+        *,
+        n_slices: int,
+        height: int,
+        width: int,
+        attrs: dict,
+        resume_ignore: tuple[str, ...] = (),
+    ) -> "FocalStackWriter":
+        """Open ``path`` for appending: create it, or resume it if it holds the same configuration.
+
+        ``attrs`` are the root attributes (``config`` as a dict, serialised here). An existing file made
+        with a different configuration (other than keys in ``resume_ignore``) is refused, untouched.
+        The first incomplete scene and everything after it are dropped, so appending resumes there.
+        """
+        path = Path(path)
+        schema.check_dims(n_slices, height, width)
+        if not path.parent.is_dir():
+            raise DatasetError(f"{path}: folder {path.parent} does not exist")
+        config = attrs.get("config")
+        if not isinstance(config, dict):
+            raise DatasetError("attribute 'config': expected a dict of the render configuration")
+        if path.exists():
+            return cls._resume(path, n_slices, height, width, config, resume_ignore)
+        return cls._create(path, n_slices, height, width, attrs)
+
+    @classmethod
+    def _create(cls, path: Path, n_slices: int, height: int, width: int, attrs: dict) -> "FocalStackWriter":
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            with h5py.File(tmp, "w") as f:
+                f.attrs["format"] = schema.FORMAT
+                f.attrs["schema_version"] = schema.SCHEMA_VERSION
+                for key, value in attrs.items():
+                    f.attrs[key] = json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
+                missing = [k for k in schema.REQUIRED_ATTRS if k not in f.attrs]
+                if missing:
+                    raise DatasetError(f"root attributes missing: {', '.join(missing)}")
+                for spec in schema.ARRAYS:
+                    shape = schema.concrete_shape(spec, n_slices, height, width)
+                    dtype = h5py.string_dtype("utf-8") if spec.dtype == "str" else np.dtype(spec.dtype)
+                    big = len(shape) >= 2  # compress the per-pixel arrays; scalars are not worth it
+                    f.create_dataset(
+                        spec.name,
+                        shape=(0, *shape),
+                        maxshape=(None, *shape),
+                        chunks=(1, *shape) if big else (1024,),
+                        dtype=dtype,
+                        **(COMPRESSION if big else {}),
+                    )
+                    f[spec.name].attrs["meaning"] = spec.meaning
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return cls(path, h5py.File(path, "r+"), n_slices, height, width)
+
+    @classmethod
+    def _resume(
+        cls, path: Path, n_slices: int, height: int, width: int, config: dict, ignore: tuple[str, ...]
+    ) -> "FocalStackWriter":
+        from .reader import check_header  # reader depends on schema only; no cycle at import time
+
+        try:
+            f = h5py.File(path, "r+")
+        except OSError as exc:
+            raise DatasetError(f"{path}: exists but is not a readable HDF5 file ({exc}); not overwriting") from None
+        try:
+            check_header(f, path)
+            old = _read_config(f, path)
+            diff = config_differences(old, config, ignore)
+            if diff:
+                details = ", ".join(f"{k}={old.get(k)!r} (now {config.get(k)!r})" for k in diff)
+                raise DatasetError(
+                    f"{path}: exists with other settings: {details}; choose another --out or the same settings"
+                )
+            have = f["stack"].shape[1:]
+            want = (n_slices, height, width, 3)
+            if have != want:
+                raise DatasetError(f"{path}: 'stack' holds slices of shape {have}, expected {want}")
+            complete = f["complete"][:]
+            k = int(np.argmin(complete)) if not complete.all() else len(complete)
+            for name in schema.ARRAY_NAMES:
+                f[name].resize(k, axis=0)
+            f.flush()
+        except BaseException:
+            f.close()
+            raise
+        return cls(path, f, n_slices, height, width)
+
+    # -- writing ---------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        """Number of complete scenes in the file."""
+        return int(self._h5["complete"].shape[0])
+
+    def seeds(self) -> np.ndarray:
+        return self._h5["seed"][:]
+
+    def append(self, rec: SceneRecord) -> int:
+        """Write one scene; its ``complete`` flag goes last. Returns the scene index."""
+        _check_record(rec, self.n_slices, self.height, self.width)
+        f = self._h5
+        i = len(self)
+        for name in schema.ARRAY_NAMES:
+            f[name].resize(i + 1, axis=0)
+        for name in ("stack", "aif", "depth", "defocus", "edges", "focus_distance"):
+            f[name][i] = getattr(rec, name)
+        for name in ("f_number", "focal_length_mm", "sensor_width_mm"):
+            f[name][i] = np.float32(getattr(rec, name))
+        f["seed"][i] = np.int64(rec.seed)
+        f["scene"][i] = rec.scene
+        f["complete"][i] = False
+        f.flush()
+        f["complete"][i] = True
+        f.flush()
+        return i
+
+    def set_attr(self, key: str, value) -> None:
+        self._h5.attrs[key] = json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
+
+    def close(self) -> None:
+        if self._h5.id.valid:
+            self._h5.close()
+
+    def __enter__(self) -> "FocalStackWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
