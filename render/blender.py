@@ -1,0 +1,461 @@
+"""The one room that talks to Blender: turns a SceneDescription into Blender data and renders it.
+
+For each scene, one Blender scene is built once and rendered S + 1 times with Cycles: first with depth of
+field off (the all-in-focus image and the planar Z pass), then once per focus distance with a circular
+aperture. Persistent data keeps Cycles from re-syncing the unchanged geometry between those renders.
+Passes are written as multi-layer EXR (the ``Render Result`` is empty in background mode) and read back
+with the OpenEXR package. Everything the scene created is removed afterwards so memory stays flat.
+
+``bpy`` is imported lazily, inside ``BlenderRenderer``, so that importing this module costs nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from focalstack.assets import build_mesh
+from focalstack.dataset.optics import thin_lens_blender_camera
+
+from .scene import LightSpec, MaterialSpec, ObjectSpec, SceneDescription, TextureLayer, WorldSpec
+
+# Background pixels of the Z pass read 1e10; anything this far means "no surface".
+NO_SURFACE_DEPTH = 1e9
+
+_TEXTURE_NODES = {
+    "noise": ("ShaderNodeTexNoise", "Factor"),
+    "noise_ridged": ("ShaderNodeTexNoise", "Factor"),
+    "voronoi": ("ShaderNodeTexVoronoi", "Distance"),
+    "wave": ("ShaderNodeTexWave", "Factor"),
+    "checker": ("ShaderNodeTexChecker", "Factor"),
+    "brick": ("ShaderNodeTexBrick", "Factor"),
+    "magic": ("ShaderNodeTexMagic", "Factor"),
+    "gradient": ("ShaderNodeTexGradient", "Factor"),
+    "image": ("ShaderNodeTexImage", "Color"),
+}
+
+
+class BlenderError(RuntimeError):
+    """Blender could not build or render a scene; the message says which part."""
+
+
+@dataclass
+class RenderedScene:
+    """Linear-light renders of one scene, as Cycles produced them."""
+
+    aif: np.ndarray  # (H, W, 3) float32, DoF off
+    depth: np.ndarray  # (H, W) float32 metres, planar, from the DoF-off render
+    slices: np.ndarray  # (S, H, W, 3) float32, one per focus distance
+    seconds: dict = field(default_factory=dict)  # time per phase
+
+
+def _socket(sockets, identifier: str):
+    for s in sockets:
+        if s.identifier == identifier:
+            return s
+    raise BlenderError(f"node socket {identifier!r} not found")
+
+
+def read_exr_passes(path: Path) -> dict[str, np.ndarray]:
+    """Passes of a Blender multi-layer EXR: {'Combined': (H, W, 4), 'Depth': (H, W)} (top row first)."""
+    import OpenEXR
+
+    out: dict[str, np.ndarray] = {}
+    with OpenEXR.File(str(path)) as exr:
+        for part in exr.parts:
+            for name, channel in part.channels.items():
+                # Channel names look like 'ViewLayer.Combined' (RGBA packed) or 'ViewLayer.Depth.Z'.
+                pieces = name.split(".")
+                key = pieces[1] if len(pieces) > 1 else pieces[0]
+                out[key] = np.array(channel.pixels, dtype=np.float32)
+    return out
+
+
+class BlenderRenderer:
+    """Renders SceneDescriptions with Cycles in this process. One instance per process.
+
+    ``threads`` caps Cycles' CPU threads (0 = all cores), so that several worker processes can share the
+    machine. ``workdir`` holds the temporary EXR files (a private temporary folder by default).
+    """
+
+    def __init__(
+        self,
+        *,
+        samples: int,
+        denoise: bool,
+        defocus_model: str = "cycles",
+        threads: int = 0,
+        workdir: str | os.PathLike | None = None,
+    ):
+        try:
+            import bpy  # noqa: F401  (lazy: only this class needs Blender)
+        except ImportError as exc:
+            raise BlenderError(
+                f"cannot import bpy ({exc}); install the render extra: pip install 'focalstack[render]'"
+            ) from None
+        self.samples = samples
+        self.denoise = denoise
+        self.defocus_model = defocus_model
+        self.threads = threads
+        self._tmp = tempfile.TemporaryDirectory(prefix="focalstack-render-", dir=workdir)
+        self.workdir = Path(self._tmp.name)
+        self._reset_blender()
+
+    # -- Blender session -------------------------------------------------------------------------
+    def _reset_blender(self) -> None:
+        import bpy
+
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+        scene = bpy.context.scene
+        scene.render.engine = "CYCLES"
+        cyc = scene.cycles
+        cyc.device = "CPU"
+        cyc.samples = self.samples
+        # Fixed sample count: adaptive sampling would make the noise level depend on the content.
+        cyc.use_adaptive_sampling = False
+        cyc.use_denoising = self.denoise
+        if self.denoise:
+            cyc.denoiser = "OPENIMAGEDENOISE"
+            cyc.denoising_input_passes = "RGB_ALBEDO_NORMAL"
+            cyc.denoising_prefilter = "ACCURATE"
+        # A box filter one pixel wide is the sensor pixel's own footprint: no extra blur beyond it,
+        # so the rendered defocus is the blur circle the ground truth describes (DESIGN.md).
+        cyc.pixel_filter_type = "BOX"
+        cyc.filter_width = 1.0
+        # Bounces: enough for glossy inter-reflection (mirrors), fewer than the default 12 for speed.
+        cyc.max_bounces = 6
+        cyc.diffuse_bounces = 3
+        cyc.glossy_bounces = 4
+        cyc.transmission_bounces = 4
+        cyc.transparent_max_bounces = 4
+        cyc.caustics_reflective = False
+        cyc.caustics_refractive = False
+        cyc.blur_glossy = 1.0
+        scene.render.use_persistent_data = True
+        scene.render.film_transparent = False
+        if self.threads:
+            scene.render.threads_mode = "FIXED"
+            scene.render.threads = self.threads
+        scene.view_settings.view_transform = "Standard"
+        scene.view_settings.look = "None"
+        scene.view_settings.exposure = 0.0
+        scene.view_settings.gamma = 1.0
+        scene.render.resolution_percentage = 100
+        scene.view_layers[0].use_pass_z = True
+        image = scene.render.image_settings
+        image.media_type = "MULTI_LAYER_IMAGE"  # must precede file_format in Blender 5.0
+        image.file_format = "OPEN_EXR_MULTILAYER"
+        image.color_depth = "32"
+        image.exr_codec = "NONE"
+
+        cam_data = bpy.data.cameras.new("focalstack_camera")
+        cam = bpy.data.objects.new("focalstack_camera", cam_data)
+        scene.collection.objects.link(cam)
+        scene.camera = cam
+        cam_data.sensor_fit = "HORIZONTAL"
+        cam_data.clip_start = 1e-3
+        cam_data.clip_end = 1e3
+        cam_data.dof.aperture_blades = 0  # circular aperture
+        cam_data.dof.aperture_ratio = 1.0
+        cam_data.dof.aperture_rotation = 0.0
+        self._camera = cam
+
+    def _clear_scene(self) -> None:
+        """Remove everything a scene created (all but the camera) so memory stays flat."""
+        import bpy
+
+        doomed = [o for o in bpy.data.objects if o != self._camera]
+        for collection in (bpy.data.meshes, bpy.data.materials, bpy.data.lights, bpy.data.images,
+                           bpy.data.worlds, bpy.data.node_groups, bpy.data.textures):
+            doomed.extend(collection)
+        if doomed:
+            bpy.data.batch_remove(doomed)
+        bpy.data.orphans_purge(do_local_ids=True, do_linked_ids=True, do_recursive=True)
+
+    def close(self) -> None:
+        try:
+            self._clear_scene()
+        finally:
+            self._tmp.cleanup()
+
+    def __enter__(self) -> "BlenderRenderer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- building ----------------------------------------------------------------------------------
+    def _build(self, desc: SceneDescription) -> None:
+        import bpy
+
+        scene = bpy.context.scene
+        cam = desc.camera
+        scene.render.resolution_x = cam.width
+        scene.render.resolution_y = cam.height
+        scene.render.pixel_aspect_x = scene.render.pixel_aspect_y = 1.0
+        # The noise pattern follows the scene seed: the same scene renders the same pixels.
+        scene.cycles.seed = int(desc.seed % (2**31 - 1))
+        cam_data = self._camera.data
+        cam_data.lens = cam.focal_length_mm
+        cam_data.sensor_width = cam.sensor_width_mm
+        self._camera.location = (0.0, 0.0, 0.0)
+        self._camera.rotation_euler = (0.0, 0.0, 0.0)
+        for obj in desc.objects:
+            self._add_object(scene, obj)
+        for i, light in enumerate(desc.lights):
+            self._add_light(scene, light, i)
+        self._set_world(scene, desc.world)
+
+    def _add_object(self, scene, spec: ObjectSpec) -> None:
+        import bpy
+
+        verts, faces = build_mesh(spec.shape)
+        mesh = bpy.data.meshes.new(spec.name)
+        mesh.from_pydata(np.asarray(verts, dtype=np.float64).tolist(), [], np.asarray(faces).tolist())
+        mesh.update()
+        if spec.smooth:
+            mesh.shade_smooth()
+        else:
+            mesh.shade_flat()
+        obj = bpy.data.objects.new(spec.name, mesh)
+        obj.location = spec.location
+        obj.rotation_euler = spec.rotation
+        obj.scale = spec.scale
+        obj.data.materials.append(self._material(spec.material, spec.name, spec.scale))
+        scene.collection.objects.link(obj)
+
+    def _material(self, spec: MaterialSpec, name: str, scale) -> "bpy.types.Material":
+        import bpy
+
+        mat = bpy.data.materials.new(spec.name or f"{name}_material")
+        nt = mat.node_tree
+        nodes, links = nt.nodes, nt.links
+        bsdf = next(n for n in nodes if n.bl_idname == "ShaderNodeBsdfPrincipled")
+        bsdf.inputs["Base Color"].default_value = (*spec.base_color, 1.0)
+        bsdf.inputs["Roughness"].default_value = spec.roughness
+        bsdf.inputs["Metallic"].default_value = spec.metallic
+        bsdf.inputs["Specular IOR Level"].default_value = spec.specular
+        if not spec.textures:
+            return mat
+        coords = nodes.new("ShaderNodeTexCoord")
+        color_out = None  # the running colour socket, None = the constant base colour
+        rough_out = None
+        first_factor = None
+        for layer in spec.textures:
+            factor, layer_color = self._texture_layer(nt, coords, layer, scale)
+            first_factor = first_factor or factor
+            over = nodes.new("ShaderNodeMix")
+            over.data_type = "RGBA"
+            _socket(over.inputs, "Factor_Float").default_value = layer.mix
+            if color_out is None:
+                _socket(over.inputs, "A_Color").default_value = (*spec.base_color, 1.0)
+            else:
+                links.new(color_out, _socket(over.inputs, "A_Color"))
+            links.new(layer_color, _socket(over.inputs, "B_Color"))
+            color_out = _socket(over.outputs, "Result_Color")
+            if layer.affects_roughness:
+                # roughness += affects * (factor - 0.5), clamped to [0, 1]
+                centred = nodes.new("ShaderNodeMath")
+                centred.operation = "MULTIPLY_ADD"
+                links.new(factor, centred.inputs[0])
+                centred.inputs[1].default_value = layer.affects_roughness
+                centred.inputs[2].default_value = -0.5 * layer.affects_roughness
+                total = nodes.new("ShaderNodeMath")
+                total.operation = "ADD"
+                total.use_clamp = True
+                if rough_out is None:
+                    total.inputs[0].default_value = spec.roughness
+                else:
+                    links.new(rough_out, total.inputs[0])
+                links.new(centred.outputs[0], total.inputs[1])
+                rough_out = total.outputs[0]
+        links.new(color_out, bsdf.inputs["Base Color"])
+        if rough_out is not None:
+            links.new(rough_out, bsdf.inputs["Roughness"])
+        if spec.bump_strength > 0 and first_factor is not None:
+            bump = nodes.new("ShaderNodeBump")
+            bump.inputs["Strength"].default_value = spec.bump_strength
+            bump.inputs["Distance"].default_value = 0.002
+            links.new(first_factor, bump.inputs["Height"])
+            links.new(bump.outputs["Normal"], bsdf.inputs["Normal"])
+        return mat
+
+    def _texture_layer(self, nt, coords, layer: TextureLayer, scale):
+        """Build one texture layer; return (factor socket, colour socket)."""
+        import bpy
+
+        if layer.kind not in _TEXTURE_NODES:
+            raise BlenderError(f"texture kind {layer.kind!r}: expected one of {', '.join(_TEXTURE_NODES)}")
+        node_type, factor_name = _TEXTURE_NODES[layer.kind]
+        nodes, links = nt.nodes, nt.links
+        tex = nodes.new(node_type)
+        mapping = nodes.new("ShaderNodeMapping")
+        # Object coordinates span the unscaled mesh; multiplying by the object's scale turns
+        # 'repeats per metre' into repeats per local unit, so frequency is independent of object size.
+        mapping.inputs["Scale"].default_value = tuple(layer.scale * float(s) for s in scale)
+        params = dict(layer.params)
+        offset = params.pop("offset", None)
+        if offset is not None:
+            mapping.inputs["Location"].default_value = tuple(offset)
+        rotation = params.pop("rotation", None)
+        if rotation is not None:
+            mapping.inputs["Rotation"].default_value = tuple(rotation)
+        links.new(coords.outputs["Object"], mapping.inputs["Vector"])
+        links.new(mapping.outputs["Vector"], tex.inputs["Vector"])
+        if "Scale" in tex.inputs:
+            tex.inputs["Scale"].default_value = 1.0
+        if layer.kind == "image":
+            path = params.pop("path", None)
+            if not path:
+                raise BlenderError("texture kind 'image' needs params['path']")
+            try:
+                tex.image = bpy.data.images.load(str(path), check_existing=True)
+            except RuntimeError as exc:
+                raise BlenderError(f"texture image {path}: cannot be loaded ({exc})") from None
+            tex.extension = "REPEAT"
+        if layer.kind == "noise_ridged":
+            tex.noise_type = "RIDGED_MULTIFRACTAL"
+        for key, value in params.items():
+            socket_name = key.replace("_", " ").title()
+            if socket_name in tex.inputs:
+                tex.inputs[socket_name].default_value = value
+            elif hasattr(tex, key):
+                setattr(tex, key, value)
+            else:
+                raise BlenderError(f"texture kind {layer.kind!r}: unknown parameter {key!r}")
+        if layer.kind == "image":
+            # Image colours are the texture; the two colours tint its luminance.
+            grey = nodes.new("ShaderNodeRGBToBW")
+            links.new(tex.outputs["Color"], grey.inputs["Color"])
+            factor = grey.outputs["Val"]
+        else:
+            factor = tex.outputs[factor_name]
+        ramp = nodes.new("ShaderNodeMix")
+        ramp.data_type = "RGBA"
+        ramp.clamp_factor = True
+        links.new(factor, _socket(ramp.inputs, "Factor_Float"))
+        _socket(ramp.inputs, "A_Color").default_value = (*layer.color_a, 1.0)
+        _socket(ramp.inputs, "B_Color").default_value = (*layer.color_b, 1.0)
+        return factor, _socket(ramp.outputs, "Result_Color")
+
+    def _add_light(self, scene, spec: LightSpec, index: int) -> None:
+        import bpy
+
+        kind = spec.kind.upper()
+        if kind not in ("POINT", "AREA", "SUN", "SPOT"):
+            raise BlenderError(f"light kind {spec.kind!r}: expected point, area, sun or spot")
+        data = bpy.data.lights.new(f"light_{index}", kind)
+        data.energy = spec.energy
+        data.color = spec.color
+        if kind in ("POINT", "SPOT"):
+            data.shadow_soft_size = spec.size
+        elif kind == "AREA":
+            data.shape = "SQUARE"
+            data.size = spec.size
+        else:
+            data.angle = spec.size
+        obj = bpy.data.objects.new(f"light_{index}", data)
+        obj.location = spec.location
+        obj.rotation_euler = spec.rotation
+        scene.collection.objects.link(obj)
+
+    def _set_world(self, scene, spec: WorldSpec) -> None:
+        import bpy
+
+        world = bpy.data.worlds.new("focalstack_world")
+        scene.world = world
+        nodes, links = world.node_tree.nodes, world.node_tree.links
+        background = next(n for n in nodes if n.bl_idname == "ShaderNodeBackground")
+        background.inputs["Strength"].default_value = spec.strength
+        if spec.kind == "sky":
+            sky = nodes.new("ShaderNodeTexSky")
+            sky.sky_type = spec.params.get("sky_type", "PREETHAM")
+            if "sun_direction" in spec.params:
+                sky.sun_direction = spec.params["sun_direction"]
+            if "turbidity" in spec.params:
+                sky.turbidity = spec.params["turbidity"]
+            links.new(sky.outputs["Color"], background.inputs["Color"])
+        elif spec.kind == "gradient":
+            # Mix horizon -> zenith by the view direction's height (z of the generated world coords).
+            coords = nodes.new("ShaderNodeTexCoord")
+            split = nodes.new("ShaderNodeSeparateXYZ")
+            links.new(coords.outputs["Generated"], split.inputs["Vector"])
+            mix = nodes.new("ShaderNodeMix")
+            mix.data_type = "RGBA"
+            mix.clamp_factor = True
+            links.new(split.outputs["Z"], _socket(mix.inputs, "Factor_Float"))
+            _socket(mix.inputs, "A_Color").default_value = (*spec.color_horizon, 1.0)
+            _socket(mix.inputs, "B_Color").default_value = (*spec.color_zenith, 1.0)
+            links.new(_socket(mix.outputs, "Result_Color"), background.inputs["Color"])
+        else:
+            raise BlenderError(f"world kind {spec.kind!r}: expected 'gradient' or 'sky'")
+
+    # -- rendering ---------------------------------------------------------------------------------
+    def _render_to(self, name: str) -> dict[str, np.ndarray]:
+        import bpy
+
+        path = self.workdir / f"{name}.exr"
+        bpy.context.scene.render.filepath = str(path)
+        bpy.ops.render.render(write_still=True)
+        if not path.exists():
+            raise BlenderError(f"Cycles wrote no image for {name!r}")
+        passes = read_exr_passes(path)
+        path.unlink()
+        return passes
+
+    def _set_focus(self, desc: SceneDescription, focus_distance_m: float | None) -> None:
+        cam = desc.camera
+        dof = self._camera.data.dof
+        if focus_distance_m is None:
+            dof.use_dof = False
+            self._camera.data.lens = cam.focal_length_mm
+            return
+        dof.use_dof = True
+        dof.focus_distance = focus_distance_m
+        if self.defocus_model == "thin_lens":
+            lens_mm, fstop = thin_lens_blender_camera(focus_distance_m, cam.f_number, cam.focal_length_mm)
+            self._camera.data.lens = lens_mm
+            dof.aperture_fstop = fstop
+        else:
+            self._camera.data.lens = cam.focal_length_mm
+            dof.aperture_fstop = cam.f_number
+
+    def render(self, desc: SceneDescription) -> RenderedScene:
+        """Build ``desc``, render AiF + depth and every slice, clear the scene; linear float results."""
+        seconds: dict[str, float] = {}
+        t0 = time.perf_counter()
+        try:
+            self._build(desc)
+            seconds["build"] = time.perf_counter() - t0
+
+            t = time.perf_counter()
+            self._set_focus(desc, None)
+            passes = self._render_to("aif")
+            seconds["render_aif_depth"] = time.perf_counter() - t
+            if "Combined" not in passes or "Depth" not in passes:
+                raise BlenderError(f"EXR passes {sorted(passes)}: expected Combined and Depth")
+            aif = passes["Combined"][..., :3]
+            depth = passes["Depth"]
+
+            t = time.perf_counter()
+            slices = []
+            for s in desc.camera.focus_distances:
+                self._set_focus(desc, float(s))
+                slices.append(self._render_to(f"slice_{len(slices)}")["Combined"][..., :3])
+            seconds["render_slices"] = time.perf_counter() - t
+        finally:
+            t = time.perf_counter()
+            self._clear_scene()
+            seconds["cleanup"] = time.perf_counter() - t
+        return RenderedScene(aif=aif, depth=depth, slices=np.stack(slices), seconds=seconds)
+
+
+def blender_version() -> str:
+    import bpy
+
+    return bpy.app.version_string
