@@ -22,7 +22,8 @@ def check_header(f: h5py.File, path: Path) -> None:
     if fmt != schema.FORMAT:
         raise DatasetError(f"{path}: attribute 'format' is {fmt!r}, expected {schema.FORMAT!r}: not a focalstack file")
     version = f.attrs.get("schema_version")
-    if version is None or int(version) != schema.SCHEMA_VERSION:
+    # an integer scalar; a string, float or array is not a version we know
+    if not (isinstance(version, (int, np.integer)) and int(version) == schema.SCHEMA_VERSION):
         raise DatasetError(
             f"{path}: attribute 'schema_version' is {version!r}, this reader reads version {schema.SCHEMA_VERSION}"
         )

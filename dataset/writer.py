@@ -25,6 +25,12 @@ from .schema import DatasetError
 # maps and shrinks images by about a third at a small fraction of the render time per scene.
 COMPRESSION = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
 
+# Per-pixel arrays are chunked one scene per chunk (the unit a reader fetches). The small per-scene
+# arrays (focus distances, camera scalars, seed, scene JSON, complete) are chunked along axis 0 too, a
+# chunk never splitting a scene, but many scenes per chunk: one-element chunks would cost a chunk
+# lookup per scene whenever a reader loads e.g. all seeds or the complete flags.
+SMALL_CHUNK_SCENES = 1024
+
 
 @dataclass
 class SceneRecord:
@@ -130,11 +136,15 @@ class FocalStackWriter:
                         spec.name,
                         shape=(0, *shape),
                         maxshape=(None, *shape),
-                        chunks=(1, *shape) if big else (1024,),
+                        chunks=(1, *shape) if big else (SMALL_CHUNK_SCENES, *shape),
                         dtype=dtype,
                         **(COMPRESSION if big else {}),
                     )
                     f[spec.name].attrs["meaning"] = spec.meaning
+            # mkstemp makes the file private (0600); give it the permissions a plain open() would
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -147,14 +157,17 @@ class FocalStackWriter:
     ) -> "FocalStackWriter":
         from .reader import check_header  # reader depends on schema only; no cycle at import time
 
+        # Every check runs on a read-only handle: a file we refuse is never opened for writing, so it
+        # stays byte-identical (HDF5 may touch the superblock when a file is merely opened with r+).
         try:
-            f = h5py.File(path, "r+")
+            f = h5py.File(path, "r")
         except OSError as exc:
             raise DatasetError(f"{path}: exists but is not a readable HDF5 file ({exc}); not overwriting") from None
         try:
             check_header(f, path)
             old = _read_config(f, path)
-            diff = config_differences(old, config, ignore)
+            # compare as stored: JSON turns tuples into lists
+            diff = config_differences(old, json.loads(json.dumps(config, sort_keys=True)), ignore)
             if diff:
                 details = ", ".join(f"{k}={old.get(k)!r} (now {config.get(k)!r})" for k in diff)
                 raise DatasetError(
@@ -164,6 +177,13 @@ class FocalStackWriter:
             want = (n_slices, height, width, 3)
             if have != want:
                 raise DatasetError(f"{path}: 'stack' holds slices of shape {have}, expected {want}")
+        finally:
+            f.close()
+        try:
+            f = h5py.File(path, "r+")
+        except OSError as exc:
+            raise DatasetError(f"{path}: cannot open for appending ({exc})") from None
+        try:
             complete = f["complete"][:]
             k = int(np.argmin(complete)) if not complete.all() else len(complete)
             for name in schema.ARRAY_NAMES:
