@@ -1,0 +1,254 @@
+"""HDF5 schema v1: writer/reader round trip, incomplete scenes, resume, and refusal of bad files."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+import dataset_fixtures as fx
+from focalstack.dataset import schema
+from focalstack.dataset.reader import FocalStackFile
+from focalstack.dataset.schema import DatasetError
+from focalstack.dataset.validate import validate_file
+from focalstack.dataset.writer import FocalStackWriter
+
+ARRAY_FIELDS = ("stack", "aif", "depth", "defocus", "edges", "focus_distance")
+
+
+def assert_same_scene(scene, rec):
+    for name in ARRAY_FIELDS:
+        got, want = getattr(scene, name), getattr(rec, name)
+        assert got.dtype == want.dtype, name
+        np.testing.assert_array_equal(got, want, err_msg=name)
+    assert scene.f_number == np.float32(rec.f_number)
+    assert scene.focal_length_mm == np.float32(rec.focal_length_mm)
+    assert scene.sensor_width_mm == np.float32(rec.sensor_width_mm)
+    assert scene.seed == rec.seed
+    assert scene.scene == json.loads(rec.scene)
+
+
+def test_round_trip(tmp_path):
+    path = tmp_path / "rt.h5"
+    records = [fx.make_record(seed) for seed in (5, 6, 7)]
+    with fx.open_writer(path) as w:
+        for i, rec in enumerate(records):
+            assert w.append(rec) == i
+        assert len(w) == 3
+    with FocalStackFile(path) as f:
+        assert len(f) == 3 and f.n_rows == 3
+        assert f.n_slices == 3 and f.image_size == (16, 16)
+        for i, rec in enumerate(records):
+            assert_same_scene(f[i], rec)
+        assert f[-1].index == 2
+        np.testing.assert_array_equal(f.read_all("seed"), [5, 6, 7])
+        np.testing.assert_array_equal(f.read("depth", 1), records[1].depth)
+        assert f.attrs["format"] == "focalstack" and f.attrs["schema_version"] == 1
+        assert f.config == fx.make_config()
+        with pytest.raises(IndexError):
+            f[3]
+    assert validate_file(path, full=True).valid
+
+
+def test_layout_follows_schema(tmp_path):
+    path = fx.write_file(tmp_path / "layout.h5", 2)
+    with h5py.File(path, "r") as f:
+        for spec in schema.ARRAYS:
+            ds = f[spec.name]
+            assert ds.shape[0] == 2
+            assert ds.chunks[1:] == ds.shape[1:], spec.name  # a chunk never splits a scene
+            if len(ds.shape) >= 3:
+                assert ds.chunks[0] == 1, spec.name  # one scene per chunk
+        assert h5py.check_string_dtype(f["scene"].dtype).encoding == "utf-8"
+        assert f["complete"].dtype == np.bool_
+        assert all(key in f.attrs for key in schema.REQUIRED_ATTRS)
+
+
+def test_incomplete_scenes_are_invisible(tmp_path):
+    path = fx.write_file(tmp_path / "inc.h5", 2)
+    fx.append_incomplete(path, seed=99)
+    with FocalStackFile(path) as f:
+        assert f.n_rows == 3
+        assert len(f) == 2
+        np.testing.assert_array_equal(f.read_all("seed"), [0, 1])
+        with pytest.raises(IndexError):
+            f[2]
+    report = validate_file(path)
+    assert report.valid
+    assert any("1 incomplete scene(s) will be re-rendered on resume" in w for w in report.warnings)
+
+
+def test_incomplete_row_in_the_middle_is_skipped(tmp_path):
+    path = fx.write_file(tmp_path / "mid.h5", 3)
+    with h5py.File(path, "r+") as f:
+        f["complete"][1] = False
+    with FocalStackFile(path) as f:
+        assert len(f) == 2
+        assert [f[i].seed for i in range(2)] == [0, 2]
+
+
+def test_resume_truncates_incomplete_tail_and_appends(tmp_path):
+    path = fx.write_file(tmp_path / "resume.h5", 2)
+    fx.append_incomplete(path, seed=99)
+    fx.append_incomplete(path, seed=98, partial=False)
+    with fx.open_writer(path) as w:
+        assert len(w) == 2  # the two incomplete rows are gone
+        np.testing.assert_array_equal(w.seeds(), [0, 1])
+        w.append(fx.make_record(2))
+    with FocalStackFile(path) as f:
+        assert f.n_rows == len(f) == 3
+        for i in range(3):
+            assert_same_scene(f[i], fx.make_record(i))
+    with h5py.File(path, "r") as f:
+        assert {f[name].shape[0] for name in schema.ARRAY_NAMES} == {3}
+    assert validate_file(path, full=True).valid
+
+
+def test_resume_of_a_complete_file_keeps_every_scene(tmp_path):
+    path = fx.write_file(tmp_path / "done.h5", 3)
+    with fx.open_writer(path) as w:
+        assert len(w) == 3
+
+
+def test_resumed_file_equals_uninterrupted_file(tmp_path):
+    one = fx.write_file(tmp_path / "one.h5", 3)
+    two = fx.write_file(tmp_path / "two.h5", 1)
+    fx.append_incomplete(two, seed=1)
+    with fx.open_writer(two) as w:
+        w.append(fx.make_record(1))
+        w.append(fx.make_record(2))
+    with FocalStackFile(one) as a, FocalStackFile(two) as b:
+        assert len(a) == len(b) == 3
+        for i in range(3):
+            for name in ARRAY_FIELDS:
+                np.testing.assert_array_equal(getattr(a[i], name), getattr(b[i], name))
+
+
+def test_resume_refuses_other_config_and_leaves_file_untouched(tmp_path):
+    path = fx.write_file(tmp_path / "cfg.h5", 2)
+    before = path.read_bytes()
+    attrs = fx.make_attrs(fx.make_config(f_number=2.0))
+    with pytest.raises(DatasetError, match="other settings: f_number=1.0 \\(now 2.0\\)"):
+        fx.open_writer(path, attrs=attrs)
+    assert path.read_bytes() == before
+
+
+def test_resume_accepts_config_with_tuples(tmp_path):
+    """A tuple in the new config equals the list that JSON stored."""
+    path = fx.write_file(tmp_path / "tuple.h5", 1)
+    attrs = fx.make_attrs(fx.make_config(focus_distances=tuple(fx.FOCUS_DISTANCES)))
+    with fx.open_writer(path, attrs=attrs) as w:
+        assert len(w) == 1
+
+
+def test_resume_refuses_other_image_size(tmp_path):
+    path = fx.write_file(tmp_path / "size.h5", 1)
+    before = path.read_bytes()
+    with pytest.raises(DatasetError, match="'stack'"):
+        fx.open_writer(path, height=8, width=8)
+    assert path.read_bytes() == before
+
+
+def test_create_or_resume_refuses_foreign_hdf5(tmp_path):
+    path = fx.write_foreign_h5(tmp_path / "foreign.h5")
+    before = path.read_bytes()
+    with pytest.raises(DatasetError, match="'format'"):
+        fx.open_writer(path)
+    assert path.read_bytes() == before
+
+
+def test_create_or_resume_refuses_truncated_file(tmp_path):
+    path = fx.truncate(fx.write_file(tmp_path / "trunc.h5", 3))
+    before = path.read_bytes()
+    with pytest.raises(DatasetError, match="not a readable HDF5 file"):
+        fx.open_writer(path)
+    assert path.read_bytes() == before
+
+
+def test_create_or_resume_refuses_non_hdf5_file(tmp_path):
+    path = tmp_path / "notes.h5"
+    path.write_text("not hdf5 at all\n")
+    with pytest.raises(DatasetError, match="not a readable HDF5 file"):
+        fx.open_writer(path)
+    assert path.read_text() == "not hdf5 at all\n"
+
+
+def test_create_refuses_missing_folder_and_leaves_no_temp_file(tmp_path):
+    with pytest.raises(DatasetError, match="does not exist"):
+        fx.open_writer(tmp_path / "missing" / "x.h5")
+    attrs = fx.make_attrs()
+    del attrs["blender_version"]
+    with pytest.raises(DatasetError, match="blender_version"):
+        fx.open_writer(tmp_path / "x.h5", attrs=attrs)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_append_checks_shapes_and_dtypes(tmp_path):
+    with fx.open_writer(tmp_path / "bad.h5") as w:
+        rec = fx.make_record(0)
+        rec.depth = rec.depth.astype(np.float64)
+        with pytest.raises(DatasetError, match="'depth'.*float32"):
+            w.append(rec)
+        rec = fx.make_record(0, height=8, width=8)
+        with pytest.raises(DatasetError, match="'stack'.*shape"):
+            w.append(rec)
+        rec = fx.make_record(0)
+        rec.scene = "{not json"
+        with pytest.raises(DatasetError, match="JSON"):
+            w.append(rec)
+        assert len(w) == 0
+
+
+@pytest.mark.parametrize(
+    "attr, value, expected",
+    [
+        ("format", "hdf5-images", "attribute 'format' is 'hdf5-images'"),
+        ("schema_version", 2, "attribute 'schema_version' is 2"),
+        ("schema_version", "one", "attribute 'schema_version' is 'one'"),
+    ],
+)
+def test_reader_rejects_wrong_header_naming_the_attribute(tmp_path, attr, value, expected):
+    path = fx.write_file(tmp_path / "hdr.h5", 1)
+    with h5py.File(path, "r+") as f:
+        f.attrs[attr] = value
+    with pytest.raises(DatasetError, match=expected):
+        FocalStackFile(path)
+    report = validate_file(path)
+    assert not report.valid and attr in report.problems[0]
+
+
+def test_reader_rejects_missing_header_and_missing_dataset(tmp_path):
+    path = fx.write_file(tmp_path / "nover.h5", 1)
+    with h5py.File(path, "r+") as f:
+        del f.attrs["schema_version"]
+    with pytest.raises(DatasetError, match="'schema_version' is None"):
+        FocalStackFile(path)
+    path = fx.write_file(tmp_path / "nodepth.h5", 1)
+    with h5py.File(path, "r+") as f:
+        del f["depth"]
+    with pytest.raises(DatasetError, match="missing: depth"):
+        FocalStackFile(path)
+
+
+def test_reader_rejects_missing_truncated_and_foreign_files(tmp_path):
+    with pytest.raises(DatasetError, match="no such file"):
+        FocalStackFile(tmp_path / "nope.h5")
+    with pytest.raises(DatasetError, match="not a readable HDF5"):
+        FocalStackFile(fx.truncate(fx.write_file(tmp_path / "t.h5", 2)))
+    with pytest.raises(DatasetError, match="'format'"):
+        FocalStackFile(fx.write_foreign_h5(tmp_path / "f.h5"))
+
+
+def test_unknown_extra_datasets_and_attributes_are_ignored(tmp_path):
+    path = fx.write_file(tmp_path / "extra.h5", 2)
+    with h5py.File(path, "r+") as f:
+        f.create_dataset("normals", data=np.zeros((2, 16, 16, 3), np.float16))
+        f.create_group("v2_extras").create_dataset("x", data=[1, 2, 3])
+        f.attrs["future_attribute"] = "hello"
+    with FocalStackFile(path) as f:
+        assert len(f) == 2
+        assert_same_scene(f[1], fx.make_record(1))
+    report = validate_file(path, full=True)
+    assert report.valid, report.problems
