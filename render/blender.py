@@ -11,7 +11,9 @@ with the OpenEXR package. Everything the scene created is removed afterwards so 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -52,6 +54,22 @@ class RenderedScene:
     depth: np.ndarray  # (H, W) float32 metres, planar, from the DoF-off render
     slices: np.ndarray  # (S, H, W, 3) float32, one per focus distance
     seconds: dict = field(default_factory=dict)  # time per phase
+
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    """Silence Blender's per-render log lines ('Saved: ...'), which it writes to file descriptor 1
+    from C code, so they don't scramble progress bars. Errors still surface as exceptions."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _socket(sockets, identifier: str):
@@ -110,7 +128,8 @@ class BlenderRenderer:
     def _reset_blender(self) -> None:
         import bpy
 
-        bpy.ops.wm.read_factory_settings(use_empty=True)
+        with _quiet_stdout():
+            bpy.ops.wm.read_factory_settings(use_empty=True)
         scene = bpy.context.scene
         scene.render.engine = "CYCLES"
         cyc = scene.cycles
@@ -401,7 +420,8 @@ class BlenderRenderer:
 
         path = self.workdir / f"{name}.exr"
         bpy.context.scene.render.filepath = str(path)
-        bpy.ops.render.render(write_still=True)
+        with _quiet_stdout():
+            bpy.ops.render.render(write_still=True)
         if not path.exists():
             raise BlenderError(f"Cycles wrote no image for {name!r}")
         passes = read_exr_passes(path)
