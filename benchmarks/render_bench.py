@@ -1,0 +1,125 @@
+"""Render benchmark: seconds per scene by phase, peak memory, memory growth, and noise (PSNR).
+
+Prints figures; asserts nothing. Run from the repository root with the project's venv:
+
+    python benchmarks/render_bench.py                      # defaults of the fod500 preset, 256 x 256
+    python benchmarks/render_bench.py --samples 16 --no-denoise --scenes 3
+
+Sections:
+1. timing: renders --scenes scenes (5 slices + AiF + depth) with the preset's settings, and prints the
+   median seconds per phase and per scene;
+2. noise: renders the AiF and the nearest-focus slice of one scene at the tested settings and at
+   --reference-samples (no denoiser), and prints the PSNR of the 8-bit sRGB images against the reference;
+3. memory: renders --growth-scenes scenes in this process (at --growth-resolution, since leaks are in
+   Blender data, not pixels) and prints resident memory after the warm-up and at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import time
+
+import numpy as np
+
+from focalstack.dataset.colour import linear_to_srgb8
+from focalstack.render.blender import BlenderRenderer
+from focalstack.render.config import load_preset
+from focalstack.render.pipeline import make_record
+from focalstack.render.sampling import sample_scene, scene_seed
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * resource.getpagesize() / 2**20
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", default="fod500")
+    ap.add_argument("--resolution", type=int, default=None, help="square size; default: the preset's")
+    ap.add_argument("--samples", type=int, default=None, help="default: the preset's")
+    ap.add_argument("--denoise", action=argparse.BooleanOptionalAction, default=None)
+    ap.add_argument("--scenes", type=int, default=3, help="scenes timed")
+    ap.add_argument("--reference-samples", type=int, default=512)
+    ap.add_argument("--skip-noise", action="store_true")
+    ap.add_argument("--growth-scenes", type=int, default=50)
+    ap.add_argument("--growth-resolution", type=int, default=64)
+    ap.add_argument("--growth-samples", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=1000)
+    args = ap.parse_args()
+
+    config = load_preset(args.preset)
+    overrides = {"samples": args.samples, "denoise": args.denoise}
+    if args.resolution:
+        overrides.update(width=args.resolution, height=args.resolution)
+    config = config.with_overrides(**overrides).validate()
+    print(f"preset {config.preset}: {config.width}x{config.height}, {len(config.focus_distances)} slices, "
+          f"{config.samples} samples, denoise={config.denoise}")
+
+    # 1. timing
+    phases: dict[str, list[float]] = {}
+    totals = []
+    with BlenderRenderer(samples=config.samples, denoise=config.denoise, defocus_model=config.defocus_model) as r:
+        for i in range(args.scenes):
+            t0 = time.perf_counter()
+            desc = sample_scene(config, scene_seed(args.seed, i))
+            t1 = time.perf_counter()
+            rendered = r.render(desc)
+            t2 = time.perf_counter()
+            make_record(desc, rendered, config)
+            t3 = time.perf_counter()
+            for k, v in {"sample": t1 - t0, **rendered.seconds, "ground_truth": t3 - t2}.items():
+                phases.setdefault(k, []).append(v)
+            totals.append(t3 - t0)
+    print(f"\n## timing over {args.scenes} scene(s) (median seconds)")
+    for k, v in phases.items():
+        print(f"  {k:18s} {statistics.median(v):8.3f}")
+    n_images = len(config.focus_distances) + 1
+    print(f"  {'per scene':18s} {statistics.median(totals):8.3f}   ({statistics.median(totals) / n_images:.2f} s per image)")
+    print(f"  peak RSS so far    {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:8.0f} MB")
+
+    # 2. noise against a high-sample reference of the same scene
+    if not args.skip_noise:
+        desc = sample_scene(config, scene_seed(args.seed, 0))
+        near = int(np.argmin(desc.camera.focus_distances))
+        desc.camera.focus_distances = [desc.camera.focus_distances[near]]
+        with BlenderRenderer(samples=config.samples, denoise=config.denoise, defocus_model=config.defocus_model) as r:
+            test = r.render(desc)
+        t = time.perf_counter()
+        with BlenderRenderer(samples=args.reference_samples, denoise=False, defocus_model=config.defocus_model) as r:
+            ref = r.render(desc)
+        print(f"\n## noise: PSNR (8-bit sRGB) against a {args.reference_samples}-sample render "
+              f"({time.perf_counter() - t:.0f} s)")
+        print(f"  all-in-focus       {psnr(linear_to_srgb8(test.aif), linear_to_srgb8(ref.aif)):6.2f} dB")
+        print(f"  slice at {desc.camera.focus_distances[0]:.2f} m    "
+              f"{psnr(linear_to_srgb8(test.slices[0]), linear_to_srgb8(ref.slices[0])):6.2f} dB")
+
+    # 3. memory growth over many scenes in one process
+    if args.growth_scenes:
+        small = config.with_overrides(width=args.growth_resolution, height=args.growth_resolution)
+        warmup = min(5, args.growth_scenes // 2)
+        rss = []
+        with BlenderRenderer(samples=args.growth_samples, denoise=config.denoise,
+                             defocus_model=config.defocus_model) as r:
+            for i in range(args.growth_scenes):
+                desc = sample_scene(small, scene_seed(args.seed + 1, i))
+                make_record(desc, r.render(desc), small)
+                rss.append(rss_mb())
+        print(f"\n## memory over {args.growth_scenes} scenes at {args.growth_resolution}px "
+              f"({args.growth_samples} samples)")
+        print(f"  RSS after {warmup} warm-up scenes {rss[warmup - 1]:8.1f} MB")
+        print(f"  RSS after {args.growth_scenes} scenes        {rss[-1]:8.1f} MB")
+        print(f"  growth                     {rss[-1] - rss[warmup - 1]:8.1f} MB")
+        print(f"  peak RSS                   {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:8.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
