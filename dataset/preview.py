@@ -1,0 +1,126 @@
+"""Contact sheet of one scene: every focal slice, the AiF image, depth, defocus maps and edges.
+
+Drawn with matplotlib's Agg canvas directly (no pyplot, no display, no global state). Images are shown
+with nearest interpolation, and the figure's resolution grows with the scene so that each panel shows
+the image at least at its own size (up to 512 px), so 32 x 32 and 512 x 512 scenes are both legible.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from .reader import Scene
+
+PANEL_INCHES = 2.4  # width of one panel
+MAX_COLUMNS = 6  # slices wrap onto further rows beyond this
+DEPTH_CMAP = "viridis"
+DEFOCUS_CMAP = "RdBu_r"  # diverging: blue in front of the focal plane, red behind, white in focus
+
+
+def _figure(scene: Scene, title: str | None, columns: int | None) -> Figure:
+    stack = np.asarray(scene.stack)
+    n_slices, height, width = stack.shape[:3]
+    cols = columns or max(3, min(n_slices, MAX_COLUMNS))
+    slice_rows = math.ceil(n_slices / cols)
+    rows = 2 * slice_rows + 1
+    aspect = min(max(height / width, 0.25), 4.0)
+    panel_h = PANEL_INCHES * aspect
+    # Enough dots that a panel shows every pixel of images up to 512 px (titles and colour bars take
+    # some of the panel, hence the margin); at least 100 dpi so text stays crisp for tiny scenes.
+    dpi = max(100.0, 1.2 * min(max(height, width), 512) / PANEL_INCHES)
+    fig = Figure(
+        figsize=(cols * PANEL_INCHES + 1.4, rows * (panel_h + 0.55) + 0.6), dpi=dpi, layout="constrained"
+    )
+    FigureCanvasAgg(fig)
+    # Three sub-figures (slices, defocus, AiF/depth/edges), each laid out on its own, so that a colour
+    # bar in one does not shift the columns of the others.
+    top, mid, low = fig.subfigures(3, 1, height_ratios=[slice_rows, slice_rows, 1])
+    axes = np.concatenate(
+        [
+            top.subplots(slice_rows, cols, squeeze=False),
+            mid.subplots(slice_rows, cols, squeeze=False),
+            low.subplots(1, cols, squeeze=False),
+        ]
+    )
+    for ax in axes.flat:
+        ax.set_axis_off()
+
+    def show(ax, img, label, **kw):
+        ax.set_axis_on()
+        ax.set_xticks([])
+        ax.set_yticks([])
+        im = ax.imshow(img, interpolation="nearest", **kw)
+        ax.set_title(label, fontsize=9)
+        return im
+
+    focus = np.asarray(scene.focus_distance, dtype=np.float64)
+    for k in range(n_slices):
+        show(axes[k // cols, k % cols], stack[k], f"slice {k}: focus {focus[k]:.3g} m")
+
+    defocus = np.asarray(scene.defocus, dtype=np.float64)
+    finite = defocus[np.isfinite(defocus)]
+    vmax = float(np.max(np.abs(finite))) if finite.size else 1.0
+    vmax = vmax if vmax > 0 else 1.0
+    defocus_axes = []
+    for k in range(n_slices):
+        ax = axes[slice_rows + k // cols, k % cols]
+        d = defocus[k]
+        rng = f"[{np.nanmin(d):.2g}, {np.nanmax(d):.2g}] px" if np.isfinite(d).any() else "no data"
+        im_def = show(ax, d, f"defocus @ {focus[k]:.3g} m\n{rng}", cmap=DEFOCUS_CMAP, vmin=-vmax, vmax=vmax)
+        defocus_axes.append(ax)
+    cb = mid.colorbar(im_def, ax=defocus_axes, shrink=0.9, aspect=25)
+    cb.set_label("signed blur diameter [px]\n(+ behind focus, - in front)", fontsize=8)
+    cb.ax.tick_params(labelsize=7)
+
+    bottom = axes[rows - 1]
+    show(bottom[0], scene.aif, "all-in-focus")
+    depth = np.asarray(scene.depth, dtype=np.float64)
+    good = depth[np.isfinite(depth)]
+    lo, hi = (float(good.min()), float(good.max())) if good.size else (0.0, 1.0)
+    im_depth = show(bottom[1], depth, f"depth {lo:.3g} to {hi:.3g} m", cmap=DEPTH_CMAP, vmin=lo, vmax=hi)
+    cb = low.colorbar(im_depth, ax=bottom[1], shrink=0.9, aspect=20)
+    cb.set_label("depth [m]", fontsize=8)
+    cb.ax.tick_params(labelsize=7)
+    edges = np.asarray(scene.edges)
+    show(bottom[2], edges, f"edges ({int(np.count_nonzero(edges))} px)", cmap="gray", vmin=0, vmax=1)
+
+    if title is None:
+        title = (
+            f"scene {scene.index}  seed {scene.seed}  {width}x{height} px  f/{scene.f_number:.3g}  "
+            f"focal length {scene.focal_length_mm:.3g} mm  sensor {scene.sensor_width_mm:.3g} mm"
+        )
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def contact_sheet(scene: Scene, *, title: str | None = None, columns: int | None = None) -> np.ndarray:
+    """One RGB uint8 image (H', W', 3) showing every slice (labelled with its focus distance), the AiF
+    image, depth with a colour bar in metres, the signed defocus maps on one symmetric diverging scale
+    with a colour bar in pixels, and the edges. ``columns`` panels per row (default: up to 6)."""
+    fig = _figure(scene, title, columns)
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+
+
+def save_contact_sheet(scene: Scene, path: str | os.PathLike, **kwargs) -> Path:
+    """Write ``contact_sheet(scene, **kwargs)`` to ``path`` (.png, .jpg); OSError if it cannot."""
+    path = Path(path)
+    if path.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise OSError(f"{path}: expected a .png or .jpg file name")
+    if not path.parent.is_dir():
+        raise OSError(f"{path}: folder {path.parent} does not exist")
+    image = contact_sheet(scene, **kwargs)
+    try:
+        ok = cv2.imwrite(str(path), np.ascontiguousarray(image[..., ::-1]))
+    except cv2.error as exc:
+        raise OSError(f"{path}: cannot write image ({exc})") from None
+    if not ok:
+        raise OSError(f"{path}: cannot write image")
+    return path
