@@ -57,7 +57,14 @@ def open_h5(path: str | os.PathLike, mode: str = "r") -> h5py.File:
     try:
         return h5py.File(path, mode)
     except OSError as exc:
-        raise DatasetError(f"{path}: not a readable HDF5 file (truncated or foreign?): {exc}") from None
+        raise DatasetError(f"{path}: {open_error_text(exc)}") from None
+
+
+def open_error_text(exc: OSError) -> str:
+    """One line saying why h5py could not open a file."""
+    if isinstance(exc, BlockingIOError) or "unable to lock file" in str(exc):
+        return "locked by another process that has it open for writing (a render still running?)"
+    return f"not a readable HDF5 file (truncated or foreign?): {exc}"
 
 
 class FocalStackFile:

@@ -1,7 +1,7 @@
 """Checks a file against HDF5 schema v1 and summarises it, without ever raising on a bad file.
 
 ``validate_file`` returns a ``ValidationReport``: a list of problems (each one line that names the
-attribute, dataset or scene and what was expected), warnings (the file is readable but something looks
+attribute, dataset or scene and what was expected; the file's path is the report's, not repeated), warnings (the file is readable but something looks
 off) and a summary dict. Structural checks cover the whole file; the per-pixel checks (depth, edges,
 defocus against the optics, JSON, blank images) run on every complete scene with ``full=True`` and on a
 sample of up to ``sample`` scenes spread over the file otherwise.
@@ -23,6 +23,8 @@ import numpy as np
 
 from . import optics, schema
 from .groundtruth import canny_edges
+from .reader import open_error_text
+from .schema import DatasetError
 
 # Defocus maps must match the recomputation to within DEFOCUS_ATOL_PX + DEFOCUS_RTOL * |c|.
 DEFOCUS_ATOL_PX = 1e-3
@@ -79,16 +81,16 @@ def validate_file(path: str | os.PathLike, full: bool = False, sample: int = 8) 
     report = ValidationReport(path)
     report.summary.update(path=str(path), readable=False, full=full)
     if not path.exists():
-        report.problem(f"{path}: no such file")
+        report.problem("no such file")
         return report
     if not path.is_file():
-        report.problem(f"{path}: not a file")
+        report.problem("not a file")
         return report
     report.summary["file_size"] = path.stat().st_size
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
-        report.problem(f"{path}: not a readable HDF5 file (truncated or foreign?): {exc}")
+        report.problem(open_error_text(exc))
         return report
     try:
         with f:
@@ -100,7 +102,7 @@ def validate_file(path: str | os.PathLike, full: bool = False, sample: int = 8) 
                 else:
                     report.warn("per-scene checks skipped until the datasets' structure is right")
     except (OSError, KeyError, ValueError, TypeError) as exc:  # a corrupt chunk or object deep inside
-        report.problem(f"{path}: unreadable part of the file ({type(exc).__name__}: {exc})")
+        report.problem(f"unreadable part of the file ({type(exc).__name__}: {exc})")
     return report
 
 
@@ -366,6 +368,10 @@ def summarize(path: str | os.PathLike, depth_range: bool = True) -> dict:
     with FocalStackFile(path) as fs:
         f = fs._h5
         out["attrs"] = {k: v for k, v in fs.attrs.items() if k != "config"}
+        try:
+            out["config"] = fs.config
+        except DatasetError:
+            out["config"] = None
         out["n_rows"], out["n_complete"] = fs.n_rows, len(fs)
         out["n_incomplete"] = fs.n_rows - len(fs)
         out["n_slices"] = fs.n_slices

@@ -1,0 +1,255 @@
+"""focalstack-data: look at focalstack HDF5 data sets (schema v1): inspect, validate, preview.
+
+Every error is one line on stderr and exit status 1, never a traceback. Later subcommands (export,
+merge) join the same group.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import click
+
+from .schema import DatasetError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def friendly_errors(fn):
+    """Turn DatasetError and OSError into click's one-line error (exit 1)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (DatasetError, OSError) as exc:
+            raise click.ClickException(_one_line(exc)) from None
+
+    return wrapper
+
+
+def _file_argument(multiple: bool = False):
+    return click.argument(
+        "files" if multiple else "file",
+        nargs=-1 if multiple else 1,
+        required=True,
+        type=click.Path(dir_okay=True, path_type=Path),  # existence is checked by us: one line, exit 1
+    )
+
+
+_FULL = click.option(
+    "--full", is_flag=True, help="Check every complete scene's pixels, not a sample of up to 8 spread over the file."
+)
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(package_name="focalstack", prog_name="focalstack-data")
+def main():
+    """Inspect, validate and preview focalstack data sets: HDF5 files of rendered focal stacks with
+    depth, all-in-focus image, defocus maps and edges (schema v1).
+
+    \b
+    Examples:
+      focalstack-data inspect data/train.h5
+      focalstack-data validate data/*.h5 --full
+      focalstack-data preview data/train.h5 --scene 0 -o scene0.png
+    """
+
+
+# -- inspect -------------------------------------------------------------------------------------------
+def _size(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def _nums(values, unit: str = "") -> str:
+    text = ", ".join(f"{v:g}" for v in values)
+    return f"{text} {unit}".rstrip()
+
+
+MODEL_FORMULAS = {
+    "cycles": "c = f_px * (f/N) * (z - s) / (z * s) px, + behind focus",
+    "thin_lens": "c = f_px * (f/N) * (z - s) / (z * (s - f)) px, + behind focus",
+}
+# Settings from the 'config' attribute worth a line in inspect (the camera is shown per scene).
+RENDER_SETTINGS = ("samples", "denoise", "canny_low", "canny_high", "canny_blur_sigma")
+
+
+def _print_summary(s: dict) -> None:
+    attrs = s["attrs"]
+    row = lambda key, value: click.echo(f"{key:<16}{value}")  # noqa: E731
+    row("file", f"{s['path']}  ({_size(s['file_size'])})")
+    incomplete = s["n_incomplete"]
+    row(
+        "scenes",
+        f"{s['n_complete']} complete"
+        + (f", {incomplete} incomplete (re-rendered on resume)" if incomplete else ", none incomplete"),
+    )
+    row("images", f"{s['n_slices']} slice(s) of {s['width']} x {s['height']} px (W x H)")
+    row("preset", attrs.get("preset", "?"))
+    if "seed_min" in s:
+        row("seeds", f"{s['seed_min']} to {s['seed_max']} ({s['n_unique_seeds']} distinct)")
+    row("generator", f"focalstack {attrs.get('generator_version', '?')}, Blender {attrs.get('blender_version', '?')}")
+    row("created", f"{attrs.get('created_utc', '?')} (UTC)")
+    model = attrs.get("defocus_model", "?")
+    row("defocus model", f"{model}: {MODEL_FORMULAS[model]}" if model in MODEL_FORMULAS else model)
+    config = s.get("config") if isinstance(s.get("config"), dict) else {}
+    settings = {k: v for k, v in config.items() if k in RENDER_SETTINGS}
+    if settings:
+        row("render", "  ".join(f"{k}={v}" for k, v in settings.items()))
+    if s["n_complete"]:
+        row("f-number", _nums(s["f_number"]))
+        row("focal length", _nums(s["focal_length_mm"], "mm"))
+        row("sensor width", _nums(s["sensor_width_mm"], "mm"))
+        for i, (focus, count) in enumerate(s["focus_distance_sets"]):
+            row("focus distances" if i == 0 else "", f"{_nums(focus, 'm')}  ({count} scene(s))")
+        if s.get("depth_range"):
+            lo, hi = s["depth_range"]
+            row("depth", f"{lo:.4g} to {hi:.4g} m")
+    extra = {k: v for k, v in attrs.items() if k not in
+             ("format", "schema_version", "preset", "generator_version", "blender_version", "created_utc",
+              "defocus_model")}
+    for key, value in sorted(extra.items()):
+        row(key, value)
+    click.echo("storage")
+    click.echo(f"  {'dataset':<16}{'shape':<24}{'dtype':<14}{'compression':<18}{'stored':>10}{'ratio':>8}")
+    total_stored = total_raw = 0
+    for name, d in s["datasets"].items():
+        ratio = f"{d['ratio']:.2f}" if d["ratio"] else "-"
+        shape = "x".join(str(x) for x in d["shape"])
+        click.echo(
+            f"  {name:<16}{shape:<24}{d['dtype']:<14}{d['compression']:<18}{_size(d['stored_bytes']):>10}{ratio:>8}"
+        )
+        total_stored += d["stored_bytes"]
+        total_raw += d["raw_bytes"] or d["stored_bytes"]
+    if total_stored:
+        click.echo(f"  {'all':<16}{'':<24}{'':<14}{'':<18}{_size(total_stored):>10}{total_raw / total_stored:>8.2f}")
+        if s["n_complete"]:
+            click.echo(f"  {_size(total_stored / max(s['n_rows'], 1))} stored per scene")
+
+
+def _print_report(report, full: bool) -> None:
+    checked = report.summary.get("checked")
+    if checked is not None and report.summary.get("n_complete"):
+        how = "all" if full else f"{len(checked)} of {report.summary['n_complete']} (sample; --full for all)"
+        click.echo(f"validation      pixels checked in {how} complete scene(s)")
+    else:
+        click.echo("validation")
+    for w in report.warnings:
+        click.echo(f"  warning: {w}")
+    for p in report.problems:
+        click.echo(f"  problem: {p}")
+    click.echo("valid" if report.valid else f"invalid: {len(report.problems)} problem(s)")
+
+
+@main.command()
+@_file_argument()
+@_FULL
+@click.pass_context
+@friendly_errors
+def inspect(ctx, file: Path, full: bool):
+    """Summarise FILE and validate it against schema v1.
+
+    Prints the scene counts, image size, preset, seeds, versions, the camera settings over all scenes
+    (f-numbers, focal lengths, sensor widths, sets of focus distances), the depth range, the file size
+    and each dataset's stored size and compression ratio; then the validation: 'valid', or the
+    problems. Exit status 0 if valid, 1 if not or if FILE cannot be read.
+    """
+    from .validate import summarize, validate_file
+
+    report = validate_file(file, full=full)
+    if not report.readable:
+        if len(report.problems) == 1 or not report.summary.get("schema_version"):
+            raise click.ClickException(f"{file}: {report.problems[0]}")
+        click.echo(f"{file}: not a readable schema-v1 file:")
+        for p in report.problems:
+            click.echo(f"  problem: {p}")
+        ctx.exit(1)
+    try:
+        summary = summarize(file)
+    except (DatasetError, OSError, KeyError, ValueError, TypeError) as exc:
+        click.echo(f"{file}: no summary ({_one_line(exc)})")
+    else:
+        _print_summary(summary)
+    _print_report(report, full)
+    ctx.exit(0 if report.valid else 1)
+
+
+# -- validate ------------------------------------------------------------------------------------------
+@main.command()
+@_file_argument(multiple=True)
+@_FULL
+@click.option("-v", "--verbose", is_flag=True, help="Also list warnings (incomplete scenes, blank images, ...).")
+@click.pass_context
+def validate(ctx, files: tuple[Path, ...], full: bool, verbose: bool):
+    """Check each FILE against HDF5 schema v1.
+
+    Prints one line per valid file, and each problem of an invalid one on a line of its own that names
+    the attribute, dataset or scene and what was expected. Exit status 1 if any file is invalid.
+    """
+    from .validate import validate_file
+
+    bad = 0
+    for file in files:
+        report = validate_file(file, full=full)
+        if report.valid:
+            n = report.summary.get("n_complete", 0)
+            note = f", {len(report.warnings)} warning(s)" if report.warnings else ""
+            click.echo(f"{file}: valid ({n} complete scene(s){note})")
+        else:
+            bad += 1
+            click.echo(f"{file}: invalid")
+            for p in report.problems:
+                click.echo(f"{file}: problem: {p}")
+        if verbose or not report.valid:
+            for w in report.warnings:
+                click.echo(f"{file}: warning: {w}")
+    if bad:
+        click.echo(f"{bad} of {len(files)} file(s) invalid", err=True)
+        ctx.exit(1)
+
+
+# -- preview -------------------------------------------------------------------------------------------
+@main.command()
+@_file_argument()
+@click.option("--scene", "-k", "index", type=int, default=0, show_default=True,
+              help="Index of the scene among the file's complete scenes (0 is the first).")
+@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Image to write (.png or .jpg); its folder must exist.")
+@click.option("--columns", type=click.IntRange(min=1), default=None,
+              help="Panels per row; slices wrap beyond it.  [default: up to 6]")
+@friendly_errors
+def preview(file: Path, index: int, out: Path, columns: int | None):
+    """Write a contact sheet of one scene of FILE to OUT.
+
+    One image with every focal slice (labelled with its focus distance), the all-in-focus image, the
+    depth map with a colour bar in metres, the signed defocus maps on one symmetric diverging scale with
+    a colour bar in pixels (red behind the focal plane, blue in front), and the Canny edges.
+    """
+    from .preview import save_contact_sheet
+    from .reader import FocalStackFile
+
+    if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise click.ClickException(f"-o {out}: expected a file name ending in .png or .jpg")
+    if not out.parent.is_dir():
+        raise click.ClickException(f"-o {out}: folder {out.parent} does not exist")
+    with FocalStackFile(file) as f:
+        n = len(f)
+        if not 0 <= index < n:
+            valid = f"0 to {n - 1}" if n else "none: it has no complete scenes"
+            raise click.ClickException(f"--scene {index}: out of range; {file} has {n} complete scene(s) ({valid})")
+        scene = f[index]
+    save_contact_sheet(scene, out, columns=columns)
+    click.echo(f"{out}: scene {index} (seed {scene.seed}) of {file}")
+
+
+if __name__ == "__main__":
+    main()
