@@ -101,7 +101,7 @@ def validate_file(path: str | os.PathLike, full: bool = False, sample: int = 8) 
                     _check_scenes(f, report, full, sample)
                 else:
                     report.warn("per-scene checks skipped until the datasets' structure is right")
-    except (OSError, KeyError, ValueError, TypeError) as exc:  # a corrupt chunk or object deep inside
+    except (OSError, KeyError, ValueError, TypeError, ArithmeticError) as exc:  # a corrupt chunk or object
         report.problem(f"unreadable part of the file ({type(exc).__name__}: {exc})")
     return report
 
@@ -250,6 +250,9 @@ def _check_scenes(f: h5py.File, r: ValidationReport, full: bool, sample: int) ->
             r.problem(f"{_scene_label(i, rows[i])}: {name!r} is {values[i]!r}, expected a number > 0")
         if len(bad) > 3:
             r.problem(f"{name!r}: {len(bad) - 3} more scene(s) not > 0")
+    bad_camera = set()
+    for values in cams.values():
+        bad_camera.update(np.flatnonzero(~(np.isfinite(values) & (values > 0))).tolist())
     f_m = cams["focal_length_mm"] * 1e-3
     bad_focus = np.flatnonzero(~np.all(np.isfinite(focus) & (focus > f_m[:, None]), axis=1))
     for i in bad_focus[:3]:
@@ -271,10 +274,11 @@ def _check_scenes(f: h5py.File, r: ValidationReport, full: bool, sample: int) ->
     model = _attr_str(f.attrs.get("defocus_model"))
     config = r.summary.get("config") or {}
     for i in picks:
-        _check_one_scene(f, r, i, int(rows[i]), model, config, set(bad_focus.tolist()))
+        # no defocus check where the camera itself is already reported as wrong
+        _check_one_scene(f, r, i, int(rows[i]), model, config, bad_camera | set(bad_focus.tolist()))
 
 
-def _check_one_scene(f, r: ValidationReport, index: int, row: int, model, config: dict, bad_focus: set) -> None:
+def _check_one_scene(f, r: ValidationReport, index: int, row: int, model, config: dict, bad_camera: set) -> None:
     label = _scene_label(index, row)
     depth = f["depth"][row].astype(np.float64)
     bad = ~(np.isfinite(depth) & (depth > 0))
@@ -300,7 +304,7 @@ def _check_one_scene(f, r: ValidationReport, index: int, row: int, model, config
     defocus = f["defocus"][row].astype(np.float64)
     if not np.isfinite(defocus).all():
         r.problem(f"{label}: 'defocus' has {int((~np.isfinite(defocus)).sum())} non-finite value(s)")
-    elif model in optics.DEFOCUS_MODELS and not bad.any() and index not in bad_focus:
+    elif model in optics.DEFOCUS_MODELS and not bad.any() and index not in bad_camera:
         _check_defocus(f, r, label, row, depth, defocus, model)
 
     keys = ("canny_low", "canny_high", "canny_blur_sigma")

@@ -252,3 +252,93 @@ def test_unknown_extra_datasets_and_attributes_are_ignored(tmp_path):
         assert_same_scene(f[1], fx.make_record(1))
     report = validate_file(path, full=True)
     assert report.valid, report.problems
+
+
+# -- validate_file on damaged files ----------------------------------------------------------------
+def _damage(path, fn):
+    with h5py.File(path, "r+") as f:
+        fn(f)
+    return validate_file(path, full=True)
+
+
+def _set_scene(name, row, fn):
+    def apply(f):
+        value = f[name][row]
+        f[name][row] = fn(value)
+
+    return apply
+
+
+@pytest.mark.parametrize(
+    "damage, expected",
+    [
+        (_set_scene("defocus", 1, lambda d: d * 1.01), "scene 1: 'defocus' slice"),
+        (_set_scene("depth", 2, lambda d: np.where(d > 1, -1.0, d).astype(np.float32)), "scene 2: 'depth' has"),
+        (_set_scene("depth", 0, lambda d: np.full_like(d, np.inf)), "scene 0: 'depth'"),
+        (_set_scene("edges", 0, lambda e: e * 255), "scene 0: 'edges' holds value(s) [255]"),
+        (_set_scene("scene", 1, lambda s: "{oops"), "scene 1: 'scene' is not JSON"),
+        (_set_scene("focus_distance", 0, lambda s: np.float32([0.001, 0.3, 1.5])), "beyond the focal length"),
+        (_set_scene("f_number", 2, lambda s: np.float32(0)), "'f_number' is 0.0"),
+        (lambda f: f.attrs.__setitem__("config", "{"), "root attribute 'config' is not JSON"),
+        (lambda f: f.attrs.__delitem__("preset"), "root attribute 'preset' missing"),
+        (lambda f: f.attrs.__setitem__("defocus_model", "gauss"), "'defocus_model' is 'gauss'"),
+        (lambda f: f["complete"].resize(2, axis=0), "differ in scene count N"),
+    ],
+)
+def test_validate_names_the_damage(tmp_path, damage, expected):
+    path = fx.write_file(tmp_path / "v.h5", 3)
+    report = _damage(path, damage)
+    assert not report.valid
+    assert any(expected in p for p in report.problems), report.problems
+    assert all("\n" not in p for p in report.problems)
+
+
+def test_validate_defocus_of_the_other_model_is_named(tmp_path):
+    path = fx.write_file(tmp_path / "m.h5", 2)
+    report = _damage(path, lambda f: f.attrs.__setitem__("defocus_model", "thin_lens"))
+    assert any("matches the 'cycles' model instead" in p for p in report.problems), report.problems
+
+
+def _recreate(f, name, **kwargs):
+    data = kwargs.pop("data", None)
+    data = f[name][:] if data is None else data
+    del f[name]
+    f.create_dataset(name, data=data, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "damage, expected",
+    [
+        (lambda f: _recreate(f, "depth", maxshape=(None, 16, 16), chunks=(2, 16, 16)), "one scene per chunk"),
+        (lambda f: _recreate(f, "depth", maxshape=(None, 16, 16), chunks=(1, 8, 16)), "split a scene"),
+        (lambda f: _recreate(f, "depth"), "not chunked"),
+        (lambda f: _recreate(f, "seed", dtype=np.int32, maxshape=(None,), chunks=(8,)), "'seed' has dtype int32"),
+        (lambda f: _recreate(f, "edges", data=np.zeros((3, 8, 16), np.uint8), maxshape=(None, 8, 16),
+                             chunks=(1, 8, 16)), "'edges' has shape (3, 8, 16): axis H is 8, expected 16"),
+    ],
+)
+def test_validate_names_structure_problems(tmp_path, damage, expected):
+    path = fx.write_file(tmp_path / "s.h5", 3)
+    with h5py.File(path, "r+") as f:
+        damage(f)
+    report = validate_file(path, full=True)
+    assert any(expected in p for p in report.problems), report.problems
+
+
+def test_validate_warns_on_blank_images_and_samples_scenes(tmp_path):
+    path = fx.write_file(tmp_path / "w.h5", 20)
+    with h5py.File(path, "r+") as f:
+        f["aif"][0] = np.zeros((16, 16, 3), np.uint8)
+    report = validate_file(path)
+    assert report.valid
+    assert any("scene 0: 'aif' is constant" in w for w in report.warnings)
+    assert report.summary["checked"] == [0, 3, 5, 8, 11, 14, 16, 19]
+    assert validate_file(path, full=True).summary["checked"] == list(range(20))
+
+
+def test_validate_unreadable_files(tmp_path):
+    assert validate_file(tmp_path / "none.h5").problems == ["no such file"]
+    report = validate_file(fx.truncate(fx.write_file(tmp_path / "t.h5", 2)))
+    assert len(report.problems) == 1 and "not a readable HDF5 file" in report.problems[0]
+    report = validate_file(fx.write_foreign_h5(tmp_path / "f.h5"))
+    assert len(report.problems) == 1 and "'format'" in report.problems[0]
