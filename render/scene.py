@@ -40,6 +40,10 @@ class TextureLayer:
     mix: float = 1.0  # weight of this layer over the colour below it
     params: dict = field(default_factory=dict)  # kind-specific: detail, distortion, offset, ...
     affects_roughness: float = 0.0  # how much the pattern modulates roughness (0 = not at all)
+    # The texture's factor output is stretched linearly from [low, high] to [0, 1] (clamped) before it
+    # mixes the two colours, modulates roughness or bumps: texture nodes' factors span very different
+    # ranges (normalised noise mostly 0.35-0.65), so this keeps every kind at full contrast.
+    factor_range: list[float] = field(default_factory=lambda: [0.0, 1.0])
 
 
 @dataclass

@@ -1,0 +1,731 @@
+"""Scene sampling: a seed and a render configuration -> a plain-data ``SceneDescription``.
+
+Pure Python and numpy, no Blender. Every random draw comes from the ``numpy.random.Generator`` that
+``sample_scene`` creates from its seed (split into independent streams for objects, background,
+materials and lighting), so the same seed and configuration give the same description, byte for byte.
+
+Geometry conventions (``scene.py``): the camera sits at the origin looking down -Z, +Y up, horizontal
+sensor fit. A point at planar depth z is in view when |x| <= z * tx and |y| <= z * ty, with
+tx = sensor_width / (2 * focal_length) and ty = tx * height / width.
+
+The distribution is set by the preset's ``[scene]`` table; ``SCENE_DEFAULTS`` lists every key with its
+default (so ``{}`` is valid) and ``validate_scene_params`` rejects unknown keys and bad values.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import math
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from focalstack.assets import SHAPE_FAMILIES, check_sample_range, families_in_group, sample_shape_params
+from focalstack.dataset.colour import srgb_to_linear
+
+from .scene import CameraSpec, LightSpec, MaterialSpec, ObjectSpec, SceneDescription, ShapeSpec, TextureLayer, WorldSpec
+
+SAMPLER_VERSION = 1
+
+TEXTURE_KINDS = ("noise", "noise_ridged", "voronoi", "wave", "checker", "brick", "magic", "gradient")
+LIGHT_KINDS = ("area", "point", "sun")
+WORLD_KINDS = ("gradient", "sky")
+BACKGROUND_KINDS = ("backdrop",)
+DEPTH_DISTRIBUTIONS = ("uniform", "log_uniform", "inverse")
+
+# Pattern periods per unit of a texture node's input vector at Scale = 1 (Blender's own constants):
+# noise and voronoi have about one feature per unit, the checker one cell, the wave multiplies by 20 before
+# its sine (period 2 pi / 20), bricks are 0.5 wide, magic takes sin(5 * (x + y + z)). TextureLayer.scale is
+# the factor the renderer applies to metric object coordinates, so scale = periods per metre / this.
+TEXTURE_BASE_FREQUENCY = {
+    "noise": 1.0,
+    "noise_ridged": 1.0,
+    "voronoi": 1.0,
+    "wave": 3.0,
+    "checker": 1.0,
+    "brick": 2.0,
+    "magic": 1.4,
+    "gradient": 1.0,
+}
+
+# Where each texture's factor output mostly lies (about its 3rd to 97th percentile over the parameters
+# drawn here, measured with Cycles 5.0 on fronto-parallel planes); TextureLayer.factor_range stretches
+# this to [0, 1]. Voronoi depends on its feature and distance metric.
+TEXTURE_FACTOR_RANGE = {
+    "noise": (0.35, 0.65),
+    "noise_ridged": (0.0, 0.28),
+    "wave": (0.0, 1.0),
+    "checker": (0.0, 1.0),
+    "brick": (0.0, 1.0),
+    "magic": (0.2, 0.85),
+    "gradient": (0.0, 1.0),
+    ("voronoi", "F1", "EUCLIDEAN"): (0.16, 0.48),
+    ("voronoi", "F1", "MANHATTAN"): (0.15, 0.43),
+    ("voronoi", "F1", "CHEBYCHEV"): (0.25, 0.67),
+    ("voronoi", "SMOOTH_F1", "EUCLIDEAN"): (0.15, 0.40),
+    ("voronoi", "SMOOTH_F1", "MANHATTAN"): (0.14, 0.37),
+    ("voronoi", "SMOOTH_F1", "CHEBYCHEV"): (0.20, 0.48),
+    ("voronoi", "F2", "EUCLIDEAN"): (0.16, 0.29),
+    ("voronoi", "F2", "MANHATTAN"): (0.14, 0.26),
+    ("voronoi", "F2", "CHEBYCHEV"): (0.20, 0.42),
+    ("voronoi", "DISTANCE_TO_EDGE", "EUCLIDEAN"): (0.0, 0.35),
+    ("voronoi", "DISTANCE_TO_EDGE", "MANHATTAN"): (0.0, 0.32),
+    ("voronoi", "DISTANCE_TO_EDGE", "CHEBYCHEV"): (0.0, 0.35),
+}
+
+
+def texture_factor_range(kind: str, params: Mapping) -> list[float]:
+    key = (kind, params.get("feature"), params.get("distance")) if kind == "voronoi" else kind
+    return [float(x) for x in TEXTURE_FACTOR_RANGE[key]]
+
+
+SCENE_DEFAULTS: dict = {
+    # geometry
+    "depth_range": [0.1, 3.0],  # metres: every visible surface lies inside
+    "depth_distribution": "log_uniform",  # of object centres between their nearest and farthest allowed depth
+    "objects": [20, 30],  # object count, inclusive
+    "object_size": [0.08, 0.35],  # largest dimension / frustum width at the object's depth (log-uniform)
+    "object_stretch": 1.5,  # each axis scaled by a factor drawn log-uniform in [1/s, s]
+    "shape_families": families_in_group("primitive", "procedural"),
+    "shape_params": {},  # {family: {param: [low, high] or [choices...]}}: replaces the catalogue's ranges
+    "background": "backdrop",
+    "background_tilt_deg": [0.0, 20.0],  # angle between the backdrop's normal and the optical axis
+    "background_depth": [0.85, 1.0],  # farthest backdrop point in view / depth_range max
+    # materials
+    "texture_kinds": list(TEXTURE_KINDS),
+    "texture_layers": [1, 3],  # per material, inclusive
+    "texture_frequency": [2.0, 100.0],  # pattern periods per view width at the object's depth (log-uniform)
+    "background_texture_frequency": [2.0, 100.0],  # the same for backgrounds, at their farthest depth
+    "texture_contrast": [0.3, 0.8],  # difference in HSV value (sRGB) between a layer's two colours
+    "roughness": [0.05, 1.0],
+    "metallic_probability": 0.15,
+    "specular": [0.2, 0.8],  # Principled 'Specular IOR Level'
+    "bump_probability": 0.3,
+    "saturation": [0.0, 1.0],  # of base and texture colours (HSV, in sRGB)
+    "value": [0.15, 0.95],  # brightness of base and texture colours (HSV value, in sRGB)
+    # lighting
+    "lights": [1, 4],  # inclusive
+    "light_kinds": list(LIGHT_KINDS),
+    "light_temperature_k": [2500.0, 9000.0],
+    "light_distance": [1.0, 2.0],  # point/area light distance from the camera / depth_range max
+    "irradiance": [3.0, 10.0],  # W/m^2 all lights deliver together at the reference point (log-uniform)
+    "world_kinds": list(WORLD_KINDS),
+    "world_strength": [0.15, 0.6],  # radiance of the environment (gradient colours have max channel 1)
+    "exposure": 0.0,  # stops: every light and the world are multiplied by 2 ** exposure
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# Validation of the [scene] table
+# --------------------------------------------------------------------------------------------------
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _range(lo: float, hi: float, *, integer: bool = False, positive_low: bool = False) -> Callable:
+    kind = "integers" if integer else "numbers"
+
+    def check(key, value):
+        if not isinstance(value, (list, tuple)) or len(value) != 2:
+            raise ValueError(f"{key} = {value!r}: expected [low, high], two {kind}")
+        for x in value:
+            if not _is_number(x) or (integer and int(x) != x):
+                raise ValueError(f"{key} = {value!r}: expected two {kind}")
+        a, b = value
+        if not lo <= a <= b <= hi:
+            raise ValueError(f"{key} = {value!r}: expected {lo} <= low <= high <= {hi}")
+        if positive_low and not a > 0:
+            raise ValueError(f"{key} = {value!r}: expected low > 0")
+
+    return check
+
+
+def _number(lo: float, hi: float) -> Callable:
+    def check(key, value):
+        if not _is_number(value) or not lo <= value <= hi:
+            raise ValueError(f"{key} = {value!r}: expected a number in [{lo}, {hi}]")
+
+    return check
+
+
+def _names(allowed) -> Callable:
+    def check(key, value):
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ValueError(f"{key} = {value!r}: expected a non-empty list from {', '.join(allowed)}")
+        bad = [v for v in value if v not in allowed]
+        if bad:
+            raise ValueError(f"{key}: unknown {', '.join(map(repr, bad))}; expected names from {', '.join(allowed)}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"{key} = {value!r}: names repeat")
+
+    return check
+
+
+def _choice(allowed) -> Callable:
+    def check(key, value):
+        if value not in allowed:
+            raise ValueError(f"{key} = {value!r}: expected one of {', '.join(map(repr, allowed))}")
+
+    return check
+
+
+def _shape_params(key, value):
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{key} = {value!r}: expected a table {{family = {{param = [low, high]}}}}")
+    for fam, ranges in value.items():
+        if fam not in SHAPE_FAMILIES:
+            raise ValueError(f"{key}: unknown shape family {fam!r}; expected one of {', '.join(SHAPE_FAMILIES)}")
+        if not isinstance(ranges, Mapping):
+            raise ValueError(f"{key}.{fam} = {ranges!r}: expected a table {{param = [low, high]}}")
+        for param, r in ranges.items():
+            try:
+                check_sample_range(fam, param, r)
+            except ValueError as exc:
+                raise ValueError(f"{key}.{fam}: {exc}") from None
+
+
+_CHECKS: dict[str, Callable] = {
+    "depth_range": _range(0.0, 1e6, positive_low=True),
+    "depth_distribution": _choice(DEPTH_DISTRIBUTIONS),
+    "objects": _range(0, 1000, integer=True),
+    "object_size": _range(0.0, 1.0, positive_low=True),
+    "object_stretch": _number(1.0, 10.0),
+    "shape_families": _names(tuple(SHAPE_FAMILIES)),
+    "shape_params": _shape_params,
+    "background": _choice(BACKGROUND_KINDS),
+    "background_tilt_deg": _range(0.0, 60.0),
+    "background_depth": _range(0.0, 1.0, positive_low=True),
+    "texture_kinds": _names(TEXTURE_KINDS),
+    "texture_layers": _range(0, 8, integer=True),
+    "texture_frequency": _range(0.0, 1e4, positive_low=True),
+    "background_texture_frequency": _range(0.0, 1e4, positive_low=True),
+    "roughness": _range(0.0, 1.0),
+    "metallic_probability": _number(0.0, 1.0),
+    "specular": _range(0.0, 1.0),
+    "bump_probability": _number(0.0, 1.0),
+    "texture_contrast": _range(0.0, 1.0),
+    "saturation": _range(0.0, 1.0),
+    "value": _range(0.0, 1.0),
+    "lights": _range(0, 16, integer=True),
+    "light_kinds": _names(LIGHT_KINDS),
+    "light_temperature_k": _range(1667.0, 25000.0),
+    "light_distance": _range(0.0, 100.0, positive_low=True),
+    "irradiance": _range(0.0, 1e6, positive_low=True),
+    "world_kinds": _names(WORLD_KINDS),
+    "world_strength": _range(0.0, 1e3),
+    "exposure": _number(-20.0, 20.0),
+}
+assert set(_CHECKS) == set(SCENE_DEFAULTS)
+
+
+def validate_scene_params(params: Mapping) -> None:
+    """Raise ValueError naming the first unknown key or bad value of a preset's [scene] table."""
+    if not isinstance(params, Mapping):
+        raise ValueError(f"[scene] = {params!r}: expected a table")
+    unknown = sorted(set(params) - set(SCENE_DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown key(s) {', '.join(unknown)}; known keys: {', '.join(SCENE_DEFAULTS)}")
+    for key, value in params.items():
+        _CHECKS[key](key, value)
+    p = {**SCENE_DEFAULTS, **params}
+    zmin, zmax = p["depth_range"]
+    if not zmax > zmin:
+        raise ValueError(f"depth_range = {p['depth_range']!r}: expected low < high")
+    unused = sorted(set(p["shape_params"]) - set(p["shape_families"]))
+    if unused:
+        raise ValueError(f"shape_params names family(ies) {', '.join(unused)} that shape_families does not use")
+    if p["background_depth"][0] * zmax <= zmin:
+        raise ValueError(
+            f"background_depth = {p['background_depth']!r}: the backdrop would come nearer than depth_range's low end"
+        )
+
+
+def scene_params(params: Mapping) -> dict:
+    """The [scene] table validated and completed with the defaults of every key it leaves out."""
+    validate_scene_params(params)
+    return {**SCENE_DEFAULTS, **params}
+
+
+# --------------------------------------------------------------------------------------------------
+# Small pure helpers: seeds, rotations, colours
+# --------------------------------------------------------------------------------------------------
+
+
+def scene_seed(base_seed: int, index: int) -> int:
+    """The seed of scene ``index`` of a dataset with ``base_seed``: a hash into [0, 2**63).
+
+    Hashing (not base_seed + index) keeps datasets with neighbouring base seeds from sharing scenes.
+    """
+    if base_seed < 0 or index < 0:
+        raise ValueError(f"scene_seed({base_seed}, {index}): expected non-negative integers")
+    state = np.random.SeedSequence([int(base_seed), int(index)]).generate_state(1, dtype=np.uint64)[0]
+    return int(state >> np.uint64(1))
+
+
+def euler_xyz_to_matrix(euler) -> np.ndarray:
+    """Blender's XYZ Euler (radians) as a 3x3 matrix: rotate about X, then Y, then Z (R = Rz Ry Rx)."""
+    a, b, c = euler
+    ca, sa, cb, sb, cc, sc = math.cos(a), math.sin(a), math.cos(b), math.sin(b), math.cos(c), math.sin(c)
+    rx = np.array([[1, 0, 0], [0, ca, -sa], [0, sa, ca]])
+    ry = np.array([[cb, 0, sb], [0, 1, 0], [-sb, 0, cb]])
+    rz = np.array([[cc, -sc, 0], [sc, cc, 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def matrix_to_euler_xyz(m: np.ndarray) -> list[float]:
+    """Inverse of ``euler_xyz_to_matrix`` for a rotation matrix (Y angle in [-pi/2, pi/2])."""
+    m = np.asarray(m, float)
+    b = math.atan2(-m[2, 0], math.hypot(m[0, 0], m[1, 0]))
+    if math.hypot(m[0, 0], m[1, 0]) > 1e-9:
+        a = math.atan2(m[2, 1], m[2, 2])
+        c = math.atan2(m[1, 0], m[0, 0])
+    else:  # gimbal lock: Z folded into X
+        a = math.atan2(-m[1, 2], m[1, 1])
+        c = 0.0
+    return [a, b, c]
+
+
+def _random_rotation(rng: np.random.Generator) -> np.ndarray:
+    """A rotation matrix uniform on SO(3) (Shoemake's uniform unit quaternion)."""
+    u1, u2, u3 = rng.random(3)
+    q = np.array(
+        [math.sqrt(1 - u1) * math.sin(2 * math.pi * u2), math.sqrt(1 - u1) * math.cos(2 * math.pi * u2),
+         math.sqrt(u1) * math.sin(2 * math.pi * u3), math.sqrt(u1) * math.cos(2 * math.pi * u3)]
+    )  # fmt: skip
+    x, y, z, w = q
+    return np.array(
+        [[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+         [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+         [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]]
+    )  # fmt: skip
+
+
+def _rotation_with_z(axis, spin: float = 0.0) -> np.ndarray:
+    """A rotation matrix whose third column (local +Z in world) is ``axis``, turned by ``spin`` about it."""
+    z = np.asarray(axis, float)
+    z = z / np.linalg.norm(z)
+    helper = np.array([0.0, 1.0, 0.0]) if abs(z[1]) < 0.9 else np.array([1.0, 0.0, 0.0])
+    x = np.cross(helper, z)
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)
+    c, s = math.cos(spin), math.sin(spin)
+    return np.stack([c * x + s * y, -s * x + c * y, z], axis=1)
+
+
+def kelvin_to_rgb(temperature_k: float) -> list[float]:
+    """Linear Rec.709/sRGB colour of a black body at ``temperature_k`` (1667-25000 K), max channel 1.
+
+    Chromaticity from Kang et al. (2002)'s cubic fit of the Planckian locus, converted from CIE XYZ.
+    6500 K comes out near white; lower temperatures are redder, higher ones bluer.
+    """
+    t = float(temperature_k)
+    if not 1667.0 <= t <= 25000.0:
+        raise ValueError(f"colour temperature {t} K: expected 1667 to 25000 K")
+    if t <= 4000:
+        x = -0.2661239e9 / t**3 - 0.2343589e6 / t**2 + 0.8776956e3 / t + 0.179910
+    else:
+        x = -3.0258469e9 / t**3 + 2.1070379e6 / t**2 + 0.2226347e3 / t + 0.240390
+    if t <= 2222:
+        y = -1.1063814 * x**3 - 1.34811020 * x**2 + 2.18555832 * x - 0.20219683
+    elif t <= 4000:
+        y = -0.9549476 * x**3 - 1.37418593 * x**2 + 2.09137015 * x - 0.16748867
+    else:
+        y = 3.0817580 * x**3 - 5.87338670 * x**2 + 3.75112997 * x - 0.37001483
+    xyz = np.array([x / y, 1.0, (1 - x - y) / y])
+    m = np.array([[3.2404542, -1.5371385, -0.4985314], [-0.9692660, 1.8760108, 0.0415560], [0.0556434, -0.2040259, 1.0572252]])
+    rgb = np.clip(m @ xyz, 0.0, None)
+    return [float(c) for c in rgb / rgb.max()]
+
+
+def luminance(rgb) -> float:
+    r, g, b = rgb
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+    return float(math.exp(rng.uniform(math.log(lo), math.log(hi)))) if hi > lo else float(lo)
+
+
+def _int_in(rng: np.random.Generator, pair) -> int:
+    return int(rng.integers(int(pair[0]), int(pair[1]), endpoint=True))
+
+
+def _hsv_linear(h: float, s: float, v: float) -> list[float]:
+    return [float(c) for c in srgb_to_linear(np.array(colorsys.hsv_to_rgb(h, s, v)))]
+
+
+def _colour(rng: np.random.Generator, p: dict) -> list[float]:
+    """A random scene-linear colour: HSV drawn in sRGB (hue uniform), then decoded to linear."""
+    return _hsv_linear(rng.random(), rng.uniform(*p["saturation"]), rng.uniform(*p["value"]))
+
+
+def _colour_pair(rng: np.random.Generator, p: dict) -> tuple[list[float], list[float]]:
+    """Two random colours whose HSV values differ by a drawn texture_contrast (within the value range
+    where it allows), so that every texture layer shows its pattern."""
+    lo, hi = p["value"]
+    va = rng.uniform(lo, hi)
+    delta = rng.uniform(*p["texture_contrast"])
+    vb = va + delta if rng.random() < 0.5 else va - delta
+    if not lo <= vb <= hi:  # flip to the side with room, else as far as the range allows
+        vb = va - (vb - va)
+        vb = min(max(vb, lo), hi)
+    return (
+        _hsv_linear(rng.random(), rng.uniform(*p["saturation"]), va),
+        _hsv_linear(rng.random(), rng.uniform(*p["saturation"]), vb),
+    )
+
+
+def _vec(a) -> list[float]:
+    return [float(x) for x in a]
+
+
+# --------------------------------------------------------------------------------------------------
+# Materials
+# --------------------------------------------------------------------------------------------------
+
+
+def _texture_params(rng: np.random.Generator, kind: str, periods_per_view: float = 10.0) -> dict:
+    """Kind-specific parameters, named after the Blender texture node's inputs (lower case, '_' for ' ')
+    or its properties, as ``blender.py`` sets them.
+
+    Fractal detail (octaves, each doubling the frequency) stops where the finest octave would repeat
+    more than 128 times per view width (2 px at 256 px), finer than the image can show: it only costs time.
+    """
+    octaves = max(0.0, math.log2(128.0 / periods_per_view))
+    if kind in ("noise", "noise_ridged"):
+        out = {
+            "detail": float(rng.uniform(0.0, min(6.0, octaves))),
+            "roughness": float(rng.uniform(0.35, 0.75)),
+            "lacunarity": float(rng.uniform(1.8, 2.6)),
+            "distortion": float(rng.uniform(0.0, 2.0)) if rng.random() < 0.4 else 0.0,
+        }
+        if kind == "noise":
+            out["noise_type"] = "FBM"
+        return out
+    if kind == "voronoi":
+        return {
+            "feature": str(rng.choice(["F1", "F2", "SMOOTH_F1", "DISTANCE_TO_EDGE"])),
+            "distance": str(rng.choice(["EUCLIDEAN", "MANHATTAN", "CHEBYCHEV"])),
+            "randomness": float(rng.uniform(0.5, 1.0)),
+            "detail": float(rng.uniform(0.0, min(2.0, octaves))),
+            "normalize": True,  # keeps fractal (detail > 0) distances in [0, 1]
+        }
+    if kind == "wave":
+        wave_type = str(rng.choice(["BANDS", "RINGS"]))
+        out = {
+            "wave_type": wave_type,
+            "wave_profile": str(rng.choice(["SIN", "SAW", "TRI"])),
+            "distortion": float(rng.uniform(0.0, 8.0)) if rng.random() < 0.5 else 0.0,
+            "detail": float(rng.uniform(0.0, min(3.0, octaves))),
+            "detail_scale": float(rng.uniform(0.5, 3.0)),
+            "phase_offset": float(rng.uniform(0.0, 2 * math.pi)),
+        }
+        if wave_type == "BANDS":
+            out["bands_direction"] = str(rng.choice(["X", "Y", "Z", "DIAGONAL"]))
+        else:
+            out["rings_direction"] = str(rng.choice(["X", "Y", "Z", "SPHERICAL"]))
+        return out
+    if kind == "checker":
+        return {}
+    if kind == "brick":
+        return {
+            "mortar_size": float(rng.uniform(0.01, 0.05)),
+            "mortar_smooth": float(rng.uniform(0.0, 0.3)),
+            "bias": float(rng.uniform(-0.5, 0.5)),
+            "brick_width": float(rng.uniform(0.3, 0.8)),
+            "row_height": float(rng.uniform(0.15, 0.4)),
+        }
+    if kind == "magic":
+        return {"turbulence_depth": int(rng.integers(1, 5, endpoint=True)), "distortion": float(rng.uniform(0.5, 3.0))}
+    if kind == "gradient":
+        return {"gradient_type": str(rng.choice(["LINEAR", "QUADRATIC", "EASING", "DIAGONAL", "SPHERICAL", "QUADRATIC_SPHERE", "RADIAL"]))}
+    raise ValueError(f"texture kind {kind!r}: expected one of {', '.join(TEXTURE_KINDS)}")
+
+
+def _texture_layer(rng: np.random.Generator, p: dict, view_width_m: float, size_m: float, frequency, first: bool) -> TextureLayer:
+    """One layer. Periodic kinds repeat ``frequency`` (drawn) times per view width at the surface's depth,
+    whatever the surface's size; gradients ramp once over a fraction to a few times the surface's size."""
+    kind = str(rng.choice(p["texture_kinds"]))
+    if kind == "gradient":
+        periods = _log_uniform(rng, 0.5, 3.0)  # per surface size
+        scale = periods / size_m
+        periods = periods * view_width_m / size_m  # per view width
+    else:
+        periods = _log_uniform(rng, *frequency)
+        scale = periods / view_width_m / TEXTURE_BASE_FREQUENCY[kind]
+    color_a, color_b = _colour_pair(rng, p)
+    if rng.random() < 0.5:
+        color_a, color_b = color_b, color_a
+    mix = float(rng.uniform(0.8, 1.0) if first else rng.uniform(0.3, 1.0))
+    rotation = _vec(rng.uniform(0.0, 2 * math.pi, 3))
+    kind_params = _texture_params(rng, kind, periods)
+    # The Mapping node adds its location after scale and rotation, in pattern units: a random phase per
+    # surface. Gradients are not periodic: they are centred on the surface instead (LINEAR, DIAGONAL,
+    # EASING and QUADRATIC ramp from 0 to 1 over coordinates 0..1; the spherical ones fall off from 0).
+    if kind == "gradient":
+        centre = 0.0 if kind_params["gradient_type"] in ("SPHERICAL", "QUADRATIC_SPHERE", "RADIAL") else 0.5
+        offset = _vec(centre + rng.uniform(-0.2, 0.2, 3))
+    else:
+        offset = _vec(rng.uniform(-100.0, 100.0, 3))
+    params = {"offset": offset, "rotation": rotation, **kind_params}
+    affects = float(rng.uniform(0.2, 0.8)) if rng.random() < 0.3 else 0.0
+    factor_range = texture_factor_range(kind, kind_params)
+    return TextureLayer(kind, float(scale), color_a, color_b, mix, params, affects, factor_range)
+
+
+def _material(rng: np.random.Generator, p: dict, view_width_m: float, size_m: float, frequency, name: str) -> MaterialSpec:
+    base = _colour(rng, p)
+    roughness = float(rng.uniform(*p["roughness"]))
+    metallic = float(rng.uniform(0.7, 1.0)) if rng.random() < p["metallic_probability"] else 0.0
+    specular = float(rng.uniform(*p["specular"]))
+    n_layers = _int_in(rng, p["texture_layers"])
+    layers = [_texture_layer(rng, p, view_width_m, size_m, frequency, i == 0) for i in range(n_layers)]
+    bump = float(rng.uniform(0.05, 0.4)) if layers and rng.random() < p["bump_probability"] else 0.0
+    return MaterialSpec(base, roughness, metallic, specular, layers, bump, name)
+
+
+# --------------------------------------------------------------------------------------------------
+# Backgrounds. Each returns (objects, far_depth) where far_depth(xn, yn) is the planar depth at which
+# the ray through image-plane point (xn, yn) = (x / depth, y / depth) meets the background.
+# --------------------------------------------------------------------------------------------------
+
+
+def _backdrop(rng: np.random.Generator, mat_rng: np.random.Generator, p: dict, tx: float, ty: float):
+    """One large plane across the far end of the view, tilted by up to background_tilt_deg."""
+    zmin, zmax = p["depth_range"]
+    corners = np.array([[sx * tx, sy * ty, -1.0] for sx in (-1, 1) for sy in (-1, 1)])
+    corner_radius = math.hypot(tx, ty)
+    # Keep every corner ray well away from grazing the plane: n . ray >= 0.4 * cos(tilt) at the corners.
+    max_tilt = math.atan(0.6 / corner_radius)
+    tilt = min(math.radians(rng.uniform(*p["background_tilt_deg"])), max_tilt)
+    azimuth = rng.uniform(0.0, 2 * math.pi)
+    normal = np.array([math.sin(tilt) * math.cos(azimuth), math.sin(tilt) * math.sin(azimuth), math.cos(tilt)])
+    spin = rng.uniform(0.0, 2 * math.pi)
+    far = rng.uniform(*p["background_depth"]) * zmax
+    # Plane: normal . X = -dist, facing the camera (+Z side). Planar depth along ray (xn, yn, -1): t = dist / (n . (-ray)).
+    facing = -(corners @ normal)  # n . (-ray) > 0 for every corner ray
+    dist = far * facing.min()  # the farthest corner lies at depth `far`
+    rot = _rotation_with_z(normal, spin)
+    centre = np.array([0.0, 0.0, -dist / normal[2]])  # where the optical axis meets the plane
+    hits = corners * (dist / facing)[:, None]
+    local = (hits - centre) @ rot  # plane coordinates of the corner hits (third ~ 0)
+    half = 1.15 * np.abs(local[:, :2]).max(axis=0)  # cover the view with a margin
+    width = 2 * tx * far  # the view's width at the backdrop's farthest point, for texture frequency
+    size = 2 * float(half.max())
+    material = _material(mat_rng, p, width, size, p["background_texture_frequency"], "background_0_material")
+    obj = ObjectSpec(
+        name="background_0",
+        shape=ShapeSpec("plane", {"subdivisions": 0}),
+        location=_vec(centre),
+        rotation=matrix_to_euler_xyz(rot),
+        scale=[float(half[0]), float(half[1]), 1.0],
+        material=material,
+        role="background",
+        smooth=False,
+    )
+
+    def far_depth(xn: float, yn: float) -> float:
+        return float(dist / (normal[2] - normal[0] * xn - normal[1] * yn))
+
+    return [obj], far_depth
+
+
+_BACKGROUNDS = {"backdrop": _backdrop}
+assert set(_BACKGROUNDS) == set(BACKGROUND_KINDS)
+
+
+# --------------------------------------------------------------------------------------------------
+# Objects
+# --------------------------------------------------------------------------------------------------
+
+
+def _depth_at(u: float, lo: float, hi: float, distribution: str) -> float:
+    """The depth at quantile ``u`` in [0, 1) of the distribution on [lo, hi]."""
+    if hi <= lo:
+        return float(hi)
+    if distribution == "uniform":
+        return float(lo + u * (hi - lo))
+    if distribution == "log_uniform":
+        return float(lo * (hi / lo) ** u)
+    return float(1.0 / (1.0 / lo + u * (1.0 / hi - 1.0 / lo)))  # uniform in inverse depth
+
+
+def _objects(rng, mat_rng, p: dict, tx: float, ty: float, far_depth) -> list[ObjectSpec]:
+    zmin = p["depth_range"][0]
+    families = list(p["shape_families"])
+    n = _int_in(rng, p["objects"])
+    log_stretch = math.log(p["object_stretch"])
+    out = []
+    for i in range(n):
+        fam = families[int(rng.integers(len(families)))]
+        params = sample_shape_params(fam, rng, p["shape_params"].get(fam))
+        rot = _random_rotation(rng)
+        stretch = np.exp(rng.uniform(-log_stretch, log_stretch, 3))
+        stretch /= stretch.max()  # the largest axis keeps the drawn size
+        size = _log_uniform(rng, *p["object_size"])  # largest dimension / frustum width
+        xn, yn = rng.uniform(-tx, tx), rng.uniform(-ty, ty)  # centre on the ray through (xn, yn) in view
+        depth_u = rng.random()
+        # The mesh lies in its box [-s, s]^3; rotated, its depth extent is +- sum_j |R[2, j]| s_j.
+        # With s = size * tx * depth * stretch, that is +- c * depth: keep depth - c * depth >= zmin, and
+        # the centre plus half that extent in front of the background.
+        far = far_depth(xn, yn)
+        for _ in range(60):
+            c = float(np.abs(rot[2]) @ stretch) * size * tx
+            lo = zmin / (1.0 - c) if c < 1 else math.inf
+            hi = far / (1.0 + 0.5 * c)
+            if lo <= hi:
+                break
+            size *= 0.8  # too large to fit between the near limit and the background: shrink
+        else:
+            raise ValueError(f"cannot fit an object between depth {zmin} m and the background at {far:.3g} m")
+        z = _depth_at(depth_u, lo, hi, p["depth_distribution"])
+        scale = stretch * size * tx * z
+        name = f"object_{i:03d}"
+        material = _material(mat_rng, p, 2 * tx * z, 2 * float(scale.max()), p["texture_frequency"], f"{name}_material")
+        out.append(
+            ObjectSpec(
+                name=name,
+                shape=ShapeSpec(fam, params),
+                location=[float(xn * z), float(yn * z), float(-z)],
+                rotation=matrix_to_euler_xyz(rot),
+                scale=_vec(scale),
+                material=material,
+                role="object",
+                smooth=SHAPE_FAMILIES[fam].smooth,
+            )
+        )
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Lighting
+# --------------------------------------------------------------------------------------------------
+
+
+def _light_direction(rng: np.random.Generator) -> np.ndarray:
+    """A unit vector from the scene towards a light: within 75 degrees of +Z (behind the camera),
+    above the optical axis (+Y) seven times out of ten."""
+    cos_a = rng.uniform(math.cos(math.radians(75.0)), 1.0)
+    sin_a = math.sqrt(1.0 - cos_a * cos_a)
+    phi = rng.uniform(0.0, 2 * math.pi)
+    u = np.array([sin_a * math.cos(phi), sin_a * math.sin(phi), cos_a])
+    if rng.random() < 0.7:
+        u[1] = abs(u[1])
+    return u
+
+
+def _lights(rng: np.random.Generator, p: dict) -> list[LightSpec]:
+    """1-4 lights behind and around the camera. Their energies are set so that together they deliver
+    the drawn irradiance at the reference point (on the axis, halfway to depth_range max) to a surface
+    facing each light. Radiometric conventions assumed for Cycles: a sun of strength S gives S W/m^2; a
+    point light of power P gives P / (4 pi d^2); a small area light of power P gives P / (pi d^2) on its axis.
+    """
+    zmax = p["depth_range"][1]
+    ref = np.array([0.0, 0.0, -0.5 * zmax])
+    n = _int_in(rng, p["lights"])
+    if n == 0:
+        return []
+    total = _log_uniform(rng, *p["irradiance"]) * 2.0 ** p["exposure"]
+    weights = rng.dirichlet(np.ones(n))
+    out = []
+    for i in range(n):
+        kind = str(rng.choice(p["light_kinds"]))
+        temperature = float(rng.uniform(*p["light_temperature_k"]))
+        color = kelvin_to_rgb(temperature)
+        irradiance = float(weights[i]) * total / luminance(color)  # same luminous effect whatever the tint
+        u = _light_direction(rng)
+        if kind == "sun":
+            rot = _rotation_with_z(u)  # the sun shines along its local -Z, i.e. along -u
+            location, energy, size = ref + u * zmax, irradiance, float(rng.uniform(0.01, 0.2))
+        else:
+            rho = float(rng.uniform(*p["light_distance"])) * zmax
+            location = u * rho
+            to_light = location - ref
+            d = float(np.linalg.norm(to_light))
+            rot = _rotation_with_z(to_light)  # local -Z faces the reference point
+            if kind == "point":
+                energy, size = irradiance * 4 * math.pi * d * d, float(rng.uniform(0.02, 0.1)) * rho
+            else:
+                energy, size = irradiance * math.pi * d * d, float(rng.uniform(0.1, 0.5)) * rho
+        out.append(
+            LightSpec(
+                kind=kind.upper(),
+                location=_vec(location),
+                rotation=matrix_to_euler_xyz(rot),
+                energy=float(energy),
+                color=color,
+                temperature_k=temperature,
+                size=size,
+            )
+        )
+    return out
+
+
+def _world(rng: np.random.Generator, p: dict) -> WorldSpec:
+    kind = str(rng.choice(p["world_kinds"]))
+    strength = float(rng.uniform(*p["world_strength"])) * 2.0 ** p["exposure"]
+    if kind == "gradient":
+        def tint():
+            rgb = colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.0, 0.4), 1.0)
+            return [float(c) for c in srgb_to_linear(np.array(rgb))]
+
+        return WorldSpec("gradient", tint(), tint(), strength)
+    # Preetham sky: the sun somewhere above the horizon (world +Z is behind the camera).
+    elevation = rng.uniform(math.radians(10.0), math.radians(80.0))
+    azimuth = rng.uniform(0.0, 2 * math.pi)
+    sun = [math.cos(elevation) * math.cos(azimuth), math.cos(elevation) * math.sin(azimuth), math.sin(elevation)]
+    params = {"sky_type": "PREETHAM", "sun_direction": _vec(sun), "turbidity": float(rng.uniform(2.0, 8.0))}
+    return WorldSpec("sky", [1.0, 1.0, 1.0], [1.0, 1.0, 1.0], strength * SKY_STRENGTH_FACTOR, params)
+
+
+# A Preetham sky at strength 1 lights a surface facing the zenith about 0.7 times as much as a unit
+# gradient world does (measured with Cycles: 0.4 to 1.0 depending on the sun); this factor keeps
+# world_strength meaning the same for both kinds. Measured with Cycles (see render tests).
+SKY_STRENGTH_FACTOR = 1.4
+
+
+# --------------------------------------------------------------------------------------------------
+# The scene
+# --------------------------------------------------------------------------------------------------
+
+
+def frustum_tangents(camera: CameraSpec) -> tuple[float, float]:
+    """(tx, ty): half-width and half-height of the view at planar depth 1 m (horizontal sensor fit)."""
+    tx = camera.sensor_width_mm / (2.0 * camera.focal_length_mm)
+    return tx, tx * camera.height / camera.width
+
+
+def sample_scene(config, seed: int) -> SceneDescription:
+    """Sample the scene with ``seed`` from ``config`` (a RenderConfig): pure, deterministic.
+
+    The camera comes from the config; objects, background, materials and lighting from its [scene]
+    table (``SCENE_DEFAULTS`` for what it leaves out). Raises ValueError for a bad [scene] table.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed {seed!r}: expected a non-negative integer")
+    p = scene_params(config.scene)
+    camera = CameraSpec(
+        focal_length_mm=float(config.focal_length_mm),
+        sensor_width_mm=float(config.sensor_width_mm),
+        f_number=float(config.f_number),
+        focus_distances=[float(s) for s in config.focus_distances],
+        width=int(config.width),
+        height=int(config.height),
+    )
+    tx, ty = frustum_tangents(camera)
+    rng = np.random.default_rng(int(seed))
+    # Independent streams: changing how one part draws leaves the others' draws unchanged.
+    bg_rng, bg_mat_rng, obj_rng, obj_mat_rng, light_rng, world_rng = rng.spawn(6)
+    background, far_depth = _BACKGROUNDS[p["background"]](bg_rng, bg_mat_rng, p, tx, ty)
+    objects = _objects(obj_rng, obj_mat_rng, p, tx, ty, far_depth)
+    return SceneDescription(
+        seed=int(seed),
+        preset=config.preset,
+        camera=camera,
+        objects=objects + background,
+        lights=_lights(light_rng, p),
+        world=_world(world_rng, p),
+        extras={"sampler_version": SAMPLER_VERSION, "depth_range": [float(x) for x in p["depth_range"]]},
+    )
