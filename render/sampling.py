@@ -84,7 +84,7 @@ SCENE_DEFAULTS: dict = {
     "depth_range": [0.1, 3.0],  # metres: every visible surface lies inside
     "depth_distribution": "log_uniform",  # of object centres between their nearest and farthest allowed depth
     "objects": [20, 30],  # object count, inclusive
-    "object_size": [0.08, 0.35],  # largest dimension / frustum width at the object's depth (log-uniform)
+    "object_size": [0.1, 0.5],  # largest dimension / frustum width at the object's depth (log-uniform)
     "object_stretch": 1.5,  # each axis scaled by a factor drawn log-uniform in [1/s, s]
     "shape_families": families_in_group("primitive", "procedural"),
     "shape_params": {},  # {family: {param: [low, high] or [choices...]}}: replaces the catalogue's ranges
@@ -108,9 +108,9 @@ SCENE_DEFAULTS: dict = {
     "light_kinds": list(LIGHT_KINDS),
     "light_temperature_k": [2500.0, 9000.0],
     "light_distance": [1.0, 2.0],  # point/area light distance from the camera / depth_range max
-    "irradiance": [3.0, 10.0],  # W/m^2 all lights deliver together at the reference point (log-uniform)
+    "irradiance": [3.0, 8.0],  # W/m^2 all lights deliver together at the reference point (log-uniform)
     "world_kinds": list(WORLD_KINDS),
-    "world_strength": [0.15, 0.6],  # radiance of the environment (gradient colours have max channel 1)
+    "world_strength": [0.15, 0.5],  # radiance of the environment (gradient colours have max channel 1)
     "exposure": 0.0,  # stops: every light and the world are multiplied by 2 ** exposure
 }
 
@@ -246,6 +246,27 @@ def scene_params(params: Mapping) -> dict:
     """The [scene] table validated and completed with the defaults of every key it leaves out."""
     validate_scene_params(params)
     return {**SCENE_DEFAULTS, **params}
+
+
+def shape_ranges(params: Mapping) -> dict[str, dict[str, tuple]]:
+    """The shape distribution a [scene] table draws from: {family: {parameter: drawn range or choices}}.
+
+    Covers every family in ``shape_families`` and every parameter that is drawn (the catalogue's range,
+    or the preset's ``shape_params`` replacement); fixed resolution parameters are left out. Two presets
+    whose families never overlap, or whose ranges for a shared family are disjoint, draw disjoint shapes.
+    """
+    p = scene_params(params)
+    out = {}
+    for fam in p["shape_families"]:
+        overrides = p["shape_params"].get(fam, {})
+        ranges = {}
+        for name, spec in SHAPE_FAMILIES[fam].params.items():
+            if name in overrides:
+                ranges[name] = check_sample_range(fam, name, overrides[name])
+            elif spec.sample is not None:
+                ranges[name] = tuple(spec.sample)
+        out[fam] = ranges
+    return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -682,7 +703,7 @@ def _world(rng: np.random.Generator, p: dict) -> WorldSpec:
 
 # A Preetham sky at strength 1 lights a surface facing the zenith about 0.7 times as much as a unit
 # gradient world does (measured with Cycles: 0.4 to 1.0 depending on the sun); this factor keeps
-# world_strength meaning the same for both kinds. Measured with Cycles (see render tests).
+# world_strength meaning about the same for both kinds.
 SKY_STRENGTH_FACTOR = 1.4
 
 

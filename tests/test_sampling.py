@@ -18,6 +18,7 @@ from focalstack.render.sampling import (
     sample_scene,
     scene_params,
     scene_seed,
+    shape_ranges,
     validate_scene_params,
 )
 from focalstack.render.scene import SceneDescription
@@ -192,14 +193,18 @@ def test_depth_distribution_changes_where_objects_go():
     assert median_depth("inverse") < median_depth("log_uniform") < median_depth("uniform")
 
 
-def test_object_size_is_proportional_to_depth():
-    cfg = config({"object_size": [0.2, 0.2], "object_stretch": 1.0})
+@pytest.mark.parametrize("stretch", [1.0, 2.0])
+def test_object_size_is_proportional_to_depth(stretch):
+    cfg = config({"object_size": [0.2, 0.2], "object_stretch": stretch, "depth_range": [0.01, 3.0]})
     tx, _ = tangents(cfg)
+    ratios = []
     for obj in sample_scene(cfg, 0).objects:
         if obj.role == "object":
             depth = -obj.location[2]
             # largest dimension (2 * largest scale) is 20 % of the view width at that depth
             assert 2 * max(obj.scale) == pytest.approx(0.2 * 2 * tx * depth)
+            ratios.append(min(obj.scale) / max(obj.scale))
+    assert min(ratios) == 1.0 if stretch == 1.0 else 1 / stretch**2 <= min(ratios) < 0.9
 
 
 def test_shape_families_and_parameter_ranges_follow_the_preset():
@@ -210,6 +215,15 @@ def test_shape_families_and_parameter_ranges_follow_the_preset():
                 assert obj.shape.family == "torus" and 0.1 <= obj.shape.params["minor_ratio"] <= 0.12
     families = {o.shape.family for s in range(5) for o in sample_scene(config(), s).objects if o.role == "object"}
     assert {"cube", "sphere", "blob", "superquadric"} <= families
+
+
+def test_shape_ranges_describe_the_shape_distribution():
+    ranges = shape_ranges({"shape_families": ["torus", "cube", "blob"], "shape_params": {"torus": {"minor_ratio": [0.1, 0.2]}}})
+    assert set(ranges) == {"torus", "cube", "blob"}
+    assert ranges["torus"] == {"minor_ratio": (0.1, 0.2)}  # resolution parameters are fixed, not drawn
+    assert ranges["cube"] == {}
+    assert ranges["blob"]["amplitude"] == (0.1, 0.45) and "subdivisions" not in ranges["blob"]
+    assert set(shape_ranges({})) == set(SCENE_DEFAULTS["shape_families"])
 
 
 def test_rotations_are_random_and_valid():
