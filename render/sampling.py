@@ -522,12 +522,17 @@ def _backdrop(rng: np.random.Generator, mat_rng: np.random.Generator, p: dict, t
     max_tilt = math.atan(0.6 / corner_radius)
     tilt = min(math.radians(rng.uniform(*p["background_tilt_deg"])), max_tilt)
     azimuth = rng.uniform(0.0, 2 * math.pi)
-    normal = np.array([math.sin(tilt) * math.cos(azimuth), math.sin(tilt) * math.sin(azimuth), math.cos(tilt)])
     spin = rng.uniform(0.0, 2 * math.pi)
     far = rng.uniform(*p["background_depth"]) * zmax
-    # Plane: normal . X = -dist, facing the camera (+Z side). Planar depth along ray (xn, yn, -1): t = dist / (n . (-ray)).
-    facing = -(corners @ normal)  # n . (-ray) > 0 for every corner ray
-    dist = far * facing.min()  # the farthest corner lies at depth `far`
+    while True:
+        normal = np.array([math.sin(tilt) * math.cos(azimuth), math.sin(tilt) * math.sin(azimuth), math.cos(tilt)])
+        # Plane: normal . X = -dist, facing the camera (+Z side); along the ray (xn, yn, -1) it lies at
+        # planar depth t = dist / (n . (-ray)), largest at a corner of the view, smallest at the opposite one.
+        facing = -(corners @ normal)  # n . (-ray) > 0 for every corner ray
+        dist = far * facing.min()  # the farthest corner lies at depth `far`
+        if dist / facing.max() >= 1.05 * zmin or tilt < 1e-3:  # the nearest corner stays in the depth range
+            break
+        tilt *= 0.8
     rot = _rotation_with_z(normal, spin)
     centre = np.array([0.0, 0.0, -dist / normal[2]])  # where the optical axis meets the plane
     hits = corners * (dist / facing)[:, None]

@@ -175,6 +175,22 @@ def test_backdrop_covers_the_view_inside_the_depth_range(seed):
     assert lo * zmax - 1e-9 <= max(far) <= hi * zmax + 1e-9  # the farthest corner at the drawn depth
 
 
+def test_steep_backdrop_stays_inside_a_shallow_depth_range():
+    cfg = config({"depth_range": [1.0, 1.3], "background_tilt_deg": [40, 40], "background_depth": [0.9, 1.0]})
+    tx, ty = tangents(cfg)
+    for s in range(5):
+        d = sample_scene(cfg, s)
+        (bg,) = [o for o in d.objects if o.role == "background"]
+        for xn in (-tx, 0, tx):
+            for yn in (-ty, 0, ty):
+                t, _ = backdrop_hit(bg, xn, yn)
+                assert 1.0 <= t <= 1.3 + 1e-9
+        for obj in d.objects:
+            if obj.role == "object":
+                depths = -world_vertices(obj)[:, 2]
+                assert depths.min() >= 1.0 - 1e-6
+
+
 def test_backdrop_tilt_follows_the_preset():
     cfg = config({"background_tilt_deg": [10.0, 10.0]})
     for s in range(5):
