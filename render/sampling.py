@@ -689,6 +689,12 @@ def _lights(rng: np.random.Generator, p: dict) -> list[LightSpec]:
     return out
 
 
+# A Preetham sky at strength 1 lights a surface facing the zenith about 0.7 times as much as a unit
+# gradient world does (measured with Cycles: 0.4 to 1.0 depending on the sun); this factor keeps
+# world_strength meaning about the same for both kinds.
+SKY_STRENGTH_FACTOR = 1.4
+
+
 def _world(rng: np.random.Generator, p: dict) -> WorldSpec:
     kind = str(rng.choice(p["world_kinds"]))
     strength = float(rng.uniform(*p["world_strength"])) * 2.0 ** p["exposure"]
@@ -704,12 +710,6 @@ def _world(rng: np.random.Generator, p: dict) -> WorldSpec:
     sun = [math.cos(elevation) * math.cos(azimuth), math.cos(elevation) * math.sin(azimuth), math.sin(elevation)]
     params = {"sky_type": "PREETHAM", "sun_direction": _vec(sun), "turbidity": float(rng.uniform(2.0, 8.0))}
     return WorldSpec("sky", [1.0, 1.0, 1.0], [1.0, 1.0, 1.0], strength * SKY_STRENGTH_FACTOR, params)
-
-
-# A Preetham sky at strength 1 lights a surface facing the zenith about 0.7 times as much as a unit
-# gradient world does (measured with Cycles: 0.4 to 1.0 depending on the sun); this factor keeps
-# world_strength meaning about the same for both kinds.
-SKY_STRENGTH_FACTOR = 1.4
 
 
 # --------------------------------------------------------------------------------------------------
