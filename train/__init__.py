@@ -1,0 +1,40 @@
+"""focalstack.train: DefocusNet, DepthNet and AiFNet ("Focus on defocus", CVPR 2020) trained on the
+focal-stack HDF5 files of ``focalstack.dataset``; evaluation in the paper's terms; prediction on real
+focal stacks. Imports torch (lazily: ``import focalstack.train`` alone does not).
+
+Public face:
+
+- ``fit(TrainConfig(...), resume=False)``                     train (``trainer``)
+- ``evaluate(checkpoint, files, out_dir)``                    metrics tables (``evaluate``)
+- ``predict(checkpoint, images, out_dir, focus_distances)``   depth/AiF/defocus of one stack (``predict``)
+- ``quick_train_and_evaluate(train, test, out)``              the whole loop, briefly (``quick``)
+- ``build_model(name, **kwargs)``, ``ARCHITECTURES``          the networks (``models``)
+- ``load_checkpoint(path)``, ``model_from_checkpoint(ckpt)``  checkpoints (``checkpoint``)
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "fit": "trainer",
+    "TrainConfig": "trainer",
+    "evaluate": "evaluate",
+    "predict": "predict",
+    "quick_train_and_evaluate": "quick",
+    "build_model": "models",
+    "ARCHITECTURES": "models",
+    "load_checkpoint": "checkpoint",
+    "model_from_checkpoint": "checkpoint",
+    "CheckpointError": "checkpoint",
+    "Norm": "data",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

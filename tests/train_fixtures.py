@@ -1,0 +1,110 @@
+"""Small schema-valid focal-stack files for the trainer's tests, made without Blender.
+
+A synthetic scene is a textured background plane with two or three textured fronto-parallel rectangles
+in front of it, each at its own depth. Every slice is the all-in-focus layers blurred with a disk of the
+blur-circle diameter that ``focalstack.dataset.optics`` gives for the layer's depth and the slice's
+focus distance, composited far to near. So defocus really does encode depth, and a network can learn it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from focalstack.dataset import FocalStackWriter, SceneRecord, canny_edges, defocus_maps
+
+FOCUS = (0.1, 0.15, 0.3, 0.7, 1.5)
+# f_px = 2.9 / 0.775 * 32 = 120 px at 32 px width: blur diameters up to ~3.4 px in these tiny images.
+CAMERA = {"f_number": 1.0, "focal_length_mm": 2.9, "sensor_width_mm": 0.775}
+
+
+def disk_kernel(diameter: float) -> np.ndarray:
+    """Normalised, anti-aliased disk of the given diameter in pixels (a delta below 1 px)."""
+    d = abs(float(diameter))
+    if d < 1.0:
+        k = np.zeros((1, 1), np.float32)
+        k[0, 0] = 1
+        return k
+    r = d / 2
+    n = int(np.ceil(r)) * 2 + 1
+    sub = 4
+    c = (np.arange(n * sub) + 0.5) / sub - n / 2
+    yy, xx = np.meshgrid(c, c, indexing="ij")
+    k = (xx**2 + yy**2 <= r * r).astype(np.float32).reshape(n, sub, n, sub).mean(axis=(1, 3))
+    return k / k.sum()
+
+
+def _texture(rng: np.random.Generator, size: int) -> np.ndarray:
+    fine = rng.random((size, size, 3))
+    coarse = cv2.resize(rng.random((4, 4, 3)), (size, size), interpolation=cv2.INTER_CUBIC)
+    base = rng.random(3)
+    return np.clip(0.45 * fine + 0.35 * coarse + 0.2 * base, 0, 1).astype(np.float32)
+
+
+def synthetic_scene(rng: np.random.Generator, size: int, focus=FOCUS, camera=CAMERA) -> SceneRecord:
+    n_rect = int(rng.integers(2, 4))
+    depths = np.sort(rng.uniform(0.12, 2.9, size=n_rect + 1))[::-1]  # background first (farthest)
+    layers = []  # (mask, texture, depth), far to near
+    for i, z in enumerate(depths):
+        mask = np.zeros((size, size), bool)
+        if i == 0:
+            mask[:] = True
+        else:
+            h, w = rng.integers(size // 4, size * 3 // 4, size=2)
+            y, x = rng.integers(0, size - h), rng.integers(0, size - w)
+            mask[y : y + h, x : x + w] = True
+        layers.append((mask, _texture(rng, size), float(z)))
+    depth = np.zeros((size, size), np.float32)
+    aif = np.zeros((size, size, 3), np.float32)
+    for mask, tex, z in layers:
+        depth[mask] = z
+        aif[mask] = tex[mask]
+    defocus = defocus_maps(depth, focus, camera["f_number"], camera["focal_length_mm"], camera["sensor_width_mm"])
+    stack = []
+    for s in focus:
+        img = np.zeros((size, size, 3), np.float32)
+        for mask, tex, z in layers:
+            c = defocus_maps(np.full((1, 1), z, np.float32), [s], camera["f_number"], camera["focal_length_mm"], camera["sensor_width_mm"])
+            # the blur diameter is in pixels of an image as wide as `size`
+            c = float(c[0, 0, 0]) * size
+            blurred = cv2.filter2D(tex, -1, disk_kernel(c), borderType=cv2.BORDER_REFLECT)
+            img[mask] = blurred[mask]
+        stack.append(img)
+    to8 = lambda a: np.round(np.clip(a, 0, 1) * 255).astype(np.uint8)  # noqa: E731
+    aif8 = to8(aif)
+    return SceneRecord(
+        stack=to8(np.stack(stack)),
+        aif=aif8,
+        depth=depth,
+        defocus=defocus,
+        edges=canny_edges(aif8),
+        focus_distance=np.asarray(focus, np.float32),
+        f_number=camera["f_number"],
+        focal_length_mm=camera["focal_length_mm"],
+        sensor_width_mm=camera["sensor_width_mm"],
+        seed=0,
+        scene=json.dumps({"synthetic": "planes", "depths": [float(z) for z in depths]}),
+    )
+
+
+def write_synthetic(path, n_scenes: int = 6, size: int = 32, focus=FOCUS, seed: int = 0, camera=CAMERA) -> Path:
+    """Write ``n_scenes`` synthetic scenes of ``size`` x ``size`` pixels to a new schema-v1 file."""
+    path = Path(path)
+    rng = np.random.default_rng(seed)
+    attrs = {
+        "generator_version": "tests",
+        "blender_version": "none",
+        "created_utc": "2000-01-01T00:00:00Z",
+        "preset": "synthetic-planes",
+        "config": {"synthetic": True, "size": size, "focus": list(focus), "seed": seed, **camera},
+        "defocus_model": "cycles",
+    }
+    with FocalStackWriter.create_or_resume(path, n_slices=len(focus), height=size, width=size, attrs=attrs) as w:
+        for i in range(n_scenes):
+            rec = synthetic_scene(rng, size, focus, camera)
+            rec.seed = seed * 100000 + i
+            w.append(rec)
+    return path

@@ -1,0 +1,98 @@
+"""Checkpoints: one file holding weights, optimiser state, the training configuration and the
+normalisation constants. Saved atomically (temporary file in the same folder, fsync, rename), so a
+killed run leaves the previous checkpoint intact. Loaded with ``torch.load(weights_only=True)``: a
+checkpoint is plain data (dicts, lists, strings, numbers, tensors) and never executes code.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .data import Norm
+from .models import ARCHITECTURES, FocusOnDefocus, build_model
+
+FORMAT = "focalstack-train"
+VERSION = 1
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be used; the message names the file and what is wrong."""
+
+
+def save_checkpoint(path: str | os.PathLike, payload: dict) -> Path:
+    path = Path(path)
+    payload = {"format": FORMAT, "version": VERSION, **payload}
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(payload, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Read and check a checkpoint (on the CPU). Raises CheckpointError with a one-line message."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - whatever the unpickler says, the file is not ours
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        why = next((ln for ln in lines if ln.startswith("WeightsUnpickler error")), lines[0] if lines else "")
+        if why.startswith("Weights only load failed"):
+            why = "torch.load(weights_only=True) refused it"
+        raise CheckpointError(f"{path}: not a focalstack-train checkpoint ({why[:160] or type(exc).__name__})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a focalstack-train checkpoint (no format {FORMAT!r})")
+    if ckpt.get("version") != VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {ckpt.get('version')!r}, this trainer reads {VERSION}")
+    for key in ("arch", "arch_kwargs", "model", "norm", "config"):
+        if key not in ckpt:
+            raise CheckpointError(f"{path}: checkpoint lacks {key!r}")
+    if ckpt["arch"] not in ARCHITECTURES:
+        raise CheckpointError(
+            f"{path}: architecture {ckpt['arch']!r} is unknown (this trainer knows {', '.join(ARCHITECTURES)})"
+        )
+    return ckpt
+
+
+def model_from_checkpoint(
+    ckpt: dict, path: str | os.PathLike = "checkpoint", arch: str | None = None
+) -> tuple[FocusOnDefocus, Norm]:
+    """Rebuild the network a checkpoint holds and load its weights. With ``arch``, the checkpoint must
+    be of that architecture. Weights that do not fit the architecture raise CheckpointError."""
+    if arch is not None and ckpt["arch"] != arch:
+        raise CheckpointError(f"{path}: checkpoint is architecture {ckpt['arch']!r}, expected {arch!r}")
+    try:
+        model = build_model(ckpt["arch"], **ckpt["arch_kwargs"])
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    load_weights(model, ckpt["model"], path, ckpt["arch"])
+    return model, Norm.from_dict(ckpt["norm"])
+
+
+def load_weights(model: torch.nn.Module, state: dict, path, arch: str) -> None:
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        if wrong:
+            parts.append(f"{len(wrong)} of another shape (e.g. {wrong[0]})")
+        raise CheckpointError(f"{path}: weights do not fit architecture {arch!r}: {'; '.join(parts)} tensors")
+    model.load_state_dict(state)

@@ -1,0 +1,394 @@
+"""Focal-stack HDF5 files (schema v1) as torch training data.
+
+Sampling is planned in the main process and the reading is done in the workers:
+
+- ``plan_epoch`` draws, from the epoch number and the seed only, every batch of an epoch as a list of
+  ``SampleKey`` (file, scene, which slices in which order, flips, crop). An epoch can therefore be
+  replayed exactly, which is what lets ``--resume`` continue a killed run in the middle of an epoch,
+  and the result does not depend on the number of DataLoader workers.
+- ``FocalStackDataset`` turns a key into arrays. It opens its HDF5 files lazily, once per process, so
+  h5py handles are never shared across DataLoader worker processes.
+
+Several files are mixed with sampling weights (``--data train.h5 --data walls.h5:0.3``): the weight is
+per scene, relative: each scene of walls.h5 is drawn 0.3 times as often as a scene of a file of weight
+1 (the default). With all weights equal an epoch is a permutation of the training scenes; otherwise
+scenes are drawn with replacement in proportion to their weights.
+
+Normalisation (``Norm``; stored in every checkpoint, applied on the device by ``to_model_inputs``):
+
+- images: uint8 sRGB / 255, so in [0, 1]; no mean/std shift;
+- focus distances: metres / ``focus_scale`` (default 1.5 m, the farthest focus of the reference camera);
+- depth: metres / ``depth_scale`` (default 3 m), targets clipped to ``max_depth`` (default 3 m); pixels
+  farther than ``max_depth`` (background, which Blender writes as 1e10) or not finite are left out of the
+  depth loss and metrics;
+- defocus: pixels / ``defocus_scale`` (default 5 px); by default the absolute blur-circle diameter is the
+  target, as in the paper (``signed_defocus`` keeps the sign: + behind the focal plane, - in front).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from focalstack.dataset import DatasetError, FocalStackFile
+
+
+@dataclass(frozen=True)
+class Norm:
+    """Normalisation constants (see the module docstring). Stored in checkpoints."""
+
+    focus_scale: float = 1.5  # metres
+    depth_scale: float = 3.0  # metres
+    defocus_scale: float = 5.0  # pixels
+    max_depth: float = 3.0  # metres; farther depth is clipped and masked out
+    signed_defocus: bool = False  # False: |blur diameter| is the target, as in the paper
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Norm":
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+    def check(self) -> "Norm":
+        for name in ("focus_scale", "depth_scale", "defocus_scale", "max_depth"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name.replace('_', '-')} = {value!r}: expected a number > 0")
+        return self
+
+
+# -- sources ---------------------------------------------------------------------------------------
+
+
+def parse_data_spec(spec: str) -> tuple[str, float]:
+    """'path.h5' -> (path, 1.0); 'path.h5:0.3' -> (path, 0.3). A tail that is not a number is path."""
+    path, weight = spec, 1.0
+    head, sep, tail = spec.rpartition(":")
+    if sep and head:
+        try:
+            weight = float(tail)
+        except ValueError:
+            pass  # a colon inside the path
+        else:
+            path = head
+            if not (math.isfinite(weight) and weight > 0):
+                raise ValueError(f"{spec}: sampling weight {tail!r} must be a number > 0")
+    return path, weight
+
+
+@dataclass
+class SourceInfo:
+    """What the planner needs to know about one file (read once, in the main process)."""
+
+    path: str
+    weight: float
+    n_scenes: int
+    n_slices: int
+    image_size: tuple[int, int]  # (H, W)
+    camera: dict = field(default_factory=dict)
+
+
+def inspect_source(path: str, weight: float = 1.0) -> SourceInfo:
+    """Open a file, check it (DatasetError naming the file if it is not schema-valid), and close it."""
+    with FocalStackFile(path) as f:
+        n = len(f)
+        if n == 0:
+            raise DatasetError(f"{path}: holds no complete scene")
+        camera = {
+            "f_number": float(f.read("f_number", 0)),
+            "focal_length_mm": float(f.read("focal_length_mm", 0)),
+            "sensor_width_mm": float(f.read("sensor_width_mm", 0)),
+            "focus_distances": [float(x) for x in f.read("focus_distance", 0)],
+            "defocus_model": str(f.attrs.get("defocus_model", "")),
+        }
+        return SourceInfo(str(path), float(weight), n, f.n_slices, f.image_size, camera)
+
+
+def check_compatible(sources: list[SourceInfo], stack_size: int | None, crop: tuple[int, int] | None) -> int:
+    """Check that batches can mix these files; return the stack size to train with.
+
+    Without ``stack_size`` every file must have the same number of slices; without ``crop`` the same
+    image size. Raises ValueError with a one-line message naming the files.
+    """
+    slices = {s.n_slices for s in sources}
+    if stack_size is None:
+        if len(slices) > 1:
+            listing = ", ".join(f"{s.path} has {s.n_slices}" for s in sources)
+            raise ValueError(
+                f"stack sizes differ between files ({listing} slices): pass --stack-size <= {min(slices)}"
+            )
+        stack_size = slices.pop()
+    smallest = min(sources, key=lambda s: s.n_slices)
+    if not 1 <= stack_size <= smallest.n_slices:
+        raise ValueError(f"--stack-size {stack_size}: {smallest.path} has {smallest.n_slices} slices")
+    sizes = {s.image_size for s in sources}
+    if crop is None:
+        if len(sizes) > 1:
+            listing = ", ".join(f"{s.path} is {s.image_size[0]}x{s.image_size[1]}" for s in sources)
+            raise ValueError(f"image sizes differ between files ({listing}): pass --crop")
+    else:
+        for s in sources:
+            if crop[0] > s.image_size[0] or crop[1] > s.image_size[1]:
+                raise ValueError(
+                    f"--crop {crop[0]}x{crop[1]}: larger than the {s.image_size[0]}x{s.image_size[1]} images of {s.path}"
+                )
+    return stack_size
+
+
+def split_scenes(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) scene indices of a file: a seeded random ``val_fraction`` of the scenes (at least
+    one if the fraction is > 0 and the file has two or more scenes) is held out."""
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"--val-fraction {val_fraction}: expected a number in [0, 1)")
+    order = np.random.default_rng([seed, 0x5EED, n]).permutation(n)
+    n_val = int(round(val_fraction * n))
+    if val_fraction > 0 and n >= 2:
+        n_val = min(max(n_val, 1), n - 1)
+    else:
+        n_val = 0
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+# -- planning --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SampleKey:
+    """Everything random about one training sample, decided by the planner."""
+
+    file: int
+    scene: int
+    slices: tuple[int, ...]  # indices into the file's slices, in the order the network sees them
+    flip_h: bool = False
+    flip_v: bool = False
+    crop: tuple[int, int, int, int] | None = None  # (y, x, h, w)
+
+
+@dataclass
+class PlanSettings:
+    batch_size: int
+    stack_size: int
+    random_stack: bool = False  # random length 1..stack_size per batch, random order
+    single_image: bool = False  # one random slice per sample
+    crop: tuple[int, int] | None = None
+    flips: bool = True
+    samples_per_epoch: int | None = None
+
+
+def plan_epoch(
+    sources: list[SourceInfo], train_scenes: list[np.ndarray], settings: PlanSettings, seed: int, epoch: int
+) -> list[list[SampleKey]]:
+    """All batches of one training epoch, from (seed, epoch) alone."""
+    rng = np.random.default_rng([seed, epoch])
+    files = np.concatenate([np.full(len(t), i) for i, t in enumerate(train_scenes)]).astype(int)
+    scenes = np.concatenate(train_scenes).astype(int)
+    total = len(scenes)
+    if total == 0:
+        raise ValueError("no training scenes left after the validation split")
+    weights = np.array([sources[i].weight for i in files], dtype=np.float64)
+    n = settings.samples_per_epoch or total
+    if np.all(weights == weights[0]) and n <= total:
+        picks = rng.permutation(total)[:n]
+    else:
+        picks = rng.choice(total, size=n, replace=True, p=weights / weights.sum())
+    batches = []
+    bs = settings.batch_size
+    for start in range(0, n, bs):
+        chunk = picks[start : start + bs]
+        if settings.single_image:
+            length = 1
+        elif settings.random_stack:
+            length = int(rng.integers(1, settings.stack_size + 1))
+        else:
+            length = settings.stack_size
+        batch = []
+        for j in chunk:
+            src = sources[files[j]]
+            if settings.random_stack or settings.single_image:
+                slices = rng.choice(src.n_slices, size=length, replace=False)
+            elif length < src.n_slices:
+                slices = np.sort(rng.choice(src.n_slices, size=length, replace=False))
+            else:
+                slices = np.arange(src.n_slices)
+            flip_h = bool(rng.integers(2)) if settings.flips else False
+            flip_v = bool(rng.integers(2)) if settings.flips else False
+            crop = None
+            if settings.crop is not None:
+                ch, cw = settings.crop
+                h, w = src.image_size
+                crop = (int(rng.integers(h - ch + 1)), int(rng.integers(w - cw + 1)), ch, cw)
+            batch.append(SampleKey(int(files[j]), int(scenes[j]), tuple(int(s) for s in slices), flip_h, flip_v, crop))
+        batches.append(batch)
+    return batches
+
+
+def plan_eval(
+    sources: list[SourceInfo],
+    scenes: list[np.ndarray],
+    batch_size: int,
+    setting: str = "All",
+    seed: int = 0,
+    single_image: bool = False,
+) -> list[list[SampleKey]]:
+    """Evaluation batches, never mixing files, at full image size, no flips.
+
+    ``All``: every slice, in focus order. ``Random``: per scene a seeded random number of slices
+    (1 to all) in random order; scenes with the same length are batched together.
+    """
+    if setting not in ("All", "Random"):
+        raise ValueError(f"setting {setting!r}: expected All or Random")
+    batches = []
+    for fi, idx in enumerate(scenes):
+        src = sources[fi]
+        rng = np.random.default_rng([seed, 0xE7A1, fi])
+        keys = []
+        for scene in idx:
+            if setting == "All":
+                slices = tuple(range(src.n_slices))
+            else:
+                length = int(rng.integers(1, src.n_slices + 1))
+                slices = tuple(int(s) for s in rng.choice(src.n_slices, size=length, replace=False))
+            keys.append(SampleKey(fi, int(scene), slices))
+        keys.sort(key=lambda k: len(k.slices))  # stable: scene order within one length
+        for start in range(0, len(keys), batch_size):
+            chunk = keys[start : start + batch_size]
+            # split where the length changes so that each batch has one stack length
+            run = [chunk[0]]
+            for k in chunk[1:]:
+                if len(k.slices) != len(run[0].slices):
+                    batches.append(run)
+                    run = []
+                run.append(k)
+            batches.append(run)
+    return batches
+
+
+class PlannedBatches(torch.utils.data.Sampler):
+    """A batch sampler over precomputed batches of keys, starting at batch ``start``."""
+
+    def __init__(self, batches: list[list[SampleKey]], start: int = 0):
+        self.batches, self.start = batches, start
+
+    def __iter__(self):
+        return iter(self.batches[self.start :])
+
+    def __len__(self) -> int:
+        return max(len(self.batches) - self.start, 0)
+
+
+# -- reading ---------------------------------------------------------------------------------------
+
+
+class FocalStackDataset(torch.utils.data.Dataset):
+    """Reads the sample a ``SampleKey`` describes. Arrays come back unnormalised (see ``Norm``):
+
+    stack (L, 3, h, w) uint8, focus (L,) float32 m, defocus (L, h, w) float32 px (signed),
+    depth (h, w) float32 m, aif (3, h, w) uint8, edges (h, w) uint8, camera (3,) float32
+    (f-number, focal length mm, sensor width mm), plus ``file`` and ``scene`` indices.
+    """
+
+    def __init__(self, paths: list[str]):
+        self.paths = [str(p) for p in paths]
+        self._files: dict[int, FocalStackFile] = {}
+        self._pid: int | None = None
+
+    def _file(self, i: int) -> FocalStackFile:
+        if self._pid != os.getpid():  # a fresh worker process: never reuse the parent's handles
+            self._files, self._pid = {}, os.getpid()
+        if i not in self._files:
+            self._files[i] = FocalStackFile(self.paths[i])
+        return self._files[i]
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_files"], state["_pid"] = {}, None
+        return state
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+        self._files = {}
+
+    def __len__(self) -> int:  # not used for sampling; keys come from the planner
+        return sum(len(self._file(i)) for i in range(len(self.paths)))
+
+    def __getitem__(self, key: SampleKey) -> dict:
+        f = self._file(key.file)
+        scene = f[key.scene]
+        sl = list(key.slices)
+        stack, defocus = scene.stack[sl], scene.defocus[sl]
+        depth, aif, edges = scene.depth, scene.aif, scene.edges
+        if key.crop is not None:
+            y, x, h, w = key.crop
+            stack, defocus = stack[:, y : y + h, x : x + w], defocus[:, y : y + h, x : x + w]
+            depth, aif, edges = depth[y : y + h, x : x + w], aif[y : y + h, x : x + w], edges[y : y + h, x : x + w]
+        if key.flip_h:
+            stack, aif = stack[:, :, ::-1], aif[:, ::-1]  # (L, H, W, 3), (H, W, 3): flip W
+            defocus, depth, edges = defocus[..., ::-1], depth[..., ::-1], edges[..., ::-1]
+        if key.flip_v:
+            stack, defocus = stack[:, ::-1], defocus[:, ::-1]
+            depth, aif, edges = depth[::-1], aif[::-1], edges[::-1]
+        return {
+            "stack": torch.from_numpy(np.ascontiguousarray(stack.transpose(0, 3, 1, 2))),
+            "focus": torch.from_numpy(scene.focus_distance[sl].astype(np.float32)),
+            "defocus": torch.from_numpy(np.ascontiguousarray(defocus, dtype=np.float32)),
+            "depth": torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32)),
+            "aif": torch.from_numpy(np.ascontiguousarray(aif.transpose(2, 0, 1))),
+            "edges": torch.from_numpy(np.ascontiguousarray(edges)),
+            "camera": torch.tensor(
+                [scene.f_number, scene.focal_length_mm, scene.sensor_width_mm], dtype=torch.float32
+            ),
+            "file": key.file,
+            "scene": key.scene,
+        }
+
+
+def make_loader(
+    dataset: FocalStackDataset, batches: list[list[SampleKey]], workers: int, start: int = 0, pin: bool = False
+) -> torch.utils.data.DataLoader:
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=PlannedBatches(batches, start),
+        num_workers=workers,
+        pin_memory=pin,
+        persistent_workers=False,
+        multiprocessing_context="spawn" if workers and torch.cuda.is_initialized() else None,
+    )
+
+
+# -- normalisation on the device -------------------------------------------------------------------
+
+
+def to_model_inputs(batch: dict, norm: Norm, device: torch.device) -> tuple[dict, dict]:
+    """(inputs, targets), normalised and on ``device``.
+
+    inputs: stack (B, S, 3, H, W) float in [0, 1], focus (B, S) / focus_scale.
+    targets: defocus (B, S, H, W) / defocus_scale (absolute unless ``signed_defocus``), depth (B, H, W)
+    clipped to max_depth / depth_scale, depth_mask (B, H, W) bool, aif (B, 3, H, W) in [0, 1],
+    edges (B, H, W) float 0/1, and depth_m, defocus_px (unnormalised) for metrics.
+    """
+    nb = device.type == "cuda"
+    stack = batch["stack"].to(device, non_blocking=nb).float().div_(255.0)
+    focus = batch["focus"].to(device, non_blocking=nb) / norm.focus_scale
+    depth_m = batch["depth"].to(device, non_blocking=nb)
+    mask = torch.isfinite(depth_m) & (depth_m > 0) & (depth_m <= norm.max_depth)
+    depth = torch.where(mask, depth_m, torch.zeros_like(depth_m)).clamp_(max=norm.max_depth) / norm.depth_scale
+    defocus_px = batch["defocus"].to(device, non_blocking=nb)
+    defocus_px = defocus_px if norm.signed_defocus else defocus_px.abs()
+    defocus_px = torch.nan_to_num(defocus_px, nan=0.0, posinf=0.0, neginf=0.0)
+    targets = {
+        "defocus": defocus_px / norm.defocus_scale,
+        "defocus_px": defocus_px,
+        "depth": depth,
+        "depth_m": depth_m,
+        "depth_mask": mask,
+        "aif": batch["aif"].to(device, non_blocking=nb).float().div_(255.0),
+        "edges": batch["edges"].to(device, non_blocking=nb).float(),
+    }
+    return {"stack": stack, "focus": focus}, targets

@@ -1,0 +1,62 @@
+"""Networks of "Focus on defocus", torchvision style: one file per architecture, a builder function each,
+no training logic. ``build_model(name, **kwargs)`` builds one of ``ARCHITECTURES`` by name; the name and
+keyword arguments are what a checkpoint stores to rebuild the network."""
+
+from __future__ import annotations
+
+import inspect
+
+from torch import nn
+
+from .aifnet import AiFNet, aifnet, aifnet_direct
+from .defocusnet import DefocusNet, defocusnet
+from .depthnet import DepthNet, depthnet
+from .fod import FocusOnDefocus, fod, fod_aif_direct, fod_depth, fod_single
+
+# Complete models (what the trainer trains), by the name used on the command line and in checkpoints.
+ARCHITECTURES = {
+    "fod": fod,
+    "fod-depth": fod_depth,
+    "fod-aif-direct": fod_aif_direct,
+    "fod-single": fod_single,
+}
+
+
+def architecture_kwargs(name: str) -> list[str]:
+    """Keyword arguments the builder of ``name`` takes."""
+    return list(inspect.signature(ARCHITECTURES[name]).parameters)
+
+
+def build_model(name: str, **kwargs) -> FocusOnDefocus:
+    """Build the architecture ``name`` with builder keyword arguments (unknown ones are an error)."""
+    if name not in ARCHITECTURES:
+        raise ValueError(f"architecture {name!r}: expected one of {', '.join(ARCHITECTURES)}")
+    allowed = architecture_kwargs(name)
+    bad = [k for k in kwargs if k not in allowed]
+    if bad:
+        raise ValueError(f"architecture {name!r} takes no option(s) {', '.join(bad)} (takes {', '.join(allowed)})")
+    return ARCHITECTURES[name](**kwargs)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+__all__ = [
+    "ARCHITECTURES",
+    "AiFNet",
+    "DefocusNet",
+    "DepthNet",
+    "FocusOnDefocus",
+    "aifnet",
+    "aifnet_direct",
+    "architecture_kwargs",
+    "build_model",
+    "count_parameters",
+    "defocusnet",
+    "depthnet",
+    "fod",
+    "fod_aif_direct",
+    "fod_depth",
+    "fod_single",
+]

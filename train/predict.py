@@ -1,0 +1,266 @@
+"""Run a trained checkpoint on one focal stack of ordinary image files (real photos, or renders).
+
+The images may come in any order (the networks do not depend on it) and have any size: they are
+padded to the networks' multiple of 16, or, with ``tile``, processed in overlapping tiles that are
+blended back together (for photos too large for memory). Written to ``out``:
+
+- ``depth.npy`` (float32 metres), ``depth.png`` (16-bit, millimetres), ``depth_color.png`` (turbo map)
+- ``defocus.npy`` (float32 (S, H, W) pixels, in the order the images were given) and one colour map
+  ``defocus_<i>_<name>.png`` per image
+- ``aif.png`` and ``edges.png`` (models with an AiF branch)
+- ``refocus_<dist>m.png`` per ``refocus`` distance: the predicted AiF image re-blurred, pixel by pixel,
+  with the blur-circle diameter that the predicted depth gives at that focus distance, for the
+  checkpoint's camera unless overridden (needs a model with an AiF branch)
+- ``prediction.json``: inputs, focus distances, camera, checkpoint, units
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from focalstack.dataset.optics import blur_diameter_px
+
+from .checkpoint import load_checkpoint, model_from_checkpoint
+from .evaluate import autocast, resolve_amp, resolve_device
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+
+
+def collect_images(paths: list[str | os.PathLike]) -> list[Path]:
+    """Image files from files and folders (a folder contributes its image files, sorted by name)."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_EXTENSIONS)
+            if not found:
+                raise ValueError(f"{p}: folder holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+            out.extend(found)
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise ValueError(f"{p}: no such file or folder")
+    if not out:
+        raise ValueError("no images given")
+    return out
+
+
+def read_image(path: Path) -> np.ndarray:
+    """An image file as float32 RGB (H, W, 3) in [0, 1] (8- or 16-bit, grey, RGB or RGBA)."""
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ValueError(f"{path}: not a readable image")
+    scale = 65535.0 if img.dtype == np.uint16 else 255.0 if img.dtype == np.uint8 else 1.0
+    img = img.astype(np.float32) / scale
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    elif img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+    else:
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return np.clip(img, 0, 1)
+
+
+def parse_distances(text: str) -> list[float]:
+    try:
+        values = [float(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise ValueError(f"focus distances {text!r}: expected metres separated by commas, e.g. 0.1,0.3,1.5") from None
+    if not values or not all(math.isfinite(v) and v > 0 for v in values):
+        raise ValueError(f"focus distances {text!r}: expected positive numbers of metres")
+    return values
+
+
+def disk_kernel(diameter: float) -> np.ndarray:
+    """Normalised anti-aliased disk (uniform blur circle) of ``diameter`` pixels; a delta below 1 px."""
+    d = abs(float(diameter))
+    if d < 1.0:
+        return np.ones((1, 1), np.float32)
+    r, sub = d / 2, 4
+    n = 2 * int(math.ceil(r)) + 1
+    c = (np.arange(n * sub) + 0.5) / sub - n / 2
+    yy, xx = np.meshgrid(c, c, indexing="ij")
+    k = (xx**2 + yy**2 <= r * r).astype(np.float32).reshape(n, sub, n, sub).mean(axis=(1, 3))
+    return k / k.sum()
+
+
+def refocus(image: np.ndarray, blur_px: np.ndarray, step: float = 0.5) -> np.ndarray:
+    """Blur each pixel of ``image`` (H, W, C) with a disk of its own diameter ``blur_px`` (H, W).
+
+    The image is blurred at diameters 0, step, 2 step, ... and each pixel interpolates linearly between
+    the two nearest; memory stays O(H W). Occlusion edges are not modelled (a gather, not a scatter).
+    """
+    c = np.abs(np.nan_to_num(blur_px, nan=0.0, posinf=0.0))
+    out = np.zeros_like(image, dtype=np.float32)
+    for level in np.arange(0.0, float(c.max()) + step, step):
+        w = np.clip(1.0 - np.abs(c - level) / step, 0.0, None).astype(np.float32)
+        if not w.any():
+            continue
+        blurred = cv2.filter2D(image.astype(np.float32), -1, disk_kernel(level), borderType=cv2.BORDER_REFLECT)
+        out += w[..., None] * blurred.reshape(out.shape)
+    return out
+
+
+def _run(model, stack: torch.Tensor, focus: torch.Tensor, device, amp_dtype) -> dict[str, np.ndarray]:
+    with torch.no_grad(), autocast(device, amp_dtype):
+        out = model(stack.to(device), focus.to(device))
+    return {k: v[0].float().cpu().numpy() for k, v in out.items()}
+
+
+def _starts(size: int, tile: int, overlap: int) -> list[int]:
+    if size <= tile:
+        return [0]
+    step = tile - overlap
+    starts = list(range(0, size - tile, step)) + [size - tile]
+    return sorted(set(starts))
+
+
+def _ramp(n: int, fade_start: bool, fade_end: bool, overlap: int) -> np.ndarray:
+    """Blending weights along one tile axis: 1..overlap+1 over the overlap on sides that meet another
+    tile, flat (overlap + 1) elsewhere."""
+    r = np.full(n, overlap + 1, np.float32)
+    ramp = np.arange(1, overlap + 1, dtype=np.float32)
+    if fade_start and overlap:
+        r[:overlap] = ramp
+    if fade_end and overlap:
+        r[n - overlap :] = np.minimum(r[n - overlap :], ramp[::-1])
+    return r
+
+
+def run_tiled(model, stack, focus, device, amp_dtype, tile: int, overlap: int = 32) -> dict[str, np.ndarray]:
+    """Outputs of ``model`` over (1, S, 3, H, W), computed in overlapping tiles and blended with
+    weights that fall off linearly towards each tile's inner edges."""
+    h, w = stack.shape[-2:]
+    if tile <= 0 or (h <= tile and w <= tile):
+        return _run(model, stack, focus, device, amp_dtype)
+    overlap = min(overlap, tile // 2)
+    acc: dict[str, np.ndarray] = {}
+    weight = np.zeros((h, w), np.float32)
+    for y in _starts(h, tile, overlap):
+        for x in _starts(w, tile, overlap):
+            th, tw = min(tile, h), min(tile, w)
+            part = _run(model, stack[..., y : y + th, x : x + tw], focus, device, amp_dtype)
+            wt = np.minimum.outer(_ramp(th, y > 0, y + th < h, overlap), _ramp(tw, x > 0, x + tw < w, overlap))
+            for name, arr in part.items():
+                if name not in acc:
+                    acc[name] = np.zeros(arr.shape[:-2] + (h, w), np.float32)
+                acc[name][..., y : y + th, x : x + tw] += arr * wt
+            weight[y : y + th, x : x + tw] += wt
+    return {k: v / weight for k, v in acc.items()}
+
+
+def _colour(values: np.ndarray, lo: float | None = None, hi: float | None = None) -> np.ndarray:
+    """(H, W) values -> BGR uint8 turbo colour map between lo and hi (default: 1st/99th percentile)."""
+    v = np.nan_to_num(values.astype(np.float32))
+    lo = float(np.percentile(v, 1)) if lo is None else lo
+    hi = float(np.percentile(v, 99)) if hi is None else hi
+    u8 = np.clip((v - lo) / max(hi - lo, 1e-6) * 255, 0, 255).astype(np.uint8)
+    return cv2.applyColorMap(u8, cv2.COLORMAP_TURBO)
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    if not cv2.imwrite(str(path), image):
+        raise ValueError(f"{path}: could not write")
+
+
+def _rgb8(image: np.ndarray) -> np.ndarray:
+    """(H, W, 3) RGB float in [0, 1] -> BGR uint8 for cv2.imwrite."""
+    return cv2.cvtColor(np.round(np.clip(image, 0, 1) * 255).astype(np.uint8), cv2.COLOR_RGB2BGR)
+
+
+def predict(
+    checkpoint: str | os.PathLike,
+    images: list[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    focus_distances: list[float] | None = None,
+    refocus_distances: list[float] = (),
+    device: str = "auto",
+    amp: str = "auto",
+    tile: int = 0,
+    camera: dict | None = None,
+) -> dict[str, Path]:
+    """Predict depth, defocus (and AiF, edges) for one focal stack; returns the files written."""
+    ckpt = load_checkpoint(checkpoint)
+    model, norm = model_from_checkpoint(ckpt, checkpoint)
+    dev = resolve_device(device)
+    amp_dtype = resolve_amp(amp, dev)
+    model.to(dev).eval()
+    files = collect_images(images)
+    trained = dict(ckpt.get("camera", {}))
+    if focus_distances is None:
+        known = trained.get("focus_distances") or []
+        if len(known) != len(files):
+            raise ValueError(
+                f"{len(files)} images but no --focus-distances (the checkpoint's camera has {len(known)} focus distances)"
+            )
+        focus_distances = list(known)
+    if len(focus_distances) != len(files):
+        raise ValueError(f"{len(files)} images but {len(focus_distances)} focus distances: give one per image")
+    imgs = [read_image(p) for p in files]
+    shapes = {im.shape[:2] for im in imgs}
+    if len(shapes) > 1:
+        listing = ", ".join(f"{p.name} is {im.shape[0]}x{im.shape[1]}" for p, im in zip(files, imgs))
+        raise ValueError(f"images of different sizes in one stack ({listing})")
+    h, w = imgs[0].shape[:2]
+    stack = torch.from_numpy(np.stack(imgs).transpose(0, 3, 1, 2).copy())[None]
+    focus = torch.tensor(focus_distances, dtype=torch.float32)[None] / norm.focus_scale
+    out = run_tiled(model, stack, focus, dev, amp_dtype, tile)
+
+    od = Path(out_dir)
+    od.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    depth = (out["depth"] * norm.depth_scale).astype(np.float32)
+    np.save(od / "depth.npy", depth)
+    written["depth_npy"] = od / "depth.npy"
+    _write_png(od / "depth.png", np.clip(np.round(depth * 1000.0), 0, 65535).astype(np.uint16))
+    written["depth_png"] = od / "depth.png"
+    _write_png(od / "depth_color.png", _colour(depth))
+    written["depth_color"] = od / "depth_color.png"
+    defocus = (out["defocus"] * norm.defocus_scale).astype(np.float32)
+    np.save(od / "defocus.npy", defocus)
+    written["defocus_npy"] = od / "defocus.npy"
+    hi = float(np.percentile(np.abs(defocus), 99)) or 1.0
+    for i, (p, d) in enumerate(zip(files, defocus)):
+        name = f"defocus_{i:02d}_{p.stem}.png"
+        _write_png(od / name, _colour(d, -hi if norm.signed_defocus else 0.0, hi))
+        written[name] = od / name
+    aif = None
+    if "aif" in out:
+        aif = out["aif"].transpose(1, 2, 0)
+        _write_png(od / "aif.png", _rgb8(aif))
+        written["aif"] = od / "aif.png"
+        edges = 1.0 / (1.0 + np.exp(-out["edges"]))
+        _write_png(od / "edges.png", np.round(edges * 255).astype(np.uint8))
+        written["edges"] = od / "edges.png"
+    cam = {k: trained.get(k) for k in ("f_number", "focal_length_mm", "sensor_width_mm")}
+    cam.update({k: v for k, v in (camera or {}).items() if v is not None})
+    if refocus_distances and aif is None:
+        raise ValueError(f"--refocus needs a model with an AiF branch; {checkpoint} is {ckpt['arch']!r}")
+    for dist in refocus_distances:
+        missing = [k for k, v in cam.items() if v is None]
+        if missing:
+            raise ValueError(f"--refocus needs the camera: the checkpoint lacks {', '.join(missing)}; pass it")
+        blur = blur_diameter_px(depth, float(dist), cam["f_number"], cam["focal_length_mm"], cam["sensor_width_mm"], w)
+        sharp = np.clip(aif, 0, 1)
+        name = f"refocus_{dist:g}m.png"
+        _write_png(od / name, _rgb8(refocus(sharp, blur)))
+        written[name] = od / name
+    meta = {
+        "checkpoint": str(checkpoint),
+        "arch": ckpt["arch"],
+        "images": [str(p) for p in files],
+        "focus_distances_m": list(map(float, focus_distances)),
+        "size": [h, w],
+        "camera": cam,
+        "refocus_m": list(map(float, refocus_distances)),
+        "units": {"depth.npy": "metres", "depth.png": "millimetres (uint16)", "defocus.npy": "pixels"},
+    }
+    (od / "prediction.json").write_text(json.dumps(meta, indent=2) + "\n")
+    written["json"] = od / "prediction.json"
+    return written
