@@ -21,7 +21,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def friendly_errors(fn):
-    """Turn DatasetError and OSError into click's one-line error (exit 1)."""
+    """Turn DatasetError, OSError and h5py's errors for damaged files into click's one-line error (exit 1)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -29,6 +29,8 @@ def friendly_errors(fn):
             return fn(*args, **kwargs)
         except (DatasetError, OSError) as exc:
             raise click.ClickException(_one_line(exc)) from None
+        except (RuntimeError, MemoryError) as exc:  # h5py's word for damaged metadata
+            raise click.ClickException(f"damaged file: {_one_line(exc)}") from None
 
     return wrapper
 
@@ -70,6 +72,12 @@ def _size(n: float) -> str:
     return f"{n:.1f} TB"
 
 
+def _text(value) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return " ".join(str(value).split())
+
+
 def _nums(values, unit: str = "") -> str:
     text = ", ".join(f"{v:g}" for v in values)
     return f"{text} {unit}".rstrip()
@@ -85,7 +93,7 @@ RENDER_SETTINGS = ("samples", "denoise", "canny_low", "canny_high", "canny_blur_
 
 def _print_summary(s: dict) -> None:
     attrs = s["attrs"]
-    row = lambda key, value: click.echo(f"{key:<16}{value}")  # noqa: E731
+    row = lambda key, value: click.echo(f"{_text(key):<16}{_text(value)}")  # noqa: E731
     row("file", f"{s['path']}  ({_size(s['file_size'])})")
     incomplete = s["n_incomplete"]
     row(
@@ -174,11 +182,9 @@ def inspect(ctx, file: Path, full: bool):
             click.echo(f"  problem: {p}")
         ctx.exit(1)
     try:
-        summary = summarize(file)
-    except (DatasetError, OSError, KeyError, ValueError, TypeError) as exc:
-        click.echo(f"{file}: no summary ({_one_line(exc)})")
-    else:
-        _print_summary(summary)
+        _print_summary(summarize(file))
+    except (DatasetError, OSError, RuntimeError, KeyError, ValueError, TypeError, MemoryError) as exc:
+        click.echo(f"{file}: no summary ({_one_line(exc)})")  # a damaged file: the validation says more
     _print_report(report, full)
     ctx.exit(0 if report.valid else 1)
 
@@ -246,7 +252,14 @@ def preview(file: Path, index: int, out: Path, columns: int | None):
         if not 0 <= index < n:
             valid = f"0 to {n - 1}" if n else "none: it has no complete scenes"
             raise click.ClickException(f"--scene {index}: out of range; {file} has {n} complete scene(s) ({valid})")
-        scene = f[index]
+        try:
+            scene = f[index]
+        except (DatasetError, click.ClickException):
+            raise
+        except Exception as exc:  # h5py on damaged metadata: KeyError, ValueError, TypeError, ...
+            raise click.ClickException(
+                f"{file}: cannot read scene {index} ({_one_line(exc)}); see focalstack-data validate {file}"
+            ) from None
     save_contact_sheet(scene, out, columns=columns)
     click.echo(f"{out}: scene {index} (seed {scene.seed}) of {file}")
 

@@ -135,7 +135,10 @@ class FocalStackFile:
         row = self._row(index)
         f = self._h5
         text = f["scene"][row]
-        text = text.decode() if isinstance(text, bytes) else text
+        try:
+            description = json.loads(text.decode() if isinstance(text, bytes) else text)
+        except (ValueError, TypeError) as exc:  # UnicodeDecodeError is a ValueError
+            raise DatasetError(f"{self.path}: scene {index}: dataset 'scene' is not JSON ({exc})") from None
         return Scene(
             index=index if index >= 0 else index + len(self),
             stack=f["stack"][row],
@@ -148,7 +151,7 @@ class FocalStackFile:
             focal_length_mm=float(f["focal_length_mm"][row]),
             sensor_width_mm=float(f["sensor_width_mm"][row]),
             seed=int(f["seed"][row]),
-            scene=json.loads(text),
+            scene=description,
         )
 
     def close(self) -> None:

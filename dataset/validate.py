@@ -101,7 +101,9 @@ def validate_file(path: str | os.PathLike, full: bool = False, sample: int = 8) 
                     _check_scenes(f, report, full, sample)
                 else:
                     report.warn("per-scene checks skipped until the datasets' structure is right")
-    except (OSError, KeyError, ValueError, TypeError, ArithmeticError) as exc:  # a corrupt chunk or object
+    # h5py reports damaged metadata or chunks as OSError, RuntimeError, KeyError or ValueError; a
+    # damaged shape can ask for absurd amounts of memory
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError, ArithmeticError, MemoryError) as exc:
         report.problem(f"unreadable part of the file ({type(exc).__name__}: {exc})")
     return report
 
@@ -275,7 +277,8 @@ def _check_scenes(f: h5py.File, r: ValidationReport, full: bool, sample: int) ->
     config = r.summary.get("config") or {}
     for i in picks:
         # no defocus check where the camera itself is already reported as wrong
-        _check_one_scene(f, r, i, int(rows[i]), model, config, bad_camera | set(bad_focus.tolist()))
+        with np.errstate(all="ignore"):  # damaged values are reported, not warned about
+            _check_one_scene(f, r, i, int(rows[i]), model, config, bad_camera | set(bad_focus.tolist()))
 
 
 def _check_one_scene(f, r: ValidationReport, index: int, row: int, model, config: dict, bad_camera: set) -> None:
