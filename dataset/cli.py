@@ -75,7 +75,7 @@ def _size(n: float) -> str:
 def _text(value) -> str:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
-    return " ".join(str(value).split())
+    return " ".join(str(value).splitlines())
 
 
 def _nums(values, unit: str = "") -> str:
