@@ -12,6 +12,7 @@ with the OpenEXR package. Everything the scene created is removed afterwards so 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 import tempfile
@@ -109,6 +110,7 @@ class BlenderRenderer:
         defocus_model: str = "cycles",
         threads: int = 0,
         workdir: str | os.PathLike | None = None,
+        persistent_data: bool = True,
     ):
         try:
             import bpy  # noqa: F401  (lazy: only this class needs Blender)
@@ -120,6 +122,7 @@ class BlenderRenderer:
         self.denoise = denoise
         self.defocus_model = defocus_model
         self.threads = threads
+        self.persistent_data = persistent_data
         self._tmp = tempfile.TemporaryDirectory(prefix="focalstack-render-", dir=workdir)
         self.workdir = Path(self._tmp.name)
         self._reset_blender()
@@ -155,7 +158,7 @@ class BlenderRenderer:
         cyc.caustics_reflective = False
         cyc.caustics_refractive = False
         cyc.blur_glossy = 1.0
-        scene.render.use_persistent_data = True
+        scene.render.use_persistent_data = self.persistent_data
         scene.render.film_transparent = False
         if self.threads:
             scene.render.threads_mode = "FIXED"
@@ -213,6 +216,11 @@ class BlenderRenderer:
         import bpy
 
         scene = bpy.context.scene
+        # Persistent data is for the S + 1 renders of one scene, which differ only in the camera. Across
+        # scenes it carries state over (measured: a scene rendered right after another differed from the
+        # same scene rendered first), so switching it off and on frees Cycles' session for each scene.
+        scene.render.use_persistent_data = False
+        scene.render.use_persistent_data = self.persistent_data
         cam = desc.camera
         scene.render.resolution_x = cam.width
         scene.render.resolution_y = cam.height
@@ -239,6 +247,8 @@ class BlenderRenderer:
         mesh.update()
         if spec.smooth:
             mesh.shade_smooth()
+            # Keep caps and creases (cylinder rims, prism edges) sharp: smooth only curved parts.
+            mesh.set_sharp_from_angle(angle=math.radians(40.0))
         else:
             mesh.shade_flat()
         obj = bpy.data.objects.new(spec.name, mesh)
@@ -354,6 +364,15 @@ class BlenderRenderer:
             factor = grey.outputs["Val"]
         else:
             factor = tex.outputs[factor_name]
+        lo, hi = layer.factor_range
+        if (lo, hi) != (0.0, 1.0):
+            # Stretch the factor's typical range to [0, 1] (normalised noise sits around 0.35-0.65).
+            stretch = nodes.new("ShaderNodeMapRange")
+            stretch.clamp = True
+            links.new(factor, stretch.inputs["Value"])
+            stretch.inputs["From Min"].default_value = lo
+            stretch.inputs["From Max"].default_value = hi
+            factor = stretch.outputs["Result"]
         ramp = nodes.new("ShaderNodeMix")
         ramp.data_type = "RGBA"
         ramp.clamp_factor = True
