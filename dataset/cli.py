@@ -27,6 +27,8 @@ def friendly_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise  # click's own (Exit is a RuntimeError)
         except (DatasetError, OSError) as exc:
             raise click.ClickException(_one_line(exc)) from None
         except (RuntimeError, MemoryError) as exc:  # h5py's word for damaged metadata
