@@ -224,6 +224,19 @@ def _check_datasets(f: h5py.File, r: ValidationReport) -> bool:
 
 
 # -- per scene ---------------------------------------------------------------------------------------
+class _Unreadable(Exception):
+    def __init__(self, name: str, exc: BaseException):
+        super().__init__(f"dataset {name!r} unreadable ({type(exc).__name__}: {' '.join(str(exc).split())})")
+
+
+def _read(f: h5py.File, name: str, row: int):
+    """One scene's value of a dataset; _Unreadable names the dataset when a chunk is damaged."""
+    try:
+        return f[name][row]
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError, MemoryError) as exc:
+        raise _Unreadable(name, exc) from None
+
+
 def _scene_label(index: int, row: int) -> str:
     return f"scene {index}" if index == row else f"scene {index} (row {row})"
 
@@ -277,34 +290,37 @@ def _check_scenes(f: h5py.File, r: ValidationReport, full: bool, sample: int) ->
     config = r.summary.get("config") or {}
     for i in picks:
         # no defocus check where the camera itself is already reported as wrong
-        with np.errstate(all="ignore"):  # damaged values are reported, not warned about
-            _check_one_scene(f, r, i, int(rows[i]), model, config, bad_camera | set(bad_focus.tolist()))
+        try:
+            with np.errstate(all="ignore"):  # damaged values are reported, not warned about
+                _check_one_scene(f, r, i, int(rows[i]), model, config, bad_camera | set(bad_focus.tolist()))
+        except _Unreadable as exc:
+            r.problem(f"{_scene_label(i, int(rows[i]))}: {exc}")
 
 
 def _check_one_scene(f, r: ValidationReport, index: int, row: int, model, config: dict, bad_camera: set) -> None:
     label = _scene_label(index, row)
-    depth = f["depth"][row].astype(np.float64)
+    depth = _read(f, "depth", row).astype(np.float64)
     bad = ~(np.isfinite(depth) & (depth > 0))
     if bad.any():
         r.problem(f"{label}: 'depth' has {int(bad.sum())} pixel(s) not finite or not > 0; expected metres > 0")
-    edges = f["edges"][row]
+    edges = _read(f, "edges", row)
     stray = np.setdiff1d(np.unique(edges), [0, 1])
     if stray.size:
         r.problem(f"{label}: 'edges' holds value(s) {stray[:5].tolist()}, expected only 0 and 1")
-    text = f["scene"][row]
+    text = _read(f, "scene", row)
     try:
         json.loads(text.decode("utf-8") if isinstance(text, bytes) else text)
     except (ValueError, UnicodeDecodeError, TypeError) as exc:
         r.problem(f"{label}: 'scene' is not JSON ({exc})")
 
-    stack, aif = f["stack"][row], f["aif"][row]
+    stack, aif = _read(f, "stack", row), _read(f, "aif", row)
     if aif.min() == aif.max():
         r.warn(f"{label}: 'aif' is constant ({int(aif.min())}): a blank render?")
     for k, img in enumerate(stack):
         if img.min() == img.max():
             r.warn(f"{label}: 'stack' slice {k} is constant ({int(img.min())}): a blank render?")
 
-    defocus = f["defocus"][row].astype(np.float64)
+    defocus = _read(f, "defocus", row).astype(np.float64)
     if not np.isfinite(defocus).all():
         r.problem(f"{label}: 'defocus' has {int((~np.isfinite(defocus)).sum())} non-finite value(s)")
     elif model in optics.DEFOCUS_MODELS and not bad.any() and index not in bad_camera:
@@ -324,10 +340,10 @@ def _check_one_scene(f, r: ValidationReport, index: int, row: int, model, config
 def _expected_defocus(f, row: int, depth: np.ndarray, model: str) -> np.ndarray:
     return optics.defocus_maps(
         depth,
-        f["focus_distance"][row].astype(np.float64),
-        float(f["f_number"][row]),
-        float(f["focal_length_mm"][row]),
-        float(f["sensor_width_mm"][row]),
+        _read(f, "focus_distance", row).astype(np.float64),
+        float(_read(f, "f_number", row)),
+        float(_read(f, "focal_length_mm", row)),
+        float(_read(f, "sensor_width_mm", row)),
         model,
     ).astype(np.float64)
 

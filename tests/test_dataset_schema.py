@@ -342,3 +342,15 @@ def test_validate_unreadable_files(tmp_path):
     assert len(report.problems) == 1 and "not a readable HDF5 file" in report.problems[0]
     report = validate_file(fx.write_foreign_h5(tmp_path / "f.h5"))
     assert len(report.problems) == 1 and "'format'" in report.problems[0]
+
+
+def test_validate_names_a_damaged_chunk(tmp_path):
+    path = fx.write_file(tmp_path / "chunk.h5", 3)
+    with h5py.File(path, "r") as f:
+        info = f["depth"].id.get_chunk_info_by_coord((1, 0, 0))
+    data = bytearray(path.read_bytes())
+    data[info.byte_offset : info.byte_offset + info.size] = b"\xff" * info.size
+    path.write_bytes(bytes(data))
+    report = validate_file(path, full=True)
+    assert any(p.startswith("scene 1: dataset 'depth' unreadable") for p in report.problems), report.problems
+    assert len(report.problems) == 1  # scenes 0 and 2 are fine
