@@ -155,3 +155,15 @@ def test_python_dash_m_entry_point(good_file):
     assert bad.returncode == 1
     assert bad.stderr.strip().count("\n") == 0 and "no such file" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_dataset_imports_nothing_above_it():
+    """dataset/ is the ground floor: no bpy, no torch, no render/ or train/ (DESIGN.md)."""
+    code = (
+        "import sys, focalstack.dataset, focalstack.dataset.cli, focalstack.dataset.validate, "
+        "focalstack.dataset.preview\n"
+        "bad = [m for m in sys.modules if m in ('bpy', 'torch') or m.startswith(('focalstack.render', "
+        "'focalstack.train'))]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
