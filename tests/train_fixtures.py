@@ -108,3 +108,59 @@ def write_synthetic(path, n_scenes: int = 6, size: int = 32, focus=FOCUS, seed: 
             rec.seed = seed * 100000 + i
             w.append(rec)
     return path
+
+
+# -- pytest helpers shared by tests/test_train_*.py (import them into a test module to use them) ----
+
+import functools  # noqa: E402
+import tempfile  # noqa: E402
+
+import pytest  # noqa: E402
+
+TINY = {"width": 4, "aif_width": 4, "aif_blocks": 1}  # the real architecture, narrow, for fast tests
+
+
+@pytest.fixture(autouse=True)
+def single_torch_thread():
+    """One torch thread: on 2 shared cores, OpenMP threads that spin while other processes run make
+    small convolutions 10-50x slower; one thread is both faster and steadier here."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@functools.lru_cache(maxsize=None)
+def shared_dir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="focalstack-train-tests-"))
+
+
+@functools.lru_cache(maxsize=None)
+def synthetic_file(name: str, n_scenes: int = 6, size: int = 32, seed: int = 0, n_slices: int = 5) -> Path:
+    """A synthetic file cached for the test session (do not modify it)."""
+    focus = FOCUS if n_slices == 5 else tuple(np.geomspace(0.1, 1.5, n_slices))
+    return write_synthetic(shared_dir() / f"{name}.h5", n_scenes, size, focus=focus, seed=seed)
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_run(arch: str = "fod") -> Path:
+    """A run folder with a checkpoint trained one short epoch on a synthetic file."""
+    import torch
+
+    from focalstack.train.trainer import TrainConfig, fit
+
+    kwargs = dict(TINY) if arch != "fod-depth" else {"width": TINY["width"]}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = fit(
+            TrainConfig(
+                data=[str(synthetic_file("tiny-train", 6, 32, 11))], out=str(shared_dir() / f"run-{arch}"),
+                arch=arch, arch_kwargs=kwargs, epochs=1, batch_size=2, lr=1e-3, progress=False, tensorboard=False,
+            )
+        )
+    finally:
+        torch.set_num_threads(threads)
+    return result.out

@@ -37,11 +37,17 @@ def _one_line_errors(fn):
 
 def _expand(paths: tuple[str, ...]) -> list[str]:
     """Expand glob patterns the shell left alone (e.g. quoted 'test_*.h5'); keep other paths as given."""
+    from .data import parse_data_spec
+
     out = []
     for p in paths:
-        spec_path = p.rsplit(":", 1)[0] if ":" in p else p
-        matches = sorted(glob.glob(spec_path)) if any(c in spec_path for c in "*?[") else []
-        out.extend(matches if matches else [p])
+        try:
+            path, weight = parse_data_spec(p)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+        suffix = p[len(path):]  # ":WEIGHT" or ""
+        matches = sorted(glob.glob(path)) if any(c in path for c in "*?[") else []
+        out.extend([m + suffix for m in matches] if matches else [p])
     return out
 
 

@@ -1,0 +1,158 @@
+"""focalstack-train's commands: evaluate writes every metric, predict runs on a folder of PNG files,
+bad input ends in one line naming the file or value, and python -m focalstack.train works."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from train_fixtures import single_torch_thread, synthetic_file, tiny_run, write_synthetic  # noqa: F401
+
+from focalstack.train.cli import main
+from focalstack.train.metrics import ALL_METRICS, DEPTH_METRICS
+
+
+def run(args):
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return result
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.exit_code != 0
+    lines = [ln for ln in result.output.strip().splitlines() if ln.strip()]
+    assert "Traceback" not in result.output
+    assert lines[-1].startswith("Error: "), result.output
+    for frag in fragments:
+        assert frag in lines[-1], (frag, lines[-1])
+
+
+def test_evaluate_writes_every_metric_for_all_and_random(tmp_path):
+    ckpt = tiny_run("fod") / "best.pt"
+    test_a = synthetic_file("cli-test-a", 3, 32, 31)
+    test_b = synthetic_file("cli-test-b", 2, 32, 32)
+    result = run(["evaluate", "-c", ckpt, "--data", test_a, "--data", test_b, "-o", tmp_path, "-q", "--threads", 1])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("| ") >= 4 and "depth_rmse" in result.output
+    data = json.loads((tmp_path / "metrics.json").read_text())["results"]
+    assert set(data) == {str(test_a), str(test_b)}
+    for per_file in data.values():
+        assert set(per_file) == {"All", "Random"}
+        for metrics in per_file.values():
+            assert set(ALL_METRICS) <= set(metrics)
+            assert all(np.isfinite(metrics[m]) for m in ALL_METRICS)
+            assert 0 <= metrics["delta1"] <= metrics["delta2"] <= metrics["delta3"] <= 1
+            assert metrics["depth_rmse"] == pytest.approx(metrics["depth_mse"] ** 0.5, rel=0.5)
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    assert [(r["file"], r["setting"]) for r in rows] == [
+        (str(test_a), "All"), (str(test_a), "Random"), (str(test_b), "All"), (str(test_b), "Random")]
+    md = (tmp_path / "metrics.md").read_text()
+    assert all(m in md for m in ALL_METRICS)
+
+
+def test_evaluate_model_without_aif_reports_na(tmp_path):
+    ckpt = tiny_run("fod-depth") / "best.pt"
+    result = run(["evaluate", "-c", ckpt, "--data", synthetic_file("cli-test-a", 3, 32, 31), "-o", tmp_path,
+                  "--setting", "All", "-q"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "metrics.json").read_text())["results"].popitem()[1]["All"]
+    assert metrics["aif_ssim"] is None and all(metrics[m] is not None for m in DEPTH_METRICS)
+    assert "n/a" in result.output
+
+
+def _png_folder(folder, n=4, h=37, w=53, seed=0):
+    folder.mkdir()
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        cv2.imwrite(str(folder / f"img_{i}.png"), (rng.random((h, w, 3)) * 255).astype(np.uint8))
+    return folder
+
+
+def test_predict_runs_on_a_folder_of_png_files(tmp_path):
+    ckpt = tiny_run("fod") / "best.pt"
+    folder = _png_folder(tmp_path / "photos", n=4, h=37, w=53)
+    out = tmp_path / "out"
+    result = run(["predict", "-c", ckpt, "-f", "0.7,0.1,1.5,0.3", folder, "-o", out, "--refocus", "0.2",
+                  "--threads", 1])
+    assert result.exit_code == 0, result.output
+    depth = np.load(out / "depth.npy")
+    assert depth.shape == (37, 53) and depth.dtype == np.float32
+    png = cv2.imread(str(out / "depth.png"), cv2.IMREAD_UNCHANGED)
+    assert png.dtype == np.uint16 and png.shape == (37, 53)
+    assert np.allclose(png, np.clip(np.round(depth * 1000), 0, 65535))  # millimetres
+    assert cv2.imread(str(out / "depth_color.png")).shape == (37, 53, 3)
+    assert np.load(out / "defocus.npy").shape == (4, 37, 53)
+    assert len(list(out.glob("defocus_*_img_*.png"))) == 4
+    assert cv2.imread(str(out / "aif.png")).shape == (37, 53, 3)
+    assert cv2.imread(str(out / "edges.png"), cv2.IMREAD_UNCHANGED).shape == (37, 53)
+    assert cv2.imread(str(out / "refocus_0.2m.png")).shape == (37, 53, 3)
+    meta = json.loads((out / "prediction.json").read_text())
+    assert meta["focus_distances_m"] == [0.7, 0.1, 1.5, 0.3] and len(meta["images"]) == 4
+
+
+def test_predict_in_tiles_matches_the_whole_image_away_from_tile_seams(tmp_path):
+    ckpt = tiny_run("fod-depth") / "best.pt"
+    folder = _png_folder(tmp_path / "photos", n=2, h=40, w=72)
+    whole = run(["predict", "-c", ckpt, "-f", "0.1,1.5", folder, "-o", tmp_path / "whole"])
+    tiled = run(["predict", "-c", ckpt, "-f", "0.1,1.5", folder, "-o", tmp_path / "tiled", "--tile", "48"])
+    assert whole.exit_code == 0 and tiled.exit_code == 0, tiled.output
+    a, b = np.load(tmp_path / "whole" / "depth.npy"), np.load(tmp_path / "tiled" / "depth.npy")
+    assert a.shape == b.shape == (40, 72)
+    assert np.isfinite(b).all()
+    assert np.abs(a - b).mean() < 0.5 * np.abs(a).mean()  # same scene, blended tiles
+
+
+def test_bad_input_gets_one_line_errors(tmp_path):
+    ckpt = tiny_run("fod") / "best.pt"
+    out = tmp_path / "runs"
+    # missing file
+    assert_one_line_error(run(["fit", "--data", tmp_path / "nope.h5", "--out", out / "a"]), "nope.h5", "no such file")
+    # a file that is not schema-valid
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(b"not hdf5 at all")
+    assert_one_line_error(run(["fit", "--data", bad, "--out", out / "b"]), "bad.h5")
+    assert_one_line_error(run(["evaluate", "-c", ckpt, "--data", bad, "-o", tmp_path / "e"]), "bad.h5")
+    # stack sizes that differ within a batch
+    three = write_synthetic(tmp_path / "three.h5", 2, 32, focus=(0.1, 0.3, 1.5))
+    five = synthetic_file("cli-test-a", 3, 32, 31)
+    assert_one_line_error(run(["fit", "--data", five, "--data", three, "--out", out / "c"]),
+                          "stack sizes differ", "three.h5", "--stack-size")
+    # images of different sizes in one stack
+    folder = _png_folder(tmp_path / "mixed", n=2, h=32, w=32)
+    cv2.imwrite(str(folder / "img_9.png"), np.zeros((20, 24, 3), np.uint8))
+    assert_one_line_error(run(["predict", "-c", ckpt, "-f", "0.1,0.3,1.5", folder, "-o", tmp_path / "p"]),
+                          "different sizes", "img_9.png is 20x24")
+    assert_one_line_error(run(["predict", "-c", ckpt, "-f", "0.1,0.3", folder, "-o", tmp_path / "p"]),
+                          "3 images but 2 focus distances")
+    # a checkpoint from another architecture
+    assert_one_line_error(run(["fit", "--resume", "--out", tiny_run("fod"), "--arch", "fod-depth"]),
+                          "architecture 'fod'", "fod-depth")
+    assert_one_line_error(run(["predict", "-c", bad, "-f", "0.1", folder / "img_9.png", "-o", tmp_path / "p"]),
+                          "bad.h5", "not a focalstack-train checkpoint")
+    # bad values
+    assert_one_line_error(run(["fit", "--data", five, "--out", out / "d", "--loss-weight", "depht=2"]), "depht=2")
+    assert_one_line_error(run(["fit", "--data", five, "--out", out / "e", "--device", "cuda:7"]), "cuda:7")
+    assert_one_line_error(run(["fit", "--data", five, "--out", out / "f", "--arch", "fod-depth", "--aif-width", "8"]),
+                          "--aif-width")
+
+
+def test_fit_command_trains_and_resumes(tmp_path):
+    data = synthetic_file("cli-test-a", 3, 32, 31)
+    args = ["fit", "--data", f"{data}:0.5", "--out", tmp_path / "r", "--epochs", 1, "--batch-size", 2,
+            "--width", 4, "--aif-width", 4, "--aif-blocks", 1, "--workers", 0, "--threads", 1, "--random-stack",
+            "--crop", "24", "-q"]
+    result = run(args)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "r" / "best.pt").exists() and (tmp_path / "r" / "metrics.csv").exists()
+    again = run(["fit", "--out", tmp_path / "r", "--resume", "--epochs", 2, "--workers", 0, "-q"])
+    assert again.exit_code == 0, again.output
+    assert len(list(csv.DictReader(open(tmp_path / "r" / "metrics.csv")))) == 2
+
+
+def test_python_dash_m_runs_the_same_command_line():
+    result = subprocess.run([sys.executable, "-m", "focalstack.train", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "fit" in result.stdout and "evaluate" in result.stdout
+    assert "predict" in result.stdout

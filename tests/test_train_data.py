@@ -1,0 +1,184 @@
+"""The HDF5 data pipeline: weighted mixing, validation split, random stack subsets, flips and crops,
+normalisation, per-worker file handles, and one-line errors for files that do not fit together."""
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from train_fixtures import single_torch_thread, synthetic_file, write_synthetic  # noqa: F401
+
+from focalstack.dataset import DatasetError, defocus_maps
+from focalstack.train.data import (
+    FocalStackDataset,
+    Norm,
+    PlanSettings,
+    SampleKey,
+    check_compatible,
+    inspect_source,
+    make_loader,
+    parse_data_spec,
+    plan_epoch,
+    plan_eval,
+    split_scenes,
+    to_model_inputs,
+)
+
+
+def test_data_spec_with_and_without_weight():
+    assert parse_data_spec("train.h5") == ("train.h5", 1.0)
+    assert parse_data_spec("walls.h5:0.3") == ("walls.h5", 0.3)
+    assert parse_data_spec("dir:with:colons/x.h5") == ("dir:with:colons/x.h5", 1.0)
+    with pytest.raises(ValueError, match="walls.h5:-1"):
+        parse_data_spec("walls.h5:-1")
+
+
+def _sources(weights=(1.0, 1.0)):
+    a = inspect_source(synthetic_file("data-a", 10, 16, 1), weights[0])
+    b = inspect_source(synthetic_file("data-b", 10, 16, 2), weights[1])
+    return [a, b]
+
+
+def test_equal_weights_make_an_epoch_a_permutation():
+    sources = _sources()
+    scenes = [np.arange(10), np.arange(10)]
+    batches = plan_epoch(sources, scenes, PlanSettings(batch_size=3, stack_size=5), seed=0, epoch=0)
+    drawn = sorted((k.file, k.scene) for b in batches for k in b)
+    assert drawn == sorted((f, s) for f in range(2) for s in range(10))
+
+
+def test_sampling_weights_are_per_scene_and_relative():
+    sources = _sources((1.0, 0.25))
+    settings = PlanSettings(batch_size=50, stack_size=5, samples_per_epoch=4000)
+    keys = [k for b in plan_epoch(sources, [np.arange(10), np.arange(10)], settings, 0, 0) for k in b]
+    share_b = np.mean([k.file == 1 for k in keys])
+    assert abs(share_b - 0.25 * 10 / (10 + 0.25 * 10)) < 0.03  # 0.2 expected
+
+
+def test_plans_depend_on_seed_and_epoch_only():
+    sources = _sources()
+    s = PlanSettings(batch_size=4, stack_size=5, random_stack=True, crop=(8, 8))
+    scenes = [np.arange(10), np.arange(10)]
+    assert plan_epoch(sources, scenes, s, 3, 1) == plan_epoch(sources, scenes, s, 3, 1)
+    assert plan_epoch(sources, scenes, s, 3, 1) != plan_epoch(sources, scenes, s, 3, 2)
+    assert plan_epoch(sources, scenes, s, 3, 1) != plan_epoch(sources, scenes, s, 4, 1)
+
+
+def test_validation_split_is_disjoint_seeded_and_complete():
+    tr, va = split_scenes(20, 0.25, seed=5)
+    assert len(va) == 5 and not set(tr) & set(va) and sorted([*tr, *va]) == list(range(20))
+    assert [list(x) for x in split_scenes(20, 0.25, 5)] == [list(tr), list(va)]
+    assert len(split_scenes(3, 0.1, 0)[1]) == 1  # at least one held out
+    assert len(split_scenes(1, 0.5, 0)[1]) == 0  # but never the only scene
+    with pytest.raises(ValueError, match="val-fraction"):
+        split_scenes(10, 1.0, 0)
+
+
+def test_random_stack_subsets_vary_in_length_and_order_and_stay_consistent():
+    sources = _sources()
+    settings = PlanSettings(batch_size=2, stack_size=5, random_stack=True, flips=False)
+    batches = plan_epoch(sources, [np.arange(10), np.arange(10)], settings, 0, 0)
+    lengths = {len(k.slices) for b in batches for k in b}
+    assert len(lengths) >= 3 and lengths <= {1, 2, 3, 4, 5}
+    assert all(len({len(k.slices) for k in b}) == 1 for b in batches)  # one length per batch
+    assert any(list(k.slices) != sorted(k.slices) for b in batches for k in b)  # some out of order
+    ds = FocalStackDataset([s.path for s in sources])
+    camera = sources[0].camera
+    for b in batches[:6]:
+        for k in b:
+            item = ds[k]
+            # the defocus maps and focus distances follow the stack's subset and order
+            want = defocus_maps(item["depth"].numpy(), item["focus"].numpy(), camera["f_number"],
+                                camera["focal_length_mm"], camera["sensor_width_mm"])
+            assert np.allclose(item["defocus"].numpy(), want, atol=1e-4)
+            assert item["stack"].shape == (len(k.slices), 3, 16, 16) and item["stack"].dtype == torch.uint8
+    ds.close()
+
+
+def test_flips_and_crops_move_every_array_together():
+    path = synthetic_file("data-a", 10, 16, 1)
+    ds = FocalStackDataset([str(path)])
+    base = ds[SampleKey(0, 2, (0, 1, 2, 3, 4))]
+    crop = (3, 5, 8, 10)
+    got = ds[SampleKey(0, 2, (0, 1, 2, 3, 4), flip_h=True, flip_v=True, crop=crop)]
+    y, x, h, w = crop
+    for name in ("stack", "aif"):
+        want = base[name][..., y : y + h, x : x + w].flip(-1).flip(-2)
+        assert torch.equal(got[name], want), name
+    for name in ("defocus", "depth", "edges"):
+        want = base[name][..., y : y + h, x : x + w].flip(-1).flip(-2)
+        assert torch.equal(got[name], want), name
+    ds.close()
+
+
+def test_loader_with_worker_processes_reads_the_same_as_without():
+    path = synthetic_file("data-a", 10, 16, 1)
+    ds = FocalStackDataset([str(path)])
+    ds[SampleKey(0, 0, (0,))]  # the parent opens the file first: workers must not reuse its handle
+    batches = [[SampleKey(0, i, (4, 0, 2), flip_h=bool(i % 2)) for i in range(j, j + 2)] for j in (0, 2, 4, 6)]
+    a = [b["stack"] for b in make_loader(ds, batches, workers=0)]
+    b = [b["stack"] for b in make_loader(ds, batches, workers=2)]
+    assert all(torch.equal(x, y) for x, y in zip(a, b)) and len(a) == 4
+    ds.close()
+
+
+def test_eval_plans_all_and_random():
+    sources = _sources()
+    scenes = [np.arange(10), np.arange(4)]
+    full = plan_eval(sources, scenes, 4, "All")
+    assert sorted((k.file, k.scene) for b in full for k in b) == [(0, i) for i in range(10)] + [(1, i) for i in range(4)]
+    assert all(k.slices == (0, 1, 2, 3, 4) for b in full for k in b)
+    assert all(len({k.file for k in b}) == 1 for b in full)  # batches never mix files
+    rand = plan_eval(sources, scenes, 4, "Random", seed=1)
+    assert sorted((k.file, k.scene) for b in rand for k in b) == sorted((k.file, k.scene) for b in full for k in b)
+    assert all(len({len(k.slices) for k in b}) == 1 for b in rand)
+    assert len({len(k.slices) for b in rand for k in b}) > 1
+    assert plan_eval(sources, scenes, 4, "Random", seed=1) == rand
+
+
+def test_normalisation_and_depth_mask():
+    norm = Norm(focus_scale=1.5, depth_scale=3.0, defocus_scale=5.0, max_depth=2.0)
+    batch = {
+        "stack": torch.full((1, 2, 3, 2, 2), 255, dtype=torch.uint8),
+        "focus": torch.tensor([[0.3, 1.5]]),
+        "defocus": torch.tensor([[[[-2.0, 1.0], [0.0, 5.0]]] * 2]),
+        "depth": torch.tensor([[[1.5, 2.5], [1e10, float("nan")]]]),
+        "aif": torch.zeros((1, 3, 2, 2), dtype=torch.uint8),
+        "edges": torch.ones((1, 2, 2), dtype=torch.uint8),
+    }
+    inputs, t = to_model_inputs(batch, norm, torch.device("cpu"))
+    assert torch.all(inputs["stack"] == 1.0) and torch.allclose(inputs["focus"], torch.tensor([[0.2, 1.0]]))
+    assert t["depth_mask"].tolist() == [[[True, False], [False, False]]]
+    assert t["depth"][0, 0, 0] == pytest.approx(0.5)
+    assert t["defocus"][0, 0, 0, 0] == pytest.approx(0.4)  # |-2| / 5: absolute by default
+    _, signed = to_model_inputs(batch, Norm(signed_defocus=True), torch.device("cpu"))
+    assert signed["defocus"][0, 0, 0, 0] == pytest.approx(-0.4)
+
+
+def test_files_that_do_not_fit_together_are_refused_with_their_names(tmp_path):
+    five = inspect_source(synthetic_file("data-a", 10, 16, 1))
+    three = inspect_source(write_synthetic(tmp_path / "three.h5", 2, 16, focus=(0.1, 0.3, 1.5)))
+    with pytest.raises(ValueError, match=r"stack sizes differ.*data-a.h5 has 5.*three.h5 has 3.*--stack-size <= 3"):
+        check_compatible([five, three], None, None)
+    assert check_compatible([five, three], 3, None) == 3
+    with pytest.raises(ValueError, match="--stack-size 4: .*three.h5 has 3"):
+        check_compatible([five, three], 4, None)
+    big = inspect_source(synthetic_file("data-big", 2, 24, 3))
+    with pytest.raises(ValueError, match=r"image sizes differ.*16x16.*24x24.*--crop"):
+        check_compatible([five, big], None, None)
+    assert check_compatible([five, big], None, (16, 16)) == 5
+    with pytest.raises(ValueError, match="--crop 20x20"):
+        check_compatible([five, big], None, (20, 20))
+
+
+def test_missing_and_foreign_files_raise_dataset_errors(tmp_path):
+    with pytest.raises(DatasetError, match="nope.h5"):
+        inspect_source(str(tmp_path / "nope.h5"))
+    foreign = tmp_path / "foreign.h5"
+    with h5py.File(foreign, "w") as f:
+        f["x"] = np.zeros(3)
+    with pytest.raises(DatasetError, match="foreign.h5.*not a focalstack file"):
+        inspect_source(str(foreign))
+    text = tmp_path / "text.h5"
+    text.write_text("hello")
+    with pytest.raises(DatasetError, match="text.h5"):
+        inspect_source(str(text))

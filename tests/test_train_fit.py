@@ -1,0 +1,173 @@
+"""Training: it learns, checkpoints round-trip and never execute code, resume continues exactly,
+saving is atomic, the perceptual term follows the VGG weights file, and the logs are written."""
+
+import csv
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from train_fixtures import TINY, single_torch_thread, synthetic_file  # noqa: F401
+
+from focalstack.dataset import FocalStackFile
+from focalstack.train.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
+from focalstack.train.evaluate import evaluate
+from focalstack.train.trainer import TrainConfig, fit
+
+
+def cfg(tmp_path, name="run", **kw):
+    base = dict(
+        data=[str(synthetic_file("fit-train", 6, 32, 21))], out=str(tmp_path / name), arch="fod",
+        arch_kwargs=dict(TINY), epochs=2, batch_size=2, lr=1e-3, progress=False, tensorboard=False,
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_a_few_hundred_steps_lower_the_loss_and_beat_a_constant_depth(tmp_path):
+    train = synthetic_file("learn-train", 40, 32, 101)
+    test = synthetic_file("learn-test", 8, 32, 202)
+    result = fit(
+        TrainConfig(
+            data=[str(train)], out=str(tmp_path / "learn"), arch="fod-depth", arch_kwargs={"width": 8},
+            epochs=25, batch_size=4, lr=1e-3, val_fraction=0.0, progress=False, tensorboard=False,
+        )
+    )  # 25 epochs x 10 batches = 250 steps
+    losses = [r["train_loss"] for r in result.history]
+    assert losses[-1] < 0.6 * losses[0], losses
+    rows, _ = evaluate(result.last, [str(test)], tmp_path / "eval", settings=("All",), progress=False)
+    with FocalStackFile(train) as f:
+        constant = float(np.mean([f[i].depth.mean() for i in range(len(f))]))  # best guess without images
+    with FocalStackFile(test) as f:
+        const_rmse = float(np.mean([np.sqrt(np.mean((f[i].depth - constant) ** 2)) for i in range(len(f))]))
+    assert rows[0]["depth_rmse"] < 0.95 * const_rmse, (rows[0]["depth_rmse"], const_rmse)
+
+
+def test_checkpoint_round_trip(tmp_path):
+    result = fit(cfg(tmp_path, epochs=1, vgg_weights=None))
+    ckpt = torch.load(result.last, map_location="cpu", weights_only=True)  # plain data only
+    assert ckpt["format"] == "focalstack-train" and ckpt["arch"] == "fod" and ckpt["arch_kwargs"] == TINY
+    assert ckpt["epoch"] == 1 and ckpt["global_step"] == 3 and ckpt["batch"] == 0
+    assert ckpt["optimizer"]["state"] and ckpt["config"]["lr"] == 1e-3
+    assert ckpt["norm"] == {"focus_scale": 1.5, "depth_scale": 3.0, "defocus_scale": 5.0, "max_depth": 3.0,
+                            "signed_defocus": False}
+    assert ckpt["camera"]["focus_distances"] == pytest.approx([0.1, 0.15, 0.3, 0.7, 1.5])
+    model, norm = model_from_checkpoint(load_checkpoint(result.best), result.best)
+    assert norm.depth_scale == 3.0
+    x, f = torch.rand(1, 5, 3, 32, 32), torch.rand(1, 5)
+    trained = {k: v for k, v in ckpt["model"].items()}
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in trained.items())
+    with torch.no_grad():
+        assert torch.isfinite(model.eval()(x, f)["depth"]).all()
+
+
+def test_resume_after_a_kill_ends_where_an_uninterrupted_run_ends(tmp_path):
+    straight = fit(cfg(tmp_path, "straight", epochs=2))
+    killed = fit(cfg(tmp_path, "killed", epochs=2, max_steps=4))  # stops in the middle of epoch 2
+    assert killed.stopped_early and load_checkpoint(killed.last)["batch"] == 1
+    resumed = fit(cfg(tmp_path, "killed", epochs=2), resume=True)
+    a = load_checkpoint(straight.last)
+    b = load_checkpoint(resumed.last)
+    assert b["global_step"] == a["global_step"] == 6
+    for k, v in a["model"].items():
+        assert torch.allclose(v, b["model"][k], atol=1e-6), k
+    rows = list(csv.DictReader(open(resumed.out / "metrics.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert float(rows[1]["train_loss"]) == pytest.approx(straight.history[1]["train_loss"], rel=1e-4)
+
+
+def test_resume_refusals(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint to resume"):
+        fit(cfg(tmp_path, "empty"), resume=True)
+    fit(cfg(tmp_path, "one", epochs=1))
+    with pytest.raises(ValueError, match="already holds a run"):
+        fit(cfg(tmp_path, "one", epochs=1))
+    with pytest.raises(CheckpointError, match="architecture 'fod'.*--arch says 'fod-depth'"):
+        fit(cfg(tmp_path, "one", arch="fod-depth", arch_kwargs={"width": 4}), resume=True)
+
+
+def test_saving_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, {"arch": "fod", "value": torch.ones(3)})
+
+    def broken(obj, fh, *a, **k):
+        fh.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, {"arch": "fod", "value": torch.zeros(3)})
+    assert torch.equal(torch.load(path, weights_only=True)["value"], torch.ones(3))
+    assert os.listdir(tmp_path) == ["last.pt"]  # no temporary file left behind
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("touch EVIL_RAN",))
+
+
+def test_a_checkpoint_never_executes_code(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "focalstack-train", "payload": _Evil()}, path, pickle_module=pickle)
+    with pytest.raises(CheckpointError, match="evil.pt: not a focalstack-train checkpoint"):
+        load_checkpoint(path)
+    assert not (tmp_path / "EVIL_RAN").exists()
+
+
+def test_other_architecture_weights_are_refused(tmp_path):
+    result = fit(cfg(tmp_path, epochs=1))
+    ckpt = load_checkpoint(result.last)
+    with pytest.raises(CheckpointError, match="expected 'fod-depth'"):
+        model_from_checkpoint(ckpt, result.last, arch="fod-depth")
+    ckpt["arch"] = "fod-aif-direct"  # claims another architecture: the weights do not fit it
+    with pytest.raises(CheckpointError, match="weights do not fit architecture 'fod-aif-direct'.*another shape"):
+        model_from_checkpoint(ckpt, result.last)
+    ckpt["arch"], ckpt["arch_kwargs"] = "fod-depth", {"width": 4}
+    with pytest.raises(CheckpointError, match="weights do not fit architecture 'fod-depth'.*unexpected"):
+        model_from_checkpoint(ckpt, result.last)
+
+
+def _fake_vgg16_file(path):
+    torch.manual_seed(0)
+    convs = {0: (3, 64), 2: (64, 64), 5: (64, 128), 7: (128, 128), 10: (128, 256), 12: (256, 256),
+             14: (256, 256), 17: (256, 512)}
+    state = {}
+    for i, (a, b) in convs.items():  # torchvision naming, including a layer we do not use
+        state[f"features.{i}.weight"] = torch.randn(b, a, 3, 3) * (2 / (9 * a)) ** 0.5
+        state[f"features.{i}.bias"] = torch.zeros(b)
+    state["classifier.0.weight"] = torch.zeros(2, 2)
+    torch.save(state, path)
+
+
+def test_perceptual_term_follows_the_vgg_weights_file(tmp_path):
+    no_vgg = fit(cfg(tmp_path, "plain", epochs=2))
+    log = (no_vgg.out / "train.log").read_text()
+    assert log.count("perceptual loss off") == 1
+    assert "train_perceptual" not in no_vgg.history[0]
+    vgg = tmp_path / "vgg16.pth"
+    _fake_vgg16_file(vgg)
+    with_vgg = fit(cfg(tmp_path, "vgg", epochs=1, vgg_weights=str(vgg)))
+    assert with_vgg.history[0]["train_perceptual"] > 0
+    assert "perceptual loss off" not in (with_vgg.out / "train.log").read_text()
+    torch.save({"features.0.weight": torch.zeros(1)}, tmp_path / "bad.pth")
+    with pytest.raises(ValueError, match="bad.pth: .*features.0.weight"):
+        fit(cfg(tmp_path, "bad", epochs=1, vgg_weights=str(tmp_path / "bad.pth")))
+
+
+def test_logs_csv_per_epoch_and_tensorboard(tmp_path):
+    result = fit(cfg(tmp_path, epochs=2, tensorboard=True, val_fraction=0.34))
+    rows = list(csv.DictReader(open(result.out / "metrics.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    for col in ("train_loss", "train_depth", "train_defocus", "val_loss", "val_depth_rmse", "val_delta1",
+                "val_bumpiness", "val_aif_ssim", "val_aif_psnr"):
+        assert np.isfinite(float(rows[-1][col])), col
+    events = list((result.out / "tb").glob("events.out.tfevents.*"))
+    assert events
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(result.out / "tb"))
+    acc.Reload()
+    assert "train/loss" in acc.Tags()["scalars"] and "val/depth_rmse" in acc.Tags()["scalars"]
+    assert acc.Tags()["images"]
