@@ -34,6 +34,10 @@ DEFOCUS_RTOL = 1e-3
 EDGE_MISMATCH_WARN = 0.01
 # Filters every h5py build has; anything else needs a plugin a reader may not have.
 BUILTIN_FILTERS = {"gzip", "lzf", "shuffle", "fletcher32", "scaleoffset", "szip"}
+# Datasets a schema-v1 file may carry (checked when present); getattr keeps this module working with a
+# schema that does not define them.
+OPTIONAL_ARRAYS: tuple = tuple(getattr(schema, "SLICE_GEOMETRY_ARRAYS", ()))
+OPTIONAL_NAMES = tuple(a.name for a in OPTIONAL_ARRAYS)
 STRING_ATTRS = ("generator_version", "blender_version", "created_utc", "preset", "config", "defocus_model")
 
 
@@ -175,13 +179,14 @@ def _filters(ds: h5py.Dataset) -> list[str]:
 def _check_datasets(f: h5py.File, r: ValidationReport) -> bool:
     """Presence, dtype, shape, N and chunking of every schema dataset. False if one is missing."""
     present = True
-    bound: dict[str, tuple[int, str]] = {"3": (3, "RGB")}  # symbol -> (size, dataset that fixed it)
+    bound: dict[str, tuple[int, str]] = {}  # symbol -> (size, dataset that fixed it)
     lengths: dict[str, int] = {}
-    for spec in schema.ARRAYS:
+    for spec in (*schema.ARRAYS, *OPTIONAL_ARRAYS):
         name = spec.name
         if name not in f or not isinstance(f[name], h5py.Dataset):
-            r.problem(f"dataset {name!r} missing ({spec.meaning})")
-            present = False
+            if spec in schema.ARRAYS:
+                r.problem(f"dataset {name!r} missing ({spec.meaning})")
+                present = False
             continue
         ds = f[name]
         if not _dtype_ok(ds, spec):
@@ -193,7 +198,11 @@ def _check_datasets(f: h5py.File, r: ValidationReport) -> bool:
             continue
         lengths[name] = ds.shape[0]
         for sym, size in zip(spec.trailing, ds.shape[1:]):
-            if sym not in bound:
+            if sym.isdigit() and size != int(sym):
+                r.problem(f"dataset {name!r} has shape {ds.shape}, expected ({', '.join(symbolic)})")
+            elif sym.isdigit():
+                continue
+            elif sym not in bound:
                 bound[sym] = (size, name)
             elif bound[sym][0] != size:
                 want, source = bound[sym]
@@ -205,7 +214,7 @@ def _check_datasets(f: h5py.File, r: ValidationReport) -> bool:
             r.problem(f"dataset {name!r} is not chunked; expected chunks along axis 0, one scene per chunk")
         elif tuple(ds.chunks[1:]) != tuple(ds.shape[1:]):
             r.problem(f"dataset {name!r} has chunks {ds.chunks} that split a scene; expected (1, *{ds.shape[1:]})")
-        elif len(spec.trailing) >= 2 and ds.chunks[0] != 1:
+        elif "H" in spec.trailing and ds.chunks[0] != 1:  # per-pixel arrays
             r.problem(f"dataset {name!r} has chunks {ds.chunks}: expected one scene per chunk, (1, *{ds.shape[1:]})")
         if ds.maxshape[0] is not None:
             r.warn(f"dataset {name!r} has a fixed length {ds.maxshape[0]}: scenes cannot be appended")
@@ -252,7 +261,7 @@ def _check_scenes(f: h5py.File, r: ValidationReport, full: bool, sample: int) ->
         r.warn("no complete scenes")
         r.summary["checked"] = []
         return
-    rows_ok = rows[rows < min(f[name].shape[0] for name in schema.ARRAY_NAMES)]
+    rows_ok = rows[rows < min(f[name].shape[0] for name in schema.ARRAY_NAMES + OPTIONAL_NAMES if name in f)]
     if len(rows_ok) < len(rows):
         rows = rows_ok  # already reported as differing N
 
@@ -417,7 +426,8 @@ def summarize(path: str | os.PathLike, depth_range: bool = True) -> dict:
                         lo, hi = min(lo, float(d.min())), max(hi, float(d.max()))
                 out["depth_range"] = (lo, hi) if lo <= hi else None
         datasets = {}
-        for name in schema.ARRAY_NAMES:
+        others = sorted(k for k in f if k not in schema.ARRAY_NAMES and isinstance(f[k], h5py.Dataset))
+        for name in (*schema.ARRAY_NAMES, *others):
             ds = f[name]
             stored = int(ds.id.get_storage_size())
             is_str = h5py.check_string_dtype(ds.dtype) is not None
