@@ -130,18 +130,19 @@ def _print_summary(s: dict) -> None:
     for key, value in sorted(extra.items()):
         row(key, value)
     click.echo("storage")
-    click.echo(f"  {'dataset':<16}{'shape':<24}{'dtype':<14}{'compression':<18}{'stored':>10}{'ratio':>8}")
+    nw = max(16, *(len(name) + 2 for name in s["datasets"]))
+    click.echo(f"  {'dataset':<{nw}}{'shape':<20}{'dtype':<14}{'compression':<18}{'stored':>10}{'ratio':>8}")
     total_stored = total_raw = 0
     for name, d in s["datasets"].items():
         ratio = f"{d['ratio']:.2f}" if d["ratio"] else "-"
         shape = "x".join(str(x) for x in d["shape"])
         click.echo(
-            f"  {name:<16}{shape:<24}{d['dtype']:<14}{d['compression']:<18}{_size(d['stored_bytes']):>10}{ratio:>8}"
+            f"  {name:<{nw}}{shape:<20}{d['dtype']:<14}{d['compression']:<18}{_size(d['stored_bytes']):>10}{ratio:>8}"
         )
         total_stored += d["stored_bytes"]
         total_raw += d["raw_bytes"] or d["stored_bytes"]
     if total_stored:
-        click.echo(f"  {'all':<16}{'':<24}{'':<14}{'':<18}{_size(total_stored):>10}{total_raw / total_stored:>8.2f}")
+        click.echo(f"  {'all':<{nw}}{'':<52}{_size(total_stored):>10}{total_raw / total_stored:>8.2f}")
         if s["n_complete"]:
             click.echo(f"  {_size(total_stored / max(s['n_rows'], 1))} stored per scene")
 
@@ -149,7 +150,8 @@ def _print_summary(s: dict) -> None:
 def _print_report(report, full: bool) -> None:
     checked = report.summary.get("checked")
     if checked is not None and report.summary.get("n_complete"):
-        how = "all" if full else f"{len(checked)} of {report.summary['n_complete']} (sample; --full for all)"
+        n = report.summary["n_complete"]
+        how = f"all {n}" if len(checked) == n else f"{len(checked)} of {n} (a sample; --full checks all)"
         click.echo(f"validation      pixels checked in {how} complete scene(s)")
     else:
         click.echo("validation")
