@@ -48,6 +48,10 @@ class Scene:
     sensor_width_mm: float
     seed: int
     scene: dict
+    # Slice geometry relative to the reference view; None in files written without it.
+    slice_homography: np.ndarray | None = None  # (S, 3, 3)
+    slice_pose: np.ndarray | None = None  # (S, 4, 4)
+    slice_focal_length_mm: np.ndarray | None = None  # (S,)
 
 
 def open_h5(path: str | os.PathLike, mode: str = "r") -> h5py.File:
@@ -152,6 +156,7 @@ class FocalStackFile:
             sensor_width_mm=float(f["sensor_width_mm"][row]),
             seed=int(f["seed"][row]),
             scene=description,
+            **{spec.name: f[spec.name][row] for spec in schema.SLICE_GEOMETRY_ARRAYS if spec.name in f},
         )
 
     def close(self) -> None:

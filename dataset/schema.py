@@ -55,12 +55,26 @@ ARRAYS: tuple[ArraySpec, ...] = (
     ArraySpec("complete", "bool", (), "set last, once all of the scene's arrays are written"),
 )
 ARRAY_NAMES = tuple(a.name for a in ARRAYS)
-SPECS = {a.name: a for a in ARRAYS}
+
+# Added for real-capture effects (focus breathing, camera shake). Written by this generator into every
+# file (identity geometry when no effect is on); optional for readers, as files of other writers may
+# lack them. Pixel coordinates follow OpenCV: (0, 0) is the centre of the top-left pixel.
+SLICE_GEOMETRY_ARRAYS: tuple[ArraySpec, ...] = (
+    ArraySpec("slice_homography", "float32", ("S", "3", "3"),
+              "maps reference-view pixel coordinates to each slice's pixel coordinates (plane at the slice's "
+              "focus distance); identity without breathing or shake"),
+    ArraySpec("slice_pose", "float32", ("S", "4", "4"),
+              "pose of each slice's camera in the reference camera's frame (Blender axes: -Z forward, +Y up), m"),
+    ArraySpec("slice_focal_length_mm", "float32", ("S",),
+              "focal length each slice was rendered with, mm (the image distance when the lens breathes)"),
+)
+WRITTEN_ARRAYS = ARRAYS + SLICE_GEOMETRY_ARRAYS
+SPECS = {a.name: a for a in WRITTEN_ARRAYS}
 
 
 def concrete_shape(spec: ArraySpec, n_slices: int, height: int, width: int) -> tuple[int, ...]:
     """The per-scene shape of an array once S, H and W are known."""
-    sizes = {"S": n_slices, "H": height, "W": width, "3": 3}
+    sizes = {"S": n_slices, "H": height, "W": width, "3": 3, "4": 4}
     return tuple(sizes[s] for s in spec.trailing)
 
 

@@ -53,13 +53,32 @@ class SceneRecord:
     sensor_width_mm: float
     seed: int
     scene: str  # JSON
+    # Slice geometry relative to the reference view (real-capture effects); None = identity.
+    slice_homography: np.ndarray | None = None  # (S, 3, 3) float32
+    slice_pose: np.ndarray | None = None  # (S, 4, 4) float32
+    slice_focal_length_mm: np.ndarray | None = None  # (S,) float32
+
+    def geometry(self, name: str) -> np.ndarray:
+        """A slice-geometry array, or its identity value when the record has none."""
+        value = getattr(self, name)
+        if value is not None:
+            return np.asarray(value, dtype=np.float32)
+        n = np.asarray(self.focus_distance).shape[0]
+        if name == "slice_homography":
+            return np.repeat(np.eye(3, dtype=np.float32)[None], n, axis=0)
+        if name == "slice_pose":
+            return np.repeat(np.eye(4, dtype=np.float32)[None], n, axis=0)
+        return np.full(n, self.focal_length_mm, dtype=np.float32)
 
 
 def _check_record(rec: SceneRecord, n_slices: int, height: int, width: int) -> None:
-    for spec in schema.ARRAYS:
+    for spec in schema.WRITTEN_ARRAYS:
         if spec.name == "complete" or not spec.trailing:
             continue
-        value = np.asarray(getattr(rec, spec.name))
+        if spec in schema.SLICE_GEOMETRY_ARRAYS:
+            value = rec.geometry(spec.name)
+        else:
+            value = np.asarray(getattr(rec, spec.name))
         want = schema.concrete_shape(spec, n_slices, height, width)
         if value.shape != want:
             raise DatasetError(f"scene array {spec.name!r}: expected shape {want}, got {value.shape}")
@@ -134,10 +153,10 @@ class FocalStackWriter:
                 missing = [k for k in schema.REQUIRED_ATTRS if k not in f.attrs]
                 if missing:
                     raise DatasetError(f"root attributes missing: {', '.join(missing)}")
-                for spec in schema.ARRAYS:
+                for spec in schema.WRITTEN_ARRAYS:
                     shape = schema.concrete_shape(spec, n_slices, height, width)
                     dtype = h5py.string_dtype("utf-8") if spec.dtype == "str" else np.dtype(spec.dtype)
-                    big = len(shape) >= 2  # compress the per-pixel arrays; scalars are not worth it
+                    big = "H" in spec.trailing  # compress the per-pixel arrays; small ones are not worth it
                     f.create_dataset(
                         spec.name,
                         shape=(0, *shape),
@@ -192,8 +211,9 @@ class FocalStackWriter:
         try:
             complete = f["complete"][:]
             k = int(np.argmin(complete)) if not complete.all() else len(complete)
-            for name in schema.ARRAY_NAMES:
-                f[name].resize(k, axis=0)
+            for spec in schema.WRITTEN_ARRAYS:
+                if spec.name in f:  # slice geometry is optional in files of other writers
+                    f[spec.name].resize(k, axis=0)
             f.flush()
         except BaseException:
             f.close()
@@ -213,10 +233,14 @@ class FocalStackWriter:
         _check_record(rec, self.n_slices, self.height, self.width)
         f = self._h5
         i = len(self)
-        for name in schema.ARRAY_NAMES:
+        names = [spec.name for spec in schema.WRITTEN_ARRAYS if spec.name in f]
+        for name in names:
             f[name].resize(i + 1, axis=0)
         for name in ("stack", "aif", "depth", "defocus", "edges", "focus_distance"):
             f[name][i] = getattr(rec, name)
+        for spec in schema.SLICE_GEOMETRY_ARRAYS:
+            if spec.name in f:
+                f[spec.name][i] = rec.geometry(spec.name)
         for name in ("f_number", "focal_length_mm", "sensor_width_mm"):
             f[name][i] = np.float32(getattr(rec, name))
         f["seed"][i] = np.int64(rec.seed)

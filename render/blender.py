@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 
 from focalstack.assets import build_mesh
-from focalstack.dataset.optics import thin_lens_blender_camera
 
 from .scene import LightSpec, MaterialSpec, ObjectSpec, SceneDescription, TextureLayer, WorldSpec
 
@@ -230,8 +229,6 @@ class BlenderRenderer:
         cam_data = self._camera.data
         cam_data.lens = cam.focal_length_mm
         cam_data.sensor_width = cam.sensor_width_mm
-        self._camera.location = (0.0, 0.0, 0.0)
-        self._camera.rotation_euler = (0.0, 0.0, 0.0)
         for obj in desc.objects:
             self._add_object(scene, obj)
         for i, light in enumerate(desc.lights):
@@ -447,21 +444,37 @@ class BlenderRenderer:
         path.unlink()
         return passes
 
-    def _set_focus(self, desc: SceneDescription, focus_distance_m: float | None) -> None:
+    def _set_focus(self, desc: SceneDescription, k: int | None) -> None:
+        """Camera for the DoF-off reference render (k None) or for slice k: focus distance, aperture,
+        and, with real-capture effects, the slice's shaken pose and breathing lens."""
+        from mathutils import Matrix  # ships with bpy
+
+        from .effects import slice_lens_mm, slice_pose
+
         cam = desc.camera
-        dof = self._camera.data.dof
-        if focus_distance_m is None:
+        camera = self._camera
+        dof = camera.data.dof
+        if k is None:
             dof.use_dof = False
-            self._camera.data.lens = cam.focal_length_mm
+            camera.data.lens = cam.focal_length_mm
+            camera.matrix_world = Matrix.Identity(4)
             return
+        s = float(cam.focus_distances[k])
+        camera.matrix_world = Matrix(slice_pose(desc, k).tolist())
+        lens_mm = slice_lens_mm(desc, k)
+        camera.data.lens = lens_mm
         dof.use_dof = True
-        dof.focus_distance = focus_distance_m
+        dof.focus_distance = s
         if self.defocus_model == "thin_lens":
-            lens_mm, fstop = thin_lens_blender_camera(focus_distance_m, cam.f_number, cam.focal_length_mm)
-            self._camera.data.lens = lens_mm
-            dof.aperture_fstop = fstop
+            # Cycles blurs by f_px * (lens / fstop) * (z - s) / (z s); the textbook lens by
+            # f_px * (f / N) * (z - s) / (z (s - f)). Aperture diameters that make the two agree:
+            # with the breathing lens v = s f / (s - f), fstop = N v / f; with the lens f, N (s - f) / s.
+            f_mm = cam.focal_length_mm
+            if abs(lens_mm - f_mm) > 1e-9:
+                dof.aperture_fstop = cam.f_number * lens_mm / f_mm
+            else:
+                dof.aperture_fstop = cam.f_number * (s - f_mm * 1e-3) / s
         else:
-            self._camera.data.lens = cam.focal_length_mm
             dof.aperture_fstop = cam.f_number
 
     def render(self, desc: SceneDescription) -> RenderedScene:
@@ -483,9 +496,9 @@ class BlenderRenderer:
 
             t = time.perf_counter()
             slices = []
-            for s in desc.camera.focus_distances:
-                self._set_focus(desc, float(s))
-                slices.append(self._render_to(f"slice_{len(slices)}")["Combined"][..., :3])
+            for k in range(len(desc.camera.focus_distances)):
+                self._set_focus(desc, k)
+                slices.append(self._render_to(f"slice_{k}")["Combined"][..., :3])
             seconds["render_slices"] = time.perf_counter() - t
         finally:
             t = time.perf_counter()

@@ -16,6 +16,16 @@ def _fail(message: str) -> None:
     raise click.ClickException(message)
 
 
+def parse_pair(text: str, option: str) -> tuple[float, float]:
+    """'0.2,1' -> (0.2, 1.0); ConfigError naming the option otherwise."""
+    parts = text.split(",")
+    try:
+        a, b = (float(p) for p in parts)
+    except ValueError:
+        raise ConfigError(f"{option} {text!r}: expected two numbers separated by a comma") from None
+    return a, b
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--preset", default="fod500", show_default=True,
               help="Built-in preset name or path to a preset .toml file (see --list-presets).")
@@ -32,8 +42,20 @@ def _fail(message: str) -> None:
 @click.option("--denoise/--no-denoise", default=None, help="OpenImageDenoise on every render.  [default: preset's]")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Render in N processes, each its own Blender, into shards combined at the end.")
+@click.option("--focus-breathing/--no-focus-breathing", default=None,
+              help="Real-capture effect: magnify each slice as a thin lens focused there would "
+                   "(needs defocus_model = \"thin_lens\").  [default: preset's]")
+@click.option("--shake", metavar="DEG,MM", default=None,
+              help="Real-capture effect: camera shake between slices, std of rotation (degrees) and "
+                   "translation (mm) per axis, e.g. 0.2,1.  [default: preset's]")
+@click.option("--sensor-noise", metavar="FULL_WELL,READ", default=None,
+              help="Real-capture effect: Poisson-Gaussian noise on linear values, electrons at white and "
+                   "read-noise std (linear units), e.g. 1000,0.002.  [default: preset's]")
+@click.option("--jpeg-quality", type=click.IntRange(0, 100), default=None,
+              help="Real-capture effect: JPEG-compress each slice at this quality (0 = off).  [default: preset's]")
 @click.option("--list-presets", is_flag=True, help="List the built-in presets and exit.")
-def main(preset, scenes, out, seed, resolution, samples, f_number, focus_distances, denoise, workers, list_presets):
+def main(preset, scenes, out, seed, resolution, samples, f_number, focus_distances, denoise, workers,
+         focus_breathing, shake, sensor_noise, jpeg_quality, list_presets):
     """Render random scenes into focal stacks with ground truth, stored in one HDF5 file.
 
     Each scene is rendered with Cycles once with depth of field off (all-in-focus image and planar depth)
@@ -55,6 +77,18 @@ def main(preset, scenes, out, seed, resolution, samples, f_number, focus_distanc
             overrides["width"], overrides["height"] = parse_resolution(resolution)
         if focus_distances is not None:
             overrides["focus_distances"] = parse_focus_distances(focus_distances)
+        effects = dict(config.effects)
+        if focus_breathing is not None:
+            effects["focus_breathing"] = focus_breathing
+            if focus_breathing:
+                overrides["defocus_model"] = "thin_lens"
+        if shake is not None:
+            effects["shake_rotation_deg"], effects["shake_translation_mm"] = parse_pair(shake, "--shake")
+        if sensor_noise is not None:
+            effects["noise_full_well"], effects["read_noise"] = parse_pair(sensor_noise, "--sensor-noise")
+        if jpeg_quality is not None:
+            effects["jpeg_quality"] = jpeg_quality
+        overrides["effects"] = effects
         config = config.with_overrides(**overrides).validate()
     except ConfigError as exc:
         _fail(str(exc))

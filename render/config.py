@@ -1,7 +1,8 @@
 """Render configuration: presets (TOML files) merged with command-line overrides, validated.
 
-A preset file has three tables: [camera] (optics and resolution), [render] (Cycles settings) and
-[scene] (the distributions that ``sampling.py`` draws scenes from). Built-in presets live in
+A preset file has up to four tables: [camera] (optics and resolution), [render] (Cycles settings),
+[scene] (the distributions that ``sampling.py`` draws scenes from) and the optional [effects]
+(real-capture effects, ``effects.py``). Built-in presets live in
 ``render/presets/``; ``--preset path/to/my.toml`` loads any file of the same form.
 """
 
@@ -38,6 +39,7 @@ class RenderConfig:
     canny_high: float = CANNY_HIGH
     canny_blur_sigma: float = CANNY_BLUR_SIGMA
     scene: dict = field(default_factory=dict)  # the preset's [scene] table, read by sampling.py
+    effects: dict = field(default_factory=dict)  # the preset's [effects] table, read by effects.py
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -70,6 +72,16 @@ class RenderConfig:
             raise ConfigError(f"defocus_model = {self.defocus_model!r}: expected one of {', '.join(DEFOCUS_MODELS)}")
         if not 0 <= self.canny_low <= self.canny_high:
             raise ConfigError(f"canny thresholds {self.canny_low}, {self.canny_high}: expected 0 <= low <= high")
+        from .effects import EffectsConfig
+
+        try:
+            effects = EffectsConfig.from_dict(self.effects)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"preset {self.preset!r} [effects]: {exc}") from None
+        if effects.focus_breathing and self.defocus_model != "thin_lens":
+            raise ConfigError(
+                "focus breathing is the textbook thin lens's behaviour: set defocus_model = \"thin_lens\" with it"
+            )
         from .sampling import validate_scene_params  # sampling owns the [scene] table
 
         try:
@@ -115,7 +127,7 @@ def load_preset(name_or_path: str) -> RenderConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"preset {name_or_path}: not valid TOML ({exc})") from None
-    unknown = set(data) - {"name", "description", "camera", "render", "scene"}
+    unknown = set(data) - {"name", "description", "camera", "render", "scene", "effects"}
     if unknown:
         raise ConfigError(f"preset {name_or_path}: unknown table(s) {', '.join(sorted(unknown))}")
     camera, render = dict(data.get("camera", {})), dict(data.get("render", {}))
@@ -123,7 +135,11 @@ def load_preset(name_or_path: str) -> RenderConfig:
         bad = set(keys) - allowed
         if bad:
             raise ConfigError(f"preset {name_or_path} [{table}]: unknown key(s) {', '.join(sorted(bad))}")
-    kwargs: dict = {"preset": data.get("name", name), "scene": dict(data.get("scene", {}))}
+    kwargs: dict = {
+        "preset": data.get("name", name),
+        "scene": dict(data.get("scene", {})),
+        "effects": dict(data.get("effects", {})),
+    }
     if "resolution" in camera:
         kwargs["width"], kwargs["height"] = parse_resolution(camera.pop("resolution"))
     kwargs.update(camera)

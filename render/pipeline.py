@@ -32,6 +32,7 @@ from focalstack.dataset.optics import defocus_maps
 from focalstack.dataset.schema import DatasetError
 
 from .config import RenderConfig
+from .effects import EffectsConfig, add_sensor_noise, jpeg_roundtrip, noise_rng, scene_effects, slice_geometry, with_effects
 from .sampling import sample_scene, scene_seed
 from .scene import SceneDescription
 
@@ -76,8 +77,9 @@ def make_record(desc: SceneDescription, rendered, config: RenderConfig) -> Scene
         )
     cam = desc.camera
     aif8 = linear_to_srgb8(rendered.aif)
+    homography, pose, lens = slice_geometry(desc)
     return SceneRecord(
-        stack=linear_to_srgb8(rendered.slices),
+        stack=capture_slices(desc, rendered.slices),
         aif=aif8,
         depth=depth,
         defocus=defocus_maps(
@@ -90,7 +92,30 @@ def make_record(desc: SceneDescription, rendered, config: RenderConfig) -> Scene
         sensor_width_mm=cam.sensor_width_mm,
         seed=desc.seed,
         scene=desc.to_json(),
+        slice_homography=homography,
+        slice_pose=pose,
+        slice_focal_length_mm=lens,
     )
+
+
+def capture_slices(desc: SceneDescription, slices_linear: np.ndarray) -> np.ndarray:
+    """Linear renders -> stored 8-bit sRGB slices, through the scene's sensor noise and JPEG, if any."""
+    effects = scene_effects(desc) or {}
+    out = []
+    for k, linear in enumerate(slices_linear):
+        if effects.get("noise_full_well") or effects.get("read_noise"):
+            linear = add_sensor_noise(linear, effects["noise_full_well"], effects["read_noise"], noise_rng(desc, k))
+        srgb8 = linear_to_srgb8(linear)
+        if effects.get("jpeg_quality"):
+            srgb8 = jpeg_roundtrip(srgb8, effects["jpeg_quality"])
+        out.append(srgb8)
+    return np.stack(out)
+
+
+def describe_scene(config: RenderConfig, index: int) -> SceneDescription:
+    """Scene ``index`` of the dataset ``config`` describes, real-capture effects included."""
+    desc = sample_scene(config, scene_seed(config.seed, index))
+    return with_effects(desc, EffectsConfig.from_dict(config.effects))
 
 
 def open_writer(config: RenderConfig, path: Path, first_index: int = 0) -> FocalStackWriter:
@@ -158,7 +183,7 @@ def render_range(
     try:
         for index in range(begin, stop):
             t0 = time.perf_counter()
-            desc = sample_scene(config, scene_seed(config.seed, index))
+            desc = describe_scene(config, index)
             t1 = time.perf_counter()
             rendered = renderer.render(desc)
             t2 = time.perf_counter()

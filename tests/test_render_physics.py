@@ -48,9 +48,11 @@ EDGE_CAMERA = CameraSpec(50.0, 36.0, 1.4, [0.25, 0.4, 0.7, 2.0], 64, 64)
 EDGE_DEPTH = 0.4
 
 
-@pytest.mark.parametrize("model", ["cycles", "thin_lens"])
-def test_rendered_edge_blur_matches_stored_defocus(model):
-    desc = edge_scene(EDGE_DEPTH, EDGE_CAMERA)
+@pytest.mark.parametrize("model, breathing", [("cycles", False), ("thin_lens", False), ("thin_lens", True)])
+def test_rendered_edge_blur_matches_stored_defocus(model, breathing):
+    from focalstack.render.effects import EffectsConfig, with_effects
+
+    desc = with_effects(edge_scene(EDGE_DEPTH, EDGE_CAMERA), EffectsConfig(focus_breathing=breathing))
     record = _render(desc, samples=64, denoise=False, model=model)
     centre = record.defocus[:, 32, 32]
     for k, s in enumerate(EDGE_CAMERA.focus_distances):
