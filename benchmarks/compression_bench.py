@@ -14,6 +14,7 @@ by each pixel's defocus (layered Gaussian blurs), and defocus and edges come fro
 rendering.
 
     python benchmarks/compression_bench.py [--scenes 12] [--repeat 3] [--size 256] [--slices 5]
+    python benchmarks/compression_bench.py --from data/train.h5   # real renders instead
 """
 
 from __future__ import annotations
@@ -165,13 +166,23 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--slices", type=int, default=5)
     ap.add_argument("--save-example", help="write one synthetic scene's contact sheet here (PNG)")
+    ap.add_argument("--from", dest="source", help="use the first --distinct scenes of this focalstack file")
     args = ap.parse_args()
     focus = np.geomspace(0.1, 1.5, args.slices) if args.slices != 5 else FOCUS
 
     t = time.perf_counter()
-    scenes = [synthetic_scene(s, args.size, focus) for s in range(args.distinct)]
-    print(f"{args.distinct} synthetic scenes of {args.size}x{args.size}, {args.slices} slices "
-          f"in {time.perf_counter() - t:.1f} s; {args.scenes} scenes written per setting, best of {args.repeat}")
+    if args.source:
+        from focalstack.dataset.reader import FocalStackFile
+
+        with FocalStackFile(args.source) as f:
+            picked = [f[i] for i in range(min(args.distinct, len(f)))]
+        scenes = [{name: getattr(sc, name) for name in ("stack", "aif", "depth", "defocus", "edges")} for sc in picked]
+        stack = scenes[0]["stack"]
+        what = f"{len(scenes)} rendered scenes from {args.source}: {stack.shape[2]}x{stack.shape[1]}, {stack.shape[0]} slices"
+    else:
+        scenes = [synthetic_scene(s, args.size, focus) for s in range(args.distinct)]
+        what = f"{args.distinct} synthetic scenes of {args.size}x{args.size}, {args.slices} slices"
+    print(f"{what} (in {time.perf_counter() - t:.1f} s); {args.scenes} scenes written per setting, best of {args.repeat}")
     if args.save_example:
         from focalstack.dataset.preview import save_contact_sheet
         from focalstack.dataset.reader import Scene

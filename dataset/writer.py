@@ -27,6 +27,8 @@ from .schema import DatasetError
 # maps compress (gzip 6 alone: 2128 kB total); gzip 1 + shuffle is 3% larger (1660 kB) for 41 ms of
 # writing, lzf + shuffle 18% larger (1892 kB) but reads in 8.4 ms. gzip reads equally fast at every
 # level, and tens of ms of writing are nothing against ~10 s of rendering, so the smallest wins.
+# Real fod500 renders (4 scenes, 256 px, `--from`) agree: gzip 6 + shuffle 1575 kB per scene (ratio
+# 1.79: images 1.27, float maps 2.45), gzip 1 + shuffle 1648 kB, lzf + shuffle 1845 kB, none 2818 kB.
 COMPRESSION = {"compression": "gzip", "compression_opts": 6, "shuffle": True}
 
 # Per-pixel arrays are chunked one scene per chunk (the unit a reader fetches). The small per-scene
