@@ -8,7 +8,7 @@ The geometry depends on the parameters alone (blob noise and lathe profiles take
 so a stored scene description rebuilds the same mesh anywhere.
 
 The catalogue ``SHAPE_FAMILIES`` tags each family with a ``group`` ('primitive', 'procedural',
-'surface') and gives each parameter a default, the range that scene sampling draws from, and hard limits.
+'surface', or 'test' for families held out of training) and gives each parameter a default, the range that scene sampling draws from, and hard limits.
 Presets may narrow or move the drawn ranges (``shape_params``) so that training and held-out test sets
 use disjoint families or parameter ranges by construction.
 """
@@ -70,7 +70,7 @@ class ShapeParam:
 @dataclass(frozen=True)
 class ShapeFamily:
     name: str
-    group: str  # 'primitive', 'procedural' or 'surface'
+    group: str  # 'primitive', 'procedural', 'surface' or 'test' (held out from training presets)
     closed: bool  # watertight: every edge shared by exactly two faces
     smooth: bool  # shade smooth (with sharp edges above ~35 degrees kept sharp) rather than flat
     params: Mapping[str, ShapeParam]
@@ -78,7 +78,9 @@ class ShapeFamily:
     doc: str = ""
 
 
-SHAPE_GROUPS = ("primitive", "procedural", "surface")
+# 'test' families are held out: only presets with split = "test" may draw them (render/sampling.py), so a
+# test-shape set sees shapes no training preset can produce.
+SHAPE_GROUPS = ("primitive", "procedural", "surface", "test")
 
 
 def _float(default, sample, limits, doc=""):
@@ -382,6 +384,72 @@ def _build_lathe(profile_seed: int, waviness: float, segments: int, rings: int):
     return _lathe(np.r_[0.0, r, 0.0], np.r_[-1.0, z, 1.0], segments)
 
 
+def _curve_tube(curve: np.ndarray, tangent: np.ndarray, radius: float, segments: int, closed: bool):
+    """A tube of ``radius`` around the polyline ``curve`` (K, 3) with tangents (K, 3).
+
+    The cross-section frame is (N, B) with N = T x Z normalised and B = T x N (N x B = T), so segments run
+    counter-clockwise about the tangent and faces wind outwards; the tangent must never be parallel to Z.
+    A closed curve joins its last ring to its first; an open one gets flat caps with a centre pole.
+    """
+    t = tangent / np.linalg.norm(tangent, axis=1, keepdims=True)
+    n = np.cross(t, [0.0, 0.0, 1.0])
+    n /= np.linalg.norm(n, axis=1, keepdims=True)
+    b = np.cross(t, n)
+    phi = 2 * np.pi * np.arange(segments) / segments
+    rings = curve[:, None, :] + radius * (np.cos(phi)[None, :, None] * n[:, None, :] + np.sin(phi)[None, :, None] * b[:, None, :])
+    if closed:
+        return rings.reshape(-1, 3), _tube_faces(len(curve), segments, False, False, wrap_rings=True)
+    return _tube(rings, curve[0], curve[-1])
+
+
+_KNOTS = {"2,3": (2, 3), "2,5": (2, 5), "3,4": (3, 4), "3,5": (3, 5), "2,7": (2, 7)}
+
+
+def _build_torus_knot(knot: str, thickness: float, segments: int, tube_segments: int):
+    p, q = _KNOTS[knot]
+    s = 2 * np.pi * np.arange(segments) / segments
+    r = 2.0 + np.cos(q * s)
+    curve = np.stack([r * np.cos(p * s), r * np.sin(p * s), -np.sin(q * s)], -1)
+    dr = -q * np.sin(q * s)
+    tangent = np.stack([dr * np.cos(p * s) - p * r * np.sin(p * s), dr * np.sin(p * s) + p * r * np.cos(p * s), -q * np.cos(q * s)], -1)
+    return _curve_tube(curve, tangent, thickness, tube_segments, closed=True)
+
+
+def _build_spring(turns: float, pitch: float, thickness: float, segments: int, tube_segments: int):
+    # a helix of radius 1 rising `pitch` per turn, as a tube with flat end caps; the tube stays
+    # thinner than half the pitch so that neighbouring turns never touch
+    radius = min(thickness, 0.45 * pitch)
+    n = max(8, int(round(segments * turns)))
+    a = 2 * np.pi * turns * np.linspace(0.0, 1.0, n)
+    c = pitch / (2 * np.pi)
+    curve = np.stack([np.cos(a), np.sin(a), c * a], -1)
+    tangent = np.stack([-np.sin(a), np.cos(a), np.full_like(a, c)], -1)
+    return _curve_tube(curve, tangent, radius, tube_segments, closed=False)
+
+
+def _build_gear(teeth: int, tooth_depth: float, thickness: float):
+    # a spur-gear outline (trapezoidal teeth) extruded along Z; flat faces, star-shaped about the axis
+    frac = np.array([0.0, 0.4, 0.55, 0.85])
+    rad = np.array([1.0 - tooth_depth, 1.0 - tooth_depth, 1.0, 1.0])
+    ang = (2 * np.pi / teeth) * (np.arange(teeth)[:, None] + frac[None, :]).reshape(-1)
+    r = np.tile(rad, teeth)
+    z = np.array([-thickness, thickness])
+    rings = np.stack([np.broadcast_to(r * np.cos(ang), (2, len(ang))), np.broadcast_to(r * np.sin(ang), (2, len(ang))),
+                      np.broadcast_to(z[:, None], (2, len(ang)))], -1)  # fmt: skip
+    return _tube(rings, np.array([0.0, 0.0, -thickness]), np.array([0.0, 0.0, thickness]))
+
+
+def _build_stellated(spike: float, subdivisions: int):
+    # an icosphere whose every face is raised into a three-sided pyramid of height `spike`
+    v, f = _icosphere(subdivisions)
+    a, b, c = v[f[:, 0]], v[f[:, 1]], v[f[:, 2]]
+    centre = (a + b + c) / 3
+    apex = centre / np.linalg.norm(centre, axis=1, keepdims=True) * (np.linalg.norm(centre, axis=1, keepdims=True) + spike)
+    k = len(v) + np.arange(len(f))
+    faces = np.concatenate([np.stack([f[:, 0], f[:, 1], k], 1), np.stack([f[:, 1], f[:, 2], k], 1), np.stack([f[:, 2], f[:, 0], k], 1)])
+    return np.concatenate([v, apex]), faces
+
+
 _SEGMENTS = _int(32, None, (3, 128), "vertices around the axis")
 
 SHAPE_FAMILIES: dict[str, ShapeFamily] = {
@@ -487,6 +555,45 @@ SHAPE_FAMILIES: dict[str, ShapeFamily] = {
             },
             _build_lathe, "vase-like surface of revolution with flat caps, axis Z",
         ),
+        # -- held out: only test presets (split = "test") may draw these ------------------------------------
+        ShapeFamily(
+            "torus_knot", "test", True, True,
+            {
+                "knot": _choice("2,3", tuple(_KNOTS), tuple(_KNOTS), "(p, q) torus knot: winds p times around Z, q times through the hole"),
+                "thickness": _float(0.25, (0.15, 0.3), (0.05, 0.4), "tube radius / ring radius of the core curve (about 2)"),
+                "segments": _int(160, None, (16, 512), "rings along the curve"),
+                "tube_segments": _int(12, None, (3, 32), "vertices around the tube"),
+            },
+            _build_torus_knot, "tube along a (p, q) torus knot",
+        ),
+        ShapeFamily(
+            "spring", "test", True, True,
+            {
+                "turns": _float(3.0, (1.5, 5.0), (0.5, 10.0), "turns of the helix"),
+                "pitch": _float(0.8, (0.5, 1.5), (0.1, 4.0), "rise per turn / helix radius"),
+                "thickness": _float(0.15, (0.08, 0.22), (0.02, 0.5), "tube radius / helix radius (at most 0.45 pitch)"),
+                "segments": _int(32, None, (8, 128), "rings per turn"),
+                "tube_segments": _int(10, None, (3, 32), "vertices around the tube"),
+            },
+            _build_spring, "coil spring: a helical tube with flat end caps, axis Z",
+        ),
+        ShapeFamily(
+            "gear", "test", True, False,
+            {
+                "teeth": _int(10, (6, 18), (3, 64), "number of teeth"),
+                "tooth_depth": _float(0.2, (0.1, 0.3), (0.02, 0.6), "tooth height / outer radius"),
+                "thickness": _float(0.3, (0.1, 0.6), (0.02, 2.0), "half-thickness / outer radius"),
+            },
+            _build_gear, "spur gear with trapezoidal teeth, axis Z, flat shaded",
+        ),
+        ShapeFamily(
+            "stellated", "test", True, False,
+            {
+                "spike": _float(0.6, (0.3, 1.2), (0.05, 3.0), "pyramid height on each face / sphere radius"),
+                "subdivisions": _int(0, (0, 1), (0, 3), "icosphere subdivisions (20 * 4**n spikes)"),
+            },
+            _build_stellated, "icosahedron (or subdivided icosphere) with a pyramid raised on every face, flat shaded",
+        ),
     ]
 }  # fmt: skip
 
@@ -565,8 +672,17 @@ def build_mesh(shape) -> tuple[np.ndarray, np.ndarray]:
     """(vertices float32 (V, 3), faces int32 (F, 3)) of a ShapeSpec (or any object with family/params).
 
     The mesh fits [-1, 1]^3, centred on its bounding box, with its largest half-extent exactly 1;
-    triangles are counter-clockwise seen from outside (for 'plane': seen from +Z).
+    triangles are counter-clockwise seen from outside (for 'plane': seen from +Z). The family
+    'mesh_file' (params {'path', 'sha256'}) loads a catalogue file instead (``catalogue.load_mesh_arrays``),
+    normalised the same way, keeping the file's own winding.
     """
+    if shape.family == "mesh_file":  # a catalogue file (assets/catalogue.py): params {'path', 'sha256'}
+        from .catalogue import load_mesh_arrays
+
+        params = dict(shape.params or {})
+        if "path" not in params:
+            raise ValueError("shape 'mesh_file' needs params['path'] (and 'sha256' to check the content)")
+        return load_mesh_arrays(params["path"], params.get("sha256"))
     fam = family(shape.family)
     params = resolve_params(shape.family, shape.params)
     v, f = fam.builder(**params)
