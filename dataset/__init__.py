@@ -6,6 +6,7 @@ from .groundtruth import canny_edges
 from .optics import blur_diameter_px, defocus_maps, focal_length_px
 from .reader import FocalStackFile, Scene
 from .schema import FORMAT, SCHEMA_VERSION, DatasetError
+from .validate import ValidationReport, validate_file
 from .writer import FocalStackWriter, SceneRecord
 
 __all__ = [
@@ -16,9 +17,11 @@ __all__ = [
     "FocalStackWriter",
     "Scene",
     "SceneRecord",
+    "ValidationReport",
     "blur_diameter_px",
     "canny_edges",
     "defocus_maps",
     "focal_length_px",
     "linear_to_srgb8",
+    "validate_file",
 ]
