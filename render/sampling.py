@@ -10,6 +10,13 @@ tx = sensor_width / (2 * focal_length) and ty = tx * height / width.
 
 The distribution is set by the preset's ``[scene]`` table; ``SCENE_DEFAULTS`` lists every key with its
 default (so ``{}`` is valid) and ``validate_scene_params`` rejects unknown keys and bad values.
+
+Backgrounds: a tilted 'backdrop' plane, or planes around the camera seen obliquely ('room', 'corner',
+'floor' cut by a far back wall); for each, every ray in view meets a surface inside the depth range.
+Held-out test sets are disjoint from training by construction: shape families of the assets' 'test'
+group and the lighting in ``TEST_ONLY`` are refused to presets with ``split = "train"``, and asset files
+(meshes, texture images, environment maps from ``focalstack.assets.catalogue``) are drawn only from the
+preset's own split, assigned by content hash; ``preset_signature`` lists what a preset can draw, by axis.
 """
 
 from __future__ import annotations
@@ -20,7 +27,16 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from focalstack.assets import SHAPE_FAMILIES, check_sample_range, families_in_group, sample_shape_params
+from focalstack.assets import (
+    MESH_FILE_FAMILY,
+    SHAPE_FAMILIES,
+    AssetCatalogue,
+    AssetFile,
+    cached_catalogue,
+    check_sample_range,
+    families_in_group,
+    sample_shape_params,
+)
 from focalstack.dataset.colour import srgb_to_linear
 
 from .scene import CameraSpec, LightSpec, MaterialSpec, ObjectSpec, SceneDescription, ShapeSpec, TextureLayer, WorldSpec
@@ -28,10 +44,30 @@ from .scene import CameraSpec, LightSpec, MaterialSpec, ObjectSpec, SceneDescrip
 SAMPLER_VERSION = 1
 
 TEXTURE_KINDS = ("noise", "noise_ridged", "voronoi", "wave", "checker", "brick", "magic", "gradient")
-LIGHT_KINDS = ("area", "point", "sun")
-WORLD_KINDS = ("gradient", "sky")
-BACKGROUND_KINDS = ("backdrop",)
+LIGHT_KINDS = ("area", "point", "sun", "spot")
+LIGHT_COLOURS = ("blackbody", "hue")  # colour temperature on the Planckian locus, or any hue
+WORLD_KINDS = ("gradient", "sky", "hosek_sky")  # 'sky' is Preetham's model, 'hosek_sky' Hosek-Wilkie's
+BACKGROUND_KINDS = ("backdrop", "room", "corner", "floor")
 DEPTH_DISTRIBUTIONS = ("uniform", "log_uniform", "inverse")
+SPLITS = ("train", "test")
+FOCUS_SAMPLING = ("fixed", "random")
+FOCUS_ORDERS = ("sorted", "random")
+
+# Held out of training by construction: a preset with split = "train" may not use these (validation
+# rejects it), so the test presets that do see lighting and shapes no training preset can produce. Asset
+# files are split by content hash (focalstack.assets.catalogue): each split draws only its own files.
+TEST_ONLY = {
+    "shape_families": tuple(families_in_group("test")),
+    "light_kinds": ("spot",),
+    "light_colour": ("hue",),
+    "world_kinds": ("hosek_sky",),
+}
+# Material keys a preset may set differently for backgrounds (walls, floors, backdrops) in its
+# background_material table; what it leaves out comes from the objects' values.
+BACKGROUND_MATERIAL_KEYS = (
+    "texture_kinds", "texture_layers", "texture_contrast", "roughness", "metallic_probability",
+    "metallic_roughness", "specular", "bump_probability", "saturation", "value", "image_texture_probability",
+)  # fmt: skip
 
 # Pattern periods per unit of a texture node's input vector at Scale = 1 (Blender's own constants):
 # noise and voronoi have about one feature per unit, the checker one cell, the wave multiplies by 20 before
@@ -88,9 +124,12 @@ SCENE_DEFAULTS: dict = {
     "object_stretch": 1.5,  # each axis scaled by a factor drawn log-uniform in [1/s, s]
     "shape_families": families_in_group("primitive", "procedural"),
     "shape_params": {},  # {family: {param: [low, high] or [choices...]}}: replaces the catalogue's ranges
-    "background": "backdrop",
+    "background": "backdrop",  # a kind, or a list of kinds to draw one from per scene (BACKGROUND_KINDS)
     "background_tilt_deg": [0.0, 20.0],  # angle between the backdrop's normal and the optical axis
-    "background_depth": [0.85, 1.0],  # farthest backdrop point in view / depth_range max
+    "background_depth": [0.85, 1.0],  # farthest background point in view / depth_range max
+    "room_yaw_deg": [10.0, 50.0],  # room/corner/floor: angle between the view and the back wall's normal
+    "room_pitch_deg": [-30.0, 10.0],  # room/corner/floor: camera pitch (negative looks down)
+    "mirror_panels": [0, 0],  # thin flat mirrors among the objects, inclusive
     # materials
     "texture_kinds": list(TEXTURE_KINDS),
     "texture_layers": [1, 3],  # per material, inclusive
@@ -99,19 +138,36 @@ SCENE_DEFAULTS: dict = {
     "texture_contrast": [0.3, 0.8],  # difference in HSV value (sRGB) between a layer's two colours
     "roughness": [0.05, 1.0],
     "metallic_probability": 0.15,
+    "metallic_roughness": [0.05, 1.0],  # roughness of metallic materials
+    "mirror_probability": 0.0,  # per object: a mirror (metallic 1, roughness <= 0.02, untextured)
     "specular": [0.2, 0.8],  # Principled 'Specular IOR Level'
     "bump_probability": 0.3,
     "saturation": [0.0, 1.0],  # of base and texture colours (HSV, in sRGB)
     "value": [0.15, 0.95],  # brightness of base and texture colours (HSV value, in sRGB)
+    "background_material": {},  # replacements of the keys above for backgrounds (BACKGROUND_MATERIAL_KEYS)
     # lighting
     "lights": [1, 4],  # inclusive
-    "light_kinds": list(LIGHT_KINDS),
+    "light_kinds": ["area", "point", "sun"],
+    "light_colour": "blackbody",
     "light_temperature_k": [2500.0, 9000.0],
     "light_distance": [1.0, 2.0],  # point/area light distance from the camera / depth_range max
     "irradiance": [3.0, 8.0],  # W/m^2 all lights deliver together at the reference point (log-uniform)
-    "world_kinds": list(WORLD_KINDS),
+    "world_kinds": ["gradient", "sky"],
     "world_strength": [0.15, 0.5],  # radiance of the environment (gradient colours have max channel 1)
     "exposure": 0.0,  # stops: every light and the world are multiplied by 2 ** exposure
+    # camera focus
+    "focus_sampling": "fixed",  # 'fixed': the camera's focus_distances; 'random': drawn per scene
+    "focus_range": [0.1, 1.5],  # metres, for 'random' (as many distances as the camera's list holds)
+    "focus_distribution": "inverse",  # for 'random': uniform, log_uniform or inverse (uniform in dioptres)
+    "focus_order": "sorted",  # for 'random': 'sorted' (near to far) or 'random'
+    # held-out splits and asset files
+    "split": "train",  # which asset files (by content hash) and whether TEST_ONLY items are allowed
+    "seed_salt": 0,  # mixed into every scene's seed: presets with different salts never share a scene
+    "asset_dirs": [],  # user folders of meshes, textures and environment maps (the CLI's --assets)
+    "bundled_assets": True,  # include the package's own asset files (assets/data)
+    "mesh_file_probability": 0.0,  # per object: a catalogue mesh instead of a procedural family
+    "image_texture_probability": 0.0,  # per texture layer: a catalogue image instead of a procedural kind
+    "envmap_probability": 0.0,  # per scene: a catalogue environment map as the world
 }
 
 
@@ -171,6 +227,46 @@ def _choice(allowed) -> Callable:
     return check
 
 
+def _kinds(allowed) -> Callable:
+    """One name, or a non-empty list of names to draw from."""
+    names = _names(allowed)
+
+    def check(key, value):
+        if isinstance(value, str):
+            _choice(allowed)(key, value)
+        else:
+            names(key, value)
+
+    return check
+
+
+def _integer(lo: int, hi: int) -> Callable:
+    def check(key, value):
+        if not _is_number(value) or int(value) != value or not lo <= value <= hi:
+            raise ValueError(f"{key} = {value!r}: expected an integer in [{lo}, {hi}]")
+
+    return check
+
+
+def _boolean(key, value):
+    if not isinstance(value, bool):
+        raise ValueError(f"{key} = {value!r}: expected true or false")
+
+
+def _folders(key, value):
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"{key} = {value!r}: expected a list of folder paths")
+
+
+def _background_material(key, value):
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{key} = {value!r}: expected a table of material keys")
+    for k, v in value.items():
+        if k not in BACKGROUND_MATERIAL_KEYS:
+            raise ValueError(f"{key}: unknown key {k!r}; expected some of {', '.join(BACKGROUND_MATERIAL_KEYS)}")
+        _CHECKS[k](f"{key}.{k}", v)
+
+
 def _shape_params(key, value):
     if not isinstance(value, Mapping):
         raise ValueError(f"{key} = {value!r}: expected a table {{family = {{param = [low, high]}}}}")
@@ -194,15 +290,21 @@ _CHECKS: dict[str, Callable] = {
     "object_stretch": _number(1.0, 10.0),
     "shape_families": _names(tuple(SHAPE_FAMILIES)),
     "shape_params": _shape_params,
-    "background": _choice(BACKGROUND_KINDS),
+    "background": _kinds(BACKGROUND_KINDS),
     "background_tilt_deg": _range(0.0, 60.0),
     "background_depth": _range(0.0, 1.0, positive_low=True),
+    "room_yaw_deg": _range(0.0, 60.0),
+    "room_pitch_deg": _range(-45.0, 45.0),
+    "mirror_panels": _range(0, 16, integer=True),
     "texture_kinds": _names(TEXTURE_KINDS),
     "texture_layers": _range(0, 8, integer=True),
     "texture_frequency": _range(0.0, 1e4, positive_low=True),
     "background_texture_frequency": _range(0.0, 1e4, positive_low=True),
     "roughness": _range(0.0, 1.0),
     "metallic_probability": _number(0.0, 1.0),
+    "metallic_roughness": _range(0.0, 1.0),
+    "mirror_probability": _number(0.0, 1.0),
+    "background_material": _background_material,
     "specular": _range(0.0, 1.0),
     "bump_probability": _number(0.0, 1.0),
     "texture_contrast": _range(0.0, 1.0),
@@ -210,12 +312,24 @@ _CHECKS: dict[str, Callable] = {
     "value": _range(0.0, 1.0),
     "lights": _range(0, 16, integer=True),
     "light_kinds": _names(LIGHT_KINDS),
+    "light_colour": _choice(LIGHT_COLOURS),
     "light_temperature_k": _range(1667.0, 25000.0),
     "light_distance": _range(0.0, 100.0, positive_low=True),
     "irradiance": _range(0.0, 1e6, positive_low=True),
     "world_kinds": _names(WORLD_KINDS),
     "world_strength": _range(0.0, 1e3),
     "exposure": _number(-20.0, 20.0),
+    "focus_sampling": _choice(FOCUS_SAMPLING),
+    "focus_range": _range(0.0, 1e6, positive_low=True),
+    "focus_distribution": _choice(DEPTH_DISTRIBUTIONS),
+    "focus_order": _choice(FOCUS_ORDERS),
+    "split": _choice(SPLITS),
+    "seed_salt": _integer(0, 2**63 - 1),
+    "asset_dirs": _folders,
+    "bundled_assets": _boolean,
+    "mesh_file_probability": _number(0.0, 1.0),
+    "image_texture_probability": _number(0.0, 1.0),
+    "envmap_probability": _number(0.0, 1.0),
 }
 assert set(_CHECKS) == set(SCENE_DEFAULTS)
 
@@ -240,6 +354,55 @@ def validate_scene_params(params: Mapping) -> None:
         raise ValueError(
             f"background_depth = {p['background_depth']!r}: the backdrop would come nearer than depth_range's low end"
         )
+    if p["split"] == "train":
+        for key, reserved in TEST_ONLY.items():
+            used = [p[key]] if isinstance(p[key], str) else list(p[key])
+            held = [v for v in used if v in reserved]
+            if held:
+                raise ValueError(
+                    f"{key}: {', '.join(map(repr, held))} is reserved for held-out test presets; "
+                    'a preset with split = "train" may not use it (set split = "test")'
+                )
+    _check_assets(p)
+
+
+def asset_catalogue(p: Mapping) -> AssetCatalogue | None:
+    """The catalogue a completed [scene] table draws from, or None when it uses no asset file."""
+    uses = p["mesh_file_probability"] > 0 or p["envmap_probability"] > 0 or _image_probability(p) > 0
+    if not uses and not p["asset_dirs"]:
+        return None
+    return cached_catalogue(tuple(str(d) for d in p["asset_dirs"]), bool(p["bundled_assets"]))
+
+
+def _image_probability(p: Mapping) -> float:
+    return max(p["image_texture_probability"], p["background_material"].get("image_texture_probability", 0.0))
+
+
+def _check_assets(p: Mapping) -> None:
+    """Folders must hold usable files, and every kind drawn must have files in the preset's split."""
+    try:
+        catalogue = asset_catalogue(p)
+    except ValueError as exc:
+        raise ValueError(f"asset_dirs: {exc}") from None
+    if catalogue is None:
+        return
+    for key, kind, prob in (
+        ("mesh_file_probability", "mesh", p["mesh_file_probability"]),
+        ("image_texture_probability", "texture", _image_probability(p)),
+        ("envmap_probability", "envmap", p["envmap_probability"]),
+    ):
+        if prob > 0 and not catalogue.select(kind, p["split"]):
+            where = ", ".join(catalogue.folders + (["the bundled files"] if catalogue.bundled else [])) or "no folder"
+            raise ValueError(f"{key} = {prob}: no {p['split']}-split {kind} file among the assets ({where})")
+
+
+def add_asset_dirs(scene: Mapping, dirs) -> dict:
+    """A copy of a [scene] table with user asset folders (the CLI's --assets) added, as absolute paths."""
+    from pathlib import Path
+
+    table = dict(scene)
+    table["asset_dirs"] = [*table.get("asset_dirs", []), *(str(Path(d).expanduser().resolve()) for d in dirs)]
+    return table
 
 
 def scene_params(params: Mapping) -> dict:
@@ -465,9 +628,30 @@ def _texture_params(rng: np.random.Generator, kind: str, periods_per_view: float
     raise ValueError(f"texture kind {kind!r}: expected one of {', '.join(TEXTURE_KINDS)}")
 
 
+def _image_layer(rng: np.random.Generator, p: dict, view_width_m: float, frequency, first: bool) -> TextureLayer:
+    """A layer from a catalogue texture image: its luminance, stretched to full contrast, mixes two colours.
+    The image tiles ``frequency`` (drawn) times per view width at the surface's depth, box-projected."""
+    asset = p["_assets"].pick(rng, "texture")
+    periods = _log_uniform(rng, *frequency)
+    color_a, color_b = _colour_pair(rng, p)
+    mix = float(rng.uniform(0.8, 1.0) if first else rng.uniform(0.3, 1.0))
+    params = {
+        "path": asset.path,
+        "offset": _vec(rng.uniform(0.0, 1.0, 3)),
+        "rotation": _vec(rng.uniform(0.0, 2 * math.pi, 3)),
+        "projection": "BOX",
+        "projection_blend": float(rng.uniform(0.1, 0.4)),
+    }
+    affects = float(rng.uniform(0.2, 0.8)) if rng.random() < 0.3 else 0.0
+    lo, hi = asset.info.get("luminance_range", [0.0, 1.0])
+    return TextureLayer("image", float(periods / view_width_m), color_a, color_b, mix, params, affects, [float(lo), float(hi)])
+
+
 def _texture_layer(rng: np.random.Generator, p: dict, view_width_m: float, size_m: float, frequency, first: bool) -> TextureLayer:
     """One layer. Periodic kinds repeat ``frequency`` (drawn) times per view width at the surface's depth,
     whatever the surface's size; gradients ramp once over a fraction to a few times the surface's size."""
+    if p["image_texture_probability"] > 0 and rng.random() < p["image_texture_probability"]:
+        return _image_layer(rng, p, view_width_m, frequency, first)
     kind = str(rng.choice(p["texture_kinds"]))
     if kind == "gradient":
         periods = _log_uniform(rng, 0.5, 3.0)  # per surface size
@@ -498,13 +682,24 @@ def _texture_layer(rng: np.random.Generator, p: dict, view_width_m: float, size_
 
 def _material(rng: np.random.Generator, p: dict, view_width_m: float, size_m: float, frequency, name: str) -> MaterialSpec:
     base = _colour(rng, p)
-    roughness = float(rng.uniform(*p["roughness"]))
+    u = rng.random()  # the roughness quantile: drawn first, its range depends on metallic
     metallic = float(rng.uniform(0.7, 1.0)) if rng.random() < p["metallic_probability"] else 0.0
+    lo, hi = p["metallic_roughness"] if metallic else p["roughness"]
+    roughness = float(lo + (hi - lo) * u)
     specular = float(rng.uniform(*p["specular"]))
     n_layers = _int_in(rng, p["texture_layers"])
     layers = [_texture_layer(rng, p, view_width_m, size_m, frequency, i == 0) for i in range(n_layers)]
     bump = float(rng.uniform(0.05, 0.4)) if layers and rng.random() < p["bump_probability"] else 0.0
+    for layer in layers:
+        if layer.kind == "image":
+            p["_assets"].record(layer.params["path"], name)
     return MaterialSpec(base, roughness, metallic, specular, layers, bump, name)
+
+
+def _mirror_material(rng: np.random.Generator, name: str) -> MaterialSpec:
+    """A mirror: metallic, nearly perfectly smooth, untextured, a neutral or faintly tinted silver."""
+    base = _hsv_linear(rng.random(), rng.uniform(0.0, 0.08), rng.uniform(0.8, 0.97))
+    return MaterialSpec(base, float(rng.uniform(0.0, 0.02)), 1.0, 0.5, [], 0.0, name)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -558,7 +753,185 @@ def _backdrop(rng: np.random.Generator, mat_rng: np.random.Generator, p: dict, t
     return [obj], far_depth
 
 
-_BACKGROUNDS = {"backdrop": _backdrop}
+# Rooms, corners and floors are sets of planes around the camera: planes n_i . X = c_i (camera
+# coordinates, unit normals pointing away from the camera, c_i > 0) that enclose it on every side the
+# view can see. The ray through image-plane point x = (xn, yn) meets plane i at planar depth
+# 1 / f_i(x) with f_i(x) = (n_i . (xn, yn, -1)) / c_i, where f_i > 0; the nearest plane is the one with the
+# largest f_i, so the inverse depth of the room, F(x) = max_i f_i(x), is a convex piecewise-linear function
+# of x. Its minimum over the view rectangle (the farthest point in view) is at a vertex of the pieces
+# (a corner of the view, where two pieces meet on its border, or where three meet inside), which makes the
+# guarantee exact: every ray hits a surface at depth <= 1 / min F. Its maximum (the nearest point) is at
+# a corner of the view. Each plane becomes a finite quad covering the part of it that is in view.
+
+
+class _NoFit(ValueError):
+    pass
+
+
+def _inverse_depth_coefficients(normals: np.ndarray, dists: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(A (K, 2), b (K,)) with f_i(x) = A_i . x + b_i."""
+    return normals[:, :2] / dists[:, None], -normals[:, 2] / dists
+
+
+def _view_corners(tx: float, ty: float) -> np.ndarray:
+    return np.array([[-tx, -ty], [tx, -ty], [tx, ty], [-tx, ty]])
+
+
+def _min_inverse_depth(a: np.ndarray, b: np.ndarray, tx: float, ty: float) -> float:
+    """min over the view rectangle of max_i (a_i . x + b_i): exact, by enumerating candidate vertices."""
+    eps = 1e-12
+    cands = [c for c in _view_corners(tx, ty)]
+    k = len(b)
+    for i in range(k):
+        for j in range(i + 1, k):
+            da, db = a[i] - a[j], b[i] - b[j]  # the line da . x + db = 0 where f_i = f_j
+            for axis, bound, other in ((0, tx, ty), (1, ty, tx)):
+                for v in (-bound, bound):  # its crossings of the view's four edges
+                    if abs(da[1 - axis]) > eps:
+                        w = -(db + da[axis] * v) / da[1 - axis]
+                        if abs(w) <= other * (1 + 1e-9):
+                            pt = [0.0, 0.0]
+                            pt[axis], pt[1 - axis] = v, w
+                            cands.append(np.array(pt))
+            for m in range(j + 1, k):  # where three pieces meet
+                mat = np.array([a[i] - a[j], a[i] - a[m]])
+                if abs(np.linalg.det(mat)) > eps:
+                    pt = np.linalg.solve(mat, -np.array([b[i] - b[j], b[i] - b[m]]))
+                    if abs(pt[0]) <= tx * (1 + 1e-9) and abs(pt[1]) <= ty * (1 + 1e-9):
+                        cands.append(pt)
+    pts = np.array(cands)
+    return float((pts @ a.T + b).max(axis=1).min())
+
+
+def _clip_polygon(poly: np.ndarray, a: np.ndarray, b: float) -> np.ndarray:
+    """The part of a convex polygon (K, 2) where a . x + b >= 0 (Sutherland-Hodgman, one half-plane)."""
+    if len(poly) == 0:
+        return poly
+    out = []
+    vals = poly @ a + b
+    for k in range(len(poly)):
+        p0, p1, v0, v1 = poly[k], poly[(k + 1) % len(poly)], vals[k], vals[(k + 1) % len(poly)]
+        if v0 >= 0:
+            out.append(p0)
+        if (v0 >= 0) != (v1 >= 0):
+            out.append(p0 + (p1 - p0) * (v0 / (v0 - v1)))
+    return np.array(out).reshape(-1, 2)
+
+
+def _polygon_area(poly: np.ndarray) -> float:
+    if len(poly) < 3:
+        return 0.0
+    x, y = poly[:, 0], poly[:, 1]
+    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+
+
+def _camera_in_room(yaw: float, pitch: float, roll: float) -> np.ndarray:
+    """Rotation from camera to room coordinates (room: +Y up, the camera at the origin): yaw about Y,
+    then pitch about the camera's X (negative looks down), then roll about its view axis."""
+    cy, sy, cp, sp, cr, sr = math.cos(yaw), math.sin(yaw), math.cos(pitch), math.sin(pitch), math.cos(roll), math.sin(roll)
+    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rx = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
+    rz = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])
+    return ry @ rx @ rz
+
+
+def _room_layout(rng: np.random.Generator, p: dict, kind: str):
+    """Planes (name, normal in room coordinates, distance) around the camera, and its rotation."""
+    yaw = math.radians(rng.uniform(*p["room_yaw_deg"])) * (1 if rng.random() < 0.5 else -1)
+    pitch = math.radians(rng.uniform(*p["room_pitch_deg"]))
+    roll = math.radians(rng.uniform(-3.0, 3.0))
+    if kind == "room":  # a box room; unit: its height
+        h = rng.uniform(0.35, 0.65)
+        width, depth = rng.uniform(1.5, 3.0), rng.uniform(1.5, 3.5)
+        left = rng.uniform(0.2, 0.8) * width
+        back = rng.uniform(0.55, 0.9) * depth
+        dists = {"floor": h, "ceiling": 1 - h, "left": left, "right": width - left, "back": back, "front": depth - back}
+    elif kind == "corner":  # two walls meeting at a vertical edge in view, and the floor
+        h = rng.uniform(0.3, 0.7)
+        side = 1 if rng.random() < 0.5 else -1  # the corner wall on the right (+1) or the left (-1)
+        back, near_side = rng.uniform(0.8, 2.0), rng.uniform(0.8, 2.0)
+        far_side = rng.uniform(1.5, 3.0)
+        dists = {"floor": h, "ceiling": 1.5 - h, "back": back, "front": 1.0,
+                 "right": near_side if side > 0 else far_side, "left": far_side if side > 0 else near_side}  # fmt: skip
+        # aim at the corner (+-side wall, back wall), give or take the drawn yaw's spread around it
+        to_corner = math.atan2(-side * near_side, back)
+        spread = math.radians(p["room_yaw_deg"][1] - p["room_yaw_deg"][0]) / 4
+        yaw = to_corner + float(rng.uniform(-spread, spread))
+    else:  # 'floor': a floor receding far away, cut by a distant back wall; unit: the camera's height
+        back = rng.uniform(5.0, 14.0)
+        dists = {"floor": 1.0, "ceiling": 3 * back, "back": back, "front": back,
+                 "left": rng.uniform(0.5, 1.5) * back, "right": rng.uniform(0.5, 1.5) * back}  # fmt: skip
+    normals = {"floor": (0, -1, 0), "ceiling": (0, 1, 0), "left": (-1, 0, 0), "right": (1, 0, 0), "back": (0, 0, -1), "front": (0, 0, 1)}
+    names = list(normals)
+    rot = _camera_in_room(yaw, pitch, roll)
+    n_cam = np.array([normals[k] for k in names], float) @ rot  # n_cam = rot^T n_room, row-wise
+    return names, n_cam, np.array([dists[k] for k in names], float)
+
+
+def _room(rng: np.random.Generator, mat_rng: np.random.Generator, p: dict, tx: float, ty: float, kind: str):
+    """Large planar surfaces around the camera at oblique angles: a room, a corner, or a floor receding
+    towards a far back wall. Every ray in view meets one of them inside the depth range (see above)."""
+    zmin, zmax = p["depth_range"]
+    for _ in range(100):
+        names, normals, dists = _room_layout(rng, p, kind)
+        a, b = _inverse_depth_coefficients(normals, dists)
+        f_min = _min_inverse_depth(a, b, tx, ty)
+        if not f_min > 0:
+            continue  # some ray in view escapes (cannot happen for a closed box; kept as a guard)
+        far = rng.uniform(*p["background_depth"]) * zmax
+        dists = dists * far * f_min  # scaled so that the farthest point in view lies at depth `far`
+        a, b = _inverse_depth_coefficients(normals, dists)
+        nearest = 1.0 / float((_view_corners(tx, ty) @ a.T + b).max())
+        if nearest >= 1.05 * zmin:
+            break
+    else:  # a depth range too shallow for oblique walls: sample_scene falls back to the backdrop
+        raise _NoFit(f"background {kind!r}: no layout fits between depth {zmin} and {zmax} m")
+    objects = []
+    rect = _view_corners(tx, ty)
+    for i, name in enumerate(names):
+        poly = rect
+        for j in range(len(names)):
+            if j != i:
+                poly = _clip_polygon(poly, a[i] - a[j], float(b[i] - b[j]))
+        if _polygon_area(poly) < 1e-6 * 4 * tx * ty:
+            continue  # not in view
+        depth = 1.0 / (poly @ a[i] + b[i])
+        hits = np.c_[poly, -np.ones(len(poly))] * depth[:, None]  # the visible part's corners, in 3-D
+        rot = _rotation_with_z(-normals[i])  # local +Z faces the camera
+        foot = normals[i] * dists[i]  # the plane's point nearest the camera
+        local = (hits - foot) @ rot[:, :2]
+        lo, hi = local.min(axis=0), local.max(axis=0)
+        margin = 0.05 * float((hi - lo).max()) + 0.01 * zmax  # overlap at the room's edges: no cracks
+        centre, half = (lo + hi) / 2, (hi - lo) / 2 + margin
+        index = len(objects)
+        size = 2 * float(half.max())
+        material = _material(mat_rng, p, 2 * tx * float(depth.max()), size, p["background_texture_frequency"],
+                             f"background_{index}_material")  # fmt: skip
+        objects.append(
+            ObjectSpec(
+                name=f"background_{index}",
+                shape=ShapeSpec("plane", {"subdivisions": 0}),
+                location=_vec(foot + rot[:, :2] @ centre),
+                rotation=matrix_to_euler_xyz(rot),
+                scale=[float(half[0]), float(half[1]), 1.0],
+                material=material,
+                role="background",
+                smooth=False,
+            )
+        )
+
+    def far_depth(xn: float, yn: float) -> float:
+        return float(1.0 / (a @ np.array([xn, yn]) + b).max())
+
+    return objects, far_depth
+
+
+_BACKGROUNDS = {
+    "backdrop": _backdrop,
+    "room": lambda *args: _room(*args, "room"),
+    "corner": lambda *args: _room(*args, "corner"),
+    "floor": lambda *args: _room(*args, "floor"),
+}
 assert set(_BACKGROUNDS) == set(BACKGROUND_KINDS)
 
 
@@ -578,38 +951,52 @@ def _depth_at(u: float, lo: float, hi: float, distribution: str) -> float:
     return float(1.0 / (1.0 / lo + u * (1.0 / hi - 1.0 / lo)))  # uniform in inverse depth
 
 
-def _objects(rng, mat_rng, p: dict, tx: float, ty: float, far_depth) -> list[ObjectSpec]:
+def _fit_in_depth(p: dict, tx: float, far: float, rot: np.ndarray, stretch: np.ndarray, size: float, depth_u: float):
+    """(depth, scale) of an object centred on a ray whose background lies at ``far``.
+
+    The mesh lies in its box [-s, s]^3; rotated, its depth extent is +- sum_j |R[2, j]| s_j. With
+    s = size * tx * depth * stretch, that is +- c * depth: keep depth - c * depth >= zmin, and the centre
+    plus half that extent in front of the background; shrink the object where it cannot fit.
+    """
     zmin = p["depth_range"][0]
+    for _ in range(60):
+        c = float(np.abs(rot[2]) @ stretch) * size * tx
+        lo = zmin / (1.0 - c) if c < 1 else math.inf
+        hi = far / (1.0 + 0.5 * c)
+        if lo <= hi:
+            break
+        size *= 0.8  # too large to fit between the near limit and the background: shrink
+    else:
+        raise ValueError(f"cannot fit an object between depth {zmin} m and the background at {far:.3g} m")
+    z = _depth_at(depth_u, lo, hi, p["depth_distribution"])
+    return z, stretch * size * tx * z
+
+
+def _objects(rng, mat_rng, p: dict, tx: float, ty: float, far_depth, asset_rng) -> list[ObjectSpec]:
     families = list(p["shape_families"])
     n = _int_in(rng, p["objects"])
     log_stretch = math.log(p["object_stretch"])
     out = []
     for i in range(n):
-        fam = families[int(rng.integers(len(families)))]
-        params = sample_shape_params(fam, rng, p["shape_params"].get(fam))
+        name = f"object_{i:03d}"
+        if p["mesh_file_probability"] > 0 and asset_rng.random() < p["mesh_file_probability"]:
+            asset = p["_assets"].pick(asset_rng, "mesh", used_by=name)
+            fam, params, smooth = MESH_FILE_FAMILY, {"path": asset.path, "sha256": asset.sha256}, True
+        else:
+            fam = families[int(rng.integers(len(families)))]
+            params = sample_shape_params(fam, rng, p["shape_params"].get(fam))
+            smooth = SHAPE_FAMILIES[fam].smooth
         rot = _random_rotation(rng)
         stretch = np.exp(rng.uniform(-log_stretch, log_stretch, 3))
         stretch /= stretch.max()  # the largest axis keeps the drawn size
         size = _log_uniform(rng, *p["object_size"])  # largest dimension / frustum width
         xn, yn = rng.uniform(-tx, tx), rng.uniform(-ty, ty)  # centre on the ray through (xn, yn) in view
         depth_u = rng.random()
-        # The mesh lies in its box [-s, s]^3; rotated, its depth extent is +- sum_j |R[2, j]| s_j.
-        # With s = size * tx * depth * stretch, that is +- c * depth: keep depth - c * depth >= zmin, and
-        # the centre plus half that extent in front of the background.
-        far = far_depth(xn, yn)
-        for _ in range(60):
-            c = float(np.abs(rot[2]) @ stretch) * size * tx
-            lo = zmin / (1.0 - c) if c < 1 else math.inf
-            hi = far / (1.0 + 0.5 * c)
-            if lo <= hi:
-                break
-            size *= 0.8  # too large to fit between the near limit and the background: shrink
+        z, scale = _fit_in_depth(p, tx, far_depth(xn, yn), rot, stretch, size, depth_u)
+        if p["mirror_probability"] > 0 and asset_rng.random() < p["mirror_probability"]:
+            material = _mirror_material(mat_rng, f"{name}_material")
         else:
-            raise ValueError(f"cannot fit an object between depth {zmin} m and the background at {far:.3g} m")
-        z = _depth_at(depth_u, lo, hi, p["depth_distribution"])
-        scale = stretch * size * tx * z
-        name = f"object_{i:03d}"
-        material = _material(mat_rng, p, 2 * tx * z, 2 * float(scale.max()), p["texture_frequency"], f"{name}_material")
+            material = _material(mat_rng, p, 2 * tx * z, 2 * float(scale.max()), p["texture_frequency"], f"{name}_material")
         out.append(
             ObjectSpec(
                 name=name,
@@ -619,7 +1006,35 @@ def _objects(rng, mat_rng, p: dict, tx: float, ty: float, far_depth) -> list[Obj
                 scale=_vec(scale),
                 material=material,
                 role="object",
-                smooth=SHAPE_FAMILIES[fam].smooth,
+                smooth=smooth,
+            )
+        )
+    return out
+
+
+def _mirror_panels(rng, p: dict, tx: float, ty: float, far_depth) -> list[ObjectSpec]:
+    """Thin flat mirrors (a flattened cube), turned 20-55 degrees away from facing the camera so that
+    they show the scene rather than the space behind the camera."""
+    out = []
+    for i in range(_int_in(rng, p["mirror_panels"])):
+        tilt, azimuth = math.radians(rng.uniform(20.0, 55.0)), rng.uniform(0.0, 2 * math.pi)
+        normal = [math.sin(tilt) * math.cos(azimuth), math.sin(tilt) * math.sin(azimuth), math.cos(tilt)]
+        rot = _rotation_with_z(normal, rng.uniform(0.0, 2 * math.pi))
+        stretch = np.array([1.0, rng.uniform(0.5, 1.0), 0.03])
+        size = rng.uniform(0.25, 0.6)
+        xn, yn = rng.uniform(-0.8 * tx, 0.8 * tx), rng.uniform(-0.8 * ty, 0.8 * ty)
+        z, scale = _fit_in_depth(p, tx, far_depth(xn, yn), rot, stretch, size, rng.random())
+        name = f"mirror_{i:02d}"
+        out.append(
+            ObjectSpec(
+                name=name,
+                shape=ShapeSpec("cube"),
+                location=[float(xn * z), float(yn * z), float(-z)],
+                rotation=matrix_to_euler_xyz(rot),
+                scale=_vec(scale),
+                material=_mirror_material(rng, f"{name}_material"),
+                role="object",
+                smooth=False,
             )
         )
     return out
@@ -660,6 +1075,9 @@ def _lights(rng: np.random.Generator, p: dict) -> list[LightSpec]:
         kind = str(rng.choice(p["light_kinds"]))
         temperature = float(rng.uniform(*p["light_temperature_k"]))
         color = kelvin_to_rgb(temperature)
+        if p["light_colour"] == "hue":  # any hue, not only the black body's: no temperature
+            rgb = colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.3, 0.8), 1.0)
+            color, temperature = [float(c) / max(rgb) for c in rgb], 0.0
         irradiance = float(weights[i]) * total / luminance(color)  # same luminous effect whatever the tint
         u = _light_direction(rng)
         if kind == "sun":
@@ -671,7 +1089,7 @@ def _lights(rng: np.random.Generator, p: dict) -> list[LightSpec]:
             to_light = location - ref
             d = float(np.linalg.norm(to_light))
             rot = _rotation_with_z(to_light)  # local -Z faces the reference point
-            if kind == "point":
+            if kind in ("point", "spot"):  # a spot is a point light masked to a cone (45 degrees by default)
                 energy, size = irradiance * 4 * math.pi * d * d, float(rng.uniform(0.02, 0.1)) * rho
             else:
                 energy, size = irradiance * math.pi * d * d, float(rng.uniform(0.1, 0.5)) * rho
@@ -695,7 +1113,14 @@ def _lights(rng: np.random.Generator, p: dict) -> list[LightSpec]:
 SKY_STRENGTH_FACTOR = 1.4
 
 
-def _world(rng: np.random.Generator, p: dict) -> WorldSpec:
+def _world(rng: np.random.Generator, p: dict, asset_rng: np.random.Generator) -> WorldSpec:
+    if p["envmap_probability"] > 0 and asset_rng.random() < p["envmap_probability"]:
+        # An equirectangular environment map, turned about the vertical, scaled so that its mean radiance
+        # is the drawn world strength. Rendering it needs the renderer's 'envmap' world kind.
+        asset = p["_assets"].pick(asset_rng, "envmap", used_by="world")
+        strength = float(asset_rng.uniform(*p["world_strength"])) * 2.0 ** p["exposure"]
+        params = {"path": asset.path, "rotation_z": float(asset_rng.uniform(0.0, 2 * math.pi))}
+        return WorldSpec("envmap", [1.0, 1.0, 1.0], [1.0, 1.0, 1.0], strength / asset.info["mean_luminance"], params)
     kind = str(rng.choice(p["world_kinds"]))
     strength = float(rng.uniform(*p["world_strength"])) * 2.0 ** p["exposure"]
     if kind == "gradient":
@@ -704,11 +1129,12 @@ def _world(rng: np.random.Generator, p: dict) -> WorldSpec:
             return [float(c) for c in srgb_to_linear(np.array(rgb))]
 
         return WorldSpec("gradient", tint(), tint(), strength)
-    # Preetham sky: the sun somewhere above the horizon (world +Z is behind the camera).
+    # Preetham or Hosek-Wilkie sky: the sun somewhere above the horizon (world +Z is behind the camera).
     elevation = rng.uniform(math.radians(10.0), math.radians(80.0))
     azimuth = rng.uniform(0.0, 2 * math.pi)
     sun = [math.cos(elevation) * math.cos(azimuth), math.cos(elevation) * math.sin(azimuth), math.sin(elevation)]
-    params = {"sky_type": "PREETHAM", "sun_direction": _vec(sun), "turbidity": float(rng.uniform(2.0, 8.0))}
+    sky_type = "HOSEK_WILKIE" if kind == "hosek_sky" else "PREETHAM"
+    params = {"sky_type": sky_type, "sun_direction": _vec(sun), "turbidity": float(rng.uniform(2.0, 8.0))}
     return WorldSpec("sky", [1.0, 1.0, 1.0], [1.0, 1.0, 1.0], strength * SKY_STRENGTH_FACTOR, params)
 
 
@@ -732,26 +1158,146 @@ def sample_scene(config, seed: int) -> SceneDescription:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed {seed!r}: expected a non-negative integer")
     p = scene_params(config.scene)
+    # The seed salt gives presets disjoint scenes for the same seeds; salt 0 keeps the plain seed.
+    salt = int(p["seed_salt"])
+    rng = np.random.default_rng(int(seed) if salt == 0 else [int(seed), salt])
+    # Independent streams: changing how one part draws leaves the others' draws unchanged.
+    (bg_rng, bg_mat_rng, obj_rng, obj_mat_rng, light_rng, world_rng,
+     focus_rng, asset_rng, panel_rng, kind_rng) = rng.spawn(10)  # fmt: skip
     camera = CameraSpec(
         focal_length_mm=float(config.focal_length_mm),
         sensor_width_mm=float(config.sensor_width_mm),
         f_number=float(config.f_number),
-        focus_distances=[float(s) for s in config.focus_distances],
+        focus_distances=_focus_distances(focus_rng, p, config),
         width=int(config.width),
         height=int(config.height),
     )
     tx, ty = frustum_tangents(camera)
-    rng = np.random.default_rng(int(seed))
-    # Independent streams: changing how one part draws leaves the others' draws unchanged.
-    bg_rng, bg_mat_rng, obj_rng, obj_mat_rng, light_rng, world_rng = rng.spawn(6)
-    background, far_depth = _BACKGROUNDS[p["background"]](bg_rng, bg_mat_rng, p, tx, ty)
-    objects = _objects(obj_rng, obj_mat_rng, p, tx, ty, far_depth)
+    assets = _AssetDraws(asset_catalogue(p), p["split"])
+    p = {**p, "_assets": assets}
+    p_bg = {**p, **p["background_material"]}  # backgrounds' own material distribution
+    kinds = [p["background"]] if isinstance(p["background"], str) else list(p["background"])
+    kind = kinds[0] if len(kinds) == 1 else kinds[int(kind_rng.integers(len(kinds)))]
+    extras = {"sampler_version": SAMPLER_VERSION, "depth_range": [float(x) for x in p["depth_range"]]}
+    try:
+        background, far_depth = _BACKGROUNDS[kind](bg_rng, bg_mat_rng, p_bg, tx, ty)
+    except _NoFit:  # oblique walls need more depth range than the preset gives: a (less tilted) backdrop
+        extras["background_requested"] = kind
+        kind = "backdrop"
+        background, far_depth = _backdrop(bg_rng, bg_mat_rng, p_bg, tx, ty)
+    objects = _objects(obj_rng, obj_mat_rng, p, tx, ty, far_depth, asset_rng)
+    objects += _mirror_panels(panel_rng, p, tx, ty, far_depth)
+    lights = _lights(light_rng, p)
+    world = _world(world_rng, p, asset_rng)
+    if len(kinds) > 1 or kind != "backdrop":
+        extras["background"] = kind
+    if p["split"] != "train":
+        extras["split"] = p["split"]
+    if assets.used:
+        extras["assets"] = assets.used  # every asset file the scene uses: path, sha256, split, user
     return SceneDescription(
         seed=int(seed),
         preset=config.preset,
         camera=camera,
         objects=objects + background,
-        lights=_lights(light_rng, p),
-        world=_world(world_rng, p),
-        extras={"sampler_version": SAMPLER_VERSION, "depth_range": [float(x) for x in p["depth_range"]]},
+        lights=lights,
+        world=world,
+        extras=extras,
     )
+
+
+def _focus_distances(rng: np.random.Generator, p: dict, config) -> list[float]:
+    """The camera's focus distances, or as many drawn from focus_range (focus_sampling = 'random')."""
+    if p["focus_sampling"] == "fixed":
+        return [float(s) for s in config.focus_distances]
+    lo, hi = p["focus_range"]
+    f_m = float(config.focal_length_mm) * 1e-3
+    if not lo > f_m:
+        raise ValueError(f"focus_range = {p['focus_range']!r}: must lie beyond the focal length ({f_m:g} m)")
+    out = [_depth_at(float(u), lo, hi, p["focus_distribution"]) for u in rng.random(len(config.focus_distances))]
+    return sorted(out) if p["focus_order"] == "sorted" else out
+
+
+class _AssetDraws:
+    """Draws catalogue files of one split for one scene and records which were used, by whom."""
+
+    def __init__(self, catalogue: AssetCatalogue | None, split: str):
+        self.catalogue, self.split = catalogue, split
+        self.used: list[dict] = []
+
+    def pick(self, rng: np.random.Generator, kind: str, used_by: str | None = None) -> AssetFile:
+        files = self.catalogue.select(kind, self.split) if self.catalogue is not None else []
+        if not files:
+            raise ValueError(f"no {self.split}-split {kind} file in the asset catalogue")
+        asset = files[int(rng.integers(len(files)))]
+        if used_by is not None:
+            self._add(asset, used_by)
+        return asset
+
+    def record(self, path: str, used_by: str) -> None:
+        for asset in self.catalogue.files:
+            if asset.path == path:
+                self._add(asset, used_by)
+                return
+
+    def _add(self, asset: AssetFile, used_by: str) -> None:
+        self.used.append({"kind": asset.kind, "path": asset.path, "sha256": asset.sha256, "split": asset.split, "used_by": used_by})
+
+
+# --------------------------------------------------------------------------------------------------
+# What a preset can draw: for checking that held-out test presets are disjoint from training ones
+# --------------------------------------------------------------------------------------------------
+
+
+def preset_signature(config) -> dict:
+    """The discrete things a preset's scenes can contain, by axis, for disjointness checks.
+
+    - ``shapes``: object shape classes, 'family:<name>' for procedural families and 'mesh:<sha256>' for
+      catalogue meshes (mirror panels count as 'family:cube'); ``shape_ranges``: each family's drawn
+      parameter ranges (``shape_ranges``);
+    - ``textures``: texture sources of objects and backgrounds, 'procedural:<kind>' or 'image:<sha256>';
+    - ``lights``: '<kind>:<colour model>'; ``worlds``: world kinds, 'envmap:<sha256>' for environment maps;
+    - ``asset_files``: the sha256 of every catalogue file the preset may draw;
+    - ``f_number``: the aperture.
+
+    Backgrounds' geometry (planes) is scene structure, not an object shape, and is left out.
+    """
+    p = scene_params(config.scene)
+    catalogue = asset_catalogue(p)
+
+    def files(kind: str, probability: float) -> set[str]:
+        if probability <= 0 or catalogue is None:
+            return set()
+        return {a.sha256 for a in catalogue.select(kind, p["split"])}
+
+    meshes = files("mesh", p["mesh_file_probability"])
+    shapes = {f"mesh:{h}" for h in meshes}
+    ranges = {}
+    if p["mesh_file_probability"] < 1 and p["objects"][1] > 0:
+        shapes |= {f"family:{f}" for f in p["shape_families"]}
+        ranges = shape_ranges(p)
+    if p["mirror_panels"][1] > 0:
+        shapes.add("family:cube")
+        ranges.setdefault("cube", {})
+    textures, images = set(), set()
+    for table in (p, {**p, **p["background_material"]}):
+        if table["texture_layers"][1] == 0:
+            continue
+        if table["image_texture_probability"] < 1:
+            textures |= {f"procedural:{k}" for k in table["texture_kinds"]}
+        images |= files("texture", table["image_texture_probability"])
+    textures |= {f"image:{h}" for h in images}
+    lights = {f"{k}:{p['light_colour']}" for k in p["light_kinds"]} if p["lights"][1] > 0 else set()
+    envmaps = files("envmap", p["envmap_probability"])
+    worlds = {f"envmap:{h}" for h in envmaps}
+    if p["envmap_probability"] < 1:
+        worlds |= set(p["world_kinds"])
+    return {
+        "shapes": shapes,
+        "shape_ranges": ranges,
+        "textures": textures,
+        "lights": lights,
+        "worlds": worlds,
+        "asset_files": meshes | images | envmaps,
+        "f_number": float(config.f_number),
+    }
