@@ -17,8 +17,8 @@ import numpy as np
 from focalstack.dataset import FocalStackWriter, SceneRecord, canny_edges, defocus_maps
 
 FOCUS = (0.1, 0.15, 0.3, 0.7, 1.5)
-# f_px = 2.9 / 0.775 * 32 = 120 px at 32 px width: blur diameters up to ~3.4 px in these tiny images.
-CAMERA = {"f_number": 1.0, "focal_length_mm": 2.9, "sensor_width_mm": 0.775}
+# f_px = 2.9 / 0.5 * 32 = 186 px at 32 px width: blur diameters up to ~5 px in these tiny images.
+CAMERA = {"f_number": 1.0, "focal_length_mm": 2.9, "sensor_width_mm": 0.5}
 
 
 def disk_kernel(diameter: float) -> np.ndarray:
@@ -46,7 +46,8 @@ def _texture(rng: np.random.Generator, size: int) -> np.ndarray:
 
 def synthetic_scene(rng: np.random.Generator, size: int, focus=FOCUS, camera=CAMERA) -> SceneRecord:
     n_rect = int(rng.integers(2, 4))
-    depths = np.sort(rng.uniform(0.12, 2.9, size=n_rect + 1))[::-1]  # background first (farthest)
+    # uniform in inverse depth (as defocus is), 0.12 to 2.9 m; background first (farthest)
+    depths = np.sort(1.0 / rng.uniform(1 / 2.9, 1 / 0.12, size=n_rect + 1))[::-1]
     layers = []  # (mask, texture, depth), far to near
     for i, z in enumerate(depths):
         mask = np.zeros((size, size), bool)

@@ -112,7 +112,7 @@ def main():
 @click.option("--no-flip", is_flag=True, help="No random horizontal/vertical flips.")
 @click.option("--lr", type=float, default=1e-4, show_default=True, help="AdamW learning rate.")
 @click.option("--weight-decay", type=float, default=1e-4, show_default=True, help="AdamW weight decay.")
-@click.option("--grad-clip", type=float, default=0.0, show_default=True, help="Clip the gradient norm (0: off).")
+@click.option("--grad-clip", type=float, default=1.0, show_default=True, help="Clip the gradient norm to this (0: off).")
 @click.option("--loss-weight", multiple=True, metavar="NAME=W",
               help="Loss term weight; NAME is defocus, depth, aif, perceptual or edges "
                    "[defocus=1 depth=1 aif=1 perceptual=0.1 edges=0.1].")

@@ -358,7 +358,6 @@ def make_loader(
         num_workers=workers,
         pin_memory=pin,
         persistent_workers=False,
-        multiprocessing_context="spawn" if workers and torch.cuda.is_initialized() else None,
     )
 
 

@@ -65,7 +65,7 @@ class TrainConfig:
     flips: bool = True
     lr: float = 1e-4
     weight_decay: float = 1e-4
-    grad_clip: float = 0.0
+    grad_clip: float = 1.0  # max gradient norm; 0: off
     loss_weights: dict = field(default_factory=lambda: LossWeights().to_dict())
     vgg_weights: str | None = None
     norm: dict = field(default_factory=lambda: Norm().to_dict())
