@@ -65,7 +65,7 @@ TEST_ONLY = {
 # Material keys a preset may set differently for backgrounds (walls, floors, backdrops) in its
 # background_material table; what it leaves out comes from the objects' values.
 BACKGROUND_MATERIAL_KEYS = (
-    "texture_kinds", "texture_layers", "texture_contrast", "roughness", "metallic_probability",
+    "texture_kinds", "texture_layers", "texture_contrast", "texture_colours", "roughness", "metallic_probability",
     "metallic_roughness", "specular", "bump_probability", "saturation", "value", "image_texture_probability",
 )  # fmt: skip
 
@@ -136,6 +136,7 @@ SCENE_DEFAULTS: dict = {
     "texture_frequency": [2.0, 100.0],  # pattern periods per view width at the object's depth (log-uniform)
     "background_texture_frequency": [2.0, 100.0],  # the same for backgrounds, at their farthest depth
     "texture_contrast": [0.3, 0.8],  # difference in HSV value (sRGB) between a layer's two colours
+    "texture_colours": "independent",  # a layer's two colours: 'independent' hues, or 'tone' (one hue)
     "roughness": [0.05, 1.0],
     "metallic_probability": 0.15,
     "metallic_roughness": [0.05, 1.0],  # roughness of metallic materials
@@ -308,6 +309,7 @@ _CHECKS: dict[str, Callable] = {
     "specular": _range(0.0, 1.0),
     "bump_probability": _number(0.0, 1.0),
     "texture_contrast": _range(0.0, 1.0),
+    "texture_colours": _choice(("independent", "tone")),
     "saturation": _range(0.0, 1.0),
     "value": _range(0.0, 1.0),
     "lights": _range(0, 16, integer=True),
@@ -555,10 +557,10 @@ def _colour_pair(rng: np.random.Generator, p: dict) -> tuple[list[float], list[f
     if not lo <= vb <= hi:  # flip to the side with room, else as far as the range allows
         vb = va - (vb - va)
         vb = min(max(vb, lo), hi)
-    return (
-        _hsv_linear(rng.random(), rng.uniform(*p["saturation"]), va),
-        _hsv_linear(rng.random(), rng.uniform(*p["saturation"]), vb),
-    )
+    hue, sat = rng.random(), rng.uniform(*p["saturation"])
+    if p["texture_colours"] == "tone":  # tone on tone: the second colour differs in value alone
+        return _hsv_linear(hue, sat, va), _hsv_linear(hue, sat, vb)
+    return _hsv_linear(hue, sat, va), _hsv_linear(rng.random(), rng.uniform(*p["saturation"]), vb)
 
 
 def _vec(a) -> list[float]:
