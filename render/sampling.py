@@ -837,10 +837,13 @@ def _camera_in_room(yaw: float, pitch: float, roll: float) -> np.ndarray:
     return ry @ rx @ rz
 
 
-def _room_layout(rng: np.random.Generator, p: dict, kind: str):
-    """Planes (name, normal in room coordinates, distance) around the camera, and its rotation."""
-    yaw = math.radians(rng.uniform(*p["room_yaw_deg"])) * (1 if rng.random() < 0.5 else -1)
-    pitch = math.radians(rng.uniform(*p["room_pitch_deg"]))
+def _room_layout(rng: np.random.Generator, p: dict, kind: str, squeeze: float = 1.0):
+    """Plane names, unit normals in camera coordinates and distances around the camera.
+
+    ``squeeze`` < 1 (later attempts) flattens the view (smaller yaw and pitch, a nearer back wall behind a
+    floor) so that a shallow depth range can still hold the layout."""
+    yaw = math.radians(rng.uniform(*p["room_yaw_deg"])) * (1 if rng.random() < 0.5 else -1) * squeeze
+    pitch = math.radians(rng.uniform(*p["room_pitch_deg"])) * squeeze
     roll = math.radians(rng.uniform(-3.0, 3.0))
     if kind == "room":  # a box room; unit: its height
         h = rng.uniform(0.35, 0.65)
@@ -858,9 +861,9 @@ def _room_layout(rng: np.random.Generator, p: dict, kind: str):
         # aim at the corner (+-side wall, back wall), give or take the drawn yaw's spread around it
         to_corner = math.atan2(-side * near_side, back)
         spread = math.radians(p["room_yaw_deg"][1] - p["room_yaw_deg"][0]) / 4
-        yaw = to_corner + float(rng.uniform(-spread, spread))
+        yaw = to_corner + float(rng.uniform(-spread, spread)) * squeeze
     else:  # 'floor': a floor receding far away, cut by a distant back wall; unit: the camera's height
-        back = rng.uniform(5.0, 14.0)
+        back = 1.5 + (rng.uniform(5.0, 14.0) - 1.5) * squeeze**2
         dists = {"floor": 1.0, "ceiling": 3 * back, "back": back, "front": back,
                  "left": rng.uniform(0.5, 1.5) * back, "right": rng.uniform(0.5, 1.5) * back}  # fmt: skip
     normals = {"floor": (0, -1, 0), "ceiling": (0, 1, 0), "left": (-1, 0, 0), "right": (1, 0, 0), "back": (0, 0, -1), "front": (0, 0, 1)}
@@ -874,8 +877,8 @@ def _room(rng: np.random.Generator, mat_rng: np.random.Generator, p: dict, tx: f
     """Large planar surfaces around the camera at oblique angles: a room, a corner, or a floor receding
     towards a far back wall. Every ray in view meets one of them inside the depth range (see above)."""
     zmin, zmax = p["depth_range"]
-    for _ in range(100):
-        names, normals, dists = _room_layout(rng, p, kind)
+    for attempt in range(100):
+        names, normals, dists = _room_layout(rng, p, kind, 0.96 ** max(0, attempt - 10))
         a, b = _inverse_depth_coefficients(normals, dists)
         f_min = _min_inverse_depth(a, b, tx, ty)
         if not f_min > 0:
@@ -1191,7 +1194,7 @@ def sample_scene(config, seed: int) -> SceneDescription:
     objects += _mirror_panels(panel_rng, p, tx, ty, far_depth)
     lights = _lights(light_rng, p)
     world = _world(world_rng, p, asset_rng)
-    if len(kinds) > 1 or kind != "backdrop":
+    if len(kinds) > 1 or kind != "backdrop" or "background_requested" in extras:
         extras["background"] = kind
     if p["split"] != "train":
         extras["split"] = p["split"]

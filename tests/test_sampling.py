@@ -191,6 +191,113 @@ def test_steep_backdrop_stays_inside_a_shallow_depth_range():
                 assert depths.min() >= 1.0 - 1e-6
 
 
+def background_depth(backgrounds, xn: float, yn: float) -> tuple[float, float]:
+    """(depth of the nearest finite quad the ray meets, depth of the nearest of their infinite planes):
+    equal when the quads leave no crack where a farther surface (or nothing) would show through."""
+    ray = np.array([xn, yn, -1.0])
+    t_quad = t_plane = math.inf
+    for bg in backgrounds:
+        r = rotation(bg.rotation)
+        normal, origin = r[:, 2], np.asarray(bg.location)
+        den = normal @ ray
+        if abs(den) < 1e-12:
+            continue
+        t = normal @ origin / den
+        if t <= 0:
+            continue
+        t_plane = min(t_plane, t)
+        local = r.T @ (t * ray - origin) / np.asarray(bg.scale)
+        if np.all(np.abs(local[:2]) <= 1.0) and abs(local[2]) < 1e-9:
+            t_quad = min(t_quad, t)
+    return t_quad, t_plane
+
+
+@pytest.mark.parametrize("kind", ["room", "corner", "floor"])
+@pytest.mark.parametrize("depth_range", [[0.1, 3.0], [0.5, 2.0]])
+def test_rooms_corners_and_floors_cover_the_view_inside_the_depth_range(kind, depth_range):
+    cfg = config({"background": kind, "depth_range": depth_range, "objects": [0, 0]})
+    zmin, zmax = depth_range
+    tx, ty = tangents(cfg)
+    for s in range(12):
+        d = sample_scene(cfg, s)
+        assert d.extras["background"] == kind
+        bgs = [o for o in d.objects if o.role == "background"]
+        assert len(bgs) >= 2, "several planes meet in view"  # a room shows at least two of its sides
+        depths = []
+        for xn in np.linspace(-tx, tx, 17):
+            for yn in np.linspace(-ty, ty, 17):
+                t_quad, t_plane = background_depth(bgs, xn, yn)
+                assert t_quad < math.inf, "every ray meets a surface"
+                assert t_quad == pytest.approx(t_plane, rel=1e-9), "no crack between the planes"
+                assert zmin <= t_quad <= zmax * (1 + 1e-9)
+                depths.append(t_quad)
+        assert max(depths) >= cfg.scene.get("background_depth", [0.85])[0] * zmax * (1 - 1e-9)
+        assert max(depths) / min(depths) > 1.3, "seen at an oblique angle: depth varies across the view"
+
+
+def test_room_planes_are_oblique_and_floors_recede():
+    cfg = config({"background": "floor", "objects": [0, 0]})
+    for s in range(6):
+        d = sample_scene(cfg, s)
+        normals = [rotation(o.rotation)[:, 2] for o in d.objects if o.role == "background"]
+        # the floor: a plane whose normal is far from the optical axis (within 45 degrees of the view's up)
+        assert any(abs(n[2]) < math.cos(math.radians(45)) for n in normals)
+    far_ratio = []
+    for s in range(6):
+        d = sample_scene(config({"background": "room", "objects": [0, 0]}), s)
+        tilts = [math.degrees(math.acos(min(1.0, rotation(o.rotation)[2, 2]))) for o in d.objects if o.role == "background"]
+        assert max(tilts) > 15, "no fronto-parallel room: some plane is seen obliquely"
+        far_ratio.append(len(tilts))
+    assert max(far_ratio) >= 3
+
+
+def test_a_room_too_deep_for_the_depth_range_falls_back_to_the_backdrop():
+    cfg = config({"background": "room", "depth_range": [1.0, 1.2]})
+    d = sample_scene(cfg, 0)
+    assert d.extras["background"] == "backdrop" and d.extras["background_requested"] == "room"
+    (bg,) = [o for o in d.objects if o.role == "background"]
+    tx, ty = tangents(cfg)
+    for xn in (-tx, tx):
+        for yn in (-ty, ty):
+            assert 1.0 <= backdrop_hit(bg, xn, yn)[0] <= 1.2 + 1e-9
+
+
+def test_objects_stay_in_front_of_rooms():
+    cfg = config({"background": ["room", "corner", "floor"], "objects": [5, 5]})
+    for s in range(5):
+        d = sample_scene(cfg, s)
+        bgs = [o for o in d.objects if o.role == "background"]
+        for obj in d.objects:
+            if obj.role == "object":
+                x, y, z = obj.location
+                assert -z < background_depth(bgs, x / -z, y / -z)[0]
+                assert -world_vertices(obj)[:, 2].min() >= 0.1 - 1e-6
+
+
+def test_mirror_panels_and_mirror_materials():
+    d = sample_scene(config({"mirror_panels": [2, 2], "mirror_probability": 1.0, "objects": [3, 3]}), 0)
+    panels = [o for o in d.objects if o.name.startswith("mirror_")]
+    assert len(panels) == 2
+    for o in d.objects:
+        if o.role == "object":
+            m = o.material
+            assert m.metallic == 1.0 and m.roughness <= 0.02 and not m.textures
+    for panel in panels:
+        assert min(panel.scale) < 0.05 * max(panel.scale), "thin"
+        normal = rotation(panel.rotation)[:, 2]
+        assert 20 - 1e-6 <= math.degrees(math.acos(abs(normal[2]))) <= 55 + 1e-6, "turned away from the camera"
+    d = sample_scene(config({"metallic_probability": 1.0, "metallic_roughness": [0.0, 0.1]}), 0)
+    assert all(o.material.roughness <= 0.1 for o in d.objects)
+
+
+def test_new_keys_leave_the_reference_scenes_unchanged():
+    """Keys at their defaults draw nothing: fod500's scenes are those its first sampler made."""
+    base = sample_scene(load_preset("fod500"), 3).to_json()
+    spelled = {"seed_salt": 0, "mirror_panels": [0, 0], "background_material": {}, "texture_colours": "independent"}
+    assert sample_scene(config(spelled), 3).to_json().replace('"preset":"test"', '"preset":"fod500"') == base
+    assert sample_scene(config({"seed_salt": 1}), 3).objects != sample_scene(config(), 3).objects
+
+
 def test_backdrop_tilt_follows_the_preset():
     cfg = config({"background_tilt_deg": [10.0, 10.0]})
     for s in range(5):
