@@ -1,0 +1,268 @@
+"""The asset catalogue: bundled files, user folders (--assets), train/test split by content, broken files."""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from focalstack.assets import (
+    TEST_FRACTION,
+    AssetWarning,
+    asset_split,
+    build_mesh,
+    load_catalogue,
+)
+from focalstack.assets.catalogue import bundled_folder, file_sha256
+from focalstack.render.config import ConfigError, RenderConfig
+from focalstack.render.sampling import add_asset_dirs, sample_scene
+from focalstack.render.scene import ShapeSpec
+
+# A cube from (10, 10, 10) to (14, 14, 14), quads counter-clockwise seen from outside: normalising it
+# must centre it and scale it to [-1, 1]^3.
+CUBE_OBJ = """# a cube made by the test
+v 10 10 10
+v 14 10 10
+v 14 14 10
+v 10 14 10
+v 10 10 14
+v 14 10 14
+v 14 14 14
+v 10 14 14
+f 1 4 3 2
+f 5 6 7 8
+f 1 2 6 5
+f 2 3 7 6
+f 3 4 8 7
+f 4 1 5 8
+"""
+
+
+def _png_bytes(variant: int) -> bytes:
+    yy, xx = np.mgrid[0:16, 0:16]
+    img = np.where((yy // 4 + xx // 4) % 2 == 0, 40 + variant % 200, 220).astype(np.uint8)
+    ok, data = cv2.imencode(".png", img)
+    assert ok
+    return data.tobytes()
+
+
+@pytest.fixture
+def user_folder(tmp_path) -> tuple[Path, dict]:
+    """A folder with a cube OBJ and a PNG texture of the same split (the PNG varies until it matches)."""
+    folder = tmp_path / "my_assets"
+    folder.mkdir()
+    (folder / "cube.obj").write_text(CUBE_OBJ)
+    split = asset_split(file_sha256(folder / "cube.obj"))
+    for variant in range(200):
+        data = _png_bytes(variant)
+        if asset_split(hashlib.sha256(data).hexdigest()) == split:
+            break
+    (folder / "checker.png").write_bytes(data)
+    (folder / "README.txt").write_text("not an asset: ignored")
+    return folder, {"split": split, "cube": file_sha256(folder / "cube.obj"), "png": file_sha256(folder / "checker.png")}
+
+
+def config(scene: dict) -> RenderConfig:
+    return RenderConfig(preset="test", scene=scene, width=32, height=32)
+
+
+# -- the split ------------------------------------------------------------------------------------------------
+
+
+def test_split_is_by_content_hash_with_the_documented_fraction(tmp_path):
+    rng = np.random.default_rng(0)
+    splits = [asset_split(hashlib.sha256(rng.bytes(32)).hexdigest()) for _ in range(4000)]
+    assert abs(splits.count("test") / len(splits) - TEST_FRACTION) < 0.03
+    a, b = tmp_path / "a", tmp_path / "b" / "deeper"
+    b.mkdir(parents=True)
+    a.mkdir()
+    (a / "one.obj").write_text(CUBE_OBJ)
+    (b / "renamed.obj").write_text(CUBE_OBJ)
+    ca, cb = load_catalogue([a], bundled=False), load_catalogue([b], bundled=False)
+    assert ca.files[0].sha256 == cb.files[0].sha256 and ca.files[0].split == cb.files[0].split
+    both = load_catalogue([a, b], bundled=False)
+    assert len(both.select("mesh")) == 1, "the same content is listed once"
+
+
+def test_bundled_catalogue_is_small_complete_and_split_both_ways():
+    cat = load_catalogue([])
+    assert not cat.skipped
+    for kind in ("mesh", "texture", "envmap"):
+        for split in ("train", "test"):
+            assert cat.select(kind, split), f"no bundled {split} {kind}"
+    for a in cat.files:
+        assert a.split == asset_split(a.sha256) == asset_split(file_sha256(a.path))
+        assert Path(a.path).is_relative_to(bundled_folder())
+    assert {Path(a.path).suffix for a in cat.select("mesh")} == {".obj", ".ply", ".stl", ".glb"}
+    assert {Path(a.path).suffix for a in cat.select("texture")} == {".png", ".jpg"}
+    assert [(a.kind, a.sha256) for a in cat.files] == sorted(
+        [(a.kind, a.sha256) for a in cat.files], key=lambda k: (("mesh", "texture", "envmap").index(k[0]), k[1])
+    )
+    total = sum(p.stat().st_size for p in bundled_folder().rglob("*") if p.is_file())
+    assert total < 1_000_000
+    for a in cat.select("mesh"):
+        v, f = build_mesh(ShapeSpec("mesh_file", {"path": a.path, "sha256": a.sha256}))
+        lo, hi = v.min(axis=0), v.max(axis=0)
+        np.testing.assert_allclose((lo + hi) / 2, 0, atol=1e-6)
+        assert abs((hi - lo).max() / 2 - 1) < 1e-6 and len(f) == a.info["triangles"]
+
+
+def test_make_bundled_reproduces_the_committed_meshes(tmp_path):
+    from focalstack.assets.make_bundled import make_all
+
+    written = make_all(tmp_path)
+    names = {p.relative_to(tmp_path) for p in written}
+    committed = {p.relative_to(bundled_folder()) for p in bundled_folder().rglob("*") if p.is_file()}
+    assert names == committed
+    for rel in names:
+        if rel.parts[0] == "meshes":  # our own writers: byte-identical (images go through OpenCV's encoders)
+            assert (tmp_path / rel).read_bytes() == (bundled_folder() / rel).read_bytes(), rel
+
+
+# -- user folders -----------------------------------------------------------------------------------------------
+
+
+def test_user_folder_files_are_catalogued_and_meshes_normalised(user_folder):
+    folder, info = user_folder
+    cat = load_catalogue([folder], bundled=False)
+    assert cat.folders == [str(folder.resolve())]
+    (mesh,) = cat.select("mesh")
+    (texture,) = cat.select("texture")
+    assert (mesh.name, mesh.sha256, mesh.split) == ("cube.obj", info["cube"], info["split"])
+    assert (texture.name, texture.sha256, texture.split) == ("checker.png", info["png"], info["split"])
+    lo, hi = texture.info["luminance_range"]
+    assert 0 <= lo < hi <= 1
+    v, f = build_mesh(ShapeSpec("mesh_file", {"path": mesh.path, "sha256": mesh.sha256}))
+    assert len(v) == 8 and len(f) == 12
+    np.testing.assert_allclose(v.min(axis=0), -1) and np.testing.assert_allclose(v.max(axis=0), 1)
+    with_bundled = load_catalogue([folder])
+    assert len(with_bundled) == len(load_catalogue([])) + 2
+
+
+def test_a_sampled_scene_names_the_user_files(user_folder):
+    folder, info = user_folder
+    scene = add_asset_dirs(
+        {"split": info["split"], "bundled_assets": False, "mesh_file_probability": 1.0,
+         "image_texture_probability": 1.0, "objects": [2, 3]},
+        [folder],
+    )  # fmt: skip
+    assert scene["asset_dirs"] == [str(folder.resolve())]
+    cfg = config(scene).validate()
+    d = sample_scene(cfg, 4)
+    objects = [o for o in d.objects if o.role == "object"]
+    assert objects and all(o.shape.family == "mesh_file" for o in objects)
+    assert all(o.shape.params == {"path": str(folder.resolve() / "cube.obj"), "sha256": info["cube"]} for o in objects)
+    layers = [t for o in d.objects for t in o.material.textures]
+    assert layers and all(t.kind == "image" and t.params["path"] == str(folder.resolve() / "checker.png") for t in layers)
+    named = {(a["kind"], a["sha256"], a["split"]) for a in d.extras["assets"]}
+    assert named == {("mesh", info["cube"], info["split"]), ("texture", info["png"], info["split"])}
+    assert sample_scene(cfg, 4).to_json() == d.to_json()
+    # the other split has none of these files: a preset of that split cannot use them
+    other = "test" if info["split"] == "train" else "train"
+    with pytest.raises(ConfigError, match=f"no {other}-split mesh"):
+        config({**scene, "split": other}).validate()
+
+
+def test_mesh_file_refuses_changed_content(user_folder):
+    folder, info = user_folder
+    path = folder / "cube.obj"
+    build_mesh(ShapeSpec("mesh_file", {"path": str(path), "sha256": info["cube"]}))
+    path.write_text(CUBE_OBJ.replace("v 14 14 14", "v 15 15 15"))
+    with pytest.raises(ValueError, match="changed"):
+        build_mesh(ShapeSpec("mesh_file", {"path": str(path), "sha256": info["cube"]}))
+
+
+def test_broken_files_are_skipped_with_a_warning_naming_them(user_folder):
+    folder, _ = user_folder
+    (folder / "broken.obj").write_text("this is not a mesh\n")
+    (folder / "half.ply").write_text("ply\nformat ascii 1.0\nelement vertex 3\n")
+    (folder / "noise.stl").write_bytes(np.random.default_rng(1).bytes(300))
+    (folder / "bad.png").write_bytes(b"\x89PNG not really")
+    with pytest.warns(AssetWarning) as caught:
+        cat = load_catalogue([folder], bundled=False)
+    messages = " ".join(str(w.message) for w in caught)
+    for name in ("broken.obj", "half.ply", "noise.stl", "bad.png"):
+        assert name in messages
+    assert sorted(a.name for a in cat.files) == ["checker.png", "cube.obj"]
+    assert {Path(p).name for p, _ in cat.skipped} == {"broken.obj", "half.ply", "noise.stl", "bad.png"}
+
+
+def test_a_folder_without_usable_files_is_an_error(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no assets here")
+    with pytest.raises(ValueError, match=f"assets folder {empty}: no usable"):
+        load_catalogue([empty])
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "broken.obj").write_text("nothing\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AssetWarning)
+        with pytest.raises(ValueError, match=r"assets folder .*broken: no usable.*broken\.obj"):
+            load_catalogue([broken])
+    with pytest.raises(ValueError, match="not found"):
+        load_catalogue([tmp_path / "missing"])
+    with pytest.raises(ConfigError, match=r"\[scene\]: asset_dirs: assets folder .*empty"):
+        config({"asset_dirs": [str(empty)]}).validate()
+
+
+def test_exr_files_are_textures_or_environment_maps_by_shape(tmp_path):
+    openexr = pytest.importorskip("OpenEXR")
+    rng = np.random.default_rng(0)
+
+    def write(path, h, w):  # OpenEXR fills in the header it is given: a fresh one per file
+        header = {"compression": openexr.ZIP_COMPRESSION, "type": openexr.scanlineimage}
+        openexr.File(header, {"RGB": rng.random((h, w, 3)).astype(np.float32)}).write(str(path))
+
+    write(tmp_path / "wide.exr", 4, 8)
+    write(tmp_path / "square.exr", 6, 6)
+    (tmp_path / "envmaps").mkdir()
+    write(tmp_path / "envmaps" / "sq.exr", 6, 6)
+    kinds = {a.name: a.kind for a in load_catalogue([tmp_path], bundled=False).files}
+    assert kinds == {"wide.exr": "envmap", "square.exr": "texture", "sq.exr": "envmap"}
+
+
+def test_scenes_use_catalogue_files_with_the_preset_probabilities():
+    cat = load_catalogue([])
+    scene = {"mesh_file_probability": 0.5, "image_texture_probability": 0.5, "envmap_probability": 0.5, "objects": [20, 20]}
+    n_mesh = n_obj = n_img = n_layers = n_env = 0
+    for seed in range(10):
+        d = sample_scene(config(scene), seed)
+        objects = [o for o in d.objects if o.role == "object"]
+        n_obj += len(objects)
+        n_mesh += sum(o.shape.family == "mesh_file" for o in objects)
+        layers = [t for o in d.objects for t in o.material.textures]
+        n_layers += len(layers)
+        n_img += sum(t.kind == "image" for t in layers)
+        n_env += d.world.kind == "envmap"
+        for a in d.extras.get("assets", []):
+            assert a["split"] == "train" and cat.by_sha256(a["sha256"]).path == a["path"]
+        if d.world.kind == "envmap":
+            assert d.world.params["path"] in {a.path for a in cat.select("envmap", "train")}
+    assert 0.35 < n_mesh / n_obj < 0.65 and 0.35 < n_img / n_layers < 0.65 and 2 <= n_env <= 8
+
+
+@pytest.mark.blender
+def test_a_scene_with_user_assets_renders(user_folder, tmp_path):
+    from focalstack.dataset import FocalStackFile
+    from focalstack.dataset.validate import validate_file
+    from focalstack.render.pipeline import render_dataset
+
+    folder, info = user_folder
+    scene = add_asset_dirs(
+        {"split": info["split"], "bundled_assets": False, "mesh_file_probability": 1.0,
+         "image_texture_probability": 1.0, "objects": [3, 4]},
+        [folder],
+    )  # fmt: skip
+    cfg = RenderConfig(preset="user-assets", scene=scene, width=32, height=32, samples=2, denoise=False, scenes=1)
+    out = tmp_path / "user.h5"
+    render_dataset(cfg, out)
+    assert validate_file(out, full=True).valid
+    with FocalStackFile(out) as f:
+        desc = f[0].scene
+        assert info["cube"] in str(desc) and info["png"] in str(desc)
+        assert f[0].aif.std() > 2
