@@ -50,6 +50,10 @@ def main() -> None:
     ap.add_argument("--scenes", type=int, default=3, help="scenes timed")
     ap.add_argument("--reference-samples", type=int, default=512)
     ap.add_argument("--skip-noise", action="store_true")
+    ap.add_argument("--noise-scenes", type=int, default=3, help="scenes whose noise is measured")
+    ap.add_argument("--noise-samples", type=lambda t: [int(x) for x in t.split(",")], default=[],
+                    help="more sample counts to compare in the noise section, e.g. 8,16,64")
+    ap.add_argument("--noise-both", action="store_true", help="compare each with and without the denoiser")
     ap.add_argument("--growth-scenes", type=int, default=50)
     ap.add_argument("--growth-resolution", type=int, default=64)
     ap.add_argument("--growth-samples", type=int, default=2)
@@ -86,21 +90,39 @@ def main() -> None:
     print(f"  {'per scene':18s} {statistics.median(totals):8.3f}   ({statistics.median(totals) / n_images:.2f} s per image)")
     print(f"  peak RSS so far    {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:8.0f} MB")
 
-    # 2. noise against a high-sample reference of the same scene
+    # 2. noise against high-sample references of the same scenes
     if not args.skip_noise:
-        desc = sample_scene(config, scene_seed(args.seed, 0))
-        near = int(np.argmin(desc.camera.focus_distances))
-        desc.camera.focus_distances = [desc.camera.focus_distances[near]]
-        with BlenderRenderer(samples=config.samples, denoise=config.denoise, defocus_model=config.defocus_model) as r:
-            test = r.render(desc)
+        descs, refs = [], []
         t = time.perf_counter()
         with BlenderRenderer(samples=args.reference_samples, denoise=False, defocus_model=config.defocus_model) as r:
-            ref = r.render(desc)
-        print(f"\n## noise: PSNR (8-bit sRGB) against a {args.reference_samples}-sample render "
+            for i in range(args.noise_scenes):
+                desc = sample_scene(config, scene_seed(args.seed, i))
+                near = int(np.argmin(desc.camera.focus_distances))  # the strongest blur of the stack
+                desc.camera.focus_distances = [desc.camera.focus_distances[near]]
+                ref = r.render(desc)
+                descs.append(desc)
+                refs.append((linear_to_srgb8(ref.aif), linear_to_srgb8(ref.slices[0])))
+        print(f"\n## noise: PSNR (8-bit sRGB) of the AiF image and the nearest-focus slice of {args.noise_scenes} "
+              f"scene(s) against {args.reference_samples}-sample renders without denoiser "
               f"({time.perf_counter() - t:.0f} s)")
-        print(f"  all-in-focus       {psnr(linear_to_srgb8(test.aif), linear_to_srgb8(ref.aif)):6.2f} dB")
-        print(f"  slice at {desc.camera.focus_distances[0]:.2f} m    "
-              f"{psnr(linear_to_srgb8(test.slices[0]), linear_to_srgb8(ref.slices[0])):6.2f} dB")
+        print(f"  {'samples':>7s} {'denoise':>7s} {'min dB':>7s} {'median dB':>9s} {'s/image':>8s}")
+        settings = [(config.samples, config.denoise)]
+        for n in args.noise_samples:
+            for dn in (True, False) if args.noise_both else (config.denoise,):
+                if (n, dn) not in settings:
+                    settings.append((n, dn))
+        for n, dn in settings:
+            scores, seconds = [], []
+            with BlenderRenderer(samples=n, denoise=dn, defocus_model=config.defocus_model) as r:
+                r.render(descs[0])  # warm-up: the first render of a process loads kernels
+                for desc, (ref_aif, ref_slice) in zip(descs, refs):
+                    t = time.perf_counter()
+                    test = r.render(desc)
+                    seconds.append((time.perf_counter() - t) / 2)
+                    scores += [psnr(linear_to_srgb8(test.aif), ref_aif), psnr(linear_to_srgb8(test.slices[0]), ref_slice)]
+            mark = "  <- preset" if (n, dn) == (config.samples, config.denoise) else ""
+            print(f"  {n:7d} {str(dn):>7s} {min(scores):7.2f} {statistics.median(scores):9.2f} "
+                  f"{statistics.median(seconds):8.2f}{mark}")
 
     # 3. memory growth over many scenes in one process
     if args.growth_scenes:

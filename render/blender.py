@@ -427,8 +427,26 @@ class BlenderRenderer:
             _socket(mix.inputs, "A_Color").default_value = (*spec.color_horizon, 1.0)
             _socket(mix.inputs, "B_Color").default_value = (*spec.color_zenith, 1.0)
             links.new(_socket(mix.outputs, "Result_Color"), background.inputs["Color"])
+        elif spec.kind == "envmap":
+            env = nodes.new("ShaderNodeTexEnvironment")
+            path = spec.params.get("path")
+            if not path:
+                raise BlenderError("world kind 'envmap' needs params['path']")
+            try:
+                env.image = bpy.data.images.load(str(path), check_existing=True)
+            except RuntimeError as exc:
+                raise BlenderError(f"environment map {path}: cannot be loaded ({exc})") from None
+            env.projection = "EQUIRECTANGULAR"
+            # The map's up (its +Z) is the scene's up (+Y, the camera's up): +90 degrees about X, then
+            # turned about the vertical by params["rotation_z"].
+            coords = nodes.new("ShaderNodeTexCoord")
+            mapping = nodes.new("ShaderNodeMapping")
+            mapping.inputs["Rotation"].default_value = (math.pi / 2, 0.0, float(spec.params.get("rotation_z", 0.0)))
+            links.new(coords.outputs["Generated"], mapping.inputs["Vector"])
+            links.new(mapping.outputs["Vector"], env.inputs["Vector"])
+            links.new(env.outputs["Color"], background.inputs["Color"])
         else:
-            raise BlenderError(f"world kind {spec.kind!r}: expected 'gradient' or 'sky'")
+            raise BlenderError(f"world kind {spec.kind!r}: expected 'gradient', 'sky' or 'envmap'")
 
     # -- rendering ---------------------------------------------------------------------------------
     def _render_to(self, name: str) -> dict[str, np.ndarray]:

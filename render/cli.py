@@ -53,9 +53,13 @@ def parse_pair(text: str, option: str) -> tuple[float, float]:
                    "read-noise std (linear units), e.g. 1000,0.002.  [default: preset's]")
 @click.option("--jpeg-quality", type=click.IntRange(0, 100), default=None,
               help="Real-capture effect: JPEG-compress each slice at this quality (0 = off).  [default: preset's]")
+@click.option("--assets", "asset_dirs", multiple=True,
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder of meshes (OBJ, PLY, STL, glTF), textures (PNG, JPG, EXR) and environment maps "
+                   "(HDR, EXR); repeatable. A quarter of the files, by content hash, are kept for test presets.")
 @click.option("--list-presets", is_flag=True, help="List the built-in presets and exit.")
 def main(preset, scenes, out, seed, resolution, samples, f_number, focus_distances, denoise, workers,
-         focus_breathing, shake, sensor_noise, jpeg_quality, list_presets):
+         focus_breathing, shake, sensor_noise, jpeg_quality, asset_dirs, list_presets):
     """Render random scenes into focal stacks with ground truth, stored in one HDF5 file.
 
     Each scene is rendered with Cycles once with depth of field off (all-in-focus image and planar depth)
@@ -89,6 +93,10 @@ def main(preset, scenes, out, seed, resolution, samples, f_number, focus_distanc
         if jpeg_quality is not None:
             effects["jpeg_quality"] = jpeg_quality
         overrides["effects"] = effects
+        if asset_dirs:
+            from .sampling import add_asset_dirs
+
+            overrides["scene"] = add_asset_dirs(config.scene, list(asset_dirs))
         config = config.with_overrides(**overrides).validate()
     except ConfigError as exc:
         _fail(str(exc))
