@@ -52,6 +52,7 @@ class Scene:
     slice_homography: np.ndarray | None = None  # (S, 3, 3)
     slice_pose: np.ndarray | None = None  # (S, 4, 4)
     slice_focal_length_mm: np.ndarray | None = None  # (S,)
+    stack_size: int | None = None  # distinct slices; slices from here on repeat the last one
 
 
 def open_h5(path: str | os.PathLike, mode: str = "r") -> h5py.File:
@@ -156,7 +157,8 @@ class FocalStackFile:
             sensor_width_mm=float(f["sensor_width_mm"][row]),
             seed=int(f["seed"][row]),
             scene=description,
-            **{spec.name: f[spec.name][row] for spec in schema.SLICE_GEOMETRY_ARRAYS if spec.name in f},
+            **{spec.name: (f[spec.name][row] if spec.trailing else f[spec.name][row].item())
+               for spec in schema.OPTIONAL_ARRAYS if spec.name in f},
         )
 
     def close(self) -> None:

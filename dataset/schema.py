@@ -56,10 +56,11 @@ ARRAYS: tuple[ArraySpec, ...] = (
 )
 ARRAY_NAMES = tuple(a.name for a in ARRAYS)
 
-# Added for real-capture effects (focus breathing, camera shake). Written by this generator into every
-# file (identity geometry when no effect is on); optional for readers, as files of other writers may
-# lack them. Pixel coordinates follow OpenCV: (0, 0) is the centre of the top-left pixel.
-SLICE_GEOMETRY_ARRAYS: tuple[ArraySpec, ...] = (
+# Added for real-capture effects (focus breathing, camera shake) and random stack sizes. Written by this
+# generator into every file (identity geometry and full stacks when unused); optional for readers, as
+# files of other writers may lack them. Pixel coordinates follow OpenCV: (0, 0) is the centre of the
+# top-left pixel.
+OPTIONAL_ARRAYS: tuple[ArraySpec, ...] = (
     ArraySpec("slice_homography", "float32", ("S", "3", "3"),
               "maps reference-view pixel coordinates to each slice's pixel coordinates (plane at the slice's "
               "focus distance); identity without breathing or shake"),
@@ -67,8 +68,11 @@ SLICE_GEOMETRY_ARRAYS: tuple[ArraySpec, ...] = (
               "pose of each slice's camera in the reference camera's frame (Blender axes: -Z forward, +Y up), m"),
     ArraySpec("slice_focal_length_mm", "float32", ("S",),
               "focal length each slice was rendered with, mm (the image distance when the lens breathes)"),
+    ArraySpec("stack_size", "int16", (),
+              "number of distinct slices; a shorter stack repeats its last slice (and its focus distance, "
+              "defocus and geometry) up to S"),
 )
-WRITTEN_ARRAYS = ARRAYS + SLICE_GEOMETRY_ARRAYS
+WRITTEN_ARRAYS = ARRAYS + OPTIONAL_ARRAYS
 SPECS = {a.name: a for a in WRITTEN_ARRAYS}
 
 

@@ -36,7 +36,7 @@ EDGE_MISMATCH_WARN = 0.01
 BUILTIN_FILTERS = {"gzip", "lzf", "shuffle", "fletcher32", "scaleoffset", "szip"}
 # Datasets a schema-v1 file may carry (checked when present); getattr keeps this module working with a
 # schema that does not define them.
-OPTIONAL_ARRAYS: tuple = tuple(getattr(schema, "SLICE_GEOMETRY_ARRAYS", ()))
+OPTIONAL_ARRAYS: tuple = schema.OPTIONAL_ARRAYS
 OPTIONAL_NAMES = tuple(a.name for a in OPTIONAL_ARRAYS)
 STRING_ATTRS = ("generator_version", "blender_version", "created_utc", "preset", "config", "defocus_model")
 

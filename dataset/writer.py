@@ -59,13 +59,16 @@ class SceneRecord:
     slice_homography: np.ndarray | None = None  # (S, 3, 3) float32
     slice_pose: np.ndarray | None = None  # (S, 4, 4) float32
     slice_focal_length_mm: np.ndarray | None = None  # (S,) float32
+    stack_size: int | None = None  # distinct slices (random stack sizes); None = all S
 
-    def geometry(self, name: str) -> np.ndarray:
-        """A slice-geometry array, or its identity value when the record has none."""
+    def optional(self, name: str) -> np.ndarray:
+        """An optional array, or its neutral value (identity geometry, full stack) when the record has none."""
         value = getattr(self, name)
+        n = np.asarray(self.focus_distance).shape[0]
+        if name == "stack_size":
+            return np.int16(n if value is None else value)
         if value is not None:
             return np.asarray(value, dtype=np.float32)
-        n = np.asarray(self.focus_distance).shape[0]
         if name == "slice_homography":
             return np.repeat(np.eye(3, dtype=np.float32)[None], n, axis=0)
         if name == "slice_pose":
@@ -77,8 +80,8 @@ def _check_record(rec: SceneRecord, n_slices: int, height: int, width: int) -> N
     for spec in schema.WRITTEN_ARRAYS:
         if spec.name == "complete" or not spec.trailing:
             continue
-        if spec in schema.SLICE_GEOMETRY_ARRAYS:
-            value = rec.geometry(spec.name)
+        if spec in schema.OPTIONAL_ARRAYS:
+            value = rec.optional(spec.name)
         else:
             value = np.asarray(getattr(rec, spec.name))
         want = schema.concrete_shape(spec, n_slices, height, width)
@@ -86,6 +89,9 @@ def _check_record(rec: SceneRecord, n_slices: int, height: int, width: int) -> N
             raise DatasetError(f"scene array {spec.name!r}: expected shape {want}, got {value.shape}")
         if value.dtype != np.dtype(spec.dtype):
             raise DatasetError(f"scene array {spec.name!r}: expected dtype {spec.dtype}, got {value.dtype}")
+    size = int(rec.optional("stack_size"))
+    if not 1 <= size <= n_slices:
+        raise DatasetError(f"scene array 'stack_size': {size} is not within 1..{n_slices}")
     try:
         json.loads(rec.scene)
     except (TypeError, ValueError) as exc:
@@ -240,9 +246,9 @@ class FocalStackWriter:
             f[name].resize(i + 1, axis=0)
         for name in ("stack", "aif", "depth", "defocus", "edges", "focus_distance"):
             f[name][i] = getattr(rec, name)
-        for spec in schema.SLICE_GEOMETRY_ARRAYS:
+        for spec in schema.OPTIONAL_ARRAYS:
             if spec.name in f:
-                f[spec.name][i] = rec.geometry(spec.name)
+                f[spec.name][i] = rec.optional(spec.name)
         for name in ("f_number", "focal_length_mm", "sensor_width_mm"):
             f[name][i] = np.float32(getattr(rec, name))
         f["seed"][i] = np.int64(rec.seed)

@@ -65,7 +65,11 @@ def file_attrs(config: RenderConfig) -> dict:
 
 
 def make_record(desc: SceneDescription, rendered, config: RenderConfig) -> SceneRecord:
-    """Turn linear renders into stored arrays and derive defocus and edge ground truth."""
+    """Turn linear renders into stored arrays and derive defocus and edge ground truth.
+
+    A scene with fewer slices than the file holds (random stack sizes) repeats its last slice, with its
+    focus distance, defocus map and geometry, and records its own size in ``stack_size``.
+    """
     from .blender import NO_SURFACE_DEPTH
 
     depth = np.asarray(rendered.depth, dtype=np.float32)
@@ -76,25 +80,32 @@ def make_record(desc: SceneDescription, rendered, config: RenderConfig) -> Scene
             "cover the camera's view"
         )
     cam = desc.camera
+    n, total = len(cam.focus_distances), len(config.focus_distances)
+    if n > total:
+        raise RenderError(f"scene seed {desc.seed}: {n} slices, more than the file's {total}")
+    pad = np.minimum(np.arange(total), n - 1)  # slice index stored at each position
+
     aif8 = linear_to_srgb8(rendered.aif)
     homography, pose, lens = slice_geometry(desc)
+    focus = np.asarray(cam.focus_distances, dtype=np.float32)
+    defocus = defocus_maps(depth, cam.focus_distances, cam.f_number, cam.focal_length_mm, cam.sensor_width_mm,
+                           config.defocus_model)
     return SceneRecord(
-        stack=capture_slices(desc, rendered.slices),
+        stack=capture_slices(desc, rendered.slices)[pad],
         aif=aif8,
         depth=depth,
-        defocus=defocus_maps(
-            depth, cam.focus_distances, cam.f_number, cam.focal_length_mm, cam.sensor_width_mm, config.defocus_model
-        ),
+        defocus=defocus[pad],
         edges=canny_edges(aif8, config.canny_low, config.canny_high, config.canny_blur_sigma),
-        focus_distance=np.asarray(cam.focus_distances, dtype=np.float32),
+        focus_distance=focus[pad],
         f_number=cam.f_number,
         focal_length_mm=cam.focal_length_mm,
         sensor_width_mm=cam.sensor_width_mm,
         seed=desc.seed,
         scene=desc.to_json(),
-        slice_homography=homography,
-        slice_pose=pose,
-        slice_focal_length_mm=lens,
+        slice_homography=homography[pad],
+        slice_pose=pose[pad],
+        slice_focal_length_mm=lens[pad],
+        stack_size=n,
     )
 
 

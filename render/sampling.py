@@ -161,6 +161,9 @@ SCENE_DEFAULTS: dict = {
     "focus_range": [0.1, 1.5],  # metres, for 'random' (as many distances as the camera's list holds)
     "focus_distribution": "inverse",  # for 'random': uniform, log_uniform or inverse (uniform in dioptres)
     "focus_order": "sorted",  # for 'random': 'sorted' (near to far) or 'random'
+    # 'all', or [low, high]: slices per scene drawn from that range (at most the camera's count); the file
+    # keeps the camera's count per scene, repeating a shorter stack's last slice (dataset 'stack_size')
+    "stack_size": "all",
     # held-out splits and asset files
     "split": "train",  # which asset files (by content hash) and whether TEST_ONLY items are allowed
     "seed_salt": 0,  # mixed into every scene's seed: presets with different salts never share a scene
@@ -325,6 +328,7 @@ _CHECKS: dict[str, Callable] = {
     "focus_range": _range(0.0, 1e6, positive_low=True),
     "focus_distribution": _choice(DEPTH_DISTRIBUTIONS),
     "focus_order": _choice(FOCUS_ORDERS),
+    "stack_size": lambda key, value: None if value == "all" else _range(1, 1000, integer=True)(key, value),
     "split": _choice(SPLITS),
     "seed_salt": _integer(0, 2**63 - 1),
     "asset_dirs": _folders,
@@ -1173,7 +1177,7 @@ def sample_scene(config, seed: int) -> SceneDescription:
         focal_length_mm=float(config.focal_length_mm),
         sensor_width_mm=float(config.sensor_width_mm),
         f_number=float(config.f_number),
-        focus_distances=_focus_distances(focus_rng, p, config),
+        focus_distances=_stack_subset(focus_rng, p, _focus_distances(focus_rng, p, config)),
         width=int(config.width),
         height=int(config.height),
     )
@@ -1221,6 +1225,20 @@ def _focus_distances(rng: np.random.Generator, p: dict, config) -> list[float]:
         raise ValueError(f"focus_range = {p['focus_range']!r}: must lie beyond the focal length ({f_m:g} m)")
     out = [_depth_at(float(u), lo, hi, p["focus_distribution"]) for u in rng.random(len(config.focus_distances))]
     return sorted(out) if p["focus_order"] == "sorted" else out
+
+
+def _stack_subset(rng: np.random.Generator, p: dict, focus_distances: list[float]) -> list[float]:
+    """A random stack size (stack_size = [low, high]): that many of the slices, in their order."""
+    if p["stack_size"] == "all":
+        return focus_distances
+    lo, hi = (int(x) for x in p["stack_size"])
+    if hi > len(focus_distances):
+        raise ValueError(
+            f"stack_size = {p['stack_size']!r}: at most the camera's {len(focus_distances)} focus distances"
+        )
+    n = int(rng.integers(lo, hi + 1))
+    keep = np.sort(rng.choice(len(focus_distances), size=n, replace=False))
+    return [focus_distances[int(i)] for i in keep]
 
 
 class _AssetDraws:
