@@ -92,3 +92,10 @@ def test_disk_kernel_and_refocus():
     half[:, 20:] = 5.0
     mixed = refocus(img, half)
     assert np.allclose(mixed[:, :18], img[:, :18], atol=1e-6) and mixed[:, 24:].std() < 0.5 * img.std()
+
+
+def test_refocus_caps_huge_blur():
+    """Depth near zero gives enormous blur diameters: capped, so memory and time stay bounded."""
+    img = np.random.default_rng(1).random((24, 32, 3)).astype(np.float32)
+    out = refocus(img, np.full((24, 32), 1e9))
+    assert out.shape == img.shape and np.isfinite(out).all()

@@ -44,10 +44,13 @@ def _texture(rng: np.random.Generator, size: int) -> np.ndarray:
     return np.clip(0.45 * fine + 0.35 * coarse + 0.2 * base, 0, 1).astype(np.float32)
 
 
-def synthetic_scene(rng: np.random.Generator, size: int, focus=FOCUS, camera=CAMERA) -> SceneRecord:
+def synthetic_scene(
+    rng: np.random.Generator, size: int, focus=FOCUS, camera=CAMERA, depth_range=(0.12, 2.9)
+) -> SceneRecord:
     n_rect = int(rng.integers(2, 4))
-    # uniform in inverse depth (as defocus is), 0.12 to 2.9 m; background first (farthest)
-    depths = np.sort(1.0 / rng.uniform(1 / 2.9, 1 / 0.12, size=n_rect + 1))[::-1]
+    # uniform in inverse depth (as defocus is); background first (farthest)
+    near, far = depth_range
+    depths = np.sort(1.0 / rng.uniform(1 / far, 1 / near, size=n_rect + 1))[::-1]
     layers = []  # (mask, texture, depth), far to near
     for i, z in enumerate(depths):
         mask = np.zeros((size, size), bool)
@@ -91,7 +94,9 @@ def synthetic_scene(rng: np.random.Generator, size: int, focus=FOCUS, camera=CAM
     )
 
 
-def write_synthetic(path, n_scenes: int = 6, size: int = 32, focus=FOCUS, seed: int = 0, camera=CAMERA) -> Path:
+def write_synthetic(
+    path, n_scenes: int = 6, size: int = 32, focus=FOCUS, seed: int = 0, camera=CAMERA, depth_range=(0.12, 2.9)
+) -> Path:
     """Write ``n_scenes`` synthetic scenes of ``size`` x ``size`` pixels to a new schema-v1 file."""
     path = Path(path)
     rng = np.random.default_rng(seed)
@@ -100,12 +105,13 @@ def write_synthetic(path, n_scenes: int = 6, size: int = 32, focus=FOCUS, seed: 
         "blender_version": "none",
         "created_utc": "2000-01-01T00:00:00Z",
         "preset": "synthetic-planes",
-        "config": {"synthetic": True, "size": size, "focus": list(focus), "seed": seed, **camera},
+        "config": {"synthetic": True, "size": size, "focus": list(focus), "seed": seed, "depth_range": list(depth_range),
+                   **camera},
         "defocus_model": "cycles",
     }
     with FocalStackWriter.create_or_resume(path, n_slices=len(focus), height=size, width=size, attrs=attrs) as w:
         for i in range(n_scenes):
-            rec = synthetic_scene(rng, size, focus, camera)
+            rec = synthetic_scene(rng, size, focus, camera, depth_range)
             rec.seed = seed * 100000 + i
             w.append(rec)
     return path
@@ -139,10 +145,12 @@ def shared_dir() -> Path:
 
 
 @functools.lru_cache(maxsize=None)
-def synthetic_file(name: str, n_scenes: int = 6, size: int = 32, seed: int = 0, n_slices: int = 5) -> Path:
+def synthetic_file(
+    name: str, n_scenes: int = 6, size: int = 32, seed: int = 0, n_slices: int = 5, depth_range=(0.12, 2.9)
+) -> Path:
     """A synthetic file cached for the test session (do not modify it)."""
     focus = FOCUS if n_slices == 5 else tuple(np.geomspace(0.1, 1.5, n_slices))
-    return write_synthetic(shared_dir() / f"{name}.h5", n_scenes, size, focus=focus, seed=seed)
+    return write_synthetic(shared_dir() / f"{name}.h5", n_scenes, size, focus=focus, seed=seed, depth_range=depth_range)
 
 
 @functools.lru_cache(maxsize=None)

@@ -90,13 +90,15 @@ def disk_kernel(diameter: float) -> np.ndarray:
     return k / k.sum()
 
 
-def refocus(image: np.ndarray, blur_px: np.ndarray, step: float = 0.5) -> np.ndarray:
+def refocus(image: np.ndarray, blur_px: np.ndarray, step: float = 0.5, max_blur: float | None = None) -> np.ndarray:
     """Blur each pixel of ``image`` (H, W, C) with a disk of its own diameter ``blur_px`` (H, W).
 
     The image is blurred at diameters 0, step, 2 step, ... and each pixel interpolates linearly between
     the two nearest; memory stays O(H W). Occlusion edges are not modelled (a gather, not a scatter).
+    Diameters are capped at ``max_blur`` (default: a quarter of the larger image side).
     """
-    c = np.abs(np.nan_to_num(blur_px, nan=0.0, posinf=0.0))
+    cap = max(image.shape[:2]) / 4 if max_blur is None else max_blur
+    c = np.clip(np.abs(np.nan_to_num(blur_px, nan=0.0, posinf=cap, neginf=cap)), 0.0, cap)
     out = np.zeros_like(image, dtype=np.float32)
     for level in np.arange(0.0, float(c.max()) + step, step):
         w = np.clip(1.0 - np.abs(c - level) / step, 0.0, None).astype(np.float32)
@@ -215,7 +217,8 @@ def predict(
     od = Path(out_dir)
     od.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
-    depth = (out["depth"] * norm.depth_scale).astype(np.float32)
+    # depth cannot be negative; the network's linear output can be, early in training
+    depth = np.clip(out["depth"] * norm.depth_scale, 0.0, None).astype(np.float32)
     np.save(od / "depth.npy", depth)
     written["depth_npy"] = od / "depth.npy"
     _write_png(od / "depth.png", np.clip(np.round(depth * 1000.0), 0, 65535).astype(np.uint16))
@@ -246,7 +249,9 @@ def predict(
         missing = [k for k, v in cam.items() if v is None]
         if missing:
             raise ValueError(f"--refocus needs the camera: the checkpoint lacks {', '.join(missing)}; pass it")
-        blur = blur_diameter_px(depth, float(dist), cam["f_number"], cam["focal_length_mm"], cam["sensor_width_mm"], w)
+        near = max(0.01, 1.05 * cam["focal_length_mm"] * 1e-3)  # no closer than 1 cm or the lens
+        blur = blur_diameter_px(np.maximum(depth, near), float(dist), cam["f_number"], cam["focal_length_mm"],
+                                cam["sensor_width_mm"], w)
         sharp = np.clip(aif, 0, 1)
         name = f"refocus_{dist:g}m.png"
         _write_png(od / name, _rgb8(refocus(sharp, blur)))

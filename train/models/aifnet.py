@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._stack import StackConv, act, conv3x3, stack_max
+from ._stack import StackConv, act, conv3x3, init_weights, stack_max
 
 
 class StackResBlock(nn.Module):
@@ -36,6 +36,7 @@ class AiFNet(nn.Module):
         self.head = conv3x3(width, width)
         self.out = conv3x3(width, 4)
         self.act = act()
+        init_weights(self)
 
     def forward(self, images: torch.Tensor, s: int, defocus: torch.Tensor | None = None) -> torch.Tensor:
         """images (B*S, 3, H, W), defocus (B*S, 1, H, W) or None; returns (B, 4, H, W): RGB, edge logit."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._stack import StackEncoder, UpConv, act, conv3x3
+from ._stack import StackEncoder, UpConv, act, conv3x3, init_weights
 
 LEVELS = 4
 
@@ -34,6 +34,7 @@ class DefocusNet(nn.Module):
         self.end = conv3x3(width, width)
         self.out = conv3x3(width, 1)
         self.act = act()
+        init_weights(self)
 
     def forward(self, x: torch.Tensor, s: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """x: (B*S, in_channels, H, W) with H, W multiples of 2**levels.

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._stack import StackConv, StackEncoder, UpConv, act, conv3x3, stack_max
+from ._stack import StackConv, StackEncoder, UpConv, act, conv3x3, init_weights, stack_max
 
 LEVELS = 4
 
@@ -35,6 +35,7 @@ class DepthNet(nn.Module):
         self.end = conv3x3(width, width)
         self.out = conv3x3(width, 1)
         self.act = act()
+        init_weights(self)
 
     def forward(self, x: torch.Tensor, s: int, defocus_skips: list[torch.Tensor]) -> torch.Tensor:
         """x: (B*S, 2, H, W) = (defocus map, focus-distance plane) per image; returns (B, 1, H, W)."""
