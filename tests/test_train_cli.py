@@ -156,3 +156,13 @@ def test_python_dash_m_runs_the_same_command_line():
     result = subprocess.run([sys.executable, "-m", "focalstack.train", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "fit" in result.stdout and "evaluate" in result.stdout
     assert "predict" in result.stdout
+
+
+def test_quick_train_and_evaluate_returns_the_table(tmp_path):
+    from focalstack.train import quick_train_and_evaluate
+
+    train = synthetic_file("quick-train", 4, 32, 41)
+    test = synthetic_file("quick-test", 2, 32, 42)
+    table = quick_train_and_evaluate(train, test, tmp_path / "quick", epochs=1, progress=False)
+    assert table.count("\n") == 4 and "| All |" in table and "| Random |" in table
+    assert (tmp_path / "quick" / "eval" / "metrics.json").exists()

@@ -179,3 +179,12 @@ def test_logs_csv_per_epoch_and_tensorboard(tmp_path):
     acc.Reload()
     assert "train/loss" in acc.Tags()["scalars"] and "val/depth_rmse" in acc.Tags()["scalars"]
     assert acc.Tags()["images"]
+
+
+def test_bf16_autocast_and_channels_last_paths_run(tmp_path):
+    """The CUDA defaults (bf16 autocast, channels-last), exercised on the CPU."""
+    result = fit(cfg(tmp_path, epochs=1, amp="bf16", channels_last="on", val_fraction=0.34))
+    row = result.history[0]
+    assert np.isfinite(row["train_loss"]) and np.isfinite(row["val_depth_rmse"])
+    model, _ = model_from_checkpoint(load_checkpoint(result.last), result.last)
+    assert all(v.dtype == torch.float32 for v in model.state_dict().values())
