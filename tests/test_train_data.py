@@ -182,3 +182,39 @@ def test_missing_and_foreign_files_raise_dataset_errors(tmp_path):
     text.write_text("hello")
     with pytest.raises(DatasetError, match="text.h5"):
         inspect_source(str(text))
+
+
+def test_short_stacks_use_only_their_distinct_slices(tmp_path):
+    """Scenes with stack_size < S repeat their last slice; plans draw from the distinct ones only."""
+    import json
+
+    from focalstack.dataset import FocalStackWriter
+    from train_fixtures import synthetic_scene
+
+    path = tmp_path / "short.h5"
+    rng = np.random.default_rng(0)
+    attrs = {"generator_version": "t", "blender_version": "none", "created_utc": "2000-01-01T00:00:00Z",
+             "preset": "t", "config": {"t": 1}, "defocus_model": "cycles"}
+    sizes = [5, 2, 3, 1]
+    with FocalStackWriter.create_or_resume(path, n_slices=5, height=16, width=16, attrs=attrs) as w:
+        for k in sizes:
+            rec = synthetic_scene(rng, 16)
+            for name in ("stack", "defocus", "focus_distance"):
+                arr = getattr(rec, name)
+                arr[k:] = arr[k - 1]  # the writer's convention: repeat the last distinct slice
+            rec.stack_size = k
+            rec.scene = json.dumps({"k": k})
+            w.append(rec)
+    src = inspect_source(str(path))
+    assert [src.distinct(i) for i in range(4)] == sizes
+    full = [k for b in plan_eval([src], [np.arange(4)], 4, "All") for k in b]
+    assert sorted((k.scene, k.slices) for k in full) == [(i, tuple(range(n))) for i, n in enumerate(sizes)]
+    rand = [k for b in plan_eval([src], [np.arange(4)], 4, "Random", seed=3) for k in b]
+    assert all(max(k.slices) < sizes[k.scene] and len(set(k.slices)) == len(k.slices) for k in rand)
+    for random_stack in (True, False):
+        settings = PlanSettings(batch_size=4, stack_size=5, random_stack=random_stack, samples_per_epoch=40)
+        for b in plan_epoch([src], [np.arange(4)], settings, 0, 0):
+            assert len({len(k.slices) for k in b}) == 1
+            for k in b:
+                assert max(k.slices) < sizes[k.scene]
+                assert len(set(k.slices)) == min(len(k.slices), sizes[k.scene])

@@ -14,6 +14,11 @@ per scene, relative: each scene of walls.h5 is drawn 0.3 times as often as a sce
 1 (the default). With all weights equal an epoch is a permutation of the training scenes; otherwise
 scenes are drawn with replacement in proportion to their weights.
 
+Short stacks: a file may hold scenes with fewer distinct slices than its S (dataset ``stack_size``;
+the remaining slices repeat the last one). The planner draws from a scene's distinct slices only; when a
+batch needs more slices than a scene has, it repeats some, which the networks do not notice (the
+maximum over a stack ignores duplicates), and evaluation's "All" feeds exactly the distinct slices.
+
 Normalisation (``Norm``; stored in every checkpoint, applied on the device by ``to_model_inputs``):
 
 - images: uint8 sRGB / 255, so in [0, 1]; no mean/std shift;
@@ -91,6 +96,13 @@ class SourceInfo:
     n_slices: int
     image_size: tuple[int, int]  # (H, W)
     camera: dict = field(default_factory=dict)
+    stack_sizes: list[int] | None = None  # distinct slices per complete scene; None: all n_slices
+
+    def distinct(self, scene: int) -> int:
+        """Number of distinct slices of ``scene`` (the first ones; later slices repeat the last)."""
+        if self.stack_sizes is None:
+            return self.n_slices
+        return max(1, min(int(self.stack_sizes[scene]), self.n_slices))
 
 
 def inspect_source(path: str, weight: float = 1.0) -> SourceInfo:
@@ -106,7 +118,11 @@ def inspect_source(path: str, weight: float = 1.0) -> SourceInfo:
             "focus_distances": [float(x) for x in f.read("focus_distance", 0)],
             "defocus_model": str(f.attrs.get("defocus_model", "")),
         }
-        return SourceInfo(str(path), float(weight), n, f.n_slices, f.image_size, camera)
+        try:
+            stack_sizes = [int(x) for x in f.read_all("stack_size")]
+        except DatasetError:  # files of other writers may lack the optional dataset: full stacks
+            stack_sizes = None
+        return SourceInfo(str(path), float(weight), n, f.n_slices, f.image_size, camera, stack_sizes)
 
 
 def check_compatible(sources: list[SourceInfo], stack_size: int | None, crop: tuple[int, int] | None) -> int:
@@ -209,12 +225,15 @@ def plan_epoch(
         batch = []
         for j in chunk:
             src = sources[files[j]]
+            n = src.distinct(int(scenes[j]))
             if settings.random_stack or settings.single_image:
-                slices = rng.choice(src.n_slices, size=length, replace=False)
-            elif length < src.n_slices:
-                slices = np.sort(rng.choice(src.n_slices, size=length, replace=False))
+                slices = rng.choice(n, size=min(length, n), replace=False)
+            elif length < n:
+                slices = np.sort(rng.choice(n, size=length, replace=False))
             else:
-                slices = np.arange(src.n_slices)
+                slices = np.arange(n)
+            if len(slices) < length:  # a short stack: repeat some of its slices
+                slices = np.concatenate([slices, rng.choice(slices, size=length - len(slices))])
             flip_h = bool(rng.integers(2)) if settings.flips else False
             flip_v = bool(rng.integers(2)) if settings.flips else False
             crop = None
@@ -237,8 +256,8 @@ def plan_eval(
 ) -> list[list[SampleKey]]:
     """Evaluation batches, never mixing files, at full image size, no flips.
 
-    ``All``: every slice, in focus order. ``Random``: per scene a seeded random number of slices
-    (1 to all) in random order; scenes with the same length are batched together.
+    ``All``: every distinct slice, in focus order. ``Random``: per scene a seeded random number of
+    distinct slices (1 to all) in random order. Scenes with the same length are batched together.
     """
     if setting not in ("All", "Random"):
         raise ValueError(f"setting {setting!r}: expected All or Random")
@@ -248,11 +267,12 @@ def plan_eval(
         rng = np.random.default_rng([seed, 0xE7A1, fi])
         keys = []
         for scene in idx:
+            n = src.distinct(int(scene))
             if setting == "All":
-                slices = tuple(range(src.n_slices))
+                slices = tuple(range(n))
             else:
-                length = int(rng.integers(1, src.n_slices + 1))
-                slices = tuple(int(s) for s in rng.choice(src.n_slices, size=length, replace=False))
+                length = int(rng.integers(1, n + 1))
+                slices = tuple(int(s) for s in rng.choice(n, size=length, replace=False))
             keys.append(SampleKey(fi, int(scene), slices))
         keys.sort(key=lambda k: len(k.slices))  # stable: scene order within one length
         for start in range(0, len(keys), batch_size):
