@@ -32,7 +32,7 @@ class RenderConfig:
     sensor_width_mm: float = 3.1
     f_number: float = 1.0
     focus_distances: list[float] = field(default_factory=lambda: [0.1, 0.15, 0.3, 0.7, 1.5])
-    samples: int = 32
+    samples: int = 16
     denoise: bool = True
     defocus_model: str = "cycles"
     canny_low: float = CANNY_LOW
