@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 # with a GPU, install your own build into the venv first and call `make setup TORCH=`.
 TORCH ?= torch==2.13.0
 DEMO := data/demo.h5
+DEMO_TEST := data/demo-test.h5
+DEMO_SHAPE := data/demo-test-shape.h5
 
 .PHONY: setup demo test test-fast bench clean
 setup: $(VENV)/.installed
@@ -16,11 +18,19 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[render,train,dev]'
 	touch $@
 
+# The whole loop on a small built-in default: render a training set and two held-out test sets (new
+# seeds; new shapes) at 64 x 64, inspect and preview, train briefly on the CPU, evaluate. Rerunning resumes.
 demo: setup
 	mkdir -p data
-	$(VENV)/bin/focalstack-render --preset fod500 --scenes 4 --resolution 64 --out $(DEMO)
+	$(VENV)/bin/focalstack-render --preset fod500 --scenes 8 --resolution 64 --out $(DEMO)
+	$(VENV)/bin/focalstack-render --preset fod500 --scenes 2 --resolution 64 --seed 1 --out $(DEMO_TEST)
+	$(VENV)/bin/focalstack-render --preset test-shape --scenes 2 --resolution 64 --out $(DEMO_SHAPE)
 	$(VENV)/bin/focalstack-data inspect $(DEMO)
 	$(VENV)/bin/focalstack-data preview $(DEMO) --scene 0 -o data/demo-scene0.png
+	$(VENV)/bin/focalstack-train fit --data $(DEMO) --out runs/demo --epochs 3 --batch-size 2 \
+		--val-fraction 0.25 --lr 1e-3 --workers 0
+	$(VENV)/bin/focalstack-train evaluate --checkpoint runs/demo/best.pt --data $(DEMO_TEST) --data $(DEMO_SHAPE) \
+		--out runs/demo/eval
 
 test: setup
 	$(PY) -m pytest -q
@@ -32,4 +42,4 @@ bench: setup
 	$(PY) benchmarks/render_bench.py
 
 clean:
-	rm -rf $(VENV) data *.egg-info
+	rm -rf $(VENV) data runs *.egg-info
