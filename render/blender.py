@@ -79,6 +79,18 @@ def _socket(sockets, identifier: str):
     raise BlenderError(f"node socket {identifier!r} not found")
 
 
+def _load_image(path, what: str):
+    """An image file as Blender image data; BlenderError naming the file if it cannot be read."""
+    import bpy
+
+    if not path:
+        raise BlenderError(f"{what} needs params['path']")
+    try:
+        return bpy.data.images.load(str(path), check_existing=True)
+    except RuntimeError as exc:
+        raise BlenderError(f"{what}: image {path} cannot be loaded ({exc})") from None
+
+
 def read_exr_passes(path: Path) -> dict[str, np.ndarray]:
     """Passes of a Blender multi-layer EXR: {'Combined': (H, W, 4), 'Depth': (H, W)} (top row first)."""
     import OpenEXR
@@ -336,13 +348,7 @@ class BlenderRenderer:
         if "Scale" in tex.inputs:
             tex.inputs["Scale"].default_value = 1.0
         if layer.kind == "image":
-            path = params.pop("path", None)
-            if not path:
-                raise BlenderError("texture kind 'image' needs params['path']")
-            try:
-                tex.image = bpy.data.images.load(str(path), check_existing=True)
-            except RuntimeError as exc:
-                raise BlenderError(f"texture image {path}: cannot be loaded ({exc})") from None
+            tex.image = _load_image(params.pop("path", None), "texture kind 'image'")
             tex.extension = "REPEAT"
         if layer.kind == "noise_ridged":
             tex.noise_type = "RIDGED_MULTIFRACTAL"
@@ -429,13 +435,7 @@ class BlenderRenderer:
             links.new(_socket(mix.outputs, "Result_Color"), background.inputs["Color"])
         elif spec.kind == "envmap":
             env = nodes.new("ShaderNodeTexEnvironment")
-            path = spec.params.get("path")
-            if not path:
-                raise BlenderError("world kind 'envmap' needs params['path']")
-            try:
-                env.image = bpy.data.images.load(str(path), check_existing=True)
-            except RuntimeError as exc:
-                raise BlenderError(f"environment map {path}: cannot be loaded ({exc})") from None
+            env.image = _load_image(spec.params.get("path"), "world kind 'envmap'")
             env.projection = "EQUIRECTANGULAR"
             # The map's up (its +Z) is the scene's up (+Y, the camera's up): +90 degrees about X, then
             # turned about the vertical by params["rotation_z"].

@@ -714,6 +714,20 @@ def _mirror_material(rng: np.random.Generator, name: str) -> MaterialSpec:
 # --------------------------------------------------------------------------------------------------
 
 
+def _background_plane(index: int, centre, rot: np.ndarray, half, material: MaterialSpec) -> ObjectSpec:
+    """One flat background plane (wall, floor, backdrop) of half-extents ``half`` at ``centre``."""
+    return ObjectSpec(
+        name=f"background_{index}",
+        shape=ShapeSpec("plane", {"subdivisions": 0}),
+        location=_vec(centre),
+        rotation=matrix_to_euler_xyz(rot),
+        scale=[float(half[0]), float(half[1]), 1.0],
+        material=material,
+        role="background",
+        smooth=False,
+    )
+
+
 def _backdrop(rng: np.random.Generator, mat_rng: np.random.Generator, p: dict, tx: float, ty: float):
     """One large plane across the far end of the view, tilted by up to background_tilt_deg."""
     zmin, zmax = p["depth_range"]
@@ -742,16 +756,7 @@ def _backdrop(rng: np.random.Generator, mat_rng: np.random.Generator, p: dict, t
     width = 2 * tx * far  # the view's width at the backdrop's farthest point, for texture frequency
     size = 2 * float(half.max())
     material = _material(mat_rng, p, width, size, p["background_texture_frequency"], "background_0_material")
-    obj = ObjectSpec(
-        name="background_0",
-        shape=ShapeSpec("plane", {"subdivisions": 0}),
-        location=_vec(centre),
-        rotation=matrix_to_euler_xyz(rot),
-        scale=[float(half[0]), float(half[1]), 1.0],
-        material=material,
-        role="background",
-        smooth=False,
-    )
+    obj = _background_plane(0, centre, rot, half, material)
 
     def far_depth(xn: float, yn: float) -> float:
         return float(dist / (normal[2] - normal[0] * xn - normal[1] * yn))
@@ -917,16 +922,7 @@ def _room(rng: np.random.Generator, mat_rng: np.random.Generator, p: dict, tx: f
         material = _material(mat_rng, p, 2 * tx * float(depth.max()), size, p["background_texture_frequency"],
                              f"background_{index}_material")  # fmt: skip
         objects.append(
-            ObjectSpec(
-                name=f"background_{index}",
-                shape=ShapeSpec("plane", {"subdivisions": 0}),
-                location=_vec(foot + rot[:, :2] @ centre),
-                rotation=matrix_to_euler_xyz(rot),
-                scale=[float(half[0]), float(half[1]), 1.0],
-                material=material,
-                role="background",
-                smooth=False,
-            )
+            _background_plane(index, foot + rot[:, :2] @ centre, rot, half, material)
         )
 
     def far_depth(xn: float, yn: float) -> float:
