@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -72,6 +73,8 @@ def main(preset, scenes, out, seed, resolution, samples, f_number, focus_distanc
         for name in builtin_presets():
             click.echo(name)
         return
+    # Warnings (e.g. a skipped broken asset file) as one line each, not Python's two-line format.
+    warnings.showwarning = lambda message, category, *args, **kwargs: click.echo(f"warning: {message}", err=True)
     if out is None:
         _fail("missing option --out: the HDF5 file to write")
     try:
@@ -97,6 +100,10 @@ def main(preset, scenes, out, seed, resolution, samples, f_number, focus_distanc
             from .sampling import add_asset_dirs
 
             overrides["scene"] = add_asset_dirs(config.scene, list(asset_dirs))
+            keys = ("mesh_file_probability", "image_texture_probability", "envmap_probability")
+            if not any(config.scene.get(k, 0) for k in keys):
+                click.echo(f"warning: preset {config.preset!r} draws no asset files ({' = '.join(keys)} = 0): "
+                           "--assets folders are checked but not used", err=True)
         config = config.with_overrides(**overrides).validate()
     except ConfigError as exc:
         _fail(str(exc))

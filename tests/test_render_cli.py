@@ -96,3 +96,14 @@ def test_config_validation_names_values():
         RenderConfig(preset="x", f_number=0).validate()
     with pytest.raises(ValueError, match="beyond the focal length"):
         RenderConfig(preset="x", focus_distances=[0.0029]).validate()
+
+
+def test_assets_folder_without_usable_files_is_an_error(tmp_path):
+    folder = tmp_path / "assets"
+    folder.mkdir()
+    (folder / "broken.obj").write_text("v 1 2\nf 9 9 9\n")
+    result, text = run(["--preset", "mirrors", "--assets", str(folder), "--out", str(tmp_path / "x.h5")])
+    assert result.exit_code != 0 and "Traceback" not in text
+    error_lines = [line for line in text.splitlines() if line.startswith("Error")]
+    assert len(error_lines) == 1 and str(folder) in error_lines[0], text
+    assert not (tmp_path / "x.h5").exists()
