@@ -108,6 +108,9 @@ def main():
               help="Slices per stack fed to the network [all slices of the files; required if files differ].")
 @click.option("--random-stack", is_flag=True,
               help="Random stack subsets: per batch a random length 1..stack-size, in random order (the paper's 'Random').")
+@click.option("--align-slices", is_flag=True,
+              help="Warp each slice into the reference view by its stored homography (data rendered with "
+                   "focus breathing or camera shake); evaluate then does the same.")
 @click.option("--crop", default=None, metavar="SIZE", help="Random crops of SIZE or HxW pixels [no crop].")
 @click.option("--no-flip", is_flag=True, help="No random horizontal/vertical flips.")
 @click.option("--lr", type=float, default=1e-4, show_default=True, help="AdamW learning rate.")
@@ -143,8 +146,8 @@ def main():
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or log lines (train.log is still written).")
 @_one_line_errors
 def fit(data, val_data, val_fraction, out, arch, width, aif_width, aif_blocks, epochs, batch_size, stack_size,
-        random_stack, crop, no_flip, lr, weight_decay, grad_clip, loss_weight, vgg_weights, depth_scale,
-        defocus_scale, focus_scale, max_depth, signed_defocus, samples_per_epoch, seed, device, amp,
+        random_stack, align_slices, crop, no_flip, lr, weight_decay, grad_clip, loss_weight, vgg_weights,
+        depth_scale, defocus_scale, focus_scale, max_depth, signed_defocus, samples_per_epoch, seed, device, amp,
         channels_last, compile_, workers, threads, checkpoint_every, max_steps, resume, no_tensorboard, quiet):
     """Train a network on focal-stack HDF5 files.
 
@@ -169,8 +172,8 @@ def fit(data, val_data, val_fraction, out, arch, width, aif_width, aif_blocks, e
     cfg = TrainConfig(
         data=_expand(data), out=out, val_data=_expand(val_data), val_fraction=val_fraction,
         arch=arch if resume else name, arch_kwargs=kwargs, epochs=epochs, batch_size=batch_size,
-        stack_size=stack_size, random_stack=random_stack, crop=_crop(crop), flips=not no_flip, lr=lr,
-        weight_decay=weight_decay, grad_clip=grad_clip, loss_weights=LossWeights.parse(loss_weight).to_dict(),
+        stack_size=stack_size, random_stack=random_stack, align_slices=align_slices, crop=_crop(crop),
+        flips=not no_flip, lr=lr, weight_decay=weight_decay, grad_clip=grad_clip, loss_weights=LossWeights.parse(loss_weight).to_dict(),
         vgg_weights=vgg_weights,
         norm=Norm(focus_scale, depth_scale, defocus_scale, max_depth, signed_defocus).to_dict(),
         seed=seed, samples_per_epoch=samples_per_epoch, workers=workers, device=device, amp=amp,

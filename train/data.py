@@ -36,6 +36,7 @@ import math
 import os
 from dataclasses import asdict, dataclass, field
 
+import cv2
 import numpy as np
 import torch
 
@@ -304,6 +305,21 @@ class PlannedBatches(torch.utils.data.Sampler):
 # -- reading ---------------------------------------------------------------------------------------
 
 
+def align_to_reference(stack: np.ndarray, homographies: np.ndarray) -> np.ndarray:
+    """Warp slices (L, H, W, 3) into the reference view; homographies (L, 3, 3) map reference pixels to
+    slice pixels, as the files store them."""
+    h, w = stack.shape[1:3]
+    out = np.empty_like(stack)
+    for k in range(len(stack)):
+        if np.allclose(homographies[k], np.eye(3), atol=1e-7):
+            out[k] = stack[k]
+        else:
+            out[k] = cv2.warpPerspective(stack[k], homographies[k].astype(np.float64), (w, h),
+                                         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                         borderMode=cv2.BORDER_REPLICATE)
+    return out
+
+
 class FocalStackDataset(torch.utils.data.Dataset):
     """Reads the sample a ``SampleKey`` describes. Arrays come back unnormalised (see ``Norm``):
 
@@ -312,8 +328,11 @@ class FocalStackDataset(torch.utils.data.Dataset):
     (f-number, focal length mm, sensor width mm), plus ``file`` and ``scene`` indices.
     """
 
-    def __init__(self, paths: list[str]):
+    def __init__(self, paths: list[str], align_slices: bool = False):
         self.paths = [str(p) for p in paths]
+        # Warp each slice back into the reference view by its stored homography (files rendered with
+        # focus breathing or camera shake); ground truth is already in that view.
+        self.align_slices = align_slices
         self._files: dict[int, FocalStackFile] = {}
         self._pid: int | None = None
 
@@ -343,6 +362,8 @@ class FocalStackDataset(torch.utils.data.Dataset):
         sl = list(key.slices)
         stack, defocus = scene.stack[sl], scene.defocus[sl]
         depth, aif, edges = scene.depth, scene.aif, scene.edges
+        if self.align_slices and scene.slice_homography is not None:
+            stack = align_to_reference(stack, scene.slice_homography[sl])
         if key.crop is not None:
             y, x, h, w = key.crop
             stack, defocus = stack[:, y : y + h, x : x + w], defocus[:, y : y + h, x : x + w]

@@ -147,7 +147,9 @@ def evaluate(
     model, norm = model_from_checkpoint(ckpt, checkpoint)
     model.to(dev)
     sources: list[SourceInfo] = [inspect_source(p) for p in data]
-    dataset = FocalStackDataset([s.path for s in sources])
+    # Slices are aligned (or not) as the network saw them in training.
+    dataset = FocalStackDataset([s.path for s in sources],
+                                align_slices=bool(ckpt.get("config", {}).get("align_slices", False)))
     rows = []
     try:
         for fi, src in enumerate(sources):

@@ -61,6 +61,7 @@ class TrainConfig:
     batch_size: int = 8
     stack_size: int | None = None
     random_stack: bool = False
+    align_slices: bool = False  # warp slices into the reference view by their stored homographies
     crop: list[int] | None = None  # [h, w]
     flips: bool = True
     lr: float = 1e-4
@@ -217,7 +218,7 @@ def fit(cfg: TrainConfig, resume: bool = False) -> FitResult:
     train_scenes += [np.arange(0)] * len(val_sources)
     val_scenes += [np.arange(s.n_scenes) for s in val_sources]
     n_val = int(sum(len(v) for v in val_scenes))
-    dataset = FocalStackDataset([s.path for s in sources])
+    dataset = FocalStackDataset([s.path for s in sources], align_slices=cfg.align_slices)
     val_batches = plan_eval(sources, val_scenes, cfg.batch_size, "All", cfg.seed) if n_val else []
 
     # -- model, optimiser, loss ------------------------------------------------------------------
