@@ -104,3 +104,21 @@ def test_workers_produce_the_same_file(reference, tmp_path):
     assert_same_scenes(reference, out, 3)
     assert not (tmp_path / "workers.h5.parts").exists()
     assert validate_file(out, full=True).valid
+
+
+def test_stored_scene_description_renders_the_scene_again(reference):
+    from focalstack.render.blender import BlenderRenderer
+    from focalstack.render.config import RenderConfig
+    from focalstack.render.pipeline import make_record
+    from focalstack.render.scene import SceneDescription
+
+    with FocalStackFile(reference) as f:
+        config = RenderConfig.from_dict(f.config)
+        stored = f[1]
+    desc = SceneDescription.from_dict(stored.scene)
+    with BlenderRenderer(samples=config.samples, denoise=config.denoise, defocus_model=config.defocus_model) as r:
+        again = make_record(desc, r.render(desc), config)
+    np.testing.assert_array_equal(again.depth, stored.depth)
+    np.testing.assert_array_equal(again.defocus, stored.defocus)
+    assert np.abs(again.stack.astype(int) - stored.stack.astype(int)).max() <= 1
+    assert np.abs(again.aif.astype(int) - stored.aif.astype(int)).max() <= 1
