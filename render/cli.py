@@ -45,7 +45,7 @@ def parse_pair(text: str, option: str) -> tuple[float, float]:
               help="Render in N processes, each its own Blender, into shards combined at the end.")
 @click.option("--focus-breathing/--no-focus-breathing", default=None,
               help="Real-capture effect: magnify each slice as a thin lens focused there would "
-                   "(needs defocus_model = \"thin_lens\").  [default: preset's]")
+                   "(and use the thin-lens defocus model).  [default: preset's]")
 @click.option("--shake", metavar="DEG,MM", default=None,
               help="Real-capture effect: camera shake between slices, std of rotation (degrees) and "
                    "translation (mm) per axis, e.g. 0.2,1.  [default: preset's]")
