@@ -122,3 +122,33 @@ def test_stored_scene_description_renders_the_scene_again(reference):
     np.testing.assert_array_equal(again.defocus, stored.defocus)
     assert np.abs(again.stack.astype(int) - stored.stack.astype(int)).max() <= 1
     assert np.abs(again.aif.astype(int) - stored.aif.astype(int)).max() <= 1
+
+
+def test_plan_tasks_keeps_leftover_shards_and_splits_the_gaps(tmp_path):
+    from focalstack.render.pipeline import plan_tasks
+
+    assert plan_tasks(0, 10, 2, []) == [(0, 5), (5, 10)]
+    assert plan_tasks(4, 10, 3, []) == [(4, 6), (6, 8), (8, 10)]
+    assert plan_tasks(10, 10, 2, []) == []
+    leftover = [(5, 10, tmp_path / "a")]
+    # the shard keeps its range (it resumes); the gap before it is split
+    assert plan_tasks(0, 10, 2, leftover) == [(0, 2), (2, 5), (5, 10)]
+    # shards wholly merged already, or beyond the requested scenes, are not tasks
+    assert plan_tasks(6, 8, 2, [(0, 6, tmp_path / "b"), (6, 12, tmp_path / "c")]) == [(6, 8)]
+
+
+def test_leftover_shards_of_a_killed_worker_run_are_resumed_and_merged(reference, tmp_path):
+    from focalstack.render.config import load_preset
+    from focalstack.render.pipeline import open_writer, render_range, shard_folder, shard_path
+
+    out = tmp_path / "salvage.h5"
+    config = load_preset("fod500").with_overrides(width=32, height=32, samples=2, denoise=False, seed=3,
+                                                  scenes=3).validate()
+    # A killed --workers run: the output exists empty, and the shard for scenes 1..2 holds scene 1 only.
+    open_writer(config, out).close()
+    shard_folder(out).mkdir()
+    with open_writer(config, shard_path(out, 1, 3), 1) as shard:
+        render_range(config, shard, 1, 2)
+    render_cli("--scenes", "3", "--workers", "2", "--out", str(out))
+    assert_same_scenes(reference, out, 3)
+    assert not shard_folder(out).exists()
