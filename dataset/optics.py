@@ -101,6 +101,21 @@ def thin_lens_blender_camera(
     return v_mm, f_number * v_mm / focal_length_mm
 
 
+def thin_lens_cycles_fstop(focus_distance_m: float, f_number: float, focal_length_mm: float, breathing: bool) -> float:
+    """The ``aperture_fstop`` that makes Cycles blur like the textbook thin lens focused at s.
+
+    Cycles blurs by f_px * (lens / fstop) * (z - s) / (z s); the thin lens by f_px * (f / N) * (z - s) /
+    (z (s - f)). With the breathing lens v (``thin_lens_blender_camera``) that is N v / f; with the lens
+    kept at f (no breathing, slices stay in the reference view) it is N (s - f) / s.
+    """
+    if breathing:
+        return thin_lens_blender_camera(focus_distance_m, f_number, focal_length_mm)[1]
+    f_m = focal_length_mm * 1e-3
+    if focus_distance_m <= f_m:
+        raise ValueError(f"focus distance {focus_distance_m} m: must be beyond the focal length ({f_m} m)")
+    return f_number * (focus_distance_m - f_m) / focus_distance_m
+
+
 def magnification_relative(
     focus_distance_m: float, reference_focus_m: float, focal_length_mm: float
 ) -> float:

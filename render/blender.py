@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from focalstack.assets import build_mesh
+from focalstack.dataset.optics import thin_lens_cycles_fstop
 
 from .scene import LightSpec, MaterialSpec, ObjectSpec, SceneDescription, TextureLayer, WorldSpec
 
@@ -325,8 +326,6 @@ class BlenderRenderer:
 
     def _texture_layer(self, nt, coords, layer: TextureLayer, scale):
         """Build one texture layer; return (factor socket, colour socket)."""
-        import bpy
-
         if layer.kind not in _TEXTURE_NODES:
             raise BlenderError(f"texture kind {layer.kind!r}: expected one of {', '.join(_TEXTURE_NODES)}")
         node_type, factor_name = _TEXTURE_NODES[layer.kind]
@@ -484,14 +483,8 @@ class BlenderRenderer:
         dof.use_dof = True
         dof.focus_distance = s
         if self.defocus_model == "thin_lens":
-            # Cycles blurs by f_px * (lens / fstop) * (z - s) / (z s); the textbook lens by
-            # f_px * (f / N) * (z - s) / (z (s - f)). Aperture diameters that make the two agree:
-            # with the breathing lens v = s f / (s - f), fstop = N v / f; with the lens f, N (s - f) / s.
-            f_mm = cam.focal_length_mm
-            if abs(lens_mm - f_mm) > 1e-9:
-                dof.aperture_fstop = cam.f_number * lens_mm / f_mm
-            else:
-                dof.aperture_fstop = cam.f_number * (s - f_mm * 1e-3) / s
+            breathing = abs(lens_mm - cam.focal_length_mm) > 1e-9
+            dof.aperture_fstop = thin_lens_cycles_fstop(s, cam.f_number, cam.focal_length_mm, breathing)
         else:
             dof.aperture_fstop = cam.f_number
 

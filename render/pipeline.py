@@ -15,7 +15,6 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import re
-import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -361,9 +360,3 @@ def _run_workers(config: RenderConfig, out: Path, tasks, workers: int, progress:
                     progress(n, phases)
             result.get()  # re-raises a worker's exception here
     return totals
-
-
-def remove_shards(out: Path) -> None:
-    folder = shard_folder(Path(out))
-    if folder.is_dir():
-        shutil.rmtree(folder)
