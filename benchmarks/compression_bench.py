@@ -185,12 +185,12 @@ def main() -> None:
     print(f"{what} (in {time.perf_counter() - t:.1f} s); {args.scenes} scenes written per setting, best of {args.repeat}")
     if args.save_example:
         from focalstack.dataset.preview import save_contact_sheet
-        from focalstack.dataset.reader import Scene
+        from focalstack.dataset import SceneRecord
 
         s = scenes[0]
         save_contact_sheet(
-            Scene(0, s["stack"], s["aif"], s["depth"], s["defocus"], s["edges"], np.asarray(focus, np.float32),
-                  CAMERA["f_number"], CAMERA["focal_length_mm"], CAMERA["sensor_width_mm"], 0, {}),
+            SceneRecord(s["stack"], s["aif"], s["depth"], s["defocus"], s["edges"], np.asarray(focus, np.float32),
+                        CAMERA["f_number"], CAMERA["focal_length_mm"], CAMERA["sensor_width_mm"], 0, "{}"),
             args.save_example,
         )
     raw = {g: sum(scenes[0][n].nbytes for n in names) for g, names in GROUPS.items()}

@@ -4,10 +4,11 @@ ground-truth derivation. The ground floor: imports numpy, h5py and opencv, never
 from .colour import linear_to_srgb8
 from .groundtruth import canny_edges
 from .optics import blur_diameter_px, defocus_maps, focal_length_px
-from .reader import FocalStackFile, Scene
+from .reader import FocalStackFile
+from .record import SceneRecord
 from .schema import FORMAT, SCHEMA_VERSION, DatasetError
 from .validate import ValidationReport, validate_file
-from .writer import FocalStackWriter, SceneRecord
+from .writer import FocalStackWriter
 
 __all__ = [
     "FORMAT",
@@ -15,7 +16,6 @@ __all__ = [
     "DatasetError",
     "FocalStackFile",
     "FocalStackWriter",
-    "Scene",
     "SceneRecord",
     "ValidationReport",
     "blur_diameter_px",

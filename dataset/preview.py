@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .reader import Scene
+from .record import SceneRecord
 
 PANEL_INCHES = 2.4  # width of one panel
 MAX_COLUMNS = 6  # slices wrap onto further rows beyond this
@@ -24,7 +24,7 @@ DEPTH_CMAP = "viridis"
 DEFOCUS_CMAP = "RdBu_r"  # diverging: blue in front of the focal plane, red behind, white in focus
 
 
-def _figure(scene: Scene, title: str | None, columns: int | None) -> Figure:
+def _figure(scene: SceneRecord, title: str | None, columns: int | None) -> Figure:
     stack = np.asarray(scene.stack)
     n_slices, height, width = stack.shape[:3]
     cols = columns or max(3, min(n_slices, MAX_COLUMNS))
@@ -100,7 +100,7 @@ def _figure(scene: Scene, title: str | None, columns: int | None) -> Figure:
     return fig
 
 
-def contact_sheet(scene: Scene, *, title: str | None = None, columns: int | None = None) -> np.ndarray:
+def contact_sheet(scene: SceneRecord, *, title: str | None = None, columns: int | None = None) -> np.ndarray:
     """One RGB uint8 image (H', W', 3) showing every slice (labelled with its focus distance), the AiF
     image, depth with a colour bar in metres, the signed defocus maps on one symmetric diverging scale
     with a colour bar in pixels, and the edges. ``columns`` panels per row (default: up to 6)."""
@@ -109,7 +109,7 @@ def contact_sheet(scene: Scene, *, title: str | None = None, columns: int | None
     return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
 
 
-def save_contact_sheet(scene: Scene, path: str | os.PathLike, **kwargs) -> Path:
+def save_contact_sheet(scene: SceneRecord, path: str | os.PathLike, **kwargs) -> Path:
     """Write ``contact_sheet(scene, **kwargs)`` to ``path`` (.png, .jpg); OSError if it cannot."""
     path = Path(path)
     if path.suffix.lower() not in (".png", ".jpg", ".jpeg"):

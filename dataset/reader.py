@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from . import schema
+from .record import SceneRecord
 from .schema import DatasetError
 
 
@@ -30,29 +30,6 @@ def check_header(f: h5py.File, path: Path) -> None:
     missing = [name for name in schema.ARRAY_NAMES if name not in f]
     if missing:
         raise DatasetError(f"{path}: dataset(s) missing: {', '.join(missing)}")
-
-
-@dataclass
-class Scene:
-    """One complete scene, arrays without the N axis."""
-
-    index: int  # position among the complete scenes of the file
-    stack: np.ndarray
-    aif: np.ndarray
-    depth: np.ndarray
-    defocus: np.ndarray
-    edges: np.ndarray
-    focus_distance: np.ndarray
-    f_number: float
-    focal_length_mm: float
-    sensor_width_mm: float
-    seed: int
-    scene: dict
-    # Slice geometry relative to the reference view; None in files written without it.
-    slice_homography: np.ndarray | None = None  # (S, 3, 3)
-    slice_pose: np.ndarray | None = None  # (S, 4, 4)
-    slice_focal_length_mm: np.ndarray | None = None  # (S,)
-    stack_size: int | None = None  # distinct slices; slices from here on repeat the last one
 
 
 def open_h5(path: str | os.PathLike, mode: str = "r") -> h5py.File:
@@ -136,30 +113,17 @@ class FocalStackFile:
             raise IndexError(f"{self.path}: scene {index} out of range (file has {n} complete scenes)")
         return int(self._rows[index])
 
-    def __getitem__(self, index: int) -> Scene:
+    def __getitem__(self, index: int) -> SceneRecord:
+        """Complete scene ``index``: every schema dataset the file holds, through ``SceneRecord.from_arrays``."""
         row = self._row(index)
         f = self._h5
-        text = f["scene"][row]
+        arrays = {spec.name: f[spec.name][row] for spec in schema.WRITTEN_ARRAYS if spec.name in f}
         try:
-            description = json.loads(text.decode() if isinstance(text, bytes) else text)
+            record = SceneRecord.from_arrays(arrays, index=index if index >= 0 else index + len(self))
+            record.description
         except (ValueError, TypeError) as exc:  # UnicodeDecodeError is a ValueError
             raise DatasetError(f"{self.path}: scene {index}: dataset 'scene' is not JSON ({exc})") from None
-        return Scene(
-            index=index if index >= 0 else index + len(self),
-            stack=f["stack"][row],
-            aif=f["aif"][row],
-            depth=f["depth"][row],
-            defocus=f["defocus"][row],
-            edges=f["edges"][row],
-            focus_distance=f["focus_distance"][row],
-            f_number=float(f["f_number"][row]),
-            focal_length_mm=float(f["focal_length_mm"][row]),
-            sensor_width_mm=float(f["sensor_width_mm"][row]),
-            seed=int(f["seed"][row]),
-            scene=description,
-            **{spec.name: (f[spec.name][row] if spec.trailing else f[spec.name][row].item())
-               for spec in schema.OPTIONAL_ARRAYS if spec.name in f},
-        )
+        return record
 
     def close(self) -> None:
         if self._h5.id.valid:

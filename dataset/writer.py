@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from . import schema
+from .record import SceneRecord
 from .schema import DatasetError
 
 # Chosen by benchmarks/compression_bench.py (synthetic 256 x 256 scenes, 5 slices, 2 CPU cores; raw
@@ -40,56 +40,18 @@ COMPRESSION = {"compression": "gzip", "compression_opts": 6, "shuffle": True}
 SMALL_CHUNK_SCENES = 128
 
 
-@dataclass
-class SceneRecord:
-    """Everything stored for one scene; shapes as in ``schema.ARRAYS`` without the N axis."""
-
-    stack: np.ndarray  # (S, H, W, 3) uint8
-    aif: np.ndarray  # (H, W, 3) uint8
-    depth: np.ndarray  # (H, W) float32
-    defocus: np.ndarray  # (S, H, W) float32
-    edges: np.ndarray  # (H, W) uint8
-    focus_distance: np.ndarray  # (S,) float32
-    f_number: float
-    focal_length_mm: float
-    sensor_width_mm: float
-    seed: int
-    scene: str  # JSON
-    # Slice geometry relative to the reference view (real-capture effects); None = identity.
-    slice_homography: np.ndarray | None = None  # (S, 3, 3) float32
-    slice_pose: np.ndarray | None = None  # (S, 4, 4) float32
-    slice_focal_length_mm: np.ndarray | None = None  # (S,) float32
-    stack_size: int | None = None  # distinct slices (random stack sizes); None = all S
-
-    def optional(self, name: str) -> np.ndarray:
-        """An optional array, or its neutral value (identity geometry, full stack) when the record has none."""
-        value = getattr(self, name)
-        n = np.asarray(self.focus_distance).shape[0]
-        if name == "stack_size":
-            return np.int16(n if value is None else value)
-        if value is not None:
-            return np.asarray(value, dtype=np.float32)
-        if name == "slice_homography":
-            return np.repeat(np.eye(3, dtype=np.float32)[None], n, axis=0)
-        if name == "slice_pose":
-            return np.repeat(np.eye(4, dtype=np.float32)[None], n, axis=0)
-        return np.full(n, self.focal_length_mm, dtype=np.float32)
-
-
 def _check_record(rec: SceneRecord, n_slices: int, height: int, width: int) -> None:
-    for spec in schema.WRITTEN_ARRAYS:
-        if spec.name == "complete" or not spec.trailing:
+    for name, value in rec.arrays().items():
+        spec = schema.SPECS[name]
+        if not spec.trailing:
             continue
-        if spec in schema.OPTIONAL_ARRAYS:
-            value = rec.optional(spec.name)
-        else:
-            value = np.asarray(getattr(rec, spec.name))
         want = schema.concrete_shape(spec, n_slices, height, width)
         if value.shape != want:
-            raise DatasetError(f"scene array {spec.name!r}: expected shape {want}, got {value.shape}")
-        if value.dtype != np.dtype(spec.dtype):
-            raise DatasetError(f"scene array {spec.name!r}: expected dtype {spec.dtype}, got {value.dtype}")
-    size = int(rec.optional("stack_size"))
+            raise DatasetError(f"scene array {name!r}: expected shape {want}, got {value.shape}")
+        raw = np.asarray(getattr(rec, name)) if spec in schema.ARRAYS else value  # optional ones are cast
+        if raw.dtype != np.dtype(spec.dtype):
+            raise DatasetError(f"scene array {name!r}: expected dtype {spec.dtype}, got {raw.dtype}")
+    size = int(rec.array("stack_size"))
     if not 1 <= size <= n_slices:
         raise DatasetError(f"scene array 'stack_size': {size} is not within 1..{n_slices}")
     try:
@@ -244,15 +206,9 @@ class FocalStackWriter:
         names = [spec.name for spec in schema.WRITTEN_ARRAYS if spec.name in f]
         for name in names:
             f[name].resize(i + 1, axis=0)
-        for name in ("stack", "aif", "depth", "defocus", "edges", "focus_distance"):
-            f[name][i] = getattr(rec, name)
-        for spec in schema.OPTIONAL_ARRAYS:
-            if spec.name in f:
-                f[spec.name][i] = rec.optional(spec.name)
-        for name in ("f_number", "focal_length_mm", "sensor_width_mm"):
-            f[name][i] = np.float32(getattr(rec, name))
-        f["seed"][i] = np.int64(rec.seed)
-        f["scene"][i] = rec.scene
+        for name, value in rec.arrays().items():
+            if name in f:  # files of other writers may lack optional datasets
+                f[name][i] = value
         f["complete"][i] = False
         f.flush()
         f["complete"][i] = True

@@ -270,15 +270,7 @@ def merge_shards(writer: FocalStackWriter, out: Path, total: int) -> None:
             break
         with FocalStackFile(path) as shard:
             for row in range(len(writer) - start, len(shard)):
-                scene = shard[row]
-                writer.append(
-                    SceneRecord(
-                        stack=scene.stack, aif=scene.aif, depth=scene.depth, defocus=scene.defocus,
-                        edges=scene.edges, focus_distance=scene.focus_distance, f_number=scene.f_number,
-                        focal_length_mm=scene.focal_length_mm, sensor_width_mm=scene.sensor_width_mm,
-                        seed=scene.seed, scene=SceneDescription.from_dict(scene.scene).to_json(),
-                    )
-                )
+                writer.append(shard[row])
             merged_all = start + len(shard) >= stop
         if merged_all:
             path.unlink()

@@ -263,6 +263,6 @@ def test_a_scene_with_user_assets_renders(user_folder, tmp_path):
     render_dataset(cfg, out)
     assert validate_file(out, full=True).valid
     with FocalStackFile(out) as f:
-        desc = f[0].scene
+        desc = f[0].description
         assert info["cube"] in str(desc) and info["png"] in str(desc)
         assert f[0].aif.std() > 2

@@ -27,7 +27,7 @@ def assert_same_scene(scene, rec):
     assert scene.focal_length_mm == np.float32(rec.focal_length_mm)
     assert scene.sensor_width_mm == np.float32(rec.sensor_width_mm)
     assert scene.seed == rec.seed
-    assert scene.scene == json.loads(rec.scene)
+    assert scene.description == json.loads(rec.scene)
 
 
 def test_round_trip(tmp_path):
@@ -354,3 +354,34 @@ def test_validate_names_a_damaged_chunk(tmp_path):
     report = validate_file(path, full=True)
     assert any(p.startswith("scene 1: dataset 'depth' unreadable") for p in report.problems), report.problems
     assert len(report.problems) == 1  # scenes 0 and 2 are fine
+
+
+def test_record_fields_are_the_schema_datasets():
+    from focalstack.dataset.record import RECORD_FIELDS, SceneRecord
+
+    assert set(RECORD_FIELDS) | {"complete"} == set(schema.SPECS)
+    assert set(fx.make_record(0).arrays()) == set(schema.SPECS) - {"complete"}
+    with pytest.raises(DatasetError, match="unknown dataset"):
+        SceneRecord.from_arrays({**fx.make_record(0).arrays(), "novel": np.zeros(3)})
+
+
+def test_a_copied_record_keeps_every_dataset(tmp_path):
+    """Reader -> writer, as shard merging and export do: every dataset arrives, optional ones included."""
+    rng = np.random.default_rng(0)
+    rec = fx.make_record(3)
+    rec.slice_homography = (np.eye(3) + 0.01 * rng.normal(size=(3, 3, 3))).astype(np.float32)
+    rec.slice_pose = np.repeat(np.eye(4, dtype=np.float32)[None], 3, axis=0)
+    rec.slice_pose[:, :3, 3] = rng.normal(size=(3, 3))
+    rec.slice_focal_length_mm = np.array([2.95, 2.93, 2.91], np.float32)
+    rec.stack_size = 2
+    with fx.open_writer(tmp_path / "a.h5") as w:
+        w.append(rec)
+    with FocalStackFile(tmp_path / "a.h5") as f, fx.open_writer(tmp_path / "b.h5") as w:
+        w.append(f[0])
+    with h5py.File(tmp_path / "a.h5") as a, h5py.File(tmp_path / "b.h5") as b:
+        for spec in schema.WRITTEN_ARRAYS:
+            np.testing.assert_array_equal(a[spec.name][:], b[spec.name][:], err_msg=spec.name)
+    for name, value in rec.arrays().items():
+        with FocalStackFile(tmp_path / "b.h5") as f:
+            got = f[0].array(name)
+        assert np.array_equal(got, value) if name != "scene" else got == value, name

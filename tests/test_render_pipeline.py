@@ -115,7 +115,7 @@ def test_stored_scene_description_renders_the_scene_again(reference):
     with FocalStackFile(reference) as f:
         config = RenderConfig.from_dict(f.config)
         stored = f[1]
-    desc = SceneDescription.from_dict(stored.scene)
+    desc = SceneDescription.from_json(stored.scene)
     with BlenderRenderer(samples=config.samples, denoise=config.denoise, defocus_model=config.defocus_model) as r:
         again = make_record(desc, r.render(desc), config)
     np.testing.assert_array_equal(again.depth, stored.depth)
