@@ -6,35 +6,19 @@ merge) join the same group.
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import click
 
+from .cliutil import one_line, one_line_errors
 from .schema import DatasetError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
-def friendly_errors(fn):
-    """Turn DatasetError, OSError and h5py's errors for damaged files into click's one-line error (exit 1)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except (click.exceptions.Exit, click.ClickException, click.Abort):
-            raise  # click's own (Exit is a RuntimeError)
-        except (DatasetError, OSError) as exc:
-            raise click.ClickException(_one_line(exc)) from None
-        except (RuntimeError, MemoryError) as exc:  # h5py's word for damaged metadata
-            raise click.ClickException(f"damaged file: {_one_line(exc)}") from None
-
-    return wrapper
+# h5py reports damaged metadata as RuntimeError (or MemoryError for absurd shapes).
+friendly_errors = one_line_errors(DatasetError, OSError, RuntimeError, MemoryError,
+                                  prefixes={RuntimeError: "damaged file: ", MemoryError: "damaged file: "})
 
 
 def _file_argument(multiple: bool = False):
@@ -188,7 +172,7 @@ def inspect(ctx, file: Path, full: bool):
     try:
         _print_summary(summarize(file))
     except (DatasetError, OSError, RuntimeError, KeyError, ValueError, TypeError, MemoryError) as exc:
-        click.echo(f"{file}: no summary ({_one_line(exc)})")  # a damaged file: the validation says more
+        click.echo(f"{file}: no summary ({one_line(exc)})")  # a damaged file: the validation says more
     _print_report(report, full)
     ctx.exit(0 if report.valid else 1)
 
@@ -262,7 +246,7 @@ def preview(file: Path, index: int, out: Path, columns: int | None):
             raise
         except Exception as exc:  # h5py on damaged metadata: KeyError, ValueError, TypeError, ...
             raise click.ClickException(
-                f"{file}: cannot read scene {index} ({_one_line(exc)}); see focalstack-data validate {file}"
+                f"{file}: cannot read scene {index} ({one_line(exc)}); see focalstack-data validate {file}"
             ) from None
     save_contact_sheet(scene, out, columns=columns)
     click.echo(f"{out}: scene {index} (seed {scene.seed}) of {file}")

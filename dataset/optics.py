@@ -25,6 +25,31 @@ def focal_length_px(focal_length_mm: float, sensor_width_mm: float, width_px: in
     return float(focal_length_mm) / float(sensor_width_mm) * float(width_px)
 
 
+def frustum_tangents(focal_length_mm: float, sensor_width_mm: float, width_px: int, height_px: int) -> tuple[float, float]:
+    """(tx, ty): half-width and half-height of the view at planar depth 1 m (horizontal sensor fit)."""
+    tx = float(sensor_width_mm) / (2.0 * float(focal_length_mm))
+    return tx, tx * float(height_px) / float(width_px)
+
+
+def intrinsics(focal_length_mm: float, sensor_width_mm: float, width_px: int, height_px: int) -> np.ndarray:
+    """3x3 pinhole camera matrix in OpenCV's pixel convention ((0, 0) is the centre of the top-left pixel)."""
+    f_px = focal_length_px(focal_length_mm, sensor_width_mm, width_px)
+    return np.array([[f_px, 0.0, (width_px - 1) / 2.0], [0.0, f_px, (height_px - 1) / 2.0], [0.0, 0.0, 1.0]])
+
+
+def check_focus_distance(focus_distance_m: float, focal_length_mm: float) -> float:
+    """``focus_distance_m`` as a float; ValueError unless it is finite and beyond the focal length
+    (a lens cannot focus nearer than f: the image distance would be infinite or negative)."""
+    f_m = float(focal_length_mm) * 1e-3
+    s = float(focus_distance_m)
+    if not (np.isfinite(s) and s > f_m):
+        raise ValueError(
+            f"focus distance {focus_distance_m!r} m: must be a finite distance beyond the focal length "
+            f"({f_m:g} m = {focal_length_mm:g} mm)"
+        )
+    return s
+
+
 def aperture_diameter_m(focal_length_mm: float, f_number: float) -> float:
     """Entrance-pupil diameter A = f / N, in metres."""
     return float(focal_length_mm) * 1e-3 / float(f_number)
@@ -45,11 +70,8 @@ def blur_diameter_px(
     """
     if model not in DEFOCUS_MODELS:
         raise ValueError(f"defocus model {model!r}: expected one of {', '.join(DEFOCUS_MODELS)}")
+    check_focus_distance(focus_distance_m, focal_length_mm)
     f_m = focal_length_mm * 1e-3
-    if focus_distance_m <= f_m:
-        raise ValueError(
-            f"focus distance {focus_distance_m} m: must be beyond the focal length ({f_m} m)"
-        )
     z = np.asarray(depth_m, dtype=np.float64)
     f_px = focal_length_px(focal_length_mm, sensor_width_mm, width_px)
     a = aperture_diameter_m(focal_length_mm, f_number)
@@ -81,11 +103,8 @@ def defocus_maps(
 
 def thin_lens_image_distance_m(focus_distance_m: float, focal_length_mm: float) -> float:
     """Image distance v = s f / (s - f) of the textbook thin lens focused at s."""
+    check_focus_distance(focus_distance_m, focal_length_mm)
     f_m = focal_length_mm * 1e-3
-    if focus_distance_m <= f_m:
-        raise ValueError(
-            f"focus distance {focus_distance_m} m: must be beyond the focal length ({f_m} m)"
-        )
     return focus_distance_m * f_m / (focus_distance_m - f_m)
 
 
@@ -110,9 +129,8 @@ def thin_lens_cycles_fstop(focus_distance_m: float, f_number: float, focal_lengt
     """
     if breathing:
         return thin_lens_blender_camera(focus_distance_m, f_number, focal_length_mm)[1]
+    check_focus_distance(focus_distance_m, focal_length_mm)
     f_m = focal_length_mm * 1e-3
-    if focus_distance_m <= f_m:
-        raise ValueError(f"focus distance {focus_distance_m} m: must be beyond the focal length ({f_m} m)")
     return f_number * (focus_distance_m - f_m) / focus_distance_m
 
 

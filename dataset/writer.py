@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from . import schema
+from .files import atomic_path
 from .record import SceneRecord
 from .schema import DatasetError
 
@@ -112,38 +112,27 @@ class FocalStackWriter:
 
     @classmethod
     def _create(cls, path: Path, n_slices: int, height: int, width: int, attrs: dict) -> "FocalStackWriter":
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            with h5py.File(tmp, "w") as f:
-                f.attrs["format"] = schema.FORMAT
-                f.attrs["schema_version"] = schema.SCHEMA_VERSION
-                for key, value in attrs.items():
-                    f.attrs[key] = json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
-                missing = [k for k in schema.REQUIRED_ATTRS if k not in f.attrs]
-                if missing:
-                    raise DatasetError(f"root attributes missing: {', '.join(missing)}")
-                for spec in schema.WRITTEN_ARRAYS:
-                    shape = schema.concrete_shape(spec, n_slices, height, width)
-                    dtype = h5py.string_dtype("utf-8") if spec.dtype == "str" else np.dtype(spec.dtype)
-                    big = "H" in spec.trailing  # compress the per-pixel arrays; small ones are not worth it
-                    f.create_dataset(
-                        spec.name,
-                        shape=(0, *shape),
-                        maxshape=(None, *shape),
-                        chunks=(1, *shape) if big else (SMALL_CHUNK_SCENES, *shape),
-                        dtype=dtype,
-                        **(COMPRESSION if big else {}),
-                    )
-                    f[spec.name].attrs["meaning"] = spec.meaning
-            # mkstemp makes the file private (0600); give it the permissions a plain open() would
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+            f.attrs["format"] = schema.FORMAT
+            f.attrs["schema_version"] = schema.SCHEMA_VERSION
+            for key, value in attrs.items():
+                f.attrs[key] = json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
+            missing = [k for k in schema.REQUIRED_ATTRS if k not in f.attrs]
+            if missing:
+                raise DatasetError(f"root attributes missing: {', '.join(missing)}")
+            for spec in schema.WRITTEN_ARRAYS:
+                shape = schema.concrete_shape(spec, n_slices, height, width)
+                dtype = h5py.string_dtype("utf-8") if spec.dtype == "str" else np.dtype(spec.dtype)
+                big = "H" in spec.trailing  # compress the per-pixel arrays; small ones are not worth it
+                f.create_dataset(
+                    spec.name,
+                    shape=(0, *shape),
+                    maxshape=(None, *shape),
+                    chunks=(1, *shape) if big else (SMALL_CHUNK_SCENES, *shape),
+                    dtype=dtype,
+                    **(COMPRESSION if big else {}),
+                )
+                f[spec.name].attrs["meaning"] = spec.meaning
         return cls(path, h5py.File(path, "r+"), n_slices, height, width)
 
     @classmethod
