@@ -20,7 +20,6 @@ rendering.
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -224,7 +223,7 @@ def main() -> None:
             line += f" | {r['kB']:7.1f} {raw[g] / 1e3 / r['kB']:5.2f} {r['write_ms']:6.2f} {r['read_ms']:6.2f}"
         print(line)
     current = next((k for k, v in SETTINGS.items() if v == COMPRESSION), str(COMPRESSION))
-    print(f"\nraw kB per scene: " + ", ".join(f"{g} {raw[g] / 1e3:.1f}" for g in raw))
+    print("\nraw kB per scene: " + ", ".join(f"{g} {raw[g] / 1e3:.1f}" for g in raw))
     print(f"writer.COMPRESSION now: {current}")
 
 

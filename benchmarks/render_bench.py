@@ -71,7 +71,7 @@ def main() -> None:
     # 1. timing
     phases: dict[str, list[float]] = {}
     totals = []
-    with BlenderRenderer(samples=config.samples, denoise=config.denoise, defocus_model=config.defocus_model) as r:
+    with BlenderRenderer(samples=config.samples, denoise=config.denoise) as r:
         for i in range(args.scenes):
             t0 = time.perf_counter()
             desc = sample_scene(config, scene_seed(args.seed, i))
@@ -94,11 +94,11 @@ def main() -> None:
     if not args.skip_noise:
         descs, refs = [], []
         t = time.perf_counter()
-        with BlenderRenderer(samples=args.reference_samples, denoise=False, defocus_model=config.defocus_model) as r:
+        with BlenderRenderer(samples=args.reference_samples, denoise=False) as r:
             for i in range(args.noise_scenes):
                 desc = sample_scene(config, scene_seed(args.seed, i))
                 near = int(np.argmin(desc.camera.focus_distances))  # the strongest blur of the stack
-                desc.camera.focus_distances = [desc.camera.focus_distances[near]]
+                desc.camera.slices = [desc.camera.slices[near]]
                 ref = r.render(desc)
                 descs.append(desc)
                 refs.append((linear_to_srgb8(ref.aif), linear_to_srgb8(ref.slices[0])))
@@ -113,7 +113,7 @@ def main() -> None:
                     settings.append((n, dn))
         for n, dn in settings:
             scores, seconds = [], []
-            with BlenderRenderer(samples=n, denoise=dn, defocus_model=config.defocus_model) as r:
+            with BlenderRenderer(samples=n, denoise=dn) as r:
                 r.render(descs[0])  # warm-up: the first render of a process loads kernels
                 for desc, (ref_aif, ref_slice) in zip(descs, refs):
                     t = time.perf_counter()
@@ -129,8 +129,7 @@ def main() -> None:
         small = config.with_overrides(width=args.growth_resolution, height=args.growth_resolution)
         warmup = min(5, args.growth_scenes // 2)
         rss = []
-        with BlenderRenderer(samples=args.growth_samples, denoise=config.denoise,
-                             defocus_model=config.defocus_model) as r:
+        with BlenderRenderer(samples=args.growth_samples, denoise=config.denoise) as r:
             for i in range(args.growth_scenes):
                 desc = sample_scene(small, scene_seed(args.seed + 1, i))
                 make_record(desc, r.render(desc), small)

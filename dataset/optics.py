@@ -8,7 +8,8 @@ Two defocus models:
 - ``cycles``: Cycles' camera shoots rays from a disk aperture of diameter A = f/N through a planar focal
   surface at distance s. A point at planar depth z blurs to  c = f_px * A * (z - s) / (z * s).
 - ``thin_lens``: the textbook lens focused at s, c = f_px * A * (z - s) / (z * (s - f)). Cycles renders it
-  when given ``lens = v = s f / (s - f)`` and ``aperture_fstop = N v / f`` (see ``thin_lens_blender_camera``).
+  with the lens at f and ``aperture_fstop = N (s - f) / s``, or, breathing as a real lens does, with
+  ``lens = v = s f / (s - f)`` and ``aperture_fstop = N v / f`` (``cycles_aperture_fstop``).
 
 Both are signed: positive behind the focal plane (z > s), negative in front.
 """
@@ -108,39 +109,17 @@ def thin_lens_image_distance_m(focus_distance_m: float, focal_length_mm: float) 
     return focus_distance_m * f_m / (focus_distance_m - f_m)
 
 
-def thin_lens_blender_camera(
-    focus_distance_m: float, f_number: float, focal_length_mm: float
-) -> tuple[float, float]:
-    """(lens_mm, aperture_fstop) that make Cycles render the textbook thin lens focused at s.
+def cycles_aperture_fstop(model: str, focus_distance_m: float, f_number: float, focal_length_mm: float,
+                          lens_mm: float) -> float:
+    """The ``aperture_fstop`` that makes Cycles blur by ``model`` when it renders with lens ``lens_mm``.
 
-    The image distance v replaces the focal length (which also reproduces focus breathing) and the
-    f-number is scaled so the aperture diameter stays f / N.
+    Cycles blurs by f_px(lens) * (lens / fstop) * (z - s) / (z s) on a sensor of fixed pixel pitch; the
+    model says f_px(f) * (f / N) * (z - s) / (z d) with d = s (``cycles``) or s - f (``thin_lens``). Equal
+    when fstop = N (lens / f)^2 (d / s): N for Cycles' own model, N (s - f) / s for the thin lens with the
+    lens kept at f, and N v / f for the thin lens rendered with its image distance v (focus breathing).
     """
-    v_mm = thin_lens_image_distance_m(focus_distance_m, focal_length_mm) * 1e3
-    return v_mm, f_number * v_mm / focal_length_mm
-
-
-def thin_lens_cycles_fstop(focus_distance_m: float, f_number: float, focal_length_mm: float, breathing: bool) -> float:
-    """The ``aperture_fstop`` that makes Cycles blur like the textbook thin lens focused at s.
-
-    Cycles blurs by f_px * (lens / fstop) * (z - s) / (z s); the thin lens by f_px * (f / N) * (z - s) /
-    (z (s - f)). With the breathing lens v (``thin_lens_blender_camera``) that is N v / f; with the lens
-    kept at f (no breathing, slices stay in the reference view) it is N (s - f) / s.
-    """
-    if breathing:
-        return thin_lens_blender_camera(focus_distance_m, f_number, focal_length_mm)[1]
-    check_focus_distance(focus_distance_m, focal_length_mm)
-    f_m = focal_length_mm * 1e-3
-    return f_number * (focus_distance_m - f_m) / focus_distance_m
-
-
-def magnification_relative(
-    focus_distance_m: float, reference_focus_m: float, focal_length_mm: float
-) -> float:
-    """Image scale of a thin lens focused at s relative to one focused at the reference distance.
-
-    Focus breathing: the image distance v(s) grows as s shrinks, so the image is magnified by v(s)/v(ref).
-    """
-    return thin_lens_image_distance_m(focus_distance_m, focal_length_mm) / thin_lens_image_distance_m(
-        reference_focus_m, focal_length_mm
-    )
+    if model not in DEFOCUS_MODELS:
+        raise ValueError(f"defocus model {model!r}: expected one of {', '.join(DEFOCUS_MODELS)}")
+    s = check_focus_distance(focus_distance_m, focal_length_mm)
+    d = s if model == "cycles" else s - float(focal_length_mm) * 1e-3
+    return float(f_number) * (float(lens_mm) / float(focal_length_mm)) ** 2 * (d / s)

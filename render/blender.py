@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 
 from focalstack.assets import build_mesh
-from focalstack.dataset.optics import thin_lens_cycles_fstop
 
 from .scene import LightSpec, MaterialSpec, ObjectSpec, SceneDescription, TextureLayer, WorldSpec
 
@@ -119,7 +118,6 @@ class BlenderRenderer:
         *,
         samples: int,
         denoise: bool,
-        defocus_model: str = "cycles",
         threads: int = 0,
         workdir: str | os.PathLike | None = None,
         persistent_data: bool = True,
@@ -132,7 +130,6 @@ class BlenderRenderer:
             ) from None
         self.samples = samples
         self.denoise = denoise
-        self.defocus_model = defocus_model
         self.threads = threads
         self.persistent_data = persistent_data
         self._tmp = tempfile.TemporaryDirectory(prefix="focalstack-render-", dir=workdir)
@@ -462,11 +459,9 @@ class BlenderRenderer:
         return passes
 
     def _set_focus(self, desc: SceneDescription, k: int | None) -> None:
-        """Camera for the DoF-off reference render (k None) or for slice k: focus distance, aperture,
-        and, with real-capture effects, the slice's shaken pose and breathing lens."""
+        """Camera for the DoF-off reference render (k None) or for slice k, exactly as the description's
+        slice says: focus distance, lens, pose, and the f-stop that gives the camera's blur model."""
         from mathutils import Matrix  # ships with bpy
-
-        from .effects import slice_lens_mm, slice_pose
 
         cam = desc.camera
         camera = self._camera
@@ -476,17 +471,12 @@ class BlenderRenderer:
             camera.data.lens = cam.focal_length_mm
             camera.matrix_world = Matrix.Identity(4)
             return
-        s = float(cam.focus_distances[k])
-        camera.matrix_world = Matrix(slice_pose(desc, k).tolist())
-        lens_mm = slice_lens_mm(desc, k)
-        camera.data.lens = lens_mm
+        sl = cam.slices[k]
+        camera.matrix_world = Matrix(sl.pose().tolist())
+        camera.data.lens = sl.lens_mm
         dof.use_dof = True
-        dof.focus_distance = s
-        if self.defocus_model == "thin_lens":
-            breathing = abs(lens_mm - cam.focal_length_mm) > 1e-9
-            dof.aperture_fstop = thin_lens_cycles_fstop(s, cam.f_number, cam.focal_length_mm, breathing)
-        else:
-            dof.aperture_fstop = cam.f_number
+        dof.focus_distance = sl.focus_distance
+        dof.aperture_fstop = cam.aperture_fstop(k)
 
     def render(self, desc: SceneDescription) -> RenderedScene:
         """Build ``desc``, render AiF + depth and every slice, clear the scene; linear float results."""

@@ -10,7 +10,20 @@ import click
 
 from focalstack.dataset.schema import DatasetError
 
-from .config import ConfigError, builtin_presets, load_preset, parse_focus_distances, parse_resolution
+from focalstack.dataset.cliutil import one_line_errors, parse_numbers
+
+from .blender import BlenderError
+from .config import (
+    ConfigError,
+    RenderConfig,
+    builtin_presets,
+    config_default,
+    load_preset,
+    parse_focus_distances,
+    parse_resolution,
+)
+from .job import render_dataset
+from .pipeline import RenderError
 
 
 def _fail(message: str) -> None:
@@ -19,22 +32,25 @@ def _fail(message: str) -> None:
 
 def parse_pair(text: str, option: str) -> tuple[float, float]:
     """'0.2,1' -> (0.2, 1.0); ConfigError naming the option otherwise."""
-    parts = text.split(",")
     try:
-        a, b = (float(p) for p in parts)
-    except ValueError:
-        raise ConfigError(f"{option} {text!r}: expected two numbers separated by a comma") from None
+        a, b = parse_numbers(text, option, count=2)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     return a, b
+
+
+def _default(name: str) -> str:
+    return f"  [default: {config_default(name)}]"
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--preset", default="fod500", show_default=True,
               help="Built-in preset name or path to a preset .toml file (see --list-presets).")
 @click.option("--scenes", type=int, default=None,
-              help="Number of scenes in the output file. Rerunning with a larger number extends it.  [default: 100]")
+              help="Number of scenes in the output file. Rerunning with a larger number extends it." + _default("scenes"))
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=False,
               help="Output HDF5 file. An existing file made with the same settings is resumed.")
-@click.option("--seed", type=int, default=None, help="Base seed; scene i is sampled from a seed derived from it and i.  [default: 0]")
+@click.option("--seed", type=int, default=None, help="Base seed; scene i is sampled from a seed derived from it and i." + _default("seed"))
 @click.option("--resolution", default=None, help="Image size: N (square) or WIDTHxHEIGHT, in pixels.  [default: preset's]")
 @click.option("--samples", type=int, default=None, help="Cycles samples per pixel.  [default: preset's]")
 @click.option("--f-number", type=float, default=None, help="Aperture f-number, > 0.  [default: preset's]")
@@ -59,8 +75,10 @@ def parse_pair(text: str, option: str) -> tuple[float, float]:
               help="Folder of meshes (OBJ, PLY, STL, glTF), textures (PNG, JPG, EXR) and environment maps "
                    "(HDR, EXR); repeatable. A quarter of the files, by content hash, are kept for test presets.")
 @click.option("--list-presets", is_flag=True, help="List the built-in presets and exit.")
+@click.option("--scene-keys", is_flag=True, help="List every key of a preset's [scene] table with its default and meaning, and exit.")
+@one_line_errors(ConfigError, DatasetError, BlenderError, RenderError)
 def main(preset, scenes, out, seed, resolution, samples, f_number, focus_distances, denoise, workers,
-         focus_breathing, shake, sensor_noise, jpeg_quality, asset_dirs, list_presets):
+         focus_breathing, shake, sensor_noise, jpeg_quality, asset_dirs, list_presets, scene_keys):
     """Render random scenes into focal stacks with ground truth, stored in one HDF5 file.
 
     Each scene is rendered with Cycles once with depth of field off (all-in-focus image and planar depth)
@@ -73,47 +91,60 @@ def main(preset, scenes, out, seed, resolution, samples, f_number, focus_distanc
         for name in builtin_presets():
             click.echo(name)
         return
+    if scene_keys:
+        from .sampling import describe_params
+
+        click.echo(describe_params())
+        return
     # Warnings (e.g. a skipped broken asset file) as one line each, not Python's two-line format.
     warnings.showwarning = lambda message, category, *args, **kwargs: click.echo(f"warning: {message}", err=True)
     if out is None:
         _fail("missing option --out: the HDF5 file to write")
-    try:
-        config = load_preset(preset)
-        overrides = {"seed": seed, "scenes": scenes, "samples": samples, "f_number": f_number, "denoise": denoise}
-        if resolution is not None:
-            overrides["width"], overrides["height"] = parse_resolution(resolution)
-        if focus_distances is not None:
-            overrides["focus_distances"] = parse_focus_distances(focus_distances)
-        effects = dict(config.effects)
-        if focus_breathing is not None:
-            effects["focus_breathing"] = focus_breathing
-            if focus_breathing:
-                overrides["defocus_model"] = "thin_lens"
-        if shake is not None:
-            effects["shake_rotation_deg"], effects["shake_translation_mm"] = parse_pair(shake, "--shake")
-        if sensor_noise is not None:
-            effects["noise_full_well"], effects["read_noise"] = parse_pair(sensor_noise, "--sensor-noise")
-        if jpeg_quality is not None:
-            effects["jpeg_quality"] = jpeg_quality
-        overrides["effects"] = effects
-        if asset_dirs:
-            from .sampling import add_asset_dirs
-
-            overrides["scene"] = add_asset_dirs(config.scene, list(asset_dirs))
-            keys = ("mesh_file_probability", "image_texture_probability", "envmap_probability")
-            if not any(config.scene.get(k, 0) for k in keys):
-                click.echo(f"warning: preset {config.preset!r} draws no asset files ({' = '.join(keys)} = 0): "
-                           "--assets folders are checked but not used", err=True)
-        config = config.with_overrides(**overrides).validate()
-    except ConfigError as exc:
-        _fail(str(exc))
+    config = config_from_options(
+        preset, seed=seed, scenes=scenes, samples=samples, f_number=f_number, denoise=denoise, resolution=resolution,
+        focus_distances=focus_distances, focus_breathing=focus_breathing, shake=shake, sensor_noise=sensor_noise,
+        jpeg_quality=jpeg_quality, asset_dirs=asset_dirs,
+    )
     if not out.parent.is_dir():
         _fail(f"--out {out}: folder {out.parent} does not exist")
+    _render(config, out, workers)
 
+
+def config_from_options(preset: str, *, resolution, focus_distances, focus_breathing, shake, sensor_noise,
+                        jpeg_quality, asset_dirs, **plain) -> RenderConfig:
+    """The preset with the command line's options applied, validated (ConfigError names a bad value)."""
+    config = load_preset(preset)
+    overrides = dict(plain)
+    if resolution is not None:
+        overrides["width"], overrides["height"] = parse_resolution(resolution)
+    if focus_distances is not None:
+        overrides["focus_distances"] = parse_focus_distances(focus_distances)
+    effects = dict(config.effects)
+    if focus_breathing is not None:
+        effects["focus_breathing"] = focus_breathing
+        if focus_breathing:
+            overrides["defocus_model"] = "thin_lens"
+    if shake is not None:
+        effects["shake_rotation_deg"], effects["shake_translation_mm"] = parse_pair(shake, "--shake")
+    if sensor_noise is not None:
+        effects["noise_full_well"], effects["read_noise"] = parse_pair(sensor_noise, "--sensor-noise")
+    if jpeg_quality is not None:
+        effects["jpeg_quality"] = jpeg_quality
+    overrides["effects"] = effects
+    if asset_dirs:
+        from .sampling import add_asset_dirs
+
+        overrides["scene"] = add_asset_dirs(config.scene, list(asset_dirs))
+        keys = ("mesh_file_probability", "image_texture_probability", "envmap_probability")
+        if not any(config.scene.get(k, 0) for k in keys):
+            click.echo(f"warning: preset {config.preset!r} draws no asset files ({' = '.join(keys)} = 0): "
+                       "--assets folders are checked but not used", err=True)
+    return config.with_overrides(**overrides).validate()
+
+
+def _render(config: RenderConfig, out: Path, workers: int) -> None:
+    """Render with a progress bar on stderr and a one-line summary on stdout."""
     from tqdm import tqdm
-
-    from .blender import BlenderError
-    from .pipeline import RenderError, render_dataset
 
     bar = None
 
@@ -129,8 +160,6 @@ def main(preset, scenes, out, seed, resolution, samples, f_number, focus_distanc
 
     try:
         summary = render_dataset(config, out, workers=workers, progress=on_progress, on_start=on_start)
-    except (DatasetError, ConfigError, BlenderError, RenderError) as exc:
-        _fail(str(exc))
     finally:
         if bar is not None:
             bar.close()

@@ -1,20 +1,24 @@
 """Render configuration: presets (TOML files) merged with command-line overrides, validated.
 
-A preset file has up to four tables: [camera] (optics and resolution), [render] (Cycles settings),
-[scene] (the distributions that ``sampling.py`` draws scenes from) and the optional [effects]
-(real-capture effects, ``effects.py``). Built-in presets live in
-``render/presets/``; ``--preset path/to/my.toml`` loads any file of the same form.
+A preset file has up to four tables: [camera] (optics, blur model and resolution), [render] (Cycles
+settings and ground-truth thresholds), [scene] (the distributions ``sampling`` draws scenes from; every key
+in ``sampling.SCENE_PARAMS``) and the optional [effects] (real-capture effects, ``effects.py``). A preset
+may start from another: ``base = "fod500"`` takes that preset's tables and replaces the keys it sets
+(key by key within each table; a nested table such as ``[scene.shape_params]`` is replaced whole). Built-in
+presets live in ``render/presets/``; ``--preset path/to/my.toml`` loads any file of the same form, whose
+``base`` may name a built-in preset or another file (relative to it).
 """
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
 
+from focalstack.dataset.cliutil import is_finite_number, parse_numbers
 from focalstack.dataset.groundtruth import CANNY_BLUR_SIGMA, CANNY_HIGH, CANNY_LOW
-from focalstack.dataset.optics import DEFOCUS_MODELS
+from focalstack.dataset.optics import DEFOCUS_MODELS, check_focus_distance
 
 
 class ConfigError(ValueError):
@@ -23,6 +27,8 @@ class ConfigError(ValueError):
 
 @dataclass
 class RenderConfig:
+    """Everything a dataset is rendered from; stored in each file's ``config`` attribute."""
+
     preset: str
     seed: int = 0
     scenes: int = 100
@@ -32,13 +38,13 @@ class RenderConfig:
     sensor_width_mm: float = 3.1
     f_number: float = 1.0
     focus_distances: list[float] = field(default_factory=lambda: [0.1, 0.15, 0.3, 0.7, 1.5])
+    defocus_model: str = "cycles"  # which blur the ground truth describes (the camera's; optics.DEFOCUS_MODELS)
     samples: int = 16
     denoise: bool = True
-    defocus_model: str = "cycles"
     canny_low: float = CANNY_LOW
     canny_high: float = CANNY_HIGH
     canny_blur_sigma: float = CANNY_BLUR_SIGMA
-    scene: dict = field(default_factory=dict)  # the preset's [scene] table, read by sampling.py
+    scene: dict = field(default_factory=dict)  # the preset's [scene] table, read by sampling
     effects: dict = field(default_factory=dict)  # the preset's [effects] table, read by effects.py
 
     def to_dict(self) -> dict:
@@ -54,22 +60,24 @@ class RenderConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} = {value!r}: expected a positive integer")
-        if not isinstance(self.seed, int) or self.seed < 0:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed = {self.seed!r}: expected a non-negative integer")
         for name in ("focal_length_mm", "sensor_width_mm", "f_number"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not value > 0:
-                raise ConfigError(f"{name.replace('_', '-')} = {value!r}: expected a number > 0")
+            if not is_finite_number(value) or not value > 0:
+                raise ConfigError(f"{name.replace('_', '-')} = {value!r}: expected a finite number > 0")
         if not self.focus_distances:
             raise ConfigError("focus-distances: expected at least one focus distance")
-        f_m = self.focal_length_mm * 1e-3
         for s in self.focus_distances:
-            if not isinstance(s, (int, float)) or not s > f_m:
-                raise ConfigError(
-                    f"focus distance {s!r} m: must be beyond the focal length ({f_m:g} m = {self.focal_length_mm} mm)"
-                )
+            try:
+                check_focus_distance(s, self.focal_length_mm)
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(str(exc) if isinstance(exc, ValueError) else f"focus distance {s!r}: not a number") from None
         if self.defocus_model not in DEFOCUS_MODELS:
             raise ConfigError(f"defocus_model = {self.defocus_model!r}: expected one of {', '.join(DEFOCUS_MODELS)}")
+        for name in ("canny_low", "canny_high", "canny_blur_sigma"):
+            if not is_finite_number(getattr(self, name)):
+                raise ConfigError(f"{name} = {getattr(self, name)!r}: expected a finite number")
         if not 0 <= self.canny_low <= self.canny_high:
             raise ConfigError(f"canny thresholds {self.canny_low}, {self.canny_high}: expected 0 <= low <= high")
         from .effects import EffectsConfig
@@ -95,57 +103,88 @@ class RenderConfig:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
 
+def config_default(name: str):
+    """The default of a RenderConfig field (for command-line help that does not retype it)."""
+    for f in fields(RenderConfig):
+        if f.name == name:
+            return f.default_factory() if callable(f.default_factory) else f.default
+    raise KeyError(name)
+
+
+# -- presets -----------------------------------------------------------------------------------------
+_TABLES = ("camera", "render", "scene", "effects")
+_CAMERA_KEYS = {"focal_length_mm", "sensor_width_mm", "f_number", "focus_distances", "resolution", "defocus_model"}
+_RENDER_KEYS = {"samples", "denoise", "canny_low", "canny_high", "canny_blur_sigma"}
+
+
 def builtin_presets() -> list[str]:
     folder = resources.files("focalstack.render") / "presets"
     return sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml"))
 
 
-def _preset_text(name_or_path: str) -> tuple[str, str]:
-    """(preset name, TOML text) for a built-in preset name or a path to a .toml file."""
+def _preset_text(name_or_path: str, relative_to: Path | None = None) -> tuple[str, str, Path | None]:
+    """(preset name, TOML text, file path or None for built-ins) for a built-in name or a .toml path."""
     looks_like_path = name_or_path.endswith(".toml") or "/" in name_or_path or "\\" in name_or_path
     if looks_like_path:
         path = Path(name_or_path)
+        if relative_to is not None and not path.is_absolute():
+            path = relative_to / path
         if not path.is_file():
             raise ConfigError(f"preset file {path}: not found")
-        return path.stem, path.read_text(encoding="utf-8")
+        return path.stem, path.read_text(encoding="utf-8"), path
     if name_or_path not in builtin_presets():
         raise ConfigError(
             f"unknown preset {name_or_path!r}: expected one of {', '.join(builtin_presets())} or a path to a .toml file"
         )
     resource = resources.files("focalstack.render") / "presets" / f"{name_or_path}.toml"
-    return name_or_path, resource.read_text(encoding="utf-8")
+    return name_or_path, resource.read_text(encoding="utf-8"), None
 
 
-_CAMERA_KEYS = {"focal_length_mm", "sensor_width_mm", "f_number", "focus_distances", "resolution"}
-_RENDER_KEYS = {"samples", "denoise", "defocus_model", "canny_low", "canny_high", "canny_blur_sigma"}
-
-
-def load_preset(name_or_path: str) -> RenderConfig:
-    """Read a preset into a RenderConfig (not yet validated: overrides may still fix values)."""
-    name, text = _preset_text(name_or_path)
+def _preset_tables(name_or_path: str, relative_to: Path | None = None, chain: tuple[str, ...] = ()) -> tuple[str, dict]:
+    """(name, {table: dict}) of a preset with its ``base`` chain merged in, checked key by key."""
+    name, text, path = _preset_text(name_or_path, relative_to)
+    where = str(path) if path is not None else name
+    if where in chain:
+        raise ConfigError(f"preset {name_or_path}: 'base' chain loops ({' -> '.join((*chain, where))})")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"preset {name_or_path}: not valid TOML ({exc})") from None
-    unknown = set(data) - {"name", "description", "camera", "render", "scene", "effects"}
+    unknown = set(data) - {"name", "description", "base", *_TABLES}
     if unknown:
-        raise ConfigError(f"preset {name_or_path}: unknown table(s) {', '.join(sorted(unknown))}")
-    camera, render = dict(data.get("camera", {})), dict(data.get("render", {}))
-    for table, keys, allowed in (("camera", camera, _CAMERA_KEYS), ("render", render, _RENDER_KEYS)):
-        bad = set(keys) - allowed
+        raise ConfigError(f"preset {name_or_path}: unknown table(s) or key(s) {', '.join(sorted(unknown))}")
+    for table, allowed in (("camera", _CAMERA_KEYS), ("render", _RENDER_KEYS)):
+        bad = set(data.get(table, {})) - allowed
         if bad:
-            raise ConfigError(f"preset {name_or_path} [{table}]: unknown key(s) {', '.join(sorted(bad))}")
-    kwargs: dict = {
-        "preset": data.get("name", name),
-        "scene": dict(data.get("scene", {})),
-        "effects": dict(data.get("effects", {})),
-    }
+            hint = " (defocus_model belongs in [camera])" if "defocus_model" in bad else ""
+            raise ConfigError(f"preset {name_or_path} [{table}]: unknown key(s) {', '.join(sorted(bad))}{hint}")
+    tables: dict = {t: {} for t in _TABLES}
+    if "base" in data:
+        if not isinstance(data["base"], str):
+            raise ConfigError(f"preset {name_or_path}: base = {data['base']!r}: expected a preset name or file")
+        _, tables = _preset_tables(data["base"], path.parent if path is not None else None, (*chain, where))
+    for t in _TABLES:
+        own = data.get(t, {})
+        if not isinstance(own, dict):
+            raise ConfigError(f"preset {name_or_path}: {t} = {own!r}: expected a table")
+        tables[t] = {**tables[t], **own}
+    return str(data.get("name", name)), tables
+
+
+def load_preset(name_or_path: str) -> RenderConfig:
+    """Read a preset into a RenderConfig (not yet validated: overrides may still fix values)."""
+    name, tables = _preset_tables(name_or_path)
+    camera, render = dict(tables["camera"]), dict(tables["render"])
+    kwargs: dict = {"preset": name, "scene": dict(tables["scene"]), "effects": dict(tables["effects"])}
     if "resolution" in camera:
         kwargs["width"], kwargs["height"] = parse_resolution(camera.pop("resolution"))
     kwargs.update(camera)
     kwargs.update(render)
     if "focus_distances" in kwargs:
-        kwargs["focus_distances"] = [float(s) for s in kwargs["focus_distances"]]
+        distances = kwargs["focus_distances"]
+        if not isinstance(distances, list) or not all(is_finite_number(s) for s in distances):
+            raise ConfigError(f"preset {name_or_path} [camera]: focus_distances = {distances!r}: expected finite numbers")
+        kwargs["focus_distances"] = [float(s) for s in distances]
     return RenderConfig(**kwargs)
 
 
@@ -169,11 +208,7 @@ def parse_resolution(value) -> tuple[int, int]:
 
 def parse_focus_distances(text: str) -> list[float]:
     """'0.1,0.15,0.3' -> [0.1, 0.15, 0.3]; ConfigError naming the bad item."""
-    out = []
-    for item in text.split(","):
-        item = item.strip()
-        try:
-            out.append(float(item))
-        except ValueError:
-            raise ConfigError(f"focus distance {item!r}: expected a number in metres") from None
-    return out
+    try:
+        return parse_numbers(text, "--focus-distances", unit="metres")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None

@@ -158,7 +158,7 @@ def test_a_sampled_scene_names_the_user_files(user_folder):
     assert all(o.shape.params == {"path": str(folder.resolve() / "cube.obj"), "sha256": info["cube"]} for o in objects)
     layers = [t for o in d.objects for t in o.material.textures]
     assert layers and all(t.kind == "image" and t.params["path"] == str(folder.resolve() / "checker.png") for t in layers)
-    named = {(a["kind"], a["sha256"], a["split"]) for a in d.extras["assets"]}
+    named = {(a.kind, a.sha256, a.split) for a in d.info.assets}
     assert named == {("mesh", info["cube"], info["split"]), ("texture", info["png"], info["split"])}
     assert sample_scene(cfg, 4).to_json() == d.to_json()
     # the other split has none of these files: a preset of that split cannot use them
@@ -239,8 +239,8 @@ def test_scenes_use_catalogue_files_with_the_preset_probabilities():
         n_layers += len(layers)
         n_img += sum(t.kind == "image" for t in layers)
         n_env += d.world.kind == "envmap"
-        for a in d.extras.get("assets", []):
-            assert a["split"] == "train" and cat.by_sha256(a["sha256"]).path == a["path"]
+        for a in d.info.assets:
+            assert a.split == "train" and cat.by_sha256(a.sha256).path == a.path
         if d.world.kind == "envmap":
             assert d.world.params["path"] in {a.path for a in cat.select("envmap", "train")}
     assert 0.35 < n_mesh / n_obj < 0.65 and 0.35 < n_img / n_layers < 0.65 and 2 <= n_env <= 8
@@ -250,7 +250,7 @@ def test_scenes_use_catalogue_files_with_the_preset_probabilities():
 def test_a_scene_with_user_assets_renders(user_folder, tmp_path):
     from focalstack.dataset import FocalStackFile
     from focalstack.dataset.validate import validate_file
-    from focalstack.render.pipeline import render_dataset
+    from focalstack.render import render_dataset
 
     folder, info = user_folder
     scene = add_asset_dirs(

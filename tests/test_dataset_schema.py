@@ -13,7 +13,6 @@ from focalstack.dataset import schema
 from focalstack.dataset.reader import FocalStackFile
 from focalstack.dataset.schema import DatasetError
 from focalstack.dataset.validate import validate_file
-from focalstack.dataset.writer import FocalStackWriter
 
 ARRAY_FIELDS = ("stack", "aif", "depth", "defocus", "edges", "focus_distance")
 

@@ -10,17 +10,7 @@ import pytest
 
 from focalstack.dataset.optics import thin_lens_image_distance_m
 from focalstack.render.config import ConfigError, load_preset
-from focalstack.render.effects import (
-    EffectsConfig,
-    add_sensor_noise,
-    draw_effects,
-    intrinsics,
-    jpeg_roundtrip,
-    slice_geometry,
-    slice_homography,
-    slice_pose,
-    with_effects,
-)
+from focalstack.render.effects import EffectsConfig, add_sensor_noise, jpeg_roundtrip, with_effects
 from focalstack.render.sampling import sample_scene, scene_seed
 
 SHAKY = EffectsConfig(focus_breathing=True, shake_rotation_deg=0.5, shake_translation_mm=5.0)
@@ -34,7 +24,7 @@ def scene(width=64, effects=SHAKY, seed=0):
 def project(desc, k, points_ref_blender):
     """Project reference-frame points (Blender axes) into slice k, the way a Blender camera does."""
     cam = desc.camera
-    pose = slice_pose(desc, k)
+    pose = cam.slices[k].pose()
     local = (np.linalg.inv(pose) @ np.c_[points_ref_blender, np.ones(len(points_ref_blender))].T)[:3].T
     lens = thin_lens_image_distance_m(cam.focus_distances[k], cam.focal_length_mm) * 1e3
     f_px = lens / cam.sensor_width_mm * cam.width
@@ -60,30 +50,31 @@ def test_effects_are_drawn_from_the_seed_and_leave_the_scene_alone():
     a, b = scene(), scene()
     assert a.to_json() == b.to_json()
     assert a.objects == plain.objects and a.lights == plain.lights
-    fx = a.extras["effects"]
-    assert fx["slice_rotation"][0] == [0.0, 0.0, 0.0] and fx["slice_translation"][0] == [0.0, 0.0, 0.0]
-    assert np.abs(np.array(fx["slice_rotation"][1:])).max() > 1e-4
-    assert draw_effects(scene(seed=1), SHAKY) != fx
-    assert "effects" not in with_effects(plain, EffectsConfig()).extras
+    first, *rest = a.camera.slices
+    assert first.rotation == [0.0, 0.0, 0.0] and first.translation == [0.0, 0.0, 0.0]
+    assert np.abs(np.array([s.rotation for s in rest])).max() > 1e-4
+    assert [s.rotation for s in scene(seed=1).camera.slices] != [s.rotation for s in a.camera.slices]
+    untouched = sample_scene(load_preset("fod500"), scene_seed(0, 0))
+    assert with_effects(untouched, EffectsConfig()).to_json() == plain.to_json()
 
 
 def test_breathing_homography_is_the_thin_lens_magnification():
     desc = scene(effects=EffectsConfig(focus_breathing=True))
     cam = desc.camera
     for k, s in enumerate(cam.focus_distances):
-        h = slice_homography(desc, k)
+        h = cam.slice_homography(k)
         m = thin_lens_image_distance_m(s, cam.focal_length_mm) / (cam.focal_length_mm * 1e-3)
         assert h[0, 0] == pytest.approx(m) and h[1, 1] == pytest.approx(m)
         centre = h @ np.array([(cam.width - 1) / 2, (cam.height - 1) / 2, 1.0])
         np.testing.assert_allclose(centre[:2] / centre[2], [(cam.width - 1) / 2, (cam.height - 1) / 2], atol=1e-9)
     # nearer focus magnifies more
-    assert slice_homography(desc, 0)[0, 0] > slice_homography(desc, len(cam.focus_distances) - 1)[0, 0] > 1.0
+    assert cam.slice_homography(0)[0, 0] > cam.slice_homography(len(cam.focus_distances) - 1)[0, 0] > 1.0
 
 
 def test_homography_matches_projection_of_points_on_the_focus_plane():
     desc = scene()
     cam = desc.camera
-    k_ref = intrinsics(cam.focal_length_mm, cam.sensor_width_mm, cam.width, cam.height)
+    k_ref = cam.intrinsics()
     for k, s in enumerate(cam.focus_distances):
         # points on the plane at depth s, seen from the reference camera at pixel (u, v)
         uv = np.array([[3.0, 5.0], [60.0, 10.0], [31.5, 31.5], [8.0, 57.0]])
@@ -91,12 +82,12 @@ def test_homography_matches_projection_of_points_on_the_focus_plane():
         points_cv = (rays * s).T
         points_blender = points_cv * np.array([1.0, -1.0, -1.0])
         expected = project(desc, k, points_blender)
-        mapped = (slice_homography(desc, k) @ np.c_[uv, np.ones(4)].T).T
+        mapped = (cam.slice_homography(k) @ np.c_[uv, np.ones(4)].T).T
         np.testing.assert_allclose(mapped[:, :2] / mapped[:, 2:], expected, atol=1e-6)
 
 
 def test_slice_geometry_shapes_and_identity_without_effects():
-    h, pose, lens = slice_geometry(scene(effects=EffectsConfig()))
+    h, pose, lens = scene(effects=EffectsConfig()).camera.slice_geometry()
     assert h.shape == (5, 3, 3) and pose.shape == (5, 4, 4) and lens.shape == (5,)
     np.testing.assert_allclose(h, np.eye(3)[None].repeat(5, 0), atol=1e-6)
     np.testing.assert_allclose(lens, 2.9)
@@ -130,7 +121,7 @@ def test_slices_warped_back_by_stored_geometry_match_the_unshaken_render(tmp_pat
     shaky = scene(width=64, effects=EffectsConfig(focus_breathing=True, shake_rotation_deg=1.0))
     steady = scene(width=64, effects=EffectsConfig())
     config = RenderConfig(preset="test", defocus_model="thin_lens", samples=8, denoise=True)
-    with BlenderRenderer(samples=8, denoise=True, defocus_model="thin_lens") as renderer:
+    with BlenderRenderer(samples=8, denoise=True) as renderer:
         moved = make_record(shaky, renderer.render(shaky), config)
         still = make_record(steady, renderer.render(steady), config)
     np.testing.assert_array_equal(moved.depth, still.depth)  # ground truth stays in the reference view

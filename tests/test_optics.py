@@ -73,36 +73,36 @@ def test_defocus_maps_shape_dtype_and_values():
         optics.defocus_maps(np.zeros(3), focus, 1.0, F_MM, SENSOR_MM)
 
 
-def test_thin_lens_blender_camera_values():
-    # v = s f / (s - f) = 0.1 * 0.0029 / 0.0971 m = 2.98661 mm; fstop = N v / f
-    v_mm = 0.1 * 2.9 / (0.1 - 0.0029)
-    assert v_mm == pytest.approx(2.986612, abs=1e-6)
-    assert optics.thin_lens_image_distance_m(0.1, F_MM) == pytest.approx(v_mm * 1e-3, rel=1e-12)
-    lens_mm, fstop = optics.thin_lens_blender_camera(0.1, 1.0, F_MM)
-    assert lens_mm == pytest.approx(v_mm, rel=1e-12)
-    assert fstop == pytest.approx(v_mm / 2.9, rel=1e-12)
-    # the aperture diameter stays f / N: lens / fstop == f / N
-    lens_mm, fstop = optics.thin_lens_blender_camera(1.5, 2.8, F_MM)
-    assert lens_mm / fstop == pytest.approx(2.9 / 2.8, rel=1e-12)
-    assert lens_mm == pytest.approx(1.5 * 2.9 / (1.5 - 0.0029), rel=1e-12)
+def test_thin_lens_image_distance_value():
+    # v = s f / (s - f) = 0.1 * 0.0029 / 0.0971 m = 2.98661 mm
+    assert optics.thin_lens_image_distance_m(0.1, F_MM) == pytest.approx(2.986612e-3, abs=1e-9)
 
 
-def test_thin_lens_camera_in_cycles_formula_gives_thin_lens_blur():
-    """Cycles' formula with lens v and f-stop N v / f (the emulation) yields exactly the thin-lens blur:
-    (v / f) * (s - f) / s = 1, since the aperture stays f / N and f_px grows by v / f."""
+@pytest.mark.parametrize("model", optics.DEFOCUS_MODELS)
+@pytest.mark.parametrize("breathing", [False, True])
+def test_cycles_fstop_makes_cycles_blur_by_the_model(model, breathing):
+    """Cycles blurs by its own formula with the lens and f-stop it is given (measured: DESIGN.md); with
+    the f-stop from cycles_aperture_fstop, at the slice's lens (the image distance v when breathing), that
+    formula gives the model's blur. Cycles' blur is written out from DESIGN.md, not from optics."""
     for s, n in ((0.1, 1.0), (0.15, 1.0), (0.7, 2.8)):
-        lens_mm, fstop = optics.thin_lens_blender_camera(s, n, F_MM)
+        lens_mm = optics.thin_lens_image_distance_m(s, F_MM) * 1e3 if breathing else F_MM
+        fstop = optics.cycles_aperture_fstop(model, s, n, F_MM, lens_mm)
         z = np.array([0.12, 0.4, 2.5])
-        emulated = optics.blur_diameter_px(z, s, fstop, lens_mm, SENSOR_MM, WIDTH, model="cycles")
-        thin = optics.blur_diameter_px(z, s, n, F_MM, SENSOR_MM, WIDTH, model="thin_lens")
-        np.testing.assert_allclose(emulated, thin, rtol=1e-12)
+        # DESIGN.md: Cycles' disk has diameter f_px * (lens / fstop) * |z - s| / (z s), f_px = lens / sensor * W
+        cycles_blur = lens_mm / SENSOR_MM * WIDTH * (lens_mm * 1e-3 / fstop) * (z - s) / (z * s)
+        wanted = optics.blur_diameter_px(z, s, n, F_MM, SENSOR_MM, WIDTH, model=model)
+        np.testing.assert_allclose(cycles_blur, wanted, rtol=1e-12)
+    # the familiar special cases
+    assert optics.cycles_aperture_fstop("cycles", 0.3, 1.4, F_MM, F_MM) == 1.4
+    v = optics.thin_lens_image_distance_m(0.3, F_MM) * 1e3
+    assert optics.cycles_aperture_fstop("thin_lens", 0.3, 1.4, F_MM, v) == pytest.approx(1.4 * v / F_MM, rel=1e-12)
+    assert optics.cycles_aperture_fstop("thin_lens", 0.3, 1.4, F_MM, F_MM) == pytest.approx(1.4 * (0.3 - 0.0029) / 0.3)
 
 
-def test_magnification_relative():
-    assert optics.magnification_relative(0.1, 0.1, F_MM) == 1.0
-    m = optics.magnification_relative(0.1, 1.5, F_MM)
-    assert m == pytest.approx((0.1 / 0.0971) / (1.5 / 1.4971), rel=1e-9)
-    assert m > 1  # focusing closer magnifies (focus breathing)
+def test_non_finite_focus_is_refused():
+    for s in (float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="finite distance beyond the focal length"):
+            optics.check_focus_distance(s, F_MM)
 
 
 @pytest.mark.parametrize("s", [0.0029, 0.001, 0.0])

@@ -63,7 +63,7 @@ def test_walls_are_planes_around_the_camera_with_few_objects_and_plain_surfaces(
     kinds = set()
     for seed in range(12):
         d = sample_scene(config, scene_seed(0, seed))
-        kinds.add(d.extras["background"])
+        kinds.add(d.info.background)
         objects = [o for o in d.objects if o.role == "object"]
         walls = [o for o in d.objects if o.role == "background"]
         assert len(objects) <= 4 and len(walls) >= 1
@@ -144,8 +144,8 @@ def test_held_out_preset_scenes_use_only_what_their_signature_allows():
                     key = f"procedural:{layer.kind}" if layer.kind != "image" else None
                     if key:
                         assert key in sig["textures"]
-            for a in d.extras.get("assets", []):
-                assert a["sha256"] in sig["asset_files"] and a["split"] == config.scene.get("split", "train")
+            for a in d.info.assets:
+                assert a.sha256 in sig["asset_files"] and a.split == config.scene.get("split", "train")
             lights = {f"{light.kind.lower()}:{'hue' if light.temperature_k == 0 else 'blackbody'}" for light in d.lights}
             assert lights <= sig["lights"]
 
@@ -219,7 +219,7 @@ def test_random_focus_range_must_lie_beyond_the_focal_length():
 
 
 def _render(config, out):
-    from focalstack.render.pipeline import render_dataset
+    from focalstack.render import render_dataset
 
     render_dataset(config, out)
     report = validate_file(out, full=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -26,7 +28,9 @@ def _render(desc, samples=16, denoise=True, model="cycles"):
     from focalstack.render.pipeline import make_record
 
     config = RenderConfig(preset="test", defocus_model=model, samples=samples, denoise=denoise)
-    with BlenderRenderer(samples=samples, denoise=denoise, defocus_model=model) as renderer:
+    # the camera says which blur its ground truth describes
+    desc = dataclasses.replace(desc, camera=dataclasses.replace(desc.camera, defocus_model=model))
+    with BlenderRenderer(samples=samples, denoise=denoise) as renderer:
         rendered = renderer.render(desc)
     return make_record(desc, rendered, config)
 

@@ -116,7 +116,7 @@ def test_stored_scene_description_renders_the_scene_again(reference):
         config = RenderConfig.from_dict(f.config)
         stored = f[1]
     desc = SceneDescription.from_json(stored.scene)
-    with BlenderRenderer(samples=config.samples, denoise=config.denoise, defocus_model=config.defocus_model) as r:
+    with BlenderRenderer(samples=config.samples, denoise=config.denoise) as r:
         again = make_record(desc, r.render(desc), config)
     np.testing.assert_array_equal(again.depth, stored.depth)
     np.testing.assert_array_equal(again.defocus, stored.defocus)
@@ -125,7 +125,7 @@ def test_stored_scene_description_renders_the_scene_again(reference):
 
 
 def test_plan_tasks_keeps_leftover_shards_and_splits_the_gaps(tmp_path):
-    from focalstack.render.pipeline import plan_tasks
+    from focalstack.render.shards import plan_tasks
 
     assert plan_tasks(0, 10, 2, []) == [(0, 5), (5, 10)]
     assert plan_tasks(4, 10, 3, []) == [(4, 6), (6, 8), (8, 10)]
@@ -139,7 +139,8 @@ def test_plan_tasks_keeps_leftover_shards_and_splits_the_gaps(tmp_path):
 
 def test_leftover_shards_of_a_killed_worker_run_are_resumed_and_merged(reference, tmp_path):
     from focalstack.render.config import load_preset
-    from focalstack.render.pipeline import open_writer, render_range, shard_folder, shard_path
+    from focalstack.render.pipeline import open_writer, render_range
+    from focalstack.render.shards import shard_folder, shard_path
 
     out = tmp_path / "salvage.h5"
     config = load_preset("fod500").with_overrides(width=32, height=32, samples=2, denoise=False, seed=3,

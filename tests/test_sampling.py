@@ -9,12 +9,12 @@ import pytest
 
 from focalstack.assets import build_mesh
 from focalstack.render.config import ConfigError, RenderConfig, load_preset
+from focalstack.dataset.optics import frustum_tangents
+from focalstack.render.geometry import euler_xyz_to_matrix
 from focalstack.render.sampling import (
     SCENE_DEFAULTS,
     TEXTURE_BASE_FREQUENCY,
-    euler_xyz_to_matrix,
     kelvin_to_rgb,
-    matrix_to_euler_xyz,
     sample_scene,
     scene_params,
     scene_seed,
@@ -28,13 +28,8 @@ def config(scene: dict | None = None, **kw) -> RenderConfig:
     return RenderConfig(preset="test", scene=dict(scene or {}), **kw)
 
 
-def rotation(euler) -> np.ndarray:
-    """Blender's XYZ Euler, written out independently of the code under test: X first, then Y, then Z."""
-    a, b, c = euler
-    rx = np.array([[1, 0, 0], [0, math.cos(a), -math.sin(a)], [0, math.sin(a), math.cos(a)]])
-    ry = np.array([[math.cos(b), 0, math.sin(b)], [0, 1, 0], [-math.sin(b), 0, math.cos(b)]])
-    rz = np.array([[math.cos(c), -math.sin(c), 0], [math.sin(c), math.cos(c), 0], [0, 0, 1]])
-    return rz @ ry @ rx
+# Blender's XYZ Euler; tests/test_geometry.py checks it against Blender's own mathutils.
+rotation = euler_xyz_to_matrix
 
 
 def world_vertices(obj) -> np.ndarray:
@@ -43,8 +38,8 @@ def world_vertices(obj) -> np.ndarray:
 
 
 def tangents(cfg: RenderConfig) -> tuple[float, float]:
-    tx = cfg.sensor_width_mm / (2 * cfg.focal_length_mm)
-    return tx, tx * cfg.height / cfg.width
+    # the view's half-extent at 1 m; tests/test_geometry.py checks it against Blender's camera frame
+    return frustum_tangents(cfg.focal_length_mm, cfg.sensor_width_mm, cfg.width, cfg.height)
 
 
 def backdrop_hit(bg, xn: float, yn: float):
@@ -91,7 +86,7 @@ def test_json_round_trip():
     assert back == d
     assert back.to_json() == text
     assert d.seed == 9 and d.preset == "fod500"
-    assert d.extras["depth_range"] == [0.1, 3.0]
+    assert d.info.depth_range == [0.1, 3.0]
 
 
 def test_camera_comes_from_the_config():
@@ -220,7 +215,7 @@ def test_rooms_corners_and_floors_cover_the_view_inside_the_depth_range(kind, de
     tx, ty = tangents(cfg)
     for s in range(12):
         d = sample_scene(cfg, s)
-        assert d.extras["background"] == kind
+        assert d.info.background == kind
         bgs = [o for o in d.objects if o.role == "background"]
         assert len(bgs) >= 2, "several planes meet in view"  # a room shows at least two of its sides
         depths = []
@@ -254,7 +249,7 @@ def test_room_planes_are_oblique_and_floors_recede():
 def test_a_room_too_deep_for_the_depth_range_falls_back_to_the_backdrop():
     cfg = config({"background": "room", "depth_range": [1.0, 1.2]})
     d = sample_scene(cfg, 0)
-    assert d.extras["background"] == "backdrop" and d.extras["background_requested"] == "room"
+    assert d.info.background == "backdrop" and d.info.background_requested == "room"
     (bg,) = [o for o in d.objects if o.role == "background"]
     tx, ty = tangents(cfg)
     for xn in (-tx, tx):
@@ -357,15 +352,6 @@ def test_rotations_are_random_and_valid():
     assert len(set(rotations)) == len(rotations)
 
 
-def test_euler_helpers_match_blender_convention():
-    rng = np.random.default_rng(0)
-    for _ in range(100):
-        e = rng.uniform(-math.pi, math.pi, 3)
-        e[1] /= 2
-        np.testing.assert_allclose(euler_xyz_to_matrix(e), rotation(e), atol=1e-12)
-        np.testing.assert_allclose(rotation(matrix_to_euler_xyz(rotation(e))), rotation(e), atol=1e-9)
-
-
 # -- materials ---------------------------------------------------------------------------------------------
 
 
@@ -463,7 +449,7 @@ def test_lights_deliver_the_drawn_irradiance():
     lo, hi = SCENE_DEFAULTS["irradiance"]
     for s in range(10):
         d = sample_scene(config(), s)
-        ref = np.array([0.0, 0.0, -0.5 * d.extras["depth_range"][1]])
+        ref = np.array([0.0, 0.0, -0.5 * d.info.depth_range[1]])
         total = 0.0
         for light in d.lights:
             lum = 0.2126 * light.color[0] + 0.7152 * light.color[1] + 0.0722 * light.color[2]

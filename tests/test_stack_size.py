@@ -59,8 +59,9 @@ def test_short_stacks_are_stored_padded_with_their_size(tmp_path):
         for i in range(3):
             scene = f[i]
             n = scene.stack_size
-            assert 1 <= n <= 3 and len(scene.description["camera"]["focus_distances"]) == n
-            np.testing.assert_allclose(scene.focus_distance[:n], scene.description["camera"]["focus_distances"], rtol=1e-6)
+            slices = scene.description["camera"]["slices"]
+            assert 1 <= n <= 3 and len(slices) == n
+            np.testing.assert_allclose(scene.focus_distance[:n], [s["focus_distance"] for s in slices], rtol=1e-6)
             for k in range(n, 5):
                 np.testing.assert_array_equal(scene.stack[k], scene.stack[n - 1])
                 np.testing.assert_array_equal(scene.defocus[k], scene.defocus[n - 1])

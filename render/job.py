@@ -1,0 +1,52 @@
+"""Render a whole dataset into one file: resume what is there, render the rest in this process or in
+worker processes (``shards``), and report what was done."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+from .config import RenderConfig
+from .pipeline import ProgressFn, RenderSummary, open_writer, render_range
+from .shards import existing_shards, merge_shards, plan_tasks, run_workers, shard_folder
+
+
+def render_dataset(
+    config: RenderConfig,
+    out: str | os.PathLike,
+    *,
+    workers: int = 1,
+    progress: ProgressFn | None = None,
+    on_start: Callable[[int, int], None] | None = None,
+) -> RenderSummary:
+    """Render ``config.scenes`` scenes into ``out``, resuming what is there. ``on_start(done, total)``
+    is called once the file is open, before rendering."""
+    config.validate()
+    out = Path(out)
+    if workers < 1:
+        raise ValueError(f"workers = {workers}: expected a positive integer")
+    t0 = time.perf_counter()
+    writer = open_writer(config, out)
+    try:
+        if workers > 1 or existing_shards(out):
+            merge_shards(writer, out, config.scenes)
+        done = len(writer)
+        if on_start:
+            on_start(min(done, config.scenes), config.scenes)
+        totals: dict[str, float] = {}
+        if workers == 1 and not existing_shards(out):
+            totals = render_range(config, writer, 0, config.scenes, progress=progress)
+        else:
+            tasks = plan_tasks(done, config.scenes, workers, existing_shards(out))
+            if tasks:
+                shard_folder(out).mkdir(exist_ok=True)
+                totals = run_workers(config, out, tasks, workers, progress)
+            merge_shards(writer, out, config.scenes)
+        rendered = len(writer) - done
+        return RenderSummary(out, len(writer), rendered, time.perf_counter() - t0, totals)
+    finally:
+        writer.close()
+
+

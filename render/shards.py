@@ -1,0 +1,125 @@
+"""Rendering in several processes: scene ranges rendered into shard files, merged into the output in order.
+
+With ``workers > 1`` the remaining scene indices are split into contiguous ranges, each rendered by a
+separate process (each its own Blender) into a shard file ``<out>.parts/shard-<start>-<end>.h5``, itself a
+resumable focalstack file. Shards are appended to the output in index order at the end, record by record
+(every dataset the schema has), and shards left by a killed run are resumed, or merged where they
+continue the output.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from focalstack.dataset import FocalStackFile, FocalStackWriter
+
+from .config import RenderConfig
+from .pipeline import ProgressFn, open_writer, render_range
+
+_SHARD_NAME = re.compile(r"^shard-(\d{7})-(\d{7})\.h5$")
+
+
+def shard_folder(out: Path) -> Path:
+    return out.with_name(out.name + ".parts")
+
+
+def shard_path(out: Path, start: int, stop: int) -> Path:
+    return shard_folder(out) / f"shard-{start:07d}-{stop:07d}.h5"
+
+
+def existing_shards(out: Path) -> list[tuple[int, int, Path]]:
+    folder = shard_folder(out)
+    if not folder.is_dir():
+        return []
+    found = []
+    for p in folder.iterdir():
+        m = _SHARD_NAME.match(p.name)
+        if m:
+            found.append((int(m.group(1)), int(m.group(2)), p))
+    return sorted(found)
+
+
+def plan_tasks(done: int, total: int, workers: int, shards: list[tuple[int, int, Path]]) -> list[tuple[int, int]]:
+    """Index ranges still to render: existing shards beyond ``done`` keep their ranges (they resume);
+    the gaps are split into about ``workers`` contiguous pieces."""
+    tasks: list[tuple[int, int]] = []
+    covered = []
+    for start, stop, _ in shards:
+        if stop > done and start < total:
+            tasks.append((start, min(stop, total)))
+            covered.append((start, min(stop, total)))
+    gaps, cursor = [], done
+    for start, stop in sorted(covered):
+        if start > cursor:
+            gaps.append((cursor, start))
+        cursor = max(cursor, stop)
+    if cursor < total:
+        gaps.append((cursor, total))
+    gap_total = sum(b - a for a, b in gaps)
+    for a, b in gaps:
+        pieces = max(1, round(workers * (b - a) / max(gap_total, 1)))
+        edges = np.linspace(a, b, pieces + 1).round().astype(int)
+        tasks.extend((int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:]) if hi > lo)
+    return sorted(set(tasks))
+
+
+def merge_shards(writer: FocalStackWriter, out: Path, total: int) -> None:
+    """Append shard scenes that continue ``writer`` in index order; delete shards fully merged."""
+    for start, stop, path in existing_shards(out):
+        if len(writer) >= stop:
+            path.unlink()
+            continue
+        if start > len(writer):
+            break
+        with FocalStackFile(path) as shard:
+            for row in range(len(writer) - start, len(shard)):
+                writer.append(shard[row])
+            merged_all = start + len(shard) >= stop
+        if merged_all:
+            path.unlink()
+        else:
+            break
+    folder = shard_folder(out)
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+
+
+def _worker_task(args) -> tuple[int, int, dict]:
+    config_dict, out, start, stop, threads, queue = args
+    config = RenderConfig.from_dict(config_dict)
+
+    def report(n: int, phases: dict) -> None:
+        queue.put((n, phases))
+
+    with open_writer(config, shard_path(Path(out), start, stop), start) as writer:
+        totals = render_range(config, writer, start, stop, threads=threads, progress=report)
+    return start, stop, totals
+
+
+def run_workers(config: RenderConfig, out: Path, tasks, workers: int, progress: ProgressFn | None) -> dict:
+    # Blender is not fork-safe: each worker is a fresh interpreter with its own bpy.
+    ctx = mp.get_context("spawn")
+    n_proc = min(workers, len(tasks))
+    threads = max(1, (os.cpu_count() or 1) // n_proc)
+    totals: dict[str, float] = {}
+    with ctx.Manager() as manager:
+        queue = manager.Queue()
+        with ctx.Pool(n_proc) as pool:
+            jobs = [(config.to_dict(), str(out), a, b, threads, queue) for a, b in tasks]
+            result = pool.map_async(_worker_task, jobs, chunksize=1)
+            while not result.ready() or not queue.empty():
+                try:
+                    n, phases = queue.get(timeout=0.2)
+                except Exception:  # queue.Empty through the manager proxy
+                    continue
+                for k, v in phases.items():
+                    totals[k] = totals.get(k, 0.0) + v
+                if progress:
+                    progress(n, phases)
+            result.get()  # re-raises a worker's exception here
+    return totals

@@ -1,0 +1,87 @@
+"""Who may import whom (DESIGN.md, "The house"), checked on every module's import statements.
+
+dataset/ is the ground floor (numpy, h5py, opencv; never bpy, torch, render or train); assets/ does not
+import render/ or train/; render/ never imports torch or train/, and only render/blender.py touches
+Blender; train/ never imports bpy or render/.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = {"dataset": "focalstack.dataset", "assets": "focalstack.assets", "render": "focalstack.render",
+            "train": "focalstack.train"}
+BLENDER_MODULES = {"bpy", "mathutils", "bpy_extras"}
+
+
+def imports_of(path: Path, package: str) -> set[str]:
+    """Absolute names of every module ``path`` imports, relative imports resolved within ``package``."""
+    module = package + "." + ".".join(path.relative_to(ROOT / package.split(".")[1]).with_suffix("").parts)
+    module = module.removesuffix(".__init__")
+    is_package = path.name == "__init__.py"
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = module.split(".")
+                base = base[: len(base) - node.level + (1 if is_package else 0)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module
+            names.add(target)
+            names.update(f"{target}.{alias.name}" for alias in node.names)
+    return names
+
+
+def all_imports(folder: str) -> dict[Path, set[str]]:
+    return {p: imports_of(p, PACKAGES[folder]) for p in sorted((ROOT / folder).rglob("*.py"))}
+
+
+def offenders(folder: str, forbidden) -> list[str]:
+    out = []
+    for path, names in all_imports(folder).items():
+        bad = sorted(n for n in names if any(n == f or n.startswith(f + ".") for f in forbidden))
+        if bad:
+            out.append(f"{path.relative_to(ROOT)}: {', '.join(bad)}")
+    return out
+
+
+def test_the_resolver_sees_relative_and_lazy_imports():
+    names = imports_of(ROOT / "render" / "sampling" / "sample.py", "focalstack.render")
+    assert "focalstack.render.scene" in names and "focalstack.render.sampling.params" in names
+    assert "bpy" in imports_of(ROOT / "render" / "blender.py", "focalstack.render")  # imported inside functions
+
+
+@pytest.mark.parametrize(
+    "folder, forbidden",
+    [
+        ("dataset", ["focalstack.render", "focalstack.train", "focalstack.assets", "torch", *BLENDER_MODULES]),
+        ("assets", ["focalstack.render", "focalstack.train", "torch", *BLENDER_MODULES]),
+        ("render", ["focalstack.train", "torch"]),
+        ("train", ["focalstack.render", *BLENDER_MODULES]),
+    ],
+)
+def test_no_package_imports_what_it_may_not(folder, forbidden):
+    assert offenders(folder, forbidden) == []
+
+
+def test_only_render_blender_touches_blender():
+    users = [p.relative_to(ROOT).as_posix() for folder in PACKAGES for p, names in all_imports(folder).items()
+             if names & BLENDER_MODULES or any(n.split(".")[0] in BLENDER_MODULES for n in names)]
+    assert users == ["render/blender.py"]
+
+
+def test_importing_the_packages_loads_neither_blender_nor_torch():
+    code = ("import sys, focalstack.dataset, focalstack.assets, focalstack.render, focalstack.render.sampling, "
+            "focalstack.render.pipeline, focalstack.train; "
+            "print(sorted(m for m in ('bpy', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
