@@ -204,9 +204,6 @@ class FocalStackWriter:
         f.flush()
         return i
 
-    def set_attr(self, key: str, value) -> None:
-        self._h5.attrs[key] = json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
-
     def close(self) -> None:
         if self._h5.id.valid:
             self._h5.close()

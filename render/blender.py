@@ -46,6 +46,23 @@ class BlenderError(RuntimeError):
     """Blender could not build or render a scene; the message says which part."""
 
 
+def check_blender() -> None:
+    """BlenderError (one line) unless bpy can render in this interpreter: the bpy 5.0.1 wheel exists for
+    Python 3.11 only and needs numpy < 2 (DESIGN.md). Checked before any output file is created."""
+    import importlib.util
+
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    if sys.version_info[:2] != (3, 11):
+        raise BlenderError(
+            f"rendering needs Blender's bpy 5.0.1, which exists for Python 3.11 only (this is Python {version}): "
+            "run focalstack-render in a Python 3.11 environment with pip install 'focalstack[render]'"
+        )
+    if importlib.util.find_spec("bpy") is None:
+        raise BlenderError("cannot import bpy: install the render extra, pip install 'focalstack[render]'")
+    if int(np.__version__.split(".")[0]) >= 2:
+        raise BlenderError(f"bpy 5.0 needs numpy < 2, this environment has numpy {np.__version__}: pip install 'numpy<2'")
+
+
 @dataclass
 class RenderedScene:
     """Linear-light renders of one scene, as Cycles produced them."""
@@ -506,9 +523,3 @@ class BlenderRenderer:
             self._clear_scene()
             seconds["cleanup"] = time.perf_counter() - t
         return RenderedScene(aif=aif, depth=depth, slices=np.stack(slices), seconds=seconds)
-
-
-def blender_version() -> str:
-    import bpy
-
-    return bpy.app.version_string

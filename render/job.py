@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from .blender import check_blender
 from .config import RenderConfig
 from .pipeline import ProgressFn, RenderSummary, open_writer, render_range
 from .shards import existing_shards, merge_shards, plan_tasks, run_workers, shard_folder
@@ -27,6 +28,7 @@ def render_dataset(
     out = Path(out)
     if workers < 1:
         raise ValueError(f"workers = {workers}: expected a positive integer")
+    check_blender()  # before the output file exists
     t0 = time.perf_counter()
     writer = open_writer(config, out)
     try:
