@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(if $(TORCH),$(PY) -m pip install --quiet '$(TORCH)')
-	$(PY) -m pip install --quiet -e '.[render,train,dev]'
+	$(PY) -m pip install --quiet -e '.[render,train,dev,cluster]'
 	touch $@
 
 # The whole loop on a small built-in default: render a training set and two held-out test sets (new

@@ -13,6 +13,7 @@ from focalstack.dataset.schema import DatasetError
 from focalstack.dataset.cliutil import one_line_errors, parse_numbers
 
 from .blender import BlenderError
+from .cluster import RaySettings
 from .config import (
     ConfigError,
     RenderConfig,
@@ -74,11 +75,23 @@ def _default(name: str) -> str:
               type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Folder of meshes (OBJ, PLY, STL, glTF), textures (PNG, JPG, EXR) and environment maps "
                    "(HDR, EXR); repeatable. A quarter of the files, by content hash, are kept for test presets.")
+@click.option("--threads", type=click.IntRange(min=0), default=None,
+              help="Cycles CPU threads per rendering process (0: all cores).  [default: all cores for one process, "
+                   "the cores shared out with --workers, 2 per Ray task]")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+              help="Render on Ray (the cluster extra): tasks render ranges of scenes in their own processes and "
+                   "send them back to this process, the only writer of --out. Without ADDRESS a Ray instance "
+                   "is started on this machine; with it (e.g. 10.0.0.1:6379) the cluster there is used.")
+@click.option("--ray-gpus-per-task", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="GPUs each Ray task holds (Ray pins it to them with CUDA_VISIBLE_DEVICES).")
+@click.option("--ray-scenes-per-task", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Scenes rendered by one Ray task (one Blender process).")
 @click.option("--list-presets", is_flag=True, help="List the built-in presets and exit.")
 @click.option("--scene-keys", is_flag=True, help="List every key of a preset's [scene] table with its default and meaning, and exit.")
 @one_line_errors(ConfigError, DatasetError, BlenderError, RenderError)
 def main(preset, scenes, out, seed, resolution, samples, f_number, focus_distances, denoise, workers,
-         focus_breathing, shake, sensor_noise, jpeg_quality, asset_dirs, list_presets, scene_keys):
+         focus_breathing, shake, sensor_noise, jpeg_quality, asset_dirs, threads, ray_address, ray_gpus_per_task,
+         ray_scenes_per_task, list_presets, scene_keys):
     """Render random scenes into focal stacks with ground truth, stored in one HDF5 file.
 
     Each scene is rendered with Cycles once with depth of field off (all-in-focus image and planar depth)
@@ -107,7 +120,14 @@ def main(preset, scenes, out, seed, resolution, samples, f_number, focus_distanc
     )
     if not out.parent.is_dir():
         _fail(f"--out {out}: folder {out.parent} does not exist")
-    _render(config, out, workers)
+    ray = None
+    if ray_address is not None:
+        if workers > 1:
+            _fail("--workers and --ray: choose one (Ray runs its own worker processes)")
+        ray = RaySettings(address=None if ray_address == "local" else ray_address,
+                          threads=threads if threads else RaySettings.threads, gpus=ray_gpus_per_task,
+                          scenes_per_task=ray_scenes_per_task)
+    _render(config, out, workers=workers, threads=threads, ray=ray)
 
 
 def config_from_options(preset: str, *, resolution, focus_distances, focus_breathing, shake, sensor_noise,
@@ -142,7 +162,7 @@ def config_from_options(preset: str, *, resolution, focus_distances, focus_breat
     return config.with_overrides(**overrides).validate()
 
 
-def _render(config: RenderConfig, out: Path, workers: int) -> None:
+def _render(config: RenderConfig, out: Path, **how) -> None:
     """Render with a progress bar on stderr and a one-line summary on stdout."""
     from tqdm import tqdm
 
@@ -159,7 +179,7 @@ def _render(config: RenderConfig, out: Path, workers: int) -> None:
         bar.set_postfix_str(f"{sum(phases.values()):.1f} s/scene")
 
     try:
-        summary = render_dataset(config, out, workers=workers, progress=on_progress, on_start=on_start)
+        summary = render_dataset(config, out, progress=on_progress, on_start=on_start, **how)
     finally:
         if bar is not None:
             bar.close()

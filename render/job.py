@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 from .blender import check_blender
+from .cluster import RaySettings, render_range_with_ray
 from .config import RenderConfig
 from .pipeline import ProgressFn, RenderSummary, open_writer, render_range
 from .shards import existing_shards, merge_shards, plan_tasks, run_workers, shard_folder
@@ -19,36 +20,42 @@ def render_dataset(
     out: str | os.PathLike,
     *,
     workers: int = 1,
+    threads: int | None = None,
+    ray: RaySettings | None = None,
     progress: ProgressFn | None = None,
     on_start: Callable[[int, int], None] | None = None,
 ) -> RenderSummary:
-    """Render ``config.scenes`` scenes into ``out``, resuming what is there. ``on_start(done, total)``
-    is called once the file is open, before rendering."""
+    """Render ``config.scenes`` scenes into ``out``, resuming what is there: in this process, in ``workers``
+    processes (shards merged in order), or on Ray (``ray``; the driver needs no Blender). ``threads`` caps
+    Cycles' threads per process (None: all cores, shared out among workers). ``on_start(done, total)`` is
+    called once the file is open, before rendering."""
     config.validate()
     out = Path(out)
     if workers < 1:
         raise ValueError(f"workers = {workers}: expected a positive integer")
-    check_blender()  # before the output file exists
+    if ray is None:
+        check_blender()  # before the output file exists
     t0 = time.perf_counter()
     writer = open_writer(config, out)
     try:
-        if workers > 1 or existing_shards(out):
+        if workers > 1 or ray is not None or existing_shards(out):
             merge_shards(writer, out, config.scenes)
         done = len(writer)
         if on_start:
             on_start(min(done, config.scenes), config.scenes)
         totals: dict[str, float] = {}
-        if workers == 1 and not existing_shards(out):
-            totals = render_range(config, writer, 0, config.scenes, progress=progress)
+        if ray is not None:
+            totals = render_range_with_ray(config, writer, config.scenes, ray, progress)
+            merge_shards(writer, out, config.scenes)  # an earlier --workers run's shards, now covered
+        elif workers == 1 and not existing_shards(out):
+            totals = render_range(config, writer, 0, config.scenes, threads=threads or 0, progress=progress)
         else:
             tasks = plan_tasks(done, config.scenes, workers, existing_shards(out))
             if tasks:
                 shard_folder(out).mkdir(exist_ok=True)
-                totals = run_workers(config, out, tasks, workers, progress)
+                totals = run_workers(config, out, tasks, workers, progress, threads)
             merge_shards(writer, out, config.scenes)
         rendered = len(writer) - done
         return RenderSummary(out, len(writer), rendered, time.perf_counter() - t0, totals)
     finally:
         writer.close()
-
-

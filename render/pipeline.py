@@ -143,6 +143,24 @@ class RenderSummary:
 ProgressFn = Callable[[int, dict], None]  # (scenes just finished, phase seconds of the last one)
 
 
+def render_scene(config: RenderConfig, renderer, index: int) -> tuple[SceneRecord, dict]:
+    """Scene ``index`` of the dataset: described, rendered and turned into its record; with the seconds
+    each phase took."""
+    t0 = time.perf_counter()
+    desc = describe_scene(config, index)
+    t1 = time.perf_counter()
+    rendered = renderer.render(desc)
+    t2 = time.perf_counter()
+    record = make_record(desc, rendered, config)
+    t3 = time.perf_counter()
+    return record, {"sample": t1 - t0, **rendered.seconds, "ground_truth": t3 - t2}
+
+
+def add_phases(totals: dict, phases: dict) -> None:
+    for k, v in phases.items():
+        totals[k] = totals.get(k, 0.0) + v
+
+
 def render_range(
     config: RenderConfig,
     writer: FocalStackWriter,
@@ -166,18 +184,11 @@ def render_range(
         renderer = BlenderRenderer(samples=config.samples, denoise=config.denoise, threads=threads)
     try:
         for index in range(begin, stop):
-            t0 = time.perf_counter()
-            desc = describe_scene(config, index)
-            t1 = time.perf_counter()
-            rendered = renderer.render(desc)
-            t2 = time.perf_counter()
-            record = make_record(desc, rendered, config)
-            t3 = time.perf_counter()
+            record, phases = render_scene(config, renderer, index)
+            t = time.perf_counter()
             writer.append(record)
-            t4 = time.perf_counter()
-            phases = {"sample": t1 - t0, **rendered.seconds, "ground_truth": t3 - t2, "write": t4 - t3}
-            for k, v in phases.items():
-                totals[k] = totals.get(k, 0.0) + v
+            phases["write"] = time.perf_counter() - t
+            add_phases(totals, phases)
             if progress:
                 progress(1, phases)
     finally:

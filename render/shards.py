@@ -19,7 +19,7 @@ import numpy as np
 from focalstack.dataset import FocalStackFile, FocalStackWriter
 
 from .config import RenderConfig
-from .pipeline import ProgressFn, open_writer, render_range
+from .pipeline import ProgressFn, add_phases, open_writer, render_range
 
 _SHARD_NAME = re.compile(r"^shard-(\d{7})-(\d{7})\.h5$")
 
@@ -101,11 +101,14 @@ def _worker_task(args) -> tuple[int, int, dict]:
     return start, stop, totals
 
 
-def run_workers(config: RenderConfig, out: Path, tasks, workers: int, progress: ProgressFn | None) -> dict:
+def run_workers(config: RenderConfig, out: Path, tasks, workers: int, progress: ProgressFn | None,
+                threads: int | None = None) -> dict:
+    """Render ``tasks`` (index ranges) into their shards in ``workers`` processes; ``threads`` Cycles
+    threads each (None: the machine's cores shared out)."""
     # Blender is not fork-safe: each worker is a fresh interpreter with its own bpy.
     ctx = mp.get_context("spawn")
     n_proc = min(workers, len(tasks))
-    threads = max(1, (os.cpu_count() or 1) // n_proc)
+    threads = threads or max(1, (os.cpu_count() or 1) // n_proc)
     totals: dict[str, float] = {}
     with ctx.Manager() as manager:
         queue = manager.Queue()
@@ -117,8 +120,7 @@ def run_workers(config: RenderConfig, out: Path, tasks, workers: int, progress: 
                     n, phases = queue.get(timeout=0.2)
                 except Exception:  # queue.Empty through the manager proxy
                     continue
-                for k, v in phases.items():
-                    totals[k] = totals.get(k, 0.0) + v
+                add_phases(totals, phases)
                 if progress:
                     progress(n, phases)
             result.get()  # re-raises a worker's exception here

@@ -17,78 +17,25 @@ import h5py
 import numpy as np
 import pytest
 
-from focalstack.dataset import schema
 from focalstack.dataset.validate import validate_file
+from render_fixtures import assert_files_equal, render_command
 
 pytestmark = pytest.mark.blender
 
-PRESET = """
-name = "effects-test"
-[camera]
-resolution = 32
-defocus_model = "thin_lens"
-[render]
-samples = 2
-denoise = false
-[scene]
-objects = [2, 4]
-stack_size = [2, 4]
-[effects]
-focus_breathing = true
-shake_rotation_deg = 0.3
-shake_translation_mm = 1.0
-"""
-
-
 def command(preset, out, scenes, workers):
-    return [sys.executable, "-m", "focalstack.render", "--preset", str(preset), "--scenes", str(scenes),
-            "--workers", str(workers), "--seed", "5", "--out", str(out)]
+    return render_command(preset, out, scenes, "--workers", str(workers))
 
 
-def assert_files_equal(a_path, b_path):
-    """Every schema dataset equal; colour to one 8-bit level (Cycles differs by ~1e-6 across processes)."""
-    with h5py.File(a_path) as a, h5py.File(b_path) as b:
-        for spec in schema.WRITTEN_ARRAYS:
-            assert spec.name in a and spec.name in b, spec.name
-            x, y = a[spec.name][:], b[spec.name][:]
-            assert x.shape == y.shape, spec.name
-            if spec.name in ("stack", "aif", "edges"):
-                limit = 1 if spec.name != "edges" else 0
-                if spec.name == "edges":  # Canny on colours one level apart may move an edge pixel
-                    assert np.mean(x != y) < 0.02, spec.name
-                else:
-                    assert np.abs(x.astype(int) - y.astype(int)).max() <= limit, spec.name
-            else:
-                np.testing.assert_array_equal(x, y, err_msg=spec.name)
-
-
-@pytest.fixture(scope="module")
-def preset(tmp_path_factory):
-    path = tmp_path_factory.mktemp("preset") / "effects-test.toml"
-    path.write_text(PRESET)
-    return path
-
-
-@pytest.fixture(scope="module")
-def one_process(preset, tmp_path_factory):
-    out = tmp_path_factory.mktemp("one") / "one.h5"
-    subprocess.run(command(preset, out, 4, 1), check=True, capture_output=True, timeout=600)
-    with h5py.File(out) as f:  # the scenes really use what the test is about
-        assert not np.allclose(f["slice_homography"][:], np.eye(3))
-        assert not np.allclose(f["slice_pose"][:], np.eye(4))
-        assert (f["stack_size"][:] < 5).all()
-        assert len(set(f["slice_focal_length_mm"][:].ravel().tolist())) > 1
-    return out
-
-
-def test_workers_give_the_same_file_in_every_dataset(preset, one_process, tmp_path):
+def test_workers_give_the_same_file_in_every_dataset(effects_preset, one_process, tmp_path):
+    preset = effects_preset
     out = tmp_path / "two.h5"
     subprocess.run(command(preset, out, 4, 2), check=True, capture_output=True, timeout=600)
     assert validate_file(out, full=True).valid
     assert_files_equal(one_process, out)
 
 
-def test_killed_worker_run_resumes_to_the_same_file(preset, one_process, tmp_path):
+def test_killed_worker_run_resumes_to_the_same_file(effects_preset, one_process, tmp_path):
+    preset = effects_preset
     out = tmp_path / "killed.h5"
     proc = subprocess.Popen(command(preset, out, 4, 2), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)

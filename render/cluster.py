@@ -1,0 +1,124 @@
+"""Rendering on a Ray cluster: tasks render ranges of scenes, the driver alone writes the file, in order.
+
+Each task renders a contiguous range of scene indices in its own worker process with its own Blender
+(``max_calls=1``: a fresh process per task, as Blender wants) and returns the finished records through
+Ray's object store, so no shared file system is needed. The driver is the only writer of the output file
+and appends records strictly in index order, holding finished ranges that arrive early until the ones
+before them are in. The file therefore stays the ledger exactly as in one process: a killed driver
+resumes at the first incomplete scene when run again, and a task whose worker dies is retried by Ray
+(``max_retries``) and renders the same scenes (they follow from their seeds).
+
+Resources per task: ``threads`` CPUs (Cycles' threads) and ``gpus`` GPUs (Ray sets CUDA_VISIBLE_DEVICES;
+the task's renderer uses ``device``). Nodes need focalstack[render] installed, and any user ``--assets``
+folder at the same path; the bundled assets come with the package.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from focalstack.dataset import FocalStackWriter
+
+from .config import ConfigError, RenderConfig
+from .pipeline import ProgressFn, add_phases
+
+# Ray retries a task whose worker process died this many times before the run fails.
+TASK_RETRIES = 3
+
+
+@dataclass(frozen=True)
+class RaySettings:
+    address: str | None = None  # None: start a Ray instance on this machine; else a cluster's address
+    threads: int = 2  # CPUs (Cycles threads) per task
+    gpus: float = 0.0  # GPUs per task
+    device: str = "cpu"  # the renderer's device in each task
+    scenes_per_task: int = 4
+    tasks_in_flight: int = 0  # 0: twice the cluster's CPUs / threads; bounds the driver's memory
+
+
+def render_scene_range(config_dict: dict, start: int, stop: int, threads: int, device: str) -> tuple[int, list]:
+    """A Ray task: scenes ``start``..``stop - 1`` as (record, phase seconds) pairs, in index order."""
+    from .blender import BlenderRenderer
+    from .pipeline import render_scene
+
+    config = RenderConfig.from_dict(config_dict)
+    out = []
+    with BlenderRenderer(**_renderer_settings(config, threads, device)) as renderer:
+        for index in range(start, stop):
+            out.append(render_scene(config, renderer, index))
+    return start, out
+
+
+def _renderer_settings(config: RenderConfig, threads: int, device: str) -> dict:
+    settings = {"samples": config.samples, "denoise": config.denoise, "threads": threads}
+    if device != "cpu":
+        settings["device"] = device
+    return settings
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--ray needs Ray: pip install 'focalstack[cluster]'") from None
+    return ray
+
+
+def render_range_with_ray(
+    config: RenderConfig,
+    writer: FocalStackWriter,
+    stop: int,
+    settings: RaySettings,
+    progress: ProgressFn | None = None,
+) -> dict:
+    """Render scenes ``len(writer)``..``stop - 1`` on Ray into ``writer`` (dataset index = row). Returns the
+    phase seconds summed over the scenes rendered."""
+    ray = _import_ray()
+    begin = len(writer)
+    totals: dict[str, float] = {}
+    if begin >= stop:
+        return totals
+    started_here = not ray.is_initialized()
+    if started_here:
+        local = settings.address is None
+        ray.init(address=settings.address, include_dashboard=False, log_to_driver=False, logging_level="WARNING",
+                 num_cpus=(os.cpu_count() or 1) if local else None)
+    try:
+        task = ray.remote(max_calls=1)(render_scene_range).options(
+            num_cpus=settings.threads, num_gpus=settings.gpus, max_retries=TASK_RETRIES, retry_exceptions=False,
+        )
+        n = settings.scenes_per_task
+        ranges = [(a, min(a + n, stop)) for a in range(begin, stop, n)]
+        limit = settings.tasks_in_flight or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)) // settings.threads)
+        config_dict = config.to_dict()
+        pending, arrived, cursor = [], {}, begin
+        queue = list(reversed(ranges))
+        while queue or pending:
+            while queue and len(pending) < limit:
+                a, b = queue.pop()
+                pending.append(task.remote(config_dict, a, b, settings.threads, settings.device))
+            ready, pending = ray.wait(pending, num_returns=1)
+            start, results = _get(ray, ready[0])
+            arrived[start] = results
+            while cursor in arrived:  # write in index order only
+                for record, phases in arrived.pop(cursor):
+                    writer.append(record)
+                    add_phases(totals, phases)
+                    if progress:
+                        progress(1, phases)
+                    cursor += 1
+    finally:
+        if started_here:
+            ray.shutdown()
+    return totals
+
+
+def _get(ray, ref):
+    """The task's result; a task that failed in Python (after Ray's retries for dead workers) re-raises
+    its own exception, so the user sees the scene's error, not Ray's wrapper."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        cause = exc.as_instanceof_cause()
+        raise cause from None
