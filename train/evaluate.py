@@ -12,48 +12,16 @@ import csv
 import json
 import math
 import os
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .data import FocalStackDataset, Norm, SourceInfo, inspect_source, make_loader, plan_eval, to_model_inputs
+from .device import autocast, resolve_amp, resolve_device
 from .metrics import ALL_METRICS, MeanMeter, aif_psnr, aif_ssim, defocus_mse, depth_metrics
 
 SETTINGS = ("All", "Random")
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda if available else cpu; otherwise a torch device name. ValueError if unusable."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise ValueError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine (torch {torch.__version__})")
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N")
-    return dev
-
-
-def resolve_amp(name: str, device: torch.device) -> torch.dtype | None:
-    """'auto' -> bfloat16 on a CUDA device that supports it, else None (float32); 'bf16'; 'off'."""
-    if name == "off":
-        return None
-    if name == "bf16":
-        return torch.bfloat16
-    if name == "auto":
-        if device.type == "cuda" and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return None
-    raise ValueError(f"--amp {name!r}: expected auto, bf16 or off")
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None):
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
 @torch.no_grad()

@@ -28,7 +28,7 @@ import torch
 from focalstack.dataset.optics import blur_diameter_px
 
 from .checkpoint import load_checkpoint, model_from_checkpoint
-from .evaluate import autocast, resolve_amp, resolve_device
+from .device import autocast, resolve_amp, resolve_device
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 

@@ -38,7 +38,8 @@ from .data import (
     split_scenes,
     to_model_inputs,
 )
-from .evaluate import autocast, resolve_amp, resolve_device, run_batches
+from .device import autocast, resolve_amp, resolve_channels_last, resolve_device
+from .evaluate import run_batches
 from .losses import FocusLoss, LossWeights
 from .models import ARCHITECTURES, build_model, count_parameters
 
@@ -197,9 +198,7 @@ def fit(cfg: TrainConfig, resume: bool = False) -> FitResult:
 
     device = resolve_device(cfg.device)
     amp_dtype = resolve_amp(cfg.amp, device)
-    channels_last = {"auto": device.type == "cuda", "on": True, "off": False}.get(cfg.channels_last)
-    if channels_last is None:
-        raise ValueError(f"--channels-last {cfg.channels_last!r}: expected auto, on or off")
+    channels_last = resolve_channels_last(cfg.channels_last, device)
     norm = Norm.from_dict(cfg.norm).check()
     weights = LossWeights(**cfg.loss_weights)
 
@@ -227,7 +226,6 @@ def fit(cfg: TrainConfig, resume: bool = False) -> FitResult:
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-        model.channels_last = True
     settings = PlanSettings(
         batch_size=cfg.batch_size,
         stack_size=stack_size,

@@ -126,6 +126,14 @@ class StackEncoder(nn.Module):
         return skips, self.act(self.bridge(x, pooled, s))
 
 
+def memory_format(module: nn.Module) -> torch.memory_format:
+    """The memory format of ``module``'s first convolution weight: channels_last if it was moved there."""
+    w = next(m.weight for m in module.modules() if isinstance(m, nn.Conv2d))
+    if not w.is_contiguous() and w.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
     """Replicate-pad the last two axes of a 4-D tensor up to multiples of ``multiple``."""
     h, w = x.shape[-2:]
