@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from focalstack.dataset.files import atomic_path
+
 from .data import FocalStackDataset, Norm, SourceInfo, inspect_source, make_loader, plan_eval, to_model_inputs
 from .device import autocast, resolve_amp, resolve_device
 from .metrics import ALL_METRICS, MeanMeter, aif_psnr, aif_ssim, defocus_mse, depth_metrics
@@ -74,6 +76,15 @@ def _fmt(value) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     return f"{value:.4g}"
+
+
+def write_csv(path: str | os.PathLike, rows: list[dict], columns: list[str]) -> None:
+    """``rows`` under the header ``columns`` (None and missing values as empty cells), replacing
+    ``path`` atomically."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+        w.writeheader()
+        w.writerows({c: r.get(c) for c in columns} for r in rows)
 
 
 def markdown_table(rows: list[dict]) -> str:
