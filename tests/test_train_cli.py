@@ -166,3 +166,51 @@ def test_quick_train_and_evaluate_returns_the_table(tmp_path):
     table = quick_train_and_evaluate(train, test, tmp_path / "quick", epochs=1, progress=False)
     assert table.count("\n") == 4 and "| All |" in table and "| Random |" in table
     assert (tmp_path / "quick" / "eval" / "metrics.json").exists()
+
+
+def test_fit_defaults_are_the_configuration_defaults(monkeypatch):
+    import focalstack.train.cli as cli
+    from focalstack.train.trainer import TrainConfig
+
+    calls = []
+    monkeypatch.setattr(cli, "run_fit", lambda cfg, resume: calls.append((cfg, resume)))
+    result = run(["fit", "--data", "x.h5", "--out", "runs/x", "-q"])
+    assert result.exit_code == 0, result.output
+    cfg, resume = calls[0]
+    assert not resume
+    assert cfg == TrainConfig(data=["x.h5"], out="runs/x", progress=False)  # every other field its default
+    assert cfg.workers == 0  # (the command line said 2 while TrainConfig said 0)
+
+
+def test_option_defaults_and_choices_come_from_the_dataclasses_and_the_registry():
+    import dataclasses
+    import inspect
+
+    from focalstack.train.data import Norm
+    from focalstack.train.evaluate import evaluate
+    from focalstack.train.losses import LossWeights
+    from focalstack.train.models import ARCHITECTURES
+    from focalstack.train.predict import predict
+    from focalstack.train.trainer import TrainConfig
+
+    fit = {p.name: p for p in main.commands["fit"].params}
+    for cls in (TrainConfig, Norm):
+        for f in dataclasses.fields(cls):
+            # --arch has no default, so that --resume can tell whether it was given
+            if f.name in fit and not fit[f.name].is_flag and f.default is not dataclasses.MISSING and f.name != "arch":
+                assert fit[f.name].default == f.default, f.name
+    assert {"lr", "epochs", "batch_size", "workers", "depth_scale", "max_depth"} <= fit.keys()
+    assert list(fit["arch"].type.choices) == list(ARCHITECTURES)
+    builder = inspect.signature(ARCHITECTURES[TrainConfig.arch]).parameters
+    for name in ("width", "aif_width", "aif_blocks"):
+        assert fit[name].help.endswith(f"[{builder[name].default}].")
+    weights = " ".join(f"{f.name}={f.default:g}" for f in dataclasses.fields(LossWeights))
+    assert f"[{weights}]" in fit["loss_weight"].help
+    for command, fn in (("evaluate", evaluate), ("predict", predict)):
+        signature = inspect.signature(fn).parameters
+        params = [p for p in main.commands[command].params
+                  if p.name in signature and signature[p.name].default is not inspect.Parameter.empty]
+        assert len(params) >= 3, command
+        for p in params:
+            expected = signature[p.name].default
+            assert (tuple(p.default) if p.multiple else p.default) == expected, (command, p.name)

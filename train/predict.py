@@ -67,16 +67,6 @@ def read_image(path: Path) -> np.ndarray:
     return np.clip(img, 0, 1)
 
 
-def parse_distances(text: str) -> list[float]:
-    try:
-        values = [float(x) for x in text.replace(" ", "").split(",") if x]
-    except ValueError:
-        raise ValueError(f"focus distances {text!r}: expected metres separated by commas, e.g. 0.1,0.3,1.5") from None
-    if not values or not all(math.isfinite(v) and v > 0 for v in values):
-        raise ValueError(f"focus distances {text!r}: expected positive numbers of metres")
-    return values
-
-
 def disk_kernel(diameter: float) -> np.ndarray:
     """Normalised anti-aliased disk (uniform blur circle) of ``diameter`` pixels; a delta below 1 px."""
     d = abs(float(diameter))
