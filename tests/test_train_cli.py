@@ -3,6 +3,8 @@ bad input ends in one line naming the file or value, and python -m focalstack.tr
 
 import csv
 import json
+import math
+import re
 import subprocess
 import sys
 
@@ -214,3 +216,57 @@ def test_option_defaults_and_choices_come_from_the_dataclasses_and_the_registry(
         for p in params:
             expected = signature[p.name].default
             assert (tuple(p.default) if p.multiple else p.default) == expected, (command, p.name)
+
+
+@pytest.mark.parametrize("args, option", [
+    (["--lr", "inf"], "--lr"),
+    (["--lr", "nan"], "--lr"),
+    (["--lr", "0"], "--lr"),
+    (["--weight-decay", "inf"], "--weight-decay"),
+    (["--grad-clip", "nan"], "--grad-clip"),
+    (["--depth-scale", "inf"], "--depth-scale"),
+    (["--max-depth", "nan"], "--max-depth"),
+    (["--val-fraction", "nan"], "--val-fraction"),
+    (["--val-fraction", "1"], "--val-fraction"),
+    (["--loss-weight", "depth=inf"], "--loss-weight"),
+    (["--loss-weight", "edges=nan"], "--loss-weight"),
+    (["--loss-weight", "aif=-1"], "--loss-weight"),
+    (["--crop", "inf"], "--crop"),
+    (["--crop", "0x32"], "--crop"),
+    (["--epochs", "0"], "--epochs"),
+    (["--samples-per-epoch", "0"], "--samples-per-epoch"),
+    (["--checkpoint-every", "-1"], "--checkpoint-every"),
+])
+def test_fit_refuses_non_finite_and_out_of_range_numbers_naming_the_option(tmp_path, args, option):
+    data = synthetic_file("cli-test-a", 3, 32, 31)
+    result = run(["fit", "--data", data, "--out", tmp_path / "r", *args])
+    assert_one_line_error(result, option, args[1].split("=")[-1])
+    assert not (tmp_path / "r").exists()  # refused before anything is written
+
+
+def test_config_check_refuses_non_finite_numbers_given_from_python():
+    from focalstack.train.trainer import TrainConfig
+
+    base = dict(data=["x.h5"], out="runs/x")
+    for field, value, option in (("lr", math.inf, "--lr"), ("val_fraction", math.nan, "--val-fraction"),
+                                 ("loss_weights", {"depth": math.inf}, "--loss-weight depth=inf"),
+                                 ("norm", {"focus_scale": -math.inf}, "--focus-scale"),
+                                 ("crop", [32, 1.5], "--crop"), ("max_steps", 0, "--max-steps")):
+        with pytest.raises(ValueError, match=re.escape(option)):
+            TrainConfig(**base, **{field: value}).check()
+    TrainConfig(**base).check()  # the defaults pass
+
+
+@pytest.mark.parametrize("args, option", [
+    (["-f", "0.1,inf"], "--focus-distances"),
+    (["-f", "0.1,nan"], "--focus-distances"),
+    (["-f", "0.1,-0.3"], "--focus-distances"),
+    (["-f", "0.1,0.3", "--refocus", "inf"], "--refocus"),
+    (["-f", "0.1,0.3", "--refocus", "0.5", "--f-number", "nan"], "--f-number"),
+    (["-f", "0.1,0.3", "--refocus", "0.5", "--focal-length-mm", "inf"], "--focal-length-mm"),
+])
+def test_predict_refuses_non_finite_numbers_naming_the_option(tmp_path, args, option):
+    folder = _png_folder(tmp_path / "photos", n=2)
+    result = run(["predict", "-c", tiny_run("fod") / "best.pt", folder, "-o", tmp_path / "out", *args])
+    assert_one_line_error(result, option)
+    assert not (tmp_path / "out").exists()

@@ -118,8 +118,9 @@ def evaluate(
     for s in settings:
         if s not in SETTINGS:
             raise ValueError(f"setting {s!r}: expected one of {', '.join(SETTINGS)}")
-    if batch_size < 1:
-        raise ValueError(f"--batch-size {batch_size}: expected a positive integer")
+    for name, value in (("batch-size", batch_size), ("max-scenes", 1 if max_scenes is None else max_scenes)):
+        if not value >= 1:
+            raise ValueError(f"--{name} {value}: expected a positive integer")
     dev = resolve_device(device)
     amp_dtype = resolve_amp(amp, dev)
     ckpt = load_checkpoint(checkpoint)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from focalstack.dataset.cliutil import is_finite_number
 from focalstack.dataset.files import write_text_atomic
 
 from .checkpoint import CheckpointError, check_weights, load_checkpoint
@@ -93,26 +94,38 @@ class TrainConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
     def check(self) -> "TrainConfig":
-        """ValueError naming the first unusable value."""
+        """ValueError naming the option of the first unusable value (numbers must be finite)."""
         if not self.data:
             raise ValueError("--data: give at least one training file")
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"--arch {self.arch!r}: expected one of {', '.join(ARCHITECTURES)}")
-        for name in ("epochs", "batch_size"):
+        for name, least in (("epochs", 1), ("batch_size", 1), ("log_every", 1), ("workers", 0), ("checkpoint_every", 0)):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"--{name.replace('_', '-')} {value!r}: expected a positive integer")
-        if self.stack_size is not None and self.stack_size < 1:
-            raise ValueError(f"--stack-size {self.stack_size}: expected a positive integer")
-        if self.crop is not None and (len(self.crop) != 2 or min(self.crop) < 1):
-            raise ValueError(f"--crop {self.crop}: expected a positive size")
-        if not self.lr > 0:
-            raise ValueError(f"--lr {self.lr}: expected a number > 0")
-        if self.workers < 0:
-            raise ValueError(f"--workers {self.workers}: expected 0 or more")
+            _require(_is_int(value) and value >= least, name, value, "a positive integer" if least else "an integer >= 0")
+        for name in ("stack_size", "samples_per_epoch", "max_steps"):  # None: not set
+            value = getattr(self, name)
+            _require(value is None or (_is_int(value) and value >= 1), name, value, "a positive integer")
+        if self.crop is not None:
+            _require(len(self.crop) == 2 and all(_is_int(v) and v >= 1 for v in self.crop), "crop", self.crop,
+                     "a positive size")
+        _require(is_finite_number(self.lr) and self.lr > 0, "lr", self.lr, "a finite number > 0")
+        for name in ("weight_decay", "grad_clip"):
+            value = getattr(self, name)
+            _require(is_finite_number(value) and value >= 0, name, value, "a finite number >= 0")
+        fraction = self.val_fraction
+        _require(is_finite_number(fraction) and 0 <= fraction < 1, "val_fraction", fraction, "a number in [0, 1)")
         Norm.from_dict(self.norm).check()
-        LossWeights(**self.loss_weights)
+        LossWeights(**self.loss_weights).check()
         return self
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _require(ok: bool, name: str, value, expected: str) -> None:
+    if not ok:
+        raise ValueError(f"--{name.replace('_', '-')} {value!r}: expected {expected}")
 
 
 @dataclass
