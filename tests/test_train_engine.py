@@ -185,3 +185,10 @@ def test_hooks_told_they_are_not_the_writer_keep_state_but_write_nothing(tmp_pat
     csv_hook = next(h for h in trainer.hooks if hasattr(h, "history"))
     assert [r["epoch"] for r in csv_hook.history] == [1, 2]
     assert next(h for h in trainer.hooks if h.state_key == "best").best_epoch in (1, 2)
+
+
+def test_fit_leaves_torchs_global_random_state_alone(tmp_path):
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    fit(_cfg(tmp_path, epochs=1, tensorboard=False))
+    assert torch.equal(torch.random.get_rng_state(), before)

@@ -355,9 +355,6 @@ class FocalStackDataset(torch.utils.data.Dataset):
             f.close()
         self._files = {}
 
-    def __len__(self) -> int:  # not used for sampling; keys come from the planner
-        return sum(len(self._file(i)) for i in range(len(self.paths)))
-
     def __getitem__(self, key: SampleKey) -> dict:
         f = self._file(key.file)
         scene = f[key.scene]
@@ -400,6 +397,9 @@ def make_loader(
         num_workers=workers,
         pin_memory=pin,
         persistent_workers=False,
+        # The loader draws its workers' seeds from this, not from torch's global generator (the samples
+        # need no seeds: every random choice is in the plan).
+        generator=torch.Generator(),
     )
 
 

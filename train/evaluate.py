@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from focalstack.dataset.files import atomic_path
+from focalstack.dataset.files import atomic_path, write_text_atomic
 
 from .data import FocalStackDataset, Norm, SourceInfo, inspect_source, make_loader, plan_eval, to_model_inputs
 from .device import autocast, resolve_amp, resolve_device
@@ -147,6 +147,11 @@ def evaluate(
     finally:
         dataset.close()
     out = Path(out_dir) if out_dir is not None else Path(checkpoint).parent / "eval"
+    return rows, write_results(out, rows, checkpoint, ckpt, seed)
+
+
+def write_results(out: Path, rows: list[dict], checkpoint, ckpt: dict, seed: int) -> dict[str, Path]:
+    """metrics.md, metrics.csv and metrics.json in ``out``, each replaced atomically."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {"markdown": out / "metrics.md", "csv": out / "metrics.csv", "json": out / "metrics.json"}
     meta = {
@@ -158,16 +163,11 @@ def evaluate(
             "depth_mse": "m^2", "depth_rmse": "m", "depth_sqrel": "m", "defocus_mse": "px^2", "aif_psnr": "dB",
         },
     }
-    paths["markdown"].write_text(
-        f"Evaluation of `{checkpoint}` (architecture {ckpt['arch']}, epoch {ckpt.get('epoch')}).\n\n" + markdown_table(rows)
-    )
-    with open(paths["csv"], "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=["file", "setting", "scenes", *ALL_METRICS])
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: ("" if v is None else v) for k, v in r.items()})
+    write_text_atomic(paths["markdown"], f"Evaluation of `{checkpoint}` (architecture {ckpt['arch']}, epoch "
+                                         f"{ckpt.get('epoch')}).\n\n" + markdown_table(rows))
+    write_csv(paths["csv"], rows, ["file", "setting", "scenes", *ALL_METRICS])
     results: dict = {}
     for r in rows:
         results.setdefault(r["file"], {})[r["setting"]] = {k: r[k] for k in ["scenes", *ALL_METRICS]}
-    paths["json"].write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
-    return rows, paths
+    write_text_atomic(paths["json"], json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+    return paths

@@ -44,7 +44,7 @@ from .losses import FocusLoss, LossWeights
 from .metrics import ALL_METRICS
 from .models import ARCHITECTURES, FocusOnDefocus, build_model, count_parameters
 
-# Settings that a resumed run may change; all others come from the checkpoint.
+# Settings that a resumed run may change; all others but --data (when given) come from the checkpoint.
 RUNTIME_FIELDS = (
     "epochs", "device", "amp", "channels_last", "compile", "workers", "max_steps", "checkpoint_every",
     "tensorboard", "progress", "log_every",
@@ -203,8 +203,9 @@ def fit(cfg: TrainConfig, resume: bool = False) -> FitResult:
 
 
 def build_trainer(cfg: TrainConfig, ckpt: dict | None = None, writer: bool = True) -> Trainer:
-    """Data, model, loss, AdamW and hooks of the run ``cfg`` (checked), at the state of ``ckpt`` if given.
-    With ``writer`` False the hooks keep their state but write no file (for all processes but one)."""
+    """Data, model, loss, AdamW and hooks of the run ``cfg`` (which has passed ``check()``), at the state
+    of ``ckpt`` if given. With ``writer`` False the hooks keep their state but write no file (for every
+    process but one, when several train together)."""
     out = Path(cfg.out)
     log = RunLog(out / "train.log", quiet=not cfg.progress, writer=writer)
     device = resolve_device(cfg.device)

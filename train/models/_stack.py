@@ -51,11 +51,6 @@ def stack_max(x: torch.Tensor, s: int) -> torch.Tensor:
     return x.unflatten(0, (-1, s)).amax(dim=1)
 
 
-def broadcast_stack(x: torch.Tensor, s: int) -> torch.Tensor:
-    """(B, C, H, W) -> (B*S, C, H, W): the same map for every image of each stack."""
-    return x.unsqueeze(1).expand(-1, s, *x.shape[1:]).flatten(0, 1)
-
-
 class StackConv(nn.Module):
     """3x3 conv over ``cat(branch, broadcast(pooled))``, computed without building the concatenation.
 

@@ -9,9 +9,9 @@ normalised the same way, in a dict:
 - ``aif``:     (B, 3, H, W) all-in-focus RGB (only with an AiF branch)
 - ``edges``:   (B, H, W) edge logits (only with an AiF branch)
 
-Images of any size are replicate-padded to a multiple of 16 and the outputs cropped back. A model moved
-to channels_last (``model.to(memory_format=torch.channels_last)``) runs in that format throughout. Any stack
-length works (1 to 10 and beyond), and the outputs do not depend on the order of the images.
+Images of any size are replicate-padded to a multiple of 16 and the outputs cropped back. Any stack
+length works (1 to 10 and beyond), and the outputs do not depend on the order of the images. A model
+moved to channels_last (``model.to(memory_format=torch.channels_last)``) runs its convolutions in it.
 """
 
 from __future__ import annotations
