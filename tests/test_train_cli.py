@@ -3,6 +3,8 @@ bad input ends in one line naming the file or value, and python -m focalstack.tr
 
 import csv
 import json
+import math
+import re
 import subprocess
 import sys
 
@@ -166,3 +168,105 @@ def test_quick_train_and_evaluate_returns_the_table(tmp_path):
     table = quick_train_and_evaluate(train, test, tmp_path / "quick", epochs=1, progress=False)
     assert table.count("\n") == 4 and "| All |" in table and "| Random |" in table
     assert (tmp_path / "quick" / "eval" / "metrics.json").exists()
+
+
+def test_fit_defaults_are_the_configuration_defaults(monkeypatch):
+    import focalstack.train.cli as cli
+    from focalstack.train.trainer import TrainConfig
+
+    calls = []
+    monkeypatch.setattr(cli, "run_fit", lambda cfg, resume: calls.append((cfg, resume)))
+    result = run(["fit", "--data", "x.h5", "--out", "runs/x", "-q"])
+    assert result.exit_code == 0, result.output
+    cfg, resume = calls[0]
+    assert not resume
+    assert cfg == TrainConfig(data=["x.h5"], out="runs/x", progress=False)  # every other field its default
+    assert cfg.workers == 0  # (the command line said 2 while TrainConfig said 0)
+
+
+def test_option_defaults_and_choices_come_from_the_dataclasses_and_the_registry():
+    import dataclasses
+    import inspect
+
+    from focalstack.train.data import Norm
+    from focalstack.train.evaluate import evaluate
+    from focalstack.train.losses import LossWeights
+    from focalstack.train.models import ARCHITECTURES
+    from focalstack.train.predict import predict
+    from focalstack.train.trainer import TrainConfig
+
+    fit = {p.name: p for p in main.commands["fit"].params}
+    for cls in (TrainConfig, Norm):
+        for f in dataclasses.fields(cls):
+            # --arch has no default, so that --resume can tell whether it was given
+            if f.name in fit and not fit[f.name].is_flag and f.default is not dataclasses.MISSING and f.name != "arch":
+                assert fit[f.name].default == f.default, f.name
+    assert {"lr", "epochs", "batch_size", "workers", "depth_scale", "max_depth"} <= fit.keys()
+    assert list(fit["arch"].type.choices) == list(ARCHITECTURES)
+    builder = inspect.signature(ARCHITECTURES[TrainConfig.arch]).parameters
+    for name in ("width", "aif_width", "aif_blocks"):
+        assert fit[name].help.endswith(f"[{builder[name].default}].")
+    weights = " ".join(f"{f.name}={f.default:g}" for f in dataclasses.fields(LossWeights))
+    assert f"[{weights}]" in fit["loss_weight"].help
+    for command, fn in (("evaluate", evaluate), ("predict", predict)):
+        signature = inspect.signature(fn).parameters
+        params = [p for p in main.commands[command].params
+                  if p.name in signature and signature[p.name].default is not inspect.Parameter.empty]
+        assert len(params) >= 3, command
+        for p in params:
+            expected = signature[p.name].default
+            assert (tuple(p.default) if p.multiple else p.default) == expected, (command, p.name)
+
+
+@pytest.mark.parametrize("args, option", [
+    (["--lr", "inf"], "--lr"),
+    (["--lr", "nan"], "--lr"),
+    (["--lr", "0"], "--lr"),
+    (["--weight-decay", "inf"], "--weight-decay"),
+    (["--grad-clip", "nan"], "--grad-clip"),
+    (["--depth-scale", "inf"], "--depth-scale"),
+    (["--max-depth", "nan"], "--max-depth"),
+    (["--val-fraction", "nan"], "--val-fraction"),
+    (["--val-fraction", "1"], "--val-fraction"),
+    (["--loss-weight", "depth=inf"], "--loss-weight"),
+    (["--loss-weight", "edges=nan"], "--loss-weight"),
+    (["--loss-weight", "aif=-1"], "--loss-weight"),
+    (["--crop", "inf"], "--crop"),
+    (["--crop", "0x32"], "--crop"),
+    (["--epochs", "0"], "--epochs"),
+    (["--samples-per-epoch", "0"], "--samples-per-epoch"),
+    (["--checkpoint-every", "-1"], "--checkpoint-every"),
+])
+def test_fit_refuses_non_finite_and_out_of_range_numbers_naming_the_option(tmp_path, args, option):
+    data = synthetic_file("cli-test-a", 3, 32, 31)
+    result = run(["fit", "--data", data, "--out", tmp_path / "r", *args])
+    assert_one_line_error(result, option, args[1].split("=")[-1])
+    assert not (tmp_path / "r").exists()  # refused before anything is written
+
+
+def test_config_check_refuses_non_finite_numbers_given_from_python():
+    from focalstack.train.trainer import TrainConfig
+
+    base = dict(data=["x.h5"], out="runs/x")
+    for field, value, option in (("lr", math.inf, "--lr"), ("val_fraction", math.nan, "--val-fraction"),
+                                 ("loss_weights", {"depth": math.inf}, "--loss-weight depth=inf"),
+                                 ("norm", {"focus_scale": -math.inf}, "--focus-scale"),
+                                 ("crop", [32, 1.5], "--crop"), ("max_steps", 0, "--max-steps")):
+        with pytest.raises(ValueError, match=re.escape(option)):
+            TrainConfig(**base, **{field: value}).check()
+    TrainConfig(**base).check()  # the defaults pass
+
+
+@pytest.mark.parametrize("args, option", [
+    (["-f", "0.1,inf"], "--focus-distances"),
+    (["-f", "0.1,nan"], "--focus-distances"),
+    (["-f", "0.1,-0.3"], "--focus-distances"),
+    (["-f", "0.1,0.3", "--refocus", "inf"], "--refocus"),
+    (["-f", "0.1,0.3", "--refocus", "0.5", "--f-number", "nan"], "--f-number"),
+    (["-f", "0.1,0.3", "--refocus", "0.5", "--focal-length-mm", "inf"], "--focal-length-mm"),
+])
+def test_predict_refuses_non_finite_numbers_naming_the_option(tmp_path, args, option):
+    folder = _png_folder(tmp_path / "photos", n=2)
+    result = run(["predict", "-c", tiny_run("fod") / "best.pt", folder, "-o", tmp_path / "out", *args])
+    assert_one_line_error(result, option)
+    assert not (tmp_path / "out").exists()

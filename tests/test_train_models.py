@@ -162,3 +162,40 @@ def test_unknown_architecture_or_option_is_refused():
         build_model("nope")
     with pytest.raises(ValueError, match="aif_width"):
         build_model("fod-depth", aif_width=3)
+
+
+def _conv_outputs(model, stack, focus):
+    """The outputs of the model and, per nn.Conv2d module, whether its output was channels-last."""
+    formats = {}
+
+    def record(name):
+        def hook(module, inputs, output):  # returns None: the output stays as it is
+            formats[name] = output.is_contiguous(memory_format=torch.channels_last)
+        return hook
+
+    handles = [m.register_forward_hook(record(name)) for name, m in model.named_modules()
+               if isinstance(m, torch.nn.Conv2d) and m.out_channels > 1]  # one channel: both formats at once
+    with torch.no_grad():
+        out = model(stack, focus)
+    for h in handles:
+        h.remove()
+    return out, formats
+
+
+def test_a_model_moved_to_channels_last_runs_in_it_and_gives_the_same_outputs():
+    model = tiny("fod")
+    stack, focus = torch.rand(2, 3, 3, 20, 24), torch.rand(2, 3)
+    ref, ref_formats = _conv_outputs(model, stack, focus)
+    assert ref_formats and not any(ref_formats.values())  # the default format: no conv is channels-last
+    model.to(memory_format=torch.channels_last)
+    assert not hasattr(model, "channels_last")  # the format is the weights', not a flag set by a trainer
+    seen = []
+    first = model.defocus_net.encoder.first[0]
+    handle = first.register_forward_pre_hook(lambda m, i: seen.append(i[0].is_contiguous(memory_format=torch.channels_last)))
+    out, formats = _conv_outputs(model, stack, focus)
+    handle.remove()
+    assert seen == [True]  # the model converts its input to the weights' format
+    assert formats.keys() == ref_formats.keys() and all(formats.values()), formats
+    for k in ref:
+        assert out[k].shape == ref[k].shape
+        assert torch.allclose(out[k], ref[k], atol=1e-5), k

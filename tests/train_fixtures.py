@@ -15,26 +15,11 @@ import cv2
 import numpy as np
 
 from focalstack.dataset import FocalStackWriter, SceneRecord, canny_edges, defocus_maps
+from focalstack.train.predict import disk_kernel  # the uniform blur circle, as refocus uses it
 
 FOCUS = (0.1, 0.15, 0.3, 0.7, 1.5)
 # f_px = 2.9 / 0.5 * 32 = 186 px at 32 px width: blur diameters up to ~5 px in these tiny images.
 CAMERA = {"f_number": 1.0, "focal_length_mm": 2.9, "sensor_width_mm": 0.5}
-
-
-def disk_kernel(diameter: float) -> np.ndarray:
-    """Normalised, anti-aliased disk of the given diameter in pixels (a delta below 1 px)."""
-    d = abs(float(diameter))
-    if d < 1.0:
-        k = np.zeros((1, 1), np.float32)
-        k[0, 0] = 1
-        return k
-    r = d / 2
-    n = int(np.ceil(r)) * 2 + 1
-    sub = 4
-    c = (np.arange(n * sub) + 0.5) / sub - n / 2
-    yy, xx = np.meshgrid(c, c, indexing="ij")
-    k = (xx**2 + yy**2 <= r * r).astype(np.float32).reshape(n, sub, n, sub).mean(axis=(1, 3))
-    return k / k.sum()
 
 
 def _texture(rng: np.random.Generator, size: int) -> np.ndarray:

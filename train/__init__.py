@@ -4,7 +4,8 @@ focal stacks. Imports torch (lazily: ``import focalstack.train`` alone does not)
 
 Public face:
 
-- ``fit(TrainConfig(...), resume=False)``                     train (``trainer``)
+- ``fit(TrainConfig(...), resume=False)`` -> ``FitResult``    train (``trainer``; the loop is ``engine``,
+                                                              checkpoints, logs etc. are ``hooks``)
 - ``evaluate(checkpoint, files, out_dir)``                    metrics tables (``evaluate``)
 - ``predict(checkpoint, images, out_dir, focus_distances)``   depth/AiF/defocus of one stack (``predict``)
 - ``quick_train_and_evaluate(train, test, out)``              the whole loop, briefly (``quick``)
@@ -19,6 +20,7 @@ import importlib
 _EXPORTS = {
     "fit": "trainer",
     "TrainConfig": "trainer",
+    "FitResult": "trainer",
     "evaluate": "evaluate",
     "predict": "predict",
     "quick_train_and_evaluate": "quick",

@@ -1,16 +1,18 @@
 """Checkpoints: one file holding weights, optimiser state, the training configuration and the
-normalisation constants. Saved atomically (temporary file in the same folder, fsync, rename), so a
-killed run leaves the previous checkpoint intact. Loaded with ``torch.load(weights_only=True)``: a
+normalisation constants, and where the run stands (epoch, batch, step, the hooks' states). Saved
+atomically (``focalstack.dataset.files.atomic_path``: temporary file in the same folder, fsync, rename),
+so a killed run leaves the previous checkpoint intact. Loaded with ``torch.load(weights_only=True)``: a
 checkpoint is plain data (dicts, lists, strings, numbers, tensors) and never executes code.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import torch
+
+from focalstack.dataset.files import atomic_path
 
 from .data import Norm
 from .models import ARCHITECTURES, FocusOnDefocus, build_model
@@ -25,17 +27,8 @@ class CheckpointError(Exception):
 
 def save_checkpoint(path: str | os.PathLike, payload: dict) -> Path:
     path = Path(path)
-    payload = {"format": FORMAT, "version": VERSION, **payload}
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, fsync=True) as tmp, open(tmp, "wb") as fh:
+        torch.save({"format": FORMAT, "version": VERSION, **payload}, fh)
     return path
 
 
@@ -77,11 +70,13 @@ def model_from_checkpoint(
         model = build_model(ckpt["arch"], **ckpt["arch_kwargs"])
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: {exc}") from None
-    load_weights(model, ckpt["model"], path, ckpt["arch"])
+    check_weights(model, ckpt["model"], path, ckpt["arch"])
+    model.load_state_dict(ckpt["model"])
     return model, Norm.from_dict(ckpt["norm"])
 
 
-def load_weights(model: torch.nn.Module, state: dict, path, arch: str) -> None:
+def check_weights(model: torch.nn.Module, state: dict, path, arch: str) -> None:
+    """CheckpointError unless ``state`` has exactly ``model``'s tensors, each of its shape."""
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -95,4 +90,3 @@ def load_weights(model: torch.nn.Module, state: dict, path, arch: str) -> None:
         if wrong:
             parts.append(f"{len(wrong)} of another shape (e.g. {wrong[0]})")
         raise CheckpointError(f"{path}: weights do not fit architecture {arch!r}: {'; '.join(parts)} tensors")
-    model.load_state_dict(state)

@@ -2,47 +2,56 @@
 
 Errors in the input (missing or foreign files, stack or image sizes that do not fit together, a
 checkpoint of another architecture) end the command with one line naming the file or value.
+
+Defaults are never typed here: they come from ``TrainConfig``, ``Norm``, ``LossWeights``, the model
+builders and the signatures of ``evaluate`` and ``predict``, and architecture names from ``ARCHITECTURES``.
 """
 
 from __future__ import annotations
 
-import functools
 import glob
+import inspect
 import sys
 
 import click
 
-ARCH_NAMES = ("fod", "fod-depth", "fod-aif-direct", "fod-single")
+from focalstack.dataset import DatasetError
+from focalstack.dataset.cliutil import one_line_errors, parse_numbers
+
+from .checkpoint import CheckpointError
+from .data import Norm, parse_data_spec
+from .device import AMP_CHOICES, CHANNELS_LAST_CHOICES
+from .evaluate import SETTINGS, evaluate as run_evaluate, markdown_table
+from .losses import LossWeights
+from .models import ARCHITECTURES, architecture_kwargs
+from .predict import predict as run_predict
+from .trainer import TrainConfig, fit as run_fit
+
+_errors = one_line_errors(ValueError, DatasetError, CheckpointError, FloatingPointError, OSError)
 
 
-def _one_line_errors(fn):
-    """Turn the errors that user input can cause into click's one-line 'Error: ...' messages."""
+def defaults(fn) -> dict:
+    """The default of every keyword of a function or dataclass that has a plain one."""
+    return {n: p.default for n, p in inspect.signature(fn).parameters.items() if p.default is not p.empty}
 
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from focalstack.dataset import DatasetError
 
-        from .checkpoint import CheckpointError
+TRAIN, NORM, LOSS = defaults(TrainConfig), defaults(Norm), defaults(LossWeights)
+EVALUATE, PREDICT = defaults(run_evaluate), defaults(run_predict)
+ARCH = defaults(ARCHITECTURES[TRAIN["arch"]])  # the default architecture's builder
+ARCH_OPTIONS = ("width", "aif_width", "aif_blocks")  # builder keywords offered as options
 
-        try:
-            return fn(*args, **kwargs)
-        except (ValueError, DatasetError, CheckpointError, FloatingPointError, OSError) as exc:
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise click.ClickException(msg) from None
-        except KeyboardInterrupt:
-            raise click.ClickException("interrupted") from None
 
-    return wrapper
+def _arch_help() -> str:
+    docs = [f"{name}: {inspect.getdoc(build).splitlines()[0]}" for name, build in ARCHITECTURES.items()]
+    return " ".join(docs) + f" [{TRAIN['arch']}]"
 
 
 def _expand(paths: tuple[str, ...]) -> list[str]:
     """Expand glob patterns the shell left alone (e.g. quoted 'test_*.h5'); keep other paths as given."""
-    from .data import parse_data_spec
-
     out = []
     for p in paths:
         try:
-            path, weight = parse_data_spec(p)
+            path, _ = parse_data_spec(p)
         except ValueError as exc:
             raise click.BadParameter(str(exc)) from None
         suffix = p[len(path):]  # ":WEIGHT" or ""
@@ -58,13 +67,14 @@ def _threads(n: int | None) -> None:
         torch.set_num_threads(n)
 
 
-def _crop(value: str | None) -> list[int] | None:
+def _crop(ctx, param, value: str | None) -> list[int] | None:
+    """click callback: '128' or '128x96' (height x width) -> [h, w]."""
     if value is None:
         return None
     try:
         parts = [int(x) for x in value.lower().split("x")]
     except ValueError:
-        raise click.BadParameter(f"{value!r}: expected a size like 128 or 128x96 (height x width)") from None
+        parts = []
     if len(parts) == 1:
         parts *= 2
     if len(parts) != 2 or min(parts) < 1:
@@ -92,93 +102,87 @@ def main():
                    "Taken from the checkpoint with --resume when not given.")
 @click.option("--val-data", multiple=True, metavar="FILE",
               help="Validation file(s). Without them --val-fraction of each training file is held out.")
-@click.option("--val-fraction", type=float, default=0.1, show_default=True,
+@click.option("--val-fraction", type=float, default=TRAIN["val_fraction"], show_default=True,
               help="Fraction of each training file's scenes held out for validation (seeded by --seed).")
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
               help="Run folder: checkpoints (last.pt, best.pt), metrics.csv, train.log, tb/ (TensorBoard).")
-@click.option("--arch", type=click.Choice(ARCH_NAMES), default=None,
-              help="fod: DefocusNet + DepthNet + AiFNet (default). fod-depth: without AiFNet. "
-                   "fod-aif-direct: ablation, AiF from the stack alone. fod-single: ablation, one image.")
-@click.option("--width", type=int, default=None, help="Filters at the first level of DefocusNet and DepthNet [16].")
-@click.option("--aif-width", type=int, default=None, help="Filters of AiFNet [32].")
-@click.option("--aif-blocks", type=int, default=None, help="Residual blocks of AiFNet [4].")
-@click.option("--epochs", type=int, default=50, show_default=True, help="Epochs in total (also when resuming).")
-@click.option("--batch-size", type=int, default=8, show_default=True, help="Stacks per batch.")
-@click.option("--stack-size", type=int, default=None,
+@click.option("--arch", type=click.Choice(tuple(ARCHITECTURES)), default=None, help=_arch_help())
+@click.option("--width", type=int, default=None,
+              help=f"Filters at the first level of DefocusNet and DepthNet [{ARCH['width']}].")
+@click.option("--aif-width", type=int, default=None, help=f"Filters of AiFNet [{ARCH['aif_width']}].")
+@click.option("--aif-blocks", type=int, default=None, help=f"Residual blocks of AiFNet [{ARCH['aif_blocks']}].")
+@click.option("--epochs", type=int, default=TRAIN["epochs"], show_default=True,
+              help="Epochs in total (also when resuming).")
+@click.option("--batch-size", type=int, default=TRAIN["batch_size"], show_default=True, help="Stacks per batch.")
+@click.option("--stack-size", type=int, default=TRAIN["stack_size"],
               help="Slices per stack fed to the network [all slices of the files; required if files differ].")
 @click.option("--random-stack", is_flag=True,
               help="Random stack subsets: per batch a random length 1..stack-size, in random order (the paper's 'Random').")
 @click.option("--align-slices", is_flag=True,
               help="Warp each slice into the reference view by its stored homography (data rendered with "
                    "focus breathing or camera shake); evaluate then does the same.")
-@click.option("--crop", default=None, metavar="SIZE", help="Random crops of SIZE or HxW pixels [no crop].")
+@click.option("--crop", default=None, metavar="SIZE", callback=_crop, help="Random crops of SIZE or HxW pixels [no crop].")
 @click.option("--no-flip", is_flag=True, help="No random horizontal/vertical flips.")
-@click.option("--lr", type=float, default=1e-4, show_default=True, help="AdamW learning rate.")
-@click.option("--weight-decay", type=float, default=1e-4, show_default=True, help="AdamW weight decay.")
-@click.option("--grad-clip", type=float, default=1.0, show_default=True, help="Clip the gradient norm to this (0: off).")
+@click.option("--lr", type=float, default=TRAIN["lr"], show_default=True, help="AdamW learning rate.")
+@click.option("--weight-decay", type=float, default=TRAIN["weight_decay"], show_default=True, help="AdamW weight decay.")
+@click.option("--grad-clip", type=float, default=TRAIN["grad_clip"], show_default=True,
+              help="Clip the gradient norm to this (0: off).")
 @click.option("--loss-weight", multiple=True, metavar="NAME=W",
-              help="Loss term weight; NAME is defocus, depth, aif, perceptual or edges "
-                   "[defocus=1 depth=1 aif=1 perceptual=0.1 edges=0.1].")
+              help=f"Loss term weight; NAME is {', '.join(LOSS)} [{' '.join(f'{k}={v:g}' for k, v in LOSS.items())}].")
 @click.option("--vgg-weights", type=click.Path(), default=None,
               help="torchvision VGG16 state dict (.pth) for the perceptual loss; never downloaded. Without it "
                    "the perceptual term is off.")
-@click.option("--depth-scale", type=float, default=3.0, show_default=True, help="Depth normalisation, metres.")
-@click.option("--defocus-scale", type=float, default=5.0, show_default=True, help="Defocus normalisation, pixels.")
-@click.option("--focus-scale", type=float, default=1.5, show_default=True, help="Focus distance normalisation, metres.")
-@click.option("--max-depth", type=float, default=3.0, show_default=True,
+@click.option("--depth-scale", type=float, default=NORM["depth_scale"], show_default=True,
+              help="Depth normalisation, metres.")
+@click.option("--defocus-scale", type=float, default=NORM["defocus_scale"], show_default=True,
+              help="Defocus normalisation, pixels.")
+@click.option("--focus-scale", type=float, default=NORM["focus_scale"], show_default=True,
+              help="Focus distance normalisation, metres.")
+@click.option("--max-depth", type=float, default=NORM["max_depth"], show_default=True,
               help="Depth beyond this (metres; e.g. background) is clipped and left out of depth loss and metrics.")
 @click.option("--signed-defocus", is_flag=True, help="Train on signed defocus (default: absolute, as the paper).")
-@click.option("--samples-per-epoch", type=int, default=None, help="Stacks per epoch [number of training scenes].")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of weights, split and sampling.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--amp", type=click.Choice(["auto", "bf16", "off"]), default="auto", show_default=True,
+@click.option("--samples-per-epoch", type=int, default=TRAIN["samples_per_epoch"],
+              help="Stacks per epoch [number of training scenes].")
+@click.option("--seed", type=int, default=TRAIN["seed"], show_default=True, help="Seed of weights, split and sampling.")
+@click.option("--device", default=TRAIN["device"], show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--amp", type=click.Choice(AMP_CHOICES), default=TRAIN["amp"], show_default=True,
               help="Mixed precision: auto = bf16 autocast on CUDA, float32 on CPU.")
-@click.option("--channels-last", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
-              help="channels-last memory format (auto: on CUDA).")
-@click.option("--compile", "compile_", is_flag=True, help="torch.compile the model (CUDA; first steps are slow).")
-@click.option("--workers", type=int, default=2, show_default=True, help="DataLoader worker processes (0: main).")
+@click.option("--channels-last", type=click.Choice(CHANNELS_LAST_CHOICES), default=TRAIN["channels_last"],
+              show_default=True, help="channels-last memory format (auto: on CUDA).")
+@click.option("--compile", "compile", is_flag=True, help="torch.compile the model (CUDA; first steps are slow).")
+@click.option("--workers", type=int, default=TRAIN["workers"], show_default=True,
+              help="DataLoader worker processes (0: main).")
 @click.option("--threads", type=int, default=None, help="CPU threads for torch [torch's default].")
-@click.option("--checkpoint-every", type=int, default=0, show_default=True,
+@click.option("--checkpoint-every", type=int, default=TRAIN["checkpoint_every"], show_default=True,
               help="Also write last.pt every N optimiser steps (0: at the end of every epoch only).")
-@click.option("--max-steps", type=int, default=None, help="Stop after N optimiser steps in total (checkpointed).")
+@click.option("--max-steps", type=int, default=TRAIN["max_steps"],
+              help="Stop after N optimiser steps in total (checkpointed).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt, with its settings.")
 @click.option("--no-tensorboard", is_flag=True, help="Do not write TensorBoard logs.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or log lines (train.log is still written).")
-@_one_line_errors
-def fit(data, val_data, val_fraction, out, arch, width, aif_width, aif_blocks, epochs, batch_size, stack_size,
-        random_stack, align_slices, crop, no_flip, lr, weight_decay, grad_clip, loss_weight, vgg_weights,
-        depth_scale, defocus_scale, focus_scale, max_depth, signed_defocus, samples_per_epoch, seed, device, amp,
-        channels_last, compile_, workers, threads, checkpoint_every, max_steps, resume, no_tensorboard, quiet):
+@_errors
+def fit(data, val_data, arch, no_flip, loss_weight, no_tensorboard, quiet, resume, threads, **options):
     """Train a network on focal-stack HDF5 files.
 
     \b
     Example:
       focalstack-train fit --data train.h5 --data walls.h5:0.3 --out runs/x --epochs 100
     """
-    from .data import Norm
-    from .losses import LossWeights
-    from .models import architecture_kwargs
-    from .trainer import TrainConfig, fit as run_fit
-
     _threads(threads)
     if not data and not resume:
         raise click.UsageError("give at least one --data FILE")
-    name = arch or "fod"
-    kwargs = {k: v for k, v in (("width", width), ("aif_width", aif_width), ("aif_blocks", aif_blocks)) if v is not None}
-    bad = [k for k in kwargs if k not in architecture_kwargs(name)]
+    name = arch or TRAIN["arch"]
+    given = {k: options.pop(k) for k in ARCH_OPTIONS}
+    arch_kwargs = {k: v for k, v in given.items() if v is not None}
+    bad = [k for k in arch_kwargs if k not in architecture_kwargs(name)]
     if bad:
         raise click.BadParameter(f"--arch {name} has no {'/'.join('--' + b.replace('_', '-') for b in bad)}",
                                  param_hint="--arch")
+    norm = Norm(**{k: options.pop(k) for k in NORM})
     cfg = TrainConfig(
-        data=_expand(data), out=out, val_data=_expand(val_data), val_fraction=val_fraction,
-        arch=arch if resume else name, arch_kwargs=kwargs, epochs=epochs, batch_size=batch_size,
-        stack_size=stack_size, random_stack=random_stack, align_slices=align_slices, crop=_crop(crop),
-        flips=not no_flip, lr=lr, weight_decay=weight_decay, grad_clip=grad_clip, loss_weights=LossWeights.parse(loss_weight).to_dict(),
-        vgg_weights=vgg_weights,
-        norm=Norm(focus_scale, depth_scale, defocus_scale, max_depth, signed_defocus).to_dict(),
-        seed=seed, samples_per_epoch=samples_per_epoch, workers=workers, device=device, amp=amp,
-        channels_last=channels_last, compile=compile_, checkpoint_every=checkpoint_every, max_steps=max_steps,
-        tensorboard=not no_tensorboard, progress=not quiet,
+        data=_expand(data), val_data=_expand(val_data), arch=arch if resume else name, arch_kwargs=arch_kwargs,
+        flips=not no_flip, loss_weights=LossWeights.parse(loss_weight).to_dict(), norm=norm.to_dict(),
+        tensorboard=not no_tensorboard, progress=not quiet, **options,  # the rest are TrainConfig's own names
     )
     result = run_fit(cfg, resume=resume)
     if not quiet:
@@ -191,28 +195,23 @@ def fit(data, val_data, val_fraction, out, arch, width, aif_width, aif_blocks, e
               help="Held-out file(s) (repeat, or a glob such as 'test_*.h5'); one table row per file and setting.")
 @click.option("--out", "-o", type=click.Path(file_okay=False), default=None,
               help="Folder for metrics.md, metrics.csv, metrics.json [<checkpoint folder>/eval].")
-@click.option("--setting", "settings", multiple=True, type=click.Choice(["All", "Random"]),
-              help="All: every slice in focus order; Random: random subsets in random order [both].")
-@click.option("--batch-size", type=int, default=4, show_default=True)
-@click.option("--max-scenes", type=int, default=None, help="Evaluate only the first N scenes of each file.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the Random setting's subsets.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--amp", type=click.Choice(["auto", "bf16", "off"]), default="auto", show_default=True)
-@click.option("--workers", type=int, default=0, show_default=True, help="DataLoader worker processes.")
+@click.option("--setting", "settings", multiple=True, type=click.Choice(SETTINGS), default=EVALUATE["settings"],
+              show_default=True, help="All: every slice in focus order; Random: random subsets in random order.")
+@click.option("--batch-size", type=int, default=EVALUATE["batch_size"], show_default=True)
+@click.option("--max-scenes", type=int, default=EVALUATE["max_scenes"], help="Evaluate only the first N scenes of each file.")
+@click.option("--seed", type=int, default=EVALUATE["seed"], show_default=True, help="Seed of the Random setting's subsets.")
+@click.option("--device", default=EVALUATE["device"], show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--amp", type=click.Choice(AMP_CHOICES), default=EVALUATE["amp"], show_default=True)
+@click.option("--workers", type=int, default=EVALUATE["workers"], show_default=True, help="DataLoader worker processes.")
 @click.option("--threads", type=int, default=None, help="CPU threads for torch [torch's default].")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-@_one_line_errors
-def evaluate(checkpoint, data, out, settings, batch_size, max_scenes, seed, device, amp, workers, threads, quiet):
+@_errors
+def evaluate(checkpoint, data, out, settings, threads, quiet, **options):
     """Evaluate a checkpoint: depth MSE, RMSE, AbsRel, SqRel, delta < 1.25^k, bumpiness; defocus MSE;
     AiF SSIM and PSNR; for the full ordered stack (All) and random subsets (Random). Prints a Markdown
     table and writes it with CSV and JSON."""
-    from .evaluate import evaluate as run_eval, markdown_table
-
     _threads(threads)
-    rows, paths = run_eval(
-        checkpoint, _expand(data), out, settings=tuple(settings) or ("All", "Random"), batch_size=batch_size,
-        device=device, amp=amp, seed=seed, workers=workers, max_scenes=max_scenes, progress=not quiet,
-    )
+    rows, paths = run_evaluate(checkpoint, _expand(data), out, settings=tuple(settings), progress=not quiet, **options)
     click.echo(markdown_table(rows), nl=False)
     if not quiet:
         click.echo(f"written: {paths['markdown']}, {paths['csv']}, {paths['json']}")
@@ -230,12 +229,12 @@ def evaluate(checkpoint, data, out, settings, batch_size, max_scenes, seed, devi
 @click.option("--f-number", type=float, default=None, help="Camera for --refocus [the checkpoint's training camera].")
 @click.option("--focal-length-mm", type=float, default=None, help="Camera for --refocus [checkpoint's].")
 @click.option("--sensor-width-mm", type=float, default=None, help="Camera for --refocus [checkpoint's].")
-@click.option("--tile", type=int, default=0, show_default=True,
+@click.option("--tile", type=int, default=PREDICT["tile"], show_default=True,
               help="Process in overlapping tiles of this many pixels (for large photos; 0: whole image, padded).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--amp", type=click.Choice(["auto", "bf16", "off"]), default="auto", show_default=True)
+@click.option("--device", default=PREDICT["device"], show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--amp", type=click.Choice(AMP_CHOICES), default=PREDICT["amp"], show_default=True)
 @click.option("--threads", type=int, default=None, help="CPU threads for torch [torch's default].")
-@_one_line_errors
+@_errors
 def predict(images, checkpoint, focus_distances, out, refocus, f_number, focal_length_mm, sensor_width_mm, tile,
             device, amp, threads):
     """Predict depth, defocus maps and the all-in-focus image of one focal stack given as IMAGES
@@ -245,13 +244,13 @@ def predict(images, checkpoint, focus_distances, out, refocus, f_number, focal_l
     Writes depth.npy (m), depth.png (16-bit mm), depth_color.png, defocus.npy (px) and one colour map
     per image, aif.png, edges.png, refocus_<DIST>m.png, prediction.json.
     """
-    from .predict import parse_distances, predict as run_predict
-
     _threads(threads)
+    distances = None
+    if focus_distances:
+        distances = parse_numbers(focus_distances, "--focus-distances", positive=True, unit="metres")
     written = run_predict(
-        checkpoint, list(images), out,
-        focus_distances=parse_distances(focus_distances) if focus_distances else None,
-        refocus_distances=list(refocus), device=device, amp=amp, tile=tile,
+        checkpoint, list(images), out, focus_distances=distances, refocus_distances=list(refocus), device=device,
+        amp=amp, tile=tile,
         camera={"f_number": f_number, "focal_length_mm": focal_length_mm, "sensor_width_mm": sensor_width_mm},
     )
     click.echo(f"wrote {len(written)} files to {out}")

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from focalstack.dataset import DatasetError, FocalStackFile
+from focalstack.dataset.cliutil import is_finite_number
 
 
 @dataclass(frozen=True)
@@ -61,10 +62,11 @@ class Norm:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
     def check(self) -> "Norm":
+        """ValueError naming the option of the first scale that is not a finite number > 0."""
         for name in ("focus_scale", "depth_scale", "defocus_scale", "max_depth"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name.replace('_', '-')} = {value!r}: expected a number > 0")
+            if not (is_finite_number(value) and value > 0):
+                raise ValueError(f"--{name.replace('_', '-')} {value!r}: expected a finite number > 0")
         return self
 
 
@@ -353,9 +355,6 @@ class FocalStackDataset(torch.utils.data.Dataset):
             f.close()
         self._files = {}
 
-    def __len__(self) -> int:  # not used for sampling; keys come from the planner
-        return sum(len(self._file(i)) for i in range(len(self.paths)))
-
     def __getitem__(self, key: SampleKey) -> dict:
         f = self._file(key.file)
         scene = f[key.scene]
@@ -398,6 +397,9 @@ def make_loader(
         num_workers=workers,
         pin_memory=pin,
         persistent_workers=False,
+        # The loader draws its workers' seeds from this, not from torch's global generator (the samples
+        # need no seeds: every random choice is in the plan).
+        generator=torch.Generator(),
     )
 
 

@@ -12,48 +12,18 @@ import csv
 import json
 import math
 import os
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from focalstack.dataset.files import atomic_path, write_text_atomic
+
 from .data import FocalStackDataset, Norm, SourceInfo, inspect_source, make_loader, plan_eval, to_model_inputs
+from .device import autocast, resolve_amp, resolve_device
 from .metrics import ALL_METRICS, MeanMeter, aif_psnr, aif_ssim, defocus_mse, depth_metrics
 
 SETTINGS = ("All", "Random")
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda if available else cpu; otherwise a torch device name. ValueError if unusable."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise ValueError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine (torch {torch.__version__})")
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N")
-    return dev
-
-
-def resolve_amp(name: str, device: torch.device) -> torch.dtype | None:
-    """'auto' -> bfloat16 on a CUDA device that supports it, else None (float32); 'bf16'; 'off'."""
-    if name == "off":
-        return None
-    if name == "bf16":
-        return torch.bfloat16
-    if name == "auto":
-        if device.type == "cuda" and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return None
-    raise ValueError(f"--amp {name!r}: expected auto, bf16 or off")
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None):
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
 @torch.no_grad()
@@ -108,6 +78,15 @@ def _fmt(value) -> str:
     return f"{value:.4g}"
 
 
+def write_csv(path: str | os.PathLike, rows: list[dict], columns: list[str]) -> None:
+    """``rows`` under the header ``columns`` (None and missing values as empty cells), replacing
+    ``path`` atomically."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+        w.writeheader()
+        w.writerows({c: r.get(c) for c in columns} for r in rows)
+
+
 def markdown_table(rows: list[dict]) -> str:
     cols = ["file", "setting", *ALL_METRICS]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * len(ALL_METRICS)) + "|"]
@@ -139,8 +118,9 @@ def evaluate(
     for s in settings:
         if s not in SETTINGS:
             raise ValueError(f"setting {s!r}: expected one of {', '.join(SETTINGS)}")
-    if batch_size < 1:
-        raise ValueError(f"--batch-size {batch_size}: expected a positive integer")
+    for name, value in (("batch-size", batch_size), ("max-scenes", 1 if max_scenes is None else max_scenes)):
+        if not value >= 1:
+            raise ValueError(f"--{name} {value}: expected a positive integer")
     dev = resolve_device(device)
     amp_dtype = resolve_amp(amp, dev)
     ckpt = load_checkpoint(checkpoint)
@@ -167,6 +147,11 @@ def evaluate(
     finally:
         dataset.close()
     out = Path(out_dir) if out_dir is not None else Path(checkpoint).parent / "eval"
+    return rows, write_results(out, rows, checkpoint, ckpt, seed)
+
+
+def write_results(out: Path, rows: list[dict], checkpoint, ckpt: dict, seed: int) -> dict[str, Path]:
+    """metrics.md, metrics.csv and metrics.json in ``out``, each replaced atomically."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {"markdown": out / "metrics.md", "csv": out / "metrics.csv", "json": out / "metrics.json"}
     meta = {
@@ -178,16 +163,11 @@ def evaluate(
             "depth_mse": "m^2", "depth_rmse": "m", "depth_sqrel": "m", "defocus_mse": "px^2", "aif_psnr": "dB",
         },
     }
-    paths["markdown"].write_text(
-        f"Evaluation of `{checkpoint}` (architecture {ckpt['arch']}, epoch {ckpt.get('epoch')}).\n\n" + markdown_table(rows)
-    )
-    with open(paths["csv"], "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=["file", "setting", "scenes", *ALL_METRICS])
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: ("" if v is None else v) for k, v in r.items()})
+    write_text_atomic(paths["markdown"], f"Evaluation of `{checkpoint}` (architecture {ckpt['arch']}, epoch "
+                                         f"{ckpt.get('epoch')}).\n\n" + markdown_table(rows))
+    write_csv(paths["csv"], rows, ["file", "setting", "scenes", *ALL_METRICS])
     results: dict = {}
     for r in rows:
         results.setdefault(r["file"], {})[r["setting"]] = {k: r[k] for k in ["scenes", *ALL_METRICS]}
-    paths["json"].write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
-    return rows, paths
+    write_text_atomic(paths["json"], json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+    return paths

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from focalstack.dataset.cliutil import is_finite_number
+
 TERMS = ("defocus", "depth", "aif", "perceptual", "edges")
 
 
@@ -32,6 +34,13 @@ class LossWeights:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def check(self) -> "LossWeights":
+        """ValueError naming the first weight that is not a finite number >= 0."""
+        for name, w in self.to_dict().items():
+            if not (is_finite_number(w) and w >= 0):
+                raise ValueError(f"--loss-weight {name}={w!r}: expected a finite number >= 0")
+        return self
+
     @classmethod
     def parse(cls, items: list[str] | tuple[str, ...], base: "LossWeights | None" = None) -> "LossWeights":
         """'depth=2' items over ``base``; ValueError naming a bad item."""
@@ -40,15 +49,12 @@ class LossWeights:
             name, sep, value = item.partition("=")
             name = name.strip()
             if not sep or name not in out:
-                raise ValueError(f"loss weight {item!r}: expected NAME=VALUE with NAME one of {', '.join(TERMS)}")
+                raise ValueError(f"--loss-weight {item!r}: expected NAME=VALUE with NAME one of {', '.join(TERMS)}")
             try:
-                w = float(value)
+                out[name] = float(value)
             except ValueError:
-                raise ValueError(f"loss weight {item!r}: {value!r} is not a number") from None
-            if not w >= 0:
-                raise ValueError(f"loss weight {item!r}: must be >= 0")
-            out[name] = w
-        return cls(**out)
+                raise ValueError(f"--loss-weight {item!r}: {value!r} is not a number") from None
+        return cls(**out).check()
 
 
 class FocusLoss(nn.Module):

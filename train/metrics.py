@@ -18,8 +18,6 @@ import torch.nn.functional as F
 
 DEPTH_METRICS = ("depth_mse", "depth_rmse", "depth_absrel", "depth_sqrel", "delta1", "delta2", "delta3", "bumpiness")
 ALL_METRICS = DEPTH_METRICS + ("defocus_mse", "aif_ssim", "aif_psnr")
-# how each metric reads: True if higher is better (for the tables)
-HIGHER_IS_BETTER = {"delta1": True, "delta2": True, "delta3": True, "aif_ssim": True, "aif_psnr": True}
 MIN_DEPTH = 1e-3
 
 

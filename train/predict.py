@@ -25,10 +25,11 @@ import cv2
 import numpy as np
 import torch
 
+from focalstack.dataset.cliutil import is_finite_number
 from focalstack.dataset.optics import blur_diameter_px
 
 from .checkpoint import load_checkpoint, model_from_checkpoint
-from .evaluate import autocast, resolve_amp, resolve_device
+from .device import autocast, resolve_amp, resolve_device
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
@@ -65,16 +66,6 @@ def read_image(path: Path) -> np.ndarray:
     else:
         img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
     return np.clip(img, 0, 1)
-
-
-def parse_distances(text: str) -> list[float]:
-    try:
-        values = [float(x) for x in text.replace(" ", "").split(",") if x]
-    except ValueError:
-        raise ValueError(f"focus distances {text!r}: expected metres separated by commas, e.g. 0.1,0.3,1.5") from None
-    if not values or not all(math.isfinite(v) and v > 0 for v in values):
-        raise ValueError(f"focus distances {text!r}: expected positive numbers of metres")
-    return values
 
 
 def disk_kernel(diameter: float) -> np.ndarray:
@@ -176,6 +167,39 @@ def _rgb8(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(np.round(np.clip(image, 0, 1) * 255).astype(np.uint8), cv2.COLOR_RGB2BGR)
 
 
+def _check_arguments(focus_distances, refocus_distances, tile, camera) -> None:
+    """ValueError naming the option of the first value that is not a finite number > 0."""
+    for value in focus_distances or ():
+        if not (is_finite_number(value) and value > 0):
+            raise ValueError(f"--focus-distances {value!r}: expected finite distances > 0 in metres")
+    for value in refocus_distances:
+        if not (is_finite_number(value) and value > 0):
+            raise ValueError(f"--refocus {value!r}: expected a finite distance > 0 in metres")
+    for name, value in (camera or {}).items():
+        if value is not None and not (is_finite_number(value) and value > 0):
+            raise ValueError(f"--{name.replace('_', '-')} {value!r}: expected a finite number > 0")
+    if not (isinstance(tile, int) and tile >= 0):
+        raise ValueError(f"--tile {tile!r}: expected 0 or a number of pixels")
+
+
+def _read_stack(files: list[Path], focus_distances: list[float] | None, trained: dict) -> tuple[np.ndarray, list]:
+    """The images as (S, 3, H, W) float32 and one focus distance per image (the checkpoint's by default)."""
+    if focus_distances is None:
+        known = trained.get("focus_distances") or []
+        if len(known) != len(files):
+            raise ValueError(
+                f"{len(files)} images but no --focus-distances (the checkpoint's camera has {len(known)} focus distances)"
+            )
+        focus_distances = list(known)
+    if len(focus_distances) != len(files):
+        raise ValueError(f"{len(files)} images but {len(focus_distances)} focus distances: give one per image")
+    imgs = [read_image(p) for p in files]
+    if len({im.shape[:2] for im in imgs}) > 1:
+        listing = ", ".join(f"{p.name} is {im.shape[0]}x{im.shape[1]}" for p, im in zip(files, imgs))
+        raise ValueError(f"images of different sizes in one stack ({listing})")
+    return np.stack(imgs).transpose(0, 3, 1, 2).copy(), list(focus_distances)
+
+
 def predict(
     checkpoint: str | os.PathLike,
     images: list[str | os.PathLike],
@@ -188,6 +212,7 @@ def predict(
     camera: dict | None = None,
 ) -> dict[str, Path]:
     """Predict depth, defocus (and AiF, edges) for one focal stack; returns the files written."""
+    _check_arguments(focus_distances, refocus_distances, tile, camera)
     ckpt = load_checkpoint(checkpoint)
     model, norm = model_from_checkpoint(ckpt, checkpoint)
     dev = resolve_device(device)
@@ -195,67 +220,25 @@ def predict(
     model.to(dev).eval()
     files = collect_images(images)
     trained = dict(ckpt.get("camera", {}))
-    if focus_distances is None:
-        known = trained.get("focus_distances") or []
-        if len(known) != len(files):
-            raise ValueError(
-                f"{len(files)} images but no --focus-distances (the checkpoint's camera has {len(known)} focus distances)"
-            )
-        focus_distances = list(known)
-    if len(focus_distances) != len(files):
-        raise ValueError(f"{len(files)} images but {len(focus_distances)} focus distances: give one per image")
-    imgs = [read_image(p) for p in files]
-    shapes = {im.shape[:2] for im in imgs}
-    if len(shapes) > 1:
-        listing = ", ".join(f"{p.name} is {im.shape[0]}x{im.shape[1]}" for p, im in zip(files, imgs))
-        raise ValueError(f"images of different sizes in one stack ({listing})")
-    h, w = imgs[0].shape[:2]
-    stack = torch.from_numpy(np.stack(imgs).transpose(0, 3, 1, 2).copy())[None]
+    stack, focus_distances = _read_stack(files, focus_distances, trained)
+    h, w = stack.shape[-2:]
     focus = torch.tensor(focus_distances, dtype=torch.float32)[None] / norm.focus_scale
-    out = run_tiled(model, stack, focus, dev, amp_dtype, tile)
+    out = run_tiled(model, torch.from_numpy(stack)[None], focus, dev, amp_dtype, tile)
+    cam = {k: trained.get(k) for k in ("f_number", "focal_length_mm", "sensor_width_mm")}
+    cam.update({k: v for k, v in (camera or {}).items() if v is not None})
+    if refocus_distances and "aif" not in out:
+        raise ValueError(f"--refocus needs a model with an AiF branch; {checkpoint} is {ckpt['arch']!r}")
+    missing = [k for k, v in cam.items() if v is None]
+    if refocus_distances and missing:
+        raise ValueError(f"--refocus needs the camera: the checkpoint lacks {', '.join(missing)}; pass it")
 
     od = Path(out_dir)
     od.mkdir(parents=True, exist_ok=True)
-    written: dict[str, Path] = {}
-    # depth cannot be negative; the network's linear output can be, early in training
-    depth = np.clip(out["depth"] * norm.depth_scale, 0.0, None).astype(np.float32)
-    np.save(od / "depth.npy", depth)
-    written["depth_npy"] = od / "depth.npy"
-    _write_png(od / "depth.png", np.clip(np.round(depth * 1000.0), 0, 65535).astype(np.uint16))
-    written["depth_png"] = od / "depth.png"
-    _write_png(od / "depth_color.png", _colour(depth))
-    written["depth_color"] = od / "depth_color.png"
-    defocus = (out["defocus"] * norm.defocus_scale).astype(np.float32)
-    np.save(od / "defocus.npy", defocus)
-    written["defocus_npy"] = od / "defocus.npy"
-    hi = float(np.percentile(np.abs(defocus), 99)) or 1.0
-    for i, (p, d) in enumerate(zip(files, defocus)):
-        name = f"defocus_{i:02d}_{p.stem}.png"
-        _write_png(od / name, _colour(d, -hi if norm.signed_defocus else 0.0, hi))
-        written[name] = od / name
-    aif = None
+    depth = np.clip(out["depth"] * norm.depth_scale, 0.0, None).astype(np.float32)  # early networks go below 0
+    written = _write_depth_and_defocus(od, depth, (out["defocus"] * norm.defocus_scale).astype(np.float32), files,
+                                       norm.signed_defocus)
     if "aif" in out:
-        aif = out["aif"].transpose(1, 2, 0)
-        _write_png(od / "aif.png", _rgb8(aif))
-        written["aif"] = od / "aif.png"
-        edges = 1.0 / (1.0 + np.exp(-out["edges"]))
-        _write_png(od / "edges.png", np.round(edges * 255).astype(np.uint8))
-        written["edges"] = od / "edges.png"
-    cam = {k: trained.get(k) for k in ("f_number", "focal_length_mm", "sensor_width_mm")}
-    cam.update({k: v for k, v in (camera or {}).items() if v is not None})
-    if refocus_distances and aif is None:
-        raise ValueError(f"--refocus needs a model with an AiF branch; {checkpoint} is {ckpt['arch']!r}")
-    for dist in refocus_distances:
-        missing = [k for k, v in cam.items() if v is None]
-        if missing:
-            raise ValueError(f"--refocus needs the camera: the checkpoint lacks {', '.join(missing)}; pass it")
-        near = max(0.01, 1.05 * cam["focal_length_mm"] * 1e-3)  # no closer than 1 cm or the lens
-        blur = blur_diameter_px(np.maximum(depth, near), float(dist), cam["f_number"], cam["focal_length_mm"],
-                                cam["sensor_width_mm"], w)
-        sharp = np.clip(aif, 0, 1)
-        name = f"refocus_{dist:g}m.png"
-        _write_png(od / name, _rgb8(refocus(sharp, blur)))
-        written[name] = od / name
+        written.update(_write_aif(od, out, depth, refocus_distances, cam))
     meta = {
         "checkpoint": str(checkpoint),
         "arch": ckpt["arch"],
@@ -268,4 +251,37 @@ def predict(
     }
     (od / "prediction.json").write_text(json.dumps(meta, indent=2) + "\n")
     written["json"] = od / "prediction.json"
+    return written
+
+
+def _write_depth_and_defocus(od: Path, depth: np.ndarray, defocus: np.ndarray, files: list[Path],
+                             signed: bool) -> dict[str, Path]:
+    np.save(od / "depth.npy", depth)
+    _write_png(od / "depth.png", np.clip(np.round(depth * 1000.0), 0, 65535).astype(np.uint16))
+    _write_png(od / "depth_color.png", _colour(depth))
+    np.save(od / "defocus.npy", defocus)
+    written = {"depth_npy": od / "depth.npy", "depth_png": od / "depth.png", "depth_color": od / "depth_color.png",
+               "defocus_npy": od / "defocus.npy"}
+    hi = float(np.percentile(np.abs(defocus), 99)) or 1.0
+    for i, (p, d) in enumerate(zip(files, defocus)):
+        name = f"defocus_{i:02d}_{p.stem}.png"
+        _write_png(od / name, _colour(d, -hi if signed else 0.0, hi))
+        written[name] = od / name
+    return written
+
+
+def _write_aif(od: Path, out: dict, depth: np.ndarray, refocus_distances, cam: dict) -> dict[str, Path]:
+    """aif.png, edges.png and one refocused image per distance (the AiF image blurred by predicted depth)."""
+    aif = out["aif"].transpose(1, 2, 0)
+    _write_png(od / "aif.png", _rgb8(aif))
+    edges = 1.0 / (1.0 + np.exp(-out["edges"]))
+    _write_png(od / "edges.png", np.round(edges * 255).astype(np.uint8))
+    written = {"aif": od / "aif.png", "edges": od / "edges.png"}
+    near = max(0.01, 1.05 * cam["focal_length_mm"] * 1e-3) if refocus_distances else 0.0  # not within the lens
+    for dist in refocus_distances:
+        blur = blur_diameter_px(np.maximum(depth, near), float(dist), cam["f_number"], cam["focal_length_mm"],
+                                cam["sensor_width_mm"], depth.shape[1])
+        name = f"refocus_{dist:g}m.png"
+        _write_png(od / name, _rgb8(refocus(np.clip(aif, 0, 1), blur)))
+        written[name] = od / name
     return written

@@ -51,11 +51,6 @@ def stack_max(x: torch.Tensor, s: int) -> torch.Tensor:
     return x.unflatten(0, (-1, s)).amax(dim=1)
 
 
-def broadcast_stack(x: torch.Tensor, s: int) -> torch.Tensor:
-    """(B, C, H, W) -> (B*S, C, H, W): the same map for every image of each stack."""
-    return x.unsqueeze(1).expand(-1, s, *x.shape[1:]).flatten(0, 1)
-
-
 class StackConv(nn.Module):
     """3x3 conv over ``cat(branch, broadcast(pooled))``, computed without building the concatenation.
 
@@ -124,6 +119,14 @@ class StackEncoder(nn.Module):
             x = F.max_pool2d(x, 2)
             pooled = stack_max(x, s)
         return skips, self.act(self.bridge(x, pooled, s))
+
+
+def memory_format(module: nn.Module) -> torch.memory_format:
+    """The memory format of ``module``'s first convolution weight: channels_last if it was moved there."""
+    w = next(m.weight for m in module.modules() if isinstance(m, nn.Conv2d))
+    if not w.is_contiguous() and w.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:

@@ -10,7 +10,8 @@ normalised the same way, in a dict:
 - ``edges``:   (B, H, W) edge logits (only with an AiF branch)
 
 Images of any size are replicate-padded to a multiple of 16 and the outputs cropped back. Any stack
-length works (1 to 10 and beyond), and the outputs do not depend on the order of the images.
+length works (1 to 10 and beyond), and the outputs do not depend on the order of the images. A model
+moved to channels_last (``model.to(memory_format=torch.channels_last)``) runs its convolutions in it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._stack import pad_to_multiple
+from ._stack import memory_format, pad_to_multiple
 from .aifnet import AiFNet, aifnet, aifnet_direct
 from .defocusnet import DefocusNet, defocusnet
 from .depthnet import DepthNet, depthnet
@@ -38,7 +39,6 @@ class FocusOnDefocus(nn.Module):
         self.aif_net = aif_net
         self.single_image = single_image
         self.multiple = 2 ** max(defocus_net.levels, depth_net.levels)
-        self.channels_last = False  # set by the trainer on CUDA
 
     @property
     def has_aif(self) -> bool:
@@ -59,8 +59,8 @@ class FocusOnDefocus(nn.Module):
             stack, focus = stack[rows, idx].unsqueeze(1), focus[rows, idx].unsqueeze(1)
         b, s = stack.shape[:2]
         x, (h, w) = pad_to_multiple(stack.flatten(0, 1), self.multiple)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        # A model moved to channels_last (model.to(memory_format=...)) gets its input in that format too.
+        x = x.contiguous(memory_format=memory_format(self.defocus_net))
         defocus, skips = self.defocus_net(x, s)
         plane = focus.reshape(b * s, 1, 1, 1).to(defocus.dtype).expand_as(defocus)
         depth = self.depth_net(torch.cat([defocus, plane], dim=1), s, skips)

@@ -1,0 +1,236 @@
+"""What a training run does around its steps, one hook per concern (the loop is ``engine.Trainer``):
+
+- ``Validation``   runs the validation batches after each epoch and adds val_* to the epoch's row
+- ``MetricsCSV``   ``metrics.csv``, one row per epoch, rewritten atomically
+- ``Checkpoints``  ``last.pt`` after each epoch, every N steps and when stopped by --max-steps;
+                   ``best.pt`` on the lowest validation loss (without validation data, the last epoch)
+- ``TensorBoard``  scalars and the validation picture in ``tb/``
+- ``Progress``     tqdm bars and the log lines (``RunLog``: ``train.log`` and the terminal)
+
+Order matters after an epoch: Validation first (the others read its numbers); MetricsCSV before
+Checkpoints, so that a kill between the two repeats the epoch rather than losing its row; Progress,
+which says whether the epoch was the best, after Checkpoints.
+
+Hooks that write files take ``writer``: when several processes train one run, one of them writes and
+the others keep the same state without writing.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from focalstack.dataset.files import atomic_path
+
+from .checkpoint import save_checkpoint
+from .data import FocalStackDataset
+from .engine import Hook
+from .evaluate import run_batches, write_csv
+
+
+def read_csv(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+class RunLog:
+    """Log lines: appended to ``train.log`` with the time, and shown on the terminal unless ``quiet``."""
+
+    def __init__(self, path: Path, quiet: bool = False, writer: bool = True):
+        self.path, self.quiet, self.writer = Path(path), quiet, writer
+
+    def __call__(self, msg: str) -> None:
+        if not self.writer:
+            return
+        from tqdm import tqdm
+
+        with open(self.path, "a") as fh:
+            fh.write(f"{datetime.now().strftime('%H:%M:%S')} {msg}\n")
+        if not self.quiet:
+            tqdm.write(msg)  # above the progress bar, not through it
+
+
+class Validation(Hook):
+    """After each epoch: loss, loss terms and ``metrics`` over ``batches`` as val_* in the epoch's row."""
+
+    def __init__(self, dataset: FocalStackDataset, batches: list, metrics: list[str], workers: int = 0):
+        self.dataset, self.batches, self.metrics, self.workers = dataset, batches, list(metrics), workers
+
+    def after_epoch(self) -> None:
+        t = self.trainer
+        means, sample = run_batches(t.step_model, self.dataset, self.batches, t.norm, t.device, t.amp_dtype,
+                                    t.criterion, self.workers)
+        row = t.summary.row
+        row["val_loss"] = means.get("loss")
+        row.update({f"val_{k}": means.get(k) for k in (*t.terms, *self.metrics)})
+        t.summary.val_sample = sample
+
+
+class MetricsCSV(Hook):
+    """``metrics.csv``: one row per finished epoch, the whole file rewritten atomically each time."""
+
+    def __init__(self, path: Path, writer: bool = True):
+        self.path, self.writer = Path(path), writer
+        self.history: list[dict] = []
+
+    def before_train(self) -> None:
+        # A resumed run keeps the rows of the epochs its checkpoint holds; later ones will run again.
+        self.history = [r for r in read_csv(self.path) if int(r["epoch"]) <= self.trainer.epoch]
+
+    def after_epoch(self) -> None:
+        self.history.append(self.trainer.summary.row)
+        if self.writer:
+            write_csv(self.path, self.history, list(self.trainer.summary.row))
+
+
+class Checkpoints(Hook):
+    """``last.pt`` and ``best.pt`` in ``folder``: the trainer's state plus ``meta`` (what rebuilds the
+    model and describes the run: arch, arch_kwargs, config, norm, camera)."""
+
+    state_key = "best"
+
+    def __init__(self, folder: Path, meta: dict, every: int = 0, writer: bool = True):
+        self.last, self.best = Path(folder) / "last.pt", Path(folder) / "best.pt"
+        self.meta, self.every, self.writer = meta, every, writer
+        self.best_loss, self.best_epoch = math.inf, -1
+
+    def state_dict(self) -> dict:
+        return {"val_loss": float(self.best_loss), "epoch": int(self.best_epoch)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best_loss, self.best_epoch = float(state["val_loss"]), int(state["epoch"])
+
+    def after_step(self) -> None:
+        t = self.trainer
+        periodic = self.every and t.global_step % self.every == 0
+        if not t.epoch_done and (t.stopped or periodic):  # at an epoch's end, after_epoch saves
+            t.flush_loss()  # in every process, writer or not: the loss sums must agree everywhere
+            self._save(self.last)
+
+    def after_epoch(self) -> None:
+        t = self.trainer
+        # Without validation data a later epoch always scores lower: the latest is the best.
+        score = t.summary.row["val_loss"] if "val_loss" in t.summary.row else -t.epoch
+        t.summary.is_best = score < self.best_loss
+        if t.summary.is_best:
+            self.best_loss, self.best_epoch = score, t.epoch + 1
+        payload = self._save(self.last)
+        if t.summary.is_best:
+            self._save(self.best, payload)
+
+    def after_train(self) -> None:
+        if self.writer and not self.best.exists() and self.last.exists():  # stopped before an epoch ended
+            with atomic_path(self.best, fsync=True) as tmp:
+                shutil.copyfile(self.last, tmp)
+
+    def _save(self, path: Path, payload: dict | None = None) -> dict | None:
+        if not self.writer:
+            return None
+        if payload is None:
+            payload = {**self.meta, **self.trainer.state_dict(), "torch_version": str(torch.__version__),
+                       "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        save_checkpoint(path, payload)
+        return payload
+
+
+def validation_picture(sample: dict, n: int = 4) -> torch.Tensor:
+    """(3, H', W') picture: per sample, first and last slice, true and predicted depth (and AiF).
+    Depth is grey from 0 (black) to ``Norm.depth_scale`` (white): the normalised depth clamped to [0, 1]."""
+    inp, tgt, out = sample["inputs"], sample["targets"], sample["outputs"]
+    grey = lambda d: d.clamp(0, 1)[None].expand(3, -1, -1)  # noqa: E731
+    rows = []
+    for i in range(min(n, inp["stack"].shape[0])):
+        tiles = [inp["stack"][i, 0], inp["stack"][i, -1], grey(tgt["depth"][i]), grey(out["depth"][i])]
+        if "aif" in out:
+            tiles += [tgt["aif"][i], out["aif"][i].clamp(0, 1)]
+        rows.append(torch.cat(tiles, dim=2))
+    return torch.cat(rows, dim=1)
+
+
+class TensorBoard(Hook):
+    """TensorBoard events in ``folder``: the loss at log steps, every epoch's numbers and picture."""
+
+    def __init__(self, folder: Path, log: RunLog, writer: bool = True):
+        self.folder, self.log, self.writer = Path(folder), log, writer
+        self.tb = None
+
+    def before_train(self) -> None:
+        if not self.writer:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            self.log("TensorBoard logs off: the tensorboard package is not installed")
+            return
+        # A resumed run drops the events that a killed run wrote after its checkpoint.
+        self.tb = SummaryWriter(str(self.folder), purge_step=self.trainer.global_step or None)
+
+    def after_step(self) -> None:
+        t = self.trainer
+        if self.tb is None or not t.log_step:
+            return
+        self.tb.add_scalar("train/loss", float(t.step.loss), t.global_step)
+        for k, v in t.step.terms.items():
+            self.tb.add_scalar(f"train/{k}", float(v), t.global_step)
+
+    def after_epoch(self) -> None:
+        if self.tb is None:
+            return
+        t, row = self.trainer, self.trainer.summary.row
+        for k, v in row.items():
+            if k.startswith("val_") and v is not None:
+                self.tb.add_scalar(k.replace("val_", "val/", 1), float(v), t.global_step)
+        self.tb.add_scalar("train/epoch_loss", row["train_loss"], t.global_step)
+        if t.summary.val_sample is not None:
+            picture = validation_picture(t.summary.val_sample)
+            self.tb.add_image("val/stack_first_last_depth_true_pred_aif_true_pred", picture, t.global_step)
+        self.tb.flush()
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+            self.tb = None
+
+
+class Progress(Hook):
+    """A tqdm bar per epoch (with ``bars``) and log lines: each epoch's losses, a stop by --max-steps."""
+
+    def __init__(self, log: RunLog, bars: bool = True):
+        self.log, self.bars = log, bars
+        self.bar = None
+
+    def before_epoch(self) -> None:
+        from tqdm import tqdm
+
+        t = self.trainer
+        self.bar = tqdm(total=len(t.batches), initial=t.batch, desc=f"epoch {t.epoch + 1}/{t.epochs}",
+                        disable=not self.bars, dynamic_ncols=True)
+
+    def after_step(self) -> None:
+        t = self.trainer
+        self.bar.update(1)
+        if t.log_step:
+            self.bar.set_postfix(loss=f"{t.loss.mean('loss'):.4g}")
+        if t.epoch_done:
+            self.close()  # before validation runs
+        if t.stopped:
+            self.log(f"stopped after {t.global_step} steps (--max-steps); continue with --resume")
+
+    def after_epoch(self) -> None:
+        t, row = self.trainer, self.trainer.summary.row
+        msg = f"epoch {row['epoch']}: train loss {row['train_loss']:.4g}"
+        if "val_loss" in row:
+            msg += f", val loss {row['val_loss']:.4g}, val depth RMSE {row['val_depth_rmse']:.4g} m"
+        self.log(msg + (" (best)" if t.summary.is_best else ""))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
