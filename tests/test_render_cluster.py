@@ -1,0 +1,101 @@
+"""--ray: a local Ray instance renders the same file as one process, survives a killed task, and a killed
+driver resumes. The driver is the only writer; tasks return records through Ray's object store."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import h5py
+import pytest
+
+from focalstack.dataset.validate import validate_file
+from render_fixtures import assert_files_equal, render_command
+
+pytestmark = [pytest.mark.blender, pytest.mark.slow]
+ray = pytest.importorskip("ray")
+
+RAY = ["--ray", "--threads", "1", "--ray-scenes-per-task", "2"]
+
+
+def processes():
+    """(pid, session id, command line) of every process we can see."""
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                cmdline = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+                sid = int((p / "stat").read_text().rsplit(")", 1)[1].split()[3])
+            except (OSError, IndexError, ValueError):
+                continue
+            yield int(p.name), sid, cmdline
+
+
+def kill_session(sid: int) -> None:
+    """SIGKILL every process of a session: the driver, its local Ray instance and Ray's workers."""
+    for pid, s, _ in processes():
+        if s == sid:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def complete_scenes(path: Path) -> int:
+    try:
+        with h5py.File(path, "r", locking=False) as f:
+            return int(f["complete"][:].sum())
+    except (OSError, KeyError):
+        return 0
+
+
+def test_local_ray_renders_the_file_one_process_renders(effects_preset, one_process, tmp_path):
+    out = tmp_path / "ray.h5"
+    done = subprocess.run(render_command(effects_preset, out, 4, *RAY), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert validate_file(out, full=True).valid
+    assert_files_equal(one_process, out)
+
+
+def test_a_task_killed_mid_range_is_retried_and_the_file_is_the_same(effects_preset, one_process, tmp_path):
+    out = tmp_path / "retried.h5"
+    proc = subprocess.Popen(render_command(effects_preset, out, 4, *RAY), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    killed = None
+    deadline = time.time() + 300
+    try:
+        while killed is None and time.time() < deadline and proc.poll() is None:
+            tasks = [pid for pid, sid, cmd in processes() if sid == proc.pid and cmd.startswith("ray::render_scene_range")]
+            if tasks:
+                time.sleep(2.0)  # into the task's range: Blender is up and rendering its first scene
+                os.kill(tasks[0], signal.SIGKILL)
+                killed = tasks[0]
+            time.sleep(0.05)
+        assert killed is not None, "no task was seen running"
+        _, stderr = proc.communicate(timeout=900)
+    finally:
+        kill_session(proc.pid)
+    assert proc.returncode == 0, stderr[-2000:]
+    assert validate_file(out, full=True).valid
+    assert_files_equal(one_process, out)
+
+
+def test_a_killed_driver_resumes_to_the_same_file(effects_preset, one_process, tmp_path):
+    out = tmp_path / "driver.h5"
+    one_at_a_time = ["--ray", "--threads", "2", "--ray-scenes-per-task", "1"]  # scenes arrive one by one
+    proc = subprocess.Popen(render_command(effects_preset, out, 4, *one_at_a_time), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    try:
+        while complete_scenes(out) < 1 and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        assert proc.poll() is None and 1 <= complete_scenes(out) < 4, "the run was not caught mid-way"
+    finally:
+        kill_session(proc.pid)
+        proc.wait()
+    done = subprocess.run(render_command(effects_preset, out, 4, *RAY), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "resuming after" in done.stderr
+    assert_files_equal(one_process, out)
