@@ -204,6 +204,25 @@ class FocalStackWriter:
         f.flush()
         return i
 
+    def attr(self, key: str, default=None):
+        """A root attribute (JSON-decoded where it was stored as JSON), or ``default``."""
+        value = self._h5.attrs.get(key, default)
+        if isinstance(value, bytes):
+            value = value.decode()
+        if isinstance(value, str) and value[:1] in "[{":
+            try:
+                return json.loads(value)
+            except ValueError:
+                pass
+        return value
+
+    def set_attr(self, key: str, value) -> None:
+        """Set a root attribute; dicts and lists are stored as JSON. Not for the schema's own attributes."""
+        if key in ("format", "schema_version", "config"):
+            raise DatasetError(f"root attribute {key!r} is the writer's own")
+        self._h5.attrs[key] = json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
+        self._h5.flush()
+
     def close(self) -> None:
         if self._h5.id.valid:
             self._h5.close()

@@ -123,11 +123,48 @@ def read_exr_passes(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
+# What --device accepts; 'gpu' takes the first of GPU_BACKENDS that has a device (OptiX runs fastest
+# where RT cores exist and works without them, DESIGN.md).
+DEVICES = ("cpu", "gpu", "cuda", "optix", "hip", "oneapi")
+GPU_BACKENDS = ("OPTIX", "CUDA", "HIP", "ONEAPI")
+
+
+def enable_device(device: str) -> str:
+    """Make Cycles render on ``device`` in this process; return what it renders on ('CPU' or e.g.
+    'OPTIX: NVIDIA H200'). The bpy module starts from factory settings, so every process sets the Cycles
+    preferences itself: backend, refreshed device list, which devices to use, and the scene's device.
+    BlenderError naming what Cycles does see when the backend has no device."""
+    import bpy
+
+    if device not in DEVICES:
+        raise BlenderError(f"--device {device!r}: expected one of {', '.join(DEVICES)}")
+    scene = bpy.context.scene
+    if device == "cpu":
+        scene.cycles.device = "CPU"
+        return "CPU"
+    prefs = bpy.context.preferences.addons["cycles"].preferences
+    seen: dict[str, str] = {}
+    for backend in GPU_BACKENDS if device == "gpu" else (device.upper(),):
+        with _quiet_stdout():
+            prefs.compute_device_type = backend
+            prefs.refresh_devices()
+        found = [d for d in prefs.devices if d.type == backend]
+        seen.update({f"{d.name} ({d.type})": "" for d in prefs.devices})
+        if found:
+            for d in prefs.devices:
+                d.use = d.type == backend
+            scene.cycles.device = "GPU"
+            return f"{backend}: {', '.join(d.name for d in found)}"
+    wanted = "GPU" if device == "gpu" else device.upper()
+    raise BlenderError(f"--device {device}: Cycles sees no {wanted} device (it sees: {', '.join(seen) or 'nothing'})")
+
+
 class BlenderRenderer:
     """Renders SceneDescriptions with Cycles in this process. One instance per process.
 
     ``threads`` caps Cycles' CPU threads (0 = all cores), so that several worker processes can share the
-    machine. ``workdir`` holds the temporary EXR files (a private temporary folder by default).
+    machine; ``device`` is one of ``DEVICES`` (``device_used`` says what Cycles renders on). ``workdir``
+    holds the temporary EXR files (a private temporary folder by default).
     """
 
     def __init__(
@@ -136,6 +173,7 @@ class BlenderRenderer:
         samples: int,
         denoise: bool,
         threads: int = 0,
+        device: str = "cpu",
         workdir: str | os.PathLike | None = None,
         persistent_data: bool = True,
     ):
@@ -148,10 +186,16 @@ class BlenderRenderer:
         self.samples = samples
         self.denoise = denoise
         self.threads = threads
+        self.device = device
         self.persistent_data = persistent_data
         self._tmp = tempfile.TemporaryDirectory(prefix="focalstack-render-", dir=workdir)
         self.workdir = Path(self._tmp.name)
-        self._reset_blender()
+        try:
+            self._reset_blender()
+            self.device_used = enable_device(device)  # after the factory reset, which resets preferences
+        except BaseException:
+            self._tmp.cleanup()
+            raise
 
     # -- Blender session -------------------------------------------------------------------------
     def _reset_blender(self) -> None:

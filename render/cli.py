@@ -12,7 +12,7 @@ from focalstack.dataset.schema import DatasetError
 
 from focalstack.dataset.cliutil import one_line_errors, parse_numbers
 
-from .blender import BlenderError
+from .blender import DEVICES, BlenderError
 from .cluster import RaySettings
 from .config import (
     ConfigError,
@@ -75,6 +75,13 @@ def _default(name: str) -> str:
               type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Folder of meshes (OBJ, PLY, STL, glTF), textures (PNG, JPG, EXR) and environment maps "
                    "(HDR, EXR); repeatable. A quarter of the files, by content hash, are kept for test presets.")
+@click.option("--device", type=click.Choice(DEVICES), default=None,
+              help="What Cycles renders on: cpu, or a GPU backend (gpu picks the best one Cycles reports: OptiX, "
+                   "CUDA, HIP, oneAPI). Each process enables it itself. Recorded in the file's render_devices "
+                   "attribute; GPU and CPU renders of the same seeds hold the same scenes, their noise differs."
+                   + _default("device"))
+@click.option("--gpus", default=None, metavar="ID,ID,...",
+              help="With --workers and a GPU --device: pin worker i to GPU ID[i % n] (CUDA_VISIBLE_DEVICES).")
 @click.option("--threads", type=click.IntRange(min=0), default=None,
               help="Cycles CPU threads per rendering process (0: all cores).  [default: all cores for one process, "
                    "the cores shared out with --workers, 2 per Ray task]")
@@ -90,7 +97,7 @@ def _default(name: str) -> str:
 @click.option("--scene-keys", is_flag=True, help="List every key of a preset's [scene] table with its default and meaning, and exit.")
 @one_line_errors(ConfigError, DatasetError, BlenderError, RenderError)
 def main(preset, scenes, out, seed, resolution, samples, f_number, focus_distances, denoise, workers,
-         focus_breathing, shake, sensor_noise, jpeg_quality, asset_dirs, threads, ray_address, ray_gpus_per_task,
+         focus_breathing, shake, sensor_noise, jpeg_quality, asset_dirs, device, gpus, threads, ray_address, ray_gpus_per_task,
          ray_scenes_per_task, list_presets, scene_keys):
     """Render random scenes into focal stacks with ground truth, stored in one HDF5 file.
 
@@ -114,7 +121,8 @@ def main(preset, scenes, out, seed, resolution, samples, f_number, focus_distanc
     if out is None:
         _fail("missing option --out: the HDF5 file to write")
     config = config_from_options(
-        preset, seed=seed, scenes=scenes, samples=samples, f_number=f_number, denoise=denoise, resolution=resolution,
+        preset, seed=seed, scenes=scenes, samples=samples, f_number=f_number, denoise=denoise, device=device,
+        resolution=resolution,
         focus_distances=focus_distances, focus_breathing=focus_breathing, shake=shake, sensor_noise=sensor_noise,
         jpeg_quality=jpeg_quality, asset_dirs=asset_dirs,
     )
@@ -127,7 +135,10 @@ def main(preset, scenes, out, seed, resolution, samples, f_number, focus_distanc
         ray = RaySettings(address=None if ray_address == "local" else ray_address,
                           threads=threads if threads else RaySettings.threads, gpus=ray_gpus_per_task,
                           scenes_per_task=ray_scenes_per_task)
-    _render(config, out, workers=workers, threads=threads, ray=ray)
+    gpu_list = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else None
+    if gpu_list and (workers < 2 or config.device == "cpu"):
+        _fail("--gpus pins --workers processes to GPUs: use it with --workers N and a GPU --device")
+    _render(config, out, workers=workers, threads=threads, gpus=gpu_list, ray=ray)
 
 
 def config_from_options(preset: str, *, resolution, focus_distances, focus_breathing, shake, sensor_noise,

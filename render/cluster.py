@@ -9,7 +9,7 @@ resumes at the first incomplete scene when run again, and a task whose worker di
 (``max_retries``) and renders the same scenes (they follow from their seeds).
 
 Resources per task: ``threads`` CPUs (Cycles' threads) and ``gpus`` GPUs (Ray sets CUDA_VISIBLE_DEVICES;
-the task's renderer uses ``device``). Nodes need focalstack[render] installed, and any user ``--assets``
+the task's renderer uses the configuration's ``device``). Nodes need focalstack[render] installed, and any user ``--assets``
 folder at the same path; the bundled assets come with the package.
 """
 
@@ -32,29 +32,22 @@ class RaySettings:
     address: str | None = None  # None: start a Ray instance on this machine; else a cluster's address
     threads: int = 2  # CPUs (Cycles threads) per task
     gpus: float = 0.0  # GPUs per task
-    device: str = "cpu"  # the renderer's device in each task
     scenes_per_task: int = 4
     tasks_in_flight: int = 0  # 0: twice the cluster's CPUs / threads; bounds the driver's memory
 
 
-def render_scene_range(config_dict: dict, start: int, stop: int, threads: int, device: str) -> tuple[int, list]:
+def render_scene_range(config_dict: dict, start: int, stop: int, threads: int) -> tuple[int, list]:
     """A Ray task: scenes ``start``..``stop - 1`` as (record, phase seconds) pairs, in index order."""
     from .blender import BlenderRenderer
     from .pipeline import render_scene
 
     config = RenderConfig.from_dict(config_dict)
     out = []
-    with BlenderRenderer(**_renderer_settings(config, threads, device)) as renderer:
+    with BlenderRenderer(samples=config.samples, denoise=config.denoise, threads=threads,
+                         device=config.device) as renderer:
         for index in range(start, stop):
             out.append(render_scene(config, renderer, index))
     return start, out
-
-
-def _renderer_settings(config: RenderConfig, threads: int, device: str) -> dict:
-    settings = {"samples": config.samples, "denoise": config.denoise, "threads": threads}
-    if device != "cpu":
-        settings["device"] = device
-    return settings
 
 
 def _import_ray():
@@ -97,7 +90,7 @@ def render_range_with_ray(
         while queue or pending:
             while queue and len(pending) < limit:
                 a, b = queue.pop()
-                pending.append(task.remote(config_dict, a, b, settings.threads, settings.device))
+                pending.append(task.remote(config_dict, a, b, settings.threads))
             ready, pending = ray.wait(pending, num_returns=1)
             start, results = _get(ray, ready[0])
             arrived[start] = results

@@ -41,6 +41,7 @@ class RenderConfig:
     defocus_model: str = "cycles"  # which blur the ground truth describes (the camera's; optics.DEFOCUS_MODELS)
     samples: int = 16
     denoise: bool = True
+    device: str = "cpu"  # what Cycles renders on (blender.DEVICES); may change when a file is resumed
     canny_low: float = CANNY_LOW
     canny_high: float = CANNY_HIGH
     canny_blur_sigma: float = CANNY_BLUR_SIGMA
@@ -73,6 +74,10 @@ class RenderConfig:
                 check_focus_distance(s, self.focal_length_mm)
             except (ValueError, TypeError) as exc:
                 raise ConfigError(str(exc) if isinstance(exc, ValueError) else f"focus distance {s!r}: not a number") from None
+        from .blender import DEVICES
+
+        if self.device not in DEVICES:
+            raise ConfigError(f"device = {self.device!r}: expected one of {', '.join(DEVICES)}")
         if self.defocus_model not in DEFOCUS_MODELS:
             raise ConfigError(f"defocus_model = {self.defocus_model!r}: expected one of {', '.join(DEFOCUS_MODELS)}")
         for name in ("canny_low", "canny_high", "canny_blur_sigma"):

@@ -12,7 +12,7 @@ from .blender import check_blender
 from .cluster import RaySettings, render_range_with_ray
 from .config import RenderConfig
 from .pipeline import ProgressFn, RenderSummary, open_writer, render_range
-from .shards import existing_shards, merge_shards, plan_tasks, run_workers, shard_folder
+from .shards import existing_shards, merge_shards, plan_tasks, probe_device, run_workers, shard_folder
 
 
 def render_dataset(
@@ -21,20 +21,23 @@ def render_dataset(
     *,
     workers: int = 1,
     threads: int | None = None,
+    gpus: list[str] | None = None,
     ray: RaySettings | None = None,
     progress: ProgressFn | None = None,
     on_start: Callable[[int, int], None] | None = None,
 ) -> RenderSummary:
     """Render ``config.scenes`` scenes into ``out``, resuming what is there: in this process, in ``workers``
     processes (shards merged in order), or on Ray (``ray``; the driver needs no Blender). ``threads`` caps
-    Cycles' threads per process (None: all cores, shared out among workers). ``on_start(done, total)`` is
-    called once the file is open, before rendering."""
+    Cycles' threads per process (None: all cores, shared out among workers); ``gpus`` pins worker i to GPU
+    gpus[i % len]. ``on_start(done, total)`` is called once the file is open, before rendering."""
     config.validate()
     out = Path(out)
     if workers < 1:
         raise ValueError(f"workers = {workers}: expected a positive integer")
-    if ray is None:
-        check_blender()  # before the output file exists
+    if ray is None:  # before the output file exists
+        check_blender()
+        if config.device != "cpu":
+            probe_device(config.device)
     t0 = time.perf_counter()
     writer = open_writer(config, out)
     try:
@@ -53,7 +56,7 @@ def render_dataset(
             tasks = plan_tasks(done, config.scenes, workers, existing_shards(out))
             if tasks:
                 shard_folder(out).mkdir(exist_ok=True)
-                totals = run_workers(config, out, tasks, workers, progress, threads)
+                totals = run_workers(config, out, tasks, workers, progress, threads, gpus)
             merge_shards(writer, out, config.scenes)
         rendered = len(writer) - done
         return RenderSummary(out, len(writer), rendered, time.perf_counter() - t0, totals)

@@ -28,7 +28,7 @@ from .sampling import sample_scene, scene_seed
 from .scene import SceneDescription
 
 # Settings that may differ when resuming a file: asking for more scenes extends it.
-RESUME_IGNORE = ("scenes",)
+RESUME_IGNORE = ("scenes", "device")
 
 
 class RenderError(RuntimeError):
@@ -120,6 +120,7 @@ def open_writer(config: RenderConfig, path: Path, first_index: int = 0) -> Focal
         attrs=attrs,
         resume_ignore=RESUME_IGNORE,
     )
+    record_device(writer, config.device, first_index + len(writer))
     have = writer.seeds()
     want = np.array([scene_seed(config.seed, first_index + i) for i in range(len(have))], dtype=np.int64)
     if not np.array_equal(have, want):
@@ -129,6 +130,14 @@ def open_writer(config: RenderConfig, path: Path, first_index: int = 0) -> Focal
             f"{path}: scene {first_index + bad} has seed {have[bad]}, expected {want[bad]} for --seed {config.seed}"
         )
     return writer
+
+
+def record_device(writer: FocalStackWriter, device: str, next_index: int) -> None:
+    """Note in the file's ``render_devices`` attribute which device renders from which scene on (CPU and
+    GPU renders of the same seeds hold the same scenes; their noise differs)."""
+    devices = writer.attr("render_devices") or []
+    if not devices or devices[-1]["device"] != device:
+        writer.set_attr("render_devices", [*devices, {"device": device, "from_scene": int(next_index)}])
 
 
 @dataclass
@@ -181,7 +190,7 @@ def render_range(
         return totals
     own = renderer is None
     if own:
-        renderer = BlenderRenderer(samples=config.samples, denoise=config.denoise, threads=threads)
+        renderer = BlenderRenderer(samples=config.samples, denoise=config.denoise, threads=threads, device=config.device)
     try:
         for index in range(begin, stop):
             record, phases = render_scene(config, renderer, index)

@@ -101,10 +101,16 @@ def _worker_task(args) -> tuple[int, int, dict]:
     return start, stop, totals
 
 
+def _pin_gpu(gpus) -> None:
+    """Pool initializer: this worker process sees one GPU only (before it imports bpy)."""
+    gpu = gpus.get()
+    os.environ["CUDA_VISIBLE_DEVICES"] = os.environ["HIP_VISIBLE_DEVICES"] = str(gpu)
+
+
 def run_workers(config: RenderConfig, out: Path, tasks, workers: int, progress: ProgressFn | None,
-                threads: int | None = None) -> dict:
+                threads: int | None = None, gpus: list[str] | None = None) -> dict:
     """Render ``tasks`` (index ranges) into their shards in ``workers`` processes; ``threads`` Cycles
-    threads each (None: the machine's cores shared out)."""
+    threads each (None: the machine's cores shared out); ``gpus``: worker i sees only GPU gpus[i % len]."""
     # Blender is not fork-safe: each worker is a fresh interpreter with its own bpy.
     ctx = mp.get_context("spawn")
     n_proc = min(workers, len(tasks))
@@ -112,7 +118,13 @@ def run_workers(config: RenderConfig, out: Path, tasks, workers: int, progress: 
     totals: dict[str, float] = {}
     with ctx.Manager() as manager:
         queue = manager.Queue()
-        with ctx.Pool(n_proc) as pool:
+        pin = {}
+        if gpus:
+            gpu_queue = manager.Queue()
+            for i in range(n_proc):
+                gpu_queue.put(gpus[i % len(gpus)])
+            pin = {"initializer": _pin_gpu, "initargs": (gpu_queue,)}
+        with ctx.Pool(n_proc, **pin) as pool:
             jobs = [(config.to_dict(), str(out), a, b, threads, queue) for a, b in tasks]
             result = pool.map_async(_worker_task, jobs, chunksize=1)
             while not result.ready() or not queue.empty():
@@ -125,3 +137,17 @@ def run_workers(config: RenderConfig, out: Path, tasks, workers: int, progress: 
                     progress(n, phases)
             result.get()  # re-raises a worker's exception here
     return totals
+
+
+def _probe(device: str) -> str:
+    from .blender import BlenderRenderer
+
+    with BlenderRenderer(samples=1, denoise=False, device=device) as renderer:
+        return renderer.device_used
+
+
+def probe_device(device: str) -> str:
+    """What Cycles would render on for ``device``, asked in a fresh process (so that this one need not
+    import Blender); raises the renderer's BlenderError naming what Cycles sees."""
+    with mp.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_probe, (device,))

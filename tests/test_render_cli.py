@@ -110,3 +110,41 @@ def test_assets_folder_without_usable_files_is_an_error(tmp_path):
     error_lines = [line for line in text.splitlines() if line.startswith("Error")]
     assert len(error_lines) == 1 and str(folder) in error_lines[0], text
     assert not (tmp_path / "x.h5").exists()
+
+
+@pytest.mark.blender
+@pytest.mark.parametrize("args", [["--device", "cuda"], ["--device", "optix"], ["--device", "gpu", "--workers", "2"]])
+def test_a_gpu_device_this_machine_lacks_is_one_line_naming_what_cycles_sees(tmp_path, args):
+    """No GPU here: the error names the backend and the devices Cycles does see, before any file exists."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "gpu.h5"
+    done = subprocess.run([sys.executable, "-m", "focalstack.render", "--resolution", "32", "--samples", "1",
+                           "--scenes", "1", *args, "--out", str(out)], capture_output=True, text=True, timeout=300)
+    lines = [line for line in done.stderr.splitlines() if line.startswith("Error")]
+    assert done.returncode == 1 and len(lines) == 1, done.stderr
+    assert "Cycles sees no" in lines[0] and "(it sees: " in lines[0] and "CPU" in lines[0]
+    assert not out.exists()
+
+
+def test_gpus_without_workers_and_a_gpu_device_is_refused(tmp_path):
+    result, text = run(["--gpus", "0,1", "--out", str(tmp_path / "x.h5")])
+    assert_one_line_error(result, text, "--gpus pins --workers processes")
+
+
+@pytest.mark.blender
+def test_the_file_records_which_device_rendered_which_scenes(tmp_path):
+    from focalstack.render.pipeline import render_range
+
+    config = load_preset("fod500").with_overrides(width=32, height=32, samples=1, denoise=False, scenes=2).validate()
+    out = tmp_path / "devices.h5"
+    with open_writer(config, out) as writer:
+        render_range(config, writer, 0, 1)
+    # resumed elsewhere with another device (here only recorded: this machine has no GPU to render with)
+    with open_writer(config.with_overrides(device="cuda"), out) as writer:
+        assert writer.attr("render_devices") == [{"device": "cpu", "from_scene": 0}, {"device": "cuda", "from_scene": 1}]
+    with open_writer(config.with_overrides(device="cuda"), out) as writer:  # same device again: no new entry
+        assert len(writer.attr("render_devices")) == 2
+    with h5py.File(out) as f:
+        assert "device" in f.attrs["config"]
