@@ -11,7 +11,7 @@ from torch import nn
 from .aifnet import AiFNet, aifnet, aifnet_direct
 from .defocusnet import DefocusNet, defocusnet
 from .depthnet import DepthNet, depthnet
-from .fod import FocusOnDefocus, fod, fod_aif_direct, fod_depth, fod_single
+from .fod import FocusOnDefocus, fod, fod_aif_direct, fod_depth, fod_single, fod_single_direct
 
 # Complete models (what the trainer trains), by the name used on the command line and in checkpoints.
 ARCHITECTURES = {
@@ -19,6 +19,7 @@ ARCHITECTURES = {
     "fod-depth": fod_depth,
     "fod-aif-direct": fod_aif_direct,
     "fod-single": fod_single,
+    "fod-single-direct": fod_single_direct,
 }
 
 
@@ -59,4 +60,5 @@ __all__ = [
     "fod_aif_direct",
     "fod_depth",
     "fod_single",
+    "fod_single_direct",
 ]

@@ -93,10 +93,21 @@ def fod_aif_direct(*, width: int = 16, aif_width: int = 32, aif_blocks: int = 4)
 
 
 def fod_single(*, width: int = 16, aif_width: int = 32, aif_blocks: int = 4) -> FocusOnDefocus:
-    """Ablation: a single image instead of a stack (the image with the median focus distance)."""
+    """Ablation: a single image instead of a stack (the image with the median focus distance), AiF from the
+    image and its predicted defocus map (the paper's "single image -> defocus -> AiF")."""
     return FocusOnDefocus(
         defocusnet(width=width),
         depthnet(width=width),
         aifnet(width=aif_width, blocks=aif_blocks),
+        single_image=True,
+    )
+
+
+def fod_single_direct(*, width: int = 16, aif_width: int = 32, aif_blocks: int = 4) -> FocusOnDefocus:
+    """Ablation: a single image, AiF from the image alone (the paper's "single image -> AiF")."""
+    return FocusOnDefocus(
+        defocusnet(width=width),
+        depthnet(width=width),
+        aifnet_direct(width=aif_width, blocks=aif_blocks),
         single_image=True,
     )

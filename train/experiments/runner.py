@@ -1,0 +1,187 @@
+"""Run an experiment: render what it needs, train every model, evaluate, report; each step resumable.
+
+Steps and what makes them reusable:
+
+- render: ``focalstack-render`` in its own process (train/ never imports render/; Blender wants its own
+  process anyway). The output file is its own ledger: a finished file renders nothing, a killed one
+  continues at its first incomplete scene.
+- train: ``fit`` into ``models/<name>/``. A run whose ``last.pt`` has reached its epochs is reused; a
+  killed one continues with ``--resume`` (mid-epoch too, to the same weights).
+- evaluate: ``evaluations/<evaluation>/<model>/``; reused while the checkpoint it evaluated is unchanged.
+
+``state.json`` in the run folder lists, for the latest run, what each step did ("ran", "resumed" or
+"reused"), so a rerun shows that nothing finished was done again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from focalstack.dataset import FocalStackFile
+from focalstack.dataset.files import write_text_atomic
+
+from .spec import DatasetSpec, EvaluationSpec, Experiment, ModelSpec
+
+
+class ExperimentRunError(RuntimeError):
+    """A step failed; the message names the step and what it said."""
+
+
+@dataclass
+class Step:
+    kind: str  # render | train | evaluate | report
+    name: str
+    action: str  # ran | resumed | reused
+    seconds: float
+    detail: dict = field(default_factory=dict)
+
+
+@dataclass
+class RunOptions:
+    out: Path
+    data_dir: Path | None = None  # where rendered files live (default <out>/data); experiments may share it
+    render_args: list[str] = field(default_factory=list)  # extra focalstack-render options (--workers 2, --ray)
+    device: str = "auto"
+    progress: bool = True
+
+
+class ExperimentRunner:
+    def __init__(self, experiment: Experiment, options: RunOptions):
+        self.exp, self.opt = experiment, options
+        self.out = Path(options.out)
+        self.data_dir = Path(options.data_dir) if options.data_dir else self.out / "data"
+        self.steps: list[Step] = []
+
+    # -- the whole run -------------------------------------------------------------------------------
+    def run(self) -> dict:
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._save_state(running=True)
+        for name in self._datasets_needed():
+            self.render(self.exp.datasets[name])
+        for model in self.exp.models.values():
+            self.train(model)
+        results = {e.name: {m: self.evaluate(e, self.exp.models[m]) for m in e.models} for e in self.exp.evaluations}
+        from .report import write_report
+
+        t = time.perf_counter()
+        report = write_report(self, results)
+        self._step("report", "report.md", "ran", t)
+        self._save_state(running=False)
+        return report
+
+    def _datasets_needed(self) -> list[str]:
+        used = [d for m in self.exp.models.values() for d, _ in m.data]
+        used += [d for e in self.exp.evaluations for d in e.datasets]
+        return list(dict.fromkeys(used))
+
+    def dataset_path(self, name: str) -> Path:
+        return self.data_dir / self.exp.datasets[name].file_name()
+
+    def model_dir(self, name: str) -> Path:
+        return self.out / "models" / name
+
+    # -- render --------------------------------------------------------------------------------------
+    def render(self, ds: DatasetSpec) -> None:
+        path = self.dataset_path(ds.name)
+        t = time.perf_counter()
+        before = _complete_scenes(path)
+        cmd = [sys.executable, "-m", "focalstack.render", *ds.render_args(), "--out", str(path), *self.opt.render_args]
+        self._log(f"render {ds.name}: {' '.join(cmd[3:])}")
+        done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None if self.opt.progress else subprocess.PIPE,
+                              text=True)
+        if done.returncode != 0:
+            why = (done.stderr or done.stdout or "").strip().splitlines()
+            raise ExperimentRunError(f"render {ds.name}: focalstack-render failed: {why[-1] if why else done.returncode}")
+        m = re.search(r"(\d+) rendered now", done.stdout)
+        rendered = int(m.group(1)) if m else ds.scenes - before
+        action = "reused" if rendered == 0 else ("resumed" if before else "ran")
+        self._step("render", ds.name, action, t, {"file": str(path), "rendered": rendered, "scenes": ds.scenes})
+
+    # -- train ---------------------------------------------------------------------------------------
+    def train_config(self, model: ModelSpec):
+        from ..trainer import TrainConfig
+
+        data = [f"{self.dataset_path(d)}:{w:g}" for d, w in model.data]
+        settings = {"progress": self.opt.progress, "device": self.opt.device, **model.train}
+        return TrainConfig(data=data, out=str(self.model_dir(model.name)), arch=model.arch, **settings)
+
+    def train(self, model: ModelSpec) -> None:
+        from ..checkpoint import load_checkpoint
+        from ..trainer import fit
+
+        cfg = self.train_config(model)
+        last = Path(cfg.out) / "last.pt"
+        t = time.perf_counter()
+        if last.is_file():
+            ckpt = load_checkpoint(last)
+            if int(ckpt["epoch"]) >= cfg.epochs and int(ckpt.get("batch", 0)) == 0:
+                self._step("train", model.name, "reused", t, {"epoch": int(ckpt["epoch"])})
+                return
+            self._log(f"train {model.name}: resuming at epoch {int(ckpt['epoch']) + 1}")
+            fit(cfg, resume=True)
+            self._step("train", model.name, "resumed", t, {"from_epoch": int(ckpt["epoch"])})
+            return
+        self._log(f"train {model.name}: {model.arch} on {', '.join(d for d, _ in model.data)}")
+        fit(cfg)
+        self._step("train", model.name, "ran", t, {"epochs": cfg.epochs})
+
+    def checkpoint(self, model: str) -> Path:
+        return self.model_dir(model) / "best.pt"
+
+    # -- evaluate ------------------------------------------------------------------------------------
+    def evaluate(self, ev: EvaluationSpec, model: ModelSpec) -> dict:
+        from .evaluation import evaluate_for_experiment
+
+        out = self.out / "evaluations" / ev.name / model.name
+        ckpt = self.checkpoint(model.name)
+        stamp = _stamp(ckpt)
+        saved = out / "results.json"
+        t = time.perf_counter()
+        if saved.is_file():
+            previous = json.loads(saved.read_text())
+            if previous.get("checkpoint_stamp") == stamp and previous.get("spec") == asdict(ev):
+                self._step("evaluate", f"{ev.name}/{model.name}", "reused", t)
+                return previous
+        files = {d: str(self.dataset_path(d)) for d in ev.datasets}
+        results = evaluate_for_experiment(ckpt, files, ev, out, device=self.opt.device, progress=self.opt.progress)
+        results.update(checkpoint_stamp=stamp, spec=asdict(ev))
+        write_text_atomic(saved, json.dumps(results, indent=2) + "\n")
+        self._step("evaluate", f"{ev.name}/{model.name}", "ran", t)
+        return results
+
+    # -- bookkeeping ---------------------------------------------------------------------------------
+    def _step(self, kind: str, name: str, action: str, t0: float, detail: dict | None = None) -> None:
+        self.steps.append(Step(kind, name, action, round(time.perf_counter() - t0, 3), detail or {}))
+        self._save_state(running=True)
+
+    def _save_state(self, running: bool) -> None:
+        state = {"experiment": self.exp.name, "scale": self.exp.scale, "running": running,
+                 "steps": [asdict(s) for s in self.steps]}
+        write_text_atomic(self.out / "state.json", json.dumps(state, indent=2) + "\n")
+
+    def _log(self, message: str) -> None:
+        if self.opt.progress:
+            print(f"[{self.exp.name}] {message}", file=sys.stderr, flush=True)
+
+
+def _complete_scenes(path: Path) -> int:
+    if not path.exists():
+        return 0
+    try:
+        with FocalStackFile(path) as f:
+            return len(f)
+    except Exception:  # noqa: BLE001 - an unreadable file is the renderer's to refuse, with its own message
+        return 0
+
+
+def _stamp(path: Path) -> str:
+    st = os.stat(path)
+    return f"{st.st_size}:{st.st_mtime_ns}"

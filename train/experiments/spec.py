@@ -1,0 +1,330 @@
+"""An experiment as a file: datasets to render, models to train, evaluations to run, at named scales.
+
+    name = "walls-fix"
+    description = "..."
+    [scales.tiny]                 # defaults of every dataset and model at this scale
+    resolution = 64
+    samples = 4
+    epochs = 3
+    [datasets.train]              # -> focalstack-render --preset fod500 --seed 0 --scenes ... (its own process)
+    preset = "fod500"
+    seed = 0
+    scenes = { tiny = 8, small = 200, full = 1000 }   # any value may be one per scale
+    [models.fod]                  # -> focalstack-train fit, from these TrainConfig fields
+    arch = "fod-depth"
+    data = ["train", "walls:0.5"] # dataset names, with an optional sampling weight
+    [[evaluations]]
+    name = "held-out"
+    datasets = ["test"]
+    models = ["fod"]              # default: every model
+    protocol = "focalstack"
+    settings = ["All", "Random"]
+
+Everything is checked before anything runs (``load_experiment``): unknown keys, presets, architectures,
+datasets an evaluation or model names, a scale the file does not define; each error is one line naming
+the file, the table and the value.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass, field, fields
+from functools import lru_cache
+from pathlib import Path
+
+from focalstack.dataset.cliutil import is_finite_number
+
+from ..models import ARCHITECTURES
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib
+
+# [scales.X] keys that are render settings of every dataset; the rest are training settings of every model.
+RENDER_KEYS = ("resolution", "samples", "denoise")
+DATASET_KEYS = ("preset", "seed", "scenes", "focus_distances", "description", *RENDER_KEYS)
+EVALUATION_KEYS = ("name", "datasets", "models", "protocol", "settings", "stack_sizes", "orders", "regions",
+                   "metrics", "figures", "published", "note")
+DEFAULT_METRICS = ("depth_mse", "depth_rmse", "depth_absrel", "delta1", "defocus_mse", "aif_ssim", "aif_psnr")
+SETTINGS = ("All", "Random")
+ORDERS = ("sorted", "random")
+REGIONS = ("all", "flat")
+
+
+class ExperimentError(ValueError):
+    """An experiment file that cannot run; the message names the file, table and value."""
+
+
+@dataclass
+class DatasetSpec:
+    name: str
+    preset: str  # a built-in preset name or a .toml path
+    seed: int
+    scenes: int
+    resolution: int
+    samples: int | None = None  # None: the preset's
+    denoise: bool | None = None
+    focus_distances: list[float] | None = None
+
+    def render_args(self) -> list[str]:
+        """focalstack-render's options for this dataset (besides --out)."""
+        args = ["--preset", self.preset, "--seed", str(self.seed), "--scenes", str(self.scenes),
+                "--resolution", str(self.resolution)]
+        if self.samples is not None:
+            args += ["--samples", str(self.samples)]
+        if self.denoise is not None:
+            args.append("--denoise" if self.denoise else "--no-denoise")
+        if self.focus_distances:
+            args += ["--focus-distances", ",".join(f"{s:g}" for s in self.focus_distances)]
+        return args
+
+    def file_name(self) -> str:
+        """A name that says what the file holds, so that experiments can share a data folder."""
+        preset = Path(self.preset).stem if self.preset.endswith(".toml") else self.preset
+        parts = [preset, f"seed{self.seed}", f"{self.resolution}px", f"n{self.scenes}"]
+        if self.samples is not None:
+            parts.append(f"{self.samples}spp")
+        if self.denoise is not None:
+            parts.append("dn" if self.denoise else "nodn")
+        if self.focus_distances:
+            parts.append("f" + "-".join(f"{s:g}" for s in self.focus_distances))
+        return "_".join(parts) + ".h5"
+
+
+@dataclass
+class ModelSpec:
+    name: str
+    arch: str
+    data: list[tuple[str, float]]  # (dataset name, sampling weight)
+    train: dict  # further TrainConfig fields
+
+
+@dataclass
+class EvaluationSpec:
+    name: str
+    datasets: list[str]
+    models: list[str]
+    protocol: str = "focalstack"
+    settings: list[str] = field(default_factory=lambda: list(SETTINGS))
+    stack_sizes: list[int] = field(default_factory=list)  # evaluate K-slice subsets too (paper-depth)
+    orders: list[str] = field(default_factory=lambda: ["sorted"])  # of those subsets
+    regions: list[str] = field(default_factory=lambda: ["all"])  # 'flat': large texture-less areas alone
+    metrics: list[str] = field(default_factory=lambda: list(DEFAULT_METRICS))  # the report's columns
+    figures: int = 3  # scenes per dataset in the figure grid
+    published: list[dict] = field(default_factory=list)  # rows of published tables to print beside ours
+    note: str = ""  # shown above the table
+
+
+@dataclass
+class Experiment:
+    name: str
+    description: str
+    scale: str
+    scales: list[str]
+    datasets: dict[str, DatasetSpec]
+    models: dict[str, ModelSpec]
+    evaluations: list[EvaluationSpec]
+    path: str
+    notes: list[str] = field(default_factory=list)  # shown in the report (e.g. what the published rows are)
+
+
+# -- loading ---------------------------------------------------------------------------------------------
+def bundled_experiments() -> dict[str, Path]:
+    folder = Path(__file__).parent / "bundled"
+    return {p.stem: p for p in sorted(folder.glob("*.toml"))}
+
+
+def experiment_path(name_or_path: str) -> Path:
+    """A bundled experiment's file, or the file given; ExperimentError naming both kinds otherwise."""
+    bundled = bundled_experiments()
+    if name_or_path in bundled:
+        return bundled[name_or_path]
+    path = Path(name_or_path)
+    if path.suffix == ".toml" and path.is_file():
+        return path
+    raise ExperimentError(
+        f"experiment {name_or_path!r}: not a file and not a bundled experiment ({', '.join(bundled)})"
+    )
+
+
+def load_experiment(name_or_path: str, scale: str, known_protocols=None) -> Experiment:
+    """Read and check an experiment at ``scale``; every error before anything runs."""
+    path = experiment_path(name_or_path)
+    where = path.name
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ExperimentError(f"{where}: not valid TOML ({exc})") from None
+    _only(data, ("name", "description", "notes", "scales", "datasets", "models", "evaluations"), where)
+    scales = data.get("scales")
+    if not isinstance(scales, dict) or not scales:
+        raise ExperimentError(f"{where}: no [scales.NAME] table; expected at least one scale (e.g. tiny)")
+    if scale not in scales:
+        raise ExperimentError(f"{where}: scale {scale!r} is not defined (the file defines {', '.join(scales)})")
+    defaults = _table(scales[scale], f"{where} [scales.{scale}]")
+    pick = _Picker(scale, list(scales), where)
+    datasets = {name: _dataset(name, _table(t, f"{where} [datasets.{name}]"), defaults, pick, path)
+                for name, t in _table(data.get("datasets", {}), f"{where} [datasets]").items()}
+    if not datasets:
+        raise ExperimentError(f"{where}: no [datasets.NAME] table")
+    models = {name: _model(name, _table(t, f"{where} [models.{name}]"), defaults, pick, datasets, where)
+              for name, t in _table(data.get("models", {}), f"{where} [models]").items()}
+    if not models:
+        raise ExperimentError(f"{where}: no [models.NAME] table")
+    evaluations = [_evaluation(i, e, pick, datasets, models, where, known_protocols)
+                   for i, e in enumerate(data.get("evaluations", []))]
+    names = [e.name for e in evaluations]
+    if len(set(names)) != len(names):
+        raise ExperimentError(f"{where}: evaluation names repeat ({', '.join(names)})")
+    notes = data.get("notes", [])
+    return Experiment(str(data.get("name", path.stem)), str(data.get("description", "")), scale, list(scales),
+                      datasets, models, evaluations, str(path), [str(n) for n in notes])
+
+
+class _Picker:
+    """A value, or its entry for the experiment's scale when it is given per scale ({tiny = 8, ...})."""
+
+    def __init__(self, scale: str, scales: list[str], where: str):
+        self.scale, self.scales, self.where = scale, scales, where
+
+    def __call__(self, value, what: str):
+        if isinstance(value, dict) and value and set(value) <= set(self.scales):
+            if self.scale not in value:
+                raise ExperimentError(f"{self.where}: {what} has no value for scale {self.scale!r}")
+            return value[self.scale]
+        if isinstance(value, dict) and set(value) & set(self.scales):
+            unknown = sorted(set(value) - set(self.scales))
+            raise ExperimentError(f"{self.where}: {what} names scale(s) {', '.join(unknown)} the file does not define")
+        return value
+
+
+def _only(table: dict, allowed, where: str) -> None:
+    unknown = sorted(set(table) - set(allowed))
+    if unknown:
+        raise ExperimentError(f"{where}: unknown key(s) {', '.join(unknown)}; expected some of {', '.join(allowed)}")
+
+
+def _table(value, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise ExperimentError(f"{where}: expected a table, got {value!r}")
+    return value
+
+
+def _positive_int(value, what: str, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ExperimentError(f"{where}: {what} = {value!r}: expected a positive integer")
+    return value
+
+
+@lru_cache(maxsize=1)
+def builtin_presets() -> tuple[str, ...]:
+    """The renderer's presets, asked of focalstack-render itself (train/ never imports render/)."""
+    done = subprocess.run([sys.executable, "-m", "focalstack.render", "--list-presets"], capture_output=True,
+                          text=True, timeout=120)
+    if done.returncode != 0:
+        raise ExperimentError(f"focalstack-render --list-presets failed: {done.stderr.strip()[-300:]}")
+    return tuple(line.strip() for line in done.stdout.splitlines() if line.strip())
+
+
+def _dataset(name: str, t: dict, defaults: dict, pick: _Picker, path: Path) -> DatasetSpec:
+    where = f"{path.name} [datasets.{name}]"
+    _only(t, DATASET_KEYS, where)
+    merged = {k: defaults[k] for k in RENDER_KEYS if k in defaults}
+    merged.update(t)
+    preset = pick(merged.get("preset"), f"[datasets.{name}] preset")
+    if not isinstance(preset, str):
+        raise ExperimentError(f"{where}: preset = {preset!r}: expected a preset name or a .toml file")
+    if preset.endswith(".toml"):
+        file = (path.parent / preset).resolve()
+        if not file.is_file():
+            raise ExperimentError(f"{where}: preset file {preset} not found (relative to {path.parent})")
+        preset = str(file)
+    elif preset not in builtin_presets():
+        raise ExperimentError(f"{where}: unknown preset {preset!r}; expected one of {', '.join(builtin_presets())}")
+    values = {k: pick(merged[k], f"[datasets.{name}] {k}") for k in merged if k not in ("preset", "description")}
+    for key in ("scenes", "resolution"):
+        if key not in values:
+            raise ExperimentError(f"{where}: {key} missing (give it here or in [scales.{pick.scale}])")
+        _positive_int(values[key], key, where)
+    if "samples" in values:
+        _positive_int(values["samples"], "samples", where)
+    seed = values.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ExperimentError(f"{where}: seed = {seed!r}: expected a non-negative integer")
+    focus = values.get("focus_distances")
+    if focus is not None and (not isinstance(focus, list) or not all(is_finite_number(s) and s > 0 for s in focus)):
+        raise ExperimentError(f"{where}: focus_distances = {focus!r}: expected a list of metres")
+    if "denoise" in values and not isinstance(values["denoise"], bool):
+        raise ExperimentError(f"{where}: denoise = {values['denoise']!r}: expected true or false")
+    return DatasetSpec(name, preset, seed, values["scenes"], values["resolution"], values.get("samples"),
+                       values.get("denoise"), [float(s) for s in focus] if focus else None)
+
+
+def _model(name: str, t: dict, defaults: dict, pick: _Picker, datasets: dict, where_file: str) -> ModelSpec:
+    from ..trainer import TrainConfig
+
+    where = f"{where_file} [models.{name}]"
+    train_fields = {f.name for f in fields(TrainConfig)} - {"data", "out", "val_data", "arch"}
+    _only(t, ("arch", "data", *sorted(train_fields)), where)
+    arch = t.get("arch")
+    if arch not in ARCHITECTURES:
+        raise ExperimentError(f"{where}: unknown architecture {arch!r}; expected one of {', '.join(ARCHITECTURES)}")
+    data = []
+    for item in t.get("data", []):
+        ds, _, weight = str(item).partition(":")
+        if ds not in datasets:
+            raise ExperimentError(f"{where}: data names dataset {ds!r}, which [datasets] does not define")
+        try:
+            w = float(weight) if weight else 1.0
+        except ValueError:
+            raise ExperimentError(f"{where}: data {item!r}: weight {weight!r} is not a number") from None
+        if not (is_finite_number(w) and w > 0):
+            raise ExperimentError(f"{where}: data {item!r}: expected a weight > 0")
+        data.append((ds, w))
+    if not data:
+        raise ExperimentError(f"{where}: data: expected at least one dataset name")
+    train = {k: v for k, v in defaults.items() if k in train_fields}
+    train.update({k: pick(v, f"[models.{name}] {k}") for k, v in t.items() if k in train_fields})
+    unknown_defaults = sorted(set(defaults) - train_fields - set(RENDER_KEYS))
+    if unknown_defaults:
+        raise ExperimentError(f"{where_file} [scales.{pick.scale}]: unknown key(s) {', '.join(unknown_defaults)}")
+    try:
+        TrainConfig(data=["x.h5"], out="x", arch=arch, **train).check()
+    except (TypeError, ValueError) as exc:
+        raise ExperimentError(f"{where}: {exc}") from None
+    return ModelSpec(name, arch, data, train)
+
+
+def _evaluation(i: int, e, pick: _Picker, datasets: dict, models: dict, where_file: str, known_protocols) -> EvaluationSpec:
+    e = _table(e, f"{where_file} [[evaluations]] #{i + 1}")
+    name = str(e.get("name", f"evaluation-{i + 1}"))
+    where = f"{where_file} [[evaluations]] {name!r}"
+    _only(e, EVALUATION_KEYS, where)
+    ds = list(e.get("datasets", []))
+    if not ds:
+        raise ExperimentError(f"{where}: datasets: expected at least one dataset name")
+    for d in ds:
+        if d not in datasets:
+            raise ExperimentError(f"{where}: names dataset {d!r}, which [datasets] does not define")
+    ms = list(e.get("models", list(models)))
+    for m in ms:
+        if m not in models:
+            raise ExperimentError(f"{where}: names model {m!r}, which [models] does not define")
+    spec = EvaluationSpec(name, ds, ms)
+    spec.protocol = str(e.get("protocol", spec.protocol))
+    if known_protocols is not None and spec.protocol not in known_protocols:
+        raise ExperimentError(f"{where}: unknown protocol {spec.protocol!r}; expected one of {', '.join(known_protocols)}")
+    for key, allowed in (("settings", SETTINGS), ("orders", ORDERS), ("regions", REGIONS)):
+        value = list(e.get(key, getattr(spec, key)))
+        bad = [v for v in value if v not in allowed]
+        if bad or not value:
+            raise ExperimentError(f"{where}: {key} = {value!r}: expected some of {', '.join(allowed)}")
+        setattr(spec, key, value)
+    spec.stack_sizes = [_positive_int(k, "stack_sizes", where) for k in pick(e.get("stack_sizes", []), "stack_sizes")]
+    spec.metrics = [str(m) for m in e.get("metrics", spec.metrics)]
+    spec.figures = _positive_int(pick(e.get("figures", spec.figures), "figures"), "figures", where) if e.get("figures", 1) else 0
+    spec.note = str(e.get("note", ""))
+    spec.published = [dict(_table(r, f"{where} published")) for r in e.get("published", [])]
+    return spec
