@@ -38,8 +38,10 @@ def test_evaluate_writes_every_metric_for_all_and_random(tmp_path):
     test_b = synthetic_file("cli-test-b", 2, 32, 32)
     result = run(["evaluate", "-c", ckpt, "--data", test_a, "--data", test_b, "-o", tmp_path, "-q", "--threads", 1])
     assert result.exit_code == 0, result.output
-    assert result.output.count("| ") >= 4 and "depth_rmse" in result.output
-    data = json.loads((tmp_path / "metrics.json").read_text())["results"]
+    assert result.output.count("| ") >= 4 and "depth_rmse (m)" in result.output and "`focalstack`" in result.output
+    doc = json.loads((tmp_path / "metrics.json").read_text())
+    assert doc["meta"]["protocols"]["focalstack"]["units"]["depth_mse"] == "m^2"
+    data = doc["results"]["focalstack"]
     assert set(data) == {str(test_a), str(test_b)}
     for per_file in data.values():
         assert set(per_file) == {"All", "Random"}
@@ -48,21 +50,28 @@ def test_evaluate_writes_every_metric_for_all_and_random(tmp_path):
             assert all(np.isfinite(metrics[m]) for m in ALL_METRICS)
             assert 0 <= metrics["delta1"] <= metrics["delta2"] <= metrics["delta3"] <= 1
             assert metrics["depth_rmse"] == pytest.approx(metrics["depth_mse"] ** 0.5, rel=0.5)
-    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
-    assert [(r["file"], r["setting"]) for r in rows] == [
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))  # one value per line
+    assert [(r["file"], r["setting"]) for r in rows[:: len(ALL_METRICS)]] == [
         (str(test_a), "All"), (str(test_a), "Random"), (str(test_b), "All"), (str(test_b), "Random")]
+    assert [r["metric"] for r in rows[: len(ALL_METRICS)]] == list(ALL_METRICS)
+    assert {r["protocol"] for r in rows} == {"focalstack"} and rows[0]["unit"] == "m^2"
+    assert float(rows[1]["value"]) == pytest.approx(data[str(test_a)]["All"]["depth_rmse"])
     md = (tmp_path / "metrics.md").read_text()
     assert all(m in md for m in ALL_METRICS)
 
 
-def test_evaluate_model_without_aif_reports_na(tmp_path):
+def test_evaluate_model_without_aif_reports_a_dash_and_says_why(tmp_path):
     ckpt = tiny_run("fod-depth") / "best.pt"
     result = run(["evaluate", "-c", ckpt, "--data", synthetic_file("cli-test-a", 3, 32, 31), "-o", tmp_path,
                   "--setting", "All", "-q"])
     assert result.exit_code == 0, result.output
-    metrics = json.loads((tmp_path / "metrics.json").read_text())["results"].popitem()[1]["All"]
+    doc = json.loads((tmp_path / "metrics.json").read_text())
+    metrics = doc["results"]["focalstack"].popitem()[1]["All"]
     assert metrics["aif_ssim"] is None and all(metrics[m] is not None for m in DEPTH_METRICS)
-    assert "n/a" in result.output
+    row = next(ln for ln in result.output.splitlines() if ln.startswith("| ") and "| All |" in ln)
+    assert row.rstrip(" |").endswith("| - | -")  # aif_ssim, aif_psnr
+    assert sum("has no AiF branch: aif_psnr, aif_ssim are '-'" in ln for ln in result.output.splitlines()) == 1
+    assert doc["notes"] == [n for n in doc["notes"] if "no AiF branch" in n] and len(doc["notes"]) == 1
 
 
 def _png_folder(folder, n=4, h=37, w=53, seed=0):

@@ -5,7 +5,7 @@ import pytest
 import torch
 from train_fixtures import single_torch_thread  # noqa: F401
 
-from focalstack.train.metrics import aif_psnr, aif_ssim, bumpiness, defocus_mse, depth_metrics
+from focalstack.train.metrics import MeanMeter, aif_psnr, aif_ssim, bumpiness, defocus_mse, depth_metrics
 from focalstack.train.predict import disk_kernel, refocus
 
 
@@ -73,6 +73,15 @@ def test_defocus_mse_and_aif_psnr_ssim():
     s = aif_ssim(noisy, gt)
     assert torch.all(s < 0.99) and torch.all(s > 0.3)
     assert torch.isfinite(aif_ssim(noisy[..., :8, :8], gt[..., :8, :8])).all()  # smaller than the window
+
+
+def test_mean_meter_leaves_out_undefined_scenes_and_counts_them():
+    m = MeanMeter()
+    m.add_images("a", [1.0, None, 3.0])
+    m.add_images("b", [None])
+    m.add("c", torch.tensor([2.0, 4.0]))
+    assert m.means() == {"a": 2.0, "c": 3.0}  # b has no value at all: absent, not 0
+    assert m.skipped == {"a": 1, "b": 1}
 
 
 def test_disk_kernel_and_refocus():

@@ -21,10 +21,11 @@ from focalstack.dataset.cliutil import one_line_errors, parse_numbers
 from .checkpoint import CheckpointError
 from .data import Norm, parse_data_spec
 from .device import AMP_CHOICES, CHANNELS_LAST_CHOICES
-from .evaluate import SETTINGS, evaluate as run_evaluate, markdown_table
+from .evaluate import SETTINGS, evaluate as run_evaluate
 from .losses import LossWeights
 from .models import ARCHITECTURES, architecture_kwargs
 from .predict import predict as run_predict
+from .protocols import PROTOCOLS
 from .trainer import TrainConfig, fit as run_fit
 
 _errors = one_line_errors(ValueError, DatasetError, CheckpointError, FloatingPointError, OSError)
@@ -189,12 +190,37 @@ def fit(data, val_data, arch, no_flip, loss_weight, no_tensorboard, quiet, resum
         click.echo(f"checkpoints: {result.best} (best), {result.last} (last); metrics: {result.out / 'metrics.csv'}")
 
 
-@main.command()
+def _evaluate_help() -> str:
+    """The evaluate command's help: what it does, and one line (wrapped) per protocol."""
+    import textwrap
+
+    listing = "\n".join(textwrap.fill(p.summary, 96, initial_indent=f"  {name:<12} ", subsequent_indent=" " * 15)
+                        for name, p in PROTOCOLS.items())
+    return (
+        "Evaluate a checkpoint on held-out files: one table per protocol (--protocol, repeatable), one row "
+        "per file and setting (All: the full stack in focus order; Random: random subsets in random order). "
+        "The network runs once per batch for every protocol; files may differ in size and slice count. "
+        "Metrics a file or model cannot support (no AiF image, no defocus maps, no DDFF-12 disparity, no AiF "
+        "branch) print as '-' (null in JSON) with a note. Prints Markdown and writes it with CSV and JSON.\n\n"
+        "\b\nProtocols (the README states each one's clipping, masks and averaging in full):\n" + listing + "\n\n"
+        "\b\nExample:\n  focalstack-train evaluate -c runs/x/best.pt --data fod500-test.h5 --protocol dfv \\\n"
+        "      --protocol aifdepthnet --compare-published\n"
+    )
+
+
+@main.command(help=_evaluate_help())
 @click.option("--checkpoint", "-c", required=True, type=click.Path(), help="A checkpoint, e.g. runs/x/best.pt.")
 @click.option("--data", "data", multiple=True, required=True, metavar="FILE",
-              help="Held-out file(s) (repeat, or a glob such as 'test_*.h5'); one table row per file and setting.")
+              help="Held-out file(s) (repeat, or a glob such as 'test_*.h5'); one table row per file and setting. "
+                   "Sizes and slice counts may differ between files.")
 @click.option("--out", "-o", type=click.Path(file_okay=False), default=None,
               help="Folder for metrics.md, metrics.csv, metrics.json [<checkpoint folder>/eval].")
+@click.option("--protocol", "protocols", multiple=True, type=click.Choice(tuple(PROTOCOLS)),
+              default=EVALUATE["protocols"], show_default=True,
+              help="Evaluation protocol; repeat for several (each is described above).")
+@click.option("--compare-published", is_flag=True, default=EVALUATE["compare_published"],
+              help="Add the published rows of each protocol (marked with their paper and table) under the same "
+                   "columns.")
 @click.option("--setting", "settings", multiple=True, type=click.Choice(SETTINGS), default=EVALUATE["settings"],
               show_default=True, help="All: every slice in focus order; Random: random subsets in random order.")
 @click.option("--batch-size", type=int, default=EVALUATE["batch_size"], show_default=True)
@@ -206,15 +232,13 @@ def fit(data, val_data, arch, no_flip, loss_weight, no_tensorboard, quiet, resum
 @click.option("--threads", type=int, default=None, help="CPU threads for torch [torch's default].")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @_errors
-def evaluate(checkpoint, data, out, settings, threads, quiet, **options):
-    """Evaluate a checkpoint: depth MSE, RMSE, AbsRel, SqRel, delta < 1.25^k, bumpiness; defocus MSE;
-    AiF SSIM and PSNR; for the full ordered stack (All) and random subsets (Random). Prints a Markdown
-    table and writes it with CSV and JSON."""
+def evaluate(checkpoint, data, out, settings, protocols, compare_published, threads, quiet, **options):
     _threads(threads)
-    rows, paths = run_evaluate(checkpoint, _expand(data), out, settings=tuple(settings), progress=not quiet, **options)
-    click.echo(markdown_table(rows), nl=False)
+    result = run_evaluate(checkpoint, _expand(data), out, settings=tuple(settings), protocols=tuple(protocols),
+                          compare_published=compare_published, progress=not quiet, **options)
+    click.echo(result.report(compare_published), nl=False)
     if not quiet:
-        click.echo(f"written: {paths['markdown']}, {paths['csv']}, {paths['json']}")
+        click.echo(f"written: {result.paths['markdown']}, {result.paths['csv']}, {result.paths['json']}")
 
 
 @main.command()

@@ -1,9 +1,21 @@
-"""Evaluate a checkpoint on held-out files in the paper's terms.
+"""Evaluate a checkpoint on held-out files, under one or more evaluation protocols (``protocols``).
 
-One row per file and setting: ``All`` feeds every slice of each scene in focus order; ``Random`` feeds
-a seeded random number of slices (1 to all) in random order (the paper's "Random" setting). Metrics
-are means over scenes of per-scene values (see ``metrics``). Results are printed as a Markdown table
-and written as Markdown, CSV and JSON.
+One row per protocol, file and setting: ``All`` feeds every slice of each scene in focus order;
+``Random`` feeds a seeded random number of slices (1 to all) in random order (the paper's "Random"
+setting). The network runs once per batch and every requested protocol scores the same outputs; each
+protocol says how it clips, masks and averages. Batches never mix files, so files of different image
+sizes and slice counts are evaluated in one call.
+
+Ground truth a file does not hold (schema v2 imports: FoD500 has no AiF image; DDFF-12 has no camera,
+hence no defocus maps, no AiF image, but its own disparity) is asked of the file, never assumed: a
+metric that needs it is None ('-' in tables, null in JSON), with one note per file saying what is
+missing. The same holds for a model without an AiF branch. Pixels whose ground truth is not finite, or
+equals the value the file declares as "no data", count as ground truth 0, which every protocol ignores.
+
+Results are printed as Markdown (one table per protocol, its units in the column headers; with
+``compare_published`` the published rows under the same columns, each marked with its paper and table)
+and written as metrics.md, metrics.csv (one value per line: protocol, file, setting, metric, unit) and
+metrics.json.
 """
 
 from __future__ import annotations
@@ -12,18 +24,51 @@ import csv
 import json
 import math
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from focalstack.dataset import DatasetError, FocalStackFile
 from focalstack.dataset.files import atomic_path, write_text_atomic
 
-from .data import FocalStackDataset, Norm, SourceInfo, inspect_source, make_loader, plan_eval, to_model_inputs
+from .data import FocalStackDataset, Norm, SourceInfo, align_to_reference, make_loader, plan_eval, to_model_inputs
 from .device import autocast, resolve_amp, resolve_device
-from .metrics import ALL_METRICS, MeanMeter, aif_psnr, aif_ssim, defocus_mse, depth_metrics
+from .metrics import MeanMeter
+from .protocols import FOCALSTACK, PROTOCOLS, TRUTH_KEYS, Protocol, resolve_protocols
 
 SETTINGS = ("All", "Random")
+MISSING = "-"  # what tables print for a metric that cannot be computed
+
+
+# -- running the network -----------------------------------------------------------------------------
+
+
+def _outputs(model, loader, prepare, device: torch.device, amp_dtype, progress=None):
+    """(inputs, truth, outputs) of each batch of ``loader``, the model in eval mode meanwhile. Callers
+    run under ``torch.no_grad()`` (on a generator it would cover only the generator's own steps)."""
+    was_training = model.training
+    model.eval()
+    try:
+        for batch in loader:
+            inputs, truth = prepare(batch)
+            with autocast(device, amp_dtype):
+                out = model(inputs["stack"], inputs["focus"])
+            yield inputs, truth, out
+            if progress is not None:
+                progress.update(1)
+    finally:
+        model.train(was_training)
+
+
+def predictions(out: dict, norm: Norm) -> dict[str, torch.Tensor]:
+    """The network's outputs in physical units: depth_m (m), defocus_px (px), aif (RGB) if it has one."""
+    pred = {"depth_m": out["depth"].float() * norm.depth_scale,
+            "defocus_px": out["defocus"].float() * norm.defocus_scale}
+    if "aif" in out:
+        pred["aif"] = out["aif"]
+    return pred
 
 
 @torch.no_grad()
@@ -38,61 +83,295 @@ def run_batches(
     workers: int = 0,
     progress=None,
 ) -> tuple[dict[str, float], dict | None]:
-    """Metric means over the scenes of ``batches``; also the first batch's (inputs, targets, outputs)
-    on the CPU, for pictures. With ``criterion`` the loss and its terms are averaged too."""
-    was_training = model.training
-    model.eval()
+    """The ``focalstack`` protocol's means over the scenes of ``batches`` (validation during training);
+    also the first batch's (inputs, targets, outputs) on the CPU, for pictures. With ``criterion`` the
+    loss and its terms are averaged too."""
     meter = MeanMeter()
     first = None
-    try:
-        for batch in make_loader(dataset, batches, workers, pin=device.type == "cuda"):
-            inputs, targets = to_model_inputs(batch, norm, device)
-            with autocast(device, amp_dtype):
-                out = model(inputs["stack"], inputs["focus"])
-            b = inputs["stack"].shape[0]
-            if criterion is not None:
-                loss, terms = criterion(out, targets)
-                meter.add("loss", float(loss), n=b)
-                for k, v in terms.items():
-                    meter.add(k, float(v), n=b)
-            depth_m = out["depth"].float() * norm.depth_scale
-            for k, v in depth_metrics(depth_m, targets["depth_m"], targets["depth_mask"]).items():
-                meter.add(k, v)
-            meter.add("defocus_mse", defocus_mse(out["defocus"].float() * norm.defocus_scale, targets["defocus_px"]))
-            if "aif" in out:
-                meter.add("aif_ssim", aif_ssim(out["aif"], targets["aif"]))
-                meter.add("aif_psnr", aif_psnr(out["aif"], targets["aif"]))
-            if first is None:
-                cpu = lambda d: {k: v.detach().float().cpu() for k, v in d.items()}  # noqa: E731
-                first = {"inputs": cpu(inputs), "targets": cpu(targets), "outputs": cpu(out)}
-            if progress is not None:
-                progress.update(1)
-    finally:
-        model.train(was_training)
+    loader = make_loader(dataset, batches, workers, pin=device.type == "cuda")
+    prepare = lambda batch: to_model_inputs(batch, norm, device)  # noqa: E731
+    for inputs, targets, out in _outputs(model, loader, prepare, device, amp_dtype, progress):
+        b = inputs["stack"].shape[0]
+        if criterion is not None:
+            loss, terms = criterion(out, targets)
+            meter.add("loss", float(loss), n=b)
+            for k, v in terms.items():
+                meter.add(k, float(v), n=b)
+        for k, values in FOCALSTACK.score(predictions(out, norm), targets, norm).items():
+            meter.add_images(k, values)
+        if first is None:
+            cpu = lambda d: {k: v.detach().float().cpu() for k, v in d.items()}  # noqa: E731
+            first = {"inputs": cpu(inputs), "targets": cpu(targets), "outputs": cpu(out)}
     return meter.means(), first
 
 
+# -- reading held-out files, with whatever ground truth they hold -----------------------------------
+
+EVAL_GROUND_TRUTH = ("depth", "disparity", "defocus", "aif")  # what evaluation reads, where a file has it
+
+
+def _holds(f: FocalStackFile, name: str) -> bool:
+    """Does the file give values for ground-truth dataset ``name``? Readers of schema v2 answer it
+    (``has``: the file's declaration); for schema v1 it is whether the dataset exists."""
+    if hasattr(f, "has"):
+        return bool(f.has(name))
+    try:
+        f.dataset(name)
+    except DatasetError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class EvalSource:
+    info: SourceInfo
+    ground_truth: frozenset[str]  # of EVAL_GROUND_TRUTH, what the file holds
+    no_data: dict = field(default_factory=dict)  # dataset -> the value that marks pixels without ground truth
+
+
+def inspect_eval_source(path: str) -> EvalSource:
+    """Open a held-out file (DatasetError naming it if it is not schema-valid or empty), note its size,
+    slices and which ground truth it holds, and close it."""
+    with FocalStackFile(path) as f:
+        n = len(f)
+        if n == 0:
+            raise DatasetError(f"{path}: holds no complete scene")
+        held = frozenset(name for name in EVAL_GROUND_TRUTH if _holds(f, name))
+        declared = getattr(f, "ground_truth", {})  # schema v2: name -> provenance entry
+        no_data = {name: float(declared[name].no_data) for name in held
+                   if name in declared and getattr(declared[name], "no_data", None) is not None}
+        try:
+            stack_sizes = [int(x) for x in f.read_all("stack_size")]
+        except DatasetError:  # files of other writers may lack the optional dataset: full stacks
+            stack_sizes = None
+        info = SourceInfo(str(path), 1.0, n, f.n_slices, f.image_size, {}, stack_sizes)
+    return EvalSource(info, held, no_data)
+
+
+def without_no_data(values: np.ndarray, no_data: float | None) -> np.ndarray:
+    """float32 copy of a depth or disparity map with 0 where it has no ground truth: not finite, or
+    equal to the file's ``no_data`` value."""
+    v = np.array(values, dtype=np.float32)
+    bad = ~np.isfinite(v)
+    if no_data is not None and not math.isnan(no_data):
+        bad |= v == np.float32(no_data)
+    v[bad] = 0.0
+    return v
+
+
+class EvalSamples(FocalStackDataset):
+    """Reads evaluation keys (full frames, no flips): stack (L, 3, H, W) uint8, focus (L,) m, and of
+    depth (H, W) m, disparity (H, W) px, defocus (L, H, W) px, aif (3, H, W) uint8 exactly those the
+    file holds, so that the samples of one file (and so of one batch) have the same keys."""
+
+    def __init__(self, sources: list[EvalSource], align_slices: bool = False):
+        super().__init__([s.info.path for s in sources], align_slices=align_slices)
+        self.held = [s.ground_truth for s in sources]
+        self.no_data = [s.no_data for s in sources]
+
+    def __getitem__(self, key) -> dict:
+        f = self._file(key.file)
+        scene = f[key.scene]
+        sl = list(key.slices)
+        stack = scene.stack[sl]
+        homography = getattr(scene, "slice_homography", None)
+        if self.align_slices and homography is not None:
+            stack = align_to_reference(stack, homography[sl])
+        sample = {
+            "stack": torch.from_numpy(np.ascontiguousarray(stack.transpose(0, 3, 1, 2))),
+            "focus": torch.from_numpy(np.asarray(scene.focus_distance, dtype=np.float32)[sl]),
+            "file": key.file,
+            "scene": key.scene,
+        }
+        for name in sorted(self.held[key.file]):
+            value = getattr(scene, name, None)
+            if value is None:
+                raise DatasetError(f"{f.path}: scene {key.scene} has no {name!r}, which the file says it holds")
+            if name == "defocus":
+                value = np.asarray(value, dtype=np.float32)[sl]
+            elif name == "aif":
+                value = np.asarray(value).transpose(2, 0, 1)
+            else:
+                value = without_no_data(value, self.no_data[key.file].get(name))
+            sample[name] = torch.from_numpy(np.ascontiguousarray(value))
+        return sample
+
+
+def prepare_eval_batch(batch: dict, norm: Norm, device: torch.device) -> tuple[dict, dict]:
+    """(inputs, truth) on ``device``: inputs as ``data.to_model_inputs`` makes them; truth holds
+    depth_m, disparity_px, defocus_px (absolute unless ``norm.signed_defocus``), aif in [0, 1], each only
+    if the batch has it (``protocols.TRUTH_KEYS``)."""
+    nb = device.type == "cuda"
+    inputs = {
+        "stack": batch["stack"].to(device, non_blocking=nb).float().div_(255.0),
+        "focus": batch["focus"].to(device, non_blocking=nb) / norm.focus_scale,
+    }
+    truth = {}
+    for name, key in TRUTH_KEYS.items():
+        if name not in batch:
+            continue
+        value = batch[name].to(device, non_blocking=nb)
+        if name == "aif":
+            value = value.float().div_(255.0)
+        elif name == "defocus":
+            value = torch.nan_to_num(value if norm.signed_defocus else value.abs(), nan=0.0, posinf=0.0, neginf=0.0)
+        truth[key] = value
+    return inputs, truth
+
+
+# -- evaluation ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Evaluation:
+    """What ``evaluate`` found. Unpacks as ``rows, paths = evaluate(...)``.
+
+    rows: one dict per protocol, file and setting: protocol, file, setting, scenes, and each of the
+    protocol's column keys -> a float, or None where it cannot be computed. notes: one line per thing
+    the tables cannot show (a file without some ground truth, scenes left out of a mask's means).
+    """
+
+    protocols: list[Protocol]
+    rows: list[dict]
+    notes: list[str]
+    paths: dict[str, Path] = field(default_factory=dict)
+
+    def __iter__(self):
+        return iter((self.rows, self.paths))
+
+    def report(self, compare_published: bool = False) -> str:
+        """Markdown: per protocol a heading, what it does, its table (and the published rows)."""
+        parts = []
+        for p in self.protocols:
+            rows = [r for r in self.rows if r["protocol"] == p.name]
+            published = p.published if compare_published else ()
+            parts.append(f"### Protocol `{p.name}`: {p.summary}\n\n"
+                         f"{p.quantity}. Clipped: {p.clipping}. Masked: {p.masks}. Averaged: {p.averaging}.\n\n"
+                         + markdown_table(rows, p, published))
+            if compare_published and not p.published:
+                parts[-1] += f"\n(no published rows are recorded for `{p.name}`)\n"
+            if published:
+                parts[-1] += "\n" + "".join(f"[{i}] {r.method}: {r.source}.\n" for i, r in enumerate(published, 1))
+        if self.notes:
+            parts.append("Notes:\n\n" + "".join(f"- {n}\n" for n in self.notes))
+        return "\n".join(parts)
+
+
 def _fmt(value) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
+    if value is None:
+        return MISSING
     return f"{value:.4g}"
 
 
-def write_csv(path: str | os.PathLike, rows: list[dict], columns: list[str]) -> None:
-    """``rows`` under the header ``columns`` (None and missing values as empty cells), replacing
-    ``path`` atomically."""
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
-        w.writeheader()
-        w.writerows({c: r.get(c) for c in columns} for r in rows)
-
-
-def markdown_table(rows: list[dict]) -> str:
-    cols = ["file", "setting", *ALL_METRICS]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * len(ALL_METRICS)) + "|"]
+def markdown_table(rows: list[dict], protocol: Protocol | None = None, published=()) -> str:
+    """One protocol's rows (default: the protocol of ``rows``, else focalstack) as a Markdown table,
+    column headers with units; ``published`` rows (``protocols.Published``) follow, marked [1], [2], ..."""
+    if protocol is None:
+        names = {r.get("protocol", FOCALSTACK.name) for r in rows} or {FOCALSTACK.name}
+        if len(names) > 1:
+            raise ValueError(f"markdown_table: rows of several protocols ({', '.join(sorted(names))}): one at a time")
+        protocol = PROTOCOLS[names.pop()]
+    cols = protocol.columns
+    lines = ["| " + " | ".join(["file", "setting", *(c.label for c in cols)]) + " |",
+             "|" + "|".join(["---"] * 2 + ["---:"] * len(cols)) + "|"]
     for r in rows:
-        lines.append("| " + " | ".join([r["file"], r["setting"], *(_fmt(r.get(m)) for m in ALL_METRICS)]) + " |")
+        lines.append("| " + " | ".join([r["file"], r["setting"], *(_fmt(r.get(c.key)) for c in cols)]) + " |")
+    for i, pub in enumerate(published, 1):
+        cells = [f"published: {pub.method}", f"[{i}]", *(_fmt(pub.values.get(c.key)) for c in cols)]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _lacking_notes(path: str, protocol: Protocol, held: frozenset[str], outputs: frozenset[str]) -> list[str]:
+    """One line per reason some of ``protocol``'s columns cannot be computed on this file."""
+    lacking = protocol.lacking(held, outputs)
+    if not lacking:
+        return []
+    if len(lacking) == len(protocol.columns) and protocol.requires:
+        missing = sorted({n for c in lacking for n in c.needs if n not in held})
+        return [f"{path}: {protocol.requires}; this file has no {', '.join(missing)}: every {protocol.name} "
+                f"metric is '{MISSING}'"]
+    notes = []
+    no_truth = [c for c in lacking if not set(c.needs) <= held]
+    for name in sorted({n for c in no_truth for n in c.needs if n not in held}):
+        keys = [c.key for c in no_truth if name in c.needs]
+        notes.append(f"{path}: no {name} ground truth: {protocol.name} {', '.join(keys)} "
+                     f"{'is' if len(keys) == 1 else 'are'} '{MISSING}'")
+    return notes
+
+
+def _skipped_notes(path: str, protocol: Protocol, meter: MeanMeter, n: int) -> list[str]:
+    """A line per group of columns whose mean leaves out scenes without a pixel under their mask."""
+    groups: dict[int, list[str]] = {}
+    for c in protocol.columns:
+        if meter.skipped.get(c.key):
+            groups.setdefault(meter.skipped[c.key], []).append(c.key)
+    return [f"{path}: {protocol.name} {', '.join(keys)}: {k} of {n} scenes have no ground-truth pixel under "
+            f"the mask; {'the mean is over the others' if k < n else 'no value'}" for k, keys in groups.items()]
+
+
+@torch.no_grad()
+def evaluate_model(
+    model,
+    norm: Norm,
+    data: list[str],
+    protocols: list[Protocol],
+    settings: tuple[str, ...] = SETTINGS,
+    batch_size: int = 4,
+    device: torch.device = torch.device("cpu"),
+    amp_dtype: torch.dtype | None = None,
+    seed: int = 0,
+    workers: int = 0,
+    max_scenes: int | None = None,
+    align_slices: bool = False,
+    progress: bool = False,
+    model_label: str = "the model",
+) -> Evaluation:
+    """Run ``model`` (outputs as ``models.fod``'s, normalised by ``norm``; ``has_aif`` says whether it
+    has an AiF branch) over each file of ``data`` and score every batch under every protocol. Files are
+    read as they are: different sizes and slice counts are fine, and ground truth a file lacks gives
+    None, with a note. ``model_label`` names the model in notes."""
+    from tqdm import tqdm
+
+    sources = [inspect_eval_source(p) for p in data]
+    outputs = frozenset({"depth", "defocus"} | ({"aif"} if getattr(model, "has_aif", False) else set()))
+    dataset = EvalSamples(sources, align_slices=align_slices)
+    rows: list[dict] = []
+    notes: dict[str, None] = {}  # ordered, each line once
+    no_output = sorted({c.key for p in protocols for c in p.columns if c.output not in outputs})
+    if no_output:
+        notes[f"{model_label} has no AiF branch: {', '.join(no_output)} "
+              f"{'is' if len(no_output) == 1 else 'are'} '{MISSING}'"] = None
+    prepare = lambda batch: prepare_eval_batch(batch, norm, device)  # noqa: E731
+    try:
+        for fi, src in enumerate(sources):
+            path = src.info.path
+            for p in protocols:
+                notes.update(dict.fromkeys(_lacking_notes(path, p, src.ground_truth, outputs)))
+            n = src.info.n_scenes if max_scenes is None else min(src.info.n_scenes, max_scenes)
+            for setting in settings:
+                # plan per file so that scene subsets depend on (seed, file) only
+                scenes = [np.arange(n) if i == fi else np.arange(0) for i in range(len(sources))]
+                batches = plan_eval([s.info for s in sources], scenes, batch_size, setting, seed)
+                meters = {p.name: MeanMeter() for p in protocols}
+                loader = make_loader(dataset, batches, workers, pin=device.type == "cuda")
+                bar = tqdm(total=len(batches), desc=f"{Path(path).name} {setting}", disable=not progress, leave=False)
+                with bar:
+                    for _, truth, out in _outputs(model, loader, prepare, device, amp_dtype, bar):
+                        pred = predictions(out, norm)
+                        for p in protocols:
+                            for k, values in p.score(pred, truth, norm).items():
+                                meters[p.name].add_images(k, values)
+                for p in protocols:
+                    lacking = {c.key for c in p.lacking(src.ground_truth, outputs)}
+                    means = meters[p.name].means()
+                    row = {"protocol": p.name, "file": path, "setting": setting, "scenes": n}
+                    row.update({c.key: None if c.key in lacking else means.get(c.key) for c in p.columns})
+                    rows.append(row)
+                    notes.update(dict.fromkeys(_skipped_notes(path, p, meters[p.name], n)))
+    finally:
+        dataset.close()
+    return Evaluation(list(protocols), rows, list(notes))
 
 
 def evaluate(
@@ -100,6 +379,8 @@ def evaluate(
     data: list[str],
     out_dir: str | os.PathLike | None = None,
     settings: tuple[str, ...] = SETTINGS,
+    protocols: tuple[str, ...] = ("focalstack",),
+    compare_published: bool = False,
     batch_size: int = 4,
     device: str = "auto",
     amp: str = "auto",
@@ -107,14 +388,16 @@ def evaluate(
     workers: int = 0,
     max_scenes: int | None = None,
     progress: bool = True,
-) -> tuple[list[dict], dict[str, Path]]:
-    """Evaluate ``checkpoint`` on each file of ``data``. Returns the rows (one per file and setting,
-    every metric of ``metrics.ALL_METRICS``; AiF metrics are None for models without an AiF branch)
-    and the paths written (markdown, csv, json)."""
-    from tqdm import tqdm
+) -> Evaluation:
+    """Evaluate ``checkpoint`` on each file of ``data`` under each of ``protocols`` (``PROTOCOLS``).
 
+    Returns an ``Evaluation`` (unpacks as ``rows, paths``): rows, one per protocol, file and setting,
+    with every column of the protocol (None where the file's ground truth or the model cannot support
+    it), notes, and the paths written (markdown, csv, json). ``compare_published`` adds the protocols'
+    published rows to the written tables."""
     from .checkpoint import load_checkpoint, model_from_checkpoint
 
+    chosen = resolve_protocols(protocols)
     for s in settings:
         if s not in SETTINGS:
             raise ValueError(f"setting {s!r}: expected one of {', '.join(SETTINGS)}")
@@ -126,31 +409,51 @@ def evaluate(
     ckpt = load_checkpoint(checkpoint)
     model, norm = model_from_checkpoint(ckpt, checkpoint)
     model.to(dev)
-    sources: list[SourceInfo] = [inspect_source(p) for p in data]
-    # Slices are aligned (or not) as the network saw them in training.
-    dataset = FocalStackDataset([s.path for s in sources],
-                                align_slices=bool(ckpt.get("config", {}).get("align_slices", False)))
-    rows = []
-    try:
-        for fi, src in enumerate(sources):
-            n = src.n_scenes if max_scenes is None else min(src.n_scenes, max_scenes)
-            for setting in settings:
-                # plan per file so that scene subsets depend on (seed, file) only
-                scenes = [np.arange(n) if i == fi else np.arange(0) for i in range(len(sources))]
-                batches = plan_eval(sources, scenes, batch_size, setting, seed)
-                bar = tqdm(total=len(batches), desc=f"{Path(src.path).name} {setting}", disable=not progress, leave=False)
-                with bar:
-                    means, _ = run_batches(model, dataset, batches, norm, dev, amp_dtype, workers=workers, progress=bar)
-                row = {"file": src.path, "setting": setting, "scenes": n}
-                row.update({m: means.get(m) for m in ALL_METRICS})
-                rows.append(row)
-    finally:
-        dataset.close()
+    result = evaluate_model(
+        model, norm, list(data), chosen, tuple(settings), batch_size, dev, amp_dtype, seed, workers, max_scenes,
+        # Slices are aligned (or not) as the network saw them in training.
+        align_slices=bool(ckpt.get("config", {}).get("align_slices", False)), progress=progress,
+        model_label=f"{checkpoint} (architecture {ckpt['arch']})",
+    )
     out = Path(out_dir) if out_dir is not None else Path(checkpoint).parent / "eval"
-    return rows, write_results(out, rows, checkpoint, ckpt, seed)
+    result.paths = write_results(out, result, checkpoint, ckpt, seed, compare_published)
+    return result
 
 
-def write_results(out: Path, rows: list[dict], checkpoint, ckpt: dict, seed: int) -> dict[str, Path]:
+# -- writing ------------------------------------------------------------------------------------------
+
+
+def write_csv(path: str | os.PathLike, rows: list[dict], columns: list[str]) -> None:
+    """``rows`` under the header ``columns`` (None and missing values as empty cells), replacing
+    ``path`` atomically."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+        w.writeheader()
+        w.writerows({c: r.get(c) for c in columns} for r in rows)
+
+
+CSV_COLUMNS = ["protocol", "file", "setting", "scenes", "metric", "unit", "value", "source"]
+
+
+def _csv_rows(result: Evaluation, compare_published: bool) -> list[dict]:
+    """One line per value: ours (source empty), then with ``compare_published`` the published ones."""
+    out = []
+    for r in result.rows:
+        p = PROTOCOLS[r["protocol"]]
+        for c in p.columns:
+            out.append({"protocol": p.name, "file": r["file"], "setting": r["setting"], "scenes": r["scenes"],
+                        "metric": c.key, "unit": c.unit, "value": r[c.key], "source": ""})
+    for p in result.protocols if compare_published else ():
+        for pub in p.published:
+            for c in p.columns:
+                if c.key in pub.values:
+                    out.append({"protocol": p.name, "file": f"published: {pub.method}", "metric": c.key,
+                                "unit": c.unit, "value": pub.values[c.key], "source": pub.source})
+    return out
+
+
+def write_results(out: Path, result: Evaluation, checkpoint, ckpt: dict, seed: int,
+                  compare_published: bool = False) -> dict[str, Path]:
     """metrics.md, metrics.csv and metrics.json in ``out``, each replaced atomically."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {"markdown": out / "metrics.md", "csv": out / "metrics.csv", "json": out / "metrics.json"}
@@ -159,15 +462,19 @@ def write_results(out: Path, rows: list[dict], checkpoint, ckpt: dict, seed: int
         "arch": ckpt["arch"],
         "epoch": ckpt.get("epoch"),
         "seed": seed,
-        "units": {
-            "depth_mse": "m^2", "depth_rmse": "m", "depth_sqrel": "m", "defocus_mse": "px^2", "aif_psnr": "dB",
-        },
+        "protocols": {p.name: p.describe() for p in result.protocols},
     }
     write_text_atomic(paths["markdown"], f"Evaluation of `{checkpoint}` (architecture {ckpt['arch']}, epoch "
-                                         f"{ckpt.get('epoch')}).\n\n" + markdown_table(rows))
-    write_csv(paths["csv"], rows, ["file", "setting", "scenes", *ALL_METRICS])
+                                         f"{ckpt.get('epoch')}).\n\n" + result.report(compare_published))
+    write_csv(paths["csv"], _csv_rows(result, compare_published), CSV_COLUMNS)
     results: dict = {}
-    for r in rows:
-        results.setdefault(r["file"], {})[r["setting"]] = {k: r[k] for k in ["scenes", *ALL_METRICS]}
-    write_text_atomic(paths["json"], json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+    for r in result.rows:
+        cols = [c.key for c in PROTOCOLS[r["protocol"]].columns]
+        per_file = results.setdefault(r["protocol"], {}).setdefault(r["file"], {})
+        per_file[r["setting"]] = {k: r[k] for k in ["scenes", *cols]}
+    doc = {"meta": meta, "results": results, "notes": result.notes}
+    if compare_published:
+        doc["published"] = {p.name: [{"method": r.method, "source": r.source, "values": dict(r.values)}
+                                     for r in p.published] for p in result.protocols}
+    write_text_atomic(paths["json"], json.dumps(doc, indent=2) + "\n")
     return paths
