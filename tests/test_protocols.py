@@ -9,6 +9,7 @@ import math
 from types import SimpleNamespace
 
 import cv2
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -373,7 +374,7 @@ def test_compare_published_adds_marked_rows_under_the_same_columns(tmp_path):
     assert doc["published"]["ddff12"][2] == {"method": "AiFDepthNet", "source": DDFF12.published[2].source,
                                               "values": {"mse": 8.6e-4}}
     csv_text = result.paths["csv"].read_text()
-    assert "aifdepthnet,published: DefocusNet,,,mae_fp,m,0.0637," in csv_text
+    assert "aifdepthnet,published: DefocusNet,,,,,,mae_fp,m,0.0637," in csv_text
     assert "published: DefocusNet" in result.paths["markdown"].read_text()
     plain = evaluate(ckpt, [f], tmp_path / "plain", protocols=("aifdepthnet",), settings=("All",), progress=False)
     assert "published" not in plain.report() and "published" not in plain.paths["csv"].read_text()
@@ -409,3 +410,67 @@ def test_an_unknown_protocol_is_one_line_naming_the_option(tmp_path):
     assert "--protocol" in result.output.splitlines()[-1] and "dvf" in result.output.splitlines()[-1]
     with pytest.raises(ValueError, match="--protocol 'dvf'"):
         evaluate("x.pt", ["y.h5"], tmp_path, protocols=("dvf",))
+
+
+# -- regions and stack subsets ---------------------------------------------------------------------
+
+
+def test_flat_area_mask_keeps_large_plain_areas_and_drops_texture_and_its_surroundings():
+    from focalstack.train.metrics import flat_area_mask
+
+    img = np.full((1, 3, 40, 40), 0.5, np.float32)
+    img[:, :, :, :20] = np.random.default_rng(0).uniform(0, 1, (1, 3, 40, 20))  # textured left half
+    img[:, :, 30:, 30:] += np.linspace(0, 1 / 255, 10, dtype=np.float32)  # a gentle ramp: still flat
+    mask = flat_area_mask(torch.from_numpy(img))[0].numpy()
+    assert not mask[:, :20].any()  # texture
+    # column 20 is plain but its central difference reaches into the texture; 4 px (half of 9 x 9) more
+    assert not mask[:, 20:25].any()
+    assert mask[:, 25:].all()  # plain, and the 1/255-per-10-px ramp is below 3 levels per pixel
+    steep = img.copy()
+    steep[:, :, 10, 30] = 0.5 + 7 / 255  # a one-pixel bump: its neighbours' central differences are 3.5 levels
+    around = flat_area_mask(torch.from_numpy(steep))[0].numpy()
+    assert not around[6:15, 26:35].any() and around[20:, 25:].all()
+
+
+def test_the_flat_region_scores_depth_over_flat_pixels_only(tmp_path):
+    # depth 1 m where the AiF is textured, 2 m where it is plain; the network says 2 m everywhere
+    h, w = 16, 40
+    depth = np.full((h, w), 2.0)
+    depth[:, :20] = 1.0
+    aif = np.full((h, w, 3), 128, np.uint8)
+    aif[:, :20] = np.random.default_rng(1).integers(0, 256, (h, 20, 3))
+    path = tmp_path / "flat.h5"
+    write_depths(path, [depth])
+    with h5py.File(path, "r+") as f:
+        f["aif"][0] = aif
+    result = run_model(ConstantDepth(2.0), [str(path)], ["focalstack"], regions=("all", "flat"))
+    whole, flat = result.rows
+    assert (whole["region"], flat["region"]) == ("all", "flat")
+    assert whole["depth_mse"] == pytest.approx(0.5)  # half the pixels 1 m off
+    assert flat["depth_mse"] == pytest.approx(0.0)  # the flat ones, right
+    assert flat["defocus_mse"] is None and flat["aif_psnr"] is None  # a region scores depth alone
+
+
+def test_stack_subsets_choose_k_slices_the_same_in_both_orders():
+    from focalstack.train.data import SourceInfo, plan_subsets
+
+    src = SourceInfo("x.h5", 1.0, 6, 10, (8, 8))
+    scenes = [np.arange(6)]
+    ordered = [k for b in plan_subsets([src], scenes, 4, 3, "sorted", 0) for k in b]
+    shuffled = [k for b in plan_subsets([src], scenes, 4, 3, "random", 0) for k in b]
+    assert [len(k.slices) for k in ordered] == [3] * 6
+    assert all(list(k.slices) == sorted(k.slices) for k in ordered)
+    assert [sorted(a.slices) for a in ordered] == [sorted(b.slices) for b in shuffled]
+    assert any(list(b.slices) != sorted(b.slices) for b in shuffled)
+    assert len({k.slices for k in ordered}) > 1  # scenes get different choices
+    too_big = plan_subsets([src], scenes, 4, 11, "sorted", 0)
+    assert too_big == []
+
+
+def test_subset_rows_say_their_stack_size_and_order(tmp_path):
+    f = write_depths(tmp_path / "s.h5", [np.full((4, 4), 1.0)] * 3, focus=(0.1, 0.2, 0.4, 0.8, 1.5))
+    result = run_model(ConstantDepth(1.5), [f], ["focalstack"], stack_sizes=(2, 5), orders=("sorted", "random"))
+    labels = [(r["setting"], r["stack_size"], r["order"]) for r in result.rows]
+    assert labels == [("All", None, None), ("All", 2, "sorted"), ("All", 2, "random"), ("All", 5, "sorted"),
+                      ("All", 5, "random")]
+    assert all(r["depth_mse"] == pytest.approx(0.25) for r in result.rows)

@@ -21,7 +21,7 @@ from focalstack.dataset.cliutil import one_line_errors, parse_numbers
 from .checkpoint import CheckpointError
 from .data import Norm, parse_data_spec
 from .device import AMP_CHOICES, CHANNELS_LAST_CHOICES
-from .evaluate import SETTINGS, evaluate as run_evaluate
+from .evaluate import REGIONS, SETTINGS, evaluate as run_evaluate
 from .losses import LossWeights
 from .models import ARCHITECTURES, architecture_kwargs
 from .predict import predict as run_predict
@@ -223,6 +223,13 @@ def _evaluate_help() -> str:
                    "columns.")
 @click.option("--setting", "settings", multiple=True, type=click.Choice(SETTINGS), default=EVALUATE["settings"],
               show_default=True, help="All: every slice in focus order; Random: random subsets in random order.")
+@click.option("--stack-size", "stack_sizes", multiple=True, type=click.IntRange(min=1), default=EVALUATE["stack_sizes"],
+              help="Also evaluate stacks of K slices per scene (a seeded random choice of K; repeatable).")
+@click.option("--order", "orders", multiple=True, type=click.Choice(("sorted", "random")), default=EVALUATE["orders"],
+              show_default=True, help="With --stack-size: the K slices in focus order, or shuffled.")
+@click.option("--region", "regions", multiple=True, type=click.Choice(REGIONS), default=EVALUATE["regions"],
+              show_default=True, help="all: whole images; flat: depth over the large texture-less areas alone "
+                                      "(true AiF gradients below 3 grey levels in a 9x9 neighbourhood).")
 @click.option("--batch-size", type=int, default=EVALUATE["batch_size"], show_default=True)
 @click.option("--max-scenes", type=int, default=EVALUATE["max_scenes"], help="Evaluate only the first N scenes of each file.")
 @click.option("--seed", type=int, default=EVALUATE["seed"], show_default=True, help="Seed of the Random setting's subsets.")

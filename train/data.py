@@ -291,6 +291,29 @@ def plan_eval(
     return batches
 
 
+def plan_subsets(
+    sources: list[SourceInfo], scenes: list[np.ndarray], batch_size: int, stack_size: int, order: str, seed: int = 0
+) -> list[list[SampleKey]]:
+    """Evaluation batches of ``stack_size`` slices per scene: a seeded random choice of that many of the
+    scene's distinct slices, kept in focus order (``order = "sorted"``) or shuffled (``"random"``). Scenes
+    with fewer distinct slices are left out. The choice depends on (seed, file, stack size) only, so the
+    two orders see the same slices."""
+    if order not in ("sorted", "random"):
+        raise ValueError(f"order {order!r}: expected sorted or random")
+    batches = []
+    for fi, idx in enumerate(scenes):
+        rng = np.random.default_rng([seed, 0x5B5E7, fi, stack_size])
+        keys = []
+        for scene in idx:
+            n = sources[fi].distinct(int(scene))
+            chosen = np.sort(rng.choice(n, size=min(stack_size, n), replace=False))
+            shuffled = rng.permutation(chosen)
+            if n >= stack_size:
+                keys.append(SampleKey(fi, int(scene), tuple(int(s) for s in (chosen if order == "sorted" else shuffled))))
+        batches += [keys[i : i + batch_size] for i in range(0, len(keys), batch_size)]
+    return batches
+
+
 class PlannedBatches(torch.utils.data.Sampler):
     """A batch sampler over precomputed batches of keys, starting at batch ``start``."""
 

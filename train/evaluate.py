@@ -33,9 +33,18 @@ import torch
 from focalstack.dataset import DatasetError, FocalStackFile
 from focalstack.dataset.files import atomic_path, write_text_atomic
 
-from .data import FocalStackDataset, Norm, SourceInfo, align_to_reference, make_loader, plan_eval, to_model_inputs
+from .data import (
+    FocalStackDataset,
+    Norm,
+    SourceInfo,
+    align_to_reference,
+    make_loader,
+    plan_eval,
+    plan_subsets,
+    to_model_inputs,
+)
 from .device import autocast, resolve_amp, resolve_device
-from .metrics import MeanMeter
+from .metrics import MeanMeter, flat_area_mask
 from .protocols import FOCALSTACK, PROTOCOLS, TRUTH_KEYS, Protocol, resolve_protocols
 
 SETTINGS = ("All", "Random")
@@ -272,12 +281,17 @@ def markdown_table(rows: list[dict], protocol: Protocol | None = None, published
             raise ValueError(f"markdown_table: rows of several protocols ({', '.join(sorted(names))}): one at a time")
         protocol = PROTOCOLS[names.pop()]
     cols = protocol.columns
-    lines = ["| " + " | ".join(["file", "setting", *(c.label for c in cols)]) + " |",
-             "|" + "|".join(["---"] * 2 + ["---:"] * len(cols)) + "|"]
+    keys = ["file", "setting"]
+    if any(r.get("stack_size") is not None for r in rows):
+        keys += ["stack_size", "order"]
+    if any(r.get("region", "all") != "all" for r in rows):
+        keys.append("region")
+    lines = ["| " + " | ".join([*keys, *(c.label for c in cols)]) + " |",
+             "|" + "|".join(["---"] * len(keys) + ["---:"] * len(cols)) + "|"]
     for r in rows:
-        lines.append("| " + " | ".join([r["file"], r["setting"], *(_fmt(r.get(c.key)) for c in cols)]) + " |")
+        lines.append("| " + " | ".join([*(str(r.get(k, "")) for k in keys), *(_fmt(r.get(c.key)) for c in cols)]) + " |")
     for i, pub in enumerate(published, 1):
-        cells = [f"published: {pub.method}", f"[{i}]", *(_fmt(pub.values.get(c.key)) for c in cols)]
+        cells = [f"published: {pub.method}", f"[{i}]", *([""] * (len(keys) - 2)), *(_fmt(pub.values.get(c.key)) for c in cols)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -310,6 +324,22 @@ def _skipped_notes(path: str, protocol: Protocol, meter: MeanMeter, n: int) -> l
             f"the mask; {'the mean is over the others' if k < n else 'no value'}" for k, keys in groups.items()]
 
 
+REGIONS = ("all", "flat")
+
+
+def in_region(truth: dict, region: str) -> dict | None:
+    """The ground truth of a batch restricted to ``region``: depth outside it set to 0 (no ground truth,
+    for every protocol), other ground truth dropped; None when the batch cannot tell the region."""
+    if region == "all":
+        return truth
+    if region != "flat":
+        raise ValueError(f"region {region!r}: expected one of {', '.join(REGIONS)}")
+    if "aif" not in truth or "depth_m" not in truth:
+        return None
+    flat = flat_area_mask(truth["aif"])
+    return {"depth_m": torch.where(flat, truth["depth_m"], torch.zeros_like(truth["depth_m"]))}
+
+
 @torch.no_grad()
 def evaluate_model(
     model,
@@ -326,11 +356,19 @@ def evaluate_model(
     align_slices: bool = False,
     progress: bool = False,
     model_label: str = "the model",
+    stack_sizes: tuple[int, ...] = (),
+    orders: tuple[str, ...] = ("sorted",),
+    regions: tuple[str, ...] = ("all",),
 ) -> Evaluation:
     """Run ``model`` (outputs as ``models.fod``'s, normalised by ``norm``; ``has_aif`` says whether it
     has an AiF branch) over each file of ``data`` and score every batch under every protocol. Files are
     read as they are: different sizes and slice counts are fine, and ground truth a file lacks gives
-    None, with a note. ``model_label`` names the model in notes."""
+    None, with a note. ``model_label`` names the model in notes.
+
+    Besides ``settings``, ``stack_sizes`` x ``orders`` evaluate stacks of K of each scene's slices
+    (``data.plan_subsets``; rows get ``stack_size`` and ``order``), and ``regions`` score depth over part
+    of each image too: ``flat`` is the large texture-less areas (``metrics.flat_area_mask`` of the true AiF
+    image; only depth columns, on files that hold an AiF image). Every row has a ``region``."""
     from tqdm import tqdm
 
     sources = [inspect_eval_source(p) for p in data]
@@ -349,26 +387,41 @@ def evaluate_model(
             for p in protocols:
                 notes.update(dict.fromkeys(_lacking_notes(path, p, src.ground_truth, outputs)))
             n = src.info.n_scenes if max_scenes is None else min(src.info.n_scenes, max_scenes)
-            for setting in settings:
-                # plan per file so that scene subsets depend on (seed, file) only
-                scenes = [np.arange(n) if i == fi else np.arange(0) for i in range(len(sources))]
-                batches = plan_eval([s.info for s in sources], scenes, batch_size, setting, seed)
-                meters = {p.name: MeanMeter() for p in protocols}
+            # plan per file so that scene subsets depend on (seed, file) only
+            scenes = [np.arange(n) if i == fi else np.arange(0) for i in range(len(sources))]
+            infos = [s.info for s in sources]
+            plans = [({"setting": st}, plan_eval(infos, scenes, batch_size, st, seed)) for st in settings]
+            plans += [({"setting": "All", "stack_size": k, "order": o}, plan_subsets(infos, scenes, batch_size, k, o, seed))
+                      for k in stack_sizes for o in orders]
+            for labels, batches in plans:
+                meters = {(p.name, r): MeanMeter() for p in protocols for r in regions}
                 loader = make_loader(dataset, batches, workers, pin=device.type == "cuda")
-                bar = tqdm(total=len(batches), desc=f"{Path(path).name} {setting}", disable=not progress, leave=False)
+                what = " ".join(str(v) for v in labels.values())
+                bar = tqdm(total=len(batches), desc=f"{Path(path).name} {what}", disable=not progress, leave=False)
                 with bar:
                     for _, truth, out in _outputs(model, loader, prepare, device, amp_dtype, bar):
                         pred = predictions(out, norm)
-                        for p in protocols:
-                            for k, values in p.score(pred, truth, norm).items():
-                                meters[p.name].add_images(k, values)
+                        for region in regions:
+                            region_truth = in_region(truth, region)
+                            if region_truth is None:
+                                continue
+                            for p in protocols:
+                                for k, values in p.score(pred, region_truth, norm).items():
+                                    meters[p.name, region].add_images(k, values)
                 for p in protocols:
-                    lacking = {c.key for c in p.lacking(src.ground_truth, outputs)}
-                    means = meters[p.name].means()
-                    row = {"protocol": p.name, "file": path, "setting": setting, "scenes": n}
-                    row.update({c.key: None if c.key in lacking else means.get(c.key) for c in p.columns})
-                    rows.append(row)
-                    notes.update(dict.fromkeys(_skipped_notes(path, p, meters[p.name], n)))
+                    for region in regions:
+                        lacking = {c.key for c in p.lacking(src.ground_truth, outputs)}
+                        if region != "all":  # a region scores depth only
+                            lacking |= {c.key for c in p.columns if c.needs != ("depth",)}
+                            if "aif" not in src.ground_truth:
+                                lacking |= {c.key for c in p.columns}
+                                notes[f"{path}: region {region!r} needs the AiF image, which this file lacks"] = None
+                        means = meters[p.name, region].means()
+                        row = {"protocol": p.name, "file": path, "setting": labels["setting"], "scenes": n,
+                               "stack_size": labels.get("stack_size"), "order": labels.get("order"), "region": region}
+                        row.update({c.key: None if c.key in lacking else means.get(c.key) for c in p.columns})
+                        rows.append(row)
+                        notes.update(dict.fromkeys(_skipped_notes(path, p, meters[p.name, region], n)))
     finally:
         dataset.close()
     return Evaluation(list(protocols), rows, list(notes))
@@ -388,8 +441,13 @@ def evaluate(
     workers: int = 0,
     max_scenes: int | None = None,
     progress: bool = True,
+    stack_sizes: tuple[int, ...] = (),
+    orders: tuple[str, ...] = ("sorted",),
+    regions: tuple[str, ...] = ("all",),
 ) -> Evaluation:
-    """Evaluate ``checkpoint`` on each file of ``data`` under each of ``protocols`` (``PROTOCOLS``).
+    """Evaluate ``checkpoint`` on each file of ``data`` under each of ``protocols`` (``PROTOCOLS``); also
+    on stacks of each of ``stack_sizes`` slices in each of ``orders``, and over each of ``regions``
+    (``evaluate_model``).
 
     Returns an ``Evaluation`` (unpacks as ``rows, paths``): rows, one per protocol, file and setting,
     with every column of the protocol (None where the file's ground truth or the model cannot support
@@ -401,6 +459,12 @@ def evaluate(
     for s in settings:
         if s not in SETTINGS:
             raise ValueError(f"setting {s!r}: expected one of {', '.join(SETTINGS)}")
+    for r in regions:
+        if r not in REGIONS:
+            raise ValueError(f"--region {r!r}: expected one of {', '.join(REGIONS)}")
+    for k in stack_sizes:
+        if not (isinstance(k, int) and k >= 1):
+            raise ValueError(f"--stack-size {k!r}: expected a positive integer")
     for name, value in (("batch-size", batch_size), ("max-scenes", 1 if max_scenes is None else max_scenes)):
         if not value >= 1:
             raise ValueError(f"--{name} {value}: expected a positive integer")
@@ -413,7 +477,8 @@ def evaluate(
         model, norm, list(data), chosen, tuple(settings), batch_size, dev, amp_dtype, seed, workers, max_scenes,
         # Slices are aligned (or not) as the network saw them in training.
         align_slices=bool(ckpt.get("config", {}).get("align_slices", False)), progress=progress,
-        model_label=f"{checkpoint} (architecture {ckpt['arch']})",
+        model_label=f"{checkpoint} (architecture {ckpt['arch']})", stack_sizes=tuple(stack_sizes),
+        orders=tuple(orders), regions=tuple(regions),
     )
     out = Path(out_dir) if out_dir is not None else Path(checkpoint).parent / "eval"
     result.paths = write_results(out, result, checkpoint, ckpt, seed, compare_published)
@@ -432,7 +497,18 @@ def write_csv(path: str | os.PathLike, rows: list[dict], columns: list[str]) -> 
         w.writerows({c: r.get(c) for c in columns} for r in rows)
 
 
-CSV_COLUMNS = ["protocol", "file", "setting", "scenes", "metric", "unit", "value", "source"]
+CSV_COLUMNS = ["protocol", "file", "setting", "stack_size", "order", "region", "scenes", "metric", "unit", "value",
+               "source"]
+
+
+def row_label(row: dict) -> str:
+    """'All', or 'All, 5 slices sorted', 'All, flat': what a row of one file is, in one string."""
+    parts = [row["setting"]]
+    if row.get("stack_size") is not None:
+        parts.append(f"{row['stack_size']} slices {row['order']}")
+    if row.get("region", "all") != "all":
+        parts.append(row["region"])
+    return ", ".join(parts)
 
 
 def _csv_rows(result: Evaluation, compare_published: bool) -> list[dict]:
@@ -442,6 +518,7 @@ def _csv_rows(result: Evaluation, compare_published: bool) -> list[dict]:
         p = PROTOCOLS[r["protocol"]]
         for c in p.columns:
             out.append({"protocol": p.name, "file": r["file"], "setting": r["setting"], "scenes": r["scenes"],
+                        "stack_size": r.get("stack_size"), "order": r.get("order"), "region": r.get("region", "all"),
                         "metric": c.key, "unit": c.unit, "value": r[c.key], "source": ""})
     for p in result.protocols if compare_published else ():
         for pub in p.published:
@@ -471,7 +548,7 @@ def write_results(out: Path, result: Evaluation, checkpoint, ckpt: dict, seed: i
     for r in result.rows:
         cols = [c.key for c in PROTOCOLS[r["protocol"]].columns]
         per_file = results.setdefault(r["protocol"], {}).setdefault(r["file"], {})
-        per_file[r["setting"]] = {k: r[k] for k in ["scenes", *cols]}
+        per_file[row_label(r)] = {k: r.get(k) for k in ["scenes", "setting", "stack_size", "order", "region", *cols]}
     doc = {"meta": meta, "results": results, "notes": result.notes}
     if compare_published:
         doc["published"] = {p.name: [{"method": r.method, "source": r.source, "values": dict(r.values)}

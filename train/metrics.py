@@ -212,6 +212,25 @@ def aifdepthnet_metrics(pred: np.ndarray, gt: np.ndarray, min_pred: float = MIN_
     return out
 
 
+def flat_area_mask(aif: torch.Tensor, levels: float = 3.0, size: int = 9) -> torch.Tensor:
+    """(B, 3, H, W) true AiF in [0, 1] -> (B, H, W) bool: pixels of large texture-less areas, those whose
+    ``size`` x ``size`` neighbourhood has grey-level gradients below ``levels`` (8-bit levels per pixel).
+
+    The gradient is the central difference of the mean of R, G and B (one-sided at the border); a pixel
+    is flat when every pixel around it is, so edges and small flat patches between textures drop out.
+    """
+    grey = aif.float().mean(dim=1) * 255.0
+    gy = torch.zeros_like(grey)
+    gx = torch.zeros_like(grey)
+    gy[:, 1:-1] = (grey[:, 2:] - grey[:, :-2]) / 2
+    gx[:, :, 1:-1] = (grey[:, :, 2:] - grey[:, :, :-2]) / 2
+    gy[:, 0], gy[:, -1] = grey[:, 1] - grey[:, 0], grey[:, -1] - grey[:, -2]
+    gx[:, :, 0], gx[:, :, -1] = grey[:, :, 1] - grey[:, :, 0], grey[:, :, -1] - grey[:, :, -2]
+    steep = (torch.hypot(gx, gy) >= levels).float()[:, None]
+    near_steep = F.max_pool2d(steep, size, stride=1, padding=size // 2)[:, 0] > 0
+    return ~near_steep
+
+
 class MeanMeter:
     """Means over scenes of per-scene values."""
 

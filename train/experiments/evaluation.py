@@ -1,5 +1,5 @@
-"""The evaluations an experiment asks for, on top of ``focalstack.train.evaluate``: one row per dataset and
-setting (and stack size, order and region where asked), every metric, in a JSON-able dict."""
+"""The evaluations an experiment asks for, through ``focalstack.train.evaluate``: one row per dataset,
+setting, stack size and order (where asked) and region, with every column of the protocol."""
 
 from __future__ import annotations
 
@@ -10,14 +10,13 @@ from .spec import EvaluationSpec
 
 def evaluate_for_experiment(checkpoint: Path, files: dict[str, str], ev: EvaluationSpec, out: Path, *,
                             device: str = "auto", progress: bool = True) -> dict:
-    """Rows {dataset, setting, stack_size, order, region, <metrics>} for ``checkpoint`` on ``files``."""
+    """Rows {dataset, setting, stack_size, order, region, scenes, <metrics>} and notes for ``checkpoint``."""
     from ..evaluate import evaluate
 
-    rows = []
-    for dataset, path in files.items():
-        found, _ = evaluate(checkpoint, [path], out / dataset, settings=tuple(ev.settings), device=device,
-                            progress=progress)
-        for r in found:
-            rows.append({"dataset": dataset, "setting": r["setting"], "stack_size": None, "order": None,
-                         "region": "all", **{k: v for k, v in r.items() if k not in ("file", "setting")}})
-    return {"rows": rows}
+    by_path = {path: name for name, path in files.items()}
+    result = evaluate(checkpoint, list(files.values()), out, settings=tuple(ev.settings), protocols=(ev.protocol,),
+                      device=device, progress=progress, stack_sizes=tuple(ev.stack_sizes), orders=tuple(ev.orders),
+                      regions=tuple(ev.regions))
+    rows = [{"dataset": by_path[r["file"]], **{k: v for k, v in r.items() if k not in ("file", "protocol")}}
+            for r in result.rows]
+    return {"rows": rows, "notes": list(result.notes)}

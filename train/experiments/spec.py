@@ -149,8 +149,10 @@ def experiment_path(name_or_path: str) -> Path:
     )
 
 
-def load_experiment(name_or_path: str, scale: str, known_protocols=None) -> Experiment:
+def load_experiment(name_or_path: str, scale: str) -> Experiment:
     """Read and check an experiment at ``scale``; every error before anything runs."""
+    from ..protocols import PROTOCOLS
+
     path = experiment_path(name_or_path)
     where = path.name
     try:
@@ -173,7 +175,7 @@ def load_experiment(name_or_path: str, scale: str, known_protocols=None) -> Expe
               for name, t in _table(data.get("models", {}), f"{where} [models]").items()}
     if not models:
         raise ExperimentError(f"{where}: no [models.NAME] table")
-    evaluations = [_evaluation(i, e, pick, datasets, models, where, known_protocols)
+    evaluations = [_evaluation(i, e, pick, datasets, models, where, PROTOCOLS)
                    for i, e in enumerate(data.get("evaluations", []))]
     names = [e.name for e in evaluations]
     if len(set(names)) != len(names):
@@ -314,7 +316,7 @@ def _evaluation(i: int, e, pick: _Picker, datasets: dict, models: dict, where_fi
             raise ExperimentError(f"{where}: names model {m!r}, which [models] does not define")
     spec = EvaluationSpec(name, ds, ms)
     spec.protocol = str(e.get("protocol", spec.protocol))
-    if known_protocols is not None and spec.protocol not in known_protocols:
+    if spec.protocol not in known_protocols:
         raise ExperimentError(f"{where}: unknown protocol {spec.protocol!r}; expected one of {', '.join(known_protocols)}")
     for key, allowed in (("settings", SETTINGS), ("orders", ORDERS), ("regions", REGIONS)):
         value = list(e.get(key, getattr(spec, key)))
@@ -323,7 +325,12 @@ def _evaluation(i: int, e, pick: _Picker, datasets: dict, models: dict, where_fi
             raise ExperimentError(f"{where}: {key} = {value!r}: expected some of {', '.join(allowed)}")
         setattr(spec, key, value)
     spec.stack_sizes = [_positive_int(k, "stack_sizes", where) for k in pick(e.get("stack_sizes", []), "stack_sizes")]
-    spec.metrics = [str(m) for m in e.get("metrics", spec.metrics)]
+    columns = [c.key for c in known_protocols[spec.protocol].columns]
+    spec.metrics = [str(m) for m in e.get("metrics", spec.metrics if spec.protocol == "focalstack" else columns)]
+    unknown = [m for m in spec.metrics if m not in columns]
+    if unknown:
+        raise ExperimentError(f"{where}: metrics {', '.join(unknown)} are not columns of protocol "
+                              f"{spec.protocol!r} ({', '.join(columns)})")
     spec.figures = _positive_int(pick(e.get("figures", spec.figures), "figures"), "figures", where) if e.get("figures", 1) else 0
     spec.note = str(e.get("note", ""))
     spec.published = [dict(_table(r, f"{where} published")) for r in e.get("published", [])]
