@@ -47,6 +47,9 @@ def main():
       focalstack-data inspect data/train.h5
       focalstack-data validate data/*.h5 --full
       focalstack-data preview data/train.h5 --scene 0 -o scene0.png
+      focalstack-data import fod500 fs_6/ --split test -o data/fod500-test.h5
+      focalstack-data import ddff12 ddff-dataset-trainval.h5 --split val -o data/ddff12-val.h5
+      focalstack-data export fod500 data/train.h5 -o out/fod500-style/
     """
 
 
@@ -281,6 +284,16 @@ def preview(file: Path, index: int, out: Path, columns: int | None):
             ) from None
     save_contact_sheet(scene, out, columns=columns)
     click.echo(f"{out}: scene {index} (seed {scene.seed}) of {file}")
+
+
+def _register() -> None:
+    from .cli_interop import export_group, import_group
+
+    main.add_command(import_group)
+    main.add_command(export_group)
+
+
+_register()
 
 
 if __name__ == "__main__":
