@@ -18,7 +18,7 @@ from . import provenance, schema
 from .groundtruth import recompute
 from .record import SceneRecord
 from .schema import DatasetError
-from .storage import read_row
+from .storage import check_decodable, read_row
 
 
 def _attr(f: h5py.File, key: str):
@@ -93,6 +93,11 @@ class FocalStackFile:
             self._columns: dict[str, np.ndarray] = {}  # small per-scene datasets, read whole on first use
             # the schema datasets the file stores, looked up once (h5py's lookup costs per call)
             self._stored = {spec.name: self._h5[spec.name] for spec in schema.WRITTEN_ARRAYS if spec.name in self._h5}
+            for ds in self._stored.values():
+                try:
+                    check_decodable(ds)
+                except DatasetError as exc:
+                    raise DatasetError(f"{self.path}: {exc}") from None
         except BaseException:
             self._h5.close()
             raise

@@ -63,6 +63,16 @@ def chunk_shape(spec: schema.ArraySpec, shape: tuple[int, ...], storage: Storage
     return (1, *shape)
 
 
+def check_decodable(ds: h5py.Dataset) -> None:
+    """DatasetError naming the dataset when this HDF5 build lacks a filter it was written with (szip is
+    in h5py's wheels, conda-forge's and HDF Group's builds, but h5py warns that not every build has it)."""
+    if ds.compression == "szip" and not h5py.h5z.filter_avail(h5py.h5z.FILTER_SZIP):
+        raise schema.DatasetError(
+            f"dataset {ds.name.lstrip('/')!r} is szip-compressed, which this HDF5 build cannot decode; "
+            "install h5py's wheels from PyPI (they include libaec) or an HDF5 built with szip"
+        )
+
+
 def is_planar(ds: h5py.Dataset) -> bool:
     """True when each chunk of ``ds`` holds one channel of its last axis."""
     return ds.chunks is not None and ds.ndim >= 2 and ds.chunks[-1] == 1 and ds.shape[-1] > 1

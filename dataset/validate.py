@@ -23,7 +23,7 @@ import numpy as np
 from . import optics, provenance, schema
 from .groundtruth import canny_edges, stored_defocus_maps
 from .reader import open_error_text
-from .storage import read_row
+from .storage import check_decodable, read_row
 from .schema import DatasetError
 
 # Defocus maps must match the recomputation to within DEFOCUS_ATOL_PX + DEFOCUS_RTOL * |c|.
@@ -251,6 +251,10 @@ def _check_datasets(f: h5py.File, r: ValidationReport) -> bool:
         foreign = [x for x in _filters(ds) if x not in BUILTIN_FILTERS]
         if foreign:
             r.problem(f"dataset {name!r} uses filter(s) {', '.join(foreign)}, expected h5py's built-in filters only")
+        try:
+            check_decodable(ds)
+        except DatasetError as exc:
+            r.problem(str(exc))
     if len(set(lengths.values())) > 1:
         listing = ", ".join(f"{k} {v}" for k, v in lengths.items())
         r.problem(f"datasets differ in scene count N ({listing}); expected one N for all (an interrupted append?)")

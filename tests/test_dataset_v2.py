@@ -245,3 +245,12 @@ def test_validate_refuses_chunks_that_span_scenes_or_split_channels_unevenly(tmp
         f.create_dataset("aif", data=data, maxshape=(None, 16, 16, 3), chunks=(1, 16, 16, 2))
     report = validate_file(path)
     assert any("'aif' has chunks (1, 16, 16, 2) that split a scene" in p for p in report.problems), report.problems
+
+
+def test_reader_names_a_filter_this_hdf5_build_cannot_decode(tmp_path, monkeypatch):
+    path = write_derived(tmp_path / "s.h5", [derived_record(0)])
+    monkeypatch.setattr(h5py.h5z, "filter_avail", lambda code: code != h5py.h5z.FILTER_SZIP)
+    with pytest.raises(DatasetError, match="'stack' is szip-compressed, which this HDF5 build cannot decode"):
+        FocalStackFile(path)
+    report = validate_file(path)
+    assert any("'stack' is szip-compressed, which this HDF5 build cannot decode" in p for p in report.problems)
