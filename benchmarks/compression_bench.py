@@ -1,11 +1,21 @@
-"""HDF5 compression for schema-v1 files: size, write time and read time per scene.
+"""HDF5 storage of scenes: bytes per scene by dataset, write and read time per scene, for schema v1's
+layout and schema v2's candidates side by side on the same scenes.
 
-Writes realistic synthetic scenes (256 x 256, 5 slices, the FoD500 camera) with the writer's layout
-(one scene per chunk) under each of h5py's built-in filter settings and prints, per kind of array
-(uint8 images: stack + aif; float32 maps: depth + defocus; uint8 edges), the stored kB per scene, the
-compression ratio, and the milliseconds to write and to read one scene. Read times are from the page
-cache (the file was just written), so they measure decompression, which is what a trainer pays per
-sample once the data set is cached.
+Scenes come from focalstack files (``--from``, repeatable: real renders) or are synthetic stand-ins.
+Each layout writes ``--scenes`` scenes (cycling through the inputs) with ``FocalStackWriter`` into a
+fresh file and reads every scene back with ``FocalStackFile[i]``, the call the trainer's loader makes:
+
+- v1: what the writer did before schema v2: every ground-truth array stored, gzip 6 + shuffle, one
+  chunk per scene;
+- v2 candidates: defocus maps recomputed by readers (not stored), images chunked one colour channel per
+  chunk ("planar") under gzip or szip, or interleaved as before.
+
+Printed per layout: stored kB per scene by dataset and the file's total (file size / scenes, heap and
+metadata included), write ms per scene (append + flush), and read ms per scene: the median over
+``--repeat`` passes, each on a freshly opened file in a random order, so every chunk is decoded (the
+page cache is warm, as for a trainer whose data set fits in memory); the layouts take turns pass by
+pass, so that other work on the machine slows them alike. Reading is single-threaded, so
+read ms is the decode time per scene per core: 16 cores decode 16 x 1000 / ms scenes per second.
 
 The synthetic scenes stand in for renders: a tilted back wall and 25 objects (ellipses with curved
 depth, rectangles with tilted planes) painted back to front, each textured with noise blurred at
@@ -13,13 +23,16 @@ several scales, stripes or a checker, with shading and 8-bit render noise; slice
 by each pixel's defocus (layered Gaussian blurs), and defocus and edges come from dataset/ as in
 rendering.
 
-    python benchmarks/compression_bench.py [--scenes 12] [--repeat 3] [--size 256] [--slices 5]
-    python benchmarks/compression_bench.py --from data/train.h5   # real renders instead
+    python benchmarks/compression_bench.py --from data/real.h5 --from data/walls.h5 [--scenes 128]
+    python benchmarks/compression_bench.py                     # synthetic scenes
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -28,26 +41,33 @@ import cv2
 import h5py
 import numpy as np
 
-from focalstack.dataset import optics
+from focalstack.dataset import FocalStackFile, FocalStackWriter, SceneRecord, optics
 from focalstack.dataset.colour import linear_to_srgb8
-from focalstack.dataset.groundtruth import canny_edges
-from focalstack.dataset.writer import COMPRESSION
+from focalstack.dataset.groundtruth import canny_edges, stored_defocus_maps
+from focalstack.dataset.provenance import rendered_declaration
+from focalstack.dataset.storage import STORAGE, V1_STORAGE, Storage
 
 FOCUS = (0.1, 0.15, 0.3, 0.7, 1.5)
 CAMERA = dict(f_number=1.0, focal_length_mm=2.9, sensor_width_mm=3.1)
+PER_PIXEL = ("stack", "aif", "depth", "defocus", "edges")
+GZIP6 = {"compression": "gzip", "compression_opts": 6}
+SZIP = {"compression": "szip", "compression_opts": ("nn", 8)}  # storage.SZIP_NN8
 
-SETTINGS = {
-    "none": {},
-    "lzf": {"compression": "lzf"},
-    "lzf+shuffle": {"compression": "lzf", "shuffle": True},
-    "gzip1": {"compression": "gzip", "compression_opts": 1},
-    "gzip1+shuffle": {"compression": "gzip", "compression_opts": 1, "shuffle": True},
-    "gzip4": {"compression": "gzip", "compression_opts": 4},
-    "gzip4+shuffle": {"compression": "gzip", "compression_opts": 4, "shuffle": True},
-    "gzip6": {"compression": "gzip", "compression_opts": 6},
-    "gzip6+shuffle": {"compression": "gzip", "compression_opts": 6, "shuffle": True},
+
+def _images(filters: dict, planar: bool) -> dict:
+    return {name: Storage(filters, planar=planar) for name in ("stack", "aif")}
+
+
+# label -> (defocus stored?, storage table)
+LAYOUTS = {
+    "v1 gzip6+shuffle": (True, V1_STORAGE),
+    "v2 gzip6+sh interleaved": (False, V1_STORAGE),
+    "v2 gzip6 planar": (False, {**V1_STORAGE, **_images(GZIP6, True)}),
+    "v2 lzf planar": (False, {**V1_STORAGE, **_images({"compression": "lzf"}, True)}),
+    "v2 szip interleaved": (False, {**V1_STORAGE, **_images(SZIP, False)}),
+    "v2 szip32 planar": (False, {**V1_STORAGE, **_images({"compression": "szip", "compression_opts": ("nn", 32)}, True)}),
+    "v2 szip planar (chosen)": (False, STORAGE),
 }
-GROUPS = {"images u8": ("stack", "aif"), "maps f32": ("depth", "defocus"), "edges u8": ("edges",)}
 
 
 # -- synthetic scenes ---------------------------------------------------------------------------------
@@ -127,104 +147,122 @@ def synthetic_scene(seed: int, size: int = 256, focus=FOCUS) -> dict:
 
 
 # -- measurement ---------------------------------------------------------------------------------------
-def measure(scenes: list[dict], setting: dict, n_scenes: int, folder: Path) -> dict:
-    """Write ``n_scenes`` (cycling through ``scenes``), read them back; per-dataset bytes and times."""
-    path = folder / "bench.h5"
-    names = [n for g in GROUPS.values() for n in g]
-    write_s = dict.fromkeys(names, 0.0)
-    read_s = dict.fromkeys(names, 0.0)
-    with h5py.File(path, "w") as f:
-        for name in names:
-            shape = scenes[0][name].shape
-            f.create_dataset(
-                name, shape=(n_scenes, *shape), chunks=(1, *shape), dtype=scenes[0][name].dtype, **setting
-            )
-        for i in range(n_scenes):
-            for name in names:
-                t = time.perf_counter()
-                f[name][i] = scenes[i % len(scenes)][name]
-                f.flush()  # forces the chunk (and its compression) out now
-                write_s[name] += time.perf_counter() - t
-    stored = {}
+def _attrs(model: str) -> dict:
+    return {"generator_version": "bench", "blender_version": "-", "created_utc": "2000-01-01T00:00:00Z",
+            "preset": "bench", "config": {"bench": True}, "defocus_model": model}
+
+
+def write_layout(records: list[SceneRecord], store_defocus: bool, table: dict, n: int, path: Path) -> dict:
+    """Write ``n`` scenes (cycling through ``records``) in one layout; sizes and write times."""
+    s, h, w = records[0].stack.shape[:3]
+    model = "cycles"
+    write_ms = []
+    with FocalStackWriter.create(path, n_slices=s, height=h, width=w, attrs=_attrs(model),
+                                 ground_truth=rendered_declaration(model, store_defocus=store_defocus),
+                                 storage=table) as writer:
+        for i in range(n):
+            t = time.perf_counter()
+            writer.append(records[i % len(records)])
+            write_ms.append((time.perf_counter() - t) * 1e3)
+    out = {"file_kB": path.stat().st_size / n / 1e3, "write_ms": statistics.median(write_ms), "read_ms": []}
     with h5py.File(path, "r") as f:
-        for name in names:
-            stored[name] = f[name].id.get_storage_size()
-            for i in range(n_scenes):
-                t = time.perf_counter()
-                f[name][i]
-                read_s[name] += time.perf_counter() - t
-    path.unlink()
-    return {"stored": stored, "write": write_s, "read": read_s}
+        out["kB"] = {name: f[name].id.get_storage_size() / n / 1e3 for name in PER_PIXEL if name in f}
+    return out
+
+
+def read_pass(path: Path, records: list[SceneRecord], seed: int) -> list[float]:
+    """Read every scene once from a freshly opened file, in a random order; ms per scene."""
+    times = []
+    with FocalStackFile(path) as f:
+        order = np.random.default_rng(seed).permutation(len(f))
+        for i in order:
+            t = time.perf_counter()
+            rec = f[int(i)]
+            times.append((time.perf_counter() - t) * 1e3)
+    want = records[int(order[-1]) % len(records)]
+    for name in PER_PIXEL:  # the layout changes nothing a reader sees
+        assert np.array_equal(getattr(rec, name), getattr(want, name)), name
+    return times
+
+
+def load_records(sources: list[str], limit: int) -> list[SceneRecord]:
+    """Scenes of the files, each with the defocus maps the renderer stores now (from the float32 values)."""
+    records = []
+    for source in sources:
+        with FocalStackFile(source) as f:
+            for i in range(min(limit, len(f))):
+                rec = f[i]
+                rec.defocus = stored_defocus_maps(rec.depth, rec.focus_distance, rec.f_number, rec.focal_length_mm,
+                                                  rec.sensor_width_mm, f.attrs.get("defocus_model", "cycles"))
+                records.append(rec)
+    return records
+
+
+def synthetic_records(n: int, size: int, slices: int) -> list[SceneRecord]:
+    focus = np.float32(np.geomspace(0.1, 1.5, slices) if slices != 5 else FOCUS)
+    out = []
+    for seed in range(n):
+        sc = synthetic_scene(seed, size, focus)
+        depth = sc["depth"]
+        out.append(SceneRecord(sc["stack"], sc["aif"], depth,
+                               stored_defocus_maps(depth, focus, *CAMERA.values(), "cycles"), sc["edges"], focus,
+                               *CAMERA.values(), seed, json.dumps({"synthetic": seed})))
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--scenes", type=int, default=12, help="scenes written per setting")
-    ap.add_argument("--distinct", type=int, default=4, help="distinct synthetic scenes (cycled)")
-    ap.add_argument("--repeat", type=int, default=3, help="repeats per setting; the fastest counts")
-    ap.add_argument("--size", type=int, default=256)
-    ap.add_argument("--slices", type=int, default=5)
-    ap.add_argument("--save-example", help="write one synthetic scene's contact sheet here (PNG)")
-    ap.add_argument("--from", dest="source", help="use the first --distinct scenes of this focalstack file")
+    ap.add_argument("--from", dest="sources", action="append", default=[],
+                    help="focalstack file whose scenes to use (repeatable); default: synthetic scenes")
+    ap.add_argument("--distinct", type=int, default=8, help="scenes taken from each file, or synthetic scenes")
+    ap.add_argument("--scenes", type=int, default=128, help="scenes written per layout (cycling the inputs)")
+    ap.add_argument("--repeat", type=int, default=3, help="read passes per layout; the median scene counts")
+    ap.add_argument("--size", type=int, default=256, help="synthetic scenes: image size")
+    ap.add_argument("--slices", type=int, default=5, help="synthetic scenes: slices")
+    ap.add_argument("--layouts", default=",".join(LAYOUTS), help="comma-separated subset of the layouts")
     args = ap.parse_args()
-    focus = np.geomspace(0.1, 1.5, args.slices) if args.slices != 5 else FOCUS
 
     t = time.perf_counter()
-    if args.source:
-        from focalstack.dataset.reader import FocalStackFile
-
-        with FocalStackFile(args.source) as f:
-            picked = [f[i] for i in range(min(args.distinct, len(f)))]
-        scenes = [{name: getattr(sc, name) for name in ("stack", "aif", "depth", "defocus", "edges")} for sc in picked]
-        stack = scenes[0]["stack"]
-        what = f"{len(scenes)} rendered scenes from {args.source}: {stack.shape[2]}x{stack.shape[1]}, {stack.shape[0]} slices"
+    if args.sources:
+        records = load_records(args.sources, args.distinct)
+        what = f"{len(records)} scenes from {', '.join(args.sources)}"
     else:
-        scenes = [synthetic_scene(s, args.size, focus) for s in range(args.distinct)]
-        what = f"{args.distinct} synthetic scenes of {args.size}x{args.size}, {args.slices} slices"
-    print(f"{what} (in {time.perf_counter() - t:.1f} s); {args.scenes} scenes written per setting, best of {args.repeat}")
-    if args.save_example:
-        from focalstack.dataset.preview import save_contact_sheet
-        from focalstack.dataset import SceneRecord
-
-        s = scenes[0]
-        save_contact_sheet(
-            SceneRecord(s["stack"], s["aif"], s["depth"], s["defocus"], s["edges"], np.asarray(focus, np.float32),
-                        CAMERA["f_number"], CAMERA["focal_length_mm"], CAMERA["sensor_width_mm"], 0, "{}"),
-            args.save_example,
-        )
-    raw = {g: sum(scenes[0][n].nbytes for n in names) for g, names in GROUPS.items()}
-    n = args.scenes
-    rows = []
+        records = synthetic_records(args.distinct, args.size, args.slices)
+        what = f"{len(records)} synthetic scenes"
+    s, h, w = records[0].stack.shape[:3]
+    print(f"{what}: {w}x{h}, {s} slices (loaded in {time.perf_counter() - t:.1f} s); {args.scenes} scenes written "
+          f"per layout, read {args.repeat} times; {os.cpu_count()} CPU(s), one thread")
+    raw = {name: getattr(records[0], name).nbytes / 1e3 for name in PER_PIXEL}
+    scene_json = statistics.mean(len(r.scene.encode()) for r in records) / 1e3
+    labels = args.layouts.split(",")
+    results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for label, setting in SETTINGS.items():
-            runs = [measure(scenes, setting, n, Path(tmp)) for _ in range(args.repeat)]
-            row = {"label": label}
-            for g, names in GROUPS.items():
-                row[g] = {
-                    "kB": sum(runs[0]["stored"][x] for x in names) / n / 1e3,
-                    "write_ms": min(sum(r["write"][x] for x in names) for r in runs) / n * 1e3,
-                    "read_ms": min(sum(r["read"][x] for x in names) for r in runs) / n * 1e3,
-                }
-            row["total"] = {k: sum(row[g][k] for g in GROUPS) for k in ("kB", "write_ms", "read_ms")}
-            rows.append(row)
-
-    head = f"{'setting':15}"
-    for g in (*GROUPS, "total"):
-        head += f" | {g:^27}"
+        paths = {label: Path(tmp) / f"layout{k}.h5" for k, label in enumerate(labels)}
+        for label in labels:
+            store, table = LAYOUTS[label]
+            results[label] = write_layout(records, store, table, args.scenes, paths[label])
+            print(f"  wrote {label}", flush=True)
+        for rep in range(args.repeat):  # layouts take turns, so a busy moment of the machine hits them all
+            for label in labels:
+                results[label]["read_ms"] += read_pass(paths[label], records, rep)
+        print(f"  read every layout {args.repeat} times, taking turns", flush=True)
+    rows = []
+    for label in labels:
+        r = results[label]
+        rows.append((label, {**r, "read_p90_ms": float(np.percentile(r["read_ms"], 90)),
+                             "read_ms": statistics.median(r["read_ms"])}))
+    print()
+    head = f"{'layout':25}" + "".join(f"{n:>9}" for n in PER_PIXEL) + f"{'file':>9}{'write':>8}{'read':>7}{'p90':>7}"
     print(head)
-    sub = f"{'':15}" + " | {:>7} {:>5} {:>6} {:>6}".format("kB", "ratio", "wr ms", "rd ms") * (len(GROUPS) + 1)
-    print(sub)
-    print("-" * len(sub))
-    raw["total"] = sum(raw.values())
-    for row in rows:
-        line = f"{row['label']:15}"
-        for g in (*GROUPS, "total"):
-            r = row[g]
-            line += f" | {r['kB']:7.1f} {raw[g] / 1e3 / r['kB']:5.2f} {r['write_ms']:6.2f} {r['read_ms']:6.2f}"
-        print(line)
-    current = next((k for k, v in SETTINGS.items() if v == COMPRESSION), str(COMPRESSION))
-    print("\nraw kB per scene: " + ", ".join(f"{g} {raw[g] / 1e3:.1f}" for g in raw))
-    print(f"writer.COMPRESSION now: {current}")
+    print(f"{'':25}" + "".join(f"{'kB':>9}" for _ in PER_PIXEL) + f"{'kB':>9}{'ms':>8}{'ms':>7}{'ms':>7}")
+    print("-" * len(head))
+    print(f"{'raw (uncompressed)':25}" + "".join(f"{raw[n]:9.1f}" for n in PER_PIXEL))
+    for label, r in rows:
+        sizes = "".join(f"{r['kB'][n]:9.1f}" if n in r["kB"] else f"{'-':>9}" for n in PER_PIXEL)
+        print(f"{label:25}{sizes}{r['file_kB']:9.1f}{r['write_ms']:8.1f}{r['read_ms']:7.2f}{r['read_p90_ms']:7.2f}")
+    print(f"\nfile kB: file size / scenes (includes the scene JSON, {scene_json:.1f} kB per scene on average, and "
+          "the small per-scene arrays); '-': not stored (recomputed by readers)")
+    print("read ms: FocalStackFile[i], every array of the scene (defocus recomputed where not stored), one core")
 
 
 if __name__ == "__main__":

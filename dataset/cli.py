@@ -1,7 +1,7 @@
-"""focalstack-data: look at focalstack HDF5 data sets (schema v1): inspect, validate, preview.
+"""focalstack-data: look at focalstack HDF5 data sets (schema v2, and v1): inspect, validate, preview;
+import other data sets (FoD500, DDFF-12) and export to them (``cli_interop.py``).
 
-Every error is one line on stderr and exit status 1, never a traceback. Later subcommands (export,
-merge) join the same group.
+Every error is one line on stderr and exit status 1, never a traceback.
 """
 
 from __future__ import annotations
@@ -38,14 +38,18 @@ _FULL = click.option(
 @click.group(context_settings=CONTEXT)
 @click.version_option(package_name="focalstack", prog_name="focalstack-data")
 def main():
-    """Inspect, validate and preview focalstack data sets: HDF5 files of rendered focal stacks with
-    depth, all-in-focus image, defocus maps and edges (schema v1).
+    """Inspect, validate and preview focalstack data sets: HDF5 files of focal stacks with depth,
+    all-in-focus image, defocus maps and edges, or the part of it a file declares it holds (schema v2;
+    v1 files are read too). Import FoD500 and DDFF-12 into such files, export them as FoD500 folders.
 
     \b
     Examples:
       focalstack-data inspect data/train.h5
       focalstack-data validate data/*.h5 --full
       focalstack-data preview data/train.h5 --scene 0 -o scene0.png
+      focalstack-data import fod500 fs_6/ --split test -o data/fod500-test.h5
+      focalstack-data import ddff12 ddff-dataset-trainval.h5 --split val -o data/ddff12-val.h5
+      focalstack-data export fod500 data/train.h5 -o out/fod500-style/
     """
 
 
@@ -77,56 +81,85 @@ MODEL_FORMULAS = {
 RENDER_SETTINGS = ("samples", "denoise", "canny_low", "canny_high", "canny_blur_sigma")
 
 
+def _row(key, value) -> None:
+    click.echo(f"{_text(key):<16}{_text(value)}")
+
+
 def _print_summary(s: dict) -> None:
     attrs = s["attrs"]
-    row = lambda key, value: click.echo(f"{_text(key):<16}{_text(value)}")  # noqa: E731
-    row("file", f"{s['path']}  ({_size(s['file_size'])})")
+    _row("file", f"{s['path']}  ({_size(s['file_size'])}, schema v{s['schema_version']})")
     incomplete = s["n_incomplete"]
-    row(
+    _row(
         "scenes",
         f"{s['n_complete']} complete"
         + (f", {incomplete} incomplete (re-rendered on resume)" if incomplete else ", none incomplete"),
     )
-    row("images", f"{s['n_slices']} slice(s) of {s['width']} x {s['height']} px (W x H)")
-    row("preset", attrs.get("preset", "?"))
-    if "seed_min" in s:
-        row("seeds", f"{s['seed_min']} to {s['seed_max']} ({s['n_unique_seeds']} distinct)")
-    row("generator", f"focalstack {attrs.get('generator_version', '?')}, Blender {attrs.get('blender_version', '?')}")
-    row("created", f"{attrs.get('created_utc', '?')} (UTC)")
-    model = attrs.get("defocus_model", "?")
-    row("defocus model", f"{model}: {MODEL_FORMULAS[model]}" if model in MODEL_FORMULAS else model)
+    _row("images", f"{s['n_slices']} slice(s) of {s['width']} x {s['height']} px (W x H)")
+    if "source" in attrs:
+        _row("source", attrs["source"])
+    if "preset" in attrs or "source" not in attrs:
+        _row("preset", attrs.get("preset", "?"))
+    if "seed_min" in s and s["seed_max"] >= 0:
+        _row("seeds", f"{s['seed_min']} to {s['seed_max']} ({s['n_unique_seeds']} distinct)")
+    blender = f", Blender {attrs['blender_version']}" if "blender_version" in attrs else ""
+    _row("generator", f"focalstack {attrs.get('generator_version', '?')}{blender}")
+    _row("created", f"{attrs.get('created_utc', '?')} (UTC)")
+    if s["ground_truth"]["defocus"].present:
+        model = attrs.get("defocus_model", "?")
+        _row("defocus model", f"{model}: {MODEL_FORMULAS[model]}" if model in MODEL_FORMULAS else model)
     config = s.get("config") if isinstance(s.get("config"), dict) else {}
     settings = {k: v for k, v in config.items() if k in RENDER_SETTINGS}
     if settings:
-        row("render", "  ".join(f"{k}={v}" for k, v in settings.items()))
+        _row("render", "  ".join(f"{k}={v}" for k, v in settings.items()))
     if s["n_complete"]:
-        row("f-number", _nums(s["f_number"]))
-        row("focal length", _nums(s["focal_length_mm"], "mm"))
-        row("sensor width", _nums(s["sensor_width_mm"], "mm"))
-        for i, (focus, count) in enumerate(s["focus_distance_sets"]):
-            row("focus distances" if i == 0 else "", f"{_nums(focus, 'm')}  ({count} scene(s))")
-        if s.get("depth_range"):
-            lo, hi = s["depth_range"]
-            row("depth", f"{lo:.4g} to {hi:.4g} m")
+        _print_scene_values(s)
     extra = {k: v for k, v in attrs.items() if k not in
              ("format", "schema_version", "preset", "generator_version", "blender_version", "created_utc",
-              "defocus_model")}
+              "defocus_model", "source")}
     for key, value in sorted(extra.items()):
-        row(key, value)
+        _row(key, value)
+    _print_ground_truth(s["ground_truth"])
+    _print_storage(s)
+
+
+def _print_scene_values(s: dict) -> None:
+    for key, label, unit in (("f_number", "f-number", ""), ("focal_length_mm", "focal length", "mm"),
+                             ("sensor_width_mm", "sensor width", "mm")):
+        _row(label, _nums(s[key], unit) if s[key] is not None else "none (no camera model)")
+    for i, (focus, count) in enumerate(s["focus_distance_sets"]):
+        _row("focus distances" if i == 0 else "", f"{_nums(focus, 'm')}  ({count} scene(s))")
+    if s.get("depth_range"):
+        lo, hi = s["depth_range"]
+        holes = s.get("depth_no_data_pixels")
+        note = f"  ({holes} pixel(s) without ground truth)" if holes else ""
+        _row("depth", f"{lo:.4g} to {hi:.4g} m{note}")
+
+
+def _print_ground_truth(declared: dict) -> None:
+    click.echo("ground truth")
+    for name, gt in declared.items():
+        click.echo(f"  {name:<18}{gt.describe()}")
+
+
+def _print_storage(s: dict) -> None:
     click.echo("storage")
     nw = max(16, *(len(name) + 2 for name in s["datasets"]))
-    click.echo(f"  {'dataset':<{nw}}{'shape':<20}{'dtype':<14}{'compression':<18}{'stored':>10}{'ratio':>8}")
+    click.echo(f"  {'dataset':<{nw}}{'shape':<20}{'dtype':<14}{'compression':<20}{'stored':>10}{'ratio':>8}")
     total_stored = total_raw = 0
     for name, d in s["datasets"].items():
         ratio = f"{d['ratio']:.2f}" if d["ratio"] else "-"
         shape = "x".join(str(x) for x in d["shape"])
         click.echo(
-            f"  {name:<{nw}}{shape:<20}{d['dtype']:<14}{d['compression']:<18}{_size(d['stored_bytes']):>10}{ratio:>8}"
+            f"  {name:<{nw}}{shape:<20}{d['dtype']:<14}{d['compression']:<20}{_size(d['stored_bytes']):>10}{ratio:>8}"
         )
         total_stored += d["stored_bytes"]
         total_raw += d["raw_bytes"] or d["stored_bytes"]
+    for name, gt in s["ground_truth"].items():
+        if gt.recomputed:
+            click.echo(f"  {name:<{nw}}not stored: readers recompute it from {', '.join(gt.derived_from)} "
+                       f"({gt.method})")
     if total_stored:
-        click.echo(f"  {'all':<{nw}}{'':<52}{_size(total_stored):>10}{total_raw / total_stored:>8.2f}")
+        click.echo(f"  {'all':<{nw}}{'':<54}{_size(total_stored):>10}{total_raw / total_stored:>8.2f}")
         if s["n_complete"]:
             click.echo(f"  {_size(total_stored / max(s['n_rows'], 1))} stored per scene")
 
@@ -152,20 +185,21 @@ def _print_report(report, full: bool) -> None:
 @click.pass_context
 @friendly_errors
 def inspect(ctx, file: Path, full: bool):
-    """Summarise FILE and validate it against schema v1.
+    """Summarise FILE and validate it against schema v2.
 
     Prints the scene counts, image size, preset, seeds, versions, the camera settings over all scenes
     (f-numbers, focal lengths, sensor widths, sets of focus distances), the depth range, the file size
     and each dataset's stored size and compression ratio; then the validation: 'valid', or the
     problems. Exit status 0 if valid, 1 if not or if FILE cannot be read.
     """
-    from .validate import summarize, validate_file
+    from .summary import summarize
+    from .validate import validate_file
 
     report = validate_file(file, full=full)
     if not report.readable:
         if len(report.problems) == 1 or not report.summary.get("schema_version"):
             raise click.ClickException(f"{file}: {report.problems[0]}")
-        click.echo(f"{file}: not a readable schema-v1 file:")
+        click.echo(f"{file}: not a readable schema-v1/v2 file:")
         for p in report.problems:
             click.echo(f"  problem: {p}")
         ctx.exit(1)
@@ -184,7 +218,7 @@ def inspect(ctx, file: Path, full: bool):
 @click.option("-v", "--verbose", is_flag=True, help="Also list warnings (incomplete scenes, blank images, ...).")
 @click.pass_context
 def validate(ctx, files: tuple[Path, ...], full: bool, verbose: bool):
-    """Check each FILE against HDF5 schema v1.
+    """Check each FILE against HDF5 schema v2.
 
     Prints one line per valid file, and each problem of an invalid one on a line of its own that names
     the attribute, dataset or scene and what was expected. Exit status 1 if any file is invalid.
@@ -250,6 +284,16 @@ def preview(file: Path, index: int, out: Path, columns: int | None):
             ) from None
     save_contact_sheet(scene, out, columns=columns)
     click.echo(f"{out}: scene {index} (seed {scene.seed}) of {file}")
+
+
+def _register() -> None:
+    from .cli_interop import export_group, import_group
+
+    main.add_command(import_group)
+    main.add_command(export_group)
+
+
+_register()
 
 
 if __name__ == "__main__":

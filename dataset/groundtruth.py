@@ -1,4 +1,10 @@
-"""Ground truth derived from what the renderer produced: defocus maps and edges."""
+"""Ground truth derived from what the renderer produced: defocus maps and edges.
+
+``stored_defocus_maps`` is the one function that computes a file's defocus maps from what the file
+stores (float32 depth, focus distances and camera): the renderer uses it to make them, the writer to
+check them, and readers to recompute maps the file does not store (``provenance``), so all three
+agree bit for bit.
+"""
 
 from __future__ import annotations
 
@@ -27,4 +33,31 @@ def canny_edges(
     return (cv2.Canny(grey, low, high) > 0).astype(np.uint8)
 
 
-__all__ = ["canny_edges", "defocus_maps", "CANNY_LOW", "CANNY_HIGH", "CANNY_BLUR_SIGMA"]
+def stored_defocus_maps(depth, focus_distance, f_number, focal_length_mm, sensor_width_mm, model: str,
+                        no_data: float | None = None) -> np.ndarray:
+    """``optics.defocus_maps`` on the values as a file stores them: every input cast to float32 first
+    (so maps made before writing equal maps recomputed after reading, bit for bit). Pixels whose depth
+    is ``no_data`` (no ground truth) get NaN.
+    """
+    depth = np.asarray(depth, dtype=np.float32)
+    focus = [float(s) for s in np.asarray(focus_distance, dtype=np.float32)]
+    camera = [float(np.float32(x)) for x in (f_number, focal_length_mm, sensor_width_mm)]
+    if no_data is None:
+        return defocus_maps(depth, focus, *camera, model)
+    hole = depth == np.float32(no_data)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        maps = defocus_maps(np.where(hole, np.float32(1), depth), focus, *camera, model)
+    maps[:, hole] = np.nan
+    return maps
+
+
+def recompute(name: str, rec, declared) -> np.ndarray:
+    """The values readers give for ground truth ``name`` of a record (``SceneRecord``) that its file
+    (whose declaration, ``provenance``, is ``declared``) recomputes instead of storing."""
+    if name != "defocus":
+        raise ValueError(f"{name!r} cannot be recomputed; only defocus maps can")
+    return stored_defocus_maps(rec.depth, rec.focus_distance, rec.f_number, rec.focal_length_mm,
+                               rec.sensor_width_mm, declared["defocus"].method, declared["depth"].no_data)
+
+
+__all__ = ["canny_edges", "defocus_maps", "recompute", "stored_defocus_maps", "CANNY_LOW", "CANNY_HIGH", "CANNY_BLUR_SIGMA"]

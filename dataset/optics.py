@@ -89,17 +89,31 @@ def defocus_maps(
     sensor_width_mm: float,
     model: str = "cycles",
 ) -> np.ndarray:
-    """Per-slice signed defocus maps, float32 (S, H, W), for a depth map (H, W) in metres."""
-    depth = np.asarray(depth_m, dtype=np.float64)
-    if depth.ndim != 2:
-        raise ValueError(f"depth map: expected shape (H, W), got {depth.shape}")
-    width = depth.shape[1]
-    return np.stack(
-        [
-            blur_diameter_px(depth, float(s), f_number, focal_length_mm, sensor_width_mm, width, model)
-            for s in focus_distances_m
-        ]
-    ).astype(np.float32)
+    """Per-slice signed defocus maps, float32 (S, H, W), for a depth map (H, W) in metres.
+
+    Each slice is ``blur_diameter_px`` of the depth map, computed with the same operations in the same
+    order (so bit for bit the same values), into reused buffers: readers recompute stored files' maps
+    with it, and it must be as fast as reading them.
+    """
+    if model not in DEFOCUS_MODELS:
+        raise ValueError(f"defocus model {model!r}: expected one of {', '.join(DEFOCUS_MODELS)}")
+    z = np.asarray(depth_m, dtype=np.float64)
+    if z.ndim != 2:
+        raise ValueError(f"depth map: expected shape (H, W), got {z.shape}")
+    focus = [check_focus_distance(s, focal_length_mm) for s in focus_distances_m]
+    f_m = focal_length_mm * 1e-3
+    scale = focal_length_px(focal_length_mm, sensor_width_mm, z.shape[1]) * aperture_diameter_m(focal_length_mm, f_number)
+    out = np.empty((len(focus), *z.shape), dtype=np.float32)
+    num, den = np.empty_like(z), np.empty_like(z)
+    for k, s in enumerate(focus):
+        denom_s = s if model == "cycles" else s - f_m
+        # c = f_px * a * (z - s) / (z * denom_s), evaluated as in blur_diameter_px
+        np.subtract(z, s, out=num)
+        np.multiply(scale, num, out=num)
+        np.multiply(z, denom_s, out=den)
+        np.divide(num, den, out=num)
+        out[k] = num
+    return out
 
 
 def thin_lens_image_distance_m(focus_distance_m: float, focal_length_mm: float) -> float:

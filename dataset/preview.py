@@ -1,5 +1,6 @@
 """Contact sheet of one scene: every focal slice, the AiF image, depth, defocus maps and edges.
 
+Ground truth the file lacks (imported data sets) gets a panel saying so; nothing is drawn in its place.
 Drawn with matplotlib's Agg canvas directly (no pyplot, no display, no global state). Images are shown
 with nearest interpolation, and the figure's resolution grows with the scene so that each panel shows
 the image at least at its own size (up to 512 px), so 32 x 32 and 512 x 512 scenes are both legible.
@@ -29,7 +30,8 @@ def _figure(scene: SceneRecord, title: str | None, columns: int | None) -> Figur
     n_slices, height, width = stack.shape[:3]
     cols = columns or max(3, min(n_slices, MAX_COLUMNS))
     slice_rows = math.ceil(n_slices / cols)
-    rows = 2 * slice_rows + 1
+    defocus_rows = slice_rows if scene.defocus is not None else 1  # one 'not in this file' panel
+    rows = slice_rows + defocus_rows + 1
     aspect = min(max(height / width, 0.25), 4.0)
     panel_h = PANEL_INCHES * aspect
     # Enough dots that a panel shows every pixel of images up to 512 px (titles and colour bars take
@@ -41,11 +43,11 @@ def _figure(scene: SceneRecord, title: str | None, columns: int | None) -> Figur
     FigureCanvasAgg(fig)
     # Three sub-figures (slices, defocus, AiF/depth/edges), each laid out on its own, so that a colour
     # bar in one does not shift the columns of the others.
-    top, mid, low = fig.subfigures(3, 1, height_ratios=[slice_rows, slice_rows, 1])
+    top, mid, low = fig.subfigures(3, 1, height_ratios=[slice_rows, defocus_rows, 1])
     axes = np.concatenate(
         [
             top.subplots(slice_rows, cols, squeeze=False),
-            mid.subplots(slice_rows, cols, squeeze=False),
+            mid.subplots(defocus_rows, cols, squeeze=False),
             low.subplots(1, cols, squeeze=False),
         ]
     )
@@ -64,6 +66,53 @@ def _figure(scene: SceneRecord, title: str | None, columns: int | None) -> Figur
     for k in range(n_slices):
         show(axes[k // cols, k % cols], stack[k], f"slice {k}: focus {focus[k]:.3g} m")
 
+    if scene.defocus is None:
+        _absent(axes[slice_rows, 0], "defocus maps")
+    else:
+        _defocus_panels(mid, axes, scene, slice_rows, cols, show)
+
+    bottom = axes[rows - 1]
+    if scene.aif is None:
+        _absent(bottom[0], "all-in-focus")
+    else:
+        show(bottom[0], scene.aif, "all-in-focus")
+    if scene.depth is None:
+        _absent(bottom[1], "depth")
+    else:
+        _depth_panel(low, bottom[1], scene, show)
+    if scene.edges is None:
+        _absent(bottom[2], "edges")
+    else:
+        edges = np.asarray(scene.edges)
+        show(bottom[2], edges, f"edges ({int(np.count_nonzero(edges))} px)", cmap="gray", vmin=0, vmax=1)
+    if scene.disparity is not None and len(bottom) > 3:
+        disparity = np.asarray(scene.disparity, dtype=np.float64)
+        show(bottom[3], np.where(disparity > 0, disparity, np.nan), "disparity [px] (as given)", cmap=DEPTH_CMAP)
+
+    if title is None:
+        camera = ""
+        if scene.f_number is not None:
+            camera = (f"  f/{scene.f_number:.3g}  focal length {scene.focal_length_mm:.3g} mm  "
+                      f"sensor {scene.sensor_width_mm:.3g} mm")
+        seed = f"  seed {scene.seed}" if scene.seed >= 0 else ""
+        title = f"scene {scene.index}{seed}  {width}x{height} px{camera}"
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def _absent(ax, label: str) -> None:
+    """A panel for ground truth the file does not have."""
+    ax.set_axis_on()
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.text(0.5, 0.5, "not in this file", ha="center", va="center", fontsize=8, color="0.4", transform=ax.transAxes)
+    ax.set_title(label, fontsize=9)
+
+
+def _defocus_panels(mid, axes, scene: SceneRecord, slice_rows: int, cols: int, show) -> None:
+    """The signed defocus maps on one symmetric scale, with a shared colour bar."""
+    n_slices = len(scene.defocus)
+    focus = np.asarray(scene.focus_distance, dtype=np.float64)
     defocus = np.asarray(scene.defocus, dtype=np.float64)
     finite = defocus[np.isfinite(defocus)]
     vmax = float(np.max(np.abs(finite))) if finite.size else 1.0
@@ -79,25 +128,20 @@ def _figure(scene: SceneRecord, title: str | None, columns: int | None) -> Figur
     cb.set_label("signed blur diameter [px]\n(+ behind focus, - in front)", fontsize=8)
     cb.ax.tick_params(labelsize=7)
 
-    bottom = axes[rows - 1]
-    show(bottom[0], scene.aif, "all-in-focus")
+
+def _depth_panel(low, ax, scene: SceneRecord, show) -> None:
+    """Depth with a colour bar in metres; pixels without ground truth (0 or not finite) are left blank."""
     depth = np.asarray(scene.depth, dtype=np.float64)
-    good = depth[np.isfinite(depth)]
+    valid = np.isfinite(depth) & (depth > 0)
+    good = depth[valid]
     lo, hi = (float(good.min()), float(good.max())) if good.size else (0.0, 1.0)
-    im_depth = show(bottom[1], depth, f"depth {lo:.3g} to {hi:.3g} m", cmap=DEPTH_CMAP, vmin=lo, vmax=hi)
-    cb = low.colorbar(im_depth, ax=bottom[1], shrink=0.9, aspect=20)
+    holes = int(depth.size - good.size)
+    note = f"\n{holes} px without ground truth" if holes else ""
+    im_depth = show(ax, np.where(valid, depth, np.nan), f"depth {lo:.3g} to {hi:.3g} m{note}", cmap=DEPTH_CMAP,
+                    vmin=lo, vmax=hi)
+    cb = low.colorbar(im_depth, ax=ax, shrink=0.9, aspect=20)
     cb.set_label("depth [m]", fontsize=8)
     cb.ax.tick_params(labelsize=7)
-    edges = np.asarray(scene.edges)
-    show(bottom[2], edges, f"edges ({int(np.count_nonzero(edges))} px)", cmap="gray", vmin=0, vmax=1)
-
-    if title is None:
-        title = (
-            f"scene {scene.index}  seed {scene.seed}  {width}x{height} px  f/{scene.f_number:.3g}  "
-            f"focal length {scene.focal_length_mm:.3g} mm  sensor {scene.sensor_width_mm:.3g} mm"
-        )
-    fig.suptitle(title, fontsize=10)
-    return fig
 
 
 def contact_sheet(scene: SceneRecord, *, title: str | None = None, columns: int | None = None) -> np.ndarray:

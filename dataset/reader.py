@@ -1,4 +1,9 @@
-"""Reads schema-v1 files. Only complete scenes exist for a reader; unknown datasets are ignored."""
+"""Reads schema-v1 and v2 files. Only complete scenes exist for a reader; unknown datasets are ignored.
+
+Ground truth a file lacks is None in the records it returns, and an error (naming it) where asked for
+by name; defocus maps the file recomputes instead of storing (``provenance``) are computed here, bit for
+bit what the writer was given.
+"""
 
 from __future__ import annotations
 
@@ -9,27 +14,50 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from . import schema
+from . import provenance, schema
+from .groundtruth import recompute
 from .record import SceneRecord
 from .schema import DatasetError
+from .storage import check_decodable, read_row
 
 
-def check_header(f: h5py.File, path: Path) -> None:
-    """Raise DatasetError unless ``f`` declares format 'focalstack' and a schema version we read."""
-    fmt = f.attrs.get("format")
-    if isinstance(fmt, bytes):
-        fmt = fmt.decode()
+def _attr(f: h5py.File, key: str):
+    value = f.attrs.get(key)
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def check_header(f: h5py.File, path: Path) -> int:
+    """The file's schema version; DatasetError unless ``f`` declares format 'focalstack', a schema
+    version we read, and holds the datasets that version (and its ground-truth declaration) requires."""
+    fmt = _attr(f, "format")
     if fmt != schema.FORMAT:
         raise DatasetError(f"{path}: attribute 'format' is {fmt!r}, expected {schema.FORMAT!r}: not a focalstack file")
-    version = f.attrs.get("schema_version")
-    # an integer scalar; a string, float or array is not a version we know
-    if not (isinstance(version, (int, np.integer)) and int(version) == schema.SCHEMA_VERSION):
-        raise DatasetError(
-            f"{path}: attribute 'schema_version' is {version!r}, this reader reads version {schema.SCHEMA_VERSION}"
-        )
-    missing = [name for name in schema.ARRAY_NAMES if name not in f]
+    try:
+        version = schema.check_version(f.attrs.get("schema_version"))
+    except DatasetError as exc:
+        raise DatasetError(f"{path}: {exc}") from None
+    if version == 1:
+        required = schema.ARRAY_NAMES
+    else:
+        declared = declaration_of(f, path)
+        required = (*schema.REQUIRED_NAMES, *provenance.stored_names(declared))
+    missing = [name for name in required if name not in f]
     if missing:
         raise DatasetError(f"{path}: dataset(s) missing: {', '.join(missing)}")
+    return version
+
+
+def declaration_of(f: h5py.File, path: Path) -> provenance.Declaration:
+    """Which ground truth the file holds (``provenance``): its ``ground_truth`` attribute, or for a
+    schema-v1 file, everything."""
+    if f.attrs.get("schema_version") == 1:
+        return provenance.v1_declaration(_attr(f, "defocus_model"))
+    if "ground_truth" not in f.attrs:
+        raise DatasetError(f"{path}: root attribute 'ground_truth' missing (schema v2 files declare their ground truth)")
+    try:
+        return provenance.from_json(f.attrs["ground_truth"])
+    except DatasetError as exc:
+        raise DatasetError(f"{path}: {exc}") from None
 
 
 def open_h5(path: str | os.PathLike, mode: str = "r") -> h5py.File:
@@ -50,14 +78,26 @@ def open_error_text(exc: OSError) -> str:
 
 
 class FocalStackFile:
-    """A schema-v1 file opened for reading. ``len()`` and indices count complete scenes only."""
+    """A schema-v1 or v2 file opened for reading. ``len()`` and indices count complete scenes only.
+
+    ``ground_truth`` says which ground truth the file holds and where each array came from.
+    """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self._h5 = open_h5(self.path)
         try:
-            check_header(self._h5, self.path)
+            self.schema_version = check_header(self._h5, self.path)
+            self._declared = declaration_of(self._h5, self.path)
             self._rows = np.flatnonzero(self._h5["complete"][:].astype(bool))
+            self._columns: dict[str, np.ndarray] = {}  # small per-scene datasets, read whole on first use
+            # the schema datasets the file stores, looked up once (h5py's lookup costs per call)
+            self._stored = {spec.name: self._h5[spec.name] for spec in schema.WRITTEN_ARRAYS if spec.name in self._h5}
+            for ds in self._stored.values():
+                try:
+                    check_decodable(ds)
+                except DatasetError as exc:
+                    raise DatasetError(f"{self.path}: {exc}") from None
         except BaseException:
             self._h5.close()
             raise
@@ -78,6 +118,19 @@ class FocalStackFile:
             raise DatasetError(f"{self.path}: attribute 'config' missing or not JSON") from None
 
     @property
+    def ground_truth(self) -> dict[str, provenance.GroundTruth]:
+        """Every ground-truth dataset of the schema -> its ``provenance.GroundTruth`` (``.present``:
+        readers give values for it; ``.source``: rendered, imported, derived or absent; ``.stored``;
+        ``.no_data``: the pixel value meaning 'no ground truth')."""
+        return dict(self._declared)
+
+    def has(self, name: str) -> bool:
+        """True when the file gives values for dataset ``name`` (stored, or recomputed)."""
+        if name in self._declared:
+            return self._declared[name].present
+        return name in self._h5
+
+    @property
     def n_slices(self) -> int:
         return int(self._h5["stack"].shape[1])
 
@@ -95,16 +148,37 @@ class FocalStackFile:
         return int(len(self._rows))
 
     def dataset(self, name: str) -> h5py.Dataset:
+        """The stored HDF5 dataset ``name`` (DatasetError for data the file lacks or recomputes)."""
+        gt = self._declared.get(name)
+        if gt is not None and not gt.stored:
+            how = "absent from this file" if not gt.present else f"{gt.describe()}: use read() or read_all()"
+            raise DatasetError(f"{self.path}: no dataset {name!r} ({how})")
         if name not in self._h5:
             raise DatasetError(f"{self.path}: no dataset {name!r}")
         return self._h5[name]
 
     def read(self, name: str, index: int) -> np.ndarray:
-        """One array of one complete scene."""
-        return self.dataset(name)[self._row(index)]
+        """One array of one complete scene (recomputed where the file does not store it)."""
+        if name in self._declared and self._declared[name].recomputed:
+            return getattr(self[index], name)
+        return self._read_row(self.dataset(name), self._row(index))
+
+    def _read_row(self, ds: h5py.Dataset, row: int):
+        """Row ``row`` of a stored dataset. The small per-scene numeric datasets (camera, focus
+        distances, slice geometry, ...: a few hundred bytes per scene) are read whole once and served
+        from memory: one HDF5 read per dataset per scene would cost more than decoding the images."""
+        spec = schema.SPECS.get(ds.name.lstrip("/"))
+        if spec is None or spec.per_pixel or spec.dtype == "str":
+            return read_row(ds, row)
+        column = self._columns.get(spec.name)
+        if column is None:
+            column = self._columns[spec.name] = ds[:]
+        return column[row].copy() if column.ndim > 1 else column[row]
 
     def read_all(self, name: str) -> np.ndarray:
         """A per-scene scalar or small array for every complete scene (e.g. 'seed', 'focus_distance')."""
+        if name in self._declared and self._declared[name].recomputed:
+            return np.stack([self.read(name, i) for i in range(len(self))]) if len(self) else np.empty((0,))
         return self.dataset(name)[:][self._rows]
 
     def _row(self, index: int) -> int:
@@ -114,15 +188,20 @@ class FocalStackFile:
         return int(self._rows[index])
 
     def __getitem__(self, index: int) -> SceneRecord:
-        """Complete scene ``index``: every schema dataset the file holds, through ``SceneRecord.from_arrays``."""
+        """Complete scene ``index``: every schema dataset the file holds, through ``SceneRecord.from_arrays``;
+        ground truth the file lacks is None, and recomputed ground truth is computed."""
         row = self._row(index)
-        f = self._h5
-        arrays = {spec.name: f[spec.name][row] for spec in schema.WRITTEN_ARRAYS if spec.name in f}
+        arrays = {name: self._read_row(ds, row) for name, ds in self._stored.items()}
         try:
             record = SceneRecord.from_arrays(arrays, index=index if index >= 0 else index + len(self))
             record.description
         except (ValueError, TypeError) as exc:  # UnicodeDecodeError is a ValueError
             raise DatasetError(f"{self.path}: scene {index}: dataset 'scene' is not JSON ({exc})") from None
+        for name, gt in self._declared.items():
+            if gt.recomputed:
+                setattr(record, name, recompute(name, record, self._declared))
+            elif not gt.present:
+                setattr(record, name, None)  # a dataset the declaration disowns is not read as data
         return record
 
     def close(self) -> None:

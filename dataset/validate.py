@@ -1,13 +1,12 @@
-"""Checks a file against HDF5 schema v1 and summarises it, without ever raising on a bad file.
+"""Checks a file against HDF5 schema v2 (or v1), without ever raising on a bad file.
 
 ``validate_file`` returns a ``ValidationReport``: a list of problems (each one line that names the
 attribute, dataset or scene and what was expected; the file's path is the report's, not repeated), warnings (the file is readable but something looks
 off) and a summary dict. Structural checks cover the whole file; the per-pixel checks (depth, edges,
 defocus against the optics, JSON, blank images) run on every complete scene with ``full=True`` and on a
-sample of up to ``sample`` scenes spread over the file otherwise.
-
-``summarize`` gathers what ``focalstack-data inspect`` prints: counts, camera settings, depth range and
-per-dataset storage.
+sample of up to ``sample`` scenes spread over the file otherwise. Only the ground truth the file declares
+(``provenance``) is checked: what it lacks is skipped, pixels marked ``no_data`` are not errors, and
+defocus maps it recomputes are not compared with themselves.
 """
 
 from __future__ import annotations
@@ -21,9 +20,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from . import optics, schema
-from .groundtruth import canny_edges
+from . import optics, provenance, schema
+from .groundtruth import canny_edges, stored_defocus_maps
 from .reader import open_error_text
+from .storage import check_decodable, read_row
 from .schema import DatasetError
 
 # Defocus maps must match the recomputation to within DEFOCUS_ATOL_PX + DEFOCUS_RTOL * |c|.
@@ -34,10 +34,6 @@ DEFOCUS_RTOL = 1e-3
 EDGE_MISMATCH_WARN = 0.01
 # Filters every h5py build has; anything else needs a plugin a reader may not have.
 BUILTIN_FILTERS = {"gzip", "lzf", "shuffle", "fletcher32", "scaleoffset", "szip"}
-# Datasets a schema-v1 file may carry (checked when present); getattr keeps this module working with a
-# schema that does not define them.
-OPTIONAL_ARRAYS: tuple = schema.OPTIONAL_ARRAYS
-OPTIONAL_NAMES = tuple(a.name for a in OPTIONAL_ARRAYS)
 STRING_ATTRS = ("generator_version", "blender_version", "created_utc", "preset", "config", "defocus_model")
 
 
@@ -120,14 +116,16 @@ def _check_header(f: h5py.File, r: ValidationReport) -> bool:
         r.problem(f"attribute 'format' is {fmt!r}, expected {schema.FORMAT!r}: not a focalstack file")
         return False
     version = f.attrs.get("schema_version")
-    if not (isinstance(version, (int, np.integer)) and int(version) == schema.SCHEMA_VERSION):
+    if not (isinstance(version, (int, np.integer)) and int(version) in schema.READABLE_VERSIONS):
+        known = " or ".join(str(v) for v in schema.READABLE_VERSIONS)
         r.problem(
-            f"attribute 'schema_version' is {_attr_str(version)!r}, expected {schema.SCHEMA_VERSION} "
+            f"attribute 'schema_version' is {_attr_str(version)!r}, expected {known} "
             f"(this is focalstack's schema-v{schema.SCHEMA_VERSION} validator)"
         )
         return False
-    r.summary["schema_version"] = int(version)
-    for key in schema.REQUIRED_ATTRS:
+    version = int(version)
+    r.summary["schema_version"] = version
+    for key in schema.REQUIRED_ATTRS_V1 if version == 1 else schema.REQUIRED_ATTRS:
         if key not in f.attrs:
             r.problem(f"root attribute {key!r} missing")
     for key in STRING_ATTRS:
@@ -146,11 +144,20 @@ def _check_header(f: h5py.File, r: ValidationReport) -> bool:
                 r.problem(f"root attribute 'config' is JSON {type(config).__name__}, expected a JSON object")
                 config = None
     r.summary["config"] = config
+    declared = _check_declaration(f, r, version)
+    r.summary["ground_truth"] = declared
     model = attrs.get("defocus_model")
+    defocus_present = declared is None or declared["defocus"].present
     if "defocus_model" in attrs and model not in optics.DEFOCUS_MODELS:
         r.problem(f"root attribute 'defocus_model' is {model!r}, expected one of {', '.join(optics.DEFOCUS_MODELS)}")
     elif config and "defocus_model" in config and config["defocus_model"] != model:
         r.problem(f"root attribute 'defocus_model' is {model!r} but 'config' says {config['defocus_model']!r}")
+    elif version > 1 and defocus_present and "defocus_model" not in attrs:
+        r.problem("root attribute 'defocus_model' missing (the file has defocus maps)")
+    if model in optics.DEFOCUS_MODELS and declared and declared["defocus"].source == "derived" \
+            and declared["defocus"].method != model:
+        r.problem(f"ground_truth['defocus'] is derived by {declared['defocus'].method!r} but root attribute "
+                  f"'defocus_model' is {model!r}")
     created = attrs.get("created_utc")
     if isinstance(created, str):
         try:
@@ -158,6 +165,25 @@ def _check_header(f: h5py.File, r: ValidationReport) -> bool:
         except ValueError:
             r.warn(f"root attribute 'created_utc' is {created!r}, expected an ISO 8601 time")
     return True
+
+
+def _check_declaration(f: h5py.File, r: ValidationReport, version: int) -> provenance.Declaration | None:
+    """The file's ground-truth declaration (v1: implied), or None with a problem when it is unusable."""
+    if version == 1:
+        return provenance.v1_declaration(_attr_str(f.attrs.get("defocus_model")))
+    if "ground_truth" not in f.attrs:
+        return None  # reported with the required attributes
+    text = _attr_str(f.attrs["ground_truth"])
+    try:
+        declared = provenance.from_json(text)
+    except DatasetError as exc:
+        r.problem(f"root attribute {exc}" if str(exc).startswith("attribute") else str(exc))
+        return None
+    raw = json.loads(text)
+    extra = sorted(set(raw) - set(declared))
+    if extra:
+        r.warn(f"root attribute 'ground_truth' lists dataset(s) this schema does not know: {', '.join(extra)}")
+    return declared
 
 
 # -- structure ---------------------------------------------------------------------------------------
@@ -178,15 +204,24 @@ def _filters(ds: h5py.Dataset) -> list[str]:
 
 def _check_datasets(f: h5py.File, r: ValidationReport) -> bool:
     """Presence, dtype, shape, N and chunking of every schema dataset. False if one is missing."""
-    present = True
+    declared = r.summary.get("ground_truth")
+    present = declared is not None
+    version = r.summary["schema_version"]
+    required = schema.ARRAY_NAMES if version == 1 else (*schema.REQUIRED_NAMES, *provenance.stored_names(declared or {}))
     bound: dict[str, tuple[int, str]] = {}  # symbol -> (size, dataset that fixed it)
     lengths: dict[str, int] = {}
-    for spec in (*schema.ARRAYS, *OPTIONAL_ARRAYS):
+    for spec in schema.WRITTEN_ARRAYS:
         name = spec.name
         if name not in f or not isinstance(f[name], h5py.Dataset):
-            if spec in schema.ARRAYS:
-                r.problem(f"dataset {name!r} missing ({spec.meaning})")
+            if name in required:
+                gt = (declared or {}).get(name)
+                why = f"; ground_truth says {gt.describe()}" if gt else ""
+                r.problem(f"dataset {name!r} missing ({spec.meaning}{why})")
                 present = False
+            continue
+        if declared and name in declared and not declared[name].stored:
+            r.problem(f"dataset {name!r} is in the file, but its ground_truth entry says "
+                      f"{declared[name].describe()}; expected no such dataset")
             continue
         ds = f[name]
         if not _dtype_ok(ds, spec):
@@ -210,17 +245,16 @@ def _check_datasets(f: h5py.File, r: ValidationReport) -> bool:
                     f"dataset {name!r} has shape {ds.shape}: axis {sym} is {size}, expected {want}"
                     f" (as in {source!r}; shape ({', '.join(symbolic)}))"
                 )
-        if ds.chunks is None:
-            r.problem(f"dataset {name!r} is not chunked; expected chunks along axis 0, one scene per chunk")
-        elif tuple(ds.chunks[1:]) != tuple(ds.shape[1:]):
-            r.problem(f"dataset {name!r} has chunks {ds.chunks} that split a scene; expected (1, *{ds.shape[1:]})")
-        elif "H" in spec.trailing and ds.chunks[0] != 1:  # per-pixel arrays
-            r.problem(f"dataset {name!r} has chunks {ds.chunks}: expected one scene per chunk, (1, *{ds.shape[1:]})")
+        _check_chunks(ds, spec, r)
         if ds.maxshape[0] is not None:
             r.warn(f"dataset {name!r} has a fixed length {ds.maxshape[0]}: scenes cannot be appended")
         foreign = [x for x in _filters(ds) if x not in BUILTIN_FILTERS]
         if foreign:
             r.problem(f"dataset {name!r} uses filter(s) {', '.join(foreign)}, expected h5py's built-in filters only")
+        try:
+            check_decodable(ds)
+        except DatasetError as exc:
+            r.problem(str(exc))
     if len(set(lengths.values())) > 1:
         listing = ", ".join(f"{k} {v}" for k, v in lengths.items())
         r.problem(f"datasets differ in scene count N ({listing}); expected one N for all (an interrupted append?)")
@@ -232,6 +266,20 @@ def _check_datasets(f: h5py.File, r: ValidationReport) -> bool:
     return present
 
 
+def _check_chunks(ds: h5py.Dataset, spec: schema.ArraySpec, r: ValidationReport) -> None:
+    """Chunked along axis 0, never across scenes: per-pixel arrays one scene per chunk, or for colour
+    images one colour channel of one scene per chunk (storage.py); small arrays whole scenes per chunk."""
+    name, rest = spec.name, tuple(ds.shape[1:])
+    planar = (*rest[:-1], 1) if spec.trailing[-1:] == ("3",) else None
+    if ds.chunks is None:
+        r.problem(f"dataset {name!r} is not chunked; expected chunks along axis 0, one scene per chunk")
+    elif tuple(ds.chunks[1:]) not in (rest, planar):
+        also = f" or one colour channel per chunk (1, *{planar})" if planar else ""
+        r.problem(f"dataset {name!r} has chunks {ds.chunks} that split a scene; expected (1, *{rest}){also}")
+    elif spec.per_pixel and ds.chunks[0] != 1:
+        r.problem(f"dataset {name!r} has chunks {ds.chunks}: expected one scene per chunk, (1, *{rest})")
+
+
 # -- per scene ---------------------------------------------------------------------------------------
 class _Unreadable(Exception):
     def __init__(self, name: str, exc: BaseException):
@@ -241,7 +289,7 @@ class _Unreadable(Exception):
 def _read(f: h5py.File, name: str, row: int):
     """One scene's value of a dataset; _Unreadable names the dataset when a chunk is damaged."""
     try:
-        return f[name][row]
+        return read_row(f[name], row)
     except (OSError, RuntimeError, KeyError, ValueError, TypeError, MemoryError) as exc:
         raise _Unreadable(name, exc) from None
 
@@ -261,59 +309,69 @@ def _check_scenes(f: h5py.File, r: ValidationReport, full: bool, sample: int) ->
         r.warn("no complete scenes")
         r.summary["checked"] = []
         return
-    rows_ok = rows[rows < min(f[name].shape[0] for name in schema.ARRAY_NAMES + OPTIONAL_NAMES if name in f)]
+    rows_ok = rows[rows < min(f[spec.name].shape[0] for spec in schema.WRITTEN_ARRAYS if spec.name in f)]
     if len(rows_ok) < len(rows):
         rows = rows_ok  # already reported as differing N
-
-    # Small per-scene arrays: cheap, so every complete scene is checked.
-    focus = f["focus_distance"][:][rows]
-    cams = {name: f[name][:][rows].astype(np.float64) for name in ("f_number", "focal_length_mm", "sensor_width_mm")}
-    for name, values in cams.items():
-        bad = np.flatnonzero(~(np.isfinite(values) & (values > 0)))
-        for i in bad[:3]:
-            r.problem(f"{_scene_label(i, rows[i])}: {name!r} is {values[i]!r}, expected a number > 0")
-        if len(bad) > 3:
-            r.problem(f"{name!r}: {len(bad) - 3} more scene(s) not > 0")
-    bad_camera = set()
-    for values in cams.values():
-        bad_camera.update(np.flatnonzero(~(np.isfinite(values) & (values > 0))).tolist())
-    f_m = cams["focal_length_mm"] * 1e-3
-    bad_focus = np.flatnonzero(~np.all(np.isfinite(focus) & (focus > f_m[:, None]), axis=1))
-    for i in bad_focus[:3]:
-        r.problem(
-            f"{_scene_label(i, rows[i])}: 'focus_distance' {focus[i].tolist()} m, expected every distance beyond "
-            f"the focal length ({f_m[i]:g} m)"
-        )
-    if len(bad_focus) > 3:
-        r.problem(f"'focus_distance': {len(bad_focus) - 3} more scene(s) focused inside the focal length")
-    seeds = f["seed"][:][rows]
-    uniq, counts = np.unique(seeds, return_counts=True)
-    if (counts > 1).any():
-        dup = uniq[counts > 1]
-        r.warn(f"'seed': {len(dup)} seed(s) used by more than one scene (e.g. {int(dup[0])})")
+    declared = r.summary["ground_truth"]
+    skip = _check_small_arrays(f, r, rows, declared)
 
     # Per-pixel checks on all complete scenes or a sample.
     picks = list(range(len(rows))) if full else scene_sample(len(rows), sample)
     r.summary["checked"] = picks
-    model = _attr_str(f.attrs.get("defocus_model"))
     config = r.summary.get("config") or {}
     for i in picks:
         # no defocus check where the camera itself is already reported as wrong
         try:
             with np.errstate(all="ignore"):  # damaged values are reported, not warned about
-                _check_one_scene(f, r, i, int(rows[i]), model, config, bad_camera | set(bad_focus.tolist()))
+                _check_one_scene(f, r, i, int(rows[i]), declared, config, i in skip)
         except _Unreadable as exc:
             r.problem(f"{_scene_label(i, int(rows[i]))}: {exc}")
 
 
-def _check_one_scene(f, r: ValidationReport, index: int, row: int, model, config: dict, bad_camera: set) -> None:
+def _check_small_arrays(f: h5py.File, r: ValidationReport, rows: np.ndarray, declared) -> set:
+    """Camera, focus distances and seeds of every complete scene (cheap). Returns the scene indices
+    whose camera or focus is wrong (their defocus is not checked)."""
+    focus = f["focus_distance"][:][rows].astype(np.float64)
+    cams = {name: f[name][:][rows].astype(np.float64) for name in schema.CAMERA_NAMES if declared[name].present}
+    bad_camera = set()
+    for name, values in cams.items():
+        bad = np.flatnonzero(~(np.isfinite(values) & (values > 0)))
+        bad_camera.update(bad.tolist())
+        for i in bad[:3]:
+            r.problem(f"{_scene_label(i, rows[i])}: {name!r} is {values[i]!r}, expected a number > 0")
+        if len(bad) > 3:
+            r.problem(f"{name!r}: {len(bad) - 3} more scene(s) not > 0")
+    if "focal_length_mm" in cams:
+        f_m, beyond = cams["focal_length_mm"] * 1e-3, "beyond the focal length"
+    else:  # no camera model (DDFF-12): distances need only be positive
+        f_m, beyond = np.zeros(len(rows)), "> 0"
+    bad_focus = np.flatnonzero(~np.all(np.isfinite(focus) & (focus > f_m[:, None]), axis=1))
+    for i in bad_focus[:3]:
+        r.problem(f"{_scene_label(i, rows[i])}: 'focus_distance' {focus[i].tolist()} m, expected every distance "
+                  f"{beyond}" + (f" ({f_m[i]:g} m)" if "focal_length_mm" in cams else ""))
+    if len(bad_focus) > 3:
+        r.problem(f"'focus_distance': {len(bad_focus) - 3} more scene(s) focused inside the focal length")
+    seeds = f["seed"][:][rows]
+    uniq, counts = np.unique(seeds[seeds >= 0], return_counts=True)  # imported scenes have seed -1
+    if (counts > 1).any():
+        dup = uniq[counts > 1]
+        r.warn(f"'seed': {len(dup)} seed(s) used by more than one scene (e.g. {int(dup[0])})")
+    return bad_camera | set(bad_focus.tolist())
+
+
+def _check_one_scene(f, r: ValidationReport, index: int, row: int, declared, config: dict, bad_camera: bool) -> None:
     label = _scene_label(index, row)
-    depth = _read(f, "depth", row).astype(np.float64)
-    bad = ~(np.isfinite(depth) & (depth > 0))
-    if bad.any():
-        r.problem(f"{label}: 'depth' has {int(bad.sum())} pixel(s) not finite or not > 0; expected metres > 0")
-    edges = _read(f, "edges", row)
-    stray = np.setdiff1d(np.unique(edges), [0, 1])
+    depth, bad = None, None
+    if declared["depth"].present:
+        depth = _read(f, "depth", row).astype(np.float64)
+        bad = _check_positive(r, label, "depth", depth, declared["depth"].no_data, "metres > 0")
+    if declared["disparity"].present:
+        disparity = _read(f, "disparity", row).astype(np.float64)
+        _check_positive(r, label, "disparity", disparity, declared["disparity"].no_data, "pixels > 0")
+        if depth is not None:
+            _check_depth_from_disparity(r, label, depth, disparity, declared)
+    edges = _read(f, "edges", row) if declared["edges"].present else None
+    stray = np.setdiff1d(np.unique(edges), [0, 1]) if edges is not None else np.zeros(0)
     if stray.size:
         r.problem(f"{label}: 'edges' holds value(s) {stray[:5].tolist()}, expected only 0 and 1")
     text = _read(f, "scene", row)
@@ -322,21 +380,29 @@ def _check_one_scene(f, r: ValidationReport, index: int, row: int, model, config
     except (ValueError, UnicodeDecodeError, TypeError) as exc:
         r.problem(f"{label}: 'scene' is not JSON ({exc})")
 
-    stack, aif = _read(f, "stack", row), _read(f, "aif", row)
-    if aif.min() == aif.max():
+    stack = _read(f, "stack", row)
+    aif = _read(f, "aif", row) if declared["aif"].present else None
+    if aif is not None and aif.min() == aif.max():
         r.warn(f"{label}: 'aif' is constant ({int(aif.min())}): a blank render?")
     for k, img in enumerate(stack):
         if img.min() == img.max():
             r.warn(f"{label}: 'stack' slice {k} is constant ({int(img.min())}): a blank render?")
 
-    defocus = _read(f, "defocus", row).astype(np.float64)
-    if not np.isfinite(defocus).all():
-        r.problem(f"{label}: 'defocus' has {int((~np.isfinite(defocus)).sum())} non-finite value(s)")
-    elif model in optics.DEFOCUS_MODELS and not bad.any() and index not in bad_camera:
-        _check_defocus(f, r, label, row, depth, defocus, model)
+    gt = declared["defocus"]
+    if gt.stored:  # recomputed maps are the recomputation: nothing to compare
+        defocus = _read(f, "defocus", row).astype(np.float64)
+        no_depth = declared["depth"].no_data
+        holes = depth == no_depth if depth is not None and no_depth is not None else False  # NaN maps there
+        nonfinite = ~np.isfinite(defocus) & ~np.asarray(holes)
+        if nonfinite.any():
+            r.problem(f"{label}: 'defocus' has {int(nonfinite.sum())} non-finite value(s)")
+        elif gt.source == "derived" and gt.method in optics.DEFOCUS_MODELS and depth is not None \
+                and not bad.any() and not bad_camera:
+            _check_defocus(f, r, label, row, depth, defocus, gt.method, declared["depth"].no_data)
 
     keys = ("canny_low", "canny_high", "canny_blur_sigma")
-    if all(isinstance(config.get(k), (int, float)) for k in keys) and not stray.size:
+    if edges is not None and aif is not None and all(isinstance(config.get(k), (int, float)) for k in keys) \
+            and not stray.size:
         want = canny_edges(aif, config["canny_low"], config["canny_high"], config["canny_blur_sigma"])
         frac = float(np.mean(want != edges))
         if frac > EDGE_MISMATCH_WARN:
@@ -346,105 +412,59 @@ def _check_one_scene(f, r: ValidationReport, index: int, row: int, model, config
             )
 
 
-def _expected_defocus(f, row: int, depth: np.ndarray, model: str) -> np.ndarray:
-    return optics.defocus_maps(
+def _check_positive(r, label: str, name: str, values: np.ndarray, no_data, expected: str) -> np.ndarray:
+    """Pixels not finite or not > 0 (other than the declared no-data value) are a problem; returns them."""
+    bad = ~(np.isfinite(values) & (values > 0))
+    if no_data is not None:
+        bad &= values != no_data
+    if bad.any():
+        allowed = f" (or {no_data:g}: no ground truth)" if no_data is not None else ""
+        r.problem(f"{label}: {name!r} has {int(bad.sum())} pixel(s) not finite or not > 0; expected {expected}{allowed}")
+    return bad
+
+
+def _check_depth_from_disparity(r, label: str, depth, disparity, declared) -> None:
+    """Depth derived from disparity is one constant over disparity, and has no data exactly where it has none."""
+    no_depth = depth == declared["depth"].no_data if declared["depth"].no_data is not None else np.zeros(depth.shape, bool)
+    no_disp = disparity == declared["disparity"].no_data if declared["disparity"].no_data is not None else no_depth
+    if not np.array_equal(no_depth, no_disp):
+        r.problem(f"{label}: 'depth' and 'disparity' lack ground truth at different pixels "
+                  f"({int(no_depth.sum())} and {int(no_disp.sum())})")
+        return
+    k = (depth * disparity)[~no_depth]
+    if k.size and np.all(np.isfinite(k)) and np.ptp(k) > 1e-6 * np.abs(k).max():
+        r.problem(f"{label}: 'depth' is not one constant over 'disparity' (depth x disparity from {k.min():.6g} "
+                  f"to {k.max():.6g})")
+
+
+def _expected_defocus(f, row: int, depth: np.ndarray, model: str, no_data) -> np.ndarray:
+    return stored_defocus_maps(
         depth,
-        _read(f, "focus_distance", row).astype(np.float64),
-        float(_read(f, "f_number", row)),
-        float(_read(f, "focal_length_mm", row)),
-        float(_read(f, "sensor_width_mm", row)),
+        _read(f, "focus_distance", row),
+        _read(f, "f_number", row),
+        _read(f, "focal_length_mm", row),
+        _read(f, "sensor_width_mm", row),
         model,
+        no_data,
     ).astype(np.float64)
 
 
-def _check_defocus(f, r, label: str, row: int, depth, defocus, model: str) -> None:
-    want = _expected_defocus(f, row, depth, model)
-    err = np.abs(defocus - want)
-    excess = err - (DEFOCUS_ATOL_PX + DEFOCUS_RTOL * np.abs(want))
+def _check_defocus(f, r, label: str, row: int, depth, defocus, model: str, no_data) -> None:
+    want = _expected_defocus(f, row, depth, model, no_data)
+    with np.errstate(invalid="ignore"):
+        err = np.where(np.isnan(want), 0.0, np.abs(defocus - want))
+    excess = err - (DEFOCUS_ATOL_PX + DEFOCUS_RTOL * np.abs(np.nan_to_num(want)))
     if (excess <= 0).all():
         return
     k = int(np.argmax(excess.reshape(len(excess), -1).max(axis=1)))
     hint = ""
     for other in optics.DEFOCUS_MODELS:
         if other != model:
-            alt = _expected_defocus(f, row, depth, other)
-            if (np.abs(defocus - alt) <= DEFOCUS_ATOL_PX + DEFOCUS_RTOL * np.abs(alt)).all():
+            alt = np.nan_to_num(_expected_defocus(f, row, depth, other, no_data))
+            if (np.abs(np.nan_to_num(defocus) - alt) <= DEFOCUS_ATOL_PX + DEFOCUS_RTOL * np.abs(alt)).all():
                 hint = f"; it matches the {other!r} model instead"
     r.problem(
         f"{label}: 'defocus' slice {k} disagrees with 'depth' and the camera by the file's defocus_model "
         f"{model!r}: max error {err[k].max():.4g} px, expected within {DEFOCUS_ATOL_PX:g} px + "
         f"{DEFOCUS_RTOL:g} x |c|{hint}"
     )
-
-
-# -- summary for inspect -----------------------------------------------------------------------------
-def _f32(value) -> float:
-    """A float32 as the float it was written from (2.9, not 2.9000000953674316)."""
-    return float(str(np.float32(value)))
-
-
-def _unique_sorted(values: np.ndarray) -> list[float]:
-    return [_f32(v) for v in np.unique(np.asarray(values, dtype=np.float32))]
-
-
-def summarize(path: str | os.PathLike, depth_range: bool = True) -> dict:
-    """What ``inspect`` prints, for a file that ``FocalStackFile`` opens (raises DatasetError if not).
-
-    Camera settings and seeds are over complete scenes; the depth range reads every complete scene's
-    depth map, one chunk at a time (skip it with ``depth_range=False``).
-    """
-    from .reader import FocalStackFile
-
-    path = Path(path)
-    out: dict = {"path": str(path), "file_size": path.stat().st_size}
-    with FocalStackFile(path) as fs:
-        f = fs._h5
-        out["attrs"] = {k: v for k, v in fs.attrs.items() if k != "config"}
-        try:
-            out["config"] = fs.config
-        except DatasetError:
-            out["config"] = None
-        out["n_rows"], out["n_complete"] = fs.n_rows, len(fs)
-        out["n_incomplete"] = fs.n_rows - len(fs)
-        out["n_slices"] = fs.n_slices
-        out["height"], out["width"] = fs.image_size
-        if len(fs):
-            seeds = fs.read_all("seed")
-            out["seed_min"], out["seed_max"] = int(seeds.min()), int(seeds.max())
-            out["n_unique_seeds"] = int(len(np.unique(seeds)))
-            for name in ("f_number", "focal_length_mm", "sensor_width_mm"):
-                out[name] = _unique_sorted(fs.read_all(name))
-            focus = np.asarray(fs.read_all("focus_distance"), dtype=np.float32)
-            sets, counts = np.unique(focus, axis=0, return_counts=True)
-            out["focus_distance_sets"] = [([_f32(x) for x in s], int(c)) for s, c in zip(sets, counts)]
-            if depth_range:
-                lo, hi = np.inf, -np.inf
-                for row in fs._rows:
-                    d = f["depth"][int(row)]
-                    d = d[np.isfinite(d)]
-                    if d.size:
-                        lo, hi = min(lo, float(d.min())), max(hi, float(d.max()))
-                out["depth_range"] = (lo, hi) if lo <= hi else None
-        datasets = {}
-        others = sorted(k for k in f if k not in schema.ARRAY_NAMES and isinstance(f[k], h5py.Dataset))
-        for name in (*schema.ARRAY_NAMES, *others):
-            ds = f[name]
-            stored = int(ds.id.get_storage_size())
-            is_str = h5py.check_string_dtype(ds.dtype) is not None
-            raw = None if is_str else int(ds.size * ds.dtype.itemsize)
-            comp = ds.compression
-            if comp and ds.compression_opts is not None:
-                comp = f"{comp} {ds.compression_opts}"
-            if ds.shuffle:
-                comp = f"{comp or 'none'} + shuffle"
-            datasets[name] = {
-                "shape": tuple(ds.shape),
-                "dtype": "utf-8 string" if is_str else str(ds.dtype),
-                "chunks": ds.chunks,
-                "compression": comp or "none",
-                "stored_bytes": stored,
-                "raw_bytes": raw,
-                "ratio": (raw / stored) if raw and stored else None,
-            }
-        out["datasets"] = datasets
-    return out

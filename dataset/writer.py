@@ -1,4 +1,9 @@
-"""Appends scenes to a schema-v1 HDF5 file, one at a time, and resumes an interrupted file.
+"""Appends scenes to a schema-v2 HDF5 file, one at a time, and resumes an interrupted file (of
+schema v1 or v2: a resumed file keeps its own layout).
+
+What the file holds is its ground-truth declaration (``provenance``): arrays declared absent get no
+dataset, and defocus maps declared recomputed are not stored; ``append`` checks that a record carries
+exactly the declared ground truth and that maps not stored equal their recomputation bit for bit.
 
 Crash safety: a scene's ``complete`` flag is written and flushed after all its arrays, so a killed run
 leaves at worst one incomplete scene, which readers ignore and the next run overwrites. A new file is
@@ -16,27 +21,19 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from . import schema
+from . import provenance, schema
 from .files import atomic_path
+from .groundtruth import recompute
 from .record import SceneRecord
 from .schema import DatasetError
+from .storage import Storage, chunk_shape, storage_for
 
-# Chosen by benchmarks/compression_bench.py (synthetic 256 x 256 scenes, 5 slices, 2 CPU cores; raw
-# 2818 kB per scene): gzip 6 + shuffle stores 1608 kB per scene (ratio 1.75: images 1.37, float maps
-# 2.10, edges 28), writes in ~67 ms and reads back in ~10.4 ms per scene. Shuffle is what makes float
-# maps compress (gzip 6 alone: 2128 kB total); gzip 1 + shuffle is 3% larger (1660 kB) for 41 ms of
-# writing, lzf + shuffle 18% larger (1892 kB) but reads in 8.4 ms. gzip reads equally fast at every
-# level, and tens of ms of writing are nothing against ~10 s of rendering, so the smallest wins.
-# Real fod500 renders (4 scenes, 256 px, `--from`) agree: gzip 6 + shuffle 1575 kB per scene (ratio
-# 1.79: images 1.27, float maps 2.45), gzip 1 + shuffle 1648 kB, lzf + shuffle 1845 kB, none 2818 kB.
-COMPRESSION = {"compression": "gzip", "compression_opts": 6, "shuffle": True}
-
-# Per-pixel arrays are chunked one scene per chunk (the unit a reader fetches). The small per-scene
-# arrays (focus distances, camera scalars, seed, scene JSON, complete) are chunked along axis 0 too, a
-# chunk never splitting a scene, but many scenes per chunk: one-element chunks would cost a chunk
-# lookup per scene whenever a reader loads e.g. all seeds or the complete flags. A chunk is allocated
-# whole (uncompressed), so 128 scenes keeps a small file small (slice_pose: 41 kB per chunk) while
-# 10 000 scenes need only 79 chunks.
+# Per-pixel arrays are chunked by scene (storage.py: one scene, or one colour channel of one scene, per
+# chunk). The small per-scene arrays (focus distances, camera scalars, seed, scene JSON, complete) are
+# chunked along axis 0 too, a chunk never splitting a scene, but many scenes per chunk: one-element
+# chunks would cost a chunk lookup per scene whenever a reader loads e.g. all seeds or the complete
+# flags. A chunk is allocated whole (uncompressed), so 128 scenes keeps a small file small (slice_pose:
+# 41 kB per chunk) while 10 000 scenes need only 79 chunks.
 SMALL_CHUNK_SCENES = 128
 
 
@@ -48,7 +45,7 @@ def _check_record(rec: SceneRecord, n_slices: int, height: int, width: int) -> N
         want = schema.concrete_shape(spec, n_slices, height, width)
         if value.shape != want:
             raise DatasetError(f"scene array {name!r}: expected shape {want}, got {value.shape}")
-        raw = np.asarray(getattr(rec, name)) if spec in schema.ARRAYS else value  # optional ones are cast
+        raw = value if spec.presence == "optional" else np.asarray(getattr(rec, name))  # optional ones are cast
         if raw.dtype != np.dtype(spec.dtype):
             raise DatasetError(f"scene array {name!r}: expected dtype {spec.dtype}, got {raw.dtype}")
     size = int(rec.array("stack_size"))
@@ -58,6 +55,26 @@ def _check_record(rec: SceneRecord, n_slices: int, height: int, width: int) -> N
         json.loads(rec.scene)
     except (TypeError, ValueError) as exc:
         raise DatasetError(f"scene description: expected a JSON string ({exc})") from None
+
+
+def _check_ground_truth(rec: SceneRecord, declared: provenance.Declaration) -> None:
+    """The record holds exactly the ground truth the file declares; recomputed arrays match bit for bit."""
+    for name, gt in declared.items():
+        has = rec.has(name)
+        if gt.stored and not has:
+            raise DatasetError(f"scene array {name!r} missing: this file stores it ({gt.describe()})")
+        if not gt.present and has:
+            raise DatasetError(f"scene array {name!r} given, but this file declares it absent")
+        if gt.recomputed and has:
+            want = recompute(name, rec, declared)
+            got = np.asarray(getattr(rec, name))
+            if not np.array_equal(got, want, equal_nan=True):
+                diff = np.abs(got.astype(np.float64) - want)
+                raise DatasetError(
+                    f"scene array {name!r} differs from its recomputation from the stored values by up to "
+                    f"{np.nanmax(diff):.3g} ({gt.describe()}); this file does not store it, so readers would get "
+                    "other values: compute it with groundtruth.stored_defocus_maps, or store it"
+                )
 
 
 def _read_config(f: h5py.File, path: Path) -> dict:
@@ -73,13 +90,72 @@ def config_differences(old: dict, new: dict, ignore: tuple[str, ...] = ()) -> li
     return [k for k in keys if old.get(k) != new.get(k)]
 
 
-class FocalStackWriter:
-    """Writer for one schema-v1 file. Use ``create_or_resume`` and then ``append`` scenes."""
+def _declaration(attrs: dict, ground_truth: provenance.Declaration | None) -> provenance.Declaration:
+    """The declaration a new file gets, checked against its attributes."""
+    if ground_truth is None:
+        ground_truth = provenance.rendered_declaration(attrs.get("defocus_model"))
+    declared = provenance.complete_declaration(ground_truth)
+    defocus = declared["defocus"]
+    if defocus.source == "derived" and attrs.get("defocus_model") != defocus.method:
+        raise DatasetError(
+            f"attribute 'defocus_model' is {attrs.get('defocus_model')!r}, but the defocus maps are derived by "
+            f"{defocus.method!r}"
+        )
+    return declared
 
-    def __init__(self, path: Path, h5: h5py.File, n_slices: int, height: int, width: int):
+
+def _init_file(f: h5py.File, n_slices: int, height: int, width: int, attrs: dict,
+               declared: provenance.Declaration, optional: tuple[str, ...] | None = None,
+               storage: dict[str, Storage] | None = None) -> None:
+    """Root attributes and the empty datasets of a new file: the required and optional ones, and the
+    ground truth the declaration says the file stores."""
+    f.attrs["format"] = schema.FORMAT
+    f.attrs["schema_version"] = schema.SCHEMA_VERSION
+    f.attrs["ground_truth"] = provenance.to_json(declared)
+    for key, value in attrs.items():
+        if key in ("format", "schema_version", "ground_truth"):
+            raise DatasetError(f"root attribute {key!r} is the writer's own")
+        f.attrs[key] = json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
+    missing = [k for k in schema.REQUIRED_ATTRS if k not in f.attrs]
+    if missing:
+        raise DatasetError(f"root attributes missing: {', '.join(missing)}")
+    for spec in schema.WRITTEN_ARRAYS:
+        if not _stores(spec, declared, optional):
+            continue
+        shape = schema.concrete_shape(spec, n_slices, height, width)
+        dtype = h5py.string_dtype("utf-8") if spec.dtype == "str" else np.dtype(spec.dtype)
+        layout = storage_for(spec.name, storage)
+        f.create_dataset(
+            spec.name,
+            shape=(0, *shape),
+            maxshape=(None, *shape),
+            chunks=chunk_shape(spec, shape, layout, SMALL_CHUNK_SCENES),
+            dtype=dtype,
+            **layout.filters,
+        )
+        f[spec.name].attrs["meaning"] = spec.meaning
+
+
+def _stores(spec: schema.ArraySpec, declared: provenance.Declaration, optional: tuple[str, ...] | None) -> bool:
+    if spec.presence == "ground_truth":
+        return declared[spec.name].stored
+    if spec.presence == "optional" and optional is not None and spec.name not in optional:
+        return False
+    if spec.name == "slice_focal_length_mm":  # a camera-less file has no focal length to repeat
+        return declared["focal_length_mm"].present
+    return True
+
+
+class FocalStackWriter:
+    """Writer for one schema-v2 file (or a schema-v1 file it resumes). Use ``create_or_resume`` (or
+    ``create`` for a path the caller owns) and then ``append`` scenes."""
+
+    def __init__(self, path: Path, h5: h5py.File, n_slices: int, height: int, width: int,
+                 declared: provenance.Declaration):
         self.path = path
         self._h5 = h5
         self.n_slices, self.height, self.width = n_slices, height, width
+        self.ground_truth = declared
 
     # -- opening ---------------------------------------------------------------------------------
     @classmethod
@@ -92,12 +168,15 @@ class FocalStackWriter:
         width: int,
         attrs: dict,
         resume_ignore: tuple[str, ...] = (),
+        ground_truth: provenance.Declaration | None = None,
     ) -> "FocalStackWriter":
         """Open ``path`` for appending: create it, or resume it if it holds the same configuration.
 
-        ``attrs`` are the root attributes (``config`` as a dict, serialised here). An existing file made
-        with a different configuration (other than keys in ``resume_ignore``) is refused, untouched.
-        The first incomplete scene and everything after it are dropped, so appending resumes there.
+        ``attrs`` are the root attributes (``config`` as a dict, serialised here). ``ground_truth`` says
+        what the file holds (``provenance``; default: everything, rendered, defocus maps stored). An
+        existing file made with a different configuration (other than keys in ``resume_ignore``) is
+        refused, untouched; a resumed file keeps its own layout and declaration. The first incomplete
+        scene and everything after it are dropped, so appending resumes there.
         """
         path = Path(path)
         schema.check_dims(n_slices, height, width)
@@ -105,41 +184,39 @@ class FocalStackWriter:
             raise DatasetError(f"{path}: folder {path.parent} does not exist")
         config = attrs.get("config")
         if not isinstance(config, dict):
-            raise DatasetError("attribute 'config': expected a dict of the render configuration")
+            raise DatasetError("attribute 'config': expected a dict of the configuration")
         if path.exists():
             return cls._resume(path, n_slices, height, width, config, resume_ignore)
-        return cls._create(path, n_slices, height, width, attrs)
+        declared = _declaration(attrs, ground_truth)
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+            _init_file(f, n_slices, height, width, attrs, declared)
+        return cls(path, h5py.File(path, "r+"), n_slices, height, width, declared)
 
     @classmethod
-    def _create(cls, path: Path, n_slices: int, height: int, width: int, attrs: dict) -> "FocalStackWriter":
-        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-            f.attrs["format"] = schema.FORMAT
-            f.attrs["schema_version"] = schema.SCHEMA_VERSION
-            for key, value in attrs.items():
-                f.attrs[key] = json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
-            missing = [k for k in schema.REQUIRED_ATTRS if k not in f.attrs]
-            if missing:
-                raise DatasetError(f"root attributes missing: {', '.join(missing)}")
-            for spec in schema.WRITTEN_ARRAYS:
-                shape = schema.concrete_shape(spec, n_slices, height, width)
-                dtype = h5py.string_dtype("utf-8") if spec.dtype == "str" else np.dtype(spec.dtype)
-                big = "H" in spec.trailing  # compress the per-pixel arrays; small ones are not worth it
-                f.create_dataset(
-                    spec.name,
-                    shape=(0, *shape),
-                    maxshape=(None, *shape),
-                    chunks=(1, *shape) if big else (SMALL_CHUNK_SCENES, *shape),
-                    dtype=dtype,
-                    **(COMPRESSION if big else {}),
-                )
-                f[spec.name].attrs["meaning"] = spec.meaning
-        return cls(path, h5py.File(path, "r+"), n_slices, height, width)
+    def create(cls, path: str | os.PathLike, *, n_slices: int, height: int, width: int, attrs: dict,
+               ground_truth: provenance.Declaration | None = None,
+               optional: tuple[str, ...] | None = None,
+               storage: dict[str, Storage] | None = None) -> "FocalStackWriter":
+        """A new file at ``path``, replacing whatever is there: for a temporary path the caller renames
+        into place when done (``files.atomic_path``), as the importers do. ``optional`` names the optional
+        datasets to write (default: all; an importer leaves out slice geometry its source does not know);
+        ``storage`` the layout of each per-pixel dataset (default ``storage.STORAGE``)."""
+        path = Path(path)
+        schema.check_dims(n_slices, height, width)
+        declared = _declaration(attrs, ground_truth)
+        f = h5py.File(path, "w")
+        try:
+            _init_file(f, n_slices, height, width, attrs, declared, optional, storage)
+        except BaseException:
+            f.close()
+            raise
+        return cls(path, f, n_slices, height, width, declared)
 
     @classmethod
     def _resume(
         cls, path: Path, n_slices: int, height: int, width: int, config: dict, ignore: tuple[str, ...]
     ) -> "FocalStackWriter":
-        from .reader import check_header  # reader depends on schema only; no cycle at import time
+        from .reader import check_header, declaration_of  # reader depends on schema only; no cycle at import time
 
         # Every check runs on a read-only handle: a file we refuse is never opened for writing, so it
         # stays byte-identical (HDF5 may touch the superblock when a file is merely opened with r+).
@@ -149,6 +226,7 @@ class FocalStackWriter:
             raise DatasetError(f"{path}: exists but is not a readable HDF5 file ({exc}); not overwriting") from None
         try:
             check_header(f, path)
+            declared = declaration_of(f, path)
             old = _read_config(f, path)
             # compare as stored: JSON turns tuples into lists
             diff = config_differences(old, json.loads(json.dumps(config, sort_keys=True)), ignore)
@@ -171,13 +249,13 @@ class FocalStackWriter:
             complete = f["complete"][:]
             k = int(np.argmin(complete)) if not complete.all() else len(complete)
             for spec in schema.WRITTEN_ARRAYS:
-                if spec.name in f:  # slice geometry is optional in files of other writers
+                if spec.name in f:  # optional datasets may be missing in files of other writers
                     f[spec.name].resize(k, axis=0)
             f.flush()
         except BaseException:
             f.close()
             raise
-        return cls(path, f, n_slices, height, width)
+        return cls(path, f, n_slices, height, width, declared)
 
     # -- writing ---------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -190,13 +268,14 @@ class FocalStackWriter:
     def append(self, rec: SceneRecord) -> int:
         """Write one scene; its ``complete`` flag goes last. Returns the scene index."""
         _check_record(rec, self.n_slices, self.height, self.width)
+        _check_ground_truth(rec, self.ground_truth)
         f = self._h5
         i = len(self)
         names = [spec.name for spec in schema.WRITTEN_ARRAYS if spec.name in f]
         for name in names:
             f[name].resize(i + 1, axis=0)
         for name, value in rec.arrays().items():
-            if name in f:  # files of other writers may lack optional datasets
+            if name in f:  # not stored: recomputed ground truth, optional datasets other writers lack
                 f[name][i] = value
         f["complete"][i] = False
         f.flush()

@@ -19,7 +19,8 @@ import numpy as np
 
 from focalstack.dataset import FocalStackWriter, SceneRecord
 from focalstack.dataset.colour import linear_to_srgb8
-from focalstack.dataset.groundtruth import canny_edges
+from focalstack.dataset.groundtruth import canny_edges, stored_defocus_maps
+from focalstack.dataset.provenance import rendered_declaration
 from focalstack.dataset.schema import DatasetError
 
 from .config import RenderConfig
@@ -83,7 +84,9 @@ def make_record(desc: SceneDescription, rendered, config: RenderConfig) -> Scene
         stack=capture_slices(desc, rendered.slices)[pad],
         aif=aif8,
         depth=depth,
-        defocus=cam.defocus_maps(depth)[pad],
+        # from the values as stored (float32), so that readers recompute exactly these maps
+        defocus=stored_defocus_maps(depth, focus[pad], cam.f_number, cam.focal_length_mm, cam.sensor_width_mm,
+                                    cam.defocus_model),
         edges=canny_edges(aif8, config.canny_low, config.canny_high, config.canny_blur_sigma),
         focus_distance=focus[pad],
         f_number=cam.f_number,
@@ -119,6 +122,8 @@ def open_writer(config: RenderConfig, path: Path, first_index: int = 0) -> Focal
         width=config.width,
         attrs=attrs,
         resume_ignore=RESUME_IGNORE,
+        # defocus maps are an exact function of depth and the camera: readers recompute them
+        ground_truth=rendered_declaration(config.defocus_model, store_defocus=False),
     )
     record_device(writer, config.device, first_index + len(writer))
     have = writer.seeds()

@@ -154,3 +154,46 @@ def truncate(path, keep_fraction: float = 0.5) -> Path:
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * keep_fraction)])
     return path
+
+
+# Schema v1 as the writer made it before v2: every array of the v1 table (and the optional ones), one
+# chunk per scene, gzip 6 + shuffle, the v1 root attributes. Written with plain h5py, so it does not
+# change when the writer does.
+V1_TABLE = (
+    ("stack", "uint8", lambda s, h, w: (s, h, w, 3)), ("aif", "uint8", lambda s, h, w: (h, w, 3)),
+    ("depth", "float32", lambda s, h, w: (h, w)), ("defocus", "float32", lambda s, h, w: (s, h, w)),
+    ("edges", "uint8", lambda s, h, w: (h, w)), ("focus_distance", "float32", lambda s, h, w: (s,)),
+    ("f_number", "float32", lambda s, h, w: ()), ("focal_length_mm", "float32", lambda s, h, w: ()),
+    ("sensor_width_mm", "float32", lambda s, h, w: ()), ("seed", "int64", lambda s, h, w: ()),
+    ("scene", "str", lambda s, h, w: ()), ("complete", "bool", lambda s, h, w: ()),
+    ("slice_homography", "float32", lambda s, h, w: (s, 3, 3)), ("slice_pose", "float32", lambda s, h, w: (s, 4, 4)),
+    ("slice_focal_length_mm", "float32", lambda s, h, w: (s,)), ("stack_size", "int16", lambda s, h, w: ()),
+)
+
+
+def write_v1_file(path, records) -> Path:
+    """A schema-v1 file of ``records`` (SceneRecords with every array), laid out as v1 writers did."""
+    path = Path(path)
+    s, h, w = records[0].stack.shape[:3]
+    with h5py.File(path, "w") as f:
+        f.attrs["format"] = "focalstack"
+        f.attrs["schema_version"] = 1
+        for key, value in make_attrs(make_config(width=w, height=h)).items():
+            f.attrs[key] = json.dumps(value) if isinstance(value, dict) else value
+        for name, dtype, shape_of in V1_TABLE:
+            shape = shape_of(s, h, w)
+            big = len(shape) >= 2
+            f.create_dataset(
+                name, shape=(0, *shape), maxshape=(None, *shape), chunks=(1, *shape) if big else (128, *shape),
+                dtype=h5py.string_dtype("utf-8") if dtype == "str" else dtype,
+                **({"compression": "gzip", "compression_opts": 6, "shuffle": True} if big else {}),
+            )
+        for i, rec in enumerate(records):
+            for name, _, _ in V1_TABLE:
+                f[name].resize(i + 1, axis=0)
+            neutral = {"slice_homography": np.repeat(np.eye(3)[None], s, 0), "slice_pose": np.repeat(np.eye(4)[None], s, 0),
+                       "slice_focal_length_mm": np.full(s, rec.focal_length_mm), "stack_size": s, "complete": True}
+            for name, _, _ in V1_TABLE:
+                value = getattr(rec, name, None) if name != "complete" else None
+                f[name][i] = neutral[name] if value is None else value
+    return path

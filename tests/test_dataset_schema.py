@@ -1,4 +1,4 @@
-"""HDF5 schema v1: writer/reader round trip, incomplete scenes, resume, and refusal of bad files."""
+"""HDF5 schema v2: writer/reader round trip, incomplete scenes, resume, and refusal of bad files."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def test_round_trip(tmp_path):
         assert f[-1].index == 2
         np.testing.assert_array_equal(f.read_all("seed"), [5, 6, 7])
         np.testing.assert_array_equal(f.read("depth", 1), records[1].depth)
-        assert f.attrs["format"] == "focalstack" and f.attrs["schema_version"] == 1
+        assert f.attrs["format"] == "focalstack" and f.attrs["schema_version"] == 2
         assert f.config == fx.make_config()
         with pytest.raises(IndexError):
             f[3]
@@ -57,9 +57,12 @@ def test_layout_follows_schema(tmp_path):
         for spec in schema.ARRAYS:
             ds = f[spec.name]
             assert ds.shape[0] == 2
-            assert ds.chunks[1:] == ds.shape[1:], spec.name  # a chunk never splits a scene
+            if spec.name in ("stack", "aif"):  # colour images: one channel of one scene per chunk
+                assert ds.chunks == (1, *ds.shape[1:-1], 1), spec.name
+            else:
+                assert ds.chunks[1:] == ds.shape[1:], spec.name  # a chunk never splits a scene
             if len(ds.shape) >= 3:
-                assert ds.chunks[0] == 1, spec.name  # one scene per chunk
+                assert ds.chunks[0] == 1, spec.name  # a chunk never spans scenes
         assert h5py.check_string_dtype(f["scene"].dtype).encoding == "utf-8"
         assert f["complete"].dtype == np.bool_
         assert all(key in f.attrs for key in schema.REQUIRED_ATTRS)
@@ -178,8 +181,8 @@ def test_create_refuses_missing_folder_and_leaves_no_temp_file(tmp_path):
     with pytest.raises(DatasetError, match="does not exist"):
         fx.open_writer(tmp_path / "missing" / "x.h5")
     attrs = fx.make_attrs()
-    del attrs["blender_version"]
-    with pytest.raises(DatasetError, match="blender_version"):
+    del attrs["created_utc"]
+    with pytest.raises(DatasetError, match="created_utc"):
         fx.open_writer(tmp_path / "x.h5", attrs=attrs)
     assert list(tmp_path.iterdir()) == []
 
@@ -204,7 +207,7 @@ def test_append_checks_shapes_and_dtypes(tmp_path):
     "attr, value, expected",
     [
         ("format", "hdf5-images", "attribute 'format' is 'hdf5-images'"),
-        ("schema_version", 2, "attribute 'schema_version' is 2"),
+        ("schema_version", 3, "attribute 'schema_version' is 3"),
         ("schema_version", "one", "attribute 'schema_version' is 'one'"),
     ],
 )
@@ -279,7 +282,9 @@ def _set_scene(name, row, fn):
         (_set_scene("focus_distance", 0, lambda s: np.float32([0.001, 0.3, 1.5])), "beyond the focal length"),
         (_set_scene("f_number", 2, lambda s: np.float32(0)), "'f_number' is 0.0"),
         (lambda f: f.attrs.__setitem__("config", "{"), "root attribute 'config' is not JSON"),
-        (lambda f: f.attrs.__delitem__("preset"), "root attribute 'preset' missing"),
+        (lambda f: f.attrs.__delitem__("created_utc"), "root attribute 'created_utc' missing"),
+        (lambda f: f.attrs.__delitem__("ground_truth"), "root attribute 'ground_truth' missing"),
+        (lambda f: f.attrs.__setitem__("ground_truth", "[1]"), "'ground_truth' is JSON list"),
         (lambda f: f.attrs.__setitem__("defocus_model", "gauss"), "'defocus_model' is 'gauss'"),
         (lambda f: f["complete"].resize(2, axis=0), "differ in scene count N"),
     ],
@@ -292,10 +297,24 @@ def test_validate_names_the_damage(tmp_path, damage, expected):
     assert all("\n" not in p for p in report.problems)
 
 
+def _declare_model(f, model):
+    f.attrs["defocus_model"] = model
+    declared = json.loads(f.attrs["ground_truth"])
+    declared["defocus"]["method"] = model
+    f.attrs["ground_truth"] = json.dumps(declared)
+
+
 def test_validate_defocus_of_the_other_model_is_named(tmp_path):
     path = fx.write_file(tmp_path / "m.h5", 2)
-    report = _damage(path, lambda f: f.attrs.__setitem__("defocus_model", "thin_lens"))
+    report = _damage(path, lambda f: _declare_model(f, "thin_lens"))
     assert any("matches the 'cycles' model instead" in p for p in report.problems), report.problems
+
+
+def test_validate_names_a_declaration_that_contradicts_defocus_model(tmp_path):
+    path = fx.write_file(tmp_path / "m.h5", 2)
+    report = _damage(path, lambda f: f.attrs.__setitem__("defocus_model", "thin_lens"))
+    assert any("derived by 'cycles' but root attribute 'defocus_model' is 'thin_lens'" in p
+               for p in report.problems), report.problems
 
 
 def _recreate(f, name, **kwargs):
@@ -359,7 +378,8 @@ def test_record_fields_are_the_schema_datasets():
     from focalstack.dataset.record import RECORD_FIELDS, SceneRecord
 
     assert set(RECORD_FIELDS) | {"complete"} == set(schema.SPECS)
-    assert set(fx.make_record(0).arrays()) == set(schema.SPECS) - {"complete"}
+    # a rendered scene has every dataset but the imported-only disparity
+    assert set(fx.make_record(0).arrays()) == set(schema.SPECS) - {"complete", "disparity"}
     with pytest.raises(DatasetError, match="unknown dataset"):
         SceneRecord.from_arrays({**fx.make_record(0).arrays(), "novel": np.zeros(3)})
 
@@ -378,8 +398,9 @@ def test_a_copied_record_keeps_every_dataset(tmp_path):
     with FocalStackFile(tmp_path / "a.h5") as f, fx.open_writer(tmp_path / "b.h5") as w:
         w.append(f[0])
     with h5py.File(tmp_path / "a.h5") as a, h5py.File(tmp_path / "b.h5") as b:
-        for spec in schema.WRITTEN_ARRAYS:
-            np.testing.assert_array_equal(a[spec.name][:], b[spec.name][:], err_msg=spec.name)
+        assert set(a) == set(b) == set(schema.SPECS) - {"disparity"}
+        for name in a:
+            np.testing.assert_array_equal(a[name][:], b[name][:], err_msg=name)
     for name, value in rec.arrays().items():
         with FocalStackFile(tmp_path / "b.h5") as f:
             got = f[0].array(name)

@@ -1,0 +1,134 @@
+"""focalstack-data import / export: the field's formats (FoD500 folders, DDFF-12 files) to and from
+schema files. Registered on ``focalstack-data`` by ``cli.py``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .cli import CONTEXT, friendly_errors
+
+
+def _progress(desc: str):
+    def wrap(iterable, total):
+        from tqdm import tqdm
+
+        return tqdm(iterable, total=total, desc=desc, unit="scene", disable=None, leave=False)
+
+    return wrap
+
+
+def _check_out(out: Path, force: bool) -> None:
+    if out.exists() and not force:
+        raise click.ClickException(f"-o {out}: exists; choose another file or pass --force to replace it")
+    if out.exists() and not out.is_file():
+        raise click.ClickException(f"-o {out}: exists and is not a file")
+    if not out.parent.is_dir():
+        raise click.ClickException(f"-o {out}: folder {out.parent} does not exist")
+
+
+def _report(out: Path, what: str, imported: int, skipped: list[str]) -> None:
+    for line in skipped:
+        click.echo(f"skipped: {line}")
+    note = f", {len(skipped)} skipped (listed above)" if skipped else ""
+    click.echo(f"{out}: {imported} scene(s) imported from {what}{note}")
+
+
+_OUT = click.option("-o", "--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+                    help="Schema file to write; its folder must exist. Written under a temporary name and "
+                         "renamed at the end: a failed import leaves nothing in its place.")
+_SKIP = click.option("--skip-bad", is_flag=True,
+                     help="Leave out scenes with missing or broken files, list them, and import the rest "
+                          "(default: stop at the first, naming the file).")
+_FORCE = click.option("--force", is_flag=True, help="Replace OUT if it exists (only once the import succeeded).")
+
+
+@click.group("import", context_settings=CONTEXT)
+def import_group():
+    """Convert another data set into a focalstack schema file (schema v2).
+
+    The file holds what the source has and nothing more; its 'ground_truth' attribute lists each
+    ground-truth array and where it came from (rendered, imported, derived, absent), and inspect shows it.
+    """
+
+
+@import_group.command("fod500")
+@click.argument("folder", type=click.Path(path_type=Path))
+@_OUT
+@click.option("--split", type=click.Choice(["train", "test", "all"]), default="all", show_default=True,
+              help="FoD500's split: scenes 0-399 (train), 400-499 (test), or every scene found.")
+@_SKIP
+@_FORCE
+@friendly_errors
+def import_fod500_cmd(folder: Path, out: Path, split: str, skip_bad: bool, force: bool):
+    """Import FoD500's flat FOLDER ({i:06d}_{j:02d}All.tif slices, {i:06d}Dpt.exr depth in R, and
+    {i:06d}Aif.tif where DEReD's copy has it) with FoD500's camera: 2.9 mm, f/1, 3.1 mm sensor, focus
+    0.1, 0.15, 0.3, 0.7, 1.5 m.
+
+    Defocus maps are derived from depth by the textbook thin lens (as FoD500's own code does) and
+    recomputed by readers, not stored; edges exist only with AiF images. A folder with missing slices, a
+    scene without depth, an EXR without channel R or images not 256 x 256 is refused with one line
+    naming the file, unless --skip-bad.
+    """
+    from .fod500 import import_fod500
+
+    _check_out(out, force)
+    summary = import_fod500(folder, out, split=split, skip_bad=skip_bad, progress=_progress("importing"))
+    aif = "with" if summary.has_aif else "without"
+    _report(out, f"{folder} (split {split}, {aif} AiF images)", len(summary.imported), summary.skipped)
+
+
+@import_group.command("ddff12")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--split", type=click.Choice(["train", "val"]), required=True,
+              help="Which of the file's stacks: stack_train/disp_train or stack_val/disp_val.")
+@_OUT
+@_SKIP
+@_FORCE
+@friendly_errors
+def import_ddff12_cmd(file: Path, split: str, out: Path, skip_bad: bool, force: bool):
+    """Import DDFF-12's HDF5 FILE (ddff-dataset-trainval.h5), stack by stack (memory stays flat).
+
+    Keeps the disparity as given and derives metric depth from it with DDFF's calibration (depth =
+    baseline * f_sub / disparity; disparity 0 = no ground truth, depth 0 there); the ten slices are
+    focused at 0.5 m to 7 m, evenly spaced in disparity. There is no camera model, AiF image, defocus map
+    or edge map: the file declares them absent.
+    """
+    from .ddff12 import import_ddff12
+
+    _check_out(out, force)
+    summary = import_ddff12(file, out, split=split, skip_bad=skip_bad, progress=_progress("importing"))
+    for w in summary.warnings:
+        click.echo(f"warning: {w}", err=True)
+    _report(out, f"{file} (split {split})", len(summary.imported), summary.skipped)
+
+
+@click.group("export", context_settings=CONTEXT)
+def export_group():
+    """Write a focalstack schema file in another data set's format."""
+
+
+@export_group.command("fod500")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("-o", "--out", "folder", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder to create (or an empty one); filled under a temporary name, renamed at the end.")
+@click.option("--start", type=click.IntRange(min=0), default=0, show_default=True,
+              help="FoD500 index of the file's first scene.")
+@friendly_errors
+def export_fod500_cmd(file: Path, folder: Path, start: int):
+    """Write FILE's scenes as a FoD500 folder: {i:06d}_{j:02d}All.tif (8-bit RGB TIFF per slice) and
+    {i:06d}Dpt.exr (depth in metres, half float, in R), numbered from --start.
+
+    Also, documented in the folder's focalstack.json: {i:06d}Aif.tif (the all-in-focus image, as DEReD
+    names it), {i:06d}_{j:02d}Def.exr (signed defocus of slice j, pixels, float32 in R) and
+    {i:06d}Extra.npz (every other dataset of the scene by its schema name). Any size and slice count is
+    written; one warning line says how the file's camera or images differ from FoD500's.
+    """
+    from .fod500 import export_fod500
+
+    summary = export_fod500(file, folder, start=start, progress=_progress("exporting"))
+    if summary.differences:
+        click.echo(f"warning: {file} differs from FoD500: {'; '.join(summary.differences)}", err=True)
+    last = f" to {summary.indices[-1]:06d}" if summary.indices else ""
+    click.echo(f"{folder}: {len(summary.indices)} scene(s) exported from {file}, numbered {start:06d}{last}")

@@ -1,0 +1,340 @@
+"""FoD500 ("Focus on defocus", Maximov et al. 2020) folders: import into a schema file, export to them.
+
+The released archive unpacks to one flat folder. Scene i (six digits) is
+
+    {i:06d}_{j:02d}All.tif   slice j = 0..4, 8-bit RGB, 256 x 256, focused at 0.1, 0.15, 0.3, 0.7, 1.5 m
+    {i:06d}Dpt.exr           depth in metres in channel R (half-float RGB)
+    {i:06d}Aif.tif           all-in-focus image (only in DEReD's re-rendered copy)
+
+Loaders match the endings ``All.tif``, ``Dpt.exr`` (and ``Aif.tif``) and read the scene index from the
+first six characters. Scenes 0-399 are the training split, 400-499 the test split. The camera: f = 2.9
+mm, f/1, sensor width 3.1 mm.
+
+Import keeps what the folder has and nothing more: no defocus maps are stored (they are derived from
+depth by the textbook thin lens, ``optics`` model ``thin_lens``, as FoD500's own code does, and
+recomputed by readers), the AiF image and its Canny edges only where the folder has AiF images, and
+depth 0 means 'no ground truth' (DFV's protocol ignores such pixels).
+
+Export writes a file's scenes under the same names, plus (documented in the folder's
+``focalstack.json``) ``{i:06d}Aif.tif``, one float32 EXR of signed defocus per slice
+``{i:06d}_{j:02d}Def.exr`` (channel R, pixels, + behind focus) and ``{i:06d}Extra.npz`` with every
+other schema dataset of the scene under its schema name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from . import exr, provenance
+from .files import write_text_atomic
+from .groundtruth import CANNY_BLUR_SIGMA, CANNY_HIGH, CANNY_LOW, canny_edges, stored_defocus_maps
+from .importing import write_imported
+from .provenance import ABSENT, GroundTruth
+from .record import SceneRecord
+from .schema import DatasetError
+
+CAMERA = {"f_number": 1.0, "focal_length_mm": 2.9, "sensor_width_mm": 3.1}
+FOCUS_DISTANCES = (0.1, 0.15, 0.3, 0.7, 1.5)
+SIZE = (256, 256)  # (H, W)
+SPLITS = {"train": range(0, 400), "test": range(400, 500)}  # 'all': every scene found
+DEFOCUS_MODEL = "thin_lens"  # defocus-net's blur target: |d - s| / d * f^2 / (N (s - f))
+_SLICE = re.compile(r"^(\d{6})_(\d{2})All\.tif$")
+_INDEXED = re.compile(r"^(\d{6})(Dpt\.exr|Aif\.tif)$")
+ENDINGS = ("All.tif", "Dpt.exr", "Aif.tif")
+
+
+@dataclass
+class SceneFiles:
+    """The files of one FoD500 scene found in a folder."""
+
+    index: int
+    slices: dict[int, Path] = field(default_factory=dict)
+    depth: Path | None = None
+    aif: Path | None = None
+
+
+@dataclass
+class ImportSummary:
+    path: Path
+    imported: list[int]  # scene indices, in file order
+    skipped: list[str]  # one line per skipped scene: the file and what is wrong with it
+    has_aif: bool
+
+
+class BadScene(DatasetError):
+    """One scene of the input cannot be imported; the message names the file and what is wrong."""
+
+
+def scan_folder(folder: Path) -> tuple[dict[int, SceneFiles], list[str]]:
+    """Scenes found in ``folder`` by the FoD500 endings, and the names that end like FoD500 files but
+    do not follow its pattern (each a one-line complaint)."""
+    if not folder.is_dir():
+        raise DatasetError(f"{folder}: not a folder")
+    scenes: dict[int, SceneFiles] = {}
+    odd = []
+    for p in sorted(folder.iterdir()):
+        if not p.name.endswith(ENDINGS):
+            continue
+        m, n = _SLICE.match(p.name), _INDEXED.match(p.name)
+        if not (m or n) or not p.is_file():
+            odd.append(f"{p}: name does not follow FoD500's pattern ({{i:06d}}_{{j:02d}}All.tif, {{i:06d}}Dpt.exr, "
+                       "{i:06d}Aif.tif)")
+            continue
+        index = int((m or n).group(1))
+        sf = scenes.setdefault(index, SceneFiles(index))
+        if m:
+            sf.slices[int(m.group(2))] = p
+        elif n.group(2) == "Dpt.exr":
+            sf.depth = p
+        else:
+            sf.aif = p
+    return scenes, odd
+
+
+def _check_files(sf: SceneFiles, folder: Path, want_aif: bool) -> None:
+    for j in range(len(FOCUS_DISTANCES)):
+        if j not in sf.slices:
+            raise BadScene(f"{folder / f'{sf.index:06d}_{j:02d}All.tif'}: missing (scene {sf.index} has slices "
+                           f"{sorted(sf.slices) or 'none'}; FoD500 has 0 to {len(FOCUS_DISTANCES) - 1})")
+    extra = sorted(set(sf.slices) - set(range(len(FOCUS_DISTANCES))))
+    if extra:
+        raise BadScene(f"{sf.slices[extra[0]]}: slice {extra[0]} beyond FoD500's {len(FOCUS_DISTANCES)} slices")
+    if sf.depth is None:
+        raise BadScene(f"{folder / f'{sf.index:06d}Dpt.exr'}: missing (scene {sf.index} has no depth)")
+    if want_aif and sf.aif is None:
+        raise BadScene(f"{folder / f'{sf.index:06d}Aif.tif'}: missing (other scenes of the folder have AiF images)")
+
+
+def read_image(path: Path) -> np.ndarray:
+    """An 8-bit RGB image (H, W, 3) of FoD500's size; an alpha channel is dropped. BadScene otherwise."""
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise BadScene(f"{path}: not a readable image")
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] not in (3, 4):
+        raise BadScene(f"{path}: {img.dtype} image of shape {img.shape}, expected 8-bit RGB")
+    if img.shape[:2] != SIZE:
+        raise BadScene(f"{path}: {img.shape[1]} x {img.shape[0]} px, expected FoD500's {SIZE[1]} x {SIZE[0]}")
+    return np.ascontiguousarray(cv2.cvtColor(img[..., :3], cv2.COLOR_BGR2RGB))
+
+
+def read_depth(path: Path) -> np.ndarray:
+    """Channel R of a depth EXR as float32 metres (H, W); BadScene unless it is FoD500's size with
+    finite values >= 0 (0: no ground truth)."""
+    try:
+        channels = exr.read_channels(path)
+    except DatasetError as exc:
+        raise BadScene(str(exc)) from None
+    if "R" not in channels:
+        raise BadScene(f"{path}: no channel R (it has {', '.join(sorted(channels)) or 'none'}); FoD500 keeps depth in R")
+    depth = channels["R"]
+    if depth.dtype not in (np.float16, np.float32) or depth.shape != SIZE:
+        raise BadScene(f"{path}: channel R is {depth.dtype} of {depth.shape[1]} x {depth.shape[0]} px, expected "
+                       f"half or float of FoD500's {SIZE[1]} x {SIZE[0]}")
+    depth = depth.astype(np.float32)
+    bad = ~(np.isfinite(depth) & (depth >= 0))
+    if bad.any():
+        raise BadScene(f"{path}: {int(bad.sum())} depth value(s) not finite or negative")
+    return depth
+
+
+def declaration(has_aif: bool) -> provenance.Declaration:
+    """What an imported FoD500 file holds."""
+    aif = GroundTruth("imported", method="FoD500 {i:06d}Aif.tif (DEReD)") if has_aif else ABSENT
+    return {
+        "aif": aif,
+        "depth": GroundTruth("imported", method="FoD500 {i:06d}Dpt.exr, channel R", no_data=0.0),
+        "defocus": GroundTruth("derived", False, provenance.RECOMPUTABLE["defocus"], DEFOCUS_MODEL),
+        "edges": GroundTruth("derived", True, ("aif",), "canny") if has_aif else ABSENT,
+        **{name: GroundTruth("imported", method="FoD500's published camera") for name in CAMERA},
+        "disparity": ABSENT,
+    }
+
+
+def read_scene(sf: SceneFiles, has_aif: bool, folder: Path) -> SceneRecord:
+    _check_files(sf, folder, has_aif)
+    stack = np.stack([read_image(sf.slices[j]) for j in range(len(FOCUS_DISTANCES))])
+    depth = read_depth(sf.depth)
+    aif = read_image(sf.aif) if has_aif else None
+    focus = np.asarray(FOCUS_DISTANCES, dtype=np.float32)
+    files = [p.name for p in (*sf.slices.values(), sf.depth, *([sf.aif] if has_aif else []))]
+    return SceneRecord(
+        stack=stack,
+        aif=aif,
+        depth=depth,
+        defocus=stored_defocus_maps(depth, focus, *CAMERA.values(), DEFOCUS_MODEL, no_data=0.0),
+        edges=canny_edges(aif) if has_aif else None,
+        focus_distance=focus,
+        **CAMERA,
+        seed=-1,
+        scene=json.dumps({"source": "FoD500", "index": sf.index, "files": sorted(files)}),
+        stack_size=len(FOCUS_DISTANCES),
+    )
+
+
+def import_fod500(folder: str | os.PathLike, out: str | os.PathLike, *, split: str = "all", skip_bad: bool = False,
+                  progress: Callable | None = None) -> ImportSummary:
+    """Import FoD500 ``folder`` (scenes of ``split``: train, test or all) into a new schema file ``out``,
+    written under a temporary name and renamed at the end. Bad scenes raise BadScene, or with
+    ``skip_bad`` are left out and listed in the summary. ``progress(iterable, total)`` wraps the loop."""
+    folder, out = Path(folder), Path(out)
+    if split not in (*SPLITS, "all"):
+        raise DatasetError(f"--split {split!r}: expected train, test or all")
+    scenes, odd = scan_folder(folder)
+    if odd and not skip_bad:
+        raise BadScene(odd[0])
+    picked = [sf for i, sf in sorted(scenes.items()) if split == "all" or i in SPLITS[split]]
+    if not picked:
+        raise DatasetError(f"{folder}: no FoD500 scenes{'' if split == 'all' else f' of the {split} split'} "
+                           "(files ending All.tif / Dpt.exr)")
+    has_aif = any(sf.aif is not None for sf in picked)
+    done, skipped = write_imported(
+        out, picked, lambda sf: read_scene(sf, has_aif, folder), n_slices=len(FOCUS_DISTANCES), height=SIZE[0],
+        width=SIZE[1], attrs=_attrs(folder, split, has_aif), ground_truth=declaration(has_aif),
+        optional=("stack_size",), skip_bad=skip_bad, progress=progress, bad=BadScene, skipped=odd,
+    )
+    imported = [sf.index for sf in done]
+    return ImportSummary(out, imported, skipped, has_aif)
+
+
+def _attrs(folder: Path, split: str, has_aif: bool) -> dict:
+    config = {
+        "importer": "fod500",
+        "source_folder": str(folder.resolve()),
+        "split": split,
+        **CAMERA,
+        "focus_distances": list(FOCUS_DISTANCES),
+        "height": SIZE[0],
+        "width": SIZE[1],
+        "defocus_model": DEFOCUS_MODEL,
+    }
+    if has_aif:
+        config.update(canny_low=CANNY_LOW, canny_high=CANNY_HIGH, canny_blur_sigma=CANNY_BLUR_SIGMA)
+    return {
+        "generator_version": provenance.generator_version(),
+        "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "source": "FoD500",
+        "config": config,
+        "defocus_model": DEFOCUS_MODEL,
+    }
+
+
+# -- export ---------------------------------------------------------------------------------------------
+EXPORTED = ("stack", "aif", "depth", "defocus")  # written as images; every other dataset goes to Extra.npz
+
+
+@dataclass
+class ExportSummary:
+    folder: Path
+    indices: list[int]  # FoD500 index of each exported scene, in file order
+    differences: list[str]  # how the file's camera or images differ from FoD500's (empty: they match)
+
+
+def differences_from_fod500(f) -> list[str]:
+    """How an open ``FocalStackFile``'s camera and images differ from FoD500's, one phrase each."""
+    out = []
+    if f.image_size != SIZE:
+        out.append(f"{f.image_size[1]} x {f.image_size[0]} px (FoD500: {SIZE[1]} x {SIZE[0]})")
+    if f.n_slices != len(FOCUS_DISTANCES):
+        out.append(f"{f.n_slices} slices (FoD500: {len(FOCUS_DISTANCES)})")
+    if len(f):
+        for name, want in CAMERA.items():
+            if not f.has(name):
+                out.append(f"no {name} (FoD500: {want:g})")
+                continue
+            have = np.unique(f.read_all(name))
+            if not np.array_equal(have, [np.float32(want)]):
+                out.append(f"{name} {', '.join(f'{x:g}' for x in have)} (FoD500: {want:g})")
+        focus = f.read_all("focus_distance")
+        if focus.shape[1] != len(FOCUS_DISTANCES) or not (focus == np.float32(FOCUS_DISTANCES)).all():
+            out.append(f"focus distances other than FoD500's {', '.join(f'{x:g}' for x in FOCUS_DISTANCES)} m")
+    return out
+
+
+def export_fod500(path: str | os.PathLike, folder: str | os.PathLike, *, start: int = 0,
+                  progress: Callable | None = None) -> ExportSummary:
+    """Write the complete scenes of schema file ``path`` into ``folder`` in FoD500's names and formats,
+    numbered from ``start``. ``folder`` must not exist or be empty; it is filled under a temporary name
+    beside it and renamed at the end, so a failed export leaves nothing half-written."""
+    from .reader import FocalStackFile
+
+    folder = Path(folder)
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise DatasetError(f"{folder}: exists and is not an empty folder; export into a new or empty one")
+    if not folder.parent.is_dir():
+        raise DatasetError(f"{folder}: folder {folder.parent} does not exist")
+    if start < 0:
+        raise DatasetError(f"--start {start}: expected a scene number >= 0")
+    with FocalStackFile(path) as f:
+        n = len(f)
+        if start + n > 10**6:
+            raise DatasetError(f"--start {start}: {n} scenes would need numbers beyond FoD500's six digits")
+        if f.n_slices > 100:
+            raise DatasetError(f"{path}: {f.n_slices} slices; FoD500's names have two digits for the slice")
+        summary = ExportSummary(folder, list(range(start, start + n)), differences_from_fod500(f))
+        tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", suffix=".tmp", dir=folder.parent))
+        try:
+            _write_readme(tmp / "focalstack.json", f, path, start)
+            for k in (progress or (lambda it, total: it))(range(n), n):
+                write_scene(tmp, start + k, f[k])
+            if folder.exists():
+                folder.rmdir()  # empty, checked above
+            os.replace(tmp, folder)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return summary
+
+
+def write_scene(folder: Path, i: int, rec: SceneRecord) -> None:
+    """One scene as FoD500 files (and the documented extras) in ``folder``."""
+    for j, img in enumerate(rec.stack):
+        _write_image(folder / f"{i:06d}_{j:02d}All.tif", img)
+    if rec.depth is not None:
+        half = rec.depth.astype(np.float16)
+        exr.write_channels(folder / f"{i:06d}Dpt.exr", {"R": half, "G": half, "B": half})
+    if rec.aif is not None:
+        _write_image(folder / f"{i:06d}Aif.tif", rec.aif)
+    if rec.defocus is not None:
+        for j, d in enumerate(rec.defocus):
+            exr.write_channels(folder / f"{i:06d}_{j:02d}Def.exr", {"R": np.asarray(d, np.float32)})
+    extra = {name: np.asarray(value) for name, value in rec.arrays().items() if name not in EXPORTED}
+    with open(folder / f"{i:06d}Extra.npz", "wb") as fh:
+        np.savez_compressed(fh, **extra)
+
+
+def _write_image(path: Path, rgb: np.ndarray) -> None:
+    if not cv2.imwrite(str(path), np.ascontiguousarray(rgb[..., ::-1])):
+        raise DatasetError(f"{path}: cannot write image")
+
+
+def _write_readme(path: Path, f, source, start: int) -> None:
+    gt = f.ground_truth
+    text = {
+        "format": "FoD500 folder written by focalstack-data export fod500",
+        "source_file": str(Path(source).resolve()),
+        "scenes": len(f),
+        "first_index": start,
+        "files": {
+            "{i:06d}_{j:02d}All.tif": "slice j, 8-bit RGB, in focus_distance order",
+            "{i:06d}Dpt.exr": "planar depth in metres, half float, in R (G and B the same)",
+            "{i:06d}Aif.tif": "all-in-focus image, 8-bit RGB (as DEReD names it)",
+            "{i:06d}_{j:02d}Def.exr": "signed blur-circle diameter of slice j in pixels (+ behind the focal "
+                                      "plane), float32, in R",
+            "{i:06d}Extra.npz": "every other dataset of the scene, under its focalstack schema name (numpy)",
+        },
+        "ground_truth": {name: g.describe() for name, g in gt.items()},
+        "defocus_model": f.attrs.get("defocus_model"),
+        "differences_from_fod500": differences_from_fod500(f),
+    }
+    write_text_atomic(path, json.dumps(text, indent=2) + "\n")

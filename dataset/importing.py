@@ -1,0 +1,55 @@
+"""What every importer does: read the source item by item into a new schema file, written under a
+temporary name and renamed into place at the end, so a failed import leaves nothing where the output
+should be (and a file that was there stays as it was)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+from . import provenance
+from .files import atomic_path
+from .record import SceneRecord
+from .schema import DatasetError
+from .writer import FocalStackWriter
+
+Progress = Callable[[Iterable, int], Iterable]  # (items, total) -> items, e.g. a tqdm bar around them
+
+
+def write_imported(
+    out: str | os.PathLike,
+    items: Sequence,
+    read: Callable[[object], SceneRecord],
+    *,
+    n_slices: int,
+    height: int,
+    width: int,
+    attrs: dict,
+    ground_truth: provenance.Declaration,
+    optional: tuple[str, ...],
+    skip_bad: bool = False,
+    progress: Progress | None = None,
+    bad: type[Exception] = DatasetError,
+    skipped: Sequence[str] = (),
+) -> tuple[list, list[str]]:
+    """Append ``read(item)`` for each of ``items`` to a new file ``out``. An item whose reading raises
+    ``bad`` stops the import (the exception propagates), or with ``skip_bad`` is left out and its one-line
+    message listed. Returns (the items imported, the skipped lines, after ``skipped`` given)."""
+    imported, skipped = [], list(skipped)
+    with atomic_path(out) as tmp:
+        with FocalStackWriter.create(tmp, n_slices=n_slices, height=height, width=width, attrs=attrs,
+                                     ground_truth=ground_truth, optional=optional) as writer:
+            for item in (progress or (lambda it, total: it))(items, len(items)):
+                try:
+                    rec = read(item)
+                except bad as exc:
+                    if not skip_bad:
+                        raise
+                    skipped.append(str(exc))
+                    continue
+                writer.append(rec)
+                imported.append(item)
+        if not imported:
+            raise DatasetError(f"{Path(out)}: nothing could be imported ({len(skipped)} skipped)")
+    return imported, skipped

@@ -1,0 +1,356 @@
+"""focalstack-data import fod500 / ddff12 and export fod500: miniature inputs in the documented layouts,
+every array compared with what was written, bad input refused with one line, nothing half-written."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import dataset_fixtures as fx
+import interop_fixtures as ix
+from focalstack.dataset import FocalStackFile, ddff12, fod500
+from focalstack.dataset.groundtruth import canny_edges, stored_defocus_maps
+from focalstack.dataset.schema import DatasetError
+from focalstack.dataset.validate import validate_file
+from focalstack.dataset.cli import main
+
+FOCUS = np.float32([0.1, 0.15, 0.3, 0.7, 1.5])
+
+
+def run(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert "Traceback" not in result.output, result.output
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), result.exception
+    return result
+
+
+def assert_one_line_error(result, *needles):
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+# -- import fod500 ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def fod_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fod") / "fs_6"
+    return folder, ix.write_fod500_folder(folder, [0, 1, 399, 400, 401], holes=7)
+
+
+@pytest.mark.parametrize("split, want", [("train", [0, 1, 399]), ("test", [400, 401]), ("all", [0, 1, 399, 400, 401])])
+def test_import_fod500_gives_back_every_array(fod_folder, tmp_path, split, want):
+    folder, written = fod_folder
+    out = tmp_path / "fod.h5"
+    result = run("import", "fod500", folder, "-o", out, "--split", split)
+    assert result.exit_code == 0, result.output
+    assert f"{len(want)} scene(s) imported" in result.output
+    with FocalStackFile(out) as f:
+        assert len(f) == len(want) and f.n_slices == 5 and f.image_size == (256, 256)
+        assert [json.loads(s)["index"] for s in f.read_all("scene")] == want
+        gt = f.ground_truth
+        assert not gt["aif"].present and not gt["edges"].present and not gt["disparity"].present
+        assert gt["depth"].source == "imported" and gt["depth"].no_data == 0.0
+        assert gt["defocus"].recomputed and gt["defocus"].method == "thin_lens"
+        assert f.attrs["defocus_model"] == "thin_lens" and f.attrs["source"] == "FoD500"
+        for k, i in enumerate(want):
+            rec = f[k]
+            np.testing.assert_array_equal(rec.stack, written[i]["stack"])
+            np.testing.assert_array_equal(rec.depth, written[i]["depth"].astype(np.float32))
+            assert rec.depth.dtype == np.float32 and (rec.depth == 0).sum() == 7
+            np.testing.assert_array_equal(rec.focus_distance, FOCUS)
+            assert (rec.f_number, rec.focal_length_mm, rec.sensor_width_mm) == (1.0, np.float32(2.9), np.float32(3.1))
+            assert rec.aif is None and rec.edges is None and rec.seed == -1
+            want_defocus = stored_defocus_maps(rec.depth, FOCUS, 1.0, 2.9, 3.1, "thin_lens", no_data=0.0)
+            assert np.array_equal(rec.defocus, want_defocus, equal_nan=True)
+            assert np.isnan(rec.defocus[:, rec.depth == 0]).all() and np.isfinite(rec.defocus[:, rec.depth > 0]).all()
+    report = validate_file(out, full=True)
+    assert report.valid, report.problems
+
+
+def test_import_fod500_defocus_is_defocus_nets_thin_lens(fod_folder, tmp_path):
+    """|c| in pixels is defocus-net's |d - s| / d * f^2 / (N (s - f)) on the sensor over the pixel pitch."""
+    folder, _ = fod_folder
+    run("import", "fod500", folder, "-o", tmp_path / "fod.h5", "--split", "test")
+    with FocalStackFile(tmp_path / "fod.h5") as f:
+        rec = f[0]
+    d, f_m, n, pitch = rec.depth.astype(np.float64), 2.9e-3, 1.0, 3.1e-3 / 256
+    ok = d > 0
+    for k, s in enumerate(FOCUS.astype(np.float64)):
+        sensor = np.abs(d[ok] - s) / d[ok] * f_m**2 / (n * (s - f_m))
+        np.testing.assert_allclose(np.abs(rec.defocus[k][ok]), sensor / pitch, rtol=1e-5)
+
+
+def test_import_fod500_with_aif_derives_edges(tmp_path):
+    folder = tmp_path / "dered"
+    written = ix.write_fod500_folder(folder, [5, 6], aif=True)
+    result = run("import", "fod500", folder, "-o", tmp_path / "a.h5")
+    assert result.exit_code == 0 and "with AiF images" in result.output, result.output
+    with FocalStackFile(tmp_path / "a.h5") as f:
+        assert f.ground_truth["aif"].source == "imported" and f.ground_truth["edges"].method == "canny"
+        for k, i in enumerate((5, 6)):
+            np.testing.assert_array_equal(f[k].aif, written[i]["aif"])
+            np.testing.assert_array_equal(f[k].edges, canny_edges(written[i]["aif"]))
+    assert validate_file(tmp_path / "a.h5", full=True).valid
+
+
+def _break(folder, how: str):
+    if how == "missing slice":
+        (folder / "000001_03All.tif").unlink()
+        return "000001_03All.tif: missing"
+    if how == "no depth":
+        (folder / "000399Dpt.exr").unlink()
+        return "000399Dpt.exr: missing (scene 399 has no depth)"
+    if how == "no R channel":
+        ix.write_exr(folder / "000001Dpt.exr", {"Y": np.ones((256, 256), np.float16)})
+        return "000001Dpt.exr: no channel R (it has Y)"
+    if how == "small slice":
+        ix.write_tif(folder / "000000_02All.tif", np.zeros((128, 128, 3), np.uint8))
+        return "000000_02All.tif: 128 x 128 px, expected FoD500's 256 x 256"
+    if how == "small depth":
+        d = np.ones((200, 256), np.float16)
+        ix.write_exr(folder / "000400Dpt.exr", {"R": d, "G": d, "B": d})
+        return "000400Dpt.exr: channel R is float16 of 256 x 200 px"
+    if how == "not an exr":
+        (folder / "000001Dpt.exr").write_bytes(b"no exr here")
+        return "000001Dpt.exr: not a readable EXR file"
+    raise AssertionError(how)
+
+
+@pytest.mark.parametrize("how", ["missing slice", "no depth", "no R channel", "small slice", "small depth", "not an exr"])
+def test_import_fod500_refuses_bad_input_naming_the_file(tmp_path, how):
+    folder = tmp_path / "fs"
+    ix.write_fod500_folder(folder, [0, 1, 399, 400])
+    out = tmp_path / "out.h5"
+    fx.write_file(out, 1)  # a good output from before: must survive the failed import untouched
+    before = out.read_bytes()
+    needle = _break(folder, how)
+    assert_one_line_error(run("import", "fod500", folder, "-o", out, "--force"), needle, str(folder))
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fs", "out.h5"]  # no temporary file left
+    fresh = tmp_path / "fresh.h5"
+    assert_one_line_error(run("import", "fod500", folder, "-o", fresh), needle)
+    assert not fresh.exists()
+
+    result = run("import", "fod500", folder, "-o", fresh, "--skip-bad")
+    assert result.exit_code == 0, result.output
+    skipped = [line for line in result.output.splitlines() if line.startswith("skipped: ")]
+    assert len(skipped) == 1 and needle in skipped[0]
+    assert "3 scene(s) imported" in result.output and "1 skipped" in result.output
+    assert validate_file(fresh, full=True).valid
+
+
+def test_import_fod500_refuses_existing_output_and_empty_folders(tmp_path, fod_folder):
+    out = fx.write_file(tmp_path / "have.h5", 1)
+    assert_one_line_error(run("import", "fod500", fod_folder[0], "-o", out), "exists", "--force")
+    (tmp_path / "empty").mkdir()
+    assert_one_line_error(run("import", "fod500", tmp_path / "empty", "-o", tmp_path / "x.h5"), "no FoD500 scenes")
+    assert_one_line_error(run("import", "fod500", tmp_path / "nowhere", "-o", tmp_path / "x.h5"), "not a folder")
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_import_fod500_refuses_odd_names(tmp_path):
+    folder = tmp_path / "fs"
+    ix.write_fod500_folder(folder, [0])
+    ix.write_tif(folder / "cover_All.tif", np.zeros((256, 256, 3), np.uint8))
+    assert_one_line_error(run("import", "fod500", folder, "-o", tmp_path / "x.h5"), "cover_All.tif",
+                          "does not follow FoD500's pattern")
+
+
+# -- export fod500 ---------------------------------------------------------------------------------------
+def fod500_like_file(path, n=2):
+    """A generated file with FoD500's camera at 256 px, depth within 0.1 to 3 m."""
+    config = fx.make_config(width=256, height=256, focus_distances=FOCUS.tolist())
+    with fx.open_writer(path, n_slices=5, height=256, width=256, attrs=fx.make_attrs(config)) as w:
+        for seed in range(n):
+            rec = fx.make_record(seed, height=256, width=256, focus_distances=FOCUS)
+            rec.stack_size = 4 if seed == 1 else None
+            w.append(rec)
+    return path
+
+
+def test_export_then_import_gives_back_stack_depth_and_focus(tmp_path):
+    src = fod500_like_file(tmp_path / "gen.h5")
+    result = run("export", "fod500", src, "-o", tmp_path / "fs", "--start", 17)
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.output and "numbered 000017 to 000018" in result.output
+    names = {p.name for p in (tmp_path / "fs").iterdir()}
+    assert {"000017_00All.tif", "000018_04All.tif", "000017Dpt.exr", "000018Aif.tif", "000017_02Def.exr",
+            "000018Extra.npz", "focalstack.json"} <= names
+    assert run("import", "fod500", tmp_path / "fs", "-o", tmp_path / "back.h5").exit_code == 0
+    with FocalStackFile(src) as a, FocalStackFile(tmp_path / "back.h5") as b:
+        assert len(a) == len(b) == 2
+        for i in range(2):
+            x, y = a[i], b[i]
+            np.testing.assert_array_equal(y.stack, x.stack)
+            np.testing.assert_array_equal(y.aif, x.aif)  # the Aif.tif extra, as DEReD names it
+            np.testing.assert_array_equal(y.depth, x.depth.astype(np.float16).astype(np.float32))
+            np.testing.assert_array_equal(y.focus_distance, x.focus_distance)
+            assert json.loads(y.scene)["index"] == 17 + i
+
+
+def test_export_is_read_by_a_loader_of_fod500s_documented_naming(tmp_path):
+    src = fod500_like_file(tmp_path / "gen.h5", 2)
+    run("export", "fod500", src, "-o", tmp_path / "fs")
+    loaded = ix.load_fod500_folder(tmp_path / "fs")
+    assert sorted(loaded) == [0, 1]
+    with FocalStackFile(src) as f:
+        for i in range(2):
+            np.testing.assert_array_equal(loaded[i]["stack"], f[i].stack)
+            np.testing.assert_allclose(loaded[i]["depth"], f[i].depth, rtol=1e-3)  # half precision
+
+
+def test_export_extras_hold_defocus_and_every_other_dataset(tmp_path):
+    from focalstack.dataset import exr
+
+    src = fod500_like_file(tmp_path / "gen.h5", 2)
+    run("export", "fod500", src, "-o", tmp_path / "fs", "--start", 3)
+    with FocalStackFile(src) as f:
+        rec = f[1]
+        for j in range(5):
+            np.testing.assert_array_equal(exr.read_channels(tmp_path / "fs" / f"000004_{j:02d}Def.exr")["R"], rec.defocus[j])
+        extra = np.load(tmp_path / "fs" / "000004Extra.npz")
+        assert set(extra.files) == set(rec.arrays()) - set(fod500.EXPORTED)
+        for name in extra.files:
+            value = rec.array(name)
+            assert (str(extra[name]) == value) if name == "scene" else np.array_equal(extra[name], value), name
+        assert int(extra["stack_size"]) == 4
+    readme = json.loads((tmp_path / "fs" / "focalstack.json").read_text())
+    assert readme["first_index"] == 3 and readme["differences_from_fod500"] == []
+
+
+def test_export_warns_when_the_file_is_not_fod500_like_and_refuses_a_full_folder(tmp_path):
+    src = fx.write_file(tmp_path / "small.h5", 2)  # 16 x 16 px, 3 slices at 0.1, 0.3, 1.5 m
+    result = run("export", "fod500", src, "-o", tmp_path / "fs")
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1
+    assert "16 x 16 px (FoD500: 256 x 256)" in warnings[0] and "3 slices (FoD500: 5)" in warnings[0]
+    assert len(list((tmp_path / "fs").glob("*All.tif"))) == 6
+    before = sorted(p.name for p in (tmp_path / "fs").iterdir())
+    assert_one_line_error(run("export", "fod500", src, "-o", tmp_path / "fs"), "not an empty folder")
+    assert sorted(p.name for p in (tmp_path / "fs").iterdir()) == before
+    (tmp_path / "empty").mkdir()
+    assert run("export", "fod500", src, "-o", tmp_path / "empty").exit_code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "fs", "small.h5"]  # no temporary folder left
+
+
+# -- import ddff12 ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def ddff_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ddff") / "ddff-dataset-trainval.h5"
+    return path, ix.write_ddff12_file(path, 3, 2)
+
+
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_import_ddff12_gives_back_every_array(ddff_file, tmp_path, split):
+    path, written = ddff_file
+    out = tmp_path / "d.h5"
+    result = run("import", "ddff12", path, "--split", split, "-o", out)
+    assert result.exit_code == 0, result.output
+    src = written[split]
+    with FocalStackFile(out) as f:
+        assert len(f) == len(src["stack"]) and f.n_slices == 10 and f.image_size == (24, 36)
+        gt = f.ground_truth
+        assert [n for n, g in gt.items() if g.present] == ["depth", "disparity"]
+        assert gt["depth"].derived_from == ("disparity",) and gt["depth"].no_data == 0.0
+        for i in range(len(f)):
+            rec = f[i]
+            np.testing.assert_array_equal(rec.stack, src["stack"][i])
+            np.testing.assert_array_equal(rec.disparity, src["disp"][i])
+            d = src["disp"][i].astype(np.float64)
+            want = np.where(d > 0, ddff12.BF / np.where(d > 0, d, 1), 0).astype(np.float32)
+            np.testing.assert_array_equal(rec.depth, want)
+            assert ((rec.depth == 0) == (src["disp"][i] == 0)).all() and (rec.depth == 0).sum() == 10
+            # back to disparity, as the DDFF-12 protocol scores it: equal to float32 rounding
+            np.testing.assert_allclose(ddff12.disparity_from_depth(rec.depth), src["disp"][i], rtol=1.2e-7, atol=0)
+            assert rec.f_number is None and rec.aif is None and rec.defocus is None and rec.edges is None
+            assert rec.slice_focal_length_mm is None
+        with pytest.raises(DatasetError, match="'f_number' \\(absent"):
+            f.read("f_number", 0)
+        focus = f.read_all("focus_distance")[0].astype(np.float64)
+    np.testing.assert_allclose(focus[[0, -1]], [0.5, 7.0], rtol=1e-6)
+    np.testing.assert_allclose(np.diff(ddff12.BF / focus), np.diff(ddff12.BF / focus)[0], rtol=1e-5)  # even in disparity
+    report = validate_file(out, full=True)
+    assert report.valid, report.problems
+
+
+def test_ddff12_calibration_constants():
+    assert ddff12.BASELINE_M == pytest.approx(1982.0250823695178 / 7317.020641763665 * 1e-3)
+    assert ddff12.BF == pytest.approx(ddff12.BASELINE_M * 521.4052)
+    np.testing.assert_allclose(ddff12.focus_disparities()[[0, -1]], [ddff12.BF / 0.5, ddff12.BF / 7])
+
+
+def test_import_ddff12_streams_one_stack_at_a_time(ddff_file, tmp_path, monkeypatch):
+    """The importer never reads the source whole: every access to the stack or disparity is one index."""
+    path, _ = ddff_file
+    seen = []
+    original = h5py.Dataset.__getitem__
+
+    def spy(self, key):
+        if self.name in ("/stack_train", "/disp_train"):
+            seen.append((self.name, key))
+        return original(self, key)
+
+    monkeypatch.setattr(h5py.Dataset, "__getitem__", spy)
+    ddff12.import_ddff12(path, tmp_path / "d.h5", split="train")
+    assert sorted(seen) == sorted((name, i) for name in ("/disp_train", "/stack_train") for i in range(3))
+
+
+def test_import_ddff12_refuses_bad_input(tmp_path):
+    path = tmp_path / "bad.h5"
+    ix.write_ddff12_file(path, 3, 1)
+    with h5py.File(path, "r+") as f:
+        f["disp_train"][1, 0, 0] = -0.1
+    out = tmp_path / "d.h5"
+    assert_one_line_error(run("import", "ddff12", path, "--split", "train", "-o", out), "disp_train[1]", "negative")
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["bad.h5"]
+    result = run("import", "ddff12", path, "--split", "train", "-o", out, "--skip-bad")
+    assert result.exit_code == 0 and "2 scene(s) imported" in result.output and "skipped: " in result.output
+    with FocalStackFile(out) as f:
+        assert [json.loads(s)["index"] for s in f.read_all("scene")] == [0, 2]
+    with h5py.File(path, "r+") as f:
+        del f["disp_val"]
+    assert_one_line_error(run("import", "ddff12", path, "--split", "val", "-o", tmp_path / "v.h5"),
+                          "no dataset 'disp_val'")
+    with h5py.File(path, "r+") as f:
+        f.create_dataset("disp_val", data=np.zeros((1, 5, 5), np.float32))
+    assert_one_line_error(run("import", "ddff12", path, "--split", "val", "-o", tmp_path / "v.h5"),
+                          "'disp_val'", "to match 'stack_val'")
+    assert_one_line_error(run("import", "ddff12", tmp_path / "none.h5", "--split", "val", "-o", tmp_path / "v.h5"),
+                          "no such file")
+
+
+def test_help_texts_explain_the_formats():
+    for args in (["import"], ["import", "fod500"], ["import", "ddff12"], ["export"], ["export", "fod500"]):
+        result = run(*args, "--help")
+        assert result.exit_code == 0 and "Usage:" in result.output
+    assert "Dpt.exr" in run("import", "fod500", "--help").output
+    assert "disparity" in run("import", "ddff12", "--help").output
+    assert "Aif.tif" in run("export", "fod500", "--help").output
+
+
+def test_inspect_and_preview_work_with_what_an_import_holds(ddff_file, fod_folder, tmp_path):
+    import cv2
+
+    run("import", "ddff12", ddff_file[0], "--split", "val", "-o", tmp_path / "d.h5")
+    run("import", "fod500", fod_folder[0], "--split", "test", "-o", tmp_path / "f.h5")
+    out = run("inspect", tmp_path / "d.h5", "--full")
+    assert out.exit_code == 0 and out.output.strip().endswith("valid"), out.output
+    assert "f-number        none (no camera model)" in out.output
+    assert "disparity         imported (DDFF-12 disp_<split>); 0 = no ground truth" in out.output
+    assert "aif               absent" in out.output and "defocus model" not in out.output
+    out = run("inspect", tmp_path / "f.h5")
+    assert out.exit_code == 0 and "source          FoD500" in out.output
+    assert "defocus           derived from depth by thin_lens, recomputed by readers (not stored)" in out.output
+    assert "(7 pixel(s) without ground truth)" not in out.output and "14 pixel(s) without ground truth" in out.output
+    for name in ("d", "f"):
+        result = run("preview", tmp_path / f"{name}.h5", "-o", tmp_path / f"{name}.png")
+        assert result.exit_code == 0, result.output
+        img = cv2.imread(str(tmp_path / f"{name}.png"))
+        assert img is not None and img.std() > 10
