@@ -31,7 +31,7 @@ def test_output_shapes_for_stacks_of_1_to_10(arch):
     with torch.no_grad():
         for s in range(1, 11):
             out = model(torch.rand(2, s, 3, h, w), torch.rand(2, s))
-            s_eff = 1 if arch == "fod-single" else s
+            s_eff = 1 if model.single_image else s
             assert out["defocus"].shape == (2, s_eff, h, w)
             assert out["depth"].shape == (2, h, w)
             if arch == "fod-depth":
@@ -52,7 +52,7 @@ def test_shuffling_the_stack_does_not_change_the_outputs(arch):
         a = model(stack, focus)
         b = model(stack[:, perm], focus[:, perm])
     assert (a["depth"] - b["depth"]).abs().max() < 1e-5
-    if arch != "fod-single":
+    if not model.single_image:
         assert (a["defocus"][:, perm] - b["defocus"]).abs().max() < 1e-5
     if "aif" in a:
         assert (a["aif"] - b["aif"]).abs().max() < 1e-5
@@ -155,6 +155,9 @@ def test_single_image_variant_sees_only_the_median_focus_slice():
 def test_aif_direct_ablation_ignores_defocus_maps():
     a, b = tiny("fod-aif-direct"), tiny("fod")
     assert a.aif_net.stem.in_channels == 3 and b.aif_net.stem.in_channels == 4
+    single, single_direct = tiny("fod-single"), tiny("fod-single-direct")
+    assert single.single_image and single_direct.single_image
+    assert single.aif_net.stem.in_channels == 4 and single_direct.aif_net.stem.in_channels == 3
 
 
 def test_unknown_architecture_or_option_is_refused():
