@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from focalstack.dataset import ddff12
+
 from .metrics import (
     ALL_METRICS,
     MIN_DEPTH,
@@ -36,12 +38,12 @@ from .metrics import (
 )
 
 # DDFF-12's light-field calibration (its toolbox's caldata, as DFV and AiFDepthNet use it):
-# disparity (px) = baseline * f_sub / depth (m). (dataset/ddff12.py of the DDFF-12 import uses the same.)
-DDFF12_K2 = 1982.0250823695178
-DDFF12_FLENS = 7317.020641763665
-DDFF12_BASELINE_M = DDFF12_K2 / DDFF12_FLENS * 1e-3
-DDFF12_F_SUB_PX = 521.4052
-DDFF12_BF = DDFF12_BASELINE_M * DDFF12_F_SUB_PX  # px * m
+# The constants live with the DDFF-12 import (dataset/ddff12.py), which converts the same way.
+DDFF12_K2 = ddff12.K2
+DDFF12_FLENS = ddff12.FLENS
+DDFF12_BASELINE_M = ddff12.BASELINE_M
+DDFF12_F_SUB_PX = ddff12.F_SUB_PX
+DDFF12_BF = ddff12.BF  # px * m
 DFV_MAX_DEPTH = 1.5  # metres
 
 # Ground truth in a scored batch (``truth``) and network outputs (``pred``), by key:
