@@ -291,6 +291,22 @@ def plan_eval(
     return batches
 
 
+@dataclass(frozen=True)
+class Share:
+    """One process's part of a planned batch (several processes, ``distributed``). ``counted`` False:
+    a stand-in for a process that the batch has no stack for; it trains on it with weight zero."""
+
+    keys: list[SampleKey]
+    counted: bool = True
+
+
+def share_batch(batch: list[SampleKey], rank: int, world_size: int) -> Share:
+    """Process ``rank``'s share of ``batch``: its stacks rank, rank + world_size, ...; when there are
+    more processes than stacks, those left over get the first stack, not counted."""
+    keys = batch[rank::world_size]
+    return Share(keys) if keys else Share(batch[:1], counted=False)
+
+
 class PlannedBatches(torch.utils.data.Sampler):
     """A batch sampler over precomputed batches of keys, starting at batch ``start``."""
 

@@ -21,6 +21,7 @@ from focalstack.dataset.files import atomic_path, write_text_atomic
 
 from .data import FocalStackDataset, Norm, SourceInfo, inspect_source, make_loader, plan_eval, to_model_inputs
 from .device import autocast, resolve_amp, resolve_device
+from .distributed import is_writer, process_group
 from .metrics import ALL_METRICS, MeanMeter, aif_psnr, aif_ssim, defocus_mse, depth_metrics
 
 SETTINGS = ("All", "Random")
@@ -37,9 +38,11 @@ def run_batches(
     criterion=None,
     workers: int = 0,
     progress=None,
+    merge=None,
 ) -> tuple[dict[str, float], dict | None]:
     """Metric means over the scenes of ``batches``; also the first batch's (inputs, targets, outputs)
-    on the CPU, for pictures. With ``criterion`` the loss and its terms are averaged too."""
+    on the CPU, for pictures. With ``criterion`` the loss and its terms are averaged too. ``merge``
+    (several processes, each with its part of the batches): (sums, counts) -> means over all of them."""
     was_training = model.training
     model.eval()
     meter = MeanMeter()
@@ -69,7 +72,7 @@ def run_batches(
                 progress.update(1)
     finally:
         model.train(was_training)
-    return meter.means(), first
+    return (meter.means() if merge is None else merge(meter.sums, meter.counts)), first
 
 
 def _fmt(value) -> str:
@@ -110,7 +113,8 @@ def evaluate(
 ) -> tuple[list[dict], dict[str, Path]]:
     """Evaluate ``checkpoint`` on each file of ``data``. Returns the rows (one per file and setting,
     every metric of ``metrics.ALL_METRICS``; AiF metrics are None for models without an AiF branch)
-    and the paths written (markdown, csv, json)."""
+    and the paths written (markdown, csv, json). Started by torchrun, every process evaluates its part
+    of each file's batches, the means are gathered over all, and rank 0 writes (``distributed``)."""
     from tqdm import tqdm
 
     from .checkpoint import load_checkpoint, model_from_checkpoint
@@ -121,7 +125,8 @@ def evaluate(
     for name, value in (("batch-size", batch_size), ("max-scenes", 1 if max_scenes is None else max_scenes)):
         if not value >= 1:
             raise ValueError(f"--{name} {value}: expected a positive integer")
-    dev = resolve_device(device)
+    group = process_group(device)
+    dev = resolve_device(device) if group is None else group.device
     amp_dtype = resolve_amp(amp, dev)
     ckpt = load_checkpoint(checkpoint)
     model, norm = model_from_checkpoint(ckpt, checkpoint)
@@ -138,22 +143,28 @@ def evaluate(
                 # plan per file so that scene subsets depend on (seed, file) only
                 scenes = [np.arange(n) if i == fi else np.arange(0) for i in range(len(sources))]
                 batches = plan_eval(sources, scenes, batch_size, setting, seed)
-                bar = tqdm(total=len(batches), desc=f"{Path(src.path).name} {setting}", disable=not progress, leave=False)
+                batches, merge = (batches, None) if group is None else (group.split(batches), group.merge_means)
+                bar = tqdm(total=len(batches), desc=f"{Path(src.path).name} {setting}",
+                           disable=not progress or not is_writer(), leave=False)
                 with bar:
-                    means, _ = run_batches(model, dataset, batches, norm, dev, amp_dtype, workers=workers, progress=bar)
+                    means, _ = run_batches(model, dataset, batches, norm, dev, amp_dtype, workers=workers, progress=bar,
+                                           merge=merge)
                 row = {"file": src.path, "setting": setting, "scenes": n}
                 row.update({m: means.get(m) for m in ALL_METRICS})
                 rows.append(row)
     finally:
         dataset.close()
     out = Path(out_dir) if out_dir is not None else Path(checkpoint).parent / "eval"
-    return rows, write_results(out, rows, checkpoint, ckpt, seed)
+    return rows, write_results(out, rows, checkpoint, ckpt, seed, write=is_writer())
 
 
-def write_results(out: Path, rows: list[dict], checkpoint, ckpt: dict, seed: int) -> dict[str, Path]:
-    """metrics.md, metrics.csv and metrics.json in ``out``, each replaced atomically."""
-    out.mkdir(parents=True, exist_ok=True)
+def write_results(out: Path, rows: list[dict], checkpoint, ckpt: dict, seed: int, write: bool = True
+                  ) -> dict[str, Path]:
+    """metrics.md, metrics.csv and metrics.json in ``out``, each replaced atomically (with ``write``)."""
     paths = {"markdown": out / "metrics.md", "csv": out / "metrics.csv", "json": out / "metrics.json"}
+    if not write:
+        return paths
+    out.mkdir(parents=True, exist_ok=True)
     meta = {
         "checkpoint": str(checkpoint),
         "arch": ckpt["arch"],
