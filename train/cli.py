@@ -151,7 +151,8 @@ def main():
 @click.option("--amp", type=click.Choice(AMP_CHOICES), default=TRAIN["amp"], show_default=True,
               help="Mixed precision: auto = bf16 autocast on CUDA, float32 on CPU.")
 @click.option("--channels-last", type=click.Choice(CHANNELS_LAST_CHOICES), default=TRAIN["channels_last"],
-              show_default=True, help="channels-last memory format (auto: on CUDA).")
+              show_default=True,
+              help="channels-last memory format (auto: on CUDA and on CPUs with oneDNN, where it is faster).")
 @click.option("--compile", "compile", is_flag=True, help="torch.compile the model (CUDA; first steps are slow).")
 @click.option("--workers", type=int, default=TRAIN["workers"], show_default=True,
               help="DataLoader worker processes (0: main).")

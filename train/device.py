@@ -55,8 +55,10 @@ def resolve_amp(name: str, device: torch.device) -> torch.dtype | None:
 
 
 def resolve_channels_last(name: str, device: torch.device) -> bool:
-    """'auto' -> channels-last on CUDA (where cuDNN's convolutions are faster in it), 'on', 'off'."""
-    choice = {"auto": device.type == "cuda", "on": True, "off": False}.get(name)
+    """'auto' -> channels-last on CUDA (cuDNN) and on CPUs with oneDNN, where the networks' convolutions,
+    pooling and up-sampling are faster in it (benchmarks/train_bench.py measures both); 'on'; 'off'."""
+    auto = device.type == "cuda" or (device.type == "cpu" and torch.backends.mkldnn.is_available())
+    choice = {"auto": auto, "on": True, "off": False}.get(name)
     if choice is None:
         raise ValueError(f"--channels-last {name!r}: expected {', '.join(CHANNELS_LAST_CHOICES)}")
     return choice

@@ -1,5 +1,6 @@
 """Training a network: ``fit(TrainConfig(...))`` builds the data, the model, AdamW and the hooks, and
-runs the loop (``engine.Trainer``; the hooks are in ``hooks``). bf16 autocast + channels-last on CUDA.
+runs the loop (``engine.Trainer``; the hooks are in ``hooks``). bf16 autocast on CUDA, channels-last on
+CUDA and oneDNN CPUs.
 
 Outputs in ``--out``: ``last.pt`` (after every epoch, every ``checkpoint_every`` steps and when
 stopped by ``max_steps``), ``best.pt`` (lowest validation loss; the last epoch without validation
