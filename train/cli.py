@@ -156,6 +156,11 @@ def main():
 @click.option("--compile", "compile", is_flag=True, help="torch.compile the model (CUDA; first steps are slow).")
 @click.option("--workers", type=int, default=TRAIN["workers"], show_default=True,
               help="DataLoader worker processes (0: main).")
+@click.option("--cache-data", is_flag=True,
+              help="Decode every scene of the files once, before training, and read samples from memory "
+                   "(shared by the --workers processes, per training process): no HDF5 decoding per sample. "
+                   "Needs the decoded size in memory (2.8 MB per 256x256 scene of 5 slices); refused if it does "
+                   "not fit.")
 @click.option("--threads", type=int, default=None, help="CPU threads for torch [torch's default].")
 @click.option("--checkpoint-every", type=int, default=TRAIN["checkpoint_every"], show_default=True,
               help="Also write last.pt every N optimiser steps (0: at the end of every epoch only).")

@@ -49,6 +49,7 @@ class Group:
     world_size: int
     local_rank: int
     device: torch.device
+    local_world_size: int = 1  # processes of the job on this machine
 
     @property
     def writer(self) -> bool:
@@ -109,8 +110,9 @@ def process_group(device: str = "auto") -> Group | None:
     env = os.environ
     try:
         rank, world, local = int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", "0"))
+        local_world = int(env.get("LOCAL_WORLD_SIZE", str(world)))
     except (KeyError, ValueError):
-        raise ValueError("torchrun: RANK, WORLD_SIZE and LOCAL_RANK must be integers") from None
+        raise ValueError("torchrun: RANK, WORLD_SIZE, LOCAL_RANK and LOCAL_WORLD_SIZE must be integers") from None
     dev = resolve_device(device, local_rank=local)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
@@ -118,7 +120,7 @@ def process_group(device: str = "auto") -> Group | None:
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo",
                                 device_id=dev if dev.type == "cuda" else None)
         atexit.register(_destroy)
-    return Group(rank, world, local, dev)
+    return Group(rank, world, local, dev, local_world)
 
 
 def _destroy() -> None:
