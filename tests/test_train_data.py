@@ -218,3 +218,32 @@ def test_short_stacks_use_only_their_distinct_slices(tmp_path):
             for k in b:
                 assert max(k.slices) < sizes[k.scene]
                 assert len(set(k.slices)) == min(len(k.slices), sizes[k.scene])
+
+
+def test_samples_from_the_memory_cache_equal_samples_read_from_the_file():
+    path = str(synthetic_file("data-a", 10, 16, 1))
+    plain, cached = FocalStackDataset([path]), FocalStackDataset([path])
+    assert cached.cache_in_memory() == cached.cache_nbytes() == 10 * (5 * 16 * 16 * 3 + 5 * 16 * 16 * 4 + 16 * 16 * 4
+                                                                     + 16 * 16 * 3 + 16 * 16)
+    keys = [SampleKey(0, 3, (4, 0, 2)), SampleKey(0, 7, (1,), flip_h=True, crop=(2, 3, 8, 9)),
+            SampleKey(0, 9, (0, 1, 2, 3, 4), flip_v=True, flip_h=True)]
+    for key in keys:
+        a, b = plain[key], cached[key]
+        assert a.keys() == b.keys()
+        for name, value in a.items():
+            assert torch.equal(value, b[name]) if isinstance(value, torch.Tensor) else value == b[name], name
+    batches = [[SampleKey(0, i, (4, 0, 2), flip_h=bool(i % 2)) for i in range(j, j + 2)] for j in (0, 2, 4, 6)]
+    forked = list(make_loader(cached, batches, workers=2))  # workers share the parent's cache
+    assert all(torch.equal(x["stack"], y["stack"]) for x, y in zip(forked, make_loader(plain, batches, 0)))
+    plain.close()
+    cached.close()
+
+
+def test_a_memory_cache_that_does_not_fit_is_refused_naming_the_option(monkeypatch):
+    import focalstack.train.data as data
+
+    ds = FocalStackDataset([str(synthetic_file("data-a", 10, 16, 1))])
+    monkeypatch.setattr(data, "available_memory", lambda: 10_000)
+    with pytest.raises(ValueError, match=r"--cache-data: the files need 0.0 GB decoded, 0.0 GB of memory is available"):
+        ds.cache_in_memory()
+    ds.close()

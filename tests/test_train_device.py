@@ -8,9 +8,9 @@ from focalstack.train.device import autocast, resolve_amp, resolve_channels_last
 CPU = torch.device("cpu")
 
 
-def test_auto_means_float32_and_the_default_format_on_the_cpu():
+def test_auto_means_float32_and_channels_last_on_the_cpu():
     assert resolve_amp("auto", CPU) is None and resolve_amp("bf16", CPU) is torch.bfloat16
-    assert resolve_channels_last("auto", CPU) is False
+    assert resolve_channels_last("auto", CPU) is torch.backends.mkldnn.is_available()  # oneDNN's convolutions
     assert resolve_channels_last("auto", torch.device("cuda")) is True  # decided by the type alone
     assert resolve_channels_last("on", CPU) is True and resolve_channels_last("off", torch.device("cuda")) is False
 

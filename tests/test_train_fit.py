@@ -188,3 +188,12 @@ def test_bf16_autocast_and_channels_last_paths_run(tmp_path):
     assert np.isfinite(row["train_loss"]) and np.isfinite(row["val_depth_rmse"])
     model, _ = model_from_checkpoint(load_checkpoint(result.last), result.last)
     assert all(v.dtype == torch.float32 for v in model.state_dict().values())
+
+
+def test_cache_data_trains_to_the_same_weights_as_reading_the_file(tmp_path):
+    plain = fit(cfg(tmp_path, "plain", epochs=1, val_fraction=0.34))
+    cached = fit(cfg(tmp_path, "cached", epochs=1, val_fraction=0.34, cache_data=True, workers=1))
+    a, b = load_checkpoint(plain.last)["model"], load_checkpoint(cached.last)["model"]
+    assert all(torch.equal(v, b[k]) for k, v in a.items())
+    assert cached.history[0]["val_loss"] == plain.history[0]["val_loss"]
+    assert "decoded 6 scenes into memory" in (cached.out / "train.log").read_text()

@@ -13,7 +13,7 @@ from focalstack.train.models import (
     depthnet,
     fod,
 )
-from focalstack.train.models._stack import StackConv
+from focalstack.train.models._stack import StackConv, stack_max
 
 ARCHS = sorted(ARCHITECTURES)
 
@@ -98,6 +98,35 @@ def test_stackconv_equals_a_conv_over_the_concatenated_stack_maximum():
         conv.conv.weight, conv.conv.bias, padding=1,
     )
     assert torch.allclose(conv(x, pooled, 4), ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_the_concatenating_build_computes_the_same_outputs_and_gradients(channels_last):
+    """StackConv.concat (the naive way, which benchmarks/train_bench.py compares) is the same network."""
+    split, concat = tiny("fod"), tiny("fod")
+    for m in concat.modules():
+        if isinstance(m, StackConv):
+            m.concat = True
+    if channels_last:
+        split.to(memory_format=torch.channels_last)
+        concat.to(memory_format=torch.channels_last)
+    stack, focus = torch.rand(2, 3, 3, 32, 32), torch.rand(2, 3)
+    outs = []
+    for model in (split, concat):
+        out = model(stack, focus)
+        sum(v.square().mean() for v in out.values()).backward()
+        outs.append(out)
+    for k in outs[0]:
+        assert torch.allclose(outs[0][k], outs[1][k], atol=1e-5), k
+    for (name, a), b in zip(split.named_parameters(), concat.parameters()):
+        assert torch.allclose(a.grad, b.grad, atol=1e-5, rtol=1e-4), name
+
+
+def test_stack_max_keeps_the_memory_format():
+    x = torch.rand(2 * 3, 8, 5, 7)
+    assert stack_max(x, 3).is_contiguous()
+    cl = stack_max(x.contiguous(memory_format=torch.channels_last), 3)
+    assert cl.is_contiguous(memory_format=torch.channels_last) and torch.equal(cl, stack_max(x, 3))
 
 
 def _defocusnet_by_hand(net, x, s):

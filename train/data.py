@@ -314,6 +314,22 @@ def plan_subsets(
     return batches
 
 
+@dataclass(frozen=True)
+class Share:
+    """One process's part of a planned batch (several processes, ``distributed``). ``counted`` False:
+    a stand-in for a process that the batch has no stack for; it trains on it with weight zero."""
+
+    keys: list[SampleKey]
+    counted: bool = True
+
+
+def share_batch(batch: list[SampleKey], rank: int, world_size: int) -> Share:
+    """Process ``rank``'s share of ``batch``: its stacks rank, rank + world_size, ...; when there are
+    more processes than stacks, those left over get the first stack, not counted."""
+    keys = batch[rank::world_size]
+    return Share(keys) if keys else Share(batch[:1], counted=False)
+
+
 class PlannedBatches(torch.utils.data.Sampler):
     """A batch sampler over precomputed batches of keys, starting at batch ``start``."""
 
@@ -345,12 +361,22 @@ def align_to_reference(stack: np.ndarray, homographies: np.ndarray) -> np.ndarra
     return out
 
 
+# What a training sample reads of its scene: the per-pixel arrays (decoded per sample, or once with
+# ``cache_in_memory``) and the small per-scene values (read once per file and process).
+PIXEL_ARRAYS = ("stack", "defocus", "depth", "aif", "edges")
+SCENE_VALUES = ("focus_distance", "f_number", "focal_length_mm", "sensor_width_mm")
+
+
 class FocalStackDataset(torch.utils.data.Dataset):
     """Reads the sample a ``SampleKey`` describes. Arrays come back unnormalised (see ``Norm``):
 
     stack (L, 3, h, w) uint8, focus (L,) float32 m, defocus (L, h, w) float32 px (signed),
     depth (h, w) float32 m, aif (3, h, w) uint8, edges (h, w) uint8, camera (3,) float32
     (f-number, focal length mm, sensor width mm), plus ``file`` and ``scene`` indices.
+
+    Only what a sample needs is read: the five per-pixel arrays of its scene (one HDF5 chunk each,
+    decoded whole), and the per-scene values, which are read for all scenes of a file at once.
+    ``cache_in_memory()`` decodes every scene once instead.
     """
 
     def __init__(self, paths: list[str], align_slices: bool = False):
@@ -360,6 +386,8 @@ class FocalStackDataset(torch.utils.data.Dataset):
         self.align_slices = align_slices
         self._files: dict[int, FocalStackFile] = {}
         self._pid: int | None = None
+        self._values: dict[int, dict[str, np.ndarray | None]] = {}  # per file: SCENE_VALUES (+ homographies)
+        self._cache: list[dict[str, np.ndarray]] | None = None  # per file: PIXEL_ARRAYS of every scene
 
     def _file(self, i: int) -> FocalStackFile:
         if self._pid != os.getpid():  # a fresh worker process: never reuse the parent's handles
@@ -367,6 +395,19 @@ class FocalStackDataset(torch.utils.data.Dataset):
         if i not in self._files:
             self._files[i] = FocalStackFile(self.paths[i])
         return self._files[i]
+
+    def _scene_values(self, i: int) -> dict[str, np.ndarray | None]:
+        if i not in self._values:
+            f = self._file(i)
+            values: dict[str, np.ndarray | None] = {name: f.read_all(name) for name in SCENE_VALUES}
+            values["slice_homography"] = None
+            if self.align_slices:
+                try:
+                    values["slice_homography"] = f.read_all("slice_homography")
+                except DatasetError:  # other writers' files may lack it: nothing to align
+                    pass
+            self._values[i] = values
+        return self._values[i]
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -378,14 +419,49 @@ class FocalStackDataset(torch.utils.data.Dataset):
             f.close()
         self._files = {}
 
+    def cache_nbytes(self) -> int:
+        """Bytes that ``cache_in_memory`` would hold: the per-pixel arrays of every complete scene."""
+        total = 0
+        for i in range(len(self.paths)):
+            f = self._file(i)
+            total += len(f) * sum(f.dataset(n).dtype.itemsize * math.prod(f.dataset(n).shape[1:]) for n in PIXEL_ARRAYS)
+        return total
+
+    def cache_in_memory(self, copies: int = 1) -> int:
+        """Decode every complete scene's per-pixel arrays once, into memory; samples then come from
+        there (DataLoader workers, forked, share it with this process). Returns the bytes held.
+        ``copies``: processes on this machine that each hold such a cache (training processes of one
+        node). Raises ValueError naming --cache-data when they would not fit in the memory available."""
+        need, available = self.cache_nbytes(), available_memory()
+        if available is not None and need * copies > 0.8 * available:
+            each = f" for each of {copies} processes" if copies > 1 else ""
+            raise ValueError(f"--cache-data: the files need {need / 1e9:.1f} GB decoded{each}, {available / 1e9:.1f} GB "
+                             "of memory is available; train without --cache-data")
+        cache = []
+        for i in range(len(self.paths)):
+            f = self._file(i)
+            arrays = {n: np.empty((len(f), *f.dataset(n).shape[1:]), f.dataset(n).dtype) for n in PIXEL_ARRAYS}
+            for scene in range(len(f)):
+                for name, array in arrays.items():
+                    array[scene] = f.read(name, scene)
+            cache.append(arrays)
+        self._cache = cache
+        return need
+
+    def _pixels(self, file: int, scene: int) -> dict[str, np.ndarray]:
+        if self._cache is not None:
+            return {name: array[scene] for name, array in self._cache[file].items()}
+        f = self._file(file)
+        return {name: f.read(name, scene) for name in PIXEL_ARRAYS}
+
     def __getitem__(self, key: SampleKey) -> dict:
-        f = self._file(key.file)
-        scene = f[key.scene]
+        values = self._scene_values(key.file)
+        px = self._pixels(key.file, key.scene)
         sl = list(key.slices)
-        stack, defocus = scene.stack[sl], scene.defocus[sl]
-        depth, aif, edges = scene.depth, scene.aif, scene.edges
-        if self.align_slices and scene.slice_homography is not None:
-            stack = align_to_reference(stack, scene.slice_homography[sl])
+        stack, defocus = px["stack"][sl], px["defocus"][sl]
+        depth, aif, edges = px["depth"], px["aif"], px["edges"]
+        if values["slice_homography"] is not None:
+            stack = align_to_reference(stack, values["slice_homography"][key.scene][sl])
         if key.crop is not None:
             y, x, h, w = key.crop
             stack, defocus = stack[:, y : y + h, x : x + w], defocus[:, y : y + h, x : x + w]
@@ -396,19 +472,38 @@ class FocalStackDataset(torch.utils.data.Dataset):
         if key.flip_v:
             stack, defocus = stack[:, ::-1], defocus[:, ::-1]
             depth, aif, edges = depth[::-1], aif[::-1], edges[::-1]
+        camera = [values[n][key.scene] for n in ("f_number", "focal_length_mm", "sensor_width_mm")]
         return {
-            "stack": torch.from_numpy(np.ascontiguousarray(stack.transpose(0, 3, 1, 2))),
-            "focus": torch.from_numpy(scene.focus_distance[sl].astype(np.float32)),
-            "defocus": torch.from_numpy(np.ascontiguousarray(defocus, dtype=np.float32)),
-            "depth": torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32)),
-            "aif": torch.from_numpy(np.ascontiguousarray(aif.transpose(2, 0, 1))),
-            "edges": torch.from_numpy(np.ascontiguousarray(edges)),
-            "camera": torch.tensor(
-                [scene.f_number, scene.focal_length_mm, scene.sensor_width_mm], dtype=torch.float32
-            ),
+            "stack": _fresh(stack.transpose(0, 3, 1, 2)),
+            "focus": _fresh(values["focus_distance"][key.scene][sl], np.float32),
+            "defocus": _fresh(defocus, np.float32),
+            "depth": _fresh(depth, np.float32),
+            "aif": _fresh(aif.transpose(2, 0, 1)),
+            "edges": _fresh(edges),
+            "camera": torch.tensor(camera, dtype=torch.float32),
             "file": key.file,
             "scene": key.scene,
         }
+
+
+def _fresh(a: np.ndarray, dtype=None) -> torch.Tensor:
+    """A tensor of its own (C order): never a view of the decoded scene, which may be the cache's."""
+    return torch.from_numpy(np.array(a, dtype=dtype, order="C"))
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux MemAvailable), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def make_loader(

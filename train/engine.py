@@ -15,10 +15,14 @@ The trainer's state (weights, optimiser, position in the run, the epoch's loss s
 hook's ``state_dict()``, stored under the hook's ``state_key``, is what a checkpoint needs to resume;
 ``load_state_dict`` puts a run back exactly where a checkpoint left it, in the middle of an epoch too.
 
-Written for one process without assuming it: ``data.plan`` may give this process its share of an
-epoch's batches, ``step_model`` may wrap ``model`` (torch.compile; DistributedDataParallel), nothing
-in a step reads a value back from the device, and the loss sums change only in ``RunningLoss.flush``,
-which every process reaches at the same steps (the place to sum them across processes).
+Several processes (``group``, a ``distributed.Group``; DDP): ``data.plan`` gives this process its share
+of each global batch, ``step_model`` wraps ``model`` (DistributedDataParallel, maybe torch.compile) and
+``eval_model`` is the same network without DDP, for validation. Each process's loss is its share of
+the global batch's loss (``FocusLoss``'s ``share``), multiplied by the number of processes before
+``backward`` because DDP averages the gradients. Nothing in a step reads a value back from the device,
+and the loss sums change only in ``RunningLoss.flush``, which every process reaches at the same steps
+and where the shares are summed over the processes. Without ``group`` none of this happens: one
+process computes exactly what it did before DDP existed.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 import torch
@@ -83,7 +88,7 @@ class EpochData(Protocol):
 class StepOutput:
     loss: torch.Tensor  # detached, still on the device
     terms: dict[str, torch.Tensor]
-    size: int  # stacks in the batch
+    size: int  # stacks in the batch (with several processes: the stacks this one counted)
 
 
 @dataclass
@@ -99,31 +104,47 @@ class RunningLoss:
     """Sums over one epoch of the loss and its terms, weighted by batch size.
 
     ``add`` keeps a step's tensors without reading them (a read waits for the device); ``flush`` reads
-    them, refuses non-finite losses, and adds them to the sums.
+    them, refuses non-finite losses, and adds them to the sums. ``latest`` holds the last step read:
+    loss and terms of the whole batch. With ``group`` (several processes) each step holds this process's
+    shares, and ``flush`` sums them and the stack counts over the processes first: every process then
+    has the sums of the global batches.
     """
 
-    def __init__(self, terms: Sequence[str], sums: dict | None = None):
-        self.terms = list(terms)
+    def __init__(self, terms: Sequence[str], sums: dict | None = None, group=None):
+        self.terms, self.group = list(terms), group
         self.reset(sums)
 
     def reset(self, sums: dict | None = None) -> None:
         sums = sums or {}
         self.sums = {k: float(sums.get(k, 0.0)) for k in ("n", "loss", *self.terms)}
         self.pending = []
+        self.latest: dict[str, float] = {}
 
     def add(self, step: StepOutput) -> None:
         self.pending.append(step)
 
     def flush(self, epoch: int) -> None:
+        if self.group is not None and self.pending:
+            self.pending = self._summed_over_processes(self.pending)
         for step in self.pending:
             loss = float(step.loss)
             if not math.isfinite(loss):
                 raise FloatingPointError(f"training loss became {loss} (epoch {epoch + 1}); try a lower --lr")
             self.sums["n"] += step.size
             self.sums["loss"] += loss * step.size
+            self.latest = {"loss": loss}
             for k, v in step.terms.items():
                 self.sums[k] += float(v) * step.size
+                self.latest[k] = float(v)
         self.pending.clear()
+
+    def _summed_over_processes(self, steps: list[StepOutput]) -> list[StepOutput]:
+        """The global batches' losses from every process's shares (one all-reduce for all ``steps``)."""
+        rows = [torch.stack([s.loss.double(), *(s.terms[k].double() for k in self.terms),
+                             torch.tensor(float(s.size), dtype=torch.float64, device=s.loss.device)])
+                for s in steps]
+        table = self.group.sum(torch.stack(rows)).cpu()
+        return [StepOutput(row[0], dict(zip(self.terms, row[1:-1])), int(round(float(row[-1])))) for row in table]
 
     def mean(self, key: str) -> float:
         return self.sums[key] / max(self.sums["n"], 1)
@@ -149,6 +170,8 @@ class Trainer:
         terms: Sequence[str],
         amp_dtype: torch.dtype | None = None,
         step_model=None,
+        eval_model=None,
+        group=None,
         grad_clip: float = 0.0,
         log_every: int = 10,
         max_steps: int | None = None,
@@ -157,6 +180,8 @@ class Trainer:
         self.model, self.optimizer, self.criterion, self.data, self.norm = model, optimizer, criterion, data, norm
         self.device, self.amp_dtype = device, amp_dtype
         self.step_model = step_model if step_model is not None else model
+        self.eval_model = eval_model if eval_model is not None else self.step_model
+        self.group = group  # distributed.Group: several processes train together; None: this one alone
         self.epochs, self.terms, self.grad_clip = epochs, list(terms), grad_clip
         self.log_every, self.max_steps = log_every, max_steps
         keys = [h.state_key for h in hooks if h.state_key]
@@ -168,7 +193,7 @@ class Trainer:
             hook.trainer = self
         self.epoch = self.batch = self.global_step = 0
         self.batches: Sequence | None = None  # the epoch in progress
-        self.loss = RunningLoss(self.terms)
+        self.loss = RunningLoss(self.terms, group=group)
         self.step: StepOutput | None = None  # the latest step's loss
         self.log_step = False  # the latest step is one where the loss is read (every log_every steps)
         self.stopped = False
@@ -218,13 +243,20 @@ class Trainer:
         inputs, targets = to_model_inputs(batch, self.norm, self.device)
         with autocast(self.device, self.amp_dtype):
             outputs = self.step_model(inputs["stack"], inputs["focus"])
-        loss, terms = self.criterion(outputs, targets)
+        size = inputs["stack"].shape[0]
+        if self.group is None:
+            loss, terms = self.criterion(outputs, targets)
+        else:  # this process's share of the global batch's loss; a stand-in batch counts zero
+            counted = bool(batch.get("counted", True))
+            loss, terms = self.criterion(outputs, targets, share=partial(self.group.shares, counted=counted))
+            size = size if counted else 0
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        # DDP averages the processes' gradients; their losses are shares that add up to the batch's loss
+        (loss if self.group is None else loss * self.group.world_size).backward()
         if self.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         self.optimizer.step()
-        self.step = StepOutput(loss.detach(), terms, inputs["stack"].shape[0])
+        self.step = StepOutput(loss.detach(), terms, size)
         self.loss.add(self.step)
 
     def flush_loss(self) -> None:
@@ -265,7 +297,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch, self.batch = int(state["epoch"]), int(state["batch"])
         self.global_step = int(state["global_step"])
-        self.loss.reset(state.get("partial"))
+        self.loss.reset(state.get("partial"))  # sums over all processes: the same in each
         for hook in self.hooks:
             if hook.state_key and hook.state_key in state:
                 hook.load_state_dict(state[hook.state_key])

@@ -44,6 +44,7 @@ from .data import (
     to_model_inputs,
 )
 from .device import autocast, resolve_amp, resolve_device
+from .distributed import is_writer, process_group
 from .metrics import MeanMeter, flat_area_mask
 from .protocols import FOCALSTACK, PROTOCOLS, TRUTH_KEYS, Protocol, resolve_protocols
 
@@ -91,10 +92,12 @@ def run_batches(
     criterion=None,
     workers: int = 0,
     progress=None,
+    merge=None,
 ) -> tuple[dict[str, float], dict | None]:
     """The ``focalstack`` protocol's means over the scenes of ``batches`` (validation during training);
     also the first batch's (inputs, targets, outputs) on the CPU, for pictures. With ``criterion`` the
-    loss and its terms are averaged too."""
+    loss and its terms are averaged too. ``merge`` (several processes, each with its part of the
+    batches): (sums, counts) -> means over all of them."""
     meter = MeanMeter()
     first = None
     loader = make_loader(dataset, batches, workers, pin=device.type == "cuda")
@@ -111,7 +114,7 @@ def run_batches(
         if first is None:
             cpu = lambda d: {k: v.detach().float().cpu() for k, v in d.items()}  # noqa: E731
             first = {"inputs": cpu(inputs), "targets": cpu(targets), "outputs": cpu(out)}
-    return meter.means(), first
+    return (meter.means() if merge is None else merge(meter.sums, meter.counts)), first
 
 
 # -- reading held-out files, with whatever ground truth they hold -----------------------------------
@@ -359,6 +362,7 @@ def evaluate_model(
     stack_sizes: tuple[int, ...] = (),
     orders: tuple[str, ...] = ("sorted",),
     regions: tuple[str, ...] = ("all",),
+    group=None,
 ) -> Evaluation:
     """Run ``model`` (outputs as ``models.fod``'s, normalised by ``norm``; ``has_aif`` says whether it
     has an AiF branch) over each file of ``data`` and score every batch under every protocol. Files are
@@ -368,7 +372,10 @@ def evaluate_model(
     Besides ``settings``, ``stack_sizes`` x ``orders`` evaluate stacks of K of each scene's slices
     (``data.plan_subsets``; rows get ``stack_size`` and ``order``), and ``regions`` score depth over part
     of each image too: ``flat`` is the large texture-less areas (``metrics.flat_area_mask`` of the true AiF
-    image; only depth columns, on files that hold an AiF image). Every row has a ``region``."""
+    image; only depth columns, on files that hold an AiF image). Every row has a ``region``.
+
+    ``group`` (``distributed.Group``, under torchrun): each process runs its round-robin part of every
+    plan's batches, and the per-scene sums, counts and skipped scenes are gathered over all of them."""
     from tqdm import tqdm
 
     sources = [inspect_eval_source(p) for p in data]
@@ -394,10 +401,13 @@ def evaluate_model(
             plans += [({"setting": "All", "stack_size": k, "order": o}, plan_subsets(infos, scenes, batch_size, k, o, seed))
                       for k in stack_sizes for o in orders]
             for labels, batches in plans:
+                if group is not None:
+                    batches = group.split(batches)
                 meters = {(p.name, r): MeanMeter() for p in protocols for r in regions}
                 loader = make_loader(dataset, batches, workers, pin=device.type == "cuda")
                 what = " ".join(str(v) for v in labels.values())
-                bar = tqdm(total=len(batches), desc=f"{Path(path).name} {what}", disable=not progress, leave=False)
+                bar = tqdm(total=len(batches), desc=f"{Path(path).name} {what}", disable=not progress or not is_writer(),
+                           leave=False)
                 with bar:
                     for _, truth, out in _outputs(model, loader, prepare, device, amp_dtype, bar):
                         pred = predictions(out, norm)
@@ -408,6 +418,9 @@ def evaluate_model(
                             for p in protocols:
                                 for k, values in p.score(pred, region_truth, norm).items():
                                     meters[p.name, region].add_images(k, values)
+                if group is not None:
+                    for meter in meters.values():
+                        group.merge_meter(meter)
                 for p in protocols:
                     for region in regions:
                         lacking = {c.key for c in p.lacking(src.ground_truth, outputs)}
@@ -468,7 +481,8 @@ def evaluate(
     for name, value in (("batch-size", batch_size), ("max-scenes", 1 if max_scenes is None else max_scenes)):
         if not value >= 1:
             raise ValueError(f"--{name} {value}: expected a positive integer")
-    dev = resolve_device(device)
+    group = process_group(device)  # torchrun: every process evaluates its part, rank 0 writes
+    dev = resolve_device(device) if group is None else group.device
     amp_dtype = resolve_amp(amp, dev)
     ckpt = load_checkpoint(checkpoint)
     model, norm = model_from_checkpoint(ckpt, checkpoint)
@@ -478,10 +492,10 @@ def evaluate(
         # Slices are aligned (or not) as the network saw them in training.
         align_slices=bool(ckpt.get("config", {}).get("align_slices", False)), progress=progress,
         model_label=f"{checkpoint} (architecture {ckpt['arch']})", stack_sizes=tuple(stack_sizes),
-        orders=tuple(orders), regions=tuple(regions),
+        orders=tuple(orders), regions=tuple(regions), group=group,
     )
     out = Path(out_dir) if out_dir is not None else Path(checkpoint).parent / "eval"
-    result.paths = write_results(out, result, checkpoint, ckpt, seed, compare_published)
+    result.paths = write_results(out, result, checkpoint, ckpt, seed, compare_published, write=is_writer())
     return result
 
 
@@ -530,10 +544,13 @@ def _csv_rows(result: Evaluation, compare_published: bool) -> list[dict]:
 
 
 def write_results(out: Path, result: Evaluation, checkpoint, ckpt: dict, seed: int,
-                  compare_published: bool = False) -> dict[str, Path]:
-    """metrics.md, metrics.csv and metrics.json in ``out``, each replaced atomically."""
-    out.mkdir(parents=True, exist_ok=True)
+                  compare_published: bool = False, write: bool = True) -> dict[str, Path]:
+    """metrics.md, metrics.csv and metrics.json in ``out``, each replaced atomically (with ``write``: the
+    process that writes, rank 0 under torchrun)."""
     paths = {"markdown": out / "metrics.md", "csv": out / "metrics.csv", "json": out / "metrics.json"}
+    if not write:
+        return paths
+    out.mkdir(parents=True, exist_ok=True)
     meta = {
         "checkpoint": str(checkpoint),
         "arch": ckpt["arch"],

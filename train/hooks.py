@@ -11,8 +11,8 @@ Order matters after an epoch: Validation first (the others read its numbers); Me
 Checkpoints, so that a kill between the two repeats the epoch rather than losing its row; Progress,
 which says whether the epoch was the best, after Checkpoints.
 
-Hooks that write files take ``writer``: when several processes train one run, one of them writes and
-the others keep the same state without writing.
+Hooks that write files take ``writer``: when several processes train one run (``distributed``), rank 0
+writes and the others keep the same state without writing.
 """
 
 from __future__ import annotations
@@ -58,15 +58,17 @@ class RunLog:
 
 
 class Validation(Hook):
-    """After each epoch: loss, loss terms and ``metrics`` over ``batches`` as val_* in the epoch's row."""
+    """After each epoch: loss, loss terms and ``metrics`` over ``batches`` as val_* in the epoch's row.
+    With several processes each runs its part of the batches and the means are gathered over all."""
 
     def __init__(self, dataset: FocalStackDataset, batches: list, metrics: list[str], workers: int = 0):
         self.dataset, self.batches, self.metrics, self.workers = dataset, batches, list(metrics), workers
 
     def after_epoch(self) -> None:
-        t = self.trainer
-        means, sample = run_batches(t.step_model, self.dataset, self.batches, t.norm, t.device, t.amp_dtype,
-                                    t.criterion, self.workers)
+        t, group = self.trainer, self.trainer.group
+        batches = self.batches if group is None else group.split(self.batches)
+        means, sample = run_batches(t.eval_model, self.dataset, batches, t.norm, t.device, t.amp_dtype,
+                                    t.criterion, self.workers, merge=None if group is None else group.merge_means)
         row = t.summary.row
         row["val_loss"] = means.get("loss")
         row.update({f"val_{k}": means.get(k) for k in (*t.terms, *self.metrics)})
@@ -176,9 +178,8 @@ class TensorBoard(Hook):
         t = self.trainer
         if self.tb is None or not t.log_step:
             return
-        self.tb.add_scalar("train/loss", float(t.step.loss), t.global_step)
-        for k, v in t.step.terms.items():
-            self.tb.add_scalar(f"train/{k}", float(v), t.global_step)
+        for k, v in t.loss.latest.items():  # the latest step's loss and terms, of the whole batch
+            self.tb.add_scalar(f"train/{k}", v, t.global_step)
 
     def after_epoch(self) -> None:
         if self.tb is None:

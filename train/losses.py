@@ -7,7 +7,9 @@
                   AiF image; only with a VGG16 weights file, otherwise off;
 - ``edges``:      L1 between sigmoid(edge logits) and the Canny edges of the true AiF image.
 
-Terms that the model cannot produce (no AiF branch) or that are weighted 0 are skipped.
+Terms that the model cannot produce (no AiF branch) or that are weighted 0 are skipped. Every term is a
+mean over elements (pixels; valid pixels for depth), which is what lets several processes split a batch
+and still add up to its loss (``FocusLoss.forward``'s ``share``; ``distributed``).
 """
 
 from __future__ import annotations
@@ -75,23 +77,39 @@ class FocusLoss(nn.Module):
             terms.append(name)
         return terms
 
-    def forward(self, out: dict, target: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Total loss and the unweighted terms (detached), all in float32."""
+    def forward(self, out: dict, target: dict, share=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Total loss and the unweighted terms (detached), all in float32.
+
+        ``share`` (several processes, see ``distributed``): a function from the terms' element counts
+        (what each mean divides by) to the factors that turn this process's means into its shares of
+        the means over the whole batch; the result is then this process's share of the batch's loss.
+        """
         terms: dict[str, torch.Tensor] = {}
+        counts: list = []
         for name in self.active_terms("aif" in out):
             if name == "defocus":
                 terms[name] = F.mse_loss(out["defocus"].float(), target["defocus"])
+                counts.append(target["defocus"].numel())
             elif name == "depth":
                 mask = target["depth_mask"]
+                valid = mask.sum()
                 err = (out["depth"].float() - target["depth"]).abs()
-                terms[name] = (err * mask).sum() / mask.sum().clamp(min=1)
+                terms[name] = (err * mask).sum() / valid.clamp(min=1)
+                counts.append(valid)
             elif name == "aif":
                 terms[name] = F.l1_loss(out["aif"].float(), target["aif"])
+                counts.append(target["aif"].numel())
             elif name == "perceptual":
                 fp = self.vgg(out["aif"].float())
                 ft = self.vgg(target["aif"])
                 terms[name] = sum(F.l1_loss(a, b) for a, b in zip(fp, ft)) / len(fp)
+                counts.append(target["aif"].numel())  # every feature map's size is proportional to it
             elif name == "edges":
                 terms[name] = F.l1_loss(torch.sigmoid(out["edges"].float()), target["edges"])
+                counts.append(target["edges"].numel())
+        if share is not None and terms:
+            device = next(iter(terms.values())).device
+            factors = share(torch.stack([torch.as_tensor(c, dtype=torch.float64, device=device) for c in counts]))
+            terms = {k: v * f for (k, v), f in zip(terms.items(), factors)}
         total = sum(getattr(self.weights, k) * v for k, v in terms.items())
         return total, {k: v.detach() for k, v in terms.items()}

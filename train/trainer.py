@@ -1,5 +1,6 @@
 """Training a network: ``fit(TrainConfig(...))`` builds the data, the model, AdamW and the hooks, and
-runs the loop (``engine.Trainer``; the hooks are in ``hooks``). bf16 autocast + channels-last on CUDA.
+runs the loop (``engine.Trainer``; the hooks are in ``hooks``). bf16 autocast on CUDA, channels-last on
+CUDA and oneDNN CPUs.
 
 Outputs in ``--out``: ``last.pt`` (after every epoch, every ``checkpoint_every`` steps and when
 stopped by ``max_steps``), ``best.pt`` (lowest validation loss; the last epoch without validation
@@ -9,11 +10,16 @@ Determinism: the weights are initialised from ``seed`` and every epoch's batches
 ``(seed, epoch)`` (``data.plan_epoch``), so ``--resume`` after a kill continues exactly where the last
 checkpoint left off, in the middle of an epoch too. On the CPU a resumed run ends with the same
 weights as an uninterrupted one.
+
+Several processes (``torchrun --nproc-per-node N -m focalstack.train fit ...``): DistributedDataParallel,
+each process training on its share of every global batch of ``batch_size`` stacks, rank 0 writing the
+files; the run is the one-process run up to float rounding (``distributed`` says how).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -28,6 +34,7 @@ from .data import (
     FocalStackDataset,
     Norm,
     PlanSettings,
+    Share,
     SourceInfo,
     check_compatible,
     inspect_source,
@@ -35,9 +42,11 @@ from .data import (
     parse_data_spec,
     plan_epoch,
     plan_eval,
+    share_batch,
     split_scenes,
 )
 from .device import resolve_amp, resolve_channels_last, resolve_device
+from .distributed import Group, process_group
 from .engine import Trainer
 from .hooks import Checkpoints, MetricsCSV, Progress, RunLog, TensorBoard, Validation
 from .losses import FocusLoss, LossWeights
@@ -46,7 +55,7 @@ from .models import ARCHITECTURES, FocusOnDefocus, build_model, count_parameters
 
 # Settings that a resumed run may change; all others but --data (when given) come from the checkpoint.
 RUNTIME_FIELDS = (
-    "epochs", "device", "amp", "channels_last", "compile", "workers", "max_steps", "checkpoint_every",
+    "epochs", "device", "amp", "channels_last", "compile", "workers", "cache_data", "max_steps", "checkpoint_every",
     "tensorboard", "progress", "log_every",
 )
 
@@ -75,9 +84,10 @@ class TrainConfig:
     seed: int = 0
     samples_per_epoch: int | None = None
     workers: int = 0
+    cache_data: bool = False  # decode every scene once into memory, shared by the DataLoader workers
     device: str = "auto"
     amp: str = "auto"  # auto | bf16 | off
-    channels_last: str = "auto"  # auto (on CUDA) | on | off
+    channels_last: str = "auto"  # auto (CUDA; CPUs with oneDNN) | on | off
     compile: bool = False
     checkpoint_every: int = 0  # optimiser steps; 0: at the end of each epoch only
     max_steps: int | None = None  # stop (with a checkpoint) after this many optimiser steps in total
@@ -141,7 +151,7 @@ class RunData:
     """The run's files: training scenes (minus the held-out ones) and validation batches, planned here,
     read by one ``FocalStackDataset`` (train and validation files together)."""
 
-    def __init__(self, cfg: TrainConfig, single_image: bool, pin: bool = False):
+    def __init__(self, cfg: TrainConfig, single_image: bool, pin: bool = False, group: Group | None = None):
         self.train_sources = [inspect_source(p, w) for p, w in map(parse_data_spec, cfg.data)]
         val_sources = [inspect_source(p) for p in cfg.val_data]
         crop = tuple(cfg.crop) if cfg.crop else None
@@ -164,14 +174,26 @@ class RunData:
             flips=cfg.flips,
             samples_per_epoch=cfg.samples_per_epoch,
         )
-        self.seed, self.workers, self.pin = cfg.seed, cfg.workers, pin
+        self.seed, self.workers, self.pin, self.group = cfg.seed, cfg.workers, pin, group
         self.dataset = FocalStackDataset([s.path for s in sources], align_slices=cfg.align_slices)
 
     def plan(self, epoch: int) -> list:
-        return plan_epoch(self.train_sources, self.train_scenes, self.settings, self.seed, epoch)
+        """The epoch's batches of sample keys; with several processes, this one's ``Share`` of each."""
+        batches = plan_epoch(self.train_sources, self.train_scenes, self.settings, self.seed, epoch)
+        if self.group is None:
+            return batches
+        return [share_batch(b, self.group.rank, self.group.world_size) for b in batches]
 
     def loader(self, batches: list, start: int):
-        return make_loader(self.dataset, batches, self.workers, start=start, pin=self.pin)
+        if self.group is None:
+            return make_loader(self.dataset, batches, self.workers, start=start, pin=self.pin)
+        return self._shares(batches, start)
+
+    def _shares(self, shares: list[Share], start: int):
+        keys = [s.keys for s in shares]
+        for share, batch in zip(shares[start:], make_loader(self.dataset, keys, self.workers, start, self.pin)):
+            batch["counted"] = share.counted
+            yield batch
 
     def camera(self) -> dict:
         """The training camera, stored in checkpoints (predict's default focus distances and camera)."""
@@ -192,8 +214,9 @@ def fit(cfg: TrainConfig, resume: bool = False) -> FitResult:
     elif (out / "last.pt").exists():
         raise ValueError(f"{out}: already holds a run (last.pt); pass --resume to continue it or choose another --out")
     cfg.check()
+    group = process_group(cfg.device)  # None unless torchrun started this process
     out.mkdir(parents=True, exist_ok=True)
-    trainer = build_trainer(cfg, ckpt, writer=True)  # the one process; when several train together, one writes
+    trainer = build_trainer(cfg, ckpt, writer=group is None or group.writer, group=group)
     try:
         trainer.train()
     finally:
@@ -202,18 +225,25 @@ def fit(cfg: TrainConfig, resume: bool = False) -> FitResult:
     return FitResult(out, out / "last.pt", out / "best.pt", [dict(r) for r in history], trainer.stopped)
 
 
-def build_trainer(cfg: TrainConfig, ckpt: dict | None = None, writer: bool = True) -> Trainer:
+def build_trainer(cfg: TrainConfig, ckpt: dict | None = None, writer: bool = True, group: Group | None = None
+                  ) -> Trainer:
     """Data, model, loss, AdamW and hooks of the run ``cfg`` (which has passed ``check()``), at the state
     of ``ckpt`` if given. With ``writer`` False the hooks keep their state but write no file (for every
-    process but one, when several train together)."""
+    process but one, when several train together). With ``group`` this process trains its share of the
+    run under DistributedDataParallel, on the group's device."""
     out = Path(cfg.out)
     log = RunLog(out / "train.log", quiet=not cfg.progress, writer=writer)
-    device = resolve_device(cfg.device)
+    device = group.device if group is not None else resolve_device(cfg.device)
     amp_dtype = resolve_amp(cfg.amp, device)
     channels_last = resolve_channels_last(cfg.channels_last, device)
     norm = Norm.from_dict(cfg.norm).check()
     model = _model(cfg, device, channels_last)
-    data = RunData(cfg, model.single_image, pin=device.type == "cuda")
+    data = RunData(cfg, model.single_image, pin=device.type == "cuda", group=group)
+    if cfg.cache_data:
+        started = time.perf_counter()
+        held = data.dataset.cache_in_memory(copies=1 if group is None else group.local_world_size)
+        log(f"decoded {data.n_train + data.n_val} scenes into memory ({held / 1e9:.2f} GB) in "
+            f"{time.perf_counter() - started:.1f} s (--cache-data)")
     vgg = None
     if cfg.vgg_weights:
         from .models.vgg import load_vgg16_features
@@ -223,14 +253,18 @@ def build_trainer(cfg: TrainConfig, ckpt: dict | None = None, writer: bool = Tru
     criterion = FocusLoss(weights, vgg)
     meta = {"arch": cfg.arch, "arch_kwargs": dict(cfg.arch_kwargs), "config": cfg.to_dict(), "norm": norm.to_dict(),
             "camera": data.camera()}
+    terms = criterion.active_terms(model.has_aif)
+    eval_model = torch.compile(model) if cfg.compile else model
+    step_model = eval_model if group is None else _distributed(model, device, terms, cfg.compile)
     trainer = Trainer(
         model, torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay), criterion, data,
-        norm, device, epochs=cfg.epochs, terms=criterion.active_terms(model.has_aif), amp_dtype=amp_dtype,
-        step_model=torch.compile(model) if cfg.compile else model, grad_clip=cfg.grad_clip, log_every=cfg.log_every,
+        norm, device, epochs=cfg.epochs, terms=terms, amp_dtype=amp_dtype, step_model=step_model,
+        eval_model=eval_model, group=group, grad_clip=cfg.grad_clip, log_every=cfg.log_every,
         max_steps=cfg.max_steps, hooks=_hooks(cfg, data, model, meta, log, writer),
     )
     if ckpt is None:
-        log(f"training {cfg.arch} ({count_parameters(model) / 1e6:.2f} M parameters) on {device}"
+        where = f"{group.world_size} processes ({device.type}, global batch {cfg.batch_size})" if group else device
+        log(f"training {cfg.arch} ({count_parameters(model) / 1e6:.2f} M parameters) on {where}"
             f"{' with bf16 autocast' if amp_dtype else ''}{', channels-last' if channels_last else ''}: "
             f"{data.n_train} training and {data.n_val} validation scenes, stack size {data.stack_size}"
             f"{' (random subsets)' if cfg.random_stack else ''}")
@@ -258,6 +292,21 @@ def _resumed_config(cfg: TrainConfig, last_path: Path) -> tuple[TrainConfig, dic
     if cfg.data:
         stored.data = cfg.data
     return stored, ckpt
+
+
+# The model outputs each loss term reads: a network whose outputs no active term reads gets no gradient.
+TERM_OUTPUTS = {"defocus": "defocus", "depth": "depth", "aif": "aif", "perceptual": "aif", "edges": "edges"}
+
+
+def _distributed(model: FocusOnDefocus, device: torch.device, terms: list[str], compile_: bool):
+    """``model`` under DistributedDataParallel (then torch.compile'd, as PyTorch recommends)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    read = {TERM_OUTPUTS[t] for t in terms}
+    unused = "depth" not in read or (model.has_aif and not read & {"aif", "edges"})  # loss weights of 0
+    ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                  find_unused_parameters=unused)
+    return torch.compile(ddp) if compile_ else ddp
 
 
 def _model(cfg: TrainConfig, device: torch.device, channels_last: bool) -> FocusOnDefocus:

@@ -46,8 +46,17 @@ def init_weights(module: nn.Module) -> None:
                 nn.init.zeros_(m.bias)
 
 
+def is_channels_last(x: torch.Tensor) -> bool:
+    """Whether a 4-D tensor is laid out channels-last (and not also contiguous, as 1-channel maps are)."""
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
 def stack_max(x: torch.Tensor, s: int) -> torch.Tensor:
-    """(B*S, C, H, W) -> (B, C, H, W): element-wise maximum over the S images of each stack."""
+    """(B*S, C, H, W) -> (B, C, H, W): element-wise maximum over the S images of each stack, in the
+    memory format of ``x`` (a plain ``amax`` over the stack axis would turn channels-last into NCHW and
+    cost a conversion in every convolution that follows)."""
+    if is_channels_last(x):
+        return x.permute(0, 2, 3, 1).unflatten(0, (-1, s)).amax(dim=1).permute(0, 3, 1, 2)
     return x.unflatten(0, (-1, s)).amax(dim=1)
 
 
@@ -63,8 +72,14 @@ class StackConv(nn.Module):
         super().__init__()
         self.c_branch, self.c_pooled = c_branch, c_pooled
         self.conv = conv3x3(c_branch + c_pooled, c_out)
+        # True: build the concatenation and convolve it, as a network written the plain way would
+        # (same weights, same outputs); benchmarks/train_bench.py measures both.
+        self.concat = False
 
     def forward(self, branch: torch.Tensor, pooled: torch.Tensor, s: int) -> torch.Tensor:
+        if self.concat:
+            both = torch.cat([branch.unflatten(0, (-1, s)), pooled.unsqueeze(1).expand(-1, s, -1, -1, -1)], dim=2)
+            return self.conv(both.flatten(0, 1))
         w, b = self.conv.weight, self.conv.bias
         y = F.conv2d(branch, w[:, : self.c_branch], None, padding=1)
         z = F.conv2d(pooled, w[:, self.c_branch :], b, padding=1)
