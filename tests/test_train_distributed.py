@@ -204,7 +204,7 @@ def test_evaluation_shares_the_scenes_and_gathers_the_same_means(tmp_path):
     torchrun(2, "evaluate", "-c", ckpt, "--data", test, "-o", tmp_path / "two", "--batch-size", 2, "--device", "cpu",
              "--threads", "1", "-q")
     rows_one, _ = evaluate(ckpt, [str(test)], tmp_path / "one", batch_size=2, device="cpu", progress=False)
-    two = json.loads((tmp_path / "two" / "metrics.json").read_text())["results"][str(test)]
+    two = json.loads((tmp_path / "two" / "metrics.json").read_text())["results"]["focalstack"][str(test)]
     for row in rows_one:
         for metric, value in row.items():
             if isinstance(value, float):
