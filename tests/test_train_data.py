@@ -247,3 +247,36 @@ def test_a_memory_cache_that_does_not_fit_is_refused_naming_the_option(monkeypat
     with pytest.raises(ValueError, match=r"--cache-data: the files need 0.0 GB decoded, 0.0 GB of memory is available"):
         ds.cache_in_memory()
     ds.close()
+
+
+def test_the_memory_cache_gives_the_samples_of_a_file_whose_defocus_is_recomputed(tmp_path):
+    """Rendered files store no defocus maps (readers recompute them from depth); the cache must too."""
+    from focalstack.dataset import FocalStackFile, FocalStackWriter
+    from focalstack.dataset.groundtruth import stored_defocus_maps
+    from focalstack.dataset.provenance import rendered_declaration
+    from focalstack.train.data import FocalStackDataset, inspect_source, plan_eval
+    from train_fixtures import CAMERA, FOCUS, synthetic_scene
+
+    path = tmp_path / "recomputed.h5"
+    attrs = {"generator_version": "tests", "blender_version": "none", "created_utc": "2000-01-01T00:00:00Z",
+             "preset": "synthetic", "config": {"synthetic": True}, "defocus_model": "cycles"}
+    rng = np.random.default_rng(0)
+    with FocalStackWriter.create_or_resume(path, n_slices=len(FOCUS), height=24, width=24, attrs=attrs,
+                                           ground_truth=rendered_declaration("cycles", store_defocus=False)) as w:
+        for i in range(3):
+            rec = synthetic_scene(rng, 24, FOCUS, CAMERA, (0.12, 2.9))
+            rec.seed = i
+            # as the renderer does: the maps the readers will recompute from the stored values
+            rec.defocus = stored_defocus_maps(rec.depth, rec.focus_distance, rec.f_number, rec.focal_length_mm,
+                                              rec.sensor_width_mm, "cycles")
+            w.append(rec)
+    with FocalStackFile(path) as f:
+        assert "defocus" not in f._h5  # really recomputed
+    keys = [k for b in plan_eval([inspect_source(str(path))], [np.arange(3)], 1, "All", 0) for k in b]
+    plain = FocalStackDataset([str(path)])
+    cached = FocalStackDataset([str(path)])
+    assert cached.cache_in_memory() == cached.cache_nbytes() > 0
+    for k in keys:
+        a, b = plain[k], cached[k]
+        for name in ("stack", "defocus", "depth", "aif", "edges"):
+            assert torch.equal(a[name], b[name]), name

@@ -424,7 +424,8 @@ class FocalStackDataset(torch.utils.data.Dataset):
         total = 0
         for i in range(len(self.paths)):
             f = self._file(i)
-            total += len(f) * sum(f.dataset(n).dtype.itemsize * math.prod(f.dataset(n).shape[1:]) for n in PIXEL_ARRAYS)
+            if len(f):  # what one scene decodes to (defocus may be recomputed rather than stored)
+                total += len(f) * sum(f.read(n, 0).nbytes for n in PIXEL_ARRAYS)
         return total
 
     def cache_in_memory(self, copies: int = 1) -> int:
@@ -440,7 +441,8 @@ class FocalStackDataset(torch.utils.data.Dataset):
         cache = []
         for i in range(len(self.paths)):
             f = self._file(i)
-            arrays = {n: np.empty((len(f), *f.dataset(n).shape[1:]), f.dataset(n).dtype) for n in PIXEL_ARRAYS}
+            first = {n: f.read(n, 0) for n in PIXEL_ARRAYS} if len(f) else {}
+            arrays = {n: np.empty((len(f), *a.shape), a.dtype) for n, a in first.items()}
             for scene in range(len(f)):
                 for name, array in arrays.items():
                     array[scene] = f.read(name, scene)
