@@ -89,6 +89,11 @@ def parse_data_spec(spec: str) -> tuple[str, float]:
     return path, weight
 
 
+# Ground truth a training sample may carry; files of other sources hold only some (FoD500: no AiF image,
+# edges or rendered defocus; DDFF-12: no camera, so no defocus maps, and no AiF image).
+TRAINING_GROUND_TRUTH = frozenset({"depth", "defocus", "aif", "edges"})
+
+
 @dataclass
 class SourceInfo:
     """What the planner needs to know about one file (read once, in the main process)."""
@@ -100,6 +105,7 @@ class SourceInfo:
     image_size: tuple[int, int]  # (H, W)
     camera: dict = field(default_factory=dict)
     stack_sizes: list[int] | None = None  # distinct slices per complete scene; None: all n_slices
+    ground_truth: frozenset = TRAINING_GROUND_TRUTH  # of TRAINING_GROUND_TRUTH, what the file holds
 
     def distinct(self, scene: int) -> int:
         """Number of distinct slices of ``scene`` (the first ones; later slices repeat the last)."""
@@ -114,18 +120,16 @@ def inspect_source(path: str, weight: float = 1.0) -> SourceInfo:
         n = len(f)
         if n == 0:
             raise DatasetError(f"{path}: holds no complete scene")
-        camera = {
-            "f_number": float(f.read("f_number", 0)),
-            "focal_length_mm": float(f.read("focal_length_mm", 0)),
-            "sensor_width_mm": float(f.read("sensor_width_mm", 0)),
-            "focus_distances": [float(x) for x in f.read("focus_distance", 0)],
-            "defocus_model": str(f.attrs.get("defocus_model", "")),
-        }
+        camera = {name: float(f.read(name, 0)) if f.has(name) else None
+                  for name in ("f_number", "focal_length_mm", "sensor_width_mm")}  # DDFF-12 has no camera
+        camera["focus_distances"] = [float(x) for x in f.read("focus_distance", 0)]
+        camera["defocus_model"] = str(f.attrs.get("defocus_model", ""))
         try:
             stack_sizes = [int(x) for x in f.read_all("stack_size")]
         except DatasetError:  # files of other writers may lack the optional dataset: full stacks
             stack_sizes = None
-        return SourceInfo(str(path), float(weight), n, f.n_slices, f.image_size, camera, stack_sizes)
+        held = frozenset(name for name in TRAINING_GROUND_TRUTH if f.has(name))
+        return SourceInfo(str(path), float(weight), n, f.n_slices, f.image_size, camera, stack_sizes, held)
 
 
 def check_compatible(sources: list[SourceInfo], stack_size: int | None, crop: tuple[int, int] | None) -> int:
@@ -399,7 +403,9 @@ class FocalStackDataset(torch.utils.data.Dataset):
     def _scene_values(self, i: int) -> dict[str, np.ndarray | None]:
         if i not in self._values:
             f = self._file(i)
-            values: dict[str, np.ndarray | None] = {name: f.read_all(name) for name in SCENE_VALUES}
+            # a camera the file lacks (DDFF-12) reads as NaN
+            values: dict[str, np.ndarray | None] = {
+                name: f.read_all(name) if f.has(name) else np.full(len(f), np.nan, np.float32) for name in SCENE_VALUES}
             values["slice_homography"] = None
             if self.align_slices:
                 try:
@@ -425,7 +431,7 @@ class FocalStackDataset(torch.utils.data.Dataset):
         for i in range(len(self.paths)):
             f = self._file(i)
             if len(f):  # what one scene decodes to (defocus may be recomputed rather than stored)
-                total += len(f) * sum(f.read(n, 0).nbytes for n in PIXEL_ARRAYS)
+                total += len(f) * sum(f.read(n, 0).nbytes for n in PIXEL_ARRAYS if f.has(n))
         return total
 
     def cache_in_memory(self, copies: int = 1) -> int:
@@ -441,7 +447,7 @@ class FocalStackDataset(torch.utils.data.Dataset):
         cache = []
         for i in range(len(self.paths)):
             f = self._file(i)
-            first = {n: f.read(n, 0) for n in PIXEL_ARRAYS} if len(f) else {}
+            first = {n: f.read(n, 0) for n in PIXEL_ARRAYS if f.has(n)} if len(f) else {}
             arrays = {n: np.empty((len(f), *a.shape), a.dtype) for n, a in first.items()}
             for scene in range(len(f)):
                 for name, array in arrays.items():
@@ -452,13 +458,16 @@ class FocalStackDataset(torch.utils.data.Dataset):
 
     def _pixels(self, file: int, scene: int) -> dict[str, np.ndarray]:
         if self._cache is not None:
-            return {name: array[scene] for name, array in self._cache[file].items()}
+            cached = self._cache[file]
+            return {name: cached[name][scene] if name in cached else None for name in PIXEL_ARRAYS}
         f = self._file(file)
-        return {name: f.read(name, scene) for name in PIXEL_ARRAYS}
+        return {name: f.read(name, scene) if f.has(name) else None for name in PIXEL_ARRAYS}
 
     def __getitem__(self, key: SampleKey) -> dict:
         values = self._scene_values(key.file)
         px = self._pixels(key.file, key.scene)
+        held = {name: px[name] is not None for name in ("defocus", "aif", "edges")}
+        px = _placeholders(px)  # what a file lacks: NaN defocus, zero AiF and edges, flagged in held
         sl = list(key.slices)
         stack, defocus = px["stack"][sl], px["defocus"][sl]
         depth, aif, edges = px["depth"], px["aif"], px["edges"]
@@ -483,9 +492,24 @@ class FocalStackDataset(torch.utils.data.Dataset):
             "aif": _fresh(aif.transpose(2, 0, 1)),
             "edges": _fresh(edges),
             "camera": torch.tensor(camera, dtype=torch.float32),
+            **{f"has_{name}": torch.tensor(flag) for name, flag in held.items()},
             "file": key.file,
             "scene": key.scene,
         }
+
+
+def _placeholders(px: dict) -> dict:
+    """Stand-ins of the right shapes for ground truth a file does not hold (never read as values: the
+    sample's has_* flags say they are absent)."""
+    out = dict(px)
+    s, h, w = px["stack"].shape[:3]
+    if out["defocus"] is None:
+        out["defocus"] = np.full((s, h, w), np.nan, np.float32)
+    if out["aif"] is None:
+        out["aif"] = np.zeros((h, w, 3), np.uint8)
+    if out["edges"] is None:
+        out["edges"] = np.zeros((h, w), np.uint8)
+    return out
 
 
 def _fresh(a: np.ndarray, dtype=None) -> torch.Tensor:
@@ -533,6 +557,12 @@ def to_model_inputs(batch: dict, norm: Norm, device: torch.device) -> tuple[dict
     targets: defocus (B, S, H, W) / defocus_scale (absolute unless ``signed_defocus``), depth (B, H, W)
     clipped to max_depth / depth_scale, depth_mask (B, H, W) bool, aif (B, 3, H, W) in [0, 1],
     edges (B, H, W) float 0/1, and depth_m, defocus_px (unnormalised) for metrics.
+
+    Ground truth that only some samples hold comes with masks: defocus_mask (B, S, H, W) (the sample
+    holds defocus maps, and the value is finite: FoD500's imports have none where depth is unknown),
+    aif_valid and edges_valid (B,). Ground truth that no sample of the batch holds is left out of the
+    targets altogether (validation batches never mix files, so a file's metrics say '-' rather than
+    score a stand-in).
     """
     nb = device.type == "cuda"
     stack = batch["stack"].to(device, non_blocking=nb).float().div_(255.0)
@@ -540,16 +570,21 @@ def to_model_inputs(batch: dict, norm: Norm, device: torch.device) -> tuple[dict
     depth_m = batch["depth"].to(device, non_blocking=nb)
     mask = torch.isfinite(depth_m) & (depth_m > 0) & (depth_m <= norm.max_depth)
     depth = torch.where(mask, depth_m, torch.zeros_like(depth_m)).clamp_(max=norm.max_depth) / norm.depth_scale
-    defocus_px = batch["defocus"].to(device, non_blocking=nb)
-    defocus_px = defocus_px if norm.signed_defocus else defocus_px.abs()
-    defocus_px = torch.nan_to_num(defocus_px, nan=0.0, posinf=0.0, neginf=0.0)
-    targets = {
-        "defocus": defocus_px / norm.defocus_scale,
-        "defocus_px": defocus_px,
-        "depth": depth,
-        "depth_m": depth_m,
-        "depth_mask": mask,
-        "aif": batch["aif"].to(device, non_blocking=nb).float().div_(255.0),
-        "edges": batch["edges"].to(device, non_blocking=nb).float(),
-    }
+    targets = {"depth": depth, "depth_m": depth_m, "depth_mask": mask}
+    held = {name: batch[f"has_{name}"].to(device) if f"has_{name}" in batch else None
+            for name in ("defocus", "aif", "edges")}
+    if held["defocus"] is None or bool(held["defocus"].any()):
+        defocus_px = batch["defocus"].to(device, non_blocking=nb)
+        defocus_px = defocus_px if norm.signed_defocus else defocus_px.abs()
+        valid = torch.isfinite(defocus_px)
+        if held["defocus"] is not None:
+            valid &= held["defocus"][:, None, None, None]
+        defocus_px = torch.where(valid, defocus_px, torch.zeros_like(defocus_px))
+        targets.update(defocus=defocus_px / norm.defocus_scale, defocus_px=defocus_px, defocus_mask=valid)
+    if held["aif"] is None or bool(held["aif"].any()):
+        targets["aif"] = batch["aif"].to(device, non_blocking=nb).float().div_(255.0)
+        targets["aif_valid"] = held["aif"] if held["aif"] is not None else torch.ones(len(depth), dtype=torch.bool, device=device)
+    if held["edges"] is None or bool(held["edges"].any()):
+        targets["edges"] = batch["edges"].to(device, non_blocking=nb).float()
+        targets["edges_valid"] = held["edges"] if held["edges"] is not None else torch.ones(len(depth), dtype=torch.bool, device=device)
     return {"stack": stack, "focus": focus}, targets

@@ -226,6 +226,7 @@ def prepare_eval_batch(batch: dict, norm: Norm, device: torch.device) -> tuple[d
         if name == "aif":
             value = value.float().div_(255.0)
         elif name == "defocus":
+            truth["defocus_mask"] = torch.isfinite(value)  # imports have none where depth is unknown
             value = torch.nan_to_num(value if norm.signed_defocus else value.abs(), nan=0.0, posinf=0.0, neginf=0.0)
         truth[key] = value
     return inputs, truth

@@ -60,12 +60,21 @@ class LossWeights:
 
 
 class FocusLoss(nn.Module):
-    def __init__(self, weights: LossWeights, vgg: nn.Module | None = None):
+    """``held``: the ground truth at least one training file holds (None: all); terms that need other
+    ground truth are off (``active_terms``)."""
+
+    def __init__(self, weights: LossWeights, vgg: nn.Module | None = None, held=None):
         super().__init__()
         self.weights = weights
         self.vgg = vgg
+        self.held = None if held is None else frozenset(held)
 
-    def active_terms(self, has_aif: bool) -> list[str]:
+    def active_terms(self, has_aif: bool, held=...) -> list[str]:
+        """The terms computed: weighted above 0, produced by the model (AiF branch), with VGG weights for
+        the perceptual term, and with ground truth in at least one training file (``held``: the names of
+        ground truth any of them holds; None: all; default: the loss's own)."""
+        held = self.held if held is ... else held
+        needs = {"defocus": "defocus", "aif": "aif", "perceptual": "aif", "edges": "edges", "depth": "depth"}
         terms = []
         for name in TERMS:
             if getattr(self.weights, name) <= 0:
@@ -74,11 +83,17 @@ class FocusLoss(nn.Module):
                 continue
             if name == "perceptual" and self.vgg is None:
                 continue
+            if held is not None and needs[name] not in held:
+                continue
             terms.append(name)
         return terms
 
     def forward(self, out: dict, target: dict, share=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Total loss and the unweighted terms (detached), all in float32.
+
+        Each term is a mean over the elements that have ground truth: samples of files without AiF images
+        (or edges, or defocus maps) and pixels without defocus (``target``'s masks, ``data.to_model_inputs``)
+        are left out; a batch with none gives the term 0 (counted as 0 elements).
 
         ``share`` (several processes, see ``distributed``): a function from the terms' element counts
         (what each mean divides by) to the factors that turn this process's means into its shares of
@@ -86,30 +101,59 @@ class FocusLoss(nn.Module):
         """
         terms: dict[str, torch.Tensor] = {}
         counts: list = []
+        zero = out["depth"].float().sum() * 0  # a term with no ground truth in the batch: 0, in the graph
         for name in self.active_terms("aif" in out):
             if name == "defocus":
-                terms[name] = F.mse_loss(out["defocus"].float(), target["defocus"])
-                counts.append(target["defocus"].numel())
+                if "defocus" not in target:
+                    terms[name], n = zero, 0
+                else:
+                    terms[name], n = _masked(F.mse_loss, out["defocus"].float(), target["defocus"],
+                                             target.get("defocus_mask"))
             elif name == "depth":
                 mask = target["depth_mask"]
                 valid = mask.sum()
                 err = (out["depth"].float() - target["depth"]).abs()
-                terms[name] = (err * mask).sum() / valid.clamp(min=1)
-                counts.append(valid)
-            elif name == "aif":
-                terms[name] = F.l1_loss(out["aif"].float(), target["aif"])
-                counts.append(target["aif"].numel())
-            elif name == "perceptual":
-                fp = self.vgg(out["aif"].float())
-                ft = self.vgg(target["aif"])
-                terms[name] = sum(F.l1_loss(a, b) for a, b in zip(fp, ft)) / len(fp)
-                counts.append(target["aif"].numel())  # every feature map's size is proportional to it
-            elif name == "edges":
-                terms[name] = F.l1_loss(torch.sigmoid(out["edges"].float()), target["edges"])
-                counts.append(target["edges"].numel())
+                terms[name], n = (err * mask).sum() / valid.clamp(min=1), valid
+            elif name in ("aif", "perceptual", "edges"):
+                key = "edges" if name == "edges" else "aif"
+                if key not in target:
+                    terms[name], n = zero, 0
+                    counts.append(n)
+                    continue
+                valid = target[f"{key}_valid"]
+                if name == "aif":
+                    terms[name], n = _masked(F.l1_loss, out["aif"].float(), target["aif"], _per_sample(valid, target["aif"]))
+                elif name == "edges":
+                    terms[name], n = _masked(F.l1_loss, torch.sigmoid(out["edges"].float()), target["edges"],
+                                             _per_sample(valid, target["edges"]))
+                elif not bool(valid.any()):  # perceptual, on the samples that have an AiF image
+                    terms[name], n = zero, 0
+                else:
+                    picked = slice(None) if bool(valid.all()) else valid
+                    fp = self.vgg(out["aif"].float()[picked])
+                    ft = self.vgg(target["aif"][picked])
+                    terms[name] = sum(F.l1_loss(a, b) for a, b in zip(fp, ft)) / len(fp)
+                    # every feature map's size is proportional to the image's
+                    n = int(valid.sum()) * target["aif"][0].numel()
+            counts.append(n)
         if share is not None and terms:
             device = next(iter(terms.values())).device
             factors = share(torch.stack([torch.as_tensor(c, dtype=torch.float64, device=device) for c in counts]))
             terms = {k: v * f for (k, v), f in zip(terms.items(), factors)}
         total = sum(getattr(self.weights, k) * v for k, v in terms.items())
         return total, {k: v.detach() for k, v in terms.items()}
+
+
+def _per_sample(valid: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(B,) bool -> a mask of ``like``'s shape."""
+    return valid.view(-1, *([1] * (like.ndim - 1))).expand_as(like)
+
+
+def _masked(loss_fn, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None):
+    """(mean of ``loss_fn``'s per-element values over ``mask``, element count). Where every element
+    counts, ``loss_fn``'s own mean, exactly as without masks."""
+    if mask is None or bool(mask.all()):
+        return loss_fn(pred, target), target.numel()
+    valid = mask.sum()
+    per_element = loss_fn(pred, target, reduction="none")
+    return (per_element * mask).sum() / valid.clamp(min=1), valid

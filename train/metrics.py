@@ -78,9 +78,14 @@ def depth_metrics(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> d
     return out
 
 
-def defocus_mse(pred_px: torch.Tensor, gt_px: torch.Tensor) -> torch.Tensor:
-    """(B, S, H, W) defocus maps in pixels -> (B,) mean squared error."""
-    return ((pred_px.float() - gt_px.float()) ** 2).flatten(1).mean(1)
+def defocus_mse(pred_px: torch.Tensor, gt_px: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, S, H, W) defocus maps in pixels -> (B,) mean squared error (over ``mask``'s pixels if given;
+    an image without any gives NaN)."""
+    err = (pred_px.float() - gt_px.float()) ** 2
+    if mask is None:
+        return err.flatten(1).mean(1)
+    m = mask.float().flatten(1)
+    return (err.flatten(1) * m).sum(1) / m.sum(1)
 
 
 def aif_ssim(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,7 @@ Protocols (``PROTOCOLS``): ``focalstack`` (this project's; today's numbers), ``d
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -130,7 +131,8 @@ def score_focalstack(pred: dict, truth: dict, norm) -> Scores:
         for k, v in depth_metrics(pred["depth_m"].float(), gt, mask).items():
             out[k] = _defined(v, has)
     if "defocus_px" in truth:
-        out["defocus_mse"] = [float(v) for v in defocus_mse(pred["defocus_px"], truth["defocus_px"]).cpu()]
+        mse = defocus_mse(pred["defocus_px"], truth["defocus_px"], truth.get("defocus_mask"))
+        out["defocus_mse"] = [float(v) if math.isfinite(v) else None for v in mse.cpu().tolist()]
     if "aif" in truth and "aif" in pred:
         out["aif_ssim"] = [float(v) for v in aif_ssim(pred["aif"], truth["aif"]).cpu()]
         out["aif_psnr"] = [float(v) for v in aif_psnr(pred["aif"], truth["aif"])]

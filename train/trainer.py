@@ -195,6 +195,26 @@ class RunData:
             batch["counted"] = share.counted
             yield batch
 
+    def ground_truth(self) -> frozenset:
+        """The ground truth at least one training file holds (a loss term needs one to be computed)."""
+        return frozenset().union(*(s.ground_truth for s in self.train_sources))
+
+    def ground_truth_notes(self, terms: list[str], wanted: list[str]) -> list[str]:
+        """One line per loss term that the training files cannot feed, wholly (off) or partly."""
+        needs = {"defocus": ("defocus", "defocus maps"), "aif": ("aif", "AiF images"),
+                 "perceptual": ("aif", "AiF images"), "edges": ("edges", "edges")}
+        notes = []
+        for term in wanted:
+            if term not in needs:
+                continue
+            name, what = needs[term]
+            lacking = [Path(s.path).name for s in self.train_sources if name not in s.ground_truth]
+            if term not in terms:
+                notes.append(f"{term} loss off: no training file holds {what} ({', '.join(lacking)})")
+            elif lacking:
+                notes.append(f"{term} loss only on the scenes of files that hold {what} (not {', '.join(lacking)})")
+        return notes
+
     def camera(self) -> dict:
         """The training camera, stored in checkpoints (predict's default focus distances and camera)."""
         first: SourceInfo = self.train_sources[0]
@@ -250,7 +270,7 @@ def build_trainer(cfg: TrainConfig, ckpt: dict | None = None, writer: bool = Tru
 
         vgg = load_vgg16_features(cfg.vgg_weights).to(device)
     weights = LossWeights(**cfg.loss_weights)
-    criterion = FocusLoss(weights, vgg)
+    criterion = FocusLoss(weights, vgg, held=data.ground_truth())
     meta = {"arch": cfg.arch, "arch_kwargs": dict(cfg.arch_kwargs), "config": cfg.to_dict(), "norm": norm.to_dict(),
             "camera": data.camera()}
     terms = criterion.active_terms(model.has_aif)
@@ -276,6 +296,8 @@ def build_trainer(cfg: TrainConfig, ckpt: dict | None = None, writer: bool = Tru
         log(f"resuming {out / 'last.pt'} at epoch {trainer.epoch + 1}, batch {trainer.batch}, step {trainer.global_step}")
     if model.has_aif and weights.perceptual > 0 and vgg is None:
         log("perceptual loss off: no --vgg-weights file given (VGG16 weights are never downloaded)")
+    for note in data.ground_truth_notes(terms, criterion.active_terms(model.has_aif, held=None)):
+        log(note)
     return trainer
 
 
