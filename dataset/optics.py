@@ -38,12 +38,20 @@ def intrinsics(focal_length_mm: float, sensor_width_mm: float, width_px: int, he
     return np.array([[f_px, 0.0, (width_px - 1) / 2.0], [0.0, f_px, (height_px - 1) / 2.0], [0.0, 0.0, 1.0]])
 
 
+def beyond_focal_length(focus_distance_m, focal_length_mm):
+    """True where a lens of focal length f can focus at distance s: s finite and beyond f (arrays
+    broadcast; a lens cannot focus nearer than f: the image distance would be infinite or negative)."""
+    s = np.asarray(focus_distance_m, dtype=np.float64)
+    ok = np.isfinite(s) & (s > np.asarray(focal_length_mm, dtype=np.float64) * 1e-3)
+    return ok if ok.ndim else bool(ok)
+
+
 def check_focus_distance(focus_distance_m: float, focal_length_mm: float) -> float:
     """``focus_distance_m`` as a float; ValueError unless it is finite and beyond the focal length
     (a lens cannot focus nearer than f: the image distance would be infinite or negative)."""
     f_m = float(focal_length_mm) * 1e-3
     s = float(focus_distance_m)
-    if not (np.isfinite(s) and s > f_m):
+    if not beyond_focal_length(s, focal_length_mm):
         raise ValueError(
             f"focus distance {focus_distance_m!r} m: must be a finite distance beyond the focal length "
             f"({f_m:g} m = {focal_length_mm:g} mm)"

@@ -342,10 +342,11 @@ def _check_small_arrays(f: h5py.File, r: ValidationReport, rows: np.ndarray, dec
         if len(bad) > 3:
             r.problem(f"{name!r}: {len(bad) - 3} more scene(s) not > 0")
     if "focal_length_mm" in cams:
-        f_m, beyond = cams["focal_length_mm"] * 1e-3, "beyond the focal length"
+        f_mm, beyond = cams["focal_length_mm"], "beyond the focal length"
     else:  # no camera model (DDFF-12): distances need only be positive
-        f_m, beyond = np.zeros(len(rows)), "> 0"
-    bad_focus = np.flatnonzero(~np.all(np.isfinite(focus) & (focus > f_m[:, None]), axis=1))
+        f_mm, beyond = np.zeros(len(rows)), "> 0"
+    f_m = f_mm * 1e-3
+    bad_focus = np.flatnonzero(~np.all(optics.beyond_focal_length(focus, f_mm[:, None]), axis=1))
     for i in bad_focus[:3]:
         r.problem(f"{_scene_label(i, rows[i])}: 'focus_distance' {focus[i].tolist()} m, expected every distance "
                   f"{beyond}" + (f" ({f_m[i]:g} m)" if "focal_length_mm" in cams else ""))
