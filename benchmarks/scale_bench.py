@@ -117,7 +117,8 @@ def loader_run(dataset, batches) -> tuple[float, float]:
 def bench_loader(path: Path, rounds: int, batch_size: int) -> None:
     import torch
 
-    from focalstack.train.data import FocalStackDataset, PlanSettings, inspect_source, plan_epoch
+    from focalstack.train.data import FocalStackDataset, inspect_source
+    from focalstack.train.plan import PlanSettings, plan_epoch
 
     torch.set_num_threads(1)
     src = inspect_source(str(path))

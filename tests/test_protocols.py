@@ -17,7 +17,8 @@ from train_fixtures import single_torch_thread, synthetic_file, tiny_run, write_
 
 from focalstack.dataset import FocalStackFile, FocalStackWriter, SceneRecord
 from focalstack.train.data import Norm
-from focalstack.train.evaluate import evaluate, evaluate_model, without_no_data
+from focalstack.train.eval_data import without_no_data
+from focalstack.train.evaluate import evaluate, evaluate_model
 from focalstack.train.metrics import aifdepthnet_metrics, scharr, toolbox_bumpiness_map, toolbox_metrics
 from focalstack.train.protocols import (
     AIFDEPTHNET,
@@ -298,7 +299,7 @@ def partial_files(monkeypatch):
         cls = DDFF12Like if name.startswith("ddff") else PartialFile if name.startswith("fod500") else FocalStackFile
         return cls(path)
 
-    monkeypatch.setattr("focalstack.train.evaluate.FocalStackFile", opener)
+    monkeypatch.setattr("focalstack.train.eval_data.FocalStackFile", opener)
     monkeypatch.setattr("focalstack.train.data.FocalStackFile", opener)
 
 
@@ -452,7 +453,8 @@ def test_the_flat_region_scores_depth_over_flat_pixels_only(tmp_path):
 
 
 def test_stack_subsets_choose_k_slices_the_same_in_both_orders():
-    from focalstack.train.data import SourceInfo, plan_subsets
+    from focalstack.train.data import SourceInfo
+    from focalstack.train.plan import plan_subsets
 
     src = SourceInfo("x.h5", 1.0, 6, 10, (8, 8))
     scenes = [np.arange(6)]

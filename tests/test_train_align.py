@@ -4,7 +4,8 @@ import cv2
 import numpy as np
 import torch
 
-from focalstack.train.data import FocalStackDataset, SampleKey, align_to_reference
+from focalstack.train.data import FocalStackDataset, align_to_reference
+from focalstack.train.plan import SampleKey
 
 torch.set_num_threads(1)
 

@@ -11,17 +11,13 @@ from focalstack.dataset import DatasetError, defocus_maps
 from focalstack.train.data import (
     FocalStackDataset,
     Norm,
-    PlanSettings,
-    SampleKey,
     check_compatible,
     inspect_source,
     make_loader,
     parse_data_spec,
-    plan_epoch,
-    plan_eval,
-    split_scenes,
     to_model_inputs,
 )
+from focalstack.train.plan import PlanSettings, SampleKey, plan_epoch, plan_eval, split_scenes
 
 
 def test_data_spec_with_and_without_weight():
@@ -254,7 +250,8 @@ def test_the_memory_cache_gives_the_samples_of_a_file_whose_defocus_is_recompute
     from focalstack.dataset import FocalStackFile, FocalStackWriter
     from focalstack.dataset.groundtruth import stored_defocus_maps
     from focalstack.dataset.provenance import rendered_declaration
-    from focalstack.train.data import FocalStackDataset, inspect_source, plan_eval
+    from focalstack.train.data import FocalStackDataset, inspect_source
+    from focalstack.train.plan import plan_eval
     from train_fixtures import CAMERA, FOCUS, synthetic_scene
 
     path = tmp_path / "recomputed.h5"

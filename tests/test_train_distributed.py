@@ -16,7 +16,8 @@ import torch
 from train_fixtures import TINY, shared_dir, single_torch_thread, synthetic_file  # noqa: F401
 
 from focalstack.train.checkpoint import load_checkpoint
-from focalstack.train.data import Norm, SampleKey, share_batch, to_model_inputs
+from focalstack.train.data import Norm, to_model_inputs
+from focalstack.train.plan import SampleKey, share_batch
 from focalstack.train.evaluate import evaluate
 from focalstack.train.losses import FocusLoss, LossWeights
 from focalstack.train.models import build_model

@@ -1,13 +1,10 @@
-"""Focal-stack HDF5 files (schema v1) as torch training data.
+"""Focal-stack HDF5 files (focalstack.dataset) as torch training data.
 
-Sampling is planned in the main process and the reading is done in the workers:
-
-- ``plan_epoch`` draws, from the epoch number and the seed only, every batch of an epoch as a list of
-  ``SampleKey`` (file, scene, which slices in which order, flips, crop). An epoch can therefore be
-  replayed exactly, which is what lets ``--resume`` continue a killed run in the middle of an epoch,
-  and the result does not depend on the number of DataLoader workers.
-- ``FocalStackDataset`` turns a key into arrays. It opens its HDF5 files lazily, once per process, so
-  h5py handles are never shared across DataLoader worker processes.
+Sampling is planned in the main process (``plan``: every batch of an epoch as ``SampleKey`` lists, from
+the seed and the epoch alone) and the reading is done in the workers: ``FocalStackDataset`` turns a key
+into arrays. It opens its HDF5 files lazily, once per process, so h5py handles are never shared across
+DataLoader worker processes. Files may hold only some ground truth (``SourceInfo.ground_truth``): a
+sample flags what its file lacks (``has_*``), and ``to_model_inputs`` turns the flags into masks.
 
 Several files are mixed with sampling weights (``--data train.h5 --data walls.h5:0.3``): the weight is
 per scene, relative: each scene of walls.h5 is drawn 0.3 times as often as a scene of a file of weight
@@ -42,6 +39,8 @@ import torch
 
 from focalstack.dataset import DatasetError, FocalStackFile
 from focalstack.dataset.cliutil import is_finite_number
+
+from .plan import PlannedBatches, SampleKey
 
 
 @dataclass(frozen=True)
@@ -161,190 +160,6 @@ def check_compatible(sources: list[SourceInfo], stack_size: int | None, crop: tu
                     f"--crop {crop[0]}x{crop[1]}: larger than the {s.image_size[0]}x{s.image_size[1]} images of {s.path}"
                 )
     return stack_size
-
-
-def split_scenes(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train, val) scene indices of a file: a seeded random ``val_fraction`` of the scenes (at least
-    one if the fraction is > 0 and the file has two or more scenes) is held out."""
-    if not 0 <= val_fraction < 1:
-        raise ValueError(f"--val-fraction {val_fraction}: expected a number in [0, 1)")
-    order = np.random.default_rng([seed, 0x5EED, n]).permutation(n)
-    n_val = int(round(val_fraction * n))
-    if val_fraction > 0 and n >= 2:
-        n_val = min(max(n_val, 1), n - 1)
-    else:
-        n_val = 0
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
-
-
-# -- planning --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SampleKey:
-    """Everything random about one training sample, decided by the planner."""
-
-    file: int
-    scene: int
-    slices: tuple[int, ...]  # indices into the file's slices, in the order the network sees them
-    flip_h: bool = False
-    flip_v: bool = False
-    crop: tuple[int, int, int, int] | None = None  # (y, x, h, w)
-
-
-@dataclass
-class PlanSettings:
-    batch_size: int
-    stack_size: int
-    random_stack: bool = False  # random length 1..stack_size per batch, random order
-    single_image: bool = False  # one random slice per sample
-    crop: tuple[int, int] | None = None
-    flips: bool = True
-    samples_per_epoch: int | None = None
-
-
-def plan_epoch(
-    sources: list[SourceInfo], train_scenes: list[np.ndarray], settings: PlanSettings, seed: int, epoch: int
-) -> list[list[SampleKey]]:
-    """All batches of one training epoch, from (seed, epoch) alone."""
-    rng = np.random.default_rng([seed, epoch])
-    files = np.concatenate([np.full(len(t), i) for i, t in enumerate(train_scenes)]).astype(int)
-    scenes = np.concatenate(train_scenes).astype(int)
-    total = len(scenes)
-    if total == 0:
-        raise ValueError("no training scenes left after the validation split")
-    weights = np.array([sources[i].weight for i in files], dtype=np.float64)
-    n = settings.samples_per_epoch or total
-    if np.all(weights == weights[0]) and n <= total:
-        picks = rng.permutation(total)[:n]
-    else:
-        picks = rng.choice(total, size=n, replace=True, p=weights / weights.sum())
-    batches = []
-    bs = settings.batch_size
-    for start in range(0, n, bs):
-        chunk = picks[start : start + bs]
-        if settings.single_image:
-            length = 1
-        elif settings.random_stack:
-            length = int(rng.integers(1, settings.stack_size + 1))
-        else:
-            length = settings.stack_size
-        batch = []
-        for j in chunk:
-            src = sources[files[j]]
-            n = src.distinct(int(scenes[j]))
-            if settings.random_stack or settings.single_image:
-                slices = rng.choice(n, size=min(length, n), replace=False)
-            elif length < n:
-                slices = np.sort(rng.choice(n, size=length, replace=False))
-            else:
-                slices = np.arange(n)
-            if len(slices) < length:  # a short stack: repeat some of its slices
-                slices = np.concatenate([slices, rng.choice(slices, size=length - len(slices))])
-            flip_h = bool(rng.integers(2)) if settings.flips else False
-            flip_v = bool(rng.integers(2)) if settings.flips else False
-            crop = None
-            if settings.crop is not None:
-                ch, cw = settings.crop
-                h, w = src.image_size
-                crop = (int(rng.integers(h - ch + 1)), int(rng.integers(w - cw + 1)), ch, cw)
-            batch.append(SampleKey(int(files[j]), int(scenes[j]), tuple(int(s) for s in slices), flip_h, flip_v, crop))
-        batches.append(batch)
-    return batches
-
-
-def plan_eval(
-    sources: list[SourceInfo],
-    scenes: list[np.ndarray],
-    batch_size: int,
-    setting: str = "All",
-    seed: int = 0,
-    single_image: bool = False,
-) -> list[list[SampleKey]]:
-    """Evaluation batches, never mixing files, at full image size, no flips.
-
-    ``All``: every distinct slice, in focus order. ``Random``: per scene a seeded random number of
-    distinct slices (1 to all) in random order. Scenes with the same length are batched together.
-    """
-    if setting not in ("All", "Random"):
-        raise ValueError(f"setting {setting!r}: expected All or Random")
-    batches = []
-    for fi, idx in enumerate(scenes):
-        src = sources[fi]
-        rng = np.random.default_rng([seed, 0xE7A1, fi])
-        keys = []
-        for scene in idx:
-            n = src.distinct(int(scene))
-            if setting == "All":
-                slices = tuple(range(n))
-            else:
-                length = int(rng.integers(1, n + 1))
-                slices = tuple(int(s) for s in rng.choice(n, size=length, replace=False))
-            keys.append(SampleKey(fi, int(scene), slices))
-        keys.sort(key=lambda k: len(k.slices))  # stable: scene order within one length
-        for start in range(0, len(keys), batch_size):
-            chunk = keys[start : start + batch_size]
-            # split where the length changes so that each batch has one stack length
-            run = [chunk[0]]
-            for k in chunk[1:]:
-                if len(k.slices) != len(run[0].slices):
-                    batches.append(run)
-                    run = []
-                run.append(k)
-            batches.append(run)
-    return batches
-
-
-def plan_subsets(
-    sources: list[SourceInfo], scenes: list[np.ndarray], batch_size: int, stack_size: int, order: str, seed: int = 0
-) -> list[list[SampleKey]]:
-    """Evaluation batches of ``stack_size`` slices per scene: a seeded random choice of that many of the
-    scene's distinct slices, kept in focus order (``order = "sorted"``) or shuffled (``"random"``). Scenes
-    with fewer distinct slices are left out. The choice depends on (seed, file, stack size) only, so the
-    two orders see the same slices."""
-    if order not in ("sorted", "random"):
-        raise ValueError(f"order {order!r}: expected sorted or random")
-    batches = []
-    for fi, idx in enumerate(scenes):
-        rng = np.random.default_rng([seed, 0x5B5E7, fi, stack_size])
-        keys = []
-        for scene in idx:
-            n = sources[fi].distinct(int(scene))
-            chosen = np.sort(rng.choice(n, size=min(stack_size, n), replace=False))
-            shuffled = rng.permutation(chosen)
-            if n >= stack_size:
-                keys.append(SampleKey(fi, int(scene), tuple(int(s) for s in (chosen if order == "sorted" else shuffled))))
-        batches += [keys[i : i + batch_size] for i in range(0, len(keys), batch_size)]
-    return batches
-
-
-@dataclass(frozen=True)
-class Share:
-    """One process's part of a planned batch (several processes, ``distributed``). ``counted`` False:
-    a stand-in for a process that the batch has no stack for; it trains on it with weight zero."""
-
-    keys: list[SampleKey]
-    counted: bool = True
-
-
-def share_batch(batch: list[SampleKey], rank: int, world_size: int) -> Share:
-    """Process ``rank``'s share of ``batch``: its stacks rank, rank + world_size, ...; when there are
-    more processes than stacks, those left over get the first stack, not counted."""
-    keys = batch[rank::world_size]
-    return Share(keys) if keys else Share(batch[:1], counted=False)
-
-
-class PlannedBatches(torch.utils.data.Sampler):
-    """A batch sampler over precomputed batches of keys, starting at batch ``start``."""
-
-    def __init__(self, batches: list[list[SampleKey]], start: int = 0):
-        self.batches, self.start = batches, start
-
-    def __iter__(self):
-        return iter(self.batches[self.start :])
-
-    def __len__(self) -> int:
-        return max(len(self.batches) - self.start, 0)
 
 
 # -- reading ---------------------------------------------------------------------------------------

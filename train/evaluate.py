@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,23 +29,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from focalstack.dataset import DatasetError, FocalStackFile
 from focalstack.dataset.files import atomic_path, write_text_atomic
 
-from .data import (
-    FocalStackDataset,
-    Norm,
-    SourceInfo,
-    align_to_reference,
-    make_loader,
-    plan_eval,
-    plan_subsets,
-    to_model_inputs,
-)
+from .data import FocalStackDataset, Norm, make_loader, to_model_inputs
+from .plan import plan_eval, plan_subsets
 from .device import autocast, resolve_amp, resolve_device
 from .distributed import is_writer, process_group
+from .eval_data import EvalSamples, inspect_eval_source, prepare_eval_batch
 from .metrics import MeanMeter, flat_area_mask
-from .protocols import FOCALSTACK, PROTOCOLS, TRUTH_KEYS, Protocol, resolve_protocols
+from .protocols import FOCALSTACK, PROTOCOLS, Protocol, resolve_protocols
 
 SETTINGS = ("All", "Random")
 MISSING = "-"  # what tables print for a metric that cannot be computed
@@ -115,121 +106,6 @@ def run_batches(
             cpu = lambda d: {k: v.detach().float().cpu() for k, v in d.items()}  # noqa: E731
             first = {"inputs": cpu(inputs), "targets": cpu(targets), "outputs": cpu(out)}
     return (meter.means() if merge is None else merge(meter.sums, meter.counts)), first
-
-
-# -- reading held-out files, with whatever ground truth they hold -----------------------------------
-
-EVAL_GROUND_TRUTH = ("depth", "disparity", "defocus", "aif")  # what evaluation reads, where a file has it
-
-
-def _holds(f: FocalStackFile, name: str) -> bool:
-    """Does the file give values for ground-truth dataset ``name``? Readers of schema v2 answer it
-    (``has``: the file's declaration); for schema v1 it is whether the dataset exists."""
-    if hasattr(f, "has"):
-        return bool(f.has(name))
-    try:
-        f.dataset(name)
-    except DatasetError:
-        return False
-    return True
-
-
-@dataclass(frozen=True)
-class EvalSource:
-    info: SourceInfo
-    ground_truth: frozenset[str]  # of EVAL_GROUND_TRUTH, what the file holds
-    no_data: dict = field(default_factory=dict)  # dataset -> the value that marks pixels without ground truth
-
-
-def inspect_eval_source(path: str) -> EvalSource:
-    """Open a held-out file (DatasetError naming it if it is not schema-valid or empty), note its size,
-    slices and which ground truth it holds, and close it."""
-    with FocalStackFile(path) as f:
-        n = len(f)
-        if n == 0:
-            raise DatasetError(f"{path}: holds no complete scene")
-        held = frozenset(name for name in EVAL_GROUND_TRUTH if _holds(f, name))
-        declared = getattr(f, "ground_truth", {})  # schema v2: name -> provenance entry
-        no_data = {name: float(declared[name].no_data) for name in held
-                   if name in declared and getattr(declared[name], "no_data", None) is not None}
-        try:
-            stack_sizes = [int(x) for x in f.read_all("stack_size")]
-        except DatasetError:  # files of other writers may lack the optional dataset: full stacks
-            stack_sizes = None
-        info = SourceInfo(str(path), 1.0, n, f.n_slices, f.image_size, {}, stack_sizes)
-    return EvalSource(info, held, no_data)
-
-
-def without_no_data(values: np.ndarray, no_data: float | None) -> np.ndarray:
-    """float32 copy of a depth or disparity map with 0 where it has no ground truth: not finite, or
-    equal to the file's ``no_data`` value."""
-    v = np.array(values, dtype=np.float32)
-    bad = ~np.isfinite(v)
-    if no_data is not None and not math.isnan(no_data):
-        bad |= v == np.float32(no_data)
-    v[bad] = 0.0
-    return v
-
-
-class EvalSamples(FocalStackDataset):
-    """Reads evaluation keys (full frames, no flips): stack (L, 3, H, W) uint8, focus (L,) m, and of
-    depth (H, W) m, disparity (H, W) px, defocus (L, H, W) px, aif (3, H, W) uint8 exactly those the
-    file holds, so that the samples of one file (and so of one batch) have the same keys."""
-
-    def __init__(self, sources: list[EvalSource], align_slices: bool = False):
-        super().__init__([s.info.path for s in sources], align_slices=align_slices)
-        self.held = [s.ground_truth for s in sources]
-        self.no_data = [s.no_data for s in sources]
-
-    def __getitem__(self, key) -> dict:
-        f = self._file(key.file)
-        scene = f[key.scene]
-        sl = list(key.slices)
-        stack = scene.stack[sl]
-        homography = getattr(scene, "slice_homography", None)
-        if self.align_slices and homography is not None:
-            stack = align_to_reference(stack, homography[sl])
-        sample = {
-            "stack": torch.from_numpy(np.ascontiguousarray(stack.transpose(0, 3, 1, 2))),
-            "focus": torch.from_numpy(np.asarray(scene.focus_distance, dtype=np.float32)[sl]),
-            "file": key.file,
-            "scene": key.scene,
-        }
-        for name in sorted(self.held[key.file]):
-            value = getattr(scene, name, None)
-            if value is None:
-                raise DatasetError(f"{f.path}: scene {key.scene} has no {name!r}, which the file says it holds")
-            if name == "defocus":
-                value = np.asarray(value, dtype=np.float32)[sl]
-            elif name == "aif":
-                value = np.asarray(value).transpose(2, 0, 1)
-            else:
-                value = without_no_data(value, self.no_data[key.file].get(name))
-            sample[name] = torch.from_numpy(np.ascontiguousarray(value))
-        return sample
-
-
-def prepare_eval_batch(batch: dict, norm: Norm, device: torch.device) -> tuple[dict, dict]:
-    """(inputs, truth) on ``device``: inputs as ``data.to_model_inputs`` makes them; truth holds
-    depth_m, disparity_px, defocus_px (absolute unless ``norm.signed_defocus``), aif in [0, 1], each only
-    if the batch has it (``protocols.TRUTH_KEYS``)."""
-    nb = device.type == "cuda"
-    inputs = {
-        "stack": batch["stack"].to(device, non_blocking=nb).float().div_(255.0),
-        "focus": batch["focus"].to(device, non_blocking=nb) / norm.focus_scale,
-    }
-    truth = {}
-    for name, key in TRUTH_KEYS.items():
-        if name not in batch:
-            continue
-        value = batch[name].to(device, non_blocking=nb)
-        if name == "aif":
-            value = value.float().div_(255.0)
-        elif name == "defocus":
-            truth["defocus_mask"] = torch.isfinite(value)  # imports have none where depth is unknown
-            value = torch.nan_to_num(value if norm.signed_defocus else value.abs(), nan=0.0, posinf=0.0, neginf=0.0)
-        truth[key] = value
-    return inputs, truth
 
 
 # -- evaluation ---------------------------------------------------------------------------------------
@@ -377,68 +253,93 @@ def evaluate_model(
 
     ``group`` (``distributed.Group``, under torchrun): each process runs its round-robin part of every
     plan's batches, and the per-scene sums, counts and skipped scenes are gathered over all of them."""
-    from tqdm import tqdm
-
     sources = [inspect_eval_source(p) for p in data]
     outputs = frozenset({"depth", "defocus"} | ({"aif"} if getattr(model, "has_aif", False) else set()))
-    dataset = EvalSamples(sources, align_slices=align_slices)
-    rows: list[dict] = []
-    notes: dict[str, None] = {}  # ordered, each line once
+    run = _EvalRun(model, norm, protocols, tuple(regions), device, amp_dtype, workers, progress, group,
+                   EvalSamples(sources, align_slices=align_slices), outputs)
     no_output = sorted({c.key for p in protocols for c in p.columns if c.output not in outputs})
     if no_output:
-        notes[f"{model_label} has no AiF branch: {', '.join(no_output)} "
-              f"{'is' if len(no_output) == 1 else 'are'} '{MISSING}'"] = None
-    prepare = lambda batch: prepare_eval_batch(batch, norm, device)  # noqa: E731
+        run.notes[f"{model_label} has no AiF branch: {', '.join(no_output)} "
+                  f"{'is' if len(no_output) == 1 else 'are'} '{MISSING}'"] = None
+    rows: list[dict] = []
+    infos = [s.info for s in sources]
     try:
         for fi, src in enumerate(sources):
-            path = src.info.path
             for p in protocols:
-                notes.update(dict.fromkeys(_lacking_notes(path, p, src.ground_truth, outputs)))
+                run.notes.update(dict.fromkeys(_lacking_notes(src.info.path, p, src.ground_truth, outputs)))
             n = src.info.n_scenes if max_scenes is None else min(src.info.n_scenes, max_scenes)
             # plan per file so that scene subsets depend on (seed, file) only
             scenes = [np.arange(n) if i == fi else np.arange(0) for i in range(len(sources))]
-            infos = [s.info for s in sources]
             plans = [({"setting": st}, plan_eval(infos, scenes, batch_size, st, seed)) for st in settings]
             plans += [({"setting": "All", "stack_size": k, "order": o}, plan_subsets(infos, scenes, batch_size, k, o, seed))
                       for k in stack_sizes for o in orders]
             for labels, batches in plans:
-                if group is not None:
-                    batches = group.split(batches)
-                meters = {(p.name, r): MeanMeter() for p in protocols for r in regions}
-                loader = make_loader(dataset, batches, workers, pin=device.type == "cuda")
-                what = " ".join(str(v) for v in labels.values())
-                bar = tqdm(total=len(batches), desc=f"{Path(path).name} {what}", disable=not progress or not is_writer(),
-                           leave=False)
-                with bar:
-                    for _, truth, out in _outputs(model, loader, prepare, device, amp_dtype, bar):
-                        pred = predictions(out, norm)
-                        for region in regions:
-                            region_truth = in_region(truth, region)
-                            if region_truth is None:
-                                continue
-                            for p in protocols:
-                                for k, values in p.score(pred, region_truth, norm).items():
-                                    meters[p.name, region].add_images(k, values)
-                if group is not None:
-                    for meter in meters.values():
-                        group.merge_meter(meter)
-                for p in protocols:
-                    for region in regions:
-                        lacking = {c.key for c in p.lacking(src.ground_truth, outputs)}
-                        if region != "all":  # a region scores depth only
-                            lacking |= {c.key for c in p.columns if c.needs != ("depth",)}
-                            if "aif" not in src.ground_truth:
-                                lacking |= {c.key for c in p.columns}
-                                notes[f"{path}: region {region!r} needs the AiF image, which this file lacks"] = None
-                        means = meters[p.name, region].means()
-                        row = {"protocol": p.name, "file": path, "setting": labels["setting"], "scenes": n,
-                               "stack_size": labels.get("stack_size"), "order": labels.get("order"), "region": region}
-                        row.update({c.key: None if c.key in lacking else means.get(c.key) for c in p.columns})
-                        rows.append(row)
-                        notes.update(dict.fromkeys(_skipped_notes(path, p, meters[p.name, region], n)))
+                rows += run.rows(src, labels, n, run.score(batches, f"{Path(src.info.path).name} "
+                                                                    f"{' '.join(str(v) for v in labels.values())}"))
     finally:
-        dataset.close()
-    return Evaluation(list(protocols), rows, list(notes))
+        run.dataset.close()
+    return Evaluation(list(protocols), rows, list(run.notes))
+
+
+@dataclass
+class _EvalRun:
+    """What every plan of an evaluation shares: the model, how to score, where notes go."""
+
+    model: object
+    norm: Norm
+    protocols: list[Protocol]
+    regions: tuple[str, ...]
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    workers: int
+    progress: bool
+    group: object
+    dataset: EvalSamples
+    outputs: frozenset
+    notes: dict = field(default_factory=dict)  # ordered, each line once
+
+    def score(self, batches, label: str) -> dict:
+        """MeanMeters per (protocol, region) over ``batches`` (this process's part of them, gathered)."""
+        from tqdm import tqdm
+
+        if self.group is not None:
+            batches = self.group.split(batches)
+        meters = {(p.name, r): MeanMeter() for p in self.protocols for r in self.regions}
+        loader = make_loader(self.dataset, batches, self.workers, pin=self.device.type == "cuda")
+        prepare = lambda batch: prepare_eval_batch(batch, self.norm, self.device)  # noqa: E731
+        with tqdm(total=len(batches), desc=label, disable=not self.progress or not is_writer(), leave=False) as bar:
+            for _, truth, out in _outputs(self.model, loader, prepare, self.device, self.amp_dtype, bar):
+                pred = predictions(out, self.norm)
+                for region in self.regions:
+                    region_truth = in_region(truth, region)
+                    if region_truth is None:
+                        continue
+                    for p in self.protocols:
+                        for k, values in p.score(pred, region_truth, self.norm).items():
+                            meters[p.name, region].add_images(k, values)
+        if self.group is not None:
+            for meter in meters.values():
+                self.group.merge_meter(meter)
+        return meters
+
+    def rows(self, src, labels: dict, n: int, meters: dict) -> list[dict]:
+        """One row per protocol and region; None where the file or the model cannot support a column."""
+        path, rows = src.info.path, []
+        for p in self.protocols:
+            for region in self.regions:
+                lacking = {c.key for c in p.lacking(src.ground_truth, self.outputs)}
+                if region != "all":  # a region scores depth only
+                    lacking |= {c.key for c in p.columns if c.needs != ("depth",)}
+                    if "aif" not in src.ground_truth:
+                        lacking |= {c.key for c in p.columns}
+                        self.notes[f"{path}: region {region!r} needs the AiF image, which this file lacks"] = None
+                means = meters[p.name, region].means()
+                row = {"protocol": p.name, "file": path, "setting": labels["setting"], "scenes": n,
+                       "stack_size": labels.get("stack_size"), "order": labels.get("order"), "region": region}
+                row.update({c.key: None if c.key in lacking else means.get(c.key) for c in p.columns})
+                rows.append(row)
+                self.notes.update(dict.fromkeys(_skipped_notes(path, p, meters[p.name, region], n)))
+        return rows
 
 
 def evaluate(

@@ -30,21 +30,8 @@ from focalstack.dataset.cliutil import is_finite_number
 from focalstack.dataset.files import write_text_atomic
 
 from .checkpoint import CheckpointError, check_weights, load_checkpoint
-from .data import (
-    FocalStackDataset,
-    Norm,
-    PlanSettings,
-    Share,
-    SourceInfo,
-    check_compatible,
-    inspect_source,
-    make_loader,
-    parse_data_spec,
-    plan_epoch,
-    plan_eval,
-    share_batch,
-    split_scenes,
-)
+from .data import FocalStackDataset, Norm, SourceInfo, check_compatible, inspect_source, make_loader, parse_data_spec
+from .plan import PlanSettings, Share, plan_epoch, plan_eval, share_batch, split_scenes
 from .device import resolve_amp, resolve_channels_last, resolve_device
 from .distributed import Group, process_group
 from .engine import Trainer

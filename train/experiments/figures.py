@@ -27,7 +27,8 @@ def predictions(checkpoint: Path, path: str, n: int, device: str = "auto") -> li
     import torch
 
     from ..checkpoint import load_checkpoint, model_from_checkpoint
-    from ..data import FocalStackDataset, inspect_source, plan_eval, to_model_inputs
+    from ..data import FocalStackDataset, inspect_source, to_model_inputs
+    from ..plan import plan_eval
     from ..device import resolve_device
 
     ckpt = load_checkpoint(checkpoint)

@@ -1,0 +1,131 @@
+"""Held-out files read for evaluation, with whatever ground truth they hold: which ground truth a file
+gives (``inspect_eval_source``), its samples with exactly those arrays (``EvalSamples``), and a batch
+turned into the network's inputs and the truth the protocols score (``prepare_eval_batch``)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from focalstack.dataset import DatasetError, FocalStackFile
+
+from .data import FocalStackDataset, Norm, SourceInfo, align_to_reference
+from .protocols import TRUTH_KEYS
+
+
+EVAL_GROUND_TRUTH = ("depth", "disparity", "defocus", "aif")  # what evaluation reads, where a file has it
+
+
+def _holds(f: FocalStackFile, name: str) -> bool:
+    """Does the file give values for ground-truth dataset ``name``? Readers of schema v2 answer it
+    (``has``: the file's declaration); for schema v1 it is whether the dataset exists."""
+    if hasattr(f, "has"):
+        return bool(f.has(name))
+    try:
+        f.dataset(name)
+    except DatasetError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class EvalSource:
+    info: SourceInfo
+    ground_truth: frozenset[str]  # of EVAL_GROUND_TRUTH, what the file holds
+    no_data: dict = field(default_factory=dict)  # dataset -> the value that marks pixels without ground truth
+
+
+def inspect_eval_source(path: str) -> EvalSource:
+    """Open a held-out file (DatasetError naming it if it is not schema-valid or empty), note its size,
+    slices and which ground truth it holds, and close it."""
+    with FocalStackFile(path) as f:
+        n = len(f)
+        if n == 0:
+            raise DatasetError(f"{path}: holds no complete scene")
+        held = frozenset(name for name in EVAL_GROUND_TRUTH if _holds(f, name))
+        declared = getattr(f, "ground_truth", {})  # schema v2: name -> provenance entry
+        no_data = {name: float(declared[name].no_data) for name in held
+                   if name in declared and getattr(declared[name], "no_data", None) is not None}
+        try:
+            stack_sizes = [int(x) for x in f.read_all("stack_size")]
+        except DatasetError:  # files of other writers may lack the optional dataset: full stacks
+            stack_sizes = None
+        info = SourceInfo(str(path), 1.0, n, f.n_slices, f.image_size, {}, stack_sizes)
+    return EvalSource(info, held, no_data)
+
+
+def without_no_data(values: np.ndarray, no_data: float | None) -> np.ndarray:
+    """float32 copy of a depth or disparity map with 0 where it has no ground truth: not finite, or
+    equal to the file's ``no_data`` value."""
+    v = np.array(values, dtype=np.float32)
+    bad = ~np.isfinite(v)
+    if no_data is not None and not math.isnan(no_data):
+        bad |= v == np.float32(no_data)
+    v[bad] = 0.0
+    return v
+
+
+class EvalSamples(FocalStackDataset):
+    """Reads evaluation keys (full frames, no flips): stack (L, 3, H, W) uint8, focus (L,) m, and of
+    depth (H, W) m, disparity (H, W) px, defocus (L, H, W) px, aif (3, H, W) uint8 exactly those the
+    file holds, so that the samples of one file (and so of one batch) have the same keys."""
+
+    def __init__(self, sources: list[EvalSource], align_slices: bool = False):
+        super().__init__([s.info.path for s in sources], align_slices=align_slices)
+        self.held = [s.ground_truth for s in sources]
+        self.no_data = [s.no_data for s in sources]
+
+    def __getitem__(self, key) -> dict:
+        f = self._file(key.file)
+        scene = f[key.scene]
+        sl = list(key.slices)
+        stack = scene.stack[sl]
+        homography = getattr(scene, "slice_homography", None)
+        if self.align_slices and homography is not None:
+            stack = align_to_reference(stack, homography[sl])
+        sample = {
+            "stack": torch.from_numpy(np.ascontiguousarray(stack.transpose(0, 3, 1, 2))),
+            "focus": torch.from_numpy(np.asarray(scene.focus_distance, dtype=np.float32)[sl]),
+            "file": key.file,
+            "scene": key.scene,
+        }
+        for name in sorted(self.held[key.file]):
+            value = getattr(scene, name, None)
+            if value is None:
+                raise DatasetError(f"{f.path}: scene {key.scene} has no {name!r}, which the file says it holds")
+            if name == "defocus":
+                value = np.asarray(value, dtype=np.float32)[sl]
+            elif name == "aif":
+                value = np.asarray(value).transpose(2, 0, 1)
+            else:
+                value = without_no_data(value, self.no_data[key.file].get(name))
+            sample[name] = torch.from_numpy(np.ascontiguousarray(value))
+        return sample
+
+
+def prepare_eval_batch(batch: dict, norm: Norm, device: torch.device) -> tuple[dict, dict]:
+    """(inputs, truth) on ``device``: inputs as ``data.to_model_inputs`` makes them; truth holds
+    depth_m, disparity_px, defocus_px (absolute unless ``norm.signed_defocus``), aif in [0, 1], each only
+    if the batch has it (``protocols.TRUTH_KEYS``)."""
+    nb = device.type == "cuda"
+    inputs = {
+        "stack": batch["stack"].to(device, non_blocking=nb).float().div_(255.0),
+        "focus": batch["focus"].to(device, non_blocking=nb) / norm.focus_scale,
+    }
+    truth = {}
+    for name, key in TRUTH_KEYS.items():
+        if name not in batch:
+            continue
+        value = batch[name].to(device, non_blocking=nb)
+        if name == "aif":
+            value = value.float().div_(255.0)
+        elif name == "defocus":
+            truth["defocus_mask"] = torch.isfinite(value)  # imports have none where depth is unknown
+            value = torch.nan_to_num(value if norm.signed_defocus else value.abs(), nan=0.0, posinf=0.0, neginf=0.0)
+        truth[key] = value
+    return inputs, truth
+
+
