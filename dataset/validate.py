@@ -50,7 +50,7 @@ class ValidationReport:
 
     @property
     def readable(self) -> bool:
-        """True when the file opened as a focalstack schema-v1 file with all its datasets."""
+        """True when the file opened as a focalstack file (schema v1 or v2) with all its datasets."""
         return bool(self.summary.get("readable"))
 
     def problem(self, text: str) -> None:
@@ -76,7 +76,7 @@ def scene_sample(n: int, k: int = 8) -> list[int]:
 
 
 def validate_file(path: str | os.PathLike, full: bool = False, sample: int = 8) -> ValidationReport:
-    """Check ``path`` against schema v1; never raises for a bad file (see the module docstring)."""
+    """Check ``path`` against its schema (v1 or v2); never raises for a bad file (see the module docstring)."""
     path = Path(path)
     report = ValidationReport(path)
     report.summary.update(path=str(path), readable=False, full=full)

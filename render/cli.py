@@ -1,4 +1,4 @@
-"""focalstack-render: render random scenes into focal stacks with ground truth (HDF5, schema v1)."""
+"""focalstack-render: render random scenes into focal stacks with ground truth (HDF5, focalstack.dataset schema)."""
 
 from __future__ import annotations
 

@@ -87,7 +87,7 @@ def _crop(ctx, param, value: str | None) -> list[int] | None:
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 def main():
     """Train, evaluate and apply the networks of "Focus on defocus" (Maximov et al., CVPR 2020) on
-    focal-stack HDF5 files written by focalstack-render (schema v1).
+    focal-stack HDF5 files (focalstack-render output, or FoD500 and DDFF-12 imported by focalstack-data).
 
     \b
     Quick start (CPU, a few minutes on a small dataset):
