@@ -163,7 +163,7 @@ def render_range(
         return totals
     own = renderer is None
     if own:
-        renderer = BlenderRenderer(samples=config.samples, denoise=config.denoise, threads=threads)
+        renderer = BlenderRenderer(**config.render_settings().to_dict(), threads=threads)
     try:
         for index in range(begin, stop):
             t0 = time.perf_counter()
