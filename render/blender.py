@@ -5,8 +5,8 @@ For each scene, one Blender scene is built once and rendered with Cycles: first 
 settings' ``slices``):
 
 - ``"light_field"``: one render of V pinhole views from points on the aperture, through a custom (OSL)
-  camera that lays the views out side by side in one image, each pixel with its own aperture point and
-  sub-pixel position. A sample of view position x through aperture point p lands, for focus distance s, on
+  camera that interleaves the views in one image, each pixel with its own aperture point and sub-pixel
+  position (``lightfield.py``). A sample of view position x through aperture point p lands, for focus distance s, on
   pixel x + f_px p / s of that slice (shift-and-add): exactly the ray Cycles' thin-lens camera traces for
   that pixel and aperture point, occlusions included. So every slice of the stack is formed from the same
   rays, and another slice costs only its share-out and its denoising.
@@ -15,8 +15,9 @@ settings' ``slices``):
 
 Persistent data keeps Cycles from re-syncing the unchanged geometry between those renders. Passes are
 written as multi-layer EXR (the ``Render Result`` is empty in background mode) and read back with the
-OpenEXR package; OpenImageDenoise runs on them afterwards (Cycles' standalone denoiser), with its own
-prefilter for the AiF image and for the slices. Everything the scene created is removed afterwards so
+OpenEXR package. OpenImageDenoise runs either inside each render (Cycles' denoising pass) or, with the
+standalone denoiser, on the stored passes afterwards, with its own prefilter for the AiF image and for the
+slices (the light-field slices exist only after the render). Everything the scene created is removed afterwards so
 memory stays flat.
 
 ``bpy`` is imported lazily, inside ``BlenderRenderer``, so that importing this module costs nothing.
