@@ -70,7 +70,12 @@ def ref_path(preset: str, res: int, spp: int, seed: int, index: int) -> Path:
 
 
 def scene_sha(desc) -> str:
-    return hashlib.sha256(desc.to_json().encode()).hexdigest()
+    """Hash of the scene description, with the bundled assets' folder written as <assets> (a scene drawing a
+    bundled mesh names its path, which differs between checkouts)."""
+    import focalstack.assets
+
+    root = str(Path(focalstack.assets.__file__).parent)
+    return hashlib.sha256(desc.to_json().replace(root, "<assets>").encode()).hexdigest()
 
 
 def cpu_seconds() -> float:
