@@ -1,33 +1,86 @@
-"""Render benchmark: seconds per scene by phase, peak memory, memory growth, and noise (PSNR).
+"""Render benchmark: today's default and the new settings side by side, on the same scenes, in one run.
 
 Prints figures; asserts nothing. Run from the repository root with the project's venv:
 
-    python benchmarks/render_bench.py                      # defaults of the fod500 preset, 256 x 256
-    python benchmarks/render_bench.py --samples 16 --no-denoise --scenes 3
+    python benchmarks/render_bench.py --preset fod500 --resolution 256 --scenes 5
+    python benchmarks/render_bench.py --preset all --resolution 128 --scenes 5 --skip-growth
+    python benchmarks/render_bench.py --preset mirrors --references-only       # fill the reference cache
+    python benchmarks/render_bench.py --settings old,new,light_field --skip-noise   # new: the preset as it is
+
+For each preset, scenes 0..N-1 of --seed (the file's scene seeds) are rendered with every --settings
+variant, one renderer per variant (its first scene once more, untimed, as warm-up):
+
+- ``old``: today's default before this work (``config.RENDER_SETTINGS_V0``: 16 samples per image, every slice
+  its own Cycles render, Cycles' in-render denoiser with the accurate prefilter);
+- ``new``: the render settings of the preset as it is now (``RenderConfig.render_settings()``);
+- ``light_field``: the preset's settings with the light-field keys (``config.RENDER_SETTINGS_LIGHT_FIELD``:
+  slices = "light_field", the standalone denoiser, no prefilter for the AiF image).
 
 Sections:
-1. timing: renders --scenes scenes (5 slices + AiF + depth) with the preset's settings, and prints the
-   median seconds per phase and per scene;
-2. noise: renders the AiF and the nearest-focus slice of one scene at the tested settings and at
-   --reference-samples (no denoiser), and prints the PSNR of the 8-bit sRGB images against the reference;
-3. memory: renders --growth-scenes scenes in this process (at --growth-resolution, since leaks are in
-   Blender data, not pixels) and prints resident memory after the warm-up and at the end.
+1. time per scene (wall and process CPU seconds: this machine is shared, CPU time is the steadier
+   figure) by phase, and the ratio to ``old``; bytes per scene and read time per scene of the HDF5 the
+   writer produces from those renders (whatever the storage code does now);
+2. noise: PSNR of the 8-bit sRGB images against 512-sample renders without denoiser (``old``'s renderer
+   otherwise), per image kind (AiF, slice k), min and median over the scenes;
+3. extra slices: the same scenes with 5 and with 10 focus distances (spaced evenly in dioptres over the
+   preset's range), seconds per extra slice and the 10/5 ratio;
+4. memory: resident memory over --growth-scenes scenes in one process (small images: leaks are in
+   Blender data, not pixels), after a warm-up and at the end.
+
+Reference renders are slow (about 90 s per 256 px image on 2 cores) and cached on disk, keyed by preset,
+resolution, samples, seed and scene index, with the scene description's hash (a stale one is rendered
+again): ``$FOCALSTACK_BENCH_CACHE`` or ``~/.cache/focalstack-bench/ref-v1/<preset>/``. --references-only
+renders missing references and exits (resumable: run it in the background, e.g. with nohup nice); without
+--render-references, a scene whose reference is missing is left out of the noise figures, and the output
+says how many were used.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import os
 import resource
 import statistics
+import tempfile
 import time
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
+from focalstack.dataset import FocalStackFile
 from focalstack.dataset.colour import linear_to_srgb8
-from focalstack.render.blender import BlenderRenderer
-from focalstack.render.config import load_preset
-from focalstack.render.pipeline import make_record
+from focalstack.render.blender import BlenderRenderer, blender_version
+from focalstack.render.config import RENDER_SETTINGS_LIGHT_FIELD, RENDER_SETTINGS_V0, RenderSettings, builtin_presets, load_preset
+from focalstack.render.pipeline import make_record, open_writer
 from focalstack.render.sampling import sample_scene, scene_seed
+
+REFERENCE_SETTINGS = replace(RENDER_SETTINGS_V0, samples=512, denoise=False)
+
+
+def cache_dir() -> Path:
+    root = Path(os.environ.get("FOCALSTACK_BENCH_CACHE", Path.home() / ".cache" / "focalstack-bench"))
+    return root / "ref-v1"
+
+
+def ref_path(preset: str, res: int, spp: int, seed: int, index: int) -> Path:
+    return cache_dir() / preset / f"{res}px_{spp}spp_seed{seed}_{index}.npz"
+
+
+def scene_sha(desc) -> str:
+    """Hash of the scene description, with the bundled assets' folder written as <assets> (a scene drawing a
+    bundled mesh names its path, which differs between checkouts)."""
+    import focalstack.assets
+
+    root = str(Path(focalstack.assets.__file__).parent)
+    return hashlib.sha256(desc.to_json().replace(root, "<assets>").encode()).hexdigest()
+
+
+def cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def rss_mb() -> float:
@@ -41,105 +94,249 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 
+def preset_config(preset: str, res: int):
+    return load_preset(preset).with_overrides(width=res, height=res).validate()
+
+
+def load_reference(path: Path, desc):
+    if not path.exists():
+        return None
+    z = np.load(path)
+    if str(z["scene_sha"]) != scene_sha(desc):
+        return None  # the scene changed since: stale
+    return z["aif"], z["slices"]
+
+
+def render_references(config, seed: int, indices, spp: int, log) -> None:
+    """Render and cache the missing references of these scenes."""
+    renderer = None
+    try:
+        for i in indices:
+            desc = sample_scene(config, scene_seed(seed, i))
+            path = ref_path(config.preset, config.width, spp, seed, i)
+            if load_reference(path, desc) is not None:
+                continue
+            if renderer is None:
+                renderer = BlenderRenderer(**replace(REFERENCE_SETTINGS, samples=spp).to_dict())
+            t = time.perf_counter()
+            r = renderer.render(desc)
+            dt = time.perf_counter() - t
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.stem + ".tmp.npz")
+            np.savez_compressed(tmp, aif=linear_to_srgb8(r.aif), slices=np.stack([linear_to_srgb8(s) for s in r.slices]),
+                                scene_sha=scene_sha(desc),
+                                meta=json.dumps({"seconds": dt, "blender": blender_version(),
+                                                 "settings": replace(REFERENCE_SETTINGS, samples=spp).to_dict()}))
+            os.replace(tmp, path)
+            log(f"  reference {path.name} ({config.preset}): {dt:.0f} s")
+    finally:
+        if renderer is not None:
+            renderer.close()
+
+
+def parse_value(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def variants(names: list[str], config, extra: list[str] = ()) -> dict[str, RenderSettings]:
+    out = {}
+    for item in extra:  # NAME:BASE[:KEY=VALUE...]
+        name, base, *pairs = item.split(":")
+        settings = variants([base], config)[base]
+        out[name] = replace(settings, **{k: parse_value(v) for k, v in (p.split("=", 1) for p in pairs)}).validate()
+    for name in names:
+        if name == "old":
+            out[name] = RENDER_SETTINGS_V0
+        elif name == "new":
+            out[name] = config.render_settings()
+        elif name == "light_field":
+            # the preset's settings with the light-field keys of RENDER_SETTINGS_LIGHT_FIELD
+            lf = RENDER_SETTINGS_LIGHT_FIELD
+            out[name] = replace(config.render_settings(), slices=lf.slices, denoiser=lf.denoiser,
+                                aif_prefilter=lf.aif_prefilter, slice_prefilter=lf.slice_prefilter)
+        else:
+            raise SystemExit(f"--settings: unknown variant {name!r} (old, new, light_field)")
+    return {n: out[n] for n in [*names, *(e.split(":")[0] for e in extra)]}
+
+
+def with_focus(desc, distances):
+    from focalstack.render.scene import CameraSpec
+
+    cam = desc.camera
+    camera = CameraSpec(cam.focal_length_mm, cam.sensor_width_mm, cam.f_number, list(distances), cam.width,
+                        cam.height, cam.defocus_model)
+    return replace(desc, camera=camera)
+
+
+def time_scenes(settings: RenderSettings, descs, config, store: Path | None = None):
+    """Render every scene (after an untimed warm-up); per scene: phases (wall), wall and CPU totals and the
+    8-bit images; optionally written to an HDF5 file at ``store``."""
+    rows = []
+    writer = open_writer(replace(config, scenes=len(descs)), store) if store is not None else None
+    try:
+        with BlenderRenderer(**settings.to_dict()) as renderer:
+            renderer.render(descs[0])
+            for desc in descs:
+                t, c = time.perf_counter(), cpu_seconds()
+                rendered = renderer.render(desc)
+                t2 = time.perf_counter()
+                record = make_record(desc, rendered, config)
+                phases = {**rendered.seconds, "ground_truth": time.perf_counter() - t2}
+                rows.append({"phases": phases, "wall": time.perf_counter() - t, "cpu": cpu_seconds() - c,
+                             "aif": record.aif, "stack": record.stack[: len(desc.camera.slices)]})
+                if writer is not None:
+                    writer.append(record)
+    finally:
+        if writer is not None:
+            writer.close()
+    return rows
+
+
+def read_seconds(path: Path) -> float:
+    t = time.perf_counter()
+    with FocalStackFile(path) as f:
+        for i in range(len(f)):
+            f[i]
+        n = len(f)
+    return (time.perf_counter() - t) / max(n, 1)
+
+
+def summarise_noise(rows, refs):
+    """{kind: [psnr per scene]} for the scenes with a reference."""
+    out: dict[str, list[float]] = {}
+    for row, ref in zip(rows, refs):
+        if ref is None:
+            continue
+        out.setdefault("aif", []).append(psnr(row["aif"], ref[0]))
+        for k, (img, r) in enumerate(zip(row["stack"], ref[1])):
+            out.setdefault(f"slice{k}", []).append(psnr(img, r))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--preset", default="fod500")
-    ap.add_argument("--resolution", type=int, default=None, help="square size; default: the preset's")
-    ap.add_argument("--samples", type=int, default=None, help="default: the preset's")
-    ap.add_argument("--denoise", action=argparse.BooleanOptionalAction, default=None)
-    ap.add_argument("--scenes", type=int, default=3, help="scenes timed")
-    ap.add_argument("--reference-samples", type=int, default=512)
-    ap.add_argument("--skip-noise", action="store_true")
-    ap.add_argument("--noise-scenes", type=int, default=3, help="scenes whose noise is measured")
-    ap.add_argument("--noise-samples", type=lambda t: [int(x) for x in t.split(",")], default=[],
-                    help="more sample counts to compare in the noise section, e.g. 8,16,64")
-    ap.add_argument("--noise-both", action="store_true", help="compare each with and without the denoiser")
-    ap.add_argument("--growth-scenes", type=int, default=50)
-    ap.add_argument("--growth-resolution", type=int, default=64)
-    ap.add_argument("--growth-samples", type=int, default=2)
+    ap.add_argument("--preset", default="fod500", help="a preset, a comma-separated list, or 'all'")
+    ap.add_argument("--resolution", type=int, default=256)
+    ap.add_argument("--scenes", type=int, default=5)
     ap.add_argument("--seed", type=int, default=1000)
+    ap.add_argument("--settings", default="old,light_field", help="variants: old, new, light_field")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME:BASE[:KEY=VALUE...]",
+                    help="one more variant: a named one with render settings replaced, e.g. "
+                         "lf8:light_field:samples=8:light_field_views=8 (repeatable)")
+    ap.add_argument("--reference-samples", type=int, default=512)
+    ap.add_argument("--references-only", action="store_true", help="render missing references and exit")
+    ap.add_argument("--render-references", action="store_true", help="render missing references first")
+    ap.add_argument("--skip-noise", action="store_true")
+    ap.add_argument("--skip-slices", action="store_true", help="skip the 5 vs 10 slices section")
+    ap.add_argument("--slices-scenes", type=int, default=2, help="scenes timed in the 5 vs 10 slices section")
+    ap.add_argument("--skip-growth", action="store_true")
+    ap.add_argument("--growth-scenes", type=int, default=200)
+    ap.add_argument("--growth-resolution", type=int, default=64)
     args = ap.parse_args()
+    presets = builtin_presets() if args.preset == "all" else args.preset.split(",")
+    indices = list(range(args.scenes))
 
-    config = load_preset(args.preset)
-    overrides = {"samples": args.samples, "denoise": args.denoise}
-    if args.resolution:
-        overrides.update(width=args.resolution, height=args.resolution)
-    config = config.with_overrides(**overrides).validate()
-    print(f"preset {config.preset}: {config.width}x{config.height}, {len(config.focus_distances)} slices, "
-          f"{config.samples} samples, denoise={config.denoise}")
+    def log(text: str) -> None:
+        print(text, flush=True)
 
-    # 1. timing
-    phases: dict[str, list[float]] = {}
-    totals = []
-    with BlenderRenderer(samples=config.samples, denoise=config.denoise) as r:
-        for i in range(args.scenes):
-            t0 = time.perf_counter()
-            desc = sample_scene(config, scene_seed(args.seed, i))
-            t1 = time.perf_counter()
-            rendered = r.render(desc)
-            t2 = time.perf_counter()
-            make_record(desc, rendered, config)
-            t3 = time.perf_counter()
-            for k, v in {"sample": t1 - t0, **rendered.seconds, "ground_truth": t3 - t2}.items():
-                phases.setdefault(k, []).append(v)
-            totals.append(t3 - t0)
-    print(f"\n## timing over {args.scenes} scene(s) (median seconds)")
-    for k, v in phases.items():
-        print(f"  {k:18s} {statistics.median(v):8.3f}")
-    n_images = len(config.focus_distances) + 1
-    print(f"  {'per scene':18s} {statistics.median(totals):8.3f}   ({statistics.median(totals) / n_images:.2f} s per image)")
-    print(f"  peak RSS so far    {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:8.0f} MB")
+    if args.references_only:
+        for preset in presets:
+            render_references(preset_config(preset, args.resolution), args.seed, indices, args.reference_samples, log)
+        return
 
-    # 2. noise against high-sample references of the same scenes
-    if not args.skip_noise:
-        descs, refs = [], []
-        t = time.perf_counter()
-        with BlenderRenderer(samples=args.reference_samples, denoise=False) as r:
-            for i in range(args.noise_scenes):
-                desc = sample_scene(config, scene_seed(args.seed, i))
-                near = int(np.argmin(desc.camera.focus_distances))  # the strongest blur of the stack
-                desc.camera.slices = [desc.camera.slices[near]]
-                ref = r.render(desc)
-                descs.append(desc)
-                refs.append((linear_to_srgb8(ref.aif), linear_to_srgb8(ref.slices[0])))
-        print(f"\n## noise: PSNR (8-bit sRGB) of the AiF image and the nearest-focus slice of {args.noise_scenes} "
-              f"scene(s) against {args.reference_samples}-sample renders without denoiser "
-              f"({time.perf_counter() - t:.0f} s)")
-        print(f"  {'samples':>7s} {'denoise':>7s} {'min dB':>7s} {'median dB':>9s} {'s/image':>8s}")
-        settings = [(config.samples, config.denoise)]
-        for n in args.noise_samples:
-            for dn in (True, False) if args.noise_both else (config.denoise,):
-                if (n, dn) not in settings:
-                    settings.append((n, dn))
-        for n, dn in settings:
-            scores, seconds = [], []
-            with BlenderRenderer(samples=n, denoise=dn) as r:
-                r.render(descs[0])  # warm-up: the first render of a process loads kernels
-                for desc, (ref_aif, ref_slice) in zip(descs, refs):
-                    t = time.perf_counter()
-                    test = r.render(desc)
-                    seconds.append((time.perf_counter() - t) / 2)
-                    scores += [psnr(linear_to_srgb8(test.aif), ref_aif), psnr(linear_to_srgb8(test.slices[0]), ref_slice)]
-            mark = "  <- preset" if (n, dn) == (config.samples, config.denoise) else ""
-            print(f"  {n:7d} {str(dn):>7s} {min(scores):7.2f} {statistics.median(scores):9.2f} "
-                  f"{statistics.median(seconds):8.2f}{mark}")
+    log(f"Blender {blender_version()}, {os.cpu_count()} CPU(s); scenes {indices} of seed {args.seed} at "
+        f"{args.resolution} px; load average {os.getloadavg()[0]:.1f}")
+    for preset in presets:
+        config = preset_config(preset, args.resolution)
+        settings = variants(args.settings.split(","), config, args.variant)
+        descs = [sample_scene(config, scene_seed(args.seed, i)) for i in indices]
+        n_slices = len(config.focus_distances)
+        log(f"\n# preset {preset}: {config.width}x{config.height}, {n_slices} slices")
+        for name, s in settings.items():
+            log(f"  {name:12s} {json.dumps(s.to_dict())}")
+        if args.render_references and not args.skip_noise:
+            render_references(config, args.seed, indices, args.reference_samples, log)
 
-    # 3. memory growth over many scenes in one process
-    if args.growth_scenes:
-        small = config.with_overrides(width=args.growth_resolution, height=args.growth_resolution)
-        warmup = min(5, args.growth_scenes // 2)
-        rss = []
-        with BlenderRenderer(samples=args.growth_samples, denoise=config.denoise) as r:
-            for i in range(args.growth_scenes):
-                desc = sample_scene(small, scene_seed(args.seed + 1, i))
-                make_record(desc, r.render(desc), small)
-                rss.append(rss_mb())
-        print(f"\n## memory over {args.growth_scenes} scenes at {args.growth_resolution}px "
-              f"({args.growth_samples} samples)")
-        print(f"  RSS after {warmup} warm-up scenes {rss[warmup - 1]:8.1f} MB")
-        print(f"  RSS after {args.growth_scenes} scenes        {rss[-1]:8.1f} MB")
-        print(f"  growth                     {rss[-1] - rss[warmup - 1]:8.1f} MB")
-        print(f"  peak RSS                   {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:8.0f} MB")
+        # 1. timing, storage
+        results = {}
+        with tempfile.TemporaryDirectory(prefix="focalstack-bench-") as tmp:
+            for name, s in settings.items():
+                store = Path(tmp) / f"{name}.h5"
+                rows = time_scenes(s, descs, config, store)
+                results[name] = rows
+                results[name + ":bytes"] = store.stat().st_size / len(descs)
+                results[name + ":read"] = read_seconds(store)
+        log(f"\n## time per scene, median over {len(descs)} scene(s) (seconds; load average now "
+            f"{os.getloadavg()[0]:.1f})")
+        phases = list(next(iter(results[n] for n in settings))[0]["phases"])
+        log("  " + f"{'':12s}" + "".join(f"{p:>17s}" for p in phases) + f"{'wall':>9s}{'cpu':>9s}{'wall x':>8s}{'cpu x':>8s}")
+        base = {k: statistics.median(r[k] for r in results[next(iter(settings))]) for k in ("wall", "cpu")}
+        for name in settings:
+            rows = results[name]
+            med = {k: statistics.median(r[k] for r in rows) for k in ("wall", "cpu")}
+            cells = "".join(f"{statistics.median(r['phases'].get(p, 0.0) for r in rows):17.2f}" for p in phases)
+            log(f"  {name:12s}{cells}{med['wall']:9.2f}{med['cpu']:9.2f}{base['wall'] / med['wall']:8.2f}"
+                f"{base['cpu'] / med['cpu']:8.2f}")
+        log("  (x: how many times faster than the first variant)")
+        for name in settings:
+            log(f"  {name:12s} HDF5 {results[name + ':bytes'] / 1e6:.3f} MB/scene, read {results[name + ':read'] * 1e3:.1f} ms/scene")
+
+        # 2. noise (references looked up now: a background --references-only run may have added some)
+        refs = [load_reference(ref_path(preset, args.resolution, args.reference_samples, args.seed, i), d)
+                for i, d in zip(indices, descs)]
+        if not args.skip_noise:
+            used = sum(r is not None for r in refs)
+            log(f"\n## noise: PSNR (dB, 8-bit sRGB) against {args.reference_samples}-sample renders without denoiser, "
+                f"{used} of {len(refs)} scene(s) with a cached reference")
+            if used:
+                kinds = ["aif"] + [f"slice{k}" for k in range(n_slices)]
+                log("  " + f"{'':12s}" + "".join(f"{k:>14s}" for k in kinds) + f"{'all':>14s}")
+                for name in settings:
+                    noise = summarise_noise(results[name], refs)
+                    every = [v for k in kinds for v in noise[k]]
+                    cells = "".join(f"{min(noise[k]):6.2f}/{statistics.median(noise[k]):6.2f} " for k in kinds)
+                    log(f"  {name:12s}{cells}{min(every):6.2f}/{statistics.median(every):6.2f}")
+                log("  (min/median over scenes; focus distances " + ", ".join(f"{s:g}" for s in config.focus_distances) + " m)")
+
+        # 3. extra slices
+        if not args.skip_slices:
+            lo, hi = min(config.focus_distances), max(config.focus_distances)
+            ten = [float(x) for x in 1.0 / np.linspace(1.0 / lo, 1.0 / hi, 10)]
+            five = [float(x) for x in 1.0 / np.linspace(1.0 / lo, 1.0 / hi, 5)]
+            log(f"\n## extra slices: 5 vs 10 focus distances, evenly in dioptres over {lo:g}-{hi:g} m "
+                f"(median seconds per scene over {min(args.slices_scenes, len(descs))} scene(s))")
+            for name, s in settings.items():
+                some = descs[: args.slices_scenes]
+                t5 = time_scenes(s, [with_focus(d, five) for d in some], replace(config, focus_distances=five))
+                t10 = time_scenes(s, [with_focus(d, ten) for d in some], replace(config, focus_distances=ten))
+                m5 = {k: statistics.median(r[k] for r in t5) for k in ("wall", "cpu")}
+                m10 = {k: statistics.median(r[k] for r in t10) for k in ("wall", "cpu")}
+                log(f"  {name:12s} 5 slices {m5['wall']:6.2f} s ({m5['cpu']:6.2f} cpu), 10 slices {m10['wall']:6.2f} s "
+                    f"({m10['cpu']:6.2f} cpu): {(m10['wall'] - m5['wall']) / 5:5.2f} s per extra slice "
+                    f"({(m10['cpu'] - m5['cpu']) / 5:5.2f} cpu), 10/5 = {m10['wall'] / m5['wall']:.2f} "
+                    f"({m10['cpu'] / m5['cpu']:.2f} cpu)")
+
+    # 4. memory
+    if not args.skip_growth:
+        config = preset_config(presets[0], args.growth_resolution)
+        for name, s in variants(args.settings.split(","), config, args.variant).items():
+            warmup = min(5, args.growth_scenes // 2)
+            rss = []
+            t = time.perf_counter()
+            with BlenderRenderer(**s.to_dict()) as r:
+                for i in range(args.growth_scenes):
+                    desc = sample_scene(config, scene_seed(args.seed + 1, i))
+                    make_record(desc, r.render(desc), config)
+                    rss.append(rss_mb())
+            log(f"\n## memory, {name}: {args.growth_scenes} scenes of {presets[0]} at {args.growth_resolution} px in one "
+                f"process ({time.perf_counter() - t:.0f} s)")
+            log(f"  RSS after {warmup} warm-up scenes {rss[warmup - 1]:8.1f} MB, after {args.growth_scenes} "
+                f"{rss[-1]:8.1f} MB: growth {rss[-1] - rss[warmup - 1]:+.1f} MB (max {max(rss):.1f} MB)")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,24 @@
 """The one room that talks to Blender: turns a SceneDescription into Blender data and renders it.
 
-For each scene, one Blender scene is built once and rendered S + 1 times with Cycles: first with depth of
-field off (the all-in-focus image and the planar Z pass), then once per focus distance with a circular
-aperture. Persistent data keeps Cycles from re-syncing the unchanged geometry between those renders.
-Passes are written as multi-layer EXR (the ``Render Result`` is empty in background mode) and read back
-with the OpenEXR package. Everything the scene created is removed afterwards so memory stays flat.
+For each scene, one Blender scene is built once and rendered with Cycles: first with depth of field off
+(the all-in-focus image and the planar Z pass), then the focal slices, in one of two ways (the render
+settings' ``slices``):
+
+- ``"light_field"``: one render of V pinhole views from points on the aperture, through a custom (OSL)
+  camera that interleaves the views in one image, each pixel with its own aperture point and sub-pixel
+  position (``lightfield.py``). A sample of view position x through aperture point p lands, for focus distance s, on
+  pixel x + f_px p / s of that slice (shift-and-add): exactly the ray Cycles' thin-lens camera traces for
+  that pixel and aperture point, occlusions included. So every slice of the stack is formed from the same
+  rays, and another slice costs only its share-out and its denoising.
+- ``"cycles"``: one Cycles thin-lens render per focus distance (the aperture, lens and pose of each slice
+  exactly as the description says; scenes whose slices differ in lens or pose always take this path).
+
+Persistent data keeps Cycles from re-syncing the unchanged geometry between those renders. Passes are
+written as multi-layer EXR (the ``Render Result`` is empty in background mode) and read back with the
+OpenEXR package. OpenImageDenoise runs either inside each render (Cycles' denoising pass) or, with the
+standalone denoiser, on the stored passes afterwards, with its own prefilter for the AiF image and for the
+slices (the light-field slices exist only after the render). Everything the scene created is removed afterwards so
+memory stays flat.
 
 ``bpy`` is imported lazily, inside ``BlenderRenderer``, so that importing this module costs nothing.
 """
@@ -24,6 +38,8 @@ import numpy as np
 
 from focalstack.assets import build_mesh
 
+from . import lightfield
+from .config import ConfigError, RenderSettings
 from .scene import LightSpec, MaterialSpec, ObjectSpec, SceneDescription, TextureLayer, WorldSpec
 
 # Background pixels of the Z pass read 1e10; anything this far means "no surface".
@@ -109,17 +125,27 @@ def _load_image(path, what: str):
 
 
 def read_exr_passes(path: Path) -> dict[str, np.ndarray]:
-    """Passes of a Blender multi-layer EXR: {'Combined': (H, W, 4), 'Depth': (H, W)} (top row first)."""
+    """Passes of a Blender multi-layer EXR, top row first: {'Combined': (H, W, 4), 'Depth': (H, W),
+    'Denoising Normal': (H, W, 3), ...}."""
     import OpenEXR
 
     out: dict[str, np.ndarray] = {}
+    split: dict[str, dict[str, np.ndarray]] = {}
     with OpenEXR.File(str(path)) as exr:
         for part in exr.parts:
             for name, channel in part.channels.items():
-                # Channel names look like 'ViewLayer.Combined' (RGBA packed) or 'ViewLayer.Depth.Z'.
+                # 'ViewLayer.Combined' (RGBA packed by OpenEXR), 'ViewLayer.Depth.Z' or the three channels
+                # 'ViewLayer.Denoising Normal.X', '.Y', '.Z' of one pass.
                 pieces = name.split(".")
                 key = pieces[1] if len(pieces) > 1 else pieces[0]
-                out[key] = np.array(channel.pixels, dtype=np.float32)
+                pixels = np.array(channel.pixels, dtype=np.float32)
+                if len(pieces) > 2:
+                    split.setdefault(key, {})[pieces[2]] = pixels
+                else:
+                    out[key] = pixels
+    for key, channels in split.items():
+        names = [c for c in "RGBAXYZW" if c in channels] or sorted(channels)
+        out[key] = channels[names[0]] if len(names) == 1 else np.stack([channels[c] for c in names], axis=-1)
     return out
 
 
@@ -159,9 +185,42 @@ def enable_device(device: str) -> str:
     raise BlenderError(f"--device {device}: Cycles sees no {wanted} device (it sees: {', '.join(seen) or 'nothing'})")
 
 
+def write_denoiser_exr(path: Path, layer: str, rgb: np.ndarray, albedo: np.ndarray, normal: np.ndarray,
+                       samples: int) -> None:
+    """One single-part EXR in the layout Cycles' standalone denoiser reads: <layer>.Combined.RGB,
+    .Denoising Albedo.RGB, .Denoising Normal.XYZ, .Vector.XYZW (unused, zero) and the sample count."""
+    import OpenEXR
+
+    channels = {}
+    for i, c in enumerate("RGB"):
+        channels[f"{layer}.Combined.{c}"] = np.ascontiguousarray(rgb[..., i], dtype=np.float32)
+        channels[f"{layer}.Denoising Albedo.{c}"] = np.ascontiguousarray(albedo[..., i], dtype=np.float32)
+    for i, c in enumerate("XYZ"):
+        channels[f"{layer}.Denoising Normal.{c}"] = np.ascontiguousarray(normal[..., i], dtype=np.float32)
+    zero = np.zeros(rgb.shape[:2], dtype=np.float32)
+    for c in "XYZW":
+        channels[f"{layer}.Vector.{c}"] = zero
+    header = {"compression": OpenEXR.NO_COMPRESSION, "type": OpenEXR.scanlineimage,
+              f"cycles.{layer}.samples": str(int(samples))}
+    with OpenEXR.File(header, channels) as exr:
+        exr.write(str(path))
+
+
+def _read_denoised(path: Path, layer: str) -> np.ndarray:
+    import OpenEXR
+
+    with OpenEXR.File(str(path)) as exr:
+        channels = exr.channels()
+        if f"{layer}.Combined" in channels:
+            return np.array(channels[f"{layer}.Combined"].pixels, dtype=np.float32)[..., :3]
+        return np.stack([np.array(channels[f"{layer}.Combined.{c}"].pixels, dtype=np.float32) for c in "RGB"], axis=-1)
+
+
 class BlenderRenderer:
     """Renders SceneDescriptions with Cycles in this process. One instance per process.
 
+    Takes render settings only: ``samples``, ``denoise`` and any other field of ``config.RenderSettings``
+    as keyword arguments (``BlenderRenderer(**config.render_settings().to_dict())``), defaults from there.
     ``threads`` caps Cycles' CPU threads (0 = all cores), so that several worker processes can share the
     machine; ``device`` is one of ``DEVICES`` (``device_used`` says what Cycles renders on). ``workdir``
     holds the temporary EXR files (a private temporary folder by default).
@@ -176,6 +235,7 @@ class BlenderRenderer:
         device: str = "cpu",
         workdir: str | os.PathLike | None = None,
         persistent_data: bool = True,
+        **settings,
     ):
         try:
             import bpy  # noqa: F401  (lazy: only this class needs Blender)
@@ -183,10 +243,18 @@ class BlenderRenderer:
             raise BlenderError(
                 f"cannot import bpy ({exc}); install the render extra: pip install 'focalstack[render]'"
             ) from None
+        try:
+            self.settings = RenderSettings(samples=samples, denoise=denoise, **settings).validate()
+        except TypeError as exc:
+            raise BlenderError(f"render settings: {exc}") from None
+        except ConfigError as exc:
+            raise BlenderError(f"render settings: {exc}") from None
         self.samples = samples
         self.denoise = denoise
         self.threads = threads
         self.device = device
+        self._osl_cache: dict[str, str] = {}  # OSL source -> compiled bytecode
+        self._plan: lightfield.SlicePlan | None = None  # where the last layout's rays land
         self.persistent_data = persistent_data
         self._tmp = tempfile.TemporaryDirectory(prefix="focalstack-render-", dir=workdir)
         self.workdir = Path(self._tmp.name)
@@ -210,11 +278,15 @@ class BlenderRenderer:
         cyc.samples = self.samples
         # Fixed sample count: adaptive sampling would make the noise level depend on the content.
         cyc.use_adaptive_sampling = False
-        cyc.use_denoising = self.denoise
-        if self.denoise:
-            cyc.denoiser = "OPENIMAGEDENOISE"
-            cyc.denoising_input_passes = "RGB_ALBEDO_NORMAL"
-            cyc.denoising_prefilter = "ACCURATE"
+        settings = self.settings
+        # Cycles' own (in-render) denoiser, or none: standalone denoising runs on the stored passes after
+        # the render (``_denoise``), so that the AiF image and the slices get their own prefilter.
+        cyc.use_denoising = settings.denoise and settings.denoiser == "in_render"
+        cyc.denoiser = "OPENIMAGEDENOISE"
+        cyc.denoising_input_passes = "RGB_ALBEDO_NORMAL"
+        cyc.denoising_prefilter = settings.slice_denoise_prefilter().upper()
+        cyc.denoising_quality = settings.denoise_quality.upper()
+        cyc.use_light_tree = settings.light_tree
         # A box filter one pixel wide is the sensor pixel's own footprint: no extra blur beyond it,
         # so the rendered defocus is the blur circle the ground truth describes (DESIGN.md).
         cyc.pixel_filter_type = "BOX"
@@ -239,6 +311,8 @@ class BlenderRenderer:
         scene.view_settings.gamma = 1.0
         scene.render.resolution_percentage = 100
         scene.view_layers[0].use_pass_z = True
+        # Albedo and normal passes for the standalone denoiser.
+        scene.view_layers[0].cycles.denoising_store_passes = settings.denoise and settings.denoiser == "standalone"
         image = scene.render.image_settings
         image.media_type = "MULTI_LAYER_IMAGE"  # must precede file_format in Blender 5.0
         image.file_format = "OPEN_EXR_MULTILAYER"
@@ -527,6 +601,7 @@ class BlenderRenderer:
         cam = desc.camera
         camera = self._camera
         dof = camera.data.dof
+        camera.data.type = "PERSP"
         if k is None:
             dof.use_dof = False
             camera.data.lens = cam.focal_length_mm
@@ -539,31 +614,151 @@ class BlenderRenderer:
         dof.focus_distance = sl.focus_distance
         dof.aperture_fstop = cam.aperture_fstop(k)
 
+    def _set_prefilter(self, prefilter: str) -> None:
+        import bpy
+
+        bpy.context.scene.cycles.denoising_prefilter = prefilter.upper()
+
+    def _denoise(self, passes: dict, samples: int, prefilter: str) -> np.ndarray:
+        """OpenImageDenoise (Cycles' standalone denoiser) on a render's colour, albedo and normal passes."""
+        import _cycles  # Cycles' Python module, ships with bpy
+        import bpy
+
+        scene = bpy.context.scene
+        layer = scene.view_layers[0]
+        self._set_prefilter(prefilter)
+        src, dst = self.workdir / "denoise_in.exr", self.workdir / "denoise_out.exr"
+        write_denoiser_exr(src, layer.name, passes["Combined"][..., :3], passes["Denoising Albedo"][..., :3],
+                           passes["Denoising Normal"], samples)
+        try:
+            with _quiet_stdout():
+                _cycles.denoise(bpy.context.preferences.as_pointer(), scene.as_pointer(), layer.as_pointer(),
+                                input=[str(src)], output=[str(dst)])
+        except (ValueError, RuntimeError) as exc:
+            raise BlenderError(f"denoiser: {exc}") from None
+        if not dst.exists():
+            raise BlenderError("denoiser wrote no image")
+        out = _read_denoised(dst, layer.name)
+        src.unlink()
+        dst.unlink()
+        return out
+
+    def _osl_bytecode(self, source: str) -> str:
+        import _cycles
+
+        if source not in self._osl_cache:
+            src, dst = self.workdir / "camera.osl", self.workdir / "camera.oso"
+            src.write_text(source)
+            with _quiet_stdout():
+                ok = _cycles.osl_compile(str(src), str(dst))
+            if not ok or not dst.exists():
+                raise BlenderError("light field: the OSL camera does not compile (is OSL in this Blender build?)")
+            self._osl_cache = {source: dst.read_text()}  # one layout at a time: the cache stays small
+            src.unlink()
+            dst.unlink()
+        return self._osl_cache[source]
+
+    def _render_light_field(self, desc: SceneDescription) -> tuple[list[dict], int]:
+        """Every slice from one render of sub-aperture views (``lightfield``): per slice, the colour, albedo
+        and normal passes, and the number of samples each pixel holds on average."""
+        import hashlib
+
+        import bpy
+        from mathutils import Matrix
+
+        settings = self.settings
+        layout = lightfield.LightFieldLayout.for_camera(desc.camera, settings.light_field_views)
+        if self._plan is None or self._plan.layout != layout:
+            self._plan = None  # free the old plan before building the new one
+            self._plan = lightfield.SlicePlan(layout)
+        bytecode = self._osl_bytecode(layout.osl_source())
+        scene = bpy.context.scene
+        render, cyc = scene.render, scene.cycles
+        cam = self._camera.data
+        self._camera.matrix_world = Matrix.Identity(4)
+        cam.dof.use_dof = False
+        cam.type = "CUSTOM"
+        cam.custom_mode = "INTERNAL"
+        cam.custom_bytecode = bytecode
+        cam.custom_bytecode_hash = hashlib.md5(bytecode.encode()).hexdigest()
+        render.resolution_x, render.resolution_y = layout.image_size
+        # Each big pixel is one ray, traced at its centre: the sub-pixel position is the shader's.
+        cyc.filter_width = 0.01
+        cyc.samples = settings.light_field_samples
+        # Blue-noise sampling spreads the lighting samples of neighbouring big pixels, which are the views
+        # of one frame pixel, as one stratified set (measured: +0.3 dB after denoising over plain Sobol).
+        pattern = cyc.sampling_pattern
+        cyc.sampling_pattern = "BLUE_NOISE"
+        try:
+            passes = self._render_to("light_field")
+        finally:
+            cam.type = "PERSP"
+            render.resolution_x, render.resolution_y = desc.camera.width, desc.camera.height
+            cyc.filter_width = 1.0
+            cyc.samples = settings.samples
+            cyc.sampling_pattern = pattern
+        names = ["Combined"] + (["Denoising Albedo", "Denoising Normal"] if settings.denoise else [])
+        rays = {name: layout.split_views(passes.pop(name)[..., :3]) for name in names}
+        del passes
+        slices = []
+        for k in range(len(desc.camera.slices)):
+            slices.append({name: self._plan.splat(k, values) for name, values in rays.items()})
+        return slices, settings.light_field_views * settings.light_field_samples
+
     def render(self, desc: SceneDescription) -> RenderedScene:
-        """Build ``desc``, render AiF + depth and every slice, clear the scene; linear float results."""
-        seconds: dict[str, float] = {}
+        """Build ``desc``, render AiF + depth and every slice, clear the scene; linear float results.
+
+        ``seconds`` holds the time of each phase: build, render_aif_depth, render_slices, denoise, cleanup.
+        """
+        settings = self.settings
+        standalone = settings.denoise and settings.denoiser == "standalone"
+        seconds: dict[str, float] = {"denoise": 0.0}
         t0 = time.perf_counter()
+
+        def denoised(passes: dict, samples: int, prefilter: str) -> np.ndarray:
+            if not standalone:
+                return passes["Combined"][..., :3]
+            t = time.perf_counter()
+            out = self._denoise(passes, samples, prefilter)
+            seconds["denoise"] += time.perf_counter() - t
+            return out
+
         try:
             self._build(desc)
             seconds["build"] = time.perf_counter() - t0
 
             t = time.perf_counter()
             self._set_focus(desc, None)
+            self._set_prefilter(settings.aif_prefilter)
             passes = self._render_to("aif")
             seconds["render_aif_depth"] = time.perf_counter() - t
             if "Combined" not in passes or "Depth" not in passes:
                 raise BlenderError(f"EXR passes {sorted(passes)}: expected Combined and Depth")
-            aif = passes["Combined"][..., :3]
             depth = passes["Depth"]
+            aif = denoised(passes, settings.samples, settings.aif_prefilter)
+            del passes
 
-            t = time.perf_counter()
             slices = []
-            for k in range(len(desc.camera.focus_distances)):
-                self._set_focus(desc, k)
-                slices.append(self._render_to(f"slice_{k}")["Combined"][..., :3])
-            seconds["render_slices"] = time.perf_counter() - t
+            if settings.slices == "light_field" and lightfield.supports(desc.camera):
+                t = time.perf_counter()
+                shared, samples = self._render_light_field(desc)
+                seconds["render_slices"] = time.perf_counter() - t
+                for passes in shared:
+                    slices.append(denoised(passes, samples, settings.slice_denoise_prefilter()))
+            else:
+                # Each slice its own thin-lens render: lens and pose as the description says.
+                render_seconds = 0.0
+                self._set_prefilter(settings.slice_denoise_prefilter())
+                for k in range(len(desc.camera.focus_distances)):
+                    t = time.perf_counter()
+                    self._set_focus(desc, k)
+                    passes = self._render_to(f"slice_{k}")
+                    render_seconds += time.perf_counter() - t
+                    slices.append(denoised(passes, settings.samples, settings.slice_denoise_prefilter()))
+                seconds["render_slices"] = render_seconds
         finally:
             t = time.perf_counter()
             self._clear_scene()
             seconds["cleanup"] = time.perf_counter() - t
+        seconds = {k: seconds[k] for k in ("build", "render_aif_depth", "render_slices", "denoise", "cleanup") if k in seconds}
         return RenderedScene(aif=aif, depth=depth, slices=np.stack(slices), seconds=seconds)

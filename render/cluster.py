@@ -38,13 +38,11 @@ class RaySettings:
 
 def render_scene_range(config_dict: dict, start: int, stop: int, threads: int) -> tuple[int, list]:
     """A Ray task: scenes ``start``..``stop - 1`` as (record, phase seconds) pairs, in index order."""
-    from .blender import BlenderRenderer
-    from .pipeline import render_scene
+    from .pipeline import open_renderer, render_scene
 
     config = RenderConfig.from_dict(config_dict)
     out = []
-    with BlenderRenderer(samples=config.samples, denoise=config.denoise, threads=threads,
-                         device=config.device) as renderer:
+    with open_renderer(config, threads) as renderer:
         for index in range(start, stop):
             out.append(render_scene(config, renderer, index))
     return start, out

@@ -25,6 +25,78 @@ class ConfigError(ValueError):
     """A preset or option value that cannot be used; the message names it and what was expected."""
 
 
+DENOISE_PREFILTERS = ("none", "fast", "accurate")
+SLICE_PREFILTERS = ("auto", *DENOISE_PREFILTERS)  # auto: accurate for Cycles slices, fast for light-field ones
+DENOISE_QUALITIES = ("high", "balanced", "fast")
+DENOISERS = ("standalone", "in_render")
+SLICE_MODES = ("light_field", "cycles")
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """How Cycles renders (never what it renders: that is the SceneDescription's). The one place these
+    settings and their defaults are written; a preset's [render] table sets any of them, and
+    ``BlenderRenderer`` takes them as keyword arguments. README, "Presets", says what each one costs.
+
+    slices = "light_field" renders every slice of a stack from one shared set of rays: one Cycles render
+    of ``light_field_views`` pinhole views from points of the aperture (``light_field_samples`` samples
+    per pixel each), split per focus distance by shift-and-add, which is the thin-lens model Cycles' own
+    depth of field computes; the cost barely grows with the number of slices. slices = "cycles" renders
+    each slice as its own Cycles thin-lens render with ``samples`` samples per pixel. The all-in-focus
+    image and depth are always one Cycles render with ``samples`` samples.
+    """
+
+    samples: int = 16  # Cycles samples per pixel of the AiF render (and of each slice with slices = "cycles")
+    denoise: bool = True  # OpenImageDenoise on the AiF and on every slice
+    denoiser: str = "in_render"  # Cycles' own, during the render | "standalone": on the stored passes after it
+    aif_prefilter: str = "accurate"  # OIDN prefilter of the albedo/normal passes: none | fast | accurate
+    slice_prefilter: str = "auto"  # the same for the slices; auto = accurate (cycles) or fast (light_field)
+    denoise_quality: str = "high"  # OIDN quality: high | balanced | fast
+    slices: str = "cycles"  # cycles | light_field (see above)
+    light_field_views: int = 16  # aperture points per frame pixel in the light-field render
+    light_field_samples: int = 2  # Cycles samples per pixel of each view
+    light_tree: bool = True  # Cycles' light tree (many-light sampling)
+
+    def validate(self) -> "RenderSettings":
+        for name in ("samples", "light_field_views", "light_field_samples"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} = {value!r}: expected a positive integer")
+        for name in ("denoise", "light_tree"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} = {getattr(self, name)!r}: expected true or false")
+        for name, allowed in (("denoiser", DENOISERS), ("aif_prefilter", DENOISE_PREFILTERS),
+                              ("slice_prefilter", SLICE_PREFILTERS), ("denoise_quality", DENOISE_QUALITIES),
+                              ("slices", SLICE_MODES)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name} = {getattr(self, name)!r}: expected one of {', '.join(allowed)}")
+        if self.slices == "light_field" and self.denoise and self.denoiser == "in_render":
+            raise ConfigError('slices = "light_field" are denoised after the render: set denoiser = "standalone"')
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def slice_denoise_prefilter(self) -> str:
+        """The prefilter the slices get: ``slice_prefilter``, or for "auto" the one measured best per path
+        (the light field's fast prefilter matched the accurate one at a sixth of its cost)."""
+        if self.slice_prefilter != "auto":
+            return self.slice_prefilter
+        return "fast" if self.slices == "light_field" else "accurate"
+
+
+# Today's default, spelled out (focalstack 0.1: 16 samples per image, every slice its own Cycles render,
+# Cycles' in-render denoiser with the accurate prefilter), so that benchmarks/render_bench.py can render it
+# beside other settings whatever the defaults become.
+RENDER_SETTINGS_V0 = RenderSettings(samples=16, denoise=True, denoiser="in_render", aif_prefilter="accurate",
+                                    slice_prefilter="accurate", denoise_quality="high", slices="cycles")
+
+# The light-field path as measured in README "Benchmarks": a preset opts in with these [render] keys.
+RENDER_SETTINGS_LIGHT_FIELD = RenderSettings(denoiser="standalone", aif_prefilter="none", slices="light_field")
+
+_SETTINGS = RenderSettings()
+
+
 @dataclass
 class RenderConfig:
     """Everything a dataset is rendered from; stored in each file's ``config`` attribute."""
@@ -39,9 +111,18 @@ class RenderConfig:
     f_number: float = 1.0
     focus_distances: list[float] = field(default_factory=lambda: [0.1, 0.15, 0.3, 0.7, 1.5])
     defocus_model: str = "cycles"  # which blur the ground truth describes (the camera's; optics.DEFOCUS_MODELS)
-    samples: int = 16
-    denoise: bool = True
-    device: str = "cpu"  # what Cycles renders on (blender.DEVICES); may change when a file is resumed
+    # Render settings: the fields of RenderSettings, with its defaults (render_settings() collects them).
+    samples: int = _SETTINGS.samples
+    denoise: bool = _SETTINGS.denoise
+    denoiser: str = _SETTINGS.denoiser
+    aif_prefilter: str = _SETTINGS.aif_prefilter
+    slice_prefilter: str = _SETTINGS.slice_prefilter
+    denoise_quality: str = _SETTINGS.denoise_quality
+    slices: str = _SETTINGS.slices
+    light_field_views: int = _SETTINGS.light_field_views
+    light_field_samples: int = _SETTINGS.light_field_samples
+    light_tree: bool = _SETTINGS.light_tree
+    device: str = "cpu"  # what Cycles renders on (blender.DEVICES); a machine's, not a preset's; may change on resume
     canny_low: float = CANNY_LOW
     canny_high: float = CANNY_HIGH
     canny_blur_sigma: float = CANNY_BLUR_SIGMA
@@ -55,9 +136,14 @@ class RenderConfig:
     def from_dict(cls, d: dict) -> "RenderConfig":
         return cls(**d)
 
+    def render_settings(self) -> RenderSettings:
+        """The Cycles settings of this configuration, as ``BlenderRenderer(**settings.to_dict())`` takes them."""
+        return RenderSettings(**{f.name: getattr(self, f.name) for f in fields(RenderSettings)})
+
     def validate(self) -> "RenderConfig":
         """Raise ConfigError naming the first bad value; return self for chaining."""
-        for name in ("width", "height", "samples", "scenes"):
+        self.render_settings().validate()
+        for name in ("width", "height", "scenes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} = {value!r}: expected a positive integer")
@@ -119,7 +205,7 @@ def config_default(name: str):
 # -- presets -----------------------------------------------------------------------------------------
 _TABLES = ("camera", "render", "scene", "effects")
 _CAMERA_KEYS = {"focal_length_mm", "sensor_width_mm", "f_number", "focus_distances", "resolution", "defocus_model"}
-_RENDER_KEYS = {"samples", "denoise", "canny_low", "canny_high", "canny_blur_sigma"}
+_RENDER_KEYS = {f.name for f in fields(RenderSettings)} | {"canny_low", "canny_high", "canny_blur_sigma"}
 
 
 def builtin_presets() -> list[str]:

@@ -157,6 +157,13 @@ class RenderSummary:
 ProgressFn = Callable[[int, dict], None]  # (scenes just finished, phase seconds of the last one)
 
 
+def open_renderer(config: RenderConfig, threads: int = 0):
+    """A ``BlenderRenderer`` with the configuration's render settings and device, ``threads`` CPU threads."""
+    from .blender import BlenderRenderer
+
+    return BlenderRenderer(**config.render_settings().to_dict(), threads=threads, device=config.device)
+
+
 def render_scene(config: RenderConfig, renderer, index: int) -> tuple[SceneRecord, dict]:
     """Scene ``index`` of the dataset: described, rendered and turned into its record; with the seconds
     each phase took."""
@@ -187,7 +194,6 @@ def render_range(
 ) -> dict:
     """Render scenes up to index ``stop`` into ``writer``, whose scene 0 is dataset index ``first_index``,
     continuing after the scenes it already holds. Returns phase seconds summed over the scenes rendered."""
-    from .blender import BlenderRenderer
 
     totals: dict[str, float] = {}
     begin = first_index + len(writer)
@@ -195,7 +201,7 @@ def render_range(
         return totals
     own = renderer is None
     if own:
-        renderer = BlenderRenderer(samples=config.samples, denoise=config.denoise, threads=threads, device=config.device)
+        renderer = open_renderer(config, threads)
     try:
         for index in range(begin, stop):
             record, phases = render_scene(config, renderer, index)

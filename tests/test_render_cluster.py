@@ -61,7 +61,8 @@ def test_local_ray_renders_the_file_one_process_renders(effects_preset, one_proc
 
 def test_a_task_killed_mid_range_is_retried_and_the_file_is_the_same(effects_preset, one_process, tmp_path):
     out = tmp_path / "retried.h5"
-    proc = subprocess.Popen(render_command(effects_preset, out, 4, *RAY), stdout=subprocess.PIPE,
+    one_task = ["--ray", "--threads", "2", "--ray-scenes-per-task", "4"]  # all four scenes in one task
+    proc = subprocess.Popen(render_command(effects_preset, out, 4, *one_task), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     killed = None
     deadline = time.time() + 300
@@ -69,11 +70,14 @@ def test_a_task_killed_mid_range_is_retried_and_the_file_is_the_same(effects_pre
         while killed is None and time.time() < deadline and proc.poll() is None:
             tasks = [pid for pid, sid, cmd in processes() if sid == proc.pid and cmd.startswith("ray::render_scene_range")]
             if tasks:
-                time.sleep(2.0)  # into the task's range: Blender is up and rendering its first scene
-                os.kill(tasks[0], signal.SIGKILL)
-                killed = tasks[0]
+                time.sleep(1.5)  # Blender is up and into the task's four scenes
+                try:
+                    os.kill(tasks[0], signal.SIGKILL)
+                except ProcessLookupError:
+                    continue
+                killed = complete_scenes(out)  # the driver has written none of the task's scenes yet
             time.sleep(0.05)
-        assert killed is not None, "no task was seen running"
+        assert killed == 0, "no task was caught mid-range"
         _, stderr = proc.communicate(timeout=900)
     finally:
         kill_session(proc.pid)
