@@ -8,7 +8,7 @@ shift-and-add of pinhole views is not an approximation of the thin lens, it is t
 of views from many aperture points serves every focus distance: a sample of view position x' through p
 belongs, in the slice focused at s, to the pixel containing x' + f_px p / s.
 
-The render (``blender.py``) is one image through a custom OSL camera (``osl_source``) holding V views
+The render (``render.blender``) is one image through a custom OSL camera (``osl_source``) holding V views
 interleaved: big-image pixel (X, Y) = (u * gx + tx, v * gy + ty) is view t = ty * gx + tx at view pixel
 (u, v). Each big pixel is one ray, traced ``light_field_samples`` times (lighting is sampled anew each time,
 the ray is the same): its aperture point and sub-pixel position are drawn per pixel and per view from a

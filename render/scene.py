@@ -2,7 +2,7 @@
 
 A ``SceneDescription`` is sampled from a seed and a preset (``sampling``), given its real-capture effects
 (``effects``), stored as JSON with each scene in the HDF5 file, and turned into Blender data by
-``blender.py``, the only module that imports bpy. It is the whole truth about a scene: the renderer takes
+``render.blender``, the only package that imports bpy. It is the whole truth about a scene: the renderer takes
 only render settings (samples, denoiser, threads, device) besides it, so any stored description renders
 again exactly as it was, whatever preset produced it.
 

@@ -90,7 +90,7 @@ def colour_pair(rng: np.random.Generator, p: dict) -> tuple[list[float], list[fl
 
 def _texture_params(rng: np.random.Generator, kind: str, periods_per_view: float = 10.0) -> dict:
     """Kind-specific parameters, named after the Blender texture node's inputs (lower case, '_' for ' ')
-    or its properties, as ``blender.py`` sets them.
+    or its properties, as ``render.blender.build`` sets them.
 
     Fractal detail (octaves, each doubling the frequency) stops where the finest octave would repeat
     more than 128 times per view width (2 px at 256 px), finer than the image can show: it only costs time.
