@@ -46,13 +46,14 @@ import statistics
 import tempfile
 import time
 from dataclasses import replace
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 
 from focalstack.dataset import FocalStackFile
 from focalstack.dataset.colour import linear_to_srgb8
-from focalstack.render.blender import BlenderRenderer, blender_version
+from focalstack.render.blender import BlenderRenderer
 from focalstack.render.config import RENDER_SETTINGS_LIGHT_FIELD, RENDER_SETTINGS_V0, RenderSettings, builtin_presets, load_preset
 from focalstack.render.pipeline import make_record, open_writer
 from focalstack.render.sampling import sample_scene, scene_seed
@@ -125,7 +126,7 @@ def render_references(config, seed: int, indices, spp: int, log) -> None:
             tmp = path.with_name(path.stem + ".tmp.npz")
             np.savez_compressed(tmp, aif=linear_to_srgb8(r.aif), slices=np.stack([linear_to_srgb8(s) for s in r.slices]),
                                 scene_sha=scene_sha(desc),
-                                meta=json.dumps({"seconds": dt, "blender": blender_version(),
+                                meta=json.dumps({"seconds": dt, "blender": version('bpy'),
                                                  "settings": replace(REFERENCE_SETTINGS, samples=spp).to_dict()}))
             os.replace(tmp, path)
             log(f"  reference {path.name} ({config.preset}): {dt:.0f} s")
@@ -218,7 +219,7 @@ def summarise_noise(rows, refs):
     return out
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="fod500", help="a preset, a comma-separated list, or 'all'")
     ap.add_argument("--resolution", type=int, default=256)
@@ -237,106 +238,129 @@ def main() -> None:
     ap.add_argument("--skip-growth", action="store_true")
     ap.add_argument("--growth-scenes", type=int, default=200)
     ap.add_argument("--growth-resolution", type=int, default=64)
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def log(text: str) -> None:
+    print(text, flush=True)
+
+
+def median_of(rows: list[dict], key: str) -> float:
+    return statistics.median(r[key] for r in rows)
+
+
+def report_timing(settings: dict, descs: list, config) -> dict:
+    """Section 1: seconds per scene by phase, the ratio to the first variant, bytes and read time."""
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="focalstack-bench-") as tmp:
+        for name, s in settings.items():
+            store = Path(tmp) / f"{name}.h5"
+            results[name] = time_scenes(s, descs, config, store)
+            results[name + ":bytes"] = store.stat().st_size / len(descs)
+            results[name + ":read"] = read_seconds(store)
+    log(f"\n## time per scene, median over {len(descs)} scene(s) (seconds; load average now "
+        f"{os.getloadavg()[0]:.1f})")
+    phases = list(next(iter(results[n] for n in settings))[0]["phases"])
+    log("  " + f"{'':12s}" + "".join(f"{p:>17s}" for p in phases) + f"{'wall':>9s}{'cpu':>9s}{'wall x':>8s}{'cpu x':>8s}")
+    first = results[next(iter(settings))]
+    base = {k: median_of(first, k) for k in ("wall", "cpu")}
+    for name in settings:
+        rows = results[name]
+        med = {k: median_of(rows, k) for k in ("wall", "cpu")}
+        cells = "".join(f"{statistics.median(r['phases'].get(p, 0.0) for r in rows):17.2f}" for p in phases)
+        log(f"  {name:12s}{cells}{med['wall']:9.2f}{med['cpu']:9.2f}{base['wall'] / med['wall']:8.2f}"
+            f"{base['cpu'] / med['cpu']:8.2f}")
+    log("  (x: how many times faster than the first variant)")
+    for name in settings:
+        log(f"  {name:12s} HDF5 {results[name + ':bytes'] / 1e6:.3f} MB/scene, read {results[name + ':read'] * 1e3:.1f} ms/scene")
+    return results
+
+
+def report_noise(args, preset: str, settings: dict, descs: list, config, results: dict) -> None:
+    """Section 2: PSNR per image kind against the cached many-sample references."""
+    indices = list(range(args.scenes))
+    # references looked up now: a background --references-only run may have added some
+    refs = [load_reference(ref_path(preset, args.resolution, args.reference_samples, args.seed, i), d)
+            for i, d in zip(indices, descs)]
+    used = sum(r is not None for r in refs)
+    log(f"\n## noise: PSNR (dB, 8-bit sRGB) against {args.reference_samples}-sample renders without denoiser, "
+        f"{used} of {len(refs)} scene(s) with a cached reference")
+    if not used:
+        return
+    kinds = ["aif"] + [f"slice{k}" for k in range(len(config.focus_distances))]
+    log("  " + f"{'':12s}" + "".join(f"{k:>14s}" for k in kinds) + f"{'all':>14s}")
+    for name in settings:
+        noise = summarise_noise(results[name], refs)
+        every = [v for k in kinds for v in noise[k]]
+        cells = "".join(f"{min(noise[k]):6.2f}/{statistics.median(noise[k]):6.2f} " for k in kinds)
+        log(f"  {name:12s}{cells}{min(every):6.2f}/{statistics.median(every):6.2f}")
+    log("  (min/median over scenes; focus distances " + ", ".join(f"{s:g}" for s in config.focus_distances) + " m)")
+
+
+def report_slices(args, settings: dict, descs: list, config) -> None:
+    """Section 3: what each slice beyond the first costs (5 vs 10 focus distances)."""
+    lo, hi = min(config.focus_distances), max(config.focus_distances)
+    ten = [float(x) for x in 1.0 / np.linspace(1.0 / lo, 1.0 / hi, 10)]
+    five = [float(x) for x in 1.0 / np.linspace(1.0 / lo, 1.0 / hi, 5)]
+    log(f"\n## extra slices: 5 vs 10 focus distances, evenly in dioptres over {lo:g}-{hi:g} m "
+        f"(median seconds per scene over {min(args.slices_scenes, len(descs))} scene(s))")
+    some = descs[: args.slices_scenes]
+    for name, s in settings.items():
+        t5 = time_scenes(s, [with_focus(d, five) for d in some], replace(config, focus_distances=five))
+        t10 = time_scenes(s, [with_focus(d, ten) for d in some], replace(config, focus_distances=ten))
+        m5 = {k: median_of(t5, k) for k in ("wall", "cpu")}
+        m10 = {k: median_of(t10, k) for k in ("wall", "cpu")}
+        log(f"  {name:12s} 5 slices {m5['wall']:6.2f} s ({m5['cpu']:6.2f} cpu), 10 slices {m10['wall']:6.2f} s "
+            f"({m10['cpu']:6.2f} cpu): {(m10['wall'] - m5['wall']) / 5:5.2f} s per extra slice "
+            f"({(m10['cpu'] - m5['cpu']) / 5:5.2f} cpu), 10/5 = {m10['wall'] / m5['wall']:.2f} "
+            f"({m10['cpu'] / m5['cpu']:.2f} cpu)")
+
+
+def report_memory(args, preset: str) -> None:
+    """Section 4: resident memory over many scenes rendered in one process."""
+    config = preset_config(preset, args.growth_resolution)
+    for name, s in variants(args.settings.split(","), config, args.variant).items():
+        warmup = min(5, args.growth_scenes // 2)
+        rss = []
+        t = time.perf_counter()
+        with BlenderRenderer(**s.to_dict()) as r:
+            for i in range(args.growth_scenes):
+                desc = sample_scene(config, scene_seed(args.seed + 1, i))
+                make_record(desc, r.render(desc), config)
+                rss.append(rss_mb())
+        log(f"\n## memory, {name}: {args.growth_scenes} scenes of {preset} at {args.growth_resolution} px in one "
+            f"process ({time.perf_counter() - t:.0f} s)")
+        log(f"  RSS after {warmup} warm-up scenes {rss[warmup - 1]:8.1f} MB, after {args.growth_scenes} "
+            f"{rss[-1]:8.1f} MB: growth {rss[-1] - rss[warmup - 1]:+.1f} MB (max {max(rss):.1f} MB)")
+
+
+def main() -> None:
+    args = parse_args()
     presets = builtin_presets() if args.preset == "all" else args.preset.split(",")
     indices = list(range(args.scenes))
-
-    def log(text: str) -> None:
-        print(text, flush=True)
-
     if args.references_only:
         for preset in presets:
             render_references(preset_config(preset, args.resolution), args.seed, indices, args.reference_samples, log)
         return
 
-    log(f"Blender {blender_version()}, {os.cpu_count()} CPU(s); scenes {indices} of seed {args.seed} at "
+    log(f"Blender {version('bpy')}, {os.cpu_count()} CPU(s); scenes {indices} of seed {args.seed} at "
         f"{args.resolution} px; load average {os.getloadavg()[0]:.1f}")
     for preset in presets:
         config = preset_config(preset, args.resolution)
         settings = variants(args.settings.split(","), config, args.variant)
         descs = [sample_scene(config, scene_seed(args.seed, i)) for i in indices]
-        n_slices = len(config.focus_distances)
-        log(f"\n# preset {preset}: {config.width}x{config.height}, {n_slices} slices")
+        log(f"\n# preset {preset}: {config.width}x{config.height}, {len(config.focus_distances)} slices")
         for name, s in settings.items():
             log(f"  {name:12s} {json.dumps(s.to_dict())}")
         if args.render_references and not args.skip_noise:
             render_references(config, args.seed, indices, args.reference_samples, log)
-
-        # 1. timing, storage
-        results = {}
-        with tempfile.TemporaryDirectory(prefix="focalstack-bench-") as tmp:
-            for name, s in settings.items():
-                store = Path(tmp) / f"{name}.h5"
-                rows = time_scenes(s, descs, config, store)
-                results[name] = rows
-                results[name + ":bytes"] = store.stat().st_size / len(descs)
-                results[name + ":read"] = read_seconds(store)
-        log(f"\n## time per scene, median over {len(descs)} scene(s) (seconds; load average now "
-            f"{os.getloadavg()[0]:.1f})")
-        phases = list(next(iter(results[n] for n in settings))[0]["phases"])
-        log("  " + f"{'':12s}" + "".join(f"{p:>17s}" for p in phases) + f"{'wall':>9s}{'cpu':>9s}{'wall x':>8s}{'cpu x':>8s}")
-        base = {k: statistics.median(r[k] for r in results[next(iter(settings))]) for k in ("wall", "cpu")}
-        for name in settings:
-            rows = results[name]
-            med = {k: statistics.median(r[k] for r in rows) for k in ("wall", "cpu")}
-            cells = "".join(f"{statistics.median(r['phases'].get(p, 0.0) for r in rows):17.2f}" for p in phases)
-            log(f"  {name:12s}{cells}{med['wall']:9.2f}{med['cpu']:9.2f}{base['wall'] / med['wall']:8.2f}"
-                f"{base['cpu'] / med['cpu']:8.2f}")
-        log("  (x: how many times faster than the first variant)")
-        for name in settings:
-            log(f"  {name:12s} HDF5 {results[name + ':bytes'] / 1e6:.3f} MB/scene, read {results[name + ':read'] * 1e3:.1f} ms/scene")
-
-        # 2. noise (references looked up now: a background --references-only run may have added some)
-        refs = [load_reference(ref_path(preset, args.resolution, args.reference_samples, args.seed, i), d)
-                for i, d in zip(indices, descs)]
+        results = report_timing(settings, descs, config)
         if not args.skip_noise:
-            used = sum(r is not None for r in refs)
-            log(f"\n## noise: PSNR (dB, 8-bit sRGB) against {args.reference_samples}-sample renders without denoiser, "
-                f"{used} of {len(refs)} scene(s) with a cached reference")
-            if used:
-                kinds = ["aif"] + [f"slice{k}" for k in range(n_slices)]
-                log("  " + f"{'':12s}" + "".join(f"{k:>14s}" for k in kinds) + f"{'all':>14s}")
-                for name in settings:
-                    noise = summarise_noise(results[name], refs)
-                    every = [v for k in kinds for v in noise[k]]
-                    cells = "".join(f"{min(noise[k]):6.2f}/{statistics.median(noise[k]):6.2f} " for k in kinds)
-                    log(f"  {name:12s}{cells}{min(every):6.2f}/{statistics.median(every):6.2f}")
-                log("  (min/median over scenes; focus distances " + ", ".join(f"{s:g}" for s in config.focus_distances) + " m)")
-
-        # 3. extra slices
+            report_noise(args, preset, settings, descs, config, results)
         if not args.skip_slices:
-            lo, hi = min(config.focus_distances), max(config.focus_distances)
-            ten = [float(x) for x in 1.0 / np.linspace(1.0 / lo, 1.0 / hi, 10)]
-            five = [float(x) for x in 1.0 / np.linspace(1.0 / lo, 1.0 / hi, 5)]
-            log(f"\n## extra slices: 5 vs 10 focus distances, evenly in dioptres over {lo:g}-{hi:g} m "
-                f"(median seconds per scene over {min(args.slices_scenes, len(descs))} scene(s))")
-            for name, s in settings.items():
-                some = descs[: args.slices_scenes]
-                t5 = time_scenes(s, [with_focus(d, five) for d in some], replace(config, focus_distances=five))
-                t10 = time_scenes(s, [with_focus(d, ten) for d in some], replace(config, focus_distances=ten))
-                m5 = {k: statistics.median(r[k] for r in t5) for k in ("wall", "cpu")}
-                m10 = {k: statistics.median(r[k] for r in t10) for k in ("wall", "cpu")}
-                log(f"  {name:12s} 5 slices {m5['wall']:6.2f} s ({m5['cpu']:6.2f} cpu), 10 slices {m10['wall']:6.2f} s "
-                    f"({m10['cpu']:6.2f} cpu): {(m10['wall'] - m5['wall']) / 5:5.2f} s per extra slice "
-                    f"({(m10['cpu'] - m5['cpu']) / 5:5.2f} cpu), 10/5 = {m10['wall'] / m5['wall']:.2f} "
-                    f"({m10['cpu'] / m5['cpu']:.2f} cpu)")
-
-    # 4. memory
+            report_slices(args, settings, descs, config)
     if not args.skip_growth:
-        config = preset_config(presets[0], args.growth_resolution)
-        for name, s in variants(args.settings.split(","), config, args.variant).items():
-            warmup = min(5, args.growth_scenes // 2)
-            rss = []
-            t = time.perf_counter()
-            with BlenderRenderer(**s.to_dict()) as r:
-                for i in range(args.growth_scenes):
-                    desc = sample_scene(config, scene_seed(args.seed + 1, i))
-                    make_record(desc, r.render(desc), config)
-                    rss.append(rss_mb())
-            log(f"\n## memory, {name}: {args.growth_scenes} scenes of {presets[0]} at {args.growth_resolution} px in one "
-                f"process ({time.perf_counter() - t:.0f} s)")
-            log(f"  RSS after {warmup} warm-up scenes {rss[warmup - 1]:8.1f} MB, after {args.growth_scenes} "
-                f"{rss[-1]:8.1f} MB: growth {rss[-1] - rss[warmup - 1]:+.1f} MB (max {max(rss):.1f} MB)")
+        report_memory(args, presets[0])
 
 
 if __name__ == "__main__":
