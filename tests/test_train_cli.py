@@ -163,6 +163,20 @@ def test_fit_command_trains_and_resumes(tmp_path):
     assert len(list(csv.DictReader(open(tmp_path / "r" / "metrics.csv")))) == 2
 
 
+def test_resume_without_epochs_keeps_the_runs_own(tmp_path):
+    # --epochs' default (50) once replaced a finished 1-epoch run's own on --resume, training 49 more
+    data = synthetic_file("cli-test-a", 3, 32, 31)
+    args = ["fit", "--data", data, "--out", tmp_path / "r", "--epochs", 1, "--batch-size", 2, "--width", 4,
+            "--aif-width", 4, "--aif-blocks", 1, "--workers", 0, "--threads", 1, "-q"]
+    assert run(args).exit_code == 0
+    again = run(["fit", "--out", tmp_path / "r", "--resume", "--workers", 0, "-q"])
+    assert again.exit_code == 0, again.output
+    assert len(list(csv.DictReader(open(tmp_path / "r" / "metrics.csv")))) == 1
+    from focalstack.train.checkpoint import load_checkpoint
+
+    assert load_checkpoint(tmp_path / "r" / "last.pt")["config"]["epochs"] == 1
+
+
 def test_python_dash_m_runs_the_same_command_line():
     result = subprocess.run([sys.executable, "-m", "focalstack.train", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "fit" in result.stdout and "evaluate" in result.stdout
@@ -207,8 +221,9 @@ def test_option_defaults_and_choices_come_from_the_dataclasses_and_the_registry(
     fit = {p.name: p for p in main.commands["fit"].params}
     for cls in (TrainConfig, Norm):
         for f in dataclasses.fields(cls):
-            # --arch has no default, so that --resume can tell whether it was given
-            if f.name in fit and not fit[f.name].is_flag and f.default is not dataclasses.MISSING and f.name != "arch":
+            # --arch and --epochs have no default, so that --resume can tell whether they were given
+            given = f.name in ("arch", "epochs")
+            if f.name in fit and not fit[f.name].is_flag and f.default is not dataclasses.MISSING and not given:
                 assert fit[f.name].default == f.default, f.name
     assert {"lr", "epochs", "batch_size", "workers", "depth_scale", "max_depth"} <= fit.keys()
     assert list(fit["arch"].type.choices) == list(ARCHITECTURES)

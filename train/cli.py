@@ -113,8 +113,8 @@ def main():
               help=f"Filters at the first level of DefocusNet and DepthNet [{ARCH['width']}].")
 @click.option("--aif-width", type=int, default=None, help=f"Filters of AiFNet [{ARCH['aif_width']}].")
 @click.option("--aif-blocks", type=int, default=None, help=f"Residual blocks of AiFNet [{ARCH['aif_blocks']}].")
-@click.option("--epochs", type=int, default=TRAIN["epochs"], show_default=True,
-              help="Epochs in total (also when resuming).")
+@click.option("--epochs", type=int, default=None,
+              help=f"Epochs in total [{TRAIN['epochs']}]. With --resume: the run's own unless given.")
 @click.option("--batch-size", type=int, default=TRAIN["batch_size"], show_default=True,
               help="Stacks per batch: the global batch, shared by the processes under torchrun.")
 @click.option("--stack-size", type=int, default=TRAIN["stack_size"],
@@ -194,6 +194,8 @@ def fit(data, val_data, arch, no_flip, loss_weight, no_tensorboard, quiet, resum
         raise click.BadParameter(f"--arch {name} has no {'/'.join('--' + b.replace('_', '-') for b in bad)}",
                                  param_hint="--arch")
     norm = Norm(**{k: options.pop(k) for k in NORM})
+    if options["epochs"] is None and not resume:  # None tells a resumed run to keep its own
+        options["epochs"] = TRAIN["epochs"]
     cfg = TrainConfig(
         data=_expand(data), val_data=_expand(val_data), arch=arch if resume else name, arch_kwargs=arch_kwargs,
         flips=not no_flip, loss_weights=LossWeights.parse(loss_weight).to_dict(), norm=norm.to_dict(),

@@ -297,6 +297,8 @@ def _resumed_config(cfg: TrainConfig, last_path: Path) -> tuple[TrainConfig, dic
     if cfg.arch is not None and cfg.arch != stored.arch:
         raise CheckpointError(f"{last_path}: the run is architecture {stored.arch!r}, --arch says {cfg.arch!r}")
     for name in RUNTIME_FIELDS:
+        if name == "epochs" and cfg.epochs is None:  # not given: the run's own
+            continue
         setattr(stored, name, getattr(cfg, name))
     if cfg.data:
         stored.data = cfg.data
