@@ -19,7 +19,8 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # The whole loop on a small built-in default: render a training set and two held-out test sets (new
-# seeds; new shapes) at 64 x 64, inspect and preview, train briefly on the CPU, evaluate. Rerunning resumes.
+# seeds; new shapes) at 64 x 64, inspect and preview, train briefly on the CPU, evaluate. Rerunning resumes
+# (renders and training continue where they stopped; finished steps are kept).
 demo: setup
 	mkdir -p data
 	$(VENV)/bin/focalstack-render --preset fod500 --scenes 8 --resolution 64 --out $(DEMO)
@@ -28,7 +29,7 @@ demo: setup
 	$(VENV)/bin/focalstack-data inspect $(DEMO)
 	$(VENV)/bin/focalstack-data preview $(DEMO) --scene 0 -o data/demo-scene0.png
 	$(VENV)/bin/focalstack-train fit --data $(DEMO) --out runs/demo --epochs 3 --batch-size 2 \
-		--val-fraction 0.25 --lr 1e-3 --workers 0
+		--val-fraction 0.25 --lr 1e-3 --workers 0 $(if $(wildcard runs/demo/last.pt),--resume)
 	$(VENV)/bin/focalstack-train evaluate --checkpoint runs/demo/best.pt --data $(DEMO_TEST) --data $(DEMO_SHAPE) \
 		--out runs/demo/eval
 

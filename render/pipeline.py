@@ -8,16 +8,16 @@ produce the same scenes in the same order (scene i always has seed ``scene_seed(
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
-
-from focalstack.dataset import FocalStackWriter, SceneRecord
+from focalstack.dataset import FocalStackFile, FocalStackWriter, SceneRecord
 from focalstack.dataset.colour import linear_to_srgb8
 from focalstack.dataset.groundtruth import canny_edges, stored_defocus_maps
 from focalstack.dataset.provenance import rendered_declaration
@@ -25,8 +25,8 @@ from focalstack.dataset.schema import DatasetError
 
 from .config import RenderConfig
 from .effects import EffectsConfig, capture_slices, with_effects
-from .sampling import sample_scene, scene_seed
-from .scene import SceneDescription
+from .sampling import SAMPLER_VERSION, sample_scene, scene_seed
+from .scene import SCENE_FORMAT_VERSION, SceneDescription
 
 # Settings that may differ when resuming a file: asking for more scenes extends it.
 RESUME_IGNORE = ("scenes", "device")
@@ -112,6 +112,7 @@ def open_writer(config: RenderConfig, path: Path, first_index: int = 0) -> Focal
 
     ``first_index`` is the dataset index of the file's scene 0 (non-zero for worker shards).
     """
+    refuse_other_sampler(path)
     attrs = file_attrs(config)
     if first_index:
         attrs["shard_start"] = first_index
@@ -135,6 +136,26 @@ def open_writer(config: RenderConfig, path: Path, first_index: int = 0) -> Focal
             f"{path}: scene {first_index + bad} has seed {have[bad]}, expected {want[bad]} for --seed {config.seed}"
         )
     return writer
+
+
+def refuse_other_sampler(path: Path) -> None:
+    """DatasetError, the file untouched, when ``path`` holds scenes that this version would not draw
+    again (another scene description format or sampler version): resuming would mix two samplers in one
+    dataset. Files this version cannot read at all are left to the writer to name."""
+    try:
+        with FocalStackFile(path) as f:
+            if len(f) == 0:
+                return
+            first = json.loads(f.read("scene", 0))
+    except (OSError, DatasetError, ValueError):
+        return
+    fmt, sampler = first.get("format_version"), first.get("info", {}).get("sampler_version")
+    if (fmt, sampler) != (SCENE_FORMAT_VERSION, SAMPLER_VERSION):
+        raise DatasetError(
+            f"{path}: its scenes were drawn by another focalstack (scene format {fmt}, sampler {sampler}; this "
+            f"one draws format {SCENE_FORMAT_VERSION}, sampler {SAMPLER_VERSION}) and resuming would mix the two: "
+            "choose another --out"
+        )
 
 
 def record_device(writer: FocalStackWriter, device: str, next_index: int) -> None:

@@ -153,3 +153,25 @@ def test_leftover_shards_of_a_killed_worker_run_are_resumed_and_merged(reference
     render_cli("--scenes", "3", "--workers", "2", "--out", str(out))
     assert_same_scenes(reference, out, 3)
     assert not shard_folder(out).exists()
+
+
+def test_a_file_of_another_sampler_is_not_resumed(reference, tmp_path):
+    """Scenes of focalstack 0.1 (description format 1) or another sampler version are not drawn again by
+    this one: extending such a file would mix two samplers in one dataset."""
+    import json
+    import shutil
+
+    import h5py
+
+    old = tmp_path / "old.h5"
+    shutil.copy(reference, old)
+    with h5py.File(old, "r+") as f:
+        scene = json.loads(f["scene"][0])
+        scene["info"]["sampler_version"] = 1
+        f["scene"][0] = json.dumps(scene)
+    before = old.read_bytes()
+    done = render_cli("--scenes", "4", "--out", str(old), check=False)
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(old) in lines[0] and "sampler 1" in lines[0], done.stderr
+    assert old.read_bytes() == before
