@@ -136,6 +136,8 @@ def run_workers(config: RenderConfig, out: Path, tasks, workers: int, progress: 
                 if progress:
                     progress(n, phases)
             result.get()  # re-raises a worker's exception here
+            pool.close()  # let the workers exit (not terminate them) so that their exit handlers run
+            pool.join()
     return totals
 
 
@@ -150,4 +152,7 @@ def probe_device(device: str) -> str:
     """What Cycles would render on for ``device``, asked in a fresh process (so that this one need not
     import Blender); raises the renderer's BlenderError naming what Cycles sees."""
     with mp.get_context("spawn").Pool(1) as pool:
-        return pool.apply(_probe, (device,))
+        used = pool.apply(_probe, (device,))
+        pool.close()
+        pool.join()
+    return used

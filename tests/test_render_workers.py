@@ -29,9 +29,14 @@ def command(preset, out, scenes, workers):
 def test_workers_give_the_same_file_in_every_dataset(effects_preset, one_process, tmp_path):
     preset = effects_preset
     out = tmp_path / "two.h5"
-    subprocess.run(command(preset, out, 4, 2), check=True, capture_output=True, timeout=600)
+    tmp = tmp_path / "tmp"  # Blender's session folders go under TMPDIR
+    tmp.mkdir()
+    subprocess.run(command(preset, out, 4, 2), check=True, capture_output=True, timeout=600,
+                   env={**os.environ, "TMPDIR": str(tmp)})
     assert validate_file(out, full=True).valid
     assert_files_equal(one_process, out)
+    # workers exit, not terminated: Blender removes its session folder (one was left per worker before)
+    assert list(tmp.iterdir()) == []
 
 
 def test_killed_worker_run_resumes_to_the_same_file(effects_preset, one_process, tmp_path):
