@@ -52,6 +52,7 @@ def test_a_good_file_loads_with_per_scale_values(tmp_path):
     (('scenes = { tiny = 2 }', 'scenes = { tiny = 2, huge = 9 }'), "names scale(s) huge the file does not define"),
     (('arch = "fod-depth"', 'arch = "fod-depth"\nlr = inf'), "[models.m]: --lr inf"),
     (('datasets = ["test"]', 'datasets = ["test"]\nsettings = ["Sometimes"]'), "settings = ['Sometimes']"),
+    (('[models.m]', '[models.constant]'), "[models.constant]: 'constant' names the reports' constant-depth baseline"),
 ])
 def test_bad_files_are_refused_naming_what_is_wrong(tmp_path, change, needle):
     path = write(tmp_path, GOOD.replace(*change))

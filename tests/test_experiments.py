@@ -57,8 +57,9 @@ def assert_nothing_finished_was_redone(before: list[dict], after: list[dict]) ->
     assert redone == [], redone
 
 
-def assert_every_cell(report: dict, evaluation: str, models, datasets, settings, regions, metrics) -> None:
-    rows = [r for r in report["evaluations"][evaluation]["rows"] if r["source"] == "ours"]
+def assert_every_cell(report: dict, evaluation: str, models, datasets, settings, regions, metrics,
+                      source: str = "ours") -> None:
+    rows = [r for r in report["evaluations"][evaluation]["rows"] if r["source"] == source]
     for m in models:
         for d in datasets:
             for s in settings:
@@ -83,8 +84,11 @@ def test_walls_fix_and_paper_table1_at_tiny_scale_killed_and_resumed(tmp_path):
     assert_every_cell(report, "failure-cases", ["fod500", "fod500-walls", "fod500-walls-mirrors"],
                       ["walls-test", "mirrors-test", "fod500-test"], ["All"], ["all", "flat"],
                       ["depth_mse", "depth_rmse", "depth_absrel", "defocus_mse"])
+    # the constant-depth baseline beside them, scored by the same code
+    assert_every_cell(report, "failure-cases", ["constant"], ["walls-test", "mirrors-test", "fod500-test"], ["All"],
+                      ["all", "flat"], ["depth_mse", "depth_rmse", "depth_absrel", "defocus_mse"], source="baseline")
     md = (walls / "report.md").read_text()
-    assert "Its numbers are not results" in md and "fod500-walls vs fod500" in md
+    assert "Its numbers are not results" in md and "fod500-walls vs fod500" in md and "constant vs fod500" in md
     assert (walls / "figures" / "training_curves.png").stat().st_size > 1000
 
     table1 = tmp_path / "paper-table1"

@@ -11,6 +11,7 @@ from pathlib import Path
 from focalstack.dataset.files import write_text_atomic
 
 from .figures import predictions, scene_grid, training_curves
+from .spec import CONSTANT_MODEL
 
 # PSNR of images scaled to [0, 1] computed with a peak of 255 (as the paper's supplement did) is the usual
 # figure plus 20 log10(255).
@@ -62,9 +63,10 @@ def evaluation_section(ev, results: dict) -> tuple[list[str], list[dict]]:
     keys = _keys(ev)
     rows_json, table = [], []
     for model, res in results.items():
+        source = "baseline" if model == CONSTANT_MODEL else "ours"
         for row in res["rows"]:
             row = _derived(row)
-            rows_json.append({"model": model, "source": "ours", **row})
+            rows_json.append({"model": model, "source": source, **row})
             table.append([model, *(row.get(k) for k in keys), *(row.get(m) for m in metrics)])
     for pub in ev.published:
         rows_json.append({**pub, "source": pub.get("source", "published")})
@@ -74,6 +76,11 @@ def evaluation_section(ev, results: dict) -> tuple[list[str], list[dict]]:
     if ev.note:
         lines += [ev.note, ""]
     lines += _table(["model", *keys, *metrics], table)
+    if CONSTANT_MODEL in results:
+        c = results[CONSTANT_MODEL]
+        lines += ["", f"`{CONSTANT_MODEL}` predicts every pixel at the mean true depth of the training data of "
+                      f"`{c.get('trained_on')}` ({c['depth_m']:.3f} m) and zero defocus: a network that does not beat "
+                      "it has learnt nothing from the stack."]
     if "aif_psnr" in metrics:
         lines += ["", f"`aif_psnr` is the usual PSNR of images in [0, 1] with peak 1; `aif_psnr_peak255` is the same "
                       f"images with peak 255, as the paper's supplement computed it (+{PSNR_PEAK_255_OFFSET_DB:.2f} dB)."]

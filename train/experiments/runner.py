@@ -27,7 +27,7 @@ from pathlib import Path
 from focalstack.dataset import FocalStackFile
 from focalstack.dataset.files import write_text_atomic
 
-from .spec import DatasetSpec, EvaluationSpec, Experiment, ModelSpec
+from .spec import CONSTANT_MODEL, DatasetSpec, EvaluationSpec, Experiment, ModelSpec
 
 
 class ExperimentRunError(RuntimeError):
@@ -69,6 +69,9 @@ class ExperimentRunner:
         for model in self.exp.models.values():
             self.train(model)
         results = {e.name: {m: self.evaluate(e, self.exp.models[m]) for m in e.models} for e in self.exp.evaluations}
+        for e in self.exp.evaluations:
+            if any(m.startswith(("depth_", "delta")) for m in e.metrics):
+                results[e.name][CONSTANT_MODEL] = self.evaluate_constant(e)
         from .report import write_report
 
         t = time.perf_counter()
@@ -155,6 +158,35 @@ class ExperimentRunner:
         results.update(checkpoint_stamp=stamp, spec=asdict(ev))
         write_text_atomic(saved, json.dumps(results, indent=2) + "\n")
         self._step("evaluate", f"{ev.name}/{model.name}", "ran", t)
+        return results
+
+    def evaluate_constant(self, ev: EvaluationSpec) -> dict:
+        """The evaluation's rows for a constant depth: the mean true depth of the training data of its
+        first model (``baselines``), beside the models in every table. Reused like a model's."""
+        from ..baselines import mean_depth
+        from ..checkpoint import load_checkpoint
+        from ..data import Norm
+        from .evaluation import evaluate_constant_for_experiment
+
+        model = self.exp.models[ev.models[0]]
+        train_files = [str(self.dataset_path(d)) for d, _ in model.data]
+        files = {d: str(self.dataset_path(d)) for d in ev.datasets}
+        norm = Norm.from_dict(load_checkpoint(self.checkpoint(model.name))["norm"])
+        stamp = [_stamp(Path(p)) for p in [*train_files, *files.values()]] + [norm.to_dict()]
+        out = self.out / "evaluations" / ev.name / "constant"
+        saved = out / "results.json"
+        t = time.perf_counter()
+        if saved.is_file():
+            previous = json.loads(saved.read_text())
+            if previous.get("stamp") == stamp and previous.get("spec") == asdict(ev):
+                self._step("evaluate", f"{ev.name}/constant", "reused", t)
+                return previous
+        depth_m = mean_depth(train_files, norm.max_depth)
+        results = evaluate_constant_for_experiment(depth_m, norm, files, ev, progress=self.opt.progress)
+        results.update(stamp=stamp, spec=asdict(ev), trained_on=model.name)
+        out.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(saved, json.dumps(results, indent=2) + "\n")
+        self._step("evaluate", f"{ev.name}/constant", "ran", t, {"depth_m": depth_m})
         return results
 
     # -- bookkeeping ---------------------------------------------------------------------------------

@@ -57,6 +57,9 @@ class ExperimentError(ValueError):
     """An experiment file that cannot run; the message names the file, table and value."""
 
 
+# The constant-depth baseline's name in results and reports (``baselines.ConstantDepth``); no model may take it.
+CONSTANT_MODEL = "constant"
+
 @dataclass
 class DatasetSpec:
     name: str
@@ -268,6 +271,8 @@ def _model(name: str, t: dict, defaults: dict, pick: _Picker, datasets: dict, wh
     from ..trainer import TrainConfig
 
     where = f"{where_file} [models.{name}]"
+    if name == CONSTANT_MODEL:
+        raise ExperimentError(f"{where}: {CONSTANT_MODEL!r} names the reports' constant-depth baseline; choose another name")
     train_fields = {f.name for f in fields(TrainConfig)} - {"data", "out", "val_data", "arch"}
     _only(t, ("arch", "data", *sorted(train_fields)), where)
     arch = t.get("arch")
