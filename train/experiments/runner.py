@@ -143,22 +143,12 @@ class ExperimentRunner:
     def evaluate(self, ev: EvaluationSpec, model: ModelSpec) -> dict:
         from .evaluation import evaluate_for_experiment
 
-        out = self.out / "evaluations" / ev.name / model.name
         ckpt = self.checkpoint(model.name)
-        stamp = _stamp(ckpt)
-        saved = out / "results.json"
-        t = time.perf_counter()
-        if saved.is_file():
-            previous = json.loads(saved.read_text())
-            if previous.get("checkpoint_stamp") == stamp and previous.get("spec") == asdict(ev):
-                self._step("evaluate", f"{ev.name}/{model.name}", "reused", t)
-                return previous
         files = {d: str(self.dataset_path(d)) for d in ev.datasets}
-        results = evaluate_for_experiment(ckpt, files, ev, out, device=self.opt.device, progress=self.opt.progress)
-        results.update(checkpoint_stamp=stamp, spec=asdict(ev))
-        write_text_atomic(saved, json.dumps(results, indent=2) + "\n")
-        self._step("evaluate", f"{ev.name}/{model.name}", "ran", t)
-        return results
+        return self._reused_or_run(
+            ev, model.name, {"checkpoint_stamp": _stamp(ckpt)},
+            lambda out: evaluate_for_experiment(ckpt, files, ev, out, device=self.opt.device, progress=self.opt.progress),
+        )
 
     def evaluate_constant(self, ev: EvaluationSpec) -> dict:
         """The evaluation's rows for a constant depth: the mean true depth of the training data of its
@@ -173,20 +163,31 @@ class ExperimentRunner:
         files = {d: str(self.dataset_path(d)) for d in ev.datasets}
         norm = Norm.from_dict(load_checkpoint(self.checkpoint(model.name))["norm"])
         stamp = [_stamp(Path(p)) for p in [*train_files, *files.values()]] + [norm.to_dict()]
-        out = self.out / "evaluations" / ev.name / "constant"
+
+        def run(out: Path) -> dict:
+            depth_m = mean_depth(train_files, norm.max_depth)
+            return {**evaluate_constant_for_experiment(depth_m, norm, files, ev, progress=self.opt.progress),
+                    "trained_on": model.name}
+
+        return self._reused_or_run(ev, "constant", {"stamp": stamp}, run)
+
+    def _reused_or_run(self, ev: EvaluationSpec, name: str, key: dict, run) -> dict:
+        """evaluations/EV/NAME/results.json when it was made for ``key`` and this spec, else ``run(out)``'s
+        results, saved with them."""
+        out = self.out / "evaluations" / ev.name / name
         saved = out / "results.json"
+        key = {**key, "spec": asdict(ev)}
         t = time.perf_counter()
         if saved.is_file():
             previous = json.loads(saved.read_text())
-            if previous.get("stamp") == stamp and previous.get("spec") == asdict(ev):
-                self._step("evaluate", f"{ev.name}/constant", "reused", t)
+            if all(previous.get(k) == v for k, v in key.items()):
+                self._step("evaluate", f"{ev.name}/{name}", "reused", t)
                 return previous
-        depth_m = mean_depth(train_files, norm.max_depth)
-        results = evaluate_constant_for_experiment(depth_m, norm, files, ev, progress=self.opt.progress)
-        results.update(stamp=stamp, spec=asdict(ev), trained_on=model.name)
+        results = {**run(out), **key}
         out.mkdir(parents=True, exist_ok=True)
         write_text_atomic(saved, json.dumps(results, indent=2) + "\n")
-        self._step("evaluate", f"{ev.name}/constant", "ran", t, {"depth_m": depth_m})
+        detail = {k: results[k] for k in ("depth_m",) if k in results}
+        self._step("evaluate", f"{ev.name}/{name}", "ran", t, detail)
         return results
 
     # -- bookkeeping ---------------------------------------------------------------------------------
