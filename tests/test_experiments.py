@@ -90,6 +90,9 @@ def test_walls_fix_and_paper_table1_at_tiny_scale_killed_and_resumed(tmp_path):
     md = (walls / "report.md").read_text()
     assert "Its numbers are not results" in md and "fod500-walls vs fod500" in md and "constant vs fod500" in md
     assert (walls / "figures" / "training_curves.png").stat().st_size > 1000
+    again = subprocess.run(command("walls-fix", walls, data), capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0  # ... and a rerun reuses every step, the constant baseline's too
+    assert {s["action"] for s in steps(walls) if s["kind"] != "report"} == {"reused"}
 
     table1 = tmp_path / "paper-table1"
     before, after = run_killed_then_again("paper-table1", table1, data)

@@ -162,7 +162,8 @@ class ExperimentRunner:
         train_files = [str(self.dataset_path(d)) for d, _ in model.data]
         files = {d: str(self.dataset_path(d)) for d in ev.datasets}
         norm = Norm.from_dict(load_checkpoint(self.checkpoint(model.name))["norm"])
-        stamp = [_stamp(Path(p)) for p in [*train_files, *files.values()]] + [norm.to_dict()]
+        # name and size, not mtime: focalstack-render opens a finished file to resume it, which touches it
+        stamp = [f"{Path(p).name}:{os.path.getsize(p)}" for p in [*train_files, *files.values()]] + [norm.to_dict()]
 
         def run(out: Path) -> dict:
             depth_m = mean_depth(train_files, norm.max_depth)
