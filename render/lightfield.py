@@ -18,8 +18,11 @@ pattern (no ghost copies of defocused edges), and the numpy side knows every ray
 ``margin`` pixels beyond the frame so that the slices' borders get their rays from outside the pinhole view,
 as Cycles' own depth of field does.
 
-Slices are sums over the samples that land in each pixel divided by their count (``splat``); the same is
-done to the albedo and normal passes, so each slice can be denoised like a Cycles render. Pure numpy: no bpy.
+Slices are sums over the samples that land in each pixel divided by their count (``splat``). The denoiser
+needs an albedo and a normal image per slice: either the same splat of the albedo and normal rays (noisy
+where the slice is defocused: they need OIDN's prefilter), or the all-in-focus render's own albedo and normal
+blurred as the slice blurs them (``disk_blur``: clean, so no prefilter; measured better, README "Benchmarks").
+Pure numpy: no bpy.
 """
 
 from __future__ import annotations
@@ -63,6 +66,17 @@ def supports(cam: CameraSpec) -> bool:
     )
 
 
+def view_grid(views: int) -> tuple[int, int]:
+    """(columns, rows) of the views in the render: the most nearly square grid with no empty cell, unless
+    that grid is more than four times as wide as it is tall (then the square one with a few empty cells;
+    an empty cell still costs its pixels' camera rays and film)."""
+    square = int(math.ceil(math.sqrt(views)))
+    for gx in range(square, views + 1):
+        if views % gx == 0 and gx <= 4 * (views // gx):
+            return gx, views // gx
+    return square, int(math.ceil(views / square))
+
+
 @dataclass(frozen=True)
 class LightFieldLayout:
     """Geometry of one light-field render: the frame, the views, the aperture and where samples land."""
@@ -87,8 +101,7 @@ class LightFieldLayout:
         f_px = focal_length_px(cam.focal_length_mm, cam.sensor_width_mm, cam.width)
         radii = tuple(cam.focal_length_mm * 1e-3 / (2.0 * cam.aperture_fstop(k)) for k in range(len(cam.slices)))
         shift = max(f_px * r / s for r, s in zip(radii, cam.focus_distances))
-        grid_x = int(math.ceil(math.sqrt(views)))
-        grid_y = int(math.ceil(views / grid_x))
+        grid_x, grid_y = view_grid(views)
         tan_x2 = cam.sensor_width_mm / cam.focal_length_mm
         return cls(cam.width, cam.height, int(math.ceil(shift)) + 1, views, grid_x, grid_y, max(radii), f_px,
                    tan_x2, tan_x2 * cam.height / cam.width, tuple(float(s) for s in cam.focus_distances), radii)
@@ -145,7 +158,9 @@ class LightFieldLayout:
 
 
 class SlicePlan:
-    """Where each ray of a layout lands in each slice, sorted for fast sums (built once per layout)."""
+    """Where each ray of a layout lands in each slice (built once per layout): per slice, the landing pixel
+    of every ray (-1 where it lands outside the frame or beyond the slice's aperture) and the count per pixel.
+    Sums run in ray order with ``np.bincount``, which reads the rays where they lie (no gather)."""
 
     def __init__(self, layout: LightFieldLayout):
         self.layout = layout
@@ -159,22 +174,25 @@ class SlicePlan:
             if radius < layout.radius_m:
                 ok &= px * px + py * py <= radius * radius
             ok = ok.ravel()
-            pixel = (row * w + col).ravel()[ok]
-            rays = np.flatnonzero(ok)
-            order = np.argsort(pixel, kind="stable")
-            counts = np.bincount(pixel, minlength=w * h)
-            self.plans.append((rays[order].astype(np.int32), counts))
+            pixel = (row * w + col).ravel()
+            rays = np.flatnonzero(ok).astype(np.int32)
+            if rays.size == ok.size:
+                rays = None  # every ray lands: no selection needed
+            self.plans.append((rays, pixel[ok].astype(np.intp), np.bincount(pixel[ok], minlength=w * h)))
+
+    def counts(self, k: int) -> np.ndarray:
+        """How many rays land in each pixel of slice k, (H * W,)."""
+        return self.plans[k][2]
 
     def splat(self, k: int, rays: np.ndarray) -> np.ndarray:
         """Slice k of per-ray values (N, C): the mean of the rays landing in each pixel, (H, W, C) float32.
         A pixel no ray reached (possible with very few views) takes the mean of its 3 x 3 neighbourhood."""
-        order, counts = self.plans[k]
+        selected, pixel, counts = self.plans[k]
         w, h = self.layout.width, self.layout.height
         c = rays.shape[-1]
+        values = rays if selected is None else rays[selected]
+        sums = np.stack([np.bincount(pixel, weights=values[:, j], minlength=w * h) for j in range(c)], axis=-1)
         hit = counts > 0
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[hit]
-        sums = np.zeros((w * h, c), dtype=np.float64)
-        sums[hit] = np.add.reduceat(rays[order].astype(np.float64), starts, axis=0)
         out = np.zeros_like(sums)
         out[hit] = sums[hit] / counts[hit, None]
         if not hit.all():
@@ -185,6 +203,53 @@ class SlicePlan:
             fill = ~hit & (box_cnt > 0)
             out[fill] = box_sum[fill] / box_cnt[fill, None]
         return out.reshape(h, w, c).astype(np.float32)
+
+
+def disk_blur(image: np.ndarray, radius_px: np.ndarray) -> np.ndarray:
+    """Each pixel of ``image`` (H, W, C) spread over a disk of its own radius ``radius_px`` (H, W), in pixels
+    (at least half a pixel: a sharp pixel stays itself), and every output pixel normalised by the weight it
+    received: scatter-as-gather depth of field, float32 (H, W, C).
+
+    It ignores occlusion, so it is no slice; it is the light-field slices' denoising guide (the all-in-focus
+    albedo and normal blurred as each slice blurs them), clean where a slice's own albedo rays are noisy.
+    Disk edges are antialiased (coverage min(1, max(0, r + 1/2 - distance))); each source's weights sum to
+    one, so a uniform radius is an area-preserving disk convolution.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    h, w, c = image.shape
+    r = np.maximum(np.asarray(radius_px, dtype=np.float32), np.float32(0.5))
+    if r.shape != (h, w):
+        raise ValueError(f"radius map {r.shape}: expected {(h, w)}")
+    reach = int(math.ceil(float(r.max()) + 0.5))
+    offsets = [(dy, dx, np.float32(math.hypot(dx, dy))) for dy in range(-reach, reach + 1)
+               for dx in range(-reach, reach + 1) if math.hypot(dx, dy) < reach + 0.5]
+    half = np.float32(0.5)
+    total = np.zeros_like(r)
+    for _, _, d in offsets:
+        total += np.clip(r + half - d, 0, 1)
+    pad = reach
+    rp = np.pad(r, pad, mode="edge")
+    wp = np.pad(1.0 / total, pad, mode="edge")
+    ip = np.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
+    num = np.zeros((h, w, c), dtype=np.float32)
+    den = np.zeros((h, w), dtype=np.float32)
+    weight = np.empty((h, w), dtype=np.float32)
+    for dy, dx, d in offsets:
+        # sources at q - (dy, dx) reach q if their disk covers the distance
+        window = (slice(pad - dy, pad - dy + h), slice(pad - dx, pad - dx + w))
+        np.subtract(rp[window] + half, d, out=weight)
+        np.clip(weight, 0, 1, out=weight)
+        weight *= wp[window]
+        num += weight[..., None] * ip[window]
+        den += weight
+    return num / den[..., None]
+
+
+def slice_guides(sharp: np.ndarray, depth_m: np.ndarray, cam: CameraSpec) -> list[np.ndarray]:
+    """Denoising guides of every slice: all-in-focus images ``sharp`` (H, W, C) blurred per pixel by the
+    slice's blur circle at ``depth_m`` (radius = half the camera's signed blur diameter, ``defocus_maps``)."""
+    radii = np.abs(cam.defocus_maps(depth_m)) / 2
+    return [disk_blur(sharp, r) for r in radii]
 
 
 _OSL_TEMPLATE = """

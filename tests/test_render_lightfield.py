@@ -61,7 +61,7 @@ def test_every_pixel_of_every_slice_gets_about_one_ray_per_view():
     layout = lightfield.LightFieldLayout.for_camera(EDGE_CAMERA, 16)
     plan = lightfield.SlicePlan(layout)
     for k in range(len(EDGE_CAMERA.slices)):
-        _, counts = plan.plans[k]
+        counts = plan.counts(k)
         assert counts.min() >= 1
         assert counts.mean() == pytest.approx(16, rel=0.01)
 
@@ -72,6 +72,57 @@ def test_a_constant_light_field_splats_to_the_constant():
     tw, th = layout.view_size
     rays = np.full((8 * tw * th, 3), 0.25, dtype=np.float32)
     np.testing.assert_allclose(plan.splat(0, rays), 0.25, rtol=1e-6)
+
+
+def test_a_splat_is_the_mean_of_the_rays_that_land_in_each_pixel():
+    # brute force: every ray's landing pixel from the thin-lens shift, then a plain per-pixel mean
+    layout = lightfield.LightFieldLayout.for_camera(EDGE_CAMERA, 8)
+    plan = lightfield.SlicePlan(layout)
+    px, py, x, y = layout.sample_rays()
+    rays = np.random.default_rng(0).random((px.size, 3)).astype(np.float32)
+    w, h = layout.width, layout.height
+    for k, s in enumerate(layout.focus_distances):
+        col = np.floor(x + layout.f_px * px / s).astype(int).ravel()
+        row = np.floor(y - layout.f_px * py / s).astype(int).ravel()
+        ok = (col >= 0) & (col < w) & (row >= 0) & (row < h)
+        expected = np.zeros((h, w, 3))
+        count = np.zeros((h, w))
+        np.add.at(expected, (row[ok], col[ok]), rays[ok])
+        np.add.at(count, (row[ok], col[ok]), 1)
+        assert count.min() >= 1
+        np.testing.assert_allclose(plan.splat(k, rays), expected / count[..., None], rtol=1e-5)
+
+
+def _step_rays(layout, depth_m, edge_col):
+    """Ray values of a fronto-parallel plane at ``depth_m`` whose all-in-focus image steps from 0 to 1 at
+    column ``edge_col``: a ray from aperture point p through view position x hits the point that the
+    pinhole camera sees at x + f_px p / depth (the shift formula with the plane's own depth)."""
+    px, py, x, y = layout.sample_rays()
+    seen = x + layout.f_px * px / depth_m
+    return (seen >= edge_col).astype(np.float32).reshape(-1, 1)
+
+
+@pytest.mark.parametrize("model", ["cycles", "thin_lens"])
+def test_slice_guides_blur_the_all_in_focus_image_as_the_light_field_slices_do(model):
+    # The guides' radius convention (half the stored blur diameter, the camera's blur model) against the
+    # light field's own shift-and-add of the same plane: a wrong radius (x 0.5, x 2) is several times off.
+    cam = dataclasses.replace(EDGE_CAMERA, defocus_model=model)
+    layout = lightfield.LightFieldLayout.for_camera(cam, 64)
+    plan = lightfield.SlicePlan(layout)
+    rays = _step_rays(layout, EDGE_DEPTH, 32)
+    sharp = np.zeros((64, 64, 1), dtype=np.float32)
+    sharp[:, 32:] = 1.0
+    depth = np.full((64, 64), EDGE_DEPTH, dtype=np.float32)
+    guides = lightfield.slice_guides(sharp, depth, cam)
+    for k in range(len(cam.slices)):
+        # rows averaged: the profile across the edge (Monte Carlo noise of the 64 views averages out)
+        light_field = plan.splat(k, rays)[8:-8, :, 0].mean(axis=0)
+        guide = guides[k][8:-8, :, 0].mean(axis=0)
+        err = np.abs(light_field - guide).max()
+        wrong = [np.abs(light_field - lightfield.disk_blur(sharp, np.abs(cam.defocus_maps(depth)[k]) * f)[8:-8, :, 0]
+                        .mean(axis=0)).max() for f in (0.25, 1.0)]
+        assert err < 0.06, (k, err)
+        assert min(wrong) > 2 * err or abs(cam.defocus_maps(depth)[k]).max() < 1, (k, err, wrong)
 
 
 def test_slices_that_move_or_breathe_are_not_light_field_slices():
@@ -90,7 +141,38 @@ def test_light_field_settings_are_validated():
     with pytest.raises(ConfigError, match="slices"):
         RenderConfig(preset="x", slices="pinhole").validate()
     assert RenderSettings().slice_denoise_prefilter() == "accurate"
-    assert RENDER_SETTINGS_LIGHT_FIELD.slice_denoise_prefilter() == "fast"
+    assert RENDER_SETTINGS_LIGHT_FIELD.slice_denoise_prefilter() == "none"  # clean all-in-focus guides
+    rays = dataclasses.replace(RENDER_SETTINGS_LIGHT_FIELD, light_field_guides="rays")
+    assert rays.slice_denoise_prefilter() == "fast"
+    with pytest.raises(ConfigError, match="light_field_guides"):
+        RenderSettings(light_field_guides="albedo").validate()
+
+
+def test_view_grids_have_a_cell_for_every_view_and_none_empty_when_views_factor():
+    for views in range(1, 70):
+        gx, gy = lightfield.view_grid(views)
+        assert gx * gy >= views and gx >= gy
+        if any(views % a == 0 and a <= 4 * (views // a) and a * a >= views for a in range(1, views + 1)):
+            assert gx * gy == views, views
+    assert lightfield.view_grid(32) == (8, 4)
+
+
+def test_disk_blur_keeps_a_constant_spreads_a_point_over_its_disk_and_leaves_sharp_pixels():
+    rng = np.random.default_rng(1)
+    image = np.full((40, 40, 2), 0.3, dtype=np.float32)
+    radius = rng.uniform(0, 4, (40, 40)).astype(np.float32)
+    np.testing.assert_allclose(lightfield.disk_blur(image, radius), 0.3, rtol=1e-5)
+    point = np.zeros((41, 41, 1), dtype=np.float32)
+    point[20, 20] = 1.0
+    out = lightfield.disk_blur(point, np.full((41, 41), 3.0, dtype=np.float32))[..., 0]
+    assert out.sum() == pytest.approx(1.0, rel=1e-5)  # a uniform radius is an area-preserving disk
+    yy, xx = np.mgrid[-20:21, -20:21]
+    dist = np.hypot(yy, xx)
+    assert out[dist > 3.5].max() == 0 and out[dist < 2.5].min() > 0
+    assert np.ptp(out[dist < 2.5]) < 1e-6  # flat inside: a disk, not a Gaussian
+    assert out.sum() / (np.pi * 9) == pytest.approx(out[20, 20], rel=0.05)
+    texture = rng.random((30, 30, 3)).astype(np.float32)
+    np.testing.assert_allclose(lightfield.disk_blur(texture, np.zeros((30, 30))), texture, rtol=1e-6)
 
 
 # -- rendered ------------------------------------------------------------------------------------------
@@ -121,6 +203,22 @@ def test_light_field_edge_blur_matches_stored_defocus_in_every_slice(model, brea
     assert abs(centre[1]) < 1e-6 and centre.min() < -4 and centre.max() > 2
     assert measured_edge_width(record.aif, margin=14) == pytest.approx(disk_edge_width(0.0), abs=0.15)
     np.testing.assert_allclose(record.depth, EDGE_DEPTH, atol=1e-4)
+
+
+@pytest.mark.blender
+@pytest.mark.parametrize("model", ["cycles", "thin_lens"])
+def test_denoised_light_field_slices_blur_as_stored_defocus_says(model):
+    """The light-field path as a preset gets it: few samples, denoised with the all-in-focus albedo and
+    normal blurred per slice as guides. The denoiser must keep each slice's blur, not the guide's sharpness
+    or its own smoothing."""
+    desc = edge_scene(EDGE_DEPTH, EDGE_CAMERA)
+    record, _ = _render(desc, model, samples=16)
+    assert LIGHT_FIELD["denoise"] and LIGHT_FIELD["light_field_guides"] == "aif"
+    centre = record.defocus[:, 32, 32]
+    for k, s in enumerate(EDGE_CAMERA.focus_distances):
+        c = float(centre[k])
+        measured = measured_edge_width(record.stack[k], margin=14)
+        assert measured == pytest.approx(disk_edge_width(c), rel=0.10), (model, s, c, measured)
 
 
 @pytest.mark.blender
