@@ -70,11 +70,11 @@ def view_grid(views: int) -> tuple[int, int]:
     """(columns, rows) of the views in the render: the most nearly square grid with no empty cell, unless
     that grid is more than four times as wide as it is tall (then the square one with a few empty cells;
     an empty cell still costs its pixels' camera rays and film)."""
-    square = int(math.ceil(math.sqrt(views)))
+    square = math.ceil(math.sqrt(views))
     for gx in range(square, views + 1):
         if views % gx == 0 and gx <= 4 * (views // gx):
             return gx, views // gx
-    return square, int(math.ceil(views / square))
+    return square, math.ceil(views / square)
 
 
 @dataclass(frozen=True)
@@ -220,7 +220,7 @@ def disk_blur(image: np.ndarray, radius_px: np.ndarray) -> np.ndarray:
     r = np.maximum(np.asarray(radius_px, dtype=np.float32), np.float32(0.5))
     if r.shape != (h, w):
         raise ValueError(f"radius map {r.shape}: expected {(h, w)}")
-    reach = int(math.ceil(float(r.max()) + 0.5))
+    reach = math.ceil(float(r.max()) + 0.5)
     offsets = [(dy, dx, np.float32(math.hypot(dx, dy))) for dy in range(-reach, reach + 1)
                for dx in range(-reach, reach + 1) if math.hypot(dx, dy) < reach + 0.5]
     half = np.float32(0.5)

@@ -97,7 +97,7 @@ def _step_rays(layout, depth_m, edge_col):
     """Ray values of a fronto-parallel plane at ``depth_m`` whose all-in-focus image steps from 0 to 1 at
     column ``edge_col``: a ray from aperture point p through view position x hits the point that the
     pinhole camera sees at x + f_px p / depth (the shift formula with the plane's own depth)."""
-    px, py, x, y = layout.sample_rays()
+    px, _, x, _ = layout.sample_rays()
     seen = x + layout.f_px * px / depth_m
     return (seen >= edge_col).astype(np.float32).reshape(-1, 1)
 
