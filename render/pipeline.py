@@ -30,6 +30,28 @@ from .scene import SCENE_FORMAT_VERSION, SceneDescription
 
 # Settings that may differ when resuming a file: asking for more scenes extends it.
 RESUME_IGNORE = ("scenes", "device")
+# Settings of the light-field slice path: they change no pixel of a file whose slices Cycles renders.
+LIGHT_FIELD_KEYS = ("light_field_views", "light_field_samples", "light_field_guides")
+# Settings added after files were made, with the value those files were rendered with.
+IMPLICIT_BEFORE = {"light_field_guides": "rays"}
+
+
+def resume_ignore(path: Path, config: RenderConfig) -> tuple[str, ...]:
+    """The settings that may differ between ``path``'s stored configuration and ``config`` on resume:
+    RESUME_IGNORE; the light-field keys when neither renders slices by light field (a changed light-field
+    default must not refuse a Cycles-slices file); and a key the file predates whose implicit value
+    (IMPLICIT_BEFORE) is the one asked for."""
+    try:
+        with FocalStackFile(path) as f:
+            stored = f.config
+    except (OSError, DatasetError, ValueError):
+        return RESUME_IGNORE  # no file yet, or one the writer will name
+    ignore = list(RESUME_IGNORE)
+    if stored.get("slices", "cycles") != "light_field" and config.slices != "light_field":
+        ignore += LIGHT_FIELD_KEYS
+    asked = config.to_dict()
+    ignore += [k for k, v in IMPLICIT_BEFORE.items() if k not in stored and asked.get(k) == v]
+    return tuple(dict.fromkeys(ignore))
 
 
 class RenderError(RuntimeError):
@@ -122,7 +144,7 @@ def open_writer(config: RenderConfig, path: Path, first_index: int = 0) -> Focal
         height=config.height,
         width=config.width,
         attrs=attrs,
-        resume_ignore=RESUME_IGNORE,
+        resume_ignore=resume_ignore(path, config),
         # defocus maps are an exact function of depth and the camera: readers recompute them
         ground_truth=rendered_declaration(config.defocus_model, store_defocus=False),
     )

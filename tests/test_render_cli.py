@@ -148,3 +148,40 @@ def test_the_file_records_which_device_rendered_which_scenes(tmp_path):
         assert len(writer.attr("render_devices")) == 2
     with h5py.File(out) as f:
         assert "device" in f.attrs["config"]
+
+
+def _older_file(path, config):
+    """A file as the previous focalstack made it: light field 16 views x 2 samples, no light_field_guides."""
+    import dataclasses
+    import json
+
+    open_writer(dataclasses.replace(config, light_field_views=16, light_field_samples=2), path).close()
+    with h5py.File(path, "r+") as f:
+        stored = json.loads(f.attrs["config"])
+        del stored["light_field_guides"]
+        f.attrs["config"] = json.dumps(stored, sort_keys=True)
+
+
+def test_changed_light_field_defaults_do_not_refuse_a_cycles_slices_file(tmp_path):
+    out = tmp_path / "train.h5"
+    config = load_preset("fod500").with_overrides(width=32, height=32, scenes=2, seed=7).validate()
+    assert config.slices == "cycles" and config.light_field_views != 16
+    _older_file(out, config)
+    open_writer(config, out).close()  # resumes: the light-field keys change no pixel of this file
+
+
+def test_a_light_field_file_resumes_only_with_the_light_field_settings_it_was_made_with(tmp_path):
+    import dataclasses
+
+    from focalstack.dataset.schema import DatasetError
+
+    out = tmp_path / "train.h5"
+    base = load_preset("fod500").with_overrides(width=32, height=32, scenes=2, seed=7)
+    config = dataclasses.replace(base, slices="light_field", denoiser="standalone", aif_prefilter="none").validate()
+    _older_file(out, config)
+    before = _digest(out)
+    with pytest.raises(DatasetError, match="light_field_guides.*light_field_samples.*light_field_views"):
+        open_writer(config, out)
+    assert _digest(out) == before
+    made_with = dataclasses.replace(config, light_field_views=16, light_field_samples=2, light_field_guides="rays")
+    open_writer(made_with, out).close()  # the file predates the key; it was rendered with ray guides
