@@ -158,9 +158,9 @@ class LightFieldLayout:
 
 
 class SlicePlan:
-    """Where each ray of a layout lands in each slice (built once per layout): per slice, the landing pixel
-    of every ray (-1 where it lands outside the frame or beyond the slice's aperture) and the count per pixel.
-    Sums run in ray order with ``np.bincount``, which reads the rays where they lie (no gather)."""
+    """Where each ray of a layout lands in each slice (built once per layout): per slice, the rays that land
+    in the frame within the slice's aperture (None: all of them), their pixels and the count per pixel.
+    Sums run in ray order with ``np.bincount``, which reads the rays where they lie (no sorting gather)."""
 
     def __init__(self, layout: LightFieldLayout):
         self.layout = layout
@@ -174,11 +174,11 @@ class SlicePlan:
             if radius < layout.radius_m:
                 ok &= px * px + py * py <= radius * radius
             ok = ok.ravel()
-            pixel = (row * w + col).ravel()
+            pixel = (row * w + col).ravel()[ok].astype(np.intp)
             rays = np.flatnonzero(ok).astype(np.int32)
             if rays.size == ok.size:
                 rays = None  # every ray lands: no selection needed
-            self.plans.append((rays, pixel[ok].astype(np.intp), np.bincount(pixel[ok], minlength=w * h)))
+            self.plans.append((rays, pixel, np.bincount(pixel, minlength=w * h)))
 
     def counts(self, k: int) -> np.ndarray:
         """How many rays land in each pixel of slice k, (H * W,)."""
