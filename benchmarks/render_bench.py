@@ -13,8 +13,9 @@ variant, one renderer per variant (its first scene once more, untimed, as warm-u
 - ``old``: today's default before this work (``config.RENDER_SETTINGS_V0``: 16 samples per image, every slice
   its own Cycles render, Cycles' in-render denoiser with the accurate prefilter);
 - ``new``: the render settings of the preset as it is now (``RenderConfig.render_settings()``);
-- ``light_field``: the preset's settings with the light-field keys (``config.RENDER_SETTINGS_LIGHT_FIELD``:
-  slices = "light_field", the standalone denoiser, no prefilter for the AiF image).
+- ``light_field``: the preset's settings with the light-field keys (every key that
+  ``config.RENDER_SETTINGS_LIGHT_FIELD`` sets apart from the defaults: slices = "light_field", the standalone
+  denoiser, no prefilter for the AiF image, OIDN's balanced quality).
 
 Sections:
 1. time per scene (wall and process CPU seconds: this machine is shared, CPU time is the steadier
@@ -156,10 +157,9 @@ def variants(names: list[str], config, extra: list[str] = ()) -> dict[str, Rende
         elif name == "new":
             out[name] = config.render_settings()
         elif name == "light_field":
-            # the preset's settings with the light-field keys of RENDER_SETTINGS_LIGHT_FIELD
-            lf = RENDER_SETTINGS_LIGHT_FIELD
-            out[name] = replace(config.render_settings(), slices=lf.slices, denoiser=lf.denoiser,
-                                aif_prefilter=lf.aif_prefilter, slice_prefilter=lf.slice_prefilter)
+            # the preset's settings with every key that RENDER_SETTINGS_LIGHT_FIELD sets apart from the defaults
+            defaults, lf = RenderSettings().to_dict(), RENDER_SETTINGS_LIGHT_FIELD.to_dict()
+            out[name] = replace(config.render_settings(), **{k: v for k, v in lf.items() if v != defaults[k]})
         else:
             raise SystemExit(f"--settings: unknown variant {name!r} (old, new, light_field)")
     return {n: out[n] for n in [*names, *(e.split(":")[0] for e in extra)]}

@@ -30,7 +30,7 @@ SLICE_PREFILTERS = ("auto", *DENOISE_PREFILTERS)  # auto: accurate for Cycles sl
 DENOISE_QUALITIES = ("high", "balanced", "fast")
 DENOISERS = ("standalone", "in_render")
 SLICE_MODES = ("light_field", "cycles")
-LIGHT_FIELD_GUIDES = ("aif", "rays")
+LIGHT_FIELD_GUIDES = ("aif_image", "aif", "rays")
 
 
 @dataclass(frozen=True)
@@ -45,9 +45,10 @@ class RenderSettings:
     depth of field computes; the cost barely grows with the number of slices. slices = "cycles" renders
     each slice as its own Cycles thin-lens render with ``samples`` samples per pixel. The all-in-focus
     image and depth are always one Cycles render with ``samples`` samples. ``light_field_guides`` says what
-    the denoiser of a light-field slice gets as albedo and normal: "aif", the all-in-focus render's blurred as
-    the slice blurs (``lightfield.disk_blur``: clean), or "rays", the slice's own splatted albedo and normal
-    rays (noisy where it is defocused).
+    the denoiser of a light-field slice gets as albedo and normal, each blurred as the slice blurs
+    (``lightfield.layered_blur``: clean) unless "rays": "aif_image", the denoised all-in-focus image (clipped to
+    [0, 1]) as albedo and the all-in-focus normal; "aif", the all-in-focus render's albedo and normal; or
+    "rays", the slice's own splatted albedo and normal rays (noisy where it is defocused).
     """
 
     samples: int = 16  # Cycles samples per pixel of the AiF render (and of each slice with slices = "cycles")
@@ -57,9 +58,9 @@ class RenderSettings:
     slice_prefilter: str = "auto"  # the same for the slices; auto: see slice_denoise_prefilter
     denoise_quality: str = "high"  # OIDN quality: high | balanced | fast
     slices: str = "cycles"  # cycles | light_field (see above)
-    light_field_views: int = 32  # aperture points per frame pixel in the light-field render
+    light_field_views: int = 16  # aperture points per frame pixel in the light-field render
     light_field_samples: int = 1  # Cycles samples per pixel of each view (more views beat more samples)
-    light_field_guides: str = "aif"  # the slices' denoising guides: aif | rays (see above)
+    light_field_guides: str = "aif_image"  # the slices' denoising guides: aif_image | aif | rays (see above)
     light_tree: bool = True  # Cycles' light tree (many-light sampling)
 
     def validate(self) -> "RenderSettings":
@@ -89,7 +90,7 @@ class RenderSettings:
         if self.slice_prefilter != "auto":
             return self.slice_prefilter
         if self.slices == "light_field":
-            return "none" if self.light_field_guides == "aif" else "fast"
+            return "fast" if self.light_field_guides == "rays" else "none"
         return "accurate"
 
 
@@ -100,7 +101,12 @@ RENDER_SETTINGS_V0 = RenderSettings(samples=16, denoise=True, denoiser="in_rende
                                     slice_prefilter="accurate", denoise_quality="high", slices="cycles")
 
 # The light-field path as measured in README "Benchmarks": a preset opts in with these [render] keys.
-RENDER_SETTINGS_LIGHT_FIELD = RenderSettings(denoiser="standalone", aif_prefilter="none", slices="light_field")
+# OIDN's balanced quality, not high: high's large network is measured 0.4 dB better in PSNR on fod500 but
+# brightens a sharp high-contrast texture by 4-8 % and, followed by the slices through their guides, blurs
+# occlusion edges worse than today's default does (tests/test_render_lightfield.py); balanced does neither
+# and is 0.8 s faster per 256 px scene.
+RENDER_SETTINGS_LIGHT_FIELD = RenderSettings(denoiser="standalone", aif_prefilter="none", denoise_quality="balanced",
+                                             slices="light_field")
 
 _SETTINGS = RenderSettings()
 

@@ -20,9 +20,10 @@ as Cycles' own depth of field does.
 
 Slices are sums over the samples that land in each pixel divided by their count (``splat``). The denoiser
 needs an albedo and a normal image per slice: either the same splat of the albedo and normal rays (noisy
-where the slice is defocused: they need OIDN's prefilter), or the all-in-focus render's own albedo and normal
-blurred as the slice blurs them (``disk_blur``: clean, so no prefilter; measured better, README "Benchmarks").
-Pure numpy: no bpy.
+where the slice is defocused: they need OIDN's prefilter), or all-in-focus images (the denoised image as
+albedo, or the render's albedo; its normal) blurred as the slice blurs them, layer over layer
+(``layered_blur``: clean, so no prefilter; measured better, README "Benchmarks"). Pure numpy and OpenCV: no
+bpy.
 """
 
 from __future__ import annotations
@@ -205,51 +206,62 @@ class SlicePlan:
         return out.reshape(h, w, c).astype(np.float32)
 
 
-def disk_blur(image: np.ndarray, radius_px: np.ndarray) -> np.ndarray:
-    """Each pixel of ``image`` (H, W, C) spread over a disk of its own radius ``radius_px`` (H, W), in pixels
-    (at least half a pixel: a sharp pixel stays itself), and every output pixel normalised by the weight it
-    received: scatter-as-gather depth of field, float32 (H, W, C).
+def disk_kernel(radius_px: float) -> np.ndarray:
+    """A disk of ``radius_px`` pixels normalised to sum 1, its edge antialiased (coverage
+    min(1, max(0, r + 1/2 - distance))); at least half a pixel: then the identity."""
+    r = max(float(radius_px), 0.5)
+    reach = math.ceil(r + 0.5)
+    yy, xx = np.mgrid[-reach: reach + 1, -reach: reach + 1]
+    k = np.clip(r + 0.5 - np.hypot(xx, yy), 0, 1).astype(np.float32)
+    return k / k.sum()
 
-    It ignores occlusion, so it is no slice; it is the light-field slices' denoising guide (the all-in-focus
-    albedo and normal blurred as each slice blurs them), clean where a slice's own albedo rays are noisy.
-    Disk edges are antialiased (coverage min(1, max(0, r + 1/2 - distance))); each source's weights sum to
-    one, so a uniform radius is an area-preserving disk convolution.
-    """
+
+def layered_blur(image: np.ndarray, signed_radius_px: np.ndarray, depth_m: np.ndarray,
+                 step_px: float = 0.25) -> np.ndarray:
+    """Depth of field with occlusion, for a guide: the pixels of ``image`` (H, W, C) grouped into layers of
+    nearly equal signed blur radius ``signed_radius_px`` (H, W: half the signed blur diameter, so that the
+    two sides of the focal plane never share a layer; bins ``step_px`` wide, each blurred by its mean
+    radius), each layer blurred with its coverage and laid over the ones behind it, farthest first
+    (``depth_m`` orders them), and divided by the total coverage. Unlike a plain scatter, a blurred near
+    layer covers a sharp far one by its true fraction of the aperture, and a blurred far layer does not
+    shine through a sharp near one. What the all-in-focus view does not see (behind a near layer) is filled
+    from its visible neighbours in that layer, or else from the layer in front. float32 (H, W, C)."""
+    import cv2
+
     image = np.asarray(image, dtype=np.float32)
     h, w, c = image.shape
-    r = np.maximum(np.asarray(radius_px, dtype=np.float32), np.float32(0.5))
-    if r.shape != (h, w):
-        raise ValueError(f"radius map {r.shape}: expected {(h, w)}")
-    reach = math.ceil(float(r.max()) + 0.5)
-    offsets = [(dy, dx, np.float32(math.hypot(dx, dy))) for dy in range(-reach, reach + 1)
-               for dx in range(-reach, reach + 1) if math.hypot(dx, dy) < reach + 0.5]
-    half = np.float32(0.5)
-    total = np.zeros_like(r)
-    for _, _, d in offsets:
-        total += np.clip(r + half - d, 0, 1)
-    pad = reach
-    rp = np.pad(r, pad, mode="edge")
-    wp = np.pad(1.0 / total, pad, mode="edge")
-    ip = np.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
-    num = np.zeros((h, w, c), dtype=np.float32)
-    den = np.zeros((h, w), dtype=np.float32)
-    weight = np.empty((h, w), dtype=np.float32)
-    for dy, dx, d in offsets:
-        # sources at q - (dy, dx) reach q if their disk covers the distance
-        window = (slice(pad - dy, pad - dy + h), slice(pad - dx, pad - dx + w))
-        np.subtract(rp[window] + half, d, out=weight)
-        np.clip(weight, 0, 1, out=weight)
-        weight *= wp[window]
-        num += weight[..., None] * ip[window]
-        den += weight
-    return num / den[..., None]
+    r = np.asarray(signed_radius_px, dtype=np.float32)
+    if r.shape != (h, w) or np.shape(depth_m) != (h, w):
+        raise ValueError(f"radius {r.shape} and depth {np.shape(depth_m)} maps: expected {(h, w)}")
+    bins = np.floor(r / step_px).astype(np.int64)
+    layers = []
+    for b in np.unique(bins):
+        mask = bins == b
+        layers.append((float(np.mean(depth_m[mask])), float(np.abs(r[mask]).mean()), mask))
+    layers.sort(key=lambda layer: -layer[0])  # farthest first
+    out = np.zeros((h, w, c), dtype=np.float32)
+    alpha = np.zeros((h, w), dtype=np.float32)
+    both = np.empty((h, w, c + 1), dtype=np.float32)
+    for _, radius, mask in layers:
+        m = mask.astype(np.float32)
+        both[..., :c] = image * m[..., None]
+        both[..., c] = m
+        blurred = cv2.filter2D(both, -1, disk_kernel(radius), borderType=cv2.BORDER_REPLICATE)
+        cover = blurred[..., c]
+        # What lies behind, normalised by its own coverage: where a nearer layer hid part of it, its
+        # neighbours fill in (the far side of an edge shows the near layer by exactly its coverage).
+        behind = alpha > 1e-4
+        out[behind] /= alpha[behind, None]
+        out = blurred[..., :c] + (1 - cover)[..., None] * out
+        alpha = cover + (1 - cover) * behind
+    return out / np.maximum(alpha, 1e-6)[..., None]
 
 
 def slice_guides(sharp: np.ndarray, depth_m: np.ndarray, cam: CameraSpec) -> list[np.ndarray]:
     """Denoising guides of every slice: all-in-focus images ``sharp`` (H, W, C) blurred per pixel by the
-    slice's blur circle at ``depth_m`` (radius = half the camera's signed blur diameter, ``defocus_maps``)."""
-    radii = np.abs(cam.defocus_maps(depth_m)) / 2
-    return [disk_blur(sharp, r) for r in radii]
+    slice's blur circle at ``depth_m`` (radius = half the camera's signed blur diameter, ``defocus_maps``),
+    layer over layer (``layered_blur``: occlusion edges as the thin lens shows them)."""
+    return [layered_blur(sharp, d / 2, depth_m) for d in cam.defocus_maps(depth_m)]
 
 
 _OSL_TEMPLATE = """

@@ -119,7 +119,7 @@ def test_slice_guides_blur_the_all_in_focus_image_as_the_light_field_slices_do(m
         light_field = plan.splat(k, rays)[8:-8, :, 0].mean(axis=0)
         guide = guides[k][8:-8, :, 0].mean(axis=0)
         err = np.abs(light_field - guide).max()
-        wrong = [np.abs(light_field - lightfield.disk_blur(sharp, np.abs(cam.defocus_maps(depth)[k]) * f)[8:-8, :, 0]
+        wrong = [np.abs(light_field - scatter_blur(sharp, np.abs(cam.defocus_maps(depth)[k]) * f)[8:-8, :, 0]
                         .mean(axis=0)).max() for f in (0.25, 1.0)]
         assert err < 0.06, (k, err)
         assert min(wrong) > 2 * err or abs(cam.defocus_maps(depth)[k]).max() < 1, (k, err, wrong)
@@ -157,14 +157,16 @@ def test_view_grids_have_a_cell_for_every_view_and_none_empty_when_views_factor(
     assert lightfield.view_grid(32) == (8, 4)
 
 
-def test_disk_blur_keeps_a_constant_spreads_a_point_over_its_disk_and_leaves_sharp_pixels():
+def test_layered_blur_keeps_a_constant_spreads_a_point_over_its_disk_and_leaves_sharp_pixels():
     rng = np.random.default_rng(1)
     image = np.full((40, 40, 2), 0.3, dtype=np.float32)
     radius = rng.uniform(0, 4, (40, 40)).astype(np.float32)
-    np.testing.assert_allclose(lightfield.disk_blur(image, radius), 0.3, rtol=1e-5)
+    depth = rng.uniform(0.1, 2.0, (40, 40)).astype(np.float32)
+    np.testing.assert_allclose(lightfield.layered_blur(image, radius, depth), 0.3, rtol=1e-5)
     point = np.zeros((41, 41, 1), dtype=np.float32)
     point[20, 20] = 1.0
-    out = lightfield.disk_blur(point, np.full((41, 41), 3.0, dtype=np.float32))[..., 0]
+    flat = np.ones((41, 41), dtype=np.float32)
+    out = lightfield.layered_blur(point, np.full((41, 41), 3.0, dtype=np.float32), flat)[..., 0]
     assert out.sum() == pytest.approx(1.0, rel=1e-5)  # a uniform radius is an area-preserving disk
     yy, xx = np.mgrid[-20:21, -20:21]
     dist = np.hypot(yy, xx)
@@ -172,7 +174,83 @@ def test_disk_blur_keeps_a_constant_spreads_a_point_over_its_disk_and_leaves_sha
     assert np.ptp(out[dist < 2.5]) < 1e-6  # flat inside: a disk, not a Gaussian
     assert out.sum() / (np.pi * 9) == pytest.approx(out[20, 20], rel=0.05)
     texture = rng.random((30, 30, 3)).astype(np.float32)
-    np.testing.assert_allclose(lightfield.disk_blur(texture, np.zeros((30, 30))), texture, rtol=1e-6)
+    np.testing.assert_allclose(lightfield.layered_blur(texture, np.zeros((30, 30)), depth[:30, :30]), texture, atol=1e-6)
+    with pytest.raises(ValueError, match="radius"):
+        lightfield.layered_blur(texture, np.zeros((20, 30)), depth[:30, :30])
+
+
+def test_layered_blur_lets_a_blurred_near_layer_cover_and_a_sharp_one_hide_what_is_behind():
+    import cv2
+
+    h, w = 24, 40
+    near = np.zeros((h, w), dtype=bool)
+    near[:, :20] = True
+    image = near[..., None].astype(np.float32)  # near plane 1, far plane 0
+    depth = np.where(near, 0.3, 1.0).astype(np.float32)
+    # near blurred (radius 3) over a sharp far plane: the far side shows the near plane by the fraction
+    # of the disk it covers, as the thin lens does; normalised scatter (disk_blur) dilutes that spill
+    radius = np.where(near, -3.0, 0.0).astype(np.float32)  # in front of the focal plane: negative
+    layered = lightfield.layered_blur(image, radius, depth)[..., 0]
+    cover = cv2.filter2D(near.astype(np.float32), -1, lightfield.disk_kernel(3.0), borderType=cv2.BORDER_REPLICATE)
+    np.testing.assert_allclose(layered[:, 20:], cover[:, 20:], atol=1e-6)
+    assert layered[12, 20] > 0.3 and scatter_blur(image, -radius)[12, 20, 0] < 0.8 * layered[12, 20]
+    # a sharp near plane in front of a blurred far one: no far halo on the near plane
+    radius = np.where(near, 0.0, 3.0).astype(np.float32)
+    layered = lightfield.layered_blur(image, radius, depth)[..., 0]
+    np.testing.assert_allclose(layered[:, :20], 1.0, atol=1e-6)
+    assert scatter_blur(1 - image, radius)[12, 19, 0] > 0.05  # scatter does spill the far plane over it
+    # equal blur on both sides of the focal plane is two layers, not one: a near band (blurred, value 1)
+    # spills over the sharp in-focus band beside it; merged with the far band (mean depth behind the focal
+    # band), the in-focus band would hide it
+    bands = np.repeat(np.array([0, 1, 2]), [14, 12, 14])[None, :].repeat(h, axis=0)
+    radius = np.choose(bands, [-2.0, 0.0, 2.0]).astype(np.float32)
+    depth3 = np.choose(bands, [0.2, 0.5, 0.9]).astype(np.float32)
+    spill = lightfield.layered_blur((bands == 0)[..., None].astype(np.float32), radius, depth3)[..., 0]
+    assert spill[12, 14] > 0.2 and spill[12, 15] > 0.05 and spill[12, 20] == 0
+    # one depth: the disk blur of that radius; all sharp: the image itself
+    rng = np.random.default_rng(3)
+    texture = rng.random((h, w, 3)).astype(np.float32)
+    flat = np.full((h, w), 0.5, dtype=np.float32)
+    same = lightfield.layered_blur(texture, np.full((h, w), 2.0, dtype=np.float32), flat)
+    np.testing.assert_allclose(same[4:-4, 4:-4], scatter_blur(texture, np.full((h, w), 2.0))[4:-4, 4:-4], atol=1e-5)
+    np.testing.assert_allclose(lightfield.layered_blur(texture, np.zeros((h, w)), depth), texture, atol=1e-6)
+
+
+def scatter_blur(image, radius_px):
+    """Occlusion-free depth of field, the contrast for ``layered_blur``: each pixel of ``image`` spread over
+    a disk of its own radius (``lightfield.disk_kernel``'s coverage), every output pixel normalised by the
+    weight it received (scatter-as-gather)."""
+    import math
+
+    image = np.asarray(image, dtype=np.float32)
+    h, w, c = image.shape
+    r = np.maximum(np.asarray(radius_px, dtype=np.float32), np.float32(0.5))
+    if r.shape != (h, w):
+        raise ValueError(f"radius map {r.shape}: expected {(h, w)}")
+    reach = math.ceil(float(r.max()) + 0.5)
+    offsets = [(dy, dx, np.float32(math.hypot(dx, dy))) for dy in range(-reach, reach + 1)
+               for dx in range(-reach, reach + 1) if math.hypot(dx, dy) < reach + 0.5]
+    half = np.float32(0.5)
+    total = np.zeros_like(r)
+    for _, _, d in offsets:
+        total += np.clip(r + half - d, 0, 1)
+    pad = reach
+    rp = np.pad(r, pad, mode="edge")
+    wp = np.pad(1.0 / total, pad, mode="edge")
+    ip = np.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
+    num = np.zeros((h, w, c), dtype=np.float32)
+    den = np.zeros((h, w), dtype=np.float32)
+    weight = np.empty((h, w), dtype=np.float32)
+    for dy, dx, d in offsets:
+        # sources at q - (dy, dx) reach q if their disk covers the distance
+        window = (slice(pad - dy, pad - dy + h), slice(pad - dx, pad - dx + w))
+        np.subtract(rp[window] + half, d, out=weight)
+        np.clip(weight, 0, 1, out=weight)
+        weight *= wp[window]
+        num += weight[..., None] * ip[window]
+        den += weight
+    return num / den[..., None]
+
 
 
 # -- rendered ------------------------------------------------------------------------------------------
@@ -206,14 +284,14 @@ def test_light_field_edge_blur_matches_stored_defocus_in_every_slice(model, brea
 
 
 @pytest.mark.blender
-@pytest.mark.parametrize("model", ["cycles", "thin_lens"])
-def test_denoised_light_field_slices_blur_as_stored_defocus_says(model):
-    """The light-field path as a preset gets it: few samples, denoised with the all-in-focus albedo and
-    normal blurred per slice as guides. The denoiser must keep each slice's blur, not the guide's sharpness
-    or its own smoothing."""
+@pytest.mark.parametrize("model, guides", [("cycles", "aif_image"), ("thin_lens", "aif_image"), ("cycles", "aif")])
+def test_denoised_light_field_slices_blur_as_stored_defocus_says(model, guides):
+    """The light-field path as a preset gets it: few samples, denoised with the all-in-focus image (or
+    albedo) and normal blurred per slice as guides. The denoiser must keep each slice's blur, not its own
+    smoothing (that it follows its rays where the guide is wrong: the occlusion test below)."""
     desc = edge_scene(EDGE_DEPTH, EDGE_CAMERA)
-    record, _ = _render(desc, model, samples=16)
-    assert LIGHT_FIELD["denoise"] and LIGHT_FIELD["light_field_guides"] == "aif"
+    record, _ = _render(desc, model, samples=16, light_field_guides=guides)
+    assert LIGHT_FIELD["denoise"] and LIGHT_FIELD["light_field_guides"] == "aif_image"
     centre = record.defocus[:, 32, 32]
     for k, s in enumerate(EDGE_CAMERA.focus_distances):
         c = float(centre[k])
@@ -255,39 +333,74 @@ def _occlusion_scene(cam: CameraSpec):
     return SceneDescription(5, "test-occlusion", cam, objects, [], UNIFORM_WHITE_WORLD)
 
 
-@pytest.mark.blender
-def test_light_field_slices_match_cycles_slices_pixel_by_pixel_across_occlusion_edges():
-    """Shift-and-add reproduces Cycles' thin lens where it matters most: at occlusion edges, where a
-    blurred near plane spills over the far one and the far one shows through its blurred border."""
+OCCLUSION_CAMERA = CameraSpec(50.0, 36.0, 1.4, [0.3, 1.0], 48, 48)
+
+
+@pytest.fixture(scope="module")
+def occlusion_cycles():
+    """The occlusion scene through Cycles' own thin lens at 256 samples, and again with another seed (its
+    noise level)."""
     from focalstack.render.blender import BlenderRenderer
 
-    cam = CameraSpec(50.0, 36.0, 1.4, [0.3, 1.0], 48, 48)
-    desc = _occlusion_scene(cam)
-    with BlenderRenderer(samples=256, denoise=False) as renderer:  # Cycles' own thin lens
+    desc = _occlusion_scene(OCCLUSION_CAMERA)
+    with BlenderRenderer(samples=256, denoise=False) as renderer:
         cycles = renderer.render(desc)
-        cycles_again = renderer.render(dataclasses.replace(desc, seed=desc.seed + 1))  # its noise level
-    _, lf = _render(desc, samples=16, denoise=False, light_field_views=64, light_field_samples=4)
-    blur = cam.defocus_maps(cycles.depth)  # the far plane blurs by > 4 px in the near slice and vice versa
-    assert np.abs(blur).max() > 4
-    h, w = cam.height, cam.width
+        cycles_again = renderer.render(dataclasses.replace(desc, seed=desc.seed + 1))
+    return desc, cycles, cycles_again
+
+
+def _edge_profile_errors(slices, cycles):
+    """Per slice and per occlusion edge: (largest difference of the edge profiles to Cycles', the edge's
+    step). Profiles across the vertical edge (upper half: near | far) and the horizontal one (left half:
+    near over far) are averaged along the edge and over 4 px across it: Monte Carlo noise averages out, a
+    misplaced or wrongly occluded blur (several pixels wide) does not."""
+    h, w = OCCLUSION_CAMERA.height, OCCLUSION_CAMERA.width
     window = np.ones(4) / 4
-    for k in range(2):
-        a, b = lf.slices[k].mean(axis=2), cycles.slices[k].mean(axis=2)
-        # Profiles across the vertical edge (upper half: near | far) and the horizontal one (left half:
-        # near over far), averaged along the edge and over 4 px across it: Monte Carlo noise averages
-        # out, a misplaced or wrongly occluded blur (several pixels wide) does not.
+    out = []
+    for k in range(len(cycles.slices)):
+        a, b = slices[k].mean(axis=2), cycles.slices[k].mean(axis=2)
         for prof_a, prof_b in (
             (a[3 : h // 2 - 3].mean(axis=0), b[3 : h // 2 - 3].mean(axis=0)),
             (a[:, 3 : w // 2 - 3].mean(axis=1), b[:, 3 : w // 2 - 3].mean(axis=1)),
         ):
             step = abs(prof_b[:4].mean() - prof_b[-4:].mean())
-            assert step > 0.05  # there is an edge to get wrong
-            smooth = np.convolve(prof_a - prof_b, window, mode="valid")
-            assert np.abs(smooth).max() < 0.1 * step + 0.005, (k, np.abs(smooth).max(), step)
+            out.append((float(np.abs(np.convolve(prof_a - prof_b, window, mode="valid")).max()), float(step)))
+    return out
+
+
+@pytest.mark.blender
+def test_light_field_slices_match_cycles_slices_pixel_by_pixel_across_occlusion_edges(occlusion_cycles):
+    """Shift-and-add reproduces Cycles' thin lens where it matters most: at occlusion edges, where a
+    blurred near plane spills over the far one and the far one shows through its blurred border."""
+    desc, cycles, cycles_again = occlusion_cycles
+    _, lf = _render(desc, samples=16, denoise=False, light_field_views=64, light_field_samples=4)
+    assert np.abs(OCCLUSION_CAMERA.defocus_maps(cycles.depth)).max() > 4  # each plane blurs > 4 px in the other's slice
+    for error, step in _edge_profile_errors(lf.slices, cycles):
+        assert step > 0.05  # there is an edge to get wrong
+        assert error < 0.1 * step + 0.005, (error, step)
+    for k in range(2):
         # and pixel by pixel the difference is noise: of the order of Cycles' own from another seed
         diff = np.abs(srgb8(lf.slices[k]) - srgb8(cycles.slices[k])).mean()
         noise = np.abs(srgb8(cycles_again.slices[k]) - srgb8(cycles.slices[k])).mean()
         assert diff < 2.5 * noise + 0.5, (k, diff, noise)
+
+
+@pytest.mark.blender
+def test_denoised_light_field_blurs_occlusion_edges_no_worse_than_todays_default(occlusion_cycles):
+    """Denoised at 16 samples, neither path meets the raw test's tolerance at occlusion edges (the denoiser
+    smooths them). The light field's guides are all-in-focus images blurred without what the near plane
+    hides, so a denoiser that follows them too closely gets the edges wrong (measured: OIDN high quality,
+    1.6 to 2 times today's worst error here); the light-field settings must stay within 25 % of today's."""
+    from focalstack.render.blender import BlenderRenderer
+    from focalstack.render.config import RENDER_SETTINGS_V0
+
+    desc, cycles, _ = occlusion_cycles
+    with BlenderRenderer(**RENDER_SETTINGS_V0.to_dict()) as renderer:
+        today = renderer.render(desc)
+    _, lf = _render(desc, samples=16)
+    worst_today = max(error for error, _ in _edge_profile_errors(today.slices, cycles))
+    worst_lf = max(error for error, _ in _edge_profile_errors(lf.slices, cycles))
+    assert worst_lf <= 1.25 * worst_today, (worst_lf, worst_today)
 
 
 def srgb8(linear):

@@ -284,11 +284,13 @@ class BlenderRenderer:
             dst.unlink()
         return self._osl_cache[source]
 
-    def _render_light_field(self, desc: SceneDescription, aif_passes: dict) -> tuple[list[dict], int]:
+    def _render_light_field(self, desc: SceneDescription, aif_passes: dict,
+                            aif: np.ndarray) -> tuple[list[dict], int]:
         """Every slice from one render of sub-aperture views (``lightfield``): per slice, the colour, albedo
-        and normal passes, and the number of samples each pixel holds on average. With light_field_guides =
-        "aif" the albedo and normal are the all-in-focus render's (``aif_passes``, with its depth) blurred by
-        the slice's defocus, not the slice's own rays."""
+        and normal passes, and the number of samples each pixel holds on average. Unless light_field_guides =
+        "rays", the albedo and normal are the all-in-focus render's (``aif_passes``, with its depth; for
+        "aif_image" the albedo is the denoised image ``aif``) blurred by the slice's defocus, not the
+        slice's own rays."""
         import hashlib
 
         import bpy
@@ -318,7 +320,7 @@ class BlenderRenderer:
         pattern = cyc.sampling_pattern
         cyc.sampling_pattern = "BLUE_NOISE"
         guides = ["Denoising Albedo", "Denoising Normal"] if settings.denoise else []
-        aif_guides = bool(guides) and settings.light_field_guides == "aif"
+        aif_guides = bool(guides) and settings.light_field_guides != "rays"
         # Only the colour is read back when the guides come from the all-in-focus render: no depth or
         # denoising passes to accumulate, write and read for the (views x larger) light-field image.
         layer = scene.view_layers[0]
@@ -340,7 +342,11 @@ class BlenderRenderer:
         del passes
         if aif_guides:
             # The albedo and normal blurred together (6 channels), once per slice.
-            sharp = np.concatenate([aif_passes[name][..., :3] for name in guides], axis=-1)
+            # The denoised image as "albedo": a clean picture of the very texture and shading the slice
+            # blurs, which the denoiser then keeps (measured: +1.2 dB minimum at 32 views, +2 dB at 16; README).
+            albedo = (np.clip(aif, 0.0, 1.0) if settings.light_field_guides == "aif_image"
+                      else aif_passes[guides[0]][..., :3])
+            sharp = np.concatenate([albedo, aif_passes[guides[1]][..., :3]], axis=-1)
             blurred = lightfield.slice_guides(sharp, aif_passes["Depth"], desc.camera)
         slices = []
         for k in range(len(desc.camera.slices)):
@@ -386,7 +392,7 @@ class BlenderRenderer:
             slices = []
             if settings.slices == "light_field" and lightfield.supports(desc.camera):
                 t = time.perf_counter()
-                shared, samples = self._render_light_field(desc, aif_passes)
+                shared, samples = self._render_light_field(desc, aif_passes, aif)
                 seconds["render_slices"] = time.perf_counter() - t
                 for passes in shared:
                     slices.append(denoised(passes, samples, settings.slice_denoise_prefilter()))
