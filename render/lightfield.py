@@ -241,19 +241,25 @@ def layered_blur(image: np.ndarray, signed_radius_px: np.ndarray, depth_m: np.nd
     layers.sort(key=lambda layer: -layer[0])  # farthest first
     out = np.zeros((h, w, c), dtype=np.float32)
     alpha = np.zeros((h, w), dtype=np.float32)
-    both = np.empty((h, w, c + 1), dtype=np.float32)
     for _, radius, mask in layers:
-        m = mask.astype(np.float32)
-        both[..., :c] = image * m[..., None]
-        both[..., c] = m
-        blurred = cv2.filter2D(both, -1, disk_kernel(radius), borderType=cv2.BORDER_REPLICATE)
-        cover = blurred[..., c]
         # What lies behind, normalised by its own coverage: where a nearer layer hid part of it, its
         # neighbours fill in (the far side of an edge shows the near layer by exactly its coverage).
         behind = alpha > 1e-4
         out[behind] /= alpha[behind, None]
-        out = blurred[..., :c] + (1 - cover)[..., None] * out
-        alpha = cover + (1 - cover) * behind
+        alpha = behind.astype(np.float32)
+        # The layer only reaches its kernel's radius beyond its pixels: blur that window (with a margin of
+        # empty pixels, so the window's replicated border is the image's wherever it matters).
+        kernel = disk_kernel(radius)
+        reach = kernel.shape[0] // 2
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        win = (slice(max(rows[0] - reach, 0), min(rows[-1] + reach + 1, h)),
+               slice(max(cols[0] - reach, 0), min(cols[-1] + reach + 1, w)))
+        m = mask[win].astype(np.float32)
+        both = np.concatenate([image[win] * m[..., None], m[..., None]], axis=-1)
+        blurred = cv2.filter2D(both, -1, kernel, borderType=cv2.BORDER_REPLICATE)
+        cover = blurred[..., c]
+        out[win] = blurred[..., :c] + (1 - cover)[..., None] * out[win]
+        alpha[win] = cover + (1 - cover) * alpha[win]
     return out / np.maximum(alpha, 1e-6)[..., None]
 
 
