@@ -233,33 +233,35 @@ def layered_blur(image: np.ndarray, signed_radius_px: np.ndarray, depth_m: np.nd
     r = np.asarray(signed_radius_px, dtype=np.float32)
     if r.shape != (h, w) or np.shape(depth_m) != (h, w):
         raise ValueError(f"radius {r.shape} and depth {np.shape(depth_m)} maps: expected {(h, w)}")
-    bins = np.floor(r / step_px).astype(np.int64)
-    layers = []
-    for b in np.unique(bins):
-        mask = bins == b
-        layers.append((float(np.mean(depth_m[mask])), float(np.abs(r[mask]).mean()), mask))
-    layers.sort(key=lambda layer: -layer[0])  # farthest first
+    keys, layer_of = np.unique(np.floor(r / step_px).astype(np.int64), return_inverse=True)
+    layer_of = layer_of.reshape(h, w)
+    count = np.bincount(layer_of.ravel(), minlength=len(keys))
+    mean_depth = np.bincount(layer_of.ravel(), weights=np.asarray(depth_m, dtype=np.float64).ravel()) / count
+    mean_radius = np.bincount(layer_of.ravel(), weights=np.abs(r).ravel().astype(np.float64)) / count
     out = np.zeros((h, w, c), dtype=np.float32)
     alpha = np.zeros((h, w), dtype=np.float32)
-    for _, radius, mask in layers:
-        # What lies behind, normalised by its own coverage: where a nearer layer hid part of it, its
-        # neighbours fill in (the far side of an edge shows the near layer by exactly its coverage).
-        behind = alpha > 1e-4
-        out[behind] /= alpha[behind, None]
-        alpha = behind.astype(np.float32)
-        # The layer only reaches its kernel's radius beyond its pixels: blur that window (with a margin of
-        # empty pixels, so the window's replicated border is the image's wherever it matters).
-        kernel = disk_kernel(radius)
+    for i in np.argsort(-mean_depth, kind="stable"):  # farthest first
+        mask = layer_of == i
+        kernel = disk_kernel(mean_radius[i])
+        # The layer only reaches its kernel's radius beyond its pixels: work in that window (with a margin
+        # of empty pixels, so the window's replicated border is the image's wherever it matters).
         reach = kernel.shape[0] // 2
         rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
         win = (slice(max(rows[0] - reach, 0), min(rows[-1] + reach + 1, h)),
                slice(max(cols[0] - reach, 0), min(cols[-1] + reach + 1, w)))
+        o, a = out[win], alpha[win]  # views: updated in place
+        # What lies behind, normalised by its own coverage: where a nearer layer hid part of it, its
+        # neighbours fill in (the far side of an edge shows the near layer by exactly its coverage).
+        behind = a > 1e-4
+        np.divide(o, a[..., None], out=o, where=behind[..., None])
+        o[~behind] = 0
         m = mask[win].astype(np.float32)
-        both = np.concatenate([image[win] * m[..., None], m[..., None]], axis=-1)
-        blurred = cv2.filter2D(both, -1, kernel, borderType=cv2.BORDER_REPLICATE)
+        blurred = cv2.filter2D(np.concatenate([image[win] * m[..., None], m[..., None]], axis=-1), -1, kernel,
+                               borderType=cv2.BORDER_REPLICATE)
         cover = blurred[..., c]
-        out[win] = blurred[..., :c] + (1 - cover)[..., None] * out[win]
-        alpha[win] = cover + (1 - cover) * alpha[win]
+        o *= (1 - cover)[..., None]
+        o += blurred[..., :c]
+        a[...] = cover + (1 - cover) * behind
     return out / np.maximum(alpha, 1e-6)[..., None]
 
 
