@@ -104,7 +104,7 @@ class LightFieldLayout:
         shift = max(f_px * r / s for r, s in zip(radii, cam.focus_distances))
         grid_x, grid_y = view_grid(views)
         tan_x2 = cam.sensor_width_mm / cam.focal_length_mm
-        return cls(cam.width, cam.height, int(math.ceil(shift)) + 1, views, grid_x, grid_y, max(radii), f_px,
+        return cls(cam.width, cam.height, math.ceil(shift) + 1, views, grid_x, grid_y, max(radii), f_px,
                    tan_x2, tan_x2 * cam.height / cam.width, tuple(float(s) for s in cam.focus_distances), radii)
 
     @property

@@ -44,7 +44,7 @@ def test_margin_covers_the_largest_shift_and_views_tile_the_render():
 
 def test_rays_are_stratified_over_the_aperture_and_the_pixel():
     layout = lightfield.LightFieldLayout.for_camera(EDGE_CAMERA, 16)
-    px, py, x, y = layout.sample_rays()
+    px, py, x, _ = layout.sample_rays()
     r2 = (px**2 + py**2) / layout.radius_m**2
     assert r2.max() <= 1.0 + 1e-6
     assert abs(r2.mean() - 0.5) < 0.01  # uniform over the disk: E[r^2] = R^2 / 2
@@ -272,7 +272,7 @@ def test_light_field_edge_blur_matches_stored_defocus_in_every_slice(model, brea
     """As tests/test_render_physics.py does for the Cycles slices (the breathing stack, whose lens changes
     per slice, is rendered slice by slice; the thin lens without breathing has per-slice apertures)."""
     desc = with_effects(edge_scene(EDGE_DEPTH, EDGE_CAMERA), EffectsConfig(focus_breathing=breathing))
-    record, rendered = _render(desc, model, samples=64, denoise=False, light_field_views=32)
+    record, _ = _render(desc, model, samples=64, denoise=False, light_field_views=32)
     centre = record.defocus[:, 32, 32]
     for k, s in enumerate(EDGE_CAMERA.focus_distances):
         c = float(centre[k])
