@@ -102,7 +102,7 @@ RENDER_SETTINGS_V0 = RenderSettings(samples=16, denoise=True, denoiser="in_rende
 
 # The light-field path as measured in README "Benchmarks": a preset opts in with these [render] keys.
 # OIDN's balanced quality, not high: high's large network is measured 0.4 dB better in PSNR on fod500 but
-# brightens a sharp high-contrast texture by 4-8 % and, followed by the slices through their guides, blurs
+# brightens a sharp high-contrast texture by 5-8 % and, followed by the slices through their guides, blurs
 # occlusion edges worse than today's default does (tests/test_render_lightfield.py); balanced does neither
 # and is 0.8 s faster per 256 px scene.
 RENDER_SETTINGS_LIGHT_FIELD = RenderSettings(denoiser="standalone", aif_prefilter="none", denoise_quality="balanced",
