@@ -104,5 +104,6 @@ def main() -> None:
     print(f"  one sample: {per_sample:.3f} s (the slope from 1 to {args.samples} samples); fixed per render: "
           f"{s1 - per_sample:.3f} s")
 
+
 if __name__ == "__main__":
     main()
