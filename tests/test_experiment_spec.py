@@ -84,3 +84,46 @@ def test_the_cli_refuses_a_bad_file_in_one_line_before_anything_runs(tmp_path):
                            "-o", str(out)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
     assert "unknown preset 'nowhere'" in done.stderr and not out.exists()
+
+
+def test_paper_table1_bundles_the_supplements_tables_as_published_rows():
+    ev = load_experiment("paper-table1", "tiny").evaluations[0]
+    table1 = [r for r in ev.published if r["source"].startswith("FoD supp. Table 1")]
+    table2 = [r for r in ev.published if r["source"].startswith("FoD supp. Table 2")]
+    # 4 models x 4 splits x (All, Random), less Random for the two single-image models; Table 2: 4 x (S, R)
+    assert len(table1) == 24 and len(table2) == 8
+    row4 = next(r for r in table1 if (r["model"], r["dataset"], r["setting"]) == ("stack-defocus-aif", "test-shape", "All"))
+    assert (row4["aif_ssim"], row4["aif_psnr_peak255"]) == (0.969, 85.8)
+    assert {r["dataset"] for r in table1} == set(ev.datasets) and {r["dataset"] for r in table2} == {"flower (real)"}
+    assert not any(r["setting"] == "Random" and r["model"].startswith("single") for r in table1)
+
+
+def test_published_rows_print_in_both_psnr_conventions_and_say_what_is_not_evaluated_here():
+    from focalstack.train.experiments.report import evaluation_section
+
+    ev = load_experiment("paper-table1", "tiny").evaluations[0]
+    lines, rows = evaluation_section(ev, {})
+    row4 = next(r for r in rows if (r["model"], r["dataset"], r["setting"]) == ("stack-defocus-aif", "test-shape", "All"))
+    assert row4["aif_psnr"] == pytest.approx(85.8 - 48.13, abs=0.01) and row4["aif_psnr_peak255"] == 85.8
+    text = "\n".join(lines)
+    assert "| stack-defocus-aif (FoD supp. Table 1) | test-shape | All | 0.969 | 37.67 | 85.8 |" in text
+    assert "Published only (not rendered or evaluated here): flower (real)." in text
+
+
+def test_a_published_row_under_the_protocols_columns_loads(tmp_path):
+    row = '{ model = "m", source = "s", dataset = "test", setting = "All", aif_ssim = 0.9, aif_psnr_peak255 = 80.0 }'
+    exp = load_experiment(str(write(tmp_path, GOOD + f"published = [{row}]\n")), "tiny")
+    assert exp.evaluations[0].published == [{"model": "m", "source": "s", "dataset": "test", "setting": "All",
+                                             "aif_ssim": 0.9, "aif_psnr_peak255": 80.0}]
+
+
+@pytest.mark.parametrize("row, needle", [
+    ('{ model = "m", source = "s", depth_rmse = "high" }', "depth_rmse = 'high': expected a number"),
+    ('{ model = "m", depth_rmse = 0.1 }', "source = None: expected a non-empty string"),
+    ('{ model = "m", source = "s", rmse_typo = 0.1 }', "unknown key.s. rmse_typo"),
+    ('{ model = "m", source = "s", dataset = "test" }', "no value under any column"),
+])
+def test_a_bad_published_row_is_refused_in_one_line(tmp_path, row, needle):
+    with pytest.raises(ExperimentError, match=needle) as err:
+        load_experiment(str(write(tmp_path, GOOD + f"published = [{row}]\n")), "tiny")
+    assert "published row 1" in str(err.value) and "\n" not in str(err.value)

@@ -11,7 +11,7 @@ from pathlib import Path
 from focalstack.dataset.files import write_text_atomic
 
 from .figures import predictions, scene_grid, training_curves
-from .spec import CONSTANT_MODEL
+from .spec import CONSTANT_MODEL, DERIVED_COLUMNS
 
 # PSNR of images scaled to [0, 1] computed with a peak of 255 (as the paper's supplement did) is the usual
 # figure plus 20 log10(255).
@@ -33,10 +33,12 @@ def _fmt(value) -> str:
 
 
 def _derived(row: dict) -> dict:
-    """Columns computed from others (both PSNR conventions)."""
+    """Both PSNR conventions from whichever the row has (ours: peak 1; the supplement's: peak 255)."""
     out = dict(row)
     if row.get("aif_psnr") is not None:
         out["aif_psnr_peak255"] = row["aif_psnr"] + PSNR_PEAK_255_OFFSET_DB
+    elif row.get("aif_psnr_peak255") is not None:
+        out["aif_psnr"] = row["aif_psnr_peak255"] - PSNR_PEAK_255_OFFSET_DB
     return out
 
 
@@ -68,14 +70,17 @@ def evaluation_section(ev, results: dict) -> tuple[list[str], list[dict]]:
             row = _derived(row)
             rows_json.append({"model": model, "source": source, **row})
             table.append([model, *(row.get(k) for k in keys), *(row.get(m) for m in metrics)])
-    for pub in ev.published:
+    for pub in map(_derived, ev.published):
         rows_json.append({**pub, "source": pub.get("source", "published")})
         table.append([f"{pub.get('model', '?')} ({pub.get('source', 'published')})",
                       *(pub.get(k, "") for k in keys), *(pub.get(m) for m in metrics)])
+    elsewhere = sorted({p["dataset"] for p in ev.published if p.get("dataset") and p["dataset"] not in ev.datasets})
     lines = [f"## {ev.name}", "", f"Protocol `{ev.protocol}`; datasets {', '.join(ev.datasets)}.", ""]
     if ev.note:
         lines += [ev.note, ""]
     lines += _table(["model", *keys, *metrics], table)
+    if elsewhere:
+        lines += ["", f"Published only (not rendered or evaluated here): {', '.join(elsewhere)}."]
     if CONSTANT_MODEL in results:
         c = results[CONSTANT_MODEL]
         lines += ["", f"`{CONSTANT_MODEL}` predicts every pixel at the mean true depth of the training data of "

@@ -51,6 +51,10 @@ DEFAULT_METRICS = ("depth_mse", "depth_rmse", "depth_absrel", "delta1", "defocus
 SETTINGS = ("All", "Random")
 ORDERS = ("sorted", "random")
 REGIONS = ("all", "flat")
+# Report columns computed from a protocol column (``report._derived``): a published row may give either.
+DERIVED_COLUMNS = {"aif_psnr_peak255": "aif_psnr"}
+# Keys of a published row besides its metric columns.
+PUBLISHED_KEYS = ("model", "source", "dataset", "setting", "stack_size", "order", "region")
 
 
 class ExperimentError(ValueError):
@@ -338,5 +342,23 @@ def _evaluation(i: int, e, pick: _Picker, datasets: dict, models: dict, where_fi
                               f"{spec.protocol!r} ({', '.join(columns)})")
     spec.figures = _positive_int(pick(e.get("figures", spec.figures), "figures"), "figures", where) if e.get("figures", 1) else 0
     spec.note = str(e.get("note", ""))
-    spec.published = [dict(_table(r, f"{where} published")) for r in e.get("published", [])]
+    spec.published = [_published(j, r, columns, where) for j, r in enumerate(e.get("published", []))]
     return spec
+
+
+def _published(j: int, row, columns: list[str], where: str) -> dict:
+    """A published row, checked: a model and a source (strings), metric values under the protocol's
+    column keys (or a derived column's), numbers only."""
+    where = f"{where} published row {j + 1}"
+    row = dict(_table(row, where))
+    metrics = [*columns, *(d for d, base in DERIVED_COLUMNS.items() if base in columns)]
+    _only(row, (*PUBLISHED_KEYS, *metrics), where)
+    for key in ("model", "source"):
+        if not isinstance(row.get(key), str) or not row[key]:
+            raise ExperimentError(f"{where}: {key} = {row.get(key)!r}: expected a non-empty string")
+    for key in metrics:
+        if key in row and not is_finite_number(row[key]):
+            raise ExperimentError(f"{where}: {key} = {row[key]!r}: expected a number")
+    if not any(k in row for k in metrics):
+        raise ExperimentError(f"{where}: no value under any column ({', '.join(metrics)})")
+    return row
