@@ -47,6 +47,7 @@ LIGHT_FIELD_KEYS = {"slices": '"light_field"', "denoiser": '"standalone"', "aif_
 class Data:
     """A rendered file: preset keys over fod500, render options, seed and scene count."""
 
+    kind: str  # the preset file's name: the same for a variant's training and held-out scenes
     name: str
     seed: int
     scenes: int
@@ -74,13 +75,13 @@ def _data(kind: str, split: str, resolution: int = 64, scenes: int | None = None
     seed, n = (0, 270) if split == "train" else (1, 40)
     n = scenes or n
     if kind == "base":
-        return Data(f"base-{resolution}px-{split}-n{n}", seed, n, resolution)
+        return Data(f"base-{resolution}px", f"base-{resolution}px-{split}-n{n}", seed, n, resolution)
     if kind == "lightfield":
-        return Data(f"lightfield-{split}-n{n}", seed, n, resolution, render=LIGHT_FIELD_KEYS)
+        return Data(kind, f"lightfield-{split}-n{n}", seed, n, resolution, render=LIGHT_FIELD_KEYS)
     if kind == "spp128":
-        return Data(f"spp128-{split}-n{n}", seed, n, resolution, options=("--samples", "128", "--no-denoise"))
+        return Data(kind, f"spp128-{split}-n{n}", seed, n, resolution, options=("--samples", "128", "--no-denoise"))
     if kind == "near":
-        return Data(f"near-{split}-n{n}", seed, n, resolution, scene={"depth_range": "[0.1, 1.5]"})
+        return Data(kind, f"near-{split}-n{n}", seed, n, resolution, scene={"depth_range": "[0.1, 1.5]"})
     raise ValueError(kind)
 
 
@@ -108,7 +109,7 @@ def run(cmd: list[str]) -> None:
 def render(d: Data, folder: Path) -> Path:
     """Render (or resume, or reuse) ``d``; a larger file of the same data is extended from a smaller one."""
     out = folder / f"{d.name}.h5"
-    preset = folder / f"{d.name}.toml"
+    preset = folder / f"{d.kind}.toml"
     lines = ['base = "fod500"', "[render]", *(f"{k} = {v}" for k, v in d.render.items()),
              "[scene]", *(f"{k} = {v}" for k, v in d.scene.items())]
     preset.write_text("\n".join(lines) + "\n")

@@ -30,6 +30,7 @@ channels-last).
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import statistics
 import sys
@@ -172,7 +173,9 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=None, help="untimed steps first [CUDA 10 (30 compiled), CPU 1]")
     p.add_argument("--threads", type=int, default=None, help="CPU threads [torch's default]")
     p.add_argument("--compile", action="store_true", help="CUDA: also ours under torch.compile")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write every variant's figures to FILE")
     a = p.parse_args(argv)
+    rows = []
     if a.threads:
         torch.set_num_threads(a.threads)
     if a.device == "cuda" and not torch.cuda.is_available():
@@ -205,11 +208,19 @@ def main(argv=None) -> int:
         where = torch.cuda.get_device_name(dev) if cuda else f"cpu, {torch.get_num_threads()} threads"
         report(f"{where}, batch {batch}; outputs of split vs concat differ by at most {same_outputs(dev):.1e}",
                steps, results)
+        rows += [{"device": where, "variant": s.v.name, "compiled": s.v.compiled, "concat": s.v.concat,
+                  "channels_last": s.v.channels_last, "bf16": s.v.bf16, "batch": batch, "stack": a.stack,
+                  "size": a.size, "stacks_per_s": batch / r["step_s"], "step_s": r["step_s"], "cpu_s": r["cpu_s"],
+                  "peak_mib": s.peak_mib if cuda else None, "rounds_s": r["all_s"]}
+                 for s, r in zip(steps, results)]
         del steps
         if cuda:
             torch.cuda.empty_cache()
     print(f"process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB; 'x first': "
           "the first variant's time over this one's (above 1: faster)")
+    if a.json:
+        with open(a.json, "w") as fh:
+            json.dump({"torch": torch.__version__, "rows": rows}, fh, indent=2)
     return 0
 
 

@@ -1,5 +1,6 @@
 """focalstack-data: look at focalstack HDF5 data sets (schema v2, and v1): inspect, validate, preview;
-import other data sets (FoD500, DDFF-12) and export to them (``cli_interop.py``).
+import other data sets (FoD500, DDFF-12) and export to them (``cli_interop.py``); pack files small for
+transport and unpack them (``cli_pack.py``).
 
 Every error is one line on stderr and exit status 1, never a traceback.
 """
@@ -50,6 +51,7 @@ def main():
       focalstack-data import fod500 fs_6/ --split test -o data/fod500-test.h5
       focalstack-data import ddff12 ddff-dataset-trainval.h5 --split val -o data/ddff12-val.h5
       focalstack-data export fod500 data/train.h5 -o out/fod500-style/
+      focalstack-data pack data/train.h5 --float16 depth -o bundle/   # small, for carrying; unpack there
     """
 
 
@@ -288,9 +290,12 @@ def preview(file: Path, index: int, out: Path, columns: int | None):
 
 def _register() -> None:
     from .cli_interop import export_group, import_group
+    from .cli_pack import pack, unpack
 
     main.add_command(import_group)
     main.add_command(export_group)
+    main.add_command(pack)
+    main.add_command(unpack)
 
 
 _register()

@@ -17,6 +17,7 @@ from .cluster import RaySettings
 from .config import (
     ConfigError,
     RenderConfig,
+    blur_matched_f_number,
     builtin_presets,
     config_default,
     load_preset,
@@ -55,6 +56,10 @@ def _default(name: str) -> str:
 @click.option("--resolution", default=None, help="Image size: N (square) or WIDTHxHEIGHT, in pixels.  [default: preset's]")
 @click.option("--samples", type=int, default=None, help="Cycles samples per pixel.  [default: preset's]")
 @click.option("--f-number", type=float, default=None, help="Aperture f-number, > 0.  [default: preset's]")
+@click.option("--same-blur", is_flag=True,
+              help="With --resolution: scale the preset's f-number by the new width over the preset's, so that "
+                   "blur in pixels is what the preset's camera gives at its own size (fod500 at 64 px: f/0.25, "
+                   "the blur of FoD500 at 256 px). Not with --f-number.")
 @click.option("--focus-distances", default=None,
               help="Comma-separated focus distances in metres, e.g. 0.1,0.15,0.3,0.7,1.5.  [default: preset's]")
 @click.option("--denoise/--no-denoise", default=None, help="OpenImageDenoise on every render.  [default: preset's]")
@@ -96,7 +101,7 @@ def _default(name: str) -> str:
 @click.option("--list-presets", is_flag=True, help="List the built-in presets and exit.")
 @click.option("--scene-keys", is_flag=True, help="List every key of a preset's [scene] table with its default and meaning, and exit.")
 @one_line_errors(ConfigError, DatasetError, BlenderError, RenderError)
-def main(preset, scenes, out, seed, resolution, samples, f_number, focus_distances, denoise, workers,
+def main(preset, scenes, out, seed, resolution, samples, f_number, same_blur, focus_distances, denoise, workers,
          focus_breathing, shake, sensor_noise, jpeg_quality, asset_dirs, device, gpus, threads, ray_address, ray_gpus_per_task,
          ray_scenes_per_task, list_presets, scene_keys):
     """Render random scenes into focal stacks with ground truth, stored in one HDF5 file.
@@ -122,7 +127,7 @@ def main(preset, scenes, out, seed, resolution, samples, f_number, focus_distanc
         _fail("missing option --out: the HDF5 file to write")
     config = config_from_options(
         preset, seed=seed, scenes=scenes, samples=samples, f_number=f_number, denoise=denoise, device=device,
-        resolution=resolution,
+        resolution=resolution, same_blur=same_blur,
         focus_distances=focus_distances, focus_breathing=focus_breathing, shake=shake, sensor_noise=sensor_noise,
         jpeg_quality=jpeg_quality, asset_dirs=asset_dirs,
     )
@@ -142,12 +147,19 @@ def main(preset, scenes, out, seed, resolution, samples, f_number, focus_distanc
 
 
 def config_from_options(preset: str, *, resolution, focus_distances, focus_breathing, shake, sensor_noise,
-                        jpeg_quality, asset_dirs, **plain) -> RenderConfig:
+                        jpeg_quality, asset_dirs, same_blur: bool = False, **plain) -> RenderConfig:
     """The preset with the command line's options applied, validated (ConfigError names a bad value)."""
     config = load_preset(preset)
     overrides = dict(plain)
     if resolution is not None:
         overrides["width"], overrides["height"] = parse_resolution(resolution)
+    if same_blur:
+        if plain.get("f_number") is not None:
+            raise ConfigError("--same-blur scales the preset's f-number: give it or --f-number, not both")
+        if resolution is None:
+            raise ConfigError("--same-blur keeps the blur in pixels across a change of --resolution: give --resolution")
+        # blur in pixels is f_px * (f / N) * |z - s| / (z s) and f_px grows with the width: N scales with it
+        overrides["f_number"] = blur_matched_f_number(config.f_number, config.width, overrides["width"])
     if focus_distances is not None:
         overrides["focus_distances"] = parse_focus_distances(focus_distances)
     effects = dict(config.effects)

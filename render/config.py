@@ -294,6 +294,12 @@ def load_preset(name_or_path: str) -> RenderConfig:
     return RenderConfig(**kwargs)
 
 
+def blur_matched_f_number(f_number: float, width: int, new_width: int) -> float:
+    """The f-number that gives, at ``new_width`` pixels, the blur in pixels that ``f_number`` gives at
+    ``width`` (same lens and sensor: the blur diameter in pixels is proportional to width / N)."""
+    return float(f_number) * new_width / width
+
+
 def parse_resolution(value) -> tuple[int, int]:
     """'256', '320x240', 256 or [320, 240] -> (width, height); ConfigError otherwise."""
     if isinstance(value, (list, tuple)) and len(value) == 2:

@@ -67,9 +67,11 @@ def test_a_scale_the_file_does_not_define_is_refused(tmp_path):
 
 
 def test_bundled_experiments_load_at_every_scale():
-    assert set(bundled_experiments()) >= {"paper-table1", "paper-depth", "walls-fix"}
+    assert set(bundled_experiments()) >= {"paper-table1", "paper-depth", "walls-fix", "weights-v1"}
     for name in bundled_experiments():
-        for scale in ("tiny", "small", "full"):
+        scales = load_experiment(name, "tiny").scales
+        assert "tiny" in scales and len(scales) >= 2  # every experiment proves its pipeline at tiny scale
+        for scale in scales:
             exp = load_experiment(name, scale)
             assert exp.scale == scale and exp.models and exp.evaluations
     table1 = load_experiment("paper-table1", "full")
@@ -127,3 +129,35 @@ def test_a_bad_published_row_is_refused_in_one_line(tmp_path, row, needle):
     with pytest.raises(ExperimentError, match=needle) as err:
         load_experiment(str(write(tmp_path, GOOD + f"published = [{row}]\n")), "tiny")
     assert "published row 1" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_without_rendering_a_missing_or_short_file_is_refused_naming_it(tmp_path):
+    from focalstack.train.experiments import ExperimentRunner, RunOptions
+    from focalstack.train.experiments.runner import ExperimentRunError
+
+    exp = load_experiment(str(write(tmp_path, GOOD)), "tiny")
+    runner = ExperimentRunner(exp, RunOptions(out=tmp_path / "run", data_dir=tmp_path / "data", render=False))
+    (tmp_path / "data").mkdir()
+    with pytest.raises(ExperimentRunError, match=r"render train: .*fod500_seed0_32px_n2.h5 holds 0 of its 2 scenes, "
+                                                 r"and rendering is off"):
+        runner.render(exp.datasets["train"])
+
+
+def test_the_constant_goes_beside_any_depth_column_of_any_protocol(tmp_path):
+    from focalstack.train.experiments.runner import _scores_depth
+
+    text = GOOD + 'protocol = "dfv"\nmetrics = ["bump"]\n'
+    assert _scores_depth(load_experiment(str(write(tmp_path, text)), "tiny").evaluations[0])
+    text = GOOD + 'metrics = ["aif_ssim", "defocus_mse"]\n'
+    assert not _scores_depth(load_experiment(str(write(tmp_path, text)), "tiny").evaluations[0])
+
+
+def test_compare_published_adds_the_protocols_own_rows_to_the_report(tmp_path):
+    from focalstack.train.experiments.report import evaluation_section
+
+    ev = load_experiment(str(write(tmp_path, GOOD + 'protocol = "aifdepthnet"\ncompare_published = true\n')), "tiny").evaluations[0]
+    _, rows = evaluation_section(ev, {})
+    assert {r["model"] for r in rows} == {"DefocusNet", "AiFDepthNet"}
+    assert next(r for r in rows if r["model"] == "DefocusNet")["mse_fp"] == 0.0175
+    with pytest.raises(ExperimentError, match="compare_published = 'yes': expected true or false"):
+        load_experiment(str(write(tmp_path, GOOD + 'compare_published = "yes"\n')), "tiny")

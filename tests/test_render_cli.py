@@ -185,3 +185,28 @@ def test_a_light_field_file_resumes_only_with_the_light_field_settings_it_was_ma
     assert _digest(out) == before
     made_with = dataclasses.replace(config, light_field_views=16, light_field_samples=2, light_field_guides="rays")
     open_writer(made_with, out).close()  # the file predates the key; it was rendered with ray guides
+
+
+@pytest.mark.parametrize("preset, resolution, want", [("fod500", "64", 0.25), ("fod500", "128", 0.5),
+                                                      ("test-wide-dof", "64", 1.0), ("test-medium-dof", "96x64", 0.75)])
+def test_same_blur_scales_the_f_number_with_the_width(preset, resolution, want):
+    from focalstack.dataset.optics import blur_diameter_px
+    from focalstack.render.cli import config_from_options
+
+    none = dict(focus_distances=None, focus_breathing=None, shake=None, sensor_noise=None, jpeg_quality=None,
+                asset_dirs=())
+    config = config_from_options(preset, resolution=resolution, same_blur=True, **none)
+    original = load_preset(preset)
+    assert config.f_number == pytest.approx(want)
+    # the physics: a point 2 m away, focused at 0.3 m, blurs by the same number of pixels as at the preset's size
+    blur = [blur_diameter_px(2.0, 0.3, c.f_number, c.focal_length_mm, c.sensor_width_mm, c.width)
+            for c in (config, original)]
+    assert blur[0] == pytest.approx(blur[1], rel=1e-9)
+
+
+def test_same_blur_needs_a_resolution_and_no_f_number(tmp_path):
+    result, text = run(["--same-blur", "--resolution", "64", "--f-number", "1", "--out", str(tmp_path / "x.h5")])
+    assert_one_line_error(result, text, "give it or --f-number, not both")
+    result, text = run(["--same-blur", "--out", str(tmp_path / "x.h5")])
+    assert_one_line_error(result, text, "give --resolution")
+    assert not (tmp_path / "x.h5").exists()

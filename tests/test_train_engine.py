@@ -192,3 +192,27 @@ def test_fit_leaves_torchs_global_random_state_alone(tmp_path):
     before = torch.random.get_rng_state()
     fit(_cfg(tmp_path, epochs=1, tensorboard=False))
     assert torch.equal(torch.random.get_rng_state(), before)
+
+
+def test_max_time_stops_at_the_first_read_step_past_the_budget_and_counts_earlier_sessions(monkeypatch):
+    from focalstack.train import engine
+
+    clock = [100.0]
+    monkeypatch.setattr(engine.time, "monotonic", lambda: clock[0])
+
+    class Tick(Hook):  # every step takes one second
+        def before_step(self):
+            clock[0] += 1.0
+
+    first = toy_trainer([Tick()], epochs=10, max_time=2.5, log_every=1)
+    first.train()
+    assert first.stopped and first.global_step == 3 and first.state_dict()["elapsed"] == 3.0
+    # read only every log_every steps: with 2, the step after the budget ran out
+    late = toy_trainer([Tick()], epochs=10, max_time=2.5, log_every=2)
+    late.train()
+    assert late.global_step == 3  # step 3 ends an epoch, where the loss is read too
+    resumed = toy_trainer([Tick()], epochs=10, max_time=5.5, log_every=1)
+    resumed.load_state_dict(first.state_dict())
+    clock[0] += 1000.0  # time between sessions does not count
+    resumed.train()
+    assert resumed.global_step == 6 and resumed.state_dict()["elapsed"] == 6.0

@@ -90,3 +90,34 @@ def check_weights(model: torch.nn.Module, state: dict, path, arch: str) -> None:
         if wrong:
             parts.append(f"{len(wrong)} of another shape (e.g. {wrong[0]})")
         raise CheckpointError(f"{path}: weights do not fit architecture {arch!r}: {'; '.join(parts)} tensors")
+
+
+# What a weights-only checkpoint keeps of a training checkpoint: enough to rebuild, run and describe the
+# network (``model_from_checkpoint``, predict, evaluate), not to resume its training.
+WEIGHTS_KEYS = ("arch", "arch_kwargs", "model", "norm", "config", "camera", "epoch", "global_step", "elapsed",
+                "torch_version", "created_utc")
+
+
+def export_weights(src: str | os.PathLike, dst: str | os.PathLike, *, max_bytes: int | None = None,
+                   half: bool | None = None, extra: dict | None = None) -> dict:
+    """Write the weights-only checkpoint of ``src`` to ``dst`` (atomically): no optimiser state, no
+    run position, loadable by ``load_checkpoint``. The weights are float16 when ``half`` says so, or, with
+    ``half`` None, when float32 would exceed ``max_bytes``; they load back into float32 networks.
+    ``extra`` (plain data) is stored under ``"card"``. Returns what was written, less the weights."""
+    ckpt = load_checkpoint(src)
+    out = {k: ckpt[k] for k in WEIGHTS_KEYS if k in ckpt}
+    tensors = ckpt["model"]
+    size32 = sum(t.numel() * 4 for t in tensors.values() if t.is_floating_point())
+    if half is None:
+        half = max_bytes is not None and size32 > max_bytes
+    out["model"] = {k: (t.half() if half and t.is_floating_point() else t) for k, t in tensors.items()}
+    out["weights_only"] = True
+    out["weights_dtype"] = "float16" if half else "float32"
+    if extra:
+        out["card"] = extra
+    save_checkpoint(dst, out)
+    written = Path(dst).stat().st_size
+    if max_bytes is not None and written > max_bytes:
+        Path(dst).unlink()
+        raise CheckpointError(f"{dst}: {written} bytes even {'in float16' if half else 'in float32'}, over {max_bytes}")
+    return {k: v for k, v in out.items() if k != "model"} | {"bytes": written}

@@ -167,6 +167,9 @@ def main():
               help="Also write last.pt every N optimiser steps (0: at the end of every epoch only).")
 @click.option("--max-steps", type=int, default=TRAIN["max_steps"],
               help="Stop after N optimiser steps in total (checkpointed).")
+@click.option("--max-time", type=float, default=TRAIN["max_time"], metavar="SECONDS",
+              help="Stop after this many seconds of training in total, counting the time of the sessions a "
+                   "resumed run had before (checkpointed; a fixed time budget).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt, with its settings.")
 @click.option("--no-tensorboard", is_flag=True, help="Do not write TensorBoard logs.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or log lines (train.log is still written).")
@@ -318,10 +321,17 @@ def predict(images, checkpoint, focus_distances, out, refocus, f_number, focal_l
 @click.option("--render-option", "render_options", multiple=True, metavar="OPTION",
               help="Passed to every focalstack-render call, e.g. --render-option=--workers --render-option=2.")
 @click.option("--device", default="auto", show_default=True, help="Training and evaluation device: auto, cpu, cuda[:N].")
+@click.option("--no-render", is_flag=True,
+              help="Render nothing: use the files in --data-dir as they are, refused when one holds fewer scenes than "
+                   "the experiment asks (a machine without Blender, with files rendered elsewhere: "
+                   "focalstack-data pack/unpack carries them).")
+@click.option("--parallel", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Train this many models at once, each in its own process (one GPU has room for several small ones); "
+                   "their progress goes to models/NAME/train.log.")
 @click.option("--list", "list_", is_flag=True, help="List the bundled experiments and exit.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or step lines.")
 @one_line_errors(ValueError, DatasetError, CheckpointError, FloatingPointError, OSError, RuntimeError)
-def experiment(experiment_file, scale, out, data_dir, render_options, device, list_, quiet):
+def experiment(experiment_file, scale, out, data_dir, render_options, device, no_render, parallel, list_, quiet):
     """Run an experiment file (or a bundled experiment by name): render the datasets it names (through
     focalstack-render, resumably), train every model (resumably), evaluate, and write report.md and
     report.json with tables, figures and the published numbers beside ours. Rerunning reuses every
@@ -343,7 +353,7 @@ def experiment(experiment_file, scale, out, data_dir, render_options, device, li
         raise click.UsageError("give an EXPERIMENT (a file or a bundled name, see --list) and --out FOLDER")
     spec = load_experiment(experiment_file, scale)
     options = RunOptions(out=out, data_dir=data_dir, render_args=list(render_options), device=device,
-                         progress=not quiet)
+                         progress=not quiet, render=not no_render, parallel=parallel)
     ExperimentRunner(spec, options).run()
     if not quiet:
         click.echo(f"{out}/report.md ({spec.name}, scale {scale})")

@@ -41,7 +41,7 @@ from .data import Norm, to_model_inputs
 from .device import autocast
 
 # Keys of Trainer.state_dict(); hooks store their state under other keys (their state_key).
-TRAINER_KEYS = ("model", "optimizer", "epoch", "batch", "global_step", "partial")
+TRAINER_KEYS = ("model", "optimizer", "epoch", "batch", "global_step", "partial", "elapsed")
 
 
 class Hook:
@@ -154,7 +154,9 @@ class Trainer:
     """Epochs of optimiser steps over ``data``, with ``hooks`` around them (see the module docstring).
 
     Position: ``epoch`` (0-based) is the epoch in progress, ``batch`` the batches of it done,
-    ``global_step`` the optimiser steps of the whole run. ``stopped`` turns True at ``max_steps``.
+    ``global_step`` the optimiser steps of the whole run, ``elapsed`` its seconds of training (across
+    resumes). ``stopped`` turns True at ``max_steps`` steps or ``max_time`` seconds in total; the time is
+    looked at on the steps where the loss is read (every ``log_every``), where several processes agree on it.
     """
 
     def __init__(
@@ -175,6 +177,7 @@ class Trainer:
         grad_clip: float = 0.0,
         log_every: int = 10,
         max_steps: int | None = None,
+        max_time: float | None = None,
         hooks: Sequence[Hook] = (),
     ):
         self.model, self.optimizer, self.criterion, self.data, self.norm = model, optimizer, criterion, data, norm
@@ -183,7 +186,7 @@ class Trainer:
         self.eval_model = eval_model if eval_model is not None else self.step_model
         self.group = group  # distributed.Group: several processes train together; None: this one alone
         self.epochs, self.terms, self.grad_clip = epochs, list(terms), grad_clip
-        self.log_every, self.max_steps = log_every, max_steps
+        self.log_every, self.max_steps, self.max_time = log_every, max_steps, max_time
         keys = [h.state_key for h in hooks if h.state_key]
         clash = [k for k in keys if k in TRAINER_KEYS or keys.count(k) > 1]
         if clash:
@@ -197,6 +200,8 @@ class Trainer:
         self.step: StepOutput | None = None  # the latest step's loss
         self.log_step = False  # the latest step is one where the loss is read (every log_every steps)
         self.stopped = False
+        self.elapsed = 0.0  # seconds of training before the session in progress
+        self._session_start: float | None = None  # while train() runs
         self.summary: EpochSummary | None = None  # the latest finished epoch
         self._epoch_start = 0.0
 
@@ -208,6 +213,8 @@ class Trainer:
         with contextlib.ExitStack() as cleanup:
             for hook in reversed(self.hooks):  # ExitStack calls back last-in first: close in list order
                 cleanup.callback(hook.close)
+            self._session_start = time.monotonic()
+            cleanup.callback(self._end_session)  # runs before the hooks close
             self._call("before_train")
             while self.epoch < self.epochs and not self.stopped:
                 self.run_epoch()
@@ -224,15 +231,15 @@ class Trainer:
             self.run_step(batch)
             self.batch += 1
             self.global_step += 1
-            self.stopped = self.max_steps is not None and self.global_step >= self.max_steps
             self.log_step = self.global_step % self.log_every == 0 or self.epoch_done
+            self.stopped = (self.max_steps is not None and self.global_step >= self.max_steps) or self._time_up()
             if self.log_step:
                 self.flush_loss()
             self._call("after_step")
             if self.stopped:
                 break
         if not self.epoch_done:
-            return  # stopped by max_steps in mid-epoch: the Checkpoints hook saved the position
+            return  # stopped by max_steps or max_time in mid-epoch: the Checkpoints hook saved the position
         self.flush_loss()
         self.summary = EpochSummary(self._train_row())
         self._call("after_epoch")
@@ -258,6 +265,24 @@ class Trainer:
         self.optimizer.step()
         self.step = StepOutput(loss.detach(), terms, size)
         self.loss.add(self.step)
+
+    @property
+    def elapsed_total(self) -> float:
+        """Seconds of training in the whole run: earlier sessions' and the one in progress."""
+        running = 0.0 if self._session_start is None else time.monotonic() - self._session_start
+        return self.elapsed + running
+
+    def _end_session(self) -> None:
+        self.elapsed, self._session_start = self.elapsed_total, None
+
+    def _time_up(self) -> bool:
+        if self.max_time is None or not self.log_step:
+            return False
+        up = self.elapsed_total >= self.max_time
+        if self.group is not None:  # processes' clocks differ: stop together when any is out of time
+            flag = torch.tensor([float(up)], device=self.device)
+            up = bool(self.group.sum(flag).item() > 0)
+        return up
 
     def flush_loss(self) -> None:
         """Read the pending losses into the epoch's sums (FloatingPointError if one is not finite)."""
@@ -288,6 +313,7 @@ class Trainer:
             "batch": 0 if done else self.batch,
             "global_step": self.global_step,
             "partial": {} if done else dict(self.loss.sums),
+            "elapsed": round(self.elapsed_total, 3),
         }
         state.update({h.state_key: h.state_dict() for h in self.hooks if h.state_key})
         return state
@@ -297,6 +323,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch, self.batch = int(state["epoch"]), int(state["batch"])
         self.global_step = int(state["global_step"])
+        self.elapsed = float(state.get("elapsed", 0.0))  # checkpoints before max_time have none
         self.loss.reset(state.get("partial"))  # sums over all processes: the same in each
         for hook in self.hooks:
             if hook.state_key and hook.state_key in state:

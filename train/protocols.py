@@ -196,7 +196,7 @@ FOCALSTACK = Protocol(
               "is left out); RMSE is the mean of per-image RMSEs; delta as fractions",
     follows="this project (train/metrics.py); bumpiness after Honauer et al. 2016 with finite differences",
     columns=tuple(Column(k, _FOCALSTACK_UNITS.get(k, ""), _NEEDS.get(k, ("depth",)),
-                         "aif" if k.startswith("aif_") else "depth")
+                         "aif" if k.startswith("aif_") else "defocus" if k.startswith("defocus_") else "depth")
                   for k in ALL_METRICS),
     score=score_focalstack,
 )

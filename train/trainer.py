@@ -42,7 +42,7 @@ from .models import ARCHITECTURES, FocusOnDefocus, build_model, count_parameters
 
 # Settings that a resumed run may change; all others but --data (when given) come from the checkpoint.
 RUNTIME_FIELDS = (
-    "epochs", "device", "amp", "channels_last", "compile", "workers", "cache_data", "max_steps", "checkpoint_every",
+    "epochs", "device", "amp", "channels_last", "compile", "workers", "cache_data", "max_steps", "max_time", "checkpoint_every",
     "tensorboard", "progress", "log_every",
 )
 
@@ -78,6 +78,7 @@ class TrainConfig:
     compile: bool = False
     checkpoint_every: int = 0  # optimiser steps; 0: at the end of each epoch only
     max_steps: int | None = None  # stop (with a checkpoint) after this many optimiser steps in total
+    max_time: float | None = None  # stop (with a checkpoint) after this many seconds of training in total
     log_every: int = 10
     tensorboard: bool = True
     progress: bool = True
@@ -105,6 +106,8 @@ class TrainConfig:
         if self.crop is not None:
             _require(len(self.crop) == 2 and all(_is_int(v) and v >= 1 for v in self.crop), "crop", self.crop,
                      "a positive size")
+        _require(self.max_time is None or (is_finite_number(self.max_time) and self.max_time > 0), "max_time",
+                 self.max_time, "a number of seconds > 0")
         _require(is_finite_number(self.lr) and self.lr > 0, "lr", self.lr, "a finite number > 0")
         for name in ("weight_decay", "grad_clip"):
             value = getattr(self, name)
@@ -267,7 +270,7 @@ def build_trainer(cfg: TrainConfig, ckpt: dict | None = None, writer: bool = Tru
         model, torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay), criterion, data,
         norm, device, epochs=cfg.epochs, terms=terms, amp_dtype=amp_dtype, step_model=step_model,
         eval_model=eval_model, group=group, grad_clip=cfg.grad_clip, log_every=cfg.log_every,
-        max_steps=cfg.max_steps, hooks=_hooks(cfg, data, model, meta, log, writer),
+        max_steps=cfg.max_steps, max_time=cfg.max_time, hooks=_hooks(cfg, data, model, meta, log, writer),
     )
     if ckpt is None:
         where = f"{group.world_size} processes ({device.type}, global batch {cfg.batch_size})" if group else device
@@ -286,6 +289,16 @@ def build_trainer(cfg: TrainConfig, ckpt: dict | None = None, writer: bool = Tru
     for note in data.ground_truth_notes(terms, criterion.active_terms(model.has_aif, held=None)):
         log(note)
     return trainer
+
+
+def run_finished(ckpt: dict, cfg: TrainConfig) -> bool:
+    """True when the run that ``ckpt`` (a last.pt) saved has nothing left to do under ``cfg``: all its
+    epochs, or its ``max_steps`` steps, or its ``max_time`` seconds of training."""
+    if int(ckpt["epoch"]) >= cfg.epochs and int(ckpt.get("batch", 0)) == 0:
+        return True
+    if cfg.max_steps is not None and int(ckpt.get("global_step", 0)) >= cfg.max_steps:
+        return True
+    return cfg.max_time is not None and float(ckpt.get("elapsed", 0.0)) >= cfg.max_time
 
 
 def _resumed_config(cfg: TrainConfig, last_path: Path) -> tuple[TrainConfig, dict]:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from focalstack.dataset.files import write_text_atomic
 
-from .figures import predictions, scene_grid, training_curves
 from .spec import CONSTANT_MODEL, DERIVED_COLUMNS
 
 # PSNR of images scaled to [0, 1] computed with a peak of 255 (as the paper's supplement did) is the usual
@@ -57,6 +56,15 @@ def _keys(ev) -> list[str]:
     return keys
 
 
+def _protocol_published(ev) -> list[dict]:
+    """The protocol's own published rows (``protocols.Protocol.published``), when the evaluation asks."""
+    if not ev.compare_published:
+        return []
+    from ..protocols import PROTOCOLS
+
+    return [{"model": p.method, "source": p.source, **p.values} for p in PROTOCOLS[ev.protocol].published]
+
+
 def evaluation_section(ev, results: dict) -> tuple[list[str], list[dict]]:
     """Markdown lines and JSON rows of one evaluation (every model's rows, then the published ones)."""
     metrics = list(ev.metrics)
@@ -70,7 +78,7 @@ def evaluation_section(ev, results: dict) -> tuple[list[str], list[dict]]:
             row = _derived(row)
             rows_json.append({"model": model, "source": source, **row})
             table.append([model, *(row.get(k) for k in keys), *(row.get(m) for m in metrics)])
-    for pub in map(_derived, ev.published):
+    for pub in map(_derived, [*ev.published, *_protocol_published(ev)]):
         rows_json.append({**pub, "source": pub.get("source", "published")})
         table.append([f"{pub.get('model', '?')} ({pub.get('source', 'published')})",
                       *(pub.get(k, "") for k in keys), *(pub.get(m) for m in metrics)])
@@ -142,6 +150,11 @@ def write_report(runner, results: dict) -> dict:
         lines += section + comparison_section(ev, results[ev.name])
         report_json["evaluations"][ev.name] = {"spec": asdict(ev), "rows": rows}
     lines += ["## Figures", ""]
+    try:
+        from .figures import predictions, scene_grid, training_curves
+    except ImportError as exc:  # matplotlib: a base dependency, but a bare GPU machine may lack it
+        lines += [f"Figures not drawn here ({exc}); the models' metrics.csv files hold the training curves.", ""]
+        return _finish_report(runner, lines, report_json)
     curves = training_curves({m: runner.model_dir(m) for m in exp.models}, figures / "training_curves.png")
     if curves:
         lines += ["![training curves](figures/training_curves.png)", ""]
@@ -156,6 +169,11 @@ def write_report(runner, results: dict) -> dict:
                 samples = predictions(runner.checkpoint(m), str(runner.dataset_path(d)), ev.figures, runner.opt.device)
                 scene_grid(samples, f"{m} on {d} ({exp.scale} scale)", figures / name)
                 lines += [f"![{m} on {d}](figures/{name})", ""]
+    return _finish_report(runner, lines, report_json)
+
+
+def _finish_report(runner, lines: list[str], report_json: dict) -> dict:
+    out = runner.out
     lines += ["## Steps of this run", ""]
     lines += _table(["step", "name", "action", "seconds"], [[s.kind, s.name, s.action, s.seconds] for s in runner.steps])
     report_json["steps"] = [asdict(s) for s in runner.steps]

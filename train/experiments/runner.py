@@ -50,11 +50,14 @@ class RunOptions:
     render_args: list[str] = field(default_factory=list)  # extra focalstack-render options (--workers 2, --ray)
     device: str = "auto"
     progress: bool = True
+    render: bool = True  # False: use the files in data_dir as they are (no Blender here)
+    parallel: int = 1  # models trained at once, each in its own process (one GPU has room for several)
 
 
 class ExperimentRunner:
-    def __init__(self, experiment: Experiment, options: RunOptions):
+    def __init__(self, experiment: Experiment, options: RunOptions, record_state: bool = True):
         self.exp, self.opt = experiment, options
+        self.record_state = record_state  # False: write no state.json (a training process of a parallel run)
         self.out = Path(options.out)
         self.data_dir = Path(options.data_dir) if options.data_dir else self.out / "data"
         self.steps: list[Step] = []
@@ -66,11 +69,14 @@ class ExperimentRunner:
         self._save_state(running=True)
         for name in self._datasets_needed():
             self.render(self.exp.datasets[name])
-        for model in self.exp.models.values():
-            self.train(model)
+        if self.opt.parallel > 1:
+            self.train_in_parallel(list(self.exp.models.values()))
+        else:
+            for model in self.exp.models.values():
+                self.train(model)
         results = {e.name: {m: self.evaluate(e, self.exp.models[m]) for m in e.models} for e in self.exp.evaluations}
         for e in self.exp.evaluations:
-            if any(m.startswith(("depth_", "delta")) for m in e.metrics):
+            if _scores_depth(e):
                 results[e.name][CONSTANT_MODEL] = self.evaluate_constant(e)
         from .report import write_report
 
@@ -96,6 +102,13 @@ class ExperimentRunner:
         path = self.dataset_path(ds.name)
         t = time.perf_counter()
         before = _complete_scenes(path)
+        if not self.opt.render:
+            if before < ds.scenes:
+                raise ExperimentRunError(f"render {ds.name}: {path} holds {before} of its {ds.scenes} scenes, and "
+                                         "rendering is off (--no-render): render it where Blender runs")
+            self._step("render", ds.name, "reused", t, {"file": str(path), "rendered": 0, "scenes": ds.scenes,
+                                                         "checked": "scene count only (rendering off)"})
+            return
         cmd = [sys.executable, "-m", "focalstack.render", *ds.render_args(), "--out", str(path), *self.opt.render_args]
         self._log(f"render {ds.name}: {' '.join(cmd[3:])}")
         done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None if self.opt.progress else subprocess.PIPE,
@@ -118,14 +131,14 @@ class ExperimentRunner:
 
     def train(self, model: ModelSpec) -> None:
         from ..checkpoint import load_checkpoint
-        from ..trainer import fit
+        from ..trainer import fit, run_finished
 
         cfg = self.train_config(model)
         last = Path(cfg.out) / "last.pt"
         t = time.perf_counter()
         if last.is_file():
             ckpt = load_checkpoint(last)
-            if int(ckpt["epoch"]) >= cfg.epochs and int(ckpt.get("batch", 0)) == 0:
+            if run_finished(ckpt, cfg):
                 self._step("train", model.name, "reused", t, {"epoch": int(ckpt["epoch"])})
                 return
             self._log(f"train {model.name}: resuming at epoch {int(ckpt['epoch']) + 1}")
@@ -135,6 +148,39 @@ class ExperimentRunner:
         self._log(f"train {model.name}: {model.arch} on {', '.join(d for d, _ in model.data)}")
         fit(cfg)
         self._step("train", model.name, "ran", t, {"epochs": cfg.epochs})
+
+    def train_in_parallel(self, models: list[ModelSpec]) -> None:
+        """Every model's ``train`` at once, ``parallel`` at a time, each in a spawned process of its own
+        (CUDA and DataLoader workers want a fresh process); their progress goes to their train.log."""
+        import multiprocessing
+
+        from ..checkpoint import load_checkpoint
+        from ..trainer import run_finished
+
+        ctx = multiprocessing.get_context("spawn")
+        pending = []
+        for model in models:
+            last = self.model_dir(model.name) / "last.pt"
+            if last.is_file() and run_finished(load_checkpoint(last), self.train_config(model)):
+                self._step("train", model.name, "reused", time.perf_counter())
+            else:
+                pending.append((model, "resumed" if last.is_file() else "ran"))
+        running: list[tuple[ModelSpec, str, multiprocessing.Process, float]] = []
+        while pending or running:
+            while pending and len(running) < self.opt.parallel:
+                model, action = pending.pop(0)
+                proc = ctx.Process(target=_train_one, args=(self.exp, self.opt, model.name), name=f"train-{model.name}")
+                proc.start()
+                running.append((model, action, proc, time.perf_counter()))
+                self._log(f"train {model.name}: started in process {proc.pid} (log: {self.model_dir(model.name)}/train.log)")
+            model, action, proc, t = running.pop(0)
+            proc.join()
+            if proc.exitcode != 0:
+                for *_, other, _ in running:
+                    other.terminate()
+                raise ExperimentRunError(f"train {model.name}: its process ended with exit code {proc.exitcode}; "
+                                         f"see {self.model_dir(model.name)}/train.log")
+            self._step("train", model.name, action, t, {"process": proc.pid})
 
     def checkpoint(self, model: str) -> Path:
         return self.model_dir(model) / "best.pt"
@@ -197,6 +243,8 @@ class ExperimentRunner:
         self._save_state(running=True)
 
     def _save_state(self, running: bool) -> None:
+        if not self.record_state:
+            return
         state = {"experiment": self.exp.name, "scale": self.exp.scale, "running": running,
                  "steps": [asdict(s) for s in self.steps]}
         write_text_atomic(self.out / "state.json", json.dumps(state, indent=2) + "\n")
@@ -204,6 +252,22 @@ class ExperimentRunner:
     def _log(self, message: str) -> None:
         if self.opt.progress:
             print(f"[{self.exp.name}] {message}", file=sys.stderr, flush=True)
+
+
+def _train_one(exp: Experiment, opt: RunOptions, name: str) -> None:
+    """A spawned process's part of ``ExperimentRunner.train_in_parallel``."""
+    from dataclasses import replace
+
+    runner = ExperimentRunner(exp, replace(opt, progress=False, parallel=1), record_state=False)
+    runner.train(exp.models[name])
+
+
+def _scores_depth(ev: EvaluationSpec) -> bool:
+    """True when a column the evaluation reports is computed from the depth output (the constant-depth
+    baseline then goes beside the models)."""
+    from ..protocols import PROTOCOLS
+
+    return any(c.output == "depth" and c.key in ev.metrics for c in PROTOCOLS[ev.protocol].columns)
 
 
 def _complete_scenes(path: Path) -> int:

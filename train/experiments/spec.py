@@ -43,10 +43,10 @@ except ImportError:  # Python 3.10
     import tomli as tomllib
 
 # [scales.X] keys that are render settings of every dataset; the rest are training settings of every model.
-RENDER_KEYS = ("resolution", "samples", "denoise")
+RENDER_KEYS = ("resolution", "samples", "denoise", "same_blur")
 DATASET_KEYS = ("preset", "seed", "scenes", "focus_distances", "description", *RENDER_KEYS)
 EVALUATION_KEYS = ("name", "datasets", "models", "protocol", "settings", "stack_sizes", "orders", "regions",
-                   "metrics", "figures", "published", "note")
+                   "metrics", "figures", "published", "compare_published", "note")
 DEFAULT_METRICS = ("depth_mse", "depth_rmse", "depth_absrel", "delta1", "defocus_mse", "aif_ssim", "aif_psnr")
 SETTINGS = ("All", "Random")
 ORDERS = ("sorted", "random")
@@ -74,6 +74,7 @@ class DatasetSpec:
     samples: int | None = None  # None: the preset's
     denoise: bool | None = None
     focus_distances: list[float] | None = None
+    same_blur: bool = False  # scale the preset's f-number with the resolution (blur in pixels as at its own size)
 
     def render_args(self) -> list[str]:
         """focalstack-render's options for this dataset (besides --out)."""
@@ -85,6 +86,8 @@ class DatasetSpec:
             args.append("--denoise" if self.denoise else "--no-denoise")
         if self.focus_distances:
             args += ["--focus-distances", ",".join(f"{s:g}" for s in self.focus_distances)]
+        if self.same_blur:
+            args.append("--same-blur")
         return args
 
     def file_name(self) -> str:
@@ -97,6 +100,8 @@ class DatasetSpec:
             parts.append("dn" if self.denoise else "nodn")
         if self.focus_distances:
             parts.append("f" + "-".join(f"{s:g}" for s in self.focus_distances))
+        if self.same_blur:
+            parts.append("sameblur")
         return "_".join(parts) + ".h5"
 
 
@@ -121,6 +126,7 @@ class EvaluationSpec:
     metrics: list[str] = field(default_factory=lambda: list(DEFAULT_METRICS))  # the report's columns
     figures: int = 3  # scenes per dataset in the figure grid
     published: list[dict] = field(default_factory=list)  # rows of published tables to print beside ours
+    compare_published: bool = False  # also the protocol's own published rows (evaluate --compare-published)
     note: str = ""  # shown above the table
 
 
@@ -265,10 +271,12 @@ def _dataset(name: str, t: dict, defaults: dict, pick: _Picker, path: Path) -> D
     focus = values.get("focus_distances")
     if focus is not None and (not isinstance(focus, list) or not all(is_finite_number(s) and s > 0 for s in focus)):
         raise ExperimentError(f"{where}: focus_distances = {focus!r}: expected a list of metres")
-    if "denoise" in values and not isinstance(values["denoise"], bool):
-        raise ExperimentError(f"{where}: denoise = {values['denoise']!r}: expected true or false")
+    for key in ("denoise", "same_blur"):
+        if key in values and not isinstance(values[key], bool):
+            raise ExperimentError(f"{where}: {key} = {values[key]!r}: expected true or false")
     return DatasetSpec(name, preset, seed, values["scenes"], values["resolution"], values.get("samples"),
-                       values.get("denoise"), [float(s) for s in focus] if focus else None)
+                       values.get("denoise"), [float(s) for s in focus] if focus else None,
+                       values.get("same_blur", False))
 
 
 def _model(name: str, t: dict, defaults: dict, pick: _Picker, datasets: dict, where_file: str) -> ModelSpec:
@@ -342,6 +350,9 @@ def _evaluation(i: int, e, pick: _Picker, datasets: dict, models: dict, where_fi
                               f"{spec.protocol!r} ({', '.join(columns)})")
     spec.figures = _positive_int(pick(e.get("figures", spec.figures), "figures"), "figures", where) if e.get("figures", 1) else 0
     spec.note = str(e.get("note", ""))
+    spec.compare_published = e.get("compare_published", False)
+    if not isinstance(spec.compare_published, bool):
+        raise ExperimentError(f"{where}: compare_published = {spec.compare_published!r}: expected true or false")
     spec.published = [_published(j, r, columns, where) for j, r in enumerate(e.get("published", []))]
     return spec
 

@@ -1,0 +1,436 @@
+"""The GPU proof in one command: the training benchmark, the shipped weights trained for a fixed time, their
+evaluation under the field's protocols beside a constant, and a report, all written under --out.
+
+Two halves, because the machine that renders (Blender) is not the one that trains (a lent GPU machine that
+takes 64 MiB of files per call and returns 8 files of 16 MiB):
+
+    # 1. where Blender runs: render the experiment's data (bundled experiment weights-v1, scale proof) and pack it
+    python benchmarks/gpu_proof.py prepare --bundle bundle/                        # ~30 min on 2 cores
+    # 2. on the GPU machine, from the repository root, with bundle/ carried (one call, under 9 minutes)
+    python benchmarks/gpu_proof.py run --bundle bundle/ --out "$OUT"
+    # the same pipeline on a CPU in a minute or two (what the tests run; its numbers are not results)
+    python benchmarks/gpu_proof.py prepare --bundle /tmp/b --scale tiny
+    python benchmarks/gpu_proof.py run --bundle /tmp/b --out /tmp/o --scale tiny --device cpu
+
+``run`` needs torch, numpy, h5py, OpenCV, click and tqdm, and no installed focalstack: it imports the
+repository it lies in. pytorch-msssim (AiF SSIM) comes from the bundle (``prepare`` puts its wheel there),
+matplotlib is optional (without it the curves are drawn with OpenCV and the scene grids are left out).
+
+What ``run`` does, in order, keeping to ``--deadline`` seconds in all:
+
+1. unpacks the bundle's files (``focalstack-data unpack``) where the experiment expects them;
+2. times the training step of DefocusNet + DepthNet (``train_bench.py``): batch 16, 5 x 256 x 256, the naive
+   build beside ours in float32, bf16 + channels-last and compiled; then ours at the training resolution at
+   batch 16 to 128, and picks the smallest batch within 85 % of the best throughput, with the learning rate
+   measured best at batch 8 on the CPU scaled by the square root of the batch ratio;
+3. trains the experiment's models at once (one process each), each for the time left before the deadline less
+   what evaluation needs;
+4. evaluates them (``dfv``, ``aifdepthnet`` and ``focalstack``, All and Random, flat regions, the published
+   rows and the constant depth) and writes weights-only checkpoints (float16 when float32 would pass 16 MiB);
+5. writes report.md and report.json (benchmark, choice, tables, curves), training_curves.png, and
+   details.tar.gz (every table, log, metrics.csv and figure), at most 8 files under --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+EXPERIMENT = "weights-v1"
+PARTS = ("render", "assets", "dataset", "train")
+WEIGHT_NAMES = {"fod": "fod-v1", "fod-depth": "fod-depth-v1", "fod-depth-fod500": "fod-depth-fod500-v1"}
+MAX_WEIGHTS_BYTES = 16 << 20
+# The learning rate at batch 8, from benchmarks/learning_ablation.py (README, "What limits learning").
+LR_AT_BATCH_8 = 3e-4
+EVAL_RESERVE_S = {"cuda": 110.0, "cpu": 60.0}  # evaluation, weights and report after training
+
+
+def log(message: str, fh=None) -> None:
+    line = f"[{time.strftime('%H:%M:%S')}] {message}"
+    print(line, flush=True)
+    if fh is not None:
+        fh.write(line + "\n")
+        fh.flush()
+
+
+def ensure_importable(vendor: Path | None = None) -> None:
+    """Make ``focalstack.*`` importable from this repository when it is not installed (a bare GPU
+    machine), and put the bundle's wheels (pure Python) on the path. Subprocesses inherit both."""
+    paths = []
+    if vendor is not None and vendor.is_dir():
+        paths += [str(w) for w in sorted(vendor.glob("*.whl"))]
+    try:
+        import focalstack.train  # noqa: F401
+    except ImportError:
+        shim = Path(tempfile.mkdtemp(prefix="focalstack-shim-")) / "focalstack"
+        shim.mkdir()
+        for part in PARTS:
+            (shim / part).symlink_to(REPO / part, target_is_directory=True)
+        paths.append(str(shim.parent))
+    for p in paths:
+        if p not in sys.path:
+            sys.path.insert(0, p)
+    os.environ["PYTHONPATH"] = os.pathsep.join([*paths, *filter(None, [os.environ.get("PYTHONPATH")])])
+
+
+# -- prepare (where Blender runs) ---------------------------------------------------------------------------
+def prepare(args) -> int:
+    from focalstack.dataset.pack import pack_file, pack_name
+    from focalstack.train.experiments import ExperimentRunner, RunOptions, load_experiment
+
+    exp = load_experiment(EXPERIMENT, args.scale)
+    data = args.data_dir or (args.bundle.parent / f"{args.bundle.name}-rendered")
+    runner = ExperimentRunner(exp, RunOptions(out=data, data_dir=data, progress=not args.quiet,
+                                              render_args=list(args.render_option)), record_state=False)
+    data.mkdir(parents=True, exist_ok=True)
+    for name in runner._datasets_needed():
+        runner.render(exp.datasets[name])
+    args.bundle.mkdir(parents=True, exist_ok=True)
+    files, total = [], 0
+    for name in runner._datasets_needed():
+        path = runner.dataset_path(name)
+        stats = pack_file(path, args.bundle / pack_name(path), float16=("depth",))
+        files.append(stats.to_dict())
+        total += stats.pack_bytes
+        print(f"{stats.pack.name}: {stats.scenes} scenes, {stats.pack_bytes / 2**20:.2f} MiB; depth as float16: "
+              f"max error {stats.float16_error['depth']['max_abs']:.2g} m")
+    vendor = args.bundle / "vendor"
+    vendor.mkdir(exist_ok=True)
+    if not list(vendor.glob("pytorch_msssim-*.whl")):
+        done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
+                               "-d", str(vendor), "pytorch-msssim"], capture_output=True, text=True)
+        if done.returncode != 0:
+            print(f"warning: could not fetch pytorch-msssim's wheel ({done.stderr.strip()[-200:]}); AiF SSIM "
+                  "needs it on the GPU machine", file=sys.stderr)
+    total += sum(p.stat().st_size for p in vendor.iterdir())
+    manifest = {"experiment": EXPERIMENT, "scale": args.scale, "files": files, "total_bytes": total}
+    (args.bundle / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    tree = _tracked_bytes()
+    print(f"{args.bundle}: {total / 2**20:.2f} MiB packed + {tree / 2**20:.2f} MiB of working tree "
+          f"= {(total + tree) / 2**20:.2f} MiB to carry (limit 64)")
+    if total + tree > 64 * 2**20:
+        print("error: over the 64 MiB a device call carries: fewer scenes", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _tracked_bytes() -> int:
+    done = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True)
+    if done.returncode != 0:
+        return 0
+    return sum((REPO / p).stat().st_size for p in done.stdout.decode().split("\0") if p and (REPO / p).is_file())
+
+
+# -- run (on the GPU machine) -------------------------------------------------------------------------------
+def unpack_bundle(bundle: Path, data: Path, fh) -> None:
+    from concurrent.futures import ProcessPoolExecutor
+
+    from focalstack.dataset.pack import SUFFIX, unpack_file
+
+    packs = sorted(bundle.glob(f"*{SUFFIX}"))
+    if not packs:
+        raise SystemExit(f"error: {bundle} holds no *{SUFFIX} file; run `gpu_proof.py prepare` first")
+    data.mkdir(parents=True, exist_ok=True)
+    targets = [data / (p.name[: -len(SUFFIX)] + ".h5") for p in packs]
+    with ProcessPoolExecutor(max_workers=min(len(packs), os.cpu_count() or 1)) as pool:
+        for (path, notes), pack in zip(pool.map(unpack_file, packs, targets), packs):
+            for note in notes:
+                log(f"{path.name}: {note}", fh)
+    log(f"unpacked {len(packs)} files into {data}", fh)
+
+
+def bench(device: str, resolution: int, work: Path, fh) -> dict:
+    """train_bench.py at the issue's workload and a batch sweep at the training resolution."""
+    script = str(REPO / "benchmarks" / "train_bench.py")
+    results: dict = {"workload": None, "sweep": []}
+    cuda = device.startswith("cuda")
+    if cuda:
+        runs = [("workload", ["--device", "cuda", "--batch-size", "16", "--size", "256", "--compile",
+                              "--variants", "naive,concat-cl-bf16,split-nchw,split-cl,ours", "--rounds", "5"])]
+        runs += [(f"sweep{b}", ["--device", "cuda", "--batch-size", str(b), "--size", str(resolution),
+                                "--variants", "ours", "--rounds", "3", "--steps", "20"]) for b in (16, 32, 64, 128)]
+    else:
+        small = ["--device", "cpu", "--rounds", "1", "--steps", "1", "--warmup", "1"]
+        runs = [("workload", [*small, "--cpu-batch-size", "2", "--size", "32"])]
+        runs += [(f"sweep{b}", [*small, "--cpu-batch-size", str(b), "--size", str(resolution), "--variants", "ours"])
+                 for b in (2, 4)]
+    for name, extra in runs:
+        out = work / f"bench-{name}.json"
+        t = time.perf_counter()
+        done = subprocess.run([sys.executable, script, *extra, "--json", str(out)], capture_output=True, text=True)
+        (work / f"bench-{name}.txt").write_text(done.stdout + done.stderr)
+        if done.returncode != 0:
+            log(f"bench {name} failed: {(done.stderr or done.stdout).strip()[-400:]}", fh)
+            continue
+        rows = json.loads(out.read_text())["rows"]
+        log(f"bench {name} ({time.perf_counter() - t:.0f} s):\n" + done.stdout.strip(), fh)
+        if name == "workload":
+            results["workload"] = rows
+        else:
+            results["sweep"] += rows
+    return results
+
+
+def choose_batch(sweep: list[dict], fallback: int) -> tuple[int, float, str]:
+    """The smallest swept batch within 85 % of the best stacks/s, and its learning rate."""
+    if not sweep:
+        return fallback, LR_AT_BATCH_8 * math.sqrt(fallback / 8), "no sweep figures: the experiment's batch"
+    best = max(r["stacks_per_s"] for r in sweep)
+    batch = min(r["batch"] for r in sweep if r["stacks_per_s"] >= 0.85 * best)
+    lr = LR_AT_BATCH_8 * math.sqrt(batch / 8)
+    why = (f"batch {batch}: the smallest of {sorted(r['batch'] for r in sweep)} within 85 % of the best "
+           f"throughput ({best:.0f} stacks/s); lr {lr:.3g} = {LR_AT_BATCH_8:g} (best at batch 8 on the CPU) "
+           f"x sqrt({batch}/8)")
+    return batch, lr, why
+
+
+def plot_curves(model_dirs: dict[str, Path], path: Path) -> bool:
+    """Training and validation loss per model against step, log scale, drawn with OpenCV (no matplotlib)."""
+    import csv
+
+    import cv2
+    import numpy as np
+
+    series = {}
+    for name, folder in model_dirs.items():
+        csv_path = folder / "metrics.csv"
+        if not csv_path.is_file():
+            continue
+        rows = list(csv.DictReader(csv_path.open()))
+        steps = [float(r["step"]) for r in rows]
+        for key in ("train_loss", "val_loss"):
+            values = [float(r[key]) for r in rows if r.get(key) not in (None, "")]
+            if values and len(values) == len(steps):
+                series[(name, key)] = (steps, values)
+    if not series:
+        return False
+    w, h, m = 1000, 560, 70
+    img = np.full((h, w, 3), 255, np.uint8)
+    xs = [x for s, _ in series.values() for x in s]
+    ys = [math.log10(max(y, 1e-8)) for _, v in series.values() for y in v]
+    x0, x1, y0, y1 = 0.0, max(xs) or 1.0, min(ys), max(ys) if max(ys) > min(ys) else min(ys) + 1
+    px = lambda x: int(m + (w - 2 * m) * (x - x0) / (x1 - x0))  # noqa: E731
+    py = lambda y: int(h - m - (h - 2 * m) * (y - y0) / (y1 - y0))  # noqa: E731
+    cv2.rectangle(img, (m, m), (w - m, h - m), (0, 0, 0), 1)
+    for k in range(math.floor(y0), math.ceil(y1) + 1):
+        if y0 <= k <= y1:
+            cv2.line(img, (m, py(k)), (w - m, py(k)), (220, 220, 220), 1)
+            cv2.putText(img, f"1e{k}", (5, py(k) + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
+    colours = [(180, 80, 0), (0, 120, 0), (0, 0, 200), (150, 0, 150), (0, 140, 200)]
+    names = list(model_dirs)
+    for (name, key), (steps, values) in series.items():
+        colour = colours[names.index(name) % len(colours)]
+        pts = np.array([[px(x), py(math.log10(max(v, 1e-8)))] for x, v in zip(steps, values)], np.int32)
+        if key == "val_loss":
+            for a, b in zip(pts[:-1], pts[1:]):
+                mid = (a + b) // 2
+                cv2.line(img, tuple(map(int, a)), tuple(map(int, mid)), colour, 2)
+        else:
+            cv2.polylines(img, [pts], False, colour, 2)
+    for i, name in enumerate(names):
+        colour = colours[i % len(colours)]
+        cv2.putText(img, f"{name} (solid: train loss, dashed: validation)", (m + 10, m + 22 + 20 * i),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1)
+    cv2.putText(img, f"step (0 to {int(x1)})", (w // 2 - 60, h - 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)
+    cv2.putText(img, "loss (log scale)", (m, m - 15), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)
+    cv2.imwrite(str(path), img)
+    return True
+
+
+def run(args) -> int:
+    started = time.monotonic()
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="gpu-proof-"))
+    work.mkdir(parents=True, exist_ok=True)
+    fh = open(out / "gpu_proof.log", "a")
+    report: dict = {"experiment": EXPERIMENT, "scale": args.scale, "errors": []}
+    try:
+        import torch
+
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        kind = "cuda" if device.startswith("cuda") else "cpu"
+        report["device"] = torch.cuda.get_device_name(0) if kind == "cuda" else f"cpu ({os.cpu_count()} cores)"
+        report["torch"] = torch.__version__
+        log(f"gpu_proof run: {report['device']}, torch {torch.__version__}, deadline {args.deadline:.0f} s", fh)
+        from focalstack.train.experiments import ExperimentRunner, RunOptions, load_experiment
+
+        exp = load_experiment(EXPERIMENT, args.scale)
+        data = work / "data"
+        unpack_bundle(args.bundle, data, fh)
+        resolution = next(iter(exp.datasets.values())).resolution
+        report["bench"] = {} if args.skip_bench else bench(device, resolution, work, fh)
+        fallback = next(iter(exp.models.values())).train.get("batch_size", 8)
+        batch, lr, why = choose_batch(report["bench"].get("sweep", []), fallback)
+        report["choice"] = {"batch_size": batch, "lr": lr, "why": why}
+        parallel = len(exp.models) if kind == "cuda" else 1  # one GPU has room for all; a CPU does not
+        rounds = math.ceil(len(exp.models) / parallel)
+        left = args.deadline - (time.monotonic() - started) - EVAL_RESERVE_S[kind]
+        max_time = max(5.0, min(left / rounds, args.max_train_s or left))
+        report["choice"]["max_time_s"] = round(max_time, 1)
+        log(f"training {', '.join(exp.models)}, {parallel} at a time, for {max_time:.0f} s each; {why}", fh)
+        for model in exp.models.values():
+            model.train.update(batch_size=batch, lr=lr, max_time=max_time)
+            if kind == "cpu":
+                model.train.update(workers=0, cache_data=False)
+        options = RunOptions(out=work / "experiment", data_dir=data, device=device, progress=False, render=False,
+                             parallel=parallel)
+        runner = ExperimentRunner(exp, options)
+        try:
+            experiment = runner.run()
+        finally:  # the weights come back even when evaluation fails
+            report["weights"] = export_all(runner, out, fh)
+        report["experiment_report"] = experiment
+        report["training"] = training_summary(runner)
+    except BaseException as exc:  # noqa: BLE001 - whatever happened, what exists goes back
+        report["errors"].append(f"{type(exc).__name__}: {exc}")
+        log(f"error: {type(exc).__name__}: {exc}", fh)
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+    finally:
+        report["seconds"] = round(time.monotonic() - started, 1)
+        finish(report, work, out, fh)
+        fh.close()
+    return 1 if report["errors"] else 0
+
+
+def export_all(runner, out: Path, fh) -> dict:
+    from focalstack.train.checkpoint import export_weights
+
+    folder = out / "weights"
+    folder.mkdir(exist_ok=True)
+    written = {}
+    for name, model in runner.exp.models.items():
+        best = runner.checkpoint(name)
+        if not best.is_file():
+            log(f"weights {name}: no best.pt", fh)
+            continue
+        card = {"experiment": runner.exp.name, "scale": runner.exp.scale, "trained_on": [d for d, _ in model.data],
+                "data": {d: runner.exp.datasets[d].file_name() for d, _ in model.data}}
+        # float16: three float32 models would pass the repository's 40 MB; they trained under bf16 autocast
+        info = export_weights(best, folder / f"{WEIGHT_NAMES.get(name, name)}.pt", max_bytes=MAX_WEIGHTS_BYTES,
+                              half=True, extra=card)
+        written[name] = {"file": f"weights/{WEIGHT_NAMES.get(name, name)}.pt", "bytes": info["bytes"],
+                         "dtype": info["weights_dtype"], "epoch": info.get("epoch"), "step": info.get("global_step")}
+        log(f"weights {name}: {written[name]}", fh)
+    return written
+
+
+def training_summary(runner) -> dict:
+    import csv
+
+    from focalstack.train.checkpoint import load_checkpoint
+
+    summary = {}
+    for name in runner.exp.models:
+        folder = runner.model_dir(name)
+        last = load_checkpoint(folder / "last.pt")
+        rows = list(csv.DictReader((folder / "metrics.csv").open())) if (folder / "metrics.csv").is_file() else []
+        stacks = int(last["global_step"]) * int(last["config"]["batch_size"])
+        summary[name] = {"steps": int(last["global_step"]), "epochs": int(last["epoch"]),
+                         "seconds": float(last.get("elapsed", 0.0)), "stacks": stacks,
+                         "stacks_per_s": stacks / max(float(last.get("elapsed", 0.0)), 1e-9),
+                         "curve": [{k: r[k] for k in r if k in ("epoch", "step", "train_loss", "val_loss")} for r in rows]}
+    return summary
+
+
+def finish(report: dict, work: Path, out: Path, fh) -> None:
+    """report.md, report.json, training_curves.png, details.tar.gz: with gpu_proof.log and the weights, at
+    most 8 files under ``out``."""
+    experiment = work / "experiment"
+    try:
+        if (experiment / "models").is_dir():
+            plot_curves({p.name: p for p in sorted((experiment / "models").iterdir())}, out / "training_curves.png")
+    except Exception as exc:  # noqa: BLE001
+        report["errors"].append(f"curves: {exc}")
+    (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    (out / "report.md").write_text(markdown(report, experiment))
+    with tarfile.open(out / "details.tar.gz", "w:gz") as tar:
+        for p in sorted(work.glob("bench-*")):
+            tar.add(p, arcname=f"details/{p.name}")
+        if experiment.is_dir():
+            for p in sorted(experiment.rglob("*")):
+                if p.is_file() and p.suffix != ".pt" and "tb" not in p.relative_to(experiment).parts:
+                    tar.add(p, arcname=f"details/experiment/{p.relative_to(experiment)}")
+    log(f"wrote {', '.join(sorted(str(p.relative_to(out)) for p in out.rglob('*') if p.is_file()))} "
+        f"in {report['seconds']:.0f} s", fh)
+
+
+def markdown(report: dict, experiment: Path) -> str:
+    lines = [f"# GPU proof: {report.get('device', '?')}, torch {report.get('torch', '?')}", "",
+             f"Experiment `{report['experiment']}`, scale `{report['scale']}`; {report.get('seconds', 0):.0f} s in all.", ""]
+    if report["errors"]:
+        lines += ["**Errors:**", "", *(f"- {e}" for e in report["errors"]), ""]
+    workload = (report.get("bench") or {}).get("workload")
+    if workload:
+        lines += ["## Training step (DefocusNet + DepthNet)", "",
+                  f"Batch {workload[0]['batch']}, stacks of {workload[0]['stack']} at {workload[0]['size']} px; "
+                  "medians of the timed rounds; ratio to the naive build.", "",
+                  "| variant | conv | format | precision | compiled | stacks/s | x naive | peak MiB |", "|---|---|---|---|---|---|---|---|"]
+        base = workload[0]["stacks_per_s"]
+        for r in workload:
+            peak = f"{r['peak_mib']:.0f}" if r.get("peak_mib") else "-"
+            lines.append(f"| {r['variant']} | {'concat' if r['concat'] else 'split'} | {'cl' if r['channels_last'] else 'nchw'} "
+                         f"| {'bf16' if r['bf16'] else 'fp32'} | {'yes' if r['compiled'] else 'no'} | {r['stacks_per_s']:.1f} "
+                         f"| {r['stacks_per_s'] / base:.2f} | {peak} |")
+        lines.append("")
+    sweep = (report.get("bench") or {}).get("sweep")
+    if sweep:
+        lines += ["Ours at the training resolution: " + ", ".join(f"batch {r['batch']}: {r['stacks_per_s']:.0f} stacks/s"
+                                                                  for r in sweep), ""]
+    if report.get("choice"):
+        c = report["choice"]
+        lines += [f"Training: {c['why']}; {c.get('max_time_s', 0):.0f} s per model.", ""]
+    if report.get("training"):
+        lines += ["| model | steps | epochs | seconds | stacks/s | last train loss | last val loss |", "|---|---|---|---|---|---|---|"]
+        for name, t in report["training"].items():
+            last = t["curve"][-1] if t["curve"] else {}
+            lines.append(f"| {name} | {t['steps']} | {t['epochs']} | {t['seconds']:.0f} | {t['stacks_per_s']:.0f} | "
+                         f"{last.get('train_loss', '-')} | {last.get('val_loss', '-')} |")
+        lines += ["", "![training curves](training_curves.png)", ""]
+    if report.get("weights"):
+        lines += ["Weights: " + ", ".join(f"`{w['file']}` ({w['bytes'] / 2**20:.1f} MiB, {w['dtype']})"
+                                          for w in report["weights"].values()), ""]
+    experiment_md = experiment / "report.md"
+    if experiment_md.is_file():
+        text = experiment_md.read_text()
+        lines += ["---", "", text.replace("](figures/", "](details/experiment/figures/")]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("prepare", help="render the experiment's data and pack it (needs Blender)")
+    p.add_argument("--bundle", type=Path, required=True, help="folder for the packs (carry it to the GPU machine)")
+    p.add_argument("--scale", default="proof", help="the experiment's scale [proof]")
+    p.add_argument("--data-dir", type=Path, default=None, help="where the rendered files go [BUNDLE-rendered]")
+    p.add_argument("--render-option", action="append", default=[], help="passed to focalstack-render")
+    p.add_argument("--quiet", action="store_true")
+    r = sub.add_parser("run", help="benchmark, train, evaluate and report (on the GPU machine)")
+    r.add_argument("--bundle", type=Path, required=True)
+    r.add_argument("--out", type=Path, required=True, help="everything that comes back (at most 8 files)")
+    r.add_argument("--scale", default="proof")
+    r.add_argument("--device", default=None, help="cuda, cuda:N or cpu [cuda when there is one]")
+    r.add_argument("--deadline", type=float, default=480.0, help="seconds for the whole run [480]")
+    r.add_argument("--max-train-s", type=float, default=None, help="cap on each model's training seconds")
+    r.add_argument("--skip-bench", action="store_true", help="no benchmark (a rerun that has its figures)")
+    r.add_argument("--work", default=None, help="working folder for data and runs [a temporary one]")
+    args = ap.parse_args(argv)
+    bundle_vendor = args.bundle / "vendor"
+    ensure_importable(bundle_vendor)
+    return prepare(args) if args.command == "prepare" else run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

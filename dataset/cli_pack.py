@@ -1,0 +1,111 @@
+"""focalstack-data pack / unpack: carry rendered files to a machine that trains but cannot render (a lent
+GPU machine that takes a few tens of MiB per call), and make them back into the same files there.
+Registered on ``focalstack-data`` by ``cli.py``; the format is ``pack.py``'s."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from .cli import CONTEXT, friendly_errors
+from .files import write_text_atomic
+from .pack import SUFFIX, pack_file, pack_name, unpack_file
+
+MIB = 1 << 20
+
+
+def _refuse_overlap(inputs: list[Path], outputs: list[Path]) -> None:
+    ins = {p.resolve() for p in inputs}
+    for out in outputs:
+        if out.resolve() in ins:
+            raise click.ClickException(f"{out}: is also an input; choose another -o folder")
+
+
+@click.command("pack", context_settings=CONTEXT)
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the packs (NAME.pack.h5 per file) and manifest.json; created if missing.")
+@click.option("--float16", "float16", multiple=True, metavar="DATASET",
+              help="Store this floating-point dataset as half floats (lossy, measured and printed; e.g. "
+                   "--float16 depth, as FoD500 stores depth). Default: every dataset exactly.")
+@click.option("--max-size", type=float, default=None, metavar="MIB",
+              help="Fail (exit 1, packs kept) when the packs together exceed this many MiB.")
+@click.option("--force", is_flag=True, help="Replace packs that exist.")
+@friendly_errors
+def pack(files: tuple[Path, ...], out: Path, float16: tuple[str, ...], max_size: float | None, force: bool):
+    """Pack focalstack files small for transport: images as lossless WebP, scene descriptions compressed,
+    everything else exact (or half floats where --float16 says). `focalstack-data unpack` makes the same
+    files again: same datasets, values, attributes and layout.
+
+    \b
+    Example:
+      focalstack-data pack data/train.h5 data/test.h5 --float16 depth -o bundle/ --max-size 60
+      focalstack-data unpack bundle/ -o data/      # on the other machine
+    """
+    files = list(files)
+    for f in files:
+        if not f.is_file():
+            raise click.ClickException(f"{f}: no such file")
+    names = [pack_name(f) for f in files]
+    if len(set(names)) != len(names):
+        raise click.ClickException("two input files have the same name; their packs would collide")
+    out.mkdir(parents=True, exist_ok=True)
+    targets = [out / n for n in names]
+    _refuse_overlap(files, targets)
+    existing = [t for t in targets if t.exists()]
+    if existing and not force:
+        raise click.ClickException(f"{existing[0]}: exists; pass --force to replace it")
+    rows = []
+    for f, target in zip(files, targets):
+        stats = pack_file(f, target, tuple(float16))
+        rows.append(stats.to_dict())
+        errors = "; ".join(f"{k} as float16: max error {v['max_abs']:.3g} (relative {v['max_rel']:.2g})"
+                           for k, v in stats.float16_error.items())
+        click.echo(f"{target}: {stats.scenes} scenes, {stats.source_bytes / MIB:.2f} -> {stats.pack_bytes / MIB:.2f} MiB "
+                   f"({stats.pack_bytes / max(stats.source_bytes, 1):.0%}){'; ' + errors if errors else ''}")
+    total = sum(r["pack_bytes"] for r in rows)
+    manifest = {"files": rows, "total_bytes": total}
+    write_text_atomic(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    click.echo(f"{out}: {len(rows)} pack(s), {sum(r['scenes'] for r in rows)} scenes, {total / MIB:.2f} MiB in all")
+    if max_size is not None and total > max_size * MIB:
+        raise click.ClickException(f"the packs take {total / MIB:.2f} MiB, over --max-size {max_size:g} MiB: "
+                                   "pack fewer scenes or files")
+
+
+@click.command("unpack", context_settings=CONTEXT)
+@click.argument("packs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the focalstack files (each under its original name); created if missing.")
+@click.option("--force", is_flag=True, help="Replace files that exist.")
+@friendly_errors
+def unpack(packs: tuple[Path, ...], out: Path, force: bool):
+    """Make the focalstack files of packs (NAME.pack.h5, or folders of them) again.
+
+    Each file is written under a temporary name and renamed when complete.
+    """
+    found: list[Path] = []
+    for p in packs:
+        if p.is_dir():
+            inside = sorted(p.glob(f"*{SUFFIX}"))
+            if not inside:
+                raise click.ClickException(f"{p}: holds no *{SUFFIX} file")
+            found += inside
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise click.ClickException(f"{p}: no such file or folder")
+    out.mkdir(parents=True, exist_ok=True)
+    targets = [out / (p.name[: -len(SUFFIX)] + ".h5" if p.name.endswith(SUFFIX) else p.stem + ".h5") for p in found]
+    if len(set(targets)) != len(targets):
+        raise click.ClickException("two packs would unpack to the same file name")
+    _refuse_overlap(found, targets)
+    existing = [t for t in targets if t.exists()]
+    if existing and not force:
+        raise click.ClickException(f"{existing[0]}: exists; pass --force to replace it")
+    for p, target in zip(found, targets):
+        path, notes = unpack_file(p, target)
+        for note in notes:
+            click.echo(f"{path}: {note}")
+        click.echo(f"{path}: unpacked from {p}")

@@ -1,0 +1,251 @@
+"""Transport packs: a focalstack file made small for carrying to a machine that trains but cannot render,
+and made back into the same file there.
+
+A pack is an HDF5 file (``NAME.pack.h5``) that h5py alone reads. It holds every dataset of the source
+file, for its complete scenes, with the source's layout (dtype, chunks, filters) and attributes written
+beside it, so that ``unpack_file`` writes a file with the same datasets, attributes and layout:
+
+- colour images (``uint8`` arrays ending in H x W x 3: the slices and the all-in-focus image): one WebP
+  lossless image each (OpenCV), about 22 % smaller than the source's szip planes and bit-exact;
+- floating-point per-pixel arrays named in ``float16`` (by default none): half floats, as FoD500 itself
+  stores depth; the error this costs is measured while packing (``PackStats.float16_error``) and a value
+  that a half float cannot hold is refused;
+- strings (the scene descriptions): one LZMA-compressed JSON list (HDF5 does not compress
+  variable-length strings, and these are a large part of a small file);
+- everything else: as it is, gzip 9 with shuffle.
+
+Nothing about which datasets exist is written here: the pack copies what the file holds, so datasets a
+later schema adds travel too.
+"""
+
+from __future__ import annotations
+
+import json
+import lzma
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import h5py
+import numpy as np
+
+from .files import atomic_path
+from .schema import DatasetError
+
+PACK_FORMAT = "focalstack-pack"
+PACK_VERSION = 1
+SUFFIX = ".pack.h5"
+_LAYOUT = "__pack__"  # attribute of each packed dataset: its codec and the source's layout
+_WEBP_LOSSLESS = [cv2.IMWRITE_WEBP_QUALITY, 101]  # quality above 100 selects WebP's lossless mode
+_GZIP9 = {"compression": "gzip", "compression_opts": 9, "shuffle": True}
+FLOAT16_MAX = float(np.finfo(np.float16).max)
+
+
+@dataclass
+class PackStats:
+    source: Path
+    pack: Path
+    scenes: int
+    source_bytes: int
+    pack_bytes: int
+    codecs: dict[str, str] = field(default_factory=dict)  # dataset -> codec
+    float16_error: dict[str, dict] = field(default_factory=dict)  # dataset -> max abs / rel error of finite values
+
+    def to_dict(self) -> dict:
+        return {"source": self.source.name, "pack": self.pack.name, "scenes": self.scenes,
+                "source_bytes": self.source_bytes, "pack_bytes": self.pack_bytes, "codecs": self.codecs,
+                "float16_error": self.float16_error}
+
+
+def pack_name(source: str | os.PathLike) -> str:
+    return Path(source).stem + SUFFIX
+
+
+def _is_colour_image(ds: h5py.Dataset) -> bool:
+    return ds.dtype == np.uint8 and ds.ndim >= 4 and ds.shape[-1] == 3
+
+
+def _codec(ds: h5py.Dataset, float16: tuple[str, ...]) -> str:
+    name = ds.name.lstrip("/")
+    if h5py.check_string_dtype(ds.dtype) is not None:
+        return "json-lzma"
+    if _is_colour_image(ds):
+        return "webp"
+    if name in float16:
+        if ds.dtype.kind != "f":
+            raise DatasetError(f"dataset {name!r} is {ds.dtype}, not floating point: cannot pack it as float16")
+        return "float16"
+    return "raw"
+
+
+def _layout(ds: h5py.Dataset, codec: str) -> str:
+    return json.dumps({
+        "codec": codec, "dtype": ds.dtype.str if h5py.check_string_dtype(ds.dtype) is None else "str",
+        "shape": list(ds.shape[1:]), "chunks": list(ds.chunks) if ds.chunks else None,
+        "maxshape": [None if m is None else int(m) for m in (ds.maxshape or ds.shape)],
+        "compression": ds.compression, "compression_opts": ds.compression_opts, "shuffle": bool(ds.shuffle),
+    })
+
+
+def _copy_attrs(src, dst, skip: tuple[str, ...] = ()) -> None:
+    for key, value in src.attrs.items():
+        if key not in skip:
+            dst.attrs[key] = value
+
+
+def _encode_webp(image: np.ndarray, where: str) -> np.ndarray:
+    ok, buf = cv2.imencode(".webp", np.ascontiguousarray(image), _WEBP_LOSSLESS)
+    if not ok:
+        raise DatasetError(f"{where}: OpenCV could not encode it as WebP")
+    return buf.ravel()
+
+
+def pack_file(source: str | os.PathLike, out: str | os.PathLike, float16: tuple[str, ...] = ()) -> PackStats:
+    """Pack the complete scenes of ``source`` into ``out`` (written atomically). ``float16`` names the
+    floating-point datasets stored as half floats (lossy; e.g. ``("depth",)``)."""
+    source, out = Path(source), Path(out)
+    if source.resolve() == out.resolve():
+        raise DatasetError(f"{out}: is the file being packed; choose another output")
+    try:
+        f = h5py.File(source, "r")
+    except OSError as exc:
+        raise DatasetError(f"{source}: not a readable HDF5 file ({exc})") from None
+    with f:
+        if "complete" not in f or f.attrs.get("format") != "focalstack":
+            raise DatasetError(f"{source}: not a focalstack file (no 'format' attribute 'focalstack' or no 'complete')")
+        unknown = [n for n in float16 if n not in f]
+        if unknown:
+            raise DatasetError(f"{source}: --float16 names {', '.join(unknown)}, which the file does not hold")
+        rows = np.flatnonzero(f["complete"][...])
+        stats = PackStats(source, out, len(rows), source.stat().st_size, 0)
+        with atomic_path(out) as tmp, h5py.File(tmp, "w") as p:
+            p.attrs["pack_format"] = PACK_FORMAT
+            p.attrs["pack_version"] = PACK_VERSION
+            p.attrs["source_name"] = source.name
+            p.attrs["scenes"] = len(rows)
+            _copy_attrs(f, p.create_group("attrs"))
+            data = p.create_group("data")
+            order = []
+            for name, ds in f.items():
+                if not isinstance(ds, h5py.Dataset) or ds.ndim == 0 or ds.shape[0] != len(f["complete"]):
+                    raise DatasetError(f"{source}: {name!r} is not a per-scene dataset; not a file this packs")
+                codec = _codec(ds, float16)
+                stats.codecs[name] = codec
+                order.append(name)
+                packed = _pack_dataset(ds, rows, codec, data, f"{source}: {name!r}", stats)
+                _copy_attrs(ds, packed)
+                packed.attrs[_LAYOUT] = _layout(ds, codec)
+            p.attrs["order"] = json.dumps(order)
+        stats.pack_bytes = out.stat().st_size
+    return stats
+
+
+def _pack_dataset(ds: h5py.Dataset, rows: np.ndarray, codec: str, data: h5py.Group, where: str,
+                  stats: PackStats) -> h5py.Dataset:
+    name = ds.name.lstrip("/")
+    if codec == "json-lzma":
+        texts = [v.decode() if isinstance(v, bytes) else str(v) for v in ds[rows]] if len(rows) else []
+        blob = np.frombuffer(lzma.compress(json.dumps(texts).encode()), dtype=np.uint8)
+        return data.create_dataset(name, data=blob)
+    if codec == "webp":
+        middle = ds.shape[1:-3]
+        out = data.create_dataset(name, shape=(len(rows), *middle), dtype=h5py.vlen_dtype(np.uint8))
+        for k, row in enumerate(rows):
+            scene = ds[row]
+            for index in np.ndindex(*middle):
+                out[(k, *index)] = _encode_webp(scene[index], f"{where} scene {row}")
+        return out
+    chunks = (1, *ds.shape[1:]) if ds.ndim > 1 else None
+    if codec == "float16":
+        values = ds[rows] if len(rows) else np.zeros((0, *ds.shape[1:]), ds.dtype)
+        finite = np.isfinite(values)
+        if finite.any() and np.abs(values[finite]).max() > FLOAT16_MAX:
+            raise DatasetError(f"{where}: values up to {np.abs(values[finite]).max():.3g} exceed what a half "
+                               f"float holds ({FLOAT16_MAX:g}); pack it exactly (without --float16 {name})")
+        half = values.astype(np.float16)
+        err = np.abs(half.astype(np.float64) - values)[finite]
+        rel = err / np.maximum(np.abs(values[finite]), np.finfo(np.float32).tiny)
+        stats.float16_error[name] = {"max_abs": float(err.max(initial=0.0)), "max_rel": float(rel.max(initial=0.0))}
+        return data.create_dataset(name, data=half, chunks=chunks if len(rows) else None,
+                                   **(_GZIP9 if len(rows) else {}))
+    values = ds[rows] if len(rows) else np.zeros((0, *ds.shape[1:]), ds.dtype)
+    return data.create_dataset(name, data=values, chunks=chunks if len(rows) and ds.ndim > 1 else None,
+                               **(_GZIP9 if len(rows) else {}))
+
+
+def _szip_encodes() -> bool:
+    if not h5py.h5z.filter_avail(h5py.h5z.FILTER_SZIP):
+        return False
+    return bool(h5py.h5z.get_filter_info(h5py.h5z.FILTER_SZIP) & h5py.h5z.FILTER_CONFIG_ENCODE_ENABLED)
+
+
+def read_pack_header(p: h5py.File, path: Path) -> int:
+    if p.attrs.get("pack_format") != PACK_FORMAT:
+        raise DatasetError(f"{path}: not a focalstack pack (no 'pack_format' attribute {PACK_FORMAT!r})")
+    if p.attrs.get("pack_version") != PACK_VERSION:
+        raise DatasetError(f"{path}: pack version {p.attrs.get('pack_version')!r}, this reads {PACK_VERSION}")
+    return int(p.attrs["scenes"])
+
+
+def unpack_file(pack: str | os.PathLike, out: str | os.PathLike) -> tuple[Path, list[str]]:
+    """Write the focalstack file that ``pack`` holds to ``out`` (atomically). Returns the path and notes
+    (a filter this HDF5 build cannot encode is replaced by gzip 6 with shuffle, and said so)."""
+    pack, out = Path(pack), Path(out)
+    notes: list[str] = []
+    try:
+        p = h5py.File(pack, "r")
+    except OSError as exc:
+        raise DatasetError(f"{pack}: not a readable HDF5 file ({exc})") from None
+    with p:
+        n = read_pack_header(p, pack)
+        with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
+            _copy_attrs(p["attrs"], f)
+            for name in json.loads(p.attrs["order"]):
+                src = p["data"][name]
+                layout = json.loads(src.attrs[_LAYOUT])
+                filters = {"compression": layout["compression"], "compression_opts": _opts(layout["compression_opts"]),
+                           "shuffle": layout["shuffle"]}
+                if layout["compression"] == "szip" and not _szip_encodes():
+                    filters = {"compression": "gzip", "compression_opts": 6, "shuffle": True}
+                    notes.append(f"{name}: this HDF5 build cannot write szip; stored with gzip 6 + shuffle")
+                if layout["compression"] is None:
+                    filters = {"shuffle": layout["shuffle"]} if layout["shuffle"] else {}
+                dtype = h5py.string_dtype("utf-8") if layout["dtype"] == "str" else np.dtype(layout["dtype"])
+                maxshape = tuple(layout["maxshape"])
+                chunks = tuple(layout["chunks"]) if layout["chunks"] else None
+                ds = f.create_dataset(name, shape=(n, *layout["shape"]), maxshape=maxshape, chunks=chunks,
+                                      dtype=dtype, **filters)
+                _unpack_into(src, ds, layout["codec"], n, f"{pack}: {name!r}")
+                _copy_attrs(src, ds, skip=(_LAYOUT,))
+    return out, notes
+
+
+def _opts(value):
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _unpack_into(src: h5py.Dataset, ds: h5py.Dataset, codec: str, n: int, where: str) -> None:
+    if codec == "json-lzma":
+        texts = json.loads(lzma.decompress(src[...].tobytes()))
+        if len(texts) != n:
+            raise DatasetError(f"{where}: {len(texts)} strings for {n} scenes")
+        if n:
+            ds[...] = np.array(texts, dtype=object)
+        return
+    if codec == "webp":
+        middle = ds.shape[1:-3]
+        for k in range(n):
+            scene = np.empty(ds.shape[1:], dtype=np.uint8)
+            for index in np.ndindex(*middle):
+                image = cv2.imdecode(src[(k, *index)], cv2.IMREAD_UNCHANGED)
+                if image is None or image.shape != scene.shape[len(middle):]:
+                    raise DatasetError(f"{where}: scene {k} image {index} does not decode to {scene.shape[len(middle):]}")
+                scene[index] = image
+            ds[k] = scene
+        return
+    if codec not in ("float16", "raw"):
+        raise DatasetError(f"{where}: unknown codec {codec!r}")
+    step = max(1, (64 << 20) // max(1, src.dtype.itemsize * int(np.prod(src.shape[1:]))))  # ~64 MB at a time
+    for k in range(0, n, step):
+        ds[k:k + step] = src[k:k + step].astype(ds.dtype)

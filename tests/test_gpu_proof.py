@@ -1,0 +1,96 @@
+"""benchmarks/gpu_proof.py on the CPU with a tiny budget: the script a lent GPU machine runs once, checked
+here so that a broken script is found before its 15 minutes are spent. ``run`` gets a bundle packed from
+synthetic files (no Blender needed); ``prepare`` renders the real one (Blender)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from train_fixtures import write_synthetic
+
+from focalstack.dataset.pack import pack_file, pack_name
+from focalstack.train.checkpoint import load_checkpoint, model_from_checkpoint
+from focalstack.train.experiments import load_experiment
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_proof.py"
+
+
+def synthetic_bundle(folder: Path) -> Path:
+    """The tiny scale's files, named as the experiment expects, with synthetic scenes, packed."""
+    exp = load_experiment("weights-v1", "tiny")
+    raw, bundle = folder / "raw", folder / "bundle"
+    raw.mkdir()
+    bundle.mkdir()
+    for i, ds in enumerate(exp.datasets.values()):
+        path = write_synthetic(raw / ds.file_name(), ds.scenes, size=32, seed=i)
+        pack_file(path, bundle / pack_name(path), float16=("depth",))
+    return bundle
+
+
+def test_run_on_the_cpu_brings_back_weights_report_and_details_in_at_most_eight_files(tmp_path):
+    bundle = synthetic_bundle(tmp_path)
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(SCRIPT), "run", "--bundle", str(bundle), "--out", str(out), "--scale",
+                           "tiny", "--device", "cpu", "--deadline", "75", "--work", str(tmp_path / "work")],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert files == ["details.tar.gz", "gpu_proof.log", "report.json", "report.md", "training_curves.png",
+                     "weights/fod-depth-fod500-v1.pt", "weights/fod-depth-v1.pt", "weights/fod-v1.pt"]
+    report = json.loads((out / "report.json").read_text())
+    assert report["errors"] == []
+    assert {r["variant"] for r in report["bench"]["workload"]} == {"naive", "ours"}
+    assert report["choice"]["batch_size"] in (2, 4)
+    rows = report["experiment_report"]["evaluations"]["dfv"]["rows"]
+    assert {(r["model"], r["setting"]) for r in rows if r["dataset"] == "fod500-test"} >= {
+        (m, s) for m in ("fod", "fod-depth", "fod-depth-fod500", "constant") for s in ("All", "Random")}
+    aif = report["experiment_report"]["evaluations"]["aifdepthnet"]["rows"]
+    assert any(r["model"] == "DefocusNet" and r["mse_fp"] == 0.0175 for r in aif)  # --compare-published
+    flat = report["experiment_report"]["evaluations"]["focalstack"]["rows"]
+    assert any(r.get("region") == "flat" for r in flat)
+    for name, trained in report["training"].items():
+        assert trained["steps"] > 0 and trained["curve"], name
+    md = (out / "report.md").read_text()
+    assert "## Training step" in md and "| naive |" in md and "constant" in md
+    # weights-only, half precision, and they load into float32 networks
+    for name in ("fod-v1", "fod-depth-v1", "fod-depth-fod500-v1"):
+        ckpt = load_checkpoint(out / "weights" / f"{name}.pt")
+        assert ckpt["weights_only"] and "optimizer" not in ckpt and ckpt["weights_dtype"] == "float16"
+        model, _ = model_from_checkpoint(ckpt)
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+        assert (out / "weights" / f"{name}.pt").stat().st_size < 16 << 20
+
+
+def test_run_refuses_a_bundle_without_packs_and_still_reports(tmp_path):
+    (tmp_path / "bundle").mkdir()
+    done = subprocess.run([sys.executable, str(SCRIPT), "run", "--bundle", str(tmp_path / "bundle"), "--out",
+                           str(tmp_path / "out"), "--scale", "tiny", "--device", "cpu", "--skip-bench"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert any("holds no *.pack.h5 file" in e for e in report["errors"])
+
+
+@pytest.mark.blender
+@pytest.mark.slow
+def test_prepare_renders_every_dataset_with_the_blur_of_its_preset_and_packs_it(tmp_path):
+    done = subprocess.run([sys.executable, str(SCRIPT), "prepare", "--bundle", str(tmp_path / "bundle"), "--scale",
+                           "tiny", "--quiet"], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    manifest = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
+    exp = load_experiment("weights-v1", "tiny")
+    assert {f["source"] for f in manifest["files"]} == {d.file_name() for d in exp.datasets.values()}
+    import h5py
+
+    rendered = tmp_path / "bundle-rendered"
+    with h5py.File(rendered / exp.datasets["fod500"].file_name(), "r") as f:
+        assert f["f_number"][0] == pytest.approx(0.125)  # fod500's f/1 at 256 px -> f/0.125 at 32 px
+    with h5py.File(rendered / exp.datasets["test-wide-dof"].file_name(), "r") as f:
+        assert f["f_number"][0] == pytest.approx(0.5)  # f/4 at 256 px

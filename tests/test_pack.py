@@ -1,0 +1,131 @@
+"""Transport packs: pack then unpack gives the same file (datasets, values, attributes, layout), images
+bit-exact; half-float depth is measured and bounded; bad input is one line and leaves nothing behind."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+import dataset_fixtures as fx
+from focalstack.dataset.pack import pack_file, unpack_file
+from focalstack.dataset.reader import FocalStackFile
+from focalstack.dataset.validate import validate_file
+
+
+def textured_file(path, n=3, size=32):
+    """Scenes whose images are smooth textures (random noise would not tell WebP's lossless mode apart
+    from a lossy one that keeps noise)."""
+    rng = np.random.default_rng(0)
+    with fx.open_writer(path, height=size, width=size) as w:
+        for seed in range(n):
+            rec = fx.make_record(seed, height=size, width=size)
+            yy, xx = np.mgrid[0:size, 0:size]
+            base = (127 + 100 * np.sin(xx / rng.uniform(1, 4)) * np.cos(yy / rng.uniform(1, 4))).astype(np.uint8)
+            rec.stack = np.stack([np.dstack([base, base[::-1], base.T])] * len(rec.focus_distance)).astype(np.uint8)
+            rec.stack[1] = rng.integers(0, 256, rec.stack[1].shape, dtype=np.uint8)  # and one noisy slice
+            w.append(rec)
+    return path
+
+
+def datasets(path):
+    with h5py.File(path, "r") as f:
+        attrs = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in f.attrs.items()}
+        out = {}
+        for name, ds in f.items():
+            out[name] = {"values": ds[...], "dtype": ds.dtype, "chunks": ds.chunks, "maxshape": ds.maxshape,
+                         "compression": ds.compression, "opts": ds.compression_opts, "shuffle": ds.shuffle,
+                         "attrs": dict(ds.attrs)}
+    return attrs, out
+
+
+def test_unpack_gives_back_the_same_file(tmp_path):
+    src = textured_file(tmp_path / "train.h5")
+    fx.append_incomplete(src)  # a killed render's last row: not a scene, not packed
+    stats = pack_file(src, tmp_path / "train.pack.h5")
+    assert stats.scenes == 3 and stats.codecs["stack"] == "webp" and stats.codecs["aif"] == "webp"
+    assert stats.codecs["scene"] == "json-lzma" and stats.codecs["depth"] == "raw"
+    out, notes = unpack_file(tmp_path / "train.pack.h5", tmp_path / "again.h5")
+    assert notes == []
+    attrs_a, a = datasets(src)
+    attrs_b, b = datasets(out)
+    assert attrs_a == attrs_b and set(a) == set(b)
+    for name in a:
+        want = a[name]["values"][:3]  # complete scenes only
+        if name == "scene":
+            assert [v.decode() if isinstance(v, bytes) else v for v in b[name]["values"]] == \
+                   [v.decode() if isinstance(v, bytes) else v for v in want]
+        else:
+            np.testing.assert_array_equal(b[name]["values"], want, err_msg=name)
+        for key in ("dtype", "chunks", "maxshape", "compression", "opts", "shuffle", "attrs"):
+            assert a[name][key] == b[name][key], (name, key)
+    with FocalStackFile(out) as f:
+        assert len(f) == 3 and f[2].seed == 2
+    report = validate_file(out, full=True)
+    assert report.valid, report.problems
+
+
+def test_float16_depth_is_measured_and_within_half_float_precision(tmp_path):
+    src = fx.write_file(tmp_path / "a.h5", 2)
+    stats = pack_file(src, tmp_path / "a.pack.h5", float16=("depth",))
+    unpack_file(tmp_path / "a.pack.h5", tmp_path / "b.h5")
+    with h5py.File(src) as f, h5py.File(tmp_path / "b.h5") as g:
+        exact, half = f["depth"][...], g["depth"][...]
+        assert g["depth"].dtype == np.float32
+        np.testing.assert_array_equal(half, exact.astype(np.float16).astype(np.float32))
+        err = np.abs(half.astype(np.float64) - exact)
+    assert 0 < err.max() <= exact.max() * 2.0 ** -11  # half a unit in the last place of an 11-bit mantissa
+    assert stats.float16_error["depth"]["max_abs"] == pytest.approx(err.max())
+    assert stats.float16_error["depth"]["max_rel"] <= 2.0 ** -11
+
+
+def test_a_value_no_half_float_holds_is_refused(tmp_path):
+    src = fx.write_file(tmp_path / "a.h5", 1)
+    with h5py.File(src, "r+") as f:
+        d = f["depth"][0]
+        d[0, 0] = 1e10  # Blender's background depth
+        f["depth"][0] = d
+    with pytest.raises(Exception, match="exceed what a half float holds"):
+        pack_file(src, tmp_path / "a.pack.h5", float16=("depth",))
+    assert not (tmp_path / "a.pack.h5").exists() and not list(tmp_path.glob("*.tmp"))
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "focalstack.dataset", *map(str, args)], capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_cli_packs_a_folder_with_a_manifest_and_unpacks_it(tmp_path):
+    a, b = fx.write_file(tmp_path / "a.h5", 2), textured_file(tmp_path / "b.h5", 1)
+    done = cli("pack", a, b, "--float16", "depth", "-o", tmp_path / "bundle")
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
+    assert [r["scenes"] for r in manifest["files"]] == [2, 1]
+    assert manifest["total_bytes"] == sum((tmp_path / "bundle" / r["pack"]).stat().st_size for r in manifest["files"])
+    assert "depth as float16: max error" in done.stdout
+    done = cli("unpack", tmp_path / "bundle", "-o", tmp_path / "data")
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["a.h5", "b.h5"]
+    again = cli("unpack", tmp_path / "bundle", "-o", tmp_path / "data")
+    assert again.returncode == 1 and "exists; pass --force" in again.stderr and again.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("case", ["not_focalstack", "float16_of_missing", "over_budget", "output_is_input"])
+def test_cli_refuses_bad_input_in_one_line(tmp_path, case):
+    src = fx.write_file(tmp_path / "a.h5", 1)
+    if case == "not_focalstack":
+        fx.write_foreign_h5(tmp_path / "x.h5")
+        done, needle = cli("pack", tmp_path / "x.h5", "-o", tmp_path / "bundle"), "not a focalstack file"
+    elif case == "float16_of_missing":
+        done, needle = cli("pack", src, "--float16", "dpeth", "-o", tmp_path / "b"), "--float16 names dpeth"
+    elif case == "over_budget":
+        done, needle = cli("pack", src, "-o", tmp_path / "b", "--max-size", "0.001"), "over --max-size 0.001 MiB"
+    else:  # a pack not named *.pack.h5 unpacks to its own name: in its own folder, that is itself
+        pack_file(src, tmp_path / "z.h5")
+        done, needle = cli("unpack", tmp_path / "z.h5", "-o", tmp_path, "--force"), "is also an input"
+    assert done.returncode == 1 and needle in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    assert "Traceback" not in done.stderr
