@@ -145,3 +145,48 @@ def assert_files_equal(a_path, b_path):
                 assert np.abs(x.astype(int) - y.astype(int)).max() <= 1, name
             else:
                 np.testing.assert_array_equal(x, y, err_msg=name)
+
+
+def textured_plane_scene(depth_m: float, cam: CameraSpec, seed: int = 1) -> SceneDescription:
+    """One camera-facing plane at ``depth_m`` filling the view, with a fine noise texture (features of 1-3
+    pixels at 64 px): content whose sub-pixel blur shows."""
+    h = 1.5 * frustum_half_width(depth_m, cam)
+    texture = TextureLayer("noise", scale=cam.width / (6.0 * frustum_half_width(depth_m, cam)),
+                           color_a=[0.05] * 3, color_b=[0.8] * 3, params={"detail": 2.0})
+    material = MaterialSpec([0.5] * 3, 1.0, 0.0, 0.0, textures=[texture])
+    return SceneDescription(seed, "test-textured-plane", cam, [fronto_plane("plane", depth_m, -h, h, -h, h, material)],
+                            [], UNIFORM_WHITE_WORLD)
+
+
+def supersampled_disk(diameter_px: float, supersample: int = 16) -> np.ndarray:
+    """A disk of the given diameter as pixel weights: the area of the disk in each pixel, normalised."""
+    r = diameter_px / 2.0
+    n = int(np.ceil(r)) + 1
+    size = 2 * n + 1
+    ys, xs = (np.mgrid[0 : size * supersample, 0 : size * supersample] + 0.5) / supersample - size / 2.0
+    if r * supersample < 1:
+        k = np.zeros((size, size))
+        k[n, n] = 1.0
+        return k
+    k = (xs**2 + ys**2 <= r * r).astype(np.float64).reshape(size, supersample, size, supersample).sum(axis=(1, 3))
+    return k / k.sum()
+
+
+def fit_disk_blur(aif_fine_linear: np.ndarray, image_srgb8: np.ndarray, up: int, margin: int = 6,
+                  step: float = 0.01, largest: float = 2.0) -> float:
+    """The disk diameter (pixels of ``image_srgb8``) that best explains it as the all-in-focus image blurred:
+    ``aif_fine_linear`` is the same view rendered ``up`` times finer (grey, linear light), blurred by the disk
+    at that scale and box-averaged down, so that the model is the thin lens's box-filtered disk to 1/up pixel
+    (a model made from the coarse all-in-focus image alone cannot express blur below a pixel)."""
+    import cv2
+
+    target = srgb_to_linear(image_srgb8.astype(np.float64) / 255.0).mean(axis=2)
+    h, w = target.shape
+    inner = (slice(margin, h - margin), slice(margin, w - margin))
+    errors = []
+    diameters = np.arange(0.0, largest + step / 2, step)
+    for d in diameters:
+        blurred = cv2.filter2D(aif_fine_linear, -1, supersampled_disk(up * d), borderType=cv2.BORDER_REFLECT)
+        model = blurred.reshape(h, up, w, up).mean(axis=(1, 3))
+        errors.append(float(((model - target)[inner] ** 2).mean()))
+    return float(diameters[int(np.argmin(errors))])

@@ -13,11 +13,13 @@ from focalstack.render.scene import CameraSpec
 from render_fixtures import (
     disk_edge_width,
     edge_scene,
+    fit_disk_blur,
     fronto_plane,
     matte,
     measured_edge_width,
     sharpness,
     strips_scene,
+    textured_plane_scene,
 )
 
 pytestmark = pytest.mark.blender
@@ -102,3 +104,65 @@ def test_image_rows_run_top_to_bottom_and_columns_left_to_right():
     record = _render(desc, samples=2, denoise=False)
     ys, xs = np.nonzero(record.depth < 1.5)
     assert ys.max() < 16 and xs.min() >= 16
+
+
+# Small blur: FoD500's blur in pixels at 64 px (f/0.25), a textured plane at 1 m, slices focused so that the
+# blur diameters step by 0.2 px from 1.1 px down to 0.3 px, and one in focus. The fit models the box-filtered
+# disk from an all-in-focus render eight times finer (render_fixtures.fit_disk_blur; four times finer leaves
+# the model's own 1/4 px box in it, measured 0.12 px low at 0.7 px).
+SMALL_BLUR_DEPTH = 1.0
+SMALL_BLUR_CAMERA = CameraSpec(2.9, 3.1, 0.25, [0.3869, 0.4355, 0.4980, 0.5812, 0.6982, 1.0], 64, 64)
+
+
+def _render_with(desc, **settings):
+    from focalstack.render.blender import BlenderRenderer
+    from focalstack.render.pipeline import make_record
+
+    config = RenderConfig(preset="test", focus_distances=list(desc.camera.focus_distances),
+                          samples=settings["samples"], denoise=settings["denoise"])
+    with BlenderRenderer(**settings) as renderer:
+        return make_record(desc, renderer.render(desc), config)
+
+
+@pytest.fixture(scope="module")
+def small_blur_reference():
+    from focalstack.dataset.colour import srgb_to_linear
+
+    desc = textured_plane_scene(SMALL_BLUR_DEPTH, SMALL_BLUR_CAMERA)
+    fine = dataclasses.replace(desc, camera=dataclasses.replace(desc.camera, width=512, height=512, slices=[1.0]))
+    aif = _render_with(fine, samples=16, denoise=False).aif
+    return desc, srgb_to_linear(aif.astype(np.float64) / 255.0).mean(axis=2)
+
+
+SMALL_BLUR_SETTINGS = {
+    "raw 64 samples": dict(samples=64, denoise=False),
+    "16 samples + OIDN (RENDER_SETTINGS_V0)": dict(samples=16, denoise=True),
+    "light field": dict(samples=16, denoise=True, denoiser="standalone", aif_prefilter="none",
+                        denoise_quality="balanced", slices="light_field"),
+}
+# Measured (README, "What limits learning"): OIDN adds about 0.8 px of blur to fine texture at 16 samples
+# (the in-focus slice fits 0.83 px) and compresses the slices' differences; the light field's guides are not
+# blurred below a pixel (lightfield.disk_kernel: at least half a pixel in radius), so OIDN keeps its slices
+# as sharp as the all-in-focus image. Strict: a fix makes these pass, and then the marks must go.
+KNOWN_SMALL_BLUR_FAILURES = {
+    "16 samples + OIDN (RENDER_SETTINGS_V0)": "OIDN blurs fine texture by ~0.8 px at 16 samples",
+    "light field": "light-field guides are not blurred below a pixel; the slices come out too sharp",
+}
+
+
+@pytest.mark.parametrize("name", list(SMALL_BLUR_SETTINGS))
+def test_sub_pixel_blur_keeps_the_optics_order_and_size_on_a_textured_plane(small_blur_reference, name, request):
+    if name in KNOWN_SMALL_BLUR_FAILURES:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=KNOWN_SMALL_BLUR_FAILURES[name]))
+    desc, aif_fine = small_blur_reference
+    record = _render_with(desc, **SMALL_BLUR_SETTINGS[name])
+    expected = [abs(blur_diameter_px(SMALL_BLUR_DEPTH, s, 0.25, 2.9, 3.1, 64)) for s in SMALL_BLUR_CAMERA.focus_distances]
+    np.testing.assert_allclose(expected, [1.1, 0.9, 0.7, 0.5, 0.3, 0.0], atol=0.002)
+    inner = np.zeros((64, 64), bool)
+    inner[6:-6, 6:-6] = True
+    scores = [sharpness(record.stack[k], inner) for k in range(len(expected))]
+    assert all(a < b for a, b in zip(scores, scores[1:])), (name, scores)  # 0.2 px less blur: sharper
+    fitted = [fit_disk_blur(aif_fine, record.stack[k], up=8) for k in range(len(expected))]
+    # each slice's fitted blur is nearer its own diameter than any other slice's: 0.2 px steps are resolved
+    nearest = [int(np.argmin(np.abs(np.subtract(expected, f)))) for f in fitted]
+    assert nearest == list(range(len(expected))), (name, fitted, expected)
