@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from .cliutil import one_line, one_line_errors
+from .files import refuse_overwriting_input
 from .schema import DatasetError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -271,6 +272,7 @@ def preview(file: Path, index: int, out: Path, columns: int | None):
         raise click.ClickException(f"-o {out}: expected a file name ending in .png or .jpg")
     if not out.parent.is_dir():
         raise click.ClickException(f"-o {out}: folder {out.parent} does not exist")
+    refuse_overwriting_input(out, [file])
     with FocalStackFile(file) as f:
         n = len(f)
         if not 0 <= index < n:

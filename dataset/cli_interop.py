@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from .cli import CONTEXT, friendly_errors
+from .files import refuse_overwriting_input
 
 
 def _progress(desc: str):
@@ -19,7 +20,8 @@ def _progress(desc: str):
     return wrap
 
 
-def _check_out(out: Path, force: bool) -> None:
+def _check_out(out: Path, force: bool, source: Path) -> None:
+    refuse_overwriting_input(out, [source])
     if out.exists() and not force:
         raise click.ClickException(f"-o {out}: exists; choose another file or pass --force to replace it")
     if out.exists() and not out.is_file():
@@ -73,7 +75,7 @@ def import_fod500_cmd(folder: Path, out: Path, split: str, skip_bad: bool, force
     """
     from .fod500 import import_fod500
 
-    _check_out(out, force)
+    _check_out(out, force, folder)
     summary = import_fod500(folder, out, split=split, skip_bad=skip_bad, progress=_progress("importing"))
     aif = "with" if summary.has_aif else "without"
     _report(out, f"{folder} (split {split}, {aif} AiF images)", len(summary.imported), summary.skipped)
@@ -97,7 +99,7 @@ def import_ddff12_cmd(file: Path, split: str, out: Path, skip_bad: bool, force: 
     """
     from .ddff12 import import_ddff12
 
-    _check_out(out, force)
+    _check_out(out, force, file)
     summary = import_ddff12(file, out, split=split, skip_bad=skip_bad, progress=_progress("importing"))
     for w in summary.warnings:
         click.echo(f"warning: {w}", err=True)

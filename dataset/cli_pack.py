@@ -10,16 +10,15 @@ from pathlib import Path
 import click
 
 from .cli import CONTEXT, friendly_errors
-from .files import write_text_atomic
+from .files import same_file, write_text_atomic
 from .pack import SUFFIX, pack_file, pack_name, unpack_file
 
 MIB = 1 << 20
 
 
 def _refuse_overlap(inputs: list[Path], outputs: list[Path]) -> None:
-    ins = {p.resolve() for p in inputs}
     for out in outputs:
-        if out.resolve() in ins:
+        if any(same_file(out, p) for p in inputs):
             raise click.ClickException(f"{out}: is also an input; choose another -o folder")
 
 

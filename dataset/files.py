@@ -43,3 +43,23 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """True when ``a`` and ``b`` name one file (the same path once resolved, or the same inode: a link)."""
+    a, b = Path(a), Path(b)
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def refuse_overwriting_input(out: str | os.PathLike, inputs, option: str = "-o") -> None:
+    """DatasetError when ``out`` is one of ``inputs``: a command must never replace what it reads."""
+    from .schema import DatasetError
+
+    for source in inputs:
+        if same_file(out, source):
+            raise DatasetError(f"{option} {out}: is also an input ({source}); choose another output")

@@ -170,6 +170,10 @@ class RenderConfig:
                 raise ConfigError(f"{name.replace('_', '-')} = {value!r}: expected a finite number > 0")
         if not self.focus_distances:
             raise ConfigError("focus-distances: expected at least one focus distance")
+        repeated = sorted({s for s in self.focus_distances if self.focus_distances.count(s) > 1})
+        if repeated:  # two slices of one focus distance are one slice twice
+            raise ConfigError(f"focus-distances: {', '.join(f'{s:g}' for s in repeated)} given more than once; "
+                              "expected distinct distances")
         for s in self.focus_distances:
             try:
                 check_focus_distance(s, self.focal_length_mm)
@@ -237,7 +241,10 @@ def _preset_text(name_or_path: str, relative_to: Path | None = None) -> tuple[st
             path = relative_to / path
         if not path.is_file():
             raise ConfigError(f"preset file {path}: not found")
-        return path.stem, path.read_text(encoding="utf-8"), path
+        try:
+            return path.stem, path.read_text(encoding="utf-8"), path
+        except UnicodeDecodeError:
+            raise ConfigError(f"preset file {path}: not UTF-8 text (expected a TOML file)") from None
     if name_or_path not in builtin_presets():
         raise ConfigError(
             f"unknown preset {name_or_path!r}: expected one of {', '.join(builtin_presets())} or a path to a .toml file"

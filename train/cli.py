@@ -162,7 +162,7 @@ def main():
                    "(shared by the --workers processes, per training process): no HDF5 decoding per sample. "
                    "Needs the decoded size in memory (2.8 MB per 256x256 scene of 5 slices); refused if it does "
                    "not fit.")
-@click.option("--threads", type=int, default=None, help="CPU threads for torch [torch's default].")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch [torch's default].")
 @click.option("--checkpoint-every", type=int, default=TRAIN["checkpoint_every"], show_default=True,
               help="Also write last.pt every N optimiser steps (0: at the end of every epoch only).")
 @click.option("--max-steps", type=int, default=TRAIN["max_steps"],
@@ -256,7 +256,7 @@ def _evaluate_help() -> str:
               help="auto, cpu, cuda or cuda:N. Under torchrun auto and cuda mean each process's GPU (LOCAL_RANK).")
 @click.option("--amp", type=click.Choice(AMP_CHOICES), default=EVALUATE["amp"], show_default=True)
 @click.option("--workers", type=int, default=EVALUATE["workers"], show_default=True, help="DataLoader worker processes.")
-@click.option("--threads", type=int, default=None, help="CPU threads for torch [torch's default].")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch [torch's default].")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @_errors
 def evaluate(checkpoint, data, out, settings, protocols, compare_published, threads, quiet, **options):
@@ -286,7 +286,7 @@ def evaluate(checkpoint, data, out, settings, protocols, compare_published, thre
               help="Process in overlapping tiles of this many pixels (for large photos; 0: whole image, padded).")
 @click.option("--device", default=PREDICT["device"], show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--amp", type=click.Choice(AMP_CHOICES), default=PREDICT["amp"], show_default=True)
-@click.option("--threads", type=int, default=None, help="CPU threads for torch [torch's default].")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch [torch's default].")
 @_errors
 def predict(images, checkpoint, focus_distances, out, refocus, f_number, focal_length_mm, sensor_width_mm, tile,
             device, amp, threads):

@@ -254,6 +254,15 @@ def evaluate_model(
     ``group`` (``distributed.Group``, under torchrun): each process runs its round-robin part of every
     plan's batches, and the per-scene sums, counts and skipped scenes are gathered over all of them."""
     sources = [inspect_eval_source(p) for p in data]
+    for k in stack_sizes:  # scenes with fewer slices are left out; a size no scene has is a mistake
+        if all(k > s.info.n_slices for s in sources):
+            have = ", ".join(f"{Path(s.info.path).name}: {s.info.n_slices}" for s in sources)
+            raise ValueError(f"--stack-size {k}: no file has stacks of {k} slices ({have})")
+    if "flat" in regions:
+        lacking = [Path(s.info.path).name for s in sources if "aif" not in s.ground_truth]
+        if lacking:
+            raise ValueError(f"--region flat finds the flat areas in the true all-in-focus image, which "
+                             f"{', '.join(lacking)} does not hold; evaluate it with --region all")
     outputs = frozenset({"depth", "defocus"} | ({"aif"} if getattr(model, "has_aif", False) else set()))
     run = _EvalRun(model, norm, protocols, tuple(regions), device, amp_dtype, workers, progress, group,
                    EvalSamples(sources, align_slices=align_slices), outputs)

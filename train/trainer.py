@@ -38,7 +38,7 @@ from .engine import Trainer
 from .hooks import Checkpoints, MetricsCSV, Progress, RunLog, TensorBoard, Validation
 from .losses import FocusLoss, LossWeights
 from .metrics import ALL_METRICS
-from .models import ARCHITECTURES, FocusOnDefocus, build_model, count_parameters
+from .models import ARCHITECTURES, FocusOnDefocus, build_model, check_architecture, count_parameters
 
 # Settings that a resumed run may change; all others but --data (when given) come from the checkpoint.
 RUNTIME_FIELDS = (
@@ -97,6 +97,7 @@ class TrainConfig:
             raise ValueError("--data: give at least one training file")
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"--arch {self.arch!r}: expected one of {', '.join(ARCHITECTURES)}")
+        check_architecture(self.arch, dict(self.arch_kwargs))
         for name, least in (("epochs", 1), ("batch_size", 1), ("log_every", 1), ("workers", 0), ("checkpoint_every", 0)):
             value = getattr(self, name)
             _require(_is_int(value) and value >= least, name, value, "a positive integer" if least else "an integer >= 0")
@@ -224,8 +225,13 @@ def fit(cfg: TrainConfig, resume: bool = False) -> FitResult:
     elif (out / "last.pt").exists():
         raise ValueError(f"{out}: already holds a run (last.pt); pass --resume to continue it or choose another --out")
     cfg.check()
+    # Absolute data paths: a resumed run (from another working folder, or a moved run folder) reads the same files.
+    cfg.data, cfg.val_data = _absolute(cfg.data), _absolute(cfg.val_data)
     group = process_group(cfg.device)  # None unless torchrun started this process
     out.mkdir(parents=True, exist_ok=True)
+    if group is None or group.writer:  # a checkpoint write killed midway left its temporary file
+        for stale in [*out.glob("last.pt.*.tmp"), *out.glob("best.pt.*.tmp")]:
+            stale.unlink(missing_ok=True)
     trainer = build_trainer(cfg, ckpt, writer=group is None or group.writer, group=group)
     try:
         trainer.train()
@@ -264,6 +270,9 @@ def build_trainer(cfg: TrainConfig, ckpt: dict | None = None, writer: bool = Tru
     meta = {"arch": cfg.arch, "arch_kwargs": dict(cfg.arch_kwargs), "config": cfg.to_dict(), "norm": norm.to_dict(),
             "camera": data.camera()}
     terms = criterion.active_terms(model.has_aif)
+    if not terms:
+        raise ValueError(f"nothing to train: every loss term {cfg.arch!r} has is weighted 0 or lacks ground truth in "
+                         f"the training files (--loss-weight {' '.join(f'{k}={v:g}' for k, v in cfg.loss_weights.items())})")
     eval_model = torch.compile(model) if cfg.compile else model
     step_model = eval_model if group is None else _distributed(model, device, terms, cfg.compile)
     trainer = Trainer(
@@ -291,6 +300,15 @@ def build_trainer(cfg: TrainConfig, ckpt: dict | None = None, writer: bool = Tru
     return trainer
 
 
+def _absolute(specs: list[str]) -> list[str]:
+    """"path[:weight]" specs with absolute paths (the weight kept as written)."""
+    out = []
+    for spec in specs:
+        path, _ = parse_data_spec(spec)
+        out.append(str(Path(path).resolve()) + spec[len(path):])
+    return out
+
+
 def run_finished(ckpt: dict, cfg: TrainConfig) -> bool:
     """True when the run that ``ckpt`` (a last.pt) saved has nothing left to do under ``cfg``: all its
     epochs, or its ``max_steps`` steps, or its ``max_time`` seconds of training."""
@@ -315,6 +333,7 @@ def _resumed_config(cfg: TrainConfig, last_path: Path) -> tuple[TrainConfig, dic
         setattr(stored, name, getattr(cfg, name))
     if cfg.data:
         stored.data = cfg.data
+    stored.out = cfg.out  # the folder given: a copied or moved run writes only there
     return stored, ckpt
 
 

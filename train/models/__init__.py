@@ -30,13 +30,22 @@ def architecture_kwargs(name: str) -> list[str]:
 
 def build_model(name: str, **kwargs) -> FocusOnDefocus:
     """Build the architecture ``name`` with builder keyword arguments (unknown ones are an error)."""
+    check_architecture(name, kwargs)
+    return ARCHITECTURES[name](**kwargs)
+
+
+def check_architecture(name: str, kwargs: dict) -> None:
+    """ValueError naming the first problem: an unknown architecture, option, or a count below its least."""
     if name not in ARCHITECTURES:
         raise ValueError(f"architecture {name!r}: expected one of {', '.join(ARCHITECTURES)}")
     allowed = architecture_kwargs(name)
     bad = [k for k in kwargs if k not in allowed]
     if bad:
         raise ValueError(f"architecture {name!r} takes no option(s) {', '.join(bad)} (takes {', '.join(allowed)})")
-    return ARCHITECTURES[name](**kwargs)
+    for key, value in kwargs.items():  # widths and block counts: every builder keyword is a count
+        least = 0 if key.endswith("blocks") else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"--{key.replace('_', '-')} {value!r}: expected an integer >= {least}")
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -53,6 +62,7 @@ __all__ = [
     "aifnet_direct",
     "architecture_kwargs",
     "build_model",
+    "check_architecture",
     "count_parameters",
     "defocusnet",
     "depthnet",

@@ -1,0 +1,162 @@
+"""The robustness probe's findings, each a case that failed before: outputs that are inputs, resumed runs in
+copied or moved folders, numeric options out of range, inputs accepted though nothing sensible could come of
+them, and temporary files left by a killed checkpoint write. Every refusal is one line, inputs untouched."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from train_fixtures import TINY, single_torch_thread, synthetic_file, tiny_run  # noqa: F401
+
+from focalstack.dataset.cli import main as data_main
+from focalstack.train.cli import main as train_main
+
+
+def invoke(main, args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.exit_code != 0, result.output
+    lines = [ln for ln in result.output.strip().splitlines() if ln.strip()]
+    assert "Traceback" not in result.output
+    assert lines[-1].startswith("Error: "), result.output
+    for frag in fragments:
+        assert frag in lines[-1], (frag, lines[-1])
+
+
+def digest(path) -> str:
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+# -- outputs that are inputs ---------------------------------------------------------------------------------
+def test_an_import_never_replaces_its_own_source(tmp_path):
+    from interop_fixtures import write_ddff12_file
+
+    src = tmp_path / "ddff.h5"
+    write_ddff12_file(src)
+    before = digest(src)
+    result = invoke(data_main, ["import", "ddff12", src, "--split", "val", "--force", "-o", src])
+    assert_one_line_error(result, "is also an input")
+    assert digest(src) == before
+
+
+def test_a_link_to_the_input_is_the_input(tmp_path):
+    from interop_fixtures import write_ddff12_file
+
+    src = tmp_path / "ddff.h5"
+    write_ddff12_file(src)
+    os.link(src, tmp_path / "alias.h5")
+    result = invoke(data_main, ["import", "ddff12", src, "--split", "val", "--force", "-o", tmp_path / "alias.h5"])
+    assert_one_line_error(result, "is also an input")
+
+
+def test_preview_never_writes_over_the_file_it_reads(tmp_path):
+    src = tmp_path / "scene.png"
+    shutil.copy(synthetic_file("robust-a", 2, 32, 3), src)  # an HDF5 file under an image's name
+    before = digest(src)
+    assert_one_line_error(invoke(data_main, ["preview", src, "-o", src]), "is also an input")
+    assert digest(src) == before
+
+
+# -- resumed runs ------------------------------------------------------------------------------------------
+def fit_args(data, out, *extra):
+    return ["fit", "--data", data, "--out", out, "--arch", "fod-depth", "--width", 4, "--epochs", 1,
+            "--batch-size", 2, "--val-fraction", 0, "--no-tensorboard", "-q", "--threads", 1, *extra]
+
+
+def test_a_copied_run_resumes_into_its_own_folder_and_a_moved_one_from_elsewhere(tmp_path, monkeypatch):
+    data = tmp_path / "data" / "train.h5"
+    data.parent.mkdir()
+    shutil.copy(synthetic_file("robust-train", 4, 32, 5), data)
+    monkeypatch.chdir(tmp_path)
+    result = invoke(train_main, fit_args("data/train.h5", "runs/a"))  # a relative data path
+    assert result.exit_code == 0, result.output
+    log_a = (tmp_path / "runs/a/train.log").read_text()
+    shutil.copytree(tmp_path / "runs/a", tmp_path / "runs/b")
+    result = invoke(train_main, ["fit", "--out", "runs/b", "--resume", "--epochs", 2, "-q", "--threads", 1])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "runs/a/train.log").read_text() == log_a  # the original run is untouched
+    assert "resuming runs/b/last.pt" in (tmp_path / "runs/b/train.log").read_text()
+    shutil.move(tmp_path / "runs/b", tmp_path / "moved")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the relative data path of the first run must still resolve
+    result = invoke(train_main, ["fit", "--out", tmp_path / "moved", "--resume", "--epochs", 3, "-q", "--threads", 1])
+    assert result.exit_code == 0, result.output
+    assert f"resuming {tmp_path / 'moved' / 'last.pt'}" in (tmp_path / "moved/train.log").read_text()
+
+
+def test_a_killed_checkpoint_write_leaves_no_temporary_file_after_the_resume(tmp_path):
+    data = synthetic_file("robust-train", 4, 32, 5)
+    out = tmp_path / "run"
+    assert invoke(train_main, fit_args(data, out)).exit_code == 0
+    stale = out / "last.pt.abc123.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    result = invoke(train_main, ["fit", "--out", out, "--resume", "--epochs", 2, "-q", "--threads", 1])
+    assert result.exit_code == 0, result.output
+    assert not stale.exists() and not list(out.glob("*.tmp"))
+
+
+# -- numeric options and inputs that make no sense -------------------------------------------------------------
+@pytest.mark.parametrize("extra, fragments", [
+    (["--loss-weight", "defocus=0", "--loss-weight", "depth=0"], ["nothing to train", "weighted 0"]),
+    (["--width", 0], ["--width 0", "expected an integer >= 1"]),
+    (["--aif-blocks", -1], ["--aif-blocks -1", "expected an integer >= 0"]),
+    (["--threads", -2], ["--threads", "-2"]),
+    (["--max-time", 0], ["--max-time 0.0", "seconds > 0"]),
+    (["--max-time", "nan"], ["--max-time nan"]),
+])
+def test_fit_refuses_values_nothing_can_come_of_in_one_line(tmp_path, extra, fragments):
+    data = synthetic_file("robust-train", 4, 32, 5)
+    args = fit_args(data, tmp_path / "run")
+    if "--aif-blocks" in extra:
+        args[args.index("fod-depth")] = "fod"
+    result = invoke(train_main, [*args, *extra])
+    assert_one_line_error(result, *fragments)
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict"])
+def test_threads_below_one_are_refused(tmp_path, command):
+    ckpt = tiny_run("fod") / "best.pt"
+    data = synthetic_file("robust-a", 2, 32, 3)
+    args = ["evaluate", "-c", ckpt, "--data", data] if command == "evaluate" else ["predict", "-c", ckpt, tmp_path]
+    assert_one_line_error(invoke(train_main, [*args, "-o", tmp_path / "o", "--threads", -2]), "--threads", "-2")
+
+
+def test_evaluate_refuses_a_stack_size_no_file_has_and_flat_regions_without_aif(tmp_path):
+    ckpt = tiny_run("fod") / "best.pt"
+    data = synthetic_file("robust-a", 2, 32, 3)  # five slices
+    result = invoke(train_main, ["evaluate", "-c", ckpt, "--data", data, "-o", tmp_path / "e", "--stack-size", 9, "-q"])
+    assert_one_line_error(result, "--stack-size 9: no file has stacks of 9 slices", "robust-a.h5: 5")
+    no_aif = tmp_path / "no-aif.h5"
+    shutil.copy(data, no_aif)
+    with h5py.File(no_aif, "r+") as f:
+        import json
+
+        declared = json.loads(f.attrs["ground_truth"])
+        declared["aif"] = {"source": "absent"}
+        declared["edges"] = {"source": "absent"}
+        f.attrs["ground_truth"] = json.dumps(declared)
+        del f["aif"], f["edges"]
+    result = invoke(train_main, ["evaluate", "-c", ckpt, "--data", no_aif, "-o", tmp_path / "f", "--region", "flat", "-q"])
+    assert_one_line_error(result, "--region flat", "no-aif.h5 does not hold")
+    assert not (tmp_path / "e").exists() and not (tmp_path / "f").exists()
+
+
+def test_render_refuses_repeated_focus_distances_and_a_preset_of_random_bytes(tmp_path):
+    from focalstack.render.cli import main as render_main
+
+    result = invoke(render_main, ["--focus-distances", "0.5,0.5", "--out", tmp_path / "x.h5"])
+    assert_one_line_error(result, "0.5 given more than once")
+    junk = tmp_path / "junk.toml"
+    junk.write_bytes(np.random.default_rng(0).integers(0, 256, 512, dtype=np.uint8).tobytes())
+    assert_one_line_error(invoke(render_main, ["--preset", junk, "--out", tmp_path / "x.h5"]), "not UTF-8 text")
+    assert not (tmp_path / "x.h5").exists()
