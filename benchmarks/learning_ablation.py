@@ -124,6 +124,9 @@ def render(d: Data, folder: Path) -> Path:
     return out
 
 
+THREADS: list[str] = []  # --threads N for fit and evaluate, when given
+
+
 def train(v: Variant, folder: Path, steps: int, batch: int) -> Path:
     data, val = render(v.train, folder), render(v.test or BASE_TEST, folder)
     out = folder / "runs" / f"{v.name}-s{steps}-b{batch}"
@@ -131,7 +134,7 @@ def train(v: Variant, folder: Path, steps: int, batch: int) -> Path:
     epochs = -(-steps * batch // v.train.scenes) + 1
     run([*TRAIN, "fit", "--data", str(data), "--val-data", str(val), "--out", str(out), "--arch", "fod-depth",
          "--batch-size", str(batch), "--epochs", str(epochs), "--max-steps", str(steps), "--workers", "0",
-         "--no-tensorboard", "-q", *v.fit, *resume])
+         "--no-tensorboard", "-q", *THREADS, *v.fit, *resume])
     return out
 
 
@@ -139,7 +142,7 @@ def evaluate(run_dir: Path, test: Path) -> dict:
     out = run_dir / f"eval-{test.stem}"
     if not (out / "metrics.json").exists() or (out / "metrics.json").stat().st_mtime < (run_dir / "last.pt").stat().st_mtime:
         run([*TRAIN, "evaluate", "-c", str(run_dir / "last.pt"), "--data", str(test), "--protocol", "dfv",
-             "--setting", "All", "--out", str(out)])
+             "--setting", "All", "--out", str(out), *THREADS])
     results = json.loads((out / "metrics.json").read_text())["results"]["dfv"]
     return next(iter(results.values()))["All"]
 
@@ -171,7 +174,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=2000, help="optimiser steps per variant")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--render-only", action="store_true", help="render every variant's files and stop")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads for training and evaluation")
     args = ap.parse_args(argv)
+    if args.threads:
+        THREADS[:] = ["--threads", str(args.threads)]
     folder = args.dir
     folder.mkdir(parents=True, exist_ok=True)
     names = [n for n in args.only.split(",") if n]

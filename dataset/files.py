@@ -63,3 +63,36 @@ def refuse_overwriting_input(out: str | os.PathLike, inputs, option: str = "-o")
     for source in inputs:
         if same_file(out, source):
             raise DatasetError(f"{option} {out}: is also an input ({source}); choose another output")
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | os.PathLike) -> Iterator[Path]:
+    """Hold the one-writer lock of ``path`` (a file ``PATH.lock`` beside it, locked with ``flock``) while the
+    block runs. Another holder is refused at once with a DatasetError naming its pid and host. The kernel
+    drops the lock of a killed process, so a lock file left behind by a crash never blocks the next run."""
+    import fcntl
+    import socket
+    from datetime import datetime, timezone
+
+    from .schema import DatasetError
+
+    path = Path(path)
+    lock = path.with_name(path.name + ".lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown process"
+            raise DatasetError(f"{path}: another process is writing it ({holder}); wait for it to finish or "
+                               f"stop it (the lock is {lock})") from None
+        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on host {socket.gethostname()}, since {stamp}".encode(), 0)
+        try:
+            yield lock
+        finally:
+            lock.unlink(missing_ok=True)  # still ours: a second writer cannot have taken it while we held it
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)

@@ -98,12 +98,14 @@ def _default(name: str) -> str:
               help="GPUs each Ray task holds (Ray pins it to them with CUDA_VISIBLE_DEVICES).")
 @click.option("--ray-scenes-per-task", type=click.IntRange(min=1), default=4, show_default=True,
               help="Scenes rendered by one Ray task (one Blender process).")
+@click.option("--ray-timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
+              help="Seconds to reach the --ray ADDRESS before giving up in one line.")
 @click.option("--list-presets", is_flag=True, help="List the built-in presets and exit.")
 @click.option("--scene-keys", is_flag=True, help="List every key of a preset's [scene] table with its default and meaning, and exit.")
 @one_line_errors(ConfigError, DatasetError, BlenderError, RenderError)
 def main(preset, scenes, out, seed, resolution, samples, f_number, same_blur, focus_distances, denoise, workers,
          focus_breathing, shake, sensor_noise, jpeg_quality, asset_dirs, device, gpus, threads, ray_address, ray_gpus_per_task,
-         ray_scenes_per_task, list_presets, scene_keys):
+         ray_scenes_per_task, ray_timeout, list_presets, scene_keys):
     """Render random scenes into focal stacks with ground truth, stored in one HDF5 file.
 
     Each scene is rendered with Cycles once with depth of field off (all-in-focus image and planar depth)
@@ -139,7 +141,7 @@ def main(preset, scenes, out, seed, resolution, samples, f_number, same_blur, fo
             _fail("--workers and --ray: choose one (Ray runs its own worker processes)")
         ray = RaySettings(address=None if ray_address == "local" else ray_address,
                           threads=threads if threads else RaySettings.threads, gpus=ray_gpus_per_task,
-                          scenes_per_task=ray_scenes_per_task)
+                          scenes_per_task=ray_scenes_per_task, connect_timeout=ray_timeout)
     gpu_list = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else None
     if gpu_list and (workers < 2 or config.device == "cpu"):
         _fail("--gpus pins --workers processes to GPUs: use it with --workers N and a GPU --device")

@@ -16,6 +16,7 @@ folder at the same path; the bundled assets come with the package.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from focalstack.dataset import FocalStackWriter
@@ -34,6 +35,7 @@ class RaySettings:
     gpus: float = 0.0  # GPUs per task
     scenes_per_task: int = 4
     tasks_in_flight: int = 0  # 0: twice the cluster's CPUs / threads; bounds the driver's memory
+    connect_timeout: float = 30.0  # seconds to reach the cluster's address before giving up, in one line
 
 
 def render_scene_range(config_dict: dict, start: int, stop: int, threads: int) -> tuple[int, list]:
@@ -56,6 +58,63 @@ def _import_ray():
     return ray
 
 
+def check_ray_address(address: str, timeout: float) -> None:
+    """ConfigError in one line, within about ``timeout`` seconds, unless ``address`` (HOST:PORT, or
+    ray://HOST:PORT) answers a TCP connection: Ray's own connect retries for minutes, or raises a traceback."""
+    import socket
+    from concurrent.futures import ThreadPoolExecutor, TimeoutError as Timeout
+
+    where = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port = where.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536 or any(c.isspace() for c in host):
+        raise ConfigError(f"--ray {address!r}: expected HOST:PORT (e.g. 10.0.0.1:6379) or ray://HOST:PORT")
+    pool = ThreadPoolExecutor(max_workers=1)  # getaddrinfo has no timeout of its own
+    try:
+        pool.submit(socket.create_connection, (host, int(port)), timeout).result(timeout=timeout + 1).close()
+    except Timeout:
+        raise ConfigError(f"--ray {address}: no answer from {host}:{port} within {timeout:g} s "
+                          "(is the cluster's head running there? see --ray-timeout)") from None
+    except socket.gaierror as exc:
+        raise ConfigError(f"--ray {address}: cannot resolve host {host!r} ({exc.strerror})") from None
+    except OSError as exc:
+        raise ConfigError(f"--ray {address}: cannot connect to {host}:{port} ({exc.strerror or exc})") from None
+    finally:
+        pool.shutdown(wait=False)
+    # Something answers there; whether it is a Ray cluster only Ray can say, and ray.init retries an answer
+    # that is not Ray's (a proxy, another service) for minutes: ask it in a process that can be stopped.
+    import subprocess
+    import sys
+
+    probe = "import ray, sys; ray.init(address=sys.argv[1], logging_level='ERROR', log_to_driver=False); ray.shutdown()"
+    try:
+        done = subprocess.run([sys.executable, "-c", probe, address], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise ConfigError(f"--ray {address}: no Ray cluster answered there within {timeout:g} s "
+                          "(is the cluster's head running there? see --ray-timeout)") from None
+    if done.returncode != 0:
+        last = [ln for ln in done.stderr.strip().splitlines() if ln.strip()]
+        raise ConfigError(f"--ray {address}: Ray could not connect ({last[-1][:200] if last else done.returncode})")
+
+
+@contextmanager
+def ray_session(settings: RaySettings):
+    """Ray initialised for the render (the cluster at ``settings.address``, checked first, or a local
+    instance) and shut down after; nothing is written before it is up."""
+    ray = _import_ray()
+    if ray.is_initialized():
+        yield
+        return
+    if settings.address is not None:
+        check_ray_address(settings.address, settings.connect_timeout)
+    local = settings.address is None
+    ray.init(address=settings.address, include_dashboard=False, log_to_driver=False, logging_level="WARNING",
+             num_cpus=(os.cpu_count() or 1) if local else None)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
 def render_range_with_ray(
     config: RenderConfig,
     writer: FocalStackWriter,
@@ -70,12 +129,7 @@ def render_range_with_ray(
     totals: dict[str, float] = {}
     if begin >= stop:
         return totals
-    started_here = not ray.is_initialized()
-    if started_here:
-        local = settings.address is None
-        ray.init(address=settings.address, include_dashboard=False, log_to_driver=False, logging_level="WARNING",
-                 num_cpus=(os.cpu_count() or 1) if local else None)
-    try:
+    with ray_session(settings):
         task = ray.remote(max_calls=1)(render_scene_range).options(
             num_cpus=settings.threads, num_gpus=settings.gpus, max_retries=TASK_RETRIES, retry_exceptions=False,
         )
@@ -99,9 +153,6 @@ def render_range_with_ray(
                     if progress:
                         progress(1, phases)
                     cursor += 1
-    finally:
-        if started_here:
-            ray.shutdown()
     return totals
 
 

@@ -3,13 +3,17 @@ worker processes (``shards``), and report what was done."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
 from typing import Callable
 
+from focalstack.dataset import FocalStackFile
+from focalstack.dataset.files import exclusive_lock
+
 from .blender import check_blender
-from .cluster import RaySettings, render_range_with_ray
+from .cluster import RaySettings, ray_session, render_range_with_ray
 from .config import RenderConfig
 from .pipeline import ProgressFn, RenderSummary, open_writer, render_range
 from .shards import existing_shards, merge_shards, plan_tasks, probe_device, run_workers, shard_folder
@@ -38,12 +42,26 @@ def render_dataset(
         check_blender()
         if config.device != "cpu":
             probe_device(config.device)
+    if not out.parent.is_dir():
+        raise ValueError(f"--out {out}: folder {out.parent} does not exist")
+    with exclusive_lock(out), (ray_session(ray) if ray is not None else _nothing()):
+        return _render_locked(config, out, workers, threads, gpus, ray, progress, on_start)
+
+
+@contextlib.contextmanager
+def _nothing():
+    yield
+
+
+def _render_locked(config, out: Path, workers, threads, gpus, ray, progress, on_start) -> RenderSummary:
+    """``render_dataset`` once this process holds the file's lock (and Ray, if asked, is up)."""
     t0 = time.perf_counter()
     writer = open_writer(config, out)
     try:
         if workers > 1 or ray is not None or existing_shards(out):
             merge_shards(writer, out, config.scenes)
         done = len(writer)
+        waiting = _scenes_in_shards(out, done)  # a killed run's shard scenes, merged later: not rendered now
         if on_start:
             on_start(min(done, config.scenes), config.scenes)
         totals: dict[str, float] = {}
@@ -58,7 +76,16 @@ def render_dataset(
                 shard_folder(out).mkdir(exist_ok=True)
                 totals = run_workers(config, out, tasks, workers, progress, threads, gpus)
             merge_shards(writer, out, config.scenes)
-        rendered = len(writer) - done
+        rendered = len(writer) - done - waiting
         return RenderSummary(out, len(writer), rendered, time.perf_counter() - t0, totals)
     finally:
         writer.close()
+
+
+def _scenes_in_shards(out: Path, first: int) -> int:
+    """Complete scenes from index ``first`` on that the shards of an earlier run hold already."""
+    count = 0
+    for start, _, path in existing_shards(out):
+        with FocalStackFile(path) as shard:
+            count += max(0, start + len(shard) - max(start, first))
+    return count

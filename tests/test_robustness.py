@@ -160,3 +160,70 @@ def test_render_refuses_repeated_focus_distances_and_a_preset_of_random_bytes(tm
     junk.write_bytes(np.random.default_rng(0).integers(0, 256, 512, dtype=np.uint8).tobytes())
     assert_one_line_error(invoke(render_main, ["--preset", junk, "--out", tmp_path / "x.h5"]), "not UTF-8 text")
     assert not (tmp_path / "x.h5").exists()
+
+
+# -- one writer per file, and Ray addresses --------------------------------------------------------------------
+HOLD = """
+import sys, time
+from focalstack.dataset.files import exclusive_lock
+with exclusive_lock(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_second_render_on_the_same_file_is_refused_naming_the_writer(tmp_path):
+    import subprocess
+    import sys
+
+    from focalstack.render.cli import main as render_main
+
+    out = tmp_path / "x.h5"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        result = invoke(render_main, ["--scenes", 1, "--resolution", 32, "--out", out])
+        assert_one_line_error(result, "another process is writing it", f"pid {holder.pid} on host")
+        assert not out.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # the kernel dropped the killed holder's lock: its lock file no longer blocks anyone
+    from focalstack.dataset.files import exclusive_lock
+
+    assert (tmp_path / "x.h5.lock").exists()
+    with exclusive_lock(out) as lock:
+        assert f"pid {os.getpid()}" in lock.read_text()
+    assert not (tmp_path / "x.h5.lock").exists()
+
+
+@pytest.mark.parametrize("address, needle", [
+    ("not an address", "expected HOST:PORT"),
+    ("127.0.0.1:1", "cannot connect to 127.0.0.1:1"),
+    ("10.255.255.1:6379", "within 2 s"),  # no answer, or (behind a proxy) an answer that is not Ray
+])
+def test_an_unreachable_ray_address_is_one_line_in_bounded_time_and_writes_nothing(tmp_path, address, needle):
+    import time
+
+    from focalstack.render.cli import main as render_main
+
+    out = tmp_path / "x.h5"
+    t = time.monotonic()
+    result = invoke(render_main, ["--scenes", 1, "--resolution", 32, "--ray", address, "--ray-timeout", 2, "--out", out])
+    assert_one_line_error(result, needle)
+    assert time.monotonic() - t < 20
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_scenes_a_killed_run_left_in_shards_are_not_counted_as_rendered_now(tmp_path):
+    import dataset_fixtures as fx
+
+    from focalstack.render.job import _scenes_in_shards
+    from focalstack.render.shards import shard_path
+
+    out = tmp_path / "x.h5"
+    (tmp_path / "x.h5.parts").mkdir()
+    fx.write_file(shard_path(out, 0, 3), 2)  # scenes 0, 1 of 0..2 done
+    fx.write_file(shard_path(out, 3, 6), 2, seeds=[3, 4])  # scenes 3, 4 of 3..5 done
+    assert _scenes_in_shards(out, 0) == 4
+    assert _scenes_in_shards(out, 1) == 3  # scene 0 is in the file already
