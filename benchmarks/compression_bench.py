@@ -45,7 +45,7 @@ from focalstack.dataset import FocalStackFile, FocalStackWriter, SceneRecord, op
 from focalstack.dataset.colour import linear_to_srgb8
 from focalstack.dataset.groundtruth import canny_edges, stored_defocus_maps
 from focalstack.dataset.provenance import rendered_declaration
-from focalstack.dataset.storage import STORAGE, V1_STORAGE, Storage
+from focalstack.dataset.storage import STORAGE, UNCHECKED_STORAGE, V1_STORAGE, Storage
 
 FOCUS = (0.1, 0.15, 0.3, 0.7, 1.5)
 CAMERA = dict(f_number=1.0, focal_length_mm=2.9, sensor_width_mm=3.1)
@@ -66,7 +66,8 @@ LAYOUTS = {
     "v2 lzf planar": (False, {**V1_STORAGE, **_images({"compression": "lzf"}, True)}),
     "v2 szip interleaved": (False, {**V1_STORAGE, **_images(SZIP, False)}),
     "v2 szip32 planar": (False, {**V1_STORAGE, **_images({"compression": "szip", "compression_opts": ("nn", 32)}, True)}),
-    "v2 szip planar (chosen)": (False, STORAGE),
+    "v2 szip planar (no checksums)": (False, UNCHECKED_STORAGE),
+    "v2 szip planar + fletcher32 (chosen)": (False, STORAGE),
 }
 
 

@@ -53,6 +53,7 @@ def main():
       focalstack-data import ddff12 ddff-dataset-trainval.h5 --split val -o data/ddff12-val.h5
       focalstack-data export fod500 data/train.h5 -o out/fod500-style/
       focalstack-data pack data/train.h5 --float16 depth -o bundle/   # small, for carrying; unpack there
+      focalstack-data salvage broken.h5 -o rescued.h5                 # the intact scenes of a damaged file
     """
 
 
@@ -288,6 +289,42 @@ def preview(file: Path, index: int, out: Path, columns: int | None):
             ) from None
     save_contact_sheet(scene, out, columns=columns)
     click.echo(f"{out}: scene {index} (seed {scene.seed}) of {file}")
+
+
+# -- salvage -------------------------------------------------------------------------------------------
+@main.command()
+@_file_argument()
+@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="New file for the intact scenes; its folder must exist. Written under a temporary name.")
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+@friendly_errors
+def salvage(file: Path, out: Path, force: bool):
+    """Copy the intact scenes of a damaged FILE (cut short, or with damaged chunks) into OUT.
+
+    A scene is kept when every chunk of it lies inside what is left of FILE and verifies against its
+    checksum (files written since checksums were added); the rest are listed. When the kept scenes are
+    the first ones, focalstack-render resumes OUT like any file it wrote.
+    """
+    from .salvage import salvage as run_salvage
+
+    if not file.is_file():
+        raise click.ClickException(f"{file}: no such file")
+    refuse_overwriting_input(out, [file])
+    if out.exists() and not force:
+        raise click.ClickException(f"-o {out}: exists; choose another file or pass --force to replace it")
+    if not out.parent.is_dir():
+        raise click.ClickException(f"-o {out}: folder {out.parent} does not exist")
+    report = run_salvage(file, out)
+    if report.missing_bytes:
+        click.echo(f"{file}: {report.missing_bytes} bytes shorter than its header records (cut short)")
+    if not report.checksums:
+        click.echo(f"warning: {file} has no checksums (written before they were added): chunks past the cut are "
+                   "found, other damage is not", err=True)
+    for index, why in report.dropped:
+        click.echo(f"dropped scene {index}: {why}")
+    resumable = "; focalstack-render can resume it" if report.resumable else (
+        "; the kept scenes are not the first ones in order, so focalstack-render will not extend it (use it as data)")
+    click.echo(f"{out}: {len(report.kept)} of {report.complete} complete scene(s) kept{resumable}")
 
 
 def _register() -> None:

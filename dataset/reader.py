@@ -70,6 +70,10 @@ def open_h5(path: str | os.PathLike, mode: str = "r") -> h5py.File:
         raise DatasetError(f"{path}: {open_error_text(exc)}") from None
 
 
+def one_line_text(exc: Exception) -> str:
+    return " ".join(str(exc).split())[:160]
+
+
 def open_error_text(exc: OSError) -> str:
     """One line saying why h5py could not open a file."""
     if isinstance(exc, BlockingIOError) or "unable to lock file" in str(exc):
@@ -168,11 +172,15 @@ class FocalStackFile:
         distances, slice geometry, ...: a few hundred bytes per scene) are read whole once and served
         from memory: one HDF5 read per dataset per scene would cost more than decoding the images."""
         spec = schema.SPECS.get(ds.name.lstrip("/"))
-        if spec is None or spec.per_pixel or spec.dtype == "str":
-            return read_row(ds, row)
-        column = self._columns.get(spec.name)
-        if column is None:
-            column = self._columns[spec.name] = ds[:]
+        try:
+            if spec is None or spec.per_pixel or spec.dtype == "str":
+                return read_row(ds, row)
+            column = self._columns.get(spec.name)
+            if column is None:
+                column = self._columns[spec.name] = ds[:]
+        except OSError as exc:  # a chunk that fails its checksum, or cannot be decoded
+            raise DatasetError(f"{self.path}: {ds.name.lstrip('/')!r} of row {row} cannot be read: damaged "
+                               f"({one_line_text(exc)}); `focalstack-data salvage` copies the intact scenes") from None
         return column[row].copy() if column.ndim > 1 else column[row]
 
     def read_all(self, name: str) -> np.ndarray:

@@ -33,23 +33,34 @@ GZIP6_SHUFFLE = {"compression": "gzip", "compression_opts": 6, "shuffle": True}
 # Schema v1's layout: every per-pixel array gzip 6 + shuffle, one chunk per scene (kept to compare).
 V1_STORAGE = {spec.name: Storage(GZIP6_SHUFFLE) for spec in schema.WRITTEN_ARRAYS if spec.per_pixel}
 
+# Every chunk of a new file carries a Fletcher-32 checksum (HDF5's own filter; h5py verifies it on every read):
+# a damaged or zero-filled chunk is found, and ``salvage`` keeps only scenes whose chunks verify. Its cost is
+# measured by benchmarks/compression_bench.py (README, "Storage").
+CHECKSUM = {"fletcher32": True}
+
 # Schema v2's layout, chosen by benchmarks/compression_bench.py on real renders (fod500 and walls, 256
 # px, 5 slices; figures in the README): images planar under szip with nearest-neighbour prediction,
 # 8 pixels per block (fod500 stack 549 kB per scene against 687 kB planar gzip 6 and 763 kB interleaved
 # gzip 6 + shuffle; 16 or 32 pixels per block decode ~5% faster for 1-3% more bytes). Depth and edges
 # stay gzip 6 + shuffle: szip is larger on float depth (155 kB against 130 kB) and on edges.
 SZIP_NN8 = {"compression": "szip", "compression_opts": ("nn", 8)}
-STORAGE = {
+UNCHECKED_STORAGE = {  # the layout before checksums (kept to measure what they cost)
     **V1_STORAGE,
     "stack": Storage(SZIP_NN8, planar=True),
     "aif": Storage(SZIP_NN8, planar=True),
 }
+STORAGE = {name: Storage({**st.filters, **CHECKSUM}, st.planar) for name, st in UNCHECKED_STORAGE.items()}
+SMALL_STORAGE = Storage(CHECKSUM)  # the small per-scene arrays of a new file: uncompressed, checksummed
 
 
 def storage_for(name: str, table: dict | None = None) -> Storage:
     """The layout of dataset ``name``: per-pixel arrays by ``table`` (default ``STORAGE``); the small
-    per-scene arrays are stored uncompressed."""
-    table = STORAGE if table is None else table
+    per-scene arrays are stored uncompressed (checksummed under the default table)."""
+    if table is None:
+        spec = schema.SPECS.get(name)
+        if spec is not None and spec.dtype == "str":
+            return Storage()  # HDF5 filters cannot apply to variable-length strings (they live in a heap)
+        return STORAGE.get(name, SMALL_STORAGE)
     return table.get(name, Storage())
 
 
