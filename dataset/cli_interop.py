@@ -9,6 +9,7 @@ import click
 
 from .cli import CONTEXT, friendly_errors
 from .files import refuse_overwriting_input
+from .fod500 import LAYOUTS
 
 
 def _progress(desc: str):
@@ -115,22 +116,39 @@ def export_group():
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("-o", "--out", "folder", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder to create (or an empty one); filled under a temporary name, renamed at the end.")
-@click.option("--start", type=click.IntRange(min=0), default=0, show_default=True,
-              help="FoD500 index of the file's first scene.")
+@click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True,
+              help="Number the scenes as FoD500's training split (from 0) or its test split (from 400: DFV "
+                   "treats int(name[:6]) < 400 as training and its test script reads the rest).")
+@click.option("--start", type=click.IntRange(min=0), default=None,
+              help="FoD500 index of the file's first scene  [default: 0 for --split train, 400 for test]")
+@click.option("--layout", type=click.Choice(list(LAYOUTS)), default=LAYOUTS[0], show_default=True,
+              help="fod500: only FoD500's files beside each other, the extras in extra/ (every FoD500 loader "
+                   "reads it); dered: also {i:06d}Aif.tif beside them, where DEReD reads it (AiFDepthNet's list "
+                   "generator then groups the wrong files).")
 @friendly_errors
-def export_fod500_cmd(file: Path, folder: Path, start: int):
-    """Write FILE's scenes as a FoD500 folder: {i:06d}_{j:02d}All.tif (8-bit RGB TIFF per slice) and
-    {i:06d}Dpt.exr (depth in metres, half float, in R), numbered from --start.
+def export_fod500_cmd(file: Path, folder: Path, split: str, start: int | None, layout: str):
+    """Write FILE's scenes as a FoD500 folder: {i:06d}_{j:02d}All.tif (8-bit RGB TIFF per slice, uncompressed)
+    and {i:06d}Dpt.exr (depth in metres, half float, in R, G and B), numbered from 0 (--split train) or 400
+    (--split test) or --start: what DFV, AiFDepthNet and defocus-net read unchanged.
 
-    Also, documented in the folder's focalstack.json: {i:06d}Aif.tif (the all-in-focus image, as DEReD
-    names it), {i:06d}_{j:02d}Def.exr (signed defocus of slice j, pixels, float32 in R) and
-    {i:06d}Extra.npz (every other dataset of the scene by its schema name). Any size and slice count is
-    written; one warning line says how the file's camera or images differ from FoD500's.
+    Also, documented in the folder's focalstack.json, in its extra/ subfolder where no FoD500 loader looks:
+    {i:06d}Aif.tif (the all-in-focus image, as DEReD names it; beside the slices with --layout dered),
+    {i:06d}_{j:02d}Def.exr (signed defocus of slice j, pixels, float32 in R) and {i:06d}Extra.npz (every
+    other dataset of the scene by its schema name). Any size and slice count is written; one warning line
+    says how the file's camera or images differ from FoD500's and which loaders assume FoD500's.
     """
-    from .fod500 import export_fod500
+    from .fod500 import PEER_ASSUMPTIONS, TEST_START, export_fod500
 
-    summary = export_fod500(file, folder, start=start, progress=_progress("exporting"))
-    if summary.differences:
-        click.echo(f"warning: {file} differs from FoD500: {'; '.join(summary.differences)}", err=True)
+    if start is None:
+        start = TEST_START if split == "test" else 0
+    summary = export_fod500(file, folder, start=start, layout=layout, progress=_progress("exporting"))
+    notes = list(summary.differences)
+    if any("px" in d or "slices" in d for d in notes):
+        notes.append(PEER_ASSUMPTIONS)
+    if split == "train" and start + len(summary.indices) > TEST_START:
+        notes.append(f"scenes numbered {TEST_START} and above are FoD500's test split to DFV's loader "
+                     "(number a test set with --split test)")
+    if notes:
+        click.echo(f"warning: {file} differs from FoD500: {'; '.join(notes)}", err=True)
     last = f" to {summary.indices[-1]:06d}" if summary.indices else ""
     click.echo(f"{folder}: {len(summary.indices)} scene(s) exported from {file}, numbered {start:06d}{last}")

@@ -15,10 +15,14 @@ depth by the textbook thin lens, ``optics`` model ``thin_lens``, as FoD500's own
 recomputed by readers), the AiF image and its Canny edges only where the folder has AiF images, and
 depth 0 means 'no ground truth' (DFV's protocol ignores such pixels).
 
-Export writes a file's scenes under the same names, plus (documented in the folder's
-``focalstack.json``) ``{i:06d}Aif.tif``, one float32 EXR of signed defocus per slice
-``{i:06d}_{j:02d}Def.exr`` (channel R, pixels, + behind focus) and ``{i:06d}Extra.npz`` with every
-other schema dataset of the scene under its schema name.
+Export writes a file's scenes under the same names, and nothing else where FoD500 loaders look: they take
+every ``*.tif`` and ``*.exr`` of the folder (AiFDepthNet groups them five and one at a time in sorted
+order), so the extras (documented in the folder's ``focalstack.json``) go into its ``extra/`` subfolder:
+``{i:06d}Aif.tif``, one float32 EXR of signed defocus per slice ``{i:06d}_{j:02d}Def.exr`` (channel R,
+pixels, + behind focus) and ``{i:06d}Extra.npz`` with every other schema dataset of the scene under its
+schema name. Layout ``dered`` puts ``{i:06d}Aif.tif`` beside the slices, where DEReD's loader reads it
+(and AiFDepthNet's no longer works). TIFFs are uncompressed: OpenCV writes LZW by default, which imageio
+with tifffile but without imagecodecs cannot read.
 """
 
 from __future__ import annotations
@@ -52,6 +56,13 @@ DEFOCUS_MODEL = "thin_lens"  # defocus-net's blur target: |d - s| / d * f^2 / (N
 _SLICE = re.compile(r"^(\d{6})_(\d{2})All\.tif$")
 _INDEXED = re.compile(r"^(\d{6})(Dpt\.exr|Aif\.tif)$")
 ENDINGS = ("All.tif", "Dpt.exr", "Aif.tif")
+EXTRA_FOLDER = "extra"  # where export puts what FoD500 does not have, out of its loaders' sight
+LAYOUTS = ("fod500", "dered")  # dered: the AiF images beside the slices, as DEReD's copy has them
+TEST_START = 400  # FoD500's test split is scenes 400-499 (DFV: int(name[:6]) < 400 is training)
+# What peers' loaders assume (DESIGN, checked in their code): said when an export differs.
+PEER_ASSUMPTIONS = ("DFV's dataloader/FoD500.py hard-codes 256 x 256 and five slices; AiFDepthNet's "
+                    "DefocusNet_gen_txt.py takes five TIFFs per scene")
+_TIFF_UNCOMPRESSED = [cv2.IMWRITE_TIFF_COMPRESSION, 1]
 
 
 @dataclass
@@ -77,13 +88,16 @@ class BadScene(DatasetError):
 
 
 def scan_folder(folder: Path) -> tuple[dict[int, SceneFiles], list[str]]:
-    """Scenes found in ``folder`` by the FoD500 endings, and the names that end like FoD500 files but
-    do not follow its pattern (each a one-line complaint)."""
+    """Scenes found in ``folder`` by the FoD500 endings (AiF images also in its ``extra/`` subfolder, where
+    export puts them), and the names that end like FoD500 files but do not follow its pattern (each a
+    one-line complaint)."""
     if not folder.is_dir():
         raise DatasetError(f"{folder}: not a folder")
     scenes: dict[int, SceneFiles] = {}
     odd = []
-    for p in sorted(folder.iterdir()):
+    extra = folder / EXTRA_FOLDER
+    aif_extras = sorted(extra.glob("*Aif.tif")) if extra.is_dir() else []
+    for p in [*sorted(folder.iterdir()), *aif_extras]:
         if not p.name.endswith(ENDINGS):
             continue
         m, n = _SLICE.match(p.name), _INDEXED.match(p.name)
@@ -261,11 +275,14 @@ def differences_from_fod500(f) -> list[str]:
     return out
 
 
-def export_fod500(path: str | os.PathLike, folder: str | os.PathLike, *, start: int = 0,
+def export_fod500(path: str | os.PathLike, folder: str | os.PathLike, *, start: int = 0, layout: str = "fod500",
                   progress: Callable | None = None) -> ExportSummary:
     """Write the complete scenes of schema file ``path`` into ``folder`` in FoD500's names and formats,
-    numbered from ``start``. ``folder`` must not exist or be empty; it is filled under a temporary name
-    beside it and renamed at the end, so a failed export leaves nothing half-written."""
+    numbered from ``start``, the extras laid out by ``layout`` (``LAYOUTS``). ``folder`` must not exist or
+    be empty; it is filled under a temporary name beside it and renamed at the end, so a failed export
+    leaves nothing half-written."""
+    if layout not in LAYOUTS:
+        raise DatasetError(f"--layout {layout!r}: expected one of {', '.join(LAYOUTS)}")
     from .reader import FocalStackFile
 
     folder = Path(folder)
@@ -284,9 +301,10 @@ def export_fod500(path: str | os.PathLike, folder: str | os.PathLike, *, start: 
         summary = ExportSummary(folder, list(range(start, start + n)), differences_from_fod500(f))
         tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", suffix=".tmp", dir=folder.parent))
         try:
-            _write_readme(tmp / "focalstack.json", f, path, start)
+            _write_readme(tmp / "focalstack.json", f, path, start, layout)
+            (tmp / EXTRA_FOLDER).mkdir()
             for k in (progress or (lambda it, total: it))(range(n), n):
-                write_scene(tmp, start + k, f[k])
+                write_scene(tmp, start + k, f[k], layout)
             if folder.exists():
                 folder.rmdir()  # empty, checked above
             os.replace(tmp, folder)
@@ -296,42 +314,47 @@ def export_fod500(path: str | os.PathLike, folder: str | os.PathLike, *, start: 
     return summary
 
 
-def write_scene(folder: Path, i: int, rec: SceneRecord) -> None:
-    """One scene as FoD500 files (and the documented extras) in ``folder``."""
+def write_scene(folder: Path, i: int, rec: SceneRecord, layout: str = "fod500") -> None:
+    """One scene as FoD500 files in ``folder`` and the documented extras in its ``extra/`` subfolder (the
+    AiF image beside the slices with layout ``dered``)."""
+    extra = folder / EXTRA_FOLDER
     for j, img in enumerate(rec.stack):
         _write_image(folder / f"{i:06d}_{j:02d}All.tif", img)
     if rec.depth is not None:
         half = rec.depth.astype(np.float16)
         exr.write_channels(folder / f"{i:06d}Dpt.exr", {"R": half, "G": half, "B": half})
     if rec.aif is not None:
-        _write_image(folder / f"{i:06d}Aif.tif", rec.aif)
+        _write_image((folder if layout == "dered" else extra) / f"{i:06d}Aif.tif", rec.aif)
     if rec.defocus is not None:
         for j, d in enumerate(rec.defocus):
-            exr.write_channels(folder / f"{i:06d}_{j:02d}Def.exr", {"R": np.asarray(d, np.float32)})
-    extra = {name: np.asarray(value) for name, value in rec.arrays().items() if name not in EXPORTED}
-    with open(folder / f"{i:06d}Extra.npz", "wb") as fh:
-        np.savez_compressed(fh, **extra)
+            exr.write_channels(extra / f"{i:06d}_{j:02d}Def.exr", {"R": np.asarray(d, np.float32)})
+    arrays = {name: np.asarray(value) for name, value in rec.arrays().items() if name not in EXPORTED}
+    with open(extra / f"{i:06d}Extra.npz", "wb") as fh:
+        np.savez_compressed(fh, **arrays)
 
 
 def _write_image(path: Path, rgb: np.ndarray) -> None:
-    if not cv2.imwrite(str(path), np.ascontiguousarray(rgb[..., ::-1])):
+    if not cv2.imwrite(str(path), np.ascontiguousarray(rgb[..., ::-1]), _TIFF_UNCOMPRESSED):
         raise DatasetError(f"{path}: cannot write image")
 
 
-def _write_readme(path: Path, f, source, start: int) -> None:
+def _write_readme(path: Path, f, source, start: int, layout: str = "fod500") -> None:
     gt = f.ground_truth
+    aif = "{i:06d}Aif.tif" if layout == "dered" else f"{EXTRA_FOLDER}/{{i:06d}}Aif.tif"
     text = {
         "format": "FoD500 folder written by focalstack-data export fod500",
+        "layout": layout,
         "source_file": str(Path(source).resolve()),
         "scenes": len(f),
         "first_index": start,
         "files": {
-            "{i:06d}_{j:02d}All.tif": "slice j, 8-bit RGB, in focus_distance order",
+            "{i:06d}_{j:02d}All.tif": "slice j, 8-bit RGB, uncompressed TIFF, in focus_distance order",
             "{i:06d}Dpt.exr": "planar depth in metres, half float, in R (G and B the same)",
-            "{i:06d}Aif.tif": "all-in-focus image, 8-bit RGB (as DEReD names it)",
-            "{i:06d}_{j:02d}Def.exr": "signed blur-circle diameter of slice j in pixels (+ behind the focal "
-                                      "plane), float32, in R",
-            "{i:06d}Extra.npz": "every other dataset of the scene, under its focalstack schema name (numpy)",
+            aif: "all-in-focus image, 8-bit RGB, uncompressed TIFF (as DEReD names it)",
+            f"{EXTRA_FOLDER}/{{i:06d}}_{{j:02d}}Def.exr": "signed blur-circle diameter of slice j in pixels (+ behind "
+                                                        "the focal plane), float32, in R",
+            f"{EXTRA_FOLDER}/{{i:06d}}Extra.npz": "every other dataset of the scene, under its focalstack schema "
+                                                 "name (numpy)",
         },
         "ground_truth": {name: g.describe() for name, g in gt.items()},
         "defocus_model": f.attrs.get("defocus_model"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import h5py
 import numpy as np
 import pytest
@@ -180,8 +181,10 @@ def test_export_then_import_gives_back_stack_depth_and_focus(tmp_path):
     assert result.exit_code == 0, result.output
     assert "warning" not in result.output and "numbered 000017 to 000018" in result.output
     names = {p.name for p in (tmp_path / "fs").iterdir()}
-    assert {"000017_00All.tif", "000018_04All.tif", "000017Dpt.exr", "000018Aif.tif", "000017_02Def.exr",
-            "000018Extra.npz", "focalstack.json"} <= names
+    # the flat folder holds FoD500's own files (and the description); the extras are in extra/
+    assert names == {f"0000{i}_{j:02d}All.tif" for i in (17, 18) for j in range(5)} | {
+        "000017Dpt.exr", "000018Dpt.exr", "focalstack.json", "extra"}
+    assert {"000018Aif.tif", "000017_02Def.exr", "000018Extra.npz"} <= {p.name for p in (tmp_path / "fs/extra").iterdir()}
     assert run("import", "fod500", tmp_path / "fs", "-o", tmp_path / "back.h5").exit_code == 0
     with FocalStackFile(src) as a, FocalStackFile(tmp_path / "back.h5") as b:
         assert len(a) == len(b) == 2
@@ -213,8 +216,8 @@ def test_export_extras_hold_defocus_and_every_other_dataset(tmp_path):
     with FocalStackFile(src) as f:
         rec = f[1]
         for j in range(5):
-            np.testing.assert_array_equal(exr.read_channels(tmp_path / "fs" / f"000004_{j:02d}Def.exr")["R"], rec.defocus[j])
-        extra = np.load(tmp_path / "fs" / "000004Extra.npz")
+            np.testing.assert_array_equal(exr.read_channels(tmp_path / "fs/extra" / f"000004_{j:02d}Def.exr")["R"], rec.defocus[j])
+        extra = np.load(tmp_path / "fs/extra" / "000004Extra.npz")
         assert set(extra.files) == set(rec.arrays()) - set(fod500.EXPORTED)
         for name in extra.files:
             value = rec.array(name)
@@ -231,6 +234,7 @@ def test_export_warns_when_the_file_is_not_fod500_like_and_refuses_a_full_folder
     warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1
     assert "16 x 16 px (FoD500: 256 x 256)" in warnings[0] and "3 slices (FoD500: 5)" in warnings[0]
+    assert "DFV's dataloader/FoD500.py hard-codes 256 x 256 and five slices" in warnings[0]
     assert len(list((tmp_path / "fs").glob("*All.tif"))) == 6
     before = sorted(p.name for p in (tmp_path / "fs").iterdir())
     assert_one_line_error(run("export", "fod500", src, "-o", tmp_path / "fs"), "not an empty folder")
@@ -354,3 +358,80 @@ def test_inspect_and_preview_work_with_what_an_import_holds(ddff_file, fod_folde
         assert result.exit_code == 0, result.output
         img = cv2.imread(str(tmp_path / f"{name}.png"))
         assert img is not None and img.std() > 10
+
+
+# -- what peers' loaders do with an export (written from their documented behaviour) ----------------------
+def aifdepthnet_lists(folder):
+    """AiFDepthNet's DefocusNet_gen_txt.py: every *.tif and *.exr of the folder, sorted, five TIFFs and one
+    EXR per scene, in order."""
+    tifs, exrs = sorted(folder.glob("*.tif")), sorted(folder.glob("*.exr"))
+    return [(tifs[5 * k : 5 * k + 5], exrs[k]) for k in range(len(exrs))]
+
+
+def dfv_split(folder):
+    """DFV's dataloader/FoD500.py: scenes with int(name[:6]) < 400 train, the rest test; depth read as the
+    half-float R, G and B channels of Dpt.exr."""
+    from focalstack.dataset import exr
+
+    names = sorted(p.name for p in folder.glob("*Dpt.exr"))
+    for name in names:
+        channels = exr.read_channels(folder / name)
+        assert {"R", "G", "B"} <= set(channels) and channels["R"].dtype == np.float16
+    return [n for n in names if int(n[:6]) < 400], [n for n in names if int(n[:6]) >= 400]
+
+
+def defocusnet_split(folder):
+    """defocus-net's util_func.py: files by sorted suffix, the first 80 % training."""
+    stacks = sorted(p.name for p in folder.glob("*All.tif"))
+    depths = sorted(p.name for p in folder.glob("*Dpt.exr"))
+    n = int(len(depths) * 0.8)
+    return depths[:n], depths[n:], stacks
+
+
+@pytest.mark.parametrize("layout", ["fod500", "dered"])
+def test_every_peer_loader_reads_the_export_it_is_meant_to(tmp_path, layout):
+    src = fod500_like_file(tmp_path / "gen.h5", 3)
+    result = run("export", "fod500", src, "-o", tmp_path / "fs", "--split", "test", "--layout", layout)
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "fs"
+    with FocalStackFile(src) as f:
+        scenes = [f[i] for i in range(3)]
+    # DFV: numbered from 400, so every scene is in its test split
+    train, test = dfv_split(folder)
+    assert train == [] and test == [f"{400 + i:06d}Dpt.exr" for i in range(3)]
+    # AiFDepthNet: sorted-glob grouping gives each scene its own five slices (only without Aif.tif beside them)
+    groups = aifdepthnet_lists(folder)
+    ok = all([p.name for p in tifs] == [f"{400 + k:06d}_{j:02d}All.tif" for j in range(5)] and e.name == f"{400 + k:06d}Dpt.exr"
+             for k, (tifs, e) in enumerate(groups))
+    assert ok == (layout == "fod500")
+    if layout == "fod500":
+        for k, (tifs, _) in enumerate(groups):
+            for j, t in enumerate(tifs):
+                np.testing.assert_array_equal(cv2.imread(str(t))[..., ::-1], scenes[k].stack[j])
+    # DEReD: {i:06d}Aif.tif beside the slices with --layout dered
+    aif = folder / "000400Aif.tif"
+    assert aif.exists() == (layout == "dered")
+    if layout == "dered":
+        np.testing.assert_array_equal(cv2.imread(str(aif))[..., ::-1], scenes[0].aif)
+    # defocus-net: by suffix; the depth files pair with the stacks
+    train, test, stacks = defocusnet_split(folder)
+    assert len(train) + len(test) == 3 and len(stacks) == 15
+
+
+def test_exported_tiffs_are_uncompressed_and_every_reader_reads_them(tmp_path):
+    from PIL import Image
+
+    src = fod500_like_file(tmp_path / "gen.h5", 1)
+    run("export", "fod500", src, "-o", tmp_path / "fs")
+    path = tmp_path / "fs" / "000000_00All.tif"
+    with FocalStackFile(src) as f:
+        want = f[0].stack[0]
+    with Image.open(path) as im:
+        assert im.info.get("compression") == "raw"  # not LZW: imageio's tifffile without imagecodecs reads it
+        np.testing.assert_array_equal(np.asarray(im), want)
+    np.testing.assert_array_equal(cv2.imread(str(path))[..., ::-1], want)
+    import imageio.v3 as iio
+    import tifffile
+
+    np.testing.assert_array_equal(tifffile.imread(path), want)  # no imagecodecs needed: uncompressed
+    np.testing.assert_array_equal(iio.imread(path), want)
