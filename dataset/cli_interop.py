@@ -31,9 +31,11 @@ def _check_out(out: Path, force: bool, source: Path) -> None:
         raise click.ClickException(f"-o {out}: folder {out.parent} does not exist")
 
 
-def _report(out: Path, what: str, imported: int, skipped: list[str]) -> None:
+def _report(out: Path, what: str, imported: int, skipped: list[str], repaired: list[str] = ()) -> None:
     for line in skipped:
         click.echo(f"skipped: {line}")
+    for line in repaired:
+        click.echo(f"repaired: {line}")
     note = f", {len(skipped)} skipped (listed above)" if skipped else ""
     click.echo(f"{out}: {imported} scene(s) imported from {what}{note}")
 
@@ -79,7 +81,8 @@ def import_fod500_cmd(folder: Path, out: Path, split: str, skip_bad: bool, force
     _check_out(out, force, folder)
     summary = import_fod500(folder, out, split=split, skip_bad=skip_bad, progress=_progress("importing"))
     aif = "with" if summary.has_aif else "without"
-    _report(out, f"{folder} (split {split}, {aif} AiF images)", len(summary.imported), summary.skipped)
+    _report(out, f"{folder} (split {split}, {aif} AiF images)", len(summary.imported), summary.skipped,
+            summary.repaired)
 
 
 @import_group.command("ddff12")
@@ -104,7 +107,7 @@ def import_ddff12_cmd(file: Path, split: str, out: Path, skip_bad: bool, force: 
     summary = import_ddff12(file, out, split=split, skip_bad=skip_bad, progress=_progress("importing"))
     for w in summary.warnings:
         click.echo(f"warning: {w}", err=True)
-    _report(out, f"{file} (split {split})", len(summary.imported), summary.skipped)
+    _report(out, f"{file} (split {split})", len(summary.imported), summary.skipped, summary.repaired)
 
 
 @click.group("export", context_settings=CONTEXT)

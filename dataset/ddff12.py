@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -28,7 +28,7 @@ import h5py
 import numpy as np
 
 from . import provenance, schema
-from .importing import write_imported
+from .importing import mark_bad_as_no_data, write_imported
 from .provenance import ABSENT, GroundTruth
 from .reader import open_h5
 from .record import SceneRecord
@@ -84,6 +84,7 @@ class ImportSummary:
     imported: list[int]  # source stack indices, in file order
     skipped: list[str]  # one line per skipped stack
     warnings: list[str]
+    repaired: list[str] = field(default_factory=list)  # one line per stack with pixels marked as no data
 
 
 def _source_arrays(h5: h5py.File, path: Path, split: str) -> tuple[h5py.Dataset, h5py.Dataset]:
@@ -106,12 +107,15 @@ def _source_arrays(h5: h5py.File, path: Path, split: str) -> tuple[h5py.Dataset,
     return stack, disp
 
 
-def read_stack(stack: h5py.Dataset, disp: h5py.Dataset, i: int, path: Path, split: str) -> SceneRecord:
-    """Stack ``i`` of the source, read alone (the source is never loaded whole)."""
-    disparity = np.asarray(disp[i], dtype=np.float32).reshape(stack.shape[2:4])
-    bad = ~(np.isfinite(disparity) & (disparity >= 0))
-    if bad.any():
-        raise DatasetError(f"{path}: disp_{split}[{i}] has {int(bad.sum())} value(s) not finite or negative")
+def read_stack(stack: h5py.Dataset, disp: h5py.Dataset, i: int, path: Path, split: str,
+               notes: list[str] | None = None) -> SceneRecord:
+    """Stack ``i`` of the source, read alone (the source is never loaded whole). A few disparities that are
+    not finite or negative become 0 (no ground truth), noted in ``notes``."""
+    where = f"{path}: disp_{split}[{i}]"
+    disparity, n = mark_bad_as_no_data(np.asarray(disp[i], dtype=np.float32).reshape(stack.shape[2:4]), where,
+                                       "disparity")
+    if n and notes is not None:
+        notes.append(f"{where}: {n} disparity value(s) not finite or negative, marked as no data")
     return SceneRecord(
         stack=np.asarray(stack[i]),
         aif=None,
@@ -143,12 +147,13 @@ def import_ddff12(path: str | os.PathLike, out: str | os.PathLike, *, split: str
         warnings = [] if (height, width) == SIZE else [
             f"{path}: stacks of {width} x {height} px, not DDFF-12's {SIZE[1]} x {SIZE[0]}; f_sub = {F_SUB_PX} px "
             "is the calibration at DDFF-12's size"]
+        repaired: list[str] = []
         imported, skipped = write_imported(
-            out, range(n), lambda i: read_stack(stack, disp, i, path, split), n_slices=N_SLICES, height=height,
+            out, range(n), lambda i: read_stack(stack, disp, i, path, split, repaired), n_slices=N_SLICES, height=height,
             width=width, attrs=_attrs(path, split), ground_truth=DECLARATION,
             optional=("slice_homography", "slice_pose", "stack_size"), skip_bad=skip_bad, progress=progress,
         )
-    return ImportSummary(out, imported, skipped, warnings)
+    return ImportSummary(out, imported, skipped, warnings, repaired)
 
 
 def _attrs(path: Path, split: str) -> dict:

@@ -43,7 +43,7 @@ import numpy as np
 from . import exr, provenance
 from .files import write_text_atomic
 from .groundtruth import CANNY_BLUR_SIGMA, CANNY_HIGH, CANNY_LOW, canny_edges, stored_defocus_maps
-from .importing import write_imported
+from .importing import mark_bad_as_no_data, write_imported
 from .provenance import ABSENT, GroundTruth
 from .record import SceneRecord
 from .schema import DatasetError
@@ -81,6 +81,7 @@ class ImportSummary:
     imported: list[int]  # scene indices, in file order
     skipped: list[str]  # one line per skipped scene: the file and what is wrong with it
     has_aif: bool
+    repaired: list[str] = field(default_factory=list)  # one line per scene with pixels marked as no data
 
 
 class BadScene(DatasetError):
@@ -142,9 +143,9 @@ def read_image(path: Path) -> np.ndarray:
     return np.ascontiguousarray(cv2.cvtColor(img[..., :3], cv2.COLOR_BGR2RGB))
 
 
-def read_depth(path: Path) -> np.ndarray:
-    """Channel R of a depth EXR as float32 metres (H, W); BadScene unless it is FoD500's size with
-    finite values >= 0 (0: no ground truth)."""
+def read_depth(path: Path, notes: list[str] | None = None) -> np.ndarray:
+    """Channel R of a depth EXR as float32 metres (H, W); BadScene unless it is FoD500's size. A few values
+    that are not finite or negative become 0 (no ground truth), each such file noted in ``notes``."""
     try:
         channels = exr.read_channels(path)
     except DatasetError as exc:
@@ -155,10 +156,9 @@ def read_depth(path: Path) -> np.ndarray:
     if depth.dtype not in (np.float16, np.float32) or depth.shape != SIZE:
         raise BadScene(f"{path}: channel R is {depth.dtype} of {depth.shape[1]} x {depth.shape[0]} px, expected "
                        f"half or float of FoD500's {SIZE[1]} x {SIZE[0]}")
-    depth = depth.astype(np.float32)
-    bad = ~(np.isfinite(depth) & (depth >= 0))
-    if bad.any():
-        raise BadScene(f"{path}: {int(bad.sum())} depth value(s) not finite or negative")
+    depth, n = mark_bad_as_no_data(depth, str(path), "depth", bad=BadScene)
+    if n and notes is not None:
+        notes.append(f"{path}: {n} depth pixel(s) not finite or negative, marked as no data")
     return depth
 
 
@@ -175,10 +175,10 @@ def declaration(has_aif: bool) -> provenance.Declaration:
     }
 
 
-def read_scene(sf: SceneFiles, has_aif: bool, folder: Path) -> SceneRecord:
+def read_scene(sf: SceneFiles, has_aif: bool, folder: Path, notes: list[str] | None = None) -> SceneRecord:
     _check_files(sf, folder, has_aif)
     stack = np.stack([read_image(sf.slices[j]) for j in range(len(FOCUS_DISTANCES))])
-    depth = read_depth(sf.depth)
+    depth = read_depth(sf.depth, notes)
     aif = read_image(sf.aif) if has_aif else None
     focus = np.asarray(FOCUS_DISTANCES, dtype=np.float32)
     files = [p.name for p in (*sf.slices.values(), sf.depth, *([sf.aif] if has_aif else []))]
@@ -212,13 +212,14 @@ def import_fod500(folder: str | os.PathLike, out: str | os.PathLike, *, split: s
         raise DatasetError(f"{folder}: no FoD500 scenes{'' if split == 'all' else f' of the {split} split'} "
                            "(files ending All.tif / Dpt.exr)")
     has_aif = any(sf.aif is not None for sf in picked)
+    repaired: list[str] = []
     done, skipped = write_imported(
-        out, picked, lambda sf: read_scene(sf, has_aif, folder), n_slices=len(FOCUS_DISTANCES), height=SIZE[0],
+        out, picked, lambda sf: read_scene(sf, has_aif, folder, repaired), n_slices=len(FOCUS_DISTANCES), height=SIZE[0],
         width=SIZE[1], attrs=_attrs(folder, split, has_aif), ground_truth=declaration(has_aif),
         optional=("stack_size",), skip_bad=skip_bad, progress=progress, bad=BadScene, skipped=odd,
     )
     imported = [sf.index for sf in done]
-    return ImportSummary(out, imported, skipped, has_aif)
+    return ImportSummary(out, imported, skipped, has_aif, repaired)
 
 
 def _attrs(folder: Path, split: str, has_aif: bool) -> dict:

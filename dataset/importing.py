@@ -16,6 +16,24 @@ from .writer import FocalStackWriter
 
 Progress = Callable[[Iterable, int], Iterable]  # (items, total) -> items, e.g. a tqdm bar around them
 
+# A source item whose ground truth has a few values that are not finite or negative gets them marked as "no
+# data" (0), as the peers' own clipping and masks treat them; more than this fraction is a broken file.
+MAX_NO_DATA_REPAIR = 0.01
+
+
+def mark_bad_as_no_data(values, where: str, what: str, bad: type[Exception] = DatasetError):
+    """``values`` with its non-finite and negative entries set to 0, and how many there were; ``bad`` naming
+    ``where`` when they are more than ``MAX_NO_DATA_REPAIR`` of the values."""
+    import numpy as np
+
+    values = np.asarray(values, dtype=np.float32)
+    broken = ~(np.isfinite(values) & (values >= 0))
+    n = int(broken.sum())
+    if n > MAX_NO_DATA_REPAIR * values.size:
+        raise bad(f"{where}: {n} of {values.size} {what} values not finite or negative (more than "
+                  f"{MAX_NO_DATA_REPAIR:.0%}: is the file broken?)")
+    return (np.where(broken, np.float32(0), values) if n else values), n
+
 
 def write_imported(
     out: str | os.PathLike,

@@ -309,10 +309,24 @@ def test_import_ddff12_streams_one_stack_at_a_time(ddff_file, tmp_path, monkeypa
 def test_import_ddff12_refuses_bad_input(tmp_path):
     path = tmp_path / "bad.h5"
     ix.write_ddff12_file(path, 3, 1)
-    with h5py.File(path, "r+") as f:
-        f["disp_train"][1, 0, 0] = -0.1
+    with h5py.File(path, "r+") as f:  # a few bad values: marked as no data, counted, the stack kept
+        d = f["disp_train"][1]
+        d[0, 0], d[0, 1] = -0.1, np.nan
+        f["disp_train"][1] = d
     out = tmp_path / "d.h5"
-    assert_one_line_error(run("import", "ddff12", path, "--split", "train", "-o", out), "disp_train[1]", "negative")
+    result = run("import", "ddff12", path, "--split", "train", "-o", out)
+    assert result.exit_code == 0 and "3 scene(s) imported" in result.output
+    assert "repaired: " in result.output and "disp_train[1]: 2 disparity value(s) not finite or negative" in result.output
+    with FocalStackFile(out) as f:
+        assert f.read("disparity", 1)[0, :2].tolist() == [0.0, 0.0] and f.read("depth", 1)[0, 0] == 0.0
+        assert np.isfinite(f.read("depth", 1)).all()
+    out.unlink()
+    with h5py.File(path, "r+") as f:  # more than 1 %: a broken stack, refused
+        d = f["disp_train"][1]
+        d[:2] = -0.1
+        f["disp_train"][1] = d
+    assert_one_line_error(run("import", "ddff12", path, "--split", "train", "-o", out), "disp_train[1]", "negative",
+                          "more than 1%")
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["bad.h5"]
     result = run("import", "ddff12", path, "--split", "train", "-o", out, "--skip-bad")
     assert result.exit_code == 0 and "2 scene(s) imported" in result.output and "skipped: " in result.output
@@ -435,3 +449,21 @@ def test_exported_tiffs_are_uncompressed_and_every_reader_reads_them(tmp_path):
 
     np.testing.assert_array_equal(tifffile.imread(path), want)  # no imagecodecs needed: uncompressed
     np.testing.assert_array_equal(iio.imread(path), want)
+
+
+def test_import_fod500_marks_a_few_bad_depth_pixels_as_no_data_and_refuses_a_broken_map(tmp_path):
+    written = ix.write_fod500_folder(tmp_path / "fs", [0, 1])
+    d = written[1]["depth"].copy()
+    d[0, :3] = [np.nan, np.inf, -0.5]
+    ix.write_exr(tmp_path / "fs" / "000001Dpt.exr", {"R": d, "G": d, "B": d})
+    result = run("import", "fod500", tmp_path / "fs", "-o", tmp_path / "a.h5")
+    assert result.exit_code == 0 and "2 scene(s) imported" in result.output, result.output
+    assert "repaired: " in result.output and "000001Dpt.exr: 3 depth pixel(s) not finite or negative" in result.output
+    with FocalStackFile(tmp_path / "a.h5") as f:
+        depth = f.read("depth", 1)
+        assert depth[0, :3].tolist() == [0.0, 0.0, 0.0] and np.isfinite(depth).all()
+        assert np.isnan(f[1].defocus[:, 0, :3]).all()  # no depth, no defocus: as for FoD500's own holes
+    d[:10] = np.nan  # 10 rows of 256: about 4 %
+    ix.write_exr(tmp_path / "fs" / "000001Dpt.exr", {"R": d, "G": d, "B": d})
+    assert_one_line_error(run("import", "fod500", tmp_path / "fs", "-o", tmp_path / "b.h5"), "000001Dpt.exr",
+                          "not finite or negative (more than 1%")
