@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import warnings
 from pathlib import Path
@@ -39,6 +40,13 @@ def parse_pair(text: str, option: str) -> tuple[float, float]:
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     return a, b
+
+
+def _finite(ctx, param, value):
+    """click callback: a float option must be a finite number (FloatRange lets nan and inf through)."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value!r}: expected a finite number")
+    return value
 
 
 def _default(name: str) -> str:
@@ -94,11 +102,12 @@ def _default(name: str) -> str:
               help="Render on Ray (the cluster extra): tasks render ranges of scenes in their own processes and "
                    "send them back to this process, the only writer of --out. Without ADDRESS a Ray instance "
                    "is started on this machine; with it (e.g. 10.0.0.1:6379) the cluster there is used.")
-@click.option("--ray-gpus-per-task", type=click.FloatRange(min=0), default=0.0, show_default=True,
+@click.option("--ray-gpus-per-task", type=click.FloatRange(min=0), default=0.0, show_default=True, callback=_finite,
               help="GPUs each Ray task holds (Ray pins it to them with CUDA_VISIBLE_DEVICES).")
 @click.option("--ray-scenes-per-task", type=click.IntRange(min=1), default=4, show_default=True,
               help="Scenes rendered by one Ray task (one Blender process).")
 @click.option("--ray-timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
+              callback=_finite,
               help="Seconds to reach the --ray ADDRESS before giving up in one line.")
 @click.option("--list-presets", is_flag=True, help="List the built-in presets and exit.")
 @click.option("--scene-keys", is_flag=True, help="List every key of a preset's [scene] table with its default and meaning, and exit.")

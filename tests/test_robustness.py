@@ -227,3 +227,13 @@ def test_scenes_a_killed_run_left_in_shards_are_not_counted_as_rendered_now(tmp_
     fx.write_file(shard_path(out, 3, 6), 2, seeds=[3, 4])  # scenes 3, 4 of 3..5 done
     assert _scenes_in_shards(out, 0) == 4
     assert _scenes_in_shards(out, 1) == 3  # scene 0 is in the file already
+
+
+@pytest.mark.parametrize("option", ["--ray-timeout", "--ray-gpus-per-task"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_ray_numbers_must_be_finite_and_not_negative(tmp_path, option, value):
+    from focalstack.render.cli import main as render_main
+
+    result = invoke(render_main, ["--scenes", 1, "--ray", "127.0.0.1:1", option, value, "--out", tmp_path / "x.h5"])
+    assert_one_line_error(result, option)
+    assert not (tmp_path / "x.h5").exists()
