@@ -237,3 +237,40 @@ def test_ray_numbers_must_be_finite_and_not_negative(tmp_path, option, value):
     result = invoke(render_main, ["--scenes", 1, "--ray", "127.0.0.1:1", option, value, "--out", tmp_path / "x.h5"])
     assert_one_line_error(result, option)
     assert not (tmp_path / "x.h5").exists()
+
+
+FIT_NUMBERS = ["--epochs", "--batch-size", "--lr", "--weight-decay", "--grad-clip", "--val-fraction", "--depth-scale",
+               "--defocus-scale", "--focus-scale", "--max-depth", "--samples-per-epoch", "--seed", "--max-steps",
+               "--checkpoint-every", "--workers", "--width", "--max-time", "--threads"]
+
+
+@pytest.mark.parametrize("option", FIT_NUMBERS)
+@pytest.mark.parametrize("value", ["-1", "nan", "inf"])
+def test_every_numeric_option_of_fit_refuses_negative_and_non_finite_values(tmp_path, option, value):
+    if value == "inf" and option in ("--max-depth",):
+        pytest.skip("an infinite depth limit means none")
+    data = synthetic_file("robust-train", 4, 32, 5)
+    result = invoke(train_main, ["fit", "--data", data, "--out", tmp_path / "run", "--epochs", 1, "-q",
+                                 "--no-tensorboard", option, value])
+    assert_one_line_error(result, option if option != "--threads" else "--threads")
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+@pytest.mark.parametrize("args", [["evaluate", "--batch-size"], ["evaluate", "--max-scenes"], ["evaluate", "--seed"],
+                                  ["evaluate", "--stack-size"], ["predict", "--tile"], ["predict", "--f-number"],
+                                  ["predict", "--focal-length-mm"], ["predict", "--sensor-width-mm"]])
+@pytest.mark.parametrize("value", ["-1", "nan", "inf"])
+def test_every_numeric_option_of_evaluate_and_predict_refuses_bad_values(tmp_path, args, value):
+    ckpt = tiny_run("fod") / "best.pt"
+    command, option = args
+    if command == "evaluate":
+        base = ["evaluate", "-c", ckpt, "--data", synthetic_file("robust-a", 2, 32, 3), "-o", tmp_path / "o", "-q"]
+    else:
+        import cv2
+
+        (tmp_path / "ph").mkdir()
+        for i in range(2):
+            cv2.imwrite(str(tmp_path / "ph" / f"{i}.png"), np.zeros((40, 40, 3), np.uint8))
+        base = ["predict", "-c", ckpt, "-f", "0.1,1.5", tmp_path / "ph", "-o", tmp_path / "o"]
+    assert_one_line_error(invoke(train_main, [*base, option, value]))
+    assert not (tmp_path / "o").exists()

@@ -98,7 +98,8 @@ class TrainConfig:
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"--arch {self.arch!r}: expected one of {', '.join(ARCHITECTURES)}")
         check_architecture(self.arch, dict(self.arch_kwargs))
-        for name, least in (("epochs", 1), ("batch_size", 1), ("log_every", 1), ("workers", 0), ("checkpoint_every", 0)):
+        for name, least in (("epochs", 1), ("batch_size", 1), ("log_every", 1), ("workers", 0), ("checkpoint_every", 0),
+                            ("seed", 0)):
             value = getattr(self, name)
             _require(_is_int(value) and value >= least, name, value, "a positive integer" if least else "an integer >= 0")
         for name in ("stack_size", "samples_per_epoch", "max_steps"):  # None: not set
