@@ -50,7 +50,7 @@ EXPERIMENT = "weights-v1"
 PARTS = ("render", "assets", "dataset", "train")
 WEIGHT_NAMES = {"fod": "fod-v1", "fod-depth": "fod-depth-v1", "fod-depth-fod500": "fod-depth-fod500-v1"}
 MAX_WEIGHTS_BYTES = 16 << 20
-# The learning rate at batch 8, from benchmarks/learning_ablation.py (README, "What limits learning").
+# The learning rate at batch 8, from benchmarks/learning_ablation.py (docs/experiments.md, "What limits learning").
 LR_AT_BATCH_8 = 3e-4
 EVAL_RESERVE_S = {"cuda": 110.0, "cpu": 60.0}  # evaluation, weights and report after training
 

@@ -162,7 +162,9 @@ def save_contact_sheet(scene: SceneRecord, path: str | os.PathLike, **kwargs) ->
         raise OSError(f"{path}: folder {path.parent} does not exist")
     image = contact_sheet(scene, **kwargs)
     try:
-        ok = cv2.imwrite(str(path), np.ascontiguousarray(image[..., ::-1]))
+        # JPEG at 88: a contact sheet is mostly flat colour maps and text, which higher qualities only enlarge
+        params = [cv2.IMWRITE_JPEG_QUALITY, 88] if path.suffix.lower() in (".jpg", ".jpeg") else []
+        ok = cv2.imwrite(str(path), np.ascontiguousarray(image[..., ::-1]), params)
     except cv2.error as exc:
         raise OSError(f"{path}: cannot write image ({exc})") from None
     if not ok:

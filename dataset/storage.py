@@ -9,7 +9,7 @@ the schema's (..., H, W, 3) shape, so any HDF5 reader sees the same data. All fi
 (gzip, szip, shuffle, lzf): no plugin is needed to read a file.
 
 The figures behind the choice are printed by ``benchmarks/compression_bench.py`` (and quoted in the
-README): see ``STORAGE``.
+docs/data.md): see ``STORAGE``.
 """
 
 from __future__ import annotations
@@ -35,11 +35,11 @@ V1_STORAGE = {spec.name: Storage(GZIP6_SHUFFLE) for spec in schema.WRITTEN_ARRAY
 
 # Every chunk of a new file carries a Fletcher-32 checksum (HDF5's own filter; h5py verifies it on every read):
 # a damaged or zero-filled chunk is found, and ``salvage`` keeps only scenes whose chunks verify. Its cost is
-# measured by benchmarks/compression_bench.py (README, "Storage").
+# measured by benchmarks/compression_bench.py (docs/data.md, "Checksums and salvage").
 CHECKSUM = {"fletcher32": True}
 
 # Schema v2's layout, chosen by benchmarks/compression_bench.py on real renders (fod500 and walls, 256
-# px, 5 slices; figures in the README): images planar under szip with nearest-neighbour prediction,
+# px, 5 slices; figures in docs/data.md): images planar under szip with nearest-neighbour prediction,
 # 8 pixels per block (fod500 stack 549 kB per scene against 687 kB planar gzip 6 and 763 kB interleaved
 # gzip 6 + shuffle; 16 or 32 pixels per block decode ~5% faster for 1-3% more bytes). Depth and edges
 # stay gzip 6 + shuffle: szip is larger on float depth (155 kB against 130 kB) and on edges.

@@ -37,7 +37,7 @@ LIGHT_FIELD_GUIDES = ("aif_image", "aif", "rays")
 class RenderSettings:
     """How Cycles renders (never what it renders: that is the SceneDescription's). The one place these
     settings and their defaults are written; a preset's [render] table sets any of them, and
-    ``BlenderRenderer`` takes them as keyword arguments. README, "Presets", says what each one costs.
+    ``BlenderRenderer`` takes them as keyword arguments. docs/rendering.md, "Presets", says what each one costs.
 
     slices = "light_field" renders every slice of a stack from one shared set of rays: one Cycles render
     of ``light_field_views`` pinhole views from points of the aperture (``light_field_samples`` samples
@@ -100,7 +100,7 @@ class RenderSettings:
 RENDER_SETTINGS_V0 = RenderSettings(samples=16, denoise=True, denoiser="in_render", aif_prefilter="accurate",
                                     slice_prefilter="accurate", denoise_quality="high", slices="cycles")
 
-# The light-field path as measured in README "Benchmarks": a preset opts in with these [render] keys.
+# The light-field path as measured in docs/benchmarks.md: a preset opts in with these [render] keys.
 # OIDN's balanced quality, not high: high's large network is measured 0.4 dB better in PSNR on fod500 but
 # brightens a sharp high-contrast texture by 5-8 % and, followed by the slices through their guides, blurs
 # occlusion edges worse than today's default does (tests/test_render_lightfield.py); balanced does neither

@@ -22,7 +22,7 @@ Slices are sums over the samples that land in each pixel divided by their count 
 needs an albedo and a normal image per slice: either the same splat of the albedo and normal rays (noisy
 where the slice is defocused: they need OIDN's prefilter), or all-in-focus images (the denoised image as
 albedo, or the render's albedo; its normal) blurred as the slice blurs them, layer over layer
-(``layered_blur``: clean, so no prefilter; measured better, README "Benchmarks"). Pure numpy and OpenCV: no
+(``layered_blur``: clean, so no prefilter; measured better, docs/benchmarks.md). Pure numpy and OpenCV: no
 bpy.
 """
 

@@ -1,6 +1,6 @@
 """focalstack files in other people's trainers: each layout's keys, shapes, normalisation and channel order,
 crops and flips applied alike to every array, random subsets in focus order, seeded per epoch, absent
-ground truth as zeros with a flag; and the README's ten-line example trains a model that is not ours."""
+ground truth as zeros with a flag; and the ten-line example of docs/training.md trains a model that is not ours."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from focalstack.dataset import FocalStackFile
 from focalstack.dataset.samples import IMAGENET_MEAN, IMAGENET_STD, SampleOptions, SceneSamples
 from focalstack.train.peer_data import PeerDataset
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+DOC = Path(__file__).resolve().parents[1] / "docs" / "training.md"
 
 
 def scene(path, i=0):
@@ -123,9 +123,9 @@ def test_bad_options_are_one_line_errors():
 
 
 def test_the_readme_example_trains_a_model_that_is_not_ours(tmp_path, monkeypatch):
-    text = README.read_text()
+    text = DOC.read_text()
     block = re.search(r"<!-- peer-data-example -->\s*```python\n(.*?)```", text, re.S)
-    assert block, "README lost its PeerDataset example"
+    assert block, "docs/training.md lost its PeerDataset example"
     code = block.group(1)
     assert len(code.strip().splitlines()) <= 12
     monkeypatch.chdir(tmp_path)
@@ -134,6 +134,6 @@ def test_the_readme_example_trains_a_model_that_is_not_ours(tmp_path, monkeypatc
 
     shutil.copy(synthetic_file("peer-a", 3, 32, 7), tmp_path / "data" / "train.h5")
     scope: dict = {}
-    exec(compile(code, "README example", "exec"), scope)
+    exec(compile(code, "docs/training.md example", "exec"), scope)
     losses = scope["losses"]
     assert len(losses) >= 20 and np.mean(losses[-5:]) < np.mean(losses[:5])  # it learnt something

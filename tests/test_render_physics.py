@@ -140,7 +140,7 @@ SMALL_BLUR_SETTINGS = {
     "light field": dict(samples=16, denoise=True, denoiser="standalone", aif_prefilter="none",
                         denoise_quality="balanced", slices="light_field"),
 }
-# Measured (README, "What limits learning"): OIDN adds about 0.8 px of blur to fine texture at 16 samples
+# Measured (docs/rendering.md, "Small blur"): OIDN adds about 0.8 px of blur to fine texture at 16 samples
 # (the in-focus slice fits 0.83 px) and compresses the slices' differences; the light field's guides are not
 # blurred below a pixel (lightfield.disk_kernel: at least half a pixel in radius), so OIDN keeps its slices
 # as sharp as the all-in-focus image. Strict: a fix makes these pass, and then the marks must go.

@@ -67,7 +67,7 @@ def test_killed_worker_run_resumes_to_the_same_file(effects_preset, one_process,
 
 
 def test_a_stored_breathing_shaken_scene_renders_again_from_its_description(one_process):
-    """The README's recipe: the description in the file, with render settings alone, gives the scene again."""
+    """docs/rendering.md's recipe: the description in the file, with render settings alone, gives the scene again."""
     from focalstack.dataset import FocalStackFile
     from focalstack.render import BlenderRenderer, RenderConfig, SceneDescription, make_record
 

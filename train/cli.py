@@ -221,7 +221,7 @@ def _evaluate_help() -> str:
         "The network runs once per batch for every protocol; files may differ in size and slice count. "
         "Metrics a file or model cannot support (no AiF image, no defocus maps, no DDFF-12 disparity, no AiF "
         "branch) print as '-' (null in JSON) with a note. Prints Markdown and writes it with CSV and JSON.\n\n"
-        "\b\nProtocols (the README states each one's clipping, masks and averaging in full):\n" + listing + "\n\n"
+        "\b\nProtocols (docs/evaluation.md states each one's clipping, masks and averaging in full):\n" + listing + "\n\n"
         "\b\nExample:\n  focalstack-train evaluate -c runs/x/best.pt --data fod500-test.h5 --protocol dfv \\\n"
         "      --protocol aifdepthnet --compare-published\n"
     )

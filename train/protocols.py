@@ -12,7 +12,7 @@ A column names the ground truth it needs (``Column.needs``) and the network outp
 (``Column.output``); a file or model without them gets None ('-'), with a note, never a number.
 
 Protocols (``PROTOCOLS``): ``focalstack`` (this project's; today's numbers), ``dfv``, ``aifdepthnet``,
-``ddff12``. The README's evaluation section states each one in full.
+``ddff12``. docs/evaluation.md states each one in full.
 """
 
 from __future__ import annotations

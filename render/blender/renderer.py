@@ -343,7 +343,7 @@ class BlenderRenderer:
         if aif_guides:
             # Albedo and normal blurred together (6 channels), once per slice. With "aif_image" the albedo is
             # the denoised image: a clean picture of the very texture and shading the slice blurs, which the
-            # denoiser then keeps (measured: +1.2 dB minimum at 32 views, +2 dB at 16; README).
+            # denoiser then keeps (measured: +1.2 dB minimum at 32 views, +2 dB at 16; docs/benchmarks.md).
             albedo = (np.clip(aif, 0.0, 1.0) if settings.light_field_guides == "aif_image"
                       else aif_passes[guides[0]][..., :3])
             sharp = np.concatenate([albedo, aif_passes[guides[1]][..., :3]], axis=-1)
