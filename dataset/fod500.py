@@ -59,7 +59,7 @@ ENDINGS = ("All.tif", "Dpt.exr", "Aif.tif")
 EXTRA_FOLDER = "extra"  # where export puts what FoD500 does not have, out of its loaders' sight
 LAYOUTS = ("fod500", "dered")  # dered: the AiF images beside the slices, as DEReD's copy has them
 TEST_START = 400  # FoD500's test split is scenes 400-499 (DFV: int(name[:6]) < 400 is training)
-# What peers' loaders assume (DESIGN, checked in their code): said when an export differs.
+# What peers' loaders assume (docs/design.md, checked in their code): said when an export differs.
 PEER_ASSUMPTIONS = ("DFV's dataloader/FoD500.py hard-codes 256 x 256 and five slices; AiFDepthNet's "
                     "DefocusNet_gen_txt.py takes five TIFFs per scene")
 _TIFF_UNCOMPRESSED = [cv2.IMWRITE_TIFF_COMPRESSION, 1]

@@ -1,6 +1,6 @@
 """Light-field focal stacks: every slice of a stack from one shared render of sub-aperture views.
 
-Cycles' thin-lens camera (DESIGN.md) traces, for a pixel position x and a point p on the aperture disk, the
+Cycles' thin-lens camera (docs/design.md) traces, for a pixel position x and a point p on the aperture disk, the
 ray from p through the point of the focal plane (planar, at distance s) that the pinhole camera sees at x.
 The same ray, seen from a pinhole camera moved to p (same orientation and intrinsics), starts at p and has
 the direction of that pinhole camera's pixel position x' = x - f_px p / s (image y down, p's y up):

@@ -66,7 +66,7 @@ def _package_version(name: str) -> str:
 
 
 def file_attrs(config: RenderConfig) -> dict:
-    """Root attributes of a new file (DESIGN.md)."""
+    """Root attributes of a new file (docs/design.md)."""
     return {
         "generator_version": _package_version("focalstack"),
         # Read from package metadata so the parent of worker processes need not import bpy.

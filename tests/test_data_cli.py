@@ -158,7 +158,7 @@ def test_python_dash_m_entry_point(good_file):
 
 
 def test_dataset_imports_nothing_above_it():
-    """dataset/ is the ground floor: no bpy, no torch, no render/ or train/ (DESIGN.md)."""
+    """dataset/ is the ground floor: no bpy, no torch, no render/ or train/ (docs/design.md)."""
     code = (
         "import sys, focalstack.dataset, focalstack.dataset.cli, focalstack.dataset.validate, "
         "focalstack.dataset.preview\n"

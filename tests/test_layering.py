@@ -1,4 +1,4 @@
-"""Who may import whom (DESIGN.md, "The house"), checked on every module's import statements.
+"""Who may import whom (docs/design.md, "The house"), checked on every module's import statements.
 
 dataset/ is the ground floor (numpy, h5py, opencv; never bpy, torch, render or train); assets/ does not
 import render/ or train/; render/ never imports torch or train/, and only render/blender/ touches

@@ -56,7 +56,7 @@ def test_thin_lens_over_cycles_is_s_over_s_minus_f(s):
     thin = optics.blur_diameter_px(z, s, 1.0, F_MM, SENSOR_MM, WIDTH, model="thin_lens")
     np.testing.assert_allclose(thin / cyc, s / (s - 0.0029), rtol=1e-12)
     if s == 0.1:
-        assert s / (s - 0.0029) == pytest.approx(1.02987, abs=1e-5)  # "about 3% apart" (DESIGN.md)
+        assert s / (s - 0.0029) == pytest.approx(1.02987, abs=1e-5)  # "about 3% apart" (docs/design.md)
 
 
 def test_defocus_maps_shape_dtype_and_values():
@@ -81,14 +81,14 @@ def test_thin_lens_image_distance_value():
 @pytest.mark.parametrize("model", optics.DEFOCUS_MODELS)
 @pytest.mark.parametrize("breathing", [False, True])
 def test_cycles_fstop_makes_cycles_blur_by_the_model(model, breathing):
-    """Cycles blurs by its own formula with the lens and f-stop it is given (measured: DESIGN.md); with
+    """Cycles blurs by its own formula with the lens and f-stop it is given (measured: docs/design.md); with
     the f-stop from cycles_aperture_fstop, at the slice's lens (the image distance v when breathing), that
-    formula gives the model's blur. Cycles' blur is written out from DESIGN.md, not from optics."""
+    formula gives the model's blur. Cycles' blur is written out from docs/design.md, not from optics."""
     for s, n in ((0.1, 1.0), (0.15, 1.0), (0.7, 2.8)):
         lens_mm = optics.thin_lens_image_distance_m(s, F_MM) * 1e3 if breathing else F_MM
         fstop = optics.cycles_aperture_fstop(model, s, n, F_MM, lens_mm)
         z = np.array([0.12, 0.4, 2.5])
-        # DESIGN.md: Cycles' disk has diameter f_px * (lens / fstop) * |z - s| / (z s), f_px = lens / sensor * W
+        # docs/design.md: Cycles' disk has diameter f_px * (lens / fstop) * |z - s| / (z s), f_px = lens / sensor * W
         cycles_blur = lens_mm / SENSOR_MM * WIDTH * (lens_mm * 1e-3 / fstop) * (z - s) / (z * s)
         wanted = optics.blur_diameter_px(z, s, n, F_MM, SENSOR_MM, WIDTH, model=model)
         np.testing.assert_allclose(cycles_blur, wanted, rtol=1e-12)

@@ -247,7 +247,7 @@ AIFDEPTHNET = Protocol(
     ),
 )
 
-_DDFF_SOURCE = ("DDFF-12 test split, scored by the benchmark server (these MSEs as the project's DESIGN.md "
+_DDFF_SOURCE = ("DDFF-12 test split, scored by the benchmark server (these MSEs as the project's design notes (docs/design.md) "
                 "lists them; the table they were read from is not verified here); {who}")
 
 DDFF12 = Protocol(

@@ -39,7 +39,7 @@ class RenderedScene:
 
 
 # What --device accepts; 'gpu' takes the first of GPU_BACKENDS that has a device (OptiX runs fastest
-# where RT cores exist and works without them, DESIGN.md).
+# where RT cores exist and works without them, docs/design.md).
 DEVICES = ("cpu", "gpu", "cuda", "optix", "hip", "oneapi")
 
 
@@ -117,7 +117,7 @@ class BlenderRenderer:
         cyc.denoising_quality = settings.denoise_quality.upper()
         cyc.use_light_tree = settings.light_tree
         # A box filter one pixel wide is the sensor pixel's own footprint: no extra blur beyond it,
-        # so the rendered defocus is the blur circle the ground truth describes (DESIGN.md).
+        # so the rendered defocus is the blur circle the ground truth describes (docs/design.md).
         cyc.pixel_filter_type = "BOX"
         cyc.filter_width = 1.0
         # Bounces: enough for glossy inter-reflection (mirrors), fewer than the default 12 for speed.

@@ -15,7 +15,7 @@ class BlenderError(RuntimeError):
 
 def check_blender() -> None:
     """BlenderError (one line) unless bpy can render in this interpreter: the bpy 5.0.1 wheel exists for
-    Python 3.11 only and needs numpy < 2 (DESIGN.md). Checked before any output file is created."""
+    Python 3.11 only and needs numpy < 2 (docs/design.md). Checked before any output file is created."""
     import importlib.util
 
     version = f"{sys.version_info[0]}.{sys.version_info[1]}"
@@ -47,7 +47,7 @@ def quiet_stdout():
 
 
 # What --device accepts; 'gpu' takes the first of GPU_BACKENDS that has a device (OptiX runs fastest
-# where RT cores exist and works without them, DESIGN.md).
+# where RT cores exist and works without them, docs/design.md).
 DEVICES = ("cpu", "gpu", "cuda", "optix", "hip", "oneapi")
 
 GPU_BACKENDS = ("OPTIX", "CUDA", "HIP", "ONEAPI")
