@@ -37,7 +37,6 @@ import argparse
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -376,7 +375,8 @@ def markdown(report: dict, experiment: Path) -> str:
         lines += ["## Training step (DefocusNet + DepthNet)", "",
                   f"Batch {workload[0]['batch']}, stacks of {workload[0]['stack']} at {workload[0]['size']} px; "
                   "medians of the timed rounds; ratio to the naive build.", "",
-                  "| variant | conv | format | precision | compiled | stacks/s | x naive | peak MiB |", "|---|---|---|---|---|---|---|---|"]
+                  "| variant | conv | format | precision | compiled | stacks/s | x naive | peak MiB |",
+                  "|---|---|---|---|---|---|---|---|"]
         base = workload[0]["stacks_per_s"]
         for r in workload:
             peak = f"{r['peak_mib']:.0f}" if r.get("peak_mib") else "-"
@@ -392,7 +392,8 @@ def markdown(report: dict, experiment: Path) -> str:
         c = report["choice"]
         lines += [f"Training: {c['why']}; {c.get('max_time_s', 0):.0f} s per model.", ""]
     if report.get("training"):
-        lines += ["| model | steps | epochs | seconds | stacks/s | last train loss | last val loss |", "|---|---|---|---|---|---|---|"]
+        lines += ["| model | steps | epochs | seconds | stacks/s | last train loss | last val loss |",
+                  "|---|---|---|---|---|---|---|"]
         for name, t in report["training"].items():
             last = t["curve"][-1] if t["curve"] else {}
             lines.append(f"| {name} | {t['steps']} | {t['epochs']} | {t['seconds']:.0f} | {t['stacks_per_s']:.0f} | "

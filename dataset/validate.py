@@ -1,8 +1,9 @@
 """Checks a file against HDF5 schema v2 (or v1), without ever raising on a bad file.
 
 ``validate_file`` returns a ``ValidationReport``: a list of problems (each one line that names the
-attribute, dataset or scene and what was expected; the file's path is the report's, not repeated), warnings (the file is readable but something looks
-off) and a summary dict. Structural checks cover the whole file; the per-pixel checks (depth, edges,
+attribute, dataset or scene and what was expected; the file's path is the report's, not repeated),
+warnings (the file is readable but something looks off) and a summary dict. Structural checks cover the
+whole file; the per-pixel checks (depth, edges,
 defocus against the optics, JSON, blank images) run on every complete scene with ``full=True`` and on a
 sample of up to ``sample`` scenes spread over the file otherwise. Only the ground truth the file declares
 (``provenance``) is checked: what it lacks is skipped, pixels marked ``no_data`` are not errors, and
@@ -23,8 +24,8 @@ import numpy as np
 from . import optics, provenance, schema
 from .groundtruth import canny_edges, stored_defocus_maps
 from .reader import open_error_text
-from .storage import check_decodable, read_row
 from .schema import DatasetError
+from .storage import check_decodable, read_row
 
 # Defocus maps must match the recomputation to within DEFOCUS_ATOL_PX + DEFOCUS_RTOL * |c|.
 DEFOCUS_ATOL_PX = 1e-3

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import click
 
-from focalstack.dataset.schema import DatasetError
-
 from focalstack.dataset.cliutil import one_line_errors, parse_numbers
+from focalstack.dataset.schema import DatasetError
 
 from .blender import DEVICES, BlenderError
 from .cluster import RaySettings
@@ -60,7 +59,8 @@ def _default(name: str) -> str:
               help="Number of scenes in the output file. Rerunning with a larger number extends it." + _default("scenes"))
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=False,
               help="Output HDF5 file. An existing file made with the same settings is resumed.")
-@click.option("--seed", type=int, default=None, help="Base seed; scene i is sampled from a seed derived from it and i." + _default("seed"))
+@click.option("--seed", type=int, default=None,
+              help="Base seed; scene i is sampled from a seed derived from it and i." + _default("seed"))
 @click.option("--resolution", default=None, help="Image size: N (square) or WIDTHxHEIGHT, in pixels.  [default: preset's]")
 @click.option("--samples", type=int, default=None, help="Cycles samples per pixel.  [default: preset's]")
 @click.option("--f-number", type=float, default=None, help="Aperture f-number, > 0.  [default: preset's]")
@@ -110,7 +110,8 @@ def _default(name: str) -> str:
               callback=_finite,
               help="Seconds to reach the --ray ADDRESS before giving up in one line.")
 @click.option("--list-presets", is_flag=True, help="List the built-in presets and exit.")
-@click.option("--scene-keys", is_flag=True, help="List every key of a preset's [scene] table with its default and meaning, and exit.")
+@click.option("--scene-keys", is_flag=True,
+              help="List every key of a preset's [scene] table with its default and meaning, and exit.")
 @one_line_errors(ConfigError, DatasetError, BlenderError, RenderError)
 def main(preset, scenes, out, seed, resolution, samples, f_number, same_blur, focus_distances, denoise, workers,
          focus_breathing, shake, sensor_noise, jpeg_quality, asset_dirs, device, gpus, threads, ray_address, ray_gpus_per_task,

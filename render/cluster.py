@@ -62,7 +62,8 @@ def check_ray_address(address: str, timeout: float) -> None:
     """ConfigError in one line, within about ``timeout`` seconds, unless ``address`` (HOST:PORT, or
     ray://HOST:PORT) answers a TCP connection: Ray's own connect retries for minutes, or raises a traceback."""
     import socket
-    from concurrent.futures import ThreadPoolExecutor, TimeoutError as Timeout
+    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import TimeoutError as Timeout
 
     where = address.split("://", 1)[1] if "://" in address else address
     host, sep, port = where.rpartition(":")

@@ -11,10 +11,11 @@ presets live in ``render/presets/``; ``--preset path/to/my.toml`` loads any file
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
+
+import tomllib
 
 from focalstack.dataset.cliutil import is_finite_number, parse_numbers
 from focalstack.dataset.groundtruth import CANNY_BLUR_SIGMA, CANNY_HIGH, CANNY_LOW

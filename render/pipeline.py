@@ -17,6 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
+
 from focalstack.dataset import FocalStackFile, FocalStackWriter, SceneRecord
 from focalstack.dataset.colour import linear_to_srgb8
 from focalstack.dataset.groundtruth import canny_edges, stored_defocus_maps

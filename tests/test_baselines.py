@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from train_fixtures import synthetic_file
 
 from focalstack.dataset import FocalStackFile
 from focalstack.train.baselines import ConstantDepth, mean_depth
 from focalstack.train.data import Norm
 from focalstack.train.evaluate import evaluate_model
 from focalstack.train.protocols import resolve_protocols
-from train_fixtures import synthetic_file
 
 
 def true_arrays(path):

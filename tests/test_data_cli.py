@@ -6,12 +6,12 @@ import subprocess
 import sys
 
 import cv2
+import dataset_fixtures as fx
 import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import dataset_fixtures as fx
 from focalstack.dataset.cli import main
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
+import dataset_fixtures as fx
 import h5py
 import numpy as np
 import pytest
 
-import dataset_fixtures as fx
 from focalstack.dataset import schema
 from focalstack.dataset.reader import FocalStackFile
 from focalstack.dataset.schema import DatasetError

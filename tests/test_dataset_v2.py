@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 
+import dataset_fixtures as fx
 import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import dataset_fixtures as fx
 from focalstack.dataset import FocalStackFile, FocalStackWriter, optics, provenance, schema
 from focalstack.dataset.cli import main
 from focalstack.dataset.groundtruth import stored_defocus_maps

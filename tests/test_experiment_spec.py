@@ -155,7 +155,8 @@ def test_the_constant_goes_beside_any_depth_column_of_any_protocol(tmp_path):
 def test_compare_published_adds_the_protocols_own_rows_to_the_report(tmp_path):
     from focalstack.train.experiments.report import evaluation_section
 
-    ev = load_experiment(str(write(tmp_path, GOOD + 'protocol = "aifdepthnet"\ncompare_published = true\n')), "tiny").evaluations[0]
+    text = GOOD + 'protocol = "aifdepthnet"\ncompare_published = true\n'
+    ev = load_experiment(str(write(tmp_path, text)), "tiny").evaluations[0]
     _, rows = evaluation_section(ev, {})
     assert {r["model"] for r in rows} == {"DefocusNet", "AiFDepthNet"}
     assert next(r for r in rows if r["model"] == "DefocusNet")["mse_fp"] == 0.0175

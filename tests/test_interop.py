@@ -6,18 +6,18 @@ from __future__ import annotations
 import json
 
 import cv2
+import dataset_fixtures as fx
 import h5py
+import interop_fixtures as ix
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import dataset_fixtures as fx
-import interop_fixtures as ix
 from focalstack.dataset import FocalStackFile, ddff12, fod500
+from focalstack.dataset.cli import main
 from focalstack.dataset.groundtruth import canny_edges, stored_defocus_maps
 from focalstack.dataset.schema import DatasetError
 from focalstack.dataset.validate import validate_file
-from focalstack.dataset.cli import main
 
 FOCUS = np.float32([0.1, 0.15, 0.3, 0.7, 1.5])
 
@@ -216,7 +216,8 @@ def test_export_extras_hold_defocus_and_every_other_dataset(tmp_path):
     with FocalStackFile(src) as f:
         rec = f[1]
         for j in range(5):
-            np.testing.assert_array_equal(exr.read_channels(tmp_path / "fs/extra" / f"000004_{j:02d}Def.exr")["R"], rec.defocus[j])
+            defocus = exr.read_channels(tmp_path / "fs/extra" / f"000004_{j:02d}Def.exr")["R"]
+            np.testing.assert_array_equal(defocus, rec.defocus[j])
         extra = np.load(tmp_path / "fs/extra" / "000004Extra.npz")
         assert set(extra.files) == set(rec.arrays()) - set(fod500.EXPORTED)
         for name in extra.files:

@@ -7,11 +7,11 @@ import json
 import subprocess
 import sys
 
+import dataset_fixtures as fx
 import h5py
 import numpy as np
 import pytest
 
-import dataset_fixtures as fx
 from focalstack.dataset.pack import pack_file, unpack_file
 from focalstack.dataset.reader import FocalStackFile
 from focalstack.dataset.validate import validate_file

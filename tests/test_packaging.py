@@ -10,9 +10,8 @@ import zipfile
 from email.parser import Parser
 from pathlib import Path
 
-import pytest
-
 import dataset_fixtures as fx
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 

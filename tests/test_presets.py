@@ -6,11 +6,11 @@ The pure tests sample scenes; those marked 'blender' render tiny ones (32 px, fe
 from __future__ import annotations
 
 import math
-import tomllib
 from importlib import resources
 
 import numpy as np
 import pytest
+import tomllib
 
 from focalstack.dataset import FocalStackFile
 from focalstack.dataset.colour import linear_to_srgb
@@ -73,7 +73,8 @@ def test_walls_are_planes_around_the_camera_with_few_objects_and_plain_surfaces(
             for layer in w.material.textures:
                 lum = [0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2] for c in (layer.color_a, layer.color_b)]
                 assert abs(float(linear_to_srgb(np.array(lum[0]))) - float(linear_to_srgb(np.array(lum[1])))) <= 0.06, "faint"
-                assert np.allclose(np.array(layer.color_a) / max(layer.color_a), np.array(layer.color_b) / max(layer.color_b), atol=0.02)
+                a, b = np.array(layer.color_a), np.array(layer.color_b)
+                assert np.allclose(a / a.max(), b / b.max(), atol=0.02)
     assert kinds == {"room", "corner", "floor"}
 
 
@@ -180,7 +181,8 @@ def test_dof_presets_have_the_documented_f_numbers_and_smaller_blur():
         c = load_preset(name)
         assert c.f_number == f_number
         assert c.focus_distances == load_preset("fod500").focus_distances
-        largest[name] = np.abs(defocus_maps(depth, c.focus_distances, c.f_number, c.focal_length_mm, c.sensor_width_mm, "cycles")).max()
+        maps = defocus_maps(depth, c.focus_distances, c.f_number, c.focal_length_mm, c.sensor_width_mm, "cycles")
+        largest[name] = np.abs(maps).max()
     assert largest["test-wide-dof"] < largest["test-medium-dof"] < largest["fod500"]
     assert largest["fod500"] == pytest.approx(6.71, abs=0.01)  # px at 256 px, as the descriptions say
     assert largest["test-medium-dof"] == pytest.approx(3.36, abs=0.01)

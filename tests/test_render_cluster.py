@@ -11,9 +11,9 @@ from pathlib import Path
 
 import h5py
 import pytest
+from render_fixtures import assert_files_equal, render_command
 
 from focalstack.dataset.validate import validate_file
-from render_fixtures import assert_files_equal, render_command
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
 ray = pytest.importorskip("ray")

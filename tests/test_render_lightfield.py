@@ -8,12 +8,8 @@ import dataclasses
 
 import numpy as np
 import pytest
-
-from focalstack.render import lightfield
-from focalstack.render.config import RENDER_SETTINGS_LIGHT_FIELD, ConfigError, RenderConfig, RenderSettings
-from focalstack.render.effects import EffectsConfig, with_effects
-from focalstack.render.scene import CameraSpec, MaterialSpec, TextureLayer
 from render_fixtures import (
+    UNIFORM_WHITE_WORLD,
     disk_edge_width,
     edge_scene,
     fronto_plane,
@@ -21,9 +17,12 @@ from render_fixtures import (
     measured_edge_width,
     sharpness,
     strips_scene,
-    UNIFORM_WHITE_WORLD,
 )
 
+from focalstack.render import lightfield
+from focalstack.render.config import RENDER_SETTINGS_LIGHT_FIELD, ConfigError, RenderConfig, RenderSettings
+from focalstack.render.effects import EffectsConfig, with_effects
+from focalstack.render.scene import CameraSpec, MaterialSpec, TextureLayer
 
 LIGHT_FIELD = RENDER_SETTINGS_LIGHT_FIELD.to_dict()
 EDGE_CAMERA = CameraSpec(50.0, 36.0, 1.4, [0.25, 0.4, 0.7, 2.0], 64, 64)

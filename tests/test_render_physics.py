@@ -6,10 +6,6 @@ import dataclasses
 
 import numpy as np
 import pytest
-
-from focalstack.dataset.optics import blur_diameter_px
-from focalstack.render.config import RenderConfig
-from focalstack.render.scene import CameraSpec
 from render_fixtures import (
     disk_edge_width,
     edge_scene,
@@ -21,6 +17,10 @@ from render_fixtures import (
     strips_scene,
     textured_plane_scene,
 )
+
+from focalstack.dataset.optics import blur_diameter_px
+from focalstack.render.config import RenderConfig
+from focalstack.render.scene import CameraSpec
 
 pytestmark = pytest.mark.blender
 

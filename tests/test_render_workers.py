@@ -10,15 +10,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import h5py
 import numpy as np
 import pytest
+from render_fixtures import assert_files_equal, render_command
 
 from focalstack.dataset.validate import validate_file
-from render_fixtures import assert_files_equal, render_command
 
 pytestmark = pytest.mark.blender
 

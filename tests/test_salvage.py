@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import shutil
 
+import dataset_fixtures as fx
 import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import dataset_fixtures as fx
 from focalstack.dataset import FocalStackFile
 from focalstack.dataset.cli import main
 from focalstack.dataset.salvage import recorded_length, salvage

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from focalstack.assets import build_mesh
-from focalstack.render.config import ConfigError, RenderConfig, load_preset
 from focalstack.dataset.optics import frustum_tangents
+from focalstack.render.config import ConfigError, RenderConfig, load_preset
 from focalstack.render.geometry import euler_xyz_to_matrix
 from focalstack.render.sampling import (
     SCENE_DEFAULTS,

@@ -40,8 +40,9 @@ def test_align_to_reference_undoes_the_stored_homography():
 
 
 def test_dataset_aligns_only_when_asked(tmp_path):
-    from focalstack.dataset import FocalStackWriter, SceneRecord
     from dataset_fixtures import make_attrs, make_config, make_record
+
+    from focalstack.dataset import FocalStackWriter, SceneRecord
 
     path = tmp_path / "shaky.h5"
     rec = make_record(0, height=64, width=64)

@@ -184,8 +184,9 @@ def test_short_stacks_use_only_their_distinct_slices(tmp_path):
     """Scenes with stack_size < S repeat their last slice; plans draw from the distinct ones only."""
     import json
 
-    from focalstack.dataset import FocalStackWriter
     from train_fixtures import synthetic_scene
+
+    from focalstack.dataset import FocalStackWriter
 
     path = tmp_path / "short.h5"
     rng = np.random.default_rng(0)
@@ -247,12 +248,13 @@ def test_a_memory_cache_that_does_not_fit_is_refused_naming_the_option(monkeypat
 
 def test_the_memory_cache_gives_the_samples_of_a_file_whose_defocus_is_recomputed(tmp_path):
     """Rendered files store no defocus maps (readers recompute them from depth); the cache must too."""
+    from train_fixtures import CAMERA, FOCUS, synthetic_scene
+
     from focalstack.dataset import FocalStackFile, FocalStackWriter
     from focalstack.dataset.groundtruth import stored_defocus_maps
     from focalstack.dataset.provenance import rendered_declaration
     from focalstack.train.data import FocalStackDataset, inspect_source
     from focalstack.train.plan import plan_eval
-    from train_fixtures import CAMERA, FOCUS, synthetic_scene
 
     path = tmp_path / "recomputed.h5"
     attrs = {"generator_version": "tests", "blender_version": "none", "created_utc": "2000-01-01T00:00:00Z",

@@ -17,10 +17,10 @@ from train_fixtures import TINY, shared_dir, single_torch_thread, synthetic_file
 
 from focalstack.train.checkpoint import load_checkpoint
 from focalstack.train.data import Norm, to_model_inputs
-from focalstack.train.plan import SampleKey, share_batch
 from focalstack.train.evaluate import evaluate
 from focalstack.train.losses import FocusLoss, LossWeights
 from focalstack.train.models import build_model
+from focalstack.train.plan import SampleKey, share_batch
 from focalstack.train.trainer import TrainConfig, fit
 
 TESTS = Path(__file__).parent

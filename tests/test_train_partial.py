@@ -6,14 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from interop_fixtures import write_ddff12_file, write_fod500_folder
+from train_fixtures import TINY, synthetic_file
 
 from focalstack.dataset.ddff12 import import_ddff12
 from focalstack.dataset.fod500 import import_fod500
 from focalstack.train.data import inspect_source, to_model_inputs
 from focalstack.train.losses import FocusLoss, LossWeights
 from focalstack.train.trainer import TrainConfig, fit
-from interop_fixtures import write_ddff12_file, write_fod500_folder
-from train_fixtures import TINY, synthetic_file
 
 
 @pytest.fixture(scope="module")

@@ -56,7 +56,8 @@ def synthetic_scene(
     for s in focus:
         img = np.zeros((size, size, 3), np.float32)
         for mask, tex, z in layers:
-            c = defocus_maps(np.full((1, 1), z, np.float32), [s], camera["f_number"], camera["focal_length_mm"], camera["sensor_width_mm"])
+            c = defocus_maps(np.full((1, 1), z, np.float32), [s], camera["f_number"], camera["focal_length_mm"],
+                             camera["sensor_width_mm"])
             # the blur diameter is in pixels of an image as wide as `size`
             c = float(c[0, 0, 0]) * size
             blurred = cv2.filter2D(tex, -1, disk_kernel(c), borderType=cv2.BORDER_REFLECT)

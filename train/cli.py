@@ -22,12 +22,14 @@ from .checkpoint import CheckpointError
 from .data import Norm, parse_data_spec
 from .device import AMP_CHOICES, CHANNELS_LAST_CHOICES
 from .distributed import is_writer
-from .evaluate import REGIONS, SETTINGS, evaluate as run_evaluate
+from .evaluate import REGIONS, SETTINGS
+from .evaluate import evaluate as run_evaluate
 from .losses import LossWeights
 from .models import ARCHITECTURES, architecture_kwargs
 from .predict import predict as run_predict
 from .protocols import PROTOCOLS
-from .trainer import TrainConfig, fit as run_fit
+from .trainer import TrainConfig
+from .trainer import fit as run_fit
 
 _errors = one_line_errors(ValueError, DatasetError, CheckpointError, FloatingPointError, OSError)
 

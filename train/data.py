@@ -401,5 +401,6 @@ def to_model_inputs(batch: dict, norm: Norm, device: torch.device) -> tuple[dict
         targets["aif_valid"] = held["aif"] if held["aif"] is not None else torch.ones(len(depth), dtype=torch.bool, device=device)
     if held["edges"] is None or bool(held["edges"].any()):
         targets["edges"] = batch["edges"].to(device, non_blocking=nb).float()
-        targets["edges_valid"] = held["edges"] if held["edges"] is not None else torch.ones(len(depth), dtype=torch.bool, device=device)
+        everywhere = torch.ones(len(depth), dtype=torch.bool, device=device)
+        targets["edges_valid"] = held["edges"] if held["edges"] is not None else everywhere
     return {"stack": stack, "focus": focus}, targets

@@ -15,7 +15,6 @@ from focalstack.dataset import DatasetError, FocalStackFile
 from .data import FocalStackDataset, Norm, SourceInfo, align_to_reference
 from .protocols import TRUTH_KEYS
 
-
 EVAL_GROUND_TRUTH = ("depth", "disparity", "defocus", "aif")  # what evaluation reads, where a file has it
 
 

@@ -32,11 +32,11 @@ import torch
 from focalstack.dataset.files import atomic_path, write_text_atomic
 
 from .data import FocalStackDataset, Norm, make_loader, to_model_inputs
-from .plan import plan_eval, plan_subsets
 from .device import autocast, resolve_amp, resolve_device
 from .distributed import is_writer, process_group
 from .eval_data import EvalSamples, inspect_eval_source, prepare_eval_batch
 from .metrics import MeanMeter, flat_area_mask
+from .plan import plan_eval, plan_subsets
 from .protocols import FOCALSTACK, PROTOCOLS, Protocol, resolve_protocols
 
 SETTINGS = ("All", "Random")

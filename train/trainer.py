@@ -31,7 +31,6 @@ from focalstack.dataset.files import write_text_atomic
 
 from .checkpoint import CheckpointError, check_weights, load_checkpoint
 from .data import FocalStackDataset, Norm, SourceInfo, check_compatible, inspect_source, make_loader, parse_data_spec
-from .plan import PlanSettings, Share, plan_epoch, plan_eval, share_batch, split_scenes
 from .device import resolve_amp, resolve_channels_last, resolve_device
 from .distributed import Group, process_group
 from .engine import Trainer
@@ -39,6 +38,7 @@ from .hooks import Checkpoints, MetricsCSV, Progress, RunLog, TensorBoard, Valid
 from .losses import FocusLoss, LossWeights
 from .metrics import ALL_METRICS
 from .models import ARCHITECTURES, FocusOnDefocus, build_model, check_architecture, count_parameters
+from .plan import PlanSettings, Share, plan_epoch, plan_eval, share_batch, split_scenes
 
 # Settings that a resumed run may change; all others but --data (when given) come from the checkpoint.
 RUNTIME_FIELDS = (

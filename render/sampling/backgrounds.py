@@ -9,8 +9,8 @@ import numpy as np
 
 from ..geometry import axis_rotation, matrix_to_euler_xyz, rotation_with_z
 from ..scene import MaterialSpec, ObjectSpec, ShapeSpec
-from .draws import vec
 from .assets import AssetDraws
+from .draws import vec
 from .materials import sample_material
 
 
@@ -172,7 +172,8 @@ def _room_layout(rng: np.random.Generator, p: dict, kind: str, squeeze: float = 
         back = 1.5 + (rng.uniform(5.0, 14.0) - 1.5) * squeeze**2
         dists = {"floor": 1.0, "ceiling": 3 * back, "back": back, "front": back,
                  "left": rng.uniform(0.5, 1.5) * back, "right": rng.uniform(0.5, 1.5) * back}  # fmt: skip
-    normals = {"floor": (0, -1, 0), "ceiling": (0, 1, 0), "left": (-1, 0, 0), "right": (1, 0, 0), "back": (0, 0, -1), "front": (0, 0, 1)}
+    normals = {"floor": (0, -1, 0), "ceiling": (0, 1, 0), "left": (-1, 0, 0), "right": (1, 0, 0), "back": (0, 0, -1),
+               "front": (0, 0, 1)}
     names = list(normals)
     rot = _camera_in_room(yaw, pitch, roll)
     n_cam = np.array([normals[k] for k in names], float) @ rot  # n_cam = rot^T n_room, row-wise

@@ -15,7 +15,6 @@ from .assets import AssetDraws
 from .draws import int_in, log_uniform, vec
 from .params import TEXTURE_KINDS
 
-
 # Pattern periods per unit of a texture node's input vector at Scale = 1 (Blender's own constants):
 # noise and voronoi have about one feature per unit, the checker one cell, the wave multiplies by 20 before
 # its sine (period 2 pi / 20), bricks are 0.5 wide, magic takes sin(5 * (x + y + z)). TextureLayer.scale is
@@ -142,7 +141,8 @@ def _texture_params(rng: np.random.Generator, kind: str, periods_per_view: float
     if kind == "magic":
         return {"turbulence_depth": int(rng.integers(1, 5, endpoint=True)), "distortion": float(rng.uniform(0.5, 3.0))}
     if kind == "gradient":
-        return {"gradient_type": str(rng.choice(["LINEAR", "QUADRATIC", "EASING", "DIAGONAL", "SPHERICAL", "QUADRATIC_SPHERE", "RADIAL"]))}
+        kinds = ["LINEAR", "QUADRATIC", "EASING", "DIAGONAL", "SPHERICAL", "QUADRATIC_SPHERE", "RADIAL"]
+        return {"gradient_type": str(rng.choice(kinds))}
     raise ValueError(f"texture kind {kind!r}: expected one of {', '.join(TEXTURE_KINDS)}")
 
 

@@ -236,7 +236,8 @@ SCENE_PARAMS: dict[str, Param] = {
     **_table("splits and assets", [
         ("split", "train", _choice(SPLITS),
          "which asset files (by content hash) and whether test-only items are allowed"),
-        ("seed_salt", 0, _integer(0, 2**63 - 1), "mixed into every scene's seed: presets with different salts never share a scene"),
+        ("seed_salt", 0, _integer(0, 2**63 - 1),
+         "mixed into every scene's seed: presets with different salts never share a scene"),
         ("asset_dirs", [], _folders, "user folders of meshes, textures and environment maps (the CLI's --assets)"),
         ("bundled_assets", True, _boolean, "include the package's own asset files (assets/data)"),
         ("mesh_file_probability", 0.0, _number(0.0, 1.0), "per object: a catalogue mesh instead of a procedural family"),

@@ -28,8 +28,8 @@ def predictions(checkpoint: Path, path: str, n: int, device: str = "auto") -> li
 
     from ..checkpoint import load_checkpoint, model_from_checkpoint
     from ..data import FocalStackDataset, inspect_source, to_model_inputs
-    from ..plan import plan_eval
     from ..device import resolve_device
+    from ..plan import plan_eval
 
     ckpt = load_checkpoint(checkpoint)
     model, norm = model_from_checkpoint(ckpt, checkpoint)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from focalstack.dataset.files import write_text_atomic
 
-from .spec import CONSTANT_MODEL, DERIVED_COLUMNS
+from .spec import CONSTANT_MODEL
 
 # PSNR of images scaled to [0, 1] computed with a peak of 255 (as the paper's supplement did) is the usual
 # figure plus 20 log10(255).
