@@ -9,12 +9,14 @@ from pathlib import Path
 
 import click
 
-from focalstack.dataset.cliutil import one_line_errors, parse_numbers
+from focalstack.dataset.cliutil import one_line_errors
+from focalstack.dataset.numbers import parse_numbers
 from focalstack.dataset.schema import DatasetError
 
-from .blender import DEVICES, BlenderError
+from .blender import BlenderError
 from .cluster import RaySettings
 from .config import (
+    DEVICES,
     ConfigError,
     RenderConfig,
     blur_matched_f_number,

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import tomllib
 
-from focalstack.dataset.cliutil import is_finite_number, parse_numbers
 from focalstack.dataset.groundtruth import CANNY_BLUR_SIGMA, CANNY_HIGH, CANNY_LOW
+from focalstack.dataset.numbers import is_finite_number, parse_numbers
 from focalstack.dataset.optics import DEFOCUS_MODELS, check_focus_distance
 
 
@@ -31,6 +31,9 @@ SLICE_PREFILTERS = ("auto", *DENOISE_PREFILTERS)  # auto: accurate for Cycles sl
 DENOISE_QUALITIES = ("high", "balanced", "fast")
 DENOISERS = ("standalone", "in_render")
 SLICE_MODES = ("light_field", "cycles")
+# What --device accepts; 'gpu' takes the first of blender.GPU_BACKENDS that has a device (OptiX runs fastest
+# where RT cores exist and works without them, docs/design.md).
+DEVICES = ("cpu", "gpu", "cuda", "optix", "hip", "oneapi")
 LIGHT_FIELD_GUIDES = ("aif_image", "aif", "rays")
 
 
@@ -138,7 +141,7 @@ class RenderConfig:
     light_field_samples: int = _SETTINGS.light_field_samples
     light_field_guides: str = _SETTINGS.light_field_guides
     light_tree: bool = _SETTINGS.light_tree
-    device: str = "cpu"  # what Cycles renders on (blender.DEVICES); a machine's, not a preset's; may change on resume
+    device: str = "cpu"  # what Cycles renders on (DEVICES); a machine's, not a preset's; may change on resume
     canny_low: float = CANNY_LOW
     canny_high: float = CANNY_HIGH
     canny_blur_sigma: float = CANNY_BLUR_SIGMA
@@ -180,8 +183,6 @@ class RenderConfig:
                 check_focus_distance(s, self.focal_length_mm)
             except (ValueError, TypeError) as exc:
                 raise ConfigError(str(exc) if isinstance(exc, ValueError) else f"focus distance {s!r}: not a number") from None
-        from .blender import DEVICES
-
         if self.device not in DEVICES:
             raise ConfigError(f"device = {self.device!r}: expected one of {', '.join(DEVICES)}")
         if self.defocus_model not in DEFOCUS_MODELS:

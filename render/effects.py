@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from focalstack.dataset.cliutil import is_finite_number
 from focalstack.dataset.colour import linear_to_srgb8
+from focalstack.dataset.numbers import is_finite_number
 from focalstack.dataset.optics import thin_lens_image_distance_m
 
 from .scene import CaptureSpec, SceneDescription

@@ -16,7 +16,8 @@ import sys
 import click
 
 from focalstack.dataset import DatasetError
-from focalstack.dataset.cliutil import one_line_errors, parse_numbers
+from focalstack.dataset.cliutil import one_line_errors
+from focalstack.dataset.numbers import parse_numbers
 
 from .checkpoint import CheckpointError
 from .data import Norm, parse_data_spec

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from focalstack.dataset import DatasetError, FocalStackFile
-from focalstack.dataset.cliutil import is_finite_number
+from focalstack.dataset.numbers import is_finite_number
 
 from .plan import PlannedBatches, SampleKey
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from focalstack.dataset.cliutil import is_finite_number
+from focalstack.dataset.numbers import is_finite_number
 
 TERMS = ("defocus", "depth", "aif", "perceptual", "edges")
 

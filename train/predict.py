@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 import torch
 
-from focalstack.dataset.cliutil import is_finite_number
+from focalstack.dataset.numbers import is_finite_number
 from focalstack.dataset.optics import blur_diameter_px
 
 from .checkpoint import load_checkpoint, model_from_checkpoint

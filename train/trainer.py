@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from focalstack.dataset.cliutil import is_finite_number
 from focalstack.dataset.files import write_text_atomic
+from focalstack.dataset.numbers import is_finite_number
 
 from .checkpoint import CheckpointError, check_weights, load_checkpoint
 from .data import FocalStackDataset, Norm, SourceInfo, check_compatible, inspect_source, make_loader, parse_data_spec

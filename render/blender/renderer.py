@@ -38,11 +38,6 @@ class RenderedScene:
 
 
 
-# What --device accepts; 'gpu' takes the first of GPU_BACKENDS that has a device (OptiX runs fastest
-# where RT cores exist and works without them, docs/design.md).
-DEVICES = ("cpu", "gpu", "cuda", "optix", "hip", "oneapi")
-
-
 
 
 class BlenderRenderer:

@@ -8,6 +8,8 @@ import sys
 
 import numpy as np
 
+from ..config import DEVICES  # what --device accepts: configuration, not Blender's
+
 
 class BlenderError(RuntimeError):
     """Blender could not build or render a scene; the message says which part."""
@@ -45,10 +47,6 @@ def quiet_stdout():
         os.close(saved)
         os.close(devnull)
 
-
-# What --device accepts; 'gpu' takes the first of GPU_BACKENDS that has a device (OptiX runs fastest
-# where RT cores exist and works without them, docs/design.md).
-DEVICES = ("cpu", "gpu", "cuda", "optix", "hip", "oneapi")
 
 GPU_BACKENDS = ("OPTIX", "CUDA", "HIP", "ONEAPI")
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from focalstack.assets import SHAPE_FAMILIES, check_sample_range, families_in_group
-from focalstack.dataset.cliutil import is_finite_number
+from focalstack.dataset.numbers import is_finite_number
 
 TEXTURE_KINDS = ("noise", "noise_ridged", "voronoi", "wave", "checker", "brick", "magic", "gradient")
 LIGHT_KINDS = ("area", "point", "sun", "spot")

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
 
-from focalstack.dataset.cliutil import is_finite_number
+from focalstack.dataset.numbers import is_finite_number
 
 from ..models import ARCHITECTURES
 
