@@ -85,3 +85,22 @@ def test_importing_the_packages_loads_neither_blender_nor_torch():
             "print(sorted(m for m in ('bpy', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_only_command_lines_import_click():
+    """click belongs to the command lines (cli*.py, cliutil.py, __main__.py); a sampler, loss, config or
+    reader that imported it would drag it into every library user's import (it did: number checks lived in
+    cliutil)."""
+    bad = []
+    for folder in PACKAGES:
+        for path, names in all_imports(folder).items():
+            if path.name.startswith("cli") or path.name == "__main__.py":
+                continue
+            if any(n == "click" or n.startswith("click.") for n in names):
+                bad.append(str(path.relative_to(ROOT)))
+    assert bad == [], bad
+
+
+def test_the_render_configuration_does_not_import_blender():
+    names = imports_of(ROOT / "render" / "config.py", "focalstack.render")
+    assert not any(n.startswith("focalstack.render.blender") or n in BLENDER_MODULES for n in names)
