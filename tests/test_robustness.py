@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -274,3 +275,35 @@ def test_every_numeric_option_of_evaluate_and_predict_refuses_bad_values(tmp_pat
         base = ["predict", "-c", ckpt, "-f", "0.1,1.5", tmp_path / "ph", "-o", tmp_path / "o"]
     assert_one_line_error(invoke(train_main, [*base, option, value]))
     assert not (tmp_path / "o").exists()
+
+
+WRITE = """
+import sys, time
+sys.path.insert(0, sys.argv[2])
+import dataset_fixtures as fx
+w = fx.open_writer(sys.argv[1])
+w.append(fx.make_record(0))
+print("writing", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_reader_opened_during_a_write_gets_a_clear_message(tmp_path):
+    import subprocess
+    import sys
+
+    from focalstack.dataset import FocalStackFile
+    from focalstack.dataset.schema import DatasetError
+
+    path = tmp_path / "busy.h5"
+    writer = subprocess.Popen([sys.executable, "-c", WRITE, str(path), str(Path(__file__).parent)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "writing"
+        with pytest.raises(DatasetError, match="locked by another process that has it open for writing"):
+            FocalStackFile(path)
+        result = invoke(data_main, ["inspect", path])
+        assert_one_line_error(result, "locked by another process")
+    finally:
+        writer.kill()
+        writer.wait()
