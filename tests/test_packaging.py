@@ -22,7 +22,7 @@ def wheel_path(tmp_path_factory) -> Path:
     source = tmp_path_factory.mktemp("source")
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
-    for folder in ("render", "assets", "dataset", "train"):
+    for folder in ("render", "assets", "dataset", "train", "weights"):
         shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
@@ -45,12 +45,13 @@ def metadata(wheel_path):
 
 def test_wheel_holds_every_module_and_data_file(wheel_names):
     folders = {"render": "focalstack/render", "assets": "focalstack/assets", "dataset": "focalstack/dataset",
-               "train": "focalstack/train"}
+               "train": "focalstack/train", "weights": "focalstack/weights"}
     for folder, package in folders.items():
         for path in (ROOT / folder).rglob("*"):
             if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
                 relative = path.relative_to(ROOT / folder).as_posix()
-                if relative == "make_bundled.py" or path.suffix in {".py", ".toml"} or "data" in path.parts:
+                if (relative == "make_bundled.py" or path.suffix in {".py", ".toml", ".pt"} or "data" in path.parts
+                        or folder == "weights"):
                     assert f"{package}/{relative}" in wheel_names, relative
 
 

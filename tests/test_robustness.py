@@ -307,3 +307,22 @@ def test_a_reader_opened_during_a_write_gets_a_clear_message(tmp_path):
     finally:
         writer.kill()
         writer.wait()
+
+
+# -- shipped weights ---------------------------------------------------------------------------------------------
+def test_shipped_weights_are_found_by_short_name_and_stay_small(tmp_path, monkeypatch):
+    from focalstack.train import checkpoint as ck
+
+    root = Path(__file__).resolve().parents[1] / "weights"
+    assert sum(p.stat().st_size for p in root.iterdir() if p.is_file()) < 40_000_000
+    for pt in root.glob("*.pt"):  # every shipped checkpoint has its model card
+        assert (root / f"{pt.stem}.md").is_file(), pt.name
+    exported = tmp_path / "fod-test.pt"
+    ck.export_weights(tiny_run("fod") / "best.pt", exported, half=True)
+    monkeypatch.setattr(ck, "bundled_weights", lambda: {"fod-test": exported})
+    assert ck.resolve_checkpoint("fod-test") == exported
+    assert ck.load_checkpoint("fod-test")["weights_only"]
+    with pytest.raises(ck.CheckpointError, match="no shipped weights of that name .shipped: fod-test."):
+        ck.load_checkpoint("fod-nope")
+    result = invoke(train_main, ["evaluate", "-c", "fod-nope", "--data", synthetic_file("robust-a", 2, 32, 3), "-q"])
+    assert_one_line_error(result, "no shipped weights of that name")

@@ -32,11 +32,34 @@ def save_checkpoint(path: str | os.PathLike, payload: dict) -> Path:
     return path
 
 
+def bundled_weights() -> dict[str, Path]:
+    """The weights the package ships, by short name (``weights/NAME.pt``)."""
+    from importlib import resources
+
+    try:
+        folder = resources.files("focalstack.weights")
+    except ModuleNotFoundError:
+        return {}
+    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".pt")}
+
+
+def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
+    """A checkpoint file: ``name_or_path`` itself when it is a file, else the shipped weights of that short
+    name; CheckpointError naming what exists otherwise."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = bundled_weights()
+    if str(name_or_path) in shipped:
+        return shipped[str(name_or_path)]
+    names = ", ".join(sorted(shipped)) or "none yet"
+    raise CheckpointError(f"{path}: no such checkpoint file, and no shipped weights of that name (shipped: {names})")
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict:
-    """Read and check a checkpoint (on the CPU). Raises CheckpointError with a one-line message."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
+    """Read and check a checkpoint (on the CPU), a file or the short name of shipped weights
+    (``resolve_checkpoint``). Raises CheckpointError with a one-line message."""
+    path = resolve_checkpoint(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - whatever the unpickler says, the file is not ours

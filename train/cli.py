@@ -231,7 +231,8 @@ def _evaluate_help() -> str:
 
 
 @main.command(help=_evaluate_help())
-@click.option("--checkpoint", "-c", required=True, type=click.Path(), help="A checkpoint, e.g. runs/x/best.pt.")
+@click.option("--checkpoint", "-c", required=True, type=click.Path(),
+              help="A checkpoint, e.g. runs/x/best.pt, or the name of shipped weights (see weights/README.md).")
 @click.option("--data", "data", multiple=True, required=True, metavar="FILE",
               help="Held-out file(s) (repeat, or a glob such as 'test_*.h5'); one table row per file and setting. "
                    "Sizes and slice counts may differ between files.")
@@ -275,7 +276,8 @@ def evaluate(checkpoint, data, out, settings, protocols, compare_published, thre
 
 @main.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path())
-@click.option("--checkpoint", "-c", required=True, type=click.Path(), help="A checkpoint, e.g. runs/x/best.pt.")
+@click.option("--checkpoint", "-c", required=True, type=click.Path(),
+              help="A checkpoint, e.g. runs/x/best.pt, or the name of shipped weights (see weights/README.md).")
 @click.option("--focus-distances", "-f", default=None, metavar="M,M,...",
               help="Focus distance of each image in metres, in the order the images are given "
                    "[the checkpoint's training focus distances, if as many as images].")

@@ -405,7 +405,9 @@ def evaluate(
         model_label=f"{checkpoint} (architecture {ckpt['arch']})", stack_sizes=tuple(stack_sizes),
         orders=tuple(orders), regions=tuple(regions), group=group,
     )
-    out = Path(out_dir) if out_dir is not None else Path(checkpoint).parent / "eval"
+    if out_dir is None:  # beside the checkpoint; for shipped weights (a short name) in this folder
+        out_dir = Path(checkpoint).parent / "eval" if Path(checkpoint).is_file() else Path(f"eval-{checkpoint}")
+    out = Path(out_dir)
     result.paths = write_results(out, result, checkpoint, ckpt, seed, compare_published, write=is_writer())
     return result
 
