@@ -66,6 +66,13 @@ def test_run_on_the_cpu_brings_back_weights_report_and_details_in_at_most_eight_
         model, _ = model_from_checkpoint(ckpt)
         assert all(p.dtype == torch.float32 for p in model.parameters())
         assert (out / "weights" / f"{name}.pt").stat().st_size < 16 << 20
+    # back where the repository is: the weights with a model card each
+    done = subprocess.run([sys.executable, str(SCRIPT), "cards", "--out", str(out), "--to", str(tmp_path / "w")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    card = (tmp_path / "w" / "fod-depth-v1.md").read_text()
+    assert "`fod-depth` trained by" in card and "| fod500-test | fod-depth |" in card and "| fod500-test | constant |" in card
+    assert "## Limitations" in card and "licence" in card and (tmp_path / "w" / "fod-depth-v1.pt").is_file()
 
 
 def test_run_refuses_a_bundle_without_packs_and_still_reports(tmp_path):
