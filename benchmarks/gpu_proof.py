@@ -49,7 +49,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENT = "weights-v1"
-PARTS = ("render", "assets", "dataset", "train")
+PARTS = ("render", "assets", "dataset", "train", "weights")
 WEIGHT_NAMES = {"fod": "fod-v1", "fod-depth": "fod-depth-v1", "fod-depth-fod500": "fod-depth-fod500-v1"}
 MAX_WEIGHTS_BYTES = 16 << 20
 # The learning rate at batch 8, from benchmarks/learning_ablation.py (docs/experiments.md, "What limits learning").
