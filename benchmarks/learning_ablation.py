@@ -147,6 +147,40 @@ def evaluate(run_dir: Path, test: Path) -> dict:
     return next(iter(results.values()))["All"]
 
 
+DEPTH_BINS = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 3.01)
+
+
+def depth_bins(run_dir: Path, test: Path) -> list[dict]:
+    """Where a model's dfv error comes from: per band of true depth, its share of the pixels, its share of the
+    (pixel-pooled) dfv MSE, the RMS error there and the mean prediction (unclipped)."""
+    import torch
+
+    from focalstack.dataset import FocalStackFile
+    from focalstack.train.checkpoint import load_checkpoint, model_from_checkpoint
+
+    model, norm = model_from_checkpoint(load_checkpoint(run_dir / "last.pt"))
+    model.eval()
+    n = len(DEPTH_BINS) - 1
+    se, count, pred = np.zeros(n), np.zeros(n), np.zeros(n)
+    with FocalStackFile(test) as f:
+        for i in range(len(f)):
+            rec = f[i]
+            x = torch.from_numpy(rec.stack.astype(np.float32) / 255).permute(0, 3, 1, 2)[None]
+            with torch.no_grad():
+                p = model(x, torch.from_numpy(rec.focus_distance)[None] / norm.focus_scale)["depth"][0].numpy()
+            p = p * norm.depth_scale
+            err = np.clip(p, 0, 1.5) - np.clip(rec.depth, 0, 1.5)
+            for k in range(n):
+                m = (rec.depth >= DEPTH_BINS[k]) & (rec.depth < DEPTH_BINS[k + 1])
+                se[k] += (err[m] ** 2).sum()
+                count[k] += m.sum()
+                pred[k] += p[m].sum()
+    total = count.sum()
+    return [{"from": DEPTH_BINS[k], "to": DEPTH_BINS[k + 1], "pixels": count[k] / total, "mse_share": se[k] / total,
+             "rms": float(np.sqrt(se[k] / max(count[k], 1))), "mean_prediction": pred[k] / max(count[k], 1)}
+            for k in range(n)]
+
+
 def best_constant(test: Path) -> dict:
     """dfv MSE, RMS, AbsRel and delta1 of the constant that minimises MSE on ``test`` (its clipped mean)."""
     import h5py
@@ -195,6 +229,8 @@ def main(argv: list[str] | None = None) -> None:
     for v in chosen:
         run_dir = train(v, folder, args.steps, args.batch_size)
         row = {"variant": v.name, "what": v.what, "base_test": evaluate(run_dir, base_test)}
+        if v.name == "base":
+            row["depth_bins"] = depth_bins(run_dir, base_test)
         if v.test is not None:
             row["own_test"] = evaluate(run_dir, render(v.test, folder))
             row["own_constant"] = best_constant(render(v.test, folder))
@@ -211,6 +247,13 @@ def main(argv: list[str] | None = None) -> None:
         own = f"{r['own_test']['mse']:.4f} ({r['own_constant']['mse']:.4f})" if "own_test" in r else ""
         table.append(f"| {r['variant']} | {r['what']} | {b['mse']:.4f} | {b['rms']:.4f} | {b['absrel']:.4f} | "
                      f"{b['delta1']:.1f} | {own} |")
+    base = next((r for r in rows if "depth_bins" in r), None)
+    if base:
+        table += ["", "Where the start point's error comes from (true depth band: share of pixels, share of the pooled dfv "
+                  "MSE in m², RMS error in m, mean prediction in m):", "",
+                  "| depth (m) | pixels | MSE share | RMS | mean prediction |", "|---|---|---|---|---|"]
+        table += [f"| {b['from']:g}-{min(b['to'], 3):g} | {b['pixels']:.3f} | {b['mse_share']:.4f} | {b['rms']:.3f} | "
+                  f"{b['mean_prediction']:.3f} |" for b in base["depth_bins"]]
     text = "\n".join(table) + "\n"
     (folder / "ablation.md").write_text(text)
     (folder / "ablation.json").write_text(json.dumps({"steps": args.steps, "batch_size": args.batch_size,
