@@ -1,8 +1,10 @@
 """The pictures of the README, made by the project's own commands: one 128 px scene of each preset family
-(focalstack-render, seed 3), a contact sheet of the fod500 scene (focalstack-data preview) and a gallery of
-every preset (nearest and farthest slice, all-in-focus image, depth). About 3 minutes on 2 CPU cores.
+(focalstack-render, seed 3), a contact sheet of the fod500 scene (focalstack-data preview), a gallery of
+every preset (nearest and farthest slice, all-in-focus image, depth), and the report figures of the bundled
+experiment walls-fix at scale tiny (focalstack-train experiment: a pipeline check, not results). About 10
+minutes on 2 CPU cores.
 
-    .venv/bin/python docs/make_pictures.py            # writes docs/img/scene.jpg and docs/img/presets.jpg
+    .venv/bin/python docs/make_pictures.py   # writes docs/img/scene.jpg, presets.jpg, report-curves.jpg, report-grid.jpg
 """
 
 from __future__ import annotations
@@ -56,6 +58,13 @@ def main() -> int:
                 subprocess.run([str(BIN / "focalstack-data"), "preview", str(out), "-o", str(IMG / "scene.jpg")],
                                check=True)
     cv2.imwrite(str(IMG / "presets.jpg"), np.concatenate(rows, axis=0), [cv2.IMWRITE_JPEG_QUALITY, 88])
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "walls-fix"
+        subprocess.run([str(BIN / "focalstack-train"), "experiment", "walls-fix", "--scale", "tiny", "-o", str(run), "-q"],
+                       check=True)
+        for src, name in ((run / "figures" / "training_curves.png", "report-curves.jpg"),
+                          (run / "figures" / "walls-test__fod500-walls.png", "report-grid.jpg")):
+            cv2.imwrite(str(IMG / name), cv2.imread(str(src)), [cv2.IMWRITE_JPEG_QUALITY, 85])
     for p in sorted(IMG.glob("*.jpg")):
         print(f"{p}: {p.stat().st_size / 1e3:.0f} kB")
     return 0
