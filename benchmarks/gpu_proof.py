@@ -144,7 +144,11 @@ def unpack_bundle(bundle: Path, data: Path, fh) -> None:
         raise SystemExit(f"error: {bundle} holds no *{SUFFIX} file; run `gpu_proof.py prepare` first")
     data.mkdir(parents=True, exist_ok=True)
     targets = [data / (p.name[: -len(SUFFIX)] + ".h5") for p in packs]
-    with ProcessPoolExecutor(max_workers=min(len(packs), os.cpu_count() or 1)) as pool:
+    import multiprocessing
+
+    # spawn, not fork: this process may have started CUDA already, and a forked child of it can hang
+    with ProcessPoolExecutor(max_workers=min(len(packs), os.cpu_count() or 1),
+                             mp_context=multiprocessing.get_context("spawn")) as pool:
         for (path, notes), pack in zip(pool.map(unpack_file, packs, targets), packs):
             for note in notes:
                 log(f"{path.name}: {note}", fh)
@@ -290,8 +294,11 @@ def run(args) -> int:
         runner = ExperimentRunner(exp, options)
         try:
             experiment = runner.run()
-        finally:  # the weights come back even when evaluation fails
-            report["weights"] = export_all(runner, out, fh)
+        finally:  # the weights come back even when evaluation fails, and that error is kept too
+            try:
+                report["weights"] = export_all(runner, out, fh)
+            except Exception as exc:  # noqa: BLE001
+                report["errors"].append(f"weights: {type(exc).__name__}: {exc}")
         report["experiment_report"] = experiment
         report["training"] = training_summary(runner)
     except BaseException as exc:  # noqa: BLE001 - whatever happened, what exists goes back

@@ -16,6 +16,14 @@ from .pack import SUFFIX, pack_file, pack_name, unpack_file
 MIB = 1 << 20
 
 
+def _finite(value):
+    import math
+
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value!r}: expected a finite number of MiB")
+    return value
+
+
 def _refuse_overlap(inputs: list[Path], outputs: list[Path]) -> None:
     for out in outputs:
         if any(same_file(out, p) for p in inputs):
@@ -29,7 +37,8 @@ def _refuse_overlap(inputs: list[Path], outputs: list[Path]) -> None:
 @click.option("--float16", "float16", multiple=True, metavar="DATASET",
               help="Store this floating-point dataset as half floats (lossy, measured and printed; e.g. "
                    "--float16 depth, as FoD500 stores depth). Default: every dataset exactly.")
-@click.option("--max-size", type=float, default=None, metavar="MIB",
+@click.option("--max-size", type=click.FloatRange(min=0, min_open=True), default=None, metavar="MIB",
+              callback=lambda ctx, param, v: _finite(v),
               help="Fail (exit 1, packs kept) when the packs together exceed this many MiB.")
 @click.option("--force", is_flag=True, help="Replace packs that exist.")
 @friendly_errors

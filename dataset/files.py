@@ -78,21 +78,30 @@ def exclusive_lock(path: str | os.PathLike) -> Iterator[Path]:
 
     path = Path(path)
     lock = path.with_name(path.name + ".lock")
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown process"
+            os.close(fd)
             raise DatasetError(f"{path}: another process is writing it ({holder}); wait for it to finish or "
                                f"stop it (the lock is {lock})") from None
+        try:  # the file we locked must still be the one at that name: a holder unlinks it when done
+            same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # we locked a file its holder had just removed: take the lock again, on the new one
+    try:
         stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on host {socket.gethostname()}, since {stamp}".encode(), 0)
         try:
             yield lock
         finally:
-            lock.unlink(missing_ok=True)  # still ours: a second writer cannot have taken it while we held it
+            lock.unlink(missing_ok=True)  # ours while we hold it; a waiter that opened it re-checks (above)
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)

@@ -148,7 +148,7 @@ def _pack_dataset(ds: h5py.Dataset, rows: np.ndarray, codec: str, data: h5py.Gro
     if codec == "json-lzma":
         texts = [v.decode() if isinstance(v, bytes) else str(v) for v in ds[rows]] if len(rows) else []
         blob = np.frombuffer(lzma.compress(json.dumps(texts).encode()), dtype=np.uint8)
-        return data.create_dataset(name, data=blob)
+        return data.create_dataset(name, data=blob, chunks=(max(1, len(blob)),), fletcher32=True)
     if codec == "webp":
         middle = ds.shape[1:-3]
         out = data.create_dataset(name, shape=(len(rows), *middle), dtype=h5py.vlen_dtype(np.uint8))
@@ -191,8 +191,15 @@ def read_pack_header(p: h5py.File, path: Path) -> int:
 
 def unpack_file(pack: str | os.PathLike, out: str | os.PathLike) -> tuple[Path, list[str]]:
     """Write the focalstack file that ``pack`` holds to ``out`` (atomically). Returns the path and notes
-    (a filter this HDF5 build cannot encode is replaced by gzip 6 with shuffle, and said so)."""
-    pack, out = Path(pack), Path(out)
+    (a filter this HDF5 build cannot encode is replaced by gzip 6 with shuffle, and said so). A damaged pack
+    is a DatasetError naming it."""
+    try:
+        return _unpack_file(Path(pack), Path(out))
+    except (KeyError, ValueError, TypeError, lzma.LZMAError) as exc:  # JSONDecodeError is a ValueError
+        raise DatasetError(f"{pack}: damaged or not a pack this reads ({' '.join(str(exc).split())[:120]})") from None
+
+
+def _unpack_file(pack: Path, out: Path) -> tuple[Path, list[str]]:
     notes: list[str] = []
     try:
         p = h5py.File(pack, "r")

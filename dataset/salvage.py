@@ -86,16 +86,16 @@ def _row_is_intact(ds: h5py.Dataset, row: int, valid: int) -> str | None:
     """None if every chunk of ``row`` lies within the first ``valid`` bytes and reads (checksums verified);
     else why not."""
     name = ds.name.lstrip("/")
-    if ds.chunks is None:
-        offset = ds.id.get_offset()
-        if offset is not None and offset + ds.id.get_storage_size() > valid:
-            return f"{name}: beyond the end of the file"
-    else:
-        for coord in _chunk_coords(ds, row):
-            info = ds.id.get_chunk_info_by_coord(coord)
-            if info.byte_offset is None or info.byte_offset + info.size > valid:
-                return f"{name}: chunk {coord} beyond the end of the file"
-    try:
+    try:  # the chunk index itself may lie in the lost part: then so does the row
+        if ds.chunks is None:
+            offset = ds.id.get_offset()
+            if offset is not None and offset + ds.id.get_storage_size() > valid:
+                return f"{name}: beyond the end of the file"
+        else:
+            for coord in _chunk_coords(ds, row):
+                info = ds.id.get_chunk_info_by_coord(coord)
+                if info.byte_offset is None or info.byte_offset + info.size > valid:
+                    return f"{name}: chunk {coord} beyond the end of the file"
         value = ds[row]
     except (OSError, RuntimeError, ValueError, KeyError) as exc:
         return f"{name}: {' '.join(str(exc).split())[:100]}"

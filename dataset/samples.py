@@ -74,11 +74,14 @@ class SceneSamples:
                     raise DatasetError(f"{p}: stacks of {f.n_slices} slices, fewer than stack_size {options.stack_size}")
                 self.index += [(k, i) for i in range(len(f))]
         self._files: dict[int, FocalStackFile] = {}  # opened lazily, per process (DataLoader workers)
+        self._pid = os.getpid()
 
     def __len__(self) -> int:
         return len(self.index)
 
     def _file(self, k: int) -> FocalStackFile:
+        if self._pid != os.getpid():  # a forked worker must not share the parent's HDF5 handles
+            self._files, self._pid = {}, os.getpid()
         if k not in self._files:
             self._files[k] = FocalStackFile(self.paths[k])
         return self._files[k]
@@ -89,19 +92,23 @@ class SceneSamples:
         self._files.clear()
 
     def __getstate__(self):  # open files do not travel to worker processes
-        return {**self.__dict__, "_files": {}}
+        return {**self.__dict__, "_files": {}, "_pid": None}
 
     def sample(self, i: int, rng: np.random.Generator):
         """Scene ``i`` with the options' random subset, order, crop and flips drawn from ``rng``."""
         k, scene = self.index[i]
         rec = self._file(k)[scene]
         o = self.options
-        n = int(rec.stack_size) if rec.stack_size is not None else len(rec.focus_distance)
+        stored = len(rec.focus_distance)
+        n = min(int(rec.stack_size), stored) if rec.stack_size is not None else stored
+        want = o.stack_size or stored  # every sample of a file has this many slices, so that batches stack
         slices = np.arange(n)
-        if o.stack_size is not None and o.stack_size < n:
-            slices = np.sort(rng.choice(n, o.stack_size, replace=False))
+        if want < n:
+            slices = np.sort(rng.choice(n, want, replace=False))
         if o.random_order:
             slices = rng.permutation(slices)
+        if len(slices) < want:  # a shorter stack repeats its last slice, as the file does
+            slices = np.concatenate([slices, np.full(want - len(slices), slices[-1])])
         stack = rec.stack[slices].astype(np.float32) / 255.0  # (S, H, W, 3) RGB
         h, w = stack.shape[1:3]
         depth = np.zeros((h, w), np.float32) if rec.depth is None else np.asarray(rec.depth, np.float32)

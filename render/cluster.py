@@ -81,6 +81,7 @@ def check_ray_address(address: str, timeout: float) -> None:
         raise ConfigError(f"--ray {address}: cannot connect to {host}:{port} ({exc.strerror or exc})") from None
     finally:
         pool.shutdown(wait=False)
+    _import_ray()  # the one-line "install the cluster extra" before anything else
     # Something answers there; whether it is a Ray cluster only Ray can say, and ray.init retries an answer
     # that is not Ray's (a proxy, another service) for minutes: ask it in a process that can be stopped.
     import subprocess
@@ -101,12 +102,12 @@ def check_ray_address(address: str, timeout: float) -> None:
 def ray_session(settings: RaySettings):
     """Ray initialised for the render (the cluster at ``settings.address``, checked first, or a local
     instance) and shut down after; nothing is written before it is up."""
+    if settings.address is not None:
+        check_ray_address(settings.address, settings.connect_timeout)
     ray = _import_ray()
     if ray.is_initialized():
         yield
         return
-    if settings.address is not None:
-        check_ray_address(settings.address, settings.connect_timeout)
     local = settings.address is None
     ray.init(address=settings.address, include_dashboard=False, log_to_driver=False, logging_level="WARNING",
              num_cpus=(os.cpu_count() or 1) if local else None)

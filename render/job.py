@@ -38,14 +38,15 @@ def render_dataset(
     out = Path(out)
     if workers < 1:
         raise ValueError(f"workers = {workers}: expected a positive integer")
-    if ray is None:  # before the output file exists
-        check_blender()
-        if config.device != "cpu":
-            probe_device(config.device)
     if not out.parent.is_dir():
         raise ValueError(f"--out {out}: folder {out.parent} does not exist")
-    with exclusive_lock(out), (ray_session(ray) if ray is not None else _nothing()):
-        return _render_locked(config, out, workers, threads, gpus, ray, progress, on_start)
+    with exclusive_lock(out):  # first: a second writer is told so whatever else is wrong
+        if ray is None:  # before the output file exists
+            check_blender()
+            if config.device != "cpu":
+                probe_device(config.device)
+        with ray_session(ray) if ray is not None else _nothing():
+            return _render_locked(config, out, workers, threads, gpus, ray, progress, on_start)
 
 
 @contextlib.contextmanager
@@ -61,7 +62,8 @@ def _render_locked(config, out: Path, workers, threads, gpus, ray, progress, on_
         if workers > 1 or ray is not None or existing_shards(out):
             merge_shards(writer, out, config.scenes)
         done = len(writer)
-        waiting = _scenes_in_shards(out, done)  # a killed run's shard scenes, merged later: not rendered now
+        # a killed --workers run's shard scenes, merged later: not rendered now (Ray renders past them)
+        waiting = _scenes_in_shards(out, done) if ray is None else 0
         if on_start:
             on_start(min(done, config.scenes), config.scenes)
         totals: dict[str, float] = {}

@@ -162,3 +162,25 @@ def test_compare_published_adds_the_protocols_own_rows_to_the_report(tmp_path):
     assert next(r for r in rows if r["model"] == "DefocusNet")["mse_fp"] == 0.0175
     with pytest.raises(ExperimentError, match="compare_published = 'yes': expected true or false"):
         load_experiment(str(write(tmp_path, GOOD + 'compare_published = "yes"\n')), "tiny")
+
+
+def test_a_model_that_fails_in_a_parallel_run_is_one_line_naming_it(tmp_path):
+    from train_fixtures import write_synthetic
+
+    from focalstack.train.experiments import ExperimentRunner, RunOptions
+    from focalstack.train.experiments.runner import ExperimentRunError
+
+    text = GOOD.replace('[models.m]\narch = "fod-depth"\ndata = ["train"]',
+                        '[models.m]\narch = "fod-depth"\ndata = ["train"]\n'
+                        'loss_weights = { defocus = 0.0, depth = 0.0, aif = 0.0, perceptual = 0.0, edges = 0.0 }\n'
+                        '[models.n]\narch = "fod-depth"\ndata = ["train"]\narch_kwargs = { width = 4 }')
+    text = text.replace("[scales.tiny]\nresolution = 32", "[scales.tiny]\nresolution = 32\nprogress = false")
+    exp = load_experiment(str(write(tmp_path, text)), "tiny")
+    data = tmp_path / "data"
+    data.mkdir()
+    for ds in exp.datasets.values():
+        write_synthetic(data / ds.file_name(), ds.scenes, 32)
+    runner = ExperimentRunner(exp, RunOptions(out=tmp_path / "run", data_dir=data, render=False, parallel=2,
+                                              device="cpu", progress=False))
+    with pytest.raises(ExperimentRunError, match=r"train m: nothing to train"):
+        runner.run()

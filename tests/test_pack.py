@@ -129,3 +129,13 @@ def test_cli_refuses_bad_input_in_one_line(tmp_path, case):
         done, needle = cli("unpack", tmp_path / "z.h5", "-o", tmp_path, "--force"), "is also an input"
     assert done.returncode == 1 and needle in done.stderr and done.stderr.count("\n") == 1, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_damaged_pack_is_one_line_and_leaves_nothing(tmp_path):
+    src = fx.write_file(tmp_path / "a.h5", 2)
+    pack_file(src, tmp_path / "a.pack.h5")
+    with h5py.File(tmp_path / "a.pack.h5", "r+") as p:
+        p.attrs["order"] = "not json"
+    with pytest.raises(Exception, match="damaged or not a pack this reads"):
+        unpack_file(tmp_path / "a.pack.h5", tmp_path / "b.h5")
+    assert not (tmp_path / "b.h5").exists() and not list(tmp_path.glob("*.tmp"))

@@ -137,3 +137,22 @@ def test_the_readme_example_trains_a_model_that_is_not_ours(tmp_path, monkeypatc
     exec(compile(code, "docs/training.md example", "exec"), scope)
     losses = scope["losses"]
     assert len(losses) >= 20 and np.mean(losses[-5:]) < np.mean(losses[:5])  # it learnt something
+
+
+def test_a_file_with_shorter_stacks_gives_samples_of_one_shape(tmp_path):
+    import dataset_fixtures as fx
+
+    path = tmp_path / "short.h5"
+    with fx.open_writer(path, height=16, width=16) as w:  # three slices per scene
+        w.append(fx.make_record(0))
+        rec = fx.make_record(1)
+        rec.stack_size = 2  # the third slice repeats the second
+        rec.stack[2] = rec.stack[1]
+        rec.focus_distance[2] = rec.focus_distance[1]
+        rec.defocus[2] = rec.defocus[1]
+        w.append(rec)
+    batch = next(iter(DataLoader(PeerDataset([path]), batch_size=2)))
+    assert batch["stack"].shape == (2, 3, 3, 16, 16)
+    assert torch.equal(batch["stack"][1, 2], batch["stack"][1, 1])
+    sub = PeerDataset([path], stack_size=3, random_order=True)[1]
+    assert sub["stack"].shape[0] == 3

@@ -201,19 +201,28 @@ def test_a_second_render_on_the_same_file_is_refused_naming_the_writer(tmp_path)
 @pytest.mark.parametrize("address, needle", [
     ("not an address", "expected HOST:PORT"),
     ("127.0.0.1:1", "cannot connect to 127.0.0.1:1"),
-    ("10.255.255.1:6379", "within 2 s"),  # no answer, or (behind a proxy) an answer that is not Ray
+    ("SILENT", "within 2 s"),  # a port that accepts connections and never answers (not Ray)
 ])
 def test_an_unreachable_ray_address_is_one_line_in_bounded_time_and_writes_nothing(tmp_path, address, needle):
+    import socket
     import time
 
     from focalstack.render.cli import main as render_main
 
+    if address == "SILENT":
+        pytest.importorskip("ray")
+        silent = socket.socket()
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel completes the handshake; nobody ever reads or writes
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
     out = tmp_path / "x.h5"
     t = time.monotonic()
     result = invoke(render_main, ["--scenes", 1, "--resolution", 32, "--ray", address, "--ray-timeout", 2, "--out", out])
     assert_one_line_error(result, needle)
     assert time.monotonic() - t < 20
     assert not out.exists() and not list(tmp_path.iterdir())
+    if needle == "within 2 s":
+        silent.close()
 
 
 def test_scenes_a_killed_run_left_in_shards_are_not_counted_as_rendered_now(tmp_path):
@@ -326,3 +335,14 @@ def test_shipped_weights_are_found_by_short_name_and_stay_small(tmp_path, monkey
         ck.load_checkpoint("fod-nope")
     result = invoke(train_main, ["evaluate", "-c", "fod-nope", "--data", synthetic_file("robust-a", 2, 32, 3), "-q"])
     assert_one_line_error(result, "no shipped weights of that name")
+
+
+def test_an_export_over_its_size_limit_keeps_the_file_that_was_there(tmp_path):
+    from focalstack.train import checkpoint as ck
+
+    dst = tmp_path / "w.pt"
+    ck.export_weights(tiny_run("fod") / "best.pt", dst, half=True)
+    before = digest(dst)
+    with pytest.raises(ck.CheckpointError, match="over 1000"):
+        ck.export_weights(tiny_run("fod") / "best.pt", dst, max_bytes=1000, half=True)
+    assert digest(dst) == before and not list(tmp_path.glob("*.tmp"))

@@ -138,9 +138,10 @@ def export_weights(src: str | os.PathLike, dst: str | os.PathLike, *, max_bytes:
     out["weights_dtype"] = "float16" if half else "float32"
     if extra:
         out["card"] = extra
-    save_checkpoint(dst, out)
-    written = Path(dst).stat().st_size
-    if max_bytes is not None and written > max_bytes:
-        Path(dst).unlink()
-        raise CheckpointError(f"{dst}: {written} bytes even {'in float16' if half else 'in float32'}, over {max_bytes}")
+    with atomic_path(dst, fsync=True) as tmp:  # measured before it replaces anything at dst
+        with open(tmp, "wb") as fh:
+            torch.save({"format": FORMAT, "version": VERSION, **out}, fh)
+        written = tmp.stat().st_size
+        if max_bytes is not None and written > max_bytes:
+            raise CheckpointError(f"{dst}: {written} bytes even {'in float16' if half else 'in float32'}, over {max_bytes}")
     return {k: v for k, v in out.items() if k != "model"} | {"bytes": written}

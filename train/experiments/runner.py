@@ -165,22 +165,29 @@ class ExperimentRunner:
                 self._step("train", model.name, "reused", time.perf_counter())
             else:
                 pending.append((model, "resumed" if last.is_file() else "ran"))
-        running: list[tuple[ModelSpec, str, multiprocessing.Process, float]] = []
-        while pending or running:
-            while pending and len(running) < self.opt.parallel:
-                model, action = pending.pop(0)
-                proc = ctx.Process(target=_train_one, args=(self.exp, self.opt, model.name), name=f"train-{model.name}")
-                proc.start()
-                running.append((model, action, proc, time.perf_counter()))
-                self._log(f"train {model.name}: started in process {proc.pid} (log: {self.model_dir(model.name)}/train.log)")
-            model, action, proc, t = running.pop(0)
-            proc.join()
-            if proc.exitcode != 0:
-                for *_, other, _ in running:
-                    other.terminate()
-                raise ExperimentRunError(f"train {model.name}: its process ended with exit code {proc.exitcode}; "
-                                         f"see {self.model_dir(model.name)}/train.log")
-            self._step("train", model.name, action, t, {"process": proc.pid})
+        from multiprocessing.connection import wait
+
+        running: dict[int, tuple[ModelSpec, str, multiprocessing.Process, float]] = {}  # sentinel -> ...
+        try:
+            while pending or running:
+                while pending and len(running) < self.opt.parallel:
+                    model, action = pending.pop(0)
+                    proc = ctx.Process(target=_train_one, args=(self.exp, self.opt, model.name), name=f"train-{model.name}")
+                    proc.start()
+                    running[proc.sentinel] = (model, action, proc, time.perf_counter())
+                    self._log(f"train {model.name}: started in process {proc.pid} "
+                              f"(log: {self.model_dir(model.name)}/train.log)")
+                for sentinel in wait(list(running)):  # whichever ends first frees its slot
+                    model, action, proc, t = running.pop(sentinel)
+                    proc.join()
+                    if proc.exitcode != 0:
+                        raise ExperimentRunError(f"train {model.name}: {_last_error(self.model_dir(model.name))} "
+                                                 f"(process exit code {proc.exitcode}; see its train.log)")
+                    self._step("train", model.name, action, t, {"process": proc.pid})
+        finally:
+            for *_, proc, _ in running.values():
+                proc.terminate()
+                proc.join()
 
     def checkpoint(self, model: str) -> Path:
         return self.model_dir(model) / "best.pt"
@@ -255,11 +262,26 @@ class ExperimentRunner:
 
 
 def _train_one(exp: Experiment, opt: RunOptions, name: str) -> None:
-    """A spawned process's part of ``ExperimentRunner.train_in_parallel``."""
+    """A spawned process's part of ``ExperimentRunner.train_in_parallel``: an error is one line in the model's
+    train.log (the parent reports it), not a traceback on the terminal."""
     from dataclasses import replace
 
     runner = ExperimentRunner(exp, replace(opt, progress=False, parallel=1), record_state=False)
-    runner.train(exp.models[name])
+    try:
+        runner.train(exp.models[name])
+    except Exception as exc:  # noqa: BLE001 - whatever stopped it, said in one line where the parent looks
+        folder = runner.model_dir(name)
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / "train.log", "a") as fh:
+            fh.write(f"error: {' '.join(str(exc).split()) or type(exc).__name__}\n")
+        sys.exit(1)
+
+
+def _last_error(folder: Path) -> str:
+    """The error line a training process left in its train.log, or a stand-in."""
+    log = folder / "train.log"
+    lines = [ln for ln in log.read_text().splitlines() if ln.startswith("error: ")] if log.is_file() else []
+    return lines[-1][len("error: "):] if lines else "its process failed"
 
 
 def _scores_depth(ev: EvaluationSpec) -> bool:
