@@ -213,20 +213,21 @@ class FocalStackWriter:
         return cls(path, f, n_slices, height, width, declared)
 
     @classmethod
-    def _resume(
-        cls, path: Path, n_slices: int, height: int, width: int, config: dict, ignore: tuple[str, ...]
-    ) -> "FocalStackWriter":
+    def check_existing(cls, path: str | os.PathLike, n_slices: int, height: int, width: int, config: dict,
+                       ignore: tuple[str, ...] = ()) -> int:
+        """The number of complete scenes of an existing ``path`` that ``create_or_resume`` would resume with
+        this configuration, checked on a read-only handle (so readers of the file do not stop it); DatasetError
+        naming what differs otherwise."""
         from .reader import check_header, declaration_of  # reader depends on schema only; no cycle at import time
 
-        # Every check runs on a read-only handle: a file we refuse is never opened for writing, so it
-        # stays byte-identical (HDF5 may touch the superblock when a file is merely opened with r+).
+        path = Path(path)
         try:
             f = h5py.File(path, "r")
         except OSError as exc:
             raise DatasetError(f"{path}: exists but is not a readable HDF5 file ({exc}); not overwriting") from None
         try:
             check_header(f, path)
-            declared = declaration_of(f, path)
+            declaration_of(f, path)
             old = _read_config(f, path)
             # compare as stored: JSON turns tuples into lists
             diff = config_differences(old, json.loads(json.dumps(config, sort_keys=True)), ignore)
@@ -239,12 +240,28 @@ class FocalStackWriter:
             want = (n_slices, height, width, 3)
             if have != want:
                 raise DatasetError(f"{path}: 'stack' holds slices of shape {have}, expected {want}")
+            complete = f["complete"][:]
+            return int(np.argmin(complete)) if not complete.all() else len(complete)
         finally:
             f.close()
+
+    @classmethod
+    def _resume(
+        cls, path: Path, n_slices: int, height: int, width: int, config: dict, ignore: tuple[str, ...]
+    ) -> "FocalStackWriter":
+        from .reader import declaration_of
+
+        # Every check runs on a read-only handle: a file we refuse is never opened for writing, so it
+        # stays byte-identical (HDF5 may touch the superblock when a file is merely opened with r+).
+        cls.check_existing(path, n_slices, height, width, config, ignore)
+        with h5py.File(path, "r") as f:
+            declared = declaration_of(f, path)
         try:
             f = h5py.File(path, "r+")
         except OSError as exc:
-            raise DatasetError(f"{path}: cannot open for appending ({exc})") from None
+            from .reader import open_error_text
+
+            raise DatasetError(f"{path}: cannot open for appending: {open_error_text(exc)}") from None
         try:
             complete = f["complete"][:]
             k = int(np.argmin(complete)) if not complete.all() else len(complete)

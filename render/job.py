@@ -15,7 +15,7 @@ from focalstack.dataset.files import exclusive_lock
 from .blender import check_blender
 from .cluster import RaySettings, ray_session, render_range_with_ray
 from .config import RenderConfig
-from .pipeline import ProgressFn, RenderSummary, open_writer, render_range
+from .pipeline import ProgressFn, RenderSummary, finished_scenes, open_writer, render_range
 from .shards import existing_shards, merge_shards, plan_tasks, probe_device, run_workers, shard_folder
 
 
@@ -57,6 +57,12 @@ def _nothing():
 def _render_locked(config, out: Path, workers, threads, gpus, ray, progress, on_start) -> RenderSummary:
     """``render_dataset`` once this process holds the file's lock (and Ray, if asked, is up)."""
     t0 = time.perf_counter()
+    if out.exists() and not existing_shards(out):
+        done = finished_scenes(config, out)
+        if done >= config.scenes:  # nothing to render: confirmed read-only, the file is not opened for writing
+            if on_start:
+                on_start(config.scenes, config.scenes)
+            return RenderSummary(out, done, 0, time.perf_counter() - t0, {})
     writer = open_writer(config, out)
     try:
         if workers > 1 or ray is not None or existing_shards(out):

@@ -161,6 +161,22 @@ def open_writer(config: RenderConfig, path: Path, first_index: int = 0) -> Focal
     return writer
 
 
+def finished_scenes(config: RenderConfig, path: Path) -> int:
+    """How many complete scenes of this configuration ``path`` holds, checked read-only as ``open_writer``
+    checks them (sampler, settings, sizes, seeds): a finished file is confirmed without opening it for
+    writing, so processes reading it (a training run validating on it) do not stop a rerun."""
+    refuse_other_sampler(path)
+    n = FocalStackWriter.check_existing(path, len(config.focus_distances), config.height, config.width,
+                                        file_attrs(config)["config"], resume_ignore(path, config))
+    with FocalStackFile(path) as f:
+        have = f.read_all("seed")[:n] if n else np.zeros(0, np.int64)
+    want = np.array([scene_seed(config.seed, i) for i in range(len(have))], dtype=np.int64)
+    if not np.array_equal(have, want):
+        bad = int(np.flatnonzero(have != want)[0])
+        raise DatasetError(f"{path}: scene {bad} has seed {have[bad]}, expected {want[bad]} for --seed {config.seed}")
+    return n
+
+
 def refuse_other_sampler(path: Path) -> None:
     """DatasetError, the file untouched, when ``path`` holds scenes that this version would not draw
     again (another scene description format or sampler version): resuming would mix two samplers in one

@@ -346,3 +346,21 @@ def test_an_export_over_its_size_limit_keeps_the_file_that_was_there(tmp_path):
     with pytest.raises(ck.CheckpointError, match="over 1000"):
         ck.export_weights(tiny_run("fod") / "best.pt", dst, max_bytes=1000, half=True)
     assert digest(dst) == before and not list(tmp_path.glob("*.tmp"))
+
+
+@pytest.mark.blender
+def test_rerunning_a_finished_render_neither_opens_it_for_writing_nor_stops_for_its_readers(tmp_path):
+    from focalstack.dataset import FocalStackFile
+    from focalstack.render.cli import main as render_main
+
+    out = tmp_path / "x.h5"
+    args = ["--scenes", 1, "--resolution", 32, "--samples", 1, "--no-denoise", "--out", out]
+    assert invoke(render_main, args).exit_code == 0
+    before, stamp = digest(out), out.stat().st_mtime_ns
+    with FocalStackFile(out):  # a training run validating on it holds it open for reading
+        result = invoke(render_main, args)
+    assert result.exit_code == 0 and "0 rendered now" in result.output, result.output
+    assert digest(out) == before and out.stat().st_mtime_ns == stamp
+    # settings that differ are still refused, untouched
+    result = invoke(render_main, [*args[:-2], "--seed", 5, "--out", out])
+    assert_one_line_error(result, "exists with other settings")
