@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -15,7 +16,7 @@ from focalstack.dataset.files import exclusive_lock
 from .blender import check_blender
 from .cluster import RaySettings, ray_session, render_range_with_ray
 from .config import RenderConfig
-from .pipeline import ProgressFn, RenderSummary, finished_scenes, open_writer, render_range
+from .pipeline import ProgressFn, RenderSummary, finished_scenes, open_writer, render_range, slices_for_device
 from .shards import existing_shards, merge_shards, plan_tasks, probe_device, run_workers, shard_folder
 
 
@@ -41,10 +42,13 @@ def render_dataset(
     if not out.parent.is_dir():
         raise ValueError(f"--out {out}: folder {out.parent} does not exist")
     with exclusive_lock(out):  # first: a second writer is told so whatever else is wrong
+        used = config.device  # Ray's tasks render on their own machines: what was asked is all we know
         if ray is None:  # before the output file exists
             check_blender()
-            if config.device != "cpu":
-                probe_device(config.device)
+            used = probe_device(config.device) if config.device != "cpu" else "CPU"
+        config, change = slices_for_device(config, used, out)
+        if change:
+            warnings.warn(change)
         with ray_session(ray) if ray is not None else _nothing():
             return _render_locked(config, out, workers, threads, gpus, ray, progress, on_start)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -24,7 +24,7 @@ from focalstack.dataset.groundtruth import canny_edges, stored_defocus_maps
 from focalstack.dataset.provenance import rendered_declaration
 from focalstack.dataset.schema import DatasetError
 
-from .config import RenderConfig
+from .config import ConfigError, RenderConfig
 from .effects import EffectsConfig, capture_slices, with_effects
 from .sampling import SAMPLER_VERSION, sample_scene, scene_seed
 from .scene import SCENE_FORMAT_VERSION, SceneDescription
@@ -159,6 +159,35 @@ def open_writer(config: RenderConfig, path: Path, first_index: int = 0) -> Focal
             f"{path}: scene {first_index + bad} has seed {have[bad]}, expected {want[bad]} for --seed {config.seed}"
         )
     return writer
+
+
+# Light-field slices need OSL, which Cycles runs on the CPU and on OptiX only.
+OSL_BACKENDS = ("CPU", "OPTIX")
+
+
+def slices_for_device(config: RenderConfig, used: str, path: Path) -> tuple[RenderConfig, str | None]:
+    """The configuration to render with on ``used`` (what Cycles renders on: 'CPU', 'OPTIX: ...', 'CUDA: ...',
+    or a requested device name when it cannot be asked, as for Ray's tasks), and a line to say when it changed:
+    light-field slices fall back to Cycles slices where OSL cannot run. A file whose scenes are light-field
+    renders is never continued with Cycles slices (a dataset never mixes the two): ConfigError."""
+    if config.slices != "light_field":
+        return config, None
+    backend = used.split(":")[0].strip().upper()
+    if backend in OSL_BACKENDS:
+        return config, None
+    stored = {}
+    if path.exists():
+        try:
+            with FocalStackFile(path) as f:
+                stored = f.config if len(f) else {}
+        except (OSError, DatasetError):
+            stored = {}
+    if stored.get("slices") == "light_field":
+        raise ConfigError(f"{path}: its slices are light-field renders, which need OSL: Cycles runs it on the CPU "
+                          f"and OptiX only, not {backend}; continue it with --device cpu or optix")
+    return replace(config, slices="cycles"), (
+        f"light-field slices need OSL, which Cycles runs on the CPU and OptiX only: rendering each slice with "
+        f"Cycles on {backend} instead (the file records slices = cycles)")
 
 
 def finished_scenes(config: RenderConfig, path: Path) -> int:

@@ -210,3 +210,25 @@ def test_same_blur_needs_a_resolution_and_no_f_number(tmp_path):
     result, text = run(["--same-blur", "--out", str(tmp_path / "x.h5")])
     assert_one_line_error(result, text, "give --resolution")
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_light_field_slices_fall_back_to_cycles_where_osl_cannot_run_and_never_mix(tmp_path):
+    import dataset_fixtures as fx
+
+    from focalstack.render.config import RENDER_SETTINGS_LIGHT_FIELD, ConfigError
+    from focalstack.render.pipeline import slices_for_device
+
+    lf = load_preset("fod500").with_overrides(**RENDER_SETTINGS_LIGHT_FIELD.to_dict())
+    out = tmp_path / "new.h5"
+    for used in ("CPU", "OPTIX: NVIDIA H200", "optix"):  # OSL runs there: unchanged
+        assert slices_for_device(lf, used, out) == (lf, None)
+    for used in ("CUDA: NVIDIA H200", "HIP: AMD", "oneapi", "gpu"):  # a Ray task's 'gpu' may be any of them
+        config, line = slices_for_device(lf, used, out)
+        assert config.slices == "cycles" and "rendering each slice with Cycles" in line
+        assert config.light_field_views == lf.light_field_views and config.seed == lf.seed
+    cycles = load_preset("fod500")
+    assert slices_for_device(cycles, "CUDA: x", out) == (cycles, None)
+    # a file whose scenes are light-field renders is not continued with Cycles slices
+    started = fx.write_file(tmp_path / "lf.h5", 1, attrs=fx.make_attrs(fx.make_config(slices="light_field")))
+    with pytest.raises(ConfigError, match="its slices are light-field renders.*continue it with --device cpu or optix"):
+        slices_for_device(lf, "CUDA: x", started)
