@@ -28,7 +28,8 @@ DEFOCUS_CMAP = "RdBu_r"  # diverging: blue in front of the focal plane, red behi
 def _figure(scene: SceneRecord, title: str | None, columns: int | None) -> Figure:
     stack = np.asarray(scene.stack)
     n_slices, height, width = stack.shape[:3]
-    cols = columns or max(3, min(n_slices, MAX_COLUMNS))
+    extras = [(name, draw) for name, draw in EXTRA_PANELS if getattr(scene, name) is not None]
+    cols = max(columns or max(3, min(n_slices, MAX_COLUMNS)), 3 + len(extras))
     slice_rows = math.ceil(n_slices / cols)
     defocus_rows = slice_rows if scene.defocus is not None else 1  # one 'not in this file' panel
     rows = slice_rows + defocus_rows + 1
@@ -85,9 +86,8 @@ def _figure(scene: SceneRecord, title: str | None, columns: int | None) -> Figur
     else:
         edges = np.asarray(scene.edges)
         show(bottom[2], edges, f"edges ({int(np.count_nonzero(edges))} px)", cmap="gray", vmin=0, vmax=1)
-    if scene.disparity is not None and len(bottom) > 3:
-        disparity = np.asarray(scene.disparity, dtype=np.float64)
-        show(bottom[3], np.where(disparity > 0, disparity, np.nan), "disparity [px] (as given)", cmap=DEPTH_CMAP)
+    for ax, (name, draw) in zip(bottom[3:], extras):
+        draw(ax, getattr(scene, name), show)
 
     if title is None:
         camera = ""
@@ -98,6 +98,27 @@ def _figure(scene: SceneRecord, title: str | None, columns: int | None) -> Figur
         title = f"scene {scene.index}{seed}  {width}x{height} px{camera}"
     fig.suptitle(title, fontsize=10)
     return fig
+
+
+def _disparity_panel(ax, disparity, show) -> None:
+    disparity = np.asarray(disparity, dtype=np.float64)
+    show(ax, np.where(disparity > 0, disparity, np.nan), "disparity [px] (as given)", cmap=DEPTH_CMAP)
+
+
+def _normals_panel(ax, normals, show) -> None:
+    """Camera-frame unit normals as colour: (n + 1) / 2, so x is red, y green, z (towards the camera) blue."""
+    show(ax, np.clip((np.asarray(normals, dtype=np.float32) + 1) / 2, 0, 1), "normals (camera frame)\nRGB = (n + 1) / 2")
+
+
+def _objects_panel(ax, objects, show) -> None:
+    objects = np.asarray(objects)
+    n = len(np.unique(objects[objects > 0]))
+    show(ax, np.where(objects > 0, objects % 20, np.nan), f"objects ({n} in view)\nblank = background", cmap="tab20",
+         vmin=0, vmax=19)
+
+
+# Ground truth beyond AiF, depth and edges, in the bottom row when a scene has it: (record field, panel).
+EXTRA_PANELS = (("disparity", _disparity_panel), ("normals", _normals_panel), ("objects", _objects_panel))
 
 
 def _absent(ax, label: str) -> None:

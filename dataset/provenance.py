@@ -2,7 +2,8 @@
 
 The root attribute ``ground_truth`` is a JSON object with one entry per ground-truth dataset of the schema
 (``schema.GROUND_TRUTH_NAMES``: aif, depth, defocus, edges, the camera's f_number, focal_length_mm and
-sensor_width_mm, and disparity)::
+sensor_width_mm, disparity, and from schema v3 normals and objects; a file of v2 declares none of the last
+two, and readers take them as absent)::
 
     {"aif":     {"source": "rendered"},
      "defocus": {"source": "derived", "from": ["depth", "focus_distance", "f_number", ...],
@@ -135,9 +136,15 @@ ABSENT = GroundTruth("absent", stored=False)
 Declaration = dict  # dataset name -> GroundTruth, one entry per schema.GROUND_TRUTH_NAMES
 
 
-def rendered_declaration(defocus_model: str, *, store_defocus: bool = True) -> Declaration:
-    """What a rendered file holds: everything but disparity; defocus maps derived by ``defocus_model``,
-    stored or (``store_defocus=False``) recomputed by readers."""
+def rendered_declaration(defocus_model: str, *, store_defocus: bool = True,
+                         requested: tuple[str, ...] = ()) -> Declaration:
+    """What a rendered file holds: everything but disparity and the ground truth rendered only on request
+    (``schema.ON_REQUEST_GROUND_TRUTH``) that is not in ``requested``; defocus maps derived by
+    ``defocus_model``, stored or (``store_defocus=False``) recomputed by readers."""
+    unknown = sorted(set(requested) - set(schema.ON_REQUEST_GROUND_TRUTH))
+    if unknown:
+        raise DatasetError(f"ground truth {', '.join(unknown)}: not one the renderer makes on request "
+                           f"(expected some of {', '.join(schema.ON_REQUEST_GROUND_TRUTH)})")
     return {
         "aif": GroundTruth("rendered"),
         "depth": GroundTruth("rendered"),
@@ -145,6 +152,7 @@ def rendered_declaration(defocus_model: str, *, store_defocus: bool = True) -> D
         "edges": GroundTruth("derived", True, ("aif",), "canny"),
         **{name: GroundTruth("rendered") for name in schema.CAMERA_NAMES},
         "disparity": ABSENT,
+        **{name: GroundTruth("rendered") if name in requested else ABSENT for name in schema.ON_REQUEST_GROUND_TRUTH},
     }
 
 
@@ -154,8 +162,13 @@ def v1_declaration(defocus_model) -> Declaration:
     return rendered_declaration(model, store_defocus=True)
 
 
-def complete_declaration(declared: Mapping[str, GroundTruth]) -> Declaration:
-    """``declared`` checked and in schema order; every ground-truth name must be there (DatasetError)."""
+def complete_declaration(declared: Mapping[str, GroundTruth], version: int = schema.SCHEMA_VERSION) -> Declaration:
+    """``declared`` checked and in schema order. Every ground-truth name of schema ``version`` must be there
+    (DatasetError), but for those introduced later (``ArraySpec.since``) and those made only on request
+    (``schema.ON_REQUEST_GROUND_TRUTH``): they are absent when not declared, so a writer (an importer) names
+    only what it has of them."""
+    unnamed_is_absent = set(schema.ON_REQUEST_GROUND_TRUTH) | (set(schema.GROUND_TRUTH_NAMES) - set(schema.declared_in(version)))
+    declared = {**{name: ABSENT for name in schema.GROUND_TRUTH_NAMES if name in unnamed_is_absent}, **declared}
     missing = [name for name in schema.GROUND_TRUTH_NAMES if name not in declared]
     unknown = sorted(set(declared) - set(schema.GROUND_TRUTH_NAMES))
     if missing or unknown:
@@ -181,9 +194,10 @@ def to_json(declared: Mapping[str, GroundTruth]) -> str:
     return json.dumps({name: gt.to_dict() for name, gt in complete_declaration(declared).items()})
 
 
-def from_json(text, *, known_only: bool = True) -> Declaration:
-    """Parse a ``ground_truth`` attribute (DatasetError naming what is wrong). Entries for datasets this
-    code does not know (a later schema) are dropped; missing entries are an error."""
+def from_json(text, *, known_only: bool = True, version: int = schema.SCHEMA_VERSION) -> Declaration:
+    """Parse the ``ground_truth`` attribute of a file of schema ``version`` (DatasetError naming what is
+    wrong). Entries for datasets this code does not know (a later schema) are dropped; missing entries of
+    that version are an error, and ground truth introduced after it is absent."""
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
     try:
@@ -193,7 +207,7 @@ def from_json(text, *, known_only: bool = True) -> Declaration:
     if not isinstance(raw, dict):
         raise DatasetError(f"attribute 'ground_truth' is JSON {type(raw).__name__}, expected an object")
     known = {k: v for k, v in raw.items() if k in schema.GROUND_TRUTH_NAMES} if known_only else raw
-    return complete_declaration({name: GroundTruth.from_dict(name, d) for name, d in known.items()})
+    return complete_declaration({name: GroundTruth.from_dict(name, d) for name, d in known.items()}, version)
 
 
 def stored_names(declared: Mapping[str, GroundTruth]) -> tuple[str, ...]:

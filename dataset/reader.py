@@ -55,7 +55,7 @@ def declaration_of(f: h5py.File, path: Path) -> provenance.Declaration:
     if "ground_truth" not in f.attrs:
         raise DatasetError(f"{path}: root attribute 'ground_truth' missing (schema v2 files declare their ground truth)")
     try:
-        return provenance.from_json(f.attrs["ground_truth"])
+        return provenance.from_json(f.attrs["ground_truth"], version=int(f.attrs["schema_version"]))
     except DatasetError as exc:
         raise DatasetError(f"{path}: {exc}") from None
 
@@ -82,7 +82,7 @@ def open_error_text(exc: OSError) -> str:
 
 
 class FocalStackFile:
-    """A schema-v1 or v2 file opened for reading. ``len()`` and indices count complete scenes only.
+    """A schema-v1, v2 or v3 file opened for reading. ``len()`` and indices count complete scenes only.
 
     ``ground_truth`` says which ground truth the file holds and where each array came from.
     """

@@ -50,6 +50,9 @@ class SceneRecord:
     stack_size: int | None = None  # distinct slices; slices from here on repeat the last one
     # Ground truth of schema v2 (absent from rendered files).
     disparity: np.ndarray | None = None  # (H, W) float32, DDFF-12's own disparity
+    # Ground truth of schema v3, rendered on request (absent otherwise).
+    normals: np.ndarray | None = None  # (H, W, 3) float16, unit vectors in the camera frame
+    objects: np.ndarray | None = None  # (H, W) uint16, object index + 1, 0 = background
     # Not stored: the record's position among the complete scenes of the file it was read from.
     index: int | None = None
 

@@ -9,6 +9,10 @@ see ``provenance.py``), so files imported from other data sets may lack what the
 (FoD500 has no all-in-focus images, DDFF-12 no camera model), and a derived array that readers
 recompute bit for bit (defocus maps, an exact function of depth and the camera) need not be stored.
 Files of version 1 hold every array of ``ARRAYS`` and stay readable.
+
+Version 3 over version 2: two optional ground truths, surface normals and an object-index mask
+(``GROUND_TRUTH_V3``). Each array names the version that introduced it (``ArraySpec.since``): a file of an
+earlier version does not declare it, and readers take it as absent.
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 
 FORMAT = "focalstack"
-SCHEMA_VERSION = 2  # the version this code writes
-READABLE_VERSIONS = (1, 2)  # the versions it reads and validates
+SCHEMA_VERSION = 3  # the version this code writes
+READABLE_VERSIONS = (1, 2, 3)  # the versions it reads and validates
 
 # Root attributes every file carries (version 1 files carry REQUIRED_ATTRS_V1).
 REQUIRED_ATTRS = ("format", "schema_version", "generator_version", "created_utc", "config", "ground_truth")
@@ -53,10 +57,20 @@ class ArraySpec:
     trailing: tuple[str, ...]  # symbolic shape after the leading N axis
     meaning: str
     presence: str = "required"
+    since: int = 1  # the schema version that introduced it; files of earlier versions lack it
+    # Vector arrays whose components follow the image axes: the component negated when the image is
+    # flipped left-right and up-down (surface normals: x and y), or None.
+    flip_negates: tuple[int | None, int | None] = (None, None)
 
     @property
     def per_pixel(self) -> bool:
         return "H" in self.trailing
+
+    def placeholder(self, shape: tuple[int, ...]) -> "np.ndarray":
+        """A stand-in of ``shape`` for ground truth a file lacks (never read as values: samples flag it
+        absent): NaN for floating-point arrays, 0 otherwise."""
+        dtype = np.dtype(self.dtype)
+        return np.full(shape, np.nan if dtype.kind == "f" else 0, dtype)
 
 
 # Shapes use symbols S (slices), H, W; the leading N axis is implicit. The first twelve are schema
@@ -101,15 +115,34 @@ OPTIONAL_ARRAYS: tuple[ArraySpec, ...] = (
 # Ground truth added in version 2 (absent from every version-1 file).
 GROUND_TRUTH_V2: tuple[ArraySpec, ...] = (
     ArraySpec("disparity", "float32", ("H", "W"),
-              "disparity as the source data set gave it, pixels (DDFF-12); 0 = no ground truth", "ground_truth"),
+              "disparity as the source data set gave it, pixels (DDFF-12); 0 = no ground truth", "ground_truth",
+              since=2),
 )
 
-WRITTEN_ARRAYS = ARRAYS + OPTIONAL_ARRAYS + GROUND_TRUTH_V2  # every dataset the schema knows, in record order
+# Ground truth added in version 3: rendered only when asked (``focalstack-render --ground-truth``).
+GROUND_TRUTH_V3: tuple[ArraySpec, ...] = (
+    ArraySpec("normals", "float16", ("H", "W", "3"),
+              "surface normal of the surface each pixel sees (the all-in-focus render's), unit vector in the "
+              "camera frame: +x right, +y up, +z towards the camera", "ground_truth", since=3, flip_negates=(0, 1)),
+    ArraySpec("objects", "uint16", ("H", "W"),
+              "which object each pixel sees: its index in the scene description's objects plus 1; 0 = "
+              "background (objects of role 'background': walls, floors, backdrops; and the world)", "ground_truth",
+              since=3),
+)
+
+WRITTEN_ARRAYS = ARRAYS + OPTIONAL_ARRAYS + GROUND_TRUTH_V2 + GROUND_TRUTH_V3  # every dataset the schema knows, in record order
 SPECS = {a.name: a for a in WRITTEN_ARRAYS}
 REQUIRED_NAMES = tuple(a.name for a in WRITTEN_ARRAYS if a.presence == "required")
 GROUND_TRUTH_NAMES = tuple(a.name for a in WRITTEN_ARRAYS if a.presence == "ground_truth")
 OPTIONAL_NAMES = tuple(a.name for a in WRITTEN_ARRAYS if a.presence == "optional")
 CAMERA_NAMES = ("f_number", "focal_length_mm", "sensor_width_mm")
+# Ground truth the renderer makes only when asked (``focalstack-render --ground-truth``); off by default.
+ON_REQUEST_GROUND_TRUTH = tuple(a.name for a in GROUND_TRUTH_V3)
+
+
+def declared_in(version: int) -> tuple[str, ...]:
+    """The ground-truth names a file of schema ``version`` declares (those introduced by then)."""
+    return tuple(a.name for a in WRITTEN_ARRAYS if a.presence == "ground_truth" and a.since <= version)
 
 
 def concrete_shape(spec: ArraySpec, n_slices: int, height: int, width: int) -> tuple[int, ...]:

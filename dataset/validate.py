@@ -176,7 +176,7 @@ def _check_declaration(f: h5py.File, r: ValidationReport, version: int) -> prove
         return None  # reported with the required attributes
     text = _attr_str(f.attrs["ground_truth"])
     try:
-        declared = provenance.from_json(text)
+        declared = provenance.from_json(text, version=version)
     except DatasetError as exc:
         r.problem(f"root attribute {exc}" if str(exc).startswith("attribute") else str(exc))
         return None
@@ -378,9 +378,14 @@ def _check_one_scene(f, r: ValidationReport, index: int, row: int, declared, con
         r.problem(f"{label}: 'edges' holds value(s) {stray[:5].tolist()}, expected only 0 and 1")
     text = _read(f, "scene", row)
     try:
-        json.loads(text.decode("utf-8") if isinstance(text, bytes) else text)
+        description = json.loads(text.decode("utf-8") if isinstance(text, bytes) else text)
     except (ValueError, UnicodeDecodeError, TypeError) as exc:
         r.problem(f"{label}: 'scene' is not JSON ({exc})")
+        description = None
+    if declared["normals"].present:
+        _check_normals(r, label, _read(f, "normals", row).astype(np.float64))
+    if declared["objects"].present:
+        _check_objects(r, label, _read(f, "objects", row), description)
 
     stack = _read(f, "stack", row)
     aif = _read(f, "aif", row) if declared["aif"].present else None
@@ -412,6 +417,29 @@ def _check_one_scene(f, r: ValidationReport, index: int, row: int, declared, con
                 f"{label}: 'edges' differ from Canny edges of 'aif' with the config's thresholds in "
                 f"{100 * frac:.1f}% of pixels"
             )
+
+
+# float16 unit vectors: their length is within a few 1e-3 of 1.
+NORMAL_LENGTH_ATOL = 0.01
+
+
+def _check_normals(r, label: str, normals: np.ndarray) -> None:
+    """Unit vectors facing the camera (a surface seen from behind has its normal flipped by Cycles)."""
+    length = np.linalg.norm(normals, axis=-1)
+    bad = ~(np.abs(length - 1) <= NORMAL_LENGTH_ATOL)
+    if bad.any():
+        r.problem(f"{label}: 'normals' has {int(bad.sum())} pixel(s) that are not unit vectors (length "
+                  f"{float(np.nanmax(np.abs(length - 1))):.3g} away from 1); expected unit vectors")
+
+
+def _check_objects(r, label: str, objects: np.ndarray, description) -> None:
+    """Object indices name objects of the scene's description (1..number of objects; 0 = background)."""
+    if not isinstance(description, dict) or not isinstance(description.get("objects"), list):
+        return  # no description to check against (reported with 'scene')
+    n = len(description["objects"])
+    if objects.size and int(objects.max()) > n:
+        r.problem(f"{label}: 'objects' holds index {int(objects.max())}, but the scene has {n} object(s); "
+                  f"expected 0 (background) to {n}")
 
 
 def _check_positive(r, label: str, name: str, values: np.ndarray, no_data, expected: str) -> np.ndarray:

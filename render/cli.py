@@ -24,6 +24,7 @@ from .config import (
     config_default,
     load_preset,
     parse_focus_distances,
+    parse_ground_truth,
     parse_resolution,
 )
 from .job import render_dataset
@@ -86,6 +87,10 @@ def _default(name: str) -> str:
                    "read-noise std (linear units), e.g. 1000,0.002.  [default: preset's]")
 @click.option("--jpeg-quality", type=click.IntRange(0, 100), default=None,
               help="Real-capture effect: JPEG-compress each slice at this quality (0 = off).  [default: preset's]")
+@click.option("--ground-truth", "ground_truth", default=None, metavar="NAME,NAME",
+              help="Ground truth rendered beside the usual (stack, AiF, depth, defocus, edges), off unless asked: "
+                   "normals (unit surface normals in the camera frame) and objects (object index per pixel, 0 = "
+                   "background); 'none' for neither.  [default: preset's, none]")
 @click.option("--assets", "asset_dirs", multiple=True,
               type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Folder of meshes (OBJ, PLY, STL, glTF), textures (PNG, JPG, EXR) and environment maps "
@@ -116,8 +121,8 @@ def _default(name: str) -> str:
               help="List every key of a preset's [scene] table with its default and meaning, and exit.")
 @one_line_errors(ConfigError, DatasetError, BlenderError, RenderError)
 def main(preset, scenes, out, seed, resolution, samples, f_number, same_blur, focus_distances, denoise, workers,
-         focus_breathing, shake, sensor_noise, jpeg_quality, asset_dirs, device, gpus, threads, ray_address, ray_gpus_per_task,
-         ray_scenes_per_task, ray_timeout, list_presets, scene_keys):
+         focus_breathing, shake, sensor_noise, jpeg_quality, ground_truth, asset_dirs, device, gpus, threads, ray_address,
+         ray_gpus_per_task, ray_scenes_per_task, ray_timeout, list_presets, scene_keys):
     """Render random scenes into focal stacks with ground truth, stored in one HDF5 file.
 
     Each scene is rendered with Cycles once with depth of field off (all-in-focus image and planar depth)
@@ -143,7 +148,7 @@ def main(preset, scenes, out, seed, resolution, samples, f_number, same_blur, fo
         preset, seed=seed, scenes=scenes, samples=samples, f_number=f_number, denoise=denoise, device=device,
         resolution=resolution, same_blur=same_blur,
         focus_distances=focus_distances, focus_breathing=focus_breathing, shake=shake, sensor_noise=sensor_noise,
-        jpeg_quality=jpeg_quality, asset_dirs=asset_dirs,
+        jpeg_quality=jpeg_quality, asset_dirs=asset_dirs, ground_truth=ground_truth,
     )
     if not out.parent.is_dir():
         _fail(f"--out {out}: folder {out.parent} does not exist")
@@ -161,7 +166,8 @@ def main(preset, scenes, out, seed, resolution, samples, f_number, same_blur, fo
 
 
 def config_from_options(preset: str, *, resolution, focus_distances, focus_breathing, shake, sensor_noise,
-                        jpeg_quality, asset_dirs, same_blur: bool = False, **plain) -> RenderConfig:
+                        jpeg_quality, asset_dirs, same_blur: bool = False, ground_truth: str | None = None,
+                        **plain) -> RenderConfig:
     """The preset with the command line's options applied, validated (ConfigError names a bad value)."""
     config = load_preset(preset)
     overrides = dict(plain)
@@ -176,6 +182,8 @@ def config_from_options(preset: str, *, resolution, focus_distances, focus_breat
         overrides["f_number"] = blur_matched_f_number(config.f_number, config.width, overrides["width"])
     if focus_distances is not None:
         overrides["focus_distances"] = parse_focus_distances(focus_distances)
+    if ground_truth is not None:
+        overrides["ground_truth"] = parse_ground_truth(ground_truth)
     effects = dict(config.effects)
     if focus_breathing is not None:
         effects["focus_breathing"] = focus_breathing

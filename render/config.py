@@ -17,6 +17,7 @@ from pathlib import Path
 
 import tomllib
 
+from focalstack.dataset import schema
 from focalstack.dataset.groundtruth import CANNY_BLUR_SIGMA, CANNY_HIGH, CANNY_LOW
 from focalstack.dataset.numbers import is_finite_number, parse_numbers
 from focalstack.dataset.optics import DEFOCUS_MODELS, check_focus_distance
@@ -145,6 +146,8 @@ class RenderConfig:
     canny_low: float = CANNY_LOW
     canny_high: float = CANNY_HIGH
     canny_blur_sigma: float = CANNY_BLUR_SIGMA
+    # ground truth rendered only on request (schema.ON_REQUEST_GROUND_TRUTH: normals, objects); none by default
+    ground_truth: list[str] = field(default_factory=list)
     scene: dict = field(default_factory=dict)  # the preset's [scene] table, read by sampling
     effects: dict = field(default_factory=dict)  # the preset's [effects] table, read by effects.py
 
@@ -192,6 +195,7 @@ class RenderConfig:
                 raise ConfigError(f"{name} = {getattr(self, name)!r}: expected a finite number")
         if not 0 <= self.canny_low <= self.canny_high:
             raise ConfigError(f"canny thresholds {self.canny_low}, {self.canny_high}: expected 0 <= low <= high")
+        check_ground_truth(self.ground_truth)
         from .effects import EffectsConfig
 
         try:
@@ -226,7 +230,26 @@ def config_default(name: str):
 # -- presets -----------------------------------------------------------------------------------------
 _TABLES = ("camera", "render", "scene", "effects")
 _CAMERA_KEYS = {"focal_length_mm", "sensor_width_mm", "f_number", "focus_distances", "resolution", "defocus_model"}
-_RENDER_KEYS = {f.name for f in fields(RenderSettings)} | {"canny_low", "canny_high", "canny_blur_sigma"}
+_RENDER_KEYS = {f.name for f in fields(RenderSettings)} | {"canny_low", "canny_high", "canny_blur_sigma", "ground_truth"}
+
+
+def check_ground_truth(names) -> list[str]:
+    """``names`` if it is a list of distinct ground truths the renderer makes on request; ConfigError otherwise."""
+    allowed = schema.ON_REQUEST_GROUND_TRUTH
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or len(set(names)) < len(names):
+        raise ConfigError(f"ground_truth = {names!r}: expected a list of distinct names, some of {', '.join(allowed)}")
+    unknown = [n for n in names if n not in allowed]
+    if unknown:
+        raise ConfigError(f"ground_truth: {', '.join(map(repr, unknown))} is not rendered on request; expected some "
+                          f"of {', '.join(allowed)} (the others are always rendered)")
+    return names
+
+
+def parse_ground_truth(text: str) -> list[str]:
+    """'normals,objects' -> ['normals', 'objects'] (in schema order); '' or 'none' -> []; ConfigError otherwise."""
+    names = [] if text.strip().lower() in ("", "none") else [n.strip() for n in text.split(",")]
+    check_ground_truth(names)
+    return [n for n in schema.ON_REQUEST_GROUND_TRUTH if n in names]
 
 
 def builtin_presets() -> list[str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from focalstack.dataset import FocalStackFile, FocalStackWriter, SceneRecord
+from focalstack.dataset import FocalStackFile, FocalStackWriter, SceneRecord, schema
 from focalstack.dataset.colour import linear_to_srgb8
 from focalstack.dataset.groundtruth import canny_edges, stored_defocus_maps
 from focalstack.dataset.provenance import rendered_declaration
@@ -34,7 +34,7 @@ RESUME_IGNORE = ("scenes", "device")
 # Settings of the light-field slice path: they change no pixel of a file whose slices Cycles renders.
 LIGHT_FIELD_KEYS = ("light_field_views", "light_field_samples", "light_field_guides")
 # Settings added after files were made, with the value those files were rendered with.
-IMPLICIT_BEFORE = {"light_field_guides": "rays"}
+IMPLICIT_BEFORE = {"light_field_guides": "rays", "ground_truth": []}
 
 
 def resume_ignore(path: Path, config: RenderConfig) -> tuple[str, ...]:
@@ -121,7 +121,20 @@ def make_record(desc: SceneDescription, rendered, config: RenderConfig) -> Scene
         slice_pose=pose[pad],
         slice_focal_length_mm=lens[pad],
         stack_size=n,
+        **on_request_ground_truth(rendered, config),
     )
+
+
+def on_request_ground_truth(rendered, config: RenderConfig) -> dict[str, np.ndarray]:
+    """The ground truth rendered on request (``config.ground_truth``) in its stored form, from the renderer's
+    passes (``RenderedScene.normals``: camera frame; ``.objects``: object index + 1, 0 = background)."""
+    out = {}
+    for name in config.ground_truth:
+        value = getattr(rendered, name, None)
+        if value is None:
+            raise RenderError(f"the renderer made no {name!r} pass, though the configuration asks for it")
+        out[name] = np.asarray(value).astype(schema.SPECS[name].dtype)
+    return out
 
 
 def describe_scene(config: RenderConfig, index: int) -> SceneDescription:
@@ -147,7 +160,8 @@ def open_writer(config: RenderConfig, path: Path, first_index: int = 0) -> Focal
         attrs=attrs,
         resume_ignore=resume_ignore(path, config),
         # defocus maps are an exact function of depth and the camera: readers recompute them
-        ground_truth=rendered_declaration(config.defocus_model, store_defocus=False),
+        ground_truth=rendered_declaration(config.defocus_model, store_defocus=False,
+                                          requested=tuple(config.ground_truth)),
     )
     record_device(writer, config.device, first_index + len(writer))
     have = writer.seeds()
@@ -250,7 +264,8 @@ def open_renderer(config: RenderConfig, threads: int = 0):
     """A ``BlenderRenderer`` with the configuration's render settings and device, ``threads`` CPU threads."""
     from .blender import BlenderRenderer
 
-    return BlenderRenderer(**config.render_settings().to_dict(), threads=threads, device=config.device)
+    return BlenderRenderer(**config.render_settings().to_dict(), threads=threads, device=config.device,
+                           ground_truth=tuple(config.ground_truth))
 
 
 def render_scene(config: RenderConfig, renderer, index: int) -> tuple[SceneRecord, dict]:

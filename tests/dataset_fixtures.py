@@ -13,7 +13,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from focalstack.dataset import optics
+from focalstack.dataset import optics, provenance
 from focalstack.dataset.groundtruth import canny_edges
 from focalstack.dataset.writer import FocalStackWriter, SceneRecord
 
@@ -78,8 +78,10 @@ def make_record(
     focal_length_mm: float = CAMERA["focal_length_mm"],
     sensor_width_mm: float = CAMERA["sensor_width_mm"],
     model: str = "cycles",
+    requested: tuple[str, ...] = (),
 ) -> SceneRecord:
-    """One schema-valid scene, determined by ``seed``."""
+    """One schema-valid scene, determined by ``seed``; with the ground truth made on request that
+    ``requested`` names (schema.ON_REQUEST_GROUND_TRUTH)."""
     if focus_distances is None:
         focus_distances = FOCUS_DISTANCES if n_slices is None else np.geomspace(0.1, 1.5, n_slices)
     focus = np.asarray(focus_distances, dtype=np.float32)
@@ -89,6 +91,9 @@ def make_record(
     aif = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
     stack = rng.integers(0, 256, (s, height, width, 3), dtype=np.uint8)
     defocus = optics.defocus_maps(depth, focus, f_number, focal_length_mm, sensor_width_mm, model)
+    normals = rng.normal(size=(height, width, 3)) + [0, 0, 2]
+    normals = (normals / np.linalg.norm(normals, axis=-1, keepdims=True)).astype(np.float16)
+    objects = (depth < 1).astype(np.uint16)  # the near box is the scene's one object
     return SceneRecord(
         stack=stack,
         aif=aif,
@@ -101,13 +106,18 @@ def make_record(
         sensor_width_mm=sensor_width_mm,
         seed=int(seed),
         scene=json.dumps({"seed": int(seed), "objects": [{"shape": "cube", "z": float(depth.min())}]}),
+        normals=normals if "normals" in requested else None,
+        objects=objects if "objects" in requested else None,
     )
 
 
-def open_writer(path, *, n_slices: int = len(FOCUS_DISTANCES), height: int = 16, width: int = 16, attrs=None):
-    return FocalStackWriter.create_or_resume(
-        path, n_slices=n_slices, height=height, width=width, attrs=make_attrs() if attrs is None else attrs
-    )
+def open_writer(path, *, n_slices: int = len(FOCUS_DISTANCES), height: int = 16, width: int = 16, attrs=None,
+                requested: tuple[str, ...] = ()):
+    """A writer of rendered scenes (every ground truth, and those made on request that ``requested`` names)."""
+    attrs = make_attrs() if attrs is None else attrs
+    declared = provenance.rendered_declaration(attrs.get("defocus_model", "cycles"), requested=requested)
+    return FocalStackWriter.create_or_resume(path, n_slices=n_slices, height=height, width=width, attrs=attrs,
+                                             ground_truth=declared)
 
 
 def write_file(path, n_scenes: int = 3, *, seeds=None, height: int = 16, width: int = 16, attrs=None) -> Path:

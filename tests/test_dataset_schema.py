@@ -44,7 +44,7 @@ def test_round_trip(tmp_path):
         assert f[-1].index == 2
         np.testing.assert_array_equal(f.read_all("seed"), [5, 6, 7])
         np.testing.assert_array_equal(f.read("depth", 1), records[1].depth)
-        assert f.attrs["format"] == "focalstack" and f.attrs["schema_version"] == 2
+        assert f.attrs["format"] == "focalstack" and f.attrs["schema_version"] == schema.SCHEMA_VERSION == 3
         assert f.config == fx.make_config()
         with pytest.raises(IndexError):
             f[3]
@@ -207,7 +207,7 @@ def test_append_checks_shapes_and_dtypes(tmp_path):
     "attr, value, expected",
     [
         ("format", "hdf5-images", "attribute 'format' is 'hdf5-images'"),
-        ("schema_version", 3, "attribute 'schema_version' is 3"),
+        ("schema_version", 4, "attribute 'schema_version' is 4"),
         ("schema_version", "one", "attribute 'schema_version' is 'one'"),
     ],
 )
@@ -246,7 +246,7 @@ def test_reader_rejects_missing_truncated_and_foreign_files(tmp_path):
 def test_unknown_extra_datasets_and_attributes_are_ignored(tmp_path):
     path = fx.write_file(tmp_path / "extra.h5", 2)
     with h5py.File(path, "r+") as f:
-        f.create_dataset("normals", data=np.zeros((2, 16, 16, 3), np.float16))
+        f.create_dataset("curvature", data=np.zeros((2, 16, 16), np.float16))  # not a schema name
         f.create_group("v2_extras").create_dataset("x", data=[1, 2, 3])
         f.attrs["future_attribute"] = "hello"
     with FocalStackFile(path) as f:
@@ -378,24 +378,28 @@ def test_record_fields_are_the_schema_datasets():
     from focalstack.dataset.record import RECORD_FIELDS, SceneRecord
 
     assert set(RECORD_FIELDS) | {"complete"} == set(schema.SPECS)
-    # a rendered scene has every dataset but the imported-only disparity
-    assert set(fx.make_record(0).arrays()) == set(schema.SPECS) - {"complete", "disparity"}
+    # a rendered scene has every dataset but the imported-only disparity and what is rendered on request
+    on_request = set(schema.ON_REQUEST_GROUND_TRUTH)
+    assert set(fx.make_record(0).arrays()) == set(schema.SPECS) - {"complete", "disparity", *on_request}
+    assert set(fx.make_record(0, requested=tuple(on_request)).arrays()) == set(schema.SPECS) - {"complete", "disparity"}
     with pytest.raises(DatasetError, match="unknown dataset"):
         SceneRecord.from_arrays({**fx.make_record(0).arrays(), "novel": np.zeros(3)})
 
 
 def test_a_copied_record_keeps_every_dataset(tmp_path):
-    """Reader -> writer, as shard merging and export do: every dataset arrives, optional ones included."""
+    """Reader -> writer, as shard merging and export do: every dataset arrives, optional ones and the ground
+    truth rendered on request included."""
     rng = np.random.default_rng(0)
-    rec = fx.make_record(3)
+    on_request = schema.ON_REQUEST_GROUND_TRUTH
+    rec = fx.make_record(3, requested=on_request)
     rec.slice_homography = (np.eye(3) + 0.01 * rng.normal(size=(3, 3, 3))).astype(np.float32)
     rec.slice_pose = np.repeat(np.eye(4, dtype=np.float32)[None], 3, axis=0)
     rec.slice_pose[:, :3, 3] = rng.normal(size=(3, 3))
     rec.slice_focal_length_mm = np.array([2.95, 2.93, 2.91], np.float32)
     rec.stack_size = 2
-    with fx.open_writer(tmp_path / "a.h5") as w:
+    with fx.open_writer(tmp_path / "a.h5", requested=on_request) as w:
         w.append(rec)
-    with FocalStackFile(tmp_path / "a.h5") as f, fx.open_writer(tmp_path / "b.h5") as w:
+    with FocalStackFile(tmp_path / "a.h5") as f, fx.open_writer(tmp_path / "b.h5", requested=on_request) as w:
         w.append(f[0])
     with h5py.File(tmp_path / "a.h5") as a, h5py.File(tmp_path / "b.h5") as b:
         assert set(a) == set(b) == set(schema.SPECS) - {"disparity"}

@@ -37,9 +37,10 @@ import cv2
 import numpy as np
 import torch
 
-from focalstack.dataset import DatasetError, FocalStackFile
+from focalstack.dataset import DatasetError, FocalStackFile, schema
 from focalstack.dataset.numbers import is_finite_number
 
+from .losses import LOSS_TERMS
 from .plan import PlannedBatches, SampleKey
 
 
@@ -88,9 +89,10 @@ def parse_data_spec(spec: str) -> tuple[str, float]:
     return path, weight
 
 
-# Ground truth a training sample may carry; files of other sources hold only some (FoD500: no AiF image,
-# edges or rendered defocus; DDFF-12: no camera, so no defocus maps, and no AiF image).
-TRAINING_GROUND_TRUTH = frozenset({"depth", "defocus", "aif", "edges"})
+# Ground truth a training sample carries: depth, and what the loss terms need (``losses.LOSS_TERMS``); files
+# of other sources hold only some (FoD500: no AiF image, edges or rendered defocus; DDFF-12: no camera, so
+# no defocus maps, and no AiF image). Ground truth no term reads (normals, objects) is not read at all.
+TRAINING_GROUND_TRUTH = frozenset({"depth", *(t.needs for t in LOSS_TERMS)})
 
 
 @dataclass
@@ -182,7 +184,8 @@ def align_to_reference(stack: np.ndarray, homographies: np.ndarray) -> np.ndarra
 
 # What a training sample reads of its scene: the per-pixel arrays (decoded per sample, or once with
 # ``cache_in_memory``) and the small per-scene values (read once per file and process).
-PIXEL_ARRAYS = ("stack", "defocus", "depth", "aif", "edges")
+PIXEL_ARRAYS = ("stack", *(spec.name for spec in schema.WRITTEN_ARRAYS
+                            if spec.name in TRAINING_GROUND_TRUTH and spec.per_pixel))
 SCENE_VALUES = ("focus_distance", "f_number", "focal_length_mm", "sensor_width_mm")
 
 
@@ -281,31 +284,20 @@ class FocalStackDataset(torch.utils.data.Dataset):
     def __getitem__(self, key: SampleKey) -> dict:
         values = self._scene_values(key.file)
         px = self._pixels(key.file, key.scene)
-        held = {name: px[name] is not None for name in ("defocus", "aif", "edges")}
-        px = _placeholders(px)  # what a file lacks: NaN defocus, zero AiF and edges, flagged in held
-        sl = list(key.slices)
-        stack, defocus = px["stack"][sl], px["defocus"][sl]
-        depth, aif, edges = px["depth"], px["aif"], px["edges"]
-        if values["slice_homography"] is not None:
-            stack = align_to_reference(stack, values["slice_homography"][key.scene][sl])
-        if key.crop is not None:
-            y, x, h, w = key.crop
-            stack, defocus = stack[:, y : y + h, x : x + w], defocus[:, y : y + h, x : x + w]
-            depth, aif, edges = depth[y : y + h, x : x + w], aif[y : y + h, x : x + w], edges[y : y + h, x : x + w]
-        if key.flip_h:
-            stack, aif = stack[:, :, ::-1], aif[:, ::-1]  # (L, H, W, 3), (H, W, 3): flip W
-            defocus, depth, edges = defocus[..., ::-1], depth[..., ::-1], edges[..., ::-1]
-        if key.flip_v:
-            stack, defocus = stack[:, ::-1], defocus[:, ::-1]
-            depth, aif, edges = depth[::-1], aif[::-1], edges[::-1]
-        camera = [values[n][key.scene] for n in ("f_number", "focal_length_mm", "sensor_width_mm")]
+        s, h, w = px["stack"].shape[:3]
+        sample, held = {}, {}
+        for name in PIXEL_ARRAYS:  # every per-pixel array the same way, as its schema entry says
+            spec = schema.SPECS[name]
+            array = px[name]
+            if spec.presence == "ground_truth" and name != "depth":  # a file may lack it: a flagged stand-in
+                held[name] = array is not None
+                if array is None:
+                    array = spec.placeholder(schema.concrete_shape(spec, s, h, w))
+            sample[name] = transform_pixels(array, spec, key, values["slice_homography"], key.scene)
+        camera = [values[n][key.scene] for n in schema.CAMERA_NAMES]
         return {
-            "stack": _fresh(stack.transpose(0, 3, 1, 2)),
-            "focus": _fresh(values["focus_distance"][key.scene][sl], np.float32),
-            "defocus": _fresh(defocus, np.float32),
-            "depth": _fresh(depth, np.float32),
-            "aif": _fresh(aif.transpose(2, 0, 1)),
-            "edges": _fresh(edges),
+            **sample,
+            "focus": _fresh(values["focus_distance"][key.scene][list(key.slices)], np.float32),
             "camera": torch.tensor(camera, dtype=torch.float32),
             **{f"has_{name}": torch.tensor(flag) for name, flag in held.items()},
             "file": key.file,
@@ -313,18 +305,31 @@ class FocalStackDataset(torch.utils.data.Dataset):
         }
 
 
-def _placeholders(px: dict) -> dict:
-    """Stand-ins of the right shapes for ground truth a file does not hold (never read as values: the
-    sample's has_* flags say they are absent)."""
-    out = dict(px)
-    s, h, w = px["stack"].shape[:3]
-    if out["defocus"] is None:
-        out["defocus"] = np.full((s, h, w), np.nan, np.float32)
-    if out["aif"] is None:
-        out["aif"] = np.zeros((h, w, 3), np.uint8)
-    if out["edges"] is None:
-        out["edges"] = np.zeros((h, w), np.uint8)
-    return out
+def transform_pixels(array: np.ndarray, spec: schema.ArraySpec, key: SampleKey, homographies, scene: int) -> torch.Tensor:
+    """One per-pixel array of a scene as a sample of ``key`` takes it: its slices (arrays with an S axis),
+    aligned to the reference view (the stack, when ``homographies`` are given), cropped, flipped (vector
+    components that follow the image axes change sign: ``ArraySpec.flip_negates``), colour channels first,
+    floating point as float32."""
+    axes = spec.trailing
+    if "S" in axes:
+        array = array[list(key.slices)]
+        if spec.name == "stack" and homographies is not None:
+            array = align_to_reference(array, homographies[scene][list(key.slices)])
+    y_axis, x_axis = axes.index("H"), axes.index("W")
+    if key.crop is not None:
+        y, x, h, w = key.crop
+        index = [slice(None)] * array.ndim
+        index[y_axis], index[x_axis] = slice(y, y + h), slice(x, x + w)
+        array = array[tuple(index)]
+    for flip, axis, component in ((key.flip_h, x_axis, spec.flip_negates[0]), (key.flip_v, y_axis, spec.flip_negates[1])):
+        if flip:
+            array = np.flip(array, axis)
+            if component is not None:
+                array = array.copy()
+                array[..., component] *= -1
+    if axes[-1] == "3":  # colour or vector channels first: (..., H, W, 3) -> (..., 3, H, W)
+        array = np.moveaxis(array, -1, -3)
+    return _fresh(array, np.float32 if np.dtype(spec.dtype).kind == "f" else None)
 
 
 def _fresh(a: np.ndarray, dtype=None) -> torch.Tensor:
@@ -365,6 +370,29 @@ def make_loader(
 # -- normalisation on the device -------------------------------------------------------------------
 
 
+def _defocus_target(targets: dict, defocus_px: torch.Tensor, held: torch.Tensor, norm: Norm) -> None:
+    """defocus / defocus_scale (absolute unless ``signed_defocus``), defocus_px, and defocus_mask: held and
+    finite (FoD500's imports have no maps where depth is unknown)."""
+    defocus_px = defocus_px if norm.signed_defocus else defocus_px.abs()
+    valid = torch.isfinite(defocus_px) & held[:, None, None, None]
+    defocus_px = torch.where(valid, defocus_px, torch.zeros_like(defocus_px))
+    targets.update(defocus=defocus_px / norm.defocus_scale, defocus_px=defocus_px, defocus_mask=valid)
+
+
+def _aif_target(targets: dict, aif: torch.Tensor, held: torch.Tensor, norm: Norm) -> None:
+    targets.update(aif=aif.float().div_(255.0), aif_valid=held)
+
+
+def _edges_target(targets: dict, edges: torch.Tensor, held: torch.Tensor, norm: Norm) -> None:
+    targets.update(edges=edges.float(), edges_valid=held)
+
+
+# How each ground truth a loss term needs (but depth) becomes targets: (targets, batch values on the device,
+# (B,) which samples hold it, Norm). A ground truth a term needs gets a row here.
+TARGETS = {"defocus": _defocus_target, "aif": _aif_target, "edges": _edges_target}
+assert set(TARGETS) == TRAINING_GROUND_TRUTH - {"depth"}, "every ground truth a loss term needs has a target"
+
+
 def to_model_inputs(batch: dict, norm: Norm, device: torch.device) -> tuple[dict, dict]:
     """(inputs, targets), normalised and on ``device``.
 
@@ -386,21 +414,9 @@ def to_model_inputs(batch: dict, norm: Norm, device: torch.device) -> tuple[dict
     mask = torch.isfinite(depth_m) & (depth_m > 0) & (depth_m <= norm.max_depth)
     depth = torch.where(mask, depth_m, torch.zeros_like(depth_m)).clamp_(max=norm.max_depth) / norm.depth_scale
     targets = {"depth": depth, "depth_m": depth_m, "depth_mask": mask}
-    held = {name: batch[f"has_{name}"].to(device) if f"has_{name}" in batch else None
-            for name in ("defocus", "aif", "edges")}
-    if held["defocus"] is None or bool(held["defocus"].any()):
-        defocus_px = batch["defocus"].to(device, non_blocking=nb)
-        defocus_px = defocus_px if norm.signed_defocus else defocus_px.abs()
-        valid = torch.isfinite(defocus_px)
-        if held["defocus"] is not None:
-            valid &= held["defocus"][:, None, None, None]
-        defocus_px = torch.where(valid, defocus_px, torch.zeros_like(defocus_px))
-        targets.update(defocus=defocus_px / norm.defocus_scale, defocus_px=defocus_px, defocus_mask=valid)
-    if held["aif"] is None or bool(held["aif"].any()):
-        targets["aif"] = batch["aif"].to(device, non_blocking=nb).float().div_(255.0)
-        targets["aif_valid"] = held["aif"] if held["aif"] is not None else torch.ones(len(depth), dtype=torch.bool, device=device)
-    if held["edges"] is None or bool(held["edges"].any()):
-        targets["edges"] = batch["edges"].to(device, non_blocking=nb).float()
-        everywhere = torch.ones(len(depth), dtype=torch.bool, device=device)
-        targets["edges_valid"] = held["edges"] if held["edges"] is not None else everywhere
+    everywhere = torch.ones(len(depth), dtype=torch.bool, device=device)
+    for name, target in TARGETS.items():
+        held = batch[f"has_{name}"].to(device) if f"has_{name}" in batch else None
+        if name in batch and (held is None or bool(held.any())):
+            target(targets, batch[name].to(device, non_blocking=nb), everywhere if held is None else held, norm)
     return {"stack": stack, "focus": focus}, targets

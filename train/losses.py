@@ -22,7 +22,29 @@ from torch import nn
 
 from focalstack.dataset.numbers import is_finite_number
 
-TERMS = ("defocus", "depth", "aif", "perceptual", "edges")
+
+@dataclass(frozen=True)
+class LossTerm:
+    """One term of the loss: the ground truth it needs (a schema name, ``data.to_model_inputs``'s target)
+    and the model output it reads."""
+
+    name: str
+    needs: str
+    output: str
+    what: str  # the ground truth, for people ("AiF images")
+
+
+LOSS_TERMS = (
+    LossTerm("defocus", "defocus", "defocus", "defocus maps"),
+    LossTerm("depth", "depth", "depth", "depth"),
+    LossTerm("aif", "aif", "aif", "AiF images"),
+    LossTerm("perceptual", "aif", "aif", "AiF images"),
+    LossTerm("edges", "edges", "edges", "edges"),
+)
+TERMS = tuple(t.name for t in LOSS_TERMS)
+TERM = {t.name: t for t in LOSS_TERMS}
+# The outputs of every network; the others come from the AiF branch (``FocusOnDefocus.has_aif``).
+CORE_OUTPUTS = frozenset({"depth", "defocus"})
 
 
 @dataclass
@@ -74,18 +96,17 @@ class FocusLoss(nn.Module):
         the perceptual term, and with ground truth in at least one training file (``held``: the names of
         ground truth any of them holds; None: all; default: the loss's own)."""
         held = self.held if held is ... else held
-        needs = {"defocus": "defocus", "aif": "aif", "perceptual": "aif", "edges": "edges", "depth": "depth"}
         terms = []
-        for name in TERMS:
-            if getattr(self.weights, name) <= 0:
+        for term in LOSS_TERMS:
+            if getattr(self.weights, term.name) <= 0:
                 continue
-            if name in ("aif", "perceptual", "edges") and not has_aif:
+            if term.output not in CORE_OUTPUTS and not has_aif:
                 continue
-            if name == "perceptual" and self.vgg is None:
+            if term.name == "perceptual" and self.vgg is None:
                 continue
-            if held is not None and needs[name] not in held:
+            if held is not None and term.needs not in held:
                 continue
-            terms.append(name)
+            terms.append(term.name)
         return terms
 
     def forward(self, out: dict, target: dict, share=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -114,8 +135,8 @@ class FocusLoss(nn.Module):
                 valid = mask.sum()
                 err = (out["depth"].float() - target["depth"]).abs()
                 terms[name], n = (err * mask).sum() / valid.clamp(min=1), valid
-            elif name in ("aif", "perceptual", "edges"):
-                key = "edges" if name == "edges" else "aif"
+            else:  # aif, perceptual, edges: a per-sample validity flag
+                key = TERM[name].needs
                 if key not in target:
                     terms[name], n = zero, 0
                     counts.append(n)

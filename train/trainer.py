@@ -35,7 +35,7 @@ from .device import resolve_amp, resolve_channels_last, resolve_device
 from .distributed import Group, process_group
 from .engine import Trainer
 from .hooks import Checkpoints, MetricsCSV, Progress, RunLog, TensorBoard, Validation
-from .losses import FocusLoss, LossWeights
+from .losses import TERM, FocusLoss, LossWeights
 from .metrics import ALL_METRICS
 from .models import ARCHITECTURES, FocusOnDefocus, build_model, check_architecture, count_parameters
 from .plan import PlanSettings, Share, plan_epoch, plan_eval, share_batch, split_scenes
@@ -193,13 +193,11 @@ class RunData:
 
     def ground_truth_notes(self, terms: list[str], wanted: list[str]) -> list[str]:
         """One line per loss term that the training files cannot feed, wholly (off) or partly."""
-        needs = {"defocus": ("defocus", "defocus maps"), "aif": ("aif", "AiF images"),
-                 "perceptual": ("aif", "AiF images"), "edges": ("edges", "edges")}
         notes = []
         for term in wanted:
-            if term not in needs:
+            if term == "depth":  # every training file holds depth
                 continue
-            name, what = needs[term]
+            name, what = TERM[term].needs, TERM[term].what
             lacking = [Path(s.path).name for s in self.train_sources if name not in s.ground_truth]
             if term not in terms:
                 notes.append(f"{term} loss off: no training file holds {what} ({', '.join(lacking)})")
@@ -338,15 +336,11 @@ def _resumed_config(cfg: TrainConfig, last_path: Path) -> tuple[TrainConfig, dic
     return stored, ckpt
 
 
-# The model outputs each loss term reads: a network whose outputs no active term reads gets no gradient.
-TERM_OUTPUTS = {"defocus": "defocus", "depth": "depth", "aif": "aif", "perceptual": "aif", "edges": "edges"}
-
-
 def _distributed(model: FocusOnDefocus, device: torch.device, terms: list[str], compile_: bool):
     """``model`` under DistributedDataParallel (then torch.compile'd, as PyTorch recommends)."""
     from torch.nn.parallel import DistributedDataParallel
 
-    read = {TERM_OUTPUTS[t] for t in terms}
+    read = {TERM[t].output for t in terms}  # a network whose outputs no active term reads gets no gradient
     unused = "depth" not in read or (model.has_aif and not read & {"aif", "edges"})  # loss weights of 0
     ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
                                   find_unused_parameters=unused)

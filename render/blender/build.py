@@ -46,14 +46,15 @@ def _load_image(path, what: str):
 
 def add_scene_content(scene, desc: SceneDescription) -> None:
     """Every object, light and the world of ``desc`` into ``scene``."""
-    for obj in desc.objects:
-        add_object(scene, obj)
+    for i, obj in enumerate(desc.objects):
+        add_object(scene, obj, pass_index=i + 1 if obj.role == "object" else 0)
     for i, light in enumerate(desc.lights):
         add_light(scene, light, i)
     set_world(scene, desc.world)
 
 
-def add_object(scene, spec: ObjectSpec) -> None:
+def add_object(scene, spec: ObjectSpec, pass_index: int = 0) -> None:
+    """``spec`` as a mesh object; ``pass_index`` is what Cycles' object-index pass shows of it."""
     import bpy
 
     verts, faces = build_mesh(spec.shape)
@@ -70,6 +71,7 @@ def add_object(scene, spec: ObjectSpec) -> None:
     obj.location = spec.location
     obj.rotation_euler = spec.rotation
     obj.scale = spec.scale
+    obj.pass_index = pass_index
     obj.data.materials.append(material(spec.material, spec.name, spec.scale))
     scene.collection.objects.link(obj)
 

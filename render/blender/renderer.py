@@ -21,7 +21,9 @@ from .session import BlenderError, enable_device, quiet_stdout
 # Background pixels of the Z pass read 1e10; anything this far means "no surface".
 NO_SURFACE_DEPTH = 1e9
 
-
+# The Cycles pass of each ground truth rendered on request (schema.ON_REQUEST_GROUND_TRUTH), and the view
+# layer's switch for it. Both come from the all-in-focus render, whose camera frame is the world's.
+ON_REQUEST_PASSES = {"normals": ("Normal", "use_pass_normal"), "objects": ("Object Index", "use_pass_object_index")}
 
 
 @dataclass
@@ -32,12 +34,17 @@ class RenderedScene:
     depth: np.ndarray  # (H, W) float32 metres, planar, from the DoF-off render
     slices: np.ndarray  # (S, H, W, 3) float32, one per focus distance
     seconds: dict = field(default_factory=dict)  # time per phase
+    # Ground truth rendered on request (None otherwise), from the DoF-off render:
+    normals: np.ndarray | None = None  # (H, W, 3) float32 unit vectors, camera frame (+x right, +y up, +z back)
+    objects: np.ndarray | None = None  # (H, W) int: index in the description's objects + 1, 0 = background
 
 
-
-
-
-
+def unit_normals(normal_pass: np.ndarray) -> np.ndarray:
+    """Cycles' normal pass (the mean over a pixel's samples) as unit vectors; a pixel with no surface
+    (length 0) faces the camera."""
+    n = np.asarray(normal_pass, dtype=np.float64)[..., :3]
+    length = np.linalg.norm(n, axis=-1, keepdims=True)
+    return np.where(length > 1e-6, n / np.maximum(length, 1e-12), [0.0, 0.0, 1.0]).astype(np.float32)
 
 
 class BlenderRenderer:
@@ -59,6 +66,7 @@ class BlenderRenderer:
         device: str = "cpu",
         workdir: str | os.PathLike | None = None,
         persistent_data: bool = True,
+        ground_truth: tuple[str, ...] = (),
         **settings,
     ):
         try:
@@ -73,6 +81,11 @@ class BlenderRenderer:
             raise BlenderError(f"render settings: {exc}") from None
         except ConfigError as exc:
             raise BlenderError(f"render settings: {exc}") from None
+        unknown = sorted(set(ground_truth) - set(ON_REQUEST_PASSES))
+        if unknown:
+            raise BlenderError(f"ground truth {', '.join(unknown)}: not one the renderer makes on request "
+                               f"(expected some of {', '.join(ON_REQUEST_PASSES)})")
+        self.ground_truth = tuple(ground_truth)
         self.samples = samples
         self.denoise = denoise
         self.threads = threads
@@ -235,6 +248,14 @@ class BlenderRenderer:
         dof.focus_distance = sl.focus_distance
         dof.aperture_fstop = cam.aperture_fstop(k)
 
+    def _on_request_passes(self, on: bool) -> None:
+        """Switch the passes of the ground truth rendered on request on (for the all-in-focus render) or off."""
+        import bpy
+
+        layer = bpy.context.scene.view_layers[0]
+        for name in self.ground_truth:
+            setattr(layer, ON_REQUEST_PASSES[name][1], on)
+
     def _set_prefilter(self, prefilter: str) -> None:
         import bpy
 
@@ -376,8 +397,20 @@ class BlenderRenderer:
             t = time.perf_counter()
             self._set_focus(desc, None)
             self._set_prefilter(settings.aif_prefilter)
-            passes = self._render_to("aif")
+            self._on_request_passes(True)
+            try:
+                passes = self._render_to("aif")
+            finally:
+                self._on_request_passes(False)
             seconds["render_aif_depth"] = time.perf_counter() - t
+            extra = {name: passes.get(ON_REQUEST_PASSES[name][0]) for name in self.ground_truth}
+            if any(v is None for v in extra.values()):
+                raise BlenderError(f"EXR passes {sorted(passes)}: expected "
+                                   f"{', '.join(ON_REQUEST_PASSES[n][0] for n in self.ground_truth)}")
+            if "normals" in extra:
+                extra["normals"] = unit_normals(extra["normals"])
+            if "objects" in extra:
+                extra["objects"] = np.rint(extra["objects"]).astype(np.int64)
             if "Combined" not in passes or "Depth" not in passes:
                 raise BlenderError(f"EXR passes {sorted(passes)}: expected Combined and Depth")
             depth = passes["Depth"]
@@ -407,4 +440,4 @@ class BlenderRenderer:
             self._clear_scene()
             seconds["cleanup"] = time.perf_counter() - t
         seconds = {k: seconds[k] for k in ("build", "render_aif_depth", "render_slices", "denoise", "cleanup") if k in seconds}
-        return RenderedScene(aif=aif, depth=depth, slices=np.stack(slices), seconds=seconds)
+        return RenderedScene(aif=aif, depth=depth, slices=np.stack(slices), seconds=seconds, **extra)
