@@ -8,7 +8,7 @@ DEMO := data/demo.h5
 DEMO_TEST := data/demo-test.h5
 DEMO_SHAPE := data/demo-test-shape.h5
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup demo test test-fast typecheck bench clean
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -38,6 +38,13 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not blender"
+
+# mypy sees the folders as the installed package (focalstack.dataset, ...) through a tree of links in build/.
+TYPED := dataset
+typecheck: setup
+	rm -rf build/typecheck && mkdir -p build/typecheck/focalstack
+	for d in dataset render train assets weights; do ln -s $(CURDIR)/$$d build/typecheck/focalstack/$$d; done
+	cd build/typecheck && $(CURDIR)/$(PY) -m mypy --config-file $(CURDIR)/pyproject.toml $(foreach p,$(TYPED),-p focalstack.$(p))
 
 bench: setup
 	$(PY) benchmarks/render_bench.py

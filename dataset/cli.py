@@ -111,7 +111,7 @@ def _print_summary(s: dict) -> None:
     if s["ground_truth"]["defocus"].present:
         model = attrs.get("defocus_model", "?")
         _row("defocus model", f"{model}: {MODEL_FORMULAS[model]}" if model in MODEL_FORMULAS else model)
-    config = s.get("config") if isinstance(s.get("config"), dict) else {}
+    config = s["config"] if isinstance(s.get("config"), dict) else {}
     settings = {k: v for k, v in config.items() if k in RENDER_SETTINGS}
     if settings:
         _row("render", "  ".join(f"{k}={v}" for k, v in settings.items()))

@@ -3,6 +3,7 @@ schema files. Registered on ``focalstack-data`` by ``cli.py``."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
@@ -31,7 +32,7 @@ def _check_out(out: Path, force: bool, source: Path) -> None:
         raise click.ClickException(f"-o {out}: folder {out.parent} does not exist")
 
 
-def _report(out: Path, what: str, imported: int, skipped: list[str], repaired: list[str] = ()) -> None:
+def _report(out: Path, what: str, imported: int, skipped: list[str], repaired: Sequence[str] = ()) -> None:
     for line in skipped:
         click.echo(f"skipped: {line}")
     for line in repaired:

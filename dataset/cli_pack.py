@@ -52,21 +52,21 @@ def pack(files: tuple[Path, ...], out: Path, float16: tuple[str, ...], max_size:
       focalstack-data pack data/train.h5 data/test.h5 --float16 depth -o bundle/ --max-size 60
       focalstack-data unpack bundle/ -o data/      # on the other machine
     """
-    files = list(files)
-    for f in files:
+    sources = list(files)
+    for f in sources:
         if not f.is_file():
             raise click.ClickException(f"{f}: no such file")
-    names = [pack_name(f) for f in files]
+    names = [pack_name(f) for f in sources]
     if len(set(names)) != len(names):
         raise click.ClickException("two input files have the same name; their packs would collide")
     out.mkdir(parents=True, exist_ok=True)
     targets = [out / n for n in names]
-    _refuse_overlap(files, targets)
+    _refuse_overlap(sources, targets)
     existing = [t for t in targets if t.exists()]
     if existing and not force:
         raise click.ClickException(f"{existing[0]}: exists; pass --force to replace it")
     rows = []
-    for f, target in zip(files, targets):
+    for f, target in zip(sources, targets):
         stats = pack_file(f, target, tuple(float16))
         rows.append(stats.to_dict())
         errors = "; ".join(f"{k} as float16: max error {v['max_abs']:.3g} (relative {v['max_rel']:.2g})"

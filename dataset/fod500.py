@@ -106,11 +106,13 @@ def scan_folder(folder: Path) -> tuple[dict[int, SceneFiles], list[str]]:
             odd.append(f"{p}: name does not follow FoD500's pattern ({{i:06d}}_{{j:02d}}All.tif, {{i:06d}}Dpt.exr, "
                        "{i:06d}Aif.tif)")
             continue
-        index = int((m or n).group(1))
-        sf = scenes.setdefault(index, SceneFiles(index))
         if m:
+            sf = scenes.setdefault(int(m.group(1)), SceneFiles(int(m.group(1))))
             sf.slices[int(m.group(2))] = p
-        elif n.group(2) == "Dpt.exr":
+            continue
+        assert n is not None
+        sf = scenes.setdefault(int(n.group(1)), SceneFiles(int(n.group(1))))
+        if n.group(2) == "Dpt.exr":
             sf.depth = p
         else:
             sf.aif = p
@@ -177,19 +179,23 @@ def declaration(has_aif: bool) -> provenance.Declaration:
 
 def read_scene(sf: SceneFiles, has_aif: bool, folder: Path, notes: list[str] | None = None) -> SceneRecord:
     _check_files(sf, folder, has_aif)
+    assert sf.depth is not None and (sf.aif is not None or not has_aif)  # _check_files says so otherwise
     stack = np.stack([read_image(sf.slices[j]) for j in range(len(FOCUS_DISTANCES))])
     depth = read_depth(sf.depth, notes)
-    aif = read_image(sf.aif) if has_aif else None
+    aif = read_image(sf.aif) if sf.aif is not None and has_aif else None
     focus = np.asarray(FOCUS_DISTANCES, dtype=np.float32)
-    files = [p.name for p in (*sf.slices.values(), sf.depth, *([sf.aif] if has_aif else []))]
+    files = [p.name for p in (*sf.slices.values(), sf.depth, *([sf.aif] if sf.aif is not None and aif is not None else []))]
+    n, f, w = CAMERA["f_number"], CAMERA["focal_length_mm"], CAMERA["sensor_width_mm"]
     return SceneRecord(
         stack=stack,
         aif=aif,
         depth=depth,
-        defocus=stored_defocus_maps(depth, focus, *CAMERA.values(), DEFOCUS_MODEL, no_data=0.0),
-        edges=canny_edges(aif) if has_aif else None,
+        defocus=stored_defocus_maps(depth, focus, n, f, w, DEFOCUS_MODEL, no_data=0.0),
+        edges=canny_edges(aif) if aif is not None else None,
         focus_distance=focus,
-        **CAMERA,
+        f_number=n,
+        focal_length_mm=f,
+        sensor_width_mm=w,
         seed=-1,
         scene=json.dumps({"source": "FoD500", "index": sf.index, "files": sorted(files)}),
         stack_size=len(FOCUS_DISTANCES),
@@ -271,7 +277,7 @@ def differences_from_fod500(f) -> list[str]:
             if not np.array_equal(have, [np.float32(want)]):
                 out.append(f"{name} {', '.join(f'{x:g}' for x in have)} (FoD500: {want:g})")
         focus = f.read_all("focus_distance")
-        if focus.shape[1] != len(FOCUS_DISTANCES) or not (focus == np.float32(FOCUS_DISTANCES)).all():
+        if focus.shape[1] != len(FOCUS_DISTANCES) or not (focus == np.asarray(FOCUS_DISTANCES, np.float32)).all():
             out.append(f"focus distances other than FoD500's {', '.join(f'{x:g}' for x in FOCUS_DISTANCES)} m")
     return out
 

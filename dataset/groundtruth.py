@@ -41,12 +41,12 @@ def stored_defocus_maps(depth, focus_distance, f_number, focal_length_mm, sensor
     """
     depth = np.asarray(depth, dtype=np.float32)
     focus = [float(s) for s in np.asarray(focus_distance, dtype=np.float32)]
-    camera = [float(np.float32(x)) for x in (f_number, focal_length_mm, sensor_width_mm)]
+    n, f, w = (float(np.float32(x)) for x in (f_number, focal_length_mm, sensor_width_mm))
     if no_data is None:
-        return defocus_maps(depth, focus, *camera, model)
+        return defocus_maps(depth, focus, n, f, w, model)
     hole = depth == np.float32(no_data)
     with np.errstate(divide="ignore", invalid="ignore"):
-        maps = defocus_maps(np.where(hole, np.float32(1), depth), focus, *camera, model)
+        maps = defocus_maps(np.where(hole, np.float32(1), depth), focus, n, f, w, model)
     maps[:, hole] = np.nan
     return maps
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 from pathlib import Path
 
 from . import provenance
@@ -37,8 +38,8 @@ def mark_bad_as_no_data(values, where: str, what: str, bad: type[Exception] = Da
 
 def write_imported(
     out: str | os.PathLike,
-    items: Sequence,
-    read: Callable[[object], SceneRecord],
+    items: Sequence[Any],
+    read: Callable[[Any], SceneRecord],
     *,
     n_slices: int,
     height: int,

@@ -41,10 +41,11 @@ def _figure(scene: SceneRecord, title: str | None, columns: int | None) -> Figur
     fig = Figure(
         figsize=(cols * PANEL_INCHES + 1.4, rows * (panel_h + 0.55) + 0.6), dpi=dpi, layout="constrained"
     )
-    FigureCanvasAgg(fig)
     # Three sub-figures (slices, defocus, AiF/depth/edges), each laid out on its own, so that a colour
     # bar in one does not shift the columns of the others.
-    top, mid, low = fig.subfigures(3, 1, height_ratios=[slice_rows, defocus_rows, 1])
+    subfigures = fig.subfigures(3, 1, height_ratios=[slice_rows, defocus_rows, 1])
+    assert isinstance(subfigures, np.ndarray)  # three of them: an array
+    top, mid, low = subfigures
     axes = np.concatenate(
         [
             top.subplots(slice_rows, cols, squeeze=False),
@@ -132,9 +133,9 @@ def _absent(ax, label: str) -> None:
 
 def _defocus_panels(mid, axes, scene: SceneRecord, slice_rows: int, cols: int, show) -> None:
     """The signed defocus maps on one symmetric scale, with a shared colour bar."""
-    n_slices = len(scene.defocus)
-    focus = np.asarray(scene.focus_distance, dtype=np.float64)
     defocus = np.asarray(scene.defocus, dtype=np.float64)
+    n_slices = len(defocus)
+    focus = np.asarray(scene.focus_distance, dtype=np.float64)
     finite = defocus[np.isfinite(defocus)]
     vmax = float(np.max(np.abs(finite))) if finite.size else 1.0
     vmax = vmax if vmax > 0 else 1.0
@@ -170,8 +171,9 @@ def contact_sheet(scene: SceneRecord, *, title: str | None = None, columns: int 
     image, depth with a colour bar in metres, the signed defocus maps on one symmetric diverging scale
     with a colour bar in pixels, and the edges. ``columns`` panels per row (default: up to 6)."""
     fig = _figure(scene, title, columns)
-    fig.canvas.draw()
-    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
 def save_contact_sheet(scene: SceneRecord, path: str | os.PathLike, **kwargs) -> Path:

@@ -141,7 +141,8 @@ class FocalStackFile:
     @property
     def image_size(self) -> tuple[int, int]:
         """(H, W)."""
-        return tuple(int(x) for x in self._h5["stack"].shape[2:4])
+        height, width = self._h5["stack"].shape[2:4]
+        return int(height), int(width)
 
     @property
     def n_rows(self) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 
@@ -88,12 +89,13 @@ class SceneRecord:
             return value
         return np.asarray(value, dtype=np.dtype(spec.dtype))
 
-    def arrays(self) -> dict[str, np.ndarray]:
+    def arrays(self) -> dict[str, np.ndarray | str]:
         """One value per schema dataset the scene has (``complete`` is the writer's), in the schema's order."""
-        out = {}
+        out: dict[str, np.ndarray | str] = {}
         for spec in schema.WRITTEN_ARRAYS:
-            if spec.name != "complete" and self.has(spec.name):
-                out[spec.name] = self.array(spec.name)
+            value = self.array(spec.name) if spec.name != "complete" and self.has(spec.name) else None
+            if value is not None:
+                out[spec.name] = value
         return out
 
     @classmethod
@@ -104,7 +106,7 @@ class SceneRecord:
         unknown = sorted(set(arrays) - names - {"complete"})
         if unknown:
             raise DatasetError(f"scene record: unknown dataset(s) {', '.join(unknown)}")
-        values = dict.fromkeys(schema.GROUND_TRUTH_NAMES)
+        values: dict[str, Any] = dict.fromkeys(schema.GROUND_TRUTH_NAMES)
         for name, value in arrays.items():
             if name == "complete" or value is None:
                 continue

@@ -115,7 +115,7 @@ class SceneSamples:
         valid = np.isfinite(depth) & (depth > 0) & (depth <= o.max_depth)
         depth = np.where(valid, depth, 0).astype(np.float32)
         has_aif, has_defocus = rec.aif is not None, rec.defocus is not None
-        aif = rec.aif.astype(np.float32) / 255.0 if has_aif else np.zeros((h, w, 3), np.float32)
+        aif = rec.aif.astype(np.float32) / 255.0 if rec.aif is not None else np.zeros((h, w, 3), np.float32)
         defocus = (np.nan_to_num(np.asarray(rec.defocus, np.float32)[slices]) if has_defocus
                    else np.zeros((len(slices), h, w), np.float32))
         y0 = x0 = 0

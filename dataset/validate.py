@@ -241,9 +241,9 @@ def _check_datasets(f: h5py.File, r: ValidationReport) -> bool:
             elif sym not in bound:
                 bound[sym] = (size, name)
             elif bound[sym][0] != size:
-                want, source = bound[sym]
+                bound_size, source = bound[sym]
                 r.problem(
-                    f"dataset {name!r} has shape {ds.shape}: axis {sym} is {size}, expected {want}"
+                    f"dataset {name!r} has shape {ds.shape}: axis {sym} is {size}, expected {bound_size}"
                     f" (as in {source!r}; shape ({', '.join(symbolic)}))"
                 )
         _check_chunks(ds, spec, r)
@@ -404,7 +404,7 @@ def _check_one_scene(f, r: ValidationReport, index: int, row: int, declared, con
         if nonfinite.any():
             r.problem(f"{label}: 'defocus' has {int(nonfinite.sum())} non-finite value(s)")
         elif gt.source == "derived" and gt.method in optics.DEFOCUS_MODELS and depth is not None \
-                and not bad.any() and not bad_camera:
+                and bad is not None and not bad.any() and not bad_camera:
             _check_defocus(f, r, label, row, depth, defocus, gt.method, declared["depth"].no_data)
 
     keys = ("canny_low", "canny_high", "canny_blur_sigma")

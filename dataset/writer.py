@@ -40,7 +40,7 @@ SMALL_CHUNK_SCENES = 128
 def _check_record(rec: SceneRecord, n_slices: int, height: int, width: int) -> None:
     for name, value in rec.arrays().items():
         spec = schema.SPECS[name]
-        if not spec.trailing:
+        if not spec.trailing or isinstance(value, str):
             continue
         want = schema.concrete_shape(spec, n_slices, height, width)
         if value.shape != want:
@@ -48,7 +48,7 @@ def _check_record(rec: SceneRecord, n_slices: int, height: int, width: int) -> N
         raw = value if spec.presence == "optional" else np.asarray(getattr(rec, name))  # optional ones are cast
         if raw.dtype != np.dtype(spec.dtype):
             raise DatasetError(f"scene array {name!r}: expected dtype {spec.dtype}, got {raw.dtype}")
-    size = int(rec.array("stack_size"))
+    size = int(np.asarray(rec.array("stack_size")))
     if not 1 <= size <= n_slices:
         raise DatasetError(f"scene array 'stack_size': {size} is not within 1..{n_slices}")
     try:
@@ -93,7 +93,7 @@ def config_differences(old: dict, new: dict, ignore: tuple[str, ...] = ()) -> li
 def _declaration(attrs: dict, ground_truth: provenance.Declaration | None) -> provenance.Declaration:
     """The declaration a new file gets, checked against its attributes."""
     if ground_truth is None:
-        ground_truth = provenance.rendered_declaration(attrs.get("defocus_model"))
+        ground_truth = provenance.rendered_declaration(str(attrs.get("defocus_model", "")))
     declared = provenance.complete_declaration(ground_truth)
     defocus = declared["defocus"]
     if defocus.source == "derived" and attrs.get("defocus_model") != defocus.method:
