@@ -257,8 +257,10 @@ def load_mesh_arrays(path: str, sha256: str | None = None) -> tuple[np.ndarray, 
     st = p.stat()
     digest = _sha_cached(str(p), st.st_mtime_ns, st.st_size)
     if sha256 is not None and digest != sha256:
-        raise ValueError(f"mesh file {path}: its content changed since the scene was sampled "
-                         f"(sha256 {digest[:12]}..., expected {sha256[:12]}...)")
+        raise ValueError(
+            f"mesh file {path}: its content changed since the scene was sampled "
+            f"(sha256 {digest[:12]}..., expected {sha256[:12]}...)"
+        )
     v, f = _mesh_cached(str(p), digest, st.st_mtime_ns, st.st_size)
     return v.copy(), f.copy()
 

@@ -74,8 +74,9 @@ def _mug():
     from .shapes import _lathe
 
     body = _lathe(r, z, 28)
-    handle = _part("torus", (0.95, 0, 0.05), (0.45, 0.45, 0.45),
-                   {"minor_ratio": 0.18, "major_segments": 20, "minor_segments": 8}, rotate=_RX)
+    handle = _part(
+        "torus", (0.95, 0, 0.05), (0.45, 0.45, 0.45), {"minor_ratio": 0.18, "major_segments": 20, "minor_segments": 8}, rotate=_RX
+    )
     return _combine(body, handle)
 
 
@@ -140,9 +141,12 @@ def _letter_t():
 
 def _snowman():
     ico = {"kind": "ico", "subdivisions": 2}
-    return _combine(_part("sphere", (0, 0, -0.55), (0.5,) * 3, ico), _part("sphere", (0, 0, 0.15), (0.35,) * 3, ico),
-                    _part("sphere", (0, 0, 0.6), (0.22,) * 3, ico),
-                    _part("cone", (0, -0.3, 0.6), (0.05, 0.05, 0.15), {"segments": 8}, rotate=_RX))
+    return _combine(
+        _part("sphere", (0, 0, -0.55), (0.5,) * 3, ico),
+        _part("sphere", (0, 0, 0.15), (0.35,) * 3, ico),
+        _part("sphere", (0, 0, 0.6), (0.22,) * 3, ico),
+        _part("cone", (0, -0.3, 0.6), (0.05, 0.05, 0.15), {"segments": 8}, rotate=_RX),
+    )
 
 
 MESHES = {

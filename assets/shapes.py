@@ -363,8 +363,9 @@ def _build_prism(sides: int, star_ratio: float, twist: float, taper: float, bend
     t = (z + 1) / 2
     scale = 1 + (taper - 1) * t
     a = ang[None, :] + twist * t[:, None]
-    rings = np.stack([scale[:, None] * rad * np.cos(a), scale[:, None] * rad * np.sin(a),
-                      np.broadcast_to(z[:, None], a.shape)], -1)
+    rings = np.stack(
+        [scale[:, None] * rad * np.cos(a), scale[:, None] * rad * np.sin(a), np.broadcast_to(z[:, None], a.shape)], -1
+    )
     v, f = _tube(rings, np.array([0, 0, -1.0]), np.array([0, 0, 1.0]))
     if abs(bend) > 1e-9:  # bend the Z axis into an arc of angle `bend` in the XZ plane, towards +X
         rb = 2.0 / bend
@@ -413,8 +414,9 @@ def _build_torus_knot(knot: str, thickness: float, segments: int, tube_segments:
     r = 2.0 + np.cos(q * s)
     curve = np.stack([r * np.cos(p * s), r * np.sin(p * s), -np.sin(q * s)], -1)
     dr = -q * np.sin(q * s)
-    tangent = np.stack([dr * np.cos(p * s) - p * r * np.sin(p * s), dr * np.sin(p * s) + p * r * np.cos(p * s),
-                        -q * np.cos(q * s)], -1)
+    tangent = np.stack(
+        [dr * np.cos(p * s) - p * r * np.sin(p * s), dr * np.sin(p * s) + p * r * np.cos(p * s), -q * np.cos(q * s)], -1
+    )
     return _curve_tube(curve, tangent, thickness, tube_segments, closed=True)
 
 
@@ -449,8 +451,9 @@ def _build_stellated(spike: float, subdivisions: int):
     centre = (a + b + c) / 3
     apex = centre / np.linalg.norm(centre, axis=1, keepdims=True) * (np.linalg.norm(centre, axis=1, keepdims=True) + spike)
     k = len(v) + np.arange(len(f))
-    faces = np.concatenate([np.stack([f[:, 0], f[:, 1], k], 1), np.stack([f[:, 1], f[:, 2], k], 1),
-                            np.stack([f[:, 2], f[:, 0], k], 1)])
+    faces = np.concatenate(
+        [np.stack([f[:, 0], f[:, 1], k], 1), np.stack([f[:, 1], f[:, 2], k], 1), np.stack([f[:, 2], f[:, 0], k], 1)]
+    )
     return np.concatenate([v, apex]), faces
 
 

@@ -149,8 +149,14 @@ def synthetic_scene(seed: int, size: int = 256, focus=FOCUS) -> dict:
 
 # -- measurement ---------------------------------------------------------------------------------------
 def _attrs(model: str) -> dict:
-    return {"generator_version": "bench", "blender_version": "-", "created_utc": "2000-01-01T00:00:00Z",
-            "preset": "bench", "config": {"bench": True}, "defocus_model": model}
+    return {
+        "generator_version": "bench",
+        "blender_version": "-",
+        "created_utc": "2000-01-01T00:00:00Z",
+        "preset": "bench",
+        "config": {"bench": True},
+        "defocus_model": model,
+    }
 
 
 def write_layout(records: list[SceneRecord], store_defocus: bool, table: dict, n: int, path: Path) -> dict:
@@ -158,9 +164,15 @@ def write_layout(records: list[SceneRecord], store_defocus: bool, table: dict, n
     s, h, w = records[0].stack.shape[:3]
     model = "cycles"
     write_ms = []
-    with FocalStackWriter.create(path, n_slices=s, height=h, width=w, attrs=_attrs(model),
-                                 ground_truth=rendered_declaration(model, store_defocus=store_defocus),
-                                 storage=table) as writer:
+    with FocalStackWriter.create(
+        path,
+        n_slices=s,
+        height=h,
+        width=w,
+        attrs=_attrs(model),
+        ground_truth=rendered_declaration(model, store_defocus=store_defocus),
+        storage=table,
+    ) as writer:
         for i in range(n):
             t = time.perf_counter()
             writer.append(records[i % len(records)])
@@ -193,8 +205,14 @@ def load_records(sources: list[str], limit: int) -> list[SceneRecord]:
         with FocalStackFile(source) as f:
             for i in range(min(limit, len(f))):
                 rec = f[i]
-                rec.defocus = stored_defocus_maps(rec.depth, rec.focus_distance, rec.f_number, rec.focal_length_mm,
-                                                  rec.sensor_width_mm, f.attrs.get("defocus_model", "cycles"))
+                rec.defocus = stored_defocus_maps(
+                    rec.depth,
+                    rec.focus_distance,
+                    rec.f_number,
+                    rec.focal_length_mm,
+                    rec.sensor_width_mm,
+                    f.attrs.get("defocus_model", "cycles"),
+                )
                 records.append(rec)
     return records
 
@@ -205,16 +223,31 @@ def synthetic_records(n: int, size: int, slices: int) -> list[SceneRecord]:
     for seed in range(n):
         sc = synthetic_scene(seed, size, focus)
         depth = sc["depth"]
-        out.append(SceneRecord(sc["stack"], sc["aif"], depth,
-                               stored_defocus_maps(depth, focus, *CAMERA.values(), "cycles"), sc["edges"], focus,
-                               *CAMERA.values(), seed, json.dumps({"synthetic": seed})))
+        out.append(
+            SceneRecord(
+                sc["stack"],
+                sc["aif"],
+                depth,
+                stored_defocus_maps(depth, focus, *CAMERA.values(), "cycles"),
+                sc["edges"],
+                focus,
+                *CAMERA.values(),
+                seed,
+                json.dumps({"synthetic": seed}),
+            )
+        )
     return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--from", dest="sources", action="append", default=[],
-                    help="focalstack file whose scenes to use (repeatable); default: synthetic scenes")
+    ap.add_argument(
+        "--from",
+        dest="sources",
+        action="append",
+        default=[],
+        help="focalstack file whose scenes to use (repeatable); default: synthetic scenes",
+    )
     ap.add_argument("--distinct", type=int, default=8, help="scenes taken from each file, or synthetic scenes")
     ap.add_argument("--scenes", type=int, default=128, help="scenes written per layout (cycling the inputs)")
     ap.add_argument("--repeat", type=int, default=3, help="read passes per layout; the median scene counts")
@@ -231,8 +264,10 @@ def main() -> None:
         records = synthetic_records(args.distinct, args.size, args.slices)
         what = f"{len(records)} synthetic scenes"
     s, h, w = records[0].stack.shape[:3]
-    print(f"{what}: {w}x{h}, {s} slices (loaded in {time.perf_counter() - t:.1f} s); {args.scenes} scenes written "
-          f"per layout, read {args.repeat} times; {os.cpu_count()} CPU(s), one thread")
+    print(
+        f"{what}: {w}x{h}, {s} slices (loaded in {time.perf_counter() - t:.1f} s); {args.scenes} scenes written "
+        f"per layout, read {args.repeat} times; {os.cpu_count()} CPU(s), one thread"
+    )
     raw = {name: getattr(records[0], name).nbytes / 1e3 for name in PER_PIXEL}
     scene_json = statistics.mean(len(r.scene.encode()) for r in records) / 1e3
     labels = args.layouts.split(",")
@@ -250,8 +285,9 @@ def main() -> None:
     rows = []
     for label in labels:
         r = results[label]
-        rows.append((label, {**r, "read_p90_ms": float(np.percentile(r["read_ms"], 90)),
-                             "read_ms": statistics.median(r["read_ms"])}))
+        rows.append(
+            (label, {**r, "read_p90_ms": float(np.percentile(r["read_ms"], 90)), "read_ms": statistics.median(r["read_ms"])})
+        )
     print()
     head = f"{'layout':25}" + "".join(f"{n:>9}" for n in PER_PIXEL) + f"{'file':>9}{'write':>8}{'read':>7}{'p90':>7}"
     print(head)
@@ -261,8 +297,10 @@ def main() -> None:
     for label, r in rows:
         sizes = "".join(f"{r['kB'][n]:9.1f}" if n in r["kB"] else f"{'-':>9}" for n in PER_PIXEL)
         print(f"{label:25}{sizes}{r['file_kB']:9.1f}{r['write_ms']:8.1f}{r['read_ms']:7.2f}{r['read_p90_ms']:7.2f}")
-    print(f"\nfile kB: file size / scenes (includes the scene JSON, {scene_json:.1f} kB per scene on average, and "
-          "the small per-scene arrays); '-': not stored (recomputed by readers)")
+    print(
+        f"\nfile kB: file size / scenes (includes the scene JSON, {scene_json:.1f} kB per scene on average, and "
+        "the small per-scene arrays); '-': not stored (recomputed by readers)"
+    )
     print("read ms: FocalStackFile[i], every array of the scene (defocus recomputed where not stored), one core")
 
 

@@ -92,8 +92,11 @@ def prepare(args) -> int:
 
     exp = load_experiment(EXPERIMENT, args.scale)
     data = args.data_dir or (args.bundle.parent / f"{args.bundle.name}-rendered")
-    runner = ExperimentRunner(exp, RunOptions(out=data, data_dir=data, progress=not args.quiet,
-                                              render_args=list(args.render_option)), record_state=False)
+    runner = ExperimentRunner(
+        exp,
+        RunOptions(out=data, data_dir=data, progress=not args.quiet, render_args=list(args.render_option)),
+        record_state=False,
+    )
     data.mkdir(parents=True, exist_ok=True)
     for name in runner._datasets_needed():
         runner.render(exp.datasets[name])
@@ -104,22 +107,32 @@ def prepare(args) -> int:
         stats = pack_file(path, args.bundle / pack_name(path), float16=("depth",))
         files.append(stats.to_dict())
         total += stats.pack_bytes
-        print(f"{stats.pack.name}: {stats.scenes} scenes, {stats.pack_bytes / 2**20:.2f} MiB; depth as float16: "
-              f"max error {stats.float16_error['depth']['max_abs']:.2g} m")
+        print(
+            f"{stats.pack.name}: {stats.scenes} scenes, {stats.pack_bytes / 2**20:.2f} MiB; depth as float16: "
+            f"max error {stats.float16_error['depth']['max_abs']:.2g} m"
+        )
     vendor = args.bundle / "vendor"
     vendor.mkdir(exist_ok=True)
     if not list(vendor.glob("pytorch_msssim-*.whl")):
-        done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-                               "-d", str(vendor), "pytorch-msssim"], capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-d", str(vendor), "pytorch-msssim"],
+            capture_output=True,
+            text=True,
+        )
         if done.returncode != 0:
-            print(f"warning: could not fetch pytorch-msssim's wheel ({done.stderr.strip()[-200:]}); AiF SSIM "
-                  "needs it on the GPU machine", file=sys.stderr)
+            print(
+                f"warning: could not fetch pytorch-msssim's wheel ({done.stderr.strip()[-200:]}); AiF SSIM "
+                "needs it on the GPU machine",
+                file=sys.stderr,
+            )
     total += sum(p.stat().st_size for p in vendor.iterdir())
     manifest = {"experiment": EXPERIMENT, "scale": args.scale, "files": files, "total_bytes": total}
     (args.bundle / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     tree = _tracked_bytes()
-    print(f"{args.bundle}: {total / 2**20:.2f} MiB packed + {tree / 2**20:.2f} MiB of working tree "
-          f"= {(total + tree) / 2**20:.2f} MiB to carry (limit 64)")
+    print(
+        f"{args.bundle}: {total / 2**20:.2f} MiB packed + {tree / 2**20:.2f} MiB of working tree "
+        f"= {(total + tree) / 2**20:.2f} MiB to carry (limit 64)"
+    )
     if total + tree > 64 * 2**20:
         print("error: over the 64 MiB a device call carries: fewer scenes", file=sys.stderr)
         return 1
@@ -147,8 +160,9 @@ def unpack_bundle(bundle: Path, data: Path, fh) -> None:
     import multiprocessing
 
     # spawn, not fork: this process may have started CUDA already, and a forked child of it can hang
-    with ProcessPoolExecutor(max_workers=min(len(packs), os.cpu_count() or 1),
-                             mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(
+        max_workers=min(len(packs), os.cpu_count() or 1), mp_context=multiprocessing.get_context("spawn")
+    ) as pool:
         for (path, notes), pack in zip(pool.map(unpack_file, packs, targets), packs):
             for note in notes:
                 log(f"{path.name}: {note}", fh)
@@ -161,15 +175,50 @@ def bench(device: str, resolution: int, work: Path, fh) -> dict:
     results: dict = {"workload": None, "sweep": []}
     cuda = device.startswith("cuda")
     if cuda:
-        runs = [("workload", ["--device", "cuda", "--batch-size", "16", "--size", "256", "--compile",
-                              "--variants", "naive,concat-cl-bf16,split-nchw,split-cl,ours", "--rounds", "5"])]
-        runs += [(f"sweep{b}", ["--device", "cuda", "--batch-size", str(b), "--size", str(resolution),
-                                "--variants", "ours", "--rounds", "3", "--steps", "20"]) for b in (16, 32, 64, 128)]
+        runs = [
+            (
+                "workload",
+                [
+                    "--device",
+                    "cuda",
+                    "--batch-size",
+                    "16",
+                    "--size",
+                    "256",
+                    "--compile",
+                    "--variants",
+                    "naive,concat-cl-bf16,split-nchw,split-cl,ours",
+                    "--rounds",
+                    "5",
+                ],
+            )
+        ]
+        runs += [
+            (
+                f"sweep{b}",
+                [
+                    "--device",
+                    "cuda",
+                    "--batch-size",
+                    str(b),
+                    "--size",
+                    str(resolution),
+                    "--variants",
+                    "ours",
+                    "--rounds",
+                    "3",
+                    "--steps",
+                    "20",
+                ],
+            )
+            for b in (16, 32, 64, 128)
+        ]
     else:
         small = ["--device", "cpu", "--rounds", "1", "--steps", "1", "--warmup", "1"]
         runs = [("workload", [*small, "--cpu-batch-size", "2", "--size", "32"])]
-        runs += [(f"sweep{b}", [*small, "--cpu-batch-size", str(b), "--size", str(resolution), "--variants", "ours"])
-                 for b in (2, 4)]
+        runs += [
+            (f"sweep{b}", [*small, "--cpu-batch-size", str(b), "--size", str(resolution), "--variants", "ours"]) for b in (2, 4)
+        ]
     for name, extra in runs:
         out = work / f"bench-{name}.json"
         t = time.perf_counter()
@@ -194,9 +243,11 @@ def choose_batch(sweep: list[dict], fallback: int) -> tuple[int, float, str]:
     best = max(r["stacks_per_s"] for r in sweep)
     batch = min(r["batch"] for r in sweep if r["stacks_per_s"] >= 0.85 * best)
     lr = LR_AT_BATCH_8 * math.sqrt(batch / 8)
-    why = (f"batch {batch}: the smallest of {sorted(r['batch'] for r in sweep)} within 85 % of the best "
-           f"throughput ({best:.0f} stacks/s); lr {lr:.3g} = {LR_AT_BATCH_8:g} (best at batch 8 on the CPU) "
-           f"x sqrt({batch}/8)")
+    why = (
+        f"batch {batch}: the smallest of {sorted(r['batch'] for r in sweep)} within 85 % of the best "
+        f"throughput ({best:.0f} stacks/s); lr {lr:.3g} = {LR_AT_BATCH_8:g} (best at batch 8 on the CPU) "
+        f"x sqrt({batch}/8)"
+    )
     return batch, lr, why
 
 
@@ -245,8 +296,15 @@ def plot_curves(model_dirs: dict[str, Path], path: Path) -> bool:
             cv2.polylines(img, [pts], False, colour, 2)
     for i, name in enumerate(names):
         colour = colours[i % len(colours)]
-        cv2.putText(img, f"{name} (solid: train loss, dashed: validation)", (m + 10, m + 22 + 20 * i),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1)
+        cv2.putText(
+            img,
+            f"{name} (solid: train loss, dashed: validation)",
+            (m + 10, m + 22 + 20 * i),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.5,
+            colour,
+            1,
+        )
     cv2.putText(img, f"step (0 to {int(x1)})", (w // 2 - 60, h - 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)
     cv2.putText(img, "loss (log scale)", (m, m - 15), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)
     cv2.imwrite(str(path), img)
@@ -289,8 +347,9 @@ def run(args) -> int:
             model.train.update(batch_size=batch, lr=lr, max_time=max_time)
             if kind == "cpu":
                 model.train.update(workers=0, cache_data=False)
-        options = RunOptions(out=work / "experiment", data_dir=data, device=device, progress=False, render=False,
-                             parallel=parallel)
+        options = RunOptions(
+            out=work / "experiment", data_dir=data, device=device, progress=False, render=False, parallel=parallel
+        )
         runner = ExperimentRunner(exp, options)
         try:
             experiment = runner.run()
@@ -324,13 +383,23 @@ def export_all(runner, out: Path, fh) -> dict:
         if not best.is_file():
             log(f"weights {name}: no best.pt", fh)
             continue
-        card = {"experiment": runner.exp.name, "scale": runner.exp.scale, "trained_on": [d for d, _ in model.data],
-                "data": {d: runner.exp.datasets[d].file_name() for d, _ in model.data}}
+        card = {
+            "experiment": runner.exp.name,
+            "scale": runner.exp.scale,
+            "trained_on": [d for d, _ in model.data],
+            "data": {d: runner.exp.datasets[d].file_name() for d, _ in model.data},
+        }
         # float16: three float32 models would pass the repository's 40 MB; they trained under bf16 autocast
-        info = export_weights(best, folder / f"{WEIGHT_NAMES.get(name, name)}.pt", max_bytes=MAX_WEIGHTS_BYTES,
-                              half=True, extra=card)
-        written[name] = {"file": f"weights/{WEIGHT_NAMES.get(name, name)}.pt", "bytes": info["bytes"],
-                         "dtype": info["weights_dtype"], "epoch": info.get("epoch"), "step": info.get("global_step")}
+        info = export_weights(
+            best, folder / f"{WEIGHT_NAMES.get(name, name)}.pt", max_bytes=MAX_WEIGHTS_BYTES, half=True, extra=card
+        )
+        written[name] = {
+            "file": f"weights/{WEIGHT_NAMES.get(name, name)}.pt",
+            "bytes": info["bytes"],
+            "dtype": info["weights_dtype"],
+            "epoch": info.get("epoch"),
+            "step": info.get("global_step"),
+        }
         log(f"weights {name}: {written[name]}", fh)
     return written
 
@@ -346,10 +415,14 @@ def training_summary(runner) -> dict:
         last = load_checkpoint(folder / "last.pt")
         rows = list(csv.DictReader((folder / "metrics.csv").open())) if (folder / "metrics.csv").is_file() else []
         stacks = int(last["global_step"]) * int(last["config"]["batch_size"])
-        summary[name] = {"steps": int(last["global_step"]), "epochs": int(last["epoch"]),
-                         "seconds": float(last.get("elapsed", 0.0)), "stacks": stacks,
-                         "stacks_per_s": stacks / max(float(last.get("elapsed", 0.0)), 1e-9),
-                         "curve": [{k: r[k] for k in r if k in ("epoch", "step", "train_loss", "val_loss")} for r in rows]}
+        summary[name] = {
+            "steps": int(last["global_step"]),
+            "epochs": int(last["epoch"]),
+            "seconds": float(last.get("elapsed", 0.0)),
+            "stacks": stacks,
+            "stacks_per_s": stacks / max(float(last.get("elapsed", 0.0)), 1e-9),
+            "curve": [{k: r[k] for k in r if k in ("epoch", "step", "train_loss", "val_loss")} for r in rows],
+        }
     return summary
 
 
@@ -371,47 +444,69 @@ def finish(report: dict, work: Path, out: Path, fh) -> None:
             for p in sorted(experiment.rglob("*")):
                 if p.is_file() and p.suffix != ".pt" and "tb" not in p.relative_to(experiment).parts:
                     tar.add(p, arcname=f"details/experiment/{p.relative_to(experiment)}")
-    log(f"wrote {', '.join(sorted(str(p.relative_to(out)) for p in out.rglob('*') if p.is_file()))} "
-        f"in {report['seconds']:.0f} s", fh)
+    log(
+        f"wrote {', '.join(sorted(str(p.relative_to(out)) for p in out.rglob('*') if p.is_file()))} in {report['seconds']:.0f} s",
+        fh,
+    )
 
 
 def markdown(report: dict, experiment: Path) -> str:
-    lines = [f"# GPU proof: {report.get('device', '?')}, torch {report.get('torch', '?')}", "",
-             f"Experiment `{report['experiment']}`, scale `{report['scale']}`; {report.get('seconds', 0):.0f} s in all.", ""]
+    lines = [
+        f"# GPU proof: {report.get('device', '?')}, torch {report.get('torch', '?')}",
+        "",
+        f"Experiment `{report['experiment']}`, scale `{report['scale']}`; {report.get('seconds', 0):.0f} s in all.",
+        "",
+    ]
     if report["errors"]:
         lines += ["**Errors:**", "", *(f"- {e}" for e in report["errors"]), ""]
     workload = (report.get("bench") or {}).get("workload")
     if workload:
-        lines += ["## Training step (DefocusNet + DepthNet)", "",
-                  f"Batch {workload[0]['batch']}, stacks of {workload[0]['stack']} at {workload[0]['size']} px; "
-                  "medians of the timed rounds; ratio to the naive build.", "",
-                  "| variant | conv | format | precision | compiled | stacks/s | x naive | peak MiB |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "## Training step (DefocusNet + DepthNet)",
+            "",
+            f"Batch {workload[0]['batch']}, stacks of {workload[0]['stack']} at {workload[0]['size']} px; "
+            "medians of the timed rounds; ratio to the naive build.",
+            "",
+            "| variant | conv | format | precision | compiled | stacks/s | x naive | peak MiB |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         base = workload[0]["stacks_per_s"]
         for r in workload:
             peak = f"{r['peak_mib']:.0f}" if r.get("peak_mib") else "-"
-            lines.append(f"| {r['variant']} | {'concat' if r['concat'] else 'split'} | {'cl' if r['channels_last'] else 'nchw'} "
-                         f"| {'bf16' if r['bf16'] else 'fp32'} | {'yes' if r['compiled'] else 'no'} | {r['stacks_per_s']:.1f} "
-                         f"| {r['stacks_per_s'] / base:.2f} | {peak} |")
+            lines.append(
+                f"| {r['variant']} | {'concat' if r['concat'] else 'split'} | {'cl' if r['channels_last'] else 'nchw'} "
+                f"| {'bf16' if r['bf16'] else 'fp32'} | {'yes' if r['compiled'] else 'no'} | {r['stacks_per_s']:.1f} "
+                f"| {r['stacks_per_s'] / base:.2f} | {peak} |"
+            )
         lines.append("")
     sweep = (report.get("bench") or {}).get("sweep")
     if sweep:
-        lines += ["Ours at the training resolution: " + ", ".join(f"batch {r['batch']}: {r['stacks_per_s']:.0f} stacks/s"
-                                                                  for r in sweep), ""]
+        lines += [
+            "Ours at the training resolution: "
+            + ", ".join(f"batch {r['batch']}: {r['stacks_per_s']:.0f} stacks/s" for r in sweep),
+            "",
+        ]
     if report.get("choice"):
         c = report["choice"]
         lines += [f"Training: {c['why']}; {c.get('max_time_s', 0):.0f} s per model.", ""]
     if report.get("training"):
-        lines += ["| model | steps | epochs | seconds | stacks/s | last train loss | last val loss |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            "| model | steps | epochs | seconds | stacks/s | last train loss | last val loss |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for name, t in report["training"].items():
             last = t["curve"][-1] if t["curve"] else {}
-            lines.append(f"| {name} | {t['steps']} | {t['epochs']} | {t['seconds']:.0f} | {t['stacks_per_s']:.0f} | "
-                         f"{last.get('train_loss', '-')} | {last.get('val_loss', '-')} |")
+            lines.append(
+                f"| {name} | {t['steps']} | {t['epochs']} | {t['seconds']:.0f} | {t['stacks_per_s']:.0f} | "
+                f"{last.get('train_loss', '-')} | {last.get('val_loss', '-')} |"
+            )
         lines += ["", "![training curves](training_curves.png)", ""]
     if report.get("weights"):
-        lines += ["Weights: " + ", ".join(f"`{w['file']}` ({w['bytes'] / 2**20:.1f} MiB, {w['dtype']})"
-                                          for w in report["weights"].values()), ""]
+        lines += [
+            "Weights: "
+            + ", ".join(f"`{w['file']}` ({w['bytes'] / 2**20:.1f} MiB, {w['dtype']})" for w in report["weights"].values()),
+            "",
+        ]
     experiment_md = experiment / "report.md"
     if experiment_md.is_file():
         text = experiment_md.read_text()
@@ -420,8 +515,11 @@ def markdown(report: dict, experiment: Path) -> str:
 
 
 # -- cards (back where the repository is) --------------------------------------------------------------------
-CARD_METRICS = {"dfv": ("mse", "rms", "absrel", "delta1"), "aifdepthnet": ("mae_fp", "mse_fp", "rmse_fp"),
-                "focalstack": ("depth_rmse", "delta1", "defocus_mse", "aif_ssim", "aif_psnr")}
+CARD_METRICS = {
+    "dfv": ("mse", "rms", "absrel", "delta1"),
+    "aifdepthnet": ("mae_fp", "mse_fp", "rmse_fp"),
+    "focalstack": ("depth_rmse", "delta1", "defocus_mse", "aif_ssim", "aif_psnr"),
+}
 
 
 def cards(args) -> int:
@@ -441,40 +539,61 @@ def cards(args) -> int:
 
 def model_card(name: str, stem: str, w: dict, report: dict, exp: dict) -> str:
     model = exp.get("models", {}).get(name, {})
-    data = ", ".join(f"{d} ({exp['datasets'][d]['scenes']} scenes, {exp['datasets'][d]['resolution']} px)"
-                     for d, _ in model.get("data", []) if d in exp.get("datasets", {}))
+    data = ", ".join(
+        f"{d} ({exp['datasets'][d]['scenes']} scenes, {exp['datasets'][d]['resolution']} px)"
+        for d, _ in model.get("data", [])
+        if d in exp.get("datasets", {})
+    )
     t = (report.get("training") or {}).get(name, {})
-    lines = [f"# {stem}", "",
-             f"`{model.get('arch', '?')}` trained by `benchmarks/gpu_proof.py` (experiment `{report['experiment']}`, "
-             f"scale `{report['scale']}`) on {report.get('device', '?')} with torch {report.get('torch', '?')}.", "",
-             "| | |", "| --- | --- |",
-             f"| data | {data}; rendered by focalstack with the presets' cameras at this resolution and `same_blur` "
-             "(the aperture scaled with the width: blur in pixels as FoD500 has at 256 px; fod500 at 64 px: f/0.25) |",
-             f"| training | {t.get('steps', '?')} steps at batch {report.get('choice', {}).get('batch_size', '?')}, "
-             f"lr {report.get('choice', {}).get('lr', 0):.3g}, {t.get('seconds', 0):.0f} s "
-             f"({t.get('stacks_per_s', 0):.0f} stacks/s); {report.get('choice', {}).get('why', '')} |",
-             f"| file | {w['bytes'] / 2**20:.1f} MiB, {w['dtype']} weights-only checkpoint (no optimiser state) |",
-             "| licence | MIT, as the project |", "", "## Metrics on held-out scenes (All setting, whole images)", ""]
+    lines = [
+        f"# {stem}",
+        "",
+        f"`{model.get('arch', '?')}` trained by `benchmarks/gpu_proof.py` (experiment `{report['experiment']}`, "
+        f"scale `{report['scale']}`) on {report.get('device', '?')} with torch {report.get('torch', '?')}.",
+        "",
+        "| | |",
+        "| --- | --- |",
+        f"| data | {data}; rendered by focalstack with the presets' cameras at this resolution and `same_blur` "
+        "(the aperture scaled with the width: blur in pixels as FoD500 has at 256 px; fod500 at 64 px: f/0.25) |",
+        f"| training | {t.get('steps', '?')} steps at batch {report.get('choice', {}).get('batch_size', '?')}, "
+        f"lr {report.get('choice', {}).get('lr', 0):.3g}, {t.get('seconds', 0):.0f} s "
+        f"({t.get('stacks_per_s', 0):.0f} stacks/s); {report.get('choice', {}).get('why', '')} |",
+        f"| file | {w['bytes'] / 2**20:.1f} MiB, {w['dtype']} weights-only checkpoint (no optimiser state) |",
+        "| licence | MIT, as the project |",
+        "",
+        "## Metrics on held-out scenes (All setting, whole images)",
+        "",
+    ]
     for protocol, keys in CARD_METRICS.items():
-        rows = [r for r in exp.get("evaluations", {}).get(protocol, {}).get("rows", [])
-                if r.get("model") in (name, "constant") and r.get("setting") == "All" and r.get("region", "all") == "all"]
+        rows = [
+            r
+            for r in exp.get("evaluations", {}).get(protocol, {}).get("rows", [])
+            if r.get("model") in (name, "constant") and r.get("setting") == "All" and r.get("region", "all") == "all"
+        ]
         if not rows:
             continue
-        lines += [f"`{protocol}` protocol (docs/evaluation.md); `constant` is the mean training depth everywhere:", "",
-                  "| dataset | model | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 2)]
+        lines += [
+            f"`{protocol}` protocol (docs/evaluation.md); `constant` is the mean training depth everywhere:",
+            "",
+            "| dataset | model | " + " | ".join(keys) + " |",
+            "|" + "---|" * (len(keys) + 2),
+        ]
         for r in rows:
             vals = " | ".join("-" if r.get(k) is None else f"{r[k]:.4g}" for k in keys)
             lines.append(f"| {r['dataset']} | {r['model']} | {vals} |")
         lines.append("")
-    lines += ["## Limitations", "",
-              "- Trained on synthetic scenes at 64 px with FoD500's blur in pixels; apply it to images whose blur in pixels "
-              "is similar (scale images or f-number accordingly). On real phone or light-field stacks expect worse "
-              "depth than on held-out synthetic scenes: real noise, vignetting, focus breathing and misalignment were "
-              "not in the training data.",
-              "- Depth is learnt from 0.1 to 3 m with focus distances 0.1 to 1.5 m; beyond 1.5 m the blur differences "
-              "are small and so is what the network can tell.",
-              "- The published rows in the tables are other test sets (FoD500's own renders): compare in definition, "
-              "not in data.", ""]
+    lines += [
+        "## Limitations",
+        "",
+        "- Trained on synthetic scenes at 64 px with FoD500's blur in pixels; apply it to images whose blur in pixels "
+        "is similar (scale images or f-number accordingly). On real phone or light-field stacks expect worse "
+        "depth than on held-out synthetic scenes: real noise, vignetting, focus breathing and misalignment were "
+        "not in the training data.",
+        "- Depth is learnt from 0.1 to 3 m with focus distances 0.1 to 1.5 m; beyond 1.5 m the blur differences "
+        "are small and so is what the network can tell.",
+        "- The published rows in the tables are other test sets (FoD500's own renders): compare in definition, not in data.",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -44,10 +44,10 @@ def write_source(path: Path, n: int, height: int, width: int, seed: int = 0) -> 
     base = [rng.integers(0, 256, (10, height, width, 3), dtype=np.uint8) for _ in range(4)]
     with h5py.File(path, "w") as f:
         for split, count in (("train", n), ("val", 1)):
-            stack = f.create_dataset(f"stack_{split}", shape=(count, 10, height, width, 3), dtype=np.uint8,
-                                     chunks=(1, 10, height, width, 3))
-            disp = f.create_dataset(f"disp_{split}", shape=(count, height, width), dtype=np.float32,
-                                    chunks=(1, height, width))
+            stack = f.create_dataset(
+                f"stack_{split}", shape=(count, 10, height, width, 3), dtype=np.uint8, chunks=(1, 10, height, width, 3)
+            )
+            disp = f.create_dataset(f"disp_{split}", shape=(count, height, width), dtype=np.float32, chunks=(1, height, width))
             for i in range(count):
                 stack[i] = base[i % len(base)]
                 d = rng.uniform(0.020, 0.283, (height, width)).astype(np.float32)
@@ -71,8 +71,7 @@ def main() -> None:
 
     floor = run_child("-", "-")
     print(f"child that only imports focalstack.dataset.ddff12: peak RSS {floor['peak_rss_kb'] / 1024:.1f} MB")
-    print(f"{'stacks':>7} {'source GB':>10} {'peak RSS MB':>12} {'above floor MB':>15} {'s/stack':>8} "
-          f"{'output MB/stack':>16}")
+    print(f"{'stacks':>7} {'source GB':>10} {'peak RSS MB':>12} {'above floor MB':>15} {'s/stack':>8} {'output MB/stack':>16}")
     with tempfile.TemporaryDirectory(dir=args.folder) as tmp:
         for n in counts:
             src, out = Path(tmp) / f"ddff-{n}.h5", Path(tmp) / f"out-{n}.h5"
@@ -82,8 +81,11 @@ def main() -> None:
             seconds = time.perf_counter() - t
             assert r["stacks"] == n, r
             rss = r["peak_rss_kb"] / 1024
-            print(f"{n:7d} {src.stat().st_size / 1e9:10.2f} {rss:12.1f} {rss - floor['peak_rss_kb'] / 1024:15.1f} "
-                  f"{seconds / n:8.3f} {out.stat().st_size / n / 1e6:16.2f}", flush=True)
+            print(
+                f"{n:7d} {src.stat().st_size / 1e9:10.2f} {rss:12.1f} {rss - floor['peak_rss_kb'] / 1024:15.1f} "
+                f"{seconds / n:8.3f} {out.stat().st_size / n / 1e6:16.2f}",
+                flush=True,
+            )
             src.unlink()
             out.unlink()
 

@@ -39,8 +39,12 @@ BIN = Path(sys.executable).parent
 RENDER = [str(BIN / "focalstack-render")]
 TRAIN = [str(BIN / "focalstack-train")]
 
-LIGHT_FIELD_KEYS = {"slices": '"light_field"', "denoiser": '"standalone"', "aif_prefilter": '"none"',
-                    "denoise_quality": '"balanced"'}
+LIGHT_FIELD_KEYS = {
+    "slices": '"light_field"',
+    "denoiser": '"standalone"',
+    "aif_prefilter": '"none"',
+    "denoise_quality": '"balanced"',
+}
 
 
 @dataclass(frozen=True)
@@ -88,8 +92,12 @@ def _data(kind: str, split: str, resolution: int = 64, scenes: int | None = None
 BASE_TEST = _data("base", "test")
 VARIANTS = [
     Variant("base", _data("base", "train"), what="start point"),
-    Variant("lightfield", _data("lightfield", "train"), _data("lightfield", "test"),
-            what="render: light field (16 views, OIDN balanced with image guides)"),
+    Variant(
+        "lightfield",
+        _data("lightfield", "train"),
+        _data("lightfield", "test"),
+        what="render: light field (16 views, OIDN balanced with image guides)",
+    ),
     Variant("spp128", _data("spp128", "train"), _data("spp128", "test"), what="render: 128 samples, no denoiser"),
     Variant("scenes135", _data("base", "train", scenes=135), what="scenes: 135"),
     Variant("scenes540", _data("base", "train", scenes=540), what="scenes: 540"),
@@ -110,17 +118,40 @@ def render(d: Data, folder: Path) -> Path:
     """Render (or resume, or reuse) ``d``; a larger file of the same data is extended from a smaller one."""
     out = folder / f"{d.name}.h5"
     preset = folder / f"{d.kind}.toml"
-    lines = ['base = "fod500"', "[render]", *(f"{k} = {v}" for k, v in d.render.items()),
-             "[scene]", *(f"{k} = {v}" for k, v in d.scene.items())]
+    lines = [
+        'base = "fod500"',
+        "[render]",
+        *(f"{k} = {v}" for k, v in d.render.items()),
+        "[scene]",
+        *(f"{k} = {v}" for k, v in d.scene.items()),
+    ]
     preset.write_text("\n".join(lines) + "\n")
     if not out.exists():  # start from the same data with fewer scenes, if there is one (same seeds)
         stem = d.name.rsplit("-n", 1)[0]
-        smaller = sorted((p for p in folder.glob(f"{stem}-n*.h5") if int(p.stem.rsplit("-n", 1)[1]) < d.scenes),
-                         key=lambda p: int(p.stem.rsplit("-n", 1)[1]))
+        smaller = sorted(
+            (p for p in folder.glob(f"{stem}-n*.h5") if int(p.stem.rsplit("-n", 1)[1]) < d.scenes),
+            key=lambda p: int(p.stem.rsplit("-n", 1)[1]),
+        )
         if smaller:
             shutil.copy(smaller[-1], out)
-    run([*RENDER, "--preset", str(preset), "--scenes", str(d.scenes), "--seed", str(d.seed), "--resolution",
-         str(d.resolution), "--f-number", f"{d.f_number:g}", *d.options, "--out", str(out)])
+    run(
+        [
+            *RENDER,
+            "--preset",
+            str(preset),
+            "--scenes",
+            str(d.scenes),
+            "--seed",
+            str(d.seed),
+            "--resolution",
+            str(d.resolution),
+            "--f-number",
+            f"{d.f_number:g}",
+            *d.options,
+            "--out",
+            str(out),
+        ]
+    )
     return out
 
 
@@ -132,17 +163,56 @@ def train(v: Variant, folder: Path, steps: int, batch: int) -> Path:
     out = folder / "runs" / f"{v.name}-s{steps}-b{batch}"
     resume = ["--resume"] if (out / "last.pt").exists() else []
     epochs = -(-steps * batch // v.train.scenes) + 1
-    run([*TRAIN, "fit", "--data", str(data), "--val-data", str(val), "--out", str(out), "--arch", "fod-depth",
-         "--batch-size", str(batch), "--epochs", str(epochs), "--max-steps", str(steps), "--workers", "0",
-         "--no-tensorboard", "-q", *THREADS, *v.fit, *resume])
+    run(
+        [
+            *TRAIN,
+            "fit",
+            "--data",
+            str(data),
+            "--val-data",
+            str(val),
+            "--out",
+            str(out),
+            "--arch",
+            "fod-depth",
+            "--batch-size",
+            str(batch),
+            "--epochs",
+            str(epochs),
+            "--max-steps",
+            str(steps),
+            "--workers",
+            "0",
+            "--no-tensorboard",
+            "-q",
+            *THREADS,
+            *v.fit,
+            *resume,
+        ]
+    )
     return out
 
 
 def evaluate(run_dir: Path, test: Path) -> dict:
     out = run_dir / f"eval-{test.stem}"
     if not (out / "metrics.json").exists() or (out / "metrics.json").stat().st_mtime < (run_dir / "last.pt").stat().st_mtime:
-        run([*TRAIN, "evaluate", "-c", str(run_dir / "last.pt"), "--data", str(test), "--protocol", "dfv",
-             "--setting", "All", "--out", str(out), *THREADS])
+        run(
+            [
+                *TRAIN,
+                "evaluate",
+                "-c",
+                str(run_dir / "last.pt"),
+                "--data",
+                str(test),
+                "--protocol",
+                "dfv",
+                "--setting",
+                "All",
+                "--out",
+                str(out),
+                *THREADS,
+            ]
+        )
     results = json.loads((out / "metrics.json").read_text())["results"]["dfv"]
     return next(iter(results.values()))["All"]
 
@@ -176,9 +246,17 @@ def depth_bins(run_dir: Path, test: Path) -> list[dict]:
                 count[k] += m.sum()
                 pred[k] += p[m].sum()
     total = count.sum()
-    return [{"from": DEPTH_BINS[k], "to": DEPTH_BINS[k + 1], "pixels": count[k] / total, "mse_share": se[k] / total,
-             "rms": float(np.sqrt(se[k] / max(count[k], 1))), "mean_prediction": pred[k] / max(count[k], 1)}
-            for k in range(n)]
+    return [
+        {
+            "from": DEPTH_BINS[k],
+            "to": DEPTH_BINS[k + 1],
+            "pixels": count[k] / total,
+            "mse_share": se[k] / total,
+            "rms": float(np.sqrt(se[k] / max(count[k], 1))),
+            "mean_prediction": pred[k] / max(count[k], 1),
+        }
+        for k in range(n)
+    ]
 
 
 def best_constant(test: Path) -> dict:
@@ -193,8 +271,13 @@ def best_constant(test: Path) -> dict:
     for g in depth:
         m = g > 0
         e = c - g[m]
-        rows.append({"mse": float(np.mean(e ** 2)), "absrel": float(np.mean(np.abs(e) / g[m])),
-                     "delta1": 100 * float(np.mean(np.maximum(c / g[m], g[m] / c) < 1.25))})
+        rows.append(
+            {
+                "mse": float(np.mean(e**2)),
+                "absrel": float(np.mean(np.abs(e) / g[m])),
+                "delta1": 100 * float(np.mean(np.maximum(c / g[m], g[m] / c) < 1.25)),
+            }
+        )
     out = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
     out["rms"] = float(np.mean([np.sqrt(r["mse"]) for r in rows]))
     out["depth_m"] = c
@@ -236,28 +319,41 @@ def main(argv: list[str] | None = None) -> None:
             row["own_constant"] = best_constant(render(v.test, folder))
         rows.append(row)
     constant = best_constant(base_test)
-    table = [f"Steps {args.steps} at batch {args.batch_size}; `dfv` protocol, All, on {BASE_TEST.scenes} held-out "
-             f"fod500 scenes (seed 1, 64 px).", "",
-             "| variant | what changes | MSE (m²) | RMS (m) | AbsRel | delta1 (%) | own test MSE (constant) |",
-             "|---|---|---|---|---|---|---|",
-             f"| constant | {constant['depth_m']:.3f} m everywhere (best constant on this file) | {constant['mse']:.4f} | "
-             f"{constant['rms']:.4f} | {constant['absrel']:.4f} | {constant['delta1']:.1f} | |"]
+    table = [
+        f"Steps {args.steps} at batch {args.batch_size}; `dfv` protocol, All, on {BASE_TEST.scenes} held-out "
+        f"fod500 scenes (seed 1, 64 px).",
+        "",
+        "| variant | what changes | MSE (m²) | RMS (m) | AbsRel | delta1 (%) | own test MSE (constant) |",
+        "|---|---|---|---|---|---|---|",
+        f"| constant | {constant['depth_m']:.3f} m everywhere (best constant on this file) | {constant['mse']:.4f} | "
+        f"{constant['rms']:.4f} | {constant['absrel']:.4f} | {constant['delta1']:.1f} | |",
+    ]
     for r in rows:
         b = r["base_test"]
         own = f"{r['own_test']['mse']:.4f} ({r['own_constant']['mse']:.4f})" if "own_test" in r else ""
-        table.append(f"| {r['variant']} | {r['what']} | {b['mse']:.4f} | {b['rms']:.4f} | {b['absrel']:.4f} | "
-                     f"{b['delta1']:.1f} | {own} |")
+        table.append(
+            f"| {r['variant']} | {r['what']} | {b['mse']:.4f} | {b['rms']:.4f} | {b['absrel']:.4f} | {b['delta1']:.1f} | {own} |"
+        )
     base = next((r for r in rows if "depth_bins" in r), None)
     if base:
-        table += ["", "Where the start point's error comes from (true depth band: share of pixels, share of the pooled dfv "
-                  "MSE in m², RMS error in m, mean prediction in m):", "",
-                  "| depth (m) | pixels | MSE share | RMS | mean prediction |", "|---|---|---|---|---|"]
-        table += [f"| {b['from']:g}-{min(b['to'], 3):g} | {b['pixels']:.3f} | {b['mse_share']:.4f} | {b['rms']:.3f} | "
-                  f"{b['mean_prediction']:.3f} |" for b in base["depth_bins"]]
+        table += [
+            "",
+            "Where the start point's error comes from (true depth band: share of pixels, share of the pooled dfv "
+            "MSE in m², RMS error in m, mean prediction in m):",
+            "",
+            "| depth (m) | pixels | MSE share | RMS | mean prediction |",
+            "|---|---|---|---|---|",
+        ]
+        table += [
+            f"| {b['from']:g}-{min(b['to'], 3):g} | {b['pixels']:.3f} | {b['mse_share']:.4f} | {b['rms']:.3f} | "
+            f"{b['mean_prediction']:.3f} |"
+            for b in base["depth_bins"]
+        ]
     text = "\n".join(table) + "\n"
     (folder / "ablation.md").write_text(text)
-    (folder / "ablation.json").write_text(json.dumps({"steps": args.steps, "batch_size": args.batch_size,
-                                                      "constant": constant, "rows": rows}, indent=2) + "\n")
+    (folder / "ablation.json").write_text(
+        json.dumps({"steps": args.steps, "batch_size": args.batch_size, "constant": constant, "rows": rows}, indent=2) + "\n"
+    )
     print(text)
 
 

@@ -29,9 +29,27 @@ def make_checkpoint(folder: Path) -> Path:
     from train_fixtures import write_synthetic
 
     data = write_synthetic(folder / "train.h5", 2, 32)
-    subprocess.run([str(BIN / "focalstack-train"), "fit", "--data", str(data), "--out", str(folder / "run"),
-                    "--max-steps", "1", "--epochs", "1", "--batch-size", "1", "--val-fraction", "0", "-q",
-                    "--no-tensorboard"], check=True)
+    subprocess.run(
+        [
+            str(BIN / "focalstack-train"),
+            "fit",
+            "--data",
+            str(data),
+            "--out",
+            str(folder / "run"),
+            "--max-steps",
+            "1",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "1",
+            "--val-fraction",
+            "0",
+            "-q",
+            "--no-tensorboard",
+        ],
+        check=True,
+    )
     return folder / "run" / "best.pt"
 
 
@@ -65,8 +83,21 @@ def main(argv=None) -> int:
         depths = {}
         for tile in (int(t) for t in a.tiles.split(",")):
             out = tmp / f"out{tile}"
-            cmd = ["/usr/bin/time", "-v", str(BIN / "focalstack-train"), "predict", "-c", str(ckpt), "-f",
-                   ",".join(f"{f:.4f}" for f in focus), str(photos), "-o", str(out), "--tile", str(tile)]
+            cmd = [
+                "/usr/bin/time",
+                "-v",
+                str(BIN / "focalstack-train"),
+                "predict",
+                "-c",
+                str(ckpt),
+                "-f",
+                ",".join(f"{f:.4f}" for f in focus),
+                str(photos),
+                "-o",
+                str(out),
+                "--tile",
+                str(tile),
+            ]
             if a.threads:
                 cmd += ["--threads", str(a.threads)]
             done = subprocess.run(cmd, capture_output=True, text=True)

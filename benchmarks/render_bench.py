@@ -125,10 +125,15 @@ def render_references(config, seed: int, indices, spp: int, log) -> None:
             dt = time.perf_counter() - t
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(path.stem + ".tmp.npz")
-            np.savez_compressed(tmp, aif=linear_to_srgb8(r.aif), slices=np.stack([linear_to_srgb8(s) for s in r.slices]),
-                                scene_sha=scene_sha(desc),
-                                meta=json.dumps({"seconds": dt, "blender": version('bpy'),
-                                                 "settings": replace(REFERENCE_SETTINGS, samples=spp).to_dict()}))
+            np.savez_compressed(
+                tmp,
+                aif=linear_to_srgb8(r.aif),
+                slices=np.stack([linear_to_srgb8(s) for s in r.slices]),
+                scene_sha=scene_sha(desc),
+                meta=json.dumps(
+                    {"seconds": dt, "blender": version("bpy"), "settings": replace(REFERENCE_SETTINGS, samples=spp).to_dict()}
+                ),
+            )
             os.replace(tmp, path)
             log(f"  reference {path.name} ({config.preset}): {dt:.0f} s")
     finally:
@@ -169,8 +174,9 @@ def with_focus(desc, distances):
     from focalstack.render.scene import CameraSpec
 
     cam = desc.camera
-    camera = CameraSpec(cam.focal_length_mm, cam.sensor_width_mm, cam.f_number, list(distances), cam.width,
-                        cam.height, cam.defocus_model)
+    camera = CameraSpec(
+        cam.focal_length_mm, cam.sensor_width_mm, cam.f_number, list(distances), cam.width, cam.height, cam.defocus_model
+    )
     return replace(desc, camera=camera)
 
 
@@ -188,8 +194,15 @@ def time_scenes(settings: RenderSettings, descs, config, store: Path | None = No
                 t2 = time.perf_counter()
                 record = make_record(desc, rendered, config)
                 phases = {**rendered.seconds, "ground_truth": time.perf_counter() - t2}
-                rows.append({"phases": phases, "wall": time.perf_counter() - t, "cpu": cpu_seconds() - c,
-                             "aif": record.aif, "stack": record.stack[: len(desc.camera.slices)]})
+                rows.append(
+                    {
+                        "phases": phases,
+                        "wall": time.perf_counter() - t,
+                        "cpu": cpu_seconds() - c,
+                        "aif": record.aif,
+                        "stack": record.stack[: len(desc.camera.slices)],
+                    }
+                )
                 if writer is not None:
                     writer.append(record)
     finally:
@@ -226,9 +239,14 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--scenes", type=int, default=5)
     ap.add_argument("--seed", type=int, default=1000)
     ap.add_argument("--settings", default="old,light_field", help="variants: old, new, light_field")
-    ap.add_argument("--variant", action="append", default=[], metavar="NAME:BASE[:KEY=VALUE...]",
-                    help="one more variant: a named one with render settings replaced, e.g. "
-                         "lf8:light_field:samples=8:light_field_views=8 (repeatable)")
+    ap.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:BASE[:KEY=VALUE...]",
+        help="one more variant: a named one with render settings replaced, e.g. "
+        "lf8:light_field:samples=8:light_field_views=8 (repeatable)",
+    )
     ap.add_argument("--reference-samples", type=int, default=512)
     ap.add_argument("--references-only", action="store_true", help="render missing references and exit")
     ap.add_argument("--render-references", action="store_true", help="render missing references first")
@@ -258,8 +276,7 @@ def report_timing(settings: dict, descs: list, config) -> dict:
             results[name] = time_scenes(s, descs, config, store)
             results[name + ":bytes"] = store.stat().st_size / len(descs)
             results[name + ":read"] = read_seconds(store)
-    log(f"\n## time per scene, median over {len(descs)} scene(s) (seconds; load average now "
-        f"{os.getloadavg()[0]:.1f})")
+    log(f"\n## time per scene, median over {len(descs)} scene(s) (seconds; load average now {os.getloadavg()[0]:.1f})")
     phases = list(next(iter(results[n] for n in settings))[0]["phases"])
     log("  " + f"{'':12s}" + "".join(f"{p:>17s}" for p in phases) + f"{'wall':>9s}{'cpu':>9s}{'wall x':>8s}{'cpu x':>8s}")
     first = results[next(iter(settings))]
@@ -268,8 +285,10 @@ def report_timing(settings: dict, descs: list, config) -> dict:
         rows = results[name]
         med = {k: median_of(rows, k) for k in ("wall", "cpu")}
         cells = "".join(f"{statistics.median(r['phases'].get(p, 0.0) for r in rows):17.2f}" for p in phases)
-        log(f"  {name:12s}{cells}{med['wall']:9.2f}{med['cpu']:9.2f}{base['wall'] / med['wall']:8.2f}"
-            f"{base['cpu'] / med['cpu']:8.2f}")
+        log(
+            f"  {name:12s}{cells}{med['wall']:9.2f}{med['cpu']:9.2f}{base['wall'] / med['wall']:8.2f}"
+            f"{base['cpu'] / med['cpu']:8.2f}"
+        )
     log("  (x: how many times faster than the first variant)")
     for name in settings:
         log(f"  {name:12s} HDF5 {results[name + ':bytes'] / 1e6:.3f} MB/scene, read {results[name + ':read'] * 1e3:.1f} ms/scene")
@@ -280,11 +299,14 @@ def report_noise(args, preset: str, settings: dict, descs: list, config, results
     """Section 2: PSNR per image kind against the cached many-sample references."""
     indices = list(range(args.scenes))
     # references looked up now: a background --references-only run may have added some
-    refs = [load_reference(ref_path(preset, args.resolution, args.reference_samples, args.seed, i), d)
-            for i, d in zip(indices, descs)]
+    refs = [
+        load_reference(ref_path(preset, args.resolution, args.reference_samples, args.seed, i), d) for i, d in zip(indices, descs)
+    ]
     used = sum(r is not None for r in refs)
-    log(f"\n## noise: PSNR (dB, 8-bit sRGB) against {args.reference_samples}-sample renders without denoiser, "
-        f"{used} of {len(refs)} scene(s) with a cached reference")
+    log(
+        f"\n## noise: PSNR (dB, 8-bit sRGB) against {args.reference_samples}-sample renders without denoiser, "
+        f"{used} of {len(refs)} scene(s) with a cached reference"
+    )
     if not used:
         return
     kinds = ["aif"] + [f"slice{k}" for k in range(len(config.focus_distances))]
@@ -302,18 +324,22 @@ def report_slices(args, settings: dict, descs: list, config) -> None:
     lo, hi = min(config.focus_distances), max(config.focus_distances)
     ten = [float(x) for x in 1.0 / np.linspace(1.0 / lo, 1.0 / hi, 10)]
     five = [float(x) for x in 1.0 / np.linspace(1.0 / lo, 1.0 / hi, 5)]
-    log(f"\n## extra slices: 5 vs 10 focus distances, evenly in dioptres over {lo:g}-{hi:g} m "
-        f"(median seconds per scene over {min(args.slices_scenes, len(descs))} scene(s))")
+    log(
+        f"\n## extra slices: 5 vs 10 focus distances, evenly in dioptres over {lo:g}-{hi:g} m "
+        f"(median seconds per scene over {min(args.slices_scenes, len(descs))} scene(s))"
+    )
     some = descs[: args.slices_scenes]
     for name, s in settings.items():
         t5 = time_scenes(s, [with_focus(d, five) for d in some], replace(config, focus_distances=five))
         t10 = time_scenes(s, [with_focus(d, ten) for d in some], replace(config, focus_distances=ten))
         m5 = {k: median_of(t5, k) for k in ("wall", "cpu")}
         m10 = {k: median_of(t10, k) for k in ("wall", "cpu")}
-        log(f"  {name:12s} 5 slices {m5['wall']:6.2f} s ({m5['cpu']:6.2f} cpu), 10 slices {m10['wall']:6.2f} s "
+        log(
+            f"  {name:12s} 5 slices {m5['wall']:6.2f} s ({m5['cpu']:6.2f} cpu), 10 slices {m10['wall']:6.2f} s "
             f"({m10['cpu']:6.2f} cpu): {(m10['wall'] - m5['wall']) / 5:5.2f} s per extra slice "
             f"({(m10['cpu'] - m5['cpu']) / 5:5.2f} cpu), 10/5 = {m10['wall'] / m5['wall']:.2f} "
-            f"({m10['cpu'] / m5['cpu']:.2f} cpu)")
+            f"({m10['cpu'] / m5['cpu']:.2f} cpu)"
+        )
 
 
 def report_memory(args, preset: str) -> None:
@@ -328,10 +354,14 @@ def report_memory(args, preset: str) -> None:
                 desc = sample_scene(config, scene_seed(args.seed + 1, i))
                 make_record(desc, r.render(desc), config)
                 rss.append(rss_mb())
-        log(f"\n## memory, {name}: {args.growth_scenes} scenes of {preset} at {args.growth_resolution} px in one "
-            f"process ({time.perf_counter() - t:.0f} s)")
-        log(f"  RSS after {warmup} warm-up scenes {rss[warmup - 1]:8.1f} MB, after {args.growth_scenes} "
-            f"{rss[-1]:8.1f} MB: growth {rss[-1] - rss[warmup - 1]:+.1f} MB (max {max(rss):.1f} MB)")
+        log(
+            f"\n## memory, {name}: {args.growth_scenes} scenes of {preset} at {args.growth_resolution} px in one "
+            f"process ({time.perf_counter() - t:.0f} s)"
+        )
+        log(
+            f"  RSS after {warmup} warm-up scenes {rss[warmup - 1]:8.1f} MB, after {args.growth_scenes} "
+            f"{rss[-1]:8.1f} MB: growth {rss[-1] - rss[warmup - 1]:+.1f} MB (max {max(rss):.1f} MB)"
+        )
 
 
 def main() -> None:
@@ -343,8 +373,10 @@ def main() -> None:
             render_references(preset_config(preset, args.resolution), args.seed, indices, args.reference_samples, log)
         return
 
-    log(f"Blender {version('bpy')}, {os.cpu_count()} CPU(s); scenes {indices} of seed {args.seed} at "
-        f"{args.resolution} px; load average {os.getloadavg()[0]:.1f}")
+    log(
+        f"Blender {version('bpy')}, {os.cpu_count()} CPU(s); scenes {indices} of seed {args.seed} at "
+        f"{args.resolution} px; load average {os.getloadavg()[0]:.1f}"
+    )
     for preset in presets:
         config = preset_config(preset, args.resolution)
         settings = variants(args.settings.split(","), config, args.variant)

@@ -93,16 +93,20 @@ def main() -> None:
             renderer._clear_scene()
             print(f"  scene {i}: " + ", ".join(f"{v} {seconds[v][-1]:.2f}" for v in VARIANTS), flush=True)
     full = statistics.median(seconds["full"])
-    print(f"\n# {args.preset}, {args.resolution} px, {args.scenes} scene(s), DoF-off render, {args.samples} samples "
-          "unless named; median seconds per render (after the scene's first render)")
+    print(
+        f"\n# {args.preset}, {args.resolution} px, {args.scenes} scene(s), DoF-off render, {args.samples} samples "
+        "unless named; median seconds per render (after the scene's first render)"
+    )
     print(f"  {'variant':16s}{'seconds':>9s}{'x full':>8s}{'mean value':>12s}")
     for name in VARIANTS:
         med = statistics.median(seconds[name])
         print(f"  {name:16s}{med:9.2f}{med / full:8.2f}{statistics.median(means[name]):12.4f}")
     s1 = statistics.median(seconds["spp1"])
     per_sample = (full - s1) / (args.samples - 1)
-    print(f"  one sample: {per_sample:.3f} s (the slope from 1 to {args.samples} samples); fixed per render: "
-          f"{s1 - per_sample:.3f} s")
+    print(
+        f"  one sample: {per_sample:.3f} s (the slope from 1 to {args.samples} samples); fixed per render: "
+        f"{s1 - per_sample:.3f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -45,8 +45,22 @@ CORES = 16
 # -- rendering -----------------------------------------------------------------------------------------
 def render_seconds(args: list[str], scenes: int, folder: Path) -> float:
     out = folder / "render.h5"
-    cmd = [sys.executable, "-m", "focalstack.render", "--preset", "fod500", "--resolution", "64", "--samples", "4",
-           "--scenes", str(scenes), "--out", str(out), *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "focalstack.render",
+        "--preset",
+        "fod500",
+        "--resolution",
+        "64",
+        "--samples",
+        "4",
+        "--scenes",
+        str(scenes),
+        "--out",
+        str(out),
+        *args,
+    ]
     t = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.perf_counter() - t
@@ -69,8 +83,10 @@ def bench_render(scenes: int, rounds: int) -> None:
     base = statistics.median(times["1 process"])
     for way, ts in times.items():
         med = statistics.median(ts)
-        print(f"  {way:20s} {scenes / med:6.2f} scenes/s  {med:7.1f} s  x{base / med:4.2f} vs 1 process   "
-              + " ".join(f"{t:.1f}" for t in ts))
+        print(
+            f"  {way:20s} {scenes / med:6.2f} scenes/s  {med:7.1f} s  x{base / med:4.2f} vs 1 process   "
+            + " ".join(f"{t:.1f}" for t in ts)
+        )
 
 
 # -- loading -------------------------------------------------------------------------------------------
@@ -79,21 +95,40 @@ def write_synthetic(path: Path, scenes: int, distinct: int = 4) -> None:
     from compression_bench import CAMERA, FOCUS, synthetic_scene
 
     made = [synthetic_scene(seed) for seed in range(min(distinct, scenes))]
-    attrs = {"generator_version": "scale_bench", "blender_version": "none", "created_utc": "2000-01-01T00:00:00Z",
-             "preset": "synthetic", "config": {"synthetic": "compression_bench"}, "defocus_model": "cycles"}
+    attrs = {
+        "generator_version": "scale_bench",
+        "blender_version": "none",
+        "created_utc": "2000-01-01T00:00:00Z",
+        "preset": "synthetic",
+        "config": {"synthetic": "compression_bench"},
+        "defocus_model": "cycles",
+    }
     with FocalStackWriter.create_or_resume(path, n_slices=5, height=256, width=256, attrs=attrs) as w:
         for i in range(scenes):
             s = made[i % len(made)]
-            w.append(SceneRecord(s["stack"], s["aif"], s["depth"], s["defocus"], s["edges"],
-                                 np.asarray(FOCUS, np.float32), CAMERA["f_number"], CAMERA["focal_length_mm"],
-                                 CAMERA["sensor_width_mm"], i, json.dumps({"synthetic": i})))
+            w.append(
+                SceneRecord(
+                    s["stack"],
+                    s["aif"],
+                    s["depth"],
+                    s["defocus"],
+                    s["edges"],
+                    np.asarray(FOCUS, np.float32),
+                    CAMERA["f_number"],
+                    CAMERA["focal_length_mm"],
+                    CAMERA["sensor_width_mm"],
+                    i,
+                    json.dumps({"synthetic": i}),
+                )
+            )
 
 
 def filters(path: Path) -> str:
     with h5py.File(path) as f:
         d = f["stack"]
-        return f"{d.compression or 'none'}{'' if d.compression_opts is None else d.compression_opts}" + \
-               ("+shuffle" if d.shuffle else "")
+        return f"{d.compression or 'none'}{'' if d.compression_opts is None else d.compression_opts}" + (
+            "+shuffle" if d.shuffle else ""
+        )
 
 
 def per_sample(fn, items) -> tuple[float, float]:
@@ -141,13 +176,17 @@ def bench_loader(path: Path, rounds: int, batch_size: int) -> None:
         rows["cached"].append(loader_run(cached, batches))
     med = {k: tuple(statistics.median(r[i] for r in v) for i in range(2)) for k, v in rows.items()}
     per_stack_batch = tuple(x / batch_size for x in med["batch"])
-    print(f"loader: {path.name}, {src.n_scenes} scenes of {src.image_size[0]}x{src.image_size[1]}, {src.n_slices} slices, "
-          f"HDF5 {filters(path)}; batches of {batch_size} with flips; one process; medians of {rounds} round(s)")
+    print(
+        f"loader: {path.name}, {src.n_scenes} scenes of {src.image_size[0]}x{src.image_size[1]}, {src.n_slices} slices, "
+        f"HDF5 {filters(path)}; batches of {batch_size} with flips; one process; medians of {rounds} round(s)"
+    )
     print(f"  {'per stack':34s} {'CPU ms':>8s} {'wall ms':>8s}")
-    for label, (cpu, wall) in (("whole SceneRecord (what it read)", med["record"]),
-                               ("HDF5 decode (5 per-pixel arrays)", med["decode"]),
-                               ("assemble sample (from memory)", med["assemble"]),
-                               ("batch (default_collate)", per_stack_batch)):
+    for label, (cpu, wall) in (
+        ("whole SceneRecord (what it read)", med["record"]),
+        ("HDF5 decode (5 per-pixel arrays)", med["decode"]),
+        ("assemble sample (from memory)", med["assemble"]),
+        ("batch (default_collate)", per_stack_batch),
+    ):
         print(f"  {label:34s} {cpu:8.2f} {wall:8.2f}")
     print(f"  {'':34s} {'stacks/s per core':>18s} {'stacks/s wall':>14s}")
     for label, key in (("DataLoader, from the file", "plain"), ("DataLoader, --cache-data", "cached")):
@@ -155,10 +194,12 @@ def bench_loader(path: Path, rounds: int, batch_size: int) -> None:
     own = med["assemble"][0] + per_stack_batch[0]
     budget = CORES * 1e3 / TARGET
     print(f"  --cache-data holds {held / 1e6 / src.n_scenes:.2f} MB per scene ({held / 1e9:.2f} GB for this file)")
-    print(f"  {TARGET} stacks/s on {CORES} cores: {budget:.0f} ms of one core per stack. Without a cache the "
-          f"loader's own part takes {own:.1f} ms, so decoding may take up to {budget - own:.1f} ms per scene "
-          f"(now {med['decode'][0]:.1f} ms): {CORES * med['plain'][0]:.0f} stacks/s from the file, "
-          f"{CORES * med['cached'][0]:.0f} cached, on {CORES} such cores")
+    print(
+        f"  {TARGET} stacks/s on {CORES} cores: {budget:.0f} ms of one core per stack. Without a cache the "
+        f"loader's own part takes {own:.1f} ms, so decoding may take up to {budget - own:.1f} ms per scene "
+        f"(now {med['decode'][0]:.1f} ms): {CORES * med['plain'][0]:.0f} stacks/s from the file, "
+        f"{CORES * med['cached'][0]:.0f} cached, on {CORES} such cores"
+    )
     f.close()
     plain.close()
     cached.close()

@@ -138,32 +138,37 @@ def measure(steps: list[Step], rounds: int, per_round: int, warmup: int) -> list
                 raise RuntimeError(f"{step.v.name}: the loss is not finite")
             if cuda:
                 step.peak_mib = max(step.peak_mib, torch.cuda.max_memory_allocated() / 2**20)
-    return [{"step_s": statistics.median(wall[id(s)]), "cpu_s": statistics.median(cpu[id(s)]),
-             "all_s": wall[id(s)]} for s in steps]
+    return [
+        {"step_s": statistics.median(wall[id(s)]), "cpu_s": statistics.median(cpu[id(s)]), "all_s": wall[id(s)]} for s in steps
+    ]
 
 
 def report(title: str, steps: list[Step], results: list[dict]) -> None:
     print(title)
-    print(f"  {'variant':22s} {'conv':6s} {'format':6s} {'amp':4s} {'stacks/s':>9s} {'s/step':>8s} {'x first':>8s}"
-          f" {'cpu s/step':>10s} {'x first':>8s} {'peak MiB':>9s}   wall s/step per round")
+    print(
+        f"  {'variant':22s} {'conv':6s} {'format':6s} {'amp':4s} {'stacks/s':>9s} {'s/step':>8s} {'x first':>8s}"
+        f" {'cpu s/step':>10s} {'x first':>8s} {'peak MiB':>9s}   wall s/step per round"
+    )
     first = results[0]
     for step, r in zip(steps, results):
         v = step.v
         peak = f"{step.peak_mib:9.0f}" if step.device.type == "cuda" else f"{'-':>9s}"
-        print(f"  {v.name + (' +compile' if v.compiled else ''):22s} {'concat' if v.concat else 'split':6s} "
-              f"{'cl' if v.channels_last else 'nchw':6s} {'bf16' if v.bf16 else 'fp32':4s} "
-              f"{step.batch / r['step_s']:9.3f} {r['step_s']:8.3f} {first['step_s'] / r['step_s']:8.2f} "
-              f"{r['cpu_s']:10.3f} {first['cpu_s'] / r['cpu_s']:8.2f} {peak}   "
-              + " ".join(f"{t:.2f}" for t in r["all_s"]))
+        print(
+            f"  {v.name + (' +compile' if v.compiled else ''):22s} {'concat' if v.concat else 'split':6s} "
+            f"{'cl' if v.channels_last else 'nchw':6s} {'bf16' if v.bf16 else 'fp32':4s} "
+            f"{step.batch / r['step_s']:9.3f} {r['step_s']:8.3f} {first['step_s'] / r['step_s']:8.2f} "
+            f"{r['cpu_s']:10.3f} {first['cpu_s'] / r['cpu_s']:8.2f} {peak}   " + " ".join(f"{t:.2f}" for t in r["all_s"])
+        )
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                   help="auto: the CPU, and CUDA too when available")
-    p.add_argument("--variants", default=None,
-                   help="comma-separated (ratios are to the first) [CPU: naive,ours; CUDA: naive,concat-cl-bf16,"
-                        "split-nchw,ours]")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: the CPU, and CUDA too when available")
+    p.add_argument(
+        "--variants",
+        default=None,
+        help="comma-separated (ratios are to the first) [CPU: naive,ours; CUDA: naive,concat-cl-bf16,split-nchw,ours]",
+    )
     p.add_argument("--batch-size", type=int, default=16, help="stacks per batch on CUDA [16]")
     p.add_argument("--cpu-batch-size", type=int, default=2, help="stacks per batch on the CPU [2]")
     p.add_argument("--stack", type=int, default=5, help="images per stack [5]")
@@ -189,8 +194,10 @@ def main(argv=None) -> int:
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    print(f"torch {torch.__version__}; DefocusNet + DepthNet ({count_parameters(fod_depth()) / 1e6:.2f} M parameters) "
-          f"training step; stacks of {a.stack} at {a.size}x{a.size}")
+    print(
+        f"torch {torch.__version__}; DefocusNet + DepthNet ({count_parameters(fod_depth()) / 1e6:.2f} M parameters) "
+        f"training step; stacks of {a.stack} at {a.size}x{a.size}"
+    )
     for dev in devices:
         cuda = dev.type == "cuda"
         names = (a.variants or ("naive,concat-cl-bf16,split-nchw,ours" if cuda else "naive,ours")).split(",")
@@ -206,18 +213,33 @@ def main(argv=None) -> int:
         warmup = a.warmup or ((30 if a.compile else 10) if cuda else 1)
         results = measure(steps, a.rounds or 5, a.steps or (20 if cuda else 1), warmup)
         where = torch.cuda.get_device_name(dev) if cuda else f"cpu, {torch.get_num_threads()} threads"
-        report(f"{where}, batch {batch}; outputs of split vs concat differ by at most {same_outputs(dev):.1e}",
-               steps, results)
-        rows += [{"device": where, "variant": s.v.name, "compiled": s.v.compiled, "concat": s.v.concat,
-                  "channels_last": s.v.channels_last, "bf16": s.v.bf16, "batch": batch, "stack": a.stack,
-                  "size": a.size, "stacks_per_s": batch / r["step_s"], "step_s": r["step_s"], "cpu_s": r["cpu_s"],
-                  "peak_mib": s.peak_mib if cuda else None, "rounds_s": r["all_s"]}
-                 for s, r in zip(steps, results)]
+        report(f"{where}, batch {batch}; outputs of split vs concat differ by at most {same_outputs(dev):.1e}", steps, results)
+        rows += [
+            {
+                "device": where,
+                "variant": s.v.name,
+                "compiled": s.v.compiled,
+                "concat": s.v.concat,
+                "channels_last": s.v.channels_last,
+                "bf16": s.v.bf16,
+                "batch": batch,
+                "stack": a.stack,
+                "size": a.size,
+                "stacks_per_s": batch / r["step_s"],
+                "step_s": r["step_s"],
+                "cpu_s": r["cpu_s"],
+                "peak_mib": s.peak_mib if cuda else None,
+                "rounds_s": r["all_s"],
+            }
+            for s, r in zip(steps, results)
+        ]
         del steps
         if cuda:
             torch.cuda.empty_cache()
-    print(f"process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB; 'x first': "
-          "the first variant's time over this one's (above 1: faster)")
+    print(
+        f"process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB; 'x first': "
+        "the first variant's time over this one's (above 1: faster)"
+    )
     if a.json:
         with open(a.json, "w") as fh:
             json.dump({"torch": torch.__version__, "rows": rows}, fh, indent=2)

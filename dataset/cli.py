@@ -19,8 +19,9 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 # h5py reports damaged metadata as RuntimeError (or MemoryError for absurd shapes).
-friendly_errors = one_line_errors(DatasetError, OSError, RuntimeError, MemoryError,
-                                  prefixes={RuntimeError: "damaged file: ", MemoryError: "damaged file: "})
+friendly_errors = one_line_errors(
+    DatasetError, OSError, RuntimeError, MemoryError, prefixes={RuntimeError: "damaged file: ", MemoryError: "damaged file: "}
+)
 
 
 def _file_argument(multiple: bool = False):
@@ -117,9 +118,21 @@ def _print_summary(s: dict) -> None:
         _row("render", "  ".join(f"{k}={v}" for k, v in settings.items()))
     if s["n_complete"]:
         _print_scene_values(s)
-    extra = {k: v for k, v in attrs.items() if k not in
-             ("format", "schema_version", "preset", "generator_version", "blender_version", "created_utc",
-              "defocus_model", "source")}
+    extra = {
+        k: v
+        for k, v in attrs.items()
+        if k
+        not in (
+            "format",
+            "schema_version",
+            "preset",
+            "generator_version",
+            "blender_version",
+            "created_utc",
+            "defocus_model",
+            "source",
+        )
+    }
     for key, value in sorted(extra.items()):
         _row(key, value)
     _print_ground_truth(s["ground_truth"])
@@ -127,8 +140,11 @@ def _print_summary(s: dict) -> None:
 
 
 def _print_scene_values(s: dict) -> None:
-    for key, label, unit in (("f_number", "f-number", ""), ("focal_length_mm", "focal length", "mm"),
-                             ("sensor_width_mm", "sensor width", "mm")):
+    for key, label, unit in (
+        ("f_number", "f-number", ""),
+        ("focal_length_mm", "focal length", "mm"),
+        ("sensor_width_mm", "sensor width", "mm"),
+    ):
         _row(label, _nums(s[key], unit) if s[key] is not None else "none (no camera model)")
     for i, (focus, count) in enumerate(s["focus_distance_sets"]):
         _row("focus distances" if i == 0 else "", f"{_nums(focus, 'm')}  ({count} scene(s))")
@@ -153,15 +169,12 @@ def _print_storage(s: dict) -> None:
     for name, d in s["datasets"].items():
         ratio = f"{d['ratio']:.2f}" if d["ratio"] else "-"
         shape = "x".join(str(x) for x in d["shape"])
-        click.echo(
-            f"  {name:<{nw}}{shape:<20}{d['dtype']:<14}{d['compression']:<20}{_size(d['stored_bytes']):>10}{ratio:>8}"
-        )
+        click.echo(f"  {name:<{nw}}{shape:<20}{d['dtype']:<14}{d['compression']:<20}{_size(d['stored_bytes']):>10}{ratio:>8}")
         total_stored += d["stored_bytes"]
         total_raw += d["raw_bytes"] or d["stored_bytes"]
     for name, gt in s["ground_truth"].items():
         if gt.recomputed:
-            click.echo(f"  {name:<{nw}}not stored: readers recompute it from {', '.join(gt.derived_from)} "
-                       f"({gt.method})")
+            click.echo(f"  {name:<{nw}}not stored: readers recompute it from {', '.join(gt.derived_from)} ({gt.method})")
     if total_stored:
         click.echo(f"  {'all':<{nw}}{'':<54}{_size(total_stored):>10}{total_raw / total_stored:>8.2f}")
         if s["n_complete"]:
@@ -252,12 +265,26 @@ def validate(ctx, files: tuple[Path, ...], full: bool, verbose: bool):
 # -- preview -------------------------------------------------------------------------------------------
 @main.command()
 @_file_argument()
-@click.option("--scene", "-k", "index", type=int, default=0, show_default=True,
-              help="Index of the scene among the file's complete scenes (0 is the first).")
-@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Image to write (.png or .jpg); its folder must exist.")
-@click.option("--columns", type=click.IntRange(min=1), default=None,
-              help="Panels per row; slices wrap beyond it.  [default: up to 6]")
+@click.option(
+    "--scene",
+    "-k",
+    "index",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Index of the scene among the file's complete scenes (0 is the first).",
+)
+@click.option(
+    "-o",
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Image to write (.png or .jpg); its folder must exist.",
+)
+@click.option(
+    "--columns", type=click.IntRange(min=1), default=None, help="Panels per row; slices wrap beyond it.  [default: up to 6]"
+)
 @friendly_errors
 def preview(file: Path, index: int, out: Path, columns: int | None):
     """Write a contact sheet of one scene of FILE to OUT.
@@ -294,8 +321,14 @@ def preview(file: Path, index: int, out: Path, columns: int | None):
 # -- salvage -------------------------------------------------------------------------------------------
 @main.command()
 @_file_argument()
-@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="New file for the intact scenes; its folder must exist. Written under a temporary name.")
+@click.option(
+    "-o",
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="New file for the intact scenes; its folder must exist. Written under a temporary name.",
+)
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @friendly_errors
 def salvage(file: Path, out: Path, force: bool):
@@ -318,12 +351,18 @@ def salvage(file: Path, out: Path, force: bool):
     if report.missing_bytes:
         click.echo(f"{file}: {report.missing_bytes} bytes shorter than its header records (cut short)")
     if not report.checksums:
-        click.echo(f"warning: {file} has no checksums (written before they were added): chunks past the cut are "
-                   "found, other damage is not", err=True)
+        click.echo(
+            f"warning: {file} has no checksums (written before they were added): chunks past the cut are "
+            "found, other damage is not",
+            err=True,
+        )
     for index, why in report.dropped:
         click.echo(f"dropped scene {index}: {why}")
-    resumable = "; focalstack-render can resume it" if report.resumable else (
-        "; the kept scenes are not the first ones in order, so focalstack-render will not extend it (use it as data)")
+    resumable = (
+        "; focalstack-render can resume it"
+        if report.resumable
+        else ("; the kept scenes are not the first ones in order, so focalstack-render will not extend it (use it as data)")
+    )
     click.echo(f"{out}: {len(report.kept)} of {report.complete} complete scene(s) kept{resumable}")
 
 

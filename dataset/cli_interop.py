@@ -41,12 +41,20 @@ def _report(out: Path, what: str, imported: int, skipped: list[str], repaired: S
     click.echo(f"{out}: {imported} scene(s) imported from {what}{note}")
 
 
-_OUT = click.option("-o", "--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
-                    help="Schema file to write; its folder must exist. Written under a temporary name and "
-                         "renamed at the end: a failed import leaves nothing in its place.")
-_SKIP = click.option("--skip-bad", is_flag=True,
-                     help="Leave out scenes with missing or broken files, list them, and import the rest "
-                          "(default: stop at the first, naming the file).")
+_OUT = click.option(
+    "-o",
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Schema file to write; its folder must exist. Written under a temporary name and "
+    "renamed at the end: a failed import leaves nothing in its place.",
+)
+_SKIP = click.option(
+    "--skip-bad",
+    is_flag=True,
+    help="Leave out scenes with missing or broken files, list them, and import the rest "
+    "(default: stop at the first, naming the file).",
+)
 _FORCE = click.option("--force", is_flag=True, help="Replace OUT if it exists (only once the import succeeded).")
 
 
@@ -62,8 +70,13 @@ def import_group():
 @import_group.command("fod500")
 @click.argument("folder", type=click.Path(path_type=Path))
 @_OUT
-@click.option("--split", type=click.Choice(["train", "test", "all"]), default="all", show_default=True,
-              help="FoD500's split: scenes 0-399 (train), 400-499 (test), or every scene found.")
+@click.option(
+    "--split",
+    type=click.Choice(["train", "test", "all"]),
+    default="all",
+    show_default=True,
+    help="FoD500's split: scenes 0-399 (train), 400-499 (test), or every scene found.",
+)
 @_SKIP
 @_FORCE
 @friendly_errors
@@ -82,14 +95,17 @@ def import_fod500_cmd(folder: Path, out: Path, split: str, skip_bad: bool, force
     _check_out(out, force, folder)
     summary = import_fod500(folder, out, split=split, skip_bad=skip_bad, progress=_progress("importing"))
     aif = "with" if summary.has_aif else "without"
-    _report(out, f"{folder} (split {split}, {aif} AiF images)", len(summary.imported), summary.skipped,
-            summary.repaired)
+    _report(out, f"{folder} (split {split}, {aif} AiF images)", len(summary.imported), summary.skipped, summary.repaired)
 
 
 @import_group.command("ddff12")
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("--split", type=click.Choice(["train", "val"]), required=True,
-              help="Which of the file's stacks: stack_train/disp_train or stack_val/disp_val.")
+@click.option(
+    "--split",
+    type=click.Choice(["train", "val"]),
+    required=True,
+    help="Which of the file's stacks: stack_train/disp_train or stack_val/disp_val.",
+)
 @_OUT
 @_SKIP
 @_FORCE
@@ -118,17 +134,37 @@ def export_group():
 
 @export_group.command("fod500")
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("-o", "--out", "folder", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder to create (or an empty one); filled under a temporary name, renamed at the end.")
-@click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True,
-              help="Number the scenes as FoD500's training split (from 0) or its test split (from 400: DFV "
-                   "treats int(name[:6]) < 400 as training and its test script reads the rest).")
-@click.option("--start", type=click.IntRange(min=0), default=None,
-              help="FoD500 index of the file's first scene  [default: 0 for --split train, 400 for test]")
-@click.option("--layout", type=click.Choice(list(LAYOUTS)), default=LAYOUTS[0], show_default=True,
-              help="fod500: only FoD500's files beside each other, the extras in extra/ (every FoD500 loader "
-                   "reads it); dered: also {i:06d}Aif.tif beside them, where DEReD reads it (AiFDepthNet's list "
-                   "generator then groups the wrong files).")
+@click.option(
+    "-o",
+    "--out",
+    "folder",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder to create (or an empty one); filled under a temporary name, renamed at the end.",
+)
+@click.option(
+    "--split",
+    type=click.Choice(["train", "test"]),
+    default="train",
+    show_default=True,
+    help="Number the scenes as FoD500's training split (from 0) or its test split (from 400: DFV "
+    "treats int(name[:6]) < 400 as training and its test script reads the rest).",
+)
+@click.option(
+    "--start",
+    type=click.IntRange(min=0),
+    default=None,
+    help="FoD500 index of the file's first scene  [default: 0 for --split train, 400 for test]",
+)
+@click.option(
+    "--layout",
+    type=click.Choice(list(LAYOUTS)),
+    default=LAYOUTS[0],
+    show_default=True,
+    help="fod500: only FoD500's files beside each other, the extras in extra/ (every FoD500 loader "
+    "reads it); dered: also {i:06d}Aif.tif beside them, where DEReD reads it (AiFDepthNet's list "
+    "generator then groups the wrong files).",
+)
 @friendly_errors
 def export_fod500_cmd(file: Path, folder: Path, split: str, start: int | None, layout: str):
     """Write FILE's scenes as a FoD500 folder: {i:06d}_{j:02d}All.tif (8-bit RGB TIFF per slice, uncompressed)
@@ -150,8 +186,10 @@ def export_fod500_cmd(file: Path, folder: Path, split: str, start: int | None, l
     if any("px" in d or "slices" in d for d in notes):
         notes.append(PEER_ASSUMPTIONS)
     if split == "train" and start + len(summary.indices) > TEST_START:
-        notes.append(f"scenes numbered {TEST_START} and above are FoD500's test split to DFV's loader "
-                     "(number a test set with --split test)")
+        notes.append(
+            f"scenes numbered {TEST_START} and above are FoD500's test split to DFV's loader "
+            "(number a test set with --split test)"
+        )
     if notes:
         click.echo(f"warning: {file} differs from FoD500: {'; '.join(notes)}", err=True)
     last = f" to {summary.indices[-1]:06d}" if summary.indices else ""

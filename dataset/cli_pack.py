@@ -32,14 +32,29 @@ def _refuse_overlap(inputs: list[Path], outputs: list[Path]) -> None:
 
 @click.command("pack", context_settings=CONTEXT)
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-o", "--out", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for the packs (NAME.pack.h5 per file) and manifest.json; created if missing.")
-@click.option("--float16", "float16", multiple=True, metavar="DATASET",
-              help="Store this floating-point dataset as half floats (lossy, measured and printed; e.g. "
-                   "--float16 depth, as FoD500 stores depth). Default: every dataset exactly.")
-@click.option("--max-size", type=click.FloatRange(min=0, min_open=True), default=None, metavar="MIB",
-              callback=lambda ctx, param, v: _finite(v),
-              help="Fail (exit 1, packs kept) when the packs together exceed this many MiB.")
+@click.option(
+    "-o",
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the packs (NAME.pack.h5 per file) and manifest.json; created if missing.",
+)
+@click.option(
+    "--float16",
+    "float16",
+    multiple=True,
+    metavar="DATASET",
+    help="Store this floating-point dataset as half floats (lossy, measured and printed; e.g. "
+    "--float16 depth, as FoD500 stores depth). Default: every dataset exactly.",
+)
+@click.option(
+    "--max-size",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="MIB",
+    callback=lambda ctx, param, v: _finite(v),
+    help="Fail (exit 1, packs kept) when the packs together exceed this many MiB.",
+)
 @click.option("--force", is_flag=True, help="Replace packs that exist.")
 @friendly_errors
 def pack(files: tuple[Path, ...], out: Path, float16: tuple[str, ...], max_size: float | None, force: bool):
@@ -69,23 +84,32 @@ def pack(files: tuple[Path, ...], out: Path, float16: tuple[str, ...], max_size:
     for f, target in zip(sources, targets):
         stats = pack_file(f, target, tuple(float16))
         rows.append(stats.to_dict())
-        errors = "; ".join(f"{k} as float16: max error {v['max_abs']:.3g} (relative {v['max_rel']:.2g})"
-                           for k, v in stats.float16_error.items())
-        click.echo(f"{target}: {stats.scenes} scenes, {stats.source_bytes / MIB:.2f} -> {stats.pack_bytes / MIB:.2f} MiB "
-                   f"({stats.pack_bytes / max(stats.source_bytes, 1):.0%}){'; ' + errors if errors else ''}")
+        errors = "; ".join(
+            f"{k} as float16: max error {v['max_abs']:.3g} (relative {v['max_rel']:.2g})" for k, v in stats.float16_error.items()
+        )
+        click.echo(
+            f"{target}: {stats.scenes} scenes, {stats.source_bytes / MIB:.2f} -> {stats.pack_bytes / MIB:.2f} MiB "
+            f"({stats.pack_bytes / max(stats.source_bytes, 1):.0%}){'; ' + errors if errors else ''}"
+        )
     total = sum(r["pack_bytes"] for r in rows)
     manifest = {"files": rows, "total_bytes": total}
     write_text_atomic(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     click.echo(f"{out}: {len(rows)} pack(s), {sum(r['scenes'] for r in rows)} scenes, {total / MIB:.2f} MiB in all")
     if max_size is not None and total > max_size * MIB:
-        raise click.ClickException(f"the packs take {total / MIB:.2f} MiB, over --max-size {max_size:g} MiB: "
-                                   "pack fewer scenes or files")
+        raise click.ClickException(
+            f"the packs take {total / MIB:.2f} MiB, over --max-size {max_size:g} MiB: pack fewer scenes or files"
+        )
 
 
 @click.command("unpack", context_settings=CONTEXT)
 @click.argument("packs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-o", "--out", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for the focalstack files (each under its original name); created if missing.")
+@click.option(
+    "-o",
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the focalstack files (each under its original name); created if missing.",
+)
 @click.option("--force", is_flag=True, help="Replace files that exist.")
 @friendly_errors
 def unpack(packs: tuple[Path, ...], out: Path, force: bool):

@@ -94,26 +94,27 @@ def _source_arrays(h5: h5py.File, path: Path, split: str) -> tuple[h5py.Dataset,
     missing = [k for k in names if not isinstance(h5.get(k), h5py.Dataset)]
     if missing:
         have = ", ".join(sorted(h5)) or "nothing"
-        raise DatasetError(f"{path}: no dataset {missing[0]!r} (it has {have}); expected DDFF-12's "
-                           "stack_train, disp_train, stack_val, disp_val")
+        raise DatasetError(
+            f"{path}: no dataset {missing[0]!r} (it has {have}); expected DDFF-12's stack_train, disp_train, stack_val, disp_val"
+        )
     stack, disp = h5[names[0]], h5[names[1]]
     if stack.ndim != 5 or stack.shape[1] != N_SLICES or stack.shape[4] != 3 or stack.dtype != np.uint8:
-        raise DatasetError(f"{path}: {names[0]!r} is {stack.dtype} {stack.shape}, expected uint8 (N, {N_SLICES}, "
-                           f"{SIZE[0]}, {SIZE[1]}, 3)")
+        raise DatasetError(
+            f"{path}: {names[0]!r} is {stack.dtype} {stack.shape}, expected uint8 (N, {N_SLICES}, {SIZE[0]}, {SIZE[1]}, 3)"
+        )
     want = (stack.shape[0], *stack.shape[2:4])
     if disp.shape not in (want, (*want, 1)) or disp.dtype.kind != "f":
-        raise DatasetError(f"{path}: {names[1]!r} is {disp.dtype} {disp.shape}, expected float {want} to match "
-                           f"{names[0]!r}")
+        raise DatasetError(f"{path}: {names[1]!r} is {disp.dtype} {disp.shape}, expected float {want} to match {names[0]!r}")
     return stack, disp
 
 
-def read_stack(stack: h5py.Dataset, disp: h5py.Dataset, i: int, path: Path, split: str,
-               notes: list[str] | None = None) -> SceneRecord:
+def read_stack(
+    stack: h5py.Dataset, disp: h5py.Dataset, i: int, path: Path, split: str, notes: list[str] | None = None
+) -> SceneRecord:
     """Stack ``i`` of the source, read alone (the source is never loaded whole). A few disparities that are
     not finite or negative become 0 (no ground truth), noted in ``notes``."""
     where = f"{path}: disp_{split}[{i}]"
-    disparity, n = mark_bad_as_no_data(np.asarray(disp[i], dtype=np.float32).reshape(stack.shape[2:4]), where,
-                                       "disparity")
+    disparity, n = mark_bad_as_no_data(np.asarray(disp[i], dtype=np.float32).reshape(stack.shape[2:4]), where, "disparity")
     if n and notes is not None:
         notes.append(f"{where}: {n} disparity value(s) not finite or negative, marked as no data")
     return SceneRecord(
@@ -133,8 +134,9 @@ def read_stack(stack: h5py.Dataset, disp: h5py.Dataset, i: int, path: Path, spli
     )
 
 
-def import_ddff12(path: str | os.PathLike, out: str | os.PathLike, *, split: str, skip_bad: bool = False,
-                  progress: Callable | None = None) -> ImportSummary:
+def import_ddff12(
+    path: str | os.PathLike, out: str | os.PathLike, *, split: str, skip_bad: bool = False, progress: Callable | None = None
+) -> ImportSummary:
     """Import split ``split`` (train or val) of DDFF-12 file ``path`` into a new schema file ``out``,
     stack by stack, written under a temporary name and renamed at the end. A stack with bad disparity
     raises DatasetError, or with ``skip_bad`` is left out and listed."""
@@ -144,14 +146,27 @@ def import_ddff12(path: str | os.PathLike, out: str | os.PathLike, *, split: str
         n, height, width = stack.shape[0], stack.shape[2], stack.shape[3]
         if n == 0:
             raise DatasetError(f"{path}: 'stack_{split}' holds no stacks")
-        warnings = [] if (height, width) == SIZE else [
-            f"{path}: stacks of {width} x {height} px, not DDFF-12's {SIZE[1]} x {SIZE[0]}; f_sub = {F_SUB_PX} px "
-            "is the calibration at DDFF-12's size"]
+        warnings = (
+            []
+            if (height, width) == SIZE
+            else [
+                f"{path}: stacks of {width} x {height} px, not DDFF-12's {SIZE[1]} x {SIZE[0]}; f_sub = {F_SUB_PX} px "
+                "is the calibration at DDFF-12's size"
+            ]
+        )
         repaired: list[str] = []
         imported, skipped = write_imported(
-            out, range(n), lambda i: read_stack(stack, disp, i, path, split, repaired), n_slices=N_SLICES, height=height,
-            width=width, attrs=_attrs(path, split), ground_truth=DECLARATION,
-            optional=("slice_homography", "slice_pose", "stack_size"), skip_bad=skip_bad, progress=progress,
+            out,
+            range(n),
+            lambda i: read_stack(stack, disp, i, path, split, repaired),
+            n_slices=N_SLICES,
+            height=height,
+            width=width,
+            attrs=_attrs(path, split),
+            ground_truth=DECLARATION,
+            optional=("slice_homography", "slice_pose", "stack_size"),
+            skip_bad=skip_bad,
+            progress=progress,
         )
     return ImportSummary(out, imported, skipped, warnings, repaired)
 

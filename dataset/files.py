@@ -85,8 +85,9 @@ def exclusive_lock(path: str | os.PathLike) -> Iterator[Path]:
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown process"
             os.close(fd)
-            raise DatasetError(f"{path}: another process is writing it ({holder}); wait for it to finish or "
-                               f"stop it (the lock is {lock})") from None
+            raise DatasetError(
+                f"{path}: another process is writing it ({holder}); wait for it to finish or stop it (the lock is {lock})"
+            ) from None
         try:  # the file we locked must still be the one at that name: a holder unlinks it when done
             same = os.fstat(fd).st_ino == os.stat(lock).st_ino
         except FileNotFoundError:

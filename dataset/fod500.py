@@ -60,8 +60,10 @@ EXTRA_FOLDER = "extra"  # where export puts what FoD500 does not have, out of it
 LAYOUTS = ("fod500", "dered")  # dered: the AiF images beside the slices, as DEReD's copy has them
 TEST_START = 400  # FoD500's test split is scenes 400-499 (DFV: int(name[:6]) < 400 is training)
 # What peers' loaders assume (docs/design.md, checked in their code): said when an export differs.
-PEER_ASSUMPTIONS = ("DFV's dataloader/FoD500.py hard-codes 256 x 256 and five slices; AiFDepthNet's "
-                    "DefocusNet_gen_txt.py takes five TIFFs per scene")
+PEER_ASSUMPTIONS = (
+    "DFV's dataloader/FoD500.py hard-codes 256 x 256 and five slices; AiFDepthNet's "
+    "DefocusNet_gen_txt.py takes five TIFFs per scene"
+)
 _TIFF_UNCOMPRESSED = [cv2.IMWRITE_TIFF_COMPRESSION, 1]
 
 
@@ -103,8 +105,9 @@ def scan_folder(folder: Path) -> tuple[dict[int, SceneFiles], list[str]]:
             continue
         m, n = _SLICE.match(p.name), _INDEXED.match(p.name)
         if not (m or n) or not p.is_file():
-            odd.append(f"{p}: name does not follow FoD500's pattern ({{i:06d}}_{{j:02d}}All.tif, {{i:06d}}Dpt.exr, "
-                       "{i:06d}Aif.tif)")
+            odd.append(
+                f"{p}: name does not follow FoD500's pattern ({{i:06d}}_{{j:02d}}All.tif, {{i:06d}}Dpt.exr, {{i:06d}}Aif.tif)"
+            )
             continue
         if m:
             sf = scenes.setdefault(int(m.group(1)), SceneFiles(int(m.group(1))))
@@ -122,8 +125,10 @@ def scan_folder(folder: Path) -> tuple[dict[int, SceneFiles], list[str]]:
 def _check_files(sf: SceneFiles, folder: Path, want_aif: bool) -> None:
     for j in range(len(FOCUS_DISTANCES)):
         if j not in sf.slices:
-            raise BadScene(f"{folder / f'{sf.index:06d}_{j:02d}All.tif'}: missing (scene {sf.index} has slices "
-                           f"{sorted(sf.slices) or 'none'}; FoD500 has 0 to {len(FOCUS_DISTANCES) - 1})")
+            raise BadScene(
+                f"{folder / f'{sf.index:06d}_{j:02d}All.tif'}: missing (scene {sf.index} has slices "
+                f"{sorted(sf.slices) or 'none'}; FoD500 has 0 to {len(FOCUS_DISTANCES) - 1})"
+            )
     extra = sorted(set(sf.slices) - set(range(len(FOCUS_DISTANCES))))
     if extra:
         raise BadScene(f"{sf.slices[extra[0]]}: slice {extra[0]} beyond FoD500's {len(FOCUS_DISTANCES)} slices")
@@ -156,8 +161,10 @@ def read_depth(path: Path, notes: list[str] | None = None) -> np.ndarray:
         raise BadScene(f"{path}: no channel R (it has {', '.join(sorted(channels)) or 'none'}); FoD500 keeps depth in R")
     depth = channels["R"]
     if depth.dtype not in (np.float16, np.float32) or depth.shape != SIZE:
-        raise BadScene(f"{path}: channel R is {depth.dtype} of {depth.shape[1]} x {depth.shape[0]} px, expected "
-                       f"half or float of FoD500's {SIZE[1]} x {SIZE[0]}")
+        raise BadScene(
+            f"{path}: channel R is {depth.dtype} of {depth.shape[1]} x {depth.shape[0]} px, expected "
+            f"half or float of FoD500's {SIZE[1]} x {SIZE[0]}"
+        )
     depth, n = mark_bad_as_no_data(depth, str(path), "depth", bad=BadScene)
     if n and notes is not None:
         notes.append(f"{path}: {n} depth pixel(s) not finite or negative, marked as no data")
@@ -202,8 +209,14 @@ def read_scene(sf: SceneFiles, has_aif: bool, folder: Path, notes: list[str] | N
     )
 
 
-def import_fod500(folder: str | os.PathLike, out: str | os.PathLike, *, split: str = "all", skip_bad: bool = False,
-                  progress: Callable | None = None) -> ImportSummary:
+def import_fod500(
+    folder: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    split: str = "all",
+    skip_bad: bool = False,
+    progress: Callable | None = None,
+) -> ImportSummary:
     """Import FoD500 ``folder`` (scenes of ``split``: train, test or all) into a new schema file ``out``,
     written under a temporary name and renamed at the end. Bad scenes raise BadScene, or with
     ``skip_bad`` are left out and listed in the summary. ``progress(iterable, total)`` wraps the loop."""
@@ -215,14 +228,25 @@ def import_fod500(folder: str | os.PathLike, out: str | os.PathLike, *, split: s
         raise BadScene(odd[0])
     picked = [sf for i, sf in sorted(scenes.items()) if split == "all" or i in SPLITS[split]]
     if not picked:
-        raise DatasetError(f"{folder}: no FoD500 scenes{'' if split == 'all' else f' of the {split} split'} "
-                           "(files ending All.tif / Dpt.exr)")
+        raise DatasetError(
+            f"{folder}: no FoD500 scenes{'' if split == 'all' else f' of the {split} split'} (files ending All.tif / Dpt.exr)"
+        )
     has_aif = any(sf.aif is not None for sf in picked)
     repaired: list[str] = []
     done, skipped = write_imported(
-        out, picked, lambda sf: read_scene(sf, has_aif, folder, repaired), n_slices=len(FOCUS_DISTANCES), height=SIZE[0],
-        width=SIZE[1], attrs=_attrs(folder, split, has_aif), ground_truth=declaration(has_aif),
-        optional=("stack_size",), skip_bad=skip_bad, progress=progress, bad=BadScene, skipped=odd,
+        out,
+        picked,
+        lambda sf: read_scene(sf, has_aif, folder, repaired),
+        n_slices=len(FOCUS_DISTANCES),
+        height=SIZE[0],
+        width=SIZE[1],
+        attrs=_attrs(folder, split, has_aif),
+        ground_truth=declaration(has_aif),
+        optional=("stack_size",),
+        skip_bad=skip_bad,
+        progress=progress,
+        bad=BadScene,
+        skipped=odd,
     )
     imported = [sf.index for sf in done]
     return ImportSummary(out, imported, skipped, has_aif, repaired)
@@ -282,8 +306,14 @@ def differences_from_fod500(f) -> list[str]:
     return out
 
 
-def export_fod500(path: str | os.PathLike, folder: str | os.PathLike, *, start: int = 0, layout: str = "fod500",
-                  progress: Callable | None = None) -> ExportSummary:
+def export_fod500(
+    path: str | os.PathLike,
+    folder: str | os.PathLike,
+    *,
+    start: int = 0,
+    layout: str = "fod500",
+    progress: Callable | None = None,
+) -> ExportSummary:
     """Write the complete scenes of schema file ``path`` into ``folder`` in FoD500's names and formats,
     numbered from ``start``, the extras laid out by ``layout`` (``LAYOUTS``). ``folder`` must not exist or
     be empty; it is filled under a temporary name beside it and renamed at the end, so a failed export
@@ -359,9 +389,8 @@ def _write_readme(path: Path, f, source, start: int, layout: str = "fod500") -> 
             "{i:06d}Dpt.exr": "planar depth in metres, half float, in R (G and B the same)",
             aif: "all-in-focus image, 8-bit RGB, uncompressed TIFF (as DEReD names it)",
             f"{EXTRA_FOLDER}/{{i:06d}}_{{j:02d}}Def.exr": "signed blur-circle diameter of slice j in pixels (+ behind "
-                                                        "the focal plane), float32, in R",
-            f"{EXTRA_FOLDER}/{{i:06d}}Extra.npz": "every other dataset of the scene, under its focalstack schema "
-                                                 "name (numpy)",
+            "the focal plane), float32, in R",
+            f"{EXTRA_FOLDER}/{{i:06d}}Extra.npz": "every other dataset of the scene, under its focalstack schema name (numpy)",
         },
         "ground_truth": {name: g.describe() for name, g in gt.items()},
         "defocus_model": f.attrs.get("defocus_model"),

@@ -33,8 +33,9 @@ def canny_edges(
     return (cv2.Canny(grey, low, high) > 0).astype(np.uint8)
 
 
-def stored_defocus_maps(depth, focus_distance, f_number, focal_length_mm, sensor_width_mm, model: str,
-                        no_data: float | None = None) -> np.ndarray:
+def stored_defocus_maps(
+    depth, focus_distance, f_number, focal_length_mm, sensor_width_mm, model: str, no_data: float | None = None
+) -> np.ndarray:
     """``optics.defocus_maps`` on the values as a file stores them: every input cast to float32 first
     (so maps made before writing equal maps recomputed after reading, bit for bit). Pixels whose depth
     is ``no_data`` (no ground truth) get NaN.
@@ -56,8 +57,15 @@ def recompute(name: str, rec, declared) -> np.ndarray:
     (whose declaration, ``provenance``, is ``declared``) recomputes instead of storing."""
     if name != "defocus":
         raise ValueError(f"{name!r} cannot be recomputed; only defocus maps can")
-    return stored_defocus_maps(rec.depth, rec.focus_distance, rec.f_number, rec.focal_length_mm,
-                               rec.sensor_width_mm, declared["defocus"].method, declared["depth"].no_data)
+    return stored_defocus_maps(
+        rec.depth,
+        rec.focus_distance,
+        rec.f_number,
+        rec.focal_length_mm,
+        rec.sensor_width_mm,
+        declared["defocus"].method,
+        declared["depth"].no_data,
+    )
 
 
 __all__ = ["canny_edges", "defocus_maps", "recompute", "stored_defocus_maps", "CANNY_LOW", "CANNY_HIGH", "CANNY_BLUR_SIGMA"]

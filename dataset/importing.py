@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from . import provenance
 from .files import atomic_path
@@ -31,8 +31,10 @@ def mark_bad_as_no_data(values, where: str, what: str, bad: type[Exception] = Da
     broken = ~(np.isfinite(values) & (values >= 0))
     n = int(broken.sum())
     if n > MAX_NO_DATA_REPAIR * values.size:
-        raise bad(f"{where}: {n} of {values.size} {what} values not finite or negative (more than "
-                  f"{MAX_NO_DATA_REPAIR:.0%}: is the file broken?)")
+        raise bad(
+            f"{where}: {n} of {values.size} {what} values not finite or negative (more than "
+            f"{MAX_NO_DATA_REPAIR:.0%}: is the file broken?)"
+        )
     return (np.where(broken, np.float32(0), values) if n else values), n
 
 
@@ -57,8 +59,9 @@ def write_imported(
     message listed. Returns (the items imported, the skipped lines, after ``skipped`` given)."""
     imported, skipped = [], list(skipped)
     with atomic_path(out) as tmp:
-        with FocalStackWriter.create(tmp, n_slices=n_slices, height=height, width=width, attrs=attrs,
-                                     ground_truth=ground_truth, optional=optional) as writer:
+        with FocalStackWriter.create(
+            tmp, n_slices=n_slices, height=height, width=width, attrs=attrs, ground_truth=ground_truth, optional=optional
+        ) as writer:
             for item in (progress or (lambda it, total: it))(items, len(items)):
                 try:
                     rec = read(item)

@@ -6,8 +6,7 @@ from __future__ import annotations
 import math
 
 
-def parse_numbers(text: str, what: str, *, count: int | None = None, positive: bool = False,
-                  unit: str = "") -> list[float]:
+def parse_numbers(text: str, what: str, *, count: int | None = None, positive: bool = False, unit: str = "") -> list[float]:
     """'0.1, 0.3,1.5' -> [0.1, 0.3, 1.5]. ValueError naming ``what`` and the bad item otherwise.
 
     Numbers must be finite; with ``positive`` also > 0; with ``count`` exactly that many.

@@ -131,8 +131,7 @@ def thin_lens_image_distance_m(focus_distance_m: float, focal_length_mm: float) 
     return focus_distance_m * f_m / (focus_distance_m - f_m)
 
 
-def cycles_aperture_fstop(model: str, focus_distance_m: float, f_number: float, focal_length_mm: float,
-                          lens_mm: float) -> float:
+def cycles_aperture_fstop(model: str, focus_distance_m: float, f_number: float, focal_length_mm: float, lens_mm: float) -> float:
     """The ``aperture_fstop`` that makes Cycles blur by ``model`` when it renders with lens ``lens_mm``.
 
     Cycles blurs by f_px(lens) * (lens / fstop) * (z - s) / (z s) on a sensor of fixed pixel pitch; the

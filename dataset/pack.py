@@ -53,9 +53,15 @@ class PackStats:
     float16_error: dict[str, dict] = field(default_factory=dict)  # dataset -> max abs / rel error of finite values
 
     def to_dict(self) -> dict:
-        return {"source": self.source.name, "pack": self.pack.name, "scenes": self.scenes,
-                "source_bytes": self.source_bytes, "pack_bytes": self.pack_bytes, "codecs": self.codecs,
-                "float16_error": self.float16_error}
+        return {
+            "source": self.source.name,
+            "pack": self.pack.name,
+            "scenes": self.scenes,
+            "source_bytes": self.source_bytes,
+            "pack_bytes": self.pack_bytes,
+            "codecs": self.codecs,
+            "float16_error": self.float16_error,
+        }
 
 
 def pack_name(source: str | os.PathLike) -> str:
@@ -80,13 +86,19 @@ def _codec(ds: h5py.Dataset, float16: tuple[str, ...]) -> str:
 
 
 def _layout(ds: h5py.Dataset, codec: str) -> str:
-    return json.dumps({
-        "codec": codec, "dtype": ds.dtype.str if h5py.check_string_dtype(ds.dtype) is None else "str",
-        "shape": list(ds.shape[1:]), "chunks": list(ds.chunks) if ds.chunks else None,
-        "maxshape": [None if m is None else int(m) for m in (ds.maxshape or ds.shape)],
-        "compression": ds.compression, "compression_opts": ds.compression_opts, "shuffle": bool(ds.shuffle),
-        "fletcher32": bool(ds.fletcher32),
-    })
+    return json.dumps(
+        {
+            "codec": codec,
+            "dtype": ds.dtype.str if h5py.check_string_dtype(ds.dtype) is None else "str",
+            "shape": list(ds.shape[1:]),
+            "chunks": list(ds.chunks) if ds.chunks else None,
+            "maxshape": [None if m is None else int(m) for m in (ds.maxshape or ds.shape)],
+            "compression": ds.compression,
+            "compression_opts": ds.compression_opts,
+            "shuffle": bool(ds.shuffle),
+            "fletcher32": bool(ds.fletcher32),
+        }
+    )
 
 
 def _copy_attrs(src, dst, skip: tuple[str, ...] = ()) -> None:
@@ -142,8 +154,7 @@ def pack_file(source: str | os.PathLike, out: str | os.PathLike, float16: tuple[
     return stats
 
 
-def _pack_dataset(ds: h5py.Dataset, rows: np.ndarray, codec: str, data: h5py.Group, where: str,
-                  stats: PackStats) -> h5py.Dataset:
+def _pack_dataset(ds: h5py.Dataset, rows: np.ndarray, codec: str, data: h5py.Group, where: str, stats: PackStats) -> h5py.Dataset:
     name = ds.name.lstrip("/")
     if codec == "json-lzma":
         texts = [v.decode() if isinstance(v, bytes) else str(v) for v in ds[rows]] if len(rows) else []
@@ -162,17 +173,19 @@ def _pack_dataset(ds: h5py.Dataset, rows: np.ndarray, codec: str, data: h5py.Gro
         values = ds[rows] if len(rows) else np.zeros((0, *ds.shape[1:]), ds.dtype)
         finite = np.isfinite(values)
         if finite.any() and np.abs(values[finite]).max() > FLOAT16_MAX:
-            raise DatasetError(f"{where}: values up to {np.abs(values[finite]).max():.3g} exceed what a half "
-                               f"float holds ({FLOAT16_MAX:g}); pack it exactly (without --float16 {name})")
+            raise DatasetError(
+                f"{where}: values up to {np.abs(values[finite]).max():.3g} exceed what a half "
+                f"float holds ({FLOAT16_MAX:g}); pack it exactly (without --float16 {name})"
+            )
         half = values.astype(np.float16)
         err = np.abs(half.astype(np.float64) - values)[finite]
         rel = err / np.maximum(np.abs(values[finite]), np.finfo(np.float32).tiny)
         stats.float16_error[name] = {"max_abs": float(err.max(initial=0.0)), "max_rel": float(rel.max(initial=0.0))}
-        return data.create_dataset(name, data=half, chunks=chunks if len(rows) else None,
-                                   **(_GZIP9 if len(rows) else {}))
+        return data.create_dataset(name, data=half, chunks=chunks if len(rows) else None, **(_GZIP9 if len(rows) else {}))
     values = ds[rows] if len(rows) else np.zeros((0, *ds.shape[1:]), ds.dtype)
-    return data.create_dataset(name, data=values, chunks=chunks if len(rows) and ds.ndim > 1 else None,
-                               **(_GZIP9 if len(rows) else {}))
+    return data.create_dataset(
+        name, data=values, chunks=chunks if len(rows) and ds.ndim > 1 else None, **(_GZIP9 if len(rows) else {})
+    )
 
 
 def _szip_encodes() -> bool:
@@ -212,8 +225,11 @@ def _unpack_file(pack: Path, out: Path) -> tuple[Path, list[str]]:
             for name in json.loads(p.attrs["order"]):
                 src = p["data"][name]
                 layout = json.loads(src.attrs[_LAYOUT])
-                filters = {"compression": layout["compression"], "compression_opts": _opts(layout["compression_opts"]),
-                           "shuffle": layout["shuffle"]}
+                filters = {
+                    "compression": layout["compression"],
+                    "compression_opts": _opts(layout["compression_opts"]),
+                    "shuffle": layout["shuffle"],
+                }
                 if layout["compression"] == "szip" and not _szip_encodes():
                     filters = {"compression": "gzip", "compression_opts": 6, "shuffle": True}
                     notes.append(f"{name}: this HDF5 build cannot write szip; stored with gzip 6 + shuffle")
@@ -224,8 +240,7 @@ def _unpack_file(pack: Path, out: Path) -> tuple[Path, list[str]]:
                 dtype = h5py.string_dtype("utf-8") if layout["dtype"] == "str" else np.dtype(layout["dtype"])
                 maxshape = tuple(layout["maxshape"])
                 chunks = tuple(layout["chunks"]) if layout["chunks"] else None
-                ds = f.create_dataset(name, shape=(n, *layout["shape"]), maxshape=maxshape, chunks=chunks,
-                                      dtype=dtype, **filters)
+                ds = f.create_dataset(name, shape=(n, *layout["shape"]), maxshape=maxshape, chunks=chunks, dtype=dtype, **filters)
                 _unpack_into(src, ds, layout["codec"], n, f"{pack}: {name!r}")
                 _copy_attrs(src, ds, skip=(_LAYOUT,))
     return out, notes
@@ -249,8 +264,8 @@ def _unpack_into(src: h5py.Dataset, ds: h5py.Dataset, codec: str, n: int, where:
             scene = np.empty(ds.shape[1:], dtype=np.uint8)
             for index in np.ndindex(*middle):
                 image = cv2.imdecode(src[(k, *index)], cv2.IMREAD_UNCHANGED)
-                if image is None or image.shape != scene.shape[len(middle):]:
-                    raise DatasetError(f"{where}: scene {k} image {index} does not decode to {scene.shape[len(middle):]}")
+                if image is None or image.shape != scene.shape[len(middle) :]:
+                    raise DatasetError(f"{where}: scene {k} image {index} does not decode to {scene.shape[len(middle) :]}")
                 scene[index] = image
             ds[k] = scene
         return
@@ -258,4 +273,4 @@ def _unpack_into(src: h5py.Dataset, ds: h5py.Dataset, codec: str, n: int, where:
         raise DatasetError(f"{where}: unknown codec {codec!r}")
     step = max(1, (64 << 20) // max(1, src.dtype.itemsize * int(np.prod(src.shape[1:]))))  # ~64 MB at a time
     for k in range(0, n, step):
-        ds[k:k + step] = src[k:k + step].astype(ds.dtype)
+        ds[k : k + step] = src[k : k + step].astype(ds.dtype)

@@ -38,9 +38,7 @@ def _figure(scene: SceneRecord, title: str | None, columns: int | None) -> Figur
     # Enough dots that a panel shows every pixel of images up to 512 px (titles and colour bars take
     # some of the panel, hence the margin); at least 100 dpi so text stays crisp for tiny scenes.
     dpi = max(100.0, 1.2 * min(max(height, width), 512) / PANEL_INCHES)
-    fig = Figure(
-        figsize=(cols * PANEL_INCHES + 1.4, rows * (panel_h + 0.55) + 0.6), dpi=dpi, layout="constrained"
-    )
+    fig = Figure(figsize=(cols * PANEL_INCHES + 1.4, rows * (panel_h + 0.55) + 0.6), dpi=dpi, layout="constrained")
     # Three sub-figures (slices, defocus, AiF/depth/edges), each laid out on its own, so that a colour
     # bar in one does not shift the columns of the others.
     subfigures = fig.subfigures(3, 1, height_ratios=[slice_rows, defocus_rows, 1])
@@ -93,8 +91,9 @@ def _figure(scene: SceneRecord, title: str | None, columns: int | None) -> Figur
     if title is None:
         camera = ""
         if scene.f_number is not None:
-            camera = (f"  f/{scene.f_number:.3g}  focal length {scene.focal_length_mm:.3g} mm  "
-                      f"sensor {scene.sensor_width_mm:.3g} mm")
+            camera = (
+                f"  f/{scene.f_number:.3g}  focal length {scene.focal_length_mm:.3g} mm  sensor {scene.sensor_width_mm:.3g} mm"
+            )
         seed = f"  seed {scene.seed}" if scene.seed >= 0 else ""
         title = f"scene {scene.index}{seed}  {width}x{height} px{camera}"
     fig.suptitle(title, fontsize=10)
@@ -114,8 +113,14 @@ def _normals_panel(ax, normals, show) -> None:
 def _objects_panel(ax, objects, show) -> None:
     objects = np.asarray(objects)
     n = len(np.unique(objects[objects > 0]))
-    show(ax, np.where(objects > 0, objects % 20, np.nan), f"objects ({n} in view)\nblank = background", cmap="tab20",
-         vmin=0, vmax=19)
+    show(
+        ax,
+        np.where(objects > 0, objects % 20, np.nan),
+        f"objects ({n} in view)\nblank = background",
+        cmap="tab20",
+        vmin=0,
+        vmax=19,
+    )
 
 
 # Ground truth beyond AiF, depth and edges, in the bottom row when a scene has it: (record field, panel).
@@ -159,8 +164,7 @@ def _depth_panel(low, ax, scene: SceneRecord, show) -> None:
     lo, hi = (float(good.min()), float(good.max())) if good.size else (0.0, 1.0)
     holes = int(depth.size - good.size)
     note = f"\n{holes} px without ground truth" if holes else ""
-    im_depth = show(ax, np.where(valid, depth, np.nan), f"depth {lo:.3g} to {hi:.3g} m{note}", cmap=DEPTH_CMAP,
-                    vmin=lo, vmax=hi)
+    im_depth = show(ax, np.where(valid, depth, np.nan), f"depth {lo:.3g} to {hi:.3g} m{note}", cmap=DEPTH_CMAP, vmin=lo, vmax=hi)
     cb = low.colorbar(im_depth, ax=ax, shrink=0.9, aspect=20)
     cb.set_label("depth [m]", fontsize=8)
     cb.ax.tick_params(labelsize=7)

@@ -104,14 +104,12 @@ class GroundTruth:
         derived_from = d.get("from", [])
         no_data = d.get("no_data")
         if not isinstance(stored, bool) or (source == "absent" and stored):
-            raise DatasetError(f"ground_truth[{name!r}]: 'stored' is {stored!r}, expected true or false "
-                               "(false for absent data)")
+            raise DatasetError(f"ground_truth[{name!r}]: 'stored' is {stored!r}, expected true or false (false for absent data)")
         if not (isinstance(derived_from, list) and all(isinstance(x, str) for x in derived_from)):
             raise DatasetError(f"ground_truth[{name!r}]: 'from' is {derived_from!r}, expected a list of names")
         if no_data is not None and (isinstance(no_data, bool) or not isinstance(no_data, (int, float))):
             raise DatasetError(f"ground_truth[{name!r}]: 'no_data' is {no_data!r}, expected a number")
-        gt = cls(source, stored, tuple(derived_from), str(d.get("method", "")),
-                 None if no_data is None else float(no_data))
+        gt = cls(source, stored, tuple(derived_from), str(d.get("method", "")), None if no_data is None else float(no_data))
         gt.check(name)
         return gt
 
@@ -128,23 +126,25 @@ class GroundTruth:
                     f"{', '.join(RECOMPUTABLE)} (derived); store it or declare it absent"
                 )
             if self.method not in DEFOCUS_MODELS:
-                raise DatasetError(f"ground_truth[{name!r}]: recomputed by method {self.method!r}, expected one "
-                                   f"of {', '.join(DEFOCUS_MODELS)}")
+                raise DatasetError(
+                    f"ground_truth[{name!r}]: recomputed by method {self.method!r}, expected one of {', '.join(DEFOCUS_MODELS)}"
+                )
 
 
 ABSENT = GroundTruth("absent", stored=False)
 Declaration = dict  # dataset name -> GroundTruth, one entry per schema.GROUND_TRUTH_NAMES
 
 
-def rendered_declaration(defocus_model: str, *, store_defocus: bool = True,
-                         requested: tuple[str, ...] = ()) -> Declaration:
+def rendered_declaration(defocus_model: str, *, store_defocus: bool = True, requested: tuple[str, ...] = ()) -> Declaration:
     """What a rendered file holds: everything but disparity and the ground truth rendered only on request
     (``schema.ON_REQUEST_GROUND_TRUTH``) that is not in ``requested``; defocus maps derived by
     ``defocus_model``, stored or (``store_defocus=False``) recomputed by readers."""
     unknown = sorted(set(requested) - set(schema.ON_REQUEST_GROUND_TRUTH))
     if unknown:
-        raise DatasetError(f"ground truth {', '.join(unknown)}: not one the renderer makes on request "
-                           f"(expected some of {', '.join(schema.ON_REQUEST_GROUND_TRUTH)})")
+        raise DatasetError(
+            f"ground truth {', '.join(unknown)}: not one the renderer makes on request "
+            f"(expected some of {', '.join(schema.ON_REQUEST_GROUND_TRUTH)})"
+        )
     return {
         "aif": GroundTruth("rendered"),
         "depth": GroundTruth("rendered"),
@@ -172,10 +172,11 @@ def complete_declaration(declared: Mapping[str, GroundTruth], version: int = sch
     missing = [name for name in schema.GROUND_TRUTH_NAMES if name not in declared]
     unknown = sorted(set(declared) - set(schema.GROUND_TRUTH_NAMES))
     if missing or unknown:
-        parts = ([f"missing {', '.join(missing)}"] if missing else []) + (
-            [f"unknown {', '.join(unknown)}"] if unknown else [])
-        raise DatasetError(f"ground_truth: {'; '.join(parts)} (expected one entry per ground-truth dataset: "
-                           f"{', '.join(schema.GROUND_TRUTH_NAMES)})")
+        parts = ([f"missing {', '.join(missing)}"] if missing else []) + ([f"unknown {', '.join(unknown)}"] if unknown else [])
+        raise DatasetError(
+            f"ground_truth: {'; '.join(parts)} (expected one entry per ground-truth dataset: "
+            f"{', '.join(schema.GROUND_TRUTH_NAMES)})"
+        )
     out = {}
     for name in schema.GROUND_TRUTH_NAMES:
         gt = declared[name]

@@ -180,8 +180,10 @@ class FocalStackFile:
             if column is None:
                 column = self._columns[spec.name] = ds[:]
         except OSError as exc:  # a chunk that fails its checksum, or cannot be decoded
-            raise DatasetError(f"{self.path}: {ds.name.lstrip('/')!r} of row {row} cannot be read: damaged "
-                               f"({one_line_text(exc)}); `focalstack-data salvage` copies the intact scenes") from None
+            raise DatasetError(
+                f"{self.path}: {ds.name.lstrip('/')!r} of row {row} cannot be read: damaged "
+                f"({one_line_text(exc)}); `focalstack-data salvage` copies the intact scenes"
+            ) from None
         return column[row].copy() if column.ndim > 1 else column[row]
 
     def read_all(self, name: str) -> np.ndarray:

@@ -136,8 +136,10 @@ def _copy_intact(path: Path, valid: int, scratch: Path, report: SalvageReport) -
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
-        raise DatasetError(f"{report.source}: HDF5 cannot open it even extended to its recorded length "
-                           f"({' '.join(str(exc).split())[:120]}): its header is lost") from None
+        raise DatasetError(
+            f"{report.source}: HDF5 cannot open it even extended to its recorded length "
+            f"({' '.join(str(exc).split())[:120]}): its header is lost"
+        ) from None
     with f:
         if f.attrs.get("format") != "focalstack" or "complete" not in f:
             raise DatasetError(f"{report.source}: not a focalstack file (or its header is lost)")
@@ -164,10 +166,19 @@ def _copy_intact(path: Path, valid: int, scratch: Path, report: SalvageReport) -
                 g.attrs[key] = value
             for name in names:
                 ds = f[name]
-                filters = {k: v for k, v in (("compression", ds.compression), ("compression_opts", ds.compression_opts),
-                                             ("shuffle", ds.shuffle), ("fletcher32", ds.fletcher32)) if v}
-                new = g.create_dataset(name, shape=(len(keep), *ds.shape[1:]), maxshape=ds.maxshape, chunks=ds.chunks,
-                                       dtype=ds.dtype, **filters)
+                filters = {
+                    k: v
+                    for k, v in (
+                        ("compression", ds.compression),
+                        ("compression_opts", ds.compression_opts),
+                        ("shuffle", ds.shuffle),
+                        ("fletcher32", ds.fletcher32),
+                    )
+                    if v
+                }
+                new = g.create_dataset(
+                    name, shape=(len(keep), *ds.shape[1:]), maxshape=ds.maxshape, chunks=ds.chunks, dtype=ds.dtype, **filters
+                )
                 for key, value in ds.attrs.items():
                     new.attrs[key] = value
                 for k, row in enumerate(keep):

@@ -116,8 +116,11 @@ class SceneSamples:
         depth = np.where(valid, depth, 0).astype(np.float32)
         has_aif, has_defocus = rec.aif is not None, rec.defocus is not None
         aif = rec.aif.astype(np.float32) / 255.0 if rec.aif is not None else np.zeros((h, w, 3), np.float32)
-        defocus = (np.nan_to_num(np.asarray(rec.defocus, np.float32)[slices]) if has_defocus
-                   else np.zeros((len(slices), h, w), np.float32))
+        defocus = (
+            np.nan_to_num(np.asarray(rec.defocus, np.float32)[slices])
+            if has_defocus
+            else np.zeros((len(slices), h, w), np.float32)
+        )
         y0 = x0 = 0
         ch, cw = o.crop or (h, w)
         if o.crop:
@@ -138,8 +141,19 @@ class SceneSamples:
             normed = (stack_chw - IMAGENET_MEAN[None, :, None, None]) / IMAGENET_STD[None, :, None, None]
             return normed.astype(np.float32), (depth * o.scale)[None].astype(np.float32), (focus * o.scale).astype(np.float32)
         if o.layout == "aifdepthnet":
-            return {"stack_rgb_img": np.ascontiguousarray(stack_chw.transpose(1, 0, 2, 3)),
-                    "focus_position": focus[None], "depth": depth[None], "AiF_img": aif_chw}
-        return {"stack": stack_chw, "focus_distance": focus, "depth": depth, "aif": aif_chw,
-                "defocus": np.ascontiguousarray(defocus), "depth_valid": np.ascontiguousarray(valid),
-                "has_aif": has_aif, "has_defocus": has_defocus}
+            return {
+                "stack_rgb_img": np.ascontiguousarray(stack_chw.transpose(1, 0, 2, 3)),
+                "focus_position": focus[None],
+                "depth": depth[None],
+                "AiF_img": aif_chw,
+            }
+        return {
+            "stack": stack_chw,
+            "focus_distance": focus,
+            "depth": depth,
+            "aif": aif_chw,
+            "defocus": np.ascontiguousarray(defocus),
+            "depth_valid": np.ascontiguousarray(valid),
+            "has_aif": has_aif,
+            "has_defocus": has_defocus,
+        }

@@ -79,16 +79,16 @@ ARRAYS: tuple[ArraySpec, ...] = (
     ArraySpec("stack", "uint8", ("S", "H", "W", "3"), "focal slices, 8-bit sRGB, in focus_distance order"),
     ArraySpec("aif", "uint8", ("H", "W", "3"), "all-in-focus (pinhole) render, 8-bit sRGB", "ground_truth"),
     ArraySpec("depth", "float32", ("H", "W"), "planar depth along the optical axis, metres", "ground_truth"),
-    ArraySpec("defocus", "float32", ("S", "H", "W"), "signed blur-circle diameter, pixels (+ behind focus)",
-              "ground_truth"),
+    ArraySpec("defocus", "float32", ("S", "H", "W"), "signed blur-circle diameter, pixels (+ behind focus)", "ground_truth"),
     ArraySpec("edges", "uint8", ("H", "W"), "Canny edges of aif, 0 or 1", "ground_truth"),
     ArraySpec("focus_distance", "float32", ("S",), "focus distance of each slice, metres"),
     ArraySpec("f_number", "float32", (), "f-number of the scene's camera", "ground_truth"),
     ArraySpec("focal_length_mm", "float32", (), "focal length, millimetres", "ground_truth"),
     ArraySpec("sensor_width_mm", "float32", (), "sensor width, millimetres (horizontal fit)", "ground_truth"),
     ArraySpec("seed", "int64", (), "seed the scene was sampled from; -1 for imported scenes"),
-    ArraySpec("scene", "str", (), "JSON scene description, enough to render the scene again (imports: "
-              "where the scene came from)"),
+    ArraySpec(
+        "scene", "str", (), "JSON scene description, enough to render the scene again (imports: where the scene came from)"
+    ),
     ArraySpec("complete", "bool", (), "set last, once all of the scene's arrays are written"),
 )
 ARRAY_NAMES = tuple(a.name for a in ARRAYS)  # the datasets of a version-1 file
@@ -98,36 +98,71 @@ ARRAY_NAMES = tuple(a.name for a in ARRAYS)  # the datasets of a version-1 file
 # files of other writers may lack them. Pixel coordinates follow OpenCV: (0, 0) is the centre of the
 # top-left pixel.
 OPTIONAL_ARRAYS: tuple[ArraySpec, ...] = (
-    ArraySpec("slice_homography", "float32", ("S", "3", "3"),
-              "maps reference-view pixel coordinates to each slice's pixel coordinates (plane at the slice's "
-              "focus distance); identity without breathing or shake", "optional"),
-    ArraySpec("slice_pose", "float32", ("S", "4", "4"),
-              "pose of each slice's camera in the reference camera's frame (Blender axes: -Z forward, +Y up), m",
-              "optional"),
-    ArraySpec("slice_focal_length_mm", "float32", ("S",),
-              "focal length each slice was rendered with, mm (the image distance when the lens breathes)",
-              "optional"),
-    ArraySpec("stack_size", "int16", (),
-              "number of distinct slices; a shorter stack repeats its last slice (and its focus distance, "
-              "defocus and geometry) up to S", "optional"),
+    ArraySpec(
+        "slice_homography",
+        "float32",
+        ("S", "3", "3"),
+        "maps reference-view pixel coordinates to each slice's pixel coordinates (plane at the slice's "
+        "focus distance); identity without breathing or shake",
+        "optional",
+    ),
+    ArraySpec(
+        "slice_pose",
+        "float32",
+        ("S", "4", "4"),
+        "pose of each slice's camera in the reference camera's frame (Blender axes: -Z forward, +Y up), m",
+        "optional",
+    ),
+    ArraySpec(
+        "slice_focal_length_mm",
+        "float32",
+        ("S",),
+        "focal length each slice was rendered with, mm (the image distance when the lens breathes)",
+        "optional",
+    ),
+    ArraySpec(
+        "stack_size",
+        "int16",
+        (),
+        "number of distinct slices; a shorter stack repeats its last slice (and its focus distance, "
+        "defocus and geometry) up to S",
+        "optional",
+    ),
 )
 
 # Ground truth added in version 2 (absent from every version-1 file).
 GROUND_TRUTH_V2: tuple[ArraySpec, ...] = (
-    ArraySpec("disparity", "float32", ("H", "W"),
-              "disparity as the source data set gave it, pixels (DDFF-12); 0 = no ground truth", "ground_truth",
-              since=2),
+    ArraySpec(
+        "disparity",
+        "float32",
+        ("H", "W"),
+        "disparity as the source data set gave it, pixels (DDFF-12); 0 = no ground truth",
+        "ground_truth",
+        since=2,
+    ),
 )
 
 # Ground truth added in version 3: rendered only when asked (``focalstack-render --ground-truth``).
 GROUND_TRUTH_V3: tuple[ArraySpec, ...] = (
-    ArraySpec("normals", "float16", ("H", "W", "3"),
-              "surface normal of the surface each pixel sees (the all-in-focus render's), unit vector in the "
-              "camera frame: +x right, +y up, +z towards the camera", "ground_truth", since=3, flip_negates=(0, 1)),
-    ArraySpec("objects", "uint16", ("H", "W"),
-              "which object each pixel sees: its index in the scene description's objects plus 1; 0 = "
-              "background (objects of role 'background': walls, floors, backdrops; and the world)", "ground_truth",
-              since=3),
+    ArraySpec(
+        "normals",
+        "float16",
+        ("H", "W", "3"),
+        "surface normal of the surface each pixel sees (the all-in-focus render's), unit vector in the "
+        "camera frame: +x right, +y up, +z towards the camera",
+        "ground_truth",
+        since=3,
+        flip_negates=(0, 1),
+    ),
+    ArraySpec(
+        "objects",
+        "uint16",
+        ("H", "W"),
+        "which object each pixel sees: its index in the scene description's objects plus 1; 0 = "
+        "background (objects of role 'background': walls, floors, backdrops; and the world)",
+        "ground_truth",
+        since=3,
+    ),
 )
 
 WRITTEN_ARRAYS = ARRAYS + OPTIONAL_ARRAYS + GROUND_TRUTH_V2 + GROUND_TRUTH_V3  # every dataset the schema knows, in record order

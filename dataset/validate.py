@@ -155,10 +155,16 @@ def _check_header(f: h5py.File, r: ValidationReport) -> bool:
         r.problem(f"root attribute 'defocus_model' is {model!r} but 'config' says {config['defocus_model']!r}")
     elif version > 1 and defocus_present and "defocus_model" not in attrs:
         r.problem("root attribute 'defocus_model' missing (the file has defocus maps)")
-    if model in optics.DEFOCUS_MODELS and declared and declared["defocus"].source == "derived" \
-            and declared["defocus"].method != model:
-        r.problem(f"ground_truth['defocus'] is derived by {declared['defocus'].method!r} but root attribute "
-                  f"'defocus_model' is {model!r}")
+    if (
+        model in optics.DEFOCUS_MODELS
+        and declared
+        and declared["defocus"].source == "derived"
+        and declared["defocus"].method != model
+    ):
+        r.problem(
+            f"ground_truth['defocus'] is derived by {declared['defocus'].method!r} but root attribute "
+            f"'defocus_model' is {model!r}"
+        )
     created = attrs.get("created_utc")
     if isinstance(created, str):
         try:
@@ -221,8 +227,10 @@ def _check_datasets(f: h5py.File, r: ValidationReport) -> bool:
                 present = False
             continue
         if declared and name in declared and not declared[name].stored:
-            r.problem(f"dataset {name!r} is in the file, but its ground_truth entry says "
-                      f"{declared[name].describe()}; expected no such dataset")
+            r.problem(
+                f"dataset {name!r} is in the file, but its ground_truth entry says "
+                f"{declared[name].describe()}; expected no such dataset"
+            )
             continue
         ds = f[name]
         if not _dtype_ok(ds, spec):
@@ -349,8 +357,10 @@ def _check_small_arrays(f: h5py.File, r: ValidationReport, rows: np.ndarray, dec
     f_m = f_mm * 1e-3
     bad_focus = np.flatnonzero(~np.all(optics.beyond_focal_length(focus, f_mm[:, None]), axis=1))
     for i in bad_focus[:3]:
-        r.problem(f"{_scene_label(i, rows[i])}: 'focus_distance' {focus[i].tolist()} m, expected every distance "
-                  f"{beyond}" + (f" ({f_m[i]:g} m)" if "focal_length_mm" in cams else ""))
+        r.problem(
+            f"{_scene_label(i, rows[i])}: 'focus_distance' {focus[i].tolist()} m, expected every distance "
+            f"{beyond}" + (f" ({f_m[i]:g} m)" if "focal_length_mm" in cams else "")
+        )
     if len(bad_focus) > 3:
         r.problem(f"'focus_distance': {len(bad_focus) - 3} more scene(s) focused inside the focal length")
     seeds = f["seed"][:][rows]
@@ -403,19 +413,23 @@ def _check_one_scene(f, r: ValidationReport, index: int, row: int, declared, con
         nonfinite = ~np.isfinite(defocus) & ~np.asarray(holes)
         if nonfinite.any():
             r.problem(f"{label}: 'defocus' has {int(nonfinite.sum())} non-finite value(s)")
-        elif gt.source == "derived" and gt.method in optics.DEFOCUS_MODELS and depth is not None \
-                and bad is not None and not bad.any() and not bad_camera:
+        elif (
+            gt.source == "derived"
+            and gt.method in optics.DEFOCUS_MODELS
+            and depth is not None
+            and bad is not None
+            and not bad.any()
+            and not bad_camera
+        ):
             _check_defocus(f, r, label, row, depth, defocus, gt.method, declared["depth"].no_data)
 
     keys = ("canny_low", "canny_high", "canny_blur_sigma")
-    if edges is not None and aif is not None and all(isinstance(config.get(k), (int, float)) for k in keys) \
-            and not stray.size:
+    if edges is not None and aif is not None and all(isinstance(config.get(k), (int, float)) for k in keys) and not stray.size:
         want = canny_edges(aif, config["canny_low"], config["canny_high"], config["canny_blur_sigma"])
         frac = float(np.mean(want != edges))
         if frac > EDGE_MISMATCH_WARN:
             r.warn(
-                f"{label}: 'edges' differ from Canny edges of 'aif' with the config's thresholds in "
-                f"{100 * frac:.1f}% of pixels"
+                f"{label}: 'edges' differ from Canny edges of 'aif' with the config's thresholds in {100 * frac:.1f}% of pixels"
             )
 
 
@@ -428,8 +442,10 @@ def _check_normals(r, label: str, normals: np.ndarray) -> None:
     length = np.linalg.norm(normals, axis=-1)
     bad = ~(np.abs(length - 1) <= NORMAL_LENGTH_ATOL)
     if bad.any():
-        r.problem(f"{label}: 'normals' has {int(bad.sum())} pixel(s) that are not unit vectors (length "
-                  f"{float(np.nanmax(np.abs(length - 1))):.3g} away from 1); expected unit vectors")
+        r.problem(
+            f"{label}: 'normals' has {int(bad.sum())} pixel(s) that are not unit vectors (length "
+            f"{float(np.nanmax(np.abs(length - 1))):.3g} away from 1); expected unit vectors"
+        )
 
 
 def _check_objects(r, label: str, objects: np.ndarray, description) -> None:
@@ -438,8 +454,10 @@ def _check_objects(r, label: str, objects: np.ndarray, description) -> None:
         return  # no description to check against (reported with 'scene')
     n = len(description["objects"])
     if objects.size and int(objects.max()) > n:
-        r.problem(f"{label}: 'objects' holds index {int(objects.max())}, but the scene has {n} object(s); "
-                  f"expected 0 (background) to {n}")
+        r.problem(
+            f"{label}: 'objects' holds index {int(objects.max())}, but the scene has {n} object(s); "
+            f"expected 0 (background) to {n}"
+        )
 
 
 def _check_positive(r, label: str, name: str, values: np.ndarray, no_data, expected: str) -> np.ndarray:
@@ -458,13 +476,16 @@ def _check_depth_from_disparity(r, label: str, depth, disparity, declared) -> No
     no_depth = depth == declared["depth"].no_data if declared["depth"].no_data is not None else np.zeros(depth.shape, bool)
     no_disp = disparity == declared["disparity"].no_data if declared["disparity"].no_data is not None else no_depth
     if not np.array_equal(no_depth, no_disp):
-        r.problem(f"{label}: 'depth' and 'disparity' lack ground truth at different pixels "
-                  f"({int(no_depth.sum())} and {int(no_disp.sum())})")
+        r.problem(
+            f"{label}: 'depth' and 'disparity' lack ground truth at different pixels "
+            f"({int(no_depth.sum())} and {int(no_disp.sum())})"
+        )
         return
     k = (depth * disparity)[~no_depth]
     if k.size and np.all(np.isfinite(k)) and np.ptp(k) > 1e-6 * np.abs(k).max():
-        r.problem(f"{label}: 'depth' is not one constant over 'disparity' (depth x disparity from {k.min():.6g} "
-                  f"to {k.max():.6g})")
+        r.problem(
+            f"{label}: 'depth' is not one constant over 'disparity' (depth x disparity from {k.min():.6g} to {k.max():.6g})"
+        )
 
 
 def _expected_defocus(f, row: int, depth: np.ndarray, model: str, no_data) -> np.ndarray:

@@ -98,15 +98,21 @@ def _declaration(attrs: dict, ground_truth: provenance.Declaration | None) -> pr
     defocus = declared["defocus"]
     if defocus.source == "derived" and attrs.get("defocus_model") != defocus.method:
         raise DatasetError(
-            f"attribute 'defocus_model' is {attrs.get('defocus_model')!r}, but the defocus maps are derived by "
-            f"{defocus.method!r}"
+            f"attribute 'defocus_model' is {attrs.get('defocus_model')!r}, but the defocus maps are derived by {defocus.method!r}"
         )
     return declared
 
 
-def _init_file(f: h5py.File, n_slices: int, height: int, width: int, attrs: dict,
-               declared: provenance.Declaration, optional: tuple[str, ...] | None = None,
-               storage: dict[str, Storage] | None = None) -> None:
+def _init_file(
+    f: h5py.File,
+    n_slices: int,
+    height: int,
+    width: int,
+    attrs: dict,
+    declared: provenance.Declaration,
+    optional: tuple[str, ...] | None = None,
+    storage: dict[str, Storage] | None = None,
+) -> None:
     """Root attributes and the empty datasets of a new file: the required and optional ones, and the
     ground truth the declaration says the file stores."""
     f.attrs["format"] = schema.FORMAT
@@ -150,8 +156,7 @@ class FocalStackWriter:
     """Writer for one schema-v2 file (or a schema-v1 file it resumes). Use ``create_or_resume`` (or
     ``create`` for a path the caller owns) and then ``append`` scenes."""
 
-    def __init__(self, path: Path, h5: h5py.File, n_slices: int, height: int, width: int,
-                 declared: provenance.Declaration):
+    def __init__(self, path: Path, h5: h5py.File, n_slices: int, height: int, width: int, declared: provenance.Declaration):
         self.path = path
         self._h5 = h5
         self.n_slices, self.height, self.width = n_slices, height, width
@@ -193,10 +198,18 @@ class FocalStackWriter:
         return cls(path, h5py.File(path, "r+"), n_slices, height, width, declared)
 
     @classmethod
-    def create(cls, path: str | os.PathLike, *, n_slices: int, height: int, width: int, attrs: dict,
-               ground_truth: provenance.Declaration | None = None,
-               optional: tuple[str, ...] | None = None,
-               storage: dict[str, Storage] | None = None) -> "FocalStackWriter":
+    def create(
+        cls,
+        path: str | os.PathLike,
+        *,
+        n_slices: int,
+        height: int,
+        width: int,
+        attrs: dict,
+        ground_truth: provenance.Declaration | None = None,
+        optional: tuple[str, ...] | None = None,
+        storage: dict[str, Storage] | None = None,
+    ) -> "FocalStackWriter":
         """A new file at ``path``, replacing whatever is there: for a temporary path the caller renames
         into place when done (``files.atomic_path``), as the importers do. ``optional`` names the optional
         datasets to write (default: all; an importer leaves out slice geometry its source does not know);
@@ -213,8 +226,9 @@ class FocalStackWriter:
         return cls(path, f, n_slices, height, width, declared)
 
     @classmethod
-    def check_existing(cls, path: str | os.PathLike, n_slices: int, height: int, width: int, config: dict,
-                       ignore: tuple[str, ...] = ()) -> int:
+    def check_existing(
+        cls, path: str | os.PathLike, n_slices: int, height: int, width: int, config: dict, ignore: tuple[str, ...] = ()
+    ) -> int:
         """The number of complete scenes of an existing ``path`` that ``create_or_resume`` would resume with
         this configuration, checked on a read-only handle (so readers of the file do not stop it); DatasetError
         naming what differs otherwise."""
@@ -233,9 +247,7 @@ class FocalStackWriter:
             diff = config_differences(old, json.loads(json.dumps(config, sort_keys=True)), ignore)
             if diff:
                 details = ", ".join(f"{k}={old.get(k)!r} (now {config.get(k)!r})" for k in diff)
-                raise DatasetError(
-                    f"{path}: exists with other settings: {details}; choose another --out or the same settings"
-                )
+                raise DatasetError(f"{path}: exists with other settings: {details}; choose another --out or the same settings")
             have = f["stack"].shape[1:]
             want = (n_slices, height, width, 3)
             if have != want:

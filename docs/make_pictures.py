@@ -44,26 +44,45 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for preset in PRESETS:
             out = Path(tmp) / f"{preset}.h5"
-            subprocess.run([str(BIN / "focalstack-render"), "--preset", preset, "--scenes", "1", "--seed", str(SEED),
-                            "--resolution", str(SIZE), "--out", str(out)], check=True)
+            subprocess.run(
+                [
+                    str(BIN / "focalstack-render"),
+                    "--preset",
+                    preset,
+                    "--scenes",
+                    "1",
+                    "--seed",
+                    str(SEED),
+                    "--resolution",
+                    str(SIZE),
+                    "--out",
+                    str(out),
+                ],
+                check=True,
+            )
             with FocalStackFile(out) as f:
                 rec = f[0]
             bgr = lambda rgb: np.ascontiguousarray(rgb[..., ::-1])  # noqa: E731
             s = rec.focus_distance
-            tiles = [label(bgr(rec.stack[0]), f"{preset} ({s[0]:g} m)"), label(bgr(rec.stack[-1]), f"focused at {s[-1]:g} m"),
-                     label(bgr(rec.aif), "all-in-focus"),
-                     label(depth_colour(rec.depth), f"depth {rec.depth.min():.2f}-{rec.depth.max():.2f} m")]
+            tiles = [
+                label(bgr(rec.stack[0]), f"{preset} ({s[0]:g} m)"),
+                label(bgr(rec.stack[-1]), f"focused at {s[-1]:g} m"),
+                label(bgr(rec.aif), "all-in-focus"),
+                label(depth_colour(rec.depth), f"depth {rec.depth.min():.2f}-{rec.depth.max():.2f} m"),
+            ]
             rows.append(np.concatenate(tiles, axis=1))
             if preset == "fod500":
-                subprocess.run([str(BIN / "focalstack-data"), "preview", str(out), "-o", str(IMG / "scene.jpg")],
-                               check=True)
+                subprocess.run([str(BIN / "focalstack-data"), "preview", str(out), "-o", str(IMG / "scene.jpg")], check=True)
     cv2.imwrite(str(IMG / "presets.jpg"), np.concatenate(rows, axis=0), [cv2.IMWRITE_JPEG_QUALITY, 88])
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "walls-fix"
-        subprocess.run([str(BIN / "focalstack-train"), "experiment", "walls-fix", "--scale", "tiny", "-o", str(run), "-q"],
-                       check=True)
-        for src, name in ((run / "figures" / "training_curves.png", "report-curves.jpg"),
-                          (run / "figures" / "walls-test__fod500-walls.png", "report-grid.jpg")):
+        subprocess.run(
+            [str(BIN / "focalstack-train"), "experiment", "walls-fix", "--scale", "tiny", "-o", str(run), "-q"], check=True
+        )
+        for src, name in (
+            (run / "figures" / "training_curves.png", "report-curves.jpg"),
+            (run / "figures" / "walls-test__fod500-walls.png", "report-grid.jpg"),
+        ):
             cv2.imwrite(str(IMG / name), cv2.imread(str(src)), [cv2.IMWRITE_JPEG_QUALITY, 85])
     for p in sorted(IMG.glob("*.jpg")):
         print(f"{p}: {p.stat().st_size / 1e3:.0f} kB")

@@ -56,73 +56,182 @@ def _default(name: str) -> str:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--preset", default="fod500", show_default=True,
-              help="Built-in preset name or path to a preset .toml file (see --list-presets).")
-@click.option("--scenes", type=int, default=None,
-              help="Number of scenes in the output file. Rerunning with a larger number extends it." + _default("scenes"))
-@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=False,
-              help="Output HDF5 file. An existing file made with the same settings is resumed.")
-@click.option("--seed", type=int, default=None,
-              help="Base seed; scene i is sampled from a seed derived from it and i." + _default("seed"))
+@click.option(
+    "--preset",
+    default="fod500",
+    show_default=True,
+    help="Built-in preset name or path to a preset .toml file (see --list-presets).",
+)
+@click.option(
+    "--scenes",
+    type=int,
+    default=None,
+    help="Number of scenes in the output file. Rerunning with a larger number extends it." + _default("scenes"),
+)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=False,
+    help="Output HDF5 file. An existing file made with the same settings is resumed.",
+)
+@click.option(
+    "--seed", type=int, default=None, help="Base seed; scene i is sampled from a seed derived from it and i." + _default("seed")
+)
 @click.option("--resolution", default=None, help="Image size: N (square) or WIDTHxHEIGHT, in pixels.  [default: preset's]")
 @click.option("--samples", type=int, default=None, help="Cycles samples per pixel.  [default: preset's]")
 @click.option("--f-number", type=float, default=None, help="Aperture f-number, > 0.  [default: preset's]")
-@click.option("--same-blur", is_flag=True,
-              help="With --resolution: scale the preset's f-number by the new width over the preset's, so that "
-                   "blur in pixels is what the preset's camera gives at its own size (fod500 at 64 px: f/0.25, "
-                   "the blur of FoD500 at 256 px). Not with --f-number.")
-@click.option("--focus-distances", default=None,
-              help="Comma-separated focus distances in metres, e.g. 0.1,0.15,0.3,0.7,1.5.  [default: preset's]")
+@click.option(
+    "--same-blur",
+    is_flag=True,
+    help="With --resolution: scale the preset's f-number by the new width over the preset's, so that "
+    "blur in pixels is what the preset's camera gives at its own size (fod500 at 64 px: f/0.25, "
+    "the blur of FoD500 at 256 px). Not with --f-number.",
+)
+@click.option(
+    "--focus-distances",
+    default=None,
+    help="Comma-separated focus distances in metres, e.g. 0.1,0.15,0.3,0.7,1.5.  [default: preset's]",
+)
 @click.option("--denoise/--no-denoise", default=None, help="OpenImageDenoise on every render.  [default: preset's]")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Render in N processes, each its own Blender, into shards combined at the end.")
-@click.option("--focus-breathing/--no-focus-breathing", default=None,
-              help="Real-capture effect: magnify each slice as a thin lens focused there would "
-                   "(and use the thin-lens defocus model).  [default: preset's]")
-@click.option("--shake", metavar="DEG,MM", default=None,
-              help="Real-capture effect: camera shake between slices, std of rotation (degrees) and "
-                   "translation (mm) per axis, e.g. 0.2,1.  [default: preset's]")
-@click.option("--sensor-noise", metavar="FULL_WELL,READ", default=None,
-              help="Real-capture effect: Poisson-Gaussian noise on linear values, electrons at white and "
-                   "read-noise std (linear units), e.g. 1000,0.002.  [default: preset's]")
-@click.option("--jpeg-quality", type=click.IntRange(0, 100), default=None,
-              help="Real-capture effect: JPEG-compress each slice at this quality (0 = off).  [default: preset's]")
-@click.option("--ground-truth", "ground_truth", default=None, metavar="NAME,NAME",
-              help="Ground truth rendered beside the usual (stack, AiF, depth, defocus, edges), off unless asked: "
-                   "normals (unit surface normals in the camera frame) and objects (object index per pixel, 0 = "
-                   "background); 'none' for neither.  [default: preset's, none]")
-@click.option("--assets", "asset_dirs", multiple=True,
-              type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Folder of meshes (OBJ, PLY, STL, glTF), textures (PNG, JPG, EXR) and environment maps "
-                   "(HDR, EXR); repeatable. A quarter of the files, by content hash, are kept for test presets.")
-@click.option("--device", type=click.Choice(DEVICES), default=None,
-              help="What Cycles renders on: cpu, or a GPU backend (gpu picks the best one Cycles reports: OptiX, "
-                   "CUDA, HIP, oneAPI). Each process enables it itself. Recorded in the file's render_devices "
-                   "attribute; GPU and CPU renders of the same seeds hold the same scenes, their noise differs."
-                   + _default("device"))
-@click.option("--gpus", default=None, metavar="ID,ID,...",
-              help="With --workers and a GPU --device: pin worker i to GPU ID[i % n] (CUDA_VISIBLE_DEVICES).")
-@click.option("--threads", type=click.IntRange(min=0), default=None,
-              help="Cycles CPU threads per rendering process (0: all cores).  [default: all cores for one process, "
-                   "the cores shared out with --workers, 2 per Ray task]")
-@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
-              help="Render on Ray (the cluster extra): tasks render ranges of scenes in their own processes and "
-                   "send them back to this process, the only writer of --out. Without ADDRESS a Ray instance "
-                   "is started on this machine; with it (e.g. 10.0.0.1:6379) the cluster there is used.")
-@click.option("--ray-gpus-per-task", type=click.FloatRange(min=0), default=0.0, show_default=True, callback=_finite,
-              help="GPUs each Ray task holds (Ray pins it to them with CUDA_VISIBLE_DEVICES).")
-@click.option("--ray-scenes-per-task", type=click.IntRange(min=1), default=4, show_default=True,
-              help="Scenes rendered by one Ray task (one Blender process).")
-@click.option("--ray-timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
-              callback=_finite,
-              help="Seconds to reach the --ray ADDRESS before giving up in one line.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Render in N processes, each its own Blender, into shards combined at the end.",
+)
+@click.option(
+    "--focus-breathing/--no-focus-breathing",
+    default=None,
+    help="Real-capture effect: magnify each slice as a thin lens focused there would "
+    "(and use the thin-lens defocus model).  [default: preset's]",
+)
+@click.option(
+    "--shake",
+    metavar="DEG,MM",
+    default=None,
+    help="Real-capture effect: camera shake between slices, std of rotation (degrees) and "
+    "translation (mm) per axis, e.g. 0.2,1.  [default: preset's]",
+)
+@click.option(
+    "--sensor-noise",
+    metavar="FULL_WELL,READ",
+    default=None,
+    help="Real-capture effect: Poisson-Gaussian noise on linear values, electrons at white and "
+    "read-noise std (linear units), e.g. 1000,0.002.  [default: preset's]",
+)
+@click.option(
+    "--jpeg-quality",
+    type=click.IntRange(0, 100),
+    default=None,
+    help="Real-capture effect: JPEG-compress each slice at this quality (0 = off).  [default: preset's]",
+)
+@click.option(
+    "--ground-truth",
+    "ground_truth",
+    default=None,
+    metavar="NAME,NAME",
+    help="Ground truth rendered beside the usual (stack, AiF, depth, defocus, edges), off unless asked: "
+    "normals (unit surface normals in the camera frame) and objects (object index per pixel, 0 = "
+    "background); 'none' for neither.  [default: preset's, none]",
+)
+@click.option(
+    "--assets",
+    "asset_dirs",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Folder of meshes (OBJ, PLY, STL, glTF), textures (PNG, JPG, EXR) and environment maps "
+    "(HDR, EXR); repeatable. A quarter of the files, by content hash, are kept for test presets.",
+)
+@click.option(
+    "--device",
+    type=click.Choice(DEVICES),
+    default=None,
+    help="What Cycles renders on: cpu, or a GPU backend (gpu picks the best one Cycles reports: OptiX, "
+    "CUDA, HIP, oneAPI). Each process enables it itself. Recorded in the file's render_devices "
+    "attribute; GPU and CPU renders of the same seeds hold the same scenes, their noise differs." + _default("device"),
+)
+@click.option(
+    "--gpus",
+    default=None,
+    metavar="ID,ID,...",
+    help="With --workers and a GPU --device: pin worker i to GPU ID[i % n] (CUDA_VISIBLE_DEVICES).",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Cycles CPU threads per rendering process (0: all cores).  [default: all cores for one process, "
+    "the cores shared out with --workers, 2 per Ray task]",
+)
+@click.option(
+    "--ray",
+    "ray_address",
+    is_flag=False,
+    flag_value="local",
+    default=None,
+    metavar="[ADDRESS]",
+    help="Render on Ray (the cluster extra): tasks render ranges of scenes in their own processes and "
+    "send them back to this process, the only writer of --out. Without ADDRESS a Ray instance "
+    "is started on this machine; with it (e.g. 10.0.0.1:6379) the cluster there is used.",
+)
+@click.option(
+    "--ray-gpus-per-task",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    callback=_finite,
+    help="GPUs each Ray task holds (Ray pins it to them with CUDA_VISIBLE_DEVICES).",
+)
+@click.option(
+    "--ray-scenes-per-task",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Scenes rendered by one Ray task (one Blender process).",
+)
+@click.option(
+    "--ray-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    callback=_finite,
+    help="Seconds to reach the --ray ADDRESS before giving up in one line.",
+)
 @click.option("--list-presets", is_flag=True, help="List the built-in presets and exit.")
-@click.option("--scene-keys", is_flag=True,
-              help="List every key of a preset's [scene] table with its default and meaning, and exit.")
+@click.option(
+    "--scene-keys", is_flag=True, help="List every key of a preset's [scene] table with its default and meaning, and exit."
+)
 @one_line_errors(ConfigError, DatasetError, BlenderError, RenderError)
-def main(preset, scenes, out, seed, resolution, samples, f_number, same_blur, focus_distances, denoise, workers,
-         focus_breathing, shake, sensor_noise, jpeg_quality, ground_truth, asset_dirs, device, gpus, threads, ray_address,
-         ray_gpus_per_task, ray_scenes_per_task, ray_timeout, list_presets, scene_keys):
+def main(
+    preset,
+    scenes,
+    out,
+    seed,
+    resolution,
+    samples,
+    f_number,
+    same_blur,
+    focus_distances,
+    denoise,
+    workers,
+    focus_breathing,
+    shake,
+    sensor_noise,
+    jpeg_quality,
+    ground_truth,
+    asset_dirs,
+    device,
+    gpus,
+    threads,
+    ray_address,
+    ray_gpus_per_task,
+    ray_scenes_per_task,
+    ray_timeout,
+    list_presets,
+    scene_keys,
+):
     """Render random scenes into focal stacks with ground truth, stored in one HDF5 file.
 
     Each scene is rendered with Cycles once with depth of field off (all-in-focus image and planar depth)
@@ -145,10 +254,22 @@ def main(preset, scenes, out, seed, resolution, samples, f_number, same_blur, fo
     if out is None:
         _fail("missing option --out: the HDF5 file to write")
     config = config_from_options(
-        preset, seed=seed, scenes=scenes, samples=samples, f_number=f_number, denoise=denoise, device=device,
-        resolution=resolution, same_blur=same_blur,
-        focus_distances=focus_distances, focus_breathing=focus_breathing, shake=shake, sensor_noise=sensor_noise,
-        jpeg_quality=jpeg_quality, asset_dirs=asset_dirs, ground_truth=ground_truth,
+        preset,
+        seed=seed,
+        scenes=scenes,
+        samples=samples,
+        f_number=f_number,
+        denoise=denoise,
+        device=device,
+        resolution=resolution,
+        same_blur=same_blur,
+        focus_distances=focus_distances,
+        focus_breathing=focus_breathing,
+        shake=shake,
+        sensor_noise=sensor_noise,
+        jpeg_quality=jpeg_quality,
+        asset_dirs=asset_dirs,
+        ground_truth=ground_truth,
     )
     if not out.parent.is_dir():
         _fail(f"--out {out}: folder {out.parent} does not exist")
@@ -156,18 +277,33 @@ def main(preset, scenes, out, seed, resolution, samples, f_number, same_blur, fo
     if ray_address is not None:
         if workers > 1:
             _fail("--workers and --ray: choose one (Ray runs its own worker processes)")
-        ray = RaySettings(address=None if ray_address == "local" else ray_address,
-                          threads=threads if threads else RaySettings.threads, gpus=ray_gpus_per_task,
-                          scenes_per_task=ray_scenes_per_task, connect_timeout=ray_timeout)
+        ray = RaySettings(
+            address=None if ray_address == "local" else ray_address,
+            threads=threads if threads else RaySettings.threads,
+            gpus=ray_gpus_per_task,
+            scenes_per_task=ray_scenes_per_task,
+            connect_timeout=ray_timeout,
+        )
     gpu_list = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else None
     if gpu_list and (workers < 2 or config.device == "cpu"):
         _fail("--gpus pins --workers processes to GPUs: use it with --workers N and a GPU --device")
     _render(config, out, workers=workers, threads=threads, gpus=gpu_list, ray=ray)
 
 
-def config_from_options(preset: str, *, resolution, focus_distances, focus_breathing, shake, sensor_noise,
-                        jpeg_quality, asset_dirs, same_blur: bool = False, ground_truth: str | None = None,
-                        **plain) -> RenderConfig:
+def config_from_options(
+    preset: str,
+    *,
+    resolution,
+    focus_distances,
+    focus_breathing,
+    shake,
+    sensor_noise,
+    jpeg_quality,
+    asset_dirs,
+    same_blur: bool = False,
+    ground_truth: str | None = None,
+    **plain,
+) -> RenderConfig:
     """The preset with the command line's options applied, validated (ConfigError names a bad value)."""
     config = load_preset(preset)
     overrides = dict(plain)
@@ -202,8 +338,11 @@ def config_from_options(preset: str, *, resolution, focus_distances, focus_breat
         overrides["scene"] = add_asset_dirs(config.scene, list(asset_dirs))
         keys = ("mesh_file_probability", "image_texture_probability", "envmap_probability")
         if not any(config.scene.get(k, 0) for k in keys):
-            click.echo(f"warning: preset {config.preset!r} draws no asset files ({' = '.join(keys)} = 0): "
-                       "--assets folders are checked but not used", err=True)
+            click.echo(
+                f"warning: preset {config.preset!r} draws no asset files ({' = '.join(keys)} = 0): "
+                "--assets folders are checked but not used",
+                err=True,
+            )
     return config.with_overrides(**overrides).validate()
 
 

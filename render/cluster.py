@@ -73,8 +73,10 @@ def check_ray_address(address: str, timeout: float) -> None:
     try:
         pool.submit(socket.create_connection, (host, int(port)), timeout).result(timeout=timeout + 1).close()
     except Timeout:
-        raise ConfigError(f"--ray {address}: no answer from {host}:{port} within {timeout:g} s "
-                          "(is the cluster's head running there? see --ray-timeout)") from None
+        raise ConfigError(
+            f"--ray {address}: no answer from {host}:{port} within {timeout:g} s "
+            "(is the cluster's head running there? see --ray-timeout)"
+        ) from None
     except socket.gaierror as exc:
         raise ConfigError(f"--ray {address}: cannot resolve host {host!r} ({exc.strerror})") from None
     except OSError as exc:
@@ -91,8 +93,10 @@ def check_ray_address(address: str, timeout: float) -> None:
     try:
         done = subprocess.run([sys.executable, "-c", probe, address], capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise ConfigError(f"--ray {address}: no Ray cluster answered there within {timeout:g} s "
-                          "(is the cluster's head running there? see --ray-timeout)") from None
+        raise ConfigError(
+            f"--ray {address}: no Ray cluster answered there within {timeout:g} s "
+            "(is the cluster's head running there? see --ray-timeout)"
+        ) from None
     if done.returncode != 0:
         last = [ln for ln in done.stderr.strip().splitlines() if ln.strip()]
         raise ConfigError(f"--ray {address}: Ray could not connect ({last[-1][:200] if last else done.returncode})")
@@ -109,8 +113,13 @@ def ray_session(settings: RaySettings):
         yield
         return
     local = settings.address is None
-    ray.init(address=settings.address, include_dashboard=False, log_to_driver=False, logging_level="WARNING",
-             num_cpus=(os.cpu_count() or 1) if local else None)
+    ray.init(
+        address=settings.address,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level="WARNING",
+        num_cpus=(os.cpu_count() or 1) if local else None,
+    )
     try:
         yield
     finally:
@@ -133,7 +142,10 @@ def render_range_with_ray(
         return totals
     with ray_session(settings):
         task = ray.remote(max_calls=1)(render_scene_range).options(
-            num_cpus=settings.threads, num_gpus=settings.gpus, max_retries=TASK_RETRIES, retry_exceptions=False,
+            num_cpus=settings.threads,
+            num_gpus=settings.gpus,
+            max_retries=TASK_RETRIES,
+            retry_exceptions=False,
         )
         n = settings.scenes_per_task
         ranges = [(a, min(a + n, stop)) for a in range(begin, stop, n)]

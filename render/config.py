@@ -76,9 +76,14 @@ class RenderSettings:
         for name in ("denoise", "light_tree"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} = {getattr(self, name)!r}: expected true or false")
-        for name, allowed in (("denoiser", DENOISERS), ("aif_prefilter", DENOISE_PREFILTERS),
-                              ("slice_prefilter", SLICE_PREFILTERS), ("denoise_quality", DENOISE_QUALITIES),
-                              ("slices", SLICE_MODES), ("light_field_guides", LIGHT_FIELD_GUIDES)):
+        for name, allowed in (
+            ("denoiser", DENOISERS),
+            ("aif_prefilter", DENOISE_PREFILTERS),
+            ("slice_prefilter", SLICE_PREFILTERS),
+            ("denoise_quality", DENOISE_QUALITIES),
+            ("slices", SLICE_MODES),
+            ("light_field_guides", LIGHT_FIELD_GUIDES),
+        ):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} = {getattr(self, name)!r}: expected one of {', '.join(allowed)}")
         if self.slices == "light_field" and self.denoise and self.denoiser == "in_render":
@@ -102,16 +107,24 @@ class RenderSettings:
 # Today's default, spelled out (focalstack 0.1: 16 samples per image, every slice its own Cycles render,
 # Cycles' in-render denoiser with the accurate prefilter), so that benchmarks/render_bench.py can render it
 # beside other settings whatever the defaults become.
-RENDER_SETTINGS_V0 = RenderSettings(samples=16, denoise=True, denoiser="in_render", aif_prefilter="accurate",
-                                    slice_prefilter="accurate", denoise_quality="high", slices="cycles")
+RENDER_SETTINGS_V0 = RenderSettings(
+    samples=16,
+    denoise=True,
+    denoiser="in_render",
+    aif_prefilter="accurate",
+    slice_prefilter="accurate",
+    denoise_quality="high",
+    slices="cycles",
+)
 
 # The light-field path as measured in docs/benchmarks.md: a preset opts in with these [render] keys.
 # OIDN's balanced quality, not high: high's large network is measured 0.4 dB better in PSNR on fod500 but
 # brightens a sharp high-contrast texture by 5-8 % and, followed by the slices through their guides, blurs
 # occlusion edges worse than today's default does (tests/test_render_lightfield.py); balanced does neither
 # and is 0.8 s faster per 256 px scene.
-RENDER_SETTINGS_LIGHT_FIELD = RenderSettings(denoiser="standalone", aif_prefilter="none", denoise_quality="balanced",
-                                             slices="light_field")
+RENDER_SETTINGS_LIGHT_FIELD = RenderSettings(
+    denoiser="standalone", aif_prefilter="none", denoise_quality="balanced", slices="light_field"
+)
 
 _SETTINGS = RenderSettings()
 
@@ -179,8 +192,9 @@ class RenderConfig:
             raise ConfigError("focus-distances: expected at least one focus distance")
         repeated = sorted({s for s in self.focus_distances if self.focus_distances.count(s) > 1})
         if repeated:  # two slices of one focus distance are one slice twice
-            raise ConfigError(f"focus-distances: {', '.join(f'{s:g}' for s in repeated)} given more than once; "
-                              "expected distinct distances")
+            raise ConfigError(
+                f"focus-distances: {', '.join(f'{s:g}' for s in repeated)} given more than once; expected distinct distances"
+            )
         for s in self.focus_distances:
             try:
                 check_focus_distance(s, self.focal_length_mm)
@@ -203,9 +217,7 @@ class RenderConfig:
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"preset {self.preset!r} [effects]: {exc}") from None
         if effects.focus_breathing and self.defocus_model != "thin_lens":
-            raise ConfigError(
-                "focus breathing is the textbook thin lens's behaviour: set defocus_model = \"thin_lens\" with it"
-            )
+            raise ConfigError('focus breathing is the textbook thin lens\'s behaviour: set defocus_model = "thin_lens" with it')
         from .sampling import validate_scene_params  # sampling owns the [scene] table
 
         try:
@@ -240,8 +252,10 @@ def check_ground_truth(names) -> list[str]:
         raise ConfigError(f"ground_truth = {names!r}: expected a list of distinct names, some of {', '.join(allowed)}")
     unknown = [n for n in names if n not in allowed]
     if unknown:
-        raise ConfigError(f"ground_truth: {', '.join(map(repr, unknown))} is not rendered on request; expected some "
-                          f"of {', '.join(allowed)} (the others are always rendered)")
+        raise ConfigError(
+            f"ground_truth: {', '.join(map(repr, unknown))} is not rendered on request; expected some "
+            f"of {', '.join(allowed)} (the others are always rendered)"
+        )
     return names
 
 

@@ -61,8 +61,7 @@ def supports(cam: CameraSpec) -> bool:
     """Whether every slice is the reference camera refocused (same lens, no motion): the light field's
     shift-and-add assumes one camera centre, orientation and focal length for the whole stack."""
     return all(
-        abs(s.lens_mm - cam.focal_length_mm) <= 1e-9 * cam.focal_length_mm
-        and not any(s.rotation) and not any(s.translation)
+        abs(s.lens_mm - cam.focal_length_mm) <= 1e-9 * cam.focal_length_mm and not any(s.rotation) and not any(s.translation)
         for s in cam.slices
     )
 
@@ -104,8 +103,20 @@ class LightFieldLayout:
         shift = max(f_px * r / s for r, s in zip(radii, cam.focus_distances))
         grid_x, grid_y = view_grid(views)
         tan_x2 = cam.sensor_width_mm / cam.focal_length_mm
-        return cls(cam.width, cam.height, math.ceil(shift) + 1, views, grid_x, grid_y, max(radii), f_px,
-                   tan_x2, tan_x2 * cam.height / cam.width, tuple(float(s) for s in cam.focus_distances), radii)
+        return cls(
+            cam.width,
+            cam.height,
+            math.ceil(shift) + 1,
+            views,
+            grid_x,
+            grid_y,
+            max(radii),
+            f_px,
+            tan_x2,
+            tan_x2 * cam.height / cam.width,
+            tuple(float(s) for s in cam.focus_distances),
+            radii,
+        )
 
     @property
     def view_size(self) -> tuple[int, int]:
@@ -122,10 +133,22 @@ class LightFieldLayout:
         tw, th = self.view_size
         gw, gh = self.image_size
         values = {
-            "W": self.width, "H": self.height, "MARGIN": self.margin, "GX": self.grid_x, "GY": self.grid_y,
-            "V": self.views, "GW": gw, "GH": gh, "TW": tw, "TH": th, "P": HASH_PRIME,
-            "S1": R2_STEP[0], "S2": R2_STEP[1], "RADIUS": repr(float(self.radius_m)),
-            "TX2": repr(float(self.tan_x2)), "TY2": repr(float(self.tan_y2)),
+            "W": self.width,
+            "H": self.height,
+            "MARGIN": self.margin,
+            "GX": self.grid_x,
+            "GY": self.grid_y,
+            "V": self.views,
+            "GW": gw,
+            "GH": gh,
+            "TW": tw,
+            "TH": th,
+            "P": HASH_PRIME,
+            "S1": R2_STEP[0],
+            "S2": R2_STEP[1],
+            "RADIUS": repr(float(self.radius_m)),
+            "TX2": repr(float(self.tan_x2)),
+            "TY2": repr(float(self.tan_y2)),
         }
         text = _OSL_TEMPLATE
         for key, value in values.items():
@@ -211,13 +234,12 @@ def disk_kernel(radius_px: float) -> np.ndarray:
     min(1, max(0, r + 1/2 - distance))); at least half a pixel: then the identity."""
     r = max(float(radius_px), 0.5)
     reach = math.ceil(r + 0.5)
-    yy, xx = np.mgrid[-reach: reach + 1, -reach: reach + 1]
+    yy, xx = np.mgrid[-reach : reach + 1, -reach : reach + 1]
     k = np.clip(r + 0.5 - np.hypot(xx, yy), 0, 1).astype(np.float32)
     return k / k.sum()
 
 
-def layered_blur(image: np.ndarray, signed_radius_px: np.ndarray, depth_m: np.ndarray,
-                 step_px: float = 0.25) -> np.ndarray:
+def layered_blur(image: np.ndarray, signed_radius_px: np.ndarray, depth_m: np.ndarray, step_px: float = 0.25) -> np.ndarray:
     """Depth of field with occlusion, for a guide: the pixels of ``image`` (H, W, C) grouped into layers of
     nearly equal signed blur radius ``signed_radius_px`` (H, W: half the signed blur diameter, so that the
     two sides of the focal plane never share a layer; bins ``step_px`` wide, each blurred by its mean
@@ -247,8 +269,10 @@ def layered_blur(image: np.ndarray, signed_radius_px: np.ndarray, depth_m: np.nd
         # of empty pixels, so the window's replicated border is the image's wherever it matters).
         reach = kernel.shape[0] // 2
         rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-        win = (slice(max(rows[0] - reach, 0), min(rows[-1] + reach + 1, h)),
-               slice(max(cols[0] - reach, 0), min(cols[-1] + reach + 1, w)))
+        win = (
+            slice(max(rows[0] - reach, 0), min(rows[-1] + reach + 1, h)),
+            slice(max(cols[0] - reach, 0), min(cols[-1] + reach + 1, w)),
+        )
         o, a = out[win], alpha[win]  # views: updated in place
         # What lies behind, normalised by its own coverage: where a nearer layer hid part of it, its
         # neighbours fill in (the far side of an edge shows the near layer by exactly its coverage).
@@ -256,8 +280,9 @@ def layered_blur(image: np.ndarray, signed_radius_px: np.ndarray, depth_m: np.nd
         np.divide(o, a[..., None], out=o, where=behind[..., None])
         o[~behind] = 0
         m = mask[win].astype(np.float32)
-        blurred = cv2.filter2D(np.concatenate([image[win] * m[..., None], m[..., None]], axis=-1), -1, kernel,
-                               borderType=cv2.BORDER_REPLICATE)
+        blurred = cv2.filter2D(
+            np.concatenate([image[win] * m[..., None], m[..., None]], axis=-1), -1, kernel, borderType=cv2.BORDER_REPLICATE
+        )
         cover = blurred[..., c]
         o *= (1 - cover)[..., None]
         o += blurred[..., :c]

@@ -91,8 +91,7 @@ def make_record(desc: SceneDescription, rendered, config: RenderConfig) -> Scene
     holes = int(np.count_nonzero(~np.isfinite(depth) | (depth >= NO_SURFACE_DEPTH)))
     if holes:
         raise RenderError(
-            f"scene seed {desc.seed}: {holes} pixel(s) see no surface; the preset's background does not "
-            "cover the camera's view"
+            f"scene seed {desc.seed}: {holes} pixel(s) see no surface; the preset's background does not cover the camera's view"
         )
     cam = desc.camera
     n, total = len(cam.focus_distances), len(config.focus_distances)
@@ -108,8 +107,7 @@ def make_record(desc: SceneDescription, rendered, config: RenderConfig) -> Scene
         aif=aif8,
         depth=depth,
         # from the values as stored (float32), so that readers recompute exactly these maps
-        defocus=stored_defocus_maps(depth, focus[pad], cam.f_number, cam.focal_length_mm, cam.sensor_width_mm,
-                                    cam.defocus_model),
+        defocus=stored_defocus_maps(depth, focus[pad], cam.f_number, cam.focal_length_mm, cam.sensor_width_mm, cam.defocus_model),
         edges=canny_edges(aif8, config.canny_low, config.canny_high, config.canny_blur_sigma),
         focus_distance=focus[pad],
         f_number=cam.f_number,
@@ -160,8 +158,7 @@ def open_writer(config: RenderConfig, path: Path, first_index: int = 0) -> Focal
         attrs=attrs,
         resume_ignore=resume_ignore(path, config),
         # defocus maps are an exact function of depth and the camera: readers recompute them
-        ground_truth=rendered_declaration(config.defocus_model, store_defocus=False,
-                                          requested=tuple(config.ground_truth)),
+        ground_truth=rendered_declaration(config.defocus_model, store_defocus=False, requested=tuple(config.ground_truth)),
     )
     record_device(writer, config.device, first_index + len(writer))
     have = writer.seeds()
@@ -197,11 +194,14 @@ def slices_for_device(config: RenderConfig, used: str, path: Path) -> tuple[Rend
         except (OSError, DatasetError):
             stored = {}
     if stored.get("slices") == "light_field":
-        raise ConfigError(f"{path}: its slices are light-field renders, which need OSL: Cycles runs it on the CPU "
-                          f"and OptiX only, not {backend}; continue it with --device cpu or optix")
+        raise ConfigError(
+            f"{path}: its slices are light-field renders, which need OSL: Cycles runs it on the CPU "
+            f"and OptiX only, not {backend}; continue it with --device cpu or optix"
+        )
     return replace(config, slices="cycles"), (
         f"light-field slices need OSL, which Cycles runs on the CPU and OptiX only: rendering each slice with "
-        f"Cycles on {backend} instead (the file records slices = cycles)")
+        f"Cycles on {backend} instead (the file records slices = cycles)"
+    )
 
 
 def finished_scenes(config: RenderConfig, path: Path) -> int:
@@ -209,8 +209,9 @@ def finished_scenes(config: RenderConfig, path: Path) -> int:
     checks them (sampler, settings, sizes, seeds): a finished file is confirmed without opening it for
     writing, so processes reading it (a training run validating on it) do not stop a rerun."""
     refuse_other_sampler(path)
-    n = FocalStackWriter.check_existing(path, len(config.focus_distances), config.height, config.width,
-                                        file_attrs(config)["config"], resume_ignore(path, config))
+    n = FocalStackWriter.check_existing(
+        path, len(config.focus_distances), config.height, config.width, file_attrs(config)["config"], resume_ignore(path, config)
+    )
     with FocalStackFile(path) as f:
         have = f.read_all("seed")[:n] if n else np.zeros(0, np.int64)
     want = np.array([scene_seed(config.seed, i) for i in range(len(have))], dtype=np.int64)
@@ -264,8 +265,9 @@ def open_renderer(config: RenderConfig, threads: int = 0):
     """A ``BlenderRenderer`` with the configuration's render settings and device, ``threads`` CPU threads."""
     from .blender import BlenderRenderer
 
-    return BlenderRenderer(**config.render_settings().to_dict(), threads=threads, device=config.device,
-                           ground_truth=tuple(config.ground_truth))
+    return BlenderRenderer(
+        **config.render_settings().to_dict(), threads=threads, device=config.device, ground_truth=tuple(config.ground_truth)
+    )
 
 
 def render_scene(config: RenderConfig, renderer, index: int) -> tuple[SceneRecord, dict]:

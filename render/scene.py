@@ -64,8 +64,10 @@ class CameraSpec:
 
     def __post_init__(self):
         self.slices = [
-            s if isinstance(s, SliceSpec)
-            else SliceSpec(**s) if isinstance(s, dict)
+            s
+            if isinstance(s, SliceSpec)
+            else SliceSpec(**s)
+            if isinstance(s, dict)
             else SliceSpec(float(s), float(self.focal_length_mm))
             for s in self.slices
         ]
@@ -86,9 +88,7 @@ class CameraSpec:
     def aperture_fstop(self, k: int) -> float:
         """The f-stop Cycles is given for slice k so that it blurs as the camera's blur model says."""
         s = self.slices[k]
-        return optics.cycles_aperture_fstop(
-            self.defocus_model, s.focus_distance, self.f_number, self.focal_length_mm, s.lens_mm
-        )
+        return optics.cycles_aperture_fstop(self.defocus_model, s.focus_distance, self.f_number, self.focal_length_mm, s.lens_mm)
 
     def slice_homography(self, k: int) -> np.ndarray:
         """3x3 map from reference-view pixels to slice k's pixels (OpenCV convention).
@@ -102,9 +102,7 @@ class CameraSpec:
         r_cv = _BLENDER_TO_CV @ pose[:3, :3].T @ _BLENDER_TO_CV
         t_cv = -r_cv @ (_BLENDER_TO_CV @ pose[:3, 3])
         normal = np.array([0.0, 0.0, 1.0])  # the plane z = d in front of the reference camera
-        h = self.intrinsics(s.lens_mm) @ (r_cv + np.outer(t_cv, normal) / s.focus_distance) @ np.linalg.inv(
-            self.intrinsics()
-        )
+        h = self.intrinsics(s.lens_mm) @ (r_cv + np.outer(t_cv, normal) / s.focus_distance) @ np.linalg.inv(self.intrinsics())
         return h / h[2, 2]
 
     def slice_geometry(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -118,8 +116,9 @@ class CameraSpec:
 
     def defocus_maps(self, depth_m: np.ndarray) -> np.ndarray:
         """Signed blur-circle diameters (S, H, W) float32 px of a depth map, by the camera's blur model."""
-        return optics.defocus_maps(depth_m, self.focus_distances, self.f_number, self.focal_length_mm,
-                                   self.sensor_width_mm, self.defocus_model)
+        return optics.defocus_maps(
+            depth_m, self.focus_distances, self.f_number, self.focal_length_mm, self.sensor_width_mm, self.defocus_model
+        )
 
 
 @dataclass

@@ -107,8 +107,15 @@ def _pin_gpu(gpus) -> None:
     os.environ["CUDA_VISIBLE_DEVICES"] = os.environ["HIP_VISIBLE_DEVICES"] = str(gpu)
 
 
-def run_workers(config: RenderConfig, out: Path, tasks, workers: int, progress: ProgressFn | None,
-                threads: int | None = None, gpus: list[str] | None = None) -> dict:
+def run_workers(
+    config: RenderConfig,
+    out: Path,
+    tasks,
+    workers: int,
+    progress: ProgressFn | None,
+    threads: int | None = None,
+    gpus: list[str] | None = None,
+) -> dict:
     """Render ``tasks`` (index ranges) into their shards in ``workers`` processes; ``threads`` Cycles
     threads each (None: the machine's cores shared out); ``gpus``: worker i sees only GPU gpus[i % len]."""
     # Blender is not fork-safe: each worker is a fresh interpreter with its own bpy.

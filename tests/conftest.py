@@ -36,8 +36,7 @@ def one_process(effects_preset, tmp_path_factory):
     from render_fixtures import render_command
 
     out = tmp_path_factory.mktemp("one") / "one.h5"
-    subprocess.run(render_command(effects_preset, out, 4, "--workers", "1"), check=True, capture_output=True,
-                   timeout=600)
+    subprocess.run(render_command(effects_preset, out, 4, "--workers", "1"), check=True, capture_output=True, timeout=600)
     with h5py.File(out) as f:  # the scenes really use what the tests are about
         assert not np.allclose(f["slice_homography"][:], np.eye(3))
         assert not np.allclose(f["slice_pose"][:], np.eye(4))

@@ -111,13 +111,15 @@ def make_record(
     )
 
 
-def open_writer(path, *, n_slices: int = len(FOCUS_DISTANCES), height: int = 16, width: int = 16, attrs=None,
-                requested: tuple[str, ...] = ()):
+def open_writer(
+    path, *, n_slices: int = len(FOCUS_DISTANCES), height: int = 16, width: int = 16, attrs=None, requested: tuple[str, ...] = ()
+):
     """A writer of rendered scenes (every ground truth, and those made on request that ``requested`` names)."""
     attrs = make_attrs() if attrs is None else attrs
     declared = provenance.rendered_declaration(attrs.get("defocus_model", "cycles"), requested=requested)
-    return FocalStackWriter.create_or_resume(path, n_slices=n_slices, height=height, width=width, attrs=attrs,
-                                             ground_truth=declared)
+    return FocalStackWriter.create_or_resume(
+        path, n_slices=n_slices, height=height, width=width, attrs=attrs, ground_truth=declared
+    )
 
 
 def write_file(path, n_scenes: int = 3, *, seeds=None, height: int = 16, width: int = 16, attrs=None) -> Path:
@@ -170,14 +172,22 @@ def truncate(path, keep_fraction: float = 0.5) -> Path:
 # chunk per scene, gzip 6 + shuffle, the v1 root attributes. Written with plain h5py, so it does not
 # change when the writer does.
 V1_TABLE = (
-    ("stack", "uint8", lambda s, h, w: (s, h, w, 3)), ("aif", "uint8", lambda s, h, w: (h, w, 3)),
-    ("depth", "float32", lambda s, h, w: (h, w)), ("defocus", "float32", lambda s, h, w: (s, h, w)),
-    ("edges", "uint8", lambda s, h, w: (h, w)), ("focus_distance", "float32", lambda s, h, w: (s,)),
-    ("f_number", "float32", lambda s, h, w: ()), ("focal_length_mm", "float32", lambda s, h, w: ()),
-    ("sensor_width_mm", "float32", lambda s, h, w: ()), ("seed", "int64", lambda s, h, w: ()),
-    ("scene", "str", lambda s, h, w: ()), ("complete", "bool", lambda s, h, w: ()),
-    ("slice_homography", "float32", lambda s, h, w: (s, 3, 3)), ("slice_pose", "float32", lambda s, h, w: (s, 4, 4)),
-    ("slice_focal_length_mm", "float32", lambda s, h, w: (s,)), ("stack_size", "int16", lambda s, h, w: ()),
+    ("stack", "uint8", lambda s, h, w: (s, h, w, 3)),
+    ("aif", "uint8", lambda s, h, w: (h, w, 3)),
+    ("depth", "float32", lambda s, h, w: (h, w)),
+    ("defocus", "float32", lambda s, h, w: (s, h, w)),
+    ("edges", "uint8", lambda s, h, w: (h, w)),
+    ("focus_distance", "float32", lambda s, h, w: (s,)),
+    ("f_number", "float32", lambda s, h, w: ()),
+    ("focal_length_mm", "float32", lambda s, h, w: ()),
+    ("sensor_width_mm", "float32", lambda s, h, w: ()),
+    ("seed", "int64", lambda s, h, w: ()),
+    ("scene", "str", lambda s, h, w: ()),
+    ("complete", "bool", lambda s, h, w: ()),
+    ("slice_homography", "float32", lambda s, h, w: (s, 3, 3)),
+    ("slice_pose", "float32", lambda s, h, w: (s, 4, 4)),
+    ("slice_focal_length_mm", "float32", lambda s, h, w: (s,)),
+    ("stack_size", "int16", lambda s, h, w: ()),
 )
 
 
@@ -194,15 +204,23 @@ def write_v1_file(path, records) -> Path:
             shape = shape_of(s, h, w)
             big = len(shape) >= 2
             f.create_dataset(
-                name, shape=(0, *shape), maxshape=(None, *shape), chunks=(1, *shape) if big else (128, *shape),
+                name,
+                shape=(0, *shape),
+                maxshape=(None, *shape),
+                chunks=(1, *shape) if big else (128, *shape),
                 dtype=h5py.string_dtype("utf-8") if dtype == "str" else dtype,
                 **({"compression": "gzip", "compression_opts": 6, "shuffle": True} if big else {}),
             )
         for i, rec in enumerate(records):
             for name, _, _ in V1_TABLE:
                 f[name].resize(i + 1, axis=0)
-            neutral = {"slice_homography": np.repeat(np.eye(3)[None], s, 0), "slice_pose": np.repeat(np.eye(4)[None], s, 0),
-                       "slice_focal_length_mm": np.full(s, rec.focal_length_mm), "stack_size": s, "complete": True}
+            neutral = {
+                "slice_homography": np.repeat(np.eye(3)[None], s, 0),
+                "slice_pose": np.repeat(np.eye(4)[None], s, 0),
+                "slice_focal_length_mm": np.full(s, rec.focal_length_mm),
+                "stack_size": s,
+                "complete": True,
+            }
             for name, _, _ in V1_TABLE:
                 value = getattr(rec, name, None) if name != "complete" else None
                 f[name][i] = neutral[name] if value is None else value

@@ -71,8 +71,9 @@ def load_fod500_folder(folder: Path) -> dict:
     return out
 
 
-def write_ddff12_file(path: Path, n_train: int = 3, n_val: int = 2, *, size=(24, 36), seed: int = 0,
-                      zeros: int = 10, disp_dtype=np.float32) -> dict:
+def write_ddff12_file(
+    path: Path, n_train: int = 3, n_val: int = 2, *, size=(24, 36), seed: int = 0, zeros: int = 10, disp_dtype=np.float32
+) -> dict:
     """A DDFF-12 trainval file: stack_<split> (N, 10, H, W, 3) uint8 and disp_<split> (N, H, W) float
     in DDFF's range (0.02 to 0.283 px), ``zeros`` pixels per stack without ground truth (0)."""
     rng = np.random.default_rng(seed)

@@ -56,8 +56,9 @@ def strips_scene(depths_m: list[float], cam: CameraSpec, seed: int = 1) -> Scene
         x0 = -h if k == 0 else x0
         x1 = h if k == n - 1 else x1
         # About 4 px per checker cell at this depth: plenty of high frequencies to blur.
-        texture = TextureLayer("checker", scale=cam.width / (8.0 * frustum_half_width(z, cam)),
-                               color_a=[0.05] * 3, color_b=[0.8] * 3)
+        texture = TextureLayer(
+            "checker", scale=cam.width / (8.0 * frustum_half_width(z, cam)), color_a=[0.05] * 3, color_b=[0.8] * 3
+        )
         material = MaterialSpec([0.5] * 3, 1.0, 0.0, 0.0, textures=[texture])
         objects.append(fronto_plane(f"strip{k}", z, x0, x1, -h, h, material))
     return SceneDescription(seed, "test-strips", cam, objects, [], UNIFORM_WHITE_WORLD)
@@ -121,11 +122,22 @@ shake_translation_mm = 1.0
 """
 
 
-
 def render_command(preset, out, scenes: int, *args: str) -> list[str]:
     """focalstack-render with EFFECTS_PRESET-style settings, seed 5."""
-    return [sys.executable, "-m", "focalstack.render", "--preset", str(preset), "--scenes", str(scenes),
-            "--seed", "5", "--out", str(out), *args]
+    return [
+        sys.executable,
+        "-m",
+        "focalstack.render",
+        "--preset",
+        str(preset),
+        "--scenes",
+        str(scenes),
+        "--seed",
+        "5",
+        "--out",
+        str(out),
+        *args,
+    ]
 
 
 def assert_files_equal(a_path, b_path):
@@ -151,11 +163,17 @@ def textured_plane_scene(depth_m: float, cam: CameraSpec, seed: int = 1) -> Scen
     """One camera-facing plane at ``depth_m`` filling the view, with a fine noise texture (features of 1-3
     pixels at 64 px): content whose sub-pixel blur shows."""
     h = 1.5 * frustum_half_width(depth_m, cam)
-    texture = TextureLayer("noise", scale=cam.width / (6.0 * frustum_half_width(depth_m, cam)),
-                           color_a=[0.05] * 3, color_b=[0.8] * 3, params={"detail": 2.0})
+    texture = TextureLayer(
+        "noise",
+        scale=cam.width / (6.0 * frustum_half_width(depth_m, cam)),
+        color_a=[0.05] * 3,
+        color_b=[0.8] * 3,
+        params={"detail": 2.0},
+    )
     material = MaterialSpec([0.5] * 3, 1.0, 0.0, 0.0, textures=[texture])
-    return SceneDescription(seed, "test-textured-plane", cam, [fronto_plane("plane", depth_m, -h, h, -h, h, material)],
-                            [], UNIFORM_WHITE_WORLD)
+    return SceneDescription(
+        seed, "test-textured-plane", cam, [fronto_plane("plane", depth_m, -h, h, -h, h, material)], [], UNIFORM_WHITE_WORLD
+    )
 
 
 def supersampled_disk(diameter_px: float, supersample: int = 16) -> np.ndarray:
@@ -172,8 +190,9 @@ def supersampled_disk(diameter_px: float, supersample: int = 16) -> np.ndarray:
     return k / k.sum()
 
 
-def fit_disk_blur(aif_fine_linear: np.ndarray, image_srgb8: np.ndarray, up: int, margin: int = 6,
-                  step: float = 0.01, largest: float = 2.0) -> float:
+def fit_disk_blur(
+    aif_fine_linear: np.ndarray, image_srgb8: np.ndarray, up: int, margin: int = 6, step: float = 0.01, largest: float = 2.0
+) -> float:
     """The disk diameter (pixels of ``image_srgb8``) that best explains it as the all-in-focus image blurred:
     ``aif_fine_linear`` is the same view rendered ``up`` times finer (grey, linear light), blurred by the disk
     at that scale and box-averaged down, so that the model is the thin lens's box-filtered disk to 1/up pixel

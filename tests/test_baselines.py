@@ -31,8 +31,9 @@ def test_constant_depth_is_scored_per_image_like_a_network():
     path = synthetic_file("base-eval", 3, 32, 53)
     norm = Norm()
     c = 0.8
-    result = evaluate_model(ConstantDepth(c, norm), norm, [str(path)], resolve_protocols(("focalstack",)),
-                            ("All",), device=torch.device("cpu"))
+    result = evaluate_model(
+        ConstantDepth(c, norm), norm, [str(path)], resolve_protocols(("focalstack",)), ("All",), device=torch.device("cpu")
+    )
     row = next(r for r in result.rows if r["setting"] == "All")
     depth, defocus = true_arrays(path)
     valid = np.isfinite(depth) & (depth > 0) & (depth <= norm.max_depth)

@@ -147,11 +147,16 @@ def test_help_texts():
 
 def test_python_dash_m_entry_point(good_file):
     """``python -m focalstack.dataset`` is the same command; errors leave no traceback on stderr."""
-    ok = subprocess.run([sys.executable, "-m", "focalstack.dataset", "validate", str(good_file)],
-                        capture_output=True, text=True, timeout=120)
+    ok = subprocess.run(
+        [sys.executable, "-m", "focalstack.dataset", "validate", str(good_file)], capture_output=True, text=True, timeout=120
+    )
     assert ok.returncode == 0 and "valid" in ok.stdout
-    bad = subprocess.run([sys.executable, "-m", "focalstack.dataset", "inspect", str(good_file) + ".missing"],
-                         capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "-m", "focalstack.dataset", "inspect", str(good_file) + ".missing"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 1
     assert bad.stderr.strip().count("\n") == 0 and "no such file" in bad.stderr
     assert "Traceback" not in bad.stderr

@@ -313,8 +313,9 @@ def test_validate_defocus_of_the_other_model_is_named(tmp_path):
 def test_validate_names_a_declaration_that_contradicts_defocus_model(tmp_path):
     path = fx.write_file(tmp_path / "m.h5", 2)
     report = _damage(path, lambda f: f.attrs.__setitem__("defocus_model", "thin_lens"))
-    assert any("derived by 'cycles' but root attribute 'defocus_model' is 'thin_lens'" in p
-               for p in report.problems), report.problems
+    assert any("derived by 'cycles' but root attribute 'defocus_model' is 'thin_lens'" in p for p in report.problems), (
+        report.problems
+    )
 
 
 def _recreate(f, name, **kwargs):
@@ -331,8 +332,10 @@ def _recreate(f, name, **kwargs):
         (lambda f: _recreate(f, "depth", maxshape=(None, 16, 16), chunks=(1, 8, 16)), "split a scene"),
         (lambda f: _recreate(f, "depth"), "not chunked"),
         (lambda f: _recreate(f, "seed", dtype=np.int32, maxshape=(None,), chunks=(8,)), "'seed' has dtype int32"),
-        (lambda f: _recreate(f, "edges", data=np.zeros((3, 8, 16), np.uint8), maxshape=(None, 8, 16),
-                             chunks=(1, 8, 16)), "'edges' has shape (3, 8, 16): axis H is 8, expected 16"),
+        (
+            lambda f: _recreate(f, "edges", data=np.zeros((3, 8, 16), np.uint8), maxshape=(None, 8, 16), chunks=(1, 8, 16)),
+            "'edges' has shape (3, 8, 16): axis H is 8, expected 16",
+        ),
     ],
 )
 def test_validate_names_structure_problems(tmp_path, damage, expected):

@@ -24,15 +24,22 @@ ARRAYS = ("stack", "aif", "depth", "defocus", "edges", "focus_distance")
 def derived_record(seed: int, model: str = "cycles", **kw):
     """A record whose defocus maps are what the renderer stores: computed from the float32 values."""
     rec = fx.make_record(seed, model=model, **kw)
-    rec.defocus = stored_defocus_maps(rec.depth, rec.focus_distance, rec.f_number, rec.focal_length_mm,
-                                      rec.sensor_width_mm, model)
+    rec.defocus = stored_defocus_maps(
+        rec.depth, rec.focus_distance, rec.f_number, rec.focal_length_mm, rec.sensor_width_mm, model
+    )
     return rec
 
 
 def write_derived(path, records, model: str = "cycles"):
     attrs = fx.make_attrs(fx.make_config(defocus_model=model), defocus_model=model)
-    with FocalStackWriter.create_or_resume(path, n_slices=3, height=16, width=16, attrs=attrs,
-                                           ground_truth=provenance.rendered_declaration(model, store_defocus=False)) as w:
+    with FocalStackWriter.create_or_resume(
+        path,
+        n_slices=3,
+        height=16,
+        width=16,
+        attrs=attrs,
+        ground_truth=provenance.rendered_declaration(model, store_defocus=False),
+    ) as w:
         for rec in records:
             w.append(rec)
     return path
@@ -88,8 +95,11 @@ def test_recomputed_defocus_is_bit_identical_on_every_reader_path(tmp_path, mode
     with h5py.File(path) as f:
         assert "defocus" not in f  # not stored
         assert json.loads(f.attrs["ground_truth"])["defocus"] == {
-            "source": "derived", "from": ["depth", "focus_distance", "f_number", "focal_length_mm", "sensor_width_mm"],
-            "method": model, "stored": False}
+            "source": "derived",
+            "from": ["depth", "focus_distance", "f_number", "focal_length_mm", "sensor_width_mm"],
+            "method": model,
+            "stored": False,
+        }
     with FocalStackFile(path) as f:
         for i, rec in enumerate(records):
             assert np.array_equal(f[i].defocus, rec.defocus)
@@ -108,8 +118,7 @@ def test_renderer_records_give_back_their_defocus_bit_for_bit(tmp_path):
     from focalstack.render.config import load_preset
     from focalstack.render.pipeline import describe_scene, make_record, open_writer
 
-    config = load_preset("fod500").with_overrides(width=24, height=16, samples=1, denoise=False, seed=2,
-                                                  scenes=2).validate()
+    config = load_preset("fod500").with_overrides(width=24, height=16, samples=1, denoise=False, seed=2, scenes=2).validate()
     rng = np.random.default_rng(0)
     made = []
     with open_writer(config, tmp_path / "r.h5") as w:
@@ -130,8 +139,7 @@ def test_renderer_records_give_back_their_defocus_bit_for_bit(tmp_path):
 
 def test_writer_refuses_defocus_that_readers_would_not_recompute(tmp_path):
     rec = fx.make_record(0)  # maps from float64 inputs (2.9 mm, not float32(2.9))
-    want = stored_defocus_maps(rec.depth, rec.focus_distance, rec.f_number, rec.focal_length_mm,
-                               rec.sensor_width_mm, "cycles")
+    want = stored_defocus_maps(rec.depth, rec.focus_distance, rec.f_number, rec.focal_length_mm, rec.sensor_width_mm, "cycles")
     assert not np.array_equal(rec.defocus, want)  # one float32 step apart somewhere
     np.testing.assert_allclose(rec.defocus, want, rtol=1e-5)
     with pytest.raises(DatasetError, match="'defocus' differs from its recomputation"):
@@ -150,8 +158,9 @@ def no_aif_declaration():
 def test_absent_ground_truth_is_none_and_never_made_up(tmp_path):
     rec = fx.make_record(0)
     rec.aif = rec.edges = None
-    with FocalStackWriter.create_or_resume(tmp_path / "a.h5", n_slices=3, height=16, width=16, attrs=fx.make_attrs(),
-                                           ground_truth=no_aif_declaration()) as w:
+    with FocalStackWriter.create_or_resume(
+        tmp_path / "a.h5", n_slices=3, height=16, width=16, attrs=fx.make_attrs(), ground_truth=no_aif_declaration()
+    ) as w:
         w.append(rec)
     with h5py.File(tmp_path / "a.h5") as f:
         assert "aif" not in f and "edges" not in f
@@ -167,8 +176,9 @@ def test_absent_ground_truth_is_none_and_never_made_up(tmp_path):
 
 
 def test_writer_holds_records_to_the_declaration(tmp_path):
-    with FocalStackWriter.create_or_resume(tmp_path / "a.h5", n_slices=3, height=16, width=16, attrs=fx.make_attrs(),
-                                           ground_truth=no_aif_declaration()) as w:
+    with FocalStackWriter.create_or_resume(
+        tmp_path / "a.h5", n_slices=3, height=16, width=16, attrs=fx.make_attrs(), ground_truth=no_aif_declaration()
+    ) as w:
         with pytest.raises(DatasetError, match="'aif' given, but this file declares it absent"):
             w.append(fx.make_record(0))
         assert len(w) == 0
@@ -196,14 +206,17 @@ def test_validate_names_a_dataset_the_declaration_disowns(tmp_path):
         FocalStackFile(path)
 
 
-@pytest.mark.parametrize("entry, expected", [
-    ({"source": "made up"}, "source 'made up'"),
-    ({"source": "rendered", "stored": False}, "readers can only recompute defocus"),
-    ({"source": "absent", "stored": True}, "'stored' is True"),
-    ({"source": "derived", "stored": False, "method": "gauss"}, "method 'gauss'"),
-    ({"source": "rendered", "colour": 1}, "unknown key(s) colour"),
-    ({"source": "imported", "no_data": "zero"}, "'no_data' is 'zero'"),
-])
+@pytest.mark.parametrize(
+    "entry, expected",
+    [
+        ({"source": "made up"}, "source 'made up'"),
+        ({"source": "rendered", "stored": False}, "readers can only recompute defocus"),
+        ({"source": "absent", "stored": True}, "'stored' is True"),
+        ({"source": "derived", "stored": False, "method": "gauss"}, "method 'gauss'"),
+        ({"source": "rendered", "colour": 1}, "unknown key(s) colour"),
+        ({"source": "imported", "no_data": "zero"}, "'no_data' is 'zero'"),
+    ],
+)
 def test_declaration_errors_are_named(entry, expected):
     name = "depth" if "gauss" not in str(entry) else "defocus"
     declared = {k: gt.to_dict() for k, gt in provenance.rendered_declaration("cycles").items()}
@@ -213,8 +226,10 @@ def test_declaration_errors_are_named(entry, expected):
 
 
 def test_declaration_round_trips_and_describes_itself():
-    declared = {**provenance.rendered_declaration("thin_lens", store_defocus=False),
-                "depth": GroundTruth("imported", method="somewhere", no_data=0.0)}
+    declared = {
+        **provenance.rendered_declaration("thin_lens", store_defocus=False),
+        "depth": GroundTruth("imported", method="somewhere", no_data=0.0),
+    }
     again = provenance.from_json(provenance.to_json(declared))
     assert again == declared
     assert list(again) == list(schema.GROUND_TRUTH_NAMES)

@@ -71,8 +71,14 @@ def commands():
     from focalstack.render.cli import main as render_main
     from focalstack.train.cli import main as train_main
 
-    mains = {"focalstack-render": render_main, "focalstack-data": data_main, "focalstack-train": train_main,
-             "focalstack.render": render_main, "focalstack.dataset": data_main, "focalstack.train": train_main}
+    mains = {
+        "focalstack-render": render_main,
+        "focalstack-data": data_main,
+        "focalstack-train": train_main,
+        "focalstack.render": render_main,
+        "focalstack.dataset": data_main,
+        "focalstack.train": train_main,
+    }
     found = []
     for page in PAGES:
         for line, words in shell_commands(page):
@@ -82,7 +88,7 @@ def commands():
                 if "-m" not in words:
                     continue
                 k = words.index("-m")
-                name, args = words[k + 1], words[k + 2:]
+                name, args = words[k + 1], words[k + 2 :]
             else:
                 name, args = Path(words[0]).name, words[1:]
             if name in mains:

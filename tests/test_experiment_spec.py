@@ -43,17 +43,20 @@ def test_a_good_file_loads_with_per_scale_values(tmp_path):
     assert exp.evaluations[0].models == ["m"] and exp.evaluations[0].settings == ["All", "Random"]
 
 
-@pytest.mark.parametrize("change, needle", [
-    (('preset = "fod500"', 'preset = "fod9000"'), "[datasets.train]: unknown preset 'fod9000'"),
-    (('arch = "fod-depth"', 'arch = "resnet"'), "[models.m]: unknown architecture 'resnet'"),
-    (('datasets = ["test"]', 'datasets = ["walls-test"]'), "names dataset 'walls-test', which [datasets] does not define"),
-    (('data = ["train"]', 'data = ["nope"]'), "data names dataset 'nope'"),
-    (('epochs = 1', 'epochs = 1\nwobble = 3'), "[scales.tiny]: unknown key(s) wobble"),
-    (('scenes = { tiny = 2 }', 'scenes = { tiny = 2, huge = 9 }'), "names scale(s) huge the file does not define"),
-    (('arch = "fod-depth"', 'arch = "fod-depth"\nlr = inf'), "[models.m]: --lr inf"),
-    (('datasets = ["test"]', 'datasets = ["test"]\nsettings = ["Sometimes"]'), "settings = ['Sometimes']"),
-    (('[models.m]', '[models.constant]'), "[models.constant]: 'constant' names the reports' constant-depth baseline"),
-])
+@pytest.mark.parametrize(
+    "change, needle",
+    [
+        (('preset = "fod500"', 'preset = "fod9000"'), "[datasets.train]: unknown preset 'fod9000'"),
+        (('arch = "fod-depth"', 'arch = "resnet"'), "[models.m]: unknown architecture 'resnet'"),
+        (('datasets = ["test"]', 'datasets = ["walls-test"]'), "names dataset 'walls-test', which [datasets] does not define"),
+        (('data = ["train"]', 'data = ["nope"]'), "data names dataset 'nope'"),
+        (("epochs = 1", "epochs = 1\nwobble = 3"), "[scales.tiny]: unknown key(s) wobble"),
+        (("scenes = { tiny = 2 }", "scenes = { tiny = 2, huge = 9 }"), "names scale(s) huge the file does not define"),
+        (('arch = "fod-depth"', 'arch = "fod-depth"\nlr = inf'), "[models.m]: --lr inf"),
+        (('datasets = ["test"]', 'datasets = ["test"]\nsettings = ["Sometimes"]'), "settings = ['Sometimes']"),
+        (("[models.m]", "[models.constant]"), "[models.constant]: 'constant' names the reports' constant-depth baseline"),
+    ],
+)
 def test_bad_files_are_refused_naming_what_is_wrong(tmp_path, change, needle):
     path = write(tmp_path, GOOD.replace(*change))
     with pytest.raises(ExperimentError) as err:
@@ -82,8 +85,12 @@ def test_bundled_experiments_load_at_every_scale():
 def test_the_cli_refuses_a_bad_file_in_one_line_before_anything_runs(tmp_path):
     path = write(tmp_path, GOOD.replace('preset = "test-shape"', 'preset = "nowhere"'))
     out = tmp_path / "run"
-    done = subprocess.run([sys.executable, "-m", "focalstack.train", "experiment", str(path), "--scale", "tiny",
-                           "-o", str(out)], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "focalstack.train", "experiment", str(path), "--scale", "tiny", "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
     assert "unknown preset 'nowhere'" in done.stderr and not out.exists()
 
@@ -115,16 +122,20 @@ def test_published_rows_print_in_both_psnr_conventions_and_say_what_is_not_evalu
 def test_a_published_row_under_the_protocols_columns_loads(tmp_path):
     row = '{ model = "m", source = "s", dataset = "test", setting = "All", aif_ssim = 0.9, aif_psnr_peak255 = 80.0 }'
     exp = load_experiment(str(write(tmp_path, GOOD + f"published = [{row}]\n")), "tiny")
-    assert exp.evaluations[0].published == [{"model": "m", "source": "s", "dataset": "test", "setting": "All",
-                                             "aif_ssim": 0.9, "aif_psnr_peak255": 80.0}]
+    assert exp.evaluations[0].published == [
+        {"model": "m", "source": "s", "dataset": "test", "setting": "All", "aif_ssim": 0.9, "aif_psnr_peak255": 80.0}
+    ]
 
 
-@pytest.mark.parametrize("row, needle", [
-    ('{ model = "m", source = "s", depth_rmse = "high" }', "depth_rmse = 'high': expected a number"),
-    ('{ model = "m", depth_rmse = 0.1 }', "source = None: expected a non-empty string"),
-    ('{ model = "m", source = "s", rmse_typo = 0.1 }', "unknown key.s. rmse_typo"),
-    ('{ model = "m", source = "s", dataset = "test" }', "no value under any column"),
-])
+@pytest.mark.parametrize(
+    "row, needle",
+    [
+        ('{ model = "m", source = "s", depth_rmse = "high" }', "depth_rmse = 'high': expected a number"),
+        ('{ model = "m", depth_rmse = 0.1 }', "source = None: expected a non-empty string"),
+        ('{ model = "m", source = "s", rmse_typo = 0.1 }', "unknown key.s. rmse_typo"),
+        ('{ model = "m", source = "s", dataset = "test" }', "no value under any column"),
+    ],
+)
 def test_a_bad_published_row_is_refused_in_one_line(tmp_path, row, needle):
     with pytest.raises(ExperimentError, match=needle) as err:
         load_experiment(str(write(tmp_path, GOOD + f"published = [{row}]\n")), "tiny")
@@ -138,8 +149,11 @@ def test_without_rendering_a_missing_or_short_file_is_refused_naming_it(tmp_path
     exp = load_experiment(str(write(tmp_path, GOOD)), "tiny")
     runner = ExperimentRunner(exp, RunOptions(out=tmp_path / "run", data_dir=tmp_path / "data", render=False))
     (tmp_path / "data").mkdir()
-    with pytest.raises(ExperimentRunError, match=r"render train: .*fod500_seed0_32px_n2.h5 holds 0 of its 2 scenes, "
-                                                 r"and rendering is off"):
+    with pytest.raises(
+        ExperimentRunError,
+        match=r"render train: .*fod500_seed0_32px_n2.h5 holds 0 of its 2 scenes, "
+        r"and rendering is off",
+    ):
         runner.render(exp.datasets["train"])
 
 
@@ -170,17 +184,20 @@ def test_a_model_that_fails_in_a_parallel_run_is_one_line_naming_it(tmp_path):
     from focalstack.train.experiments import ExperimentRunner, RunOptions
     from focalstack.train.experiments.runner import ExperimentRunError
 
-    text = GOOD.replace('[models.m]\narch = "fod-depth"\ndata = ["train"]',
-                        '[models.m]\narch = "fod-depth"\ndata = ["train"]\n'
-                        'loss_weights = { defocus = 0.0, depth = 0.0, aif = 0.0, perceptual = 0.0, edges = 0.0 }\n'
-                        '[models.n]\narch = "fod-depth"\ndata = ["train"]\narch_kwargs = { width = 4 }')
+    text = GOOD.replace(
+        '[models.m]\narch = "fod-depth"\ndata = ["train"]',
+        '[models.m]\narch = "fod-depth"\ndata = ["train"]\n'
+        "loss_weights = { defocus = 0.0, depth = 0.0, aif = 0.0, perceptual = 0.0, edges = 0.0 }\n"
+        '[models.n]\narch = "fod-depth"\ndata = ["train"]\narch_kwargs = { width = 4 }',
+    )
     text = text.replace("[scales.tiny]\nresolution = 32", "[scales.tiny]\nresolution = 32\nprogress = false")
     exp = load_experiment(str(write(tmp_path, text)), "tiny")
     data = tmp_path / "data"
     data.mkdir()
     for ds in exp.datasets.values():
         write_synthetic(data / ds.file_name(), ds.scenes, 32)
-    runner = ExperimentRunner(exp, RunOptions(out=tmp_path / "run", data_dir=data, render=False, parallel=2,
-                                              device="cpu", progress=False))
+    runner = ExperimentRunner(
+        exp, RunOptions(out=tmp_path / "run", data_dir=data, render=False, parallel=2, device="cpu", progress=False)
+    )
     with pytest.raises(ExperimentRunError, match=r"train m: nothing to train"):
         runner.run()

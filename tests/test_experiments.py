@@ -18,8 +18,22 @@ pytestmark = [pytest.mark.blender, pytest.mark.slow]
 
 
 def command(name: str, out: Path, data: Path) -> list[str]:
-    return [sys.executable, "-m", "focalstack.train", "experiment", name, "--scale", "tiny", "-o", str(out),
-            "--data-dir", str(data), "--device", "cpu", "--quiet"]
+    return [
+        sys.executable,
+        "-m",
+        "focalstack.train",
+        "experiment",
+        name,
+        "--scale",
+        "tiny",
+        "-o",
+        str(out),
+        "--data-dir",
+        str(data),
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
 
 
 def steps(out: Path) -> list[dict]:
@@ -31,8 +45,9 @@ def steps(out: Path) -> list[dict]:
 
 def run_killed_then_again(name: str, out: Path, data: Path) -> tuple[list[dict], list[dict]]:
     """Kill the run once a model has been trained; run it again to the end. (steps before, steps after)."""
-    proc = subprocess.Popen(command(name, out, data), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        command(name, out, data), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     deadline = time.time() + 900
     try:
         while time.time() < deadline and proc.poll() is None:
@@ -57,8 +72,7 @@ def assert_nothing_finished_was_redone(before: list[dict], after: list[dict]) ->
     assert redone == [], redone
 
 
-def assert_every_cell(report: dict, evaluation: str, models, datasets, settings, regions, metrics,
-                      source: str = "ours") -> None:
+def assert_every_cell(report: dict, evaluation: str, models, datasets, settings, regions, metrics, source: str = "ours") -> None:
     rows = [r for r in report["evaluations"][evaluation]["rows"] if r["source"] == source]
     for m in models:
         for d in datasets:
@@ -81,12 +95,26 @@ def test_walls_fix_and_paper_table1_at_tiny_scale_killed_and_resumed(tmp_path):
     assert_nothing_finished_was_redone(before, after)
     report = json.loads((walls / "report.json").read_text())
     assert report["scale"] == "tiny"
-    assert_every_cell(report, "failure-cases", ["fod500", "fod500-walls", "fod500-walls-mirrors"],
-                      ["walls-test", "mirrors-test", "fod500-test"], ["All"], ["all", "flat"],
-                      ["depth_mse", "depth_rmse", "depth_absrel", "defocus_mse"])
+    assert_every_cell(
+        report,
+        "failure-cases",
+        ["fod500", "fod500-walls", "fod500-walls-mirrors"],
+        ["walls-test", "mirrors-test", "fod500-test"],
+        ["All"],
+        ["all", "flat"],
+        ["depth_mse", "depth_rmse", "depth_absrel", "defocus_mse"],
+    )
     # the constant-depth baseline beside them, scored by the same code
-    assert_every_cell(report, "failure-cases", ["constant"], ["walls-test", "mirrors-test", "fod500-test"], ["All"],
-                      ["all", "flat"], ["depth_mse", "depth_rmse", "depth_absrel", "defocus_mse"], source="baseline")
+    assert_every_cell(
+        report,
+        "failure-cases",
+        ["constant"],
+        ["walls-test", "mirrors-test", "fod500-test"],
+        ["All"],
+        ["all", "flat"],
+        ["depth_mse", "depth_rmse", "depth_absrel", "defocus_mse"],
+        source="baseline",
+    )
     md = (walls / "report.md").read_text()
     assert "Its numbers are not results" in md and "fod500-walls vs fod500" in md and "constant vs fod500" in md
     assert (walls / "figures" / "training_curves.png").stat().st_size > 1000
@@ -99,9 +127,15 @@ def test_walls_fix_and_paper_table1_at_tiny_scale_killed_and_resumed(tmp_path):
     assert_nothing_finished_was_redone(before, after)
     assert any(s["kind"] == "render" and s["name"] == "train" and s["action"] == "reused" for s in after)  # shared
     report = json.loads((table1 / "report.json").read_text())
-    assert_every_cell(report, "table1", ["single-aif", "single-defocus-aif", "stack-aif", "stack-defocus-aif"],
-                      ["test-shape", "test-appearance", "test-wide-dof", "test-medium-dof"], ["All", "Random"], ["all"],
-                      ["aif_ssim", "aif_psnr", "aif_psnr_peak255"])
+    assert_every_cell(
+        report,
+        "table1",
+        ["single-aif", "single-defocus-aif", "stack-aif", "stack-defocus-aif"],
+        ["test-shape", "test-appearance", "test-wide-dof", "test-medium-dof"],
+        ["All", "Random"],
+        ["all"],
+        ["aif_ssim", "aif_psnr", "aif_psnr_peak255"],
+    )
     row = next(r for r in report["evaluations"]["table1"]["rows"] if r["source"] == "ours")
     assert row["aif_psnr_peak255"] == pytest.approx(row["aif_psnr"] + 48.13, abs=0.01)
     # a third run reuses everything

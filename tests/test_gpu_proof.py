@@ -37,20 +37,49 @@ def test_run_on_the_cpu_brings_back_weights_report_and_details_in_at_most_eight_
     bundle = synthetic_bundle(tmp_path)
     out = tmp_path / "out"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, str(SCRIPT), "run", "--bundle", str(bundle), "--out", str(out), "--scale",
-                           "tiny", "--device", "cpu", "--deadline", "75", "--work", str(tmp_path / "work")],
-                          capture_output=True, text=True, timeout=600, env=env)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "run",
+            "--bundle",
+            str(bundle),
+            "--out",
+            str(out),
+            "--scale",
+            "tiny",
+            "--device",
+            "cpu",
+            "--deadline",
+            "75",
+            "--work",
+            str(tmp_path / "work"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
-    assert files == ["details.tar.gz", "gpu_proof.log", "report.json", "report.md", "training_curves.png",
-                     "weights/fod-depth-fod500-v1.pt", "weights/fod-depth-v1.pt", "weights/fod-v1.pt"]
+    assert files == [
+        "details.tar.gz",
+        "gpu_proof.log",
+        "report.json",
+        "report.md",
+        "training_curves.png",
+        "weights/fod-depth-fod500-v1.pt",
+        "weights/fod-depth-v1.pt",
+        "weights/fod-v1.pt",
+    ]
     report = json.loads((out / "report.json").read_text())
     assert report["errors"] == []
     assert {r["variant"] for r in report["bench"]["workload"]} == {"naive", "ours"}
     assert report["choice"]["batch_size"] in (2, 4)
     rows = report["experiment_report"]["evaluations"]["dfv"]["rows"]
     assert {(r["model"], r["setting"]) for r in rows if r["dataset"] == "fod500-test"} >= {
-        (m, s) for m in ("fod", "fod-depth", "fod-depth-fod500", "constant") for s in ("All", "Random")}
+        (m, s) for m in ("fod", "fod-depth", "fod-depth-fod500", "constant") for s in ("All", "Random")
+    }
     aif = report["experiment_report"]["evaluations"]["aifdepthnet"]["rows"]
     assert any(r["model"] == "DefocusNet" and r["mse_fp"] == 0.0175 for r in aif)  # --compare-published
     flat = report["experiment_report"]["evaluations"]["focalstack"]["rows"]
@@ -67,8 +96,12 @@ def test_run_on_the_cpu_brings_back_weights_report_and_details_in_at_most_eight_
         assert all(p.dtype == torch.float32 for p in model.parameters())
         assert (out / "weights" / f"{name}.pt").stat().st_size < 16 << 20
     # back where the repository is: the weights with a model card each
-    done = subprocess.run([sys.executable, str(SCRIPT), "cards", "--out", str(out), "--to", str(tmp_path / "w")],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "cards", "--out", str(out), "--to", str(tmp_path / "w")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     card = (tmp_path / "w" / "fod-depth-v1.md").read_text()
     assert "`fod-depth` trained by" in card and "| fod500-test | fod-depth |" in card and "| fod500-test | constant |" in card
@@ -77,9 +110,25 @@ def test_run_on_the_cpu_brings_back_weights_report_and_details_in_at_most_eight_
 
 def test_run_refuses_a_bundle_without_packs_and_still_reports(tmp_path):
     (tmp_path / "bundle").mkdir()
-    done = subprocess.run([sys.executable, str(SCRIPT), "run", "--bundle", str(tmp_path / "bundle"), "--out",
-                           str(tmp_path / "out"), "--scale", "tiny", "--device", "cpu", "--skip-bench"],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "run",
+            "--bundle",
+            str(tmp_path / "bundle"),
+            "--out",
+            str(tmp_path / "out"),
+            "--scale",
+            "tiny",
+            "--device",
+            "cpu",
+            "--skip-bench",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 1
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert any("holds no *.pack.h5 file" in e for e in report["errors"])
@@ -88,8 +137,12 @@ def test_run_refuses_a_bundle_without_packs_and_still_reports(tmp_path):
 @pytest.mark.blender
 @pytest.mark.slow
 def test_prepare_renders_every_dataset_with_the_blur_of_its_preset_and_packs_it(tmp_path):
-    done = subprocess.run([sys.executable, str(SCRIPT), "prepare", "--bundle", str(tmp_path / "bundle"), "--scale",
-                           "tiny", "--quiet"], capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "prepare", "--bundle", str(tmp_path / "bundle"), "--scale", "tiny", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     manifest = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
     exp = load_experiment("weights-v1", "tiny")

@@ -101,8 +101,9 @@ def test_validate_finds_normals_that_are_not_unit_and_objects_the_scene_lacks(tm
         f["objects"][2] = objects
     problems = validate_file(path, full=True).problems
     assert any(p.startswith("scene 1:") and "'normals' has 1 pixel(s) that are not unit" in p for p in problems), problems
-    assert any(p.startswith("scene 2:") and "'objects' holds index 7, but the scene has 1 object" in p
-               for p in problems), problems
+    assert any(p.startswith("scene 2:") and "'objects' holds index 7, but the scene has 1 object" in p for p in problems), (
+        problems
+    )
 
 
 def test_ground_truth_on_request_reaches_the_export_and_a_merged_file(tmp_path):

@@ -159,8 +159,9 @@ def test_import_fod500_refuses_odd_names(tmp_path):
     folder = tmp_path / "fs"
     ix.write_fod500_folder(folder, [0])
     ix.write_tif(folder / "cover_All.tif", np.zeros((256, 256, 3), np.uint8))
-    assert_one_line_error(run("import", "fod500", folder, "-o", tmp_path / "x.h5"), "cover_All.tif",
-                          "does not follow FoD500's pattern")
+    assert_one_line_error(
+        run("import", "fod500", folder, "-o", tmp_path / "x.h5"), "cover_All.tif", "does not follow FoD500's pattern"
+    )
 
 
 # -- export fod500 ---------------------------------------------------------------------------------------
@@ -183,7 +184,11 @@ def test_export_then_import_gives_back_stack_depth_and_focus(tmp_path):
     names = {p.name for p in (tmp_path / "fs").iterdir()}
     # the flat folder holds FoD500's own files (and the description); the extras are in extra/
     assert names == {f"0000{i}_{j:02d}All.tif" for i in (17, 18) for j in range(5)} | {
-        "000017Dpt.exr", "000018Dpt.exr", "focalstack.json", "extra"}
+        "000017Dpt.exr",
+        "000018Dpt.exr",
+        "focalstack.json",
+        "extra",
+    }
     assert {"000018Aif.tif", "000017_02Def.exr", "000018Extra.npz"} <= {p.name for p in (tmp_path / "fs/extra").iterdir()}
     assert run("import", "fod500", tmp_path / "fs", "-o", tmp_path / "back.h5").exit_code == 0
     with FocalStackFile(src) as a, FocalStackFile(tmp_path / "back.h5") as b:
@@ -326,8 +331,9 @@ def test_import_ddff12_refuses_bad_input(tmp_path):
         d = f["disp_train"][1]
         d[:2] = -0.1
         f["disp_train"][1] = d
-    assert_one_line_error(run("import", "ddff12", path, "--split", "train", "-o", out), "disp_train[1]", "negative",
-                          "more than 1%")
+    assert_one_line_error(
+        run("import", "ddff12", path, "--split", "train", "-o", out), "disp_train[1]", "negative", "more than 1%"
+    )
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["bad.h5"]
     result = run("import", "ddff12", path, "--split", "train", "-o", out, "--skip-bad")
     assert result.exit_code == 0 and "2 scene(s) imported" in result.output and "skipped: " in result.output
@@ -335,14 +341,15 @@ def test_import_ddff12_refuses_bad_input(tmp_path):
         assert [json.loads(s)["index"] for s in f.read_all("scene")] == [0, 2]
     with h5py.File(path, "r+") as f:
         del f["disp_val"]
-    assert_one_line_error(run("import", "ddff12", path, "--split", "val", "-o", tmp_path / "v.h5"),
-                          "no dataset 'disp_val'")
+    assert_one_line_error(run("import", "ddff12", path, "--split", "val", "-o", tmp_path / "v.h5"), "no dataset 'disp_val'")
     with h5py.File(path, "r+") as f:
         f.create_dataset("disp_val", data=np.zeros((1, 5, 5), np.float32))
-    assert_one_line_error(run("import", "ddff12", path, "--split", "val", "-o", tmp_path / "v.h5"),
-                          "'disp_val'", "to match 'stack_val'")
-    assert_one_line_error(run("import", "ddff12", tmp_path / "none.h5", "--split", "val", "-o", tmp_path / "v.h5"),
-                          "no such file")
+    assert_one_line_error(
+        run("import", "ddff12", path, "--split", "val", "-o", tmp_path / "v.h5"), "'disp_val'", "to match 'stack_val'"
+    )
+    assert_one_line_error(
+        run("import", "ddff12", tmp_path / "none.h5", "--split", "val", "-o", tmp_path / "v.h5"), "no such file"
+    )
 
 
 def test_help_texts_explain_the_formats():
@@ -416,8 +423,10 @@ def test_every_peer_loader_reads_the_export_it_is_meant_to(tmp_path, layout):
     assert train == [] and test == [f"{400 + i:06d}Dpt.exr" for i in range(3)]
     # AiFDepthNet: sorted-glob grouping gives each scene its own five slices (only without Aif.tif beside them)
     groups = aifdepthnet_lists(folder)
-    ok = all([p.name for p in tifs] == [f"{400 + k:06d}_{j:02d}All.tif" for j in range(5)] and e.name == f"{400 + k:06d}Dpt.exr"
-             for k, (tifs, e) in enumerate(groups))
+    ok = all(
+        [p.name for p in tifs] == [f"{400 + k:06d}_{j:02d}All.tif" for j in range(5)] and e.name == f"{400 + k:06d}Dpt.exr"
+        for k, (tifs, e) in enumerate(groups)
+    )
     assert ok == (layout == "fod500")
     if layout == "fod500":
         for k, (tifs, _) in enumerate(groups):
@@ -466,5 +475,6 @@ def test_import_fod500_marks_a_few_bad_depth_pixels_as_no_data_and_refuses_a_bro
         assert np.isnan(f[1].defocus[:, 0, :3]).all()  # no depth, no defocus: as for FoD500's own holes
     d[:10] = np.nan  # 10 rows of 256: about 4 %
     ix.write_exr(tmp_path / "fs" / "000001Dpt.exr", {"R": d, "G": d, "B": d})
-    assert_one_line_error(run("import", "fod500", tmp_path / "fs", "-o", tmp_path / "b.h5"), "000001Dpt.exr",
-                          "not finite or negative (more than 1%")
+    assert_one_line_error(
+        run("import", "fod500", tmp_path / "fs", "-o", tmp_path / "b.h5"), "000001Dpt.exr", "not finite or negative (more than 1%"
+    )

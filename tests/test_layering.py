@@ -15,8 +15,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = {"dataset": "focalstack.dataset", "assets": "focalstack.assets", "render": "focalstack.render",
-            "train": "focalstack.train"}
+PACKAGES = {
+    "dataset": "focalstack.dataset",
+    "assets": "focalstack.assets",
+    "render": "focalstack.render",
+    "train": "focalstack.train",
+}
 BLENDER_MODULES = {"bpy", "mathutils", "bpy_extras"}
 
 
@@ -74,15 +78,21 @@ def test_no_package_imports_what_it_may_not(folder, forbidden):
 
 
 def test_only_render_blender_touches_blender():
-    users = [p.relative_to(ROOT).as_posix() for folder in PACKAGES for p, names in all_imports(folder).items()
-             if names & BLENDER_MODULES or any(n.split(".")[0] in BLENDER_MODULES for n in names)]
+    users = [
+        p.relative_to(ROOT).as_posix()
+        for folder in PACKAGES
+        for p, names in all_imports(folder).items()
+        if names & BLENDER_MODULES or any(n.split(".")[0] in BLENDER_MODULES for n in names)
+    ]
     assert users and all(u.startswith("render/blender/") for u in users), users
 
 
 def test_importing_the_packages_loads_neither_blender_nor_torch():
-    code = ("import sys, focalstack.dataset, focalstack.assets, focalstack.render, focalstack.render.sampling, "
-            "focalstack.render.pipeline, focalstack.train; "
-            "print(sorted(m for m in ('bpy', 'torch') if m in sys.modules))")
+    code = (
+        "import sys, focalstack.dataset, focalstack.assets, focalstack.render, focalstack.render.sampling, "
+        "focalstack.render.pipeline, focalstack.train; "
+        "print(sorted(m for m in ('bpy', 'torch') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

@@ -37,9 +37,16 @@ def datasets(path):
         attrs = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in f.attrs.items()}
         out = {}
         for name, ds in f.items():
-            out[name] = {"values": ds[...], "dtype": ds.dtype, "chunks": ds.chunks, "maxshape": ds.maxshape,
-                         "compression": ds.compression, "opts": ds.compression_opts, "shuffle": ds.shuffle,
-                         "attrs": dict(ds.attrs)}
+            out[name] = {
+                "values": ds[...],
+                "dtype": ds.dtype,
+                "chunks": ds.chunks,
+                "maxshape": ds.maxshape,
+                "compression": ds.compression,
+                "opts": ds.compression_opts,
+                "shuffle": ds.shuffle,
+                "attrs": dict(ds.attrs),
+            }
     return attrs, out
 
 
@@ -57,8 +64,9 @@ def test_unpack_gives_back_the_same_file(tmp_path):
     for name in a:
         want = a[name]["values"][:3]  # complete scenes only
         if name == "scene":
-            assert [v.decode() if isinstance(v, bytes) else v for v in b[name]["values"]] == \
-                   [v.decode() if isinstance(v, bytes) else v for v in want]
+            assert [v.decode() if isinstance(v, bytes) else v for v in b[name]["values"]] == [
+                v.decode() if isinstance(v, bytes) else v for v in want
+            ]
         else:
             np.testing.assert_array_equal(b[name]["values"], want, err_msg=name)
         for key in ("dtype", "chunks", "maxshape", "compression", "opts", "shuffle", "attrs"):
@@ -78,9 +86,9 @@ def test_float16_depth_is_measured_and_within_half_float_precision(tmp_path):
         assert g["depth"].dtype == np.float32
         np.testing.assert_array_equal(half, exact.astype(np.float16).astype(np.float32))
         err = np.abs(half.astype(np.float64) - exact)
-    assert 0 < err.max() <= exact.max() * 2.0 ** -11  # half a unit in the last place of an 11-bit mantissa
+    assert 0 < err.max() <= exact.max() * 2.0**-11  # half a unit in the last place of an 11-bit mantissa
     assert stats.float16_error["depth"]["max_abs"] == pytest.approx(err.max())
-    assert stats.float16_error["depth"]["max_rel"] <= 2.0 ** -11
+    assert stats.float16_error["depth"]["max_rel"] <= 2.0**-11
 
 
 def test_a_value_no_half_float_holds_is_refused(tmp_path):
@@ -95,8 +103,9 @@ def test_a_value_no_half_float_holds_is_refused(tmp_path):
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "focalstack.dataset", *map(str, args)], capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "focalstack.dataset", *map(str, args)], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_cli_packs_a_folder_with_a_manifest_and_unpacks_it(tmp_path):

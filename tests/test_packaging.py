@@ -25,8 +25,12 @@ def wheel_path(tmp_path_factory) -> Path:
     for folder in ("render", "assets", "dataset", "train", "weights"):
         shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                    "-w", str(out), str(source)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out), str(source)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     (wheel,) = out.glob("focalstack-*.whl")
     return wheel
 
@@ -44,14 +48,23 @@ def metadata(wheel_path):
 
 
 def test_wheel_holds_every_module_and_data_file(wheel_names):
-    folders = {"render": "focalstack/render", "assets": "focalstack/assets", "dataset": "focalstack/dataset",
-               "train": "focalstack/train", "weights": "focalstack/weights"}
+    folders = {
+        "render": "focalstack/render",
+        "assets": "focalstack/assets",
+        "dataset": "focalstack/dataset",
+        "train": "focalstack/train",
+        "weights": "focalstack/weights",
+    }
     for folder, package in folders.items():
         for path in (ROOT / folder).rglob("*"):
             if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
                 relative = path.relative_to(ROOT / folder).as_posix()
-                if (relative == "make_bundled.py" or path.suffix in {".py", ".toml", ".pt"} or "data" in path.parts
-                        or folder == "weights"):
+                if (
+                    relative == "make_bundled.py"
+                    or path.suffix in {".py", ".toml", ".pt"}
+                    or "data" in path.parts
+                    or folder == "weights"
+                ):
                     assert f"{package}/{relative}" in wheel_names, relative
 
 
@@ -97,8 +110,12 @@ def test_install_on_python_3_12_with_numpy_2_reads_validates_and_previews(wheel_
     assert done.returncode == 0, done.stderr[-2000:]
     data = fx.write_file(tmp_path / "small.h5", 2)
     bin_ = env / "bin"
-    version = subprocess.run([str(bin_ / "python"), "-c", "import numpy, sys; print(sys.version_info[:2], numpy.__version__)"],
-                             capture_output=True, text=True, check=True).stdout
+    version = subprocess.run(
+        [str(bin_ / "python"), "-c", "import numpy, sys; print(sys.version_info[:2], numpy.__version__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert version.startswith("(3, 12) 2."), version
     validate = subprocess.run([str(bin_ / "focalstack-data"), "validate", str(data), "--full"], capture_output=True, text=True)
     assert validate.returncode == 0 and "valid (2 complete scene(s)" in validate.stdout, validate.stdout + validate.stderr
@@ -109,7 +126,6 @@ def test_install_on_python_3_12_with_numpy_2_reads_validates_and_previews(wheel_
     assert png.stat().st_size > 1000
     # rendering is the one thing that needs Python 3.11: one line, and no output file left behind
     out = tmp_path / "render.h5"
-    render = subprocess.run([str(bin_ / "focalstack-render"), "--scenes", "1", "--out", str(out)],
-                            capture_output=True, text=True)
+    render = subprocess.run([str(bin_ / "focalstack-render"), "--scenes", "1", "--out", str(out)], capture_output=True, text=True)
     assert render.returncode == 1 and not out.exists()
     assert render.stderr.count("\n") == 1 and "Python 3.11" in render.stderr, render.stderr

@@ -75,11 +75,11 @@ def test_crops_flips_and_subsets_apply_alike_to_every_array_and_follow_the_seed(
         found = False
         for fy in (False, True):
             for fx in (False, True):
-                d = rec.depth[::-1 if fy else 1, ::-1 if fx else 1]
+                d = rec.depth[:: -1 if fy else 1, :: -1 if fx else 1]
                 for y in range(32 - 16 + 1):
                     for x in range(32 - 20 + 1):
-                        if np.array_equal(d[y:y + 16, x:x + 20], s["depth"]):
-                            img = rec.stack[slices][:, ::-1 if fy else 1, ::-1 if fx else 1][:, y:y + 16, x:x + 20]
+                        if np.array_equal(d[y : y + 16, x : x + 20], s["depth"]):
+                            img = rec.stack[slices][:, :: -1 if fy else 1, :: -1 if fx else 1][:, y : y + 16, x : x + 20]
                             if np.allclose(s["stack"].transpose(0, 2, 3, 1), img / 255.0, atol=1e-7):
                                 found = True
                                 seen.add((fy, fx))

@@ -113,7 +113,7 @@ def test_held_out_presets_are_disjoint_from_every_training_preset():
             # No held-out preset ever draws an asset file a training preset may draw.
             assert not t["asset_files"] & r["asset_files"], pair
             if t_name == "test-shape":
-                shared = {s[len("family:"):] for s in t["shapes"] & r["shapes"] if s.startswith("family:")}
+                shared = {s[len("family:") :] for s in t["shapes"] & r["shapes"] if s.startswith("family:")}
                 assert not t["shapes"] & r["shapes"] - {f"family:{f}" for f in shared}, pair
                 for fam in shared:  # a family both draw must differ in some parameter's range
                     assert any(_ranges_disjoint(t["shape_ranges"][fam][k], r["shape_ranges"][fam][k])

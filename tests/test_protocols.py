@@ -207,8 +207,7 @@ class ConstantDepth(torch.nn.Module):
 
     def forward(self, stack, focus):
         b, s, _, h, w = stack.shape
-        out = {"depth": torch.full((b, h, w), self.depth_m / NORM.depth_scale),
-               "defocus": torch.zeros(b, s, h, w)}
+        out = {"depth": torch.full((b, h, w), self.depth_m / NORM.depth_scale), "defocus": torch.zeros(b, s, h, w)}
         if self.has_aif:
             out["aif"] = stack.mean(1)
         return out
@@ -217,15 +216,31 @@ class ConstantDepth(torch.nn.Module):
 def write_depths(path, depths, focus=(0.1, 0.3, 1.5)):
     """A schema-v1 file whose scene i has depth map ``depths[i]`` (metres); images, AiF, defocus zero."""
     h, w = depths[0].shape
-    attrs = {"generator_version": "tests", "blender_version": "none", "created_utc": "2000-01-01T00:00:00Z",
-             "preset": "hand-made", "config": {"hand_made": True}, "defocus_model": "cycles"}
+    attrs = {
+        "generator_version": "tests",
+        "blender_version": "none",
+        "created_utc": "2000-01-01T00:00:00Z",
+        "preset": "hand-made",
+        "config": {"hand_made": True},
+        "defocus_model": "cycles",
+    }
     with FocalStackWriter.create_or_resume(path, n_slices=len(focus), height=h, width=w, attrs=attrs) as wr:
         for i, d in enumerate(depths):
-            wr.append(SceneRecord(
-                stack=np.full((len(focus), h, w, 3), 100, np.uint8), aif=np.zeros((h, w, 3), np.uint8),
-                depth=np.asarray(d, np.float32), defocus=np.zeros((len(focus), h, w), np.float32),
-                edges=np.zeros((h, w), np.uint8), focus_distance=np.asarray(focus, np.float32), f_number=1.0,
-                focal_length_mm=2.9, sensor_width_mm=3.1, seed=i, scene=json.dumps({"hand_made": i})))
+            wr.append(
+                SceneRecord(
+                    stack=np.full((len(focus), h, w, 3), 100, np.uint8),
+                    aif=np.zeros((h, w, 3), np.uint8),
+                    depth=np.asarray(d, np.float32),
+                    defocus=np.zeros((len(focus), h, w), np.float32),
+                    edges=np.zeros((h, w), np.uint8),
+                    focus_distance=np.asarray(focus, np.float32),
+                    f_number=1.0,
+                    focal_length_mm=2.9,
+                    sensor_width_mm=3.1,
+                    seed=i,
+                    scene=json.dumps({"hand_made": i}),
+                )
+            )
     return str(path)
 
 
@@ -306,8 +321,7 @@ def partial_files(monkeypatch):
 def test_missing_ground_truth_gives_none_and_one_note_per_file(tmp_path, partial_files):
     fod = write_depths(tmp_path / "fod500-test.h5", [np.full((5, 6), 0.6), np.full((5, 6), 1.2)])
     full = write_depths(tmp_path / "rendered.h5", [np.full((5, 6), 0.6)])
-    result = evaluate_model(ConstantDepth(0.9, has_aif=True), NORM, [fod, full], [FOCALSTACK, DDFF12],
-                            settings=("All", "Random"))
+    result = evaluate_model(ConstantDepth(0.9, has_aif=True), NORM, [fod, full], [FOCALSTACK, DDFF12], settings=("All", "Random"))
     by = {(r["protocol"], r["file"], r["setting"]): r for r in result.rows}
     for setting in ("All", "Random"):
         r = by["focalstack", fod, setting]
@@ -342,14 +356,18 @@ def test_ddff12_on_a_ddff12_like_file_with_no_data_pixels(tmp_path, partial_file
 
 def test_evaluate_reads_files_of_different_sizes_and_slice_counts_in_one_call(tmp_path):
     ckpt = tiny_run("fod") / "best.pt"
-    files = [str(synthetic_file("proto-a", 2, 32, 51)),
-             str(write_synthetic(tmp_path / "small.h5", 3, 24, focus=(0.1, 0.3, 1.5), seed=52)),
-             str(write_synthetic(tmp_path / "seven.h5", 2, 40, focus=tuple(np.geomspace(0.1, 1.5, 7)), seed=53))]
-    result = evaluate(ckpt, files, tmp_path / "eval", protocols=("focalstack", "dfv", "aifdepthnet"),
-                      batch_size=2, progress=False)
+    files = [
+        str(synthetic_file("proto-a", 2, 32, 51)),
+        str(write_synthetic(tmp_path / "small.h5", 3, 24, focus=(0.1, 0.3, 1.5), seed=52)),
+        str(write_synthetic(tmp_path / "seven.h5", 2, 40, focus=tuple(np.geomspace(0.1, 1.5, 7)), seed=53)),
+    ]
+    result = evaluate(
+        ckpt, files, tmp_path / "eval", protocols=("focalstack", "dfv", "aifdepthnet"), batch_size=2, progress=False
+    )
     rows, paths = result  # unpacks as before
     assert [(r["protocol"], r["file"], r["setting"]) for r in rows] == [
-        (p, f, s) for f in files for s in ("All", "Random") for p in ("focalstack", "dfv", "aifdepthnet")]
+        (p, f, s) for f in files for s in ("All", "Random") for p in ("focalstack", "dfv", "aifdepthnet")
+    ]
     assert all(r[c.key] is not None and np.isfinite(r[c.key]) for r in rows for c in PROTOCOLS[r["protocol"]].columns)
     assert [r["scenes"] for r in rows[::6]] == [2, 3, 2]
     doc = json.loads(paths["json"].read_text())
@@ -360,8 +378,15 @@ def test_evaluate_reads_files_of_different_sizes_and_slice_counts_in_one_call(tm
 def test_compare_published_adds_marked_rows_under_the_same_columns(tmp_path):
     ckpt = tiny_run("fod") / "best.pt"
     f = str(synthetic_file("proto-a", 2, 32, 51))
-    result = evaluate(ckpt, [f], tmp_path / "eval", protocols=("aifdepthnet", "ddff12", "dfv"), settings=("All",),
-                      compare_published=True, progress=False)
+    result = evaluate(
+        ckpt,
+        [f],
+        tmp_path / "eval",
+        protocols=("aifdepthnet", "ddff12", "dfv"),
+        settings=("All",),
+        compare_published=True,
+        progress=False,
+    )
     text = result.report(compare_published=True)
     header = next(ln for ln in text.splitlines() if ln.startswith("| file |") and "mae_fp (m)" in ln).split(" | ")
     row = next(ln for ln in text.splitlines() if ln.startswith("| published: AiFDepthNet | [2] |") and "0.0549" in ln)
@@ -372,8 +397,11 @@ def test_compare_published_adds_marked_rows_under_the_same_columns(tmp_path):
     assert "| published: DDFF | [1] | 0.00097 |" in text and "DDFF-12 test split" in text
     assert "(no published rows are recorded for `dfv`)" in text
     doc = json.loads(result.paths["json"].read_text())
-    assert doc["published"]["ddff12"][2] == {"method": "AiFDepthNet", "source": DDFF12.published[2].source,
-                                              "values": {"mse": 8.6e-4}}
+    assert doc["published"]["ddff12"][2] == {
+        "method": "AiFDepthNet",
+        "source": DDFF12.published[2].source,
+        "values": {"mse": 8.6e-4},
+    }
     csv_text = result.paths["csv"].read_text()
     assert "aifdepthnet,published: DefocusNet,,,,,,mae_fp,m,0.0637," in csv_text
     assert "published: DefocusNet" in result.paths["markdown"].read_text()
@@ -387,8 +415,20 @@ def test_the_command_prints_dashes_and_each_note_once(tmp_path, partial_files):
     from focalstack.train.cli import main
 
     fod = write_depths(tmp_path / "fod500-test.h5", [np.full((8, 8), 0.6), np.full((8, 8), 1.2)])
-    args = ["evaluate", "-c", str(tiny_run("fod") / "best.pt"), "--data", fod, "-o", str(tmp_path / "e"), "-q",
-            "--protocol", "focalstack", "--protocol", "ddff12"]
+    args = [
+        "evaluate",
+        "-c",
+        str(tiny_run("fod") / "best.pt"),
+        "--data",
+        fod,
+        "-o",
+        str(tmp_path / "e"),
+        "-q",
+        "--protocol",
+        "focalstack",
+        "--protocol",
+        "ddff12",
+    ]
     result = CliRunner().invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
@@ -473,6 +513,5 @@ def test_subset_rows_say_their_stack_size_and_order(tmp_path):
     f = write_depths(tmp_path / "s.h5", [np.full((4, 4), 1.0)] * 3, focus=(0.1, 0.2, 0.4, 0.8, 1.5))
     result = run_model(ConstantDepth(1.5), [f], ["focalstack"], stack_sizes=(2, 5), orders=("sorted", "random"))
     labels = [(r["setting"], r["stack_size"], r["order"]) for r in result.rows]
-    assert labels == [("All", None, None), ("All", 2, "sorted"), ("All", 2, "random"), ("All", 5, "sorted"),
-                      ("All", 5, "random")]
+    assert labels == [("All", None, None), ("All", 2, "sorted"), ("All", 2, "random"), ("All", 5, "sorted"), ("All", 5, "random")]
     assert all(r["depth_mse"] == pytest.approx(0.25) for r in result.rows)

@@ -120,8 +120,25 @@ def test_a_gpu_device_this_machine_lacks_is_one_line_naming_what_cycles_sees(tmp
     import sys
 
     out = tmp_path / "gpu.h5"
-    done = subprocess.run([sys.executable, "-m", "focalstack.render", "--resolution", "32", "--samples", "1",
-                           "--scenes", "1", *args, "--out", str(out)], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "focalstack.render",
+            "--resolution",
+            "32",
+            "--samples",
+            "1",
+            "--scenes",
+            "1",
+            *args,
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     lines = [line for line in done.stderr.splitlines() if line.startswith("Error")]
     assert done.returncode == 1 and len(lines) == 1, done.stderr
     assert "Cycles sees no" in lines[0] and "(it sees: " in lines[0] and "CPU" in lines[0]
@@ -187,20 +204,20 @@ def test_a_light_field_file_resumes_only_with_the_light_field_settings_it_was_ma
     open_writer(made_with, out).close()  # the file predates the key; it was rendered with ray guides
 
 
-@pytest.mark.parametrize("preset, resolution, want", [("fod500", "64", 0.25), ("fod500", "128", 0.5),
-                                                      ("test-wide-dof", "64", 1.0), ("test-medium-dof", "96x64", 0.75)])
+@pytest.mark.parametrize(
+    "preset, resolution, want",
+    [("fod500", "64", 0.25), ("fod500", "128", 0.5), ("test-wide-dof", "64", 1.0), ("test-medium-dof", "96x64", 0.75)],
+)
 def test_same_blur_scales_the_f_number_with_the_width(preset, resolution, want):
     from focalstack.dataset.optics import blur_diameter_px
     from focalstack.render.cli import config_from_options
 
-    none = dict(focus_distances=None, focus_breathing=None, shake=None, sensor_noise=None, jpeg_quality=None,
-                asset_dirs=())
+    none = dict(focus_distances=None, focus_breathing=None, shake=None, sensor_noise=None, jpeg_quality=None, asset_dirs=())
     config = config_from_options(preset, resolution=resolution, same_blur=True, **none)
     original = load_preset(preset)
     assert config.f_number == pytest.approx(want)
     # the physics: a point 2 m away, focused at 0.3 m, blurs by the same number of pixels as at the preset's size
-    blur = [blur_diameter_px(2.0, 0.3, c.f_number, c.focal_length_mm, c.sensor_width_mm, c.width)
-            for c in (config, original)]
+    blur = [blur_diameter_px(2.0, 0.3, c.f_number, c.focal_length_mm, c.sensor_width_mm, c.width) for c in (config, original)]
     assert blur[0] == pytest.approx(blur[1], rel=1e-9)
 
 

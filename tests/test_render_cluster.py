@@ -62,8 +62,13 @@ def test_local_ray_renders_the_file_one_process_renders(effects_preset, one_proc
 def test_a_task_killed_mid_range_is_retried_and_the_file_is_the_same(effects_preset, one_process, tmp_path):
     out = tmp_path / "retried.h5"
     one_task = ["--ray", "--threads", "2", "--ray-scenes-per-task", "4"]  # all four scenes in one task
-    proc = subprocess.Popen(render_command(effects_preset, out, 4, *one_task), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        render_command(effects_preset, out, 4, *one_task),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     killed = None
     deadline = time.time() + 300
     try:
@@ -89,8 +94,12 @@ def test_a_task_killed_mid_range_is_retried_and_the_file_is_the_same(effects_pre
 def test_a_killed_driver_resumes_to_the_same_file(effects_preset, one_process, tmp_path):
     out = tmp_path / "driver.h5"
     one_at_a_time = ["--ray", "--threads", "2", "--ray-scenes-per-task", "1"]  # scenes arrive one by one
-    proc = subprocess.Popen(render_command(effects_preset, out, 4, *one_at_a_time), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        render_command(effects_preset, out, 4, *one_at_a_time),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 300
     try:
         while complete_scenes(out) < 1 and time.time() < deadline and proc.poll() is None:

@@ -31,16 +31,27 @@ def _render(desc, ground_truth=schema.ON_REQUEST_GROUND_TRUTH):
 def _tilted_plane(depth_m: float, rotation: list[float]) -> SceneDescription:
     """One large plane through (0, 0, -depth_m), turned by ``rotation`` (XYZ Euler) from facing the camera."""
     half = 4 * frustum_half_width(depth_m, CAMERA)
-    plane = ObjectSpec("plane", ShapeSpec("plane"), [0.0, 0.0, -depth_m], rotation, [half, half, 1.0], matte(0.5),
-                       role="background", smooth=False)
+    plane = ObjectSpec(
+        "plane",
+        ShapeSpec("plane"),
+        [0.0, 0.0, -depth_m],
+        rotation,
+        [half, half, 1.0],
+        matte(0.5),
+        role="background",
+        smooth=False,
+    )
     return SceneDescription(1, "test-normals", CAMERA, [plane], [], UNIFORM_WHITE_WORLD)
 
 
-@pytest.mark.parametrize("rotation, want", [
-    ([0.0, math.radians(30), 0.0], [math.sin(math.radians(30)), 0.0, math.cos(math.radians(30))]),  # faces right
-    ([math.radians(-40), 0.0, 0.0], [0.0, math.sin(math.radians(40)), math.cos(math.radians(40))]),  # faces up
-    ([0.0, 0.0, 0.0], [0.0, 0.0, 1.0]),  # faces the camera
-])
+@pytest.mark.parametrize(
+    "rotation, want",
+    [
+        ([0.0, math.radians(30), 0.0], [math.sin(math.radians(30)), 0.0, math.cos(math.radians(30))]),  # faces right
+        ([math.radians(-40), 0.0, 0.0], [0.0, math.sin(math.radians(40)), math.cos(math.radians(40))]),  # faces up
+        ([0.0, 0.0, 0.0], [0.0, 0.0, 1.0]),  # faces the camera
+    ],
+)
 def test_a_plane_at_a_known_angle_has_its_normal_in_every_pixel(rotation, want):
     record = _render(_tilted_plane(1.0, rotation))
     assert record.normals.shape == (32, 32, 3) and record.normals.dtype == np.float16
@@ -58,8 +69,7 @@ def test_objects_at_known_places_have_their_index_and_the_background_none():
     objects = [
         fronto_plane("back", z + 0.5, -3 * w, 3 * w, -3 * w, 3 * w, matte(0.3)),  # background
         dataclasses.replace(fronto_plane("left", z, -2 * w, 0.0, -2 * w, 2 * w, matte(0.6)), role="object"),
-        dataclasses.replace(fronto_plane("square", z - 0.2, 0.25 * w, 0.75 * w, -0.25 * w, 0.25 * w, matte(0.9)),
-                            role="object"),
+        dataclasses.replace(fronto_plane("square", z - 0.2, 0.25 * w, 0.75 * w, -0.25 * w, 0.25 * w, matte(0.9)), role="object"),
     ]
     record = _render(SceneDescription(1, "test-objects", CAMERA, objects, [], UNIFORM_WHITE_WORLD))
     assert record.objects.dtype == np.uint16

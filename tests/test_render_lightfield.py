@@ -118,8 +118,10 @@ def test_slice_guides_blur_the_all_in_focus_image_as_the_light_field_slices_do(m
         light_field = plan.splat(k, rays)[8:-8, :, 0].mean(axis=0)
         guide = guides[k][8:-8, :, 0].mean(axis=0)
         err = np.abs(light_field - guide).max()
-        wrong = [np.abs(light_field - scatter_blur(sharp, np.abs(cam.defocus_maps(depth)[k]) * f)[8:-8, :, 0]
-                        .mean(axis=0)).max() for f in (0.25, 1.0)]
+        wrong = [
+            np.abs(light_field - scatter_blur(sharp, np.abs(cam.defocus_maps(depth)[k]) * f)[8:-8, :, 0].mean(axis=0)).max()
+            for f in (0.25, 1.0)
+        ]
         assert err < 0.06, (k, err)
         assert min(wrong) > 2 * err or abs(cam.defocus_maps(depth)[k]).max() < 1, (k, err, wrong)
 
@@ -227,8 +229,12 @@ def scatter_blur(image, radius_px):
     if r.shape != (h, w):
         raise ValueError(f"radius map {r.shape}: expected {(h, w)}")
     reach = math.ceil(float(r.max()) + 0.5)
-    offsets = [(dy, dx, np.float32(math.hypot(dx, dy))) for dy in range(-reach, reach + 1)
-               for dx in range(-reach, reach + 1) if math.hypot(dx, dy) < reach + 0.5]
+    offsets = [
+        (dy, dx, np.float32(math.hypot(dx, dy)))
+        for dy in range(-reach, reach + 1)
+        for dx in range(-reach, reach + 1)
+        if math.hypot(dx, dy) < reach + 0.5
+    ]
     half = np.float32(0.5)
     total = np.zeros_like(r)
     for _, _, d in offsets:
@@ -249,7 +255,6 @@ def scatter_blur(image, radius_px):
         num += weight[..., None] * ip[window]
         den += weight
     return num / den[..., None]
-
 
 
 # -- rendered ------------------------------------------------------------------------------------------
@@ -317,6 +322,7 @@ def test_light_field_in_focus_slice_is_sharpest_where_depth_equals_its_focus_dis
 def _occlusion_scene(cam: CameraSpec):
     """A textured plane at 0.3 m covering the upper-left quadrant, in front of another at 1 m: a horizontal
     and a vertical occlusion edge, seen in focus and out of focus from both sides."""
+
     def checker(z, grey, cells):
         scale = cam.width / (cells * frustum_half_width(z, cam))
         return MaterialSpec([0.5] * 3, 1.0, 0.0, 0.0, textures=[TextureLayer("checker", scale, [0.05] * 3, [grey] * 3)])

@@ -118,8 +118,9 @@ def _render_with(desc, **settings):
     from focalstack.render.blender import BlenderRenderer
     from focalstack.render.pipeline import make_record
 
-    config = RenderConfig(preset="test", focus_distances=list(desc.camera.focus_distances),
-                          samples=settings["samples"], denoise=settings["denoise"])
+    config = RenderConfig(
+        preset="test", focus_distances=list(desc.camera.focus_distances), samples=settings["samples"], denoise=settings["denoise"]
+    )
     with BlenderRenderer(**settings) as renderer:
         return make_record(desc, renderer.render(desc), config)
 
@@ -137,8 +138,9 @@ def small_blur_reference():
 SMALL_BLUR_SETTINGS = {
     "raw 64 samples": dict(samples=64, denoise=False),
     "16 samples + OIDN (RENDER_SETTINGS_V0)": dict(samples=16, denoise=True),
-    "light field": dict(samples=16, denoise=True, denoiser="standalone", aif_prefilter="none",
-                        denoise_quality="balanced", slices="light_field"),
+    "light field": dict(
+        samples=16, denoise=True, denoiser="standalone", aif_prefilter="none", denoise_quality="balanced", slices="light_field"
+    ),
 }
 # Measured (docs/rendering.md, "Small blur"): OIDN adds about 0.8 px of blur to fine texture at 16 samples
 # (the in-focus slice fits 0.83 px) and compresses the slices' differences; the light field's guides are not
@@ -147,8 +149,8 @@ SMALL_BLUR_SETTINGS = {
 KNOWN_SMALL_BLUR_FAILURES = {
     "16 samples + OIDN (RENDER_SETTINGS_V0)": "OIDN blurs fine texture by ~0.8 px at 16 samples",
     "light field": "light-field guides are not blurred below a pixel; the slices come out too sharp (tried: guides "
-                   "blurred by a tent-weighted disk come out 0.2 px too blurred, by a variance-matched one still too "
-                   "sharp: OIDN follows the guides)",
+    "blurred by a tent-weighted disk come out 0.2 px too blurred, by a variance-matched one still too "
+    "sharp: OIDN follows the guides)",
 }
 
 

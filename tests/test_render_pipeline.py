@@ -143,8 +143,7 @@ def test_leftover_shards_of_a_killed_worker_run_are_resumed_and_merged(reference
     from focalstack.render.shards import shard_folder, shard_path
 
     out = tmp_path / "salvage.h5"
-    config = load_preset("fod500").with_overrides(width=32, height=32, samples=2, denoise=False, seed=3,
-                                                  scenes=3).validate()
+    config = load_preset("fod500").with_overrides(width=32, height=32, samples=2, denoise=False, seed=3, scenes=3).validate()
     # A killed --workers run: the output exists empty, and the shard for scenes 1..2 holds scene 1 only.
     open_writer(config, out).close()
     shard_folder(out).mkdir()

@@ -21,6 +21,7 @@ from focalstack.dataset.validate import validate_file
 
 pytestmark = pytest.mark.blender
 
+
 def command(preset, out, scenes, workers):
     return render_command(preset, out, scenes, "--workers", str(workers))
 
@@ -30,8 +31,9 @@ def test_workers_give_the_same_file_in_every_dataset(effects_preset, one_process
     out = tmp_path / "two.h5"
     tmp = tmp_path / "tmp"  # Blender's session folders go under TMPDIR
     tmp.mkdir()
-    subprocess.run(command(preset, out, 4, 2), check=True, capture_output=True, timeout=600,
-                   env={**os.environ, "TMPDIR": str(tmp)})
+    subprocess.run(
+        command(preset, out, 4, 2), check=True, capture_output=True, timeout=600, env={**os.environ, "TMPDIR": str(tmp)}
+    )
     assert validate_file(out, full=True).valid
     assert_files_equal(one_process, out)
     # workers exit, not terminated: Blender removes its session folder (one was left per worker before)
@@ -41,8 +43,9 @@ def test_workers_give_the_same_file_in_every_dataset(effects_preset, one_process
 def test_killed_worker_run_resumes_to_the_same_file(effects_preset, one_process, tmp_path):
     preset = effects_preset
     out = tmp_path / "killed.h5"
-    proc = subprocess.Popen(command(preset, out, 4, 2), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        command(preset, out, 4, 2), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     parts = tmp_path / "killed.h5.parts"
     deadline = time.time() + 300
     # kill once a shard holds at least one complete scene, i.e. mid-way

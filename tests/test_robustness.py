@@ -68,8 +68,28 @@ def test_preview_never_writes_over_the_file_it_reads(tmp_path):
 
 # -- resumed runs ------------------------------------------------------------------------------------------
 def fit_args(data, out, *extra):
-    return ["fit", "--data", data, "--out", out, "--arch", "fod-depth", "--width", 4, "--epochs", 1,
-            "--batch-size", 2, "--val-fraction", 0, "--no-tensorboard", "-q", "--threads", 1, *extra]
+    return [
+        "fit",
+        "--data",
+        data,
+        "--out",
+        out,
+        "--arch",
+        "fod-depth",
+        "--width",
+        4,
+        "--epochs",
+        1,
+        "--batch-size",
+        2,
+        "--val-fraction",
+        0,
+        "--no-tensorboard",
+        "-q",
+        "--threads",
+        1,
+        *extra,
+    ]
 
 
 def test_a_copied_run_resumes_into_its_own_folder_and_a_moved_one_from_elsewhere(tmp_path, monkeypatch):
@@ -106,14 +126,17 @@ def test_a_killed_checkpoint_write_leaves_no_temporary_file_after_the_resume(tmp
 
 
 # -- numeric options and inputs that make no sense -------------------------------------------------------------
-@pytest.mark.parametrize("extra, fragments", [
-    (["--loss-weight", "defocus=0", "--loss-weight", "depth=0"], ["nothing to train", "weighted 0"]),
-    (["--width", 0], ["--width 0", "expected an integer >= 1"]),
-    (["--aif-blocks", -1], ["--aif-blocks -1", "expected an integer >= 0"]),
-    (["--threads", -2], ["--threads", "-2"]),
-    (["--max-time", 0], ["--max-time 0.0", "seconds > 0"]),
-    (["--max-time", "nan"], ["--max-time nan"]),
-])
+@pytest.mark.parametrize(
+    "extra, fragments",
+    [
+        (["--loss-weight", "defocus=0", "--loss-weight", "depth=0"], ["nothing to train", "weighted 0"]),
+        (["--width", 0], ["--width 0", "expected an integer >= 1"]),
+        (["--aif-blocks", -1], ["--aif-blocks -1", "expected an integer >= 0"]),
+        (["--threads", -2], ["--threads", "-2"]),
+        (["--max-time", 0], ["--max-time 0.0", "seconds > 0"]),
+        (["--max-time", "nan"], ["--max-time nan"]),
+    ],
+)
 def test_fit_refuses_values_nothing_can_come_of_in_one_line(tmp_path, extra, fragments):
     data = synthetic_file("robust-train", 4, 32, 5)
     args = fit_args(data, tmp_path / "run")
@@ -198,11 +221,14 @@ def test_a_second_render_on_the_same_file_is_refused_naming_the_writer(tmp_path)
     assert not (tmp_path / "x.h5.lock").exists()
 
 
-@pytest.mark.parametrize("address, needle", [
-    ("not an address", "expected HOST:PORT"),
-    ("127.0.0.1:1", "cannot connect to 127.0.0.1:1"),
-    ("SILENT", "within 2 s"),  # a port that accepts connections and never answers (not Ray)
-])
+@pytest.mark.parametrize(
+    "address, needle",
+    [
+        ("not an address", "expected HOST:PORT"),
+        ("127.0.0.1:1", "cannot connect to 127.0.0.1:1"),
+        ("SILENT", "within 2 s"),  # a port that accepts connections and never answers (not Ray)
+    ],
+)
 def test_an_unreachable_ray_address_is_one_line_in_bounded_time_and_writes_nothing(tmp_path, address, needle):
     import socket
     import time
@@ -249,9 +275,26 @@ def test_ray_numbers_must_be_finite_and_not_negative(tmp_path, option, value):
     assert not (tmp_path / "x.h5").exists()
 
 
-FIT_NUMBERS = ["--epochs", "--batch-size", "--lr", "--weight-decay", "--grad-clip", "--val-fraction", "--depth-scale",
-               "--defocus-scale", "--focus-scale", "--max-depth", "--samples-per-epoch", "--seed", "--max-steps",
-               "--checkpoint-every", "--workers", "--width", "--max-time", "--threads"]
+FIT_NUMBERS = [
+    "--epochs",
+    "--batch-size",
+    "--lr",
+    "--weight-decay",
+    "--grad-clip",
+    "--val-fraction",
+    "--depth-scale",
+    "--defocus-scale",
+    "--focus-scale",
+    "--max-depth",
+    "--samples-per-epoch",
+    "--seed",
+    "--max-steps",
+    "--checkpoint-every",
+    "--workers",
+    "--width",
+    "--max-time",
+    "--threads",
+]
 
 
 @pytest.mark.parametrize("option", FIT_NUMBERS)
@@ -260,15 +303,26 @@ def test_every_numeric_option_of_fit_refuses_negative_and_non_finite_values(tmp_
     if value == "inf" and option in ("--max-depth",):
         pytest.skip("an infinite depth limit means none")
     data = synthetic_file("robust-train", 4, 32, 5)
-    result = invoke(train_main, ["fit", "--data", data, "--out", tmp_path / "run", "--epochs", 1, "-q",
-                                 "--no-tensorboard", option, value])
+    result = invoke(
+        train_main, ["fit", "--data", data, "--out", tmp_path / "run", "--epochs", 1, "-q", "--no-tensorboard", option, value]
+    )
     assert_one_line_error(result, option if option != "--threads" else "--threads")
     assert not (tmp_path / "run" / "last.pt").exists()
 
 
-@pytest.mark.parametrize("args", [["evaluate", "--batch-size"], ["evaluate", "--max-scenes"], ["evaluate", "--seed"],
-                                  ["evaluate", "--stack-size"], ["predict", "--tile"], ["predict", "--f-number"],
-                                  ["predict", "--focal-length-mm"], ["predict", "--sensor-width-mm"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["evaluate", "--batch-size"],
+        ["evaluate", "--max-scenes"],
+        ["evaluate", "--seed"],
+        ["evaluate", "--stack-size"],
+        ["predict", "--tile"],
+        ["predict", "--f-number"],
+        ["predict", "--focal-length-mm"],
+        ["predict", "--sensor-width-mm"],
+    ],
+)
 @pytest.mark.parametrize("value", ["-1", "nan", "inf"])
 def test_every_numeric_option_of_evaluate_and_predict_refuses_bad_values(tmp_path, args, value):
     ckpt = tiny_run("fod") / "best.pt"
@@ -305,8 +359,9 @@ def test_a_reader_opened_during_a_write_gets_a_clear_message(tmp_path):
     from focalstack.dataset.schema import DatasetError
 
     path = tmp_path / "busy.h5"
-    writer = subprocess.Popen([sys.executable, "-c", WRITE, str(path), str(Path(__file__).parent)],
-                              stdout=subprocess.PIPE, text=True)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITE, str(path), str(Path(__file__).parent)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert writer.stdout.readline().strip() == "writing"
         with pytest.raises(DatasetError, match="locked by another process that has it open for writing"):

@@ -50,9 +50,27 @@ def test_short_stacks_are_stored_padded_with_their_size(tmp_path):
     text = builtin.read_text(encoding="utf-8").replace('stack_size = "all"', "stack_size = [1, 3]")
     preset.write_text(text)
     out = tmp_path / "short.h5"
-    subprocess.run([sys.executable, "-m", "focalstack.render", "--preset", str(preset), "--resolution", "32",
-                    "--samples", "2", "--no-denoise", "--scenes", "3", "--out", str(out)], check=True,
-                   capture_output=True, timeout=600)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "focalstack.render",
+            "--preset",
+            str(preset),
+            "--resolution",
+            "32",
+            "--samples",
+            "2",
+            "--no-denoise",
+            "--scenes",
+            "3",
+            "--out",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     assert validate_file(out, full=True).valid
     with FocalStackFile(out) as f:
         assert f.n_slices == 5

@@ -48,8 +48,9 @@ def test_dataset_aligns_only_when_asked(tmp_path):
     rec = make_record(0, height=64, width=64)
     hs = np.stack([breathing_and_shake(k) for k in range(len(rec.focus_distance))]).astype(np.float32)
     rec = SceneRecord(**{**rec.__dict__, "slice_homography": hs})
-    with FocalStackWriter.create_or_resume(path, n_slices=len(rec.focus_distance), height=64, width=64,
-                                           attrs=make_attrs(make_config(width=64, height=64))) as w:
+    with FocalStackWriter.create_or_resume(
+        path, n_slices=len(rec.focus_distance), height=64, width=64, attrs=make_attrs(make_config(width=64, height=64))
+    ) as w:
         w.append(rec)
     key = SampleKey(file=0, scene=0, slices=tuple(range(len(hs))), crop=None, flip_h=False, flip_v=False)
     plain = FocalStackDataset([str(path)])[key]["stack"].numpy()

@@ -52,7 +52,11 @@ def test_evaluate_writes_every_metric_for_all_and_random(tmp_path):
             assert metrics["depth_rmse"] == pytest.approx(metrics["depth_mse"] ** 0.5, rel=0.5)
     rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))  # one value per line
     assert [(r["file"], r["setting"]) for r in rows[:: len(ALL_METRICS)]] == [
-        (str(test_a), "All"), (str(test_a), "Random"), (str(test_b), "All"), (str(test_b), "Random")]
+        (str(test_a), "All"),
+        (str(test_a), "Random"),
+        (str(test_b), "All"),
+        (str(test_b), "Random"),
+    ]
     assert [r["metric"] for r in rows[: len(ALL_METRICS)]] == list(ALL_METRICS)
     assert {r["protocol"] for r in rows} == {"focalstack"} and rows[0]["unit"] == "m^2"
     assert float(rows[1]["value"]) == pytest.approx(data[str(test_a)]["All"]["depth_rmse"])
@@ -62,8 +66,9 @@ def test_evaluate_writes_every_metric_for_all_and_random(tmp_path):
 
 def test_evaluate_model_without_aif_reports_a_dash_and_says_why(tmp_path):
     ckpt = tiny_run("fod-depth") / "best.pt"
-    result = run(["evaluate", "-c", ckpt, "--data", synthetic_file("cli-test-a", 3, 32, 31), "-o", tmp_path,
-                  "--setting", "All", "-q"])
+    result = run(
+        ["evaluate", "-c", ckpt, "--data", synthetic_file("cli-test-a", 3, 32, 31), "-o", tmp_path, "--setting", "All", "-q"]
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads((tmp_path / "metrics.json").read_text())
     metrics = doc["results"]["focalstack"].popitem()[1]["All"]
@@ -86,8 +91,7 @@ def test_predict_runs_on_a_folder_of_png_files(tmp_path):
     ckpt = tiny_run("fod") / "best.pt"
     folder = _png_folder(tmp_path / "photos", n=4, h=37, w=53)
     out = tmp_path / "out"
-    result = run(["predict", "-c", ckpt, "-f", "0.7,0.1,1.5,0.3", folder, "-o", out, "--refocus", "0.2",
-                  "--threads", 1])
+    result = run(["predict", "-c", ckpt, "-f", "0.7,0.1,1.5,0.3", folder, "-o", out, "--refocus", "0.2", "--threads", 1])
     assert result.exit_code == 0, result.output
     depth = np.load(out / "depth.npy")
     assert depth.shape == (37, 53) and depth.dtype == np.float32
@@ -133,32 +137,62 @@ def test_bad_input_gets_one_line_errors(tmp_path):
     # stack sizes that differ within a batch
     three = write_synthetic(tmp_path / "three.h5", 2, 32, focus=(0.1, 0.3, 1.5))
     five = synthetic_file("cli-test-a", 3, 32, 31)
-    assert_one_line_error(run(["fit", "--data", five, "--data", three, "--out", out / "c"]),
-                          "stack sizes differ", "three.h5", "--stack-size")
+    assert_one_line_error(
+        run(["fit", "--data", five, "--data", three, "--out", out / "c"]), "stack sizes differ", "three.h5", "--stack-size"
+    )
     # images of different sizes in one stack
     folder = _png_folder(tmp_path / "mixed", n=2, h=32, w=32)
     cv2.imwrite(str(folder / "img_9.png"), np.zeros((20, 24, 3), np.uint8))
-    assert_one_line_error(run(["predict", "-c", ckpt, "-f", "0.1,0.3,1.5", folder, "-o", tmp_path / "p"]),
-                          "different sizes", "img_9.png is 20x24")
-    assert_one_line_error(run(["predict", "-c", ckpt, "-f", "0.1,0.3", folder, "-o", tmp_path / "p"]),
-                          "3 images but 2 focus distances")
+    assert_one_line_error(
+        run(["predict", "-c", ckpt, "-f", "0.1,0.3,1.5", folder, "-o", tmp_path / "p"]), "different sizes", "img_9.png is 20x24"
+    )
+    assert_one_line_error(
+        run(["predict", "-c", ckpt, "-f", "0.1,0.3", folder, "-o", tmp_path / "p"]), "3 images but 2 focus distances"
+    )
     # a checkpoint from another architecture
-    assert_one_line_error(run(["fit", "--resume", "--out", tiny_run("fod"), "--arch", "fod-depth"]),
-                          "architecture 'fod'", "fod-depth")
-    assert_one_line_error(run(["predict", "-c", bad, "-f", "0.1", folder / "img_9.png", "-o", tmp_path / "p"]),
-                          "bad.h5", "not a focalstack-train checkpoint")
+    assert_one_line_error(
+        run(["fit", "--resume", "--out", tiny_run("fod"), "--arch", "fod-depth"]), "architecture 'fod'", "fod-depth"
+    )
+    assert_one_line_error(
+        run(["predict", "-c", bad, "-f", "0.1", folder / "img_9.png", "-o", tmp_path / "p"]),
+        "bad.h5",
+        "not a focalstack-train checkpoint",
+    )
     # bad values
     assert_one_line_error(run(["fit", "--data", five, "--out", out / "d", "--loss-weight", "depht=2"]), "depht=2")
     assert_one_line_error(run(["fit", "--data", five, "--out", out / "e", "--device", "cuda:7"]), "cuda:7")
-    assert_one_line_error(run(["fit", "--data", five, "--out", out / "f", "--arch", "fod-depth", "--aif-width", "8"]),
-                          "--aif-width")
+    assert_one_line_error(
+        run(["fit", "--data", five, "--out", out / "f", "--arch", "fod-depth", "--aif-width", "8"]), "--aif-width"
+    )
 
 
 def test_fit_command_trains_and_resumes(tmp_path):
     data = synthetic_file("cli-test-a", 3, 32, 31)
-    args = ["fit", "--data", f"{data}:0.5", "--out", tmp_path / "r", "--epochs", 1, "--batch-size", 2,
-            "--width", 4, "--aif-width", 4, "--aif-blocks", 1, "--workers", 0, "--threads", 1, "--random-stack",
-            "--crop", "24", "-q"]
+    args = [
+        "fit",
+        "--data",
+        f"{data}:0.5",
+        "--out",
+        tmp_path / "r",
+        "--epochs",
+        1,
+        "--batch-size",
+        2,
+        "--width",
+        4,
+        "--aif-width",
+        4,
+        "--aif-blocks",
+        1,
+        "--workers",
+        0,
+        "--threads",
+        1,
+        "--random-stack",
+        "--crop",
+        "24",
+        "-q",
+    ]
     result = run(args)
     assert result.exit_code == 0, result.output
     assert (tmp_path / "r" / "best.pt").exists() and (tmp_path / "r" / "metrics.csv").exists()
@@ -170,8 +204,28 @@ def test_fit_command_trains_and_resumes(tmp_path):
 def test_resume_without_epochs_keeps_the_runs_own(tmp_path):
     # --epochs' default (50) once replaced a finished 1-epoch run's own on --resume, training 49 more
     data = synthetic_file("cli-test-a", 3, 32, 31)
-    args = ["fit", "--data", data, "--out", tmp_path / "r", "--epochs", 1, "--batch-size", 2, "--width", 4,
-            "--aif-width", 4, "--aif-blocks", 1, "--workers", 0, "--threads", 1, "-q"]
+    args = [
+        "fit",
+        "--data",
+        data,
+        "--out",
+        tmp_path / "r",
+        "--epochs",
+        1,
+        "--batch-size",
+        2,
+        "--width",
+        4,
+        "--aif-width",
+        4,
+        "--aif-blocks",
+        1,
+        "--workers",
+        0,
+        "--threads",
+        1,
+        "-q",
+    ]
     assert run(args).exit_code == 0
     again = run(["fit", "--out", tmp_path / "r", "--resume", "--workers", 0, "-q"])
     assert again.exit_code == 0, again.output
@@ -238,33 +292,39 @@ def test_option_defaults_and_choices_come_from_the_dataclasses_and_the_registry(
     assert f"[{weights}]" in fit["loss_weight"].help
     for command, fn in (("evaluate", evaluate), ("predict", predict)):
         signature = inspect.signature(fn).parameters
-        params = [p for p in main.commands[command].params
-                  if p.name in signature and signature[p.name].default is not inspect.Parameter.empty]
+        params = [
+            p
+            for p in main.commands[command].params
+            if p.name in signature and signature[p.name].default is not inspect.Parameter.empty
+        ]
         assert len(params) >= 3, command
         for p in params:
             expected = signature[p.name].default
             assert (tuple(p.default) if p.multiple else p.default) == expected, (command, p.name)
 
 
-@pytest.mark.parametrize("args, option", [
-    (["--lr", "inf"], "--lr"),
-    (["--lr", "nan"], "--lr"),
-    (["--lr", "0"], "--lr"),
-    (["--weight-decay", "inf"], "--weight-decay"),
-    (["--grad-clip", "nan"], "--grad-clip"),
-    (["--depth-scale", "inf"], "--depth-scale"),
-    (["--max-depth", "nan"], "--max-depth"),
-    (["--val-fraction", "nan"], "--val-fraction"),
-    (["--val-fraction", "1"], "--val-fraction"),
-    (["--loss-weight", "depth=inf"], "--loss-weight"),
-    (["--loss-weight", "edges=nan"], "--loss-weight"),
-    (["--loss-weight", "aif=-1"], "--loss-weight"),
-    (["--crop", "inf"], "--crop"),
-    (["--crop", "0x32"], "--crop"),
-    (["--epochs", "0"], "--epochs"),
-    (["--samples-per-epoch", "0"], "--samples-per-epoch"),
-    (["--checkpoint-every", "-1"], "--checkpoint-every"),
-])
+@pytest.mark.parametrize(
+    "args, option",
+    [
+        (["--lr", "inf"], "--lr"),
+        (["--lr", "nan"], "--lr"),
+        (["--lr", "0"], "--lr"),
+        (["--weight-decay", "inf"], "--weight-decay"),
+        (["--grad-clip", "nan"], "--grad-clip"),
+        (["--depth-scale", "inf"], "--depth-scale"),
+        (["--max-depth", "nan"], "--max-depth"),
+        (["--val-fraction", "nan"], "--val-fraction"),
+        (["--val-fraction", "1"], "--val-fraction"),
+        (["--loss-weight", "depth=inf"], "--loss-weight"),
+        (["--loss-weight", "edges=nan"], "--loss-weight"),
+        (["--loss-weight", "aif=-1"], "--loss-weight"),
+        (["--crop", "inf"], "--crop"),
+        (["--crop", "0x32"], "--crop"),
+        (["--epochs", "0"], "--epochs"),
+        (["--samples-per-epoch", "0"], "--samples-per-epoch"),
+        (["--checkpoint-every", "-1"], "--checkpoint-every"),
+    ],
+)
 def test_fit_refuses_non_finite_and_out_of_range_numbers_naming_the_option(tmp_path, args, option):
     data = synthetic_file("cli-test-a", 3, 32, 31)
     result = run(["fit", "--data", data, "--out", tmp_path / "r", *args])
@@ -276,23 +336,30 @@ def test_config_check_refuses_non_finite_numbers_given_from_python():
     from focalstack.train.trainer import TrainConfig
 
     base = dict(data=["x.h5"], out="runs/x")
-    for field, value, option in (("lr", math.inf, "--lr"), ("val_fraction", math.nan, "--val-fraction"),
-                                 ("loss_weights", {"depth": math.inf}, "--loss-weight depth=inf"),
-                                 ("norm", {"focus_scale": -math.inf}, "--focus-scale"),
-                                 ("crop", [32, 1.5], "--crop"), ("max_steps", 0, "--max-steps")):
+    for field, value, option in (
+        ("lr", math.inf, "--lr"),
+        ("val_fraction", math.nan, "--val-fraction"),
+        ("loss_weights", {"depth": math.inf}, "--loss-weight depth=inf"),
+        ("norm", {"focus_scale": -math.inf}, "--focus-scale"),
+        ("crop", [32, 1.5], "--crop"),
+        ("max_steps", 0, "--max-steps"),
+    ):
         with pytest.raises(ValueError, match=re.escape(option)):
             TrainConfig(**base, **{field: value}).check()
     TrainConfig(**base).check()  # the defaults pass
 
 
-@pytest.mark.parametrize("args, option", [
-    (["-f", "0.1,inf"], "--focus-distances"),
-    (["-f", "0.1,nan"], "--focus-distances"),
-    (["-f", "0.1,-0.3"], "--focus-distances"),
-    (["-f", "0.1,0.3", "--refocus", "inf"], "--refocus"),
-    (["-f", "0.1,0.3", "--refocus", "0.5", "--f-number", "nan"], "--f-number"),
-    (["-f", "0.1,0.3", "--refocus", "0.5", "--focal-length-mm", "inf"], "--focal-length-mm"),
-])
+@pytest.mark.parametrize(
+    "args, option",
+    [
+        (["-f", "0.1,inf"], "--focus-distances"),
+        (["-f", "0.1,nan"], "--focus-distances"),
+        (["-f", "0.1,-0.3"], "--focus-distances"),
+        (["-f", "0.1,0.3", "--refocus", "inf"], "--refocus"),
+        (["-f", "0.1,0.3", "--refocus", "0.5", "--f-number", "nan"], "--f-number"),
+        (["-f", "0.1,0.3", "--refocus", "0.5", "--focal-length-mm", "inf"], "--focal-length-mm"),
+    ],
+)
 def test_predict_refuses_non_finite_numbers_naming_the_option(tmp_path, args, option):
     folder = _png_folder(tmp_path / "photos", n=2)
     result = run(["predict", "-c", tiny_run("fod") / "best.pt", folder, "-o", tmp_path / "out", *args])

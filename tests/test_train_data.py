@@ -83,8 +83,13 @@ def test_random_stack_subsets_vary_in_length_and_order_and_stay_consistent():
         for k in b:
             item = ds[k]
             # the defocus maps and focus distances follow the stack's subset and order
-            want = defocus_maps(item["depth"].numpy(), item["focus"].numpy(), camera["f_number"],
-                                camera["focal_length_mm"], camera["sensor_width_mm"])
+            want = defocus_maps(
+                item["depth"].numpy(),
+                item["focus"].numpy(),
+                camera["f_number"],
+                camera["focal_length_mm"],
+                camera["sensor_width_mm"],
+            )
             assert np.allclose(item["defocus"].numpy(), want, atol=1e-4)
             assert item["stack"].shape == (len(k.slices), 3, 16, 16) and item["stack"].dtype == torch.uint8
     ds.close()
@@ -190,8 +195,14 @@ def test_short_stacks_use_only_their_distinct_slices(tmp_path):
 
     path = tmp_path / "short.h5"
     rng = np.random.default_rng(0)
-    attrs = {"generator_version": "t", "blender_version": "none", "created_utc": "2000-01-01T00:00:00Z",
-             "preset": "t", "config": {"t": 1}, "defocus_model": "cycles"}
+    attrs = {
+        "generator_version": "t",
+        "blender_version": "none",
+        "created_utc": "2000-01-01T00:00:00Z",
+        "preset": "t",
+        "config": {"t": 1},
+        "defocus_model": "cycles",
+    }
     sizes = [5, 2, 3, 1]
     with FocalStackWriter.create_or_resume(path, n_slices=5, height=16, width=16, attrs=attrs) as w:
         for k in sizes:
@@ -220,10 +231,16 @@ def test_short_stacks_use_only_their_distinct_slices(tmp_path):
 def test_samples_from_the_memory_cache_equal_samples_read_from_the_file():
     path = str(synthetic_file("data-a", 10, 16, 1))
     plain, cached = FocalStackDataset([path]), FocalStackDataset([path])
-    assert cached.cache_in_memory() == cached.cache_nbytes() == 10 * (5 * 16 * 16 * 3 + 5 * 16 * 16 * 4 + 16 * 16 * 4
-                                                                     + 16 * 16 * 3 + 16 * 16)
-    keys = [SampleKey(0, 3, (4, 0, 2)), SampleKey(0, 7, (1,), flip_h=True, crop=(2, 3, 8, 9)),
-            SampleKey(0, 9, (0, 1, 2, 3, 4), flip_v=True, flip_h=True)]
+    assert (
+        cached.cache_in_memory()
+        == cached.cache_nbytes()
+        == 10 * (5 * 16 * 16 * 3 + 5 * 16 * 16 * 4 + 16 * 16 * 4 + 16 * 16 * 3 + 16 * 16)
+    )
+    keys = [
+        SampleKey(0, 3, (4, 0, 2)),
+        SampleKey(0, 7, (1,), flip_h=True, crop=(2, 3, 8, 9)),
+        SampleKey(0, 9, (0, 1, 2, 3, 4), flip_v=True, flip_h=True),
+    ]
     for key in keys:
         a, b = plain[key], cached[key]
         assert a.keys() == b.keys()
@@ -257,17 +274,30 @@ def test_the_memory_cache_gives_the_samples_of_a_file_whose_defocus_is_recompute
     from focalstack.train.plan import plan_eval
 
     path = tmp_path / "recomputed.h5"
-    attrs = {"generator_version": "tests", "blender_version": "none", "created_utc": "2000-01-01T00:00:00Z",
-             "preset": "synthetic", "config": {"synthetic": True}, "defocus_model": "cycles"}
+    attrs = {
+        "generator_version": "tests",
+        "blender_version": "none",
+        "created_utc": "2000-01-01T00:00:00Z",
+        "preset": "synthetic",
+        "config": {"synthetic": True},
+        "defocus_model": "cycles",
+    }
     rng = np.random.default_rng(0)
-    with FocalStackWriter.create_or_resume(path, n_slices=len(FOCUS), height=24, width=24, attrs=attrs,
-                                           ground_truth=rendered_declaration("cycles", store_defocus=False)) as w:
+    with FocalStackWriter.create_or_resume(
+        path,
+        n_slices=len(FOCUS),
+        height=24,
+        width=24,
+        attrs=attrs,
+        ground_truth=rendered_declaration("cycles", store_defocus=False),
+    ) as w:
         for i in range(3):
             rec = synthetic_scene(rng, 24, FOCUS, CAMERA, (0.12, 2.9))
             rec.seed = i
             # as the renderer does: the maps the readers will recompute from the stored values
-            rec.defocus = stored_defocus_maps(rec.depth, rec.focus_distance, rec.f_number, rec.focal_length_mm,
-                                              rec.sensor_width_mm, "cycles")
+            rec.defocus = stored_defocus_maps(
+                rec.depth, rec.focus_distance, rec.f_number, rec.focal_length_mm, rec.sensor_width_mm, "cycles"
+            )
             w.append(rec)
     with FocalStackFile(path) as f:
         assert "defocus" not in f._h5  # really recomputed

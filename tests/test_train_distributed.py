@@ -90,8 +90,16 @@ def test_loss_shares_add_up_to_the_loss_and_gradient_of_the_whole_batch():
 
 
 def torchrun(nproc, *args, script=("-m", "focalstack.train"), check=True):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
-           *script, *[str(a) for a in args]]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        str(nproc),
+        *script,
+        *[str(a) for a in args],
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     if check:
@@ -116,8 +124,16 @@ def fit_args(out, **extra):
 @functools.lru_cache(maxsize=None)
 def one_process_run() -> Path:
     out = shared_dir() / "ddp-one"
-    fit(TrainConfig(data=[str(DATA())], out=str(out), arch_kwargs=dict(TINY), device="cpu", progress=False,
-                    **{k: v for k, v in RUN.items()}))
+    fit(
+        TrainConfig(
+            data=[str(DATA())],
+            out=str(out),
+            arch_kwargs=dict(TINY),
+            device="cpu",
+            progress=False,
+            **{k: v for k, v in RUN.items()},
+        )
+    )
     return out
 
 
@@ -141,12 +157,12 @@ def rows(run: Path) -> list[dict]:
 
 def test_two_processes_compute_the_gradients_of_one_with_the_same_global_batch(tmp_path):
     """The first 3 batches (from the same weights): 3 stacks (2 + 1 over the ranks), 3 and 1 (rank 1: a stand-in)."""
-    cfg = TrainConfig(data=[str(DATA())], out=str(tmp_path / "unused"), arch_kwargs=dict(TINY), device="cpu",
-                      **{**RUN, "grad_clip": 0.0})
+    cfg = TrainConfig(
+        data=[str(DATA())], out=str(tmp_path / "unused"), arch_kwargs=dict(TINY), device="cpu", **{**RUN, "grad_clip": 0.0}
+    )
     (tmp_path / "cfg.json").write_text(json.dumps(cfg.to_dict()))
     args = [str(tmp_path / "cfg.json"), "3"]
-    subprocess.run([sys.executable, str(TESTS / "ddp_grads.py"), *args, str(tmp_path / "one.pt")], check=True,
-                   timeout=120)
+    subprocess.run([sys.executable, str(TESTS / "ddp_grads.py"), *args, str(tmp_path / "one.pt")], check=True, timeout=120)
     torchrun(2, *args, tmp_path / "two.pt", script=(str(TESTS / "ddp_grads.py"),))
     one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
     assert len(one) == len(two) == 3
@@ -173,16 +189,18 @@ def test_two_processes_train_to_the_weights_of_one_with_the_same_global_batch():
             assert float(r2[col]) == pytest.approx(float(r1[col]), rel=1e-4), col
     log = (two / "train.log").read_text()
     assert log.count("training fod") == 1 and "2 processes (cpu, global batch 3)" in log  # rank 0 writes
-    assert sorted(p.name for p in two.iterdir()) == ["best.pt", "config.json", "last.pt", "metrics.csv", "tb",
-                                                     "train.log"]
+    assert sorted(p.name for p in two.iterdir()) == ["best.pt", "config.json", "last.pt", "metrics.csv", "tb", "train.log"]
 
 
 def test_one_process_under_torchrun_is_the_plain_run_bit_for_bit():
     out = shared_dir() / "ddp-world-1"
     torchrun(1, *fit_args(out, epochs=1))
     plain = shared_dir() / "ddp-plain-1"
-    fit(TrainConfig(data=[str(DATA())], out=str(plain), arch_kwargs=dict(TINY), device="cpu", progress=False,
-                    **{**RUN, "epochs": 1}))
+    fit(
+        TrainConfig(
+            data=[str(DATA())], out=str(plain), arch_kwargs=dict(TINY), device="cpu", progress=False, **{**RUN, "epochs": 1}
+        )
+    )
     assert float(weight_differences(plain, out).max()) == 0
     assert rows(out)[0]["train_loss"] == rows(plain)[0]["train_loss"]
 
@@ -190,8 +208,7 @@ def test_one_process_under_torchrun_is_the_plain_run_bit_for_bit():
 def test_a_killed_rank_ends_the_job_and_resume_ends_with_the_weights_of_an_uninterrupted_run(tmp_path):
     out = tmp_path / "killed"
     # rank 1 dies after step 4 of 6 (in epoch 2); last.pt is written every 2 steps by rank 0
-    killed = torchrun(2, "1", "4", *fit_args(out, checkpoint_every=2), script=(str(TESTS / "ddp_kill.py"),),
-                      check=False)
+    killed = torchrun(2, "1", "4", *fit_args(out, checkpoint_every=2), script=(str(TESTS / "ddp_kill.py"),), check=False)
     assert killed.returncode != 0
     assert 2 <= load_checkpoint(out / "last.pt")["global_step"] <= 4
     torchrun(2, "fit", "--out", out, "--resume", "--epochs", RUN["epochs"], "--device", "cpu", "--threads", "1", "--quiet")
@@ -202,8 +219,23 @@ def test_a_killed_rank_ends_the_job_and_resume_ends_with_the_weights_of_an_unint
 def test_evaluation_shares_the_scenes_and_gathers_the_same_means(tmp_path):
     ckpt = two_process_run() / "last.pt"
     test = synthetic_file("ddp-test", 5, 32, 43)  # batches of 2: 2 + 2 on rank 0, 1 on rank 1
-    torchrun(2, "evaluate", "-c", ckpt, "--data", test, "-o", tmp_path / "two", "--batch-size", 2, "--device", "cpu",
-             "--threads", "1", "-q")
+    torchrun(
+        2,
+        "evaluate",
+        "-c",
+        ckpt,
+        "--data",
+        test,
+        "-o",
+        tmp_path / "two",
+        "--batch-size",
+        2,
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "-q",
+    )
     rows_one, _ = evaluate(ckpt, [str(test)], tmp_path / "one", batch_size=2, device="cpu", progress=False)
     two = json.loads((tmp_path / "two" / "metrics.json").read_text())["results"]["focalstack"][str(test)]
     for row in rows_one:

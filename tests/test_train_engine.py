@@ -82,8 +82,7 @@ def toy_trainer(hooks=(), criterion=None, **kw):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     crit = criterion or FocusLoss(LossWeights())
     kw.setdefault("epochs", 2)
-    return Trainer(model, opt, crit, ToyData(), Norm(), torch.device("cpu"), terms=["defocus", "depth"],
-                   hooks=list(hooks), **kw)
+    return Trainer(model, opt, crit, ToyData(), Norm(), torch.device("cpu"), terms=["defocus", "depth"], hooks=list(hooks), **kw)
 
 
 def test_hooks_are_called_in_order_and_after_epoch_only_for_finished_epochs():
@@ -91,8 +90,7 @@ def test_hooks_are_called_in_order_and_after_epoch_only_for_finished_epochs():
     trainer = toy_trainer([rec], epochs=2, max_steps=4)  # 3 batches an epoch: stops after batch 1 of epoch 2
     trainer.train()
     step = ["before_step", "after_step"]
-    assert rec.calls == ["before_train", "before_epoch", *step * 3, "after_epoch", "before_epoch", *step,
-                         "after_train", "close"]
+    assert rec.calls == ["before_train", "before_epoch", *step * 3, "after_epoch", "before_epoch", *step, "after_train", "close"]
     assert trainer.stopped and (trainer.epoch, trainer.batch, trainer.global_step) == (1, 1, 4)
     state = trainer.state_dict()
     assert (state["epoch"], state["batch"], state["partial"]["n"]) == (1, 1, 2)  # mid-epoch: its position
@@ -161,8 +159,17 @@ def test_hook_state_goes_into_the_state_dict_and_comes_back():
 
 
 def _cfg(tmp_path, **kw):
-    base = dict(data=[str(synthetic_file("engine-train", 6, 32, 71))], out=str(tmp_path / "run"), arch="fod",
-                arch_kwargs=dict(TINY), epochs=2, batch_size=2, lr=1e-3, val_fraction=0.34, progress=False)
+    base = dict(
+        data=[str(synthetic_file("engine-train", 6, 32, 71))],
+        out=str(tmp_path / "run"),
+        arch="fod",
+        arch_kwargs=dict(TINY),
+        epochs=2,
+        batch_size=2,
+        lr=1e-3,
+        val_fraction=0.34,
+        progress=False,
+    )
     base.update(kw)
     return TrainConfig(**base)
 

@@ -18,8 +18,15 @@ from focalstack.train.trainer import TrainConfig, fit
 
 def cfg(tmp_path, name="run", **kw):
     base = dict(
-        data=[str(synthetic_file("fit-train", 6, 32, 21))], out=str(tmp_path / name), arch="fod",
-        arch_kwargs=dict(TINY), epochs=2, batch_size=2, lr=1e-3, progress=False, tensorboard=False,
+        data=[str(synthetic_file("fit-train", 6, 32, 21))],
+        out=str(tmp_path / name),
+        arch="fod",
+        arch_kwargs=dict(TINY),
+        epochs=2,
+        batch_size=2,
+        lr=1e-3,
+        progress=False,
+        tensorboard=False,
     )
     base.update(kw)
     return TrainConfig(**base)
@@ -31,8 +38,16 @@ def test_a_few_hundred_steps_lower_the_loss_and_beat_a_constant_depth(tmp_path):
     test = synthetic_file("learn-test", 8, 32, 202, depth_range=(0.1, 1.0))
     result = fit(
         TrainConfig(
-            data=[str(train)], out=str(tmp_path / "learn"), arch="fod-depth", arch_kwargs={"width": 8},
-            epochs=25, batch_size=4, lr=1e-3, val_fraction=0.0, progress=False, tensorboard=False,
+            data=[str(train)],
+            out=str(tmp_path / "learn"),
+            arch="fod-depth",
+            arch_kwargs={"width": 8},
+            epochs=25,
+            batch_size=4,
+            lr=1e-3,
+            val_fraction=0.0,
+            progress=False,
+            tensorboard=False,
         )
     )  # 25 epochs x 10 batches = 250 steps
     losses = [r["train_loss"] for r in result.history]
@@ -45,9 +60,11 @@ def test_a_few_hundred_steps_lower_the_loss_and_beat_a_constant_depth(tmp_path):
     const_rmse = float(np.mean([np.sqrt(np.mean((g - constant) ** 2)) for g in gts]))
     const_absrel = float(np.mean([np.mean(np.abs(g - constant) / g) for g in gts]))
     got = rows[0]
-    print(f"after {result.history[-1]['step']} steps: depth RMSE {got['depth_rmse']:.3f} m, AbsRel "
-          f"{got['depth_absrel']:.3f}; constant {const_rmse:.3f} m, {const_absrel:.3f}; "
-          f"loss {losses[0]:.3f} -> {losses[-1]:.3f}")
+    print(
+        f"after {result.history[-1]['step']} steps: depth RMSE {got['depth_rmse']:.3f} m, AbsRel "
+        f"{got['depth_absrel']:.3f}; constant {const_rmse:.3f} m, {const_absrel:.3f}; "
+        f"loss {losses[0]:.3f} -> {losses[-1]:.3f}"
+    )
     assert got["depth_rmse"] < 0.85 * const_rmse
     assert got["depth_absrel"] < 0.7 * const_absrel
 
@@ -58,8 +75,13 @@ def test_checkpoint_round_trip(tmp_path):
     assert ckpt["format"] == "focalstack-train" and ckpt["arch"] == "fod" and ckpt["arch_kwargs"] == TINY
     assert ckpt["epoch"] == 1 and ckpt["global_step"] == 3 and ckpt["batch"] == 0
     assert ckpt["optimizer"]["state"] and ckpt["config"]["lr"] == 1e-3
-    assert ckpt["norm"] == {"focus_scale": 1.5, "depth_scale": 3.0, "defocus_scale": 5.0, "max_depth": 3.0,
-                            "signed_defocus": False}
+    assert ckpt["norm"] == {
+        "focus_scale": 1.5,
+        "depth_scale": 3.0,
+        "defocus_scale": 5.0,
+        "max_depth": 3.0,
+        "signed_defocus": False,
+    }
     assert ckpt["camera"]["focus_distances"] == pytest.approx([0.1, 0.15, 0.3, 0.7, 1.5])
     model, norm = model_from_checkpoint(load_checkpoint(result.best), result.best)
     assert norm.depth_scale == 3.0
@@ -139,8 +161,7 @@ def test_other_architecture_weights_are_refused(tmp_path):
 
 def _fake_vgg16_file(path):
     torch.manual_seed(0)
-    convs = {0: (3, 64), 2: (64, 64), 5: (64, 128), 7: (128, 128), 10: (128, 256), 12: (256, 256),
-             14: (256, 256), 17: (256, 512)}
+    convs = {0: (3, 64), 2: (64, 64), 5: (64, 128), 7: (128, 128), 10: (128, 256), 12: (256, 256), 14: (256, 256), 17: (256, 512)}
     state = {}
     for i, (a, b) in convs.items():  # torchvision naming, including a layer we do not use
         state[f"features.{i}.weight"] = torch.randn(b, a, 3, 3) * (2 / (9 * a)) ** 0.5
@@ -168,8 +189,17 @@ def test_logs_csv_per_epoch_and_tensorboard(tmp_path):
     result = fit(cfg(tmp_path, epochs=2, tensorboard=True, val_fraction=0.34))
     rows = list(csv.DictReader(open(result.out / "metrics.csv")))
     assert [r["epoch"] for r in rows] == ["1", "2"]
-    for col in ("train_loss", "train_depth", "train_defocus", "val_loss", "val_depth_rmse", "val_delta1",
-                "val_bumpiness", "val_aif_ssim", "val_aif_psnr"):
+    for col in (
+        "train_loss",
+        "train_depth",
+        "train_defocus",
+        "val_loss",
+        "val_depth_rmse",
+        "val_delta1",
+        "val_bumpiness",
+        "val_aif_ssim",
+        "val_aif_psnr",
+    ):
         assert np.isfinite(float(rows[-1][col])), col
     events = list((result.out / "tb").glob("events.out.tfevents.*"))
     assert events

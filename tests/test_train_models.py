@@ -95,7 +95,9 @@ def test_stackconv_equals_a_conv_over_the_concatenated_stack_maximum():
     pooled = x.unflatten(0, (3, 4)).amax(1)
     ref = F.conv2d(
         torch.cat([x, pooled.unsqueeze(1).expand(-1, 4, -1, -1, -1).flatten(0, 1)], dim=1),
-        conv.conv.weight, conv.conv.bias, padding=1,
+        conv.conv.weight,
+        conv.conv.bias,
+        padding=1,
     )
     assert torch.allclose(conv(x, pooled, 4), ref, atol=1e-5)
 
@@ -203,10 +205,14 @@ def _conv_outputs(model, stack, focus):
     def record(name):
         def hook(module, inputs, output):  # returns None: the output stays as it is
             formats[name] = output.is_contiguous(memory_format=torch.channels_last)
+
         return hook
 
-    handles = [m.register_forward_hook(record(name)) for name, m in model.named_modules()
-               if isinstance(m, torch.nn.Conv2d) and m.out_channels > 1]  # one channel: both formats at once
+    handles = [
+        m.register_forward_hook(record(name))
+        for name, m in model.named_modules()
+        if isinstance(m, torch.nn.Conv2d) and m.out_channels > 1
+    ]  # one channel: both formats at once
     with torch.no_grad():
         out = model(stack, focus)
     for h in handles:

@@ -35,9 +35,19 @@ def ddff(tmp_path_factory):
 
 
 def train(tmp_path, data, arch="fod", **kw):
-    cfg = TrainConfig(data=[str(d) for d in data], out=str(tmp_path / "run"), arch=arch,
-                      arch_kwargs=dict(TINY) if arch != "fod-depth" else {"width": TINY["width"]}, epochs=1,
-                      batch_size=2, val_fraction=0.0, device="cpu", progress=False, tensorboard=False, **kw)
+    cfg = TrainConfig(
+        data=[str(d) for d in data],
+        out=str(tmp_path / "run"),
+        arch=arch,
+        arch_kwargs=dict(TINY) if arch != "fod-depth" else {"width": TINY["width"]},
+        epochs=1,
+        batch_size=2,
+        val_fraction=0.0,
+        device="cpu",
+        progress=False,
+        tensorboard=False,
+        **kw,
+    )
     result = fit(cfg)
     return result, (tmp_path / "run" / "train.log").read_text()
 
@@ -77,17 +87,26 @@ def test_masked_terms_leave_out_what_a_sample_lacks():
     its wrong stand-in AiF, must not move the loss."""
     b, s, h, w = 2, 3, 8, 8
     torch.manual_seed(0)
-    batch = {"stack": torch.randint(0, 255, (b, s, 3, h, w), dtype=torch.uint8),
-             "focus": torch.full((b, s), 0.3), "depth": torch.full((b, h, w), 1.0),
-             "defocus": torch.rand(b, s, h, w), "aif": torch.randint(0, 255, (b, 3, h, w), dtype=torch.uint8),
-             "edges": torch.zeros(b, h, w, dtype=torch.uint8),
-             "has_defocus": torch.tensor([True, False]), "has_aif": torch.tensor([True, False]),
-             "has_edges": torch.tensor([True, False])}
+    batch = {
+        "stack": torch.randint(0, 255, (b, s, 3, h, w), dtype=torch.uint8),
+        "focus": torch.full((b, s), 0.3),
+        "depth": torch.full((b, h, w), 1.0),
+        "defocus": torch.rand(b, s, h, w),
+        "aif": torch.randint(0, 255, (b, 3, h, w), dtype=torch.uint8),
+        "edges": torch.zeros(b, h, w, dtype=torch.uint8),
+        "has_defocus": torch.tensor([True, False]),
+        "has_aif": torch.tensor([True, False]),
+        "has_edges": torch.tensor([True, False]),
+    }
     from focalstack.train.data import Norm
 
     _, targets = to_model_inputs(batch, Norm(), torch.device("cpu"))
-    out = {"defocus": torch.rand(b, s, h, w), "depth": torch.rand(b, h, w), "aif": torch.rand(b, 3, h, w),
-           "edges": torch.randn(b, h, w)}
+    out = {
+        "defocus": torch.rand(b, s, h, w),
+        "depth": torch.rand(b, h, w),
+        "aif": torch.rand(b, 3, h, w),
+        "edges": torch.randn(b, h, w),
+    }
     loss = FocusLoss(LossWeights(perceptual=0.0))
     _, terms = loss(out, targets)
     first = {k: v[:1] for k, v in out.items()}

@@ -29,9 +29,7 @@ def _texture(rng: np.random.Generator, size: int) -> np.ndarray:
     return np.clip(0.45 * fine + 0.35 * coarse + 0.2 * base, 0, 1).astype(np.float32)
 
 
-def synthetic_scene(
-    rng: np.random.Generator, size: int, focus=FOCUS, camera=CAMERA, depth_range=(0.12, 2.9)
-) -> SceneRecord:
+def synthetic_scene(rng: np.random.Generator, size: int, focus=FOCUS, camera=CAMERA, depth_range=(0.12, 2.9)) -> SceneRecord:
     n_rect = int(rng.integers(2, 4))
     # uniform in inverse depth (as defocus is); background first (farthest)
     near, far = depth_range
@@ -56,8 +54,9 @@ def synthetic_scene(
     for s in focus:
         img = np.zeros((size, size, 3), np.float32)
         for mask, tex, z in layers:
-            c = defocus_maps(np.full((1, 1), z, np.float32), [s], camera["f_number"], camera["focal_length_mm"],
-                             camera["sensor_width_mm"])
+            c = defocus_maps(
+                np.full((1, 1), z, np.float32), [s], camera["f_number"], camera["focal_length_mm"], camera["sensor_width_mm"]
+            )
             # the blur diameter is in pixels of an image as wide as `size`
             c = float(c[0, 0, 0]) * size
             blurred = cv2.filter2D(tex, -1, disk_kernel(c), borderType=cv2.BORDER_REFLECT)
@@ -91,8 +90,14 @@ def write_synthetic(
         "blender_version": "none",
         "created_utc": "2000-01-01T00:00:00Z",
         "preset": "synthetic-planes",
-        "config": {"synthetic": True, "size": size, "focus": list(focus), "seed": seed, "depth_range": list(depth_range),
-                   **camera},
+        "config": {
+            "synthetic": True,
+            "size": size,
+            "focus": list(focus),
+            "seed": seed,
+            "depth_range": list(depth_range),
+            **camera,
+        },
         "defocus_model": "cycles",
     }
     with FocalStackWriter.create_or_resume(path, n_slices=len(focus), height=size, width=size, attrs=attrs) as w:
@@ -152,8 +157,15 @@ def tiny_run(arch: str = "fod") -> Path:
     try:
         result = fit(
             TrainConfig(
-                data=[str(synthetic_file("tiny-train", 6, 32, 11))], out=str(shared_dir() / f"run-{arch}"),
-                arch=arch, arch_kwargs=kwargs, epochs=1, batch_size=2, lr=1e-3, progress=False, tensorboard=False,
+                data=[str(synthetic_file("tiny-train", 6, 32, 11))],
+                out=str(shared_dir() / f"run-{arch}"),
+                arch=arch,
+                arch_kwargs=kwargs,
+                epochs=1,
+                batch_size=2,
+                lr=1e-3,
+                progress=False,
+                tensorboard=False,
             )
         )
     finally:

@@ -76,9 +76,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         if key not in ckpt:
             raise CheckpointError(f"{path}: checkpoint lacks {key!r}")
     if ckpt["arch"] not in ARCHITECTURES:
-        raise CheckpointError(
-            f"{path}: architecture {ckpt['arch']!r} is unknown (this trainer knows {', '.join(ARCHITECTURES)})"
-        )
+        raise CheckpointError(f"{path}: architecture {ckpt['arch']!r} is unknown (this trainer knows {', '.join(ARCHITECTURES)})")
     return ckpt
 
 
@@ -117,12 +115,29 @@ def check_weights(model: torch.nn.Module, state: dict, path, arch: str) -> None:
 
 # What a weights-only checkpoint keeps of a training checkpoint: enough to rebuild, run and describe the
 # network (``model_from_checkpoint``, predict, evaluate), not to resume its training.
-WEIGHTS_KEYS = ("arch", "arch_kwargs", "model", "norm", "config", "camera", "epoch", "global_step", "elapsed",
-                "torch_version", "created_utc")
+WEIGHTS_KEYS = (
+    "arch",
+    "arch_kwargs",
+    "model",
+    "norm",
+    "config",
+    "camera",
+    "epoch",
+    "global_step",
+    "elapsed",
+    "torch_version",
+    "created_utc",
+)
 
 
-def export_weights(src: str | os.PathLike, dst: str | os.PathLike, *, max_bytes: int | None = None,
-                   half: bool | None = None, extra: dict | None = None) -> dict:
+def export_weights(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    max_bytes: int | None = None,
+    half: bool | None = None,
+    extra: dict | None = None,
+) -> dict:
     """Write the weights-only checkpoint of ``src`` to ``dst`` (atomically): no optimiser state, no
     run position, loadable by ``load_checkpoint``. The weights are float16 when ``half`` says so, or, with
     ``half`` None, when float32 would exceed ``max_bytes``; they load back into float32 networks.

@@ -121,8 +121,9 @@ def inspect_source(path: str, weight: float = 1.0) -> SourceInfo:
         n = len(f)
         if n == 0:
             raise DatasetError(f"{path}: holds no complete scene")
-        camera = {name: float(f.read(name, 0)) if f.has(name) else None
-                  for name in ("f_number", "focal_length_mm", "sensor_width_mm")}  # DDFF-12 has no camera
+        camera = {
+            name: float(f.read(name, 0)) if f.has(name) else None for name in ("f_number", "focal_length_mm", "sensor_width_mm")
+        }  # DDFF-12 has no camera
         camera["focus_distances"] = [float(x) for x in f.read("focus_distance", 0)]
         camera["defocus_model"] = str(f.attrs.get("defocus_model", ""))
         try:
@@ -143,9 +144,7 @@ def check_compatible(sources: list[SourceInfo], stack_size: int | None, crop: tu
     if stack_size is None:
         if len(slices) > 1:
             listing = ", ".join(f"{s.path} has {s.n_slices}" for s in sources)
-            raise ValueError(
-                f"stack sizes differ between files ({listing} slices): pass --stack-size <= {min(slices)}"
-            )
+            raise ValueError(f"stack sizes differ between files ({listing} slices): pass --stack-size <= {min(slices)}")
         stack_size = slices.pop()
     smallest = min(sources, key=lambda s: s.n_slices)
     if not 1 <= stack_size <= smallest.n_slices:
@@ -176,16 +175,19 @@ def align_to_reference(stack: np.ndarray, homographies: np.ndarray) -> np.ndarra
         if np.allclose(homographies[k], np.eye(3), atol=1e-7):
             out[k] = stack[k]
         else:
-            out[k] = cv2.warpPerspective(stack[k], homographies[k].astype(np.float64), (w, h),
-                                         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                         borderMode=cv2.BORDER_REPLICATE)
+            out[k] = cv2.warpPerspective(
+                stack[k],
+                homographies[k].astype(np.float64),
+                (w, h),
+                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                borderMode=cv2.BORDER_REPLICATE,
+            )
     return out
 
 
 # What a training sample reads of its scene: the per-pixel arrays (decoded per sample, or once with
 # ``cache_in_memory``) and the small per-scene values (read once per file and process).
-PIXEL_ARRAYS = ("stack", *(spec.name for spec in schema.WRITTEN_ARRAYS
-                            if spec.name in TRAINING_GROUND_TRUTH and spec.per_pixel))
+PIXEL_ARRAYS = ("stack", *(spec.name for spec in schema.WRITTEN_ARRAYS if spec.name in TRAINING_GROUND_TRUTH and spec.per_pixel))
 SCENE_VALUES = ("focus_distance", "f_number", "focal_length_mm", "sensor_width_mm")
 
 
@@ -223,7 +225,8 @@ class FocalStackDataset(torch.utils.data.Dataset):
             f = self._file(i)
             # a camera the file lacks (DDFF-12) reads as NaN
             values: dict[str, np.ndarray | None] = {
-                name: f.read_all(name) if f.has(name) else np.full(len(f), np.nan, np.float32) for name in SCENE_VALUES}
+                name: f.read_all(name) if f.has(name) else np.full(len(f), np.nan, np.float32) for name in SCENE_VALUES
+            }
             values["slice_homography"] = None
             if self.align_slices:
                 try:
@@ -260,8 +263,10 @@ class FocalStackDataset(torch.utils.data.Dataset):
         need, available = self.cache_nbytes(), available_memory()
         if available is not None and need * copies > 0.8 * available:
             each = f" for each of {copies} processes" if copies > 1 else ""
-            raise ValueError(f"--cache-data: the files need {need / 1e9:.1f} GB decoded{each}, {available / 1e9:.1f} GB "
-                             "of memory is available; train without --cache-data")
+            raise ValueError(
+                f"--cache-data: the files need {need / 1e9:.1f} GB decoded{each}, {available / 1e9:.1f} GB "
+                "of memory is available; train without --cache-data"
+            )
         cache = []
         for i in range(len(self.paths)):
             f = self._file(i)

@@ -32,11 +32,15 @@ def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
         raise ValueError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N")
     if dev.type == "cuda" and local_rank is not None:
         if dev.index not in (None, local_rank):
-            raise ValueError(f"--device {name}: under torchrun each process takes the GPU of its LOCAL_RANK "
-                             f"(cuda:{local_rank} here); pass --device cuda or auto")
+            raise ValueError(
+                f"--device {name}: under torchrun each process takes the GPU of its LOCAL_RANK "
+                f"(cuda:{local_rank} here); pass --device cuda or auto"
+            )
         if local_rank >= torch.cuda.device_count():
-            raise ValueError(f"--device {name}: LOCAL_RANK {local_rank}, but only {torch.cuda.device_count()} "
-                             "GPU(s) are visible; start at most that many processes per node")
+            raise ValueError(
+                f"--device {name}: LOCAL_RANK {local_rank}, but only {torch.cuda.device_count()} "
+                "GPU(s) are visible; start at most that many processes per node"
+            )
         dev = torch.device("cuda", local_rank)
     return dev
 

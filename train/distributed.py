@@ -85,7 +85,6 @@ class Group:
                 total_counts[k] = total_counts.get(k, 0) + part_counts[k]
         return {k: total_sums[k] / total_counts[k] for k in total_sums if total_counts[k]}
 
-
     def merge_meter(self, meter) -> None:
         """Turn a ``metrics.MeanMeter`` of this rank's scenes into one of every rank's scenes, in place."""
         parts: list = [None] * self.world_size
@@ -130,8 +129,7 @@ def process_group(device: str = "auto") -> Group | None:
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo",
-                                device_id=dev if dev.type == "cuda" else None)
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", device_id=dev if dev.type == "cuda" else None)
         atexit.register(_destroy)
     return Group(rank, world, local, dev, local_world)
 

@@ -140,9 +140,16 @@ class RunningLoss:
 
     def _summed_over_processes(self, steps: list[StepOutput]) -> list[StepOutput]:
         """The global batches' losses from every process's shares (one all-reduce for all ``steps``)."""
-        rows = [torch.stack([s.loss.double(), *(s.terms[k].double() for k in self.terms),
-                             torch.tensor(float(s.size), dtype=torch.float64, device=s.loss.device)])
-                for s in steps]
+        rows = [
+            torch.stack(
+                [
+                    s.loss.double(),
+                    *(s.terms[k].double() for k in self.terms),
+                    torch.tensor(float(s.size), dtype=torch.float64, device=s.loss.device),
+                ]
+            )
+            for s in steps
+        ]
         table = self.group.sum(torch.stack(rows)).cpu()
         return [StepOutput(row[0], dict(zip(self.terms, row[1:-1])), int(round(float(row[-1])))) for row in table]
 

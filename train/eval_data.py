@@ -46,8 +46,11 @@ def inspect_eval_source(path: str) -> EvalSource:
             raise DatasetError(f"{path}: holds no complete scene")
         held = frozenset(name for name in EVAL_GROUND_TRUTH if _holds(f, name))
         declared = getattr(f, "ground_truth", {})  # schema v2: name -> provenance entry
-        no_data = {name: float(declared[name].no_data) for name in held
-                   if name in declared and getattr(declared[name], "no_data", None) is not None}
+        no_data = {
+            name: float(declared[name].no_data)
+            for name in held
+            if name in declared and getattr(declared[name], "no_data", None) is not None
+        }
         try:
             stack_sizes = [int(x) for x in f.read_all("stack_size")]
         except DatasetError:  # files of other writers may lack the optional dataset: full stacks
@@ -126,5 +129,3 @@ def prepare_eval_batch(batch: dict, norm: Norm, device: torch.device) -> tuple[d
             value = torch.nan_to_num(value if norm.signed_defocus else value.abs(), nan=0.0, posinf=0.0, neginf=0.0)
         truth[key] = value
     return inputs, truth
-
-

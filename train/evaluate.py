@@ -65,8 +65,7 @@ def _outputs(model, loader, prepare, device: torch.device, amp_dtype, progress=N
 
 def predictions(out: dict, norm: Norm) -> dict[str, torch.Tensor]:
     """The network's outputs in physical units: depth_m (m), defocus_px (px), aif (RGB) if it has one."""
-    pred = {"depth_m": out["depth"].float() * norm.depth_scale,
-            "defocus_px": out["defocus"].float() * norm.defocus_scale}
+    pred = {"depth_m": out["depth"].float() * norm.depth_scale, "defocus_px": out["defocus"].float() * norm.defocus_scale}
     if "aif" in out:
         pred["aif"] = out["aif"]
     return pred
@@ -134,9 +133,11 @@ class Evaluation:
         for p in self.protocols:
             rows = [r for r in self.rows if r["protocol"] == p.name]
             published = p.published if compare_published else ()
-            parts.append(f"### Protocol `{p.name}`: {p.summary}\n\n"
-                         f"{p.quantity}. Clipped: {p.clipping}. Masked: {p.masks}. Averaged: {p.averaging}.\n\n"
-                         + markdown_table(rows, p, published))
+            parts.append(
+                f"### Protocol `{p.name}`: {p.summary}\n\n"
+                f"{p.quantity}. Clipped: {p.clipping}. Masked: {p.masks}. Averaged: {p.averaging}.\n\n"
+                + markdown_table(rows, p, published)
+            )
             if compare_published and not p.published:
                 parts[-1] += f"\n(no published rows are recorded for `{p.name}`)\n"
             if published:
@@ -166,8 +167,10 @@ def markdown_table(rows: list[dict], protocol: Protocol | None = None, published
         keys += ["stack_size", "order"]
     if any(r.get("region", "all") != "all" for r in rows):
         keys.append("region")
-    lines = ["| " + " | ".join([*keys, *(c.label for c in cols)]) + " |",
-             "|" + "|".join(["---"] * len(keys) + ["---:"] * len(cols)) + "|"]
+    lines = [
+        "| " + " | ".join([*keys, *(c.label for c in cols)]) + " |",
+        "|" + "|".join(["---"] * len(keys) + ["---:"] * len(cols)) + "|",
+    ]
     for r in rows:
         lines.append("| " + " | ".join([*(str(r.get(k, "")) for k in keys), *(_fmt(r.get(c.key)) for c in cols)]) + " |")
     for i, pub in enumerate(published, 1):
@@ -183,14 +186,16 @@ def _lacking_notes(path: str, protocol: Protocol, held: frozenset[str], outputs:
         return []
     if len(lacking) == len(protocol.columns) and protocol.requires:
         missing = sorted({n for c in lacking for n in c.needs if n not in held})
-        return [f"{path}: {protocol.requires}; this file has no {', '.join(missing)}: every {protocol.name} "
-                f"metric is '{MISSING}'"]
+        return [
+            f"{path}: {protocol.requires}; this file has no {', '.join(missing)}: every {protocol.name} metric is '{MISSING}'"
+        ]
     notes = []
     no_truth = [c for c in lacking if not set(c.needs) <= held]
     for name in sorted({n for c in no_truth for n in c.needs if n not in held}):
         keys = [c.key for c in no_truth if name in c.needs]
-        notes.append(f"{path}: no {name} ground truth: {protocol.name} {', '.join(keys)} "
-                     f"{'is' if len(keys) == 1 else 'are'} '{MISSING}'")
+        notes.append(
+            f"{path}: no {name} ground truth: {protocol.name} {', '.join(keys)} {'is' if len(keys) == 1 else 'are'} '{MISSING}'"
+        )
     return notes
 
 
@@ -200,8 +205,11 @@ def _skipped_notes(path: str, protocol: Protocol, meter: MeanMeter, n: int) -> l
     for c in protocol.columns:
         if meter.skipped.get(c.key):
             groups.setdefault(meter.skipped[c.key], []).append(c.key)
-    return [f"{path}: {protocol.name} {', '.join(keys)}: {k} of {n} scenes have no ground-truth pixel under "
-            f"the mask; {'the mean is over the others' if k < n else 'no value'}" for k, keys in groups.items()]
+    return [
+        f"{path}: {protocol.name} {', '.join(keys)}: {k} of {n} scenes have no ground-truth pixel under "
+        f"the mask; {'the mean is over the others' if k < n else 'no value'}"
+        for k, keys in groups.items()
+    ]
 
 
 REGIONS = ("all", "flat")
@@ -261,15 +269,29 @@ def evaluate_model(
     if "flat" in regions:
         lacking = [Path(s.info.path).name for s in sources if "aif" not in s.ground_truth]
         if lacking:
-            raise ValueError(f"--region flat finds the flat areas in the true all-in-focus image, which "
-                             f"{', '.join(lacking)} does not hold; evaluate it with --region all")
+            raise ValueError(
+                f"--region flat finds the flat areas in the true all-in-focus image, which "
+                f"{', '.join(lacking)} does not hold; evaluate it with --region all"
+            )
     outputs = frozenset({"depth", "defocus"} | ({"aif"} if getattr(model, "has_aif", False) else set()))
-    run = _EvalRun(model, norm, protocols, tuple(regions), device, amp_dtype, workers, progress, group,
-                   EvalSamples(sources, align_slices=align_slices), outputs)
+    run = _EvalRun(
+        model,
+        norm,
+        protocols,
+        tuple(regions),
+        device,
+        amp_dtype,
+        workers,
+        progress,
+        group,
+        EvalSamples(sources, align_slices=align_slices),
+        outputs,
+    )
     no_output = sorted({c.key for p in protocols for c in p.columns if c.output not in outputs})
     if no_output:
-        run.notes[f"{model_label} has no AiF branch: {', '.join(no_output)} "
-                  f"{'is' if len(no_output) == 1 else 'are'} '{MISSING}'"] = None
+        run.notes[
+            f"{model_label} has no AiF branch: {', '.join(no_output)} {'is' if len(no_output) == 1 else 'are'} '{MISSING}'"
+        ] = None
     rows: list[dict] = []
     infos = [s.info for s in sources]
     try:
@@ -280,11 +302,15 @@ def evaluate_model(
             # plan per file so that scene subsets depend on (seed, file) only
             scenes = [np.arange(n) if i == fi else np.arange(0) for i in range(len(sources))]
             plans = [({"setting": st}, plan_eval(infos, scenes, batch_size, st, seed)) for st in settings]
-            plans += [({"setting": "All", "stack_size": k, "order": o}, plan_subsets(infos, scenes, batch_size, k, o, seed))
-                      for k in stack_sizes for o in orders]
+            plans += [
+                ({"setting": "All", "stack_size": k, "order": o}, plan_subsets(infos, scenes, batch_size, k, o, seed))
+                for k in stack_sizes
+                for o in orders
+            ]
             for labels, batches in plans:
-                rows += run.rows(src, labels, n, run.score(batches, f"{Path(src.info.path).name} "
-                                                                    f"{' '.join(str(v) for v in labels.values())}"))
+                rows += run.rows(
+                    src, labels, n, run.score(batches, f"{Path(src.info.path).name} {' '.join(str(v) for v in labels.values())}")
+                )
     finally:
         run.dataset.close()
     return Evaluation(list(protocols), rows, list(run.notes))
@@ -343,8 +369,15 @@ class _EvalRun:
                         lacking |= {c.key for c in p.columns}
                         self.notes[f"{path}: region {region!r} needs the AiF image, which this file lacks"] = None
                 means = meters[p.name, region].means()
-                row = {"protocol": p.name, "file": path, "setting": labels["setting"], "scenes": n,
-                       "stack_size": labels.get("stack_size"), "order": labels.get("order"), "region": region}
+                row = {
+                    "protocol": p.name,
+                    "file": path,
+                    "setting": labels["setting"],
+                    "scenes": n,
+                    "stack_size": labels.get("stack_size"),
+                    "order": labels.get("order"),
+                    "region": region,
+                }
                 row.update({c.key: None if c.key in lacking else means.get(c.key) for c in p.columns})
                 rows.append(row)
                 self.notes.update(dict.fromkeys(_skipped_notes(path, p, meters[p.name, region], n)))
@@ -399,11 +432,25 @@ def evaluate(
     model, norm = model_from_checkpoint(ckpt, checkpoint)
     model.to(dev)
     result = evaluate_model(
-        model, norm, list(data), chosen, tuple(settings), batch_size, dev, amp_dtype, seed, workers, max_scenes,
+        model,
+        norm,
+        list(data),
+        chosen,
+        tuple(settings),
+        batch_size,
+        dev,
+        amp_dtype,
+        seed,
+        workers,
+        max_scenes,
         # Slices are aligned (or not) as the network saw them in training.
-        align_slices=bool(ckpt.get("config", {}).get("align_slices", False)), progress=progress,
-        model_label=f"{checkpoint} (architecture {ckpt['arch']})", stack_sizes=tuple(stack_sizes),
-        orders=tuple(orders), regions=tuple(regions), group=group,
+        align_slices=bool(ckpt.get("config", {}).get("align_slices", False)),
+        progress=progress,
+        model_label=f"{checkpoint} (architecture {ckpt['arch']})",
+        stack_sizes=tuple(stack_sizes),
+        orders=tuple(orders),
+        regions=tuple(regions),
+        group=group,
     )
     if out_dir is None:  # beside the checkpoint; for shipped weights (a short name) in this folder
         out_dir = Path(checkpoint).parent / "eval" if Path(checkpoint).is_file() else Path(f"eval-{checkpoint}")
@@ -424,8 +471,7 @@ def write_csv(path: str | os.PathLike, rows: list[dict], columns: list[str]) -> 
         w.writerows({c: r.get(c) for c in columns} for r in rows)
 
 
-CSV_COLUMNS = ["protocol", "file", "setting", "stack_size", "order", "region", "scenes", "metric", "unit", "value",
-               "source"]
+CSV_COLUMNS = ["protocol", "file", "setting", "stack_size", "order", "region", "scenes", "metric", "unit", "value", "source"]
 
 
 def row_label(row: dict) -> str:
@@ -444,20 +490,41 @@ def _csv_rows(result: Evaluation, compare_published: bool) -> list[dict]:
     for r in result.rows:
         p = PROTOCOLS[r["protocol"]]
         for c in p.columns:
-            out.append({"protocol": p.name, "file": r["file"], "setting": r["setting"], "scenes": r["scenes"],
-                        "stack_size": r.get("stack_size"), "order": r.get("order"), "region": r.get("region", "all"),
-                        "metric": c.key, "unit": c.unit, "value": r[c.key], "source": ""})
+            out.append(
+                {
+                    "protocol": p.name,
+                    "file": r["file"],
+                    "setting": r["setting"],
+                    "scenes": r["scenes"],
+                    "stack_size": r.get("stack_size"),
+                    "order": r.get("order"),
+                    "region": r.get("region", "all"),
+                    "metric": c.key,
+                    "unit": c.unit,
+                    "value": r[c.key],
+                    "source": "",
+                }
+            )
     for p in result.protocols if compare_published else ():
         for pub in p.published:
             for c in p.columns:
                 if c.key in pub.values:
-                    out.append({"protocol": p.name, "file": f"published: {pub.method}", "metric": c.key,
-                                "unit": c.unit, "value": pub.values[c.key], "source": pub.source})
+                    out.append(
+                        {
+                            "protocol": p.name,
+                            "file": f"published: {pub.method}",
+                            "metric": c.key,
+                            "unit": c.unit,
+                            "value": pub.values[c.key],
+                            "source": pub.source,
+                        }
+                    )
     return out
 
 
-def write_results(out: Path, result: Evaluation, checkpoint, ckpt: dict, seed: int,
-                  compare_published: bool = False, write: bool = True) -> dict[str, Path]:
+def write_results(
+    out: Path, result: Evaluation, checkpoint, ckpt: dict, seed: int, compare_published: bool = False, write: bool = True
+) -> dict[str, Path]:
     """metrics.md, metrics.csv and metrics.json in ``out``, each replaced atomically (with ``write``: the
     process that writes, rank 0 under torchrun)."""
     paths = {"markdown": out / "metrics.md", "csv": out / "metrics.csv", "json": out / "metrics.json"}
@@ -471,8 +538,11 @@ def write_results(out: Path, result: Evaluation, checkpoint, ckpt: dict, seed: i
         "seed": seed,
         "protocols": {p.name: p.describe() for p in result.protocols},
     }
-    write_text_atomic(paths["markdown"], f"Evaluation of `{checkpoint}` (architecture {ckpt['arch']}, epoch "
-                                         f"{ckpt.get('epoch')}).\n\n" + result.report(compare_published))
+    write_text_atomic(
+        paths["markdown"],
+        f"Evaluation of `{checkpoint}` (architecture {ckpt['arch']}, epoch "
+        f"{ckpt.get('epoch')}).\n\n" + result.report(compare_published),
+    )
     write_csv(paths["csv"], _csv_rows(result, compare_published), CSV_COLUMNS)
     results: dict = {}
     for r in result.rows:
@@ -481,7 +551,9 @@ def write_results(out: Path, result: Evaluation, checkpoint, ckpt: dict, seed: i
         per_file[row_label(r)] = {k: r.get(k) for k in ["scenes", "setting", "stack_size", "order", "region", *cols]}
     doc = {"meta": meta, "results": results, "notes": result.notes}
     if compare_published:
-        doc["published"] = {p.name: [{"method": r.method, "source": r.source, "values": dict(r.values)}
-                                     for r in p.published] for p in result.protocols}
+        doc["published"] = {
+            p.name: [{"method": r.method, "source": r.source, "values": dict(r.values)} for r in p.published]
+            for p in result.protocols
+        }
     write_text_atomic(paths["json"], json.dumps(doc, indent=2) + "\n")
     return paths

@@ -67,8 +67,17 @@ class Validation(Hook):
     def after_epoch(self) -> None:
         t, group = self.trainer, self.trainer.group
         batches = self.batches if group is None else group.split(self.batches)
-        means, sample = run_batches(t.eval_model, self.dataset, batches, t.norm, t.device, t.amp_dtype,
-                                    t.criterion, self.workers, merge=None if group is None else group.merge_means)
+        means, sample = run_batches(
+            t.eval_model,
+            self.dataset,
+            batches,
+            t.norm,
+            t.device,
+            t.amp_dtype,
+            t.criterion,
+            self.workers,
+            merge=None if group is None else group.merge_means,
+        )
         row = t.summary.row
         row["val_loss"] = means.get("loss")
         row.update({f"val_{k}": means.get(k) for k in (*t.terms, *self.metrics)})
@@ -136,8 +145,12 @@ class Checkpoints(Hook):
         if not self.writer:
             return None
         if payload is None:
-            payload = {**self.meta, **self.trainer.state_dict(), "torch_version": str(torch.__version__),
-                       "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            payload = {
+                **self.meta,
+                **self.trainer.state_dict(),
+                "torch_version": str(torch.__version__),
+                "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            }
         save_checkpoint(path, payload)
         return payload
 
@@ -211,8 +224,13 @@ class Progress(Hook):
         from tqdm import tqdm
 
         t = self.trainer
-        self.bar = tqdm(total=len(t.batches), initial=t.batch, desc=f"epoch {t.epoch + 1}/{t.epochs}",
-                        disable=not self.bars, dynamic_ncols=True)
+        self.bar = tqdm(
+            total=len(t.batches),
+            initial=t.batch,
+            desc=f"epoch {t.epoch + 1}/{t.epochs}",
+            disable=not self.bars,
+            dynamic_ncols=True,
+        )
 
     def after_step(self) -> None:
         t = self.trainer

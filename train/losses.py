@@ -128,8 +128,7 @@ class FocusLoss(nn.Module):
                 if "defocus" not in target:
                     terms[name], n = zero, 0
                 else:
-                    terms[name], n = _masked(F.mse_loss, out["defocus"].float(), target["defocus"],
-                                             target.get("defocus_mask"))
+                    terms[name], n = _masked(F.mse_loss, out["defocus"].float(), target["defocus"], target.get("defocus_mask"))
             elif name == "depth":
                 mask = target["depth_mask"]
                 valid = mask.sum()
@@ -145,8 +144,9 @@ class FocusLoss(nn.Module):
                 if name == "aif":
                     terms[name], n = _masked(F.l1_loss, out["aif"].float(), target["aif"], _per_sample(valid, target["aif"]))
                 elif name == "edges":
-                    terms[name], n = _masked(F.l1_loss, torch.sigmoid(out["edges"].float()), target["edges"],
-                                             _per_sample(valid, target["edges"]))
+                    terms[name], n = _masked(
+                        F.l1_loss, torch.sigmoid(out["edges"].float()), target["edges"], _per_sample(valid, target["edges"])
+                    )
                 elif not bool(valid.any()):  # perceptual, on the samples that have an AiF image
                     terms[name], n = zero, 0
                 else:

@@ -30,9 +30,19 @@ __all__ = ["LAYOUTS", "PeerDataset"]
 class PeerDataset(torch.utils.data.Dataset):
     """The complete scenes of ``paths`` as tensors in ``layout`` (``SampleOptions`` for the rest)."""
 
-    def __init__(self, paths: list[str | os.PathLike] | str | os.PathLike, layout: str = "focalstack", *,
-                 stack_size: int | None = None, random_order: bool = False, crop: tuple[int, int] | None = None,
-                 flips: bool = False, scale: float = 1.0, max_depth: float = float("inf"), seed: int = 0):
+    def __init__(
+        self,
+        paths: list[str | os.PathLike] | str | os.PathLike,
+        layout: str = "focalstack",
+        *,
+        stack_size: int | None = None,
+        random_order: bool = False,
+        crop: tuple[int, int] | None = None,
+        flips: bool = False,
+        scale: float = 1.0,
+        max_depth: float = float("inf"),
+        seed: int = 0,
+    ):
         options = SampleOptions(layout, stack_size, random_order, tuple(crop) if crop else None, flips, scale, max_depth)
         self.samples = SceneSamples(paths, options)
         self.seed, self.epoch = int(seed), 0

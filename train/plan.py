@@ -201,5 +201,3 @@ class PlannedBatches(torch.utils.data.Sampler):
 
     def __len__(self) -> int:
         return max(len(self.batches) - self.start, 0)
-
-

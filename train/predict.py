@@ -224,8 +224,9 @@ def predict(
     od = Path(out_dir)
     od.mkdir(parents=True, exist_ok=True)
     depth = np.clip(out["depth"] * norm.depth_scale, 0.0, None).astype(np.float32)  # early networks go below 0
-    written = _write_depth_and_defocus(od, depth, (out["defocus"] * norm.defocus_scale).astype(np.float32), files,
-                                       norm.signed_defocus)
+    written = _write_depth_and_defocus(
+        od, depth, (out["defocus"] * norm.defocus_scale).astype(np.float32), files, norm.signed_defocus
+    )
     if "aif" in out:
         written.update(_write_aif(od, out, depth, refocus_distances, cam))
     meta = {
@@ -243,14 +244,19 @@ def predict(
     return written
 
 
-def _write_depth_and_defocus(od: Path, depth: np.ndarray, defocus: np.ndarray, files: list[Path],
-                             signed: bool) -> dict[str, Path]:
+def _write_depth_and_defocus(
+    od: Path, depth: np.ndarray, defocus: np.ndarray, files: list[Path], signed: bool
+) -> dict[str, Path]:
     np.save(od / "depth.npy", depth)
     _write_png(od / "depth.png", np.clip(np.round(depth * 1000.0), 0, 65535).astype(np.uint16))
     _write_png(od / "depth_color.png", _colour(depth))
     np.save(od / "defocus.npy", defocus)
-    written = {"depth_npy": od / "depth.npy", "depth_png": od / "depth.png", "depth_color": od / "depth_color.png",
-               "defocus_npy": od / "defocus.npy"}
+    written = {
+        "depth_npy": od / "depth.npy",
+        "depth_png": od / "depth.png",
+        "depth_color": od / "depth_color.png",
+        "defocus_npy": od / "defocus.npy",
+    }
     hi = float(np.percentile(np.abs(defocus), 99)) or 1.0
     for i, (p, d) in enumerate(zip(files, defocus)):
         name = f"defocus_{i:02d}_{p.stem}.png"
@@ -268,8 +274,9 @@ def _write_aif(od: Path, out: dict, depth: np.ndarray, refocus_distances, cam: d
     written = {"aif": od / "aif.png", "edges": od / "edges.png"}
     near = max(0.01, 1.05 * cam["focal_length_mm"] * 1e-3) if refocus_distances else 0.0  # not within the lens
     for dist in refocus_distances:
-        blur = blur_diameter_px(np.maximum(depth, near), float(dist), cam["f_number"], cam["focal_length_mm"],
-                                cam["sensor_width_mm"], depth.shape[1])
+        blur = blur_diameter_px(
+            np.maximum(depth, near), float(dist), cam["f_number"], cam["focal_length_mm"], cam["sensor_width_mm"], depth.shape[1]
+        )
         name = f"refocus_{dist:g}m.png"
         _write_png(od / name, _rgb8(refocus(np.clip(aif, 0, 1), blur)))
         written[name] = od / name

@@ -97,8 +97,12 @@ class Protocol:
     def describe(self) -> dict:
         """Plain data for metrics.json."""
         return {
-            "summary": self.summary, "quantity": self.quantity, "clipping": self.clipping, "masks": self.masks,
-            "averaging": self.averaging, "follows": self.follows,
+            "summary": self.summary,
+            "quantity": self.quantity,
+            "clipping": self.clipping,
+            "masks": self.masks,
+            "averaging": self.averaging,
+            "follows": self.follows,
             "units": {c.key: c.unit for c in self.columns},
         }
 
@@ -153,8 +157,9 @@ def score_dfv(pred: dict, truth: dict, norm) -> Scores:
 
 
 # AiFDepthNet's columns: mae, mse, rmse under each mask; logrms, absrel, sqrel under the focus range only
-AIFDEPTHNET_KEYS = [k + s for s in ("", "_2", "_fp")
-                    for k in ("mae", "mse", "rmse") + (("logrms", "absrel", "sqrel") if s == "_fp" else ())]
+AIFDEPTHNET_KEYS = [
+    k + s for s in ("", "_2", "_fp") for k in ("mae", "mse", "rmse") + (("logrms", "absrel", "sqrel") if s == "_fp" else ())
+]
 
 
 def score_aifdepthnet(pred: dict, truth: dict, norm) -> Scores:
@@ -175,8 +180,9 @@ def score_ddff12(pred: dict, truth: dict, norm) -> Scores:
     if "disparity_px" not in truth:
         return {}
     p = disparity_from_depth(_numpy(pred["depth_m"]))
-    return _per_image(lambda a, b: toolbox_metrics(a, b, badpix=0.07), TOOLBOX_KEYS + ["badpix", "bump"], p,
-                      _numpy(truth["disparity_px"]))
+    return _per_image(
+        lambda a, b: toolbox_metrics(a, b, badpix=0.07), TOOLBOX_KEYS + ["badpix", "bump"], p, _numpy(truth["disparity_px"])
+    )
 
 
 # -- the protocols -----------------------------------------------------------------------------------
@@ -189,86 +195,116 @@ FOCALSTACK = Protocol(
     summary="this project's metrics: depth, defocus maps and the AiF image (as before protocols existed)",
     quantity="depth (m), defocus (px, absolute unless the checkpoint was trained signed), AiF image (RGB in [0, 1])",
     clipping="none (predicted depth clamped to >= 1 mm inside AbsRel, SqRel and the delta ratios only; "
-             "the predicted AiF image clamped to [0, 1])",
+    "the predicted AiF image clamped to [0, 1])",
     masks="depth: ground truth finite, > 0 and <= the checkpoint's max_depth (default 3 m); defocus and AiF: "
-          "every pixel of every slice",
+    "every pixel of every slice",
     averaging="per image over its valid pixels, then the mean over images (an image without valid pixels "
-              "is left out); RMSE is the mean of per-image RMSEs; delta as fractions",
+    "is left out); RMSE is the mean of per-image RMSEs; delta as fractions",
     follows="this project (train/metrics.py); bumpiness after Honauer et al. 2016 with finite differences",
-    columns=tuple(Column(k, _FOCALSTACK_UNITS.get(k, ""), _NEEDS.get(k, ("depth",)),
-                         "aif" if k.startswith("aif_") else "defocus" if k.startswith("defocus_") else "depth")
-                  for k in ALL_METRICS),
+    columns=tuple(
+        Column(
+            k,
+            _FOCALSTACK_UNITS.get(k, ""),
+            _NEEDS.get(k, ("depth",)),
+            "aif" if k.startswith("aif_") else "defocus" if k.startswith("defocus_") else "depth",
+        )
+        for k in ALL_METRICS
+    ),
     score=score_focalstack,
 )
 
 DFV = Protocol(
     name="dfv",
-    summary="FoD500 as DFV (Yang et al., CVPR 2022) evaluates it: depth clipped to [0, 1.5] m, DDFF-12 "
-            "toolbox metrics",
+    summary="FoD500 as DFV (Yang et al., CVPR 2022) evaluates it: depth clipped to [0, 1.5] m, DDFF-12 toolbox metrics",
     quantity="depth (m)",
     clipping="prediction and ground truth both clipped to [0, 1.5] m (ground truth beyond 1.5 m counts as "
-             "1.5 m, it is not excluded)",
+    "1.5 m, it is not excluded)",
     masks="pixels whose (clipped) ground truth is 0 are ignored",
     averaging="per image: sums over its valid pixels divided by their number (RMS = sqrt of the image's "
-              "MSE); then the mean over images (FoD500 test: 100)",
+    "MSE); then the mean over images (FoD500 test: 100)",
     follows="DFV's eval_FoD500.py (fuy34/DFV) with the DDFF-12 toolbox's calmetrics; Scharr derivatives as "
-            "scikit-image 0.16.2, which DFV pins",
-    columns=(Column("mse", "m^2"), Column("rms", "m"), Column("logrms"), Column("absrel"), Column("sqrel", "m"),
-             Column("delta1", "%"), Column("delta2", "%"), Column("delta3", "%"), Column("bump")),
+    "scikit-image 0.16.2, which DFV pins",
+    columns=(
+        Column("mse", "m^2"),
+        Column("rms", "m"),
+        Column("logrms"),
+        Column("absrel"),
+        Column("sqrel", "m"),
+        Column("delta1", "%"),
+        Column("delta2", "%"),
+        Column("delta3", "%"),
+        Column("bump"),
+    ),
     score=score_dfv,
 )
 
 _AIF_UNITS = {"mae": "m", "mse": "m^2", "rmse": "m", "logrms": "", "absrel": "", "sqrel": "m"}
-_AIF_SOURCE = ("AiFDepthNet (Wang et al., ICCV 2021) Table 5, FoD500 test (100 images); placed under the "
-               "0.1-1.5 m mask (assumed: the only mask under which its test.py computes AbsRel, which these rows "
-               "report; the paper's text was not checked); AbsRel published as {published}, its code's sum over "
-               "the 100 images, shown / 100")
+_AIF_SOURCE = (
+    "AiFDepthNet (Wang et al., ICCV 2021) Table 5, FoD500 test (100 images); placed under the "
+    "0.1-1.5 m mask (assumed: the only mask under which its test.py computes AbsRel, which these rows "
+    "report; the paper's text was not checked); AbsRel published as {published}, its code's sum over "
+    "the 100 images, shown / 100"
+)
 
 AIFDEPTHNET = Protocol(
     name="aifdepthnet",
     summary="FoD500 as AiFDepthNet (Wang et al., ICCV 2021) evaluates it: three depth masks, no clipping, "
-            "AbsRel averaged per image correctly",
+    "AbsRel averaged per image correctly",
     quantity="depth (m)",
     clipping="none (the prediction is clamped to >= 1 mm inside the log of logrms only)",
     masks="mae, mse, rmse under gt > 0 (no suffix), 0 < gt <= 2 m (_2) and 0.1 <= gt <= 1.5 m (_fp, the "
-          "focus range of FoD500); logrms, absrel, sqrel under the last",
+    "focus range of FoD500); logrms, absrel, sqrel under the last",
     averaging="per image: means over the pixels of each mask (rmse = sqrt of the image's mse); then the mean "
-              "over images, for absrel and sqrel too (AiFDepthNet's code sums those over images without "
-              "dividing: its AbsRel is 100 x ours on the 100 FoD500 test images); an image with no pixel "
-              "under a mask is left out of that mask's means",
+    "over images, for absrel and sqrel too (AiFDepthNet's code sums those over images without "
+    "dividing: its AbsRel is 100 x ours on the 100 FoD500 test images); an image with no pixel "
+    "under a mask is left out of that mask's means",
     follows="AiFDepthNet's test.py, DefocusNet_testing (albert100121/AiFDepthNet)",
     columns=tuple(Column(k, _AIF_UNITS[k.split("_")[0]]) for k in AIFDEPTHNET_KEYS),
     score=score_aifdepthnet,
     published=(
-        Published("DefocusNet", _AIF_SOURCE.format(published="13.86"),
-                  {"mae_fp": 0.0637, "mse_fp": 0.0175, "rmse_fp": 0.1207, "absrel_fp": 0.1386}),
-        Published("AiFDepthNet", _AIF_SOURCE.format(published="11.15"),
-                  {"mae_fp": 0.0549, "mse_fp": 0.0127, "rmse_fp": 0.1043, "absrel_fp": 0.1115}),
+        Published(
+            "DefocusNet",
+            _AIF_SOURCE.format(published="13.86"),
+            {"mae_fp": 0.0637, "mse_fp": 0.0175, "rmse_fp": 0.1207, "absrel_fp": 0.1386},
+        ),
+        Published(
+            "AiFDepthNet",
+            _AIF_SOURCE.format(published="11.15"),
+            {"mae_fp": 0.0549, "mse_fp": 0.0127, "rmse_fp": 0.1043, "absrel_fp": 0.1115},
+        ),
     ),
 )
 
-_DDFF_SOURCE = ("DDFF-12 test split, scored by the benchmark server (these MSEs as the project's design notes (docs/design.md) "
-                "lists them; the table they were read from is not verified here); {who}")
+_DDFF_SOURCE = (
+    "DDFF-12 test split, scored by the benchmark server (these MSEs as the project's design notes (docs/design.md) "
+    "lists them; the table they were read from is not verified here); {who}"
+)
 
 DDFF12 = Protocol(
     name="ddff12",
-    summary="DDFF-12 as its toolbox evaluates it: disparity (px) by DDFF-12's calibration, badpix 0.07, "
-            "bumpiness clip 0.05",
+    summary="DDFF-12 as its toolbox evaluates it: disparity (px) by DDFF-12's calibration, badpix 0.07, bumpiness clip 0.05",
     quantity=f"disparity (px) = baseline * f_sub / depth, baseline * f_sub = {DDFF12_BF:.6f} px m (K2 = "
-             f"{DDFF12_K2}, flens = {DDFF12_FLENS}, f_sub = {DDFF12_F_SUB_PX} px); ground truth is the file's "
-             "own DDFF-12 disparity",
+    f"{DDFF12_K2}, flens = {DDFF12_FLENS}, f_sub = {DDFF12_F_SUB_PX} px); ground truth is the file's "
+    "own DDFF-12 disparity",
     clipping="none (predicted depth clamped to >= 1 mm before conversion, so disparity stays finite)",
     masks="pixels whose ground-truth disparity is 0 are ignored",
     averaging="per stack, at the file's full size (DDFF-12: 383 x 552): sums over its valid pixels divided "
-              "by their number (RMS = sqrt of the stack's MSE); then the mean over stacks",
+    "by their number (RMS = sqrt of the stack's MSE); then the mean over stacks",
     follows="the DDFF-12 toolbox's calmetrics (soyers/ddff-pytorch, BaseDDFFEval.py), as DFV's "
-            "eval_DDFF12.py applies it (output cropped to 383 x 552, no clipping); Scharr derivatives as "
-            "scikit-image 0.13-0.16",
-    columns=(Column("mse", "px^2", ("disparity",)), Column("rms", "px", ("disparity",)),
-             Column("logrms", "", ("disparity",)), Column("absrel", "", ("disparity",)),
-             Column("sqrel", "px", ("disparity",)), Column("delta1", "%", ("disparity",)),
-             Column("delta2", "%", ("disparity",)), Column("delta3", "%", ("disparity",)),
-             Column("badpix", "%", ("disparity",)), Column("bump", "", ("disparity",))),
+    "eval_DDFF12.py applies it (output cropped to 383 x 552, no clipping); Scharr derivatives as "
+    "scikit-image 0.13-0.16",
+    columns=(
+        Column("mse", "px^2", ("disparity",)),
+        Column("rms", "px", ("disparity",)),
+        Column("logrms", "", ("disparity",)),
+        Column("absrel", "", ("disparity",)),
+        Column("sqrel", "px", ("disparity",)),
+        Column("delta1", "%", ("disparity",)),
+        Column("delta2", "%", ("disparity",)),
+        Column("delta3", "%", ("disparity",)),
+        Column("badpix", "%", ("disparity",)),
+        Column("bump", "", ("disparity",)),
+    ),
     score=score_ddff12,
     published=(
         Published("DDFF", _DDFF_SOURCE.format(who="Hazirbas et al., ACCV 2018"), {"mse": 9.7e-4}),
@@ -276,7 +312,7 @@ DDFF12 = Protocol(
         Published("AiFDepthNet", _DDFF_SOURCE.format(who="Wang et al., ICCV 2021"), {"mse": 8.6e-4}),
     ),
     requires="ddff12 scores disparity against DDFF-12's own ground truth (dataset 'disparity', written by the "
-             "DDFF-12 import) with DDFF-12's calibration",
+    "DDFF-12 import) with DDFF-12's calibration",
 )
 
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (FOCALSTACK, DFV, AIFDEPTHNET, DDFF12)}
@@ -293,4 +329,3 @@ def resolve_protocols(names) -> list[Protocol]:
     if not out:
         raise ValueError(f"--protocol: give at least one of {', '.join(PROTOCOLS)}")
     return out
-

@@ -34,8 +34,16 @@ def quick_train_and_evaluate(
 
     as_list = lambda x: [str(p) for p in x] if isinstance(x, (list, tuple)) else [str(x)]  # noqa: E731
     cfg = TrainConfig(
-        data=as_list(train), out=str(out), arch=arch, epochs=epochs, batch_size=batch_size,
-        val_fraction=0.0, workers=0, device=device, seed=seed, progress=progress,
+        data=as_list(train),
+        out=str(out),
+        arch=arch,
+        epochs=epochs,
+        batch_size=batch_size,
+        val_fraction=0.0,
+        workers=0,
+        device=device,
+        seed=seed,
+        progress=progress,
     )
     result = fit(cfg, resume=(Path(out) / "last.pt").is_file())
     rows, _ = evaluate(result.best, as_list(test), Path(out) / "eval", device=device, progress=progress)

@@ -42,8 +42,19 @@ from .plan import PlanSettings, Share, plan_epoch, plan_eval, share_batch, split
 
 # Settings that a resumed run may change; all others but --data (when given) come from the checkpoint.
 RUNTIME_FIELDS = (
-    "epochs", "device", "amp", "channels_last", "compile", "workers", "cache_data", "max_steps", "max_time", "checkpoint_every",
-    "tensorboard", "progress", "log_every",
+    "epochs",
+    "device",
+    "amp",
+    "channels_last",
+    "compile",
+    "workers",
+    "cache_data",
+    "max_steps",
+    "max_time",
+    "checkpoint_every",
+    "tensorboard",
+    "progress",
+    "log_every",
 )
 
 
@@ -98,18 +109,27 @@ class TrainConfig:
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"--arch {self.arch!r}: expected one of {', '.join(ARCHITECTURES)}")
         check_architecture(self.arch, dict(self.arch_kwargs))
-        for name, least in (("epochs", 1), ("batch_size", 1), ("log_every", 1), ("workers", 0), ("checkpoint_every", 0),
-                            ("seed", 0)):
+        for name, least in (
+            ("epochs", 1),
+            ("batch_size", 1),
+            ("log_every", 1),
+            ("workers", 0),
+            ("checkpoint_every", 0),
+            ("seed", 0),
+        ):
             value = getattr(self, name)
             _require(_is_int(value) and value >= least, name, value, "a positive integer" if least else "an integer >= 0")
         for name in ("stack_size", "samples_per_epoch", "max_steps"):  # None: not set
             value = getattr(self, name)
             _require(value is None or (_is_int(value) and value >= 1), name, value, "a positive integer")
         if self.crop is not None:
-            _require(len(self.crop) == 2 and all(_is_int(v) and v >= 1 for v in self.crop), "crop", self.crop,
-                     "a positive size")
-        _require(self.max_time is None or (is_finite_number(self.max_time) and self.max_time > 0), "max_time",
-                 self.max_time, "a number of seconds > 0")
+            _require(len(self.crop) == 2 and all(_is_int(v) and v >= 1 for v in self.crop), "crop", self.crop, "a positive size")
+        _require(
+            self.max_time is None or (is_finite_number(self.max_time) and self.max_time > 0),
+            "max_time",
+            self.max_time,
+            "a number of seconds > 0",
+        )
         _require(is_finite_number(self.lr) and self.lr > 0, "lr", self.lr, "a finite number > 0")
         for name in ("weight_decay", "grad_clip"):
             value = getattr(self, name)
@@ -240,8 +260,7 @@ def fit(cfg: TrainConfig, resume: bool = False) -> FitResult:
     return FitResult(out, out / "last.pt", out / "best.pt", [dict(r) for r in history], trainer.stopped)
 
 
-def build_trainer(cfg: TrainConfig, ckpt: dict | None = None, writer: bool = True, group: Group | None = None
-                  ) -> Trainer:
+def build_trainer(cfg: TrainConfig, ckpt: dict | None = None, writer: bool = True, group: Group | None = None) -> Trainer:
     """Data, model, loss, AdamW and hooks of the run ``cfg`` (which has passed ``check()``), at the state
     of ``ckpt`` if given. With ``writer`` False the hooks keep their state but write no file (for every
     process but one, when several train together). With ``group`` this process trains its share of the
@@ -257,8 +276,10 @@ def build_trainer(cfg: TrainConfig, ckpt: dict | None = None, writer: bool = Tru
     if cfg.cache_data:
         started = time.perf_counter()
         held = data.dataset.cache_in_memory(copies=1 if group is None else group.local_world_size)
-        log(f"decoded {data.n_train + data.n_val} scenes into memory ({held / 1e9:.2f} GB) in "
-            f"{time.perf_counter() - started:.1f} s (--cache-data)")
+        log(
+            f"decoded {data.n_train + data.n_val} scenes into memory ({held / 1e9:.2f} GB) in "
+            f"{time.perf_counter() - started:.1f} s (--cache-data)"
+        )
     vgg = None
     if cfg.vgg_weights:
         from .models.vgg import load_vgg16_features
@@ -266,26 +287,48 @@ def build_trainer(cfg: TrainConfig, ckpt: dict | None = None, writer: bool = Tru
         vgg = load_vgg16_features(cfg.vgg_weights).to(device)
     weights = LossWeights(**cfg.loss_weights)
     criterion = FocusLoss(weights, vgg, held=data.ground_truth())
-    meta = {"arch": cfg.arch, "arch_kwargs": dict(cfg.arch_kwargs), "config": cfg.to_dict(), "norm": norm.to_dict(),
-            "camera": data.camera()}
+    meta = {
+        "arch": cfg.arch,
+        "arch_kwargs": dict(cfg.arch_kwargs),
+        "config": cfg.to_dict(),
+        "norm": norm.to_dict(),
+        "camera": data.camera(),
+    }
     terms = criterion.active_terms(model.has_aif)
     if not terms:
-        raise ValueError(f"nothing to train: every loss term {cfg.arch!r} has is weighted 0 or lacks ground truth in "
-                         f"the training files (--loss-weight {' '.join(f'{k}={v:g}' for k, v in cfg.loss_weights.items())})")
+        raise ValueError(
+            f"nothing to train: every loss term {cfg.arch!r} has is weighted 0 or lacks ground truth in "
+            f"the training files (--loss-weight {' '.join(f'{k}={v:g}' for k, v in cfg.loss_weights.items())})"
+        )
     eval_model = torch.compile(model) if cfg.compile else model
     step_model = eval_model if group is None else _distributed(model, device, terms, cfg.compile)
     trainer = Trainer(
-        model, torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay), criterion, data,
-        norm, device, epochs=cfg.epochs, terms=terms, amp_dtype=amp_dtype, step_model=step_model,
-        eval_model=eval_model, group=group, grad_clip=cfg.grad_clip, log_every=cfg.log_every,
-        max_steps=cfg.max_steps, max_time=cfg.max_time, hooks=_hooks(cfg, data, model, meta, log, writer),
+        model,
+        torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay),
+        criterion,
+        data,
+        norm,
+        device,
+        epochs=cfg.epochs,
+        terms=terms,
+        amp_dtype=amp_dtype,
+        step_model=step_model,
+        eval_model=eval_model,
+        group=group,
+        grad_clip=cfg.grad_clip,
+        log_every=cfg.log_every,
+        max_steps=cfg.max_steps,
+        max_time=cfg.max_time,
+        hooks=_hooks(cfg, data, model, meta, log, writer),
     )
     if ckpt is None:
         where = f"{group.world_size} processes ({device.type}, global batch {cfg.batch_size})" if group else device
-        log(f"training {cfg.arch} ({count_parameters(model) / 1e6:.2f} M parameters) on {where}"
+        log(
+            f"training {cfg.arch} ({count_parameters(model) / 1e6:.2f} M parameters) on {where}"
             f"{' with bf16 autocast' if amp_dtype else ''}{', channels-last' if channels_last else ''}: "
             f"{data.n_train} training and {data.n_val} validation scenes, stack size {data.stack_size}"
-            f"{' (random subsets)' if cfg.random_stack else ''}")
+            f"{' (random subsets)' if cfg.random_stack else ''}"
+        )
         if writer:
             write_text_atomic(out / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
     else:
@@ -300,11 +343,11 @@ def build_trainer(cfg: TrainConfig, ckpt: dict | None = None, writer: bool = Tru
 
 
 def _absolute(specs: list[str]) -> list[str]:
-    """"path[:weight]" specs with absolute paths (the weight kept as written)."""
+    """ "path[:weight]" specs with absolute paths (the weight kept as written)."""
     out = []
     for spec in specs:
         path, _ = parse_data_spec(spec)
-        out.append(str(Path(path).resolve()) + spec[len(path):])
+        out.append(str(Path(path).resolve()) + spec[len(path) :])
     return out
 
 
@@ -342,8 +385,9 @@ def _distributed(model: FocusOnDefocus, device: torch.device, terms: list[str], 
 
     read = {TERM[t].output for t in terms}  # a network whose outputs no active term reads gets no gradient
     unused = "depth" not in read or (model.has_aif and not read & {"aif", "edges"})  # loss weights of 0
-    ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                  find_unused_parameters=unused)
+    ddp = DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=unused
+    )
     return torch.compile(ddp) if compile_ else ddp
 
 

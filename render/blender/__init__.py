@@ -30,5 +30,14 @@ from .exr import read_exr_passes
 from .renderer import NO_SURFACE_DEPTH, BlenderRenderer, RenderedScene
 from .session import DEVICES, GPU_BACKENDS, BlenderError, check_blender, enable_device
 
-__all__ = ["DEVICES", "GPU_BACKENDS", "NO_SURFACE_DEPTH", "BlenderError", "BlenderRenderer", "RenderedScene",
-           "check_blender", "enable_device", "read_exr_passes"]
+__all__ = [
+    "DEVICES",
+    "GPU_BACKENDS",
+    "NO_SURFACE_DEPTH",
+    "BlenderError",
+    "BlenderRenderer",
+    "RenderedScene",
+    "check_blender",
+    "enable_device",
+    "read_exr_passes",
+]

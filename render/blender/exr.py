@@ -33,8 +33,7 @@ def read_exr_passes(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def write_denoiser_exr(path: Path, layer: str, rgb: np.ndarray, albedo: np.ndarray, normal: np.ndarray,
-                       samples: int) -> None:
+def write_denoiser_exr(path: Path, layer: str, rgb: np.ndarray, albedo: np.ndarray, normal: np.ndarray, samples: int) -> None:
     """One single-part EXR in the layout Cycles' standalone denoiser reads: <layer>.Combined.RGB,
     .Denoising Albedo.RGB, .Denoising Normal.XYZ, .Vector.XYZW (unused, zero) and the sample count."""
     import OpenEXR
@@ -48,8 +47,7 @@ def write_denoiser_exr(path: Path, layer: str, rgb: np.ndarray, albedo: np.ndarr
     zero = np.zeros(rgb.shape[:2], dtype=np.float32)
     for c in "XYZW":
         channels[f"{layer}.Vector.{c}"] = zero
-    header = {"compression": OpenEXR.NO_COMPRESSION, "type": OpenEXR.scanlineimage,
-              f"cycles.{layer}.samples": str(int(samples))}
+    header = {"compression": OpenEXR.NO_COMPRESSION, "type": OpenEXR.scanlineimage, f"cycles.{layer}.samples": str(int(samples))}
     with OpenEXR.File(header, channels) as exr:
         exr.write(str(path))
 

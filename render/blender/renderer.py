@@ -72,9 +72,7 @@ class BlenderRenderer:
         try:
             import bpy  # noqa: F401  (lazy: only this class needs Blender)
         except ImportError as exc:
-            raise BlenderError(
-                f"cannot import bpy ({exc}); install the render extra: pip install 'focalstack[render]'"
-            ) from None
+            raise BlenderError(f"cannot import bpy ({exc}); install the render extra: pip install 'focalstack[render]'") from None
         try:
             self.settings = RenderSettings(samples=samples, denoise=denoise, **settings).validate()
         except TypeError as exc:
@@ -83,8 +81,10 @@ class BlenderRenderer:
             raise BlenderError(f"render settings: {exc}") from None
         unknown = sorted(set(ground_truth) - set(ON_REQUEST_PASSES))
         if unknown:
-            raise BlenderError(f"ground truth {', '.join(unknown)}: not one the renderer makes on request "
-                               f"(expected some of {', '.join(ON_REQUEST_PASSES)})")
+            raise BlenderError(
+                f"ground truth {', '.join(unknown)}: not one the renderer makes on request "
+                f"(expected some of {', '.join(ON_REQUEST_PASSES)})"
+            )
         self.ground_truth = tuple(ground_truth)
         self.samples = samples
         self.denoise = denoise
@@ -173,8 +173,15 @@ class BlenderRenderer:
         import bpy
 
         doomed = [o for o in bpy.data.objects if o != self._camera]
-        for collection in (bpy.data.meshes, bpy.data.materials, bpy.data.lights, bpy.data.images,
-                           bpy.data.worlds, bpy.data.node_groups, bpy.data.textures):
+        for collection in (
+            bpy.data.meshes,
+            bpy.data.materials,
+            bpy.data.lights,
+            bpy.data.images,
+            bpy.data.worlds,
+            bpy.data.node_groups,
+            bpy.data.textures,
+        ):
             doomed.extend(collection)
         if doomed:
             bpy.data.batch_remove(doomed)
@@ -270,12 +277,18 @@ class BlenderRenderer:
         layer = scene.view_layers[0]
         self._set_prefilter(prefilter)
         src, dst = self.workdir / "denoise_in.exr", self.workdir / "denoise_out.exr"
-        write_denoiser_exr(src, layer.name, passes["Combined"][..., :3], passes["Denoising Albedo"][..., :3],
-                           passes["Denoising Normal"], samples)
+        write_denoiser_exr(
+            src, layer.name, passes["Combined"][..., :3], passes["Denoising Albedo"][..., :3], passes["Denoising Normal"], samples
+        )
         try:
             with quiet_stdout():
-                _cycles.denoise(bpy.context.preferences.as_pointer(), scene.as_pointer(), layer.as_pointer(),
-                                input=[str(src)], output=[str(dst)])
+                _cycles.denoise(
+                    bpy.context.preferences.as_pointer(),
+                    scene.as_pointer(),
+                    layer.as_pointer(),
+                    input=[str(src)],
+                    output=[str(dst)],
+                )
         except (ValueError, RuntimeError) as exc:
             raise BlenderError(f"denoiser: {exc}") from None
         if not dst.exists():
@@ -300,8 +313,7 @@ class BlenderRenderer:
             dst.unlink()
         return self._osl_cache[source]
 
-    def _render_light_field(self, desc: SceneDescription, aif_passes: dict,
-                            aif: np.ndarray) -> tuple[list[dict], int]:
+    def _render_light_field(self, desc: SceneDescription, aif_passes: dict, aif: np.ndarray) -> tuple[list[dict], int]:
         """Every slice from one render of sub-aperture views (``lightfield``): per slice, the colour, albedo
         and normal passes, and the number of samples each pixel holds on average. Unless light_field_guides =
         "rays", the albedo and normal are the all-in-focus render's (``aif_passes``, with its depth; for
@@ -360,15 +372,14 @@ class BlenderRenderer:
             # Albedo and normal blurred together (6 channels), once per slice. With "aif_image" the albedo is
             # the denoised image: a clean picture of the very texture and shading the slice blurs, which the
             # denoiser then keeps (measured: +1.2 dB minimum at 32 views, +2 dB at 16; docs/benchmarks.md).
-            albedo = (np.clip(aif, 0.0, 1.0) if settings.light_field_guides == "aif_image"
-                      else aif_passes[guides[0]][..., :3])
+            albedo = np.clip(aif, 0.0, 1.0) if settings.light_field_guides == "aif_image" else aif_passes[guides[0]][..., :3]
             sharp = np.concatenate([albedo, aif_passes[guides[1]][..., :3]], axis=-1)
             blurred = lightfield.slice_guides(sharp, aif_passes["Depth"], desc.camera)
         slices = []
         for k in range(len(desc.camera.slices)):
             passes_k = {name: self._plan.splat(k, values) for name, values in rays.items()}
             if aif_guides:
-                passes_k.update({name: blurred[k][..., 3 * i: 3 * i + 3] for i, name in enumerate(guides)})
+                passes_k.update({name: blurred[k][..., 3 * i : 3 * i + 3] for i, name in enumerate(guides)})
             slices.append(passes_k)
         return slices, settings.light_field_views * settings.light_field_samples
 
@@ -405,8 +416,9 @@ class BlenderRenderer:
             seconds["render_aif_depth"] = time.perf_counter() - t
             extra = {name: passes.get(ON_REQUEST_PASSES[name][0]) for name in self.ground_truth}
             if any(v is None for v in extra.values()):
-                raise BlenderError(f"EXR passes {sorted(passes)}: expected "
-                                   f"{', '.join(ON_REQUEST_PASSES[n][0] for n in self.ground_truth)}")
+                raise BlenderError(
+                    f"EXR passes {sorted(passes)}: expected {', '.join(ON_REQUEST_PASSES[n][0] for n in self.ground_truth)}"
+                )
             if "normals" in extra:
                 extra["normals"] = unit_normals(extra["normals"])
             if "objects" in extra:

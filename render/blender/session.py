@@ -51,7 +51,6 @@ def quiet_stdout():
 GPU_BACKENDS = ("OPTIX", "CUDA", "HIP", "ONEAPI")
 
 
-
 def enable_device(device: str) -> str:
     """Make Cycles render on ``device`` in this process; return what it renders on ('CPU' or e.g.
     'OPTIX: NVIDIA H200'). The bpy module starts from factory settings, so every process sets the Cycles

@@ -28,8 +28,7 @@ def background_plane(index: int, centre, rot: np.ndarray, half, material: Materi
     )
 
 
-def sample_backdrop(rng: np.random.Generator, mat_rng: np.random.Generator, p: dict, assets: AssetDraws, tx: float,
-                    ty: float):
+def sample_backdrop(rng: np.random.Generator, mat_rng: np.random.Generator, p: dict, assets: AssetDraws, tx: float, ty: float):
     """One large plane across the far end of the view, tilted by up to background_tilt_deg."""
     zmin, zmax = p["depth_range"]
     corners = np.array([[sx * tx, sy * ty, -1.0] for sx in (-1, 1) for sy in (-1, 1)])
@@ -172,16 +171,23 @@ def _room_layout(rng: np.random.Generator, p: dict, kind: str, squeeze: float = 
         back = 1.5 + (rng.uniform(5.0, 14.0) - 1.5) * squeeze**2
         dists = {"floor": 1.0, "ceiling": 3 * back, "back": back, "front": back,
                  "left": rng.uniform(0.5, 1.5) * back, "right": rng.uniform(0.5, 1.5) * back}  # fmt: skip
-    normals = {"floor": (0, -1, 0), "ceiling": (0, 1, 0), "left": (-1, 0, 0), "right": (1, 0, 0), "back": (0, 0, -1),
-               "front": (0, 0, 1)}
+    normals = {
+        "floor": (0, -1, 0),
+        "ceiling": (0, 1, 0),
+        "left": (-1, 0, 0),
+        "right": (1, 0, 0),
+        "back": (0, 0, -1),
+        "front": (0, 0, 1),
+    }
     names = list(normals)
     rot = _camera_in_room(yaw, pitch, roll)
     n_cam = np.array([normals[k] for k in names], float) @ rot  # n_cam = rot^T n_room, row-wise
     return names, n_cam, np.array([dists[k] for k in names], float)
 
 
-def sample_room(rng: np.random.Generator, mat_rng: np.random.Generator, p: dict, assets: AssetDraws, tx: float,
-                ty: float, kind: str):
+def sample_room(
+    rng: np.random.Generator, mat_rng: np.random.Generator, p: dict, assets: AssetDraws, tx: float, ty: float, kind: str
+):
     """Large planar surfaces around the camera at oblique angles: a room, a corner, or a floor receding
     towards a far back wall. Every ray in view meets one of them inside the depth range (see above)."""
     zmin, zmax = p["depth_range"]
@@ -218,11 +224,16 @@ def sample_room(rng: np.random.Generator, mat_rng: np.random.Generator, p: dict,
         centre, half = (lo + hi) / 2, (hi - lo) / 2 + margin
         index = len(objects)
         size = 2 * float(half.max())
-        material = sample_material(mat_rng, p, assets, 2 * tx * float(depth.max()), size,
-                                   p["background_texture_frequency"], f"background_{index}_material")
-        objects.append(
-            background_plane(index, foot + rot[:, :2] @ centre, rot, half, material)
+        material = sample_material(
+            mat_rng,
+            p,
+            assets,
+            2 * tx * float(depth.max()),
+            size,
+            p["background_texture_frequency"],
+            f"background_{index}_material",
         )
+        objects.append(background_plane(index, foot + rot[:, :2] @ centre, rot, half, material))
 
     def far_depth(xn: float, yn: float) -> float:
         return float(1.0 / (a @ np.array([xn, yn]) + b).max())
@@ -236,4 +247,3 @@ BACKGROUNDS = {
     "corner": lambda *args: sample_room(*args, "corner"),
     "floor": lambda *args: sample_room(*args, "floor"),
 }
-

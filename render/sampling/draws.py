@@ -31,7 +31,6 @@ def vec(a) -> list[float]:
     return [float(x) for x in a]
 
 
-
 @dataclass(frozen=True)
 class Streams:
     """A scene's independent random streams, one per consumer: changing how one part draws (more objects,

@@ -125,6 +125,7 @@ def sample_world(rng: np.random.Generator, env_rng: np.random.Generator, p: dict
     kind = str(rng.choice(p["world_kinds"]))
     strength = float(rng.uniform(*p["world_strength"])) * 2.0 ** p["exposure"]
     if kind == "gradient":
+
         def tint():
             rgb = colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.0, 0.4), 1.0)
             return [float(c) for c in srgb_to_linear(np.array(rgb))]
@@ -137,4 +138,3 @@ def sample_world(rng: np.random.Generator, env_rng: np.random.Generator, p: dict
     sky_type = "HOSEK_WILKIE" if kind == "hosek_sky" else "PREETHAM"
     params = {"sky_type": sky_type, "sun_direction": vec(sun), "turbidity": float(rng.uniform(2.0, 8.0))}
     return WorldSpec("sky", [1.0, 1.0, 1.0], [1.0, 1.0, 1.0], strength * SKY_STRENGTH_FACTOR, params)
-

@@ -146,8 +146,9 @@ def _texture_params(rng: np.random.Generator, kind: str, periods_per_view: float
     raise ValueError(f"texture kind {kind!r}: expected one of {', '.join(TEXTURE_KINDS)}")
 
 
-def _image_layer(rng: np.random.Generator, p: dict, assets: AssetDraws, view_width_m: float, frequency, first: bool,
-                 used_by: str) -> TextureLayer:
+def _image_layer(
+    rng: np.random.Generator, p: dict, assets: AssetDraws, view_width_m: float, frequency, first: bool, used_by: str
+) -> TextureLayer:
     """A layer from a catalogue texture image: its luminance, stretched to full contrast, mixes two colours.
     The image tiles ``frequency`` (drawn) times per view width at the surface's depth, box-projected."""
     asset = assets.pick(rng, "texture", used_by=used_by)
@@ -166,8 +167,16 @@ def _image_layer(rng: np.random.Generator, p: dict, assets: AssetDraws, view_wid
     return TextureLayer("image", float(periods / view_width_m), color_a, color_b, mix, params, affects, [float(lo), float(hi)])
 
 
-def _texture_layer(rng: np.random.Generator, p: dict, assets: AssetDraws, view_width_m: float, size_m: float, frequency,
-                   first: bool, used_by: str) -> TextureLayer:
+def _texture_layer(
+    rng: np.random.Generator,
+    p: dict,
+    assets: AssetDraws,
+    view_width_m: float,
+    size_m: float,
+    frequency,
+    first: bool,
+    used_by: str,
+) -> TextureLayer:
     """One layer. Periodic kinds repeat ``frequency`` (drawn) times per view width at the surface's depth,
     whatever the surface's size; gradients ramp once over a fraction to a few times the surface's size."""
     if p["image_texture_probability"] > 0 and rng.random() < p["image_texture_probability"]:
@@ -200,8 +209,9 @@ def _texture_layer(rng: np.random.Generator, p: dict, assets: AssetDraws, view_w
     return TextureLayer(kind, float(scale), color_a, color_b, mix, params, affects, factor_range)
 
 
-def sample_material(rng: np.random.Generator, p: dict, assets: AssetDraws, view_width_m: float, size_m: float, frequency,
-                    name: str) -> MaterialSpec:
+def sample_material(
+    rng: np.random.Generator, p: dict, assets: AssetDraws, view_width_m: float, size_m: float, frequency, name: str
+) -> MaterialSpec:
     """A Principled material with 0-8 texture layers; image layers draw catalogue files through ``assets``."""
     base = colour(rng, p)
     u = rng.random()  # the roughness quantile: drawn first, its range depends on metallic
@@ -219,4 +229,3 @@ def sample_mirror_material(rng: np.random.Generator, name: str) -> MaterialSpec:
     """A mirror: metallic, nearly perfectly smooth, untextured, a neutral or faintly tinted silver."""
     base = hsv_linear(rng.random(), rng.uniform(0.0, 0.08), rng.uniform(0.8, 0.97))
     return MaterialSpec(base, float(rng.uniform(0.0, 0.02)), 1.0, 0.5, [], 0.0, name)
-

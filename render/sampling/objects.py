@@ -62,8 +62,9 @@ def sample_objects(streams: Streams, p: dict, assets: AssetDraws, tx: float, ty:
         if p["mirror_probability"] > 0 and streams.mirrors.random() < p["mirror_probability"]:
             material = sample_mirror_material(mat_rng, f"{name}_material")
         else:
-            material = sample_material(mat_rng, p, assets, 2 * tx * z, 2 * float(scale.max()), p["texture_frequency"],
-                                       f"{name}_material")
+            material = sample_material(
+                mat_rng, p, assets, 2 * tx * z, 2 * float(scale.max()), p["texture_frequency"], f"{name}_material"
+            )
         out.append(
             ObjectSpec(
                 name=name,
@@ -105,4 +106,3 @@ def sample_mirror_panels(rng, p: dict, tx: float, ty: float, far_depth) -> list[
             )
         )
     return out
-

@@ -57,12 +57,10 @@ def sample_scene(config, seed: int) -> SceneDescription:
     kind = kinds[0] if len(kinds) == 1 else kinds[int(streams.background_kind.integers(len(kinds)))]
     info = SampleInfo(SAMPLER_VERSION, [float(x) for x in p["depth_range"]], kind, split=p["split"])
     try:
-        background, far_depth = BACKGROUNDS[kind](streams.background, streams.background_materials, p_bg, assets,
-                                                  tx, ty)
+        background, far_depth = BACKGROUNDS[kind](streams.background, streams.background_materials, p_bg, assets, tx, ty)
     except NoFit:  # oblique walls need more depth range than the preset gives: a (less tilted) backdrop
         info.background_requested, info.background = kind, "backdrop"
-        background, far_depth = sample_backdrop(streams.background, streams.background_materials, p_bg, assets,
-                                                tx, ty)
+        background, far_depth = sample_backdrop(streams.background, streams.background_materials, p_bg, assets, tx, ty)
     objects = sample_objects(streams, p, assets, tx, ty, far_depth)
     objects += sample_mirror_panels(streams.mirror_panels, p, tx, ty, far_depth)
     lights = sample_lights(streams.lights, p)
@@ -98,10 +96,7 @@ def _stack_subset(rng: np.random.Generator, p: dict, focus_distances: list[float
         return focus_distances
     lo, hi = (int(x) for x in p["stack_size"])
     if hi > len(focus_distances):
-        raise ValueError(
-            f"stack_size = {p['stack_size']!r}: at most the camera's {len(focus_distances)} focus distances"
-        )
+        raise ValueError(f"stack_size = {p['stack_size']!r}: at most the camera's {len(focus_distances)} focus distances")
     n = int(rng.integers(lo, hi + 1))
     keep = np.sort(rng.choice(len(focus_distances), size=n, replace=False))
     return [focus_distances[int(i)] for i in keep]
-

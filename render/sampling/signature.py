@@ -83,4 +83,3 @@ def shape_ranges(params: Mapping) -> dict[str, dict[str, tuple]]:
                 ranges[name] = tuple(spec.sample)
         out[fam] = ranges
     return out
-

@@ -8,5 +8,12 @@ the pictures. Bundled experiments live in ``bundled/``: ``paper-table1``, ``pape
 from .runner import ExperimentRunError, ExperimentRunner, RunOptions
 from .spec import Experiment, ExperimentError, bundled_experiments, load_experiment
 
-__all__ = ["Experiment", "ExperimentError", "ExperimentRunError", "ExperimentRunner", "RunOptions",
-           "bundled_experiments", "load_experiment"]
+__all__ = [
+    "Experiment",
+    "ExperimentError",
+    "ExperimentRunError",
+    "ExperimentRunner",
+    "RunOptions",
+    "bundled_experiments",
+    "load_experiment",
+]

@@ -45,15 +45,17 @@ def predictions(checkpoint: Path, path: str, n: int, device: str = "auto") -> li
                 batch = torch.utils.data.default_collate([dataset[k] for k in batch_keys])
                 inputs, targets = to_model_inputs(batch, norm, dev)
                 pred = model(inputs["stack"], inputs["focus"])
-                out.append({
-                    "stack": inputs["stack"][0].permute(0, 2, 3, 1).cpu().numpy(),
-                    "depth": targets["depth_m"][0].cpu().numpy(),
-                    "depth_pred": (pred["depth"][0].float() * norm.depth_scale).cpu().numpy(),
-                    "defocus": targets["defocus_px"][0].cpu().numpy(),
-                    "defocus_pred": (pred["defocus"][0].float() * norm.defocus_scale).abs().cpu().numpy(),
-                    "aif": targets["aif"][0].permute(1, 2, 0).cpu().numpy(),
-                    "aif_pred": pred["aif"][0].float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() if "aif" in pred else None,
-                })
+                out.append(
+                    {
+                        "stack": inputs["stack"][0].permute(0, 2, 3, 1).cpu().numpy(),
+                        "depth": targets["depth_m"][0].cpu().numpy(),
+                        "depth_pred": (pred["depth"][0].float() * norm.depth_scale).cpu().numpy(),
+                        "defocus": targets["defocus_px"][0].cpu().numpy(),
+                        "defocus_pred": (pred["defocus"][0].float() * norm.defocus_scale).abs().cpu().numpy(),
+                        "aif": targets["aif"][0].permute(1, 2, 0).cpu().numpy(),
+                        "aif_pred": pred["aif"][0].float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() if "aif" in pred else None,
+                    }
+                )
     finally:
         dataset.close()
     return out
@@ -72,8 +74,7 @@ def scene_grid(samples: list[dict], title: str, path: Path) -> Path:
     dmax = max(float(np.nanmax(np.minimum(s["depth"], 1e3))) for s in samples)
     cmax = max(float(np.nanmax(np.abs(s["defocus"][0]))) for s in samples) or 1.0
     for r, s in enumerate(samples):
-        tiles = [s["stack"][0], s["stack"][-1], s["depth"], s["depth_pred"], np.abs(s["defocus"][0]),
-                 s["defocus_pred"][0]]
+        tiles = [s["stack"][0], s["stack"][-1], s["depth"], s["depth_pred"], np.abs(s["defocus"][0]), s["defocus_pred"][0]]
         if has_aif:
             tiles += [s["aif"], s["aif_pred"] if s["aif_pred"] is not None else np.zeros_like(s["aif"])]
         for c, tile in enumerate(tiles):

@@ -80,8 +80,13 @@ def evaluation_section(ev, results: dict) -> tuple[list[str], list[dict]]:
             table.append([model, *(row.get(k) for k in keys), *(row.get(m) for m in metrics)])
     for pub in map(_derived, [*ev.published, *_protocol_published(ev)]):
         rows_json.append({**pub, "source": pub.get("source", "published")})
-        table.append([f"{pub.get('model', '?')} ({pub.get('source', 'published')})",
-                      *(pub.get(k, "") for k in keys), *(pub.get(m) for m in metrics)])
+        table.append(
+            [
+                f"{pub.get('model', '?')} ({pub.get('source', 'published')})",
+                *(pub.get(k, "") for k in keys),
+                *(pub.get(m) for m in metrics),
+            ]
+        )
     elsewhere = sorted({p["dataset"] for p in ev.published if p.get("dataset") and p["dataset"] not in ev.datasets})
     lines = [f"## {ev.name}", "", f"Protocol `{ev.protocol}`; datasets {', '.join(ev.datasets)}.", ""]
     if ev.note:
@@ -91,12 +96,18 @@ def evaluation_section(ev, results: dict) -> tuple[list[str], list[dict]]:
         lines += ["", f"Published only (not rendered or evaluated here): {', '.join(elsewhere)}."]
     if CONSTANT_MODEL in results:
         c = results[CONSTANT_MODEL]
-        lines += ["", f"`{CONSTANT_MODEL}` predicts every pixel at the mean true depth of the training data of "
-                      f"`{c.get('trained_on')}` ({c['depth_m']:.3f} m) and zero defocus: a network that does not beat "
-                      "it has learnt nothing from the stack."]
+        lines += [
+            "",
+            f"`{CONSTANT_MODEL}` predicts every pixel at the mean true depth of the training data of "
+            f"`{c.get('trained_on')}` ({c['depth_m']:.3f} m) and zero defocus: a network that does not beat "
+            "it has learnt nothing from the stack.",
+        ]
     if "aif_psnr" in metrics:
-        lines += ["", f"`aif_psnr` is the usual PSNR of images in [0, 1] with peak 1; `aif_psnr_peak255` is the same "
-                      f"images with peak 255, as the paper's supplement computed it (+{PSNR_PEAK_255_OFFSET_DB:.2f} dB)."]
+        lines += [
+            "",
+            f"`aif_psnr` is the usual PSNR of images in [0, 1] with peak 1; `aif_psnr_peak255` is the same "
+            f"images with peak 255, as the paper's supplement computed it (+{PSNR_PEAK_255_OFFSET_DB:.2f} dB).",
+        ]
     return lines + [""], rows_json
 
 
@@ -116,8 +127,14 @@ def comparison_section(ev, results: dict, metric: str = "depth_rmse") -> list[st
     for dataset, region in combos:
         vals = []
         for m in models:
-            match = [r for r in results[m]["rows"] if r["dataset"] == dataset and r.get("region", "all") == region
-                     and r["setting"] == "All" and r.get("stack_size") is None]
+            match = [
+                r
+                for r in results[m]["rows"]
+                if r["dataset"] == dataset
+                and r.get("region", "all") == region
+                and r["setting"] == "All"
+                and r.get("stack_size") is None
+            ]
             vals.append(match[0].get(metric) if match else None)
         rel = [f"{100 * (v / vals[0] - 1):+.1f} %" if v is not None and vals[0] else "-" for v in vals[1:]]
         table.append([dataset, region, *vals, *rel])
@@ -128,23 +145,40 @@ def write_report(runner, results: dict) -> dict:
     exp, out = runner.exp, runner.out
     figures = out / "figures"
     figures.mkdir(exist_ok=True)
-    lines = [f"# {exp.name} — scale `{exp.scale}`", "",
-             f"> **Scale `{exp.scale}`: {SCALE_NOTES.get(exp.scale, 'a custom scale.')}**", ""]
+    lines = [
+        f"# {exp.name} — scale `{exp.scale}`",
+        "",
+        f"> **Scale `{exp.scale}`: {SCALE_NOTES.get(exp.scale, 'a custom scale.')}**",
+        "",
+    ]
     if exp.description:
         lines += [exp.description.strip(), ""]
     lines += [*(f"- {n}" for n in exp.notes), ""] if exp.notes else []
     lines += ["## Data", ""]
-    lines += _table(["dataset", "preset", "seed", "scenes", "resolution", "file"],
-                    [[d.name, Path(d.preset).name, d.seed, d.scenes, d.resolution, runner.dataset_path(d.name).name]
-                     for d in exp.datasets.values()])
+    lines += _table(
+        ["dataset", "preset", "seed", "scenes", "resolution", "file"],
+        [
+            [d.name, Path(d.preset).name, d.seed, d.scenes, d.resolution, runner.dataset_path(d.name).name]
+            for d in exp.datasets.values()
+        ],
+    )
     lines += ["", "## Models", ""]
-    lines += _table(["model", "architecture", "trained on", "epochs"],
-                    [[m.name, m.arch, ", ".join(f"{d}:{w:g}" for d, w in m.data), runner.train_config(m).epochs]
-                     for m in exp.models.values()])
+    lines += _table(
+        ["model", "architecture", "trained on", "epochs"],
+        [
+            [m.name, m.arch, ", ".join(f"{d}:{w:g}" for d, w in m.data), runner.train_config(m).epochs]
+            for m in exp.models.values()
+        ],
+    )
     lines.append("")
-    report_json = {"experiment": exp.name, "scale": exp.scale, "scale_note": SCALE_NOTES.get(exp.scale, ""),
-                   "datasets": {k: asdict(v) for k, v in exp.datasets.items()},
-                   "models": {k: asdict(v) for k, v in exp.models.items()}, "evaluations": {}}
+    report_json = {
+        "experiment": exp.name,
+        "scale": exp.scale,
+        "scale_note": SCALE_NOTES.get(exp.scale, ""),
+        "datasets": {k: asdict(v) for k, v in exp.datasets.items()},
+        "models": {k: asdict(v) for k, v in exp.models.items()},
+        "evaluations": {},
+    }
     for ev in exp.evaluations:
         section, rows = evaluation_section(ev, results[ev.name])
         lines += section + comparison_section(ev, results[ev.name])

@@ -104,15 +104,21 @@ class ExperimentRunner:
         before = _complete_scenes(path)
         if not self.opt.render:
             if before < ds.scenes:
-                raise ExperimentRunError(f"render {ds.name}: {path} holds {before} of its {ds.scenes} scenes, and "
-                                         "rendering is off (--no-render): render it where Blender runs")
-            self._step("render", ds.name, "reused", t, {"file": str(path), "rendered": 0, "scenes": ds.scenes,
-                                                         "checked": "scene count only (rendering off)"})
+                raise ExperimentRunError(
+                    f"render {ds.name}: {path} holds {before} of its {ds.scenes} scenes, and "
+                    "rendering is off (--no-render): render it where Blender runs"
+                )
+            self._step(
+                "render",
+                ds.name,
+                "reused",
+                t,
+                {"file": str(path), "rendered": 0, "scenes": ds.scenes, "checked": "scene count only (rendering off)"},
+            )
             return
         cmd = [sys.executable, "-m", "focalstack.render", *ds.render_args(), "--out", str(path), *self.opt.render_args]
         self._log(f"render {ds.name}: {' '.join(cmd[3:])}")
-        done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None if self.opt.progress else subprocess.PIPE,
-                              text=True)
+        done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None if self.opt.progress else subprocess.PIPE, text=True)
         if done.returncode != 0:
             why = (done.stderr or done.stdout or "").strip().splitlines()
             raise ExperimentRunError(f"render {ds.name}: focalstack-render failed: {why[-1] if why else done.returncode}")
@@ -175,14 +181,15 @@ class ExperimentRunner:
                     proc = ctx.Process(target=_train_one, args=(self.exp, self.opt, model.name), name=f"train-{model.name}")
                     proc.start()
                     running[proc.sentinel] = (model, action, proc, time.perf_counter())
-                    self._log(f"train {model.name}: started in process {proc.pid} "
-                              f"(log: {self.model_dir(model.name)}/train.log)")
+                    self._log(f"train {model.name}: started in process {proc.pid} (log: {self.model_dir(model.name)}/train.log)")
                 for sentinel in wait(list(running)):  # whichever ends first frees its slot
                     model, action, proc, t = running.pop(sentinel)
                     proc.join()
                     if proc.exitcode != 0:
-                        raise ExperimentRunError(f"train {model.name}: {_last_error(self.model_dir(model.name))} "
-                                                 f"(process exit code {proc.exitcode}; see its train.log)")
+                        raise ExperimentRunError(
+                            f"train {model.name}: {_last_error(self.model_dir(model.name))} "
+                            f"(process exit code {proc.exitcode}; see its train.log)"
+                        )
                     self._step("train", model.name, action, t, {"process": proc.pid})
         finally:
             for *_, proc, _ in running.values():
@@ -199,7 +206,9 @@ class ExperimentRunner:
         ckpt = self.checkpoint(model.name)
         files = {d: str(self.dataset_path(d)) for d in ev.datasets}
         return self._reused_or_run(
-            ev, model.name, {"checkpoint_stamp": _stamp(ckpt)},
+            ev,
+            model.name,
+            {"checkpoint_stamp": _stamp(ckpt)},
             lambda out: evaluate_for_experiment(ckpt, files, ev, out, device=self.opt.device, progress=self.opt.progress),
         )
 
@@ -220,8 +229,10 @@ class ExperimentRunner:
 
         def run(out: Path) -> dict:
             depth_m = mean_depth(train_files, norm.max_depth)
-            return {**evaluate_constant_for_experiment(depth_m, norm, files, ev, progress=self.opt.progress),
-                    "trained_on": model.name}
+            return {
+                **evaluate_constant_for_experiment(depth_m, norm, files, ev, progress=self.opt.progress),
+                "trained_on": model.name,
+            }
 
         return self._reused_or_run(ev, "constant", {"stamp": stamp}, run)
 
@@ -252,8 +263,12 @@ class ExperimentRunner:
     def _save_state(self, running: bool) -> None:
         if not self.record_state:
             return
-        state = {"experiment": self.exp.name, "scale": self.exp.scale, "running": running,
-                 "steps": [asdict(s) for s in self.steps]}
+        state = {
+            "experiment": self.exp.name,
+            "scale": self.exp.scale,
+            "running": running,
+            "steps": [asdict(s) for s in self.steps],
+        }
         write_text_atomic(self.out / "state.json", json.dumps(state, indent=2) + "\n")
 
     def _log(self, message: str) -> None:
@@ -281,7 +296,7 @@ def _last_error(folder: Path) -> str:
     """The error line a training process left in its train.log, or a stand-in."""
     log = folder / "train.log"
     lines = [ln for ln in log.read_text().splitlines() if ln.startswith("error: ")] if log.is_file() else []
-    return lines[-1][len("error: "):] if lines else "its process failed"
+    return lines[-1][len("error: ") :] if lines else "its process failed"
 
 
 def _scores_depth(ev: EvaluationSpec) -> bool:

@@ -45,8 +45,21 @@ except ImportError:  # Python 3.10
 # [scales.X] keys that are render settings of every dataset; the rest are training settings of every model.
 RENDER_KEYS = ("resolution", "samples", "denoise", "same_blur")
 DATASET_KEYS = ("preset", "seed", "scenes", "focus_distances", "description", *RENDER_KEYS)
-EVALUATION_KEYS = ("name", "datasets", "models", "protocol", "settings", "stack_sizes", "orders", "regions",
-                   "metrics", "figures", "published", "compare_published", "note")
+EVALUATION_KEYS = (
+    "name",
+    "datasets",
+    "models",
+    "protocol",
+    "settings",
+    "stack_sizes",
+    "orders",
+    "regions",
+    "metrics",
+    "figures",
+    "published",
+    "compare_published",
+    "note",
+)
 DEFAULT_METRICS = ("depth_mse", "depth_rmse", "depth_absrel", "delta1", "defocus_mse", "aif_ssim", "aif_psnr")
 SETTINGS = ("All", "Random")
 ORDERS = ("sorted", "random")
@@ -64,6 +77,7 @@ class ExperimentError(ValueError):
 # The constant-depth baseline's name in results and reports (``baselines.ConstantDepth``); no model may take it.
 CONSTANT_MODEL = "constant"
 
+
 @dataclass
 class DatasetSpec:
     name: str
@@ -78,8 +92,16 @@ class DatasetSpec:
 
     def render_args(self) -> list[str]:
         """focalstack-render's options for this dataset (besides --out)."""
-        args = ["--preset", self.preset, "--seed", str(self.seed), "--scenes", str(self.scenes),
-                "--resolution", str(self.resolution)]
+        args = [
+            "--preset",
+            self.preset,
+            "--seed",
+            str(self.seed),
+            "--scenes",
+            str(self.scenes),
+            "--resolution",
+            str(self.resolution),
+        ]
         if self.samples is not None:
             args += ["--samples", str(self.samples)]
         if self.denoise is not None:
@@ -157,9 +179,7 @@ def experiment_path(name_or_path: str) -> Path:
     path = Path(name_or_path)
     if path.suffix == ".toml" and path.is_file():
         return path
-    raise ExperimentError(
-        f"experiment {name_or_path!r}: not a file and not a bundled experiment ({', '.join(bundled)})"
-    )
+    raise ExperimentError(f"experiment {name_or_path!r}: not a file and not a bundled experiment ({', '.join(bundled)})")
 
 
 def load_experiment(name_or_path: str, scale: str) -> Experiment:
@@ -180,22 +200,34 @@ def load_experiment(name_or_path: str, scale: str) -> Experiment:
         raise ExperimentError(f"{where}: scale {scale!r} is not defined (the file defines {', '.join(scales)})")
     defaults = _table(scales[scale], f"{where} [scales.{scale}]")
     pick = _Picker(scale, list(scales), where)
-    datasets = {name: _dataset(name, _table(t, f"{where} [datasets.{name}]"), defaults, pick, path)
-                for name, t in _table(data.get("datasets", {}), f"{where} [datasets]").items()}
+    datasets = {
+        name: _dataset(name, _table(t, f"{where} [datasets.{name}]"), defaults, pick, path)
+        for name, t in _table(data.get("datasets", {}), f"{where} [datasets]").items()
+    }
     if not datasets:
         raise ExperimentError(f"{where}: no [datasets.NAME] table")
-    models = {name: _model(name, _table(t, f"{where} [models.{name}]"), defaults, pick, datasets, where)
-              for name, t in _table(data.get("models", {}), f"{where} [models]").items()}
+    models = {
+        name: _model(name, _table(t, f"{where} [models.{name}]"), defaults, pick, datasets, where)
+        for name, t in _table(data.get("models", {}), f"{where} [models]").items()
+    }
     if not models:
         raise ExperimentError(f"{where}: no [models.NAME] table")
-    evaluations = [_evaluation(i, e, pick, datasets, models, where, PROTOCOLS)
-                   for i, e in enumerate(data.get("evaluations", []))]
+    evaluations = [_evaluation(i, e, pick, datasets, models, where, PROTOCOLS) for i, e in enumerate(data.get("evaluations", []))]
     names = [e.name for e in evaluations]
     if len(set(names)) != len(names):
         raise ExperimentError(f"{where}: evaluation names repeat ({', '.join(names)})")
     notes = data.get("notes", [])
-    return Experiment(str(data.get("name", path.stem)), str(data.get("description", "")), scale, list(scales),
-                      datasets, models, evaluations, str(path), [str(n) for n in notes])
+    return Experiment(
+        str(data.get("name", path.stem)),
+        str(data.get("description", "")),
+        scale,
+        list(scales),
+        datasets,
+        models,
+        evaluations,
+        str(path),
+        [str(n) for n in notes],
+    )
 
 
 class _Picker:
@@ -236,8 +268,9 @@ def _positive_int(value, what: str, where: str) -> int:
 @lru_cache(maxsize=1)
 def builtin_presets() -> tuple[str, ...]:
     """The renderer's presets, asked of focalstack-render itself (train/ never imports render/)."""
-    done = subprocess.run([sys.executable, "-m", "focalstack.render", "--list-presets"], capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "focalstack.render", "--list-presets"], capture_output=True, text=True, timeout=120
+    )
     if done.returncode != 0:
         raise ExperimentError(f"focalstack-render --list-presets failed: {done.stderr.strip()[-300:]}")
     return tuple(line.strip() for line in done.stdout.splitlines() if line.strip())
@@ -274,9 +307,17 @@ def _dataset(name: str, t: dict, defaults: dict, pick: _Picker, path: Path) -> D
     for key in ("denoise", "same_blur"):
         if key in values and not isinstance(values[key], bool):
             raise ExperimentError(f"{where}: {key} = {values[key]!r}: expected true or false")
-    return DatasetSpec(name, preset, seed, values["scenes"], values["resolution"], values.get("samples"),
-                       values.get("denoise"), [float(s) for s in focus] if focus else None,
-                       values.get("same_blur", False))
+    return DatasetSpec(
+        name,
+        preset,
+        seed,
+        values["scenes"],
+        values["resolution"],
+        values.get("samples"),
+        values.get("denoise"),
+        [float(s) for s in focus] if focus else None,
+        values.get("same_blur", False),
+    )
 
 
 def _model(name: str, t: dict, defaults: dict, pick: _Picker, datasets: dict, where_file: str) -> ModelSpec:
@@ -346,8 +387,9 @@ def _evaluation(i: int, e, pick: _Picker, datasets: dict, models: dict, where_fi
     spec.metrics = [str(m) for m in e.get("metrics", spec.metrics if spec.protocol == "focalstack" else columns)]
     unknown = [m for m in spec.metrics if m not in columns]
     if unknown:
-        raise ExperimentError(f"{where}: metrics {', '.join(unknown)} are not columns of protocol "
-                              f"{spec.protocol!r} ({', '.join(columns)})")
+        raise ExperimentError(
+            f"{where}: metrics {', '.join(unknown)} are not columns of protocol {spec.protocol!r} ({', '.join(columns)})"
+        )
     spec.figures = _positive_int(pick(e.get("figures", spec.figures), "figures"), "figures", where) if e.get("figures", 1) else 0
     spec.note = str(e.get("note", ""))
     spec.compare_published = e.get("compare_published", False)

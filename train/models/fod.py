@@ -87,9 +87,7 @@ def fod_depth(*, width: int = 16) -> FocusOnDefocus:
 
 def fod_aif_direct(*, width: int = 16, aif_width: int = 32, aif_blocks: int = 4) -> FocusOnDefocus:
     """Ablation: the AiF branch sees the stack only (stack -> AiF directly, no defocus maps)."""
-    return FocusOnDefocus(
-        defocusnet(width=width), depthnet(width=width), aifnet_direct(width=aif_width, blocks=aif_blocks)
-    )
+    return FocusOnDefocus(defocusnet(width=width), depthnet(width=width), aifnet_direct(width=aif_width, blocks=aif_blocks))
 
 
 def fod_single(*, width: int = 16, aif_width: int = 32, aif_blocks: int = 4) -> FocusOnDefocus:
