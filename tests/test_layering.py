@@ -114,3 +114,14 @@ def test_only_command_lines_import_click():
 def test_the_render_configuration_does_not_import_blender():
     names = imports_of(ROOT / "render" / "config.py", "focalstack.render")
     assert not any(n.startswith("focalstack.render.blender") or n in BLENDER_MODULES for n in names)
+
+
+def test_evaluation_lives_in_three_rooms_and_the_training_loop_imports_none_of_them():
+    """inference (run a model over batches) <- evaluate (metrics over files and settings) -> results (tables,
+    CSV, JSON); the hooks get validation as a callable and import neither inference nor evaluation."""
+    imports = all_imports("train")
+    of = {p.relative_to(ROOT / "train").as_posix(): names for p, names in imports.items()}
+    assert not {"focalstack.train.evaluate", "focalstack.train.inference"} & of["hooks.py"]
+    assert not {"focalstack.train.evaluate", "focalstack.train.results"} & of["inference.py"]
+    assert not {"focalstack.train.evaluate", "focalstack.train.inference"} & of["results.py"]
+    assert {"focalstack.train.inference", "focalstack.train.results"} <= of["evaluate.py"]

@@ -20,8 +20,6 @@ metrics.json.
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,154 +27,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from focalstack.dataset.files import atomic_path, write_text_atomic
-
-from .data import FocalStackDataset, Norm, make_loader, to_model_inputs
-from .device import autocast, resolve_amp, resolve_device
+from .data import Norm, make_loader
+from .device import resolve_amp, resolve_device
 from .distributed import is_writer, process_group
 from .eval_data import EvalSamples, inspect_eval_source, prepare_eval_batch
+from .inference import batch_outputs, predictions
 from .metrics import MeanMeter, flat_area_mask
 from .plan import plan_eval, plan_subsets
-from .protocols import FOCALSTACK, PROTOCOLS, Protocol, resolve_protocols
+from .protocols import Protocol, resolve_protocols
+from .results import MISSING, Evaluation, write_results
 
 SETTINGS = ("All", "Random")
-MISSING = "-"  # what tables print for a metric that cannot be computed
-
-
-# -- running the network -----------------------------------------------------------------------------
-
-
-def _outputs(model, loader, prepare, device: torch.device, amp_dtype, progress=None):
-    """(inputs, truth, outputs) of each batch of ``loader``, the model in eval mode meanwhile. Callers
-    run under ``torch.no_grad()`` (on a generator it would cover only the generator's own steps)."""
-    was_training = model.training
-    model.eval()
-    try:
-        for batch in loader:
-            inputs, truth = prepare(batch)
-            with autocast(device, amp_dtype):
-                out = model(inputs["stack"], inputs["focus"])
-            yield inputs, truth, out
-            if progress is not None:
-                progress.update(1)
-    finally:
-        model.train(was_training)
-
-
-def predictions(out: dict, norm: Norm) -> dict[str, torch.Tensor]:
-    """The network's outputs in physical units: depth_m (m), defocus_px (px), aif (RGB) if it has one."""
-    pred = {"depth_m": out["depth"].float() * norm.depth_scale, "defocus_px": out["defocus"].float() * norm.defocus_scale}
-    if "aif" in out:
-        pred["aif"] = out["aif"]
-    return pred
-
-
-@torch.no_grad()
-def run_batches(
-    model,
-    dataset: FocalStackDataset,
-    batches,
-    norm: Norm,
-    device: torch.device,
-    amp_dtype: torch.dtype | None = None,
-    criterion=None,
-    workers: int = 0,
-    progress=None,
-    merge=None,
-) -> tuple[dict[str, float], dict | None]:
-    """The ``focalstack`` protocol's means over the scenes of ``batches`` (validation during training);
-    also the first batch's (inputs, targets, outputs) on the CPU, for pictures. With ``criterion`` the
-    loss and its terms are averaged too. ``merge`` (several processes, each with its part of the
-    batches): (sums, counts) -> means over all of them."""
-    meter = MeanMeter()
-    first = None
-    loader = make_loader(dataset, batches, workers, pin=device.type == "cuda")
-    prepare = lambda batch: to_model_inputs(batch, norm, device)  # noqa: E731
-    for inputs, targets, out in _outputs(model, loader, prepare, device, amp_dtype, progress):
-        b = inputs["stack"].shape[0]
-        if criterion is not None:
-            loss, terms = criterion(out, targets)
-            meter.add("loss", float(loss), n=b)
-            for k, v in terms.items():
-                meter.add(k, float(v), n=b)
-        for k, values in FOCALSTACK.score(predictions(out, norm), targets, norm).items():
-            meter.add_images(k, values)
-        if first is None:
-            cpu = lambda d: {k: v.detach().float().cpu() for k, v in d.items()}  # noqa: E731
-            first = {"inputs": cpu(inputs), "targets": cpu(targets), "outputs": cpu(out)}
-    return (meter.means() if merge is None else merge(meter.sums, meter.counts)), first
 
 
 # -- evaluation ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class Evaluation:
-    """What ``evaluate`` found. Unpacks as ``rows, paths = evaluate(...)``.
-
-    rows: one dict per protocol, file and setting: protocol, file, setting, scenes, and each of the
-    protocol's column keys -> a float, or None where it cannot be computed. notes: one line per thing
-    the tables cannot show (a file without some ground truth, scenes left out of a mask's means).
-    """
-
-    protocols: list[Protocol]
-    rows: list[dict]
-    notes: list[str]
-    paths: dict[str, Path] = field(default_factory=dict)
-
-    def __iter__(self):
-        return iter((self.rows, self.paths))
-
-    def report(self, compare_published: bool = False) -> str:
-        """Markdown: per protocol a heading, what it does, its table (and the published rows)."""
-        parts = []
-        for p in self.protocols:
-            rows = [r for r in self.rows if r["protocol"] == p.name]
-            published = p.published if compare_published else ()
-            parts.append(
-                f"### Protocol `{p.name}`: {p.summary}\n\n"
-                f"{p.quantity}. Clipped: {p.clipping}. Masked: {p.masks}. Averaged: {p.averaging}.\n\n"
-                + markdown_table(rows, p, published)
-            )
-            if compare_published and not p.published:
-                parts[-1] += f"\n(no published rows are recorded for `{p.name}`)\n"
-            if published:
-                parts[-1] += "\n" + "".join(f"[{i}] {r.method}: {r.source}.\n" for i, r in enumerate(published, 1))
-        if self.notes:
-            parts.append("Notes:\n\n" + "".join(f"- {n}\n" for n in self.notes))
-        return "\n".join(parts)
-
-
-def _fmt(value) -> str:
-    if value is None:
-        return MISSING
-    return f"{value:.4g}"
-
-
-def markdown_table(rows: list[dict], protocol: Protocol | None = None, published=()) -> str:
-    """One protocol's rows (default: the protocol of ``rows``, else focalstack) as a Markdown table,
-    column headers with units; ``published`` rows (``protocols.Published``) follow, marked [1], [2], ..."""
-    if protocol is None:
-        names = {r.get("protocol", FOCALSTACK.name) for r in rows} or {FOCALSTACK.name}
-        if len(names) > 1:
-            raise ValueError(f"markdown_table: rows of several protocols ({', '.join(sorted(names))}): one at a time")
-        protocol = PROTOCOLS[names.pop()]
-    cols = protocol.columns
-    keys = ["file", "setting"]
-    if any(r.get("stack_size") is not None for r in rows):
-        keys += ["stack_size", "order"]
-    if any(r.get("region", "all") != "all" for r in rows):
-        keys.append("region")
-    lines = [
-        "| " + " | ".join([*keys, *(c.label for c in cols)]) + " |",
-        "|" + "|".join(["---"] * len(keys) + ["---:"] * len(cols)) + "|",
-    ]
-    for r in rows:
-        lines.append("| " + " | ".join([*(str(r.get(k, "")) for k in keys), *(_fmt(r.get(c.key)) for c in cols)]) + " |")
-    for i, pub in enumerate(published, 1):
-        cells = [f"published: {pub.method}", f"[{i}]", *([""] * (len(keys) - 2)), *(_fmt(pub.values.get(c.key)) for c in cols)]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
 
 
 def _lacking_notes(path: str, protocol: Protocol, held: frozenset[str], outputs: frozenset[str]) -> list[str]:
@@ -343,7 +207,7 @@ class _EvalRun:
         loader = make_loader(self.dataset, batches, self.workers, pin=self.device.type == "cuda")
         prepare = lambda batch: prepare_eval_batch(batch, self.norm, self.device)  # noqa: E731
         with tqdm(total=len(batches), desc=label, disable=not self.progress or not is_writer(), leave=False) as bar:
-            for _, truth, out in _outputs(self.model, loader, prepare, self.device, self.amp_dtype, bar):
+            for _, truth, out in batch_outputs(self.model, loader, prepare, self.device, self.amp_dtype, bar):
                 pred = predictions(out, self.norm)
                 for region in self.regions:
                     region_truth = in_region(truth, region)
@@ -457,103 +321,3 @@ def evaluate(
     out = Path(out_dir)
     result.paths = write_results(out, result, checkpoint, ckpt, seed, compare_published, write=is_writer())
     return result
-
-
-# -- writing ------------------------------------------------------------------------------------------
-
-
-def write_csv(path: str | os.PathLike, rows: list[dict], columns: list[str]) -> None:
-    """``rows`` under the header ``columns`` (None and missing values as empty cells), replacing
-    ``path`` atomically."""
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
-        w.writeheader()
-        w.writerows({c: r.get(c) for c in columns} for r in rows)
-
-
-CSV_COLUMNS = ["protocol", "file", "setting", "stack_size", "order", "region", "scenes", "metric", "unit", "value", "source"]
-
-
-def row_label(row: dict) -> str:
-    """'All', or 'All, 5 slices sorted', 'All, flat': what a row of one file is, in one string."""
-    parts = [row["setting"]]
-    if row.get("stack_size") is not None:
-        parts.append(f"{row['stack_size']} slices {row['order']}")
-    if row.get("region", "all") != "all":
-        parts.append(row["region"])
-    return ", ".join(parts)
-
-
-def _csv_rows(result: Evaluation, compare_published: bool) -> list[dict]:
-    """One line per value: ours (source empty), then with ``compare_published`` the published ones."""
-    out = []
-    for r in result.rows:
-        p = PROTOCOLS[r["protocol"]]
-        for c in p.columns:
-            out.append(
-                {
-                    "protocol": p.name,
-                    "file": r["file"],
-                    "setting": r["setting"],
-                    "scenes": r["scenes"],
-                    "stack_size": r.get("stack_size"),
-                    "order": r.get("order"),
-                    "region": r.get("region", "all"),
-                    "metric": c.key,
-                    "unit": c.unit,
-                    "value": r[c.key],
-                    "source": "",
-                }
-            )
-    for p in result.protocols if compare_published else ():
-        for pub in p.published:
-            for c in p.columns:
-                if c.key in pub.values:
-                    out.append(
-                        {
-                            "protocol": p.name,
-                            "file": f"published: {pub.method}",
-                            "metric": c.key,
-                            "unit": c.unit,
-                            "value": pub.values[c.key],
-                            "source": pub.source,
-                        }
-                    )
-    return out
-
-
-def write_results(
-    out: Path, result: Evaluation, checkpoint, ckpt: dict, seed: int, compare_published: bool = False, write: bool = True
-) -> dict[str, Path]:
-    """metrics.md, metrics.csv and metrics.json in ``out``, each replaced atomically (with ``write``: the
-    process that writes, rank 0 under torchrun)."""
-    paths = {"markdown": out / "metrics.md", "csv": out / "metrics.csv", "json": out / "metrics.json"}
-    if not write:
-        return paths
-    out.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "checkpoint": str(checkpoint),
-        "arch": ckpt["arch"],
-        "epoch": ckpt.get("epoch"),
-        "seed": seed,
-        "protocols": {p.name: p.describe() for p in result.protocols},
-    }
-    write_text_atomic(
-        paths["markdown"],
-        f"Evaluation of `{checkpoint}` (architecture {ckpt['arch']}, epoch "
-        f"{ckpt.get('epoch')}).\n\n" + result.report(compare_published),
-    )
-    write_csv(paths["csv"], _csv_rows(result, compare_published), CSV_COLUMNS)
-    results: dict = {}
-    for r in result.rows:
-        cols = [c.key for c in PROTOCOLS[r["protocol"]].columns]
-        per_file = results.setdefault(r["protocol"], {}).setdefault(r["file"], {})
-        per_file[row_label(r)] = {k: r.get(k) for k in ["scenes", "setting", "stack_size", "order", "region", *cols]}
-    doc = {"meta": meta, "results": results, "notes": result.notes}
-    if compare_published:
-        doc["published"] = {
-            p.name: [{"method": r.method, "source": r.source, "values": dict(r.values)} for r in p.published]
-            for p in result.protocols
-        }
-    write_text_atomic(paths["json"], json.dumps(doc, indent=2) + "\n")
-    return paths

@@ -20,17 +20,18 @@ from __future__ import annotations
 import csv
 import math
 import shutil
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from focalstack.dataset.files import atomic_path
 
 from .checkpoint import save_checkpoint
-from .data import FocalStackDataset
 from .engine import Hook
-from .evaluate import run_batches, write_csv
+from .results import write_csv
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -57,27 +58,23 @@ class RunLog:
             tqdm.write(msg)  # above the progress bar, not through it
 
 
-class Validation(Hook):
-    """After each epoch: loss, loss terms and ``metrics`` over ``batches`` as val_* in the epoch's row.
-    With several processes each runs its part of the batches and the means are gathered over all."""
+# What validation calls after each epoch: (trainer, batches, merge) -> (means by key, a sample for pictures).
+# ``merge`` gathers (sums, counts) over processes (None with one). ``inference.validation_scores`` is one.
+ValidationScore = Callable[[Any, list, Callable | None], tuple[dict[str, float], dict | None]]
 
-    def __init__(self, dataset: FocalStackDataset, batches: list, metrics: list[str], workers: int = 0):
-        self.dataset, self.batches, self.metrics, self.workers = dataset, batches, list(metrics), workers
+
+class Validation(Hook):
+    """After each epoch: ``score`` over ``batches`` (the loss, its terms and ``metrics``) as val_* in the epoch's
+    row, as detectron2's EvalHook calls its function. With several processes each scores its part of the
+    batches and the means are gathered over all."""
+
+    def __init__(self, score: ValidationScore, batches: list, metrics: list[str]):
+        self.score, self.batches, self.metrics = score, batches, list(metrics)
 
     def after_epoch(self) -> None:
         t, group = self.trainer, self.trainer.group
         batches = self.batches if group is None else group.split(self.batches)
-        means, sample = run_batches(
-            t.eval_model,
-            self.dataset,
-            batches,
-            t.norm,
-            t.device,
-            t.amp_dtype,
-            t.criterion,
-            self.workers,
-            merge=None if group is None else group.merge_means,
-        )
+        means, sample = self.score(t, batches, None if group is None else group.merge_means)
         row = t.summary.row
         row["val_loss"] = means.get("loss")
         row.update({f"val_{k}": means.get(k) for k in (*t.terms, *self.metrics)})

@@ -29,7 +29,8 @@ def quick_train_and_evaluate(
     """Train ``arch`` on ``train`` for ``epochs`` epochs (fresh run in ``out``, or resumed if ``out``
     already holds one), evaluate ``out/best.pt`` on ``test`` (All and Random), and return the Markdown
     table of metrics (also written to ``out/eval/``)."""
-    from .evaluate import evaluate, markdown_table
+    from .evaluate import evaluate
+    from .results import markdown_table
     from .trainer import TrainConfig, fit
 
     as_list = lambda x: [str(p) for p in x] if isinstance(x, (list, tuple)) else [str(x)]  # noqa: E731

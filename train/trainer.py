@@ -35,6 +35,7 @@ from .device import resolve_amp, resolve_channels_last, resolve_device
 from .distributed import Group, process_group
 from .engine import Trainer
 from .hooks import Checkpoints, MetricsCSV, Progress, RunLog, TensorBoard, Validation
+from .inference import validation_scores
 from .losses import TERM, FocusLoss, LossWeights
 from .metrics import ALL_METRICS
 from .models import ARCHITECTURES, FocusOnDefocus, build_model, check_architecture, count_parameters
@@ -407,7 +408,7 @@ def _hooks(cfg: TrainConfig, data: RunData, model: FocusOnDefocus, meta: dict, l
     hooks = []
     if data.val_batches:
         metrics = [m for m in ALL_METRICS if model.has_aif or not m.startswith("aif_")]
-        hooks.append(Validation(data.dataset, data.val_batches, metrics, cfg.workers))
+        hooks.append(Validation(validation_scores(data.dataset, cfg.workers), data.val_batches, metrics))
     out = Path(cfg.out)
     hooks += [MetricsCSV(out / "metrics.csv", writer), Checkpoints(out, meta, cfg.checkpoint_every, writer)]
     if cfg.tensorboard:
