@@ -235,10 +235,9 @@ def depth_bins(run_dir: Path, test: Path) -> list[dict]:
     with FocalStackFile(test) as f:
         for i in range(len(f)):
             rec = f[i]
-            x = torch.from_numpy(rec.stack.astype(np.float32) / 255).permute(0, 3, 1, 2)[None]
+            x = norm.stack(torch.from_numpy(rec.stack).permute(0, 3, 1, 2)[None])
             with torch.no_grad():
-                p = model(x, torch.from_numpy(rec.focus_distance)[None] / norm.focus_scale)["depth"][0].numpy()
-            p = p * norm.depth_scale
+                p = norm.physical(model(x, norm.focus(torch.from_numpy(rec.focus_distance)[None])))["depth_m"][0].numpy()
             err = np.clip(p, 0, 1.5) - np.clip(rec.depth, 0, 1.5)
             for k in range(n):
                 m = (rec.depth >= DEPTH_BINS[k]) & (rec.depth < DEPTH_BINS[k + 1])

@@ -314,8 +314,7 @@ def partial_files(monkeypatch):
         cls = DDFF12Like if name.startswith("ddff") else PartialFile if name.startswith("fod500") else FocalStackFile
         return cls(path)
 
-    monkeypatch.setattr("focalstack.train.eval_data.FocalStackFile", opener)
-    monkeypatch.setattr("focalstack.train.data.FocalStackFile", opener)
+    monkeypatch.setattr("focalstack.train.data.FocalStackFile", opener)  # every reader of train/ opens files there
 
 
 def test_missing_ground_truth_gives_none_and_one_note_per_file(tmp_path, partial_files):

@@ -61,6 +61,27 @@ class Norm:
     def from_dict(cls, d: dict) -> "Norm":
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
+    # The one place inputs are normalised and outputs de-normalised (training, evaluation, prediction, figures).
+    def stack(self, stack_uint8: torch.Tensor) -> torch.Tensor:
+        """8-bit slices as the network takes them: float in [0, 1]."""
+        return stack_uint8.float().div_(255.0)
+
+    def focus(self, focus_m: torch.Tensor) -> torch.Tensor:
+        """Focus distances in metres as the network takes them."""
+        return focus_m / self.focus_scale
+
+    def physical(self, out: dict) -> dict:
+        """The network's outputs (torch or numpy) in physical units: depth_m (m), defocus_px (px; absolute
+        unless ``signed_defocus``), and aif (RGB in [0, 1]) when the network has an AiF branch."""
+
+        def as_float(v):
+            return v.float() if isinstance(v, torch.Tensor) else v
+
+        pred = {"depth_m": as_float(out["depth"]) * self.depth_scale, "defocus_px": as_float(out["defocus"]) * self.defocus_scale}
+        if "aif" in out:
+            pred["aif"] = out["aif"]
+        return pred
+
     def check(self) -> "Norm":
         """ValueError naming the option of the first scale that is not a finite number > 0."""
         for name in ("focus_scale", "depth_scale", "defocus_scale", "max_depth"):
@@ -106,7 +127,8 @@ class SourceInfo:
     image_size: tuple[int, int]  # (H, W)
     camera: dict = field(default_factory=dict)
     stack_sizes: list[int] | None = None  # distinct slices per complete scene; None: all n_slices
-    ground_truth: frozenset = TRAINING_GROUND_TRUTH  # of TRAINING_GROUND_TRUTH, what the file holds
+    ground_truth: frozenset = TRAINING_GROUND_TRUTH  # of the ground truth asked about, what the file holds
+    no_data: dict = field(default_factory=dict)  # ground truth -> the value that marks pixels without it
 
     def distinct(self, scene: int) -> int:
         """Number of distinct slices of ``scene`` (the first ones; later slices repeat the last)."""
@@ -115,23 +137,24 @@ class SourceInfo:
         return max(1, min(int(self.stack_sizes[scene]), self.n_slices))
 
 
-def inspect_source(path: str, weight: float = 1.0) -> SourceInfo:
-    """Open a file, check it (DatasetError naming the file if it is not schema-valid), and close it."""
+def inspect_source(path: str, weight: float = 1.0, ground_truth=TRAINING_GROUND_TRUTH) -> SourceInfo:
+    """Open a file, check it (DatasetError naming the file if it is not schema-valid or empty), note its size,
+    slices, camera and which of ``ground_truth`` it holds (training's by default; evaluation asks for its
+    own), and close it."""
     with FocalStackFile(path) as f:
         n = len(f)
         if n == 0:
             raise DatasetError(f"{path}: holds no complete scene")
-        camera = {
-            name: float(f.read(name, 0)) if f.has(name) else None for name in ("f_number", "focal_length_mm", "sensor_width_mm")
-        }  # DDFF-12 has no camera
+        camera = {name: float(f.read(name, 0)) if f.has(name) else None for name in schema.CAMERA_NAMES}  # DDFF-12 has no camera
         camera["focus_distances"] = [float(x) for x in f.read("focus_distance", 0)]
         camera["defocus_model"] = str(f.attrs.get("defocus_model", ""))
         try:
             stack_sizes = [int(x) for x in f.read_all("stack_size")]
         except DatasetError:  # files of other writers may lack the optional dataset: full stacks
             stack_sizes = None
-        held = frozenset(name for name in TRAINING_GROUND_TRUTH if f.has(name))
-        return SourceInfo(str(path), float(weight), n, f.n_slices, f.image_size, camera, stack_sizes, held)
+        held = frozenset(name for name in ground_truth if f.has(name))
+        no_data = {name: float(f.ground_truth[name].no_data) for name in held if f.ground_truth[name].no_data is not None}
+        return SourceInfo(str(path), float(weight), n, f.n_slices, f.image_size, camera, stack_sizes, held, no_data)
 
 
 def check_compatible(sources: list[SourceInfo], stack_size: int | None, crop: tuple[int, int] | None) -> int:
@@ -413,8 +436,8 @@ def to_model_inputs(batch: dict, norm: Norm, device: torch.device) -> tuple[dict
     score a stand-in).
     """
     nb = device.type == "cuda"
-    stack = batch["stack"].to(device, non_blocking=nb).float().div_(255.0)
-    focus = batch["focus"].to(device, non_blocking=nb) / norm.focus_scale
+    stack = norm.stack(batch["stack"].to(device, non_blocking=nb))
+    focus = norm.focus(batch["focus"].to(device, non_blocking=nb))
     depth_m = batch["depth"].to(device, non_blocking=nb)
     mask = torch.isfinite(depth_m) & (depth_m > 0) & (depth_m <= norm.max_depth)
     depth = torch.where(mask, depth_m, torch.zeros_like(depth_m)).clamp_(max=norm.max_depth) / norm.depth_scale

@@ -10,24 +10,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from focalstack.dataset import DatasetError, FocalStackFile
+from focalstack.dataset import DatasetError
 
-from .data import FocalStackDataset, Norm, SourceInfo, align_to_reference
+from .data import FocalStackDataset, Norm, SourceInfo, align_to_reference, inspect_source
 from .protocols import TRUTH_KEYS
 
 EVAL_GROUND_TRUTH = ("depth", "disparity", "defocus", "aif")  # what evaluation reads, where a file has it
-
-
-def _holds(f: FocalStackFile, name: str) -> bool:
-    """Does the file give values for ground-truth dataset ``name``? Readers of schema v2 answer it
-    (``has``: the file's declaration); for schema v1 it is whether the dataset exists."""
-    if hasattr(f, "has"):
-        return bool(f.has(name))
-    try:
-        f.dataset(name)
-    except DatasetError:
-        return False
-    return True
 
 
 @dataclass(frozen=True)
@@ -38,25 +26,9 @@ class EvalSource:
 
 
 def inspect_eval_source(path: str) -> EvalSource:
-    """Open a held-out file (DatasetError naming it if it is not schema-valid or empty), note its size,
-    slices and which ground truth it holds, and close it."""
-    with FocalStackFile(path) as f:
-        n = len(f)
-        if n == 0:
-            raise DatasetError(f"{path}: holds no complete scene")
-        held = frozenset(name for name in EVAL_GROUND_TRUTH if _holds(f, name))
-        declared = getattr(f, "ground_truth", {})  # schema v2: name -> provenance entry
-        no_data = {
-            name: float(declared[name].no_data)
-            for name in held
-            if name in declared and getattr(declared[name], "no_data", None) is not None
-        }
-        try:
-            stack_sizes = [int(x) for x in f.read_all("stack_size")]
-        except DatasetError:  # files of other writers may lack the optional dataset: full stacks
-            stack_sizes = None
-        info = SourceInfo(str(path), 1.0, n, f.n_slices, f.image_size, {}, stack_sizes)
-    return EvalSource(info, held, no_data)
+    """``data.inspect_source`` asking for the ground truth evaluation reads."""
+    info = inspect_source(path, ground_truth=EVAL_GROUND_TRUTH)
+    return EvalSource(info, info.ground_truth, info.no_data)
 
 
 def without_no_data(values: np.ndarray, no_data: float | None) -> np.ndarray:
@@ -114,8 +86,8 @@ def prepare_eval_batch(batch: dict, norm: Norm, device: torch.device) -> tuple[d
     if the batch has it (``protocols.TRUTH_KEYS``)."""
     nb = device.type == "cuda"
     inputs = {
-        "stack": batch["stack"].to(device, non_blocking=nb).float().div_(255.0),
-        "focus": batch["focus"].to(device, non_blocking=nb) / norm.focus_scale,
+        "stack": norm.stack(batch["stack"].to(device, non_blocking=nb)),
+        "focus": norm.focus(batch["focus"].to(device, non_blocking=nb)),
     }
     truth = {}
     for name, key in TRUTH_KEYS.items():

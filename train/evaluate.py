@@ -31,7 +31,7 @@ from .data import Norm, make_loader
 from .device import resolve_amp, resolve_device
 from .distributed import is_writer, process_group
 from .eval_data import EvalSamples, inspect_eval_source, prepare_eval_batch
-from .inference import batch_outputs, predictions
+from .inference import batch_outputs
 from .metrics import MeanMeter, flat_area_mask
 from .plan import plan_eval, plan_subsets
 from .protocols import Protocol, resolve_protocols
@@ -208,7 +208,7 @@ class _EvalRun:
         prepare = lambda batch: prepare_eval_batch(batch, self.norm, self.device)  # noqa: E731
         with tqdm(total=len(batches), desc=label, disable=not self.progress or not is_writer(), leave=False) as bar:
             for _, truth, out in batch_outputs(self.model, loader, prepare, self.device, self.amp_dtype, bar):
-                pred = predictions(out, self.norm)
+                pred = self.norm.physical(out)
                 for region in self.regions:
                     region_truth = in_region(truth, region)
                     if region_truth is None:

@@ -29,14 +29,6 @@ def batch_outputs(model, loader, prepare, device: torch.device, amp_dtype, progr
         model.train(was_training)
 
 
-def predictions(out: dict, norm: Norm) -> dict[str, torch.Tensor]:
-    """The network's outputs in physical units: depth_m (m), defocus_px (px), aif (RGB) if it has one."""
-    pred = {"depth_m": out["depth"].float() * norm.depth_scale, "defocus_px": out["defocus"].float() * norm.defocus_scale}
-    if "aif" in out:
-        pred["aif"] = out["aif"]
-    return pred
-
-
 def validation_scores(dataset: FocalStackDataset, workers: int = 0):
     """The validation hook's score (``hooks.ValidationScore``): ``run_batches`` of the trainer's model, loss
     and settings over ``dataset``."""
@@ -85,7 +77,7 @@ def run_batches(
             meter.add("loss", float(loss), n=b)
             for k, v in terms.items():
                 meter.add(k, float(v), n=b)
-        for k, values in FOCALSTACK.score(predictions(out, norm), targets, norm).items():
+        for k, values in FOCALSTACK.score(norm.physical(out), targets, norm).items():
             meter.add_images(k, values)
         if first is None:
             cpu = lambda d: {k: v.detach().float().cpu() for k, v in d.items()}  # noqa: E731

@@ -211,7 +211,7 @@ def predict(
     trained = dict(ckpt.get("camera", {}))
     stack, focus_distances = _read_stack(files, focus_distances, trained)
     h, w = stack.shape[-2:]
-    focus = torch.tensor(focus_distances, dtype=torch.float32)[None] / norm.focus_scale
+    focus = norm.focus(torch.tensor(focus_distances, dtype=torch.float32)[None])
     out = run_tiled(model, torch.from_numpy(stack)[None], focus, dev, amp_dtype, tile)
     cam = {k: trained.get(k) for k in ("f_number", "focal_length_mm", "sensor_width_mm")}
     cam.update({k: v for k, v in (camera or {}).items() if v is not None})
@@ -223,10 +223,9 @@ def predict(
 
     od = Path(out_dir)
     od.mkdir(parents=True, exist_ok=True)
-    depth = np.clip(out["depth"] * norm.depth_scale, 0.0, None).astype(np.float32)  # early networks go below 0
-    written = _write_depth_and_defocus(
-        od, depth, (out["defocus"] * norm.defocus_scale).astype(np.float32), files, norm.signed_defocus
-    )
+    pred = norm.physical(out)
+    depth = np.clip(pred["depth_m"], 0.0, None).astype(np.float32)  # early networks go below 0
+    written = _write_depth_and_defocus(od, depth, pred["defocus_px"].astype(np.float32), files, norm.signed_defocus)
     if "aif" in out:
         written.update(_write_aif(od, out, depth, refocus_distances, cam))
     meta = {

@@ -44,14 +44,15 @@ def predictions(checkpoint: Path, path: str, n: int, device: str = "auto") -> li
             for batch_keys in keys:
                 batch = torch.utils.data.default_collate([dataset[k] for k in batch_keys])
                 inputs, targets = to_model_inputs(batch, norm, dev)
-                pred = model(inputs["stack"], inputs["focus"])
+                raw = model(inputs["stack"], inputs["focus"])
+                pred = norm.physical(raw)
                 out.append(
                     {
                         "stack": inputs["stack"][0].permute(0, 2, 3, 1).cpu().numpy(),
                         "depth": targets["depth_m"][0].cpu().numpy(),
-                        "depth_pred": (pred["depth"][0].float() * norm.depth_scale).cpu().numpy(),
+                        "depth_pred": pred["depth_m"][0].cpu().numpy(),
                         "defocus": targets["defocus_px"][0].cpu().numpy(),
-                        "defocus_pred": (pred["defocus"][0].float() * norm.defocus_scale).abs().cpu().numpy(),
+                        "defocus_pred": pred["defocus_px"][0].abs().cpu().numpy(),
                         "aif": targets["aif"][0].permute(1, 2, 0).cpu().numpy(),
                         "aif_pred": pred["aif"][0].float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() if "aif" in pred else None,
                     }
