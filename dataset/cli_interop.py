@@ -9,8 +9,10 @@ from pathlib import Path
 import click
 
 from .cli import CONTEXT, friendly_errors
+from .ddff12 import SPLITS as DDFF12_SPLITS
 from .files import refuse_overwriting_input
 from .fod500 import LAYOUTS
+from .fod500 import SPLITS as FOD500_SPLITS
 
 
 def _progress(desc: str):
@@ -72,7 +74,7 @@ def import_group():
 @_OUT
 @click.option(
     "--split",
-    type=click.Choice(["train", "test", "all"]),
+    type=click.Choice([*FOD500_SPLITS, "all"]),
     default="all",
     show_default=True,
     help="FoD500's split: scenes 0-399 (train), 400-499 (test), or every scene found.",
@@ -102,7 +104,7 @@ def import_fod500_cmd(folder: Path, out: Path, split: str, skip_bad: bool, force
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option(
     "--split",
-    type=click.Choice(["train", "val"]),
+    type=click.Choice(DDFF12_SPLITS),
     required=True,
     help="Which of the file's stacks: stack_train/disp_train or stack_val/disp_val.",
 )
@@ -144,7 +146,7 @@ def export_group():
 )
 @click.option(
     "--split",
-    type=click.Choice(["train", "test"]),
+    type=click.Choice(list(FOD500_SPLITS)),
     default="train",
     show_default=True,
     help="Number the scenes as FoD500's training split (from 0) or its test split (from 400: DFV "

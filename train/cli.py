@@ -23,10 +23,10 @@ from .checkpoint import CheckpointError
 from .data import Norm, parse_data_spec
 from .device import AMP_CHOICES, CHANNELS_LAST_CHOICES
 from .distributed import is_writer
-from .evaluate import REGIONS, SETTINGS
 from .evaluate import evaluate as run_evaluate
 from .losses import LossWeights
 from .models import ARCHITECTURES, architecture_kwargs
+from .plan import ORDERS, REGIONS, SETTINGS
 from .predict import predict as run_predict
 from .protocols import PROTOCOLS
 from .trainer import TrainConfig
@@ -370,7 +370,7 @@ def _evaluate_help() -> str:
     "--order",
     "orders",
     multiple=True,
-    type=click.Choice(("sorted", "random")),
+    type=click.Choice(ORDERS),
     default=EVALUATE["orders"],
     show_default=True,
     help="With --stack-size: the K slices in focus order, or shuffled.",

@@ -33,12 +33,9 @@ from .distributed import is_writer, process_group
 from .eval_data import EvalSamples, inspect_eval_source, prepare_eval_batch
 from .inference import batch_outputs
 from .metrics import MeanMeter, flat_area_mask
-from .plan import plan_eval, plan_subsets
+from .plan import REGIONS, SETTINGS, plan_eval, plan_subsets
 from .protocols import Protocol, resolve_protocols
 from .results import MISSING, Evaluation, write_results
-
-SETTINGS = ("All", "Random")
-
 
 # -- evaluation ---------------------------------------------------------------------------------------
 
@@ -74,9 +71,6 @@ def _skipped_notes(path: str, protocol: Protocol, meter: MeanMeter, n: int) -> l
         f"the mask; {'the mean is over the others' if k < n else 'no value'}"
         for k, keys in groups.items()
     ]
-
-
-REGIONS = ("all", "flat")
 
 
 def in_region(truth: dict, region: str) -> dict | None:

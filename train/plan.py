@@ -18,6 +18,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+# The evaluation plan's dimensions, defined here once: the paper's settings (every slice in focus order, or a
+# seeded random subset), the order of a stack subset's slices, and the image region scored.
+SETTINGS = ("All", "Random")
+ORDERS = ("sorted", "random")
+REGIONS = ("all", "flat")
+
 if TYPE_CHECKING:
     from .data import SourceInfo
 
@@ -122,7 +128,7 @@ def plan_eval(
     ``All``: every distinct slice, in focus order. ``Random``: per scene a seeded random number of
     distinct slices (1 to all) in random order. Scenes with the same length are batched together.
     """
-    if setting not in ("All", "Random"):
+    if setting not in SETTINGS:
         raise ValueError(f"setting {setting!r}: expected All or Random")
     batches = []
     for fi, idx in enumerate(scenes):
@@ -158,7 +164,7 @@ def plan_subsets(
     scene's distinct slices, kept in focus order (``order = "sorted"``) or shuffled (``"random"``). Scenes
     with fewer distinct slices are left out. The choice depends on (seed, file, stack size) only, so the
     two orders see the same slices."""
-    if order not in ("sorted", "random"):
+    if order not in ORDERS:
         raise ValueError(f"order {order!r}: expected sorted or random")
     batches = []
     for fi, idx in enumerate(scenes):

@@ -35,7 +35,9 @@ from pathlib import Path
 
 from focalstack.dataset.numbers import is_finite_number
 
+from ..data import parse_data_spec
 from ..models import ARCHITECTURES
+from ..plan import ORDERS, REGIONS, SETTINGS
 
 try:
     import tomllib
@@ -61,9 +63,6 @@ EVALUATION_KEYS = (
     "note",
 )
 DEFAULT_METRICS = ("depth_mse", "depth_rmse", "depth_absrel", "delta1", "defocus_mse", "aif_ssim", "aif_psnr")
-SETTINGS = ("All", "Random")
-ORDERS = ("sorted", "random")
-REGIONS = ("all", "flat")
 # Report columns computed from a protocol column (``report._derived``): a published row may give either.
 DERIVED_COLUMNS = {"aif_psnr_peak255": "aif_psnr"}
 # Keys of a published row besides its metric columns.
@@ -333,15 +332,12 @@ def _model(name: str, t: dict, defaults: dict, pick: _Picker, datasets: dict, wh
         raise ExperimentError(f"{where}: unknown architecture {arch!r}; expected one of {', '.join(ARCHITECTURES)}")
     data = []
     for item in t.get("data", []):
-        ds, _, weight = str(item).partition(":")
+        try:
+            ds, w = parse_data_spec(str(item))  # the same NAME:WEIGHT syntax as fit's --data
+        except ValueError as exc:
+            raise ExperimentError(f"{where}: data {exc}") from None
         if ds not in datasets:
             raise ExperimentError(f"{where}: data names dataset {ds!r}, which [datasets] does not define")
-        try:
-            w = float(weight) if weight else 1.0
-        except ValueError:
-            raise ExperimentError(f"{where}: data {item!r}: weight {weight!r} is not a number") from None
-        if not (is_finite_number(w) and w > 0):
-            raise ExperimentError(f"{where}: data {item!r}: expected a weight > 0")
         data.append((ds, w))
     if not data:
         raise ExperimentError(f"{where}: data: expected at least one dataset name")
