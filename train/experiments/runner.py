@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -122,8 +121,7 @@ class ExperimentRunner:
         if done.returncode != 0:
             why = (done.stderr or done.stdout or "").strip().splitlines()
             raise ExperimentRunError(f"render {ds.name}: focalstack-render failed: {why[-1] if why else done.returncode}")
-        m = re.search(r"(\d+) rendered now", done.stdout)
-        rendered = int(m.group(1)) if m else ds.scenes - before
+        rendered = _complete_scenes(path) - before  # counted in the file, not read from the command's output
         action = "reused" if rendered == 0 else ("resumed" if before else "ran")
         self._step("render", ds.name, action, t, {"file": str(path), "rendered": rendered, "scenes": ds.scenes})
 
