@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import sys
 import warnings
+from dataclasses import fields
 from pathlib import Path
 
 import click
@@ -17,8 +18,10 @@ from .blender import BlenderError
 from .cluster import RaySettings
 from .config import (
     DEVICES,
+    RENDER_SETTINGS_LIGHT_FIELD,
     ConfigError,
     RenderConfig,
+    RenderSettings,
     blur_matched_f_number,
     builtin_presets,
     config_default,
@@ -81,6 +84,12 @@ def _default(name: str) -> str:
 @click.option("--resolution", default=None, help="Image size: N (square) or WIDTHxHEIGHT, in pixels.  [default: preset's]")
 @click.option("--samples", type=int, default=None, help="Cycles samples per pixel.  [default: preset's]")
 @click.option("--f-number", type=float, default=None, help="Aperture f-number, > 0.  [default: preset's]")
+@click.option(
+    "--light-field",
+    is_flag=True,
+    help="Render the slices by the light-field path (one shared set of rays for every slice, OIDN balanced on "
+    "all-in-focus guides): about 3x faster at 256 px; docs/rendering.md has its measured quality and limits.",
+)
 @click.option(
     "--same-blur",
     is_flag=True,
@@ -212,6 +221,7 @@ def main(
     resolution,
     samples,
     f_number,
+    light_field,
     same_blur,
     focus_distances,
     denoise,
@@ -263,6 +273,7 @@ def main(
         device=device,
         resolution=resolution,
         same_blur=same_blur,
+        light_field=light_field,
         focus_distances=focus_distances,
         focus_breathing=focus_breathing,
         shake=shake,
@@ -301,12 +312,22 @@ def config_from_options(
     jpeg_quality,
     asset_dirs,
     same_blur: bool = False,
+    light_field: bool = False,
     ground_truth: str | None = None,
     **plain,
 ) -> RenderConfig:
     """The preset with the command line's options applied, validated (ConfigError names a bad value)."""
     config = load_preset(preset)
     overrides = dict(plain)
+    if light_field:  # the settings the light-field path is measured with, where they differ from the defaults
+        defaults = RenderSettings()
+        overrides.update(
+            {
+                f.name: getattr(RENDER_SETTINGS_LIGHT_FIELD, f.name)
+                for f in fields(RenderSettings)
+                if getattr(RENDER_SETTINGS_LIGHT_FIELD, f.name) != getattr(defaults, f.name)
+            }
+        )
     if resolution is not None:
         overrides["width"], overrides["height"] = parse_resolution(resolution)
     if same_blur:

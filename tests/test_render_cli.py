@@ -249,3 +249,27 @@ def test_light_field_slices_fall_back_to_cycles_where_osl_cannot_run_and_never_m
     started = fx.write_file(tmp_path / "lf.h5", 1, attrs=fx.make_attrs(fx.make_config(slices="light_field")))
     with pytest.raises(ConfigError, match="its slices are light-field renders.*continue it with --device cpu or optix"):
         slices_for_device(lf, "CUDA: x", started)
+
+
+def test_light_field_option_gives_the_measured_light_field_settings_and_keeps_the_others():
+    from focalstack.render.cli import config_from_options
+    from focalstack.render.config import RENDER_SETTINGS_LIGHT_FIELD
+
+    none = dict(focus_distances=None, focus_breathing=None, shake=None, sensor_noise=None, jpeg_quality=None, asset_dirs=())
+    plain = config_from_options("walls", resolution="32", samples=8, **none)
+    lf = config_from_options("walls", resolution="32", samples=8, light_field=True, **none)
+    for key in ("slices", "denoiser", "aif_prefilter", "denoise_quality"):
+        assert getattr(lf, key) == getattr(RENDER_SETTINGS_LIGHT_FIELD, key) != getattr(plain, key), key
+    assert lf.samples == plain.samples == 8 and lf.scene == plain.scene and lf.f_number == plain.f_number
+
+
+def test_an_experiment_dataset_asks_for_the_light_field(tmp_path):
+    from focalstack.train.experiments.spec import load_experiment
+
+    exp_file = tmp_path / "e.toml"
+    exp_file.write_text(
+        'name = "e"\n[scales.tiny]\nresolution = 32\nlight_field = true\n[datasets.train]\npreset = "fod500"\n'
+        'scenes = 2\n[models.m]\narch = "fod-depth"\ndata = ["train"]\n'
+    )
+    ds = load_experiment(str(exp_file), "tiny").datasets["train"]
+    assert "--light-field" in ds.render_args() and ds.file_name().endswith("_lf.h5")

@@ -45,7 +45,7 @@ except ImportError:  # Python 3.10
     import tomli as tomllib
 
 # [scales.X] keys that are render settings of every dataset; the rest are training settings of every model.
-RENDER_KEYS = ("resolution", "samples", "denoise", "same_blur")
+RENDER_KEYS = ("resolution", "samples", "denoise", "same_blur", "light_field")
 DATASET_KEYS = ("preset", "seed", "scenes", "focus_distances", "description", *RENDER_KEYS)
 EVALUATION_KEYS = (
     "name",
@@ -88,6 +88,7 @@ class DatasetSpec:
     denoise: bool | None = None
     focus_distances: list[float] | None = None
     same_blur: bool = False  # scale the preset's f-number with the resolution (blur in pixels as at its own size)
+    light_field: bool = False  # slices by the light-field path (focalstack-render --light-field)
 
     def render_args(self) -> list[str]:
         """focalstack-render's options for this dataset (besides --out)."""
@@ -109,6 +110,8 @@ class DatasetSpec:
             args += ["--focus-distances", ",".join(f"{s:g}" for s in self.focus_distances)]
         if self.same_blur:
             args.append("--same-blur")
+        if self.light_field:
+            args.append("--light-field")
         return args
 
     def file_name(self) -> str:
@@ -123,6 +126,8 @@ class DatasetSpec:
             parts.append("f" + "-".join(f"{s:g}" for s in self.focus_distances))
         if self.same_blur:
             parts.append("sameblur")
+        if self.light_field:
+            parts.append("lf")
         return "_".join(parts) + ".h5"
 
 
@@ -303,7 +308,7 @@ def _dataset(name: str, t: dict, defaults: dict, pick: _Picker, path: Path) -> D
     focus = values.get("focus_distances")
     if focus is not None and (not isinstance(focus, list) or not all(is_finite_number(s) and s > 0 for s in focus)):
         raise ExperimentError(f"{where}: focus_distances = {focus!r}: expected a list of metres")
-    for key in ("denoise", "same_blur"):
+    for key in ("denoise", "same_blur", "light_field"):
         if key in values and not isinstance(values[key], bool):
             raise ExperimentError(f"{where}: {key} = {values[key]!r}: expected true or false")
     return DatasetSpec(
@@ -316,6 +321,7 @@ def _dataset(name: str, t: dict, defaults: dict, pick: _Picker, path: Path) -> D
         values.get("denoise"),
         [float(s) for s in focus] if focus else None,
         values.get("same_blur", False),
+        values.get("light_field", False),
     )
 
 
