@@ -16,7 +16,15 @@ from focalstack.dataset.files import exclusive_lock
 from .blender import check_blender
 from .cluster import RaySettings, ray_session, render_range_with_ray
 from .config import RenderConfig
-from .pipeline import ProgressFn, RenderSummary, finished_scenes, open_writer, render_range, slices_for_device
+from .pipeline import (
+    ProgressFn,
+    RenderSummary,
+    finished_scenes,
+    open_writer,
+    render_range,
+    slices_for_device,
+    with_file_settings,
+)
 from .shards import existing_shards, merge_shards, plan_tasks, probe_device, run_workers, shard_folder
 
 
@@ -49,6 +57,9 @@ def render_dataset(
         config, change = slices_for_device(config, used, out)
         if change:
             warnings.warn(change)
+        config, kept = with_file_settings(config, out)
+        if kept:
+            warnings.warn(kept)
         with ray_session(ray) if ray is not None else _nothing():
             return _render_locked(config, out, workers, threads, gpus, ray, progress, on_start)
 

@@ -24,7 +24,7 @@ from focalstack.dataset.groundtruth import canny_edges, stored_defocus_maps
 from focalstack.dataset.provenance import rendered_declaration
 from focalstack.dataset.schema import DatasetError
 
-from .config import ConfigError, RenderConfig
+from .config import ConfigError, RenderConfig, config_default
 from .effects import EffectsConfig, capture_slices, with_effects
 from .sampling import SAMPLER_VERSION, sample_scene, scene_seed
 from .scene import SCENE_FORMAT_VERSION, SceneDescription
@@ -35,6 +35,9 @@ RESUME_IGNORE = ("scenes", "device")
 LIGHT_FIELD_KEYS = ("light_field_views", "light_field_samples", "light_field_guides")
 # Settings added after files were made, with the value those files were rendered with.
 IMPLICIT_BEFORE = {"light_field_guides": "rays", "ground_truth": []}
+# Defaults that changed, with the value files made before the change hold: such a file resumes with its own value
+# when the run leaves the key at today's default, so one file never mixes the two (``with_file_settings``).
+CHANGED_DEFAULTS = {"denoise_quality": "high"}
 
 
 def resume_ignore(path: Path, config: RenderConfig) -> tuple[str, ...]:
@@ -53,6 +56,25 @@ def resume_ignore(path: Path, config: RenderConfig) -> tuple[str, ...]:
     asked = config.to_dict()
     ignore += [k for k, v in IMPLICIT_BEFORE.items() if k not in stored and asked.get(k) == v]
     return tuple(dict.fromkeys(ignore))
+
+
+def with_file_settings(config: RenderConfig, path: Path) -> tuple[RenderConfig, str | None]:
+    """``config`` for rendering into ``path``: where a default changed since the file was made
+    (CHANGED_DEFAULTS) and ``config`` holds today's default, the file's own value; and a line saying so."""
+    try:
+        with FocalStackFile(path) as f:
+            stored = f.config
+    except (OSError, DatasetError, ValueError):
+        return config, None  # no file yet, or one the writer will name
+    keep = {
+        key: stored[key]
+        for key, before in CHANGED_DEFAULTS.items()
+        if stored.get(key) == before and getattr(config, key) == config_default(key) != before
+    }
+    if not keep:
+        return config, None
+    listing = ", ".join(f"{k} = {v!r}" for k, v in keep.items())
+    return replace(config, **keep), f"{path}: resuming with the settings it was begun with ({listing}; today's default differs)"
 
 
 class RenderError(RuntimeError):

@@ -258,8 +258,9 @@ def test_light_field_option_gives_the_measured_light_field_settings_and_keeps_th
     none = dict(focus_distances=None, focus_breathing=None, shake=None, sensor_noise=None, jpeg_quality=None, asset_dirs=())
     plain = config_from_options("walls", resolution="32", samples=8, **none)
     lf = config_from_options("walls", resolution="32", samples=8, light_field=True, **none)
-    for key in ("slices", "denoiser", "aif_prefilter", "denoise_quality"):
+    for key in ("slices", "denoiser", "aif_prefilter"):
         assert getattr(lf, key) == getattr(RENDER_SETTINGS_LIGHT_FIELD, key) != getattr(plain, key), key
+    assert lf.denoise_quality == RENDER_SETTINGS_LIGHT_FIELD.denoise_quality == "balanced"
     assert lf.samples == plain.samples == 8 and lf.scene == plain.scene and lf.f_number == plain.f_number
 
 
@@ -273,3 +274,28 @@ def test_an_experiment_dataset_asks_for_the_light_field(tmp_path):
     )
     ds = load_experiment(str(exp_file), "tiny").datasets["train"]
     assert "--light-field" in ds.render_args() and ds.file_name().endswith("_lf.h5")
+
+
+def test_a_file_begun_before_a_default_changed_resumes_with_its_own_value(tmp_path):
+    """denoise_quality's default went from high to balanced: a file begun with high stays high to its end."""
+    import dataclasses
+
+    from focalstack.dataset.schema import DatasetError
+    from focalstack.render.pipeline import CHANGED_DEFAULTS, with_file_settings
+
+    out = tmp_path / "train.h5"
+    today = load_preset("fod500").with_overrides(width=32, height=32, scenes=2, seed=7).validate()
+    assert today.denoise_quality == "balanced" and CHANGED_DEFAULTS["denoise_quality"] == "high"
+    open_writer(dataclasses.replace(today, denoise_quality="high"), out).close()
+    before = _digest(out)
+    with pytest.raises(DatasetError, match="denoise_quality"):
+        open_writer(today, out)  # what the check alone says: the file was made otherwise
+    assert _digest(out) == before  # refused untouched
+    config, line = with_file_settings(today, out)
+    assert config.denoise_quality == "high" and "denoise_quality = 'high'" in line
+    open_writer(config, out).close()
+    asked = dataclasses.replace(today, denoise_quality="fast")  # a value asked for must still match the file
+    assert with_file_settings(asked, out) == (asked, None)
+    assert with_file_settings(today, tmp_path / "new.h5") == (today, None)  # a new file: today's default
+    open_writer(today, tmp_path / "balanced.h5").close()
+    assert with_file_settings(today, tmp_path / "balanced.h5") == (today, None)
