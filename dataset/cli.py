@@ -11,17 +11,9 @@ from pathlib import Path
 
 import click
 
-from .cliutil import one_line, one_line_errors
+from .cliutil import CONTEXT, friendly_errors, one_line
 from .files import refuse_overwriting_input
 from .schema import DatasetError
-
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
-
-# h5py reports damaged metadata as RuntimeError (or MemoryError for absurd shapes).
-friendly_errors = one_line_errors(
-    DatasetError, OSError, RuntimeError, MemoryError, prefixes={RuntimeError: "damaged file: ", MemoryError: "damaged file: "}
-)
 
 
 def _file_argument(multiple: bool = False):

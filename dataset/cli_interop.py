@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .cli import CONTEXT, friendly_errors
+from .cliutil import CONTEXT, friendly_errors
 from .ddff12 import SPLITS as DDFF12_SPLITS
 from .files import refuse_overwriting_input
 from .fod500 import LAYOUTS

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from .cli import CONTEXT, friendly_errors
+from .cliutil import CONTEXT, friendly_errors
 from .files import same_file, write_text_atomic
 from .pack import SUFFIX, pack_file, pack_name, unpack_file
 

@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping
 
 import click
 
+from .schema import DatasetError
+
 
 def one_line(exc: BaseException) -> str:
     """The first non-empty line of an exception's message, white space folded (or its type's name)."""
@@ -44,3 +46,13 @@ def one_line_errors(*errors: type[BaseException], prefixes: Mapping[type, str] |
         return wrapper
 
     return decorate
+
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}  # every focalstack-data command's
+
+
+# focalstack-data's commands: a file problem is one line and exit status 1. h5py reports damaged metadata as
+# RuntimeError (or MemoryError for absurd shapes).
+friendly_errors = one_line_errors(
+    DatasetError, OSError, RuntimeError, MemoryError, prefixes={RuntimeError: "damaged file: ", MemoryError: "damaged file: "}
+)

@@ -125,3 +125,10 @@ def test_evaluation_lives_in_three_rooms_and_the_training_loop_imports_none_of_t
     assert not {"focalstack.train.evaluate", "focalstack.train.results"} & of["inference.py"]
     assert not {"focalstack.train.evaluate", "focalstack.train.inference"} & of["results.py"]
     assert {"focalstack.train.inference", "focalstack.train.results"} <= of["evaluate.py"]
+
+
+def test_the_data_commands_import_their_helpers_not_each_other():
+    """focalstack-data's main module registers the import/export and pack commands; they import only cliutil."""
+    of = {p.name: names for p, names in all_imports("dataset").items()}
+    for name in ("cli_interop.py", "cli_pack.py"):
+        assert "focalstack.dataset.cli" not in of[name], name
