@@ -62,6 +62,10 @@ class ArraySpec:
     # flipped left-right and up-down (surface normals: x and y), or None.
     flip_negates: tuple[int | None, int | None] = (None, None)
 
+    def __post_init__(self) -> None:
+        if self.presence not in PRESENCES:
+            raise ValueError(f"array {self.name!r}: presence {self.presence!r}, expected one of {', '.join(PRESENCES)}")
+
     @property
     def per_pixel(self) -> bool:
         return "H" in self.trailing
@@ -169,7 +173,6 @@ WRITTEN_ARRAYS = ARRAYS + OPTIONAL_ARRAYS + GROUND_TRUTH_V2 + GROUND_TRUTH_V3  #
 SPECS = {a.name: a for a in WRITTEN_ARRAYS}
 REQUIRED_NAMES = tuple(a.name for a in WRITTEN_ARRAYS if a.presence == "required")
 GROUND_TRUTH_NAMES = tuple(a.name for a in WRITTEN_ARRAYS if a.presence == "ground_truth")
-OPTIONAL_NAMES = tuple(a.name for a in WRITTEN_ARRAYS if a.presence == "optional")
 CAMERA_NAMES = ("f_number", "focal_length_mm", "sensor_width_mm")
 # Ground truth the renderer makes only when asked (``focalstack-render --ground-truth``); off by default.
 ON_REQUEST_GROUND_TRUTH = tuple(a.name for a in GROUND_TRUTH_V3)
