@@ -296,8 +296,16 @@ class PartialFile(FocalStackFile):
         for name in self.absent:
             setattr(rec, name, None)
         if self.with_disparity:
-            rec.disparity = np.where(rec.depth > 0, DDFF12_BF / np.maximum(rec.depth, 1e-9), 0.0).astype(np.float32)
+            rec.disparity = self.read("disparity", index)
         return rec
+
+    def read(self, name: str, index: int):
+        if name == "disparity" and self.with_disparity:
+            depth = super().read("depth", index)
+            return np.where(depth > 0, DDFF12_BF / np.maximum(depth, 1e-9), 0.0).astype(np.float32)
+        if name in self.absent:
+            raise AssertionError(f"{name!r} read from a file that does not hold it")
+        return super().read(name, index)
 
 
 class DDFF12Like(PartialFile):

@@ -302,26 +302,34 @@ class FocalStackDataset(torch.utils.data.Dataset):
         self._cache = cache
         return need
 
-    def _pixels(self, file: int, scene: int) -> dict[str, np.ndarray]:
+    def _pixels(self, file: int, scene: int, names: tuple[str, ...]) -> dict[str, np.ndarray | None]:
         if self._cache is not None:
             cached = self._cache[file]
-            return {name: cached[name][scene] if name in cached else None for name in PIXEL_ARRAYS}
+            return {name: cached[name][scene] if name in cached else None for name in names}
         f = self._file(file)
-        return {name: f.read(name, scene) if f.has(name) else None for name in PIXEL_ARRAYS}
+        return {name: f.read(name, scene) if f.has(name) else None for name in names}
 
     def __getitem__(self, key: SampleKey) -> dict:
+        return self.read_sample(key, PIXEL_ARRAYS, stand_ins=True)
+
+    def read_sample(self, key: SampleKey, names: tuple[str, ...], stand_ins: bool) -> dict:
+        """The per-pixel arrays ``names`` of ``key``'s scene, each taken as its schema entry says
+        (``transform_pixels``), with the focus distances and camera. Ground truth the file lacks is left out,
+        or with ``stand_ins`` given as a placeholder flagged absent (``has_NAME``), so that batches of files
+        with and without it stack (depth, which every training file holds, is never flagged)."""
         values = self._scene_values(key.file)
-        px = self._pixels(key.file, key.scene)
+        px = self._pixels(key.file, key.scene, names)
         s, h, w = px["stack"].shape[:3]
         sample, held = {}, {}
-        for name in PIXEL_ARRAYS:  # every per-pixel array the same way, as its schema entry says
+        for name in names:
             spec = schema.SPECS[name]
             array = px[name]
-            if spec.presence == "ground_truth" and name != "depth":  # a file may lack it: a flagged stand-in
+            if stand_ins and spec.presence == "ground_truth" and name != "depth":
                 held[name] = array is not None
                 if array is None:
                     array = spec.placeholder(schema.concrete_shape(spec, s, h, w))
-            sample[name] = transform_pixels(array, spec, key, values["slice_homography"], key.scene)
+            if array is not None:
+                sample[name] = transform_pixels(array, spec, key, values["slice_homography"], key.scene)
         camera = [values[n][key.scene] for n in schema.CAMERA_NAMES]
         return {
             **sample,

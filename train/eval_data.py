@@ -12,7 +12,7 @@ import torch
 
 from focalstack.dataset import DatasetError
 
-from .data import FocalStackDataset, Norm, SourceInfo, align_to_reference, inspect_source
+from .data import FocalStackDataset, Norm, SourceInfo, inspect_source
 from .protocols import TRUTH_KEYS
 
 EVAL_GROUND_TRUTH = ("depth", "disparity", "defocus", "aif")  # what evaluation reads, where a file has it
@@ -53,30 +53,17 @@ class EvalSamples(FocalStackDataset):
         self.no_data = [s.no_data for s in sources]
 
     def __getitem__(self, key) -> dict:
+        """The training reader's sample (``read_sample``) of exactly the ground truth the file holds; depth and
+        disparity with 0 where the file has none (not finite, or its declared no-data value)."""
         f = self._file(key.file)
-        scene = f[key.scene]
-        sl = list(key.slices)
-        stack = scene.stack[sl]
-        homography = getattr(scene, "slice_homography", None)
-        if self.align_slices and homography is not None:
-            stack = align_to_reference(stack, homography[sl])
-        sample = {
-            "stack": torch.from_numpy(np.ascontiguousarray(stack.transpose(0, 3, 1, 2))),
-            "focus": torch.from_numpy(np.asarray(scene.focus_distance, dtype=np.float32)[sl]),
-            "file": key.file,
-            "scene": key.scene,
-        }
-        for name in sorted(self.held[key.file]):
-            value = getattr(scene, name, None)
-            if value is None:
-                raise DatasetError(f"{f.path}: scene {key.scene} has no {name!r}, which the file says it holds")
-            if name == "defocus":
-                value = np.asarray(value, dtype=np.float32)[sl]
-            elif name == "aif":
-                value = np.asarray(value).transpose(2, 0, 1)
-            else:
-                value = without_no_data(value, self.no_data[key.file].get(name))
-            sample[name] = torch.from_numpy(np.ascontiguousarray(value))
+        names = ("stack", *sorted(self.held[key.file]))
+        missing = [n for n in names if not f.has(n)]
+        if missing:
+            raise DatasetError(f"{f.path}: scene {key.scene} has no {missing[0]!r}, which the file says it holds")
+        sample = self.read_sample(key, names, stand_ins=False)
+        for name in ("depth", "disparity"):
+            if name in sample:
+                sample[name] = torch.from_numpy(without_no_data(sample[name].numpy(), self.no_data[key.file].get(name)))
         return sample
 
 
