@@ -120,17 +120,7 @@ def evaluate_model(
     ``group`` (``distributed.Group``, under torchrun): each process runs its round-robin part of every
     plan's batches, and the per-scene sums, counts and skipped scenes are gathered over all of them."""
     sources = [inspect_eval_source(p) for p in data]
-    for k in stack_sizes:  # scenes with fewer slices are left out; a size no scene has is a mistake
-        if all(k > s.info.n_slices for s in sources):
-            have = ", ".join(f"{Path(s.info.path).name}: {s.info.n_slices}" for s in sources)
-            raise ValueError(f"--stack-size {k}: no file has stacks of {k} slices ({have})")
-    if "flat" in regions:
-        lacking = [Path(s.info.path).name for s in sources if "aif" not in s.ground_truth]
-        if lacking:
-            raise ValueError(
-                f"--region flat finds the flat areas in the true all-in-focus image, which "
-                f"{', '.join(lacking)} does not hold; evaluate it with --region all"
-            )
+    _check_request(sources, stack_sizes, regions)
     outputs = frozenset({"depth", "defocus"} | ({"aif"} if getattr(model, "has_aif", False) else set()))
     run = _EvalRun(
         model,
@@ -157,21 +147,42 @@ def evaluate_model(
             for p in protocols:
                 run.notes.update(dict.fromkeys(_lacking_notes(src.info.path, p, src.ground_truth, outputs)))
             n = src.info.n_scenes if max_scenes is None else min(src.info.n_scenes, max_scenes)
-            # plan per file so that scene subsets depend on (seed, file) only
-            scenes = [np.arange(n) if i == fi else np.arange(0) for i in range(len(sources))]
-            plans = [({"setting": st}, plan_eval(infos, scenes, batch_size, st, seed)) for st in settings]
-            plans += [
-                ({"setting": "All", "stack_size": k, "order": o}, plan_subsets(infos, scenes, batch_size, k, o, seed))
-                for k in stack_sizes
-                for o in orders
-            ]
-            for labels, batches in plans:
+            for labels, batches in _file_plans(infos, fi, n, settings, stack_sizes, orders, batch_size, seed):
                 rows += run.rows(
                     src, labels, n, run.score(batches, f"{Path(src.info.path).name} {' '.join(str(v) for v in labels.values())}")
                 )
     finally:
         run.dataset.close()
     return Evaluation(list(protocols), rows, list(run.notes))
+
+
+def _check_request(sources: list, stack_sizes: tuple[int, ...], regions: tuple[str, ...]) -> None:
+    """ValueError for what the files cannot answer: a stack size no file has (scenes with fewer slices are left
+    out; a size no scene has is a mistake), flat regions of files without an AiF image to find them in."""
+    for k in stack_sizes:
+        if all(k > s.info.n_slices for s in sources):
+            have = ", ".join(f"{Path(s.info.path).name}: {s.info.n_slices}" for s in sources)
+            raise ValueError(f"--stack-size {k}: no file has stacks of {k} slices ({have})")
+    if "flat" in regions:
+        lacking = [Path(s.info.path).name for s in sources if "aif" not in s.ground_truth]
+        if lacking:
+            raise ValueError(
+                f"--region flat finds the flat areas in the true all-in-focus image, which "
+                f"{', '.join(lacking)} does not hold; evaluate it with --region all"
+            )
+
+
+def _file_plans(infos, fi: int, n: int, settings, stack_sizes, orders, batch_size: int, seed: int) -> list:
+    """(row labels, batches) of every setting and stack subset for the first ``n`` scenes of file ``fi``,
+    planned per file so that scene subsets depend on (seed, file) only."""
+    scenes = [np.arange(n) if i == fi else np.arange(0) for i in range(len(infos))]
+    plans = [({"setting": st}, plan_eval(infos, scenes, batch_size, st, seed)) for st in settings]
+    plans += [
+        ({"setting": "All", "stack_size": k, "order": o}, plan_subsets(infos, scenes, batch_size, k, o, seed))
+        for k in stack_sizes
+        for o in orders
+    ]
+    return plans
 
 
 @dataclass
