@@ -281,13 +281,7 @@ def build_trainer(cfg: TrainConfig, ckpt: dict | None = None, writer: bool = Tru
             f"decoded {data.n_train + data.n_val} scenes into memory ({held / 1e9:.2f} GB) in "
             f"{time.perf_counter() - started:.1f} s (--cache-data)"
         )
-    vgg = None
-    if cfg.vgg_weights:
-        from .models.vgg import load_vgg16_features
-
-        vgg = load_vgg16_features(cfg.vgg_weights).to(device)
-    weights = LossWeights(**cfg.loss_weights)
-    criterion = FocusLoss(weights, vgg, held=data.ground_truth())
+    criterion, terms = _loss(cfg, data, model, device)
     meta = {
         "arch": cfg.arch,
         "arch_kwargs": dict(cfg.arch_kwargs),
@@ -295,12 +289,6 @@ def build_trainer(cfg: TrainConfig, ckpt: dict | None = None, writer: bool = Tru
         "norm": norm.to_dict(),
         "camera": data.camera(),
     }
-    terms = criterion.active_terms(model.has_aif)
-    if not terms:
-        raise ValueError(
-            f"nothing to train: every loss term {cfg.arch!r} has is weighted 0 or lacks ground truth in "
-            f"the training files (--loss-weight {' '.join(f'{k}={v:g}' for k, v in cfg.loss_weights.items())})"
-        )
     eval_model = torch.compile(model) if cfg.compile else model
     step_model = eval_model if group is None else _distributed(model, device, terms, cfg.compile)
     trainer = Trainer(
@@ -336,11 +324,28 @@ def build_trainer(cfg: TrainConfig, ckpt: dict | None = None, writer: bool = Tru
         check_weights(model, ckpt["model"], out / "last.pt", cfg.arch)
         trainer.load_state_dict(ckpt)
         log(f"resuming {out / 'last.pt'} at epoch {trainer.epoch + 1}, batch {trainer.batch}, step {trainer.global_step}")
-    if model.has_aif and weights.perceptual > 0 and vgg is None:
+    if model.has_aif and criterion.weights.perceptual > 0 and criterion.vgg is None:
         log("perceptual loss off: no --vgg-weights file given (VGG16 weights are never downloaded)")
     for note in data.ground_truth_notes(terms, criterion.active_terms(model.has_aif, held=None)):
         log(note)
     return trainer
+
+
+def _loss(cfg: TrainConfig, data: RunData, model: FocusOnDefocus, device: torch.device) -> tuple[FocusLoss, list[str]]:
+    """The loss of the run and the terms it computes; ValueError when there is nothing to train."""
+    vgg = None
+    if cfg.vgg_weights:
+        from .models.vgg import load_vgg16_features
+
+        vgg = load_vgg16_features(cfg.vgg_weights).to(device)
+    criterion = FocusLoss(LossWeights(**cfg.loss_weights), vgg, held=data.ground_truth())
+    terms = criterion.active_terms(model.has_aif)
+    if not terms:
+        raise ValueError(
+            f"nothing to train: every loss term {cfg.arch!r} has is weighted 0 or lacks ground truth in "
+            f"the training files (--loss-weight {' '.join(f'{k}={v:g}' for k, v in cfg.loss_weights.items())})"
+        )
+    return criterion, terms
 
 
 def _absolute(specs: list[str]) -> list[str]:
