@@ -223,3 +223,18 @@ def test_max_time_stops_at_the_first_read_step_past_the_budget_and_counts_earlie
     clock[0] += 1000.0  # time between sessions does not count
     resumed.train()
     assert resumed.global_step == 6 and resumed.state_dict()["elapsed"] == 6.0
+
+
+@pytest.mark.parametrize("limit", [{"max_steps": 4}, {"max_time": 1e-9}])
+def test_a_run_resumed_at_its_limit_takes_no_further_step(limit):
+    """Rerunning a command whose run stopped at --max-steps or --max-time leaves its weights as they were
+    (the ablation's reruns found each finished run one step further)."""
+    first = toy_trainer(epochs=3, **limit)
+    first.train()
+    state = first.state_dict()
+    again = toy_trainer(epochs=3, **limit)
+    again.load_state_dict(state)
+    again.train()
+    assert again.stopped and again.global_step == first.global_step
+    for (k, a), b in zip(first.model.state_dict().items(), again.model.state_dict().values()):
+        assert torch.equal(a, b), k

@@ -222,6 +222,11 @@ class Trainer:
                 cleanup.callback(hook.close)
             self._session_start = time.monotonic()
             cleanup.callback(self._end_session)  # runs before the hooks close
+            # a resumed run that reached its limits before takes no further step (the same state on every
+            # process: steps and the stored seconds come from the checkpoint)
+            self.stopped = (self.max_steps is not None and self.global_step >= self.max_steps) or (
+                self.max_time is not None and self.elapsed >= self.max_time
+            )
             self._call("before_train")
             while self.epoch < self.epochs and not self.stopped:
                 self.run_epoch()
