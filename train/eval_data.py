@@ -13,9 +13,11 @@ import torch
 from focalstack.dataset import DatasetError
 
 from .data import FocalStackDataset, Norm, SourceInfo, inspect_source
-from .protocols import TRUTH_KEYS
+from .protocols import PROTOCOLS, TRUTH_KEYS
 
-EVAL_GROUND_TRUTH = ("depth", "disparity", "defocus", "aif")  # what evaluation reads, where a file has it
+# What evaluation reads, where a file has it: the ground truth some protocol's column needs.
+EVAL_GROUND_TRUTH = tuple(sorted({name for p in PROTOCOLS.values() for c in p.columns for name in c.needs}))
+assert set(EVAL_GROUND_TRUTH) == set(TRUTH_KEYS), "every ground truth a column needs has its key in a scored batch"
 
 
 @dataclass(frozen=True)
