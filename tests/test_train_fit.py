@@ -107,6 +107,16 @@ def test_resume_after_a_kill_ends_where_an_uninterrupted_run_ends(tmp_path):
     assert float(rows[1]["train_loss"]) == pytest.approx(straight.history[1]["train_loss"], rel=1e-4)
 
 
+def test_rerunning_a_run_stopped_at_max_steps_changes_nothing_and_says_so(tmp_path):
+    first = fit(cfg(tmp_path, "capped", epochs=2, max_steps=4))
+    before = load_checkpoint(first.last)
+    again = fit(cfg(tmp_path, "capped", epochs=2, max_steps=4), resume=True)
+    after = load_checkpoint(again.last)
+    assert after["global_step"] == before["global_step"] == 4
+    assert all(torch.equal(v, after["model"][k]) for k, v in before["model"].items())
+    assert "nothing to do: the run reached --max-steps 4 before (step 4)" in (again.out / "train.log").read_text()
+
+
 def test_resume_refusals(tmp_path):
     with pytest.raises(CheckpointError, match="no checkpoint to resume"):
         fit(cfg(tmp_path, "empty"), resume=True)

@@ -237,7 +237,18 @@ class Progress(Hook):
         if t.epoch_done:
             self.close()  # before validation runs
         if t.stopped:
-            self.log(f"stopped after {t.global_step} steps (--max-steps); continue with --resume")
+            self.log(f"stopped after {t.global_step} steps ({self._limit()}); continue with --resume")
+
+    def before_train(self) -> None:
+        t = self.trainer
+        if t.stopped:  # resumed at its limit: the engine takes no step
+            self.log(f"nothing to do: the run reached {self._limit()} before (step {t.global_step}); raise it to go on")
+
+    def _limit(self) -> str:
+        t = self.trainer
+        if t.max_steps is not None and t.global_step >= t.max_steps:
+            return f"--max-steps {t.max_steps}"
+        return f"--max-time {t.max_time:g} s"
 
     def after_epoch(self) -> None:
         t, row = self.trainer, self.trainer.summary.row
