@@ -55,7 +55,7 @@ import numpy as np
 from focalstack.dataset import FocalStackFile
 from focalstack.dataset.colour import linear_to_srgb8
 from focalstack.render.blender import BlenderRenderer
-from focalstack.render.config import RENDER_SETTINGS_LIGHT_FIELD, RENDER_SETTINGS_V0, RenderSettings, builtin_presets, load_preset
+from focalstack.render.config import RENDER_SETTINGS_V0, RenderSettings, builtin_presets, light_field_keys, load_preset
 from focalstack.render.pipeline import make_record, open_writer
 from focalstack.render.sampling import sample_scene, scene_seed
 
@@ -162,9 +162,7 @@ def variants(names: list[str], config, extra: list[str] = ()) -> dict[str, Rende
         elif name == "new":
             out[name] = config.render_settings()
         elif name == "light_field":
-            # the preset's settings with every key that RENDER_SETTINGS_LIGHT_FIELD sets apart from the defaults
-            defaults, lf = RenderSettings().to_dict(), RENDER_SETTINGS_LIGHT_FIELD.to_dict()
-            out[name] = replace(config.render_settings(), **{k: v for k, v in lf.items() if v != defaults[k]})
+            out[name] = replace(config.render_settings(), **light_field_keys())  # the preset, by the light field
         else:
             raise SystemExit(f"--settings: unknown variant {name!r} (old, new, light_field)")
     return {n: out[n] for n in [*names, *(e.split(":")[0] for e in extra)]}

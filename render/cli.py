@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import sys
 import warnings
-from dataclasses import fields
 from pathlib import Path
 
 import click
@@ -18,13 +17,12 @@ from .blender import BlenderError
 from .cluster import RaySettings
 from .config import (
     DEVICES,
-    RENDER_SETTINGS_LIGHT_FIELD,
     ConfigError,
     RenderConfig,
-    RenderSettings,
     blur_matched_f_number,
     builtin_presets,
     config_default,
+    light_field_keys,
     load_preset,
     parse_focus_distances,
     parse_ground_truth,
@@ -319,15 +317,8 @@ def config_from_options(
     """The preset with the command line's options applied, validated (ConfigError names a bad value)."""
     config = load_preset(preset)
     overrides = dict(plain)
-    if light_field:  # the settings the light-field path is measured with, where they differ from the defaults
-        defaults = RenderSettings()
-        overrides.update(
-            {
-                f.name: getattr(RENDER_SETTINGS_LIGHT_FIELD, f.name)
-                for f in fields(RenderSettings)
-                if getattr(RENDER_SETTINGS_LIGHT_FIELD, f.name) != getattr(defaults, f.name)
-            }
-        )
+    if light_field:
+        overrides.update(light_field_keys())
     if resolution is not None:
         overrides["width"], overrides["height"] = parse_resolution(resolution)
     if same_blur:

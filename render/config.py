@@ -129,6 +129,14 @@ RENDER_SETTINGS_LIGHT_FIELD = RenderSettings(
     denoiser="standalone", aif_prefilter="none", denoise_quality="balanced", slices="light_field"
 )
 
+
+def light_field_keys() -> dict:
+    """The keys RENDER_SETTINGS_LIGHT_FIELD sets apart from the defaults: what turns any settings into the
+    light-field path as measured (``focalstack-render --light-field``, render_bench's ``light_field``)."""
+    defaults = RenderSettings().to_dict()
+    return {k: v for k, v in RENDER_SETTINGS_LIGHT_FIELD.to_dict().items() if v != defaults[k]}
+
+
 _SETTINGS = RenderSettings()
 
 
