@@ -12,7 +12,7 @@ variant, one renderer per variant (its first scene once more, untimed, as warm-u
 
 - ``old``: today's default before this work (``config.RENDER_SETTINGS_V0``: 16 samples per image, every slice
   its own Cycles render, Cycles' in-render denoiser with the accurate prefilter);
-- ``new``: the render settings of the preset as it is now (``RenderConfig.render_settings()``);
+- ``new``: the render settings of the preset as it is now (``RenderConfig.render``);
 - ``light_field``: the preset's settings with the light-field keys (every key that
   ``config.RENDER_SETTINGS_LIGHT_FIELD`` sets apart from the defaults: slices = "light_field", the standalone
   denoiser, no prefilter for the AiF image, OIDN's balanced quality).
@@ -160,9 +160,9 @@ def variants(names: list[str], config, extra: list[str] = ()) -> dict[str, Rende
         if name == "old":
             out[name] = RENDER_SETTINGS_V0
         elif name == "new":
-            out[name] = config.render_settings()
+            out[name] = config.render
         elif name == "light_field":
-            out[name] = replace(config.render_settings(), **light_field_keys())  # the preset, by the light field
+            out[name] = replace(config.render, **light_field_keys())  # the preset, by the light field
         else:
             raise SystemExit(f"--settings: unknown variant {name!r} (old, new, light_field)")
     return {n: out[n] for n in [*names, *(e.split(":")[0] for e in extra)]}

@@ -54,50 +54,54 @@ def _figure(scene: SceneRecord, title: str | None, columns: int | None) -> Figur
     for ax in axes.flat:
         ax.set_axis_off()
 
-    def show(ax, img, label, **kw):
-        ax.set_axis_on()
-        ax.set_xticks([])
-        ax.set_yticks([])
-        im = ax.imshow(img, interpolation="nearest", **kw)
-        ax.set_title(label, fontsize=9)
-        return im
-
     focus = np.asarray(scene.focus_distance, dtype=np.float64)
     for k in range(n_slices):
-        show(axes[k // cols, k % cols], stack[k], f"slice {k}: focus {focus[k]:.3g} m")
+        _show(axes[k // cols, k % cols], stack[k], f"slice {k}: focus {focus[k]:.3g} m")
 
     if scene.defocus is None:
         _absent(axes[slice_rows, 0], "defocus maps")
     else:
-        _defocus_panels(mid, axes, scene, slice_rows, cols, show)
+        _defocus_panels(mid, axes, scene, slice_rows, cols, _show)
 
     bottom = axes[rows - 1]
     if scene.aif is None:
         _absent(bottom[0], "all-in-focus")
     else:
-        show(bottom[0], scene.aif, "all-in-focus")
+        _show(bottom[0], scene.aif, "all-in-focus")
     if scene.depth is None:
         _absent(bottom[1], "depth")
     else:
-        _depth_panel(low, bottom[1], scene, show)
+        _depth_panel(low, bottom[1], scene, _show)
     if scene.edges is None:
         _absent(bottom[2], "edges")
     else:
         edges = np.asarray(scene.edges)
-        show(bottom[2], edges, f"edges ({int(np.count_nonzero(edges))} px)", cmap="gray", vmin=0, vmax=1)
+        _show(bottom[2], edges, f"edges ({int(np.count_nonzero(edges))} px)", cmap="gray", vmin=0, vmax=1)
     for ax, (name, draw) in zip(bottom[3:], extras):
-        draw(ax, getattr(scene, name), show)
+        draw(ax, getattr(scene, name), _show)
 
-    if title is None:
-        camera = ""
-        if scene.f_number is not None:
-            camera = (
-                f"  f/{scene.f_number:.3g}  focal length {scene.focal_length_mm:.3g} mm  sensor {scene.sensor_width_mm:.3g} mm"
-            )
-        seed = f"  seed {scene.seed}" if scene.seed >= 0 else ""
-        title = f"scene {scene.index}{seed}  {width}x{height} px{camera}"
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(_default_title(scene) if title is None else title, fontsize=10)
     return fig
+
+
+def _show(ax, img, label, **kw):
+    """Draw ``img`` in ``ax`` with a title and no ticks; the image, for a colour bar."""
+    ax.set_axis_on()
+    ax.set_xticks([])
+    ax.set_yticks([])
+    im = ax.imshow(img, interpolation="nearest", **kw)
+    ax.set_title(label, fontsize=9)
+    return im
+
+
+def _default_title(scene: SceneRecord) -> str:
+    """'scene 3  seed 12  64x64 px  f/1  focal length 2.9 mm  sensor 3.1 mm' (what the file knows of it)."""
+    height, width = np.asarray(scene.stack).shape[1:3]
+    camera = ""
+    if scene.f_number is not None:
+        camera = f"  f/{scene.f_number:.3g}  focal length {scene.focal_length_mm:.3g} mm  sensor {scene.sensor_width_mm:.3g} mm"
+    seed = f"  seed {scene.seed}" if scene.seed >= 0 else ""
+    return f"scene {scene.index}{seed}  {width}x{height} px{camera}"
 
 
 def _disparity_panel(ax, disparity, show) -> None:

@@ -58,6 +58,36 @@ class SampleOptions:
         return self
 
 
+def pick_slices(n: int, want: int, random_order: bool, rng: np.random.Generator) -> np.ndarray:
+    """Indices of ``want`` of a scene's ``n`` slices: a random subset in focus order when fewer are wanted,
+    shuffled with ``random_order``, and a shorter stack's last slice repeated (as the file does)."""
+    slices = np.arange(n)
+    if want < n:
+        slices = np.sort(rng.choice(n, want, replace=False))
+    if random_order:
+        slices = rng.permutation(slices)
+    if len(slices) < want:
+        slices = np.concatenate([slices, np.full(want - len(slices), slices[-1])])
+    return slices
+
+
+def in_layout(o: SampleOptions, arrays: dict, has_aif: bool, has_defocus: bool):
+    """One sample (channels-first arrays) as the options' ``layout`` hands it out: DFV's tuple,
+    AiFDepthNet's dict, or focalstack's own dict with masks."""
+    stack, focus, depth = arrays["stack"], arrays["focus_distance"], arrays["depth"]
+    if o.layout == "dfv":
+        normed = (stack - IMAGENET_MEAN[None, :, None, None]) / IMAGENET_STD[None, :, None, None]
+        return normed.astype(np.float32), (depth * o.scale)[None].astype(np.float32), (focus * o.scale).astype(np.float32)
+    if o.layout == "aifdepthnet":
+        return {
+            "stack_rgb_img": np.ascontiguousarray(stack.transpose(1, 0, 2, 3)),
+            "focus_position": focus[None],
+            "depth": depth[None],
+            "AiF_img": arrays["aif"],
+        }
+    return {**arrays, "has_aif": has_aif, "has_defocus": has_defocus}
+
+
 class SceneSamples:
     """The complete scenes of ``paths`` (in order) as samples: ``len()``, and ``sample(i, rng)``."""
 
@@ -102,13 +132,7 @@ class SceneSamples:
         stored = len(rec.focus_distance)
         n = min(int(rec.stack_size), stored) if rec.stack_size is not None else stored
         want = o.stack_size or stored  # every sample of a file has this many slices, so that batches stack
-        slices = np.arange(n)
-        if want < n:
-            slices = np.sort(rng.choice(n, want, replace=False))
-        if o.random_order:
-            slices = rng.permutation(slices)
-        if len(slices) < want:  # a shorter stack repeats its last slice, as the file does
-            slices = np.concatenate([slices, np.full(want - len(slices), slices[-1])])
+        slices = pick_slices(n, want, o.random_order, rng)
         stack = rec.stack[slices].astype(np.float32) / 255.0  # (S, H, W, 3) RGB
         h, w = stack.shape[1:3]
         depth = np.zeros((h, w), np.float32) if rec.depth is None else np.asarray(rec.depth, np.float32)
@@ -137,23 +161,6 @@ class SceneSamples:
         stack_chw = np.ascontiguousarray(stack.transpose(0, 3, 1, 2))  # (S, 3, H, W)
         aif_chw = np.ascontiguousarray(aif.transpose(2, 0, 1))
         depth = np.ascontiguousarray(depth)
-        if o.layout == "dfv":
-            normed = (stack_chw - IMAGENET_MEAN[None, :, None, None]) / IMAGENET_STD[None, :, None, None]
-            return normed.astype(np.float32), (depth * o.scale)[None].astype(np.float32), (focus * o.scale).astype(np.float32)
-        if o.layout == "aifdepthnet":
-            return {
-                "stack_rgb_img": np.ascontiguousarray(stack_chw.transpose(1, 0, 2, 3)),
-                "focus_position": focus[None],
-                "depth": depth[None],
-                "AiF_img": aif_chw,
-            }
-        return {
-            "stack": stack_chw,
-            "focus_distance": focus,
-            "depth": depth,
-            "aif": aif_chw,
-            "defocus": np.ascontiguousarray(defocus),
-            "depth_valid": np.ascontiguousarray(valid),
-            "has_aif": has_aif,
-            "has_defocus": has_defocus,
-        }
+        arrays = {"stack": stack_chw, "focus_distance": focus, "depth": depth, "aif": aif_chw}
+        arrays |= {"defocus": np.ascontiguousarray(defocus), "depth_valid": np.ascontiguousarray(valid)}
+        return in_layout(o, arrays, has_aif, has_defocus)

@@ -212,33 +212,17 @@ def _default(name: str) -> str:
 )
 @one_line_errors(ConfigError, DatasetError, BlenderError, RenderError)
 def main(
-    preset,
-    scenes,
     out,
-    seed,
-    resolution,
-    samples,
-    f_number,
-    light_field,
-    same_blur,
-    focus_distances,
-    denoise,
     workers,
-    focus_breathing,
-    shake,
-    sensor_noise,
-    jpeg_quality,
-    ground_truth,
-    asset_dirs,
-    device,
-    gpus,
     threads,
+    gpus,
     ray_address,
     ray_gpus_per_task,
     ray_scenes_per_task,
     ray_timeout,
     list_presets,
     scene_keys,
+    **config_options,
 ):
     """Render random scenes into focal stacks with ground truth, stored in one HDF5 file.
 
@@ -261,31 +245,13 @@ def main(
     warnings.showwarning = lambda message, category, *args, **kwargs: click.echo(f"warning: {message}", err=True)
     if out is None:
         _fail("missing option --out: the HDF5 file to write")
-    config = config_from_options(
-        preset,
-        seed=seed,
-        scenes=scenes,
-        samples=samples,
-        f_number=f_number,
-        denoise=denoise,
-        device=device,
-        resolution=resolution,
-        same_blur=same_blur,
-        light_field=light_field,
-        focus_distances=focus_distances,
-        focus_breathing=focus_breathing,
-        shake=shake,
-        sensor_noise=sensor_noise,
-        jpeg_quality=jpeg_quality,
-        asset_dirs=asset_dirs,
-        ground_truth=ground_truth,
-    )
+    config = config_from_options(**config_options)
     if not out.parent.is_dir():
         _fail(f"--out {out}: folder {out.parent} does not exist")
+    if ray_address is not None and workers > 1:
+        _fail("--workers and --ray: choose one (Ray runs its own worker processes)")
     ray = None
     if ray_address is not None:
-        if workers > 1:
-            _fail("--workers and --ray: choose one (Ray runs its own worker processes)")
         ray = RaySettings(
             address=None if ray_address == "local" else ray_address,
             threads=threads if threads else RaySettings.threads,
@@ -332,30 +298,41 @@ def config_from_options(
         overrides["focus_distances"] = parse_focus_distances(focus_distances)
     if ground_truth is not None:
         overrides["ground_truth"] = parse_ground_truth(ground_truth)
-    effects = dict(config.effects)
+    overrides["effects"] = _effects_table(config.effects, focus_breathing, shake, sensor_noise, jpeg_quality)
+    if focus_breathing:
+        overrides["defocus_model"] = "thin_lens"  # breathing is the textbook thin lens's behaviour
+    if asset_dirs:
+        overrides["scene"] = _with_asset_dirs(config, asset_dirs)
+    return config.with_overrides(**overrides).validate()
+
+
+def _effects_table(table: dict, focus_breathing, shake, sensor_noise, jpeg_quality) -> dict:
+    """The preset's [effects] table with the command line's effect options applied."""
+    effects = dict(table)
     if focus_breathing is not None:
         effects["focus_breathing"] = focus_breathing
-        if focus_breathing:
-            overrides["defocus_model"] = "thin_lens"
     if shake is not None:
         effects["shake_rotation_deg"], effects["shake_translation_mm"] = parse_pair(shake, "--shake")
     if sensor_noise is not None:
         effects["noise_full_well"], effects["read_noise"] = parse_pair(sensor_noise, "--sensor-noise")
     if jpeg_quality is not None:
         effects["jpeg_quality"] = jpeg_quality
-    overrides["effects"] = effects
-    if asset_dirs:
-        from .sampling import add_asset_dirs
+    return effects
 
-        overrides["scene"] = add_asset_dirs(config.scene, list(asset_dirs))
-        keys = ("mesh_file_probability", "image_texture_probability", "envmap_probability")
-        if not any(config.scene.get(k, 0) for k in keys):
-            click.echo(
-                f"warning: preset {config.preset!r} draws no asset files ({' = '.join(keys)} = 0): "
-                "--assets folders are checked but not used",
-                err=True,
-            )
-    return config.with_overrides(**overrides).validate()
+
+def _with_asset_dirs(config: RenderConfig, asset_dirs) -> dict:
+    """The preset's [scene] table with --assets folders added; a warning when the preset draws no asset file."""
+    from .sampling import add_asset_dirs
+
+    scene = add_asset_dirs(config.scene, list(asset_dirs))  # checks the folders
+    keys = ("mesh_file_probability", "image_texture_probability", "envmap_probability")
+    if not any(config.scene.get(k, 0) for k in keys):
+        click.echo(
+            f"warning: preset {config.preset!r} draws no asset files ({' = '.join(keys)} = 0): "
+            "--assets folders are checked but not used",
+            err=True,
+        )
+    return scene
 
 
 def _render(config: RenderConfig, out: Path, **how) -> None:

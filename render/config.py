@@ -137,12 +137,13 @@ def light_field_keys() -> dict:
     return {k: v for k, v in RENDER_SETTINGS_LIGHT_FIELD.to_dict().items() if v != defaults[k]}
 
 
-_SETTINGS = RenderSettings()
-
-
 @dataclass
 class RenderConfig:
-    """Everything a dataset is rendered from; stored in each file's ``config`` attribute."""
+    """Everything a dataset is rendered from; stored in each file's ``config`` attribute.
+
+    Stored flat (``to_dict``): the render settings' keys sit beside the camera's, as every file since
+    focalstack 0.1 holds them and as a preset's tables list them; ``from_dict`` and ``with_overrides`` take
+    that flat form and route each RenderSettings key into ``render``."""
 
     preset: str
     seed: int = 0
@@ -154,18 +155,7 @@ class RenderConfig:
     f_number: float = 1.0
     focus_distances: list[float] = field(default_factory=lambda: [0.1, 0.15, 0.3, 0.7, 1.5])
     defocus_model: str = "cycles"  # which blur the ground truth describes (the camera's; optics.DEFOCUS_MODELS)
-    # Render settings: the fields of RenderSettings, with its defaults (render_settings() collects them).
-    samples: int = _SETTINGS.samples
-    denoise: bool = _SETTINGS.denoise
-    denoiser: str = _SETTINGS.denoiser
-    aif_prefilter: str = _SETTINGS.aif_prefilter
-    slice_prefilter: str = _SETTINGS.slice_prefilter
-    denoise_quality: str = _SETTINGS.denoise_quality
-    slices: str = _SETTINGS.slices
-    light_field_views: int = _SETTINGS.light_field_views
-    light_field_samples: int = _SETTINGS.light_field_samples
-    light_field_guides: str = _SETTINGS.light_field_guides
-    light_tree: bool = _SETTINGS.light_tree
+    render: RenderSettings = field(default_factory=RenderSettings)  # how Cycles renders (a preset's [render] table)
     device: str = "cpu"  # what Cycles renders on (DEVICES); a machine's, not a preset's; may change on resume
     canny_low: float = CANNY_LOW
     canny_high: float = CANNY_HIGH
@@ -176,19 +166,23 @@ class RenderConfig:
     effects: dict = field(default_factory=dict)  # the preset's [effects] table, read by effects.py
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The stored (flat) form: every field, with ``render``'s keys in its place."""
+        out: dict = {}
+        for name, value in asdict(self).items():  # render's keys in its place: the order files have always had
+            out.update(value if name == "render" else {name: value})
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> "RenderConfig":
-        return cls(**d)
-
-    def render_settings(self) -> RenderSettings:
-        """The Cycles settings of this configuration, as ``BlenderRenderer(**settings.to_dict())`` takes them."""
-        return RenderSettings(**{f.name: getattr(self, f.name) for f in fields(RenderSettings)})
+        """The inverse of ``to_dict``; a missing key takes its default, an unknown one is a TypeError."""
+        own, settings = _split_render_keys(d)
+        return cls(**own, render=RenderSettings(**settings))
 
     def validate(self) -> "RenderConfig":
         """Raise ConfigError naming the first bad value; return self for chaining."""
-        self.render_settings().validate()
+        if not isinstance(self.render, RenderSettings):
+            raise ConfigError(f"render = {self.render!r}: expected RenderSettings")
+        self.render.validate()
         for name in ("width", "height", "scenes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -238,14 +232,27 @@ class RenderConfig:
         return self
 
     def with_overrides(self, **overrides) -> "RenderConfig":
-        """A copy with the given fields replaced; None means 'keep the preset's value'."""
-        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+        """A copy with the given keys of the flat form replaced (a RenderSettings key replaces it in
+        ``render``); None means 'keep the preset's value'."""
+        own, settings = _split_render_keys({k: v for k, v in overrides.items() if v is not None})
+        return replace(self, **own, render=replace(self.render, **settings))
+
+
+def _split_render_keys(flat: dict) -> tuple[dict, dict]:
+    """(RenderConfig's own keys, RenderSettings' keys) of a flat configuration."""
+    settings = {k: v for k, v in flat.items() if k in _SETTINGS_KEYS}
+    return {k: v for k, v in flat.items() if k not in _SETTINGS_KEYS}, settings
+
+
+_SETTINGS_KEYS = frozenset(f.name for f in fields(RenderSettings))
 
 
 def config_default(name: str):
-    """The default of a RenderConfig field (for command-line help that does not retype it)."""
+    """The default of a key of the flat configuration (for command-line help that does not retype it)."""
+    if name in _SETTINGS_KEYS:
+        return getattr(RenderSettings(), name)
     for f in fields(RenderConfig):
-        if f.name == name:
+        if f.name == name and f.name != "render":
             return f.default_factory() if callable(f.default_factory) else f.default
     raise KeyError(name)
 
@@ -253,7 +260,7 @@ def config_default(name: str):
 # -- presets -----------------------------------------------------------------------------------------
 _TABLES = ("camera", "render", "scene", "effects")
 _CAMERA_KEYS = {"focal_length_mm", "sensor_width_mm", "f_number", "focus_distances", "resolution", "defocus_model"}
-_RENDER_KEYS = {f.name for f in fields(RenderSettings)} | {"canny_low", "canny_high", "canny_blur_sigma", "ground_truth"}
+_RENDER_KEYS = _SETTINGS_KEYS | {"canny_low", "canny_high", "canny_blur_sigma", "ground_truth"}
 
 
 def check_ground_truth(names) -> list[str]:
@@ -343,12 +350,16 @@ def load_preset(name_or_path: str) -> RenderConfig:
         kwargs["width"], kwargs["height"] = parse_resolution(camera.pop("resolution"))
     kwargs.update(camera)
     kwargs.update(render)
+    kwargs, settings = _split_render_keys(kwargs)
     if "focus_distances" in kwargs:
         distances = kwargs["focus_distances"]
         if not isinstance(distances, list) or not all(is_finite_number(s) for s in distances):
             raise ConfigError(f"preset {name_or_path} [camera]: focus_distances = {distances!r}: expected finite numbers")
         kwargs["focus_distances"] = [float(s) for s in distances]
-    return RenderConfig(**kwargs)
+    try:
+        return RenderConfig(**kwargs, render=RenderSettings(**settings))
+    except TypeError as exc:
+        raise ConfigError(f"preset {name_or_path}: {exc}") from None
 
 
 def blur_matched_f_number(f_number: float, width: int, new_width: int) -> float:

@@ -16,7 +16,7 @@ Pixel coordinates here follow OpenCV: (0, 0) is the centre of the top-left pixel
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 
 import cv2
 import numpy as np
@@ -33,29 +33,33 @@ NOISE_STREAM = 0x2015E
 
 @dataclass(frozen=True)
 class EffectsConfig:
-    """The preset's ``[effects]`` table. All off by default."""
+    """The preset's ``[effects]`` table (flat: the sensor's keys are CaptureSpec's). All off by default."""
 
     focus_breathing: bool = False
     shake_rotation_deg: float = 0.0  # standard deviation per axis, degrees
     shake_translation_mm: float = 0.0  # standard deviation per axis, millimetres
-    noise_full_well: float = 0.0  # photo-electrons at linear value 1.0 (Poisson); 0 = no shot noise
-    read_noise: float = 0.0  # Gaussian read noise, standard deviation in linear units
-    jpeg_quality: int = 0  # 1..100 compresses each slice; 0 = off
+    capture: CaptureSpec = field(default_factory=CaptureSpec)  # sensor noise and JPEG, as each scene stores them
 
     @classmethod
     def from_dict(cls, table: dict) -> "EffectsConfig":
-        known = set(cls.__dataclass_fields__)
+        sensor_keys = {f.name for f in fields(CaptureSpec)}
+        known = (set(cls.__dataclass_fields__) - {"capture"}) | sensor_keys
         unknown = set(table) - known
         if unknown:
             raise ValueError(f"unknown key(s) {', '.join(sorted(unknown))}; expected some of {', '.join(sorted(known))}")
-        cfg = cls(**table)
+        sensor = CaptureSpec(**{k: v for k, v in table.items() if k in sensor_keys})
+        cfg = cls(**{k: v for k, v in table.items() if k not in sensor_keys}, capture=sensor)
         if not isinstance(cfg.focus_breathing, bool):
             raise ValueError(f"focus_breathing = {cfg.focus_breathing!r}: expected true or false")
-        for name in ("shake_rotation_deg", "shake_translation_mm", "noise_full_well", "read_noise"):
-            value = getattr(cfg, name)
+        for name, value in (
+            ("shake_rotation_deg", cfg.shake_rotation_deg),
+            ("shake_translation_mm", cfg.shake_translation_mm),
+            ("noise_full_well", sensor.noise_full_well),
+            ("read_noise", sensor.read_noise),
+        ):
             if not is_finite_number(value) or value < 0:
                 raise ValueError(f"{name} = {value!r}: expected a number >= 0")
-        q = cfg.jpeg_quality
+        q = sensor.jpeg_quality
         if isinstance(q, bool) or not isinstance(q, int) or not 0 <= q <= 100:
             raise ValueError(f"jpeg_quality = {q!r}: expected an integer from 1 to 100, or 0 for off")
         return cfg
@@ -85,7 +89,8 @@ def with_effects(desc: SceneDescription, effects: EffectsConfig) -> SceneDescrip
             sl.lens_mm = thin_lens_image_distance_m(sl.focus_distance, cam.focal_length_mm) * 1e3
         sl.rotation = [float(x) for x in rotation[k]]
         sl.translation = [float(x) for x in translation[k]]
-    desc.capture = CaptureSpec(float(effects.noise_full_well), float(effects.read_noise), int(effects.jpeg_quality))
+    sensor = effects.capture
+    desc.capture = CaptureSpec(float(sensor.noise_full_well), float(sensor.read_noise), int(sensor.jpeg_quality))
     return desc
 
 

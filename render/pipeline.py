@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -51,7 +51,7 @@ def resume_ignore(path: Path, config: RenderConfig) -> tuple[str, ...]:
     except (OSError, DatasetError, ValueError):
         return RESUME_IGNORE  # no file yet, or one the writer will name
     ignore = list(RESUME_IGNORE)
-    if stored.get("slices", "cycles") != "light_field" and config.slices != "light_field":
+    if stored.get("slices", "cycles") != "light_field" and config.render.slices != "light_field":
         ignore += LIGHT_FIELD_KEYS
     asked = config.to_dict()
     ignore += [k for k, v in IMPLICIT_BEFORE.items() if k not in stored and asked.get(k) == v]
@@ -69,12 +69,13 @@ def with_file_settings(config: RenderConfig, path: Path) -> tuple[RenderConfig, 
     keep = {
         key: stored[key]
         for key, before in CHANGED_DEFAULTS.items()
-        if stored.get(key) == before and getattr(config, key) == config_default(key) != before
+        if stored.get(key) == before and config.to_dict()[key] == config_default(key) != before
     }
     if not keep:
         return config, None
     listing = ", ".join(f"{k} = {v!r}" for k, v in keep.items())
-    return replace(config, **keep), f"{path}: resuming with the settings it was begun with ({listing}; today's default differs)"
+    line = f"{path}: resuming with the settings it was begun with ({listing}; today's default differs)"
+    return config.with_overrides(**keep), line
 
 
 class RenderError(RuntimeError):
@@ -203,7 +204,7 @@ def slices_for_device(config: RenderConfig, used: str, path: Path) -> tuple[Rend
     or a requested device name when it cannot be asked, as for Ray's tasks), and a line to say when it changed:
     light-field slices fall back to Cycles slices where OSL cannot run. A file whose scenes are light-field
     renders is never continued with Cycles slices (a dataset never mixes the two): ConfigError."""
-    if config.slices != "light_field":
+    if config.render.slices != "light_field":
         return config, None
     backend = used.split(":")[0].strip().upper()
     if backend in OSL_BACKENDS:
@@ -220,7 +221,7 @@ def slices_for_device(config: RenderConfig, used: str, path: Path) -> tuple[Rend
             f"{path}: its slices are light-field renders, which need OSL: Cycles runs it on the CPU "
             f"and OptiX only, not {backend}; continue it with --device cpu or optix"
         )
-    return replace(config, slices="cycles"), (
+    return config.with_overrides(slices="cycles"), (
         f"light-field slices need OSL, which Cycles runs on the CPU and OptiX only: rendering each slice with "
         f"Cycles on {backend} instead (the file records slices = cycles)"
     )
@@ -288,7 +289,7 @@ def open_renderer(config: RenderConfig, threads: int = 0):
     from .blender import BlenderRenderer
 
     return BlenderRenderer(
-        **config.render_settings().to_dict(), threads=threads, device=config.device, ground_truth=tuple(config.ground_truth)
+        **config.render.to_dict(), threads=threads, device=config.device, ground_truth=tuple(config.ground_truth)
     )
 
 

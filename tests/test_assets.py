@@ -18,7 +18,7 @@ from focalstack.assets import (
     load_catalogue,
 )
 from focalstack.assets.catalogue import bundled_folder, file_sha256
-from focalstack.render.config import ConfigError, RenderConfig
+from focalstack.render.config import ConfigError, RenderConfig, RenderSettings
 from focalstack.render.sampling import add_asset_dirs, sample_scene
 from focalstack.render.scene import ShapeSpec
 
@@ -258,7 +258,8 @@ def test_a_scene_with_user_assets_renders(user_folder, tmp_path):
          "image_texture_probability": 1.0, "objects": [3, 4]},
         [folder],
     )  # fmt: skip
-    cfg = RenderConfig(preset="user-assets", scene=scene, width=32, height=32, samples=2, denoise=False, scenes=1)
+    fast = RenderSettings(samples=2, denoise=False)
+    cfg = RenderConfig(preset="user-assets", scene=scene, width=32, height=32, render=fast, scenes=1)
     out = tmp_path / "user.h5"
     render_dataset(cfg, out)
     assert validate_file(out, full=True).valid

@@ -40,9 +40,21 @@ def test_effects_config_rejects_bad_values():
         EffectsConfig.from_dict({"jpeg_quality": 101})
     with pytest.raises(ValueError, match="unknown key"):
         EffectsConfig.from_dict({"wobble": 1})
+    with pytest.raises(ValueError, match="read_noise"):
+        EffectsConfig.from_dict({"read_noise": float("nan")})
     bad = load_preset("fod500").with_overrides(effects={"focus_breathing": True})
     with pytest.raises(ConfigError, match="thin_lens"):
         bad.validate()
+
+
+def test_the_effects_tables_sensor_keys_become_the_scenes_capture():
+    from focalstack.render.scene import CaptureSpec
+
+    effects = EffectsConfig.from_dict({"read_noise": 0.01, "jpeg_quality": 80, "shake_rotation_deg": 0.1})
+    assert effects.capture == CaptureSpec(noise_full_well=0.0, read_noise=0.01, jpeg_quality=80)
+    assert effects.any and not EffectsConfig.from_dict({}).any
+    desc = with_effects(sample_scene(load_preset("fod500"), scene_seed(0, 0)), effects)
+    assert desc.capture == effects.capture and desc.capture is not effects.capture
 
 
 def test_effects_are_drawn_from_the_seed_and_leave_the_scene_alone():
@@ -115,12 +127,12 @@ def test_jpeg_roundtrip_is_lossy_but_close():
 @pytest.mark.blender
 def test_slices_warped_back_by_stored_geometry_match_the_unshaken_render(tmp_path):
     from focalstack.render.blender import BlenderRenderer
-    from focalstack.render.config import RenderConfig
+    from focalstack.render.config import RenderConfig, RenderSettings
     from focalstack.render.pipeline import make_record
 
     shaky = scene(width=64, effects=EffectsConfig(focus_breathing=True, shake_rotation_deg=1.0))
     steady = scene(width=64, effects=EffectsConfig())
-    config = RenderConfig(preset="test", defocus_model="thin_lens", samples=8, denoise=True)
+    config = RenderConfig(preset="test", defocus_model="thin_lens", render=RenderSettings(samples=8, denoise=True))
     with BlenderRenderer(samples=8, denoise=True) as renderer:
         moved = make_record(shaky, renderer.render(shaky), config)
         still = make_record(steady, renderer.render(steady), config)

@@ -16,7 +16,7 @@ from focalstack.dataset import FocalStackFile
 from focalstack.dataset.colour import linear_to_srgb
 from focalstack.dataset.optics import defocus_maps
 from focalstack.dataset.validate import validate_file
-from focalstack.render.config import ConfigError, builtin_presets, load_preset
+from focalstack.render.config import ConfigError, RenderConfig, RenderSettings, builtin_presets, config_default, load_preset
 from focalstack.render.sampling import (
     TEST_ONLY,
     preset_signature,
@@ -280,3 +280,19 @@ def test_walls_have_large_smooth_regions():
     assert fractions["walls"] >= 0.3, fractions
     assert fractions["walls"] > fractions["fod500"] + 0.1, fractions
     assert math.isfinite(fractions["fod500"])
+
+
+def test_a_configuration_is_stored_flat_and_reads_back_with_its_render_settings():
+    """Files hold the configuration flat (render settings beside the camera's keys, as since focalstack 0.1)."""
+    config = load_preset("mirrors").with_overrides(samples=7, slices="light_field", denoiser="standalone", width=40)
+    assert config.render == RenderSettings(samples=7, slices="light_field", denoiser="standalone") and config.width == 40
+    stored = config.to_dict()
+    assert "render" not in stored and stored["samples"] == 7 and stored["slices"] == "light_field"
+    assert set(stored) == {n for n in RenderSettings.__dataclass_fields__} | set(RenderConfig.__dataclass_fields__) - {"render"}
+    assert RenderConfig.from_dict(stored) == config
+    assert config.with_overrides(samples=None, width=None) == config  # None keeps the value
+    assert (config_default("samples"), config_default("width")) == (RenderSettings().samples, 256)
+    with pytest.raises(TypeError):
+        RenderConfig.from_dict({**stored, "wobble": 1})
+    with pytest.raises(ConfigError, match="samples"):
+        config.with_overrides(samples=0).validate()

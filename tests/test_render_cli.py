@@ -169,10 +169,9 @@ def test_the_file_records_which_device_rendered_which_scenes(tmp_path):
 
 def _older_file(path, config):
     """A file as the previous focalstack made it: light field 16 views x 2 samples, no light_field_guides."""
-    import dataclasses
     import json
 
-    open_writer(dataclasses.replace(config, light_field_views=16, light_field_samples=2), path).close()
+    open_writer(config.with_overrides(light_field_views=16, light_field_samples=2), path).close()
     with h5py.File(path, "r+") as f:
         stored = json.loads(f.attrs["config"])
         del stored["light_field_guides"]
@@ -182,25 +181,23 @@ def _older_file(path, config):
 def test_changed_light_field_defaults_do_not_refuse_a_cycles_slices_file(tmp_path):
     out = tmp_path / "train.h5"
     config = load_preset("fod500").with_overrides(width=32, height=32, scenes=2, seed=7).validate()
-    assert config.slices == "cycles" and (config.light_field_views, config.light_field_samples) != (16, 2)
+    assert config.render.slices == "cycles" and (config.render.light_field_views, config.render.light_field_samples) != (16, 2)
     _older_file(out, config)
     open_writer(config, out).close()  # resumes: the light-field keys change no pixel of this file
 
 
 def test_a_light_field_file_resumes_only_with_the_light_field_settings_it_was_made_with(tmp_path):
-    import dataclasses
-
     from focalstack.dataset.schema import DatasetError
 
     out = tmp_path / "train.h5"
     base = load_preset("fod500").with_overrides(width=32, height=32, scenes=2, seed=7)
-    config = dataclasses.replace(base, slices="light_field", denoiser="standalone", aif_prefilter="none").validate()
+    config = base.with_overrides(slices="light_field", denoiser="standalone", aif_prefilter="none").validate()
     _older_file(out, config)
     before = _digest(out)
     with pytest.raises(DatasetError, match="light_field_guides.*light_field_samples"):
         open_writer(config, out)
     assert _digest(out) == before
-    made_with = dataclasses.replace(config, light_field_views=16, light_field_samples=2, light_field_guides="rays")
+    made_with = config.with_overrides(light_field_views=16, light_field_samples=2, light_field_guides="rays")
     open_writer(made_with, out).close()  # the file predates the key; it was rendered with ray guides
 
 
@@ -241,8 +238,8 @@ def test_light_field_slices_fall_back_to_cycles_where_osl_cannot_run_and_never_m
         assert slices_for_device(lf, used, out) == (lf, None)
     for used in ("CUDA: NVIDIA H200", "HIP: AMD", "oneapi", "gpu"):  # a Ray task's 'gpu' may be any of them
         config, line = slices_for_device(lf, used, out)
-        assert config.slices == "cycles" and "rendering each slice with Cycles" in line
-        assert config.light_field_views == lf.light_field_views and config.seed == lf.seed
+        assert config.render.slices == "cycles" and "rendering each slice with Cycles" in line
+        assert config.render.light_field_views == lf.render.light_field_views and config.seed == lf.seed
     cycles = load_preset("fod500")
     assert slices_for_device(cycles, "CUDA: x", out) == (cycles, None)
     # a file whose scenes are light-field renders is not continued with Cycles slices
@@ -259,9 +256,9 @@ def test_light_field_option_gives_the_measured_light_field_settings_and_keeps_th
     plain = config_from_options("walls", resolution="32", samples=8, **none)
     lf = config_from_options("walls", resolution="32", samples=8, light_field=True, **none)
     for key in ("slices", "denoiser", "aif_prefilter"):
-        assert getattr(lf, key) == getattr(RENDER_SETTINGS_LIGHT_FIELD, key) != getattr(plain, key), key
-    assert lf.denoise_quality == RENDER_SETTINGS_LIGHT_FIELD.denoise_quality == "balanced"
-    assert lf.samples == plain.samples == 8 and lf.scene == plain.scene and lf.f_number == plain.f_number
+        assert getattr(lf.render, key) == getattr(RENDER_SETTINGS_LIGHT_FIELD, key) != getattr(plain.render, key), key
+    assert lf.render.denoise_quality == RENDER_SETTINGS_LIGHT_FIELD.denoise_quality == "balanced"
+    assert lf.render.samples == plain.render.samples == 8 and lf.scene == plain.scene and lf.f_number == plain.f_number
 
 
 def test_an_experiment_dataset_asks_for_the_light_field(tmp_path):
@@ -278,23 +275,21 @@ def test_an_experiment_dataset_asks_for_the_light_field(tmp_path):
 
 def test_a_file_begun_before_a_default_changed_resumes_with_its_own_value(tmp_path):
     """denoise_quality's default went from high to balanced: a file begun with high stays high to its end."""
-    import dataclasses
-
     from focalstack.dataset.schema import DatasetError
     from focalstack.render.pipeline import CHANGED_DEFAULTS, with_file_settings
 
     out = tmp_path / "train.h5"
     today = load_preset("fod500").with_overrides(width=32, height=32, scenes=2, seed=7).validate()
-    assert today.denoise_quality == "balanced" and CHANGED_DEFAULTS["denoise_quality"] == "high"
-    open_writer(dataclasses.replace(today, denoise_quality="high"), out).close()
+    assert today.render.denoise_quality == "balanced" and CHANGED_DEFAULTS["denoise_quality"] == "high"
+    open_writer(today.with_overrides(denoise_quality="high"), out).close()
     before = _digest(out)
     with pytest.raises(DatasetError, match="denoise_quality"):
         open_writer(today, out)  # what the check alone says: the file was made otherwise
     assert _digest(out) == before  # refused untouched
     config, line = with_file_settings(today, out)
-    assert config.denoise_quality == "high" and "denoise_quality = 'high'" in line
+    assert config.render.denoise_quality == "high" and "denoise_quality = 'high'" in line
     open_writer(config, out).close()
-    asked = dataclasses.replace(today, denoise_quality="fast")  # a value asked for must still match the file
+    asked = today.with_overrides(denoise_quality="fast")  # a value asked for must still match the file
     assert with_file_settings(asked, out) == (asked, None)
     assert with_file_settings(today, tmp_path / "new.h5") == (today, None)  # a new file: today's default
     open_writer(today, tmp_path / "balanced.h5").close()

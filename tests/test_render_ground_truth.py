@@ -11,7 +11,7 @@ import pytest
 from render_fixtures import UNIFORM_WHITE_WORLD, fronto_plane, frustum_half_width, matte
 
 from focalstack.dataset import schema
-from focalstack.render.config import RenderConfig
+from focalstack.render.config import RenderConfig, RenderSettings
 from focalstack.render.scene import CameraSpec, ObjectSpec, SceneDescription, ShapeSpec
 
 pytestmark = pytest.mark.blender
@@ -23,7 +23,7 @@ def _render(desc, ground_truth=schema.ON_REQUEST_GROUND_TRUTH):
     from focalstack.render.blender import BlenderRenderer
     from focalstack.render.pipeline import make_record
 
-    config = RenderConfig(preset="test", samples=2, denoise=False, ground_truth=list(ground_truth))
+    config = RenderConfig(preset="test", render=RenderSettings(samples=2, denoise=False), ground_truth=list(ground_truth))
     with BlenderRenderer(samples=2, denoise=False, ground_truth=tuple(ground_truth)) as renderer:
         return make_record(desc, renderer.render(desc), config)
 

@@ -140,7 +140,7 @@ def test_light_field_settings_are_validated():
     with pytest.raises(ConfigError, match="light_field_views"):
         RenderSettings(light_field_views=0).validate()
     with pytest.raises(ConfigError, match="slices"):
-        RenderConfig(preset="x", slices="pinhole").validate()
+        RenderConfig(preset="x", render=RenderSettings(slices="pinhole")).validate()
     assert RenderSettings().slice_denoise_prefilter() == "accurate"
     assert RENDER_SETTINGS_LIGHT_FIELD.slice_denoise_prefilter() == "none"  # clean all-in-focus guides
     rays = dataclasses.replace(RENDER_SETTINGS_LIGHT_FIELD, light_field_guides="rays")
@@ -263,7 +263,7 @@ def _render(desc, model="cycles", **settings):
     from focalstack.render.pipeline import make_record
 
     options = {**LIGHT_FIELD, **settings}
-    config = RenderConfig(preset="test", defocus_model=model, **options)
+    config = RenderConfig(preset="test", defocus_model=model, render=RenderSettings(**options))
     desc = dataclasses.replace(desc, camera=dataclasses.replace(desc.camera, defocus_model=model))
     with BlenderRenderer(**options) as renderer:
         rendered = renderer.render(desc)

@@ -19,7 +19,7 @@ from render_fixtures import (
 )
 
 from focalstack.dataset.optics import blur_diameter_px
-from focalstack.render.config import RenderConfig
+from focalstack.render.config import RenderConfig, RenderSettings
 from focalstack.render.scene import CameraSpec
 
 pytestmark = pytest.mark.blender
@@ -29,7 +29,7 @@ def _render(desc, samples=16, denoise=True, model="cycles"):
     from focalstack.render.blender import BlenderRenderer
     from focalstack.render.pipeline import make_record
 
-    config = RenderConfig(preset="test", defocus_model=model, samples=samples, denoise=denoise)
+    config = RenderConfig(preset="test", defocus_model=model, render=RenderSettings(samples=samples, denoise=denoise))
     # the camera says which blur its ground truth describes
     desc = dataclasses.replace(desc, camera=dataclasses.replace(desc.camera, defocus_model=model))
     with BlenderRenderer(samples=samples, denoise=denoise) as renderer:
@@ -119,7 +119,9 @@ def _render_with(desc, **settings):
     from focalstack.render.pipeline import make_record
 
     config = RenderConfig(
-        preset="test", focus_distances=list(desc.camera.focus_distances), samples=settings["samples"], denoise=settings["denoise"]
+        preset="test",
+        focus_distances=list(desc.camera.focus_distances),
+        render=RenderSettings(samples=settings["samples"], denoise=settings["denoise"]),
     )
     with BlenderRenderer(**settings) as renderer:
         return make_record(desc, renderer.render(desc), config)
@@ -212,7 +214,7 @@ def _preset_settings() -> dict[str, dict]:
 
     distinct: dict[str, dict] = {}
     for name in builtin_presets():
-        settings = load_preset(name).render_settings().to_dict()
+        settings = load_preset(name).render.to_dict()
         key = next((k for k, v in distinct.items() if v == settings), None)
         if key is None:
             distinct[name] = settings

@@ -116,7 +116,7 @@ def test_stored_scene_description_renders_the_scene_again(reference):
         config = RenderConfig.from_dict(f.config)
         stored = f[1]
     desc = SceneDescription.from_json(stored.scene)
-    with BlenderRenderer(samples=config.samples, denoise=config.denoise) as r:
+    with BlenderRenderer(**config.render.to_dict()) as r:
         again = make_record(desc, r.render(desc), config)
     np.testing.assert_array_equal(again.depth, stored.depth)
     np.testing.assert_array_equal(again.defocus, stored.defocus)

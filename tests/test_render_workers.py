@@ -69,7 +69,7 @@ def test_killed_worker_run_resumes_to_the_same_file(effects_preset, one_process,
 
 
 def test_a_stored_breathing_shaken_scene_renders_again_from_its_description(one_process):
-    """docs/rendering.md's recipe: the description in the file, with render settings alone, gives the scene again."""
+    """docs/data.md's recipe: the description in the file, with render settings alone, gives the scene again."""
     from focalstack.dataset import FocalStackFile
     from focalstack.render import BlenderRenderer, RenderConfig, SceneDescription, make_record
 
@@ -78,7 +78,7 @@ def test_a_stored_breathing_shaken_scene_renders_again_from_its_description(one_
         stored = f[2]
     desc = SceneDescription.from_json(stored.scene)
     assert len({s.lens_mm for s in desc.camera.slices}) > 1 and any(any(s.rotation) for s in desc.camera.slices)
-    with BlenderRenderer(samples=config.samples, denoise=config.denoise) as renderer:
+    with BlenderRenderer(**config.render.to_dict()) as renderer:
         again = make_record(desc, renderer.render(desc), config)
     for name, value in stored.arrays().items():
         if name in ("stack", "aif"):

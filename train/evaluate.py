@@ -253,6 +253,22 @@ class _EvalRun:
         return rows
 
 
+def _check_options(settings, regions, stack_sizes, batch_size: int, max_scenes: int | None) -> None:
+    """ValueError naming the first option ``evaluate`` cannot use."""
+    for s in settings:
+        if s not in SETTINGS:
+            raise ValueError(f"setting {s!r}: expected one of {', '.join(SETTINGS)}")
+    for r in regions:
+        if r not in REGIONS:
+            raise ValueError(f"--region {r!r}: expected one of {', '.join(REGIONS)}")
+    for k in stack_sizes:
+        if not (isinstance(k, int) and k >= 1):
+            raise ValueError(f"--stack-size {k!r}: expected a positive integer")
+    for name, value in (("batch-size", batch_size), ("max-scenes", 1 if max_scenes is None else max_scenes)):
+        if not value >= 1:
+            raise ValueError(f"--{name} {value}: expected a positive integer")
+
+
 def evaluate(
     checkpoint: str | os.PathLike,
     data: list[str],
@@ -282,18 +298,7 @@ def evaluate(
     from .checkpoint import load_checkpoint, model_from_checkpoint
 
     chosen = resolve_protocols(protocols)
-    for s in settings:
-        if s not in SETTINGS:
-            raise ValueError(f"setting {s!r}: expected one of {', '.join(SETTINGS)}")
-    for r in regions:
-        if r not in REGIONS:
-            raise ValueError(f"--region {r!r}: expected one of {', '.join(REGIONS)}")
-    for k in stack_sizes:
-        if not (isinstance(k, int) and k >= 1):
-            raise ValueError(f"--stack-size {k!r}: expected a positive integer")
-    for name, value in (("batch-size", batch_size), ("max-scenes", 1 if max_scenes is None else max_scenes)):
-        if not value >= 1:
-            raise ValueError(f"--{name} {value}: expected a positive integer")
+    _check_options(settings, regions, stack_sizes, batch_size, max_scenes)
     group = process_group(device)  # torchrun: every process evaluates its part, rank 0 writes
     dev = resolve_device(device) if group is None else group.device
     amp_dtype = resolve_amp(amp, dev)

@@ -277,10 +277,8 @@ def build_trainer(cfg: TrainConfig, ckpt: dict | None = None, writer: bool = Tru
     if cfg.cache_data:
         started = time.perf_counter()
         held = data.dataset.cache_in_memory(copies=1 if group is None else group.local_world_size)
-        log(
-            f"decoded {data.n_train + data.n_val} scenes into memory ({held / 1e9:.2f} GB) in "
-            f"{time.perf_counter() - started:.1f} s (--cache-data)"
-        )
+        seconds = time.perf_counter() - started
+        log(f"decoded {data.n_train + data.n_val} scenes into memory ({held / 1e9:.2f} GB) in {seconds:.1f} s (--cache-data)")
     criterion, terms = _loss(cfg, data, model, device)
     meta = {
         "arch": cfg.arch,
@@ -311,13 +309,7 @@ def build_trainer(cfg: TrainConfig, ckpt: dict | None = None, writer: bool = Tru
         hooks=_hooks(cfg, data, model, meta, log, writer),
     )
     if ckpt is None:
-        where = f"{group.world_size} processes ({device.type}, global batch {cfg.batch_size})" if group else device
-        log(
-            f"training {cfg.arch} ({count_parameters(model) / 1e6:.2f} M parameters) on {where}"
-            f"{' with bf16 autocast' if amp_dtype else ''}{', channels-last' if channels_last else ''}: "
-            f"{data.n_train} training and {data.n_val} validation scenes, stack size {data.stack_size}"
-            f"{' (random subsets)' if cfg.random_stack else ''}"
-        )
+        log(_start_line(cfg, model, data, device, group, amp_dtype, channels_last))
         if writer:
             write_text_atomic(out / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
     else:
@@ -329,6 +321,17 @@ def build_trainer(cfg: TrainConfig, ckpt: dict | None = None, writer: bool = Tru
     for note in data.ground_truth_notes(terms, criterion.active_terms(model.has_aif, held=None)):
         log(note)
     return trainer
+
+
+def _start_line(cfg: TrainConfig, model, data: RunData, device, group: Group | None, amp_dtype, channels_last: bool) -> str:
+    """The log's first line: what trains on what, with which data."""
+    where = f"{group.world_size} processes ({device.type}, global batch {cfg.batch_size})" if group else device
+    return (
+        f"training {cfg.arch} ({count_parameters(model) / 1e6:.2f} M parameters) on {where}"
+        f"{' with bf16 autocast' if amp_dtype else ''}{', channels-last' if channels_last else ''}: "
+        f"{data.n_train} training and {data.n_val} validation scenes, stack size {data.stack_size}"
+        f"{' (random subsets)' if cfg.random_stack else ''}"
+    )
 
 
 def _loss(cfg: TrainConfig, data: RunData, model: FocusOnDefocus, device: torch.device) -> tuple[FocusLoss, list[str]]:

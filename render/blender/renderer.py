@@ -51,7 +51,7 @@ class BlenderRenderer:
     """Renders SceneDescriptions with Cycles in this process. One instance per process.
 
     Takes render settings only: ``samples``, ``denoise`` and any other field of ``config.RenderSettings``
-    as keyword arguments (``BlenderRenderer(**config.render_settings().to_dict())``), defaults from there.
+    as keyword arguments (``BlenderRenderer(**config.render.to_dict())``), defaults from there.
     ``threads`` caps Cycles' CPU threads (0 = all cores), so that several worker processes can share the
     machine; ``device`` is one of ``DEVICES`` (``device_used`` says what Cycles renders on). ``workdir``
     holds the temporary EXR files (a private temporary folder by default).
@@ -142,19 +142,30 @@ class BlenderRenderer:
         if self.threads:
             scene.render.threads_mode = "FIXED"
             scene.render.threads = self.threads
+        self._set_output(scene)
+        self._camera = self._add_camera(scene)
+
+    def _set_output(self, scene) -> None:
+        """Linear values out as they are rendered (no view transform), with depth (and the standalone
+        denoiser's albedo and normal passes), into 32-bit multilayer EXR."""
         scene.view_settings.view_transform = "Standard"
         scene.view_settings.look = "None"
         scene.view_settings.exposure = 0.0
         scene.view_settings.gamma = 1.0
         scene.render.resolution_percentage = 100
         scene.view_layers[0].use_pass_z = True
-        # Albedo and normal passes for the standalone denoiser.
+        settings = self.settings
         scene.view_layers[0].cycles.denoising_store_passes = settings.denoise and settings.denoiser == "standalone"
         image = scene.render.image_settings
         image.media_type = "MULTI_LAYER_IMAGE"  # must precede file_format in Blender 5.0
         image.file_format = "OPEN_EXR_MULTILAYER"
         image.color_depth = "32"
         image.exr_codec = "NONE"
+
+    @staticmethod
+    def _add_camera(scene):
+        """The one camera, with a circular aperture; the scene's description sets its optics per render."""
+        import bpy
 
         cam_data = bpy.data.cameras.new("focalstack_camera")
         cam = bpy.data.objects.new("focalstack_camera", cam_data)
@@ -166,7 +177,7 @@ class BlenderRenderer:
         cam_data.dof.aperture_blades = 0  # circular aperture
         cam_data.dof.aperture_ratio = 1.0
         cam_data.dof.aperture_rotation = 0.0
-        self._camera = cam
+        return cam
 
     def _clear_scene(self) -> None:
         """Remove everything a scene created (all but the camera) so memory stays flat."""
@@ -319,52 +330,14 @@ class BlenderRenderer:
         "rays", the albedo and normal are the all-in-focus render's (``aif_passes``, with its depth; for
         "aif_image" the albedo is the denoised image ``aif``) blurred by the slice's defocus, not the
         slice's own rays."""
-        import hashlib
-
-        import bpy
-        from mathutils import Matrix
-
         settings = self.settings
         layout = lightfield.LightFieldLayout.for_camera(desc.camera, settings.light_field_views)
         if self._plan is None or self._plan.layout != layout:
             self._plan = None  # free the old plan before building the new one
             self._plan = lightfield.SlicePlan(layout)
-        bytecode = self._osl_bytecode(layout.osl_source())
-        scene = bpy.context.scene
-        render, cyc = scene.render, scene.cycles
-        cam = self._camera.data
-        self._camera.matrix_world = Matrix.Identity(4)
-        cam.dof.use_dof = False
-        cam.type = "CUSTOM"
-        cam.custom_mode = "INTERNAL"
-        cam.custom_bytecode = bytecode
-        cam.custom_bytecode_hash = hashlib.md5(bytecode.encode()).hexdigest()
-        render.resolution_x, render.resolution_y = layout.image_size
-        # Each big pixel is one ray, traced at its centre: the sub-pixel position is the shader's.
-        cyc.filter_width = 0.01
-        cyc.samples = settings.light_field_samples
-        # Blue-noise sampling spreads the lighting samples of neighbouring big pixels, which are the views
-        # of one frame pixel, as one stratified set (measured: +0.3 dB after denoising over plain Sobol).
-        pattern = cyc.sampling_pattern
-        cyc.sampling_pattern = "BLUE_NOISE"
         guides = ["Denoising Albedo", "Denoising Normal"] if settings.denoise else []
         aif_guides = bool(guides) and settings.light_field_guides != "rays"
-        # Only the colour is read back when the guides come from the all-in-focus render: no depth or
-        # denoising passes to accumulate, write and read for the (views x larger) light-field image.
-        layer = scene.view_layers[0]
-        store = layer.cycles.denoising_store_passes, layer.use_pass_z
-        if aif_guides:
-            layer.cycles.denoising_store_passes = False
-            layer.use_pass_z = False
-        try:
-            passes = self._render_to("light_field")
-        finally:
-            cam.type = "PERSP"
-            render.resolution_x, render.resolution_y = desc.camera.width, desc.camera.height
-            cyc.filter_width = 1.0
-            cyc.samples = settings.samples
-            cyc.sampling_pattern = pattern
-            layer.cycles.denoising_store_passes, layer.use_pass_z = store
+        passes = self._render_views(desc, layout, store_guides=not aif_guides)
         names = ["Combined"] + ([] if aif_guides else guides)
         rays = {name: layout.split_views(passes.pop(name)[..., :3]) for name in names}
         del passes
@@ -382,6 +355,75 @@ class BlenderRenderer:
                 passes_k.update({name: blurred[k][..., 3 * i : 3 * i + 3] for i, name in enumerate(guides)})
             slices.append(passes_k)
         return slices, settings.light_field_views * settings.light_field_samples
+
+    def _render_views(self, desc: SceneDescription, layout, store_guides: bool) -> dict:
+        """One Cycles render of every sub-aperture view (the light-field camera's OSL shader), the scene's
+        own camera restored after it. Without ``store_guides`` only the colour is read back: no depth or
+        denoising passes to accumulate, write and read for the (views x larger) light-field image."""
+        import hashlib
+
+        import bpy
+        from mathutils import Matrix
+
+        bytecode = self._osl_bytecode(layout.osl_source())
+        scene = bpy.context.scene
+        render, cyc = scene.render, scene.cycles
+        cam = self._camera.data
+        self._camera.matrix_world = Matrix.Identity(4)
+        cam.dof.use_dof = False
+        cam.type = "CUSTOM"
+        cam.custom_mode = "INTERNAL"
+        cam.custom_bytecode = bytecode
+        cam.custom_bytecode_hash = hashlib.md5(bytecode.encode()).hexdigest()
+        render.resolution_x, render.resolution_y = layout.image_size
+        # Each big pixel is one ray, traced at its centre: the sub-pixel position is the shader's.
+        cyc.filter_width = 0.01
+        cyc.samples = self.settings.light_field_samples
+        # Blue-noise sampling spreads the lighting samples of neighbouring big pixels, which are the views
+        # of one frame pixel, as one stratified set (measured: +0.3 dB after denoising over plain Sobol).
+        pattern = cyc.sampling_pattern
+        cyc.sampling_pattern = "BLUE_NOISE"
+        layer = scene.view_layers[0]
+        store = layer.cycles.denoising_store_passes, layer.use_pass_z
+        if not store_guides:
+            layer.cycles.denoising_store_passes = False
+            layer.use_pass_z = False
+        try:
+            return self._render_to("light_field")
+        finally:
+            cam.type = "PERSP"
+            render.resolution_x, render.resolution_y = desc.camera.width, desc.camera.height
+            cyc.filter_width = 1.0
+            cyc.samples = self.settings.samples
+            cyc.sampling_pattern = pattern
+            layer.cycles.denoising_store_passes, layer.use_pass_z = store
+
+    def _on_request_ground_truth(self, passes: dict) -> dict[str, np.ndarray]:
+        """The ground truth asked for on request (``self.ground_truth``), from the AiF render's passes."""
+        extra = {name: passes.get(ON_REQUEST_PASSES[name][0]) for name in self.ground_truth}
+        if any(v is None for v in extra.values()):
+            raise BlenderError(
+                f"EXR passes {sorted(passes)}: expected {', '.join(ON_REQUEST_PASSES[n][0] for n in self.ground_truth)}"
+            )
+        if "normals" in extra:
+            extra["normals"] = unit_normals(extra["normals"])
+        if "objects" in extra:
+            extra["objects"] = np.rint(extra["objects"]).astype(np.int64)
+        return extra
+
+    def _render_cycles_slices(self, desc: SceneDescription, denoised) -> tuple[list[np.ndarray], float]:
+        """Each slice its own thin-lens render (lens and pose as the description says), through ``denoised``;
+        and the seconds spent rendering (the denoiser's are its own)."""
+        prefilter = self.settings.slice_denoise_prefilter()
+        self._set_prefilter(prefilter)
+        slices, render_seconds = [], 0.0
+        for k in range(len(desc.camera.focus_distances)):
+            t = time.perf_counter()
+            self._set_focus(desc, k)
+            passes = self._render_to(f"slice_{k}")
+            render_seconds += time.perf_counter() - t
+            slices.append(denoised(passes, self.settings.samples, prefilter))
+        return slices, render_seconds
 
     def render(self, desc: SceneDescription) -> RenderedScene:
         """Build ``desc``, render AiF + depth and every slice, clear the scene; linear float results.
@@ -414,15 +456,7 @@ class BlenderRenderer:
             finally:
                 self._on_request_passes(False)
             seconds["render_aif_depth"] = time.perf_counter() - t
-            extra = {name: passes.get(ON_REQUEST_PASSES[name][0]) for name in self.ground_truth}
-            if any(v is None for v in extra.values()):
-                raise BlenderError(
-                    f"EXR passes {sorted(passes)}: expected {', '.join(ON_REQUEST_PASSES[n][0] for n in self.ground_truth)}"
-                )
-            if "normals" in extra:
-                extra["normals"] = unit_normals(extra["normals"])
-            if "objects" in extra:
-                extra["objects"] = np.rint(extra["objects"]).astype(np.int64)
+            extra = self._on_request_ground_truth(passes)
             if "Combined" not in passes or "Depth" not in passes:
                 raise BlenderError(f"EXR passes {sorted(passes)}: expected Combined and Depth")
             depth = passes["Depth"]
@@ -437,16 +471,7 @@ class BlenderRenderer:
                 for passes in shared:
                     slices.append(denoised(passes, samples, settings.slice_denoise_prefilter()))
             else:
-                # Each slice its own thin-lens render: lens and pose as the description says.
-                render_seconds = 0.0
-                self._set_prefilter(settings.slice_denoise_prefilter())
-                for k in range(len(desc.camera.focus_distances)):
-                    t = time.perf_counter()
-                    self._set_focus(desc, k)
-                    passes = self._render_to(f"slice_{k}")
-                    render_seconds += time.perf_counter() - t
-                    slices.append(denoised(passes, settings.samples, settings.slice_denoise_prefilter()))
-                seconds["render_slices"] = render_seconds
+                slices, seconds["render_slices"] = self._render_cycles_slices(desc, denoised)
         finally:
             t = time.perf_counter()
             self._clear_scene()

@@ -154,22 +154,7 @@ def write_report(runner, results: dict) -> dict:
     if exp.description:
         lines += [exp.description.strip(), ""]
     lines += [*(f"- {n}" for n in exp.notes), ""] if exp.notes else []
-    lines += ["## Data", ""]
-    lines += _table(
-        ["dataset", "preset", "seed", "scenes", "resolution", "file"],
-        [
-            [d.name, Path(d.preset).name, d.seed, d.scenes, d.resolution, runner.dataset_path(d.name).name]
-            for d in exp.datasets.values()
-        ],
-    )
-    lines += ["", "## Models", ""]
-    lines += _table(
-        ["model", "architecture", "trained on", "epochs"],
-        [
-            [m.name, m.arch, ", ".join(f"{d}:{w:g}" for d, w in m.data), runner.train_config(m).epochs]
-            for m in exp.models.values()
-        ],
-    )
+    lines += _setup_section(runner)
     lines.append("")
     report_json = {
         "experiment": exp.name,
@@ -204,6 +189,28 @@ def write_report(runner, results: dict) -> dict:
                 scene_grid(samples, f"{m} on {d} ({exp.scale} scale)", figures / name)
                 lines += [f"![{m} on {d}](figures/{name})", ""]
     return _finish_report(runner, lines, report_json)
+
+
+def _setup_section(runner) -> list[str]:
+    """The report's Data and Models tables."""
+    exp = runner.exp
+    lines = ["## Data", ""]
+    lines += _table(
+        ["dataset", "preset", "seed", "scenes", "resolution", "file"],
+        [
+            [d.name, Path(d.preset).name, d.seed, d.scenes, d.resolution, runner.dataset_path(d.name).name]
+            for d in exp.datasets.values()
+        ],
+    )
+    lines += ["", "## Models", ""]
+    lines += _table(
+        ["model", "architecture", "trained on", "epochs"],
+        [
+            [m.name, m.arch, ", ".join(f"{d}:{w:g}" for d, w in m.data), runner.train_config(m).epochs]
+            for m in exp.models.values()
+        ],
+    )
+    return lines
 
 
 def _finish_report(runner, lines: list[str], report_json: dict) -> dict:
