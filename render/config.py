@@ -30,6 +30,8 @@ class ConfigError(ValueError):
 DENOISE_PREFILTERS = ("none", "fast", "accurate")
 SLICE_PREFILTERS = ("auto", *DENOISE_PREFILTERS)  # auto: accurate for Cycles slices, fast for light-field ones
 DENOISE_QUALITIES = ("high", "balanced", "fast")
+SLICE_QUALITIES = ("auto", *DENOISE_QUALITIES)
+LIGHT_FIELD_VERSION = 2  # lightfield.LIGHT_FIELD_VERSION (tests/test_render_lightfield.py keeps the two equal)
 DENOISERS = ("standalone", "in_render")
 SLICE_MODES = ("light_field", "cycles")
 # What --device accepts; 'gpu' takes the first of blender.GPU_BACKENDS that has a device (OptiX runs fastest
@@ -65,13 +67,21 @@ class RenderSettings:
     # (a checker's all-in-focus image errs 2.0x the raw 16-sample noise against 512 samples; balanced 1.2-1.4x;
     # tests/test_render_physics.py), and the all-in-focus image is ground truth. Files made with high resume with it.
     denoise_quality: str = "balanced"
+    # The same for the slices; auto: high for light-field slices, denoise_quality for Cycles ones (see slice_denoising)
+    slice_denoise_quality: str = "auto"
     slices: str = "cycles"  # cycles | light_field (see above)
     light_field_views: int = 16  # aperture points per frame pixel in the light-field render
     light_field_samples: int = 1  # Cycles samples per pixel of each view (more views beat more samples)
     light_field_guides: str = "aif_image"  # the slices' denoising guides: aif_image | aif | rays (see above)
+    light_field_version: int = 2  # what made the light-field slices (lightfield.LIGHT_FIELD_VERSION): recorded, not chosen
     light_tree: bool = True  # Cycles' light tree (many-light sampling)
 
     def validate(self) -> "RenderSettings":
+        if self.light_field_version != LIGHT_FIELD_VERSION or isinstance(self.light_field_version, bool):
+            raise ConfigError(
+                f"light_field_version = {self.light_field_version!r}: this focalstack renders light-field version "
+                f"{LIGHT_FIELD_VERSION} only"
+            )
         for name in ("samples", "light_field_views", "light_field_samples"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -84,6 +94,7 @@ class RenderSettings:
             ("aif_prefilter", DENOISE_PREFILTERS),
             ("slice_prefilter", SLICE_PREFILTERS),
             ("denoise_quality", DENOISE_QUALITIES),
+            ("slice_denoise_quality", SLICE_QUALITIES),
             ("slices", SLICE_MODES),
             ("light_field_guides", LIGHT_FIELD_GUIDES),
         ):
@@ -106,6 +117,22 @@ class RenderSettings:
             return "fast" if self.light_field_guides == "rays" else "none"
         return "accurate"
 
+    def slice_denoising(self) -> tuple[str, str]:
+        """(prefilter, quality) of the slices' denoiser. Quality "auto": for light-field slices high, which
+        follows their guides (blurred as each slice is) to 0.2 px of blur below a pixel where balanced keeps
+        such slices too sharp (tests/test_render_physics.py, docs/rendering.md "Small blur"; where such a slice
+        is in focus it is the all-in-focus image, ``lightfield.in_focus_weight``, so high's artefacts on sharp
+        texture do not reach it); for Cycles slices ``denoise_quality``, which then denoises the in-focus
+        texture too."""
+        quality = self.slice_denoise_quality
+        if quality == "auto":
+            quality = "high" if self.slices == "light_field" else self.denoise_quality
+        return self.slice_denoise_prefilter(), quality
+
+    def aif_denoising(self) -> tuple[str, str]:
+        """(prefilter, quality) of the all-in-focus image's denoiser."""
+        return self.aif_prefilter, self.denoise_quality
+
 
 # Today's default, spelled out (focalstack 0.1: 16 samples per image, every slice its own Cycles render,
 # Cycles' in-render denoiser with the accurate prefilter), so that benchmarks/render_bench.py can render it
@@ -121,10 +148,11 @@ RENDER_SETTINGS_V0 = RenderSettings(
 )
 
 # The light-field path as measured in docs/benchmarks.md: a preset opts in with these [render] keys.
-# OIDN's balanced quality, not high: high's large network is measured 0.4 dB better in PSNR on fod500 but
-# brightens a sharp high-contrast texture by 5-8 % and, followed by the slices through their guides, blurs
-# occlusion edges worse than today's default does (tests/test_render_lightfield.py); balanced does neither
-# and is 0.8 s faster per 256 px scene.
+# The all-in-focus image at OIDN's balanced quality: high errs twice the raw noise on a sharp high-contrast
+# texture (tests/test_render_physics.py), and that image is ground truth and the slices' guide. The slices
+# at high (slice_denoise_quality "auto"), which follows the guides below a pixel of blur; in focus they are
+# the all-in-focus image (lightfield.in_focus_weight), which also keeps their occlusion edges within
+# today's error (tests/test_render_lightfield.py).
 RENDER_SETTINGS_LIGHT_FIELD = RenderSettings(
     denoiser="standalone", aif_prefilter="none", denoise_quality="balanced", slices="light_field"
 )

@@ -24,7 +24,7 @@ from focalstack.dataset.groundtruth import canny_edges, stored_defocus_maps
 from focalstack.dataset.provenance import rendered_declaration
 from focalstack.dataset.schema import DatasetError
 
-from .config import ConfigError, RenderConfig, config_default
+from .config import LIGHT_FIELD_VERSION, ConfigError, RenderConfig, config_default
 from .effects import EffectsConfig, capture_slices, with_effects
 from .sampling import SAMPLER_VERSION, sample_scene, scene_seed
 from .scene import SCENE_FORMAT_VERSION, SceneDescription
@@ -32,45 +32,65 @@ from .scene import SCENE_FORMAT_VERSION, SceneDescription
 # Settings that may differ when resuming a file: asking for more scenes extends it.
 RESUME_IGNORE = ("scenes", "device")
 # Settings of the light-field slice path: they change no pixel of a file whose slices Cycles renders.
-LIGHT_FIELD_KEYS = ("light_field_views", "light_field_samples", "light_field_guides")
-# Settings added after files were made, with the value those files were rendered with.
-IMPLICIT_BEFORE = {"light_field_guides": "rays", "ground_truth": []}
+LIGHT_FIELD_KEYS = ("light_field_views", "light_field_samples", "light_field_guides", "light_field_version")
 # Defaults that changed, with the value files made before the change hold: such a file resumes with its own value
 # when the run leaves the key at today's default, so one file never mixes the two (``with_file_settings``).
 CHANGED_DEFAULTS = {"denoise_quality": "high"}
+
+
+def implicit_before(stored: dict) -> dict:
+    """The settings added after files were made, with the value a file that lacks them was rendered with."""
+    return {
+        "light_field_guides": "rays",
+        "ground_truth": [],
+        "light_field_version": 1,  # a light-field file without it is refused (refuse_other_light_field)
+        # before slice_denoise_quality, slices were denoised at denoise_quality: what "auto" still does for
+        # Cycles slices (light-field files that old are refused)
+        "slice_denoise_quality": "auto",
+    }
+
+
+def _stored_config(path: Path) -> dict | None:
+    try:
+        with FocalStackFile(path) as f:
+            return f.config
+    except (OSError, DatasetError, ValueError):
+        return None  # no file yet, or one the writer will name
+
+
+def _uses_light_field(stored: dict, config: RenderConfig) -> bool:
+    return stored.get("slices", "cycles") == "light_field" or config.render.slices == "light_field"
 
 
 def resume_ignore(path: Path, config: RenderConfig) -> tuple[str, ...]:
     """The settings that may differ between ``path``'s stored configuration and ``config`` on resume:
     RESUME_IGNORE; the light-field keys when neither renders slices by light field (a changed light-field
     default must not refuse a Cycles-slices file); and a key the file predates whose implicit value
-    (IMPLICIT_BEFORE) is the one asked for."""
-    try:
-        with FocalStackFile(path) as f:
-            stored = f.config
-    except (OSError, DatasetError, ValueError):
-        return RESUME_IGNORE  # no file yet, or one the writer will name
+    (``implicit_before``) is the one asked for."""
+    stored = _stored_config(path)
+    if stored is None:
+        return RESUME_IGNORE
     ignore = list(RESUME_IGNORE)
-    if stored.get("slices", "cycles") != "light_field" and config.render.slices != "light_field":
+    if not _uses_light_field(stored, config):
         ignore += LIGHT_FIELD_KEYS
     asked = config.to_dict()
-    ignore += [k for k, v in IMPLICIT_BEFORE.items() if k not in stored and asked.get(k) == v]
+    ignore += [k for k, v in implicit_before(stored).items() if k not in stored and asked.get(k) == v]
     return tuple(dict.fromkeys(ignore))
 
 
 def with_file_settings(config: RenderConfig, path: Path) -> tuple[RenderConfig, str | None]:
-    """``config`` for rendering into ``path``: where a default changed since the file was made
-    (CHANGED_DEFAULTS) and ``config`` holds today's default, the file's own value; and a line saying so."""
-    try:
-        with FocalStackFile(path) as f:
-            stored = f.config
-    except (OSError, DatasetError, ValueError):
-        return config, None  # no file yet, or one the writer will name
-    keep = {
-        key: stored[key]
-        for key, before in CHANGED_DEFAULTS.items()
-        if stored.get(key) == before and config.to_dict()[key] == config_default(key) != before
-    }
+    """``config`` for rendering into ``path``: where ``config`` holds today's default of a key and the file
+    was made with another value (a default that changed since, CHANGED_DEFAULTS, or a key the file predates,
+    ``implicit_before``), the file's own value; and a line saying so."""
+    stored = _stored_config(path)
+    if stored is None:
+        return config, None
+    asked = config.to_dict()
+    made_with = {k: stored[k] for k, before in CHANGED_DEFAULTS.items() if stored.get(k) == before}
+    made_with |= {k: v for k, v in implicit_before(stored).items() if k not in stored}
+    if not _uses_light_field(stored, config):
+        made_with = {k: v for k, v in made_with.items() if k not in LIGHT_FIELD_KEYS}
+    keep = {k: v for k, v in made_with.items() if asked[k] == config_default(k) != v}
     if not keep:
         return config, None
     listing = ", ".join(f"{k} = {v!r}" for k, v in keep.items())
@@ -170,6 +190,7 @@ def open_writer(config: RenderConfig, path: Path, first_index: int = 0) -> Focal
     ``first_index`` is the dataset index of the file's scene 0 (non-zero for worker shards).
     """
     refuse_other_sampler(path)
+    refuse_other_light_field(path)
     attrs = file_attrs(config)
     if first_index:
         attrs["shard_start"] = first_index
@@ -232,6 +253,7 @@ def finished_scenes(config: RenderConfig, path: Path) -> int:
     checks them (sampler, settings, sizes, seeds): a finished file is confirmed without opening it for
     writing, so processes reading it (a training run validating on it) do not stop a rerun."""
     refuse_other_sampler(path)
+    refuse_other_light_field(path)
     n = FocalStackWriter.check_existing(
         path, len(config.focus_distances), config.height, config.width, file_attrs(config)["config"], resume_ignore(path, config)
     )
@@ -242,6 +264,21 @@ def finished_scenes(config: RenderConfig, path: Path) -> int:
         bad = int(np.flatnonzero(have != want)[0])
         raise DatasetError(f"{path}: scene {bad} has seed {have[bad]}, expected {want[bad]} for --seed {config.seed}")
     return n
+
+
+def refuse_other_light_field(path: Path) -> None:
+    """DatasetError, the file untouched, when ``path``'s slices are light-field renders of another version
+    (``lightfield.LIGHT_FIELD_VERSION``): resuming would mix two kinds of slices in one dataset."""
+    stored = _stored_config(path)
+    if stored is None or stored.get("slices") != "light_field":
+        return
+    version = stored.get("light_field_version", implicit_before(stored)["light_field_version"])
+    if version != LIGHT_FIELD_VERSION:
+        raise DatasetError(
+            f"{path}: its slices are light-field renders of version {version} (this focalstack renders version "
+            f"{LIGHT_FIELD_VERSION}: version 1 drew rays unevenly within pixels and blurred slices too little below a "
+            "pixel) and resuming would mix the two: choose another --out"
+        )
 
 
 def refuse_other_sampler(path: Path) -> None:

@@ -294,3 +294,28 @@ def test_a_file_begun_before_a_default_changed_resumes_with_its_own_value(tmp_pa
     assert with_file_settings(today, tmp_path / "new.h5") == (today, None)  # a new file: today's default
     open_writer(today, tmp_path / "balanced.h5").close()
     assert with_file_settings(today, tmp_path / "balanced.h5") == (today, None)
+
+
+def test_a_light_field_file_of_another_light_field_version_is_refused_untouched(tmp_path):
+    """Version 1 light-field slices (before the uneven rays and the sub-pixel guides were fixed) are not continued
+    with version 2's: a dataset never mixes the two. A Cycles-slices file of that age resumes."""
+    import json
+
+    from focalstack.dataset.schema import DatasetError
+
+    base = load_preset("fod500").with_overrides(width=32, height=32, scenes=2, seed=7)
+    for slices, refused in (("light_field", True), ("cycles", False)):
+        out = tmp_path / f"{slices}.h5"
+        config = base.with_overrides(slices=slices, denoiser="standalone", aif_prefilter="none").validate()
+        open_writer(config, out).close()
+        with h5py.File(out, "r+") as f:  # as focalstack 0.2 wrote it
+            stored = json.loads(f.attrs["config"])
+            del stored["light_field_version"], stored["slice_denoise_quality"]
+            f.attrs["config"] = json.dumps(stored, sort_keys=True)
+        before = _digest(out)
+        if refused:
+            with pytest.raises(DatasetError, match="light-field renders of version 1.*choose another --out"):
+                open_writer(config, out)
+            assert _digest(out) == before
+        else:
+            open_writer(config, out).close()

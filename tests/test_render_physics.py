@@ -19,7 +19,7 @@ from render_fixtures import (
 )
 
 from focalstack.dataset.optics import blur_diameter_px
-from focalstack.render.config import RenderConfig, RenderSettings
+from focalstack.render.config import RENDER_SETTINGS_LIGHT_FIELD, RenderConfig, RenderSettings
 from focalstack.render.scene import CameraSpec
 
 pytestmark = pytest.mark.blender
@@ -141,20 +141,14 @@ SMALL_BLUR_SETTINGS = {
     "raw 64 samples": dict(samples=64, denoise=False),
     "16 samples + OIDN high (RENDER_SETTINGS_V0)": dict(samples=16, denoise=True, denoise_quality="high"),
     "16 samples + OIDN balanced (the default)": dict(samples=16, denoise=True),
-    "light field": dict(
-        samples=16, denoise=True, denoiser="standalone", aif_prefilter="none", denoise_quality="balanced", slices="light_field"
-    ),
+    "light field": {**RENDER_SETTINGS_LIGHT_FIELD.to_dict(), "samples": 16},
 }
 # Measured (docs/rendering.md, "Small blur"): OIDN adds about 0.8 px of blur to fine texture at 16 samples
-# (the in-focus slice fits 0.83 px) and compresses the slices' differences; the light field's guides are not
-# blurred below a pixel (lightfield.disk_kernel: at least half a pixel in radius), so OIDN keeps its slices
-# as sharp as the all-in-focus image. Strict: a fix makes these pass, and then the marks must go.
+# (the in-focus slice fits 0.83 px) and compresses the slices' differences. Strict: a fix makes these pass,
+# and then the marks must go (as the light field's did).
 KNOWN_SMALL_BLUR_FAILURES = {
     "16 samples + OIDN high (RENDER_SETTINGS_V0)": "OIDN blurs fine texture by ~0.8 px at 16 samples",
     "16 samples + OIDN balanced (the default)": "OIDN blurs fine texture at 16 samples",
-    "light field": "light-field guides are not blurred below a pixel; the slices come out too sharp (tried: guides "
-    "blurred by a tent-weighted disk come out 0.2 px too blurred, by a variance-matched one still too "
-    "sharp: OIDN follows the guides)",
 }
 
 

@@ -47,6 +47,10 @@ def unit_normals(normal_pass: np.ndarray) -> np.ndarray:
     return np.where(length > 1e-6, n / np.maximum(length, 1e-12), [0.0, 0.0, 1.0]).astype(np.float32)
 
 
+# Extra entries of a light-field slice's passes: the all-in-focus image blurred as the slice, and its weight.
+AIF_BLURRED, AIF_WEIGHT = "focalstack AiF blurred", "focalstack AiF weight"
+
+
 class BlenderRenderer:
     """Renders SceneDescriptions with Cycles in this process. One instance per process.
 
@@ -274,19 +278,22 @@ class BlenderRenderer:
         for name in self.ground_truth:
             setattr(layer, ON_REQUEST_PASSES[name][1], on)
 
-    def _set_prefilter(self, prefilter: str) -> None:
+    def _set_denoising(self, denoising: tuple[str, str]) -> None:
+        """OIDN's (prefilter, quality) for the next render or standalone denoise."""
         import bpy
 
+        prefilter, quality = denoising
         bpy.context.scene.cycles.denoising_prefilter = prefilter.upper()
+        bpy.context.scene.cycles.denoising_quality = quality.upper()
 
-    def _denoise(self, passes: dict, samples: int, prefilter: str) -> np.ndarray:
+    def _denoise(self, passes: dict, samples: int, denoising: tuple[str, str]) -> np.ndarray:
         """OpenImageDenoise (Cycles' standalone denoiser) on a render's colour, albedo and normal passes."""
         import _cycles  # Cycles' Python module, ships with bpy
         import bpy
 
         scene = bpy.context.scene
         layer = scene.view_layers[0]
-        self._set_prefilter(prefilter)
+        self._set_denoising(denoising)
         src, dst = self.workdir / "denoise_in.exr", self.workdir / "denoise_out.exr"
         write_denoiser_exr(
             src, layer.name, passes["Combined"][..., :3], passes["Denoising Albedo"][..., :3], passes["Denoising Normal"], samples
@@ -342,17 +349,23 @@ class BlenderRenderer:
         rays = {name: layout.split_views(passes.pop(name)[..., :3]) for name in names}
         del passes
         if aif_guides:
-            # Albedo and normal blurred together (6 channels), once per slice. With "aif_image" the albedo is
-            # the denoised image: a clean picture of the very texture and shading the slice blurs, which the
-            # denoiser then keeps (measured: +1.2 dB minimum at 32 views, +2 dB at 16; docs/benchmarks.md).
-            albedo = np.clip(aif, 0.0, 1.0) if settings.light_field_guides == "aif_image" else aif_passes[guides[0]][..., :3]
-            sharp = np.concatenate([albedo, aif_passes[guides[1]][..., :3]], axis=-1)
-            blurred = lightfield.slice_guides(sharp, aif_passes["Depth"], desc.camera)
+            # The all-in-focus image, albedo and normal blurred together, once per slice: the albedo and normal
+            # guide the denoiser; with "aif_image" the albedo is the image itself (clipped to [0, 1]): a clean
+            # picture of the very texture and shading the slice blurs, which the denoiser then keeps (measured:
+            # +1.2 dB minimum at 32 views, +2 dB at 16; docs/benchmarks.md). The blurred image is also the slice
+            # itself where it is in focus (``lightfield.in_focus_weight``).
+            own_albedo = settings.light_field_guides != "aif_image"
+            layers = [aif, aif_passes[guides[1]][..., :3]] + ([aif_passes[guides[0]][..., :3]] if own_albedo else [])
+            blurred = lightfield.slice_guides(np.concatenate(layers, axis=-1), aif_passes["Depth"], desc.camera)
+            radii = [np.abs(d) / 2 for d in desc.camera.defocus_maps(aif_passes["Depth"])]
         slices = []
         for k in range(len(desc.camera.slices)):
             passes_k = {name: self._plan.splat(k, values) for name, values in rays.items()}
             if aif_guides:
-                passes_k.update({name: blurred[k][..., 3 * i : 3 * i + 3] for i, name in enumerate(guides)})
+                image = blurred[k][..., 0:3]
+                albedo = blurred[k][..., 6:9] if own_albedo else np.clip(image, 0.0, 1.0)
+                passes_k.update({guides[0]: albedo, guides[1]: blurred[k][..., 3:6]})
+                passes_k.update({AIF_BLURRED: image, AIF_WEIGHT: lightfield.in_focus_weight(radii[k])})
             slices.append(passes_k)
         return slices, settings.light_field_views * settings.light_field_samples
 
@@ -414,15 +427,15 @@ class BlenderRenderer:
     def _render_cycles_slices(self, desc: SceneDescription, denoised) -> tuple[list[np.ndarray], float]:
         """Each slice its own thin-lens render (lens and pose as the description says), through ``denoised``;
         and the seconds spent rendering (the denoiser's are its own)."""
-        prefilter = self.settings.slice_denoise_prefilter()
-        self._set_prefilter(prefilter)
+        denoising = self.settings.slice_denoising()
+        self._set_denoising(denoising)
         slices, render_seconds = [], 0.0
         for k in range(len(desc.camera.focus_distances)):
             t = time.perf_counter()
             self._set_focus(desc, k)
             passes = self._render_to(f"slice_{k}")
             render_seconds += time.perf_counter() - t
-            slices.append(denoised(passes, self.settings.samples, prefilter))
+            slices.append(denoised(passes, self.settings.samples, denoising))
         return slices, render_seconds
 
     def render(self, desc: SceneDescription) -> RenderedScene:
@@ -435,11 +448,11 @@ class BlenderRenderer:
         seconds: dict[str, float] = {"denoise": 0.0}
         t0 = time.perf_counter()
 
-        def denoised(passes: dict, samples: int, prefilter: str) -> np.ndarray:
+        def denoised(passes: dict, samples: int, denoising: tuple[str, str]) -> np.ndarray:
             if not standalone:
                 return passes["Combined"][..., :3]
             t = time.perf_counter()
-            out = self._denoise(passes, samples, prefilter)
+            out = self._denoise(passes, samples, denoising)
             seconds["denoise"] += time.perf_counter() - t
             return out
 
@@ -449,7 +462,7 @@ class BlenderRenderer:
 
             t = time.perf_counter()
             self._set_focus(desc, None)
-            self._set_prefilter(settings.aif_prefilter)
+            self._set_denoising(settings.aif_denoising())
             self._on_request_passes(True)
             try:
                 passes = self._render_to("aif")
@@ -460,7 +473,7 @@ class BlenderRenderer:
             if "Combined" not in passes or "Depth" not in passes:
                 raise BlenderError(f"EXR passes {sorted(passes)}: expected Combined and Depth")
             depth = passes["Depth"]
-            aif = denoised(passes, settings.samples, settings.aif_prefilter)
+            aif = denoised(passes, settings.samples, settings.aif_denoising())
             aif_passes = passes  # its albedo, normal and depth guide the light-field slices' denoiser
 
             slices = []
@@ -469,7 +482,11 @@ class BlenderRenderer:
                 shared, samples = self._render_light_field(desc, aif_passes, aif)
                 seconds["render_slices"] = time.perf_counter() - t
                 for passes in shared:
-                    slices.append(denoised(passes, samples, settings.slice_denoise_prefilter()))
+                    image = denoised(passes, samples, settings.slice_denoising())
+                    if standalone and AIF_WEIGHT in passes:  # in focus: the all-in-focus image, blurred as the slice
+                        weight = passes[AIF_WEIGHT][..., None]
+                        image = image * (1 - weight) + passes[AIF_BLURRED] * weight
+                    slices.append(image)
             else:
                 slices, seconds["render_slices"] = self._render_cycles_slices(desc, denoised)
         finally:
