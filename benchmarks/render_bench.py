@@ -15,7 +15,7 @@ variant, one renderer per variant (its first scene once more, untimed, as warm-u
 - ``new``: the render settings of the preset as it is now (``RenderConfig.render``);
 - ``light_field``: the preset's settings with the light-field keys (every key that
   ``config.RENDER_SETTINGS_LIGHT_FIELD`` sets apart from the defaults: slices = "light_field", the standalone
-  denoiser, no prefilter for the AiF image, OIDN's balanced quality).
+  denoiser, no prefilter for the AiF image; the slices then denoise at OIDN high, slice_denoise_quality "auto").
 
 Sections:
 1. time per scene (wall and process CPU seconds: this machine is shared, CPU time is the steadier

@@ -53,7 +53,7 @@ class RenderSettings:
     each slice as its own Cycles thin-lens render with ``samples`` samples per pixel. The all-in-focus
     image and depth are always one Cycles render with ``samples`` samples. ``light_field_guides`` says what
     the denoiser of a light-field slice gets as albedo and normal, each blurred as the slice blurs
-    (``lightfield.layered_blur``: clean) unless "rays": "aif_image", the denoised all-in-focus image (clipped to
+    (``guides.layered_blur``: clean) unless "rays": "aif_image", the denoised all-in-focus image (clipped to
     [0, 1]) as albedo and the all-in-focus normal; "aif", the all-in-focus render's albedo and normal; or
     "rays", the slice's own splatted albedo and normal rays (noisy where it is defocused).
     """
@@ -121,7 +121,7 @@ class RenderSettings:
         """(prefilter, quality) of the slices' denoiser. Quality "auto": for light-field slices high, which
         follows their guides (blurred as each slice is) to 0.2 px of blur below a pixel where balanced keeps
         such slices too sharp (tests/test_render_physics.py, docs/rendering.md "Small blur"; where such a slice
-        is in focus it is the all-in-focus image, ``lightfield.in_focus_weight``, so high's artefacts on sharp
+        is in focus it is the all-in-focus image, ``guides.in_focus_weight``, so high's artefacts on sharp
         texture do not reach it); for Cycles slices ``denoise_quality``, which then denoises the in-focus
         texture too."""
         quality = self.slice_denoise_quality
@@ -151,7 +151,7 @@ RENDER_SETTINGS_V0 = RenderSettings(
 # The all-in-focus image at OIDN's balanced quality: high errs twice the raw noise on a sharp high-contrast
 # texture (tests/test_render_physics.py), and that image is ground truth and the slices' guide. The slices
 # at high (slice_denoise_quality "auto"), which follows the guides below a pixel of blur; in focus they are
-# the all-in-focus image (lightfield.in_focus_weight), which also keeps their occlusion edges within
+# the all-in-focus image (guides.in_focus_weight), which also keeps their occlusion edges within
 # today's error (tests/test_render_lightfield.py).
 RENDER_SETTINGS_LIGHT_FIELD = RenderSettings(
     denoiser="standalone", aif_prefilter="none", denoise_quality="balanced", slices="light_field"

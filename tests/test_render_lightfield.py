@@ -19,7 +19,7 @@ from render_fixtures import (
     strips_scene,
 )
 
-from focalstack.render import lightfield
+from focalstack.render import guides, lightfield
 from focalstack.render.config import RENDER_SETTINGS_LIGHT_FIELD, ConfigError, RenderConfig, RenderSettings
 from focalstack.render.effects import EffectsConfig, with_effects
 from focalstack.render.scene import CameraSpec, MaterialSpec, TextureLayer
@@ -78,7 +78,7 @@ def test_a_disk_below_a_pixel_blurs_with_the_disks_own_frequency_response():
     disk's (2 J1(x) / x), where an antialiased disk drawn on the grid is no blur below half a pixel."""
     size = 64
     for r in (0.15, 0.35, 0.55, 1.0, 2.0):
-        k = lightfield.disk_kernel(r)
+        k = guides.disk_kernel(r)
         assert k.sum() == pytest.approx(1.0, abs=1e-5) and k.min() > -0.08 * k.max()
         padded = np.zeros((size, size))
         reach = k.shape[0] // 2
@@ -86,15 +86,15 @@ def test_a_disk_below_a_pixel_blurs_with_the_disks_own_frequency_response():
             for dx in range(-reach, reach + 1):
                 padded[dy % size, dx % size] = k[dy + reach, dx + reach]
         response = np.real(np.fft.fft2(padded))
-        assert np.abs(response - lightfield.disk_transfer(r, size)).max() < 0.06, r
-    assert lightfield.disk_kernel(0.35).max() < 0.95  # 0.7 px of blur is blur (drawn on the grid: the identity)
-    assert lightfield.disk_transfer(1.0, size)[0, 0] == pytest.approx(1.0)
-    assert lightfield.disk_kernel(0.0).shape == (1, 1)
+        assert np.abs(response - guides.disk_transfer(r, size)).max() < 0.06, r
+    assert guides.disk_kernel(0.35).max() < 0.95  # 0.7 px of blur is blur (drawn on the grid: the identity)
+    assert guides.disk_transfer(1.0, size)[0, 0] == pytest.approx(1.0)
+    assert guides.disk_kernel(0.0).shape == (1, 1)
 
 
 def test_in_focus_a_slice_takes_the_all_in_focus_image_and_from_a_blur_radius_of_0_15_px_its_rays():
-    radius = np.array([[0.0, lightfield.IN_FOCUS_RADIUS_PX, 0.1, lightfield.FROM_RAYS_RADIUS_PX, 3.0]])
-    weight = lightfield.in_focus_weight(radius)
+    radius = np.array([[0.0, guides.IN_FOCUS_RADIUS_PX, 0.1, guides.FROM_RAYS_RADIUS_PX, 3.0]])
+    weight = guides.in_focus_weight(radius)
     assert weight[0, 0] == weight[0, 1] == 1.0 and 0 < weight[0, 2] < 1 and weight[0, 3] == weight[0, 4] == 0.0
 
 
@@ -163,11 +163,11 @@ def test_slice_guides_blur_the_all_in_focus_image_as_the_light_field_slices_do(m
     sharp = np.zeros((64, 64, 1), dtype=np.float32)
     sharp[:, 32:] = 1.0
     depth = np.full((64, 64), EDGE_DEPTH, dtype=np.float32)
-    guides = lightfield.slice_guides(sharp, depth, cam)
+    blurred = guides.slice_guides(sharp, depth, cam)
     for k in range(len(cam.slices)):
         # rows averaged: the profile across the edge (Monte Carlo noise of the 64 views averages out)
         light_field = plan.splat(k, rays)[8:-8, :, 0].mean(axis=0)
-        guide = guides[k][8:-8, :, 0].mean(axis=0)
+        guide = blurred[k][8:-8, :, 0].mean(axis=0)
         err = np.abs(light_field - guide).max()
         wrong = [
             np.abs(light_field - scatter_blur(sharp, np.abs(cam.defocus_maps(depth)[k]) * f)[8:-8, :, 0].mean(axis=0)).max()
@@ -214,11 +214,11 @@ def test_layered_blur_keeps_a_constant_spreads_a_point_over_its_disk_and_leaves_
     image = np.full((40, 40, 2), 0.3, dtype=np.float32)
     radius = rng.uniform(0, 4, (40, 40)).astype(np.float32)
     depth = rng.uniform(0.1, 2.0, (40, 40)).astype(np.float32)
-    np.testing.assert_allclose(lightfield.layered_blur(image, radius, depth), 0.3, rtol=1e-5)
+    np.testing.assert_allclose(guides.layered_blur(image, radius, depth), 0.3, rtol=1e-5)
     point = np.zeros((41, 41, 1), dtype=np.float32)
     point[20, 20] = 1.0
     flat = np.ones((41, 41), dtype=np.float32)
-    out = lightfield.layered_blur(point, np.full((41, 41), 3.0, dtype=np.float32), flat)[..., 0]
+    out = guides.layered_blur(point, np.full((41, 41), 3.0, dtype=np.float32), flat)[..., 0]
     assert out.sum() == pytest.approx(1.0, rel=1e-5)  # a uniform radius is an area-preserving disk
     yy, xx = np.mgrid[-20:21, -20:21]
     dist = np.hypot(yy, xx)
@@ -226,9 +226,9 @@ def test_layered_blur_keeps_a_constant_spreads_a_point_over_its_disk_and_leaves_
     assert np.ptp(out[dist < 2.5]) < 1e-6  # flat inside: a disk, not a Gaussian
     assert out.sum() / (np.pi * 9) == pytest.approx(out[20, 20], rel=0.05)
     texture = rng.random((30, 30, 3)).astype(np.float32)
-    np.testing.assert_allclose(lightfield.layered_blur(texture, np.zeros((30, 30)), depth[:30, :30]), texture, atol=1e-6)
+    np.testing.assert_allclose(guides.layered_blur(texture, np.zeros((30, 30)), depth[:30, :30]), texture, atol=1e-6)
     with pytest.raises(ValueError, match="radius"):
-        lightfield.layered_blur(texture, np.zeros((20, 30)), depth[:30, :30])
+        guides.layered_blur(texture, np.zeros((20, 30)), depth[:30, :30])
 
 
 def test_layered_blur_lets_a_blurred_near_layer_cover_and_a_sharp_one_hide_what_is_behind():
@@ -242,13 +242,13 @@ def test_layered_blur_lets_a_blurred_near_layer_cover_and_a_sharp_one_hide_what_
     # near blurred (radius 3) over a sharp far plane: the far side shows the near plane by the fraction
     # of the disk it covers, as the thin lens does; normalised scatter (disk_blur) dilutes that spill
     radius = np.where(near, -3.0, 0.0).astype(np.float32)  # in front of the focal plane: negative
-    layered = lightfield.layered_blur(image, radius, depth)[..., 0]
-    cover = cv2.filter2D(near.astype(np.float32), -1, lightfield.disk_kernel(3.0), borderType=cv2.BORDER_REPLICATE)
+    layered = guides.layered_blur(image, radius, depth)[..., 0]
+    cover = cv2.filter2D(near.astype(np.float32), -1, guides.disk_kernel(3.0), borderType=cv2.BORDER_REPLICATE)
     np.testing.assert_allclose(layered[:, 20:], cover[:, 20:], atol=1e-6)
     assert layered[12, 20] > 0.3 and scatter_blur(image, -radius)[12, 20, 0] < 0.8 * layered[12, 20]
     # a sharp near plane in front of a blurred far one: no far halo on the near plane
     radius = np.where(near, 0.0, 3.0).astype(np.float32)
-    layered = lightfield.layered_blur(image, radius, depth)[..., 0]
+    layered = guides.layered_blur(image, radius, depth)[..., 0]
     np.testing.assert_allclose(layered[:, :20], 1.0, atol=1e-6)
     assert scatter_blur(1 - image, radius)[12, 19, 0] > 0.05  # scatter does spill the far plane over it
     # equal blur on both sides of the focal plane is two layers, not one: a near band (blurred, value 1)
@@ -257,21 +257,21 @@ def test_layered_blur_lets_a_blurred_near_layer_cover_and_a_sharp_one_hide_what_
     bands = np.repeat(np.array([0, 1, 2]), [14, 12, 14])[None, :].repeat(h, axis=0)
     radius = np.choose(bands, [-2.0, 0.0, 2.0]).astype(np.float32)
     depth3 = np.choose(bands, [0.2, 0.5, 0.9]).astype(np.float32)
-    spill = lightfield.layered_blur((bands == 0)[..., None].astype(np.float32), radius, depth3)[..., 0]
+    spill = guides.layered_blur((bands == 0)[..., None].astype(np.float32), radius, depth3)[..., 0]
     assert spill[12, 14] > 0.2 and spill[12, 15] > 0.05 and spill[12, 20] == 0
     # one depth: the disk blur of that radius; all sharp: the image itself
     rng = np.random.default_rng(3)
     texture = rng.random((h, w, 3)).astype(np.float32)
     flat = np.full((h, w), 0.5, dtype=np.float32)
-    same = lightfield.layered_blur(texture, np.full((h, w), 2.0, dtype=np.float32), flat)
-    disk = cv2.filter2D(texture, -1, lightfield.disk_kernel(2.0), borderType=cv2.BORDER_REPLICATE)
+    same = guides.layered_blur(texture, np.full((h, w), 2.0, dtype=np.float32), flat)
+    disk = cv2.filter2D(texture, -1, guides.disk_kernel(2.0), borderType=cv2.BORDER_REPLICATE)
     np.testing.assert_allclose(same[4:-4, 4:-4], disk[4:-4, 4:-4], atol=1e-5)
-    np.testing.assert_allclose(lightfield.layered_blur(texture, np.zeros((h, w)), depth), texture, atol=1e-6)
+    np.testing.assert_allclose(guides.layered_blur(texture, np.zeros((h, w)), depth), texture, atol=1e-6)
 
 
 def scatter_blur(image, radius_px):
     """Occlusion-free depth of field, the contrast for ``layered_blur``: each pixel of ``image`` spread over
-    a disk of its own radius (``lightfield.disk_kernel``'s coverage), every output pixel normalised by the
+    a disk of its own radius (``guides.disk_kernel``'s coverage), every output pixel normalised by the
     weight it received (scatter-as-gather)."""
     import math
 
@@ -340,13 +340,13 @@ def test_light_field_edge_blur_matches_stored_defocus_in_every_slice(model, brea
 
 
 @pytest.mark.blender
-@pytest.mark.parametrize("model, guides", [("cycles", "aif_image"), ("thin_lens", "aif_image"), ("cycles", "aif")])
-def test_denoised_light_field_slices_blur_as_stored_defocus_says(model, guides):
+@pytest.mark.parametrize("model, guide", [("cycles", "aif_image"), ("thin_lens", "aif_image"), ("cycles", "aif")])
+def test_denoised_light_field_slices_blur_as_stored_defocus_says(model, guide):
     """The light-field path as a preset gets it: few samples, denoised with the all-in-focus image (or
     albedo) and normal blurred per slice as guides. The denoiser must keep each slice's blur, not its own
     smoothing (that it follows its rays where the guide is wrong: the occlusion test below)."""
     desc = edge_scene(EDGE_DEPTH, EDGE_CAMERA)
-    record, _ = _render(desc, model, samples=16, light_field_guides=guides)
+    record, _ = _render(desc, model, samples=16, light_field_guides=guide)
     assert LIGHT_FIELD["denoise"] and LIGHT_FIELD["light_field_guides"] == "aif_image"
     centre = record.defocus[:, 32, 32]
     for k, s in enumerate(EDGE_CAMERA.focus_distances):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import lightfield
+from .. import guides, lightfield
 from ..config import ConfigError, RenderSettings
 from ..scene import SceneDescription
 from .build import add_scene_content
@@ -342,10 +342,10 @@ class BlenderRenderer:
         if self._plan is None or self._plan.layout != layout:
             self._plan = None  # free the old plan before building the new one
             self._plan = lightfield.SlicePlan(layout)
-        guides = ["Denoising Albedo", "Denoising Normal"] if settings.denoise else []
-        aif_guides = bool(guides) and settings.light_field_guides != "rays"
+        guide_passes = ["Denoising Albedo", "Denoising Normal"] if settings.denoise else []
+        aif_guides = bool(guide_passes) and settings.light_field_guides != "rays"
         passes = self._render_views(desc, layout, store_guides=not aif_guides)
-        names = ["Combined"] + ([] if aif_guides else guides)
+        names = ["Combined"] + ([] if aif_guides else guide_passes)
         rays = {name: layout.split_views(passes.pop(name)[..., :3]) for name in names}
         del passes
         if aif_guides:
@@ -353,10 +353,10 @@ class BlenderRenderer:
             # guide the denoiser; with "aif_image" the albedo is the image itself (clipped to [0, 1]): a clean
             # picture of the very texture and shading the slice blurs, which the denoiser then keeps (measured:
             # +1.2 dB minimum at 32 views, +2 dB at 16; docs/benchmarks.md). The blurred image is also the slice
-            # itself where it is in focus (``lightfield.in_focus_weight``).
+            # itself where it is in focus (``guides.in_focus_weight``).
             own_albedo = settings.light_field_guides != "aif_image"
-            layers = [aif, aif_passes[guides[1]][..., :3]] + ([aif_passes[guides[0]][..., :3]] if own_albedo else [])
-            blurred = lightfield.slice_guides(np.concatenate(layers, axis=-1), aif_passes["Depth"], desc.camera)
+            layers = [aif, aif_passes[guide_passes[1]][..., :3]] + ([aif_passes[guide_passes[0]][..., :3]] if own_albedo else [])
+            blurred = guides.slice_guides(np.concatenate(layers, axis=-1), aif_passes["Depth"], desc.camera)
             radii = [np.abs(d) / 2 for d in desc.camera.defocus_maps(aif_passes["Depth"])]
         slices = []
         for k in range(len(desc.camera.slices)):
@@ -364,8 +364,8 @@ class BlenderRenderer:
             if aif_guides:
                 image = blurred[k][..., 0:3]
                 albedo = blurred[k][..., 6:9] if own_albedo else np.clip(image, 0.0, 1.0)
-                passes_k.update({guides[0]: albedo, guides[1]: blurred[k][..., 3:6]})
-                passes_k.update({AIF_BLURRED: image, AIF_WEIGHT: lightfield.in_focus_weight(radii[k])})
+                passes_k.update({guide_passes[0]: albedo, guide_passes[1]: blurred[k][..., 3:6]})
+                passes_k.update({AIF_BLURRED: image, AIF_WEIGHT: guides.in_focus_weight(radii[k])})
             slices.append(passes_k)
         return slices, settings.light_field_views * settings.light_field_samples
 
