@@ -134,19 +134,36 @@ def _check_header(f: h5py.File, r: ValidationReport) -> bool:
             r.problem(f"root attribute {key!r} is {f.attrs[key]!r}, expected a string")
     attrs = {k: _attr_str(v) for k, v in f.attrs.items()}
     r.summary["attrs"] = {k: v for k, v in attrs.items() if k != "config"}
-    config = None
-    if isinstance(attrs.get("config"), str):
-        try:
-            config = json.loads(attrs["config"])
-        except ValueError as exc:
-            r.problem(f"root attribute 'config' is not JSON ({exc})")
-        else:
-            if not isinstance(config, dict):
-                r.problem(f"root attribute 'config' is JSON {type(config).__name__}, expected a JSON object")
-                config = None
-    r.summary["config"] = config
+    config = r.summary["config"] = _stored_config(attrs, r)
     declared = _check_declaration(f, r, version)
     r.summary["ground_truth"] = declared
+    _check_defocus_model(attrs, config, declared, version, r)
+    created = attrs.get("created_utc")
+    if isinstance(created, str):
+        try:
+            datetime.fromisoformat(created)
+        except ValueError:
+            r.warn(f"root attribute 'created_utc' is {created!r}, expected an ISO 8601 time")
+    return True
+
+
+def _stored_config(attrs: dict, r: ValidationReport) -> dict | None:
+    """The root attribute 'config' as a dict; None (with a problem) when it is not a JSON object."""
+    if not isinstance(attrs.get("config"), str):
+        return None
+    try:
+        config = json.loads(attrs["config"])
+    except ValueError as exc:
+        r.problem(f"root attribute 'config' is not JSON ({exc})")
+        return None
+    if not isinstance(config, dict):
+        r.problem(f"root attribute 'config' is JSON {type(config).__name__}, expected a JSON object")
+        return None
+    return config
+
+
+def _check_defocus_model(attrs: dict, config, declared, version: int, r: ValidationReport) -> None:
+    """'defocus_model' names a blur model, agrees with the config and with how the defocus maps were derived."""
     model = attrs.get("defocus_model")
     defocus_present = declared is None or declared["defocus"].present
     if "defocus_model" in attrs and model not in optics.DEFOCUS_MODELS:
@@ -165,13 +182,6 @@ def _check_header(f: h5py.File, r: ValidationReport) -> bool:
             f"ground_truth['defocus'] is derived by {declared['defocus'].method!r} but root attribute "
             f"'defocus_model' is {model!r}"
         )
-    created = attrs.get("created_utc")
-    if isinstance(created, str):
-        try:
-            datetime.fromisoformat(created)
-        except ValueError:
-            r.warn(f"root attribute 'created_utc' is {created!r}, expected an ISO 8601 time")
-    return True
 
 
 def _check_declaration(f: h5py.File, r: ValidationReport, version: int) -> provenance.Declaration | None:
@@ -241,29 +251,8 @@ def _check_datasets(f: h5py.File, r: ValidationReport) -> bool:
             r.problem(f"dataset {name!r} has shape {ds.shape}, expected ({', '.join(symbolic)})")
             continue
         lengths[name] = ds.shape[0]
-        for sym, size in zip(spec.trailing, ds.shape[1:]):
-            if sym.isdigit() and size != int(sym):
-                r.problem(f"dataset {name!r} has shape {ds.shape}, expected ({', '.join(symbolic)})")
-            elif sym.isdigit():
-                continue
-            elif sym not in bound:
-                bound[sym] = (size, name)
-            elif bound[sym][0] != size:
-                bound_size, source = bound[sym]
-                r.problem(
-                    f"dataset {name!r} has shape {ds.shape}: axis {sym} is {size}, expected {bound_size}"
-                    f" (as in {source!r}; shape ({', '.join(symbolic)}))"
-                )
-        _check_chunks(ds, spec, r)
-        if ds.maxshape[0] is not None:
-            r.warn(f"dataset {name!r} has a fixed length {ds.maxshape[0]}: scenes cannot be appended")
-        foreign = [x for x in _filters(ds) if x not in BUILTIN_FILTERS]
-        if foreign:
-            r.problem(f"dataset {name!r} uses filter(s) {', '.join(foreign)}, expected h5py's built-in filters only")
-        try:
-            check_decodable(ds)
-        except DatasetError as exc:
-            r.problem(str(exc))
+        _check_axes(ds, spec, bound, r)
+        _check_storage(ds, spec, r)
     if len(set(lengths.values())) > 1:
         listing = ", ".join(f"{k} {v}" for k, v in lengths.items())
         r.problem(f"datasets differ in scene count N ({listing}); expected one N for all (an interrupted append?)")
@@ -273,6 +262,40 @@ def _check_datasets(f: h5py.File, r: ValidationReport) -> bool:
     if "complete" in lengths:
         r.summary["n_rows"] = lengths["complete"]
     return present
+
+
+def _check_axes(ds: h5py.Dataset, spec: schema.ArraySpec, bound: dict[str, tuple[int, str]], r: ValidationReport) -> None:
+    """Each trailing axis: a fixed size as the schema says, or a symbol (S, H, W) of one size in every dataset
+    (``bound``: symbol -> (size, the dataset that fixed it), updated here)."""
+    name, symbolic = spec.name, ("N", *spec.trailing)
+    for sym, size in zip(spec.trailing, ds.shape[1:]):
+        if sym.isdigit() and size != int(sym):
+            r.problem(f"dataset {name!r} has shape {ds.shape}, expected ({', '.join(symbolic)})")
+        elif sym.isdigit():
+            continue
+        elif sym not in bound:
+            bound[sym] = (size, name)
+        elif bound[sym][0] != size:
+            bound_size, source = bound[sym]
+            r.problem(
+                f"dataset {name!r} has shape {ds.shape}: axis {sym} is {size}, expected {bound_size}"
+                f" (as in {source!r}; shape ({', '.join(symbolic)}))"
+            )
+
+
+def _check_storage(ds: h5py.Dataset, spec: schema.ArraySpec, r: ValidationReport) -> None:
+    """Chunks, appendability, filters any h5py reads, and a readable first chunk."""
+    name = spec.name
+    _check_chunks(ds, spec, r)
+    if ds.maxshape[0] is not None:
+        r.warn(f"dataset {name!r} has a fixed length {ds.maxshape[0]}: scenes cannot be appended")
+    foreign = [x for x in _filters(ds) if x not in BUILTIN_FILTERS]
+    if foreign:
+        r.problem(f"dataset {name!r} uses filter(s) {', '.join(foreign)}, expected h5py's built-in filters only")
+    try:
+        check_decodable(ds)
+    except DatasetError as exc:
+        r.problem(str(exc))
 
 
 def _check_chunks(ds: h5py.Dataset, spec: schema.ArraySpec, r: ValidationReport) -> None:
