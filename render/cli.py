@@ -86,7 +86,7 @@ def _default(name: str) -> str:
     "--light-field",
     is_flag=True,
     help="Render the slices by the light-field path (one shared set of rays for every slice, denoised with "
-    "all-in-focus guides blurred as the slice): about 2.5x less CPU time at 128 px, and blur differences below "
+    "all-in-focus guides blurred as the slice): 2.5-2.9x less CPU time at 256 px, and blur differences below "
     "a pixel kept; docs/rendering.md has its measured quality and limits.",
 )
 @click.option(
