@@ -31,7 +31,13 @@ DENOISE_PREFILTERS = ("none", "fast", "accurate")
 SLICE_PREFILTERS = ("auto", *DENOISE_PREFILTERS)  # auto: accurate for Cycles slices, fast for light-field ones
 DENOISE_QUALITIES = ("high", "balanced", "fast")
 SLICE_QUALITIES = ("auto", *DENOISE_QUALITIES)
-LIGHT_FIELD_VERSION = 2  # lightfield.LIGHT_FIELD_VERSION (tests/test_render_lightfield.py keeps the two equal)
+# What render/lightfield.py's slices are, recorded in each light-field file (``RenderSettings.light_field_version``): a
+# file made by another version is not continued (``pipeline.refuse_other_light_field``). Version 1 (before
+# focalstack 0.3) drew rays unevenly within pixels (an affine hash made a pixel's streams constant offsets of
+# one another, and the sub-pixel position reused the aperture's steps: up to 3x the mean density in an eighth
+# of a pixel), which slices blurred below a pixel show as too little blur; its guides were not blurred below
+# half a pixel.
+LIGHT_FIELD_VERSION = 2
 DENOISERS = ("standalone", "in_render")
 SLICE_MODES = ("light_field", "cycles")
 # What --device accepts; 'gpu' takes the first of blender.GPU_BACKENDS that has a device (OptiX runs fastest
@@ -73,7 +79,7 @@ class RenderSettings:
     light_field_views: int = 16  # aperture points per frame pixel in the light-field render
     light_field_samples: int = 1  # Cycles samples per pixel of each view (more views beat more samples)
     light_field_guides: str = "aif_image"  # the slices' denoising guides: aif_image | aif | rays (see above)
-    light_field_version: int = 2  # what made the light-field slices (lightfield.LIGHT_FIELD_VERSION): recorded, not chosen
+    light_field_version: int = LIGHT_FIELD_VERSION  # what made the light-field slices: recorded, not chosen
     light_tree: bool = True  # Cycles' light tree (many-light sampling)
 
     def validate(self) -> "RenderSettings":

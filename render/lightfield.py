@@ -35,18 +35,12 @@ import numpy as np
 
 from focalstack.dataset.optics import focal_length_px
 
+from .config import LIGHT_FIELD_VERSION  # noqa: F401  (what these slices are: written in config, used here)
 from .scene import CameraSpec
 
 HASH_PRIME = 65521  # all hash arithmetic stays below 2**31 in OSL's 32-bit ints
 
 
-# What this module's slices are, recorded in each light-field file (``RenderSettings.light_field_version``): a
-# file made by another version is not continued (``pipeline.refuse_other_light_field``). Version 1 (before
-# focalstack 0.3) drew rays unevenly within pixels (an affine hash made a pixel's streams constant offsets of
-# one another, and the sub-pixel position reused the aperture's steps: up to 3x the mean density in an eighth
-# of a pixel), which slices blurred below a pixel show as too little blur; its guides were not blurred below
-# half a pixel.
-LIGHT_FIELD_VERSION = 2
 # The additive recurrence that stratifies a pixel's V views, one step per stream (aperture radius, aperture
 # angle, sub-pixel x, sub-pixel y): the R4 sequence's (powers of the inverse generalised golden ratio), in
 # 1/HASH_PRIME; four distinct steps, so that no stream repeats another over the views.

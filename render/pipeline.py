@@ -38,16 +38,15 @@ LIGHT_FIELD_KEYS = ("light_field_views", "light_field_samples", "light_field_gui
 CHANGED_DEFAULTS = {"denoise_quality": "high"}
 
 
-def implicit_before(stored: dict) -> dict:
-    """The settings added after files were made, with the value a file that lacks them was rendered with."""
-    return {
-        "light_field_guides": "rays",
-        "ground_truth": [],
-        "light_field_version": 1,  # a light-field file without it is refused (refuse_other_light_field)
-        # before slice_denoise_quality, slices were denoised at denoise_quality: what "auto" still does for
-        # Cycles slices (light-field files that old are refused)
-        "slice_denoise_quality": "auto",
-    }
+# Settings added after files were made, with the value a file that lacks them was rendered with.
+IMPLICIT_BEFORE = {
+    "light_field_guides": "rays",
+    "ground_truth": [],
+    "light_field_version": 1,  # a light-field file without it is refused (refuse_other_light_field)
+    # before slice_denoise_quality, slices were denoised at denoise_quality: what "auto" still does for Cycles
+    # slices (light-field files that old are refused)
+    "slice_denoise_quality": "auto",
+}
 
 
 def _stored_config(path: Path) -> dict | None:
@@ -66,7 +65,7 @@ def resume_ignore(path: Path, config: RenderConfig) -> tuple[str, ...]:
     """The settings that may differ between ``path``'s stored configuration and ``config`` on resume:
     RESUME_IGNORE; the light-field keys when neither renders slices by light field (a changed light-field
     default must not refuse a Cycles-slices file); and a key the file predates whose implicit value
-    (``implicit_before``) is the one asked for."""
+    (IMPLICIT_BEFORE) is the one asked for."""
     stored = _stored_config(path)
     if stored is None:
         return RESUME_IGNORE
@@ -74,20 +73,20 @@ def resume_ignore(path: Path, config: RenderConfig) -> tuple[str, ...]:
     if not _uses_light_field(stored, config):
         ignore += LIGHT_FIELD_KEYS
     asked = config.to_dict()
-    ignore += [k for k, v in implicit_before(stored).items() if k not in stored and asked.get(k) == v]
+    ignore += [k for k, v in IMPLICIT_BEFORE.items() if k not in stored and asked.get(k) == v]
     return tuple(dict.fromkeys(ignore))
 
 
 def with_file_settings(config: RenderConfig, path: Path) -> tuple[RenderConfig, str | None]:
     """``config`` for rendering into ``path``: where ``config`` holds today's default of a key and the file
     was made with another value (a default that changed since, CHANGED_DEFAULTS, or a key the file predates,
-    ``implicit_before``), the file's own value; and a line saying so."""
+    IMPLICIT_BEFORE), the file's own value; and a line saying so."""
     stored = _stored_config(path)
     if stored is None:
         return config, None
     asked = config.to_dict()
     made_with = {k: stored[k] for k, before in CHANGED_DEFAULTS.items() if stored.get(k) == before}
-    made_with |= {k: v for k, v in implicit_before(stored).items() if k not in stored}
+    made_with |= {k: v for k, v in IMPLICIT_BEFORE.items() if k not in stored}
     if not _uses_light_field(stored, config):
         made_with = {k: v for k, v in made_with.items() if k not in LIGHT_FIELD_KEYS}
     keep = {k: v for k, v in made_with.items() if asked[k] == config_default(k) != v}
@@ -268,11 +267,11 @@ def finished_scenes(config: RenderConfig, path: Path) -> int:
 
 def refuse_other_light_field(path: Path) -> None:
     """DatasetError, the file untouched, when ``path``'s slices are light-field renders of another version
-    (``lightfield.LIGHT_FIELD_VERSION``): resuming would mix two kinds of slices in one dataset."""
+    (``config.LIGHT_FIELD_VERSION``): resuming would mix two kinds of slices in one dataset."""
     stored = _stored_config(path)
     if stored is None or stored.get("slices") != "light_field":
         return
-    version = stored.get("light_field_version", implicit_before(stored)["light_field_version"])
+    version = stored.get("light_field_version", IMPLICIT_BEFORE["light_field_version"])
     if version != LIGHT_FIELD_VERSION:
         raise DatasetError(
             f"{path}: its slices are light-field renders of version {version} (this focalstack renders version "
