@@ -245,6 +245,12 @@ def parse_args() -> argparse.Namespace:
         help="one more variant: a named one with render settings replaced, e.g. "
         "lf8:light_field:samples=8:light_field_views=8 (repeatable)",
     )
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="time every variant this many times, alternating the order (old, lf, lf, old, ...); medians pool the rounds",
+    )
     ap.add_argument("--reference-samples", type=int, default=512)
     ap.add_argument("--references-only", action="store_true", help="render missing references and exit")
     ap.add_argument("--render-references", action="store_true", help="render missing references first")
@@ -261,20 +267,39 @@ def log(text: str) -> None:
     print(text, flush=True)
 
 
+TIMING_KEYS = ("phases", "wall", "cpu")  # what later rounds keep of a row (not the images)
+
+
 def median_of(rows: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in rows)
 
 
-def report_timing(settings: dict, descs: list, config) -> dict:
-    """Section 1: seconds per scene by phase, the ratio to the first variant, bytes and read time."""
-    results = {}
+def report_timing(settings: dict, descs: list, config, rounds: int = 1) -> dict:
+    """Section 1: seconds per scene by phase, the ratio to the first variant, bytes and read time; with
+    ``rounds`` > 1 the scenes are timed again, in alternating variant order, and every round's rows pooled
+    (the images kept are the first round's: renders are deterministic)."""
+    results: dict = {name: [] for name in settings}
+    round_ratios = []  # per round: the first variant's median CPU seconds over each variant's
     with tempfile.TemporaryDirectory(prefix="focalstack-bench-") as tmp:
-        for name, s in settings.items():
-            store = Path(tmp) / f"{name}.h5"
-            results[name] = time_scenes(s, descs, config, store)
-            results[name + ":bytes"] = store.stat().st_size / len(descs)
-            results[name + ":read"] = read_seconds(store)
-    log(f"\n## time per scene, median over {len(descs)} scene(s) (seconds; load average now {os.getloadavg()[0]:.1f})")
+        for r in range(rounds):
+            # Every other round runs the variants in reverse order, so that a machine that slows down or
+            # speeds up during the run (a shared host does) weighs on every variant alike.
+            order = list(settings) if r % 2 == 0 else list(reversed(settings))
+            this_round = {}
+            for name in order:
+                store = Path(tmp) / f"{name}.h5" if r == 0 else None
+                this_round[name] = time_scenes(settings[name], descs, config, store)
+                if store is not None:
+                    results[name + ":bytes"] = store.stat().st_size / len(descs)
+                    results[name + ":read"] = read_seconds(store)
+            first_cpu = median_of(this_round[next(iter(settings))], "cpu")
+            round_ratios.append({name: first_cpu / median_of(rows, "cpu") for name, rows in this_round.items()})
+            for name, rows in this_round.items():
+                results[name] += rows if r == 0 else [{k: v for k, v in row.items() if k in TIMING_KEYS} for row in rows]
+    log(
+        f"\n## time per scene, median over {len(descs)} scene(s) x {rounds} round(s) (seconds; load average now "
+        f"{os.getloadavg()[0]:.1f})"
+    )
     phases = list(next(iter(results[n] for n in settings))[0]["phases"])
     log("  " + f"{'':12s}" + "".join(f"{p:>17s}" for p in phases) + f"{'wall':>9s}{'cpu':>9s}{'wall x':>8s}{'cpu x':>8s}")
     first = results[next(iter(settings))]
@@ -288,6 +313,9 @@ def report_timing(settings: dict, descs: list, config) -> dict:
             f"{base['cpu'] / med['cpu']:8.2f}"
         )
     log("  (x: how many times faster than the first variant)")
+    if rounds > 1:
+        for name in list(settings)[1:]:
+            log(f"  {name:12s} cpu x per round: " + ", ".join(f"{rr[name]:.2f}" for rr in round_ratios))
     for name in settings:
         log(f"  {name:12s} HDF5 {results[name + ':bytes'] / 1e6:.3f} MB/scene, read {results[name + ':read'] * 1e3:.1f} ms/scene")
     return results
@@ -384,7 +412,7 @@ def main() -> None:
             log(f"  {name:12s} {json.dumps(s.to_dict())}")
         if args.render_references and not args.skip_noise:
             render_references(config, args.seed, indices, args.reference_samples, log)
-        results = report_timing(settings, descs, config)
+        results = report_timing(settings, descs, config, args.rounds)
         if not args.skip_noise:
             report_noise(args, preset, settings, descs, config, results)
         if not args.skip_slices:
