@@ -22,6 +22,7 @@ from .config import (
     blur_matched_f_number,
     builtin_presets,
     config_default,
+    cycles_slice_keys,
     light_field_keys,
     load_preset,
     parse_focus_distances,
@@ -83,11 +84,12 @@ def _default(name: str) -> str:
 @click.option("--samples", type=int, default=None, help="Cycles samples per pixel.  [default: preset's]")
 @click.option("--f-number", type=float, default=None, help="Aperture f-number, > 0.  [default: preset's]")
 @click.option(
-    "--light-field",
-    is_flag=True,
+    "--light-field/--cycles-slices",
+    default=None,
     help="Render the slices by the light-field path (one shared set of rays for every slice, denoised with "
     "all-in-focus guides blurred as the slice): 2.5-2.9x less CPU time at 256 px, and blur differences below "
-    "a pixel kept; docs/rendering.md has its measured quality and limits.",
+    "a pixel kept; or every slice its own Cycles render. docs/rendering.md has the measured quality of both "
+    "and which presets use which.  [default: preset's]",
 )
 @click.option(
     "--same-blur",
@@ -277,15 +279,15 @@ def config_from_options(
     jpeg_quality,
     asset_dirs,
     same_blur: bool = False,
-    light_field: bool = False,
+    light_field: bool | None = None,
     ground_truth: str | None = None,
     **plain,
 ) -> RenderConfig:
     """The preset with the command line's options applied, validated (ConfigError names a bad value)."""
     config = load_preset(preset)
     overrides = dict(plain)
-    if light_field:
-        overrides.update(light_field_keys())
+    if light_field is not None:
+        overrides.update(light_field_keys() if light_field else cycles_slice_keys())
     if resolution is not None:
         overrides["width"], overrides["height"] = parse_resolution(resolution)
     if same_blur:

@@ -171,6 +171,14 @@ def light_field_keys() -> dict:
     return {k: v for k, v in RENDER_SETTINGS_LIGHT_FIELD.to_dict().items() if v != defaults[k]}
 
 
+def cycles_slice_keys() -> dict:
+    """The same keys at their defaults: what turns any settings, a light-field preset's included, into
+    every slice its own Cycles render (``focalstack-render --cycles-slices``, the fallback on devices
+    without OSL)."""
+    defaults = RenderSettings().to_dict()
+    return {k: defaults[k] for k in light_field_keys()}
+
+
 @dataclass
 class RenderConfig:
     """Everything a dataset is rendered from; stored in each file's ``config`` attribute.

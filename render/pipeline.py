@@ -24,7 +24,7 @@ from focalstack.dataset.groundtruth import canny_edges, stored_defocus_maps
 from focalstack.dataset.provenance import rendered_declaration
 from focalstack.dataset.schema import DatasetError
 
-from .config import LIGHT_FIELD_VERSION, ConfigError, RenderConfig, config_default
+from .config import LIGHT_FIELD_VERSION, ConfigError, RenderConfig, config_default, cycles_slice_keys
 from .effects import EffectsConfig, capture_slices, with_effects
 from .sampling import SAMPLER_VERSION, sample_scene, scene_seed
 from .scene import SCENE_FORMAT_VERSION, SceneDescription
@@ -241,7 +241,7 @@ def slices_for_device(config: RenderConfig, used: str, path: Path) -> tuple[Rend
             f"{path}: its slices are light-field renders, which need OSL: Cycles runs it on the CPU "
             f"and OptiX only, not {backend}; continue it with --device cpu or optix"
         )
-    return config.with_overrides(slices="cycles"), (
+    return config.with_overrides(**cycles_slice_keys()), (
         f"light-field slices need OSL, which Cycles runs on the CPU and OptiX only: rendering each slice with "
         f"Cycles on {backend} instead (the file records slices = cycles)"
     )

@@ -209,3 +209,19 @@ def fit_disk_blur(
         model = blurred.reshape(h, up, w, up).mean(axis=(1, 3))
         errors.append(float(((model - target)[inner] ** 2).mean()))
     return float(diameters[int(np.argmin(errors))])
+
+
+def light_field_settings() -> dict[str, dict]:
+    """The light-field render settings to hold to the physics: ``--light-field``'s (RENDER_SETTINGS_LIGHT_FIELD)
+    and each distinct one a bundled preset renders with by default, named by their presets."""
+    from focalstack.render.config import RENDER_SETTINGS_LIGHT_FIELD, builtin_presets, load_preset
+
+    out = {"light field": RENDER_SETTINGS_LIGHT_FIELD.to_dict()}
+    for name in builtin_presets():
+        settings = load_preset(name).render.to_dict()
+        if settings["slices"] != "light_field":
+            continue
+        key = next((k for k, v in out.items() if v == settings), None)
+        if key is None:
+            out[f"light field ({name}: {settings['light_field_views']} views)"] = settings
+    return out

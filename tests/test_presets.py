@@ -284,7 +284,7 @@ def test_walls_have_large_smooth_regions():
 
 def test_a_configuration_is_stored_flat_and_reads_back_with_its_render_settings():
     """Files hold the configuration flat (render settings beside the camera's keys, as since focalstack 0.1)."""
-    config = load_preset("mirrors").with_overrides(samples=7, slices="light_field", denoiser="standalone", width=40)
+    config = load_preset("fod500").with_overrides(samples=7, slices="light_field", denoiser="standalone", width=40)
     assert config.render == RenderSettings(samples=7, slices="light_field", denoiser="standalone") and config.width == 40
     stored = config.to_dict()
     assert "render" not in stored and stored["samples"] == 7 and stored["slices"] == "light_field"

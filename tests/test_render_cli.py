@@ -239,6 +239,8 @@ def test_light_field_slices_fall_back_to_cycles_where_osl_cannot_run_and_never_m
     for used in ("CUDA: NVIDIA H200", "HIP: AMD", "oneapi", "gpu"):  # a Ray task's 'gpu' may be any of them
         config, line = slices_for_device(lf, used, out)
         assert config.render.slices == "cycles" and "rendering each slice with Cycles" in line
+        # the Cycles path as measured (in-render denoiser, accurate prefilter), not the light field's denoiser
+        assert (config.render.denoiser, config.render.aif_prefilter) == ("in_render", "accurate")
         assert config.render.light_field_views == lf.render.light_field_views and config.seed == lf.seed
     cycles = load_preset("fod500")
     assert slices_for_device(cycles, "CUDA: x", out) == (cycles, None)
@@ -261,16 +263,44 @@ def test_light_field_option_gives_the_measured_light_field_settings_and_keeps_th
     assert lf.render.samples == plain.render.samples == 8 and lf.scene == plain.scene and lf.f_number == plain.f_number
 
 
-def test_an_experiment_dataset_asks_for_the_light_field(tmp_path):
+def test_either_slice_path_can_be_asked_for_on_any_preset():
+    """--cycles-slices and --light-field choose either path on any preset, keeping every other setting."""
+    from focalstack.render.cli import config_from_options
+    from focalstack.render.config import RENDER_SETTINGS_LIGHT_FIELD, RenderSettings, builtin_presets
+
+    none = dict(focus_distances=None, focus_breathing=None, shake=None, sensor_noise=None, jpeg_quality=None, asset_dirs=())
+    cycles_keys = ("slices", "denoiser", "aif_prefilter")
+    for preset in builtin_presets():
+        default = config_from_options(preset, resolution="32", **none)
+        cycles = config_from_options(preset, resolution="32", light_field=False, **none)
+        lf = config_from_options(preset, resolution="32", light_field=True, **none)
+        for key in cycles_keys:
+            assert getattr(cycles.render, key) == getattr(RenderSettings(), key), (preset, key)
+            assert getattr(lf.render, key) == getattr(RENDER_SETTINGS_LIGHT_FIELD, key), (preset, key)
+        for other in (cycles, lf):
+            assert other.render.light_field_views == default.render.light_field_views and other.scene == default.scene
+
+
+def test_an_experiment_dataset_asks_for_the_light_field_or_for_cycles_slices_whatever_the_preset(tmp_path):
+    """An experiment's datasets say their path: a preset's default changing does not change them, and a
+    light-field preset (mirrors) tested beside Cycles-slices training data gets Cycles slices too."""
+    from focalstack.render.cli import config_from_options
     from focalstack.train.experiments.spec import load_experiment
 
     exp_file = tmp_path / "e.toml"
-    exp_file.write_text(
-        'name = "e"\n[scales.tiny]\nresolution = 32\nlight_field = true\n[datasets.train]\npreset = "fod500"\n'
-        'scenes = 2\n[models.m]\narch = "fod-depth"\ndata = ["train"]\n'
-    )
-    ds = load_experiment(str(exp_file), "tiny").datasets["train"]
-    assert "--light-field" in ds.render_args() and ds.file_name().endswith("_lf.h5")
+    for flag, preset, want in (("light_field = true\n", "fod500", "light_field"), ("", "mirrors", "cycles")):
+        exp_file.write_text(
+            f'name = "e"\n[scales.tiny]\nresolution = 32\n{flag}[datasets.train]\npreset = "{preset}"\n'
+            'scenes = 2\n[models.m]\narch = "fod-depth"\ndata = ["train"]\n'
+        )
+        ds = load_experiment(str(exp_file), "tiny").datasets["train"]
+        args = ds.render_args()
+        assert ("--light-field" in args) == (want == "light_field") == ds.file_name().endswith("_lf.h5")
+        assert ("--cycles-slices" in args) == (want == "cycles")
+        parsed = main.make_context("focalstack-render", [*args, "--out", str(tmp_path / "x.h5")]).params
+        assert parsed["light_field"] == (want == "light_field")
+        none = dict(focus_distances=None, focus_breathing=None, shake=None, sensor_noise=None, jpeg_quality=None, asset_dirs=())
+        assert config_from_options(preset, resolution="32", light_field=parsed["light_field"], **none).render.slices == want
 
 
 def test_a_file_begun_before_a_default_changed_resumes_with_its_own_value(tmp_path):

@@ -14,6 +14,7 @@ from render_fixtures import (
     edge_scene,
     fronto_plane,
     frustum_half_width,
+    light_field_settings,
     measured_edge_width,
     sharpness,
     strips_scene,
@@ -339,14 +340,24 @@ def test_light_field_edge_blur_matches_stored_defocus_in_every_slice(model, brea
     np.testing.assert_allclose(record.depth, EDGE_DEPTH, atol=1e-4)
 
 
+# --light-field's settings and each other a preset renders with (another number of views)
+PRESET_LIGHT_FIELDS = light_field_settings()
+OTHER_LIGHT_FIELDS = {name: settings for name, settings in PRESET_LIGHT_FIELDS.items() if settings != LIGHT_FIELD}
+
+
 @pytest.mark.blender
-@pytest.mark.parametrize("model, guide", [("cycles", "aif_image"), ("thin_lens", "aif_image"), ("cycles", "aif")])
-def test_denoised_light_field_slices_blur_as_stored_defocus_says(model, guide):
+@pytest.mark.parametrize(
+    "model, guide, settings",
+    [("cycles", "aif_image", LIGHT_FIELD), ("thin_lens", "aif_image", LIGHT_FIELD), ("cycles", "aif", LIGHT_FIELD)]
+    + [("cycles", "aif_image", s) for s in OTHER_LIGHT_FIELDS.values()],
+    ids=["cycles-aif_image", "thin_lens-aif_image", "cycles-aif", *OTHER_LIGHT_FIELDS],
+)
+def test_denoised_light_field_slices_blur_as_stored_defocus_says(model, guide, settings):
     """The light-field path as a preset gets it: few samples, denoised with the all-in-focus image (or
     albedo) and normal blurred per slice as guides. The denoiser must keep each slice's blur, not its own
     smoothing (that it follows its rays where the guide is wrong: the occlusion test below)."""
     desc = edge_scene(EDGE_DEPTH, EDGE_CAMERA)
-    record, _ = _render(desc, model, samples=16, light_field_guides=guide)
+    record, _ = _render(desc, model, **{**settings, "samples": 16, "light_field_guides": guide})
     assert LIGHT_FIELD["denoise"] and LIGHT_FIELD["light_field_guides"] == "aif_image"
     centre = record.defocus[:, 32, 32]
     for k, s in enumerate(EDGE_CAMERA.focus_distances):
@@ -356,10 +367,11 @@ def test_denoised_light_field_slices_blur_as_stored_defocus_says(model, guide):
 
 
 @pytest.mark.blender
-def test_light_field_in_focus_slice_is_sharpest_where_depth_equals_its_focus_distance():
+@pytest.mark.parametrize("settings", list(PRESET_LIGHT_FIELDS.values()), ids=list(PRESET_LIGHT_FIELDS))
+def test_light_field_in_focus_slice_is_sharpest_where_depth_equals_its_focus_distance(settings):
     depths = [0.2, 0.4, 1.0]
     cam = CameraSpec(50.0, 36.0, 1.4, depths, 48, 48)
-    record, _ = _render(strips_scene(depths, cam), samples=16)
+    record, _ = _render(strips_scene(depths, cam), **{**settings, "samples": 16})
     for k, z in enumerate(depths):
         mask = np.abs(record.depth - z) < 1e-3
         mask[:, :2] = mask[:, -2:] = False
@@ -443,7 +455,8 @@ def test_light_field_slices_match_cycles_slices_pixel_by_pixel_across_occlusion_
 
 
 @pytest.mark.blender
-def test_denoised_light_field_blurs_occlusion_edges_no_worse_than_todays_default(occlusion_cycles):
+@pytest.mark.parametrize("settings", list(PRESET_LIGHT_FIELDS.values()), ids=list(PRESET_LIGHT_FIELDS))
+def test_denoised_light_field_blurs_occlusion_edges_no_worse_than_todays_default(occlusion_cycles, settings):
     """Denoised at 16 samples, neither path meets the raw test's tolerance at occlusion edges (the denoiser
     smooths them). The light field's guides are all-in-focus images blurred without what the near plane
     hides, so a denoiser that follows them too closely gets the edges wrong (measured: OIDN high quality
@@ -455,7 +468,7 @@ def test_denoised_light_field_blurs_occlusion_edges_no_worse_than_todays_default
     desc, cycles, _ = occlusion_cycles
     with BlenderRenderer(**RENDER_SETTINGS_V0.to_dict()) as renderer:
         today = renderer.render(desc)
-    _, lf = _render(desc, samples=16)
+    _, lf = _render(desc, **{**settings, "samples": 16})
     worst_today = max(error for error, _ in _edge_profile_errors(today.slices, cycles))
     worst_lf = max(error for error, _ in _edge_profile_errors(lf.slices, cycles))
     assert worst_lf <= 1.25 * worst_today, (worst_lf, worst_today)

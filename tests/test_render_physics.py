@@ -11,6 +11,7 @@ from render_fixtures import (
     edge_scene,
     fit_disk_blur,
     fronto_plane,
+    light_field_settings,
     matte,
     measured_edge_width,
     sharpness,
@@ -19,7 +20,7 @@ from render_fixtures import (
 )
 
 from focalstack.dataset.optics import blur_diameter_px
-from focalstack.render.config import RENDER_SETTINGS_LIGHT_FIELD, RenderConfig, RenderSettings
+from focalstack.render.config import RenderConfig, RenderSettings
 from focalstack.render.scene import CameraSpec
 
 pytestmark = pytest.mark.blender
@@ -141,7 +142,7 @@ SMALL_BLUR_SETTINGS = {
     "raw 64 samples": dict(samples=64, denoise=False),
     "16 samples + OIDN high (RENDER_SETTINGS_V0)": dict(samples=16, denoise=True, denoise_quality="high"),
     "16 samples + OIDN balanced (the default)": dict(samples=16, denoise=True),
-    "light field": {**RENDER_SETTINGS_LIGHT_FIELD.to_dict(), "samples": 16},
+    **{name: {**settings, "samples": 16} for name, settings in light_field_settings().items()},
 }
 # Measured (docs/rendering.md, "Small blur"): OIDN adds about 0.8 px of blur to fine texture at 16 samples
 # (the in-focus slice fits 0.83 px) and compresses the slices' differences. Strict: a fix makes these pass,

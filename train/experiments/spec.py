@@ -88,7 +88,7 @@ class DatasetSpec:
     denoise: bool | None = None
     focus_distances: list[float] | None = None
     same_blur: bool = False  # scale the preset's f-number with the resolution (blur in pixels as at its own size)
-    light_field: bool = False  # slices by the light-field path (focalstack-render --light-field)
+    light_field: bool = False  # slices by the light-field path (--light-field), else by Cycles (--cycles-slices)
 
     def render_args(self) -> list[str]:
         """focalstack-render's options for this dataset (besides --out)."""
@@ -110,8 +110,9 @@ class DatasetSpec:
             args += ["--focus-distances", ",".join(f"{s:g}" for s in self.focus_distances)]
         if self.same_blur:
             args.append("--same-blur")
-        if self.light_field:
-            args.append("--light-field")
+        # Always said: an experiment's data keeps its path when a preset's default changes, and the datasets
+        # of one experiment (fod500 for training, mirrors for testing) come from the same path.
+        args.append("--light-field" if self.light_field else "--cycles-slices")
         return args
 
     def file_name(self) -> str:
