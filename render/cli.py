@@ -87,7 +87,7 @@ def _default(name: str) -> str:
     "--light-field/--cycles-slices",
     default=None,
     help="Render the slices by the light-field path (one shared set of rays for every slice, denoised with "
-    "all-in-focus guides blurred as the slice): 2.5-2.9x less CPU time at 256 px, and blur differences below "
+    "all-in-focus guides blurred as the slice): 2.3-3x less CPU time at 256 px, and blur differences below "
     "a pixel kept; or every slice its own Cycles render. docs/rendering.md has the measured quality of both "
     "and which presets use which.  [default: preset's]",
 )
