@@ -35,7 +35,9 @@ import numpy as np
 
 from focalstack.dataset.optics import focal_length_px
 
-from .config import LIGHT_FIELD_VERSION  # noqa: F401  (what these slices are: written in config, used here)
+# The version these slices are (defined once, in config): named here so that a change to the rays or guides
+# below is made beside it, and bumps it.
+from .config import LIGHT_FIELD_VERSION  # noqa: F401
 from .scene import CameraSpec
 
 HASH_PRIME = 65521  # all hash arithmetic stays below 2**31 in OSL's 32-bit ints

@@ -219,9 +219,6 @@ def light_field_settings() -> dict[str, dict]:
     out = {"light field": RENDER_SETTINGS_LIGHT_FIELD.to_dict()}
     for name in builtin_presets():
         settings = load_preset(name).render.to_dict()
-        if settings["slices"] != "light_field":
-            continue
-        key = next((k for k, v in out.items() if v == settings), None)
-        if key is None:
+        if settings["slices"] == "light_field" and settings not in out.values():
             out[f"light field ({name}: {settings['light_field_views']} views)"] = settings
     return out
