@@ -178,6 +178,22 @@ def test_compare_published_adds_the_protocols_own_rows_to_the_report(tmp_path):
         load_experiment(str(write(tmp_path, GOOD + 'compare_published = "yes"\n')), "tiny")
 
 
+@pytest.mark.parametrize("protocol, metric", [("dfv", "rms"), ("aifdepthnet", "rmse"), ("focalstack", "depth_rmse")])
+def test_models_are_compared_by_the_protocols_own_depth_error(tmp_path, protocol, metric):
+    from focalstack.train.experiments.report import comparison_section
+
+    ev = load_experiment(str(write(tmp_path, GOOD + f'protocol = "{protocol}"\n')), "tiny").evaluations[0]
+    dataset = ev.datasets[0]
+
+    def rows(value):
+        other = {"depth_rmse": 9.0, "rms": 9.0, "rmse": 9.0}  # every protocol's other RMS names: must not be read
+        return {"rows": [{"dataset": dataset, "setting": "All", **other, metric: value}]}
+
+    text = "\n".join(comparison_section(ev, {"a": rows(0.5), "b": rows(0.4)}))
+    assert f"### {ev.name}: {metric} by model (All setting)" in text
+    assert f"| {dataset} | all | 0.5 | 0.4 | -20.0 % |" in text
+
+
 def test_a_model_that_fails_in_a_parallel_run_is_one_line_naming_it(tmp_path):
     from train_fixtures import write_synthetic
 

@@ -183,6 +183,7 @@ def test_protocol_registry_and_names():
     for p in PROTOCOLS.values():
         keys = [c.key for c in p.columns]
         assert len(keys) == len(set(keys)) and p.clipping and p.masks and p.averaging and p.follows
+        assert p.headline in keys, p.name  # what reports compare models by is a column the protocol scores
         for row in p.published:
             assert set(row.values) <= set(keys) and row.source
     assert all(set(c.needs) == {"disparity"} for c in DDFF12.columns)

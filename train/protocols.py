@@ -89,6 +89,7 @@ class Protocol:
     score: Callable[[dict, dict, object], Scores] = field(repr=False, compare=False)
     published: tuple[Published, ...] = ()
     requires: str = ""  # said when a file lacks the ground truth every column needs
+    headline: str = ""  # the column reports compare models by (its RMS depth error); empty: none
 
     def lacking(self, ground_truth: frozenset[str], outputs: frozenset[str]) -> list[Column]:
         """The columns that a file holding ``ground_truth`` and a model giving ``outputs`` cannot support."""
@@ -211,6 +212,7 @@ FOCALSTACK = Protocol(
         for k in ALL_METRICS
     ),
     score=score_focalstack,
+    headline="depth_rmse",
 )
 
 DFV = Protocol(
@@ -236,6 +238,7 @@ DFV = Protocol(
         Column("bump"),
     ),
     score=score_dfv,
+    headline="rms",
 )
 
 _AIF_UNITS = {"mae": "m", "mse": "m^2", "rmse": "m", "logrms": "", "absrel": "", "sqrel": "m"}
@@ -261,6 +264,7 @@ AIFDEPTHNET = Protocol(
     follows="AiFDepthNet's test.py, DefocusNet_testing (albert100121/AiFDepthNet)",
     columns=tuple(Column(k, _AIF_UNITS[k.split("_")[0]]) for k in AIFDEPTHNET_KEYS),
     score=score_aifdepthnet,
+    headline="rmse",
     published=(
         Published(
             "DefocusNet",
@@ -306,6 +310,7 @@ DDFF12 = Protocol(
         Column("bump", "", ("disparity",)),
     ),
     score=score_ddff12,
+    headline="rms",
     published=(
         Published("DDFF", _DDFF_SOURCE.format(who="Hazirbas et al., ACCV 2018"), {"mse": 9.7e-4}),
         Published("DefocusNet", _DDFF_SOURCE.format(who="Maximov et al., CVPR 2020"), {"mse": 9.1e-4}),

@@ -111,11 +111,14 @@ def evaluation_section(ev, results: dict) -> tuple[list[str], list[dict]]:
     return lines + [""], rows_json
 
 
-def comparison_section(ev, results: dict, metric: str = "depth_rmse") -> list[str]:
-    """With several models: each model's ``metric`` per dataset (All setting, whole image and flat areas),
-    and its change relative to the first model."""
+def comparison_section(ev, results: dict) -> list[str]:
+    """With several models: each model's headline depth error under the evaluation's protocol per dataset
+    (All setting, whole image and flat areas), and its change relative to the first model."""
+    from ..protocols import PROTOCOLS
+
+    metric = PROTOCOLS[ev.protocol].headline
     models = list(results)
-    if len(models) < 2:
+    if len(models) < 2 or not metric:
         return []
     base = models[0]
     header = ["dataset", "region", *models, *(f"{m} vs {base}" for m in models[1:])]
