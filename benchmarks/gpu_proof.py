@@ -5,7 +5,7 @@ Two halves, because the machine that renders (Blender) is not the one that train
 takes 64 MiB of files per call and returns 8 files of 16 MiB):
 
     # 1. where Blender runs: render the experiment's data (bundled experiment weights-v1, scale proof) and pack it
-    python benchmarks/gpu_proof.py prepare --bundle bundle/                        # ~30 min on 2 cores
+    python benchmarks/gpu_proof.py prepare --bundle bundle/                        # ~20 min on 2 cores
     # 2. on the GPU machine, from the repository root, with bundle/ carried (one call, under 9 minutes)
     python benchmarks/gpu_proof.py run --bundle bundle/ --out "$OUT"
     # 3. back here: the weights into weights/ with a model card each
@@ -29,8 +29,9 @@ What ``run`` does, in order, keeping to ``--deadline`` seconds in all:
    what evaluation needs;
 4. evaluates them (``dfv``, ``aifdepthnet`` and ``focalstack``, All and Random, flat regions, the published
    rows and the constant depth) and writes weights-only checkpoints (float16 when float32 would pass 16 MiB);
-5. writes report.md and report.json (benchmark, choice, tables, curves), training_curves.png, and
-   details.tar.gz (every table, log, metrics.csv and figure), at most 8 files under --out.
+5. writes report.md and report.json (the targets judged, benchmark, choice, tables, curves),
+   training_curves.png, and details.tar.gz (every table, log, metrics.csv and figure), at most 8 files under
+   --out.
 """
 
 from __future__ import annotations
@@ -57,6 +58,18 @@ MAX_WEIGHTS_BYTES = 16 << 20
 # lower is kept because the run scales it up with the batch (by sqrt(batch / 8)).
 LR_AT_BATCH_8 = 3e-4
 EVAL_RESERVE_S = {"cuda": 110.0, "cpu": 60.0}  # evaluation, weights and report after training
+
+# What the run sets out to show, each checked against its own figures in the report's "Targets" table.
+STEP_TARGET = 345.0  # stacks/s: DefocusNet + DepthNet, bf16 + channels-last, batch 16, 5 x 256 x 256
+DEPTH_TARGET_MSE = 0.0175  # dfv MSE of fod-depth on held-out fod500 scenes: DefocusNet's published FoD500 figure
+AIF_TARGET_SSIM = {  # fod's AiF SSIM, All: the paper's supplement, Table 1, row 4
+    "test-shape": 0.969,
+    "test-appearance": 0.962,
+    "test-wide-dof": 0.965,
+    "test-medium-dof": 0.967,
+}
+WALLS_FLAT_GAIN = 0.30  # walls in training: flat-region depth RMSE on walls-test at least 30 % lower
+WALLS_FOD500_LOSS = 0.05  # ... and depth RMSE on fod500-test at most 5 % higher
 
 
 def log(message: str, fh=None) -> None:
@@ -437,6 +450,10 @@ def finish(report: dict, work: Path, out: Path, fh) -> None:
             plot_curves({p.name: p for p in sorted((experiment / "models").iterdir())}, out / "training_curves.png")
     except Exception as exc:  # noqa: BLE001
         report["errors"].append(f"curves: {exc}")
+    try:
+        report["targets"] = targets(report)
+    except Exception as exc:  # noqa: BLE001 - a report without its verdicts still goes back
+        report["errors"].append(f"targets: {type(exc).__name__}: {exc}")
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     (out / "report.md").write_text(markdown(report, experiment))
     with tarfile.open(out / "details.tar.gz", "w:gz") as tar:
@@ -452,6 +469,89 @@ def finish(report: dict, work: Path, out: Path, fh) -> None:
     )
 
 
+def _row(report: dict, evaluation: str, model: str, dataset: str, region: str = "all") -> dict | None:
+    rows = ((report.get("experiment_report") or {}).get("evaluations") or {}).get(evaluation, {}).get("rows", [])
+    return next(
+        (
+            r
+            for r in rows
+            if (r.get("model"), r.get("dataset"), r.get("setting"), r.get("region", "all")) == (model, dataset, "All", region)
+        ),
+        None,
+    )
+
+
+def _value(row: dict | None, key: str) -> float | None:
+    return None if row is None or row.get(key) is None else float(row[key])
+
+
+def targets(report: dict) -> list[dict]:
+    """The run's figures against what it set out to show: one row each, ``met`` True, False or None (not
+    measured in this run)."""
+    out = []
+    workload = (report.get("bench") or {}).get("workload") or []
+    fast = [r for r in workload if not r["concat"] and r["bf16"] and r["channels_last"] and (r["batch"], r["size"]) == (16, 256)]
+    naive = next((r for r in workload if r["variant"] == "naive"), None)
+    best = max(fast, key=lambda r: r["stacks_per_s"], default=None)
+    out.append(
+        {
+            "target": f"training step, bf16 + channels-last, batch 16, 5 x 256 x 256: >= {STEP_TARGET:g} stacks/s",
+            "measured": (
+                f"{best['stacks_per_s']:.0f} stacks/s ({best['variant']}{', compiled' if best['compiled'] else ''}); "
+                f"naive {naive['stacks_per_s']:.0f}"
+                if best and naive
+                else "not measured in this run (needs CUDA)"
+            ),
+            "met": None if best is None else best["stacks_per_s"] >= STEP_TARGET,
+        }
+    )
+    mse = _value(_row(report, "dfv", "fod-depth", "fod500-test"), "mse")
+    const = _value(_row(report, "dfv", "constant", "fod500-test"), "mse")
+    out.append(
+        {
+            "target": f"depth, fod-depth on held-out fod500 scenes, dfv, All: MSE <= {DEPTH_TARGET_MSE} m² (DefocusNet's "
+            "published figure, on FoD500's own test set) and below the constant",
+            "measured": "no figure in this run"
+            if mse is None
+            else f"MSE {mse:.4f} m² (constant {const if const is None else f'{const:.4f}'})",
+            "met": None if mse is None else mse <= DEPTH_TARGET_MSE and (const is None or mse < const),
+        }
+    )
+    for split, goal in AIF_TARGET_SSIM.items():
+        ssim = _value(_row(report, "focalstack", "fod", split), "aif_ssim")
+        out.append(
+            {
+                "target": f"AiF, fod on {split}, All: SSIM >= {goal} (the paper's supplement, Table 1, row 4)",
+                "measured": "no figure in this run" if ssim is None else f"SSIM {ssim:.4f}",
+                "met": None if ssim is None else ssim >= goal,
+            }
+        )
+    alone = _value(_row(report, "focalstack", "fod-depth-fod500", "walls-test", "flat"), "depth_rmse")
+    walls = _value(_row(report, "focalstack", "fod-depth", "walls-test", "flat"), "depth_rmse")
+    out.append(
+        {
+            "target": f"walls fix: flat-region depth RMSE on walls-test at least {WALLS_FLAT_GAIN:.0%} lower with walls "
+            "in training (fod-depth against fod-depth-fod500)",
+            "measured": "no figure in this run"
+            if None in (alone, walls)
+            else f"{alone:.4f} m alone, {walls:.4f} m with walls ({100 * (walls / alone - 1):+.1f} %)",
+            "met": None if None in (alone, walls) else walls <= (1 - WALLS_FLAT_GAIN) * alone,
+        }
+    )
+    alone = _value(_row(report, "focalstack", "fod-depth-fod500", "fod500-test"), "depth_rmse")
+    walls = _value(_row(report, "focalstack", "fod-depth", "fod500-test"), "depth_rmse")
+    out.append(
+        {
+            "target": f"walls fix: depth RMSE on fod500-test at most {WALLS_FOD500_LOSS:.0%} higher with walls in training",
+            "measured": "no figure in this run"
+            if None in (alone, walls)
+            else f"{alone:.4f} m alone, {walls:.4f} m with walls ({100 * (walls / alone - 1):+.1f} %)",
+            "met": None if None in (alone, walls) else walls <= (1 + WALLS_FOD500_LOSS) * alone,
+        }
+    )
+    return out
+
+
 def markdown(report: dict, experiment: Path) -> str:
     lines = [
         f"# GPU proof: {report.get('device', '?')}, torch {report.get('torch', '?')}",
@@ -461,6 +561,16 @@ def markdown(report: dict, experiment: Path) -> str:
     ]
     if report["errors"]:
         lines += ["**Errors:**", "", *(f"- {e}" for e in report["errors"]), ""]
+    if report.get("targets"):
+        verdict = {True: "met", False: "**not met**", None: "not measured"}
+        lines += [
+            "## Targets",
+            "",
+            "| target | measured | |",
+            "|---|---|---|",
+            *(f"| {t['target']} | {t['measured']} | {verdict[t['met']]} |" for t in report["targets"]),
+            "",
+        ]
     workload = (report.get("bench") or {}).get("workload")
     if workload:
         lines += [

@@ -88,6 +88,12 @@ def test_run_on_the_cpu_brings_back_weights_report_and_details_in_at_most_eight_
         assert trained["steps"] > 0 and trained["curve"], name
     md = (out / "report.md").read_text()
     assert "## Training step" in md and "| naive |" in md and "constant" in md
+    # every target gets a verdict from this run's figures; the GPU step is not measured on a CPU
+    assert len(report["targets"]) == 8 and report["targets"][0]["met"] is None
+    # (the synthetic walls have no flat region, so that one may lack a figure)
+    assert all(t["met"] in (True, False) for t in report["targets"][1:6]), report["targets"]
+    assert report["targets"][7]["met"] in (True, False), report["targets"]
+    assert "## Targets" in md and "not measured" in md
     # weights-only, half precision, and they load into float32 networks
     for name in ("fod-v1", "fod-depth-v1", "fod-depth-fod500-v1"):
         ckpt = load_checkpoint(out / "weights" / f"{name}.pt")
@@ -106,6 +112,60 @@ def test_run_on_the_cpu_brings_back_weights_report_and_details_in_at_most_eight_
     card = (tmp_path / "w" / "fod-depth-v1.md").read_text()
     assert "`fod-depth` trained by" in card and "| fod500-test | fod-depth |" in card and "| fod500-test | constant |" in card
     assert "## Limitations" in card and "licence" in card and (tmp_path / "w" / "fod-depth-v1.pt").is_file()
+
+
+def load_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_proof", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_targets_are_judged_from_the_runs_own_figures():
+    proof = load_script()
+
+    def row(model, dataset, region="all", **values):
+        return {"model": model, "dataset": dataset, "setting": "All", "region": region, **values}
+
+    def bench(variant, concat, cl, bf16, compiled, speed, batch=16, size=256):
+        return {"variant": variant, "concat": concat, "channels_last": cl, "bf16": bf16, "compiled": compiled,
+                "stacks_per_s": speed, "batch": batch, "size": size}  # fmt: skip
+
+    report = {
+        "bench": {
+            "workload": [
+                bench("naive", True, False, False, False, 69.0),
+                bench("concat-cl-bf16", True, True, True, False, 400.0),  # the reference's layout: not ours
+                bench("ours", False, True, True, False, 300.0),
+                bench("ours", False, True, True, True, 350.0),
+            ]
+        },
+        "experiment_report": {
+            "evaluations": {
+                "dfv": {"rows": [row("fod-depth", "fod500-test", mse=0.015), row("constant", "fod500-test", mse=0.3)]},
+                "focalstack": {
+                    "rows": [
+                        row("fod", "test-shape", aif_ssim=0.97),
+                        row("fod", "test-appearance", aif_ssim=0.95),
+                        row("fod-depth-fod500", "walls-test", "flat", depth_rmse=1.0),
+                        row("fod-depth", "walls-test", "flat", depth_rmse=0.7),
+                        row("fod-depth-fod500", "fod500-test", depth_rmse=0.20),
+                        row("fod-depth", "fod500-test", depth_rmse=0.211),
+                        {**row("fod", "test-wide-dof", aif_ssim=0.99), "setting": "Random"},  # not All
+                    ]
+                },
+            }
+        },
+    }
+    verdicts = [t["met"] for t in proof.targets(report)]
+    # step (compiled ours, 350), depth, 4 AiF splits (the last two not evaluated in All), walls flat, fod500
+    assert verdicts == [True, True, True, False, None, None, True, False]
+    assert "350 stacks/s (ours, compiled); naive 69" in proof.targets(report)[0]["measured"]
+    report["bench"]["workload"][3]["stacks_per_s"] = 340.0
+    report["experiment_report"]["evaluations"]["dfv"]["rows"][1]["mse"] = 0.01  # a constant that beats it
+    assert [t["met"] for t in proof.targets(report)][:2] == [False, False]
 
 
 def test_run_refuses_a_bundle_without_packs_and_still_reports(tmp_path):
