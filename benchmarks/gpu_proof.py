@@ -447,7 +447,9 @@ def finish(report: dict, work: Path, out: Path, fh) -> None:
     experiment = work / "experiment"
     try:
         if (experiment / "models").is_dir():
-            plot_curves({p.name: p for p in sorted((experiment / "models").iterdir())}, out / "training_curves.png")
+            report["curves"] = plot_curves(
+                {p.name: p for p in sorted((experiment / "models").iterdir())}, out / "training_curves.png"
+            )
     except Exception as exc:  # noqa: BLE001
         report["errors"].append(f"curves: {exc}")
     try:
@@ -612,7 +614,11 @@ def markdown(report: dict, experiment: Path) -> str:
                 f"| {name} | {t['steps']} | {t['epochs']} | {t['seconds']:.0f} | {t['stacks_per_s']:.0f} | "
                 f"{last.get('train_loss', '-')} | {last.get('val_loss', '-')} |"
             )
-        lines += ["", "![training curves](training_curves.png)", ""]
+        lines.append("")
+        if report.get("curves"):
+            lines += ["![training curves](training_curves.png)", ""]
+        else:  # metrics.csv gets a row per finished epoch
+            lines += ["No training curves: no model finished an epoch.", ""]
     if report.get("weights"):
         lines += [
             "Weights: "

@@ -94,6 +94,7 @@ def test_run_on_the_cpu_brings_back_weights_report_and_details_in_at_most_eight_
     assert all(t["met"] in (True, False) for t in report["targets"][1:6]), report["targets"]
     assert report["targets"][7]["met"] in (True, False), report["targets"]
     assert "## Targets" in md and "not measured" in md
+    assert "![training curves](training_curves.png)" in md and report["curves"] is True
     # weights-only, half precision, and they load into float32 networks
     for name in ("fod-v1", "fod-depth-v1", "fod-depth-fod500-v1"):
         ckpt = load_checkpoint(out / "weights" / f"{name}.pt")
@@ -166,6 +167,15 @@ def test_targets_are_judged_from_the_runs_own_figures():
     report["bench"]["workload"][3]["stacks_per_s"] = 340.0
     report["experiment_report"]["evaluations"]["dfv"]["rows"][1]["mse"] = 0.01  # a constant that beats it
     assert [t["met"] for t in proof.targets(report)][:2] == [False, False]
+
+
+def test_the_report_links_training_curves_only_when_they_were_drawn(tmp_path):
+    proof = load_script()
+    trained = {"m": {"steps": 5, "epochs": 0, "seconds": 1.0, "stacks_per_s": 5.0, "curve": []}}
+    report = {"experiment": "weights-v1", "scale": "tiny", "errors": [], "training": trained, "curves": False}
+    md = proof.markdown(report, tmp_path)
+    assert "training_curves.png" not in md and "no model finished an epoch" in md
+    assert "![training curves](training_curves.png)" in proof.markdown({**report, "curves": True}, tmp_path)
 
 
 def test_run_refuses_a_bundle_without_packs_and_still_reports(tmp_path):
