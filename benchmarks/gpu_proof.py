@@ -184,71 +184,55 @@ def unpack_bundle(bundle: Path, data: Path, fh) -> None:
     log(f"unpacked {len(packs)} files into {data}", fh)
 
 
-def bench(device: str, resolution: int, work: Path, fh) -> dict:
+# The benchmark's share of the deadline: a compile that hangs or fails must not take the training's time
+# (then the workload runs again without it, for a shorter share).
+WORKLOAD_SHARE, UNCOMPILED_SHARE, SWEEP_SHARE = 0.45, 0.2, 0.3
+
+
+def bench(device: str, resolution: int, work: Path, fh, deadline: float = 480.0) -> dict:
     """train_bench.py at the issue's workload and a batch sweep at the training resolution."""
-    script = str(REPO / "benchmarks" / "train_bench.py")
     results: dict = {"workload": None, "sweep": []}
     cuda = device.startswith("cuda")
     if cuda:
-        runs = [
-            (
-                "workload",
-                [
-                    "--device",
-                    "cuda",
-                    "--batch-size",
-                    "16",
-                    "--size",
-                    "256",
-                    "--compile",
-                    "--variants",
-                    "naive,concat-cl-bf16,split-nchw,split-cl,ours",
-                    "--rounds",
-                    "5",
-                ],
-            )
-        ]
-        runs += [
-            (
-                f"sweep{b}",
-                [
-                    "--device",
-                    "cuda",
-                    "--batch-size",
-                    str(b),
-                    "--size",
-                    str(resolution),
-                    "--variants",
-                    "ours",
-                    "--rounds",
-                    "3",
-                    "--steps",
-                    "20",
-                ],
-            )
-            for b in (16, 32, 64, 128)
-        ]
+        workload = ["--device", "cuda", "--batch-size", "16", "--size", "256", "--rounds", "5"]
+        workload += ["--variants", "naive,concat-cl-bf16,split-nchw,split-cl,ours"]
+        results["workload"] = _bench_one("workload", [*workload, "--compile"], work, fh, WORKLOAD_SHARE * deadline)
+        if results["workload"] is None:
+            log("bench workload: again without torch.compile", fh)
+            results["workload"] = _bench_one("workload-uncompiled", workload, work, fh, UNCOMPILED_SHARE * deadline)
+        sweep = [["--device", "cuda", "--batch-size", str(b), "--size", str(resolution)] for b in (16, 32, 64, 128)]
+        sweep = [[*a, "--variants", "ours", "--rounds", "3", "--steps", "20"] for a in sweep]
     else:
         small = ["--device", "cpu", "--rounds", "1", "--steps", "1", "--warmup", "1"]
-        runs = [("workload", [*small, "--cpu-batch-size", "2", "--size", "32"])]
-        runs += [
-            (f"sweep{b}", [*small, "--cpu-batch-size", str(b), "--size", str(resolution), "--variants", "ours"]) for b in (2, 4)
-        ]
-    for name, extra in runs:
-        out = work / f"bench-{name}.json"
-        t = time.perf_counter()
-        done = subprocess.run([sys.executable, script, *extra, "--json", str(out)], capture_output=True, text=True)
-        (work / f"bench-{name}.txt").write_text(done.stdout + done.stderr)
-        if done.returncode != 0:
-            log(f"bench {name} failed: {(done.stderr or done.stdout).strip()[-400:]}", fh)
-            continue
-        rows = json.loads(out.read_text())["rows"]
-        log(f"bench {name} ({time.perf_counter() - t:.0f} s):\n" + done.stdout.strip(), fh)
-        if name == "workload":
-            results["workload"] = rows
-        else:
-            results["sweep"] += rows
+        results["workload"] = _bench_one("workload", [*small, "--cpu-batch-size", "2", "--size", "32"], work, fh, None)
+        sweep = [[*small, "--cpu-batch-size", str(b), "--size", str(resolution), "--variants", "ours"] for b in (2, 4)]
+    for extra in sweep:
+        batch = extra[extra.index("--batch-size" if "--batch-size" in extra else "--cpu-batch-size") + 1]
+        rows = _bench_one(f"sweep{batch}", extra, work, fh, SWEEP_SHARE * deadline / len(sweep) if cuda else None)
+        results["sweep"] += rows or []
     return results
+
+
+def _bench_one(name: str, extra: list[str], work: Path, fh, timeout: float | None) -> list[dict] | None:
+    """One train_bench.py process; its rows, or None (logged) when it fails or runs past ``timeout`` seconds."""
+    script = str(REPO / "benchmarks" / "train_bench.py")
+    out = work / f"bench-{name}.json"
+    t = time.perf_counter()
+    try:
+        done = subprocess.run(
+            [sys.executable, script, *extra, "--json", str(out)], capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired as exc:
+        text = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        (work / f"bench-{name}.txt").write_text(text)
+        log(f"bench {name} stopped after {timeout:.0f} s", fh)
+        return None
+    (work / f"bench-{name}.txt").write_text(done.stdout + done.stderr)
+    if done.returncode != 0:
+        log(f"bench {name} failed: {(done.stderr or done.stdout).strip()[-400:]}", fh)
+        return None
+    log(f"bench {name} ({time.perf_counter() - t:.0f} s):\n" + done.stdout.strip(), fh)
+    return json.loads(out.read_text())["rows"]
 
 
 def choose_batch(sweep: list[dict], fallback: int) -> tuple[int, float, str]:
@@ -348,7 +332,7 @@ def run(args) -> int:
         data = work / "data"
         unpack_bundle(args.bundle, data, fh)
         resolution = next(iter(exp.datasets.values())).resolution
-        report["bench"] = {} if args.skip_bench else bench(device, resolution, work, fh)
+        report["bench"] = {} if args.skip_bench else bench(device, resolution, work, fh, args.deadline)
         fallback = next(iter(exp.models.values())).train.get("batch_size", 8)
         batch, lr, why = choose_batch(report["bench"].get("sweep", []), fallback)
         report["choice"] = {"batch_size": batch, "lr": lr, "why": why}

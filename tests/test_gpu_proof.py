@@ -169,6 +169,27 @@ def test_targets_are_judged_from_the_runs_own_figures():
     assert [t["met"] for t in proof.targets(report)][:2] == [False, False]
 
 
+def test_a_workload_whose_compile_fails_or_hangs_is_measured_again_without_it(tmp_path, monkeypatch):
+    proof = load_script()
+    real, calls = proof._bench_one, []
+
+    def fake(name, extra, work, fh, timeout):
+        calls.append((name, "--compile" in extra, timeout))
+        if "--compile" in extra:
+            return None  # as when torch.compile fails or runs past its share of the deadline
+        batch = int(extra[extra.index("--batch-size") + 1])
+        return [{"variant": "ours", "batch": batch, "stacks_per_s": 100.0}]
+
+    monkeypatch.setattr(proof, "_bench_one", fake)
+    results = proof.bench("cuda", 64, tmp_path, None, deadline=400)
+    assert calls[:2] == [("workload", True, 180.0), ("workload-uncompiled", False, 80.0)]
+    assert [c[0] for c in calls[2:]] == ["sweep16", "sweep32", "sweep64", "sweep128"]
+    assert results["workload"][0]["batch"] == 16 and len(results["sweep"]) == 4
+    # a real process past its timeout: no rows, and the run goes on
+    rows = real("slow", ["--device", "cpu", "--rounds", "50"], tmp_path, None, 0.5)
+    assert rows is None and (tmp_path / "bench-slow.txt").exists()
+
+
 def test_the_report_links_training_curves_only_when_they_were_drawn(tmp_path):
     proof = load_script()
     trained = {"m": {"steps": 5, "epochs": 0, "seconds": 1.0, "stacks_per_s": 5.0, "curve": []}}
