@@ -41,6 +41,7 @@ import json
 import math
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -439,7 +440,25 @@ def training_summary(runner) -> dict:
             "stacks_per_s": stacks / max(float(last.get("elapsed", 0.0)), 1e-9),
             "curve": [{k: r[k] for k in r if k in ("epoch", "step", "train_loss", "val_loss")} for r in rows],
         }
+        for key in ("train_loss", "val_loss"):
+            summary[name][f"{key}_second_half"] = second_half_change(summary[name]["curve"], key)
     return summary
+
+
+def second_half_change(curve: list[dict], key: str) -> float | None:
+    """How much ``key`` (a loss) moved over the second half of the run: the median of the last fifth of the
+    epochs over the median of the fifth before the middle, less 1 (-0.13: 13 % lower). None below 5 epochs.
+
+    Training loss falling while validation loss stays is a network learning its training scenes by heart:
+    more scenes would then help more than more time (docs/experiments.md, "A longer budget")."""
+    values = [float(r[key]) for r in curve if r.get(key) not in (None, "")]
+    n = len(values)
+    if n < 5:
+        return None
+    fifth = max(1, n // 5)
+    middle = statistics.median(values[n // 2 - fifth : n // 2])
+    end = statistics.median(values[-fifth:])
+    return end / middle - 1 if middle > 0 else None
 
 
 def finish(report: dict, work: Path, out: Path, fh) -> None:
@@ -612,16 +631,24 @@ def markdown(report: dict, experiment: Path) -> str:
         lines += [f"Training: {c['why']}; {c.get('max_time_s', 0):.0f} s per model.", ""]
     if report.get("training"):
         lines += [
-            "| model | steps | epochs | seconds | stacks/s | last train loss | last val loss |",
-            "|---|---|---|---|---|---|---|",
+            "| model | steps | epochs | seconds | stacks/s | last train loss | last val loss | second half: train, val |",
+            "|---|---|---|---|---|---|---|---|",
         ]
+        change = lambda v: "-" if v is None else f"{100 * v:+.0f} %"  # noqa: E731
         for name, t in report["training"].items():
             last = t["curve"][-1] if t["curve"] else {}
             lines.append(
                 f"| {name} | {t['steps']} | {t['epochs']} | {t['seconds']:.0f} | {t['stacks_per_s']:.0f} | "
-                f"{last.get('train_loss', '-')} | {last.get('val_loss', '-')} |"
+                f"{last.get('train_loss', '-')} | {last.get('val_loss', '-')} | "
+                f"{change(t.get('train_loss_second_half'))}, {change(t.get('val_loss_second_half'))} |"
             )
-        lines.append("")
+        lines += [
+            "",
+            "Second half: how much each loss moved from the middle of the run to its end (medians of a fifth of the "
+            "epochs each). A training loss that keeps falling while the validation loss stays is a network "
+            "learning its training scenes by heart: more scenes would help more than more time.",
+            "",
+        ]
         if report.get("curves"):
             lines += ["![training curves](training_curves.png)", ""]
         else:  # metrics.csv gets a row per finished epoch

@@ -86,6 +86,7 @@ def test_run_on_the_cpu_brings_back_weights_report_and_details_in_at_most_eight_
     assert any(r.get("region") == "flat" for r in flat)
     for name, trained in report["training"].items():
         assert trained["steps"] > 0 and trained["curve"], name
+        assert {"train_loss_second_half", "val_loss_second_half"} <= set(trained), name
     md = (out / "report.md").read_text()
     assert "## Training step" in md and "| naive |" in md and "constant" in md
     # every target gets a verdict from this run's figures; the GPU step is not measured on a CPU
@@ -245,3 +246,27 @@ def test_prepare_renders_every_dataset_with_the_blur_of_its_preset_and_packs_it(
         assert f["f_number"][0] == pytest.approx(0.125)  # fod500's f/1 at 256 px -> f/0.125 at 32 px
     with h5py.File(rendered / exp.datasets["test-wide-dof"].file_name(), "r") as f:
         assert f["f_number"][0] == pytest.approx(0.5)  # f/4 at 256 px
+
+
+def test_the_report_says_how_each_loss_moved_over_the_second_half_of_training(tmp_path):
+    """Training loss halved over the second half while validation loss stayed: the report's figures say so,
+    measured from the middle of the run, not from its start."""
+    proof = load_script()
+    train = [2.0, 2.0, 2.0, 1.0, 1.0, 0.9, 0.8, 0.7, 0.5, 0.5]
+    curve = [{"epoch": i + 1, "train_loss": str(t), "val_loss": "0.4"} for i, t in enumerate(train)]
+    assert proof.second_half_change(curve, "train_loss") == pytest.approx(-0.5)
+    assert proof.second_half_change(curve, "val_loss") == pytest.approx(0.0)
+    assert proof.second_half_change(curve[:4], "train_loss") is None  # too few epochs to tell
+    trained = {
+        "fod-depth": {
+            "steps": 600,
+            "epochs": 10,
+            "seconds": 100.0,
+            "stacks_per_s": 48.0,
+            "curve": curve,
+            "train_loss_second_half": -0.5,
+            "val_loss_second_half": 0.0,
+        }
+    }
+    md = proof.markdown({"experiment": "weights-v1", "scale": "tiny", "errors": [], "training": trained}, tmp_path)
+    assert "| fod-depth | 600 | 10 | 100 | 48 | 0.5 | 0.4 | -50 %, +0 % |" in md
