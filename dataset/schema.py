@@ -58,8 +58,9 @@ class ArraySpec:
     meaning: str
     presence: str = "required"
     since: int = 1  # the schema version that introduced it; files of earlier versions lack it
-    # Vector arrays whose components follow the image axes: the component negated when the image is
-    # flipped left-right and up-down (surface normals: x and y), or None.
+    # Vector arrays whose components follow the image axes (in the camera frame: +x right, +y up): the
+    # component negated when the image is flipped left-right and up-down (surface normals: x and y), or None.
+    # A transpose swaps the two and negates both.
     flip_negates: tuple[int | None, int | None] = (None, None)
 
     def __post_init__(self) -> None:

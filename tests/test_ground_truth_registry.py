@@ -148,6 +148,32 @@ def test_training_samples_flip_normals_with_the_image(tmp_path):
     np.testing.assert_array_equal(d, depth[:, ::-1])
 
 
+def _sphere_normals(size: int, row: float, col: float, radius: float) -> np.ndarray:
+    """The normals an orthographic camera sees on a sphere centred at pixel (row, col): +x right, +y up
+    (against the rows), +z towards the camera; (0, 0, 1) off the sphere."""
+    r, c = np.mgrid[0:size, 0:size].astype(np.float64)
+    x, y = (c - col) / radius, -(r - row) / radius
+    z = np.sqrt(np.clip(1 - x * x - y * y, 0, None))
+    inside = (x * x + y * y) < 1
+    return np.where(inside[..., None], np.stack([x, y, z], -1), [0.0, 0.0, 1.0]).astype(np.float32)
+
+
+def test_a_transposed_sphere_has_the_normals_of_the_sphere_it_shows():
+    """Transposing the image of a sphere centred at (row 5, column 11) shows a sphere centred at (11, 5):
+    its normals must be that sphere's, which a transpose that only moved pixels (or swapped x and y without
+    their signs) would get wrong."""
+    from focalstack.train.data import transform_pixels
+    from focalstack.train.plan import SampleKey
+
+    spec = schema.SPECS["normals"]
+    normals = _sphere_normals(16, 5, 11, 4.5)
+    for flip_h, flip_v in ((False, False), (True, False), (True, True)):
+        key = SampleKey(0, 0, (0,), flip_h=flip_h, flip_v=flip_v, transpose=True)
+        got = np.moveaxis(transform_pixels(normals, spec, key, None, 0).numpy(), 0, -1)
+        row, col = (15 - 5 if flip_v else 5), (15 - 11 if flip_h else 11)  # where the flips put the centre
+        np.testing.assert_allclose(got, _sphere_normals(16, col, row, 4.5), atol=1e-6, err_msg=f"{flip_h=} {flip_v=}")
+
+
 def test_training_reads_only_the_ground_truth_its_loss_terms_need():
     from focalstack.train.data import PIXEL_ARRAYS, TARGETS, TRAINING_GROUND_TRUTH
     from focalstack.train.losses import LOSS_TERMS

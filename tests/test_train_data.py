@@ -1,6 +1,8 @@
 """The HDF5 data pipeline: weighted mixing, validation split, random stack subsets, flips and crops,
 normalisation, per-worker file handles, and one-line errors for files that do not fit together."""
 
+import dataclasses
+
 import h5py
 import numpy as np
 import pytest
@@ -153,6 +155,47 @@ def test_normalisation_and_depth_mask():
     assert t["defocus"][0, 0, 0, 0] == pytest.approx(0.4)  # |-2| / 5: absolute by default
     _, signed = to_model_inputs(batch, Norm(signed_defocus=True), torch.device("cpu"))
     assert signed["defocus"][0, 0, 0, 0] == pytest.approx(-0.4)
+
+
+def test_transposes_are_drawn_only_when_asked_and_leave_plans_without_them_as_they_were():
+    sources = _sources()
+    scenes = [np.arange(10), np.arange(10)]
+    plain = PlanSettings(batch_size=4, stack_size=5)
+    keys = [k for b in plan_epoch(sources, scenes, plain, 3, 1) for k in b]
+    assert not any(k.transpose for k in keys)
+    # Off: the random stream is not touched, so the flips are the ones drawn before transposes existed.
+    flips = [(k.file, k.scene, k.flip_h, k.flip_v) for k in keys]
+    assert flips == [(k.file, k.scene, k.flip_h, k.flip_v) for b in plan_epoch(sources, scenes, plain, 3, 1) for k in b]
+    on = PlanSettings(batch_size=4, stack_size=5, transposes=True, samples_per_epoch=400)
+    drawn = [k for b in plan_epoch(sources, scenes, on, 3, 1) for k in b]
+    orientations = {(k.flip_h, k.flip_v, k.transpose) for k in drawn}
+    assert len(orientations) == 8  # every one of the square's eight orientations
+    assert 0.4 < np.mean([k.transpose for k in drawn]) < 0.6
+    assert drawn == [k for b in plan_epoch(sources, scenes, on, 3, 1) for k in b]
+
+
+def test_a_transpose_swaps_rows_and_columns_of_every_array_after_the_crop_and_flips():
+    path = synthetic_file("data-a", 10, 16, 1)
+    ds = FocalStackDataset([str(path)])
+    base = ds[SampleKey(0, 2, (0, 1, 2, 3, 4))]
+    crop = (3, 5, 9, 9)
+    got = ds[SampleKey(0, 2, (0, 1, 2, 3, 4), flip_h=True, crop=crop, transpose=True)]
+    y, x, h, w = crop
+    for name in ("stack", "aif", "defocus", "depth", "edges"):
+        want = base[name][..., y : y + h, x : x + w].flip(-1).transpose(-1, -2)
+        assert torch.equal(got[name], want), name
+    ds.close()
+
+
+def test_transposes_need_square_samples(tmp_path):
+    five = inspect_source(synthetic_file("data-a", 10, 16, 1))
+    assert check_compatible([five], None, None, transposes=True) == 5
+    assert check_compatible([five], None, (12, 12), transposes=True) == 5
+    with pytest.raises(ValueError, match=r"--transposes: the crop 12x10 is not square"):
+        check_compatible([five], None, (12, 10), transposes=True)
+    wide = dataclasses.replace(five, path="wide.h5", image_size=(16, 24))  # a panorama's shape
+    with pytest.raises(ValueError, match=r"--transposes: the 16x24 images of .*wide.h5 are not square"):
+        check_compatible([wide], None, None, transposes=True)
 
 
 def test_files_that_do_not_fit_together_are_refused_with_their_names(tmp_path):

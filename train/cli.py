@@ -126,6 +126,11 @@ def main():
 )
 @click.option("--crop", default=None, metavar="SIZE", callback=_crop, help="Random crops of SIZE or HxW pixels [no crop].")
 @click.option("--no-flip", is_flag=True, help="No random horizontal/vertical flips.")
+@click.option(
+    "--transposes",
+    is_flag=True,
+    help="Random transposes as well as flips: all eight orientations of each sample (square images or a square --crop).",
+)
 @click.option("--lr", type=float, default=TRAIN["lr"], show_default=True, help="AdamW learning rate.")
 @click.option("--weight-decay", type=float, default=TRAIN["weight_decay"], show_default=True, help="AdamW weight decay.")
 @click.option(

@@ -157,11 +157,14 @@ def inspect_source(path: str, weight: float = 1.0, ground_truth=TRAINING_GROUND_
         return SourceInfo(str(path), float(weight), n, f.n_slices, f.image_size, camera, stack_sizes, held, no_data)
 
 
-def check_compatible(sources: list[SourceInfo], stack_size: int | None, crop: tuple[int, int] | None) -> int:
+def check_compatible(
+    sources: list[SourceInfo], stack_size: int | None, crop: tuple[int, int] | None, transposes: bool = False
+) -> int:
     """Check that batches can mix these files; return the stack size to train with.
 
     Without ``stack_size`` every file must have the same number of slices; without ``crop`` the same
-    image size. Raises ValueError with a one-line message naming the files.
+    image size; with ``transposes`` the samples must be square (a transposed sample of another shape would
+    not batch with the rest). Raises ValueError with a one-line message naming the files.
     """
     slices = {s.n_slices for s in sources}
     if stack_size is None:
@@ -183,6 +186,16 @@ def check_compatible(sources: list[SourceInfo], stack_size: int | None, crop: tu
                 raise ValueError(
                     f"--crop {crop[0]}x{crop[1]}: larger than the {s.image_size[0]}x{s.image_size[1]} images of {s.path}"
                 )
+    if transposes:
+        if crop is not None and crop[0] != crop[1]:
+            raise ValueError(f"--transposes: the crop {crop[0]}x{crop[1]} is not square; pass a square --crop")
+        if crop is None:
+            for s in sources:
+                if s.image_size[0] != s.image_size[1]:
+                    raise ValueError(
+                        f"--transposes: the {s.image_size[0]}x{s.image_size[1]} images of {s.path} are not square; "
+                        "pass a square --crop"
+                    )
     return stack_size
 
 
@@ -344,8 +357,8 @@ class FocalStackDataset(torch.utils.data.Dataset):
 def transform_pixels(array: np.ndarray, spec: schema.ArraySpec, key: SampleKey, homographies, scene: int) -> torch.Tensor:
     """One per-pixel array of a scene as a sample of ``key`` takes it: its slices (arrays with an S axis),
     aligned to the reference view (the stack, when ``homographies`` are given), cropped, flipped (vector
-    components that follow the image axes change sign: ``ArraySpec.flip_negates``), colour channels first,
-    floating point as float32."""
+    components that follow the image axes change sign: ``ArraySpec.flip_negates``), transposed (those
+    components swap), colour channels first, floating point as float32."""
     axes = spec.trailing
     if "S" in axes:
         array = array[list(key.slices)]
@@ -363,6 +376,14 @@ def transform_pixels(array: np.ndarray, spec: schema.ArraySpec, key: SampleKey, 
             if component is not None:
                 array = array.copy()
                 array[..., component] *= -1
+    if key.transpose:
+        array = np.swapaxes(array, y_axis, x_axis)
+        cx, cy = spec.flip_negates
+        if cx is not None and cy is not None:
+            # The camera frame's y points up, against the rows: the pixel at (row r, column c) moves to (c, r),
+            # so a vector's new x is minus its old y and its new y minus its old x.
+            array = array.copy()
+            array[..., [cx, cy]] = -array[..., [cy, cx]]
     if axes[-1] == "3":  # colour or vector channels first: (..., H, W, 3) -> (..., 3, H, W)
         array = np.moveaxis(array, -1, -3)
     return _fresh(array, np.float32 if np.dtype(spec.dtype).kind == "f" else None)

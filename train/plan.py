@@ -4,7 +4,7 @@ depend on the number of DataLoader workers or processes.
 
 - ``split_scenes``: a file's held-out validation scenes;
 - ``plan_epoch``: every batch of a training epoch as ``SampleKey`` lists (file, scene, slices in order,
-  flips, crop), from (seed, epoch);
+  flips, transpose, crop), from (seed, epoch);
 - ``plan_eval`` / ``plan_subsets``: evaluation batches (All, Random; K-slice subsets), never mixing files;
 - ``share_batch``: one process's share of a planned batch under DistributedDataParallel;
 - ``PlannedBatches``: a batch sampler over planned batches.
@@ -52,6 +52,7 @@ class SampleKey:
     flip_h: bool = False
     flip_v: bool = False
     crop: tuple[int, int, int, int] | None = None  # (y, x, h, w)
+    transpose: bool = False  # rows and columns swapped, after the crop and flips
 
 
 @dataclass
@@ -62,6 +63,9 @@ class PlanSettings:
     single_image: bool = False  # one random slice per sample
     crop: tuple[int, int] | None = None
     flips: bool = True
+    # Random transposes: with the flips, all eight orientations of a square image (the lens is round, so
+    # blur is the same in every one). Drawn only when on, so that plans without them stay as they were.
+    transposes: bool = False
     samples_per_epoch: int | None = None
 
 
@@ -110,7 +114,8 @@ def plan_epoch(
                 ch, cw = settings.crop
                 h, w = src.image_size
                 crop = (int(rng.integers(h - ch + 1)), int(rng.integers(w - cw + 1)), ch, cw)
-            batch.append(SampleKey(int(files[j]), int(scenes[j]), tuple(int(s) for s in slices), flip_h, flip_v, crop))
+            transpose = bool(rng.integers(2)) if settings.transposes else False
+            batch.append(SampleKey(int(files[j]), int(scenes[j]), tuple(int(s) for s in slices), flip_h, flip_v, crop, transpose))
         batches.append(batch)
     return batches
 

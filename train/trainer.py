@@ -74,6 +74,7 @@ class TrainConfig:
     align_slices: bool = False  # warp slices into the reference view by their stored homographies
     crop: list[int] | None = None  # [h, w]
     flips: bool = True
+    transposes: bool = False  # random transposes too: all eight orientations of a square sample
     lr: float = 1e-4
     weight_decay: float = 1e-4
     grad_clip: float = 1.0  # max gradient norm; 0: off
@@ -168,7 +169,7 @@ class RunData:
         self.train_sources = [inspect_source(p, w) for p, w in map(parse_data_spec, cfg.data)]
         val_sources = [inspect_source(p) for p in cfg.val_data]
         crop = tuple(cfg.crop) if cfg.crop else None
-        self.stack_size = check_compatible(self.train_sources, cfg.stack_size, crop)
+        self.stack_size = check_compatible(self.train_sources, cfg.stack_size, crop, cfg.transposes)
         # Without --val-data a seeded fraction of each training file is held out.
         fraction = 0.0 if cfg.val_data else cfg.val_fraction
         splits = [split_scenes(s.n_scenes, fraction, cfg.seed) for s in self.train_sources]
@@ -185,6 +186,7 @@ class RunData:
             single_image=single_image,  # the single-image ablation trains on one random slice
             crop=crop,
             flips=cfg.flips,
+            transposes=cfg.transposes,
             samples_per_epoch=cfg.samples_per_epoch,
         )
         self.seed, self.workers, self.pin, self.group = cfg.seed, cfg.workers, pin, group
