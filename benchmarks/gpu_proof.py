@@ -163,6 +163,18 @@ def _tracked_bytes() -> int:
 
 
 # -- run (on the GPU machine) -------------------------------------------------------------------------------
+def bundle_scale(bundle: Path, asked: str | None) -> str:
+    """The scale the bundle was prepared at (its manifest's); one asked for must be that one."""
+    manifest = bundle / "manifest.json"
+    try:
+        scale = json.loads(manifest.read_text())["scale"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SystemExit(f"error: {manifest}: not a bundle manifest with a scale ({exc}); run `gpu_proof.py prepare`")
+    if asked is not None and asked != scale:
+        raise SystemExit(f"error: --scale {asked}: {bundle} was prepared at scale {scale}")
+    return scale
+
+
 def unpack_bundle(bundle: Path, data: Path, fh) -> None:
     from concurrent.futures import ProcessPoolExecutor
 
@@ -335,7 +347,7 @@ def run(args) -> int:
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="gpu-proof-"))
     work.mkdir(parents=True, exist_ok=True)
     fh = open(out / "gpu_proof.log", "a")
-    report: dict = {"experiment": EXPERIMENT, "scale": args.scale, "errors": []}
+    report: dict = {"experiment": EXPERIMENT, "scale": args.scale or "?", "errors": []}
     try:
         import torch
 
@@ -346,9 +358,10 @@ def run(args) -> int:
         log(f"gpu_proof run: {report['device']}, torch {torch.__version__}, deadline {args.deadline:.0f} s", fh)
         from focalstack.train.experiments import ExperimentRunner, RunOptions, load_experiment
 
-        exp = load_experiment(EXPERIMENT, args.scale)
         data = work / "data"
         unpack_bundle(args.bundle, data, fh)
+        report["scale"] = scale = bundle_scale(args.bundle, args.scale)
+        exp = load_experiment(EXPERIMENT, scale)
         resolution = next(iter(exp.datasets.values())).resolution
         report["bench"] = {} if args.skip_bench else bench(device, resolution, work, fh, args.deadline)
         fallback = next(iter(exp.models.values())).train.get("batch_size", 8)
@@ -759,9 +772,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--render-option", action="append", default=[], help="passed to focalstack-render")
     p.add_argument("--quiet", action="store_true")
     r = sub.add_parser("run", help="benchmark, train, evaluate and report (on the GPU machine)")
-    r.add_argument("--bundle", type=Path, required=True)
+    r.add_argument("--bundle", type=Path, required=True, help="the folder that prepare wrote (packs and vendor/)")
     r.add_argument("--out", type=Path, required=True, help="everything that comes back (at most 8 files)")
-    r.add_argument("--scale", default="proof")
+    r.add_argument("--scale", default=None, help="the experiment's scale [the one the bundle was prepared at]")
     r.add_argument("--device", default=None, help="cuda, cuda:N or cpu [cuda when there is one]")
     r.add_argument("--deadline", type=float, default=480.0, help="seconds for the whole run [480]")
     r.add_argument("--max-train-s", type=float, default=None, help="cap on each model's training seconds")

@@ -30,6 +30,7 @@ def synthetic_bundle(folder: Path) -> Path:
     for i, ds in enumerate(exp.datasets.values()):
         path = write_synthetic(raw / ds.file_name(), ds.scenes, size=32, seed=i)
         pack_file(path, bundle / pack_name(path), float16=("depth",))
+    (bundle / "manifest.json").write_text(json.dumps({"experiment": "weights-v1", "scale": "tiny"}))
     return bundle
 
 
@@ -46,8 +47,6 @@ def test_run_on_the_cpu_brings_back_weights_report_and_details_in_at_most_eight_
             str(bundle),
             "--out",
             str(out),
-            "--scale",
-            "tiny",
             "--device",
             "cpu",
             "--deadline",
@@ -198,6 +197,17 @@ def test_the_report_links_training_curves_only_when_they_were_drawn(tmp_path):
     md = proof.markdown(report, tmp_path)
     assert "training_curves.png" not in md and "no model finished an epoch" in md
     assert "![training curves](training_curves.png)" in proof.markdown({**report, "curves": True}, tmp_path)
+
+
+def test_run_takes_the_scale_the_bundle_was_prepared_at_and_refuses_another(tmp_path):
+    proof = load_script()
+    (tmp_path / "manifest.json").write_text(json.dumps({"experiment": "weights-v1", "scale": "tiny"}))
+    assert proof.bundle_scale(tmp_path, None) == "tiny"
+    assert proof.bundle_scale(tmp_path, "tiny") == "tiny"
+    with pytest.raises(SystemExit, match=r"--scale proof: .* was prepared at scale tiny"):
+        proof.bundle_scale(tmp_path, "proof")
+    with pytest.raises(SystemExit, match=r"manifest.json: not a bundle manifest"):
+        proof.bundle_scale(tmp_path / "elsewhere", None)
 
 
 def test_run_refuses_a_bundle_without_packs_and_still_reports(tmp_path):
