@@ -710,6 +710,12 @@ def model_card(name: str, stem: str, w: dict, report: dict, exp: dict) -> str:
         if d in exp.get("datasets", {})
     )
     t = (report.get("training") or {}).get(name, {})
+    train = model.get("train", {})
+    augment = [
+        *(["random flips"] if train.get("flips", True) else []),
+        *(["transposes"] if train.get("transposes") else []),
+        *(["random stack subsets in random order"] if train.get("random_stack") else []),
+    ]
     lines = [
         f"# {stem}",
         "",
@@ -722,7 +728,8 @@ def model_card(name: str, stem: str, w: dict, report: dict, exp: dict) -> str:
         "(the aperture scaled with the width: blur in pixels as FoD500 has at 256 px; fod500 at 64 px: f/0.25) |",
         f"| training | {t.get('steps', '?')} steps at batch {report.get('choice', {}).get('batch_size', '?')}, "
         f"lr {report.get('choice', {}).get('lr', 0):.3g}, {t.get('seconds', 0):.0f} s "
-        f"({t.get('stacks_per_s', 0):.0f} stacks/s); {report.get('choice', {}).get('why', '')} |",
+        f"({t.get('stacks_per_s', 0):.0f} stacks/s); {report.get('choice', {}).get('why', '')}; "
+        f"augmentation: {', '.join(augment) or 'none'} |",
         f"| file | {w['bytes'] / 2**20:.1f} MiB, {w['dtype']} weights-only checkpoint (no optimiser state) |",
         "| licence | MIT, as the project |",
         "",
