@@ -135,6 +135,13 @@ VARIANTS = [
         fit=("--lr", "3e-4", "--transposes"),
         what="the GPU run's recipe with random transposes as well as flips (eight orientations, not four)",
     ),
+    Variant(
+        "lightfield2-lr3e-4-n540-t",
+        _data("lightfield2", "train", scenes=540),
+        _data("lightfield2", "test"),
+        fit=("--lr", "3e-4", "--transposes"),
+        what="the GPU run's recipe as it stands: 540 training scenes and random transposes",
+    ),
     Variant("spp128", _data("spp128", "train"), _data("spp128", "test"), what="render: 128 samples, no denoiser"),
     Variant("scenes135", _data("base", "train", scenes=135), what="scenes: 135"),
     Variant("scenes540", _data("base", "train", scenes=540), what="scenes: 540"),
