@@ -97,18 +97,23 @@ def test_random_stack_subsets_vary_in_length_and_order_and_stay_consistent():
     ds.close()
 
 
-def test_flips_and_crops_move_every_array_together():
+@pytest.mark.parametrize(
+    "flip_h, flip_v, transpose, crop",
+    [(True, True, False, (3, 5, 8, 10)), (True, False, True, (3, 5, 9, 9))],
+    ids=["flips", "flip-and-transpose"],
+)
+def test_crops_flips_and_transposes_move_every_array_together(flip_h, flip_v, transpose, crop):
+    """The crop first, then the flips, then the transpose (rows and columns swapped), on every array alike."""
     path = synthetic_file("data-a", 10, 16, 1)
     ds = FocalStackDataset([str(path)])
     base = ds[SampleKey(0, 2, (0, 1, 2, 3, 4))]
-    crop = (3, 5, 8, 10)
-    got = ds[SampleKey(0, 2, (0, 1, 2, 3, 4), flip_h=True, flip_v=True, crop=crop)]
+    got = ds[SampleKey(0, 2, (0, 1, 2, 3, 4), flip_h=flip_h, flip_v=flip_v, crop=crop, transpose=transpose)]
     y, x, h, w = crop
-    for name in ("stack", "aif"):
-        want = base[name][..., y : y + h, x : x + w].flip(-1).flip(-2)
-        assert torch.equal(got[name], want), name
-    for name in ("defocus", "depth", "edges"):
-        want = base[name][..., y : y + h, x : x + w].flip(-1).flip(-2)
+    for name in ("stack", "aif", "defocus", "depth", "edges"):
+        want = base[name][..., y : y + h, x : x + w]
+        want = want.flip(-1) if flip_h else want
+        want = want.flip(-2) if flip_v else want
+        want = want.transpose(-1, -2) if transpose else want
         assert torch.equal(got[name], want), name
     ds.close()
 
@@ -180,19 +185,6 @@ def test_transposes_are_drawn_only_when_asked_and_leave_plans_without_them_as_th
     assert len(orientations) == 8  # every one of the square's eight orientations
     assert 0.4 < np.mean([k.transpose for k in drawn]) < 0.6
     assert drawn == [k for b in plan_epoch(sources, scenes, on, 3, 1) for k in b]
-
-
-def test_a_transpose_swaps_rows_and_columns_of_every_array_after_the_crop_and_flips():
-    path = synthetic_file("data-a", 10, 16, 1)
-    ds = FocalStackDataset([str(path)])
-    base = ds[SampleKey(0, 2, (0, 1, 2, 3, 4))]
-    crop = (3, 5, 9, 9)
-    got = ds[SampleKey(0, 2, (0, 1, 2, 3, 4), flip_h=True, crop=crop, transpose=True)]
-    y, x, h, w = crop
-    for name in ("stack", "aif", "defocus", "depth", "edges"):
-        want = base[name][..., y : y + h, x : x + w].flip(-1).transpose(-1, -2)
-        assert torch.equal(got[name], want), name
-    ds.close()
 
 
 def test_transposes_need_square_samples(tmp_path):
