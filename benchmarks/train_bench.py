@@ -169,8 +169,10 @@ def main(argv=None) -> int:
         default=None,
         help="comma-separated (ratios are to the first) [CPU: naive,ours; CUDA: naive,concat-cl-bf16,split-nchw,ours]",
     )
-    p.add_argument("--batch-size", type=int, default=16, help="stacks per batch on CUDA [16]")
-    p.add_argument("--cpu-batch-size", type=int, default=2, help="stacks per batch on the CPU [2]")
+    p.add_argument(
+        "--batch-size", type=batch_sizes, default=[16], help="stacks per batch on CUDA; several (16,32,64) are timed in turn [16]"
+    )
+    p.add_argument("--cpu-batch-size", type=batch_sizes, default=[2], help="stacks per batch on the CPU; several as above [2]")
     p.add_argument("--stack", type=int, default=5, help="images per stack [5]")
     p.add_argument("--size", type=int, default=256, help="image height and width [256]")
     p.add_argument("--rounds", type=int, default=None, help="timed rounds per variant [CUDA 5, CPU 5]")
@@ -208,34 +210,8 @@ def main(argv=None) -> int:
             return 2
         if cuda and a.compile:
             chosen.append(variant("ours", dev, compiled=True))
-        batch = a.batch_size if cuda else a.cpu_batch_size
-        steps = [Step(v, dev, batch, a.stack, a.size) for v in chosen]
-        warmup = a.warmup or ((30 if a.compile else 10) if cuda else 1)
-        results = measure(steps, a.rounds or 5, a.steps or (20 if cuda else 1), warmup)
-        where = torch.cuda.get_device_name(dev) if cuda else f"cpu, {torch.get_num_threads()} threads"
-        report(f"{where}, batch {batch}; outputs of split vs concat differ by at most {same_outputs(dev):.1e}", steps, results)
-        rows += [
-            {
-                "device": where,
-                "variant": s.v.name,
-                "compiled": s.v.compiled,
-                "concat": s.v.concat,
-                "channels_last": s.v.channels_last,
-                "bf16": s.v.bf16,
-                "batch": batch,
-                "stack": a.stack,
-                "size": a.size,
-                "stacks_per_s": batch / r["step_s"],
-                "step_s": r["step_s"],
-                "cpu_s": r["cpu_s"],
-                "peak_mib": s.peak_mib if cuda else None,
-                "rounds_s": r["all_s"],
-            }
-            for s, r in zip(steps, results)
-        ]
-        del steps
-        if cuda:
-            torch.cuda.empty_cache()
+        for batch in a.batch_size if cuda else a.cpu_batch_size:
+            rows += measure_batch(a, dev, chosen, batch)
     print(
         f"process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB; 'x first': "
         "the first variant's time over this one's (above 1: faster)"
@@ -244,6 +220,50 @@ def main(argv=None) -> int:
         with open(a.json, "w") as fh:
             json.dump({"torch": torch.__version__, "rows": rows}, fh, indent=2)
     return 0
+
+
+def batch_sizes(text: str) -> list[int]:
+    """``16`` or ``16,32,64``: positive batch sizes (argparse type)."""
+    try:
+        sizes = [int(t) for t in text.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a batch size or a comma-separated list of them (e.g. 16,32)")
+    return sizes
+
+
+def measure_batch(a: argparse.Namespace, dev: torch.device, chosen: list[Variant], batch: int) -> list[dict]:
+    """Every chosen variant at one batch size, side by side: the printed table and its rows."""
+    cuda = dev.type == "cuda"
+    steps = [Step(v, dev, batch, a.stack, a.size) for v in chosen]
+    warmup = a.warmup or ((30 if a.compile else 10) if cuda else 1)
+    results = measure(steps, a.rounds or 5, a.steps or (20 if cuda else 1), warmup)
+    where = torch.cuda.get_device_name(dev) if cuda else f"cpu, {torch.get_num_threads()} threads"
+    report(f"{where}, batch {batch}; outputs of split vs concat differ by at most {same_outputs(dev):.1e}", steps, results)
+    rows = [
+        {
+            "device": where,
+            "variant": s.v.name,
+            "compiled": s.v.compiled,
+            "concat": s.v.concat,
+            "channels_last": s.v.channels_last,
+            "bf16": s.v.bf16,
+            "batch": batch,
+            "stack": a.stack,
+            "size": a.size,
+            "stacks_per_s": batch / r["step_s"],
+            "step_s": r["step_s"],
+            "cpu_s": r["cpu_s"],
+            "peak_mib": s.peak_mib if cuda else None,
+            "rounds_s": r["all_s"],
+        }
+        for s, r in zip(steps, results)
+    ]
+    del steps
+    if cuda:
+        torch.cuda.empty_cache()
+    return rows
 
 
 if __name__ == "__main__":

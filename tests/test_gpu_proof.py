@@ -74,7 +74,8 @@ def test_run_on_the_cpu_brings_back_weights_report_and_details_in_at_most_eight_
     report = json.loads((out / "report.json").read_text())
     assert report["errors"] == []
     assert {r["variant"] for r in report["bench"]["workload"]} == {"naive", "ours"}
-    assert report["choice"]["batch_size"] in (2, 4)
+    assert sorted(r["batch"] for r in report["bench"]["sweep"]) == [2, 4]  # one process times both
+    assert report["choice"]["batch_size"] in (2, 4) and report["choice"]["workers"] == 0
     rows = report["experiment_report"]["evaluations"]["dfv"]["rows"]
     assert {(r["model"], r["setting"]) for r in rows if r["dataset"] == "fod500-test"} >= {
         (m, s) for m in ("fod", "fod-depth", "fod-depth-fod500", "constant") for s in ("All", "Random")
@@ -145,8 +146,8 @@ def test_targets_are_judged_from_the_runs_own_figures():
                 bench("naive", True, False, False, False, 69.0),
                 bench("concat-cl-bf16", True, True, True, False, 400.0),  # the reference's layout: not ours
                 bench("ours", False, True, True, False, 300.0),
-                bench("ours", False, True, True, True, 350.0),
-            ]
+            ],
+            "compiled": [bench("ours", False, True, True, False, 310.0), bench("ours", False, True, True, True, 350.0)],
         },
         "experiment_report": {
             "evaluations": {
@@ -169,30 +170,57 @@ def test_targets_are_judged_from_the_runs_own_figures():
     # step (compiled ours, 350), depth, 4 AiF splits (the last two not evaluated in All), walls flat, fod500
     assert verdicts == [True, True, True, False, None, None, True, False]
     assert "350 stacks/s (ours, compiled); naive 69" in proof.targets(report)[0]["measured"]
-    report["bench"]["workload"][3]["stacks_per_s"] = 340.0
+    report["bench"]["compiled"][1]["stacks_per_s"] = 340.0
     report["experiment_report"]["evaluations"]["dfv"]["rows"][1]["mse"] = 0.01  # a constant that beats it
     assert [t["met"] for t in proof.targets(report)][:2] == [False, False]
+    report["bench"]["compiled"] = None  # a compile that failed: judged from the workload's ours alone
+    assert "300 stacks/s (ours); naive 69" in proof.targets(report)[0]["measured"]
 
 
-def test_a_workload_whose_compile_fails_or_hangs_is_measured_again_without_it(tmp_path, monkeypatch):
+def test_the_benchmark_takes_fixed_slots_and_the_compile_comes_alone(tmp_path, monkeypatch):
+    """Training is what the run is for: before it, the workload and the batch sweep, one process each with a
+    fixed timeout; torch.compile, which can be slow, fail or hang, in a process of its own (run last)."""
     proof = load_script()
     real, calls = proof._bench_one, []
 
     def fake(name, extra, work, fh, timeout):
-        calls.append((name, "--compile" in extra, timeout))
+        calls.append((name, extra, timeout))
         if "--compile" in extra:
-            return None  # as when torch.compile fails or runs past its share of the deadline
-        batch = int(extra[extra.index("--batch-size") + 1])
-        return [{"variant": "ours", "batch": batch, "stacks_per_s": 100.0}]
+            return None  # as when torch.compile fails or runs past its slot
+        return [
+            {"variant": "ours", "batch": int(b), "stacks_per_s": 100.0} for b in extra[extra.index("--batch-size") + 1].split(",")
+        ]
 
     monkeypatch.setattr(proof, "_bench_one", fake)
-    results = proof.bench("cuda", 64, tmp_path, None, deadline=400)
-    assert calls[:2] == [("workload", True, 180.0), ("workload-uncompiled", False, 80.0)]
-    assert [c[0] for c in calls[2:]] == ["sweep16", "sweep32", "sweep64", "sweep128"]
-    assert results["workload"][0]["batch"] == 16 and len(results["sweep"]) == 4
+    results = proof.bench("cuda", 64, tmp_path, None)
+    assert [(c[0], "--compile" in c[1], c[2]) for c in calls] == [
+        ("workload", False, proof.WORKLOAD_TIMEOUT_S),
+        ("sweep", False, proof.SWEEP_TIMEOUT_S),
+    ]
+    workload = calls[0][1]
+    assert workload[workload.index("--variants") + 1] == "naive,concat-cl-bf16,split-nchw,ours"
+    assert [r["batch"] for r in results["sweep"]] == [16, 32, 64, 128] and results["compiled"] is None
+    assert proof.bench_compiled(tmp_path, None, 77.0) is None
+    assert calls[-1][0] == "compiled" and "--compile" in calls[-1][1] and calls[-1][2] == 77.0
     # a real process past its timeout: no rows, and the run goes on
     rows = real("slow", ["--device", "cpu", "--rounds", "50"], tmp_path, None, 0.5)
     assert rows is None and (tmp_path / "bench-slow.txt").exists()
+
+
+def test_training_keeps_about_sixty_steps_an_epoch_at_the_chosen_batch():
+    proof = load_script()
+    exp = load_experiment("weights-v1", "proof")
+    proof.configure_training(exp, batch=128, lr=1.2e-3, max_time=200.0, workers=None, cache=True)
+    for model in exp.models.values():
+        t = model.train
+        assert (t["batch_size"], t["lr"], t["max_time"]) == (128, 1.2e-3, 200.0)
+        assert t["samples_per_epoch"] == 128 * proof.STEPS_PER_EPOCH and t["workers"] == 4 and t["cache_data"]
+    proof.configure_training(exp, batch=16, lr=6e-4, max_time=9.0, workers=0, cache=False)
+    t = next(iter(exp.models.values())).train
+    assert t["samples_per_epoch"] == 16 * proof.STEPS_PER_EPOCH and t["workers"] == 0 and not t["cache_data"]
+    tiny = load_experiment("weights-v1", "tiny")  # an experiment without epochs of a set size keeps its own
+    proof.configure_training(tiny, batch=2, lr=1.5e-4, max_time=9.0, workers=0, cache=False)
+    assert "samples_per_epoch" not in next(iter(tiny.models.values())).train
 
 
 def test_the_report_links_training_curves_only_when_they_were_drawn(tmp_path):
@@ -285,3 +313,37 @@ def test_the_report_says_how_each_loss_moved_over_the_second_half_of_training(tm
     }
     md = proof.markdown({"experiment": "weights-v1", "scale": "tiny", "errors": [], "training": trained}, tmp_path)
     assert "| fod-depth | 600 | 10 | 100 | 48 | 0.5 | 0.4 | -50 %, +0 % |" in md
+
+
+def test_a_run_stopped_from_outside_in_training_still_sends_back_its_weights_and_report(tmp_path):
+    """The device call's own limit (or the run's alarm past --deadline) may stop training: the models that
+    have a checkpoint come back as weights, with the report and its error."""
+    import signal
+    import time
+
+    bundle = synthetic_bundle(tmp_path)
+    out, work = tmp_path / "out", tmp_path / "work"
+    command = [sys.executable, str(SCRIPT), "run", "--bundle", str(bundle), "--out", str(out), "--device", "cpu"]
+    proc = subprocess.Popen(
+        [*command, "--deadline", "300", "--skip-bench", "--work", str(work)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    try:
+        t = time.monotonic()
+        while not list(work.glob("experiment/models/*/best.pt")) and proc.poll() is None and time.monotonic() - t < 240:
+            time.sleep(0.2)
+        trained = {p.parent.name for p in work.glob("experiment/models/*/best.pt")}
+        assert trained and proc.poll() is None, "training never wrote a checkpoint"
+        proc.send_signal(signal.SIGTERM)
+        log, _ = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, log[-2000:]
+    report = json.loads((out / "report.json").read_text())
+    assert any(e.startswith("DeadlineExceeded: signal SIGTERM") for e in report["errors"]), report["errors"]
+    names = {"fod": "fod-v1", "fod-depth": "fod-depth-v1", "fod-depth-fod500": "fod-depth-fod500-v1"}
+    assert {names[m] for m in trained} <= {p.stem for p in (out / "weights").glob("*.pt")}
+    assert (out / "report.md").is_file() and (out / "details.tar.gz").is_file()

@@ -60,6 +60,7 @@ class ExperimentRunner:
         self.out = Path(options.out)
         self.data_dir = Path(options.data_dir) if options.data_dir else self.out / "data"
         self.steps: list[Step] = []
+        self.trained = False  # train_all has run
 
     # -- the whole run -------------------------------------------------------------------------------
     def run(self) -> dict:
@@ -68,11 +69,8 @@ class ExperimentRunner:
         self._save_state(running=True)
         for name in self._datasets_needed():
             self.render(self.exp.datasets[name])
-        if self.opt.parallel > 1:
-            self.train_in_parallel(list(self.exp.models.values()))
-        else:
-            for model in self.exp.models.values():
-                self.train(model)
+        if not self.trained:
+            self.train_all()
         results = {e.name: {m: self.evaluate(e, self.exp.models[m]) for m in e.models} for e in self.exp.evaluations}
         for e in self.exp.evaluations:
             if _scores_depth(e):
@@ -84,6 +82,16 @@ class ExperimentRunner:
         self._step("report", "report.md", "ran", t)
         self._save_state(running=False)
         return report
+
+    def train_all(self) -> None:
+        """Every model, ``parallel`` at a time (a model already trained is reused); ``run`` after this only
+        evaluates and reports."""
+        if self.opt.parallel > 1:
+            self.train_in_parallel(list(self.exp.models.values()))
+        else:
+            for model in self.exp.models.values():
+                self.train(model)
+        self.trained = True
 
     def _datasets_needed(self) -> list[str]:
         used = [d for m in self.exp.models.values() for d, _ in m.data]
