@@ -364,6 +364,7 @@ def run(args) -> int:
     # Past the deadline, or killed from outside, the report and the weights still go back (finish below).
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGALRM, signal.SIGTERM)}
     signal.alarm(math.ceil(args.deadline + GRACE_S))
+    runner = None
     try:
         import torch
 
@@ -414,6 +415,11 @@ def run(args) -> int:
     except BaseException as exc:  # noqa: BLE001 - whatever happened, what exists goes back
         report["errors"].append(f"{type(exc).__name__}: {exc}")
         log(f"error: {type(exc).__name__}: {exc}", fh)
+        if runner is not None and runner.trained and "experiment_report" not in report:
+            try:
+                report["experiment_report"] = partial_experiment_report(runner)
+            except Exception as partial:  # noqa: BLE001
+                report["errors"].append(f"partial report: {type(partial).__name__}: {partial}")
         if isinstance(exc, KeyboardInterrupt):
             raise
     finally:
@@ -439,6 +445,31 @@ def configure_training(exp, batch: int, lr: float, max_time: float, workers: int
             model.train["workers"] = workers
         if not cache:
             model.train["cache_data"] = False
+
+
+def partial_experiment_report(runner) -> dict:
+    """The experiment report of a run stopped during evaluation: the rows of every model evaluated so far, in
+    the shape of a finished one (so that targets and model cards read them), with their tables in Markdown."""
+    from dataclasses import asdict
+
+    from focalstack.train.experiments.report import evaluation_section
+
+    evaluations, tables = {}, []
+    for ev in runner.exp.evaluations:
+        done = runner.results.get(ev.name)
+        if done:
+            section, rows = evaluation_section(ev, done)
+            evaluations[ev.name] = {"spec": asdict(ev), "rows": rows}
+            tables += [*section, ""]
+    return {
+        "experiment": runner.exp.name,
+        "scale": runner.exp.scale,
+        "datasets": {k: asdict(v) for k, v in runner.exp.datasets.items()},
+        "models": {k: asdict(v) for k, v in runner.exp.models.items()},
+        "evaluations": evaluations,
+        "partial": True,
+        "tables_md": "\n".join(tables),
+    }
 
 
 def loader_workers(kind: str, fh) -> int | None:
@@ -734,9 +765,13 @@ def markdown(report: dict, experiment: Path) -> str:
             "",
         ]
     experiment_md = experiment / "report.md"
+    partial = report.get("experiment_report") or {}
     if experiment_md.is_file():
         text = experiment_md.read_text()
         lines += ["---", "", text.replace("](figures/", "](details/experiment/figures/")]
+    elif partial.get("partial"):
+        done = ", ".join(partial["evaluations"]) or "none"
+        lines += ["---", "", f"# Evaluations finished before the run stopped: {done}", "", partial["tables_md"]]
     return "\n".join(lines) + "\n"
 
 

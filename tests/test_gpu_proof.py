@@ -347,3 +347,21 @@ def test_a_run_stopped_from_outside_in_training_still_sends_back_its_weights_and
     names = {"fod": "fod-v1", "fod-depth": "fod-depth-v1", "fod-depth-fod500": "fod-depth-fod500-v1"}
     assert {names[m] for m in trained} <= {p.stem for p in (out / "weights").glob("*.pt")}
     assert (out / "report.md").is_file() and (out / "details.tar.gz").is_file()
+
+
+def test_a_run_stopped_during_evaluation_reports_what_was_evaluated(tmp_path):
+    from focalstack.train.experiments import ExperimentRunner, RunOptions
+
+    proof = load_script()
+    runner = ExperimentRunner(load_experiment("weights-v1", "tiny"), RunOptions(out=tmp_path / "experiment"))
+    runner.trained = True
+    row = {"dataset": "fod500-test", "setting": "All", "mse": 0.09, "rms": 0.3, "absrel": 0.2, "delta1": 0.7}
+    runner.results = {"dfv": {"fod-depth": {"rows": [row]}}, "aifdepthnet": {}}  # stopped in the second
+    partial = proof.partial_experiment_report(runner)
+    assert partial["partial"] and list(partial["evaluations"]) == ["dfv"]
+    assert partial["evaluations"]["dfv"]["rows"][0]["mse"] == 0.09 and "fod-depth" in partial["models"]
+    report = {"experiment": "weights-v1", "scale": "tiny", "experiment_report": partial, "errors": ["DeadlineExceeded"]}
+    report["targets"] = proof.targets(report)
+    assert report["targets"][1]["measured"].startswith("MSE 0.0900") and report["targets"][1]["met"] is False
+    md = proof.markdown(report, tmp_path / "experiment")
+    assert "# Evaluations finished before the run stopped: dfv" in md and "| fod-depth |" in md

@@ -61,6 +61,7 @@ class ExperimentRunner:
         self.data_dir = Path(options.data_dir) if options.data_dir else self.out / "data"
         self.steps: list[Step] = []
         self.trained = False  # train_all has run
+        self.results: dict[str, dict[str, dict]] = {}  # evaluation -> model -> its results, as run() gets them
 
     # -- the whole run -------------------------------------------------------------------------------
     def run(self) -> dict:
@@ -71,7 +72,11 @@ class ExperimentRunner:
             self.render(self.exp.datasets[name])
         if not self.trained:
             self.train_all()
-        results = {e.name: {m: self.evaluate(e, self.exp.models[m]) for m in e.models} for e in self.exp.evaluations}
+        results = self.results  # filled as each evaluation ends: a run stopped half-way still has what it did
+        for e in self.exp.evaluations:
+            results[e.name] = {}
+            for m in e.models:
+                results[e.name][m] = self.evaluate(e, self.exp.models[m])
         for e in self.exp.evaluations:
             if _scores_depth(e):
                 results[e.name][CONSTANT_MODEL] = self.evaluate_constant(e)
