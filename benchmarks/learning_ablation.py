@@ -142,6 +142,13 @@ VARIANTS = [
         fit=("--lr", "3e-4", "--transposes"),
         what="the GPU run's recipe as it stands: 540 training scenes and random transposes",
     ),
+    Variant(
+        "lightfield2-lr6e-4-n540-t",
+        _data("lightfield2", "train", scenes=540),
+        _data("lightfield2", "test"),
+        fit=("--lr", "6e-4", "--transposes"),
+        what="as above at the learning rate the GPU run scales for batch 32 (3e-4 x sqrt(32 / 8)): run it with --batch-size 32",
+    ),
     Variant("spp128", _data("spp128", "train"), _data("spp128", "test"), what="render: 128 samples, no denoiser"),
     Variant("scenes135", _data("base", "train", scenes=135), what="scenes: 135"),
     Variant("scenes540", _data("base", "train", scenes=540), what="scenes: 540"),
