@@ -207,6 +207,22 @@ def test_the_benchmark_takes_fixed_slots_and_the_compile_comes_alone(tmp_path, m
     assert rows is None and (tmp_path / "bench-slow.txt").exists()
 
 
+def test_the_batch_is_the_one_that_learns_most_per_second():
+    """Each fourfold batch halves what a stack teaches (measured at 8 and 32 on the CPU): stacks/s / sqrt(batch)."""
+    proof = load_script()
+
+    def sweep(*speeds):
+        return [{"batch": b, "stacks_per_s": v} for b, v in zip((16, 32, 64, 128), speeds)]
+
+    # 32 learns most per second (the old rule, the smallest batch within 85 % of the best stacks/s, took 64)
+    assert proof.choose_batch(sweep(1000, 1500, 1800, 2000), 32)[:2] == (32, pytest.approx(6e-4))
+    # more than twice the stacks/s for four times the batch: the larger
+    batch, lr, why = proof.choose_batch(sweep(400, 800, 1500, 1700), 32)
+    assert (batch, lr) == (64, pytest.approx(3e-4 * 8**0.5)) and "stacks/s at batch 16: 400, 32: 800" in why
+    assert proof.choose_batch(sweep(900, 1000, 1100, 1200), 32)[0] == 16  # a GPU already full at batch 16
+    assert proof.choose_batch([], 32) == (32, pytest.approx(6e-4), "no sweep figures: the experiment's batch")
+
+
 def test_training_keeps_about_sixty_steps_an_epoch_at_the_chosen_batch():
     proof = load_script()
     exp = load_experiment("weights-v1", "proof")
