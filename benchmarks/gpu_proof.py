@@ -751,11 +751,12 @@ def markdown(report: dict, experiment: Path) -> str:
             "|---|---|---|---|---|---|---|---|",
         ]
         change = lambda v: "-" if v is None else f"{100 * v:+.0f} %"  # noqa: E731
+        loss = lambda v: "-" if v in (None, "") else f"{float(v):.4g}"  # noqa: E731 - metrics.csv holds text
         for name, t in report["training"].items():
             last = t["curve"][-1] if t["curve"] else {}
             lines.append(
                 f"| {name} | {t['steps']} | {t['epochs']} | {t['seconds']:.0f} | {t['stacks_per_s']:.0f} | "
-                f"{last.get('train_loss', '-')} | {last.get('val_loss', '-')} | "
+                f"{loss(last.get('train_loss'))} | {loss(last.get('val_loss'))} | "
                 f"{change(t.get('train_loss_second_half'))}, {change(t.get('val_loss_second_half'))} |"
             )
         lines += [
