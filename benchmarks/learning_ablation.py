@@ -99,6 +99,12 @@ def _data(kind: str, split: str, resolution: int = 64, scenes: int | None = None
     raise ValueError(kind)
 
 
+def _gpu_recipe(name: str, what: str, scenes: int | None = None, lr: str = "3e-4", transposes: bool = False) -> Variant:
+    """A variant of the GPU run's recipe: light field version 2, trained and tested on its own render."""
+    fit = ("--lr", lr, "--transposes") if transposes else ("--lr", lr)
+    return Variant(name, _data("lightfield2", "train", scenes=scenes), _data("lightfield2", "test"), fit=fit, what=what)
+
+
 BASE_TEST = _data("base", "test")
 VARIANTS = [
     Variant("base", _data("base", "train"), what="start point"),
@@ -114,40 +120,25 @@ VARIANTS = [
         _data("lightfield2", "test"),
         what="render: light field as --light-field renders it now (version 2: slices denoised at high)",
     ),
-    Variant(
-        "lightfield2-lr3e-4",
-        _data("lightfield2", "train"),
-        _data("lightfield2", "test"),
-        fit=("--lr", "3e-4"),
-        what="the GPU run's data and learning rate: light field version 2, lr 3e-4",
-    ),
-    Variant(
-        "lightfield2-lr3e-4-n540",
-        _data("lightfield2", "train", scenes=540),
-        _data("lightfield2", "test"),
-        fit=("--lr", "3e-4"),
-        what="the GPU run's recipe on 540 training scenes instead of 270",
-    ),
-    Variant(
+    _gpu_recipe("lightfield2-lr3e-4", "the GPU run's data and learning rate: light field version 2, lr 3e-4"),
+    _gpu_recipe("lightfield2-lr3e-4-n540", "the GPU run's recipe on 540 training scenes instead of 270", scenes=540),
+    _gpu_recipe(
         "lightfield2-lr3e-4-t",
-        _data("lightfield2", "train"),
-        _data("lightfield2", "test"),
-        fit=("--lr", "3e-4", "--transposes"),
-        what="the GPU run's recipe with random transposes as well as flips (eight orientations, not four)",
+        "the GPU run's recipe with random transposes as well as flips (eight orientations, not four)",
+        transposes=True,
     ),
-    Variant(
+    _gpu_recipe(
         "lightfield2-lr3e-4-n540-t",
-        _data("lightfield2", "train", scenes=540),
-        _data("lightfield2", "test"),
-        fit=("--lr", "3e-4", "--transposes"),
-        what="the GPU run's recipe as it stands: 540 training scenes and random transposes",
+        "the GPU run's recipe as it stands: 540 training scenes and random transposes",
+        scenes=540,
+        transposes=True,
     ),
-    Variant(
+    _gpu_recipe(
         "lightfield2-lr6e-4-n540-t",
-        _data("lightfield2", "train", scenes=540),
-        _data("lightfield2", "test"),
-        fit=("--lr", "6e-4", "--transposes"),
-        what="as above at the learning rate the GPU run scales for batch 32 (3e-4 x sqrt(32 / 8)): run it with --batch-size 32",
+        "as above at the learning rate the GPU run scales for batch 32 (3e-4 x sqrt(32 / 8)): run it with --batch-size 32",
+        scenes=540,
+        lr="6e-4",
+        transposes=True,
     ),
     Variant("spp128", _data("spp128", "train"), _data("spp128", "test"), what="render: 128 samples, no denoiser"),
     Variant("scenes135", _data("base", "train", scenes=135), what="scenes: 135"),
