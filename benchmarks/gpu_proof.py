@@ -29,7 +29,8 @@ stops whatever is running and sends back what exists):
    scaled by the square root of the batch ratio;
 3. trains the experiment's models at once (one process each), each for the time left before the deadline less
    what evaluation and the compiled benchmark need, and writes their weights-only checkpoints (float16 when
-   float32 would pass 16 MiB) as soon as training ends;
+   float32 would pass 16 MiB) as soon as training ends (a model that fails is reported and left out; the
+   others train, ship and are evaluated);
 4. evaluates them (``dfv``, ``aifdepthnet`` and ``focalstack``, All and Random, flat regions, the published
    rows and the constant depth);
 5. times ours under torch.compile beside ours (CUDA; last, so that a slow or failed compile costs only its
@@ -409,7 +410,7 @@ def run(args) -> int:
         )
         runner = ExperimentRunner(exp, options)
         try:
-            runner.train_all()
+            train_what_trains(runner, report, fh)
         finally:  # the weights go back as soon as training ends, whatever happens to evaluation
             try:
                 report["weights"] = export_all(runner, out, fh)
@@ -442,6 +443,28 @@ def run(args) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 1 if report["errors"] else 0
+
+
+def train_what_trains(runner, report: dict, fh) -> None:
+    """``runner.train_all()``. Where some models fail (each trains in a process of its own) and others train,
+    the failures go into the report's errors and the run goes on without those models: no weights for them,
+    and the evaluations score the rest, so that one model's error costs the device call only its own results."""
+    from focalstack.train.experiments.runner import ExperimentRunError
+
+    try:
+        runner.train_all()
+    except ExperimentRunError as exc:
+        exp = runner.exp
+        trained = [name for name in exp.models if name not in runner.failed]
+        if not runner.failed or not trained:
+            raise
+        report["errors"].append(f"ExperimentRunError: {exc}")
+        log(f"error: {exc}; going on with {', '.join(trained)}", fh)
+        exp.models = {name: exp.models[name] for name in trained}
+        for ev in exp.evaluations:
+            ev.models = [name for name in ev.models if name in exp.models]
+        exp.evaluations = [ev for ev in exp.evaluations if ev.models]
+        runner.trained = True
 
 
 def configure_training(exp, batch: int, lr: float, max_time: float, workers: int | None, cache: bool) -> None:

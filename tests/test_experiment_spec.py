@@ -194,7 +194,7 @@ def test_models_are_compared_by_the_protocols_own_depth_error(tmp_path, protocol
     assert f"| {dataset} | all | 0.5 | 0.4 | -20.0 % |" in text
 
 
-def test_a_model_that_fails_in_a_parallel_run_is_one_line_naming_it(tmp_path):
+def test_a_model_that_fails_in_a_parallel_run_is_one_line_naming_it_and_the_others_train_on(tmp_path):
     from train_fixtures import write_synthetic
 
     from focalstack.train.experiments import ExperimentRunner, RunOptions
@@ -204,7 +204,7 @@ def test_a_model_that_fails_in_a_parallel_run_is_one_line_naming_it(tmp_path):
         '[models.m]\narch = "fod-depth"\ndata = ["train"]',
         '[models.m]\narch = "fod-depth"\ndata = ["train"]\n'
         "loss_weights = { defocus = 0.0, depth = 0.0, aif = 0.0, perceptual = 0.0, edges = 0.0 }\n"
-        '[models.n]\narch = "fod-depth"\ndata = ["train"]\narch_kwargs = { width = 4 }',
+        '[models.n]\narch = "fod-depth"\ndata = ["train"]\narch_kwargs = { width = 4 }\nepochs = 4',
     )
     text = text.replace("[scales.tiny]\nresolution = 32", "[scales.tiny]\nresolution = 32\nprogress = false")
     exp = load_experiment(str(write(tmp_path, text)), "tiny")
@@ -215,5 +215,12 @@ def test_a_model_that_fails_in_a_parallel_run_is_one_line_naming_it(tmp_path):
     runner = ExperimentRunner(
         exp, RunOptions(out=tmp_path / "run", data_dir=data, render=False, parallel=2, device="cpu", progress=False)
     )
-    with pytest.raises(ExperimentRunError, match=r"train m: nothing to train"):
+    with pytest.raises(ExperimentRunError, match=r"train m: nothing to train") as err:
         runner.run()
+    assert "train n" not in str(err.value) and set(runner.failed) == {"m"}
+    # n outlives m's failure (four epochs against none) and still trains to its end
+    from focalstack.train.checkpoint import load_checkpoint
+    from focalstack.train.trainer import run_finished
+
+    last = runner.model_dir("n") / "last.pt"
+    assert last.is_file() and run_finished(load_checkpoint(last), runner.train_config(exp.models["n"]))

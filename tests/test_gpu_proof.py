@@ -384,3 +384,76 @@ def test_a_run_stopped_during_evaluation_reports_what_was_evaluated(tmp_path):
     assert report["targets"][1]["measured"].startswith("MSE 0.0900") and report["targets"][1]["met"] is False
     md = proof.markdown(report, tmp_path / "experiment")
     assert "# Evaluations finished before the run stopped: dfv" in md and "| fod-depth |" in md
+
+
+def test_a_model_that_fails_to_train_costs_the_run_only_its_own_results(tmp_path):
+    """One model's error on the device (its own process) must not cost the others their weights and scores."""
+    from focalstack.train.experiments import ExperimentRunner, RunOptions
+
+    proof = load_script()
+    text = """
+name = "t"
+[scales.tiny]
+resolution = 32
+epochs = 1
+batch_size = 1
+progress = false
+[datasets.train]
+preset = "fod500"
+scenes = { tiny = 2 }
+[datasets.test]
+preset = "test-shape"
+scenes = 1
+[models.broken]
+arch = "fod-depth"
+data = ["train"]
+loss_weights = { defocus = 0.0, depth = 0.0, aif = 0.0, perceptual = 0.0, edges = 0.0 }
+[models.good]
+arch = "fod-depth"
+data = ["train"]
+arch_kwargs = { width = 4 }
+[[evaluations]]
+name = "e"
+datasets = ["test"]
+metrics = ["depth_rmse"]
+figures = 0
+[[evaluations]]
+name = "broken-alone"
+datasets = ["test"]
+models = ["broken"]
+figures = 0
+"""
+    (tmp_path / "t.toml").write_text(text)
+    exp = load_experiment(str(tmp_path / "t.toml"), "tiny")
+    data = tmp_path / "data"
+    data.mkdir()
+    for i, ds in enumerate(exp.datasets.values()):
+        write_synthetic(data / ds.file_name(), ds.scenes, 32, seed=i)
+    options = RunOptions(out=tmp_path / "run", data_dir=data, render=False, parallel=2, device="cpu", progress=False)
+    runner = ExperimentRunner(exp, options)
+    report = {"errors": []}
+    proof.train_what_trains(runner, report, None)
+    assert len(report["errors"]) == 1 and report["errors"][0].startswith("ExperimentRunError: train broken: nothing to train")
+    assert list(exp.models) == ["good"] and [(ev.name, ev.models) for ev in exp.evaluations] == [("e", ["good"])]
+    done = runner.run()  # evaluates what trained, and does not train the broken model again
+    rows = done["evaluations"]["e"]["rows"]
+    assert {r["model"] for r in rows} == {"good", "constant"}
+    assert not (runner.model_dir("broken") / "best.pt").exists()
+
+
+def test_a_run_where_every_model_fails_to_train_stops_with_their_errors(tmp_path):
+    from focalstack.train.experiments import ExperimentRunner, RunOptions
+    from focalstack.train.experiments.runner import ExperimentRunError
+
+    proof = load_script()
+
+    class Failing(ExperimentRunner):
+        def train_all(self):
+            self.failed = {name: "boom" for name in self.exp.models}
+            raise ExperimentRunError("train everything: boom")
+
+    exp = load_experiment("weights-v1", "tiny")
+    report = {"errors": []}
+    with pytest.raises(ExperimentRunError, match="boom"):
+        proof.train_what_trains(Failing(exp, RunOptions(out=tmp_path / "run")), report, None)
+    assert report["errors"] == [] and len(exp.models) == 3  # the run's own handler reports it, as any error

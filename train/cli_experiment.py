@@ -53,7 +53,8 @@ from .checkpoint import CheckpointError
     default=1,
     show_default=True,
     help="Train this many models at once, each in its own process (one GPU has room for several small ones); "
-    "their progress goes to models/NAME/train.log.",
+    "their progress goes to models/NAME/train.log. A model that fails does not stop the others; the run "
+    "stops with every failure named once they have trained.",
 )
 @click.option("--list", "list_", is_flag=True, help="List the bundled experiments and exit.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or step lines.")

@@ -62,6 +62,7 @@ class ExperimentRunner:
         self.steps: list[Step] = []
         self.trained = False  # train_all has run
         self.results: dict[str, dict[str, dict]] = {}  # evaluation -> model -> its results, as run() gets them
+        self.failed: dict[str, str] = {}  # model -> why its training process failed (a parallel run trains on)
 
     # -- the whole run -------------------------------------------------------------------------------
     def run(self) -> dict:
@@ -168,13 +169,16 @@ class ExperimentRunner:
 
     def train_in_parallel(self, models: list[ModelSpec]) -> None:
         """Every model's ``train`` at once, ``parallel`` at a time, each in a spawned process of its own
-        (CUDA and DataLoader workers want a fresh process); their progress goes to their train.log."""
+        (CUDA and DataLoader workers want a fresh process); their progress goes to their train.log. A model
+        whose process fails does not stop the others (their time is not lost): each failure is kept in
+        ``failed``, and one ExperimentRunError names them all once every other model has trained."""
         import multiprocessing
 
         from ..checkpoint import load_checkpoint
         from ..trainer import run_finished
 
         ctx = multiprocessing.get_context("spawn")
+        self.failed = {}
         pending = []
         for model in models:
             last = self.model_dir(model.name) / "last.pt"
@@ -197,15 +201,17 @@ class ExperimentRunner:
                     model, action, proc, t = running.pop(sentinel)
                     proc.join()
                     if proc.exitcode != 0:
-                        raise ExperimentRunError(
-                            f"train {model.name}: {_last_error(self.model_dir(model.name))} "
-                            f"(process exit code {proc.exitcode}; see its train.log)"
-                        )
+                        why = f"{_last_error(self.model_dir(model.name))} (process exit code {proc.exitcode}; see its train.log)"
+                        self.failed[model.name] = why
+                        self._log(f"train {model.name}: failed: {why}")
+                        continue
                     self._step("train", model.name, action, t, {"process": proc.pid})
         finally:
             for *_, proc, _ in running.values():
                 proc.terminate()
                 proc.join()
+        if self.failed:
+            raise ExperimentRunError("; ".join(f"train {name}: {why}" for name, why in self.failed.items()))
 
     def checkpoint(self, model: str) -> Path:
         return self.model_dir(model) / "best.pt"
