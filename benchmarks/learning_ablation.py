@@ -99,9 +99,11 @@ def _data(kind: str, split: str, resolution: int = 64, scenes: int | None = None
     raise ValueError(kind)
 
 
-def _gpu_recipe(name: str, what: str, scenes: int | None = None, lr: str = "3e-4", transposes: bool = False) -> Variant:
+def _gpu_recipe(
+    name: str, what: str, scenes: int | None = None, lr: str = "3e-4", transposes: bool = False, schedule: str | None = None
+) -> Variant:
     """A variant of the GPU run's recipe: light field version 2, trained and tested on its own render."""
-    fit = ("--lr", lr, "--transposes") if transposes else ("--lr", lr)
+    fit = ("--lr", lr) + (("--transposes",) if transposes else ()) + (("--lr-schedule", schedule) if schedule else ())
     return Variant(name, _data("lightfield2", "train", scenes=scenes), _data("lightfield2", "test"), fit=fit, what=what)
 
 
@@ -132,6 +134,13 @@ VARIANTS = [
         "the GPU run's recipe as it stands: 540 training scenes and random transposes",
         scenes=540,
         transposes=True,
+    ),
+    _gpu_recipe(
+        "lightfield2-lr3e-4-n540-t-cos",
+        "the GPU run's recipe with the learning rate falling from 3e-4 to 0 along a half cosine over the run",
+        scenes=540,
+        transposes=True,
+        schedule="cosine",
     ),
     _gpu_recipe(
         "lightfield2-lr6e-4-n540-t",

@@ -343,6 +343,7 @@ def test_config_check_refuses_non_finite_numbers_given_from_python():
         ("norm", {"focus_scale": -math.inf}, "--focus-scale"),
         ("crop", [32, 1.5], "--crop"),
         ("max_steps", 0, "--max-steps"),
+        ("lr_schedule", "linear", "--lr-schedule 'linear': expected one of constant, cosine"),
     ):
         with pytest.raises(ValueError, match=re.escape(option)):
             TrainConfig(**base, **{field: value}).check()

@@ -216,6 +216,32 @@ def test_a_killed_rank_ends_the_job_and_resume_ends_with_the_weights_of_an_unint
     assert [r["epoch"] for r in rows(out)] == ["1", "2"]
 
 
+def test_a_cosine_schedule_under_a_time_budget_keeps_the_processes_in_step(tmp_path):
+    """Under --max-time the rate follows the processes' agreed clock (an all-reduce on the read steps); a budget
+    that never runs out leaves the schedule to the steps: the rate each epoch ended with, and the weights of
+    the one-process run with the same schedule."""
+    from focalstack.train.hooks import lr_factor
+
+    out = tmp_path / "two"
+    torchrun(2, *fit_args(out, lr_schedule="cosine", max_time=1e6))
+    lrs = [float(r["lr"]) for r in rows(out)]
+    assert lrs == pytest.approx([RUN["lr"] * lr_factor("cosine", step / 6) for step in (2, 5)])  # set before steps 3, 6
+    one = tmp_path / "one"
+    fit(
+        TrainConfig(
+            data=[str(DATA())],
+            out=str(one),
+            arch_kwargs=dict(TINY),
+            device="cpu",
+            progress=False,
+            lr_schedule="cosine",
+            **RUN,
+        )
+    )
+    diff = weight_differences(one, out)  # as close as the constant rate's runs (see above)
+    assert float(diff.max()) < 6 * RUN["lr"] and float(diff.median()) < 1e-5
+
+
 def test_evaluation_shares_the_scenes_and_gathers_the_same_means(tmp_path):
     ckpt = two_process_run() / "last.pt"
     test = synthetic_file("ddp-test", 5, 32, 43)  # batches of 2: 2 + 2 on rank 0, 1 on rank 1

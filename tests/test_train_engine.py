@@ -238,3 +238,58 @@ def test_a_run_resumed_at_its_limit_takes_no_further_step(limit):
     assert again.stopped and again.global_step == first.global_step
     for (k, a), b in zip(first.model.state_dict().items(), again.model.state_dict().values()):
         assert torch.equal(a, b), k
+
+
+class LrSeen(Hook):
+    """The learning rate each step ran with."""
+
+    def __init__(self):
+        self.lrs = []
+
+    def after_step(self):
+        self.lrs.append(self.trainer.optimizer.param_groups[0]["lr"])
+
+
+def test_lr_factor_is_a_half_cosine_from_one_to_zero_and_refuses_other_schedules():
+    from focalstack.train.hooks import lr_factor
+
+    assert [lr_factor("cosine", p) for p in (0.0, 0.5, 1.0, 2.0)] == pytest.approx([1.0, 0.5, 0.0, 0.0])
+    assert lr_factor("cosine", 0.25) == pytest.approx((1 + math.sqrt(0.5)) / 2)
+    assert lr_factor("constant", 0.9) == 1.0
+    with pytest.raises(ValueError, match="lr_schedule 'linear': expected one of constant, cosine"):
+        lr_factor("linear", 0.5)
+
+
+@pytest.mark.parametrize("limit, total", [({}, 6), ({"max_steps": 4}, 4)])
+def test_a_cosine_schedule_ends_with_the_steps_that_end_the_run(limit, total):
+    from focalstack.train.hooks import LearningRate, lr_factor
+
+    seen = LrSeen()
+    toy_trainer([LearningRate("cosine", 1e-3, 3), seen], epochs=2, **limit).train()  # 3 batches an epoch
+    assert seen.lrs == pytest.approx([1e-3 * lr_factor("cosine", i / total) for i in range(total)])
+
+
+def test_a_cosine_schedule_under_max_time_follows_the_clock_across_sessions(monkeypatch):
+    from focalstack.train import engine
+    from focalstack.train.hooks import LearningRate, lr_factor
+
+    clock = [100.0]
+    monkeypatch.setattr(engine.time, "monotonic", lambda: clock[0])
+
+    class Tick(Hook):  # every step takes one second
+        def before_step(self):
+            clock[0] += 1.0
+
+    def trainer(max_time, seen):  # 100 epochs of 3 steps: a step-based rate would stay near 1
+        return toy_trainer([Tick(), LearningRate("cosine", 1e-3, 3), seen], epochs=100, max_time=max_time, log_every=1)
+
+    first = trainer(4.0, seen := LrSeen())
+    first.train()
+    assert first.global_step == 4 and seen.lrs == pytest.approx([1e-3 * lr_factor("cosine", i / 4) for i in range(4)])
+    # resumed with twice the time: the schedule goes on from the 4 s of 8 already spent
+    resumed = trainer(8.0, seen := LrSeen())
+    resumed.load_state_dict(first.state_dict())
+    clock[0] += 1000.0  # time between sessions does not count
+    resumed.train()
+    assert resumed.global_step == 8
+    assert seen.lrs == pytest.approx([1e-3 * lr_factor("cosine", i / 8) for i in range(4, 8)])

@@ -107,6 +107,32 @@ def test_resume_after_a_kill_ends_where_an_uninterrupted_run_ends(tmp_path):
     assert float(rows[1]["train_loss"]) == pytest.approx(straight.history[1]["train_loss"], rel=1e-4)
 
 
+def test_a_cosine_run_killed_and_resumed_ends_where_an_uninterrupted_run_ends(tmp_path, monkeypatch):
+    from focalstack.train import engine
+
+    straight = fit(cfg(tmp_path, "straight", epochs=2, lr_schedule="cosine"))
+    step, calls = engine.Trainer.run_step, []
+
+    def dies_in_step_five(self, batch):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        step(self, batch)
+
+    monkeypatch.setattr(engine.Trainer, "run_step", dies_in_step_five)
+    with pytest.raises(KeyboardInterrupt):
+        fit(cfg(tmp_path, "killed", epochs=2, lr_schedule="cosine", checkpoint_every=1))
+    monkeypatch.setattr(engine.Trainer, "run_step", step)
+    assert load_checkpoint(tmp_path / "killed" / "last.pt")["global_step"] == 4
+    resumed = fit(cfg(tmp_path, "killed", epochs=2), resume=True)  # the schedule comes from the checkpoint
+    a, b = load_checkpoint(straight.last), load_checkpoint(resumed.last)
+    assert b["global_step"] == a["global_step"] == 6
+    for k, v in a["model"].items():
+        assert torch.allclose(v, b["model"][k], atol=1e-6), k
+    lrs = [float(r["lr"]) for r in csv.DictReader(open(resumed.out / "metrics.csv"))]
+    assert lrs == pytest.approx([h["lr"] for h in straight.history]) and lrs[1] < lrs[0] < 1e-3
+
+
 def test_rerunning_a_run_stopped_at_max_steps_changes_nothing_and_says_so(tmp_path):
     first = fit(cfg(tmp_path, "capped", epochs=2, max_steps=4))
     before = load_checkpoint(first.last)

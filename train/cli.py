@@ -20,6 +20,7 @@ from .cliopts import defaults, errors, expand_paths, set_threads
 from .data import Norm
 from .device import AMP_CHOICES, CHANNELS_LAST_CHOICES
 from .distributed import is_writer
+from .hooks import LR_SCHEDULES
 from .losses import LossWeights
 from .models import ARCHITECTURES, architecture_kwargs
 from .trainer import TrainConfig
@@ -132,6 +133,14 @@ def main():
     help="Random transposes as well as flips: all eight orientations of each sample (square images or a square --crop).",
 )
 @click.option("--lr", type=float, default=TRAIN["lr"], show_default=True, help="AdamW learning rate.")
+@click.option(
+    "--lr-schedule",
+    type=click.Choice(LR_SCHEDULES),
+    default=TRAIN["lr_schedule"],
+    show_default=True,
+    help="constant: --lr throughout; cosine: from --lr down to 0 by the run's end (its --epochs, --max-steps "
+    "or --max-time, whichever ends it; with --max-time the rate follows the clock).",
+)
 @click.option("--weight-decay", type=float, default=TRAIN["weight_decay"], show_default=True, help="AdamW weight decay.")
 @click.option(
     "--grad-clip", type=float, default=TRAIN["grad_clip"], show_default=True, help="Clip the gradient norm to this (0: off)."

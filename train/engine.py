@@ -208,6 +208,8 @@ class Trainer:
         self.log_step = False  # the latest step is one where the loss is read (every log_every steps)
         self.stopped = False
         self.elapsed = 0.0  # seconds of training before the session in progress
+        # max_time's fraction spent, as read (and, with several processes, agreed) on the log steps
+        self.time_used = 0.0
         self._session_start: float | None = None  # while train() runs
         self.summary: EpochSummary | None = None  # the latest finished epoch
         self._epoch_start = 0.0
@@ -227,6 +229,7 @@ class Trainer:
             self.stopped = (self.max_steps is not None and self.global_step >= self.max_steps) or (
                 self.max_time is not None and self.elapsed >= self.max_time
             )
+            self.time_used = min(1.0, self.elapsed / self.max_time) if self.max_time else 0.0
             self._call("before_train")
             while self.epoch < self.epochs and not self.stopped:
                 self.run_epoch()
@@ -290,10 +293,13 @@ class Trainer:
     def _time_up(self) -> bool:
         if self.max_time is None or not self.log_step:
             return False
-        up = self.elapsed_total >= self.max_time
-        if self.group is not None:  # processes' clocks differ: stop together when any is out of time
-            flag = torch.tensor([float(up)], device=self.device)
-            up = bool(self.group.sum(flag).item() > 0)
+        elapsed = self.elapsed_total
+        up = elapsed >= self.max_time
+        if self.group is not None:  # processes' clocks differ: stop together when any is out of time,
+            # and schedule the learning rate by their mean (the same on every process)
+            agreed = self.group.sum(torch.tensor([float(up), elapsed], dtype=torch.float64, device=self.device))
+            up, elapsed = bool(agreed[0].item() > 0), float(agreed[1].item()) / self.group.world_size
+        self.time_used = min(1.0, elapsed / self.max_time)
         return up
 
     def flush_loss(self) -> None:

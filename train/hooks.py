@@ -6,6 +6,7 @@
                    ``best.pt`` on the lowest validation loss (without validation data, the last epoch)
 - ``TensorBoard``  scalars and the validation picture in ``tb/``
 - ``Progress``     tqdm bars and the log lines (``RunLog``: ``train.log`` and the terminal)
+- ``LearningRate`` the learning rate before each step, by ``--lr-schedule`` (none for ``constant``)
 
 Order matters after an epoch: Validation first (the others read its numbers); MetricsCSV before
 Checkpoints, so that a kill between the two repeats the epoch rather than losing its row; Progress,
@@ -79,6 +80,43 @@ class Validation(Hook):
         row["val_loss"] = means.get("loss")
         row.update({f"val_{k}": means.get(k) for k in (*t.terms, *self.metrics)})
         t.summary.val_sample = sample
+
+
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def lr_factor(schedule: str, progress: float) -> float:
+    """The learning rate's multiplier at ``progress`` through the run (0 at its start, 1 at its end):
+    ``constant`` 1; ``cosine`` half a cosine from 1 down to 0."""
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+    raise ValueError(f"lr_schedule {schedule!r}: expected one of {', '.join(LR_SCHEDULES)}")
+
+
+class LearningRate(Hook):
+    """Before each step, the learning rate ``lr`` x ``lr_factor(schedule, progress)``. Progress is the larger
+    of the steps taken over the run's steps (its epochs', or --max-steps where that ends it first) and the
+    share of --max-time spent, so that a run ends at the end of its schedule whichever limit stops it. With
+    --max-time the rate follows the clock (read on the log steps, agreed by all processes): such a run is
+    not repeatable step for step, as where it stops is not."""
+
+    def __init__(self, schedule: str, lr: float, steps_per_epoch: int):
+        lr_factor(schedule, 0.0)  # refuses an unknown schedule here, not at the first step
+        self.schedule, self.lr, self.steps_per_epoch = schedule, lr, steps_per_epoch
+        self.total = 1
+
+    def before_train(self) -> None:
+        t = self.trainer
+        total = t.epochs * self.steps_per_epoch
+        self.total = max(1, total if t.max_steps is None else min(total, t.max_steps))
+
+    def before_step(self) -> None:
+        t = self.trainer
+        lr = self.lr * lr_factor(self.schedule, max(t.global_step / self.total, t.time_used))
+        for group in t.optimizer.param_groups:
+            group["lr"] = lr
 
 
 class MetricsCSV(Hook):

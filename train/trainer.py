@@ -34,7 +34,7 @@ from .data import FocalStackDataset, Norm, SourceInfo, check_compatible, inspect
 from .device import resolve_amp, resolve_channels_last, resolve_device
 from .distributed import Group, process_group
 from .engine import Trainer
-from .hooks import Checkpoints, MetricsCSV, Progress, RunLog, TensorBoard, Validation
+from .hooks import LR_SCHEDULES, Checkpoints, LearningRate, MetricsCSV, Progress, RunLog, TensorBoard, Validation
 from .inference import validation_scores
 from .losses import TERM, FocusLoss, LossWeights
 from .metrics import ALL_METRICS
@@ -76,6 +76,7 @@ class TrainConfig:
     flips: bool = True
     transposes: bool = False  # random transposes too: all eight orientations of a square sample
     lr: float = 1e-4
+    lr_schedule: str = "constant"  # constant | cosine: down to 0 at the run's end (its epochs, max_steps or max_time)
     weight_decay: float = 1e-4
     grad_clip: float = 1.0  # max gradient norm; 0: off
     loss_weights: dict = field(default_factory=lambda: LossWeights().to_dict())
@@ -133,6 +134,7 @@ class TrainConfig:
             "a number of seconds > 0",
         )
         _require(is_finite_number(self.lr) and self.lr > 0, "lr", self.lr, "a finite number > 0")
+        _require(self.lr_schedule in LR_SCHEDULES, "lr_schedule", self.lr_schedule, f"one of {', '.join(LR_SCHEDULES)}")
         for name in ("weight_decay", "grad_clip"):
             value = getattr(self, name)
             _require(is_finite_number(value) and value >= 0, name, value, "a finite number >= 0")
@@ -416,6 +418,8 @@ def _model(cfg: TrainConfig, device: torch.device, channels_last: bool) -> Focus
 def _hooks(cfg: TrainConfig, data: RunData, model: FocusOnDefocus, meta: dict, log: RunLog, writer: bool) -> list:
     """The hooks in the order they must run (see ``hooks``)."""
     hooks = []
+    if cfg.lr_schedule != "constant":  # (constant: no hook, the optimiser keeps --lr)
+        hooks.append(LearningRate(cfg.lr_schedule, cfg.lr, len(data.plan(0))))
     if data.val_batches:
         metrics = [m for m in ALL_METRICS if model.has_aif or not m.startswith("aif_")]
         hooks.append(Validation(validation_scores(data.dataset, cfg.workers), data.val_batches, metrics))
