@@ -858,7 +858,8 @@ def model_card(name: str, stem: str, w: dict, report: dict, exp: dict) -> str:
         f"| data | {data}; rendered by focalstack with the presets' cameras at this resolution and `same_blur` "
         "(the aperture scaled with the width: blur in pixels as FoD500 has at 256 px; fod500 at 64 px: f/0.25) |",
         f"| training | {t.get('steps', '?')} steps at batch {report.get('choice', {}).get('batch_size', '?')}, "
-        f"lr {report.get('choice', {}).get('lr', 0):.3g}, {t.get('seconds', 0):.0f} s "
+        f"lr {report.get('choice', {}).get('lr', 0):.3g}"
+        f"{' falling to 0 along a half cosine' if train.get('lr_schedule') == 'cosine' else ''}, {t.get('seconds', 0):.0f} s "
         f"({t.get('stacks_per_s', 0):.0f} stacks/s); {report.get('choice', {}).get('why', '')}; "
         f"augmentation: {', '.join(augment) or 'none'} |",
         f"| file | {w['bytes'] / 2**20:.1f} MiB, {w['dtype']} weights-only checkpoint (no optimiser state) |",

@@ -11,7 +11,8 @@ a fixed number of optimiser steps. Every other variant changes one thing:
 - what they show: no surface beyond the last focus distance (depth range 0.1 to 1.5 m);
 - the recipe: learning rate 1e-3 and 3e-4; depth normalised by 1.5 m instead of 3 m;
 - and the two together as the GPU run uses them (light field version 2, learning rate 3e-4), on 270 and on 540
-  scenes (at a longer budget, ``--steps 6000``, where the 270 scenes begin to be learnt by heart).
+  scenes (at a longer budget, ``--steps 6000``, where the 270 scenes begin to be learnt by heart), with
+  random transposes, at batch 32, and with the learning rate falling to 0 along a half cosine.
 
 Each model is evaluated (its last checkpoint; validation data never picks a checkpoint) on the base
 held-out file, and on its own held-out file where its scenes are rendered differently, under ``dfv``
