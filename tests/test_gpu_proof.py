@@ -457,3 +457,13 @@ def test_a_run_where_every_model_fails_to_train_stops_with_their_errors(tmp_path
     with pytest.raises(ExperimentRunError, match="boom"):
         proof.train_what_trains(Failing(exp, RunOptions(out=tmp_path / "run")), report, None)
     assert report["errors"] == [] and len(exp.models) == 3  # the run's own handler reports it, as any error
+
+
+def test_a_model_card_says_how_the_learning_rate_moved():
+    proof = load_script()
+    exp = {"models": {"m": {"arch": "fod-depth", "data": [], "train": {"lr_schedule": "cosine"}}}, "evaluations": {}}
+    report = {"experiment": "weights-v1", "scale": "tiny", "choice": {"batch_size": 32, "lr": 6e-4}, "training": {}}
+    weights = {"bytes": 1 << 20, "dtype": "float16"}
+    assert "lr 0.0006 falling to 0 along a half cosine," in proof.model_card("m", "m-v1", weights, report, exp)
+    exp["models"]["m"]["train"] = {}
+    assert "lr 0.0006, " in proof.model_card("m", "m-v1", weights, report, exp)
