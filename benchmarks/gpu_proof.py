@@ -29,8 +29,8 @@ stops whatever is running and sends back what exists):
    scaled by the square root of the batch ratio;
 3. trains the experiment's models at once (one process each), each for the time left before the deadline less
    what evaluation and the compiled benchmark need, and writes their weights-only checkpoints (float16 when
-   float32 would pass 16 MiB) as soon as training ends (a model that fails is reported and left out; the
-   others train, ship and are evaluated);
+   float32 would pass 16 MiB) as soon as training ends (on a GPU, where the models train in parallel, a model
+   that fails is reported and left out; the others train, ship and are evaluated);
 4. evaluates them (``dfv``, ``aifdepthnet`` and ``focalstack``, All and Random, flat regions, the published
    rows and the constant depth);
 5. times ours under torch.compile beside ours (CUDA; last, so that a slow or failed compile costs only its
@@ -458,8 +458,10 @@ def train_what_trains(runner, report: dict, fh) -> None:
         trained = [name for name in exp.models if name not in runner.failed]
         if not runner.failed or not trained:
             raise
-        report["errors"].append(f"ExperimentRunError: {exc}")
-        log(f"error: {exc}; going on with {', '.join(trained)}", fh)
+        first = next(iter(exp.models))
+        note = "" if first in trained else f"; comparisons and the constant now take {trained[0]} as their first model"
+        report["errors"].append(f"ExperimentRunError: {exc}{note}")
+        log(f"error: {exc}; going on with {', '.join(trained)}{note}", fh)
         exp.models = {name: exp.models[name] for name in trained}
         for ev in exp.evaluations:
             ev.models = [name for name in ev.models if name in exp.models]
@@ -529,6 +531,9 @@ def export_all(runner, out: Path, fh) -> dict:
     written = {}
     for name, model in runner.exp.models.items():
         best = runner.checkpoint(name)
+        if name in runner.failed:  # a run that ended in an error ships nothing, whatever checkpoint it left
+            log(f"weights {name}: none (its training failed)", fh)
+            continue
         if not best.is_file():
             log(f"weights {name}: no best.pt", fh)
             continue

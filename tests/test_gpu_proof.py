@@ -434,11 +434,20 @@ figures = 0
     report = {"errors": []}
     proof.train_what_trains(runner, report, None)
     assert len(report["errors"]) == 1 and report["errors"][0].startswith("ExperimentRunError: train broken: nothing to train")
+    assert report["errors"][0].endswith("comparisons and the constant now take good as their first model")
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert [(s["name"], s["action"]) for s in state["steps"] if s["kind"] == "train"] == [("broken", "failed"), ("good", "ran")]
     assert list(exp.models) == ["good"] and [(ev.name, ev.models) for ev in exp.evaluations] == [("e", ["good"])]
     done = runner.run()  # evaluates what trained, and does not train the broken model again
     rows = done["evaluations"]["e"]["rows"]
     assert {r["model"] for r in rows} == {"good", "constant"}
     assert not (runner.model_dir("broken") / "best.pt").exists()
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out2").mkdir()
+    assert set(proof.export_all(runner, tmp_path / "out", None)) == {"good"}
+    # a model whose run ended in an error ships nothing, even with a checkpoint left behind
+    runner.failed["good"] = "it failed after its last checkpoint"
+    assert proof.export_all(runner, tmp_path / "out2", None) == {}
 
 
 def test_a_run_where_every_model_fails_to_train_stops_with_their_errors(tmp_path):

@@ -217,9 +217,9 @@ def test_a_killed_rank_ends_the_job_and_resume_ends_with_the_weights_of_an_unint
 
 
 def test_a_cosine_schedule_under_a_time_budget_keeps_the_processes_in_step(tmp_path):
-    """Under --max-time the rate follows the processes' agreed clock (an all-reduce on the read steps); a budget
-    that never runs out leaves the schedule to the steps: the rate each epoch ended with, and the weights of
-    the one-process run with the same schedule."""
+    """The time budget's all-reduce under torchrun (the mean it agrees on is checked in test_train_engine), with
+    a budget that never runs out, so the steps set the schedule: the rate each epoch ended with, and the
+    weights of the one-process run with the same schedule."""
     from focalstack.train.hooks import lr_factor
 
     out = tmp_path / "two"

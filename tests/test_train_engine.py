@@ -293,3 +293,24 @@ def test_a_cosine_schedule_under_max_time_follows_the_clock_across_sessions(monk
     resumed.train()
     assert resumed.global_step == 8
     assert seen.lrs == pytest.approx([1e-3 * lr_factor("cosine", i / 8) for i in range(4, 8)])
+
+
+def test_processes_agree_on_the_time_spent_and_stop_together():
+    """Under torchrun each process reads its own clock: the rate follows their mean (the same on every process,
+    or the copies of the network would drift apart), and they stop when any is out of time."""
+
+    class TwoProcesses:  # this process and another whose clock reads ``other`` seconds (sum, as all_reduce)
+        world_size = 2
+
+        def __init__(self, other_up: bool, other_elapsed: float):
+            self.other = torch.tensor([float(other_up), other_elapsed], dtype=torch.float64)
+
+        def sum(self, values):
+            return values + self.other
+
+    t = toy_trainer(max_time=10.0)
+    t.log_step, t.elapsed = True, 3.0
+    t.group = TwoProcesses(False, 5.0)
+    assert t._time_up() is False and t.time_used == pytest.approx(0.4)  # (3 + 5) / 2 of 10 s
+    t.group = TwoProcesses(True, 11.0)
+    assert t._time_up() is True and t.time_used == pytest.approx(0.7)

@@ -139,7 +139,8 @@ def main():
     default=TRAIN["lr_schedule"],
     show_default=True,
     help="constant: --lr throughout; cosine: from --lr down to 0 by the run's end (its --epochs, --max-steps "
-    "or --max-time, whichever ends it; with --max-time the rate follows the clock).",
+    "or --max-time, whichever ends it; with --max-time the rate follows the clock). A resumed run follows the "
+    "limits it is resumed with: give --max-time again.",
 )
 @click.option("--weight-decay", type=float, default=TRAIN["weight_decay"], show_default=True, help="AdamW weight decay.")
 @click.option(

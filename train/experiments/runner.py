@@ -204,6 +204,7 @@ class ExperimentRunner:
                         why = f"{_last_error(self.model_dir(model.name))} (process exit code {proc.exitcode}; see its train.log)"
                         self.failed[model.name] = why
                         self._log(f"train {model.name}: failed: {why}")
+                        self._step("train", model.name, "failed", t, {"process": proc.pid, "error": why})
                         continue
                     self._step("train", model.name, action, t, {"process": proc.pid})
         finally:
