@@ -224,3 +224,18 @@ def test_a_model_that_fails_in_a_parallel_run_is_one_line_naming_it_and_the_othe
 
     last = runner.model_dir("n") / "last.pt"
     assert last.is_file() and run_finished(load_checkpoint(last), runner.train_config(exp.models["n"]))
+
+
+def test_a_failed_process_is_reported_with_its_own_error_not_an_earlier_sessions(tmp_path):
+    from focalstack.train.experiments.runner import _last_error
+
+    log = tmp_path / "train.log"
+    log.write_text("10:00:00 training fod\nerror: out of memory\n")  # an earlier session
+    start = log.stat().st_size
+    with open(log, "a") as fh:
+        fh.write("11:00:00 resuming\n")  # this session, killed by a signal: no error line
+    assert _last_error(tmp_path, start) == "its process failed"
+    with open(log, "a") as fh:
+        fh.write("error: nothing to train\n")
+    assert _last_error(tmp_path, start) == "nothing to train"
+    assert _last_error(tmp_path / "none") == "its process failed"

@@ -188,27 +188,30 @@ class ExperimentRunner:
                 pending.append((model, "resumed" if last.is_file() else "ran"))
         from multiprocessing.connection import wait
 
-        running: dict[int, tuple[ModelSpec, str, multiprocessing.Process, float]] = {}  # sentinel -> ...
+        running: dict[int, tuple[ModelSpec, str, multiprocessing.Process, float, int]] = {}  # sentinel -> ...
         try:
             while pending or running:
                 while pending and len(running) < self.opt.parallel:
                     model, action = pending.pop(0)
+                    log = self.model_dir(model.name) / "train.log"
+                    start = log.stat().st_size if log.is_file() else 0  # an earlier session's errors are not this one's
                     proc = ctx.Process(target=_train_one, args=(self.exp, self.opt, model.name), name=f"train-{model.name}")
                     proc.start()
-                    running[proc.sentinel] = (model, action, proc, time.perf_counter())
+                    running[proc.sentinel] = (model, action, proc, time.perf_counter(), start)
                     self._log(f"train {model.name}: started in process {proc.pid} (log: {self.model_dir(model.name)}/train.log)")
                 for sentinel in wait(list(running)):  # whichever ends first frees its slot
-                    model, action, proc, t = running.pop(sentinel)
+                    model, action, proc, t, start = running.pop(sentinel)
                     proc.join()
                     if proc.exitcode != 0:
-                        why = f"{_last_error(self.model_dir(model.name))} (process exit code {proc.exitcode}; see its train.log)"
+                        error = _last_error(self.model_dir(model.name), start)
+                        why = f"{error} (process exit code {proc.exitcode}; see its train.log)"
                         self.failed[model.name] = why
                         self._log(f"train {model.name}: failed: {why}")
                         self._step("train", model.name, "failed", t, {"process": proc.pid, "error": why})
                         continue
                     self._step("train", model.name, action, t, {"process": proc.pid})
         finally:
-            for *_, proc, _ in running.values():
+            for _, _, proc, _, _ in running.values():
                 proc.terminate()
                 proc.join()
         if self.failed:
@@ -310,10 +313,12 @@ def _train_one(exp: Experiment, opt: RunOptions, name: str) -> None:
         sys.exit(1)
 
 
-def _last_error(folder: Path) -> str:
-    """The error line a training process left in its train.log, or a stand-in."""
+def _last_error(folder: Path, start: int = 0) -> str:
+    """The error line a training process left in its train.log past byte ``start`` (where the log ended when
+    the process started), or a stand-in (a process killed by a signal writes none)."""
     log = folder / "train.log"
-    lines = [ln for ln in log.read_text().splitlines() if ln.startswith("error: ")] if log.is_file() else []
+    text = log.read_bytes()[start:].decode(errors="replace") if log.is_file() else ""
+    lines = [ln for ln in text.splitlines() if ln.startswith("error: ")]
     return lines[-1][len("error: ") :] if lines else "its process failed"
 
 
