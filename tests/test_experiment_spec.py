@@ -195,7 +195,7 @@ def test_models_are_compared_by_the_protocols_own_depth_error(tmp_path, protocol
 
 
 def test_a_model_that_fails_in_a_parallel_run_is_one_line_naming_it_and_the_others_train_on(tmp_path):
-    from train_fixtures import write_synthetic
+    from train_fixtures import experiment_with_synthetic_data
 
     from focalstack.train.experiments import ExperimentRunner, RunOptions
     from focalstack.train.experiments.runner import ExperimentRunError
@@ -207,11 +207,7 @@ def test_a_model_that_fails_in_a_parallel_run_is_one_line_naming_it_and_the_othe
         '[models.n]\narch = "fod-depth"\ndata = ["train"]\narch_kwargs = { width = 4 }\nepochs = 4',
     )
     text = text.replace("[scales.tiny]\nresolution = 32", "[scales.tiny]\nresolution = 32\nprogress = false")
-    exp = load_experiment(str(write(tmp_path, text)), "tiny")
-    data = tmp_path / "data"
-    data.mkdir()
-    for ds in exp.datasets.values():
-        write_synthetic(data / ds.file_name(), ds.scenes, 32)
+    exp, data = experiment_with_synthetic_data(tmp_path, text)
     runner = ExperimentRunner(
         exp, RunOptions(out=tmp_path / "run", data_dir=data, render=False, parallel=2, device="cpu", progress=False)
     )

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_fixtures import write_synthetic
+from train_fixtures import experiment_with_synthetic_data, write_synthetic
 
 from focalstack.dataset.pack import pack_file, pack_name
 from focalstack.train.checkpoint import load_checkpoint, model_from_checkpoint
@@ -423,12 +423,7 @@ datasets = ["test"]
 models = ["broken"]
 figures = 0
 """
-    (tmp_path / "t.toml").write_text(text)
-    exp = load_experiment(str(tmp_path / "t.toml"), "tiny")
-    data = tmp_path / "data"
-    data.mkdir()
-    for i, ds in enumerate(exp.datasets.values()):
-        write_synthetic(data / ds.file_name(), ds.scenes, 32, seed=i)
+    exp, data = experiment_with_synthetic_data(tmp_path, text)
     options = RunOptions(out=tmp_path / "run", data_dir=data, render=False, parallel=2, device="cpu", progress=False)
     runner = ExperimentRunner(exp, options)
     report = {"errors": []}

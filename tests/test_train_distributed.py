@@ -121,20 +121,15 @@ def fit_args(out, **extra):
     return args
 
 
+def fit_one_process(out: Path, **extra) -> Path:
+    """RUN in this process alone (no torchrun), with ``extra`` settings."""
+    fit(TrainConfig(data=[str(DATA())], out=str(out), arch_kwargs=dict(TINY), device="cpu", progress=False, **{**RUN, **extra}))
+    return out
+
+
 @functools.lru_cache(maxsize=None)
 def one_process_run() -> Path:
-    out = shared_dir() / "ddp-one"
-    fit(
-        TrainConfig(
-            data=[str(DATA())],
-            out=str(out),
-            arch_kwargs=dict(TINY),
-            device="cpu",
-            progress=False,
-            **{k: v for k, v in RUN.items()},
-        )
-    )
-    return out
+    return fit_one_process(shared_dir() / "ddp-one")
 
 
 @functools.lru_cache(maxsize=None)
@@ -226,18 +221,7 @@ def test_a_cosine_schedule_under_a_time_budget_keeps_the_processes_in_step(tmp_p
     torchrun(2, *fit_args(out, lr_schedule="cosine", max_time=1e6))
     lrs = [float(r["lr"]) for r in rows(out)]
     assert lrs == pytest.approx([RUN["lr"] * lr_factor("cosine", step / 6) for step in (2, 5)])  # set before steps 3, 6
-    one = tmp_path / "one"
-    fit(
-        TrainConfig(
-            data=[str(DATA())],
-            out=str(one),
-            arch_kwargs=dict(TINY),
-            device="cpu",
-            progress=False,
-            lr_schedule="cosine",
-            **RUN,
-        )
-    )
+    one = fit_one_process(tmp_path / "one", lr_schedule="cosine")
     diff = weight_differences(one, out)  # as close as the constant rate's runs (see above)
     assert float(diff.max()) < 6 * RUN["lr"] and float(diff.median()) < 1e-5
 

@@ -201,16 +201,27 @@ def test_fit_leaves_torchs_global_random_state_alone(tmp_path):
     assert torch.equal(torch.random.get_rng_state(), before)
 
 
-def test_max_time_stops_at_the_first_read_step_past_the_budget_and_counts_earlier_sessions(monkeypatch):
+@pytest.fixture
+def clock(monkeypatch):
+    """The training loop's clock, read from ``clock[0]``; ``clock.Tick`` is a hook whose every step takes a second."""
     from focalstack.train import engine
 
-    clock = [100.0]
-    monkeypatch.setattr(engine.time, "monotonic", lambda: clock[0])
+    class Clock(list):
+        pass
 
-    class Tick(Hook):  # every step takes one second
+    now = Clock([100.0])
+    monkeypatch.setattr(engine.time, "monotonic", lambda: now[0])
+
+    class Tick(Hook):
         def before_step(self):
-            clock[0] += 1.0
+            now[0] += 1.0
 
+    now.Tick = Tick
+    return now
+
+
+def test_max_time_stops_at_the_first_read_step_past_the_budget_and_counts_earlier_sessions(clock):
+    Tick = clock.Tick
     first = toy_trainer([Tick()], epochs=10, max_time=2.5, log_every=1)
     first.train()
     assert first.stopped and first.global_step == 3 and first.state_dict()["elapsed"] == 3.0
@@ -269,16 +280,10 @@ def test_a_cosine_schedule_ends_with_the_steps_that_end_the_run(limit, total):
     assert seen.lrs == pytest.approx([1e-3 * lr_factor("cosine", i / total) for i in range(total)])
 
 
-def test_a_cosine_schedule_under_max_time_follows_the_clock_across_sessions(monkeypatch):
-    from focalstack.train import engine
+def test_a_cosine_schedule_under_max_time_follows_the_clock_across_sessions(clock):
     from focalstack.train.hooks import LearningRate, lr_factor
 
-    clock = [100.0]
-    monkeypatch.setattr(engine.time, "monotonic", lambda: clock[0])
-
-    class Tick(Hook):  # every step takes one second
-        def before_step(self):
-            clock[0] += 1.0
+    Tick = clock.Tick
 
     def trainer(max_time, seen):  # 100 epochs of 3 steps: a step-based rate would stay near 1
         return toy_trainer([Tick(), LearningRate("cosine", 1e-3, 3), seen], epochs=100, max_time=max_time, log_every=1)

@@ -171,3 +171,18 @@ def tiny_run(arch: str = "fod") -> Path:
     finally:
         torch.set_num_threads(threads)
     return result.out
+
+
+def experiment_with_synthetic_data(folder: Path, text: str, scale: str = "tiny"):
+    """The experiment file ``text`` (written to ``folder``/exp.toml) loaded at ``scale``, and ``folder``/data
+    holding a synthetic 32 px file for each of its datasets (a seed each): (experiment, data folder)."""
+    from focalstack.train.experiments import load_experiment
+
+    path = Path(folder) / "exp.toml"
+    path.write_text(text)
+    exp = load_experiment(str(path), scale)
+    data = Path(folder) / "data"
+    data.mkdir()
+    for i, ds in enumerate(exp.datasets.values()):
+        write_synthetic(data / ds.file_name(), ds.scenes, 32, seed=i)
+    return exp, data
