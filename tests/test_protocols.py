@@ -500,6 +500,19 @@ def test_the_flat_region_scores_depth_over_flat_pixels_only(tmp_path):
     assert flat["defocus_mse"] is None and flat["aif_psnr"] is None  # a region scores depth alone
 
 
+def test_a_scene_without_a_flat_area_is_noted_as_left_out_of_the_flat_region_only(tmp_path):
+    rng = np.random.default_rng(2)
+    path = tmp_path / "two.h5"
+    write_depths(path, [np.full((16, 40), 1.0), np.full((16, 40), 1.0)])
+    with h5py.File(path, "r+") as f:
+        f["aif"][0] = rng.integers(0, 256, (16, 40, 3))  # texture everywhere: no flat area
+        f["aif"][1] = 128  # flat everywhere
+    result = run_model(ConstantDepth(1.0), [str(path)], ["focalstack"], regions=("all", "flat"))
+    assert [r["scenes"] for r in result.rows] == [2, 2]
+    skipped = [n for n in result.notes if "scenes have no ground-truth pixel" in n]
+    assert skipped and all("depth_mse" in n and "in the flat region: 1 of 2 scenes" in n for n in skipped), result.notes
+
+
 def test_stack_subsets_choose_k_slices_the_same_in_both_orders():
     from focalstack.train.data import SourceInfo
     from focalstack.train.plan import plan_subsets

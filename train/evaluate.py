@@ -60,14 +60,16 @@ def _lacking_notes(path: str, protocol: Protocol, held: frozenset[str], outputs:
     return notes
 
 
-def _skipped_notes(path: str, protocol: Protocol, meter: MeanMeter, n: int) -> list[str]:
-    """A line per group of columns whose mean leaves out scenes without a pixel under their mask."""
+def _skipped_notes(path: str, protocol: Protocol, meter: MeanMeter, n: int, region: str = "all") -> list[str]:
+    """A line per group of columns whose mean leaves out scenes without a pixel under their mask (in
+    ``region``: a scene without a flat area has none there)."""
     groups: dict[int, list[str]] = {}
     for c in protocol.columns:
         if meter.skipped.get(c.key):
             groups.setdefault(meter.skipped[c.key], []).append(c.key)
+    where = "" if region == "all" else f" in the {region} region"
     return [
-        f"{path}: {protocol.name} {', '.join(keys)}: {k} of {n} scenes have no ground-truth pixel under "
+        f"{path}: {protocol.name} {', '.join(keys)}{where}: {k} of {n} scenes have no ground-truth pixel under "
         f"the mask; {'the mean is over the others' if k < n else 'no value'}"
         for k, keys in groups.items()
     ]
@@ -249,7 +251,7 @@ class _EvalRun:
                 }
                 row.update({c.key: None if c.key in lacking else means.get(c.key) for c in p.columns})
                 rows.append(row)
-                self.notes.update(dict.fromkeys(_skipped_notes(path, p, meters[p.name, region], n)))
+                self.notes.update(dict.fromkeys(_skipped_notes(path, p, meters[p.name, region], n, region)))
         return rows
 
 
