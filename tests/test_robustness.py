@@ -318,6 +318,7 @@ def test_every_numeric_option_of_fit_refuses_negative_and_non_finite_values(tmp_
         ["evaluate", "--seed"],
         ["evaluate", "--stack-size"],
         ["predict", "--tile"],
+        ["predict", "--width"],
         ["predict", "--f-number"],
         ["predict", "--focal-length-mm"],
         ["predict", "--sensor-width-mm"],

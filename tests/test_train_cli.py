@@ -124,6 +124,33 @@ def test_predict_in_tiles_equals_the_whole_image(tmp_path):
     assert np.abs(aif_a - cv2.imread(str(tmp_path / "tiled" / "aif.png")).astype(int)).max() <= 1
 
 
+def test_predict_at_a_smaller_width_runs_on_the_resized_stack_and_scales_defocus_back(tmp_path):
+    ckpt = tiny_run("fod") / "best.pt"
+    folder = _png_folder(tmp_path / "photos", n=2, h=40, w=64)
+    small = tmp_path / "small"
+    small.mkdir()
+    for p in sorted(folder.iterdir()):  # what --width 32 should feed the network: the images resized by area
+        cv2.imwrite(str(small / p.name), cv2.resize(cv2.imread(str(p)), (32, 20), interpolation=cv2.INTER_AREA))
+    assert run(["predict", "-c", ckpt, "-f", "0.1,1.5", folder, "-o", tmp_path / "w", "--width", 32]).exit_code == 0
+    assert run(["predict", "-c", ckpt, "-f", "0.1,1.5", small, "-o", tmp_path / "s"]).exit_code == 0
+    meta = json.loads((tmp_path / "w" / "prediction.json").read_text())
+    assert meta["size"] == [40, 64] and meta["network_size"] == [20, 32]
+    depth, defocus = np.load(tmp_path / "w" / "depth.npy"), np.load(tmp_path / "w" / "defocus.npy")
+    assert depth.shape == (40, 64) and defocus.shape == (2, 40, 64)
+    assert cv2.imread(str(tmp_path / "w" / "aif.png")).shape == (40, 64, 3)
+
+    def up(a):
+        return cv2.resize(a, (64, 40), interpolation=cv2.INTER_LINEAR)
+
+    # the small run's outputs, brought up: depth as it is, blur twice as many pixels (inputs differ by the
+    # 8-bit rounding of the resized PNG files only)
+    small_depth, small_defocus = np.load(tmp_path / "s" / "depth.npy"), np.load(tmp_path / "s" / "defocus.npy")
+    assert np.abs(depth - up(small_depth)).max() <= 0.05 * np.abs(depth).max()  # (this network's depth is small)
+    twice = np.stack([2 * up(d) for d in small_defocus])
+    assert np.abs(defocus - twice).max() < 0.02 * np.abs(twice).max()
+    assert np.abs(defocus - twice / 2).max() > 0.2 * np.abs(twice).max()  # not left in the network's pixels
+
+
 def test_bad_input_gets_one_line_errors(tmp_path):
     ckpt = tiny_run("fod") / "best.pt"
     out = tmp_path / "runs"

@@ -182,12 +182,34 @@ def evaluate(checkpoint, data, out, settings, protocols, compare_published, thre
     "the depth range) in memory that does not grow with the image (10 slices at 192: 1.7 GB); "
     "larger tiles are faster. 0: the whole image at once (about 6.7 kB per pixel for 10 slices).",
 )
+@click.option(
+    "--width",
+    type=int,
+    default=None,
+    metavar="PX",
+    help="Run the network on the images resized to PX wide (aspect kept) and bring its outputs back to the "
+    "images' size. Blur in pixels shrinks with the image: choose the width at which your stack's blur matches "
+    "the training data's (the checkpoint's training width for images of its camera; model cards say) [the "
+    "images' own size].",
+)
 @click.option("--device", default=PREDICT["device"], show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--amp", type=click.Choice(AMP_CHOICES), default=PREDICT["amp"], show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch [torch's default].")
 @errors
 def predict(
-    images, checkpoint, focus_distances, out, refocus, f_number, focal_length_mm, sensor_width_mm, tile, device, amp, threads
+    images,
+    checkpoint,
+    focus_distances,
+    out,
+    refocus,
+    f_number,
+    focal_length_mm,
+    sensor_width_mm,
+    tile,
+    width,
+    device,
+    amp,
+    threads,
 ):
     """Predict depth, defocus maps and the all-in-focus image of one focal stack given as IMAGES
     (files and/or folders of images, any size, any order, one focus distance each).
@@ -209,6 +231,7 @@ def predict(
         device=device,
         amp=amp,
         tile=tile,
+        width=width,
         camera={"f_number": f_number, "focal_length_mm": focal_length_mm, "sensor_width_mm": sensor_width_mm},
     )
     click.echo(f"wrote {len(written)} files to {out}")

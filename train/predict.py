@@ -13,6 +13,10 @@ does not grow with the image. Written to ``out``:
   with the blur-circle diameter that the predicted depth gives at that focus distance, for the
   checkpoint's camera unless overridden (needs a model with an AiF branch)
 - ``prediction.json``: inputs, focus distances, camera, checkpoint, units
+
+With ``width`` the network sees the images resized to that width (blur in pixels shrinks with the image, so
+this matches a stack's blur to what the weights learnt), and its outputs come back at the images' size:
+depth and the AiF image interpolated, defocus interpolated and scaled back to the images' pixels.
 """
 
 from __future__ import annotations
@@ -137,6 +141,31 @@ def run_tiled(model, stack, focus, device, amp_dtype, tile: int, margin: int = T
     return acc
 
 
+def resize_stack(stack: np.ndarray, width: int) -> np.ndarray:
+    """(S, 3, H, W) images resized by area to ``width`` (the height keeping the aspect, at least 1 px)."""
+    h, w = stack.shape[-2:]
+    height = max(1, round(h * width / w))
+    if (height, width) == (h, w):
+        return stack
+    frames = [cv2.resize(im.transpose(1, 2, 0), (width, height), interpolation=cv2.INTER_AREA) for im in stack]
+    return np.stack(frames).transpose(0, 3, 1, 2).copy()
+
+
+def outputs_at_size(out: dict[str, np.ndarray], size: tuple[int, int]) -> dict[str, np.ndarray]:
+    """Network outputs computed on resized images, brought to ``size`` (H, W): every map interpolated
+    bilinearly, and defocus (a length in the network's pixels) multiplied by the ratio of the widths."""
+    h, w = size
+    resized = {}
+    for name, arr in out.items():
+        if arr.shape[-2:] == (h, w):
+            resized[name] = arr
+            continue
+        flat = arr.reshape(-1, *arr.shape[-2:])
+        up = np.stack([cv2.resize(a, (w, h), interpolation=cv2.INTER_LINEAR) for a in flat]).reshape(*arr.shape[:-2], h, w)
+        resized[name] = up * (w / arr.shape[-1]) if name == "defocus" else up
+    return resized
+
+
 def _colour(values: np.ndarray, lo: float | None = None, hi: float | None = None) -> np.ndarray:
     """(H, W) values -> BGR uint8 turbo colour map between lo and hi (default: 1st/99th percentile)."""
     v = np.nan_to_num(values.astype(np.float32))
@@ -156,7 +185,7 @@ def _rgb8(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(np.round(np.clip(image, 0, 1) * 255).astype(np.uint8), cv2.COLOR_RGB2BGR)
 
 
-def _check_arguments(focus_distances, refocus_distances, tile, camera) -> None:
+def _check_arguments(focus_distances, refocus_distances, tile, camera, width=None) -> None:
     """ValueError naming the option of the first value that is not a finite number > 0."""
     for value in focus_distances or ():
         if not (is_finite_number(value) and value > 0):
@@ -169,6 +198,8 @@ def _check_arguments(focus_distances, refocus_distances, tile, camera) -> None:
             raise ValueError(f"--{name.replace('_', '-')} {value!r}: expected a finite number > 0")
     if not (isinstance(tile, int) and tile >= 0):
         raise ValueError(f"--tile {tile!r}: expected 0 or a number of pixels")
+    if width is not None and not (isinstance(width, int) and width >= 8):
+        raise ValueError(f"--width {width!r}: expected a number of pixels, at least 8")
 
 
 def _read_stack(files: list[Path], focus_distances: list[float] | None, trained: dict) -> tuple[np.ndarray, list]:
@@ -199,9 +230,11 @@ def predict(
     amp: str = "auto",
     tile: int = 192,
     camera: dict | None = None,
+    width: int | None = None,
 ) -> dict[str, Path]:
-    """Predict depth, defocus (and AiF, edges) for one focal stack; returns the files written."""
-    _check_arguments(focus_distances, refocus_distances, tile, camera)
+    """Predict depth, defocus (and AiF, edges) for one focal stack; returns the files written. With
+    ``width``, the network runs on the images resized to that width (module docstring)."""
+    _check_arguments(focus_distances, refocus_distances, tile, camera, width)
     ckpt = load_checkpoint(checkpoint)
     model, norm = model_from_checkpoint(ckpt, checkpoint)
     dev = resolve_device(device)
@@ -212,7 +245,8 @@ def predict(
     stack, focus_distances = _read_stack(files, focus_distances, trained)
     h, w = stack.shape[-2:]
     focus = norm.focus(torch.tensor(focus_distances, dtype=torch.float32)[None])
-    out = run_tiled(model, torch.from_numpy(stack)[None], focus, dev, amp_dtype, tile)
+    work = stack if width is None else resize_stack(stack, width)
+    out = outputs_at_size(run_tiled(model, torch.from_numpy(work)[None], focus, dev, amp_dtype, tile), (h, w))
     cam = {k: trained.get(k) for k in ("f_number", "focal_length_mm", "sensor_width_mm")}
     cam.update({k: v for k, v in (camera or {}).items() if v is not None})
     if refocus_distances and "aif" not in out:
@@ -234,6 +268,7 @@ def predict(
         "images": [str(p) for p in files],
         "focus_distances_m": list(map(float, focus_distances)),
         "size": [h, w],
+        "network_size": list(work.shape[-2:]),
         "camera": cam,
         "refocus_m": list(map(float, refocus_distances)),
         "units": {"depth.npy": "metres", "depth.png": "millimetres (uint16)", "defocus.npy": "pixels"},
