@@ -14,7 +14,8 @@ What it does, in order:
    for a constant depth (the mean valid depth of the run's training files, as experiments' ``constant``);
 3. writes ``--to/NAME.md``: what the network is, its data (read from the training files), camera, steps,
    wall time, the metrics tables, the published rows that compare in definition, the limitations given,
-   the licence, and this command, and ``--to/NAME.json`` with every row.
+   the depth it reads from disk-blurred planes (``plane_depth.py``), the licence, and this command, and
+   ``--to/NAME.json`` with every row.
 
 benchmarks/gpu_proof.py writes the cards of the GPU run's weights from its own report; this script is for a
 run trained anywhere else (the CPU-trained ``fod-depth-v0``).
@@ -116,6 +117,14 @@ def evaluate_shipped(name: str, weights: Path, held_out: dict[str, Path], train_
     return out
 
 
+def plane_table(weights: Path) -> str:
+    """benchmarks/plane_depth.py's table for ``weights``: the depth it reads from disk-blurred planes."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import plane_depth
+
+    return plane_depth.table(*plane_depth.measure(str(weights)))
+
+
 def metric_tables(name: str, results: dict) -> list[str]:
     """Per protocol: a table of the model's and the constant's rows (All and Random, whole images), then the
     flat-region depth rows, then the protocol's published rows (other test sets: compared in definition)."""
@@ -195,6 +204,17 @@ def model_card(args, ckpt: dict, info: dict, results: dict, command: str) -> str
         "",
         *metric_tables(args.name, results),
     ]
+    if results.get("planes"):
+        lines += [
+            "## Depth from blur alone",
+            "",
+            "Textured fronto-parallel planes at known depths, each slice blurred with the disk that the optics give "
+            "for this camera (the trainer tests' synthetic scenes, not Blender), and the median depth predicted "
+            "(`python benchmarks/plane_depth.py " + args.name + "`). The blur columns (px, negative in front of the "
+            "focal plane) show how little the slices change between far depths.",
+            "",
+            results["planes"],
+        ]
     if results["notes"]:
         lines += ["Notes from the evaluation:", "", *(f"- {n}" for n in results["notes"]), ""]
     lines += ["## Limitations", "", *(f"- {x}" for x in args.limitation), "", "## Made by", "", "```sh", command, "```", ""]
@@ -242,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.name}.pt: {info['bytes'] / 2**20:.2f} MiB ({info['weights_dtype']})")
         results = evaluate_shipped(args.name, weights, held_out, train_files, progress=not args.quiet)
         results["datasets"] = {k: str(v) for k, v in held_out.items()}
+        results["planes"] = plane_table(weights)
         command = "python benchmarks/ship_weights.py " + shlex.join(argv if argv is not None else sys.argv[1:])
         card = model_card(args, ckpt, info, results, command)
         (Path(scratch) / f"{args.name}.md").write_text(card)

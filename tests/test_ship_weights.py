@@ -96,6 +96,7 @@ def test_the_card_reports_the_shipped_file_beside_the_constant_of_its_training_d
     for who in ("tiny-v0", "constant"):
         assert f"| held | All | all | {who} |" in card and f"| held | Random | all | {who} |" in card
     assert "| published [1] | | | DefocusNet |" in card  # the dfv protocol's published rows, with their source
+    assert "## Depth from blur alone" in card and "\n| 0.12 | " in card  # benchmarks/plane_depth.py's table
     assert "- Trained for one epoch." in card and f"{ckpt['global_step']} steps" in card
 
 
