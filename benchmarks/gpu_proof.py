@@ -826,6 +826,9 @@ CARD_METRICS = {
 def cards(args) -> int:
     """A model card (Markdown) per weights file of a run's --out, from its report.json, and the weights copied
     beside them into --to (the repository's weights/)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import plane_depth  # here, where the repository and its tests are (not on the GPU machine)
+
     report = json.loads((args.out / "report.json").read_text())
     exp = report.get("experiment_report") or {}
     args.to.mkdir(parents=True, exist_ok=True)
@@ -833,12 +836,13 @@ def cards(args) -> int:
         src = args.out / w["file"]
         stem = Path(w["file"]).stem
         shutil.copyfile(src, args.to / f"{stem}.pt")
-        (args.to / f"{stem}.md").write_text(model_card(name, stem, w, report, exp))
+        planes = plane_depth.card_section(str(args.to / f"{stem}.pt"), stem)
+        (args.to / f"{stem}.md").write_text(model_card(name, stem, w, report, exp, planes))
         print(f"{args.to / stem}.pt, {args.to / stem}.md")
     return 0
 
 
-def model_card(name: str, stem: str, w: dict, report: dict, exp: dict) -> str:
+def model_card(name: str, stem: str, w: dict, report: dict, exp: dict, planes: list[str] = ()) -> str:
     model = exp.get("models", {}).get(name, {})
     data = ", ".join(
         f"{d} ({exp['datasets'][d]['scenes']} scenes, {exp['datasets'][d]['resolution']} px)"
@@ -892,6 +896,7 @@ def model_card(name: str, stem: str, w: dict, report: dict, exp: dict) -> str:
             lines.append(f"| {r['dataset']} | {r['model']} | {vals} |")
         lines.append("")
     lines += [
+        *planes,
         "## Limitations",
         "",
         "- Trained on synthetic scenes at 64 px with FoD500's blur in pixels; apply it to images whose blur in pixels "

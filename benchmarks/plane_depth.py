@@ -76,6 +76,20 @@ def table(cam: dict, rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def card_section(checkpoint: str, name: str) -> list[str]:
+    """The model cards' section on this measurement (benchmarks/ship_weights.py and gpu_proof.py cards)."""
+    return [
+        "## Depth from blur alone",
+        "",
+        "Textured fronto-parallel planes at known depths, each slice blurred with the disk that the optics give "
+        "for this camera (the trainer tests' synthetic scenes, not Blender), and the median depth predicted "
+        f"(`python benchmarks/plane_depth.py {name}`). The blur columns (px, negative in front of the focal plane) "
+        "show how little the slices change between far depths.",
+        "",
+        table(*measure(checkpoint)),
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("checkpoint", help="a checkpoint file or the name of shipped weights")

@@ -117,12 +117,12 @@ def evaluate_shipped(name: str, weights: Path, held_out: dict[str, Path], train_
     return out
 
 
-def plane_table(weights: Path) -> str:
-    """benchmarks/plane_depth.py's table for ``weights``: the depth it reads from disk-blurred planes."""
+def plane_section(weights: Path, name: str) -> list[str]:
+    """benchmarks/plane_depth.py's card section for ``weights``: the depth it reads from disk-blurred planes."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import plane_depth
 
-    return plane_depth.table(*plane_depth.measure(str(weights)))
+    return plane_depth.card_section(str(weights), name)
 
 
 def metric_tables(name: str, results: dict) -> list[str]:
@@ -204,17 +204,7 @@ def model_card(args, ckpt: dict, info: dict, results: dict, command: str) -> str
         "",
         *metric_tables(args.name, results),
     ]
-    if results.get("planes"):
-        lines += [
-            "## Depth from blur alone",
-            "",
-            "Textured fronto-parallel planes at known depths, each slice blurred with the disk that the optics give "
-            "for this camera (the trainer tests' synthetic scenes, not Blender), and the median depth predicted "
-            "(`python benchmarks/plane_depth.py " + args.name + "`). The blur columns (px, negative in front of the "
-            "focal plane) show how little the slices change between far depths.",
-            "",
-            results["planes"],
-        ]
+    lines += results["planes"]
     if results["notes"]:
         lines += ["Notes from the evaluation:", "", *(f"- {n}" for n in results["notes"]), ""]
     lines += ["## Limitations", "", *(f"- {x}" for x in args.limitation), "", "## Made by", "", "```sh", command, "```", ""]
@@ -262,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.name}.pt: {info['bytes'] / 2**20:.2f} MiB ({info['weights_dtype']})")
         results = evaluate_shipped(args.name, weights, held_out, train_files, progress=not args.quiet)
         results["datasets"] = {k: str(v) for k, v in held_out.items()}
-        results["planes"] = plane_table(weights)
+        results["planes"] = plane_section(weights, args.name)
         command = "python benchmarks/ship_weights.py " + shlex.join(argv if argv is not None else sys.argv[1:])
         card = model_card(args, ckpt, info, results, command)
         (Path(scratch) / f"{args.name}.md").write_text(card)

@@ -117,6 +117,7 @@ def test_run_on_the_cpu_brings_back_weights_report_and_details_in_at_most_eight_
     card = (tmp_path / "w" / "fod-depth-v1.md").read_text()
     assert "`fod-depth` trained by" in card and "| fod500-test | fod-depth |" in card and "| fod500-test | constant |" in card
     assert "## Limitations" in card and "licence" in card and (tmp_path / "w" / "fod-depth-v1.pt").is_file()
+    assert "## Depth from blur alone" in card and "\n| 0.12 | " in card  # benchmarks/plane_depth.py on the weights
     # the card says how the samples were varied: the experiment's transposes, and the full model's random stacks
     assert "augmentation: random flips, transposes |" in card
     assert "augmentation: random flips, transposes, random stack subsets in random order |" in (
