@@ -125,6 +125,26 @@ def plane_section(weights: Path, name: str) -> list[str]:
     return plane_depth.card_section(str(weights), name)
 
 
+def draw_figures(args, weights: Path, held_out: dict[str, Path], scratch: Path, scenes: int = 4) -> list[Path]:
+    """A grid of the first ``scenes`` scenes of each --figure set (the experiment reports' grid: slices, true
+    and predicted depth and defocus), as JPEG files in ``scratch``."""
+    if not args.figure:
+        return []
+    import cv2
+
+    from focalstack.train.experiments.figures import predictions, scene_grid
+
+    out = []
+    for name in args.figure:
+        png = scratch / f"{args.name}__{name}.png"
+        scene_grid(predictions(weights, str(held_out[name]), scenes, "cpu"), f"{args.name} on {name} (held out)", png)
+        jpg = png.with_suffix(".jpg")
+        cv2.imwrite(str(jpg), cv2.imread(str(png)), [cv2.IMWRITE_JPEG_QUALITY, 85])
+        png.unlink()
+        out.append(jpg)
+    return out
+
+
 def metric_tables(name: str, results: dict) -> list[str]:
     """Per protocol: a table of the model's and the constant's rows (All and Random, whole images), then the
     flat-region depth rows, then the protocol's published rows (other test sets: compared in definition)."""
@@ -204,6 +224,7 @@ def model_card(args, ckpt: dict, info: dict, results: dict, command: str) -> str
         "",
         *metric_tables(args.name, results),
     ]
+    lines += [line for f in results.get("figures", []) for line in (f"![{Path(f).stem}]({f})", "")]
     lines += results["planes"]
     if results["notes"]:
         lines += ["Notes from the evaluation:", "", *(f"- {n}" for n in results["notes"]), ""]
@@ -221,9 +242,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limitation", action="append", default=[], help="a limitation for the card (repeat)")
     ap.add_argument("--hardware", default="2 CPU cores", help="where it trained, for the card [2 CPU cores]")
     ap.add_argument("--to", type=Path, default=REPO / "weights", help="where NAME.pt, NAME.md and NAME.json go [weights/]")
+    ap.add_argument(
+        "--figure", action="append", default=[], metavar="NAME", help="draw a grid of scenes of this held-out set (repeat)"
+    )
+    ap.add_argument(
+        "--figures-to", type=Path, default=REPO / "docs" / "img", help="where the grids go, as NAME__SET.jpg [docs/img/]"
+    )
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)
     held_out = parse_held_out(args.held_out)
+    unknown = [f for f in args.figure if f not in held_out]
+    if unknown:
+        raise SystemExit(f"error: --figure {unknown[0]!r}: expected the name of a --held-out set ({', '.join(held_out)})")
 
     from focalstack.train.checkpoint import CheckpointError, export_weights, load_checkpoint
 
@@ -253,10 +283,15 @@ def main(argv: list[str] | None = None) -> int:
         results = evaluate_shipped(args.name, weights, held_out, train_files, progress=not args.quiet)
         results["datasets"] = {k: str(v) for k, v in held_out.items()}
         results["planes"] = plane_section(weights, args.name)
+        figures = draw_figures(args, weights, held_out, Path(scratch))
+        results["figures"] = [os.path.relpath(args.figures_to / f.name, args.to) for f in figures]
         command = "python benchmarks/ship_weights.py " + shlex.join(argv if argv is not None else sys.argv[1:])
         card = model_card(args, ckpt, info, results, command)
         (Path(scratch) / f"{args.name}.md").write_text(card)
         (Path(scratch) / f"{args.name}.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
+        args.figures_to.mkdir(parents=True, exist_ok=True)
+        for f in figures:
+            os.replace(f, args.figures_to / f.name)
         for suffix in (".json", ".md", ".pt"):
             os.replace(Path(scratch) / f"{args.name}{suffix}", args.to / f"{args.name}{suffix}")
     print(card)

@@ -50,8 +50,9 @@ def ship(to: Path, held: Path, *extra: str) -> list[str]:
 def test_the_card_reports_the_shipped_file_beside_the_constant_of_its_training_data(tmp_path):
     held = synthetic_file("ship-held", 2, 32, 5)
     to = tmp_path / "weights"
-    assert load_script().main(ship(to, held)) == 0
+    assert load_script().main(ship(to, held, "--figure", "held", "--figures-to", str(tmp_path / "img"))) == 0
     assert sorted(p.name for p in to.iterdir()) == ["tiny-v0.json", "tiny-v0.md", "tiny-v0.pt"]  # no scratch left
+    assert [p.name for p in (tmp_path / "img").iterdir()] == ["tiny-v0__held.jpg"]
 
     ckpt = load_checkpoint(to / "tiny-v0.pt")
     assert ckpt["weights_only"] and ckpt["weights_dtype"] == "float16" and "optimizer" not in ckpt
@@ -96,17 +97,21 @@ def test_the_card_reports_the_shipped_file_beside_the_constant_of_its_training_d
     for who in ("tiny-v0", "constant"):
         assert f"| held | All | all | {who} |" in card and f"| held | Random | all | {who} |" in card
     assert "| published [1] | | | DefocusNet |" in card  # the dfv protocol's published rows, with their source
+    assert "![tiny-v0__held](../img/tiny-v0__held.jpg)" in card
     assert "## Depth from blur alone" in card and "\n| 0.12 | " in card  # benchmarks/plane_depth.py's table
     assert "- Trained for one epoch." in card and f"{ckpt['global_step']} steps" in card
 
 
-def test_a_held_out_value_without_a_name_is_one_line_and_writes_nothing(tmp_path):
+def test_a_held_out_set_without_a_name_or_a_figure_of_none_is_one_line_and_writes_nothing(tmp_path):
     held = synthetic_file("ship-held", 2, 32, 5)
     to = tmp_path / "weights"
     args = [a if not a.startswith("held=") else str(held) for a in ship(to, held)]
     proc = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True)
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines() == [f"error: --held-out {str(held)!r}: expected NAME=FILE"]
+    proc = subprocess.run([sys.executable, str(SCRIPT), *ship(to, held), "--figure", "nope"], capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines() == ["error: --figure 'nope': expected the name of a --held-out set (held)"]
     assert not to.exists()
 
 
