@@ -18,9 +18,9 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field, fields
 
-import cv2
 import numpy as np
 
+from focalstack.dataset.capture import add_sensor_noise, jpeg_roundtrip
 from focalstack.dataset.colour import linear_to_srgb8
 from focalstack.dataset.numbers import is_finite_number
 from focalstack.dataset.optics import thin_lens_image_distance_m
@@ -95,17 +95,6 @@ def with_effects(desc: SceneDescription, effects: EffectsConfig) -> SceneDescrip
 
 
 # -- sensor ---------------------------------------------------------------------------------------
-def add_sensor_noise(linear: np.ndarray, full_well: float, read_noise: float, rng: np.random.Generator) -> np.ndarray:
-    """Poisson-Gaussian noise on linear values in [0, 1]: shot noise with ``full_well`` electrons at 1.0,
-    plus Gaussian read noise; clipped to [0, 1]."""
-    x = np.clip(np.asarray(linear, dtype=np.float64), 0.0, 1.0)
-    if full_well > 0:
-        x = rng.poisson(x * full_well) / full_well
-    if read_noise > 0:
-        x = x + rng.normal(0.0, read_noise, size=x.shape)
-    return np.clip(x, 0.0, 1.0).astype(np.float32)
-
-
 def noise_rng(desc: SceneDescription, k: int) -> np.random.Generator:
     """Slice k's own noise stream, from the scene seed: the same scene gets the same noise."""
     return np.random.default_rng(np.random.SeedSequence([desc.seed, NOISE_STREAM, k]))
@@ -123,11 +112,3 @@ def capture_slices(desc: SceneDescription, slices_linear: np.ndarray) -> np.ndar
             srgb8 = jpeg_roundtrip(srgb8, cap.jpeg_quality)
         out.append(srgb8)
     return np.stack(out)
-
-
-def jpeg_roundtrip(srgb8: np.ndarray, quality: int) -> np.ndarray:
-    """Compress an RGB uint8 image as JPEG at ``quality`` and decode it again."""
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(srgb8, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise RuntimeError("JPEG encoding failed")
-    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)

@@ -8,9 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
+from focalstack.dataset.capture import add_sensor_noise, jpeg_roundtrip
 from focalstack.dataset.optics import thin_lens_image_distance_m
 from focalstack.render.config import ConfigError, load_preset
-from focalstack.render.effects import EffectsConfig, add_sensor_noise, jpeg_roundtrip, with_effects
+from focalstack.render.effects import EffectsConfig, with_effects
 from focalstack.render.sampling import sample_scene, scene_seed
 
 SHAKY = EffectsConfig(focus_breathing=True, shake_rotation_deg=0.5, shake_translation_mm=5.0)
