@@ -14,6 +14,8 @@ import sys
 
 import click
 
+from .augment import CaptureAugment
+from .checkpoint import load_checkpoint
 from .cli_apply import evaluate, predict
 from .cli_experiment import experiment
 from .cliopts import defaults, errors, expand_paths, set_threads
@@ -49,6 +51,16 @@ def _crop(ctx, param, value: str | None) -> list[int] | None:
     if len(parts) != 2 or min(parts) < 1:
         raise click.BadParameter(f"{value!r}: expected a size like 128 or 128x96 (height x width)")
     return parts
+
+
+def _capture_augment(ctx, param, value: str | None) -> list | None:
+    """click callback: 'FULL_WELL,READ_NOISE,JPEG' -> [full_well, read_noise, jpeg_quality]."""
+    if value is None:
+        return None
+    try:
+        return CaptureAugment.parse(value).to_list()
+    except ValueError as exc:
+        raise click.BadParameter(str(exc).split(": ", 1)[-1]) from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -131,6 +143,24 @@ def main():
     "--transposes",
     is_flag=True,
     help="Random transposes as well as flips: all eight orientations of each sample (square images or a square --crop).",
+)
+@click.option(
+    "--capture-augment",
+    default=None,
+    metavar="FULL_WELL,READ_NOISE,JPEG",
+    callback=_capture_augment,
+    help="Sensor noise and JPEG on half the training samples, as focalstack-render --sensor-noise "
+    "FULL_WELL,READ_NOISE --jpeg-quality JPEG renders them, at a strength drawn per sample up to that "
+    "(full well up to ten times larger, read noise from 0, JPEG quality up to 100; 0: no JPEG), "
+    "e.g. 1000,0.002,90: for stacks from real cameras [off].",
+)
+@click.option(
+    "--init",
+    default=None,
+    metavar="CHECKPOINT",
+    help="Start from these weights (a checkpoint file or the short name of shipped weights): fine-tuning. "
+    "The optimiser and step count start afresh; --arch and its sizes default to the checkpoint's, and the "
+    "normalisation options must match it.",
 )
 @click.option("--lr", type=float, default=TRAIN["lr"], show_default=True, help="AdamW learning rate.")
 @click.option(
@@ -243,9 +273,14 @@ def fit(data, val_data, arch, no_flip, loss_weight, no_tensorboard, quiet, resum
     set_threads(threads)
     if not data and not resume:
         raise click.UsageError("give at least one --data FILE")
-    name = arch or TRAIN["arch"]
     given = {k: options.pop(k) for k in ARCH_OPTIONS}
     arch_kwargs = {k: v for k, v in given.items() if v is not None}
+    if options["init"] is not None and not resume:  # the network of the weights, unless told otherwise
+        init = load_checkpoint(options["init"])
+        arch = arch or init["arch"]
+        if arch == init["arch"]:
+            arch_kwargs = {**init["arch_kwargs"], **arch_kwargs}
+    name = arch or TRAIN["arch"]
     bad = [k for k in arch_kwargs if k not in architecture_kwargs(name)]
     if bad:
         raise click.BadParameter(f"--arch {name} has no {'/'.join('--' + b.replace('_', '-') for b in bad)}", param_hint="--arch")

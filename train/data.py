@@ -40,6 +40,7 @@ import torch
 from focalstack.dataset import DatasetError, FocalStackFile, schema
 from focalstack.dataset.numbers import is_finite_number
 
+from .augment import recapture_stack
 from .losses import LOSS_TERMS
 from .plan import PlannedBatches, SampleKey
 
@@ -358,7 +359,8 @@ def transform_pixels(array: np.ndarray, spec: schema.ArraySpec, key: SampleKey, 
     """One per-pixel array of a scene as a sample of ``key`` takes it: its slices (arrays with an S axis),
     aligned to the reference view (the stack, when ``homographies`` are given), cropped, flipped (vector
     components that follow the image axes change sign: ``ArraySpec.flip_negates``), transposed (those
-    components swap), colour channels first, floating point as float32."""
+    components swap), re-captured (the stack, with the key's ``capture``), colour channels first, floating
+    point as float32."""
     axes = spec.trailing
     if "S" in axes:
         array = array[list(key.slices)]
@@ -384,6 +386,8 @@ def transform_pixels(array: np.ndarray, spec: schema.ArraySpec, key: SampleKey, 
             # so a vector's new x is minus its old y and its new y minus its old x.
             array = array.copy()
             array[..., [cx, cy]] = -array[..., [cy, cx]]
+    if spec.name == "stack" and key.capture is not None:  # the camera sees the oriented, cropped frame
+        array = recapture_stack(array, key.capture)
     if axes[-1] == "3":  # colour or vector channels first: (..., H, W, 3) -> (..., 3, H, W)
         array = np.moveaxis(array, -1, -3)
     return _fresh(array, np.float32 if np.dtype(spec.dtype).kind == "f" else None)

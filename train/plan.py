@@ -4,7 +4,7 @@ depend on the number of DataLoader workers or processes.
 
 - ``split_scenes``: a file's held-out validation scenes;
 - ``plan_epoch``: every batch of a training epoch as ``SampleKey`` lists (file, scene, slices in order,
-  flips, transpose, crop), from (seed, epoch);
+  flips, transpose, crop, capture), from (seed, epoch);
 - ``plan_eval`` / ``plan_subsets``: evaluation batches (All, Random; K-slice subsets), never mixing files;
 - ``share_batch``: one process's share of a planned batch under DistributedDataParallel;
 - ``PlannedBatches``: a batch sampler over planned batches.
@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+from .augment import Capture, CaptureAugment
 
 # The evaluation plan's dimensions, defined here once: the paper's settings (every slice in focus order, or a
 # seeded random subset), the order of a stack subset's slices, and the image region scored.
@@ -53,6 +55,7 @@ class SampleKey:
     flip_v: bool = False
     crop: tuple[int, int, int, int] | None = None  # (y, x, h, w)
     transpose: bool = False  # rows and columns swapped, after the crop and flips
+    capture: Capture | None = None  # the stack re-captured with sensor noise and JPEG (--capture-augment)
 
 
 @dataclass
@@ -67,6 +70,8 @@ class PlanSettings:
     # blur is the same in every one). Drawn only when on, so that plans without them stay as they were.
     transposes: bool = False
     samples_per_epoch: int | None = None
+    # Sensor noise and JPEG on a share of the samples; drawn only when on, as the transposes.
+    capture: CaptureAugment | None = None
 
 
 def plan_epoch(
@@ -115,7 +120,9 @@ def plan_epoch(
                 h, w = src.image_size
                 crop = (int(rng.integers(h - ch + 1)), int(rng.integers(w - cw + 1)), ch, cw)
             transpose = bool(rng.integers(2)) if settings.transposes else False
-            batch.append(SampleKey(int(files[j]), int(scenes[j]), tuple(int(s) for s in slices), flip_h, flip_v, crop, transpose))
+            capture = settings.capture.draw(rng) if settings.capture is not None else None
+            slices = tuple(int(s) for s in slices)
+            batch.append(SampleKey(int(files[j]), int(scenes[j]), slices, flip_h, flip_v, crop, transpose, capture))
         batches.append(batch)
     return batches
 

@@ -29,7 +29,8 @@ import torch
 from focalstack.dataset.files import write_text_atomic
 from focalstack.dataset.numbers import is_finite_number
 
-from .checkpoint import CheckpointError, check_weights, load_checkpoint
+from .augment import CaptureAugment
+from .checkpoint import CheckpointError, check_weights, load_checkpoint, resolve_checkpoint
 from .data import FocalStackDataset, Norm, SourceInfo, check_compatible, inspect_source, make_loader, parse_data_spec
 from .device import resolve_amp, resolve_channels_last, resolve_device
 from .distributed import Group, process_group
@@ -75,6 +76,8 @@ class TrainConfig:
     crop: list[int] | None = None  # [h, w]
     flips: bool = True
     transposes: bool = False  # random transposes too: all eight orientations of a square sample
+    capture_augment: list | None = None  # [full well, read noise, JPEG quality]: the strongest drawn (augment)
+    init: str | None = None  # start from these weights (a checkpoint file or shipped name): fine-tuning
     lr: float = 1e-4
     lr_schedule: str = "constant"  # constant | cosine: down to 0 at the run's end (its epochs, max_steps or max_time)
     weight_decay: float = 1e-4
@@ -142,6 +145,9 @@ class TrainConfig:
         _require(is_finite_number(fraction) and 0 <= fraction < 1, "val_fraction", fraction, "a number in [0, 1)")
         Norm.from_dict(self.norm).check()
         LossWeights(**self.loss_weights).check()
+        if self.capture_augment is not None:
+            CaptureAugment.from_list(self.capture_augment)
+        _require(self.init is None or (isinstance(self.init, str) and bool(self.init)), "init", self.init, "a checkpoint")
         return self
 
 
@@ -190,6 +196,7 @@ class RunData:
             flips=cfg.flips,
             transposes=cfg.transposes,
             samples_per_epoch=cfg.samples_per_epoch,
+            capture=CaptureAugment.from_list(cfg.capture_augment) if cfg.capture_augment is not None else None,
         )
         self.seed, self.workers, self.pin, self.group = cfg.seed, cfg.workers, pin, group
         self.dataset = FocalStackDataset([s.path for s in sources], align_slices=cfg.align_slices)
@@ -251,6 +258,8 @@ def fit(cfg: TrainConfig, resume: bool = False) -> FitResult:
     cfg.check()
     # Absolute data paths: a resumed run (from another working folder, or a moved run folder) reads the same files.
     cfg.data, cfg.val_data = _absolute(cfg.data), _absolute(cfg.val_data)
+    if cfg.init is not None and ckpt is None:  # recorded as the file it was, wherever the run is resumed from
+        cfg.init = str(resolve_checkpoint(cfg.init).resolve())
     group = process_group(cfg.device)  # None unless torchrun started this process
     out.mkdir(parents=True, exist_ok=True)
     if group is None or group.writer:  # a checkpoint write killed midway left its temporary file
@@ -277,6 +286,7 @@ def build_trainer(cfg: TrainConfig, ckpt: dict | None = None, writer: bool = Tru
     channels_last = resolve_channels_last(cfg.channels_last, device)
     norm = Norm.from_dict(cfg.norm).check()
     model = _model(cfg, device, channels_last)
+    started_from = _load_init(model, cfg) if cfg.init is not None and ckpt is None else None
     data = RunData(cfg, model.single_image, pin=device.type == "cuda", group=group)
     if cfg.cache_data:
         started = time.perf_counter()
@@ -314,6 +324,8 @@ def build_trainer(cfg: TrainConfig, ckpt: dict | None = None, writer: bool = Tru
     )
     if ckpt is None:
         log(_start_line(cfg, model, data, device, group, amp_dtype, channels_last))
+        if started_from:
+            log(started_from)
         if writer:
             write_text_atomic(out / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
     else:
@@ -335,7 +347,25 @@ def _start_line(cfg: TrainConfig, model, data: RunData, device, group: Group | N
         f"{' with bf16 autocast' if amp_dtype else ''}{', channels-last' if channels_last else ''}: "
         f"{data.n_train} training and {data.n_val} validation scenes, stack size {data.stack_size}"
         f"{' (random subsets)' if cfg.random_stack else ''}"
+        f"{', capture augmentation ' + ','.join(f'{v:g}' for v in cfg.capture_augment) if cfg.capture_augment else ''}"
     )
+
+
+def _load_init(model: FocusOnDefocus, cfg: TrainConfig) -> str:
+    """Load ``cfg.init``'s weights into ``model`` (float16 shipped weights load into float32); ValueError /
+    CheckpointError when they are of another network or were trained with another normalisation, whose
+    outputs would mean something else. Returns the log line."""
+    init = load_checkpoint(cfg.init)
+    if init["arch"] != cfg.arch:
+        raise ValueError(f"--init {cfg.init}: the weights are of {init['arch']!r}, this run trains {cfg.arch!r} (--arch)")
+    own, theirs = Norm.from_dict(cfg.norm), Norm.from_dict(init["norm"])
+    names = [k for k in own.to_dict() if getattr(own, k) != getattr(theirs, k)]
+    differ = [f"{k} {getattr(theirs, k)!r} (this run: {getattr(own, k)!r})" for k in names]
+    if differ:
+        raise ValueError(f"--init {cfg.init}: trained with another normalisation: {'; '.join(differ)}; give the same options")
+    check_weights(model, init["model"], cfg.init, cfg.arch)
+    model.load_state_dict(init["model"])
+    return f"starting from the weights of {cfg.init} (step {init.get('global_step', '?')}); the optimiser starts afresh"
 
 
 def _loss(cfg: TrainConfig, data: RunData, model: FocusOnDefocus, device: torch.device) -> tuple[FocusLoss, list[str]]:
