@@ -193,7 +193,14 @@ def model_card(args, ckpt: dict, info: dict, results: dict, command: str) -> str
         *(["random flips"] if cfg.get("flips", True) else []),
         *(["transposes"] if cfg.get("transposes") else []),
         *(["random stack subsets in random order"] if cfg.get("random_stack") else []),
+        *(
+            ["sensor noise and JPEG on half the samples, up to `--capture-augment " + ",".join(f"{v:g}" for v in capture) + "`"]
+            if (capture := cfg.get("capture_augment"))
+            else []
+        ),
     ]
+    # A fine-tuned run counts its own steps; the card names the weights it started from.
+    start = f" from the weights of `{Path(cfg['init']).stem}`" if cfg.get("init") else ""
     hours = float(ckpt.get("elapsed", 0.0)) / 3600
     focus = ", ".join(f"{d:g}" for d in cam.get("focus_distances", []))
     lines = [
@@ -208,7 +215,7 @@ def model_card(args, ckpt: dict, info: dict, results: dict, command: str) -> str
         f"| camera | f/{cam.get('f_number', 0):g}, focal length {cam.get('focal_length_mm', 0):.1f} mm, sensor width "
         f"{cam.get('sensor_width_mm', 0):.1f} mm, {cam.get('stack_size')} slices focused at {focus} m, "
         f"{' x '.join(str(s) for s in cam.get('image_size', []))} px |",
-        f"| training | {ckpt.get('global_step')} steps ({ckpt.get('epoch')} epochs) at batch {cfg.get('batch_size')}, "
+        f"| training | {ckpt.get('global_step')} steps ({ckpt.get('epoch')} epochs){start} at batch {cfg.get('batch_size')}, "
         f"AdamW lr {cfg.get('lr'):g} ({cfg.get('lr_schedule', 'constant')}), weight decay {cfg.get('weight_decay'):g}; "
         f"augmentation: {', '.join(augment) or 'none'}; {hours:.1f} h on {args.hardware} with torch "
         f"{ckpt.get('torch_version')} |",

@@ -125,3 +125,31 @@ def test_a_failed_evaluation_keeps_the_weights_that_were_shipped(tmp_path):
     with pytest.raises(Exception):  # noqa: B017 - whatever the reader raises; what matters is what is left
         load_script().main(ship(to, broken))
     assert {p.name: p.read_bytes() for p in to.iterdir()} == before
+
+
+def test_a_fine_tuned_run_names_the_weights_it_started_from_and_its_capture_augmentation(tmp_path):
+    from train_fixtures import TINY
+
+    from focalstack.train.trainer import TrainConfig, fit
+
+    start = tiny_run("fod") / "best.pt"
+    tuned = fit(
+        TrainConfig(
+            data=[str(synthetic_file("tiny-train", 6, 32, 11))],
+            out=str(tmp_path / "tuned"),
+            arch="fod",
+            arch_kwargs=dict(TINY),
+            epochs=1,
+            batch_size=2,
+            init=str(start),
+            capture_augment=[500.0, 0.004, 80],
+            progress=False,
+            tensorboard=False,
+        )
+    )
+    args = ship(tmp_path / "weights", synthetic_file("ship-held", 2, 32, 5))
+    args[args.index("--checkpoint") + 1] = str(tuned.last)
+    assert load_script().main(args) == 0
+    training = next(ln for ln in (tmp_path / "weights" / "tiny-v0.md").read_text().splitlines() if ln.startswith("| training |"))
+    assert "3 steps (1 epochs) from the weights of `best` at batch 2" in training
+    assert "sensor noise and JPEG on half the samples, up to `--capture-augment 500,0.004,80`" in training
