@@ -2,6 +2,7 @@
 and fine-tuning from a checkpoint's weights (``fit --init``)."""
 
 import json
+import re
 
 import cv2
 import numpy as np
@@ -79,8 +80,11 @@ def test_a_captured_sample_differs_in_its_stack_only():
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("1000,0.002", "expected FULL_WELL,READ_NOISE,JPEG_QUALITY"),
-        ("1000,abc,90", "expected FULL_WELL,READ_NOISE,JPEG_QUALITY"),
+        ("1000,0.002", "expected FULL_WELL,READ_NOISE,JPEG_QUALITY[,SHARE]"),
+        ("1000,abc,90", "expected FULL_WELL,READ_NOISE,JPEG_QUALITY[,SHARE]"),
+        ("1000,0.002,90,0.5,1", "expected FULL_WELL,READ_NOISE,JPEG_QUALITY[,SHARE]"),
+        ("1000,0.002,90,0", "share 0.0: expected a number in (0, 1]"),
+        ("1000,0.002,90,1.5", "share 1.5: expected a number in (0, 1]"),
         ("-5,0.002,90", "full well -5.0: expected a finite number >= 0"),
         ("1000,nan,90", "read noise nan: expected a finite number >= 0"),
         ("1000,0.002,101", "JPEG quality 101: expected 0 (none) to 100"),
@@ -88,8 +92,17 @@ def test_a_captured_sample_differs_in_its_stack_only():
     ],
 )
 def test_bad_capture_augment_values_are_refused_naming_what_is_wrong(text, message):
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ValueError, match=re.escape(message)):
         CaptureAugment.parse(text)
+
+
+def test_the_share_of_re_captured_samples_is_the_fourth_value_and_stored_only_when_not_a_half():
+    quarter = CaptureAugment.parse("1000,0.002,90,0.25")
+    assert quarter.to_list() == [1000.0, 0.002, 90, 0.25] and CaptureAugment.from_list(quarter.to_list()) == quarter
+    assert CaptureAugment.parse("1000,0.002,90").to_list() == [1000.0, 0.002, 90]
+    settings = PlanSettings(batch_size=4, stack_size=5, capture=quarter, samples_per_epoch=800)
+    keys = [k for b in plan_epoch(_sources(), [np.arange(10)], settings, 3, 1) for k in b]
+    assert 0.19 < np.mean([k.capture is not None for k in keys]) < 0.31
 
 
 def cfg(tmp_path, name, **kw):

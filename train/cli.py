@@ -54,7 +54,7 @@ def _crop(ctx, param, value: str | None) -> list[int] | None:
 
 
 def _capture_augment(ctx, param, value: str | None) -> list | None:
-    """click callback: 'FULL_WELL,READ_NOISE,JPEG' -> [full_well, read_noise, jpeg_quality]."""
+    """click callback: 'FULL_WELL,READ_NOISE,JPEG[,SHARE]' -> CaptureAugment.to_list()."""
     if value is None:
         return None
     try:
@@ -147,11 +147,11 @@ def main():
 @click.option(
     "--capture-augment",
     default=None,
-    metavar="FULL_WELL,READ_NOISE,JPEG",
+    metavar="FULL_WELL,READ_NOISE,JPEG[,SHARE]",
     callback=_capture_augment,
-    help="Sensor noise and JPEG on half the training samples, as focalstack-render --sensor-noise "
-    "FULL_WELL,READ_NOISE --jpeg-quality JPEG renders them, at a strength drawn per sample up to that "
-    "(full well up to ten times larger, read noise from 0, JPEG quality up to 100; 0: no JPEG), "
+    help="Sensor noise and JPEG on a SHARE of the training samples (default 0.5), as focalstack-render "
+    "--sensor-noise FULL_WELL,READ_NOISE --jpeg-quality JPEG renders them, at a strength drawn per sample up "
+    "to that (full well up to ten times larger, read noise from 0, JPEG quality up to 100; 0: no JPEG), "
     "e.g. 1000,0.002,90: for stacks from real cameras [off].",
 )
 @click.option(
