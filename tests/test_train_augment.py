@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from train_fixtures import TINY, single_torch_thread, synthetic_file  # noqa: F401
+from train_fixtures import TINY, single_torch_thread, synthetic_file, tiny_fit_config  # noqa: F401
 
 from focalstack.dataset.capture import recapture_srgb8
 from focalstack.dataset.colour import srgb_to_linear
@@ -18,7 +18,7 @@ from focalstack.train.checkpoint import CheckpointError, export_weights, load_ch
 from focalstack.train.cli import main
 from focalstack.train.data import FocalStackDataset, inspect_source
 from focalstack.train.plan import PlanSettings, SampleKey, plan_epoch
-from focalstack.train.trainer import TrainConfig, fit
+from focalstack.train.trainer import fit
 
 
 def test_recapture_adds_poisson_gaussian_noise_in_linear_light():
@@ -105,20 +105,7 @@ def test_the_share_of_re_captured_samples_is_the_fourth_value_and_stored_only_wh
     assert 0.19 < np.mean([k.capture is not None for k in keys]) < 0.31
 
 
-def cfg(tmp_path, name, **kw):
-    base = dict(
-        data=[str(synthetic_file("fit-train", 6, 32, 21))],
-        out=str(tmp_path / name),
-        arch="fod",
-        arch_kwargs=dict(TINY),
-        epochs=2,
-        batch_size=2,
-        lr=1e-3,
-        progress=False,
-        tensorboard=False,
-    )
-    base.update(kw)
-    return TrainConfig(**base)
+cfg = tiny_fit_config
 
 
 def test_a_run_with_capture_augmentation_trains_on_it_and_resumes_exactly(tmp_path, monkeypatch):

@@ -8,28 +8,14 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from train_fixtures import TINY, single_torch_thread, synthetic_file  # noqa: F401
+from train_fixtures import TINY, single_torch_thread, synthetic_file, tiny_fit_config  # noqa: F401
 
 from focalstack.dataset import FocalStackFile
 from focalstack.train.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
 from focalstack.train.evaluate import evaluate
 from focalstack.train.trainer import TrainConfig, fit
 
-
-def cfg(tmp_path, name="run", **kw):
-    base = dict(
-        data=[str(synthetic_file("fit-train", 6, 32, 21))],
-        out=str(tmp_path / name),
-        arch="fod",
-        arch_kwargs=dict(TINY),
-        epochs=2,
-        batch_size=2,
-        lr=1e-3,
-        progress=False,
-        tensorboard=False,
-    )
-    base.update(kw)
-    return TrainConfig(**base)
+cfg = tiny_fit_config
 
 
 def test_a_few_hundred_steps_lower_the_loss_and_beat_a_constant_depth(tmp_path):

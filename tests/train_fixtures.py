@@ -186,3 +186,23 @@ def experiment_with_synthetic_data(folder: Path, text: str, scale: str = "tiny")
     for i, ds in enumerate(exp.datasets.values()):
         write_synthetic(data / ds.file_name(), ds.scenes, 32, seed=i)
     return exp, data
+
+
+def tiny_fit_config(tmp_path: Path, name: str = "run", **kw):
+    """A TrainConfig of the narrow network on the shared synthetic training file, two short epochs; ``kw``
+    overrides any field."""
+    from focalstack.train.trainer import TrainConfig
+
+    base = dict(
+        data=[str(synthetic_file("fit-train", 6, 32, 21))],
+        out=str(tmp_path / name),
+        arch="fod",
+        arch_kwargs=dict(TINY),
+        epochs=2,
+        batch_size=2,
+        lr=1e-3,
+        progress=False,
+        tensorboard=False,
+    )
+    base.update(kw)
+    return TrainConfig(**base)
