@@ -186,6 +186,13 @@ def metric_tables(name: str, results: dict) -> list[str]:
     return lines
 
 
+def capture_phrase(capture: list) -> str:
+    """The card's words for ``--capture-augment`` (its share of samples, 0.5 unless a fourth value says)."""
+    share = float(capture[3]) if len(capture) > 3 else 0.5
+    who = "half the samples" if share == 0.5 else f"{share:.0%} of the samples"
+    return f"sensor noise and JPEG on {who}, up to `--capture-augment {','.join(f'{v:g}' for v in capture)}`"
+
+
 def model_card(args, ckpt: dict, info: dict, results: dict, command: str) -> str:
     cfg = ckpt.get("config") or {}
     cam = ckpt.get("camera") or {}
@@ -193,14 +200,12 @@ def model_card(args, ckpt: dict, info: dict, results: dict, command: str) -> str
         *(["random flips"] if cfg.get("flips", True) else []),
         *(["transposes"] if cfg.get("transposes") else []),
         *(["random stack subsets in random order"] if cfg.get("random_stack") else []),
-        *(
-            ["sensor noise and JPEG on half the samples, up to `--capture-augment " + ",".join(f"{v:g}" for v in capture) + "`"]
-            if (capture := cfg.get("capture_augment"))
-            else []
-        ),
+        *([capture_phrase(capture)] if (capture := cfg.get("capture_augment")) else []),
     ]
     # A fine-tuned run counts its own steps; the card names the weights it started from.
     start = f" from the weights of `{Path(cfg['init']).stem}`" if cfg.get("init") else ""
+    if cfg.get("ema"):
+        start += f"; the weights are their moving average (`--ema {cfg['ema']:g}`)"
     hours = float(ckpt.get("elapsed", 0.0)) / 3600
     focus = ", ".join(f"{d:g}" for d in cam.get("focus_distances", []))
     lines = [

@@ -127,7 +127,7 @@ def test_a_failed_evaluation_keeps_the_weights_that_were_shipped(tmp_path):
     assert {p.name: p.read_bytes() for p in to.iterdir()} == before
 
 
-def test_a_fine_tuned_run_names_the_weights_it_started_from_and_its_capture_augmentation(tmp_path):
+def test_a_fine_tuned_run_names_the_weights_it_started_from_its_capture_augmentation_and_averaging(tmp_path):
     from train_fixtures import TINY
 
     from focalstack.train.trainer import TrainConfig, fit
@@ -142,7 +142,8 @@ def test_a_fine_tuned_run_names_the_weights_it_started_from_and_its_capture_augm
             epochs=1,
             batch_size=2,
             init=str(start),
-            capture_augment=[500.0, 0.004, 80],
+            capture_augment=[500.0, 0.004, 80, 0.25],
+            ema=0.9,
             progress=False,
             tensorboard=False,
         )
@@ -151,5 +152,6 @@ def test_a_fine_tuned_run_names_the_weights_it_started_from_and_its_capture_augm
     args[args.index("--checkpoint") + 1] = str(tuned.last)
     assert load_script().main(args) == 0
     training = next(ln for ln in (tmp_path / "weights" / "tiny-v0.md").read_text().splitlines() if ln.startswith("| training |"))
-    assert "3 steps (1 epochs) from the weights of `best` at batch 2" in training
-    assert "sensor noise and JPEG on half the samples, up to `--capture-augment 500,0.004,80`" in training
+    averaged = "the weights are their moving average (`--ema 0.9`)"
+    assert f"3 steps (1 epochs) from the weights of `best`; {averaged} at batch 2" in training
+    assert "sensor noise and JPEG on 25% of the samples, up to `--capture-augment 500,0.004,80,0.25`" in training

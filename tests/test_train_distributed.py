@@ -226,6 +226,22 @@ def test_a_cosine_schedule_under_a_time_budget_keeps_the_processes_in_step(tmp_p
     assert float(diff.max()) < 6 * RUN["lr"] and float(diff.median()) < 1e-5
 
 
+def test_two_processes_keep_the_moving_average_of_one(tmp_path):
+    """Each process averages its own copy of the (shared) weights and validates its share with the average
+    in place: the average and the validation scores are the one-process run's."""
+    out = tmp_path / "two"
+    torchrun(2, *fit_args(out, ema=0.9))
+    one = fit_one_process(tmp_path / "one", ema=0.9)
+    wa, wb = (load_checkpoint(r / "last.pt")["weight_average"] for r in (one, out))
+    assert wa["updates"] == wb["updates"] == 6
+    diff = torch.cat([(v - wb["model"][k]).abs().flatten() for k, v in wa["model"].items()])
+    assert float(diff.max()) < 6 * RUN["lr"] and float(diff.median()) < 1e-5  # as the raw weights' (above)
+    for r1, r2 in zip(rows(one), rows(out), strict=True):
+        assert float(r2["val_loss"]) == pytest.approx(float(r1["val_loss"]), rel=1e-4)
+    plain = rows(one_process_run())  # the same raw weights, scored without the average
+    assert float(rows(one)[-1]["val_loss"]) != pytest.approx(float(plain[-1]["val_loss"]), rel=1e-4)
+
+
 def test_evaluation_shares_the_scenes_and_gathers_the_same_means(tmp_path):
     ckpt = two_process_run() / "last.pt"
     test = synthetic_file("ddp-test", 5, 32, 43)  # batches of 2: 2 + 2 on rank 0, 1 on rank 1

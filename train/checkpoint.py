@@ -80,6 +80,13 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     return ckpt
 
 
+def inference_weights(ckpt: dict) -> dict:
+    """The weights a checkpoint stands for: the run's average of its weights where it kept one (``--ema``),
+    else the weights its optimiser left."""
+    average = ckpt.get("weight_average")
+    return average["model"] if isinstance(average, dict) and "model" in average else ckpt["model"]
+
+
 def model_from_checkpoint(
     ckpt: dict, path: str | os.PathLike = "checkpoint", arch: str | None = None
 ) -> tuple[FocusOnDefocus, Norm]:
@@ -91,8 +98,9 @@ def model_from_checkpoint(
         model = build_model(ckpt["arch"], **ckpt["arch_kwargs"])
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: {exc}") from None
-    check_weights(model, ckpt["model"], path, ckpt["arch"])
-    model.load_state_dict(ckpt["model"])
+    weights = inference_weights(ckpt)
+    check_weights(model, weights, path, ckpt["arch"])
+    model.load_state_dict(weights)
     return model, Norm.from_dict(ckpt["norm"])
 
 
@@ -144,7 +152,7 @@ def export_weights(
     ``extra`` (plain data) is stored under ``"card"``. Returns what was written, less the weights."""
     ckpt = load_checkpoint(src)
     out = {k: ckpt[k] for k in WEIGHTS_KEYS if k in ckpt}
-    tensors = ckpt["model"]
+    tensors = inference_weights(ckpt)
     size32 = sum(t.numel() * 4 for t in tensors.values() if t.is_floating_point())
     if half is None:
         half = max_bytes is not None and size32 > max_bytes

@@ -162,6 +162,16 @@ def main():
     "The optimiser and step count start afresh; --arch and its sizes default to the checkpoint's, and the "
     "normalisation options must match it.",
 )
+@click.option(
+    "--ema",
+    type=float,
+    default=TRAIN["ema"],
+    show_default=True,
+    metavar="DECAY",
+    help="Keep an exponential moving average of the weights (decay per step, e.g. 0.999: about the last "
+    "1000 steps) and validate, save and export that average instead of the latest weights, which move "
+    "more from step to step. 0: off.",
+)
 @click.option("--lr", type=float, default=TRAIN["lr"], show_default=True, help="AdamW learning rate.")
 @click.option(
     "--lr-schedule",

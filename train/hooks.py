@@ -7,7 +7,10 @@
 - ``TensorBoard``  scalars and the validation picture in ``tb/``
 - ``Progress``     tqdm bars and the log lines (``RunLog``: ``train.log`` and the terminal)
 - ``LearningRate`` the learning rate before each step, by ``--lr-schedule`` (none for ``constant``)
+- ``WeightAverage`` an exponential moving average of the weights after each step (``--ema``): what
+                   validation scores and what the run's checkpoints stand for
 
+WeightAverage comes before Checkpoints, so that a checkpoint holds the average of the steps it records.
 Order matters after an epoch: Validation first (the others read its numbers); MetricsCSV before
 Checkpoints, so that a kill between the two repeats the epoch rather than losing its row; Progress,
 which says whether the epoch was the best, after Checkpoints.
@@ -18,6 +21,7 @@ writes and the others keep the same state without writing.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import shutil
@@ -64,18 +68,81 @@ class RunLog:
 ValidationScore = Callable[[Any, list, Callable | None], tuple[dict[str, float], dict | None]]
 
 
+def average_decay(decay: float, updates: int) -> float:
+    """The weight of the old average at update ``updates`` (0-based): ``decay``, less at first so that
+    the weights a run started from fade within its first steps rather than over ~1/(1 - decay) of them."""
+    return min(decay, (1.0 + updates) / (10.0 + updates))
+
+
+class WeightAverage(Hook):
+    """An exponential moving average of the network's floating-point tensors, updated after each optimiser
+    step (``average_decay``), kept in float32 on the training device. Averaged weights wander less from
+    checkpoint to checkpoint than the raw ones. Stored in checkpoints under ``state_key`` beside the raw
+    weights (which resuming needs); ``checkpoint.inference_weights`` picks the average. Every process of a
+    distributed run holds the same weights after a step, so each keeps the same average without talking."""
+
+    state_key = "weight_average"
+
+    def __init__(self, decay: float):
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"--ema {decay!r}: expected a decay in (0, 1), such as 0.999")
+        self.decay, self.updates = float(decay), 0
+        self.average: dict[str, torch.Tensor] | None = None  # None until training starts or a checkpoint loads
+        self.live: dict[str, torch.Tensor] = {}
+
+    def before_train(self) -> None:
+        # the network's own tensors (the optimiser and load_state_dict change them in place)
+        self.live = {k: v for k, v in self.trainer.model.state_dict().items() if v.is_floating_point()}
+        if self.average is None:
+            self.average = {k: v.detach().float().clone() for k, v in self.live.items()}
+        else:  # loaded from a checkpoint, on the CPU
+            self.average = {k: self.average[k].to(device=v.device, dtype=torch.float32) for k, v in self.live.items()}
+
+    def after_step(self) -> None:
+        assert self.average is not None
+        weight = 1.0 - average_decay(self.decay, self.updates)
+        with torch.no_grad():
+            for k, v in self.live.items():
+                self.average[k].lerp_(v.float(), weight)
+        self.updates += 1
+
+    @contextlib.contextmanager
+    def applied(self):
+        """The averaged weights in the network for the ``with`` block; the raw ones back afterwards."""
+        assert self.average is not None
+        raw = {k: v.clone() for k, v in self.live.items()}
+        with torch.no_grad():
+            for k, v in self.live.items():
+                v.copy_(self.average[k])
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for k, v in self.live.items():
+                    v.copy_(raw[k])
+
+    def state_dict(self) -> dict:
+        assert self.average is not None
+        return {"decay": self.decay, "updates": self.updates, "model": {k: v.detach().cpu() for k, v in self.average.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.decay, self.updates = float(state["decay"]), int(state["updates"])
+        self.average = {k: v.float() for k, v in state["model"].items()}
+
+
 class Validation(Hook):
     """After each epoch: ``score`` over ``batches`` (the loss, its terms and ``metrics``) as val_* in the epoch's
-    row, as detectron2's EvalHook calls its function. With several processes each scores its part of the
-    batches and the means are gathered over all."""
+    row, as detectron2's EvalHook calls its function; with ``average``, of the averaged weights. With several
+    processes each scores its part of the batches and the means are gathered over all."""
 
-    def __init__(self, score: ValidationScore, batches: list, metrics: list[str]):
-        self.score, self.batches, self.metrics = score, batches, list(metrics)
+    def __init__(self, score: ValidationScore, batches: list, metrics: list[str], average: WeightAverage | None = None):
+        self.score, self.batches, self.metrics, self.average = score, batches, list(metrics), average
 
     def after_epoch(self) -> None:
         t, group = self.trainer, self.trainer.group
         batches = self.batches if group is None else group.split(self.batches)
-        means, sample = self.score(t, batches, None if group is None else group.merge_means)
+        with self.average.applied() if self.average is not None else contextlib.nullcontext():
+            means, sample = self.score(t, batches, None if group is None else group.merge_means)
         row = t.summary.row
         row["val_loss"] = means.get("loss")
         row.update({f"val_{k}": means.get(k) for k in (*t.terms, *self.metrics)})

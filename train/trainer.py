@@ -30,12 +30,12 @@ from focalstack.dataset.files import write_text_atomic
 from focalstack.dataset.numbers import is_finite_number
 
 from .augment import CaptureAugment
-from .checkpoint import CheckpointError, check_weights, load_checkpoint, resolve_checkpoint
+from .checkpoint import CheckpointError, check_weights, inference_weights, load_checkpoint, resolve_checkpoint
 from .data import FocalStackDataset, Norm, SourceInfo, check_compatible, inspect_source, make_loader, parse_data_spec
 from .device import resolve_amp, resolve_channels_last, resolve_device
 from .distributed import Group, process_group
 from .engine import Trainer
-from .hooks import LR_SCHEDULES, Checkpoints, LearningRate, MetricsCSV, Progress, RunLog, TensorBoard, Validation
+from .hooks import LR_SCHEDULES, Checkpoints, LearningRate, MetricsCSV, Progress, RunLog, TensorBoard, Validation, WeightAverage
 from .inference import validation_scores
 from .losses import TERM, FocusLoss, LossWeights
 from .metrics import ALL_METRICS
@@ -78,6 +78,7 @@ class TrainConfig:
     transposes: bool = False  # random transposes too: all eight orientations of a square sample
     capture_augment: list | None = None  # [full well, read noise, JPEG quality]: the strongest drawn (augment)
     init: str | None = None  # start from these weights (a checkpoint file or shipped name): fine-tuning
+    ema: float = 0.0  # decay of the moving average of the weights that validation and checkpoints use; 0: off
     lr: float = 1e-4
     lr_schedule: str = "constant"  # constant | cosine: down to 0 at the run's end (its epochs, max_steps or max_time)
     weight_decay: float = 1e-4
@@ -147,6 +148,7 @@ class TrainConfig:
         LossWeights(**self.loss_weights).check()
         if self.capture_augment is not None:
             CaptureAugment.from_list(self.capture_augment)
+        _require(is_finite_number(self.ema) and 0 <= self.ema < 1, "ema", self.ema, "a decay in [0, 1), such as 0.999 (0: off)")
         _require(self.init is None or (isinstance(self.init, str) and bool(self.init)), "init", self.init, "a checkpoint")
         return self
 
@@ -348,6 +350,7 @@ def _start_line(cfg: TrainConfig, model, data: RunData, device, group: Group | N
         f"{data.n_train} training and {data.n_val} validation scenes, stack size {data.stack_size}"
         f"{' (random subsets)' if cfg.random_stack else ''}"
         f"{', capture augmentation ' + ','.join(f'{v:g}' for v in cfg.capture_augment) if cfg.capture_augment else ''}"
+        f"{f', weights averaged (--ema {cfg.ema:g})' if cfg.ema else ''}"
     )
 
 
@@ -363,8 +366,9 @@ def _load_init(model: FocusOnDefocus, cfg: TrainConfig) -> str:
     differ = [f"{k} {getattr(theirs, k)!r} (this run: {getattr(own, k)!r})" for k in names]
     if differ:
         raise ValueError(f"--init {cfg.init}: trained with another normalisation: {'; '.join(differ)}; give the same options")
-    check_weights(model, init["model"], cfg.init, cfg.arch)
-    model.load_state_dict(init["model"])
+    weights = inference_weights(init)
+    check_weights(model, weights, cfg.init, cfg.arch)
+    model.load_state_dict(weights)
     return f"starting from the weights of {cfg.init} (step {init.get('global_step', '?')}); the optimiser starts afresh"
 
 
@@ -450,9 +454,12 @@ def _hooks(cfg: TrainConfig, data: RunData, model: FocusOnDefocus, meta: dict, l
     hooks = []
     if cfg.lr_schedule != "constant":  # (constant: no hook, the optimiser keeps --lr)
         hooks.append(LearningRate(cfg.lr_schedule, cfg.lr, len(data.plan(0))))
+    average = WeightAverage(cfg.ema) if cfg.ema else None
+    if average is not None:
+        hooks.append(average)
     if data.val_batches:
         metrics = [m for m in ALL_METRICS if model.has_aif or not m.startswith("aif_")]
-        hooks.append(Validation(validation_scores(data.dataset, cfg.workers), data.val_batches, metrics))
+        hooks.append(Validation(validation_scores(data.dataset, cfg.workers), data.val_batches, metrics, average))
     out = Path(cfg.out)
     hooks += [MetricsCSV(out / "metrics.csv", writer), Checkpoints(out, meta, cfg.checkpoint_every, writer)]
     if cfg.tensorboard:
