@@ -91,7 +91,8 @@ class WeightAverage(Hook):
         self.live: dict[str, torch.Tensor] = {}
 
     def before_train(self) -> None:
-        # the network's own tensors (the optimiser and load_state_dict change them in place)
+        # the network's own tensors (the optimiser and load_state_dict change them in place); the average is
+        # built in their order, as after_step pairs the two by position
         self.live = {k: v for k, v in self.trainer.model.state_dict().items() if v.is_floating_point()}
         if self.average is None:
             self.average = {k: v.detach().float().clone() for k, v in self.live.items()}
@@ -101,9 +102,8 @@ class WeightAverage(Hook):
     def after_step(self) -> None:
         assert self.average is not None
         weight = 1.0 - average_decay(self.decay, self.updates)
-        with torch.no_grad():
-            for k, v in self.live.items():
-                self.average[k].lerp_(v.float(), weight)
+        with torch.no_grad():  # one fused kernel per device and dtype, as torch.optim.swa_utils' EMA does
+            torch._foreach_lerp_(list(self.average.values()), [v.float() for v in self.live.values()], weight)
         self.updates += 1
 
     @contextlib.contextmanager
