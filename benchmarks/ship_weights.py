@@ -204,8 +204,7 @@ def model_card(args, ckpt: dict, info: dict, results: dict, command: str) -> str
     ]
     # A fine-tuned run counts its own steps; the card names the weights it started from.
     start = f" from the weights of `{Path(cfg['init']).stem}`" if cfg.get("init") else ""
-    if cfg.get("ema"):
-        start += f"; the weights are their moving average (`--ema {cfg['ema']:g}`)"
+    averaged = f"; these weights are the run's moving average of its weights (`--ema {cfg['ema']:g}`)" if cfg.get("ema") else ""
     hours = float(ckpt.get("elapsed", 0.0)) / 3600
     focus = ", ".join(f"{d:g}" for d in cam.get("focus_distances", []))
     lines = [
@@ -222,7 +221,7 @@ def model_card(args, ckpt: dict, info: dict, results: dict, command: str) -> str
         f"{' x '.join(str(s) for s in cam.get('image_size', []))} px |",
         f"| training | {ckpt.get('global_step')} steps ({ckpt.get('epoch')} epochs){start} at batch {cfg.get('batch_size')}, "
         f"AdamW lr {cfg.get('lr'):g} ({cfg.get('lr_schedule', 'constant')}), weight decay {cfg.get('weight_decay'):g}; "
-        f"augmentation: {', '.join(augment) or 'none'}; {hours:.1f} h on {args.hardware} with torch "
+        f"augmentation: {', '.join(augment) or 'none'}{averaged}; {hours:.1f} h on {args.hardware} with torch "
         f"{ckpt.get('torch_version')} |",
         f"| file | `weights/{args.name}.pt`, {info['bytes'] / 2**20:.1f} MiB, {info['weights_dtype']} weights-only "
         "checkpoint (no optimiser state); every figure below is of this file |",

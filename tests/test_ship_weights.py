@@ -152,6 +152,6 @@ def test_a_fine_tuned_run_names_the_weights_it_started_from_its_capture_augmenta
     args[args.index("--checkpoint") + 1] = str(tuned.last)
     assert load_script().main(args) == 0
     training = next(ln for ln in (tmp_path / "weights" / "tiny-v0.md").read_text().splitlines() if ln.startswith("| training |"))
-    averaged = "the weights are their moving average (`--ema 0.9`)"
-    assert f"3 steps (1 epochs) from the weights of `best`; {averaged} at batch 2" in training
-    assert "sensor noise and JPEG on 25% of the samples, up to `--capture-augment 500,0.004,80,0.25`" in training
+    assert "3 steps (1 epochs) from the weights of `best` at batch 2" in training
+    capture = "sensor noise and JPEG on 25% of the samples, up to `--capture-augment 500,0.004,80,0.25`"
+    assert f"{capture}; these weights are the run's moving average of its weights (`--ema 0.9`); " in training
