@@ -169,8 +169,8 @@ def main():
     show_default=True,
     metavar="DECAY",
     help="Keep an exponential moving average of the weights (decay per step, e.g. 0.999: about the last "
-    "1000 steps) and validate, save and export that average instead of the latest weights, which move "
-    "more from step to step. 0: off.",
+    "1000 steps, or the last tenth of the steps while that is fewer) and validate, save and export that "
+    "average instead of the latest weights, which move more from step to step. 0: off.",
 )
 @click.option("--lr", type=float, default=TRAIN["lr"], show_default=True, help="AdamW learning rate.")
 @click.option(
