@@ -89,6 +89,7 @@ class WeightAverage(Hook):
         self.decay, self.updates = float(decay), 0
         self.average: dict[str, torch.Tensor] | None = None  # None until training starts or a checkpoint loads
         self.live: dict[str, torch.Tensor] = {}
+        self._pairs: tuple[list, list] = ([], [])
 
     def before_train(self) -> None:
         # the network's own tensors (the optimiser and load_state_dict change them in place); the average is
@@ -98,12 +99,12 @@ class WeightAverage(Hook):
             self.average = {k: v.detach().float().clone() for k, v in self.live.items()}
         else:  # loaded from a checkpoint, on the CPU
             self.average = {k: self.average[k].to(device=v.device, dtype=torch.float32) for k, v in self.live.items()}
+        self._pairs = (list(self.average.values()), list(self.live.values()))  # built once, used every step
 
     def after_step(self) -> None:
-        assert self.average is not None
         weight = 1.0 - average_decay(self.decay, self.updates)
         with torch.no_grad():  # one fused kernel per device and dtype, as torch.optim.swa_utils' EMA does
-            torch._foreach_lerp_(list(self.average.values()), [v.float() for v in self.live.values()], weight)
+            torch._foreach_lerp_(*self._pairs, weight)
         self.updates += 1
 
     @contextlib.contextmanager
