@@ -357,11 +357,20 @@ class DeadlineExceeded(BaseException):
 
 
 GRACE_S = 40.0  # past --deadline before the alarm: the device call's own limit (560 s) is further still
+STOP_REPEAT_S = 1.0  # a stop that a finaliser swallowed is asked again this much later
 STEPS_PER_EPOCH = 60  # an epoch (validation, a checkpoint, a row of the curves) every ~60 steps at any batch
 
 
+_first_stop: list[str] = []  # the signal that asked first; the repeats below are SIGALRM
+
+
 def _stop(signum, frame):
-    raise DeadlineExceeded(f"signal {signal.Signals(signum).name} after the deadline or from outside")
+    # Python drops an exception raised while a finaliser (a weakref callback, ``__del__``) runs, and the run
+    # would go on as if never stopped: ask again every second until one lands where it propagates. ``run``
+    # cancels the repeat as soon as it catches one.
+    _first_stop.append(signal.Signals(signum).name)
+    signal.setitimer(signal.ITIMER_REAL, STOP_REPEAT_S)
+    raise DeadlineExceeded(f"signal {_first_stop[0]} after the deadline or from outside")
 
 
 def run(args) -> int:
@@ -373,6 +382,7 @@ def run(args) -> int:
     fh = open(out / "gpu_proof.log", "a")
     report: dict = {"experiment": EXPERIMENT, "scale": args.scale or "?", "errors": []}
     # Past the deadline, or killed from outside, the report and the weights still go back (finish below).
+    _first_stop.clear()
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGALRM, signal.SIGTERM)}
     signal.alarm(math.ceil(args.deadline + GRACE_S))
     runner = None
@@ -425,6 +435,7 @@ def run(args) -> int:
             else:
                 log(f"bench compiled: skipped ({left:.0f} s left before the deadline)", fh)
     except BaseException as exc:  # noqa: BLE001 - whatever happened, what exists goes back
+        signal.setitimer(signal.ITIMER_REAL, 0)  # the stop landed: no repeat
         report["errors"].append(f"{type(exc).__name__}: {exc}")
         log(f"error: {type(exc).__name__}: {exc}", fh)
         if runner is not None and runner.trained and "experiment_report" not in report:
