@@ -285,41 +285,11 @@ DEPTH_BINS = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 3.01)
 
 
 def depth_bins(run_dir: Path, test: Path) -> list[dict]:
-    """Where a model's dfv error comes from: per band of true depth, its share of the pixels, its share of the
-    (pixel-pooled) dfv MSE, the RMS error there and the mean prediction (unclipped)."""
-    import torch
+    """Where a model's dfv error comes from, by band of true depth (benchmarks/depth_bands.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from depth_bands import depth_bands
 
-    from focalstack.dataset import FocalStackFile
-    from focalstack.train.checkpoint import load_checkpoint, model_from_checkpoint
-
-    model, norm = model_from_checkpoint(load_checkpoint(run_dir / "last.pt"))
-    model.eval()
-    n = len(DEPTH_BINS) - 1
-    se, count, pred = np.zeros(n), np.zeros(n), np.zeros(n)
-    with FocalStackFile(test) as f:
-        for i in range(len(f)):
-            rec = f[i]
-            x = norm.stack(torch.from_numpy(rec.stack).permute(0, 3, 1, 2)[None])
-            with torch.no_grad():
-                p = norm.physical(model(x, norm.focus(torch.from_numpy(rec.focus_distance)[None])))["depth_m"][0].numpy()
-            err = np.clip(p, 0, 1.5) - np.clip(rec.depth, 0, 1.5)
-            for k in range(n):
-                m = (rec.depth >= DEPTH_BINS[k]) & (rec.depth < DEPTH_BINS[k + 1])
-                se[k] += (err[m] ** 2).sum()
-                count[k] += m.sum()
-                pred[k] += p[m].sum()
-    total = count.sum()
-    return [
-        {
-            "from": DEPTH_BINS[k],
-            "to": DEPTH_BINS[k + 1],
-            "pixels": count[k] / total,
-            "mse_share": se[k] / total,
-            "rms": float(np.sqrt(se[k] / max(count[k], 1))),
-            "mean_prediction": pred[k] / max(count[k], 1),
-        }
-        for k in range(n)
-    ]
+    return depth_bands(str(run_dir / "last.pt"), test, bands=DEPTH_BINS)
 
 
 def best_constant(test: Path) -> dict:

@@ -1,0 +1,66 @@
+"""benchmarks/depth_bands.py: its bands split the dfv error that ``evaluate`` reports, and count what they say."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from train_fixtures import synthetic_file, tiny_run
+
+from focalstack.dataset import FocalStackFile
+from focalstack.train.evaluate import evaluate
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "depth_bands.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("depth_bands", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_bands_add_up_to_the_dfv_error_and_count_the_true_depths(tmp_path):
+    bands = load_script()
+    ckpt = tiny_run("fod-depth") / "best.pt"
+    data = synthetic_file("bands", 3, 32, 71)  # equal sizes: evaluate's mean of per-image means is the pooled mean
+    rows = bands.depth_bands(str(ckpt), data)
+    result = evaluate(ckpt, [str(data)], tmp_path / "eval", protocols=("dfv",), settings=("All",), progress=False)
+    assert sum(r["mse_share"] for r in rows) == pytest.approx(result.rows[0]["mse"], rel=1e-4)
+
+    with FocalStackFile(data) as f:
+        depth = np.concatenate([f[i].depth.ravel() for i in range(len(f))])
+    edges = np.asarray(bands.BANDS)
+    counts = np.array([((depth >= a) & (depth < b)).sum() for a, b in zip(edges[:-1], edges[1:])])
+    assert [r["pixels"] for r in rows] == pytest.approx(counts / counts.sum())
+    assert [r["mean_truth"] for r in rows if r["pixels"]] == pytest.approx(
+        [depth[(depth >= a) & (depth < b)].mean() for (a, b), n in zip(zip(edges[:-1], edges[1:]), counts) if n]
+    )
+    # a band's error is the error of its own pixels: the squared RMS times the pixel share is its MSE share
+    assert [r["rms"] ** 2 * r["pixels"] for r in rows] == pytest.approx([r["mse_share"] for r in rows], abs=1e-9)
+    assert all(0 <= r["too_far"] <= 1 for r in rows)
+
+
+def test_cli_prints_one_table_per_checkpoint_and_refuses_a_missing_file_in_one_line(tmp_path):
+    ckpt = tiny_run("fod-depth") / "best.pt"
+    data = synthetic_file("bands", 3, 32, 71)
+    out = tmp_path / "bands.md"
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), str(ckpt), str(ckpt), "--data", str(data), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-500:]
+    assert done.stdout.count("| true depth (m) |") == 2 and "| 1.5 and beyond |" in done.stdout
+    assert out.read_text().count("\n| all | 100% |") == 2
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), str(ckpt), "--data", str(tmp_path / "no.h5")], capture_output=True, text=True
+    )
+    assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].endswith("no.h5: no such file")
+    done = subprocess.run([sys.executable, str(SCRIPT), "no-such-weights", "--data", str(data)], capture_output=True, text=True)
+    assert done.returncode == 2 and "no such checkpoint file, and no shipped weights of that name" in done.stderr
