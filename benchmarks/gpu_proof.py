@@ -370,7 +370,18 @@ def _stop(signum, frame):
     # cancels the repeat as soon as it catches one.
     _first_stop.append(signal.Signals(signum).name)
     signal.setitimer(signal.ITIMER_REAL, STOP_REPEAT_S)
-    raise DeadlineExceeded(f"signal {_first_stop[0]} after the deadline or from outside")
+    raise DeadlineExceeded(_stop_message())
+
+
+def _stop_message() -> str:
+    return f"signal {_first_stop[0]} after the deadline or from outside"
+
+
+def _stop_asked() -> bool:
+    """Whether a stop was asked, landed or not; cancels its repeat, so that sending back what exists runs whole."""
+    if _first_stop:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    return bool(_first_stop)
 
 
 def run(args) -> int:
@@ -422,10 +433,13 @@ def run(args) -> int:
         try:
             train_what_trains(runner, report, fh)
         finally:  # the weights go back as soon as training ends, whatever happens to evaluation
+            stopping = _stop_asked()
             try:
                 report["weights"] = export_all(runner, out, fh)
             except Exception as exc:  # noqa: BLE001
                 report["errors"].append(f"weights: {type(exc).__name__}: {exc}")
+        if stopping:  # a stop that every repeat missed, until training ended: evaluation must not start
+            raise DeadlineExceeded(_stop_message())
         report["training"] = training_summary(runner)
         report["experiment_report"] = runner.run()  # evaluation and the experiment's report
         if compile_slot:
@@ -435,7 +449,7 @@ def run(args) -> int:
             else:
                 log(f"bench compiled: skipped ({left:.0f} s left before the deadline)", fh)
     except BaseException as exc:  # noqa: BLE001 - whatever happened, what exists goes back
-        signal.setitimer(signal.ITIMER_REAL, 0)  # the stop landed: no repeat
+        _stop_asked()  # the stop landed: no repeat
         report["errors"].append(f"{type(exc).__name__}: {exc}")
         log(f"error: {type(exc).__name__}: {exc}", fh)
         if runner is not None and runner.trained and "experiment_report" not in report:

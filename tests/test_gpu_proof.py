@@ -369,34 +369,55 @@ def test_a_run_stopped_from_outside_in_training_still_sends_back_its_weights_and
     assert (out / "report.md").is_file() and (out / "details.tar.gz").is_file()
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-def test_a_stop_that_a_finaliser_swallowed_is_asked_again_until_it_lands():
-    """A signal whose handler runs inside a finaliser (a weakref callback during garbage collection, as CI
-    once saw) has its exception dropped by Python: the run must still stop, not train on to the end."""
+class SignalledWhileCollected:
+    """Sends this process a SIGTERM from its finaliser, so that the handler runs inside it."""
+
+    def __del__(self):
+        import signal
+
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(10_000):  # the handler runs here, inside the finaliser, so its exception is dropped
+            pass
+
+
+@pytest.fixture
+def stop_handlers():
     import signal
-    import time
 
     proof = load_script()
-
-    class SignalledWhileCollected:
-        def __del__(self):
-            os.kill(os.getpid(), signal.SIGTERM)
-            for _ in range(10_000):  # the handler runs here, inside the finaliser, so its exception is dropped
-                pass
-
     previous = {sig: signal.signal(sig, proof._stop) for sig in (signal.SIGALRM, signal.SIGTERM)}
+    yield proof
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_stop_that_a_finaliser_swallowed_is_asked_again_until_it_lands(stop_handlers):
+    """A signal whose handler runs inside a finaliser (a weakref callback during garbage collection, as CI
+    once saw) has its exception dropped by Python: the run must still stop, not train on to the end."""
+    import time
+
+    proof = stop_handlers
     t = time.monotonic()
-    try:
-        with pytest.raises(proof.DeadlineExceeded, match="signal SIGTERM after the deadline"):
-            SignalledWhileCollected()  # collected at once: no reference is kept
-            while time.monotonic() - t < 10:
-                time.sleep(0.05)
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with pytest.raises(proof.DeadlineExceeded, match="signal SIGTERM after the deadline"):
+        SignalledWhileCollected()  # collected at once: no reference is kept
+        while time.monotonic() - t < 10:
+            time.sleep(0.05)
     assert proof._first_stop[0] == "SIGTERM" and len(proof._first_stop) == 2  # dropped once, landed at the repeat
     assert time.monotonic() - t < 5
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_once_a_stop_is_seen_its_repeat_no_longer_interrupts_sending_back_the_weights(stop_handlers):
+    """``run`` asks ``_stop_asked`` before it exports the weights: the repeat must not cut the export short."""
+    import time
+
+    proof = stop_handlers
+    SignalledWhileCollected()
+    assert proof._stop_asked() and proof._first_stop == ["SIGTERM"]
+    time.sleep(3 * proof.STOP_REPEAT_S)  # a repeat left armed would raise here
+    assert proof._first_stop == ["SIGTERM"]
 
 
 def test_a_run_stopped_during_evaluation_reports_what_was_evaluated(tmp_path):
