@@ -92,6 +92,24 @@ def band_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def card_section(checkpoint: str, files: dict[str, Path]) -> tuple[list[str], dict[str, list[dict]]]:
+    """The model cards' section (benchmarks/ship_weights.py): one band table per held-out set of ``files``
+    (name -> file), and the rows behind them."""
+    rows = {name: depth_bands(checkpoint, path) for name, path in files.items()}
+    lines = [
+        "## Where the depth error comes from",
+        "",
+        "By band of true depth, all slices in focus order (`python benchmarks/depth_bands.py`): each band's share "
+        "of the pixels and of the `dfv` MSE (clipped to [0, 1.5] m, pooled over pixels: the shares add up to the "
+        "whole), the median ratio of predicted to true depth (unclipped; 1 is unbiased), and the share of pixels "
+        "read more than twice too far.",
+        "",
+    ]
+    for name, table_rows in rows.items():
+        lines += [f"{name}:", "", band_table(table_rows), ""]
+    return lines, rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("checkpoints", nargs="+", help="shipped weights by name, or checkpoint files")

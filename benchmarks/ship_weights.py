@@ -14,8 +14,9 @@ What it does, in order:
    for a constant depth (the mean valid depth of the run's training files, as experiments' ``constant``);
 3. writes ``--to/NAME.md``: what the network is, its data (read from the training files), camera, steps,
    wall time, the metrics tables, the published rows that compare in definition, the limitations given,
-   the depth it reads from disk-blurred planes (``plane_depth.py``), the licence, and this command, and
-   ``--to/NAME.json`` with every row.
+   the depth it reads from disk-blurred planes (``plane_depth.py``), where its error comes from by band of
+   true depth on the first held-out set and each ``--figure`` set (``depth_bands.py``), the licence, and this
+   command, and ``--to/NAME.json`` with every row.
 
 benchmarks/gpu_proof.py writes the cards of the GPU run's weights from its own report; this script is for a
 run trained anywhere else (the CPU-trained ``fod-depth-v0``).
@@ -123,6 +124,16 @@ def plane_section(weights: Path, name: str) -> list[str]:
     import plane_depth
 
     return plane_depth.card_section(str(weights), name)
+
+
+def bands_section(weights: Path, held_out: dict[str, Path], figures: list[str]) -> tuple[list[str], dict]:
+    """benchmarks/depth_bands.py's card section: the first held-out set's error by band of true depth, and
+    each drawn set's."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import depth_bands
+
+    chosen = dict.fromkeys([next(iter(held_out)), *figures])
+    return depth_bands.card_section(str(weights), {name: held_out[name] for name in chosen})
 
 
 def draw_figures(args, weights: Path, held_out: dict[str, Path], scratch: Path, scenes: int = 4) -> list[Path]:
@@ -237,6 +248,7 @@ def model_card(args, ckpt: dict, info: dict, results: dict, command: str) -> str
     ]
     lines += [line for f in results.get("figures", []) for line in (f"![{Path(f).stem}]({f})", "")]
     lines += results["planes"]
+    lines += results.get("bands_section", [])
     if results["notes"]:
         lines += ["Notes from the evaluation:", "", *(f"- {n}" for n in results["notes"]), ""]
     lines += ["## Limitations", "", *(f"- {x}" for x in args.limitation), "", "## Made by", "", "```sh", command, "```", ""]
@@ -294,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         results = evaluate_shipped(args.name, weights, held_out, train_files, progress=not args.quiet)
         results["datasets"] = {k: str(v) for k, v in held_out.items()}
         results["planes"] = plane_section(weights, args.name)
+        results["bands_section"], results["bands"] = bands_section(weights, held_out, args.figure)
         figures = draw_figures(args, weights, held_out, Path(scratch))
         results["figures"] = [os.path.relpath(args.figures_to / f.name, args.to) for f in figures]
         command = "python benchmarks/ship_weights.py " + shlex.join(argv if argv is not None else sys.argv[1:])

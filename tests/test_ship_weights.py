@@ -99,6 +99,9 @@ def test_the_card_reports_the_shipped_file_beside_the_constant_of_its_training_d
     assert "| published [1] | | | DefocusNet |" in card  # the dfv protocol's published rows, with their source
     assert "![tiny-v0__held](../img/tiny-v0__held.jpg)" in card
     assert "## Depth from blur alone" in card and "\n| 0.12 | " in card  # benchmarks/plane_depth.py's table
+    # benchmarks/depth_bands.py's table on the first held-out set: its bands add up to the card's dfv MSE
+    assert "## Where the depth error comes from" in card and "held:\n\n| true depth (m) |" in card
+    assert sum(r["mse_share"] for r in results["bands"]["held"]) == pytest.approx(card_row["mse"], rel=1e-4)
     assert "- Trained for one epoch." in card and f"{ckpt['global_step']} steps" in card
 
 
