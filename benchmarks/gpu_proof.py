@@ -848,21 +848,35 @@ CARD_METRICS = {
 }
 
 
+BAND_SETS = ("fod500-test", "walls-test")  # the cards' depth-band tables: the training distribution, and walls
+
+
 def cards(args) -> int:
     """A model card (Markdown) per weights file of a run's --out, from its report.json, and the weights copied
     beside them into --to (the repository's weights/)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import depth_bands
     import plane_depth  # here, where the repository and its tests are (not on the GPU machine)
+
+    from focalstack.train.experiments import load_experiment
 
     report = json.loads((args.out / "report.json").read_text())
     exp = report.get("experiment_report") or {}
+    # The band tables read the held-out renders that prepare left beside the bundle (they did not come back).
+    spec = load_experiment(report.get("experiment", EXPERIMENT), report["scale"])
+    band_files = {n: args.data_dir / spec.datasets[n].file_name() for n in BAND_SETS if n in spec.datasets}
+    absent = [str(f) for f in band_files.values() if not f.is_file()]
+    if absent:
+        print(f"note: no depth-band tables in the cards: {', '.join(absent)} not found (--data-dir)", file=sys.stderr)
+        band_files = {}
     args.to.mkdir(parents=True, exist_ok=True)
     for name, w in (report.get("weights") or {}).items():
         src = args.out / w["file"]
         stem = Path(w["file"]).stem
         shutil.copyfile(src, args.to / f"{stem}.pt")
         planes = plane_depth.card_section(str(args.to / f"{stem}.pt"), stem)
-        (args.to / f"{stem}.md").write_text(model_card(name, stem, w, report, exp, planes))
+        bands = depth_bands.card_section(str(args.to / f"{stem}.pt"), band_files)[0] if band_files else []
+        (args.to / f"{stem}.md").write_text(model_card(name, stem, w, report, exp, [*planes, *bands]))
         print(f"{args.to / stem}.pt, {args.to / stem}.md")
     return 0
 
@@ -957,6 +971,12 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("cards", help="model cards from a run's report, with its weights, into weights/")
     c.add_argument("--out", type=Path, required=True, help="the run's --out (report.json, weights/)")
     c.add_argument("--to", type=Path, default=REPO / "weights", help="where the cards and weights go [weights/]")
+    c.add_argument(
+        "--data-dir",
+        type=Path,
+        default=REPO / "bundle-rendered",
+        help="the rendered held-out files, for the cards' depth-band tables [bundle-rendered/, where prepare left them]",
+    )
     args = ap.parse_args(argv)
     if args.command == "cards":
         return cards(args)

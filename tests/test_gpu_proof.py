@@ -108,7 +108,17 @@ def test_run_on_the_cpu_brings_back_weights_report_and_details_in_at_most_eight_
         assert (out / "weights" / f"{name}.pt").stat().st_size < 16 << 20
     # back where the repository is: the weights with a model card each
     done = subprocess.run(
-        [sys.executable, str(SCRIPT), "cards", "--out", str(out), "--to", str(tmp_path / "w")],
+        [
+            sys.executable,
+            str(SCRIPT),
+            "cards",
+            "--out",
+            str(out),
+            "--to",
+            str(tmp_path / "w"),
+            "--data-dir",
+            str(tmp_path / "raw"),
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -118,6 +128,31 @@ def test_run_on_the_cpu_brings_back_weights_report_and_details_in_at_most_eight_
     assert "`fod-depth` trained by" in card and "| fod500-test | fod-depth |" in card and "| fod500-test | constant |" in card
     assert "## Limitations" in card and "licence" in card and (tmp_path / "w" / "fod-depth-v1.pt").is_file()
     assert "## Depth from blur alone" in card and "\n| 0.12 | " in card  # benchmarks/plane_depth.py on the weights
+    # benchmarks/depth_bands.py on the held-out renders that prepare left here: its bands add up to the dfv MSE
+    # that the run reported (within what float16 weights and depth change)
+    assert "## Where the depth error comes from" in card and "walls-test:\n\n| true depth (m) |" in card
+    dfv = next(r for r in rows if (r["model"], r["dataset"], r["setting"]) == ("fod-depth", "fod500-test", "All"))
+    total = card.split("fod500-test:\n\n")[1].split("\n| all | 100% | ")[1].split(" |")[0]
+    assert float(total) == pytest.approx(dfv["mse"], rel=0.01)
+    # without those renders the cards are still written, without the tables, and say why
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "cards",
+            "--out",
+            str(out),
+            "--to",
+            str(tmp_path / "w2"),
+            "--data-dir",
+            str(tmp_path / "no"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0 and "note: no depth-band tables in the cards:" in done.stderr, done.stderr
+    assert "## Where the depth error comes from" not in (tmp_path / "w2" / "fod-depth-v1.md").read_text()
     # the card says how the samples were varied: the experiment's transposes, and the full model's random stacks
     assert "augmentation: random flips, transposes |" in card
     assert "augmentation: random flips, transposes, random stack subsets in random order |" in (
