@@ -863,11 +863,14 @@ def cards(args) -> int:
     report = json.loads((args.out / "report.json").read_text())
     exp = report.get("experiment_report") or {}
     # The band tables read the held-out renders that prepare left beside the bundle (they did not come back).
-    spec = load_experiment(report.get("experiment", EXPERIMENT), report["scale"])
-    band_files = {n: args.data_dir / spec.datasets[n].file_name() for n in BAND_SETS if n in spec.datasets}
-    absent = [str(f) for f in band_files.values() if not f.is_file()]
-    if absent:
-        print(f"note: no depth-band tables in the cards: {', '.join(absent)} not found (--data-dir)", file=sys.stderr)
+    try:
+        spec = load_experiment(report.get("experiment", EXPERIMENT), report.get("scale", "?"))
+        band_files = {n: args.data_dir / spec.datasets[n].file_name() for n in BAND_SETS if n in spec.datasets}
+        why = ", ".join(str(f) for f in band_files.values() if not f.is_file()) + " not found (--data-dir)"
+    except Exception as exc:  # noqa: BLE001 - a run that failed early may not know its scale
+        band_files, why = {}, f"which files: {exc}"
+    if not band_files or not all(f.is_file() for f in band_files.values()):
+        print(f"note: no depth-band tables in the cards: {why}", file=sys.stderr)
         band_files = {}
     args.to.mkdir(parents=True, exist_ok=True)
     for name, w in (report.get("weights") or {}).items():
