@@ -11,7 +11,10 @@ beside it, so that ``unpack_file`` writes a file with the same datasets, attribu
   stores depth; the error this costs is measured while packing (``PackStats.float16_error``) and a value
   that a half float cannot hold is refused;
 - strings (the scene descriptions): one LZMA-compressed JSON list (HDF5 does not compress
-  variable-length strings, and these are a large part of a small file);
+  variable-length strings, and these are a large part of a small file). With ``brief_descriptions`` the
+  descriptions lose their object and light lists (``BRIEF_OMITS``; at 64 px a fifth of a fod500 pack, and
+  nothing a trainer reads) and say so in ``omitted_for_transport``: the one change a pack may make to a file,
+  for a machine that trains and does not render;
 - everything else: as it is, gzip 9 with shuffle.
 
 Nothing about which datasets exist is written here: the pack copies what the file holds, so datasets a
@@ -40,6 +43,7 @@ _LAYOUT = "__pack__"  # attribute of each packed dataset: its codec and the sour
 _WEBP_LOSSLESS = [cv2.IMWRITE_WEBP_QUALITY, 101]  # quality above 100 selects WebP's lossless mode
 _GZIP9 = {"compression": "gzip", "compression_opts": 9, "shuffle": True, "fletcher32": True}  # checked on arrival
 FLOAT16_MAX = float(np.finfo(np.float16).max)
+BRIEF_OMITS = ("objects", "lights")  # the bulk of a scene description; rendering again from the seed restores them
 
 
 @dataclass
@@ -51,6 +55,7 @@ class PackStats:
     pack_bytes: int
     codecs: dict[str, str] = field(default_factory=dict)  # dataset -> codec
     float16_error: dict[str, dict] = field(default_factory=dict)  # dataset -> max abs / rel error of finite values
+    brief_descriptions: bool = False  # the scene descriptions lost BRIEF_OMITS
 
     def to_dict(self) -> dict:
         return {
@@ -61,6 +66,7 @@ class PackStats:
             "pack_bytes": self.pack_bytes,
             "codecs": self.codecs,
             "float16_error": self.float16_error,
+            "brief_descriptions": self.brief_descriptions,
         }
 
 
@@ -114,9 +120,12 @@ def _encode_webp(image: np.ndarray, where: str) -> np.ndarray:
     return buf.ravel()
 
 
-def pack_file(source: str | os.PathLike, out: str | os.PathLike, float16: tuple[str, ...] = ()) -> PackStats:
+def pack_file(
+    source: str | os.PathLike, out: str | os.PathLike, float16: tuple[str, ...] = (), brief_descriptions: bool = False
+) -> PackStats:
     """Pack the complete scenes of ``source`` into ``out`` (written atomically). ``float16`` names the
-    floating-point datasets stored as half floats (lossy; e.g. ``("depth",)``)."""
+    floating-point datasets stored as half floats (lossy; e.g. ``("depth",)``); ``brief_descriptions`` leaves
+    the scene descriptions' ``BRIEF_OMITS`` out."""
     source, out = Path(source), Path(out)
     if source.resolve() == out.resolve():
         raise DatasetError(f"{out}: is the file being packed; choose another output")
@@ -131,7 +140,7 @@ def pack_file(source: str | os.PathLike, out: str | os.PathLike, float16: tuple[
         if unknown:
             raise DatasetError(f"{source}: --float16 names {', '.join(unknown)}, which the file does not hold")
         rows = np.flatnonzero(f["complete"][...])
-        stats = PackStats(source, out, len(rows), source.stat().st_size, 0)
+        stats = PackStats(source, out, len(rows), source.stat().st_size, 0, brief_descriptions=brief_descriptions)
         with atomic_path(out) as tmp, h5py.File(tmp, "w") as p:
             p.attrs["pack_format"] = PACK_FORMAT
             p.attrs["pack_version"] = PACK_VERSION
@@ -146,7 +155,8 @@ def pack_file(source: str | os.PathLike, out: str | os.PathLike, float16: tuple[
                 codec = _codec(ds, float16)
                 stats.codecs[name] = codec
                 order.append(name)
-                packed = _pack_dataset(ds, rows, codec, data, f"{source}: {name!r}", stats)
+                brief = brief_descriptions and name == "scene"
+                packed = _pack_dataset(ds, rows, codec, data, f"{source}: {name!r}", stats, brief)
                 _copy_attrs(ds, packed)
                 packed.attrs[_LAYOUT] = _layout(ds, codec)
             p.attrs["order"] = json.dumps(order)
@@ -154,10 +164,27 @@ def pack_file(source: str | os.PathLike, out: str | os.PathLike, float16: tuple[
     return stats
 
 
-def _pack_dataset(ds: h5py.Dataset, rows: np.ndarray, codec: str, data: h5py.Group, where: str, stats: PackStats) -> h5py.Dataset:
+def _brief(text: str, where: str) -> str:
+    """A scene description without ``BRIEF_OMITS``, naming what it lost."""
+    try:
+        description = json.loads(text)
+    except ValueError as exc:
+        raise DatasetError(f"{where}: not a JSON scene description ({exc})") from None
+    if not isinstance(description, dict):
+        raise DatasetError(f"{where}: not a JSON scene description (a {type(description).__name__}, not an object)")
+    omitted = [key for key in BRIEF_OMITS if description.pop(key, None) is not None]
+    description["omitted_for_transport"] = omitted
+    return json.dumps(description)
+
+
+def _pack_dataset(
+    ds: h5py.Dataset, rows: np.ndarray, codec: str, data: h5py.Group, where: str, stats: PackStats, brief: bool = False
+) -> h5py.Dataset:
     name = ds.name.lstrip("/")
     if codec == "json-lzma":
         texts = [v.decode() if isinstance(v, bytes) else str(v) for v in ds[rows]] if len(rows) else []
+        if brief:
+            texts = [_brief(t, f"{where} scene {row}") for t, row in zip(texts, rows)]
         blob = np.frombuffer(lzma.compress(json.dumps(texts).encode()), dtype=np.uint8)
         return data.create_dataset(name, data=blob, chunks=(max(1, len(blob)),), fletcher32=True)
     if codec == "webp":

@@ -77,6 +77,43 @@ def test_unpack_gives_back_the_same_file(tmp_path):
     assert report.valid, report.problems
 
 
+def test_brief_descriptions_drop_objects_and_lights_alone_and_say_so(tmp_path):
+    src = textured_file(tmp_path / "train.h5")
+    stats = pack_file(src, tmp_path / "train.pack.h5", brief_descriptions=True)
+    assert stats.brief_descriptions and stats.to_dict()["brief_descriptions"] is True
+    out, _ = unpack_file(tmp_path / "train.pack.h5", tmp_path / "again.h5")
+    attrs_a, a = datasets(src)
+    attrs_b, b = datasets(out)
+    assert attrs_a == attrs_b and set(a) == set(b)
+    for name in set(a) - {"scene"}:  # everything else is the same file
+        np.testing.assert_array_equal(b[name]["values"], a[name]["values"][:3], err_msg=name)
+    for whole, brief in zip(a["scene"]["values"], b["scene"]["values"]):
+        whole, brief = json.loads(whole), json.loads(brief)
+        assert brief["omitted_for_transport"] == ["objects"]  # the fixtures' descriptions have no lights
+        assert {k: v for k, v in whole.items() if k != "objects"} == {
+            k: v for k, v in brief.items() if k != "omitted_for_transport"
+        }
+    with FocalStackFile(out) as f:  # a reader still takes every scene, description included
+        assert len(f) == 3 and f[1].description["seed"] == 1 and "objects" not in f[1].description
+
+
+def test_brief_descriptions_make_the_pack_smaller_by_what_they_leave_out(tmp_path):
+    src = fx.write_file(tmp_path / "a.h5", 4)
+    rng = np.random.default_rng(0)
+    with h5py.File(src, "r+") as f:  # descriptions as large as a render's: 20 objects of random floats
+        for row in range(4):
+            d = json.loads(f["scene"][row])
+            d["objects"] = [{"location": rng.random(3).tolist(), "material": rng.random(30).tolist()} for _ in range(20)]
+            d["lights"] = [{"energy": float(rng.random())}]
+            f["scene"][row] = json.dumps(d)
+    whole = pack_file(src, tmp_path / "whole.pack.h5")
+    brief = pack_file(src, tmp_path / "brief.pack.h5", brief_descriptions=True)
+    assert whole.pack_bytes - brief.pack_bytes > 4 * 20 * 33 * 8 * 0.5  # at least half the floats' raw bytes
+    unpack_file(tmp_path / "brief.pack.h5", tmp_path / "b.h5")
+    with h5py.File(tmp_path / "b.h5") as f:
+        assert json.loads(f["scene"][0])["omitted_for_transport"] == ["objects", "lights"]
+
+
 def test_float16_depth_is_measured_and_within_half_float_precision(tmp_path):
     src = fx.write_file(tmp_path / "a.h5", 2)
     stats = pack_file(src, tmp_path / "a.pack.h5", float16=("depth",))
@@ -121,6 +158,9 @@ def test_cli_packs_a_folder_with_a_manifest_and_unpacks_it(tmp_path):
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["a.h5", "b.h5"]
     again = cli("unpack", tmp_path / "bundle", "-o", tmp_path / "data")
     assert again.returncode == 1 and "exists; pass --force" in again.stderr and again.stderr.count("\n") == 1
+    done = cli("pack", a, "--brief-descriptions", "-o", tmp_path / "brief")
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "brief" / "manifest.json").read_text())["files"][0]["brief_descriptions"] is True
 
 
 @pytest.mark.parametrize("case", ["not_focalstack", "float16_of_missing", "over_budget", "output_is_input"])
