@@ -58,6 +58,19 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENT = "weights-v1"
+CARRY_LIMIT = 64 * 2**20  # what one device call carries: the working tree and the bundle
+# KiB per packed 64 px scene (lossless WebP images, half-float depth, brief descriptions), by preset, measured
+# on prepare's own bundle (scale proof: 640 fod500, 180 walls, the held-out files) and rounded up; scaled by
+# pixel count at other sizes. prepare checks its estimate before it renders, and a test checks it in CI.
+PACKED_KIB_PER_SCENE = {
+    "fod500": 52,
+    "walls": 25,
+    "mirrors": 50,
+    "test-shape": 54,
+    "test-appearance": 54,
+    "test-wide-dof": 59,
+    "test-medium-dof": 57,
+}
 PARTS = ("render", "assets", "dataset", "train", "weights")
 WEIGHT_NAMES = {"fod": "fod-v1", "fod-depth": "fod-depth-v1", "fod-depth-fod500": "fod-depth-fod500-v1"}
 MAX_WEIGHTS_BYTES = 16 << 20
@@ -112,11 +125,31 @@ def ensure_importable(vendor: Path | None = None) -> None:
 
 
 # -- prepare (where Blender runs) ---------------------------------------------------------------------------
+def estimated_bundle_bytes(exp) -> int:
+    """What ``prepare`` will pack for ``exp``, from PACKED_KIB_PER_SCENE (an unknown preset counts as the
+    largest)."""
+    total = 0.0
+    for ds in exp.datasets.values():
+        kib = PACKED_KIB_PER_SCENE.get(ds.preset, max(PACKED_KIB_PER_SCENE.values()))
+        total += ds.scenes * kib * 1024 * (ds.resolution / 64) ** 2
+    return int(total)
+
+
 def prepare(args) -> int:
-    from focalstack.dataset.pack import pack_file, pack_name
+    from focalstack.dataset.pack import SUFFIX, pack_file, pack_name
     from focalstack.train.experiments import ExperimentRunner, RunOptions, load_experiment
 
     exp = load_experiment(EXPERIMENT, args.scale)
+    manifest_path = args.bundle / "manifest.json"
+    tree, estimate = _tracked_bytes(), estimated_bundle_bytes(exp)
+    if tree + estimate > CARRY_LIMIT:  # before rendering for half an hour
+        manifest_path.unlink(missing_ok=True)
+        print(
+            f"error: scale {args.scale}'s packs would take about {estimate / 2**20:.1f} MiB beside "
+            f"{tree / 2**20:.1f} MiB of working tree, over the 64 MiB a device call carries: fewer scenes",
+            file=sys.stderr,
+        )
+        return 1
     data = args.data_dir or (args.bundle.parent / f"{args.bundle.name}-rendered")
     runner = ExperimentRunner(
         exp,
@@ -127,10 +160,15 @@ def prepare(args) -> int:
     for name in runner._datasets_needed():
         runner.render(exp.datasets[name])
     args.bundle.mkdir(parents=True, exist_ok=True)
+    # run unpacks every pack in the bundle: one left from another scale or scene count would travel too
+    wanted = {pack_name(runner.dataset_path(name)) for name in runner._datasets_needed()}
+    for stale in sorted(p for p in args.bundle.glob(f"*{SUFFIX}") if p.name not in wanted):
+        stale.unlink()
+        print(f"removed {stale}: not one of this experiment's files")
     files, total = [], 0
     for name in runner._datasets_needed():
         path = runner.dataset_path(name)
-        stats = pack_file(path, args.bundle / pack_name(path), float16=("depth",))
+        stats = pack_file(path, args.bundle / pack_name(path), float16=("depth",), brief_descriptions=True)
         files.append(stats.to_dict())
         total += stats.pack_bytes
         print(
@@ -152,16 +190,16 @@ def prepare(args) -> int:
                 file=sys.stderr,
             )
     total += sum(p.stat().st_size for p in vendor.iterdir())
-    manifest = {"experiment": EXPERIMENT, "scale": args.scale, "files": files, "total_bytes": total}
-    (args.bundle / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    tree = _tracked_bytes()
     print(
-        f"{args.bundle}: {total / 2**20:.2f} MiB packed + {tree / 2**20:.2f} MiB of working tree "
-        f"= {(total + tree) / 2**20:.2f} MiB to carry (limit 64)"
+        f"{args.bundle}: {total / 2**20:.2f} MiB packed (estimated {estimate / 2**20:.2f}) + {tree / 2**20:.2f} MiB "
+        f"of working tree = {(total + tree) / 2**20:.2f} MiB to carry (limit 64)"
     )
-    if total + tree > 64 * 2**20:
-        print("error: over the 64 MiB a device call carries: fewer scenes", file=sys.stderr)
+    if total + tree > CARRY_LIMIT:  # no manifest: run refuses the bundle rather than a device call failing on it
+        manifest_path.unlink(missing_ok=True)
+        print("error: over the 64 MiB a device call carries: fewer scenes (no manifest written)", file=sys.stderr)
         return 1
+    manifest = {"experiment": EXPERIMENT, "scale": args.scale, "files": files, "total_bytes": total}
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     return 0
 
 

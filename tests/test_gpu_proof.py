@@ -35,6 +35,19 @@ def synthetic_bundle(folder: Path) -> Path:
     return bundle
 
 
+def test_the_proof_bundle_and_the_working_tree_fit_one_device_call():
+    """Shipped weights travel to the device in the working tree: adding some must not leave the proof's
+    bundle too large to carry (it once did, unnoticed until the bundle was rendered)."""
+    proof = load_script()
+    tree = proof._tracked_bytes()
+    bundle = proof.estimated_bundle_bytes(load_experiment("weights-v1", "proof"))
+    assert tree > 2**20  # git ls-files answered
+    assert tree + bundle <= proof.CARRY_LIMIT, (
+        f"{bundle / 2**20:.1f} MiB of packs + {tree / 2**20:.1f} MiB of working tree: over 64 MiB; "
+        "render fewer proof scenes (train/experiments/bundled/weights-v1.toml) or ship less"
+    )
+
+
 def test_run_on_the_cpu_brings_back_weights_report_and_details_in_at_most_eight_files(tmp_path):
     bundle = synthetic_bundle(tmp_path)
     out = tmp_path / "out"
@@ -326,7 +339,10 @@ def test_run_refuses_a_bundle_without_packs_and_still_reports(tmp_path):
 
 @pytest.mark.blender
 @pytest.mark.slow
-def test_prepare_renders_every_dataset_with_the_blur_of_its_preset_and_packs_it(tmp_path):
+def test_prepare_renders_every_dataset_with_the_blur_of_its_preset_and_packs_it(tmp_path, monkeypatch, capsys):
+    stale = tmp_path / "bundle" / "fod500_seed0_32px_n999_sameblur_lf.pack.h5"  # from another scene count
+    stale.parent.mkdir()
+    stale.write_bytes(b"x" * 1000)
     done = subprocess.run(
         [sys.executable, str(SCRIPT), "prepare", "--bundle", str(tmp_path / "bundle"), "--scale", "tiny", "--quiet"],
         capture_output=True,
@@ -337,6 +353,8 @@ def test_prepare_renders_every_dataset_with_the_blur_of_its_preset_and_packs_it(
     manifest = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
     exp = load_experiment("weights-v1", "tiny")
     assert {f["source"] for f in manifest["files"]} == {d.file_name() for d in exp.datasets.values()}
+    assert not stale.exists() and f"removed {stale}" in done.stdout  # run would unpack and carry it too
+    assert all(f["brief_descriptions"] for f in manifest["files"])  # the descriptions' object lists stay here
     import h5py
 
     rendered = tmp_path / "bundle-rendered"
@@ -344,6 +362,12 @@ def test_prepare_renders_every_dataset_with_the_blur_of_its_preset_and_packs_it(
         assert f["f_number"][0] == pytest.approx(0.125)  # fod500's f/1 at 256 px -> f/0.125 at 32 px
     with h5py.File(rendered / exp.datasets["test-wide-dof"].file_name(), "r") as f:
         assert f["f_number"][0] == pytest.approx(0.5)  # f/4 at 256 px
+    # a bundle over what a device call carries keeps no manifest, so that run refuses it (renders reused)
+    proof = load_script()
+    monkeypatch.setattr(proof, "_tracked_bytes", lambda: 64 << 20)
+    assert proof.main(["prepare", "--bundle", str(tmp_path / "bundle"), "--scale", "tiny", "--quiet"]) == 1
+    assert "over the 64 MiB a device call carries" in capsys.readouterr().err
+    assert not (tmp_path / "bundle" / "manifest.json").exists()
 
 
 def test_the_report_says_how_each_loss_moved_over_the_second_half_of_training(tmp_path):
