@@ -7,9 +7,9 @@ hides shows here), and the share of pixels read more than twice too far.
     python benchmarks/depth_bands.py fod-depth-fod500-v0 runs/x/last.pt --data fod500-test.h5 --out bands.md
 
 Every checkpoint (shipped weights by name, or a file) runs on every scene of the file with all its slices in
-focus order, as the ``All`` setting. The bands' MSE shares add up to the pixel-pooled ``dfv`` MSE, which
-``focalstack-train evaluate --protocol dfv`` averages per image instead: the two agree closely where images are
-the same size, not exactly.
+focus order, as the ``All`` setting. The bands' MSE shares add up to the ``dfv`` MSE pooled over pixels;
+``focalstack-train evaluate --protocol dfv`` averages per image instead (``dfv`` masks no pixel), so the two
+are equal where every image has the same size and differ a little where sizes differ.
 """
 
 from __future__ import annotations
