@@ -64,11 +64,12 @@ def depth_bands(checkpoint: str, test: Path, bands=BANDS, progress: bool = False
             "to": bands[k + 1],
             "pixels": float(count[k] / total),
             "mse_share": float(se[k] / total),
-            "rms": float(np.sqrt(se[k] / max(count[k], 1))),
-            "mean_prediction": float(pred[k] / max(count[k], 1)),
-            "mean_truth": float(truth[k] / max(count[k], 1)),
-            "median_ratio": float(np.median(np.concatenate(ratios[k]))) if count[k] else float("nan"),
-            "too_far": float(far[k] / max(count[k], 1)),
+            # a band without pixels has no error, mean or median: None (JSON null; '-' in the table)
+            "rms": float(np.sqrt(se[k] / count[k])) if count[k] else None,
+            "mean_prediction": float(pred[k] / count[k]) if count[k] else None,
+            "mean_truth": float(truth[k] / count[k]) if count[k] else None,
+            "median_ratio": float(np.median(np.concatenate(ratios[k]))) if count[k] else None,
+            "too_far": float(far[k] / count[k]) if count[k] else None,
         }
         for k in range(n)
     ]
@@ -84,6 +85,9 @@ def band_table(rows: list[dict]) -> str:
         "|---|---:|---:|---:|---|---:|---:|",
     ]
     for r in rows:
+        if r["rms"] is None:
+            lines.append(f"| {label(r)} | 0% | 0 | - | - | - | - |")
+            continue
         lines.append(
             f"| {label(r)} | {100 * r['pixels']:.1f}% | {r['mse_share']:.4f} | {r['rms']:.3f} | "
             f"{r['mean_prediction']:.2f} / {r['mean_truth']:.2f} | {r['median_ratio']:.2f} | {100 * r['too_far']:.1f}% |"

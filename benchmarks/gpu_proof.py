@@ -43,6 +43,7 @@ stops whatever is running and sends back what exists):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -141,15 +142,15 @@ def prepare(args) -> int:
 
     exp = load_experiment(EXPERIMENT, args.scale)
     manifest_path = args.bundle / "manifest.json"
-    tree, estimate = _tracked_bytes(), estimated_bundle_bytes(exp)
+    tree, estimate = _tree_bytes(), estimated_bundle_bytes(exp)
     if tree + estimate > CARRY_LIMIT:  # before rendering for half an hour
-        manifest_path.unlink(missing_ok=True)
         print(
             f"error: scale {args.scale}'s packs would take about {estimate / 2**20:.1f} MiB beside "
             f"{tree / 2**20:.1f} MiB of working tree, over the 64 MiB a device call carries: fewer scenes",
             file=sys.stderr,
         )
         return 1
+    manifest_path.unlink(missing_ok=True)  # written last, once every pack is this experiment's and they fit
     data = args.data_dir or (args.bundle.parent / f"{args.bundle.name}-rendered")
     runner = ExperimentRunner(
         exp,
@@ -195,7 +196,6 @@ def prepare(args) -> int:
         f"of working tree = {(total + tree) / 2**20:.2f} MiB to carry (limit 64)"
     )
     if total + tree > CARRY_LIMIT:  # no manifest: run refuses the bundle rather than a device call failing on it
-        manifest_path.unlink(missing_ok=True)
         print("error: over the 64 MiB a device call carries: fewer scenes (no manifest written)", file=sys.stderr)
         return 1
     manifest = {"experiment": EXPERIMENT, "scale": args.scale, "files": files, "total_bytes": total}
@@ -203,11 +203,14 @@ def prepare(args) -> int:
     return 0
 
 
-def _tracked_bytes() -> int:
-    done = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True)
+def _tree_bytes() -> int:
+    """The working tree a device call copies: tracked files and untracked ones git does not ignore (weights
+    that ``cards`` wrote and nobody committed yet travel too)."""
+    done = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO, capture_output=True)
     if done.returncode != 0:
-        return 0
-    return sum((REPO / p).stat().st_size for p in done.stdout.decode().split("\0") if p and (REPO / p).is_file())
+        raise SystemExit(f"error: git ls-files failed in {REPO}: cannot tell what a device call carries")
+    names = set(done.stdout.decode().split("\0")) - {""}
+    return sum((REPO / p).stat().st_size for p in names if (REPO / p).is_file())
 
 
 # -- run (on the GPU machine) -------------------------------------------------------------------------------
@@ -399,27 +402,41 @@ STOP_REPEAT_S = 1.0  # a stop that a finaliser swallowed is asked again this muc
 STEPS_PER_EPOCH = 60  # an epoch (validation, a checkpoint, a row of the curves) every ~60 steps at any batch
 
 
-_first_stop: list[str] = []  # the signal that asked first; the repeats below are SIGALRM
+class StopRequests:
+    """The stops asked of ``run``: a SIGTERM from outside, or its own SIGALRM past the deadline.
 
+    Each raises DeadlineExceeded where the run is, with two exceptions. Python drops an exception raised while
+    a finaliser (a weakref callback, ``__del__``) runs, and the run would go on as if never stopped, so every
+    raise re-arms a timer that asks again a second later, until one lands. A stop that comes while one is
+    already propagating (cleanup on the way out may take longer than that second), or inside ``shielded()``,
+    is only recorded."""
 
-def _stop(signum, frame):
-    # Python drops an exception raised while a finaliser (a weakref callback, ``__del__``) runs, and the run
-    # would go on as if never stopped: ask again every second until one lands where it propagates. ``run``
-    # cancels the repeat as soon as it catches one.
-    _first_stop.append(signal.Signals(signum).name)
-    signal.setitimer(signal.ITIMER_REAL, STOP_REPEAT_S)
-    raise DeadlineExceeded(_stop_message())
+    def __init__(self) -> None:
+        self.asked: list[str] = []  # signal names, first the one that asked
+        self.shielded_now = False
 
+    def handle(self, signum, frame) -> None:
+        self.asked.append(signal.Signals(signum).name)
+        if self.shielded_now or isinstance(sys.exc_info()[1], DeadlineExceeded):
+            return
+        signal.setitimer(signal.ITIMER_REAL, STOP_REPEAT_S)
+        raise DeadlineExceeded(self.message())
 
-def _stop_message() -> str:
-    return f"signal {_first_stop[0]} after the deadline or from outside"
+    def message(self) -> str:
+        return f"signal {self.asked[0]} after the deadline or from outside"
 
-
-def _stop_asked() -> bool:
-    """Whether a stop was asked, landed or not; cancels its repeat, so that sending back what exists runs whole."""
-    if _first_stop:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-    return bool(_first_stop)
+    @contextlib.contextmanager
+    def shielded(self):
+        """Run the block whole: a stop asked before (its repeat cancelled) or during it raises on leaving it."""
+        self.shielded_now = True
+        if self.asked:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        try:
+            yield
+        finally:
+            self.shielded_now = False
+        if self.asked:
+            raise DeadlineExceeded(self.message())
 
 
 def run(args) -> int:
@@ -431,8 +448,8 @@ def run(args) -> int:
     fh = open(out / "gpu_proof.log", "a")
     report: dict = {"experiment": EXPERIMENT, "scale": args.scale or "?", "errors": []}
     # Past the deadline, or killed from outside, the report and the weights still go back (finish below).
-    _first_stop.clear()
-    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGALRM, signal.SIGTERM)}
+    stops = StopRequests()
+    previous = {sig: signal.signal(sig, stops.handle) for sig in (signal.SIGALRM, signal.SIGTERM)}
     signal.alarm(math.ceil(args.deadline + GRACE_S))
     runner = None
     try:
@@ -470,14 +487,13 @@ def run(args) -> int:
         runner = ExperimentRunner(exp, options)
         try:
             train_what_trains(runner, report, fh)
-        finally:  # the weights go back as soon as training ends, whatever happens to evaluation
-            stopping = _stop_asked()
-            try:
-                report["weights"] = export_all(runner, out, fh)
-            except Exception as exc:  # noqa: BLE001
-                report["errors"].append(f"weights: {type(exc).__name__}: {exc}")
-        if stopping:  # a stop that every repeat missed, until training ended: evaluation must not start
-            raise DeadlineExceeded(_stop_message())
+        finally:  # the weights go back as soon as training ends, whatever happens to evaluation; a stop
+            # asked during training (even one every repeat missed) raises after them, before evaluation
+            with stops.shielded():
+                try:
+                    report["weights"] = export_all(runner, out, fh)
+                except Exception as exc:  # noqa: BLE001
+                    report["errors"].append(f"weights: {type(exc).__name__}: {exc}")
         report["training"] = training_summary(runner)
         report["experiment_report"] = runner.run()  # evaluation and the experiment's report
         if compile_slot:
@@ -487,7 +503,8 @@ def run(args) -> int:
             else:
                 log(f"bench compiled: skipped ({left:.0f} s left before the deadline)", fh)
     except BaseException as exc:  # noqa: BLE001 - whatever happened, what exists goes back
-        _stop_asked()  # the stop landed: no repeat
+        if stops.asked:
+            signal.setitimer(signal.ITIMER_REAL, 0)  # the stop landed: no repeat
         report["errors"].append(f"{type(exc).__name__}: {exc}")
         log(f"error: {type(exc).__name__}: {exc}", fh)
         if runner is not None and runner.trained and "experiment_report" not in report:
@@ -498,8 +515,9 @@ def run(args) -> int:
         if isinstance(exc, KeyboardInterrupt):
             raise
     finally:
+        for sig in previous:  # writing what exists is the last thing left to do
+            signal.signal(sig, signal.SIG_IGN)
         signal.alarm(0)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # writing what exists is the last thing left to do
         report["seconds"] = round(time.monotonic() - started, 1)
         finish(report, work, out, fh)
         fh.close()
@@ -1016,7 +1034,8 @@ def main(argv: list[str] | None = None) -> int:
         "--data-dir",
         type=Path,
         default=REPO / "bundle-rendered",
-        help="the rendered held-out files, for the cards' depth-band tables [bundle-rendered/, where prepare left them]",
+        help="the rendered held-out files, for the cards' depth-band tables [bundle-rendered/ in the repository: "
+        "where `prepare --bundle bundle/` leaves them; prepare writes BUNDLE-rendered/ beside any other --bundle]",
     )
     args = ap.parse_args(argv)
     if args.command == "cards":

@@ -172,7 +172,11 @@ def _brief(text: str, where: str) -> str:
         raise DatasetError(f"{where}: not a JSON scene description ({exc})") from None
     if not isinstance(description, dict):
         raise DatasetError(f"{where}: not a JSON scene description (a {type(description).__name__}, not an object)")
-    omitted = [key for key in BRIEF_OMITS if description.pop(key, None) is not None]
+    omitted = [key for key in BRIEF_OMITS if key in description]
+    if not omitted:
+        return text  # nothing to leave out (an import's description, or a brief file packed again): as it is
+    for key in omitted:
+        del description[key]
     description["omitted_for_transport"] = omitted
     return json.dumps(description)
 

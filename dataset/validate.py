@@ -473,6 +473,11 @@ def _check_normals(r, label: str, normals: np.ndarray) -> None:
 
 def _check_objects(r, label: str, objects: np.ndarray, description) -> None:
     """Object indices name objects of the scene's description (1..number of objects; 0 = background)."""
+    if isinstance(description, dict) and "objects" in description.get("omitted_for_transport", ()):
+        text = "'objects' not checked against the scene descriptions: a pack left their object lists out"
+        if text not in r.warnings:  # once per file, not per scene
+            r.warn(text)
+        return
     if not isinstance(description, dict) or not isinstance(description.get("objects"), list):
         return  # no description to check against (reported with 'scene')
     n = len(description["objects"])

@@ -41,8 +41,15 @@ def test_the_bands_add_up_to_the_dfv_error_and_count_the_true_depths(tmp_path):
         [depth[(depth >= a) & (depth < b)].mean() for (a, b), n in zip(zip(edges[:-1], edges[1:]), counts) if n]
     )
     # a band's error is the error of its own pixels: the squared RMS times the pixel share is its MSE share
-    assert [r["rms"] ** 2 * r["pixels"] for r in rows] == pytest.approx([r["mse_share"] for r in rows], abs=1e-9)
-    assert all(0 <= r["too_far"] <= 1 for r in rows)
+    full = [r for r in rows if r["pixels"]]
+    assert [r["rms"] ** 2 * r["pixels"] for r in full] == pytest.approx([r["mse_share"] for r in full], abs=1e-9)
+    assert all(0 <= r["too_far"] <= 1 for r in rows if r["pixels"])
+    # the median ratio of predicted to true depth, from the same predictions the dfv error came from
+    assert all(r["median_ratio"] > 0 for r in rows if r["pixels"])
+    # a band no true depth falls in has no figures, and the table says so
+    empty = bands.depth_bands(str(ckpt), data, bands=(0.0, 0.05, float("inf")))[0]  # the file's depths start at 0.12
+    assert empty["pixels"] == 0 and empty["rms"] is None and empty["median_ratio"] is None
+    assert "| 0 to 0.05 | 0% | 0 | - | - | - | - |" in bands.band_table([empty])
 
 
 def test_cli_prints_one_table_per_checkpoint_and_refuses_a_missing_file_in_one_line(tmp_path):

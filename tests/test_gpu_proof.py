@@ -39,7 +39,7 @@ def test_the_proof_bundle_and_the_working_tree_fit_one_device_call():
     """Shipped weights travel to the device in the working tree: adding some must not leave the proof's
     bundle too large to carry (it once did, unnoticed until the bundle was rendered)."""
     proof = load_script()
-    tree = proof._tracked_bytes()
+    tree = proof._tree_bytes()
     bundle = proof.estimated_bundle_bytes(load_experiment("weights-v1", "proof"))
     assert tree > 2**20  # git ls-files answered
     assert tree + bundle <= proof.CARRY_LIMIT, (
@@ -362,12 +362,24 @@ def test_prepare_renders_every_dataset_with_the_blur_of_its_preset_and_packs_it(
         assert f["f_number"][0] == pytest.approx(0.125)  # fod500's f/1 at 256 px -> f/0.125 at 32 px
     with h5py.File(rendered / exp.datasets["test-wide-dof"].file_name(), "r") as f:
         assert f["f_number"][0] == pytest.approx(0.5)  # f/4 at 256 px
-    # a bundle over what a device call carries keeps no manifest, so that run refuses it (renders reused)
+    # packs over what a device call carries leave no manifest, so that run refuses them (renders reused)
     proof = load_script()
-    monkeypatch.setattr(proof, "_tracked_bytes", lambda: 64 << 20)
+    monkeypatch.setattr(proof, "_tree_bytes", lambda: 64 << 20)
+    monkeypatch.setattr(proof, "estimated_bundle_bytes", lambda exp: 0)  # past the check before rendering
     assert proof.main(["prepare", "--bundle", str(tmp_path / "bundle"), "--scale", "tiny", "--quiet"]) == 1
-    assert "over the 64 MiB a device call carries" in capsys.readouterr().err
+    assert "over the 64 MiB a device call carries: fewer scenes (no manifest written)" in capsys.readouterr().err
     assert not (tmp_path / "bundle" / "manifest.json").exists()
+
+
+def test_prepare_refuses_a_bundle_that_would_not_fit_before_rendering_anything(tmp_path, monkeypatch, capsys):
+    proof = load_script()
+    monkeypatch.setattr(proof, "_tree_bytes", lambda: 60 << 20)
+    (tmp_path / "bundle").mkdir()
+    (tmp_path / "bundle" / "manifest.json").write_text("{}")  # another bundle's: left alone
+    assert proof.main(["prepare", "--bundle", str(tmp_path / "bundle"), "--scale", "proof", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "error: scale proof's packs would take about 45.3 MiB beside 60.0 MiB of working tree" in err
+    assert not (tmp_path / "bundle-rendered").exists() and (tmp_path / "bundle" / "manifest.json").exists()
 
 
 def test_the_report_says_how_each_loss_moved_over_the_second_half_of_training(tmp_path):
@@ -440,43 +452,108 @@ class SignalledWhileCollected:
 
 
 @pytest.fixture
-def stop_handlers():
+def stops():
     import signal
 
     proof = load_script()
-    previous = {sig: signal.signal(sig, proof._stop) for sig in (signal.SIGALRM, signal.SIGTERM)}
-    yield proof
+    requests = proof.StopRequests()
+    previous = {sig: signal.signal(sig, requests.handle) for sig in (signal.SIGALRM, signal.SIGTERM)}
+    yield proof, requests
     signal.setitimer(signal.ITIMER_REAL, 0)
     for sig, handler in previous.items():
         signal.signal(sig, handler)
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-def test_a_stop_that_a_finaliser_swallowed_is_asked_again_until_it_lands(stop_handlers):
+def test_a_stop_that_a_finaliser_swallowed_is_asked_again_until_it_lands(stops):
     """A signal whose handler runs inside a finaliser (a weakref callback during garbage collection, as CI
     once saw) has its exception dropped by Python: the run must still stop, not train on to the end."""
+    import signal
     import time
 
-    proof = stop_handlers
+    proof, requests = stops
     t = time.monotonic()
     with pytest.raises(proof.DeadlineExceeded, match="signal SIGTERM after the deadline"):
         SignalledWhileCollected()  # collected at once: no reference is kept
         while time.monotonic() - t < 10:
             time.sleep(0.05)
-    assert proof._first_stop[0] == "SIGTERM" and len(proof._first_stop) == 2  # dropped once, landed at the repeat
+    signal.setitimer(signal.ITIMER_REAL, 0)  # run() cancels the repeat once it has the stop
+    assert requests.asked == ["SIGTERM", "SIGALRM"]  # dropped once, landed at the repeat
     assert time.monotonic() - t < 5
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-def test_once_a_stop_is_seen_its_repeat_no_longer_interrupts_sending_back_the_weights(stop_handlers):
-    """``run`` asks ``_stop_asked`` before it exports the weights: the repeat must not cut the export short."""
+def test_a_stop_during_a_stops_cleanup_is_recorded_not_raised(stops):
+    """Cleanup on the way out (terminating and joining training processes) may outlast the repeat's second:
+    the repeat must not cut it short."""
+    import signal
     import time
 
-    proof = stop_handlers
-    SignalledWhileCollected()
-    assert proof._stop_asked() and proof._first_stop == ["SIGTERM"]
-    time.sleep(3 * proof.STOP_REPEAT_S)  # a repeat left armed would raise here
-    assert proof._first_stop == ["SIGTERM"]
+    proof, requests = stops
+    joined = []
+    with pytest.raises(proof.DeadlineExceeded, match="signal SIGTERM"):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)  # the stop lands here
+        finally:
+            for child in range(3):
+                time.sleep(0.6)  # the repeat comes during the second of these
+                joined.append(child)
+    assert joined == [0, 1, 2] and requests.asked == ["SIGTERM", "SIGALRM"]
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_shielded_block_runs_whole_and_a_stop_asked_before_or_in_it_raises_after(stops):
+    """run exports the weights in such a block: a stop, its repeat or a second stop must not cut the export
+    short, and a stop that no repeat got through still stops the run before evaluation."""
+    import signal
+    import time
+
+    proof, requests = stops
+    done = []
+    with pytest.raises(proof.DeadlineExceeded, match="signal SIGTERM"):
+        SignalledWhileCollected()  # a stop dropped in a finaliser, its repeat armed
+        with requests.shielded():
+            time.sleep(3 * proof.STOP_REPEAT_S)  # no repeat comes: it was cancelled
+            os.kill(os.getpid(), signal.SIGTERM)  # a second stop, recorded
+            time.sleep(0.2)
+            done.append(True)
+    assert done == [True] and requests.asked == ["SIGTERM", "SIGTERM"]
+
+
+def test_a_shielded_block_without_a_stop_neither_raises_nor_cancels_the_deadline(stops):
+    import signal
+
+    proof, requests = stops
+    signal.setitimer(signal.ITIMER_REAL, 30)  # run's deadline alarm
+    with requests.shielded():
+        pass
+    assert requests.asked == [] and signal.getitimer(signal.ITIMER_REAL)[0] > 25
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_stop_asked_as_training_ends_sends_the_weights_back_and_skips_evaluation(tmp_path, monkeypatch):
+    """A stop whose exception was dropped in the last moments of training, with no repeat through yet: run
+    must still export the weights, and must not start evaluating."""
+    from focalstack.train.experiments import ExperimentRunner
+
+    proof = load_script()
+    train = proof.train_what_trains
+
+    def train_then_stop_in_a_finaliser(runner, report, fh):
+        train(runner, report, fh)
+        SignalledWhileCollected()  # the SIGTERM's exception is dropped; its repeat is a second away
+
+    def evaluate(self):
+        raise AssertionError("evaluation started after the stop")
+
+    monkeypatch.setattr(proof, "train_what_trains", train_then_stop_in_a_finaliser)
+    monkeypatch.setattr(ExperimentRunner, "run", evaluate)
+    bundle, out = synthetic_bundle(tmp_path), tmp_path / "out"
+    args = ["run", "--bundle", str(bundle), "--out", str(out), "--device", "cpu", "--deadline", "300"]
+    code = proof.main([*args, "--skip-bench", "--max-train-s", "2", "--work", str(tmp_path / "work")])
+    report = json.loads((out / "report.json").read_text())
+    assert code == 1 and report["errors"] == ["DeadlineExceeded: signal SIGTERM after the deadline or from outside"]
+    assert sorted(p.stem for p in (out / "weights").glob("*.pt")) == ["fod-depth-fod500-v1", "fod-depth-v1", "fod-v1"]
 
 
 def test_a_run_stopped_during_evaluation_reports_what_was_evaluated(tmp_path):

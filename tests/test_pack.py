@@ -97,6 +97,20 @@ def test_brief_descriptions_drop_objects_and_lights_alone_and_say_so(tmp_path):
         assert len(f) == 3 and f[1].description["seed"] == 1 and "objects" not in f[1].description
 
 
+def test_validate_says_once_that_brief_descriptions_leave_object_indices_unchecked(tmp_path):
+    src = tmp_path / "objects.h5"
+    with fx.open_writer(src, requested=("objects",)) as w:
+        for seed in range(3):
+            w.append(fx.make_record(seed, requested=("objects",)))
+    assert validate_file(src, full=True).warnings == []
+    pack_file(src, tmp_path / "o.pack.h5", brief_descriptions=True)
+    out, _ = unpack_file(tmp_path / "o.pack.h5", tmp_path / "o.h5")
+    report = validate_file(out, full=True)
+    assert report.valid and report.warnings == [
+        "'objects' not checked against the scene descriptions: a pack left their object lists out"
+    ]
+
+
 def test_brief_descriptions_make_the_pack_smaller_by_what_they_leave_out(tmp_path):
     src = fx.write_file(tmp_path / "a.h5", 4)
     rng = np.random.default_rng(0)
@@ -112,6 +126,11 @@ def test_brief_descriptions_make_the_pack_smaller_by_what_they_leave_out(tmp_pat
     unpack_file(tmp_path / "brief.pack.h5", tmp_path / "b.h5")
     with h5py.File(tmp_path / "b.h5") as f:
         assert json.loads(f["scene"][0])["omitted_for_transport"] == ["objects", "lights"]
+    # packed brief again, the record stays as it was; a description with nothing to leave out stays whole
+    pack_file(tmp_path / "b.h5", tmp_path / "again.pack.h5", brief_descriptions=True)
+    unpack_file(tmp_path / "again.pack.h5", tmp_path / "c.h5")
+    with h5py.File(tmp_path / "b.h5") as f, h5py.File(tmp_path / "c.h5") as g:
+        assert list(g["scene"][...]) == list(f["scene"][...])
 
 
 def test_float16_depth_is_measured_and_within_half_float_precision(tmp_path):
