@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from train_fixtures import synthetic_file, tiny_run
+from train_fixtures import load_benchmark, synthetic_file, tiny_run
 
 from focalstack.dataset import FocalStackFile
 from focalstack.train.evaluate import evaluate
@@ -18,10 +17,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "depth_bands.py"
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("depth_bands", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("depth_bands")
 
 
 def test_the_bands_add_up_to_the_dfv_error_and_count_the_true_depths(tmp_path):

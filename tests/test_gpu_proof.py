@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_fixtures import experiment_with_synthetic_data, write_synthetic
+from train_fixtures import experiment_with_synthetic_data, load_benchmark, write_synthetic
 
 from focalstack.dataset.pack import pack_file, pack_name
 from focalstack.train.checkpoint import load_checkpoint, model_from_checkpoint
@@ -33,6 +33,11 @@ def synthetic_bundle(folder: Path) -> Path:
         pack_file(path, bundle / pack_name(path), float16=("depth",))
     (bundle / "manifest.json").write_text(json.dumps({"experiment": "weights-v1", "scale": "tiny"}))
     return bundle
+
+
+def run_cards(out: Path, to: Path, data_dir: Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(SCRIPT), "cards", "--out", str(out), "--to", str(to), "--data-dir", str(data_dir)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
 
 def test_the_proof_bundle_and_the_working_tree_fit_one_device_call():
@@ -120,22 +125,7 @@ def test_run_on_the_cpu_brings_back_weights_report_and_details_in_at_most_eight_
         assert all(p.dtype == torch.float32 for p in model.parameters())
         assert (out / "weights" / f"{name}.pt").stat().st_size < 16 << 20
     # back where the repository is: the weights with a model card each
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(SCRIPT),
-            "cards",
-            "--out",
-            str(out),
-            "--to",
-            str(tmp_path / "w"),
-            "--data-dir",
-            str(tmp_path / "raw"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_cards(out, tmp_path / "w", tmp_path / "raw")
     assert done.returncode == 0, done.stderr
     card = (tmp_path / "w" / "fod-depth-v1.md").read_text()
     assert "`fod-depth` trained by" in card and "| fod500-test | fod-depth |" in card and "| fod500-test | constant |" in card
@@ -148,22 +138,7 @@ def test_run_on_the_cpu_brings_back_weights_report_and_details_in_at_most_eight_
     total = card.split("fod500-test:\n\n")[1].split("\n| all | 100% | ")[1].split(" |")[0]
     assert float(total) == pytest.approx(dfv["mse"], rel=0.01)
     # without those renders the cards are still written, without the tables, and say why
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(SCRIPT),
-            "cards",
-            "--out",
-            str(out),
-            "--to",
-            str(tmp_path / "w2"),
-            "--data-dir",
-            str(tmp_path / "no"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_cards(out, tmp_path / "w2", tmp_path / "no")
     assert done.returncode == 0 and "note: no depth-band tables in the cards:" in done.stderr, done.stderr
     assert "## Where the depth error comes from" not in (tmp_path / "w2" / "fod-depth-v1.md").read_text()
     # the card says how the samples were varied: the experiment's transposes, and the full model's random stacks
@@ -174,12 +149,7 @@ def test_run_on_the_cpu_brings_back_weights_report_and_details_in_at_most_eight_
 
 
 def load_script():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("gpu_proof", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("gpu_proof")
 
 
 def test_targets_are_judged_from_the_runs_own_figures():

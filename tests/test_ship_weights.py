@@ -3,7 +3,6 @@ the shipped (float16) file, beside a constant depth, and nothing is left half wr
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from train_fixtures import synthetic_file, tiny_run
+from train_fixtures import load_benchmark, synthetic_file, tiny_run
 
 from focalstack.train.checkpoint import load_checkpoint
 from focalstack.train.cli import main as train_main
@@ -22,10 +21,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "ship_weights.py"
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("ship_weights", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("ship_weights")
 
 
 def ship(to: Path, held: Path, *extra: str) -> list[str]:

@@ -5,12 +5,11 @@ network's median answer are benchmarks/plane_depth.py's, which puts the same tab
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
-from train_fixtures import single_torch_thread  # noqa: F401
+from train_fixtures import load_benchmark, single_torch_thread  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 WEIGHTS = sorted((REPO / "weights").glob("*.pt"))
@@ -19,10 +18,7 @@ RISING = (0.12, 0.2, 0.3, 0.45, 0.7)
 
 
 def load_plane_depth():
-    spec = importlib.util.spec_from_file_location("plane_depth", REPO / "benchmarks" / "plane_depth.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("plane_depth")
 
 
 @pytest.mark.skipif(not WEIGHTS, reason="no weights shipped")

@@ -206,3 +206,13 @@ def tiny_fit_config(tmp_path: Path, name: str = "run", **kw):
     )
     base.update(kw)
     return TrainConfig(**base)
+
+
+def load_benchmark(name: str):
+    """benchmarks/NAME.py as a module, freshly executed (tests patch its attributes)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
