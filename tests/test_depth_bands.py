@@ -67,3 +67,53 @@ def test_cli_prints_one_table_per_checkpoint_and_refuses_a_missing_file_in_one_l
     assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].endswith("no.h5: no such file")
     done = subprocess.run([sys.executable, str(SCRIPT), "no-such-weights", "--data", str(data)], capture_output=True, text=True)
     assert done.returncode == 2 and "no such checkpoint file, and no shipped weights of that name" in done.stderr
+
+
+def test_local_contrast_is_the_luminance_spread_around_a_pixel_and_zero_on_a_flat_surface():
+    bands = load_script()
+    image = np.full((32, 32, 3), 128, np.uint8)
+    checker = (np.indices((32, 16)).sum(0) % 2 * 255).astype(np.uint8)
+    image[:, 16:] = checker[..., None]  # right half: black and white pixels, half of each in any 2 x 2
+    contrast = bands.local_contrast(image)
+    assert contrast.shape == (32, 32)
+    assert np.abs(contrast[:, :12]).max() < 1e-6  # flat, three pixels from the checker: the 7 x 7 box sees none of it
+    # a 7 x 7 box on the checker holds 24 or 25 white pixels of 49: standard deviation sqrt(p (1 - p)), about 0.5
+    assert contrast[4:-4, 20:-4] == pytest.approx(np.sqrt(24 * 25) / 49, abs=1e-3)
+
+
+def test_contrast_thirds_split_the_near_pixels_in_three_and_add_up_to_the_bands_below_the_clip():
+    bands = load_script()
+    ckpt = tiny_run("fod-depth") / "best.pt"
+    data = synthetic_file("bands", 3, 32, 71)
+    edges = bands.contrast_edges(data)
+    assert edges[0] < edges[1]
+    thirds = bands.contrast_thirds(str(ckpt), data, edges)
+    rows = bands.depth_bands(str(ckpt), data)
+    near = [r for r in rows if r["to"] <= bands.CLIP_M]
+    assert [r["contrast"] for r in thirds] == ["low", "middle", "high"]
+    assert sum(r["pixels"] for r in thirds) == pytest.approx(sum(r["pixels"] for r in near))
+    assert sum(r["mse_share"] for r in thirds) == pytest.approx(sum(r["mse_share"] for r in near))
+    assert [r["pixels"] for r in thirds] == pytest.approx([sum(r["pixels"] for r in near) / 3] * 3, rel=0.02)
+    # every near pixel is in the third its own contrast says
+    with FocalStackFile(data) as f:
+        contrast = np.concatenate([bands.local_contrast(f[i].aif)[f[i].depth < bands.CLIP_M] for i in range(len(f))])
+    assert (contrast <= edges[0]).mean() == pytest.approx(thirds[0]["pixels"] / sum(r["pixels"] for r in near))
+    table = bands.contrast_table(thirds)
+    assert f"| low (below {edges[0]:.3f}) |" in table and f"| high ({edges[1]:.3f} and above) |" in table
+
+
+def test_cli_contrast_adds_a_table_and_refuses_a_file_without_near_pixels_in_one_line():
+    ckpt = tiny_run("fod-depth") / "best.pt"
+    data = synthetic_file("bands", 3, 32, 71)
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), str(ckpt), "--data", str(data), "--contrast"], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-500:]
+    assert done.stdout.count("| local contrast, true depth below 1.5 m |") == 1 and "| all below 1.5 m |" in done.stdout
+    far = synthetic_file("bands-far", 2, 32, 72, depth_range=(1.6, 2.9))
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), str(ckpt), "--data", str(far), "--contrast"], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].endswith(
+        "no pixel nearer than 1.5 m to split by contrast"
+    )
