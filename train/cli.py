@@ -23,7 +23,7 @@ from .data import Norm
 from .device import AMP_CHOICES, CHANNELS_LAST_CHOICES
 from .distributed import is_writer
 from .hooks import LR_SCHEDULES
-from .losses import LossWeights
+from .losses import DEPTH_LOSSES, LossWeights
 from .models import ARCHITECTURES, architecture_kwargs
 from .trainer import TrainConfig
 from .trainer import fit as run_fit
@@ -191,6 +191,15 @@ def main():
     multiple=True,
     metavar="NAME=W",
     help=f"Loss term weight; NAME is {', '.join(LOSS)} [{' '.join(f'{k}={v:g}' for k, v in LOSS.items())}].",
+)
+@click.option(
+    "--depth-loss",
+    type=click.Choice(DEPTH_LOSSES),
+    default=TRAIN["depth_loss"],
+    show_default=True,
+    help="l1: L1 on depth, as the paper; relative: L1 on the depth error over the true depth, so near pixels "
+    "weigh more (a 1 cm error at 0.2 m as much as 10 cm at 2 m). The loss's scale changes with it: the "
+    "depth term's --loss-weight balances it against the others.",
 )
 @click.option(
     "--vgg-weights",

@@ -1,7 +1,9 @@
 """The training loss of "Focus on defocus": weighted sum of
 
 - ``defocus``:    L2 (mean squared error) on the normalised defocus maps of every slice;
-- ``depth``:      L1 on the normalised depth, over valid pixels (``depth_mask``);
+- ``depth``:      L1 on the normalised depth, over valid pixels (``depth_mask``); with ``depth_loss =
+                  "relative"``, L1 on the error over the true depth, so that a near pixel weighs as much as
+                  a far one with the same relative error;
 - ``aif``:        L1 on the all-in-focus RGB image;
 - ``perceptual``: L1 between VGG16 features (relu1_2, relu2_2, relu3_3) of the predicted and the true
                   AiF image; only with a VGG16 weights file, otherwise off;
@@ -42,6 +44,7 @@ LOSS_TERMS = (
     LossTerm("edges", "edges", "edges", "edges"),
 )
 TERMS = tuple(t.name for t in LOSS_TERMS)
+DEPTH_LOSSES = ("l1", "relative")
 TERM = {t.name: t for t in LOSS_TERMS}
 # The outputs of every network; the others come from the AiF branch (``FocusOnDefocus.has_aif``).
 CORE_OUTPUTS = frozenset({"depth", "defocus"})
@@ -85,9 +88,12 @@ class FocusLoss(nn.Module):
     """``held``: the ground truth at least one training file holds (None: all); terms that need other
     ground truth are off (``active_terms``)."""
 
-    def __init__(self, weights: LossWeights, vgg: nn.Module | None = None, held=None):
+    def __init__(self, weights: LossWeights, vgg: nn.Module | None = None, held=None, depth_loss: str = "l1"):
         super().__init__()
+        if depth_loss not in DEPTH_LOSSES:
+            raise ValueError(f"depth loss {depth_loss!r}: expected one of {', '.join(DEPTH_LOSSES)}")
         self.weights = weights
+        self.depth_loss = depth_loss
         self.vgg = vgg
         self.held = None if held is None else frozenset(held)
 
@@ -133,6 +139,8 @@ class FocusLoss(nn.Module):
                 mask = target["depth_mask"]
                 valid = mask.sum()
                 err = (out["depth"].float() - target["depth"]).abs()
+                if self.depth_loss == "relative":  # masked pixels have depth 0: clamped, then multiplied by 0
+                    err = err / target["depth"].clamp(min=1e-3)
                 terms[name], n = (err * mask).sum() / valid.clamp(min=1), valid
             else:  # aif, perceptual, edges: a per-sample validity flag
                 key = TERM[name].needs

@@ -37,7 +37,7 @@ from .distributed import Group, process_group
 from .engine import Trainer
 from .hooks import LR_SCHEDULES, Checkpoints, LearningRate, MetricsCSV, Progress, RunLog, TensorBoard, Validation, WeightAverage
 from .inference import validation_scores
-from .losses import TERM, FocusLoss, LossWeights
+from .losses import DEPTH_LOSSES, TERM, FocusLoss, LossWeights
 from .metrics import ALL_METRICS
 from .models import ARCHITECTURES, FocusOnDefocus, build_model, check_architecture, count_parameters
 from .plan import PlanSettings, Share, plan_epoch, plan_eval, share_batch, split_scenes
@@ -84,6 +84,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     grad_clip: float = 1.0  # max gradient norm; 0: off
     loss_weights: dict = field(default_factory=lambda: LossWeights().to_dict())
+    depth_loss: str = "l1"  # l1 | relative: the depth error over the true depth (near pixels weigh more)
     vgg_weights: str | None = None
     norm: dict = field(default_factory=lambda: Norm().to_dict())
     seed: int = 0
@@ -146,6 +147,7 @@ class TrainConfig:
         _require(is_finite_number(fraction) and 0 <= fraction < 1, "val_fraction", fraction, "a number in [0, 1)")
         Norm.from_dict(self.norm).check()
         LossWeights(**self.loss_weights).check()
+        _require(self.depth_loss in DEPTH_LOSSES, "depth_loss", self.depth_loss, f"one of {', '.join(DEPTH_LOSSES)}")
         if self.capture_augment is not None:
             CaptureAugment.from_list(self.capture_augment)
         _require(is_finite_number(self.ema) and 0 <= self.ema < 1, "ema", self.ema, "a decay in [0, 1), such as 0.999 (0: off)")
@@ -351,6 +353,7 @@ def _start_line(cfg: TrainConfig, model, data: RunData, device, group: Group | N
         f"{' (random subsets)' if cfg.random_stack else ''}"
         f"{', capture augmentation ' + ','.join(f'{v:g}' for v in cfg.capture_augment) if cfg.capture_augment else ''}"
         f"{f', weights averaged (--ema {cfg.ema:g})' if cfg.ema else ''}"
+        f"{', relative depth loss' if cfg.depth_loss == 'relative' else ''}"
     )
 
 
@@ -379,7 +382,7 @@ def _loss(cfg: TrainConfig, data: RunData, model: FocusOnDefocus, device: torch.
         from .models.vgg import load_vgg16_features
 
         vgg = load_vgg16_features(cfg.vgg_weights).to(device)
-    criterion = FocusLoss(LossWeights(**cfg.loss_weights), vgg, held=data.ground_truth())
+    criterion = FocusLoss(LossWeights(**cfg.loss_weights), vgg, held=data.ground_truth(), depth_loss=cfg.depth_loss)
     terms = criterion.active_terms(model.has_aif)
     if not terms:
         raise ValueError(
