@@ -202,6 +202,15 @@ def main():
     "depth term's --loss-weight balances it against the others.",
 )
 @click.option(
+    "--relative-floor",
+    type=float,
+    default=TRAIN["relative_floor"],
+    show_default=True,
+    metavar="METRES",
+    help="With --depth-loss relative: divide by at least this depth, so pixels nearer than it weigh alike "
+    "and far pixels keep more weight (0: the true depth everywhere).",
+)
+@click.option(
     "--vgg-weights",
     type=click.Path(),
     default=None,

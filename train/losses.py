@@ -2,8 +2,8 @@
 
 - ``defocus``:    L2 (mean squared error) on the normalised defocus maps of every slice;
 - ``depth``:      L1 on the normalised depth, over valid pixels (``depth_mask``); with ``depth_loss =
-                  "relative"``, L1 on the error over the true depth, so that a near pixel weighs as much as
-                  a far one with the same relative error;
+                  "relative"``, L1 on the error over the true depth (or over ``relative_floor``, where that is
+                  larger), so that a near pixel weighs as much as a far one with the same relative error;
 - ``aif``:        L1 on the all-in-focus RGB image;
 - ``perceptual``: L1 between VGG16 features (relu1_2, relu2_2, relu3_3) of the predicted and the true
                   AiF image; only with a VGG16 weights file, otherwise off;
@@ -88,12 +88,15 @@ class FocusLoss(nn.Module):
     """``held``: the ground truth at least one training file holds (None: all); terms that need other
     ground truth are off (``active_terms``)."""
 
-    def __init__(self, weights: LossWeights, vgg: nn.Module | None = None, held=None, depth_loss: str = "l1"):
+    def __init__(
+        self, weights: LossWeights, vgg: nn.Module | None = None, held=None, depth_loss: str = "l1", relative_floor: float = 0.0
+    ):
         super().__init__()
         if depth_loss not in DEPTH_LOSSES:
             raise ValueError(f"depth loss {depth_loss!r}: expected one of {', '.join(DEPTH_LOSSES)}")
         self.weights = weights
         self.depth_loss = depth_loss
+        self.relative_floor = relative_floor  # normalised depth; below it the relative loss weighs pixels alike
         self.vgg = vgg
         self.held = None if held is None else frozenset(held)
 
@@ -140,7 +143,7 @@ class FocusLoss(nn.Module):
                 valid = mask.sum()
                 err = (out["depth"].float() - target["depth"]).abs()
                 if self.depth_loss == "relative":  # masked pixels have depth 0: clamped, then multiplied by 0
-                    err = err / target["depth"].clamp(min=1e-3)
+                    err = err / target["depth"].clamp(min=max(self.relative_floor, 1e-3))
                 terms[name], n = (err * mask).sum() / valid.clamp(min=1), valid
             else:  # aif, perceptual, edges: a per-sample validity flag
                 key = TERM[name].needs

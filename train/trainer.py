@@ -85,6 +85,7 @@ class TrainConfig:
     grad_clip: float = 1.0  # max gradient norm; 0: off
     loss_weights: dict = field(default_factory=lambda: LossWeights().to_dict())
     depth_loss: str = "l1"  # l1 | relative: the depth error over the true depth (near pixels weigh more)
+    relative_floor: float = 0.0  # metres: the relative loss divides by at least this (pixels nearer weigh alike)
     vgg_weights: str | None = None
     norm: dict = field(default_factory=lambda: Norm().to_dict())
     seed: int = 0
@@ -148,6 +149,9 @@ class TrainConfig:
         Norm.from_dict(self.norm).check()
         LossWeights(**self.loss_weights).check()
         _require(self.depth_loss in DEPTH_LOSSES, "depth_loss", self.depth_loss, f"one of {', '.join(DEPTH_LOSSES)}")
+        floor = self.relative_floor
+        _require(is_finite_number(floor) and floor >= 0, "relative_floor", floor, "a depth in metres >= 0")
+        _require(floor == 0 or self.depth_loss == "relative", "relative_floor", floor, "0 unless --depth-loss relative")
         if self.capture_augment is not None:
             CaptureAugment.from_list(self.capture_augment)
         _require(is_finite_number(self.ema) and 0 <= self.ema < 1, "ema", self.ema, "a decay in [0, 1), such as 0.999 (0: off)")
@@ -354,6 +358,7 @@ def _start_line(cfg: TrainConfig, model, data: RunData, device, group: Group | N
         f"{', capture augmentation ' + ','.join(f'{v:g}' for v in cfg.capture_augment) if cfg.capture_augment else ''}"
         f"{f', weights averaged (--ema {cfg.ema:g})' if cfg.ema else ''}"
         f"{', relative depth loss' if cfg.depth_loss == 'relative' else ''}"
+        f"{f' (over at least {cfg.relative_floor:g} m)' if cfg.relative_floor else ''}"
     )
 
 
@@ -382,7 +387,13 @@ def _loss(cfg: TrainConfig, data: RunData, model: FocusOnDefocus, device: torch.
         from .models.vgg import load_vgg16_features
 
         vgg = load_vgg16_features(cfg.vgg_weights).to(device)
-    criterion = FocusLoss(LossWeights(**cfg.loss_weights), vgg, held=data.ground_truth(), depth_loss=cfg.depth_loss)
+    criterion = FocusLoss(
+        LossWeights(**cfg.loss_weights),
+        vgg,
+        held=data.ground_truth(),
+        depth_loss=cfg.depth_loss,
+        relative_floor=cfg.relative_floor / Norm.from_dict(cfg.norm).depth_scale,
+    )
     terms = criterion.active_terms(model.has_aif)
     if not terms:
         raise ValueError(
