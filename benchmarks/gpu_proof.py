@@ -941,6 +941,8 @@ def cards(args) -> int:
 
 
 def model_card(name: str, stem: str, w: dict, report: dict, exp: dict, planes: list[str] = ()) -> str:
+    from focalstack.train.losses import describe_loss
+
     model = exp.get("models", {}).get(name, {})
     data = ", ".join(
         f"{d} ({exp['datasets'][d]['scenes']} scenes, {exp['datasets'][d]['resolution']} px)"
@@ -969,6 +971,7 @@ def model_card(name: str, stem: str, w: dict, report: dict, exp: dict, planes: l
         f"{' falling to 0 along a half cosine' if train.get('lr_schedule') == 'cosine' else ''}, {t.get('seconds', 0):.0f} s "
         f"({t.get('stacks_per_s', 0):.0f} stacks/s); {report.get('choice', {}).get('why', '')}; "
         f"augmentation: {', '.join(augment) or 'none'} |",
+        f"| loss | {describe_loss(train)} |",
         f"| file | {w['bytes'] / 2**20:.1f} MiB, {w['dtype']} weights-only checkpoint (no optimiser state) |",
         "| licence | MIT, as the project |",
         "",

@@ -205,6 +205,8 @@ def capture_phrase(capture: list) -> str:
 
 
 def model_card(args, ckpt: dict, info: dict, results: dict, command: str) -> str:
+    from focalstack.train.losses import describe_loss
+
     cfg = ckpt.get("config") or {}
     cam = ckpt.get("camera") or {}
     augment = [
@@ -234,6 +236,7 @@ def model_card(args, ckpt: dict, info: dict, results: dict, command: str) -> str
         f"AdamW lr {cfg.get('lr'):g} ({cfg.get('lr_schedule', 'constant')}), weight decay {cfg.get('weight_decay'):g}; "
         f"augmentation: {', '.join(augment) or 'none'}{averaged}; {hours:.1f} h on {args.hardware} with torch "
         f"{ckpt.get('torch_version')} |",
+        f"| loss | {describe_loss(cfg)} |",
         f"| file | `weights/{args.name}.pt`, {info['bytes'] / 2**20:.1f} MiB, {info['weights_dtype']} weights-only "
         "checkpoint (no optimiser state); every figure below is of this file |",
         "| licence | MIT, as the project |",

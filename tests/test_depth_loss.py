@@ -117,3 +117,12 @@ def test_the_trainer_hands_the_floor_to_the_loss_in_normalised_depth(monkeypatch
     cfg.norm = {**cfg.norm, "depth_scale": 2.0}
     trainer_module.fit(cfg)
     assert seen["depth_loss"] == "relative" and seen["relative_floor"] == pytest.approx(0.3)  # 0.6 m / 2 m
+
+
+def test_the_loss_is_described_in_words_for_logs_and_cards_and_old_configs_read_as_l1():
+    from focalstack.train.losses import describe_loss
+
+    assert describe_loss({}) == "L1 depth loss; term weights defocus 1, depth 1, aif 1, perceptual 0.1, edges 0.1"
+    config = {"depth_loss": "relative", "relative_floor": 0.5, "loss_weights": {"depth": 0.375}}
+    assert describe_loss(config).startswith("relative depth loss (over at least 0.5 m); term weights defocus 1, depth 0.375,")
+    assert describe_loss({"depth_loss": "relative"}).startswith("relative depth loss; ")

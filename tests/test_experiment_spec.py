@@ -55,6 +55,8 @@ def test_a_good_file_loads_with_per_scale_values(tmp_path):
         (('arch = "fod-depth"', 'arch = "fod-depth"\nlr = inf'), "[models.m]: --lr inf"),
         (('datasets = ["test"]', 'datasets = ["test"]\nsettings = ["Sometimes"]'), "settings = ['Sometimes']"),
         (("[models.m]", "[models.constant]"), "[models.constant]: 'constant' names the reports' constant-depth baseline"),
+        (('arch = "fod-depth"', 'arch = "fod-depth"\nloss_weights = { dpeth = 0.3 }'), "[models.m]: --loss-weight 'dpeth=0.3'"),
+        (('arch = "fod-depth"', 'arch = "fod-depth"\nrelative_floor = 0.5'), "--relative-floor 0.5: expected 0 unless"),
     ],
 )
 def test_bad_files_are_refused_naming_what_is_wrong(tmp_path, change, needle):
@@ -62,6 +64,13 @@ def test_bad_files_are_refused_naming_what_is_wrong(tmp_path, change, needle):
     with pytest.raises(ExperimentError) as err:
         load_experiment(str(path), "tiny")
     assert needle in str(err.value) and "exp.toml" in str(err.value)
+
+
+def test_a_table_of_some_loss_weights_keeps_the_others_defaults(tmp_path):
+    text = GOOD.replace('arch = "fod-depth"', 'arch = "fod-depth"\ndepth_loss = "relative"\nloss_weights = { depth = 0.375 }')
+    train = load_experiment(str(write(tmp_path, text)), "tiny").models["m"].train
+    assert train["depth_loss"] == "relative"
+    assert train["loss_weights"] == {"defocus": 1.0, "depth": 0.375, "aif": 1.0, "perceptual": 0.1, "edges": 0.1}
 
 
 def test_a_scale_the_file_does_not_define_is_refused(tmp_path):

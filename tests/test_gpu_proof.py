@@ -143,6 +143,8 @@ def test_run_on_the_cpu_brings_back_weights_report_and_details_in_at_most_eight_
     assert "## Where the depth error comes from" not in (tmp_path / "w2" / "fod-depth-v1.md").read_text()
     # the card says how the samples were varied: the experiment's transposes, and the full model's random stacks
     assert "augmentation: random flips, transposes |" in card
+    # and with which loss: the experiment's relative depth loss, its depth weight beside the others' defaults
+    assert "| loss | relative depth loss (over at least 0.5 m); term weights defocus 1, depth 0.375, aif 1," in card
     assert "augmentation: random flips, transposes, random stack subsets in random order |" in (
         (tmp_path / "w" / "fod-v1.md").read_text()
     )

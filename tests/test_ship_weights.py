@@ -99,6 +99,7 @@ def test_the_card_reports_the_shipped_file_beside_the_constant_of_its_training_d
     assert "## Where the depth error comes from" in card and "held:\n\n| true depth (m) |" in card
     assert sum(r["mse_share"] for r in results["bands"]["held"]) == pytest.approx(card_row["mse"], rel=1e-4)
     assert "- Trained for one epoch." in card and f"{ckpt['global_step']} steps" in card
+    assert "| loss | L1 depth loss; term weights defocus 1, depth 1," in card  # the tiny run's config: the paper's
 
 
 def test_a_held_out_set_without_a_name_or_a_figure_of_none_is_one_line_and_writes_nothing(tmp_path):

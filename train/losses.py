@@ -84,6 +84,21 @@ class LossWeights:
         return cls(**out).check()
 
 
+def describe_depth_loss(config: dict) -> str:
+    """A run's depth loss in words, from its config (``TrainConfig.to_dict``; configs from before
+    ``depth_loss`` trained with L1)."""
+    if config.get("depth_loss", "l1") != "relative":
+        return "L1 depth loss"
+    floor = float(config.get("relative_floor") or 0.0)
+    return "relative depth loss" + (f" (over at least {floor:g} m)" if floor else "")
+
+
+def describe_loss(config: dict) -> str:
+    """A run's loss in words, for model cards: the depth loss and every term's weight."""
+    weights = LossWeights(**(config.get("loss_weights") or {}))
+    return f"{describe_depth_loss(config)}; term weights " + ", ".join(f"{k} {v:g}" for k, v in weights.to_dict().items())
+
+
 class FocusLoss(nn.Module):
     """``held``: the ground truth at least one training file holds (None: all); terms that need other
     ground truth are off (``active_terms``)."""

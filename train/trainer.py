@@ -37,7 +37,7 @@ from .distributed import Group, process_group
 from .engine import Trainer
 from .hooks import LR_SCHEDULES, Checkpoints, LearningRate, MetricsCSV, Progress, RunLog, TensorBoard, Validation, WeightAverage
 from .inference import validation_scores
-from .losses import DEPTH_LOSSES, TERM, FocusLoss, LossWeights
+from .losses import DEPTH_LOSSES, TERM, FocusLoss, LossWeights, describe_depth_loss
 from .metrics import ALL_METRICS
 from .models import ARCHITECTURES, FocusOnDefocus, build_model, check_architecture, count_parameters
 from .plan import PlanSettings, Share, plan_epoch, plan_eval, share_batch, split_scenes
@@ -357,8 +357,7 @@ def _start_line(cfg: TrainConfig, model, data: RunData, device, group: Group | N
         f"{' (random subsets)' if cfg.random_stack else ''}"
         f"{', capture augmentation ' + ','.join(f'{v:g}' for v in cfg.capture_augment) if cfg.capture_augment else ''}"
         f"{f', weights averaged (--ema {cfg.ema:g})' if cfg.ema else ''}"
-        f"{', relative depth loss' if cfg.depth_loss == 'relative' else ''}"
-        f"{f' (over at least {cfg.relative_floor:g} m)' if cfg.relative_floor else ''}"
+        f"{', ' + describe_depth_loss(cfg.to_dict()) if cfg.depth_loss != 'l1' else ''}"
     )
 
 

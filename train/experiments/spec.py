@@ -327,6 +327,7 @@ def _dataset(name: str, t: dict, defaults: dict, pick: _Picker, path: Path) -> D
 
 
 def _model(name: str, t: dict, defaults: dict, pick: _Picker, datasets: dict, where_file: str) -> ModelSpec:
+    from ..losses import LossWeights
     from ..trainer import TrainConfig
 
     where = f"{where_file} [models.{name}]"
@@ -354,6 +355,8 @@ def _model(name: str, t: dict, defaults: dict, pick: _Picker, datasets: dict, wh
     if unknown_defaults:
         raise ExperimentError(f"{where_file} [scales.{pick.scale}]: unknown key(s) {', '.join(unknown_defaults)}")
     try:
+        if isinstance(train.get("loss_weights"), dict):  # a table of some weights: the others keep their defaults
+            train["loss_weights"] = LossWeights.parse([f"{k}={v}" for k, v in train["loss_weights"].items()]).to_dict()
         TrainConfig(data=["x.h5"], out="x", arch=arch, **train).check()
     except (TypeError, ValueError) as exc:
         raise ExperimentError(f"{where}: {exc}") from None
