@@ -118,7 +118,9 @@ def contrast_edges(test: Path, clip: float = CLIP_M) -> tuple[float, float]:
     with FocalStackFile(test) as f:
         for i in range(len(f)):
             rec = f[i]
-            values.append(local_contrast(rec.aif)[rec.depth < clip])
+            if rec.aif is None:  # imported FoD500 and DDFF-12 hold none
+                raise ValueError(f"{test}: scene {i} has no all-in-focus image to measure contrast on")
+            values.append(local_contrast(rec.aif)[(rec.depth >= 0) & (rec.depth < clip)])
     near = np.concatenate(values) if values else np.zeros(0)
     if not near.size:
         raise ValueError(f"{test}: no pixel nearer than {clip:g} m to split by contrast")

@@ -86,7 +86,9 @@ TRAIN_START_S = {"cuda": 20.0, "cpu": 10.0}
 
 # What the run sets out to show, each checked against its own figures in the report's "Targets" table.
 STEP_TARGET = 345.0  # stacks/s: DefocusNet + DepthNet, bf16 + channels-last, batch 16, 5 x 256 x 256
-DEPTH_TARGET_MSE = 0.0175  # dfv MSE of fod-depth on held-out fod500 scenes: DefocusNet's published FoD500 figure
+# DefocusNet's published FoD500 MSE (AiFDepthNet, Table 5) is AiFDepthNet's protocol's mse_fp (true depth 0.1 to
+# 1.5 m, predictions unclipped), so fod-depth's mse_fp is what is held against it; dfv's MSE must beat the constant.
+DEPTH_TARGET_MSE = 0.0175
 AIF_TARGET_SSIM = {  # fod's AiF SSIM, All: the paper's supplement, Table 1, row 4
     "test-shape": 0.969,
     "test-appearance": 0.962,
@@ -746,16 +748,23 @@ def targets(report: dict) -> list[dict]:
             "met": None if best is None else best["stacks_per_s"] >= STEP_TARGET,
         }
     )
+    mse_fp = _value(_row(report, "aifdepthnet", "fod-depth", "fod500-test"), "mse_fp")
     mse = _value(_row(report, "dfv", "fod-depth", "fod500-test"), "mse")
     const = _value(_row(report, "dfv", "constant", "fod500-test"), "mse")
+    checks = [
+        None if mse_fp is None else mse_fp <= DEPTH_TARGET_MSE,
+        None if mse is None or const is None else mse < const,
+    ]
+
+    def figure(value, name):
+        return f"{name} {value:.4f} m²" if value is not None else f"{name}: not evaluated in this run"
+
     out.append(
         {
-            "target": f"depth, fod-depth on held-out fod500 scenes, dfv, All: MSE <= {DEPTH_TARGET_MSE} m² (DefocusNet's "
-            "published figure, on FoD500's own test set) and below the constant",
-            "measured": "no figure in this run"
-            if mse is None
-            else f"MSE {mse:.4f} m² (constant {const if const is None else f'{const:.4f}'})",
-            "met": None if mse is None else mse <= DEPTH_TARGET_MSE and (const is None or mse < const),
+            "target": f"depth, fod-depth on held-out fod500 scenes, All: aifdepthnet mse_fp <= {DEPTH_TARGET_MSE} m² "
+            "(DefocusNet's published figure under that protocol, on FoD500's own test set) and dfv MSE below the constant",
+            "measured": f"{figure(mse_fp, 'mse_fp')}; {figure(mse, 'dfv MSE')} ({figure(const, 'constant')})",
+            "met": False if False in checks else (None if None in checks else True),
         }
     )
     for split, goal in AIF_TARGET_SSIM.items():

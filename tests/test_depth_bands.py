@@ -117,3 +117,17 @@ def test_cli_contrast_adds_a_table_and_refuses_a_file_without_near_pixels_in_one
     assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].endswith(
         "no pixel nearer than 1.5 m to split by contrast"
     )
+
+
+def test_contrast_refuses_a_file_without_all_in_focus_images_naming_it(tmp_path):
+    from interop_fixtures import write_fod500_folder
+
+    from focalstack.dataset.fod500 import import_fod500
+
+    bands = load_script()
+    folder = tmp_path / "fs_6"
+    write_fod500_folder(folder, range(2))
+    imported = tmp_path / "fod500.h5"
+    import_fod500(folder, imported)  # FoD500 holds no all-in-focus images
+    with pytest.raises(ValueError, match=r"fod500.h5: scene 0 has no all-in-focus image to measure contrast on"):
+        bands.contrast_edges(imported)

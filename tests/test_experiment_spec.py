@@ -71,6 +71,11 @@ def test_a_table_of_some_loss_weights_keeps_the_others_defaults(tmp_path):
     train = load_experiment(str(write(tmp_path, text)), "tiny").models["m"].train
     assert train["depth_loss"] == "relative"
     assert train["loss_weights"] == {"defocus": 1.0, "depth": 0.375, "aif": 1.0, "perceptual": 0.1, "edges": 0.1}
+    # a scale's table and a model's merge term by term, the model's winning
+    text = GOOD.replace("epochs = 1\n", "epochs = 1\nloss_weights = { depth = 0.375, aif = 2 }\n", 1)
+    text = text.replace('arch = "fod-depth"', 'arch = "fod-depth"\nloss_weights = { edges = 0, aif = 3 }')
+    train = load_experiment(str(write(tmp_path, text)), "tiny").models["m"].train
+    assert train["loss_weights"] == {"defocus": 1.0, "depth": 0.375, "aif": 3.0, "perceptual": 0.1, "edges": 0.0}
 
 
 def test_a_scale_the_file_does_not_define_is_refused(tmp_path):

@@ -350,12 +350,17 @@ def _model(name: str, t: dict, defaults: dict, pick: _Picker, datasets: dict, wh
     if not data:
         raise ExperimentError(f"{where}: data: expected at least one dataset name")
     train = {k: v for k, v in defaults.items() if k in train_fields}
-    train.update({k: pick(v, f"[models.{name}] {k}") for k, v in t.items() if k in train_fields})
+    for k, v in t.items():
+        if k in train_fields:
+            value = pick(v, f"[models.{name}] {k}")
+            if k == "loss_weights" and isinstance(value, dict) and isinstance(train.get(k), dict):
+                value = {**train[k], **value}  # the model's weights over the scale's, term by term
+            train[k] = value
     unknown_defaults = sorted(set(defaults) - train_fields - set(RENDER_KEYS))
     if unknown_defaults:
         raise ExperimentError(f"{where_file} [scales.{pick.scale}]: unknown key(s) {', '.join(unknown_defaults)}")
     try:
-        if isinstance(train.get("loss_weights"), dict):  # a table of some weights: the others keep their defaults
+        if isinstance(train.get("loss_weights"), dict):  # a table of some weights: the others keep the code's defaults
             train["loss_weights"] = LossWeights.parse([f"{k}={v}" for k, v in train["loss_weights"].items()]).to_dict()
         TrainConfig(data=["x.h5"], out="x", arch=arch, **train).check()
     except (TypeError, ValueError) as exc:
