@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from .cliutil import CONTEXT, friendly_errors, one_line
+from .cliutil import CONTEXT, Group, friendly_errors, one_line
 from .files import refuse_overwriting_input
 from .schema import DatasetError
 
@@ -30,7 +30,7 @@ _FULL = click.option(
 )
 
 
-@click.group(context_settings=CONTEXT)
+@click.group(cls=Group, context_settings=CONTEXT)
 @click.version_option(package_name="focalstack", prog_name="focalstack-data")
 def main():
     """Inspect, validate and preview focalstack data sets: HDF5 files of focal stacks with depth,

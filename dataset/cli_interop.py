@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .cliutil import CONTEXT, friendly_errors
+from .cliutil import CONTEXT, Group, friendly_errors
 from .ddff12 import SPLITS as DDFF12_SPLITS
 from .files import refuse_overwriting_input
 from .fod500 import LAYOUTS
@@ -60,7 +60,7 @@ _SKIP = click.option(
 _FORCE = click.option("--force", is_flag=True, help="Replace OUT if it exists (only once the import succeeded).")
 
 
-@click.group("import", context_settings=CONTEXT)
+@click.group("import", cls=Group, context_settings=CONTEXT)
 def import_group():
     """Convert another data set into a focalstack schema file (schema v2).
 
@@ -129,7 +129,7 @@ def import_ddff12_cmd(file: Path, split: str, out: Path, skip_bad: bool, force: 
     _report(out, f"{file} (split {split})", len(summary.imported), summary.skipped, summary.repaired)
 
 
-@click.group("export", context_settings=CONTEXT)
+@click.group("export", cls=Group, context_settings=CONTEXT)
 def export_group():
     """Write a focalstack schema file in another data set's format."""
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from .cliutil import CONTEXT, friendly_errors
+from .cliutil import CONTEXT, Command, friendly_errors
 from .files import same_file, write_text_atomic
 from .pack import SUFFIX, pack_file, pack_name, unpack_file
 
@@ -30,7 +30,7 @@ def _refuse_overlap(inputs: list[Path], outputs: list[Path]) -> None:
             raise click.ClickException(f"{out}: is also an input; choose another -o folder")
 
 
-@click.command("pack", context_settings=CONTEXT)
+@click.command("pack", cls=Command, context_settings=CONTEXT)
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "-o",
@@ -110,7 +110,7 @@ def pack(
         )
 
 
-@click.command("unpack", context_settings=CONTEXT)
+@click.command("unpack", cls=Command, context_settings=CONTEXT)
 @click.argument("packs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
     "-o",

@@ -48,6 +48,38 @@ def one_line_errors(*errors: type[BaseException], prefixes: Mapping[type, str] |
     return decorate
 
 
+class _RefuseRepeatedValues:
+    """Refuse an option that takes one value when it is given twice.
+
+    click keeps the last value without a word, so ``evaluate -c a.pt -c b.pt`` would evaluate b.pt alone while
+    the user believes both were. Options that may repeat are declared ``multiple``; flags and counts may repeat.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not ctx.resilient_parsing:  # shell completion parses partial lines: never refuse there
+            _, _, order = self.make_parser(ctx).parse_args(args=list(args))  # type: ignore[attr-defined]
+            seen: set[str | None] = set()
+            for param in order:
+                if not isinstance(param, click.Option) or param.multiple or param.count or param.is_flag:
+                    continue
+                if param.name in seen:
+                    name = max(param.opts, key=len)
+                    raise click.UsageError(f"{name} was given more than once; it takes one value", ctx=ctx)
+                seen.add(param.name)
+        return super().parse_args(ctx, args)  # type: ignore[misc]
+
+
+class Command(_RefuseRepeatedValues, click.Command):
+    """Every focalstack command's class (``@click.command(cls=Command)``): refuses repeated one-value options."""
+
+
+class Group(_RefuseRepeatedValues, click.Group):
+    """Every focalstack command group's class: its own options and its subcommands' refuse repeats too."""
+
+    command_class = Command
+    group_class = type  # subgroups made with @group.group() are Groups as well
+
+
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}  # every focalstack-data command's
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from focalstack.dataset.cliutil import one_line_errors
+from focalstack.dataset.cliutil import Command, one_line_errors
 from focalstack.dataset.numbers import parse_numbers
 from focalstack.dataset.schema import DatasetError
 
@@ -57,7 +57,7 @@ def _default(name: str) -> str:
     return f"  [default: {config_default(name)}]"
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.command(cls=Command, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option(
     "--preset",
     default="fod500",

@@ -171,6 +171,35 @@ def test_without_rendering_a_missing_or_short_file_is_refused_naming_it(tmp_path
         runner.render(exp.datasets["train"])
 
 
+@pytest.mark.parametrize(
+    "extra, clash",
+    [
+        (["--samples", "64"], "--samples"),
+        (["--seed=3"], "--seed"),
+        (["--cycles-slices"], "--light-field"),  # the other half of the flag the experiment always passes
+        (["--out", "elsewhere.h5"], "--out"),
+    ],
+)
+def test_a_render_option_may_not_change_what_the_experiment_sets(tmp_path, extra, clash):
+    """The file's name and the report describe the experiment's settings: an override would mislabel the data."""
+    from focalstack.train.experiments import ExperimentRunner, RunOptions
+    from focalstack.train.experiments.runner import ExperimentRunError
+
+    exp = load_experiment(str(write(tmp_path, GOOD.replace("scenes = 1", "scenes = 1\nsamples = 8"))), "tiny")
+    runner = ExperimentRunner(exp, RunOptions(out=tmp_path / "run", data_dir=tmp_path / "data", render_args=extra))
+    with pytest.raises(ExperimentRunError, match=rf"render test: --render-option {clash} changes what the experiment"):
+        runner.render(exp.datasets["test"])
+    assert not (tmp_path / "data").exists() or not list((tmp_path / "data").iterdir())
+
+
+def test_render_options_the_experiment_leaves_open_are_passed_on(tmp_path):
+    from focalstack.train.experiments.runner import _refuse_overriding
+
+    exp = load_experiment(str(write(tmp_path, GOOD)), "tiny")
+    for extra in (["--workers", "2"], ["--ray", "--ray-address=auto"], ["--samples-per-pixel-x"]):
+        _refuse_overriding(exp.datasets["train"], extra)  # raises on a clash; the last only starts like --samples
+
+
 def test_the_constant_goes_beside_any_depth_column_of_any_protocol(tmp_path):
     from focalstack.train.experiments.runner import _scores_depth
 

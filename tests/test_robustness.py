@@ -142,6 +142,9 @@ def test_fit_refuses_values_nothing_can_come_of_in_one_line(tmp_path, extra, fra
     args = fit_args(data, tmp_path / "run")
     if "--aif-blocks" in extra:
         args[args.index("fod-depth")] = "fod"
+    if extra[0] in args:  # a one-value option is refused when given twice: replace the base value instead
+        at = args.index(extra[0])
+        del args[at : at + 2]
     result = invoke(train_main, [*args, *extra])
     assert_one_line_error(result, *fragments)
     assert not (tmp_path / "run" / "last.pt").exists()

@@ -14,6 +14,8 @@ import sys
 
 import click
 
+from focalstack.dataset.cliutil import Group
+
 from .augment import CaptureAugment
 from .checkpoint import load_checkpoint
 from .cli_apply import evaluate, predict
@@ -63,7 +65,7 @@ def _capture_augment(ctx, param, value: str | None) -> list | None:
         raise click.BadParameter(str(exc).split(": ", 1)[-1]) from None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 def main():
     """Train, evaluate and apply the networks of "Focus on defocus" (Maximov et al., CVPR 2020) on
     focal-stack HDF5 files (focalstack-render output, or FoD500 and DDFF-12 imported by focalstack-data).

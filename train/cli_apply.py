@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from focalstack.dataset.cliutil import Command
 from focalstack.dataset.numbers import parse_numbers
 
 from .cliopts import defaults, errors, expand_paths, set_threads
@@ -36,7 +37,7 @@ def _evaluate_help() -> str:
     )
 
 
-@click.command(help=_evaluate_help())
+@click.command(cls=Command, help=_evaluate_help())
 @click.option(
     "--checkpoint",
     "-c",
@@ -144,7 +145,7 @@ def evaluate(checkpoint, data, out, settings, protocols, compare_published, thre
         click.echo(f"written: {result.paths['markdown']}, {result.paths['csv']}, {result.paths['json']}")
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 @click.option(
     "--checkpoint",

@@ -5,12 +5,12 @@ from __future__ import annotations
 import click
 
 from focalstack.dataset import DatasetError
-from focalstack.dataset.cliutil import one_line_errors
+from focalstack.dataset.cliutil import Command, one_line_errors
 
 from .checkpoint import CheckpointError
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("experiment_file", metavar="EXPERIMENT", required=False)
 @click.option(
     "--scale",
@@ -37,7 +37,9 @@ from .checkpoint import CheckpointError
     "render_options",
     multiple=True,
     metavar="OPTION",
-    help="Passed to every focalstack-render call, e.g. --render-option=--workers --render-option=2.",
+    help="Passed to every focalstack-render call, e.g. --render-option=--workers --render-option=2. "
+    "Options the experiment file sets (--preset, --seed, --scenes, --resolution, --samples, ...) are refused: "
+    "change them in the file, so that the data's name and the report stay true.",
 )
 @click.option("--device", default="auto", show_default=True, help="Training and evaluation device: auto, cpu, cuda[:N].")
 @click.option(

@@ -42,6 +42,26 @@ class Step:
     detail: dict = field(default_factory=dict)
 
 
+# Each of focalstack-render's two-way flags is one setting: --no-denoise overrides --denoise.
+_SAME_SETTING = {"--no-denoise": "--denoise", "--cycles-slices": "--light-field"}
+
+
+def _option_names(args: list[str]) -> set[str]:
+    names = {a.split("=", 1)[0] for a in args if a.startswith("--")}
+    return {_SAME_SETTING.get(n, n) for n in names}
+
+
+def _refuse_overriding(ds: DatasetSpec, render_args: list[str]) -> None:
+    """An extra render option may not change what the experiment file sets: the file's name and the report
+    would then describe other data than it holds."""
+    clash = sorted(_option_names(render_args) & _option_names([*ds.render_args(), "--out"]))
+    if clash:
+        raise ExperimentRunError(
+            f"render {ds.name}: --render-option {clash[0]} changes what the experiment file sets for this dataset; "
+            "set it in the file instead"
+        )
+
+
 @dataclass
 class RunOptions:
     out: Path
@@ -129,6 +149,7 @@ class ExperimentRunner:
                 {"file": str(path), "rendered": 0, "scenes": ds.scenes, "checked": "scene count only (rendering off)"},
             )
             return
+        _refuse_overriding(ds, self.opt.render_args)
         cmd = [sys.executable, "-m", "focalstack.render", *ds.render_args(), "--out", str(path), *self.opt.render_args]
         self._log(f"render {ds.name}: {' '.join(cmd[3:])}")
         done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None if self.opt.progress else subprocess.PIPE, text=True)
