@@ -253,3 +253,17 @@ def test_cache_data_trains_to_the_same_weights_as_reading_the_file(tmp_path):
     assert all(torch.equal(v, b[k]) for k, v in a.items())
     assert cached.history[0]["val_loss"] == plain.history[0]["val_loss"]
     assert "decoded 6 scenes into memory" in (cached.out / "train.log").read_text()
+
+
+def test_the_log_says_which_epochs_became_best_pt_by_validation_loss(tmp_path):
+    # A learning rate far too high makes validation loss rise after the first epoch: both kinds of line appear.
+    result = fit(cfg(tmp_path, epochs=4, lr=3e-2, vgg_weights=None))
+    log = (result.out / "train.log").read_text().splitlines()
+    lowest, kinds = float("inf"), set()
+    for row in result.history:
+        line = next(x for x in log if f"epoch {row['epoch']}: train loss" in x)
+        became_best = row["val_loss"] < lowest
+        lowest = min(lowest, row["val_loss"])
+        assert line.endswith("; saved as best.pt (lowest val loss so far)") == became_best, line
+        kinds.add(became_best)
+    assert kinds == {True, False}

@@ -361,7 +361,9 @@ class Progress(Hook):
         msg = f"epoch {row['epoch']}: train loss {row['train_loss']:.4g}"
         if "val_loss" in row:
             msg += f", val loss {row['val_loss']:.4g}, val depth RMSE {row['val_depth_rmse']:.4g} m"
-        self.log(msg + (" (best)" if t.summary.is_best else ""))
+        if t.summary.is_best:  # best.pt is chosen by validation loss, not by the RMSE beside it
+            msg += "; saved as best.pt (lowest val loss so far)" if "val_loss" in row else "; saved as best.pt"
+        self.log(msg)
 
     def close(self) -> None:
         if self.bar is not None:
