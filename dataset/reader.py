@@ -14,7 +14,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from . import provenance, schema
+from . import optics, provenance, schema
 from .groundtruth import recompute
 from .record import SceneRecord
 from .schema import DatasetError
@@ -79,6 +79,21 @@ def open_error_text(exc: OSError) -> str:
     if isinstance(exc, BlockingIOError) or "unable to lock file" in str(exc):
         return "locked by another process that has it open for writing (a render still running?)"
     return f"not a readable HDF5 file (truncated or foreign?): {exc}"
+
+
+def camera_problem(
+    focus_distance, f_number: float | None, focal_length_mm: float | None, sensor_width_mm: float | None
+) -> str | None:
+    """What is wrong with one scene's camera and focus distances (as ``validate`` words it), or None.
+    A camera value the file lacks (DDFF-12) is None; distances then need only be positive."""
+    for name, value in zip(schema.CAMERA_NAMES, (f_number, focal_length_mm, sensor_width_mm)):
+        if value is not None and not (np.isfinite(value) and value > 0):
+            return f"{name!r} is {value!r}, expected a number > 0"
+    if not np.all(optics.beyond_focal_length(focus_distance, focal_length_mm or 0.0)):
+        beyond = f"beyond the focal length ({focal_length_mm * 1e-3:g} m)" if focal_length_mm else "> 0"
+        listed = ", ".join(f"{v:g}" for v in np.asarray(focus_distance, np.float64))
+        return f"'focus_distance' [{listed}] m, expected every distance {beyond}"
+    return None
 
 
 class FocalStackFile:
@@ -209,11 +224,28 @@ class FocalStackFile:
         except (ValueError, TypeError) as exc:  # UnicodeDecodeError is a ValueError
             raise DatasetError(f"{self.path}: scene {index}: dataset 'scene' is not JSON ({exc})") from None
         for name, gt in self._declared.items():
+            if not gt.present:
+                setattr(record, name, None)  # a dataset the declaration disowns is not read as data
+        problem = camera_problem(record.focus_distance, record.f_number, record.focal_length_mm, record.sensor_width_mm)
+        if problem:  # the optics would divide by it, or focus inside the lens
+            raise self._camera_error(index, problem)
+        for name, gt in self._declared.items():
             if gt.recomputed:
                 setattr(record, name, recompute(name, record, self._declared))
-            elif not gt.present:
-                setattr(record, name, None)  # a dataset the declaration disowns is not read as data
         return record
+
+    def check_cameras(self) -> None:
+        """DatasetError naming the first complete scene whose camera or focus distances no optics can use
+        (for readers of the small arrays alone; reading a scene checks its own)."""
+        focus = self.read_all("focus_distance")
+        cams = [self.read_all(n) if self.has(n) else None for n in schema.CAMERA_NAMES]
+        for i in range(len(self)):
+            problem = camera_problem(focus[i], *(None if c is None else float(c[i]) for c in cams))
+            if problem:
+                raise self._camera_error(i, problem)
+
+    def _camera_error(self, index: int, problem: str) -> DatasetError:
+        return DatasetError(f"{self.path}: scene {index}: {problem} (focalstack-data validate lists every problem)")
 
     def close(self) -> None:
         if self._h5.id.valid:

@@ -423,3 +423,32 @@ def test_rerunning_a_finished_render_neither_opens_it_for_writing_nor_stops_for_
     # settings that differ are still refused, untouched
     result = invoke(render_main, [*args[:-2], "--seed", 5, "--out", out])
     assert_one_line_error(result, "exists with other settings")
+
+
+# -- a scene whose camera no optics can use ---------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "name, row, value, fragment",
+    [
+        ("f_number", 1, 0.0, "scene 1: 'f_number' is 0.0, expected a number > 0"),
+        ("f_number", 2, np.inf, "scene 2: 'f_number' is inf, expected a number > 0"),
+        ("focus_distance", 0, [0.7, 0.1, -1.0, 0.3, 1.5], "scene 0: 'focus_distance' [0.7, 0.1, -1, 0.3, 1.5] m, expected"),
+        ("focus_distance", 0, [np.nan] * 5, "scene 0: 'focus_distance' [nan, nan, nan, nan, nan] m, expected"),
+    ],
+)
+def test_a_scene_with_an_impossible_camera_is_refused_by_every_reader_naming_file_and_scene(tmp_path, name, row, value, fragment):
+    """Training, evaluation and export divided by a zero f-number (a traceback) or focused inside the lens."""
+    from focalstack.dataset import DatasetError, FocalStackFile
+
+    bad = tmp_path / "bad.h5"
+    shutil.copy(synthetic_file("robust-camera", 4, 32, 9), bad)
+    with h5py.File(bad, "r+") as f:
+        f[name][row] = value
+    with FocalStackFile(bad) as f:
+        with pytest.raises(DatasetError, match="^" + __import__("re").escape(f"{bad}: {fragment}")):
+            f[row]
+        f[3]  # the other scenes still read
+    result = invoke(train_main, ["evaluate", "-c", tiny_run("fod-depth") / "last.pt", "--data", bad, "-q"])
+    assert_one_line_error(result, str(bad), fragment)
+    result = invoke(data_main, ["export", "fod500", bad, "-o", tmp_path / "out"])
+    assert_one_line_error(result, str(bad), fragment)
+    assert not (tmp_path / "out").exists()

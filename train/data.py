@@ -260,6 +260,7 @@ class FocalStackDataset(torch.utils.data.Dataset):
     def _scene_values(self, i: int) -> dict[str, np.ndarray | None]:
         if i not in self._values:
             f = self._file(i)
+            f.check_cameras()  # training and evaluation read these values alone, never a whole record
             # a camera the file lacks (DDFF-12) reads as NaN
             values: dict[str, np.ndarray | None] = {
                 name: f.read_all(name) if f.has(name) else np.full(len(f), np.nan, np.float32) for name in SCENE_VALUES

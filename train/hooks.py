@@ -360,7 +360,8 @@ class Progress(Hook):
         t, row = self.trainer, self.trainer.summary.row
         msg = f"epoch {row['epoch']}: train loss {row['train_loss']:.4g}"
         if "val_loss" in row:
-            msg += f", val loss {row['val_loss']:.4g}, val depth RMSE {row['val_depth_rmse']:.4g} m"
+            rmse = row["val_depth_rmse"]  # None where no validation pixel has usable depth
+            msg += f", val loss {row['val_loss']:.4g}, val depth RMSE " + ("-" if rmse is None else f"{rmse:.4g} m")
         if t.summary.is_best:  # best.pt is chosen by validation loss, not by the RMSE beside it
             msg += "; saved as best.pt (lowest val loss so far)" if "val_loss" in row else "; saved as best.pt"
         self.log(msg)
