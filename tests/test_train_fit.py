@@ -141,6 +141,12 @@ def test_resume_refusals(tmp_path):
         fit(cfg(tmp_path, "one", epochs=1))
     with pytest.raises(CheckpointError, match="architecture 'fod'.*--arch says 'fod-depth'"):
         fit(cfg(tmp_path, "one", arch="fod-depth", arch_kwargs={"width": 4}), resume=True)
+    kept = tmp_path / "one" / "best.pt"
+    (tmp_path / "one" / "last.pt").unlink()  # a folder of shipped or copied weights: best.pt alone
+    before = kept.read_bytes()
+    with pytest.raises(ValueError, match=r"already holds a run's best.pt \(no last.pt to resume from\)"):
+        fit(cfg(tmp_path, "one", epochs=1))
+    assert kept.read_bytes() == before
 
 
 def test_saving_is_atomic(tmp_path, monkeypatch):

@@ -263,6 +263,8 @@ def fit(cfg: TrainConfig, resume: bool = False) -> FitResult:
         cfg, ckpt = _resumed_config(cfg, out / "last.pt")
     elif (out / "last.pt").exists():
         raise ValueError(f"{out}: already holds a run (last.pt); pass --resume to continue it or choose another --out")
+    elif (out / "best.pt").exists():  # a new run would replace it, and its config would no longer describe it
+        raise ValueError(f"{out}: already holds a run's best.pt (no last.pt to resume from); choose another --out")
     cfg.check()
     # Absolute data paths: a resumed run (from another working folder, or a moved run folder) reads the same files.
     cfg.data, cfg.val_data = _absolute(cfg.data), _absolute(cfg.val_data)
