@@ -129,7 +129,24 @@ def salvage(source: str | os.PathLike, out: str | os.PathLike) -> SalvageReport:
         finally:
             if opened != source:
                 opened.unlink(missing_ok=True)
+        _refuse_useless(report, scratch)  # before the scratch file replaces anything at ``out``
     return report
+
+
+def _refuse_useless(report: SalvageReport, scratch: Path) -> None:
+    """No file of no scenes, nor one that is not a valid focalstack file, is handed out as a rescue."""
+    from .validate import validate_file  # validate reads files through the reader: import when salvaging
+
+    if not report.kept:
+        why = (
+            f"scene {report.dropped[0][0]}: {report.dropped[0][1]}"
+            if report.dropped
+            else "none is recorded complete where the file is intact"
+        )
+        raise DatasetError(f"{report.source}: no complete scene is intact ({why}); nothing salvaged")
+    check = validate_file(scratch)
+    if not check.valid:
+        raise DatasetError(f"{report.source}: its intact scenes do not make a valid file ({check.problems[0]}); nothing salvaged")
 
 
 def _copy_intact(path: Path, valid: int, scratch: Path, report: SalvageReport) -> None:

@@ -105,3 +105,27 @@ def test_cli_salvage_lists_what_it_dropped_and_refuses_its_own_input(tmp_path):
     shutil.copy(tmp_path / "rescued.h5", tmp_path / "again.h5")
     result = CliRunner().invoke(main, ["salvage", str(broken), "-o", str(tmp_path / "again.h5")])
     assert result.exit_code == 1 and "exists" in result.output
+
+
+def test_a_file_with_no_intact_scene_or_no_valid_rescue_leaves_out_as_it_was(tmp_path):
+    """Salvage once replaced a good OUT (--force) with a file of no scenes, and called a file without 'stack' saved."""
+    path, _ = original(tmp_path)
+    out = tmp_path / "out.h5"
+    shutil.copy(path, out)
+    before = out.read_bytes()
+    cut = tmp_path / "cut.h5"
+    cut.write_bytes(path.read_bytes()[:20000])  # the header survives, every scene's chunks are past the cut
+    nostack = tmp_path / "nostack.h5"
+    shutil.copy(path, nostack)
+    with h5py.File(nostack, "r+") as f:
+        del f["stack"]
+    for source, why in [
+        (cut, r"cut.h5: no complete scene is intact \(none is recorded complete where the file is intact\); nothing"),
+        (nostack, r"nostack.h5: its intact scenes do not make a valid file \(dataset 'stack' missing.*\); nothing salvaged"),
+    ]:
+        with pytest.raises(DatasetError, match=why):
+            salvage(source, out)
+        assert out.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("out")) == ["out.h5"]
+    result = CliRunner().invoke(main, ["salvage", str(cut), "-o", str(out), "--force"])
+    assert result.exit_code == 1 and result.output.startswith("Error: ") and "nothing salvaged" in result.output
+    assert out.read_bytes() == before
