@@ -213,7 +213,7 @@ def _default(name: str) -> str:
 @click.option(
     "--scene-keys", is_flag=True, help="List every key of a preset's [scene] table with its default and meaning, and exit."
 )
-@one_line_errors(ConfigError, DatasetError, BlenderError, RenderError)
+@one_line_errors(ConfigError, DatasetError, BlenderError, RenderError, OSError)  # OSError: an unwritable --out folder
 def main(
     out,
     workers,

@@ -38,6 +38,9 @@ SLICE_QUALITIES = ("auto", *DENOISE_QUALITIES)
 # of a pixel), which slices blurred below a pixel show as too little blur; its guides were not blurred below
 # half a pixel.
 LIGHT_FIELD_VERSION = 2
+# Blender's own hard limits (its RNA: render.resolution_x/_y and cycles.samples): beyond them bpy fails mid-render.
+BLENDER_PIXELS = (4, 65536)
+CYCLES_MAX_SAMPLES = 1 << 24
 DENOISERS = ("standalone", "in_render")
 SLICE_MODES = ("light_field", "cycles")
 # What --device accepts; 'gpu' takes the first of blender.GPU_BACKENDS that has a device (OptiX runs fastest
@@ -92,6 +95,9 @@ class RenderSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} = {value!r}: expected a positive integer")
+        for name in ("samples", "light_field_samples"):
+            if getattr(self, name) > CYCLES_MAX_SAMPLES:
+                raise ConfigError(f"{name} = {getattr(self, name)}: Cycles takes at most {CYCLES_MAX_SAMPLES} samples per pixel")
         for name in ("denoise", "light_tree"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} = {getattr(self, name)!r}: expected true or false")
@@ -229,6 +235,10 @@ class RenderConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} = {value!r}: expected a positive integer")
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if not BLENDER_PIXELS[0] <= value <= BLENDER_PIXELS[1]:
+                raise ConfigError(f"{name} = {value}: Blender renders {BLENDER_PIXELS[0]} to {BLENDER_PIXELS[1]} pixels")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed = {self.seed!r}: expected a non-negative integer")
         for name in ("focal_length_mm", "sensor_width_mm", "f_number"):

@@ -41,6 +41,11 @@ def assert_one_line_error(result, text, needle):
         (["--resolution", "abc"], "resolution 'abc'"),
         (["--resolution", "12.5"], "resolution '12.5'"),
         (["--samples", "0"], "samples = 0"),
+        # Blender's own limits: beyond them bpy failed mid-render, leaving a file of no scenes
+        (["--resolution", "2"], "width = 2: Blender renders 4 to 65536 pixels"),
+        (["--resolution", "32x3"], "height = 3: Blender renders 4 to 65536 pixels"),
+        (["--resolution", "70000x32"], "width = 70000: Blender renders 4 to 65536 pixels"),
+        (["--samples", "16777217"], "samples = 16777217: Cycles takes at most 16777216 samples per pixel"),
         (["--scenes", "0"], "scenes = 0"),
     ],
 )
@@ -349,3 +354,17 @@ def test_a_light_field_file_of_another_light_field_version_is_refused_untouched(
             assert _digest(out) == before
         else:
             open_writer(config, out).close()
+
+
+def test_an_output_folder_it_may_not_write_in_is_one_line(tmp_path, monkeypatch):
+    """Tests run as root, where no folder is unwritable: the lock file's creation is made to fail as it would."""
+    import focalstack.render.job as job
+
+    def refuse(path):
+        raise PermissionError(13, "Permission denied", f"{path}.lock")
+
+    monkeypatch.setattr(job, "exclusive_lock", refuse)
+    out = tmp_path / "x.h5"
+    result, text = run(["--scenes", "1", "--resolution", "8", "--samples", "1", "--out", str(out)])
+    assert_one_line_error(result, text, f"Permission denied: '{out}.lock'")
+    assert not out.exists()
