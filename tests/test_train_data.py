@@ -352,3 +352,19 @@ def test_the_memory_cache_gives_the_samples_of_a_file_whose_defocus_is_recompute
         a, b = plain[k], cached[k]
         for name in ("stack", "defocus", "depth", "aif", "edges"):
             assert torch.equal(a[name], b[name]), name
+
+
+def test_a_files_random_subsets_do_not_depend_on_the_files_listed_before_it():
+    """evaluate --data a.h5 --data b.h5 scored b.h5's Random row on other subsets than --data b.h5 alone."""
+    from focalstack.train.plan import plan_subsets
+
+    a, b = _sources()
+    scenes = np.arange(10)
+    for plan in (
+        lambda srcs, sc: plan_eval(srcs, sc, 4, "Random", seed=3),
+        lambda srcs, sc: plan_subsets(srcs, sc, 4, 3, "random", seed=3),
+    ):
+        alone = [[(k.scene, k.slices) for k in batch] for batch in plan([b], [scenes])]
+        second = [[(k.scene, k.slices) for k in batch] for batch in plan([a, b], [np.arange(0), scenes])]
+        assert second == alone
+        assert {len(s) for batch in alone for _, s in batch} != {5}  # random subsets, not the full stacks

@@ -176,7 +176,7 @@ def _check_request(sources: list, stack_sizes: tuple[int, ...], regions: tuple[s
 
 def _file_plans(infos, fi: int, n: int, settings, stack_sizes, orders, batch_size: int, seed: int) -> list:
     """(row labels, batches) of every setting and stack subset for the first ``n`` scenes of file ``fi``,
-    planned per file so that scene subsets depend on (seed, file) only."""
+    planned per file so that a file's subsets depend on the seed alone, not on the other files of the run."""
     scenes = [np.arange(n) if i == fi else np.arange(0) for i in range(len(infos))]
     plans = [({"setting": st}, plan_eval(infos, scenes, batch_size, st, seed)) for st in settings]
     plans += [

@@ -145,7 +145,9 @@ def plan_eval(
     batches = []
     for fi, idx in enumerate(scenes):
         src = sources[fi]
-        rng = np.random.default_rng([seed, 0xE7A1, fi])
+        # The same draws for every file: a file's subsets must not depend on where it stands among --data (0: the
+        # draws the first file always had).
+        rng = np.random.default_rng([seed, 0xE7A1, 0])
         keys = []
         for scene in idx:
             n = src.distinct(int(scene))
@@ -174,13 +176,13 @@ def plan_subsets(
 ) -> list[list[SampleKey]]:
     """Evaluation batches of ``stack_size`` slices per scene: a seeded random choice of that many of the
     scene's distinct slices, kept in focus order (``order = "sorted"``) or shuffled (``"random"``). Scenes
-    with fewer distinct slices are left out. The choice depends on (seed, file, stack size) only, so the
-    two orders see the same slices."""
+    with fewer distinct slices are left out. The choice depends on the seed, the stack size and the scene's
+    place in its file only, so the two orders see the same slices."""
     if order not in ORDERS:
         raise ValueError(f"order {order!r}: expected sorted or random")
     batches = []
     for fi, idx in enumerate(scenes):
-        rng = np.random.default_rng([seed, 0x5B5E7, fi, stack_size])
+        rng = np.random.default_rng([seed, 0x5B5E7, 0, stack_size])  # as in plan_eval: not the file's place
         keys = []
         for scene in idx:
             n = sources[fi].distinct(int(scene))
