@@ -28,6 +28,8 @@ def assert_one_line_error(result, *fragments):
     lines = [ln for ln in result.output.strip().splitlines() if ln.strip()]
     assert "Traceback" not in result.output
     assert lines[-1].startswith("Error: "), result.output
+    for fragment in fragments:
+        assert fragment in lines[-1], (fragment, lines[-1])
     for frag in fragments:
         assert frag in lines[-1], (frag, lines[-1])
 
@@ -108,6 +110,39 @@ def test_predict_runs_on_a_folder_of_png_files(tmp_path):
     assert meta["focus_distances_m"] == [0.7, 0.1, 1.5, 0.3] and len(meta["images"]) == 4
 
 
+def test_predict_replaces_an_earlier_prediction_only_when_asked_and_whole(tmp_path):
+    """predict once wrote over an earlier result file by file: a failure left old and new files mixed."""
+    folder = _png_folder(tmp_path / "photos", n=2, h=24, w=24)
+    out = tmp_path / "out"
+    full = ["predict", "-c", tiny_run("fod") / "best.pt", "-f", "0.1,1.5", folder, "-o", out, "--refocus", "0.2"]
+    assert run(full).exit_code == 0
+    first = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sorted(first) == json.loads((out / "prediction.json").read_text())["files"]
+
+    again = run(full)
+    assert_one_line_error(again)
+    assert "holds an earlier prediction (prediction.json); pass --force" in again.output
+    (out / "edges.png").unlink()
+    (out / "edges.png").mkdir()  # a file the new prediction cannot put in place
+    blocked = run([*full, "--force"])
+    assert_one_line_error(blocked)
+    assert "edges.png is a folder" in blocked.output
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == {k: v for k, v in first.items() if k != "edges.png"}
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # no scratch folder left
+    (out / "edges.png").rmdir()
+
+    # A model without an AiF branch: the earlier aif.png, edges.png and refocus image go, nothing old stays.
+    depth_only = run(["predict", "-c", tiny_run("fod-depth") / "best.pt", "-f", "0.1,1.5", folder, "-o", out, "--force"])
+    assert depth_only.exit_code == 0, depth_only.output
+    files = sorted(p.name for p in out.iterdir())
+    assert files == json.loads((out / "prediction.json").read_text())["files"]
+    assert "aif.png" not in files and "refocus_0.2m.png" not in files and "depth.npy" in files
+
+    inside = run(["predict", "-c", tiny_run("fod") / "best.pt", "-f", "0.1,1.5", folder, "-o", folder])
+    assert_one_line_error(inside)
+    assert "holds the input images" in inside.output and len(list(folder.iterdir())) == 2
+
+
 def test_predict_in_tiles_equals_the_whole_image(tmp_path):
     ckpt = tiny_run("fod") / "best.pt"
     folder = _png_folder(tmp_path / "photos", n=2, h=232, w=264)  # larger than a 48 px tile's 240 px window
@@ -185,7 +220,14 @@ def test_bad_input_gets_one_line_errors(tmp_path):
         "bad.h5",
         "not a focalstack-train checkpoint",
     )
+    cut = tmp_path / "cut.pt"
+    whole = (tiny_run("fod") / "best.pt").read_bytes()
+    cut.write_bytes(whole[: len(whole) // 2])
+    cut_error = run(["evaluate", "-c", cut, "--data", five])
+    assert_one_line_error(cut_error, "cut.pt: not a focalstack-train checkpoint (PytorchStreamReader failed reading zip")
+    assert cut_error.output.rstrip().endswith(")") and "If you are seeing" not in cut_error.output  # torch's advice cut
     # bad values
+    assert_one_line_error(run(["evaluate", "-c", cut, "--data", five, "--seed", "-1"]), "'--seed': -1 is not in the range")
     assert_one_line_error(run(["fit", "--data", five, "--out", out / "d", "--loss-weight", "depht=2"]), "depht=2")
     assert_one_line_error(run(["fit", "--data", five, "--out", out / "e", "--device", "cuda:7"]), "cuda:7")
     assert_one_line_error(

@@ -67,7 +67,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         why = next((ln for ln in lines if ln.startswith("WeightsUnpickler error")), lines[0] if lines else "")
         if why.startswith("Weights only load failed"):
             why = "torch.load(weights_only=True) refused it"
-        raise CheckpointError(f"{path}: not a focalstack-train checkpoint ({why[:160] or type(exc).__name__})") from None
+        why = why.split(". ")[0]  # torch's advice runs on for sentences; the first says what failed
+        why = why if len(why) <= 160 else why[:157] + "..."
+        raise CheckpointError(f"{path}: not a focalstack-train checkpoint ({why or type(exc).__name__})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a focalstack-train checkpoint (no format {FORMAT!r})")
     if ckpt.get("version") != VERSION:

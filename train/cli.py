@@ -236,7 +236,9 @@ def main():
 @click.option(
     "--samples-per-epoch", type=int, default=TRAIN["samples_per_epoch"], help="Stacks per epoch [number of training scenes]."
 )
-@click.option("--seed", type=int, default=TRAIN["seed"], show_default=True, help="Seed of weights, split and sampling.")
+@click.option(
+    "--seed", type=click.IntRange(min=0), default=TRAIN["seed"], show_default=True, help="Seed of weights, split and sampling."
+)
 @click.option(
     "--device",
     default=TRAIN["device"],
@@ -258,7 +260,13 @@ def main():
     help="channels-last memory format (auto: on CUDA and on CPUs with oneDNN, where it is faster).",
 )
 @click.option("--compile", "compile", is_flag=True, help="torch.compile the model (CUDA; first steps are slow).")
-@click.option("--workers", type=int, default=TRAIN["workers"], show_default=True, help="DataLoader worker processes (0: main).")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=TRAIN["workers"],
+    show_default=True,
+    help="DataLoader worker processes (0: main).",
+)
 @click.option(
     "--cache-data",
     is_flag=True,

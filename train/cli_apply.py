@@ -114,7 +114,13 @@ def _evaluate_help() -> str:
 )
 @click.option("--batch-size", type=int, default=EVALUATE["batch_size"], show_default=True)
 @click.option("--max-scenes", type=int, default=EVALUATE["max_scenes"], help="Evaluate only the first N scenes of each file.")
-@click.option("--seed", type=int, default=EVALUATE["seed"], show_default=True, help="Seed of the Random setting's subsets.")
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=EVALUATE["seed"],
+    show_default=True,
+    help="Seed of the Random setting's subsets.",
+)
 @click.option(
     "--device",
     default=EVALUATE["device"],
@@ -122,7 +128,9 @@ def _evaluate_help() -> str:
     help="auto, cpu, cuda or cuda:N. Under torchrun auto and cuda mean each process's GPU (LOCAL_RANK).",
 )
 @click.option("--amp", type=click.Choice(AMP_CHOICES), default=EVALUATE["amp"], show_default=True)
-@click.option("--workers", type=int, default=EVALUATE["workers"], show_default=True, help="DataLoader worker processes.")
+@click.option(
+    "--workers", type=click.IntRange(min=0), default=EVALUATE["workers"], show_default=True, help="DataLoader worker processes."
+)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch [torch's default].")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @errors
@@ -162,7 +170,14 @@ def evaluate(checkpoint, data, out, settings, protocols, compare_published, thre
     help="Focus distance of each image in metres, in the order the images are given "
     "[the checkpoint's training focus distances, if as many as images].",
 )
-@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option(
+    "--out",
+    "-o",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Output folder (not the images' own); written in full or left as it was.",
+)
+@click.option("--force", is_flag=True, help="Replace an earlier prediction in --out (its files are removed first).")
 @click.option(
     "--refocus",
     multiple=True,
@@ -211,6 +226,7 @@ def predict(
     device,
     amp,
     threads,
+    force,
 ):
     """Predict depth, defocus maps and the all-in-focus image of one focal stack given as IMAGES
     (files and/or folders of images, any size, any order, one focus distance each).
@@ -234,5 +250,6 @@ def predict(
         tile=tile,
         width=width,
         camera={"f_number": f_number, "focal_length_mm": focal_length_mm, "sensor_width_mm": sensor_width_mm},
+        overwrite=force,
     )
     click.echo(f"wrote {len(written)} files to {out}")

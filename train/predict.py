@@ -12,7 +12,12 @@ does not grow with the image. Written to ``out``:
 - ``refocus_<dist>m.png`` per ``refocus`` distance: the predicted AiF image re-blurred, pixel by pixel,
   with the blur-circle diameter that the predicted depth gives at that focus distance, for the
   checkpoint's camera unless overridden (needs a model with an AiF branch)
-- ``prediction.json``: inputs, focus distances, camera, checkpoint, units
+- ``prediction.json``: inputs, focus distances, camera, checkpoint, units, the files written
+
+Everything is written to a scratch folder beside ``out`` first and moved in at the end, so a failure leaves
+``out`` as it was. A folder holding an earlier prediction is replaced only with ``overwrite`` (its files
+are removed first, so none of the old run's files stays beside the new ones), and never the folder of the
+input images (a later run would read the outputs as slices).
 
 With ``width`` the network sees the images resized to that width (blur in pixels shrinks with the image, so
 this matches a stack's blur to what the weights learnt), and its outputs come back at the images' size:
@@ -24,6 +29,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import cv2
@@ -231,9 +238,11 @@ def predict(
     tile: int = 192,
     camera: dict | None = None,
     width: int | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Path]:
     """Predict depth, defocus (and AiF, edges) for one focal stack; returns the files written. With
-    ``width``, the network runs on the images resized to that width (module docstring)."""
+    ``width``, the network runs on the images resized to that width; ``overwrite`` replaces an earlier
+    prediction in ``out_dir`` (module docstring)."""
     _check_arguments(focus_distances, refocus_distances, tile, camera, width)
     ckpt = load_checkpoint(checkpoint)
     model, norm = model_from_checkpoint(ckpt, checkpoint)
@@ -241,6 +250,8 @@ def predict(
     amp_dtype = resolve_amp(amp, dev)
     model.to(dev).eval()
     files = collect_images(images)
+    od = Path(out_dir)
+    _check_out_dir(od, files, overwrite)
     trained = dict(ckpt.get("camera", {}))
     stack, focus_distances = _read_stack(files, focus_distances, trained)
     h, w = stack.shape[-2:]
@@ -255,26 +266,74 @@ def predict(
     if refocus_distances and missing:
         raise ValueError(f"--refocus needs the camera: the checkpoint lacks {', '.join(missing)}; pass it")
 
-    od = Path(out_dir)
-    od.mkdir(parents=True, exist_ok=True)
+    od.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{od.name}.", suffix=".tmp", dir=od.parent))
+    try:
+        written = _write_outputs(scratch, out, norm, files, refocus_distances, cam)
+        meta = {
+            "checkpoint": str(checkpoint),
+            "arch": ckpt["arch"],
+            "images": [str(p) for p in files],
+            "focus_distances_m": list(map(float, focus_distances)),
+            "size": [h, w],
+            "network_size": list(work.shape[-2:]),
+            "camera": cam,
+            "refocus_m": list(map(float, refocus_distances)),
+            "units": {"depth.npy": "metres", "depth.png": "millimetres (uint16)", "defocus.npy": "pixels"},
+            "files": sorted([p.name for p in written.values()] + ["prediction.json"]),
+        }
+        (scratch / "prediction.json").write_text(json.dumps(meta, indent=2) + "\n")
+        written["json"] = scratch / "prediction.json"
+        _move_in(scratch, od)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return {key: od / path.name for key, path in written.items()}
+
+
+def _check_out_dir(od: Path, images: list[Path], overwrite: bool) -> None:
+    """ValueError for an output folder that is a file, holds the input images, or an earlier prediction."""
+    if od.exists() and not od.is_dir():
+        raise ValueError(f"-o {od}: is a file; expected a folder")
+    if any(p.resolve().parent == od.resolve() for p in images):
+        raise ValueError(f"-o {od}: holds the input images (a later run would read the outputs as slices); choose another folder")
+    if (od / "prediction.json").exists() and not overwrite:
+        raise ValueError(f"-o {od}: holds an earlier prediction (prediction.json); pass --force to replace it")
+
+
+# What an earlier prediction may have written (prediction.json lists its files since it says so).
+_OUTPUT_PATTERNS = ("prediction.json", "depth.npy", "depth.png", "depth_color.png", "defocus.npy", "defocus_*.png")
+_OUTPUT_PATTERNS += ("aif.png", "edges.png", "refocus_*m.png")
+
+
+def _move_in(scratch: Path, od: Path) -> None:
+    """Replace an earlier prediction in ``od`` (if any) by the files in ``scratch``."""
+    od.mkdir(exist_ok=True)  # a plain folder, not the scratch's private one
+    new = sorted(p.name for p in scratch.iterdir())
+    blocked = [n for n in new if (od / n).is_dir()]
+    if blocked:
+        raise ValueError(f"-o {od}: {blocked[0]} is a folder; the prediction writes a file of that name")
+    try:
+        old = json.loads((od / "prediction.json").read_text()).get("files")
+    except (OSError, ValueError, AttributeError):
+        old = None
+    if not isinstance(old, list):
+        old = [p.name for pattern in _OUTPUT_PATTERNS for p in od.glob(pattern)]
+    for name in {str(n) for n in old} - set(new):
+        if Path(name).name == name and (od / name).is_file():  # a bare file name inside od, nothing else
+            (od / name).unlink()
+    (od / "prediction.json").unlink(missing_ok=True)  # moved last: it says the folder holds a whole prediction
+    for name in new:
+        if name != "prediction.json":
+            os.replace(scratch / name, od / name)
+    os.replace(scratch / "prediction.json", od / "prediction.json")
+
+
+def _write_outputs(od: Path, out: dict, norm, files: list[Path], refocus_distances, cam: dict) -> dict[str, Path]:
     pred = norm.physical(out)
     depth = np.clip(pred["depth_m"], 0.0, None).astype(np.float32)  # early networks go below 0
     written = _write_depth_and_defocus(od, depth, pred["defocus_px"].astype(np.float32), files, norm.signed_defocus)
     if "aif" in out:
         written.update(_write_aif(od, out, depth, refocus_distances, cam))
-    meta = {
-        "checkpoint": str(checkpoint),
-        "arch": ckpt["arch"],
-        "images": [str(p) for p in files],
-        "focus_distances_m": list(map(float, focus_distances)),
-        "size": [h, w],
-        "network_size": list(work.shape[-2:]),
-        "camera": cam,
-        "refocus_m": list(map(float, refocus_distances)),
-        "units": {"depth.npy": "metres", "depth.png": "millimetres (uint16)", "defocus.npy": "pixels"},
-    }
-    (od / "prediction.json").write_text(json.dumps(meta, indent=2) + "\n")
-    written["json"] = od / "prediction.json"
     return written
 
 
