@@ -29,13 +29,19 @@ def atomic_path(path: str | os.PathLike, *, fsync: bool = False) -> Iterator[Pat
         if fsync:
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        os.chmod(tmp, default_mode(0o666))
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def default_mode(base: int) -> int:
+    """The permissions a plain open() (0o666) or mkdir() (0o777) gives under this process's umask; mkstemp
+    and mkdtemp make private files and folders, which the replaced path must not become."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return base & ~umask
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:

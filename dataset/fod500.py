@@ -31,6 +31,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ import cv2
 import numpy as np
 
 from . import exr, provenance
-from .files import write_text_atomic
+from .files import default_mode, write_text_atomic
 from .groundtruth import CANNY_BLUR_SIGMA, CANNY_HIGH, CANNY_LOW, canny_edges, stored_defocus_maps
 from .importing import mark_bad_as_no_data, write_imported
 from .provenance import ABSENT, GroundTruth
@@ -342,8 +343,10 @@ def export_fod500(
             (tmp / EXTRA_FOLDER).mkdir()
             for k in (progress or (lambda it, total: it))(range(n), n):
                 write_scene(tmp, start + k, f[k], layout)
+            mode = stat.S_IMODE(folder.stat().st_mode) if folder.exists() else default_mode(0o777)
             if folder.exists():
                 folder.rmdir()  # empty, checked above
+            os.chmod(tmp, mode)  # mkdtemp's folder is private: keep the empty folder's, or a plain mkdir's
             os.replace(tmp, folder)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -4,6 +4,8 @@ every array compared with what was written, bad input refused with one line, not
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import cv2
 import dataset_fixtures as fx
@@ -246,8 +248,14 @@ def test_export_warns_when_the_file_is_not_fod500_like_and_refuses_a_full_folder
     assert_one_line_error(run("export", "fod500", src, "-o", tmp_path / "fs"), "not an empty folder")
     assert sorted(p.name for p in (tmp_path / "fs").iterdir()) == before
     (tmp_path / "empty").mkdir()
+    (tmp_path / "empty").chmod(0o750)
     assert run("export", "fod500", src, "-o", tmp_path / "empty").exit_code == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "fs", "small.h5"]  # no temporary folder left
+    # the folders are not mkdtemp's private ones: a new one as mkdir makes it, an empty one keeps its mode
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "fs").stat().st_mode) == 0o777 & ~umask
+    assert stat.S_IMODE((tmp_path / "empty").stat().st_mode) == 0o750
 
 
 # -- import ddff12 ---------------------------------------------------------------------------------------
