@@ -66,6 +66,13 @@ def test_bad_files_are_refused_naming_what_is_wrong(tmp_path, change, needle):
     assert needle in str(err.value) and "exp.toml" in str(err.value)
 
 
+def test_a_binary_file_is_refused_naming_it(tmp_path):
+    path = tmp_path / "exp.toml"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
+    with pytest.raises(ExperimentError, match=r"^exp.toml: not a text file \(expected TOML in UTF-8\)$"):
+        load_experiment(str(path), "tiny")
+
+
 def test_a_table_of_some_loss_weights_keeps_the_others_defaults(tmp_path):
     text = GOOD.replace('arch = "fod-depth"', 'arch = "fod-depth"\ndepth_loss = "relative"\nloss_weights = { depth = 0.375 }')
     train = load_experiment(str(write(tmp_path, text)), "tiny").models["m"].train

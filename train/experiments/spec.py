@@ -197,6 +197,8 @@ def load_experiment(name_or_path: str, scale: str) -> Experiment:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ExperimentError(f"{where}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError:
+        raise ExperimentError(f"{where}: not a text file (expected TOML in UTF-8)") from None
     _only(data, ("name", "description", "notes", "scales", "datasets", "models", "evaluations"), where)
     scales = data.get("scales")
     if not isinstance(scales, dict) or not scales:
