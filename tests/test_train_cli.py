@@ -28,8 +28,6 @@ def assert_one_line_error(result, *fragments):
     lines = [ln for ln in result.output.strip().splitlines() if ln.strip()]
     assert "Traceback" not in result.output
     assert lines[-1].startswith("Error: "), result.output
-    for fragment in fragments:
-        assert fragment in lines[-1], (fragment, lines[-1])
     for frag in fragments:
         assert frag in lines[-1], (frag, lines[-1])
 
@@ -128,7 +126,7 @@ def test_predict_replaces_an_earlier_prediction_only_when_asked_and_whole(tmp_pa
     assert_one_line_error(blocked)
     assert "edges.png is a folder" in blocked.output
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == {k: v for k, v in first.items() if k != "edges.png"}
-    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # no scratch folder left
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]  # no scratch folder left
     (out / "edges.png").rmdir()
 
     # A model without an AiF branch: the earlier aif.png, edges.png and refocus image go, nothing old stays.
@@ -141,6 +139,21 @@ def test_predict_replaces_an_earlier_prediction_only_when_asked_and_whole(tmp_pa
     inside = run(["predict", "-c", tiny_run("fod") / "best.pt", "-f", "0.1,1.5", folder, "-o", folder])
     assert_one_line_error(inside)
     assert "holds the input images" in inside.output and len(list(folder.iterdir())) == 2
+    linked = tmp_path / "linked"  # a folder of links to the images is the images' folder too
+    linked.mkdir()
+    for image in folder.iterdir():
+        (linked / image.name).symlink_to(image)
+    assert (
+        "holds the input images"
+        in run(["predict", "-c", tiny_run("fod") / "best.pt", "-f", "0.1,1.5", linked, "-o", linked]).output
+    )
+
+    # No file is removed from a folder that holds no earlier prediction, whatever its name.
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "aif.png").write_bytes(b"my own picture")
+    assert run(["predict", "-c", tiny_run("fod-depth") / "best.pt", "-f", "0.1,1.5", folder, "-o", mine]).exit_code == 0
+    assert (mine / "aif.png").read_bytes() == b"my own picture" and (mine / "prediction.json").exists()
 
 
 def test_predict_in_tiles_equals_the_whole_image(tmp_path):

@@ -14,8 +14,8 @@ does not grow with the image. Written to ``out``:
   checkpoint's camera unless overridden (needs a model with an AiF branch)
 - ``prediction.json``: inputs, focus distances, camera, checkpoint, units, the files written
 
-Everything is written to a scratch folder beside ``out`` first and moved in at the end, so a failure leaves
-``out`` as it was. A folder holding an earlier prediction is replaced only with ``overwrite`` (its files
+Everything is written to a hidden scratch folder inside ``out`` first and moved in at the end, so a failure
+leaves ``out`` as it was. A folder holding an earlier prediction is replaced only with ``overwrite`` (its files
 are removed first, so none of the old run's files stays beside the new ones), and never the folder of the
 input images (a later run would read the outputs as slices).
 
@@ -266,8 +266,12 @@ def predict(
     if refocus_distances and missing:
         raise ValueError(f"--refocus needs the camera: the checkpoint lacks {', '.join(missing)}; pass it")
 
-    od.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{od.name}.", suffix=".tmp", dir=od.parent))
+    replacing = (od / "prediction.json").exists()  # _check_out_dir let it through: overwrite was given
+    created = not od.exists()
+    od.mkdir(parents=True, exist_ok=True)
+    # Inside od: one file system whatever od links to, and no write needed in od's parent.
+    scratch = Path(tempfile.mkdtemp(prefix=".prediction-", suffix=".tmp", dir=od))
+    done = False
     try:
         written = _write_outputs(scratch, out, norm, files, refocus_distances, cam)
         meta = {
@@ -284,9 +288,12 @@ def predict(
         }
         (scratch / "prediction.json").write_text(json.dumps(meta, indent=2) + "\n")
         written["json"] = scratch / "prediction.json"
-        _move_in(scratch, od)
+        _move_in(scratch, od, replacing)
+        done = True
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        if created and not done and not any(od.iterdir()):
+            od.rmdir()
     return {key: od / path.name for key, path in written.items()}
 
 
@@ -294,7 +301,7 @@ def _check_out_dir(od: Path, images: list[Path], overwrite: bool) -> None:
     """ValueError for an output folder that is a file, holds the input images, or an earlier prediction."""
     if od.exists() and not od.is_dir():
         raise ValueError(f"-o {od}: is a file; expected a folder")
-    if any(p.resolve().parent == od.resolve() for p in images):
+    if any(p.absolute().parent.resolve() == od.resolve() for p in images):  # the image's folder, not its link target's
         raise ValueError(f"-o {od}: holds the input images (a later run would read the outputs as slices); choose another folder")
     if (od / "prediction.json").exists() and not overwrite:
         raise ValueError(f"-o {od}: holds an earlier prediction (prediction.json); pass --force to replace it")
@@ -305,26 +312,27 @@ _OUTPUT_PATTERNS = ("prediction.json", "depth.npy", "depth.png", "depth_color.pn
 _OUTPUT_PATTERNS += ("aif.png", "edges.png", "refocus_*m.png")
 
 
-def _move_in(scratch: Path, od: Path) -> None:
-    """Replace an earlier prediction in ``od`` (if any) by the files in ``scratch``."""
-    od.mkdir(exist_ok=True)  # a plain folder, not the scratch's private one
+def _move_in(scratch: Path, od: Path, replacing: bool) -> None:
+    """Move the files in ``scratch`` into ``od``; when ``replacing`` an earlier prediction, then remove its files
+    that the new one did not write (no file is removed from a folder without a prediction in it)."""
     new = sorted(p.name for p in scratch.iterdir())
     blocked = [n for n in new if (od / n).is_dir()]
     if blocked:
         raise ValueError(f"-o {od}: {blocked[0]} is a folder; the prediction writes a file of that name")
-    try:
-        old = json.loads((od / "prediction.json").read_text()).get("files")
-    except (OSError, ValueError, AttributeError):
-        old = None
-    if not isinstance(old, list):
-        old = [p.name for pattern in _OUTPUT_PATTERNS for p in od.glob(pattern)]
-    for name in {str(n) for n in old} - set(new):
-        if Path(name).name == name and (od / name).is_file():  # a bare file name inside od, nothing else
-            (od / name).unlink()
-    (od / "prediction.json").unlink(missing_ok=True)  # moved last: it says the folder holds a whole prediction
+    old: list = []
+    if replacing:
+        try:
+            listed = json.loads((od / "prediction.json").read_text()).get("files")
+        except (OSError, ValueError, AttributeError):
+            listed = None
+        old = listed if isinstance(listed, list) else [p.name for pattern in _OUTPUT_PATTERNS for p in od.glob(pattern)]
+    (od / "prediction.json").unlink(missing_ok=True)  # moved in last: it says the folder holds a whole prediction
     for name in new:
         if name != "prediction.json":
             os.replace(scratch / name, od / name)
+    for name in {str(n) for n in old} - set(new):
+        if Path(name).name == name and (od / name).is_file():  # a bare file name inside od, nothing else
+            (od / name).unlink()
     os.replace(scratch / "prediction.json", od / "prediction.json")
 
 
