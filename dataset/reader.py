@@ -82,7 +82,7 @@ def open_error_text(exc: OSError) -> str:
 
 
 def camera_problem(
-    focus_distance, f_number: float | None, focal_length_mm: float | None, sensor_width_mm: float | None
+    focus_distance: np.ndarray, f_number: float | None, focal_length_mm: float | None, sensor_width_mm: float | None
 ) -> str | None:
     """What is wrong with one scene's camera and focus distances (as ``validate`` words it), or None.
     A camera value the file lacks (DDFF-12) is None; distances then need only be positive."""
@@ -228,7 +228,7 @@ class FocalStackFile:
                 setattr(record, name, None)  # a dataset the declaration disowns is not read as data
         problem = camera_problem(record.focus_distance, record.f_number, record.focal_length_mm, record.sensor_width_mm)
         if problem:  # the optics would divide by it, or focus inside the lens
-            raise self._camera_error(index, problem)
+            raise self._camera_error(index if index >= 0 else index + len(self), problem)
         for name, gt in self._declared.items():
             if gt.recomputed:
                 setattr(record, name, recompute(name, record, self._declared))

@@ -447,8 +447,11 @@ def test_a_scene_with_an_impossible_camera_is_refused_by_every_reader_naming_fil
         with pytest.raises(DatasetError, match="^" + __import__("re").escape(f"{bad}: {fragment}")):
             f[row]
         f[3]  # the other scenes still read
-    result = invoke(train_main, ["evaluate", "-c", tiny_run("fod-depth") / "last.pt", "--data", bad, "-q"])
-    assert_one_line_error(result, str(bad), fragment)
+    for workers in (0, 1):  # checked before any DataLoader worker starts: a worker's error names no file
+        result = invoke(
+            train_main, ["evaluate", "-c", tiny_run("fod-depth") / "last.pt", "--data", bad, "-q", "--workers", workers]
+        )
+        assert_one_line_error(result, str(bad), fragment)
     result = invoke(data_main, ["export", "fod500", bad, "-o", tmp_path / "out"])
     assert_one_line_error(result, str(bad), fragment)
     assert not (tmp_path / "out").exists()

@@ -146,6 +146,9 @@ def inspect_source(path: str, weight: float = 1.0, ground_truth=TRAINING_GROUND_
         n = len(f)
         if n == 0:
             raise DatasetError(f"{path}: holds no complete scene")
+        # Training and evaluation read the camera values alone, never a whole record: checked here, in the
+        # main process (a DataLoader worker's error would not name the file).
+        f.check_cameras()
         camera = {name: float(f.read(name, 0)) if f.has(name) else None for name in schema.CAMERA_NAMES}  # DDFF-12 has no camera
         camera["focus_distances"] = [float(x) for x in f.read("focus_distance", 0)]
         camera["defocus_model"] = str(f.attrs.get("defocus_model", ""))
@@ -260,7 +263,6 @@ class FocalStackDataset(torch.utils.data.Dataset):
     def _scene_values(self, i: int) -> dict[str, np.ndarray | None]:
         if i not in self._values:
             f = self._file(i)
-            f.check_cameras()  # training and evaluation read these values alone, never a whole record
             # a camera the file lacks (DDFF-12) reads as NaN
             values: dict[str, np.ndarray | None] = {
                 name: f.read_all(name) if f.has(name) else np.full(len(f), np.nan, np.float32) for name in SCENE_VALUES
