@@ -179,32 +179,33 @@ def test_without_rendering_a_missing_or_short_file_is_refused_naming_it(tmp_path
 
 
 @pytest.mark.parametrize(
-    "extra, clash",
+    "extra, named",
     [
-        (["--samples", "64"], "--samples"),
+        (["--samples", "64"], "--samples"),  # the file sets it for one dataset
         (["--seed=3"], "--seed"),
-        (["--cycles-slices"], "--light-field"),  # the other half of the flag the experiment always passes
-        (["--out", "elsewhere.h5"], "--out"),
+        (["--cycles-slices"], "--cycles-slices"),  # the other half of the flag the experiment always passes
+        (["--f-number", "2"], "--f-number"),  # left to the preset by the file: it still changes the data
+        (["--workers", "2", "--sensor-noise", "0.01"], "--sensor-noise"),
+        (["-x"], "-x"),
     ],
 )
-def test_a_render_option_may_not_change_what_the_experiment_sets(tmp_path, extra, clash):
+def test_a_render_option_that_changes_the_data_is_refused_before_anything_runs(tmp_path, extra, named):
     """The file's name and the report describe the experiment's settings: an override would mislabel the data."""
     from focalstack.train.experiments import ExperimentRunner, RunOptions
     from focalstack.train.experiments.runner import ExperimentRunError
 
     exp = load_experiment(str(write(tmp_path, GOOD.replace("scenes = 1", "scenes = 1\nsamples = 8"))), "tiny")
-    runner = ExperimentRunner(exp, RunOptions(out=tmp_path / "run", data_dir=tmp_path / "data", render_args=extra))
-    with pytest.raises(ExperimentRunError, match=rf"render test: --render-option {clash} changes what the experiment"):
-        runner.render(exp.datasets["test"])
-    assert not (tmp_path / "data").exists() or not list((tmp_path / "data").iterdir())
+    with pytest.raises(ExperimentRunError, match=rf"^--render-option {named}: only options that say how to render pass"):
+        ExperimentRunner(exp, RunOptions(out=tmp_path / "run", render_args=extra))
+    assert not (tmp_path / "run").exists()
 
 
-def test_render_options_the_experiment_leaves_open_are_passed_on(tmp_path):
-    from focalstack.train.experiments.runner import _refuse_overriding
+def test_render_options_that_say_how_to_render_are_passed_on(tmp_path):
+    from focalstack.train.experiments import ExperimentRunner, RunOptions
 
     exp = load_experiment(str(write(tmp_path, GOOD)), "tiny")
-    for extra in (["--workers", "2"], ["--ray", "--ray-address=auto"], ["--samples-per-pixel-x"]):
-        _refuse_overriding(exp.datasets["train"], extra)  # raises on a clash; the last only starts like --samples
+    how = ["--workers", "2", "--threads=1", "--device", "cpu", "--ray", "--ray-timeout", "30", "--threads", "-1"]
+    assert ExperimentRunner(exp, RunOptions(out=tmp_path / "run", render_args=how)).opt.render_args == how
 
 
 def test_the_constant_goes_beside_any_depth_column_of_any_protocol(tmp_path):

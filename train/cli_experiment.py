@@ -37,9 +37,9 @@ from .checkpoint import CheckpointError
     "render_options",
     multiple=True,
     metavar="OPTION",
-    help="Passed to every focalstack-render call, e.g. --render-option=--workers --render-option=2. "
-    "Options the experiment file sets (--preset, --seed, --scenes, --resolution, --samples, ...) are refused: "
-    "change them in the file, so that the data's name and the report stay true.",
+    help="Passed to every focalstack-render call, e.g. --render-option=--workers --render-option=2. Only options "
+    "that say how to render pass (--workers, --device, --gpus, --threads, --ray and its options): what to render "
+    "is the experiment file's to say, so that the data's name and the report stay true.",
 )
 @click.option("--device", default="auto", show_default=True, help="Training and evaluation device: auto, cpu, cuda[:N].")
 @click.option(

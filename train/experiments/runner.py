@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -42,24 +43,29 @@ class Step:
     detail: dict = field(default_factory=dict)
 
 
-# Each of focalstack-render's two-way flags is one setting: --no-denoise overrides --denoise.
-_SAME_SETTING = {"--no-denoise": "--denoise", "--cycles-slices": "--light-field"}
+# focalstack-render's options that say how to render, not what: the only ones --render-option passes on (what
+# to render is the experiment file's, which names the data file and the report after it).
+RENDER_HOW = (
+    "--workers",
+    "--device",
+    "--gpus",
+    "--threads",
+    "--ray",
+    "--ray-gpus-per-task",
+    "--ray-scenes-per-task",
+    "--ray-timeout",
+)
 
 
-def _option_names(args: list[str]) -> set[str]:
-    names = {a.split("=", 1)[0] for a in args if a.startswith("--")}
-    return {_SAME_SETTING.get(n, n) for n in names}
-
-
-def _refuse_overriding(ds: DatasetSpec, render_args: list[str]) -> None:
-    """An extra render option may not change what the experiment file sets: the file's name and the report
-    would then describe other data than it holds."""
-    clash = sorted(_option_names(render_args) & _option_names([*ds.render_args(), "--out"]))
-    if clash:
-        raise ExperimentRunError(
-            f"render {ds.name}: --render-option {clash[0]} changes what the experiment file sets for this dataset; "
-            "set it in the file instead"
-        )
+def check_render_args(render_args: list[str]) -> None:
+    """ExperimentRunError naming the first option of ``render_args`` that is not one of ``RENDER_HOW``."""
+    for arg in render_args:
+        name = arg.split("=", 1)[0]
+        if (name.startswith("--") or re.fullmatch(r"-[A-Za-z]", name)) and name not in RENDER_HOW:
+            raise ExperimentRunError(
+                f"--render-option {name}: only options that say how to render pass ({', '.join(RENDER_HOW)}); "
+                "what to render is the experiment file's to say"
+            )
 
 
 @dataclass
@@ -75,6 +81,7 @@ class RunOptions:
 
 class ExperimentRunner:
     def __init__(self, experiment: Experiment, options: RunOptions, record_state: bool = True):
+        check_render_args(options.render_args)  # before anything renders, not when the dataset it harms does
         self.exp, self.opt = experiment, options
         self.record_state = record_state  # False: write no state.json (a training process of a parallel run)
         self.out = Path(options.out)
@@ -149,7 +156,6 @@ class ExperimentRunner:
                 {"file": str(path), "rendered": 0, "scenes": ds.scenes, "checked": "scene count only (rendering off)"},
             )
             return
-        _refuse_overriding(ds, self.opt.render_args)
         cmd = [sys.executable, "-m", "focalstack.render", *ds.render_args(), "--out", str(path), *self.opt.render_args]
         self._log(f"render {ds.name}: {' '.join(cmd[3:])}")
         done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None if self.opt.progress else subprocess.PIPE, text=True)
