@@ -323,7 +323,7 @@ def export_fod500(
         raise DatasetError(f"--layout {layout!r}: expected one of {', '.join(LAYOUTS)}")
     from .reader import FocalStackFile
 
-    folder = Path(folder)
+    folder = Path(folder).absolute()  # '-o .' has a name and a parent only as an absolute path
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise DatasetError(f"{folder}: exists and is not an empty folder; export into a new or empty one")
     if not folder.parent.is_dir():

@@ -134,7 +134,7 @@ def salvage(source: str | os.PathLike, out: str | os.PathLike) -> SalvageReport:
 
 
 def _refuse_useless(report: SalvageReport, scratch: Path) -> None:
-    """No file of no scenes, nor one that is not a valid focalstack file, is handed out as a rescue."""
+    """No file of no scenes, nor one whose header or datasets are not a focalstack file's, is handed out as a rescue."""
     from .validate import validate_file  # validate reads files through the reader: import when salvaging
 
     if not report.kept:
@@ -145,7 +145,7 @@ def _refuse_useless(report: SalvageReport, scratch: Path) -> None:
         )
         raise DatasetError(f"{report.source}: no complete scene is intact ({why}); nothing salvaged")
     check = validate_file(scratch)
-    if not check.valid:
+    if not check.readable:  # its structure; a scene's content (a bad camera, say) is validate's to report
         raise DatasetError(f"{report.source}: its intact scenes do not make a valid file ({check.problems[0]}); nothing salvaged")
 
 

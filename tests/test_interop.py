@@ -258,6 +258,17 @@ def test_export_warns_when_the_file_is_not_fod500_like_and_refuses_a_full_folder
     assert stat.S_IMODE((tmp_path / "empty").stat().st_mode) == 0o750
 
 
+def test_export_into_the_current_empty_folder(tmp_path, monkeypatch):
+    """'-o .' ended in 'Invalid argument: .' (the folder is replaced by its absolute path's name)."""
+    src = fx.write_file(tmp_path / "small.h5", 1)
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    result = run("export", "fod500", src, "-o", ".")
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "here").glob("000000_*All.tif"))) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["here", "small.h5"]
+
+
 # -- import ddff12 ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def ddff_file(tmp_path_factory):

@@ -368,3 +368,17 @@ def test_an_output_folder_it_may_not_write_in_is_one_line(tmp_path, monkeypatch)
     result, text = run(["--scenes", "1", "--resolution", "8", "--samples", "1", "--out", str(out)])
     assert_one_line_error(result, text, f"Permission denied: '{out}.lock'")
     assert not out.exists()
+
+
+@pytest.mark.blender
+def test_a_light_field_wider_than_blender_renders_is_one_line_naming_the_way_out(tmp_path):
+    """The views lie side by side in one image: 16 views of a 17000 px wide frame need about 70000 px."""
+    import subprocess
+    import sys
+
+    args = ["--scenes", "1", "--resolution", "17000x4", "--samples", "1", "--light-field", "--out", str(tmp_path / "lf.h5")]
+    done = subprocess.run([sys.executable, "-m", "focalstack.render", *args], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: light field: 16 views of ") and "beyond Blender's 65536" in last, done.stderr
+    assert "--cycles-slices" in last and "Traceback" not in done.stderr

@@ -273,3 +273,18 @@ def test_the_log_says_which_epochs_became_best_pt_by_validation_loss(tmp_path):
         assert line.endswith("; saved as best.pt (lowest val loss so far)") == became_best, line
         kinds.add(became_best)
     assert kinds == {True, False}
+
+
+def test_validation_without_usable_depth_says_so_in_the_log(tmp_path):
+    """A validation file whose depth is all NaN left the RMSE None, and the epoch line crashed formatting it."""
+    import shutil
+
+    import h5py
+
+    val = tmp_path / "no-depth.h5"
+    shutil.copy(synthetic_file("fit-train", 6, 32, 21), val)
+    with h5py.File(val, "r+") as f:
+        f["depth"][...] = np.nan
+    result = fit(cfg(tmp_path, epochs=1, vgg_weights=None, val_data=[str(val)]))
+    assert result.history[0]["val_depth_rmse"] is None
+    assert "val depth RMSE -;" in (result.out / "train.log").read_text()

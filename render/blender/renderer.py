@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import guides, lightfield
-from ..config import ConfigError, RenderSettings
+from ..config import BLENDER_PIXELS, ConfigError, RenderSettings
 from ..scene import SceneDescription
 from .build import add_scene_content
 from .exr import read_denoised, read_exr_passes, write_denoiser_exr
@@ -339,6 +339,12 @@ class BlenderRenderer:
         slice's own rays."""
         settings = self.settings
         layout = lightfield.LightFieldLayout.for_camera(desc.camera, settings.light_field_views)
+        if max(layout.image_size) > BLENDER_PIXELS[1]:  # the views lie side by side in one Blender image
+            raise ConfigError(
+                f"light field: {settings.light_field_views} views of {layout.view_size[0]} x {layout.view_size[1]} px "
+                f"need an image of {layout.image_size[0]} x {layout.image_size[1]} px, beyond Blender's "
+                f"{BLENDER_PIXELS[1]}: render fewer views, a smaller --resolution, or --cycles-slices"
+            )
         if self._plan is None or self._plan.layout != layout:
             self._plan = None  # free the old plan before building the new one
             self._plan = lightfield.SlicePlan(layout)
