@@ -208,6 +208,43 @@ def test_render_options_that_say_how_to_render_are_passed_on(tmp_path):
     assert ExperimentRunner(exp, RunOptions(out=tmp_path / "run", render_args=how)).opt.render_args == how
 
 
+def test_without_rendering_a_file_of_other_settings_or_not_a_focalstack_file_is_refused(tmp_path):
+    """--no-render checked the scene count alone: a 16-sample file passed for a 4-sample dataset."""
+    import dataset_fixtures as fx
+
+    from focalstack.train.experiments import ExperimentRunner, RunOptions
+    from focalstack.train.experiments.runner import ExperimentRunError
+
+    exp = load_experiment(str(write(tmp_path, GOOD.replace("scenes = 1", "scenes = 1\nsamples = 4"))), "tiny")
+    ds = exp.datasets["test"]
+    runner = ExperimentRunner(exp, RunOptions(out=tmp_path / "run", data_dir=tmp_path / "data", render=False))
+    path = runner.dataset_path("test")
+    path.parent.mkdir()
+    (tmp_path / "run").mkdir()
+    right = fx.make_config(preset="test-shape", seed=0, width=32, height=32, samples=4, slices="cycles")
+    for change, why in [
+        ({"samples": 16}, "samples = 16; the experiment asks for 4"),
+        ({"seed": 3}, "seed = 3; the experiment asks for 0"),
+        ({"slices": "light_field"}, "slices = 'light_field'; the experiment asks for 'cycles'"),
+        ({"preset": "fod500"}, "preset = 'fod500'; the experiment asks for 'test-shape'"),
+    ]:
+        path.unlink(missing_ok=True)
+        fx.write_file(path, 1, height=32, width=32, attrs=fx.make_attrs({**right, **change}))
+        with pytest.raises(ExperimentRunError, match=f"render test: .*{ds.file_name()} was rendered with {why}"):
+            runner.render(ds)
+    path.unlink()
+    fx.write_file(path, 1, height=32, width=24, attrs=fx.make_attrs(right))
+    with pytest.raises(ExperimentRunError, match="was rendered with images of 24 x 32 px; the experiment asks for 32 x 32"):
+        runner.render(ds)
+    path.unlink()
+    fx.write_file(path, 1, height=32, width=32, attrs=fx.make_attrs(right))
+    runner.render(ds)  # the settings it asks for: reused
+    assert runner.steps[-1].action == "reused" and runner.steps[-1].detail["checked"] == "scene count and render settings"
+    path.write_text("not HDF5")
+    with pytest.raises(ExperimentRunError, match=f"render test: {path}: "):
+        runner.render(ds)
+
+
 def test_the_constant_goes_beside_any_depth_column_of_any_protocol(tmp_path):
     from focalstack.train.experiments.runner import _scores_depth
 

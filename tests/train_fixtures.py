@@ -94,7 +94,7 @@ def write_synthetic(
             "synthetic": True,
             "size": size,
             "focus": list(focus),
-            "seed": seed,
+            "generator_seed": seed,  # not a render's "seed": these files stand in for an experiment's renders
             "depth_range": list(depth_range),
             **camera,
         },

@@ -46,8 +46,8 @@ from .checkpoint import CheckpointError
     "--no-render",
     is_flag=True,
     help="Render nothing: use the files in --data-dir as they are, refused when one holds fewer scenes than "
-    "the experiment asks (a machine without Blender, with files rendered elsewhere: "
-    "focalstack-data pack/unpack carries them).",
+    "the experiment asks or was rendered with other settings than it asks (a machine without Blender, with "
+    "files rendered elsewhere: focalstack-data pack/unpack carries them).",
 )
 @click.option(
     "--parallel",

@@ -144,16 +144,22 @@ class ExperimentRunner:
         before = _complete_scenes(path)
         if not self.opt.render:
             if before < ds.scenes:
+                unreadable = _unreadable(path)
                 raise ExperimentRunError(
-                    f"render {ds.name}: {path} holds {before} of its {ds.scenes} scenes, and "
+                    f"render {ds.name}: {unreadable}"
+                    if unreadable
+                    else f"render {ds.name}: {path} holds {before} of its {ds.scenes} scenes, and "
                     "rendering is off (--no-render): render it where Blender runs"
                 )
+            mismatch = _settings_mismatch(ds, path)
+            if mismatch:  # rendering would refuse to extend it; without rendering, nothing else would notice
+                raise ExperimentRunError(f"render {ds.name}: {path} was rendered with {mismatch}")
             self._step(
                 "render",
                 ds.name,
                 "reused",
                 t,
-                {"file": str(path), "rendered": 0, "scenes": ds.scenes, "checked": "scene count only (rendering off)"},
+                {"file": str(path), "rendered": 0, "scenes": ds.scenes, "checked": "scene count and render settings"},
             )
             return
         cmd = [sys.executable, "-m", "focalstack.render", *ds.render_args(), "--out", str(path), *self.opt.render_args]
@@ -365,6 +371,47 @@ def _complete_scenes(path: Path) -> int:
             return len(f)
     except Exception:  # noqa: BLE001 - an unreadable file is the renderer's to refuse, with its own message
         return 0
+
+
+def _unreadable(path: Path) -> str | None:
+    """Why an existing ``path`` is not a focalstack file, or None (missing or readable)."""
+    if not path.exists():
+        return None
+    try:
+        with FocalStackFile(path) as f:
+            len(f)
+    except Exception as exc:  # noqa: BLE001 - any reason is the answer
+        return " ".join(str(exc).split()) or type(exc).__name__
+    return None
+
+
+def _settings_mismatch(ds: DatasetSpec, path: Path) -> str | None:
+    """What of the render settings the experiment asks for ``ds`` the file's stored config contradicts, or None.
+    Settings the experiment leaves to the preset are the preset's business and not compared."""
+    from focalstack.dataset import DatasetError
+
+    try:
+        with FocalStackFile(path) as f:
+            config, (height, width) = f.config, f.image_size
+    except DatasetError as exc:
+        return f"no render settings to compare ({exc})"
+    if (width, height) != (ds.resolution, ds.resolution):  # the images themselves, whatever the config says
+        return f"images of {width} x {height} px; the experiment asks for {ds.resolution} x {ds.resolution}"
+    asked: dict[str, object] = {"seed": ds.seed, "slices": "light_field" if ds.light_field else "cycles"}
+    if not ds.preset.endswith(".toml"):
+        asked["preset"] = ds.preset
+    if ds.samples is not None:
+        asked["samples"] = ds.samples
+    if ds.denoise is not None:
+        asked["denoise"] = ds.denoise
+    for key, want in asked.items():
+        if key in config and config[key] != want:  # a key the file does not record is not contradicted
+            return f"{key} = {config[key]!r}; the experiment asks for {want!r}"
+    if ds.focus_distances and "focus_distances" in config:
+        have = [float(x) for x in config.get("focus_distances") or []]
+        if len(have) != len(ds.focus_distances) or any(abs(a - b) > 1e-9 for a, b in zip(have, ds.focus_distances)):
+            return f"focus_distances = {have}; the experiment asks for {list(ds.focus_distances)}"
+    return None
 
 
 def _stamp(path: Path) -> str:
