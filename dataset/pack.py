@@ -156,7 +156,13 @@ def pack_file(
                 stats.codecs[name] = codec
                 order.append(name)
                 brief = brief_descriptions and name == "scene"
-                packed = _pack_dataset(ds, rows, codec, data, f"{source}: {name!r}", stats, brief)
+                try:
+                    packed = _pack_dataset(ds, rows, codec, data, f"{source}: {name!r}", stats, brief)
+                except OSError as exc:  # a chunk that fails its checksum or cannot be decoded
+                    raise DatasetError(
+                        f"{source}: {name!r} cannot be read: damaged ({' '.join(str(exc).split())}); "
+                        "`focalstack-data salvage` copies the intact scenes"
+                    ) from None
                 _copy_attrs(ds, packed)
                 packed.attrs[_LAYOUT] = _layout(ds, codec)
             p.attrs["order"] = json.dumps(order)

@@ -207,3 +207,19 @@ def test_a_damaged_pack_is_one_line_and_leaves_nothing(tmp_path):
     with pytest.raises(Exception, match="damaged or not a pack this reads"):
         unpack_file(tmp_path / "a.pack.h5", tmp_path / "b.h5")
     assert not (tmp_path / "b.h5").exists() and not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_damaged_chunk_is_one_error_naming_file_and_dataset_and_no_pack_is_left(tmp_path):
+    from focalstack.dataset.schema import DatasetError
+
+    path = fx.write_file(tmp_path / "good.h5", 3, height=32, width=32)
+    with h5py.File(path) as f:
+        info = f["depth"].id.get_chunk_info_by_coord((1, 0, 0))
+    with open(path, "r+b") as fh:  # flip a byte inside scene 1's depth chunk: its checksum fails
+        fh.seek(info.byte_offset + info.size // 2)
+        byte = fh.read(1)
+        fh.seek(info.byte_offset + info.size // 2)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(DatasetError, match=r"good.h5: 'depth' cannot be read: damaged \(.*\); `focalstack-data salvage`"):
+        pack_file(path, tmp_path / "good.pack.h5")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.h5"]

@@ -448,3 +448,16 @@ def test_predict_refuses_non_finite_numbers_naming_the_option(tmp_path, args, op
     result = run(["predict", "-c", tiny_run("fod") / "best.pt", folder, "-o", tmp_path / "out", *args])
     assert_one_line_error(result, option)
     assert not (tmp_path / "out").exists()
+
+
+def test_predict_at_a_width_whose_images_do_not_fit_in_memory_is_one_line(monkeypatch):
+    """--width 100000 ended in OpenCV's 'Insufficient memory' traceback."""
+    from focalstack.train import predict as predict_module
+
+    def no_memory(*args, **kwargs):
+        raise cv2.error("OpenCV(4) error: (-4:Insufficient memory) Failed to allocate 120000000000 bytes")
+
+    monkeypatch.setattr(predict_module.cv2, "resize", no_memory)
+    expected = r"^--width 100000: 2 images of 100000 x 100000 px do not fit in memory \(the images are 24 px"
+    with pytest.raises(ValueError, match=expected):
+        predict_module.resize_stack(np.zeros((2, 3, 24, 24), np.uint8), 100000)

@@ -154,8 +154,13 @@ def resize_stack(stack: np.ndarray, width: int) -> np.ndarray:
     height = max(1, round(h * width / w))
     if (height, width) == (h, w):
         return stack
-    frames = [cv2.resize(im.transpose(1, 2, 0), (width, height), interpolation=cv2.INTER_AREA) for im in stack]
-    return np.stack(frames).transpose(0, 3, 1, 2).copy()
+    try:
+        frames = [cv2.resize(im.transpose(1, 2, 0), (width, height), interpolation=cv2.INTER_AREA) for im in stack]
+        return np.stack(frames).transpose(0, 3, 1, 2).copy()
+    except (cv2.error, MemoryError):  # OpenCV reports a failed allocation as its own error
+        raise ValueError(
+            f"--width {width}: {len(stack)} images of {width} x {height} px do not fit in memory (the images are {w} px wide)"
+        ) from None
 
 
 def outputs_at_size(out: dict[str, np.ndarray], size: tuple[int, int]) -> dict[str, np.ndarray]:
