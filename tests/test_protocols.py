@@ -536,3 +536,7 @@ def test_subset_rows_say_their_stack_size_and_order(tmp_path):
     labels = [(r["setting"], r["stack_size"], r["order"]) for r in result.rows]
     assert labels == [("All", None, None), ("All", 2, "sorted"), ("All", 2, "random"), ("All", 5, "sorted"), ("All", 5, "random")]
     assert all(r["depth_mse"] == pytest.approx(0.25) for r in result.rows)
+    from focalstack.train.results import markdown_table
+
+    table = markdown_table(result.rows)
+    assert "None" not in table and "| All | - | - |" in table and "| All | 2 | sorted |" in table
