@@ -21,7 +21,10 @@ def atomic_path(path: str | os.PathLike, *, fsync: bool = False) -> Iterator[Pat
     ``fsync`` its contents are flushed to disk before the rename (checkpoints: a power cut keeps one).
     """
     path = Path(path)
-    fd, name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        fd, name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    except OSError as exc:  # name the file asked for, not the temporary one
+        raise OSError(exc.errno, f"cannot write {path} ({exc.strerror})") from None
     os.close(fd)
     tmp = Path(name)
     try:

@@ -455,3 +455,18 @@ def test_a_scene_with_an_impossible_camera_is_refused_by_every_reader_naming_fil
     result = invoke(data_main, ["export", "fod500", bad, "-o", tmp_path / "out"])
     assert_one_line_error(result, str(bad), fragment)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_folder_it_may_not_write_in_is_named_by_the_file_asked_for(tmp_path, monkeypatch):
+    """The error named the temporary file (x.h5.r7oe_7yb.tmp). Tests run as root, where every folder is
+    writable: the temporary file's creation is made to fail as it would."""
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "x.h5.abc123.tmp"))
+
+    source = synthetic_file("robust-salvage", 2, 32, 4)
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    result = invoke(data_main, ["salvage", source, "-o", tmp_path / "x.h5"])
+    assert_one_line_error(result, f"cannot write {tmp_path / 'x.h5'} (Permission denied)")
+    assert ".tmp" not in result.output

@@ -441,6 +441,14 @@ def test_config_check_refuses_non_finite_numbers_given_from_python():
         (["-f", "0.1,0.3", "--refocus", "inf"], "--refocus"),
         (["-f", "0.1,0.3", "--refocus", "0.5", "--f-number", "nan"], "--f-number"),
         (["-f", "0.1,0.3", "--refocus", "0.5", "--focal-length-mm", "inf"], "--focal-length-mm"),
+        (["-f", ""], "--focus-distances ''"),  # not a request for the checkpoint's distances
+        # distances within the training camera's 2.9 mm focal length (no lens focuses there)
+        (["-f", "0.002,0.3"], "--focus-distances 0.002: within the camera's focal length (2.9 mm)"),
+        (["-f", "0.1,0.3", "--refocus", "0.001"], "--refocus 0.001: within the camera's focal length (2.9 mm)"),
+        (
+            ["-f", "0.1,0.3", "--refocus", "0.004", "--focal-length-mm", "5"],
+            "--refocus 0.004: within the camera's focal length (5 mm)",
+        ),
     ],
 )
 def test_predict_refuses_non_finite_numbers_naming_the_option(tmp_path, args, option):

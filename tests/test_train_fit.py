@@ -288,3 +288,18 @@ def test_validation_without_usable_depth_says_so_in_the_log(tmp_path):
     result = fit(cfg(tmp_path, epochs=1, vgg_weights=None, val_data=[str(val)]))
     assert result.history[0]["val_depth_rmse"] is None
     assert "val depth RMSE -;" in (result.out / "train.log").read_text()
+
+
+def test_weights_holding_nan_are_refused_by_every_reader(tmp_path):
+    """Weights saved by a run that diverged: --init blamed the learning rate, evaluate printed NaN metrics."""
+    from train_fixtures import tiny_run
+
+    ckpt = torch.load(tiny_run("fod") / "last.pt", map_location="cpu", weights_only=True)
+    name = next(k for k, v in ckpt["model"].items() if v.is_floating_point())
+    ckpt["model"][name] = torch.full_like(ckpt["model"][name], float("nan"))
+    bad = tmp_path / "nan.pt"
+    torch.save(ckpt, bad)
+    with pytest.raises(CheckpointError, match=rf"nan.pt: 1 weight tensor\(s\) hold NaN or infinite values \(e.g. {name}\)"):
+        model_from_checkpoint(load_checkpoint(bad), bad)
+    with pytest.raises(CheckpointError, match="hold NaN or infinite values"):
+        fit(cfg(tmp_path, "from-nan", epochs=1, vgg_weights=None, init=str(bad)))

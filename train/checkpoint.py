@@ -107,7 +107,7 @@ def model_from_checkpoint(
 
 
 def check_weights(model: torch.nn.Module, state: dict, path, arch: str) -> None:
-    """CheckpointError unless ``state`` has exactly ``model``'s tensors, each of its shape."""
+    """CheckpointError unless ``state`` has exactly ``model``'s tensors, each of its shape, all finite."""
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -121,6 +121,9 @@ def check_weights(model: torch.nn.Module, state: dict, path, arch: str) -> None:
         if wrong:
             parts.append(f"{len(wrong)} of another shape (e.g. {wrong[0]})")
         raise CheckpointError(f"{path}: weights do not fit architecture {arch!r}: {'; '.join(parts)} tensors")
+    broken = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:  # a run that diverged saved them: every output would be NaN
+        raise CheckpointError(f"{path}: {len(broken)} weight tensor(s) hold NaN or infinite values (e.g. {broken[0]})")
 
 
 # What a weights-only checkpoint keeps of a training checkpoint: enough to rebuild, run and describe the

@@ -237,7 +237,7 @@ def predict(
     """
     set_threads(threads)
     distances = None
-    if focus_distances:
+    if focus_distances is not None:  # -f "" is a mistake, not a request for the checkpoint's distances
         distances = parse_numbers(focus_distances, "--focus-distances", positive=True, unit="metres")
     written = run_predict(
         checkpoint,

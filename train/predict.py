@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from focalstack.dataset.numbers import is_finite_number
-from focalstack.dataset.optics import blur_diameter_px
+from focalstack.dataset.optics import beyond_focal_length, blur_diameter_px
 
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .device import autocast, resolve_amp, resolve_device
@@ -214,6 +214,19 @@ def _check_arguments(focus_distances, refocus_distances, tile, camera, width=Non
         raise ValueError(f"--width {width!r}: expected a number of pixels, at least 8")
 
 
+def _check_beyond_the_lens(focus_distances, refocus_distances, focal_length_mm: float | None) -> None:
+    """ValueError naming the option of a distance no lens of the camera's focal length focuses at."""
+    if focal_length_mm is None:  # a camera without a model (DDFF-12's): nothing to compare with
+        return
+    for option, values in (("--focus-distances", focus_distances), ("--refocus", refocus_distances)):
+        for value in values:
+            if not beyond_focal_length(value, focal_length_mm):
+                raise ValueError(
+                    f"{option} {value:g}: within the camera's focal length ({focal_length_mm:g} mm); "
+                    "expected a distance beyond it, in metres"
+                )
+
+
 def _read_stack(files: list[Path], focus_distances: list[float] | None, trained: dict) -> tuple[np.ndarray, list]:
     """The images as (S, 3, H, W) float32 and one focus distance per image (the checkpoint's by default)."""
     if focus_distances is None:
@@ -258,13 +271,14 @@ def predict(
     od = Path(out_dir)
     _check_out_dir(od, files, overwrite)
     trained = dict(ckpt.get("camera", {}))
+    cam = {k: trained.get(k) for k in ("f_number", "focal_length_mm", "sensor_width_mm")}
+    cam.update({k: v for k, v in (camera or {}).items() if v is not None})
     stack, focus_distances = _read_stack(files, focus_distances, trained)
+    _check_beyond_the_lens(focus_distances, refocus_distances, cam["focal_length_mm"])
     h, w = stack.shape[-2:]
     focus = norm.focus(torch.tensor(focus_distances, dtype=torch.float32)[None])
     work = stack if width is None else resize_stack(stack, width)
     out = outputs_at_size(run_tiled(model, torch.from_numpy(work)[None], focus, dev, amp_dtype, tile), (h, w))
-    cam = {k: trained.get(k) for k in ("f_number", "focal_length_mm", "sensor_width_mm")}
-    cam.update({k: v for k, v in (camera or {}).items() if v is not None})
     if refocus_distances and "aif" not in out:
         raise ValueError(f"--refocus needs a model with an AiF branch; {checkpoint} is {ckpt['arch']!r}")
     missing = [k for k, v in cam.items() if v is None]
