@@ -141,6 +141,7 @@ def estimated_bundle_bytes(exp) -> int:
 def prepare(args) -> int:
     from focalstack.dataset.pack import SUFFIX, pack_file, pack_name
     from focalstack.train.experiments import ExperimentRunner, RunOptions, load_experiment
+    from focalstack.train.experiments.runner import settings_mismatch
 
     exp = load_experiment(EXPERIMENT, args.scale)
     manifest_path = args.bundle / "manifest.json"
@@ -162,6 +163,11 @@ def prepare(args) -> int:
     data.mkdir(parents=True, exist_ok=True)
     for name in runner._datasets_needed():
         runner.render(exp.datasets[name])
+        # run (--no-render) refuses a file whose settings differ from the experiment's: find out here, not on the GPU
+        mismatch = settings_mismatch(exp.datasets[name], runner.dataset_path(name))
+        if mismatch:
+            print(f"error: {runner.dataset_path(name)} was rendered with {mismatch}", file=sys.stderr)
+            return 1
     args.bundle.mkdir(parents=True, exist_ok=True)
     # run unpacks every pack in the bundle: one left from another scale or scene count would travel too
     wanted = {pack_name(runner.dataset_path(name)) for name in runner._datasets_needed()}

@@ -156,13 +156,7 @@ def pack_file(
                 stats.codecs[name] = codec
                 order.append(name)
                 brief = brief_descriptions and name == "scene"
-                try:
-                    packed = _pack_dataset(ds, rows, codec, data, f"{source}: {name!r}", stats, brief)
-                except OSError as exc:  # a chunk that fails its checksum or cannot be decoded
-                    raise DatasetError(
-                        f"{source}: {name!r} cannot be read: damaged ({' '.join(str(exc).split())}); "
-                        "`focalstack-data salvage` copies the intact scenes"
-                    ) from None
+                packed = _pack_dataset(ds, rows, codec, data, f"{source}: {name!r}", stats, brief)
                 _copy_attrs(ds, packed)
                 packed.attrs[_LAYOUT] = _layout(ds, codec)
             p.attrs["order"] = json.dumps(order)
@@ -187,12 +181,23 @@ def _brief(text: str, where: str) -> str:
     return json.dumps(description)
 
 
+def _read(ds: h5py.Dataset, selection, where: str) -> np.ndarray:
+    """``ds[selection]``; a chunk that fails its checksum or cannot be decoded is a DatasetError naming it
+    (only reads: an error writing the pack, a full disk say, is not the source's damage)."""
+    try:
+        return ds[selection]
+    except OSError as exc:
+        raise DatasetError(
+            f"{where} cannot be read: damaged ({' '.join(str(exc).split())}); `focalstack-data salvage` copies the intact scenes"
+        ) from None
+
+
 def _pack_dataset(
     ds: h5py.Dataset, rows: np.ndarray, codec: str, data: h5py.Group, where: str, stats: PackStats, brief: bool = False
 ) -> h5py.Dataset:
     name = ds.name.lstrip("/")
     if codec == "json-lzma":
-        texts = [v.decode() if isinstance(v, bytes) else str(v) for v in ds[rows]] if len(rows) else []
+        texts = [v.decode() if isinstance(v, bytes) else str(v) for v in _read(ds, rows, where)] if len(rows) else []
         if brief:
             texts = [_brief(t, f"{where} scene {row}") for t, row in zip(texts, rows)]
         blob = np.frombuffer(lzma.compress(json.dumps(texts).encode()), dtype=np.uint8)
@@ -201,13 +206,13 @@ def _pack_dataset(
         middle = ds.shape[1:-3]
         out = data.create_dataset(name, shape=(len(rows), *middle), dtype=h5py.vlen_dtype(np.uint8))
         for k, row in enumerate(rows):
-            scene = ds[row]
+            scene = _read(ds, row, where)
             for index in np.ndindex(*middle):
                 out[(k, *index)] = _encode_webp(scene[index], f"{where} scene {row}")
         return out
     chunks = (1, *ds.shape[1:]) if ds.ndim > 1 else None
     if codec == "float16":
-        values = ds[rows] if len(rows) else np.zeros((0, *ds.shape[1:]), ds.dtype)
+        values = _read(ds, rows, where) if len(rows) else np.zeros((0, *ds.shape[1:]), ds.dtype)
         finite = np.isfinite(values)
         if finite.any() and np.abs(values[finite]).max() > FLOAT16_MAX:
             raise DatasetError(
@@ -219,7 +224,7 @@ def _pack_dataset(
         rel = err / np.maximum(np.abs(values[finite]), np.finfo(np.float32).tiny)
         stats.float16_error[name] = {"max_abs": float(err.max(initial=0.0)), "max_rel": float(rel.max(initial=0.0))}
         return data.create_dataset(name, data=half, chunks=chunks if len(rows) else None, **(_GZIP9 if len(rows) else {}))
-    values = ds[rows] if len(rows) else np.zeros((0, *ds.shape[1:]), ds.dtype)
+    values = _read(ds, rows, where) if len(rows) else np.zeros((0, *ds.shape[1:]), ds.dtype)
     return data.create_dataset(
         name, data=values, chunks=chunks if len(rows) and ds.ndim > 1 else None, **(_GZIP9 if len(rows) else {})
     )

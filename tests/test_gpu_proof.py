@@ -347,6 +347,14 @@ def test_prepare_renders_every_dataset_with_the_blur_of_its_preset_and_packs_it(
     assert proof.main(["prepare", "--bundle", str(tmp_path / "bundle"), "--scale", "tiny", "--quiet"]) == 1
     assert "over the 64 MiB a device call carries: fewer scenes (no manifest written)" in capsys.readouterr().err
     assert not (tmp_path / "bundle" / "manifest.json").exists()
+    # a file that run (--no-render) would refuse on the device is refused here, before packing
+    import focalstack.train.experiments.runner as runner_module
+
+    monkeypatch.setattr(proof, "_tree_bytes", lambda: 0)
+    monkeypatch.setattr(runner_module, "settings_mismatch", lambda ds, path: "seed = 3; the experiment asks for 0")
+    assert proof.main(["prepare", "--bundle", str(tmp_path / "bundle"), "--scale", "tiny", "--quiet"]) == 1
+    assert "was rendered with seed = 3; the experiment asks for 0" in capsys.readouterr().err
+    assert not (tmp_path / "bundle" / "manifest.json").exists()
 
 
 def test_prepare_refuses_a_bundle_that_would_not_fit_before_rendering_anything(tmp_path, monkeypatch, capsys):

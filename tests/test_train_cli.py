@@ -469,3 +469,11 @@ def test_predict_at_a_width_whose_images_do_not_fit_in_memory_is_one_line(monkey
     expected = r"^--width 100000: 2 images of 100000 x 100000 px do not fit in memory \(the images are 24 px"
     with pytest.raises(ValueError, match=expected):
         predict_module.resize_stack(np.zeros((2, 3, 24, 24), np.uint8), 100000)
+
+
+def test_predict_checks_the_checkpoints_own_distances_against_no_other_lens(tmp_path):
+    """--focal-length-mm is the refocusing camera's: with -f left out, the checkpoint's distances (from 0.1 m)
+    were refused as within a 200 mm lens."""
+    folder = _png_folder(tmp_path / "photos", n=5, h=24, w=24)
+    result = run(["predict", "-c", tiny_run("fod") / "best.pt", folder, "-o", tmp_path / "out", "--focal-length-mm", 200])
+    assert result.exit_code == 0, result.output

@@ -303,3 +303,29 @@ def test_weights_holding_nan_are_refused_by_every_reader(tmp_path):
         model_from_checkpoint(load_checkpoint(bad), bad)
     with pytest.raises(CheckpointError, match="hold NaN or infinite values"):
         fit(cfg(tmp_path, "from-nan", epochs=1, vgg_weights=None, init=str(bad)))
+
+
+def test_exported_half_weights_keep_a_tensor_beyond_float16_in_float32_and_refuse_nan(tmp_path):
+    """t.half() turns values above 65504 into inf, and every reader refuses inf: the GPU run's export would have
+    come back unloadable."""
+    from train_fixtures import tiny_run
+
+    from focalstack.train.checkpoint import export_weights
+
+    ckpt = torch.load(tiny_run("fod") / "last.pt", map_location="cpu", weights_only=True)
+    name = next(k for k, v in ckpt["model"].items() if v.is_floating_point() and v.numel() > 1)
+    ckpt["model"][name] = ckpt["model"][name].clone().contiguous()
+    ckpt["model"][name].view(-1)[0] = 1e5
+    big = tmp_path / "big.pt"
+    torch.save(ckpt, big)
+    export_weights(big, tmp_path / "half.pt", half=True)
+    exported = load_checkpoint(tmp_path / "half.pt")
+    assert exported["model"][name].dtype == torch.float32 and exported["model"][name].reshape(-1)[0] == 1e5
+    assert all(v.dtype == torch.float16 for k, v in exported["model"].items() if k != name and v.is_floating_point())
+    model, _ = model_from_checkpoint(exported, tmp_path / "half.pt")  # loads, into float32
+    assert model.state_dict()[name].reshape(-1)[0] == 1e5
+    ckpt["model"][name].view(-1)[1] = float("nan")
+    torch.save(ckpt, big)
+    with pytest.raises(CheckpointError, match=rf"big.pt: 1 weight tensor\(s\) hold NaN or infinite values \(e.g. {name}\)"):
+        export_weights(big, tmp_path / "nan.pt", half=True)
+    assert not (tmp_path / "nan.pt").exists()

@@ -106,6 +106,11 @@ def model_from_checkpoint(
     return model, Norm.from_dict(ckpt["norm"])
 
 
+def non_finite_tensors(state: dict) -> list[str]:
+    """Names of the floating-point tensors of ``state`` that hold NaN or inf."""
+    return [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
 def check_weights(model: torch.nn.Module, state: dict, path, arch: str) -> None:
     """CheckpointError unless ``state`` has exactly ``model``'s tensors, each of its shape, all finite."""
     own = model.state_dict()
@@ -121,7 +126,7 @@ def check_weights(model: torch.nn.Module, state: dict, path, arch: str) -> None:
         if wrong:
             parts.append(f"{len(wrong)} of another shape (e.g. {wrong[0]})")
         raise CheckpointError(f"{path}: weights do not fit architecture {arch!r}: {'; '.join(parts)} tensors")
-    broken = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    broken = non_finite_tensors(state)
     if broken:  # a run that diverged saved them: every output would be NaN
         raise CheckpointError(f"{path}: {len(broken)} weight tensor(s) hold NaN or infinite values (e.g. {broken[0]})")
 
@@ -161,7 +166,17 @@ def export_weights(
     size32 = sum(t.numel() * 4 for t in tensors.values() if t.is_floating_point())
     if half is None:
         half = max_bytes is not None and size32 > max_bytes
-    out["model"] = {k: (t.half() if half and t.is_floating_point() else t) for k, t in tensors.items()}
+    broken = non_finite_tensors(tensors)
+    if broken:  # every reader would refuse the file: say so here, where the weights come from
+        raise CheckpointError(f"{src}: {len(broken)} weight tensor(s) hold NaN or infinite values (e.g. {broken[0]})")
+
+    def narrowed(t: torch.Tensor) -> torch.Tensor:
+        # A value beyond float16's range would become inf and every reader would refuse the file: such a
+        # tensor stays float32 (it loads into the network all the same).
+        h = t.half()
+        return h if bool(torch.isfinite(h).all()) else t
+
+    out["model"] = {k: (narrowed(t) if half and t.is_floating_point() else t) for k, t in tensors.items()}
     out["weights_only"] = True
     out["weights_dtype"] = "float16" if half else "float32"
     if extra:

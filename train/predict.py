@@ -157,7 +157,9 @@ def resize_stack(stack: np.ndarray, width: int) -> np.ndarray:
     try:
         frames = [cv2.resize(im.transpose(1, 2, 0), (width, height), interpolation=cv2.INTER_AREA) for im in stack]
         return np.stack(frames).transpose(0, 3, 1, 2).copy()
-    except (cv2.error, MemoryError):  # OpenCV reports a failed allocation as its own error
+    except (cv2.error, MemoryError) as exc:
+        if isinstance(exc, cv2.error) and "Insufficient memory" not in str(exc):  # OpenCV's own failed allocation
+            raise
         raise ValueError(
             f"--width {width}: {len(stack)} images of {width} x {height} px do not fit in memory (the images are {w} px wide)"
         ) from None
@@ -215,7 +217,8 @@ def _check_arguments(focus_distances, refocus_distances, tile, camera, width=Non
 
 
 def _check_beyond_the_lens(focus_distances, refocus_distances, focal_length_mm: float | None) -> None:
-    """ValueError naming the option of a distance no lens of the camera's focal length focuses at."""
+    """ValueError naming the option of a distance no lens of the camera's focal length focuses at (the
+    checkpoint's own focus distances are not checked: --focal-length-mm is the refocusing camera's)."""
     if focal_length_mm is None:  # a camera without a model (DDFF-12's): nothing to compare with
         return
     for option, values in (("--focus-distances", focus_distances), ("--refocus", refocus_distances)):
@@ -273,8 +276,9 @@ def predict(
     trained = dict(ckpt.get("camera", {}))
     cam = {k: trained.get(k) for k in ("f_number", "focal_length_mm", "sensor_width_mm")}
     cam.update({k: v for k, v in (camera or {}).items() if v is not None})
+    given = focus_distances is not None
     stack, focus_distances = _read_stack(files, focus_distances, trained)
-    _check_beyond_the_lens(focus_distances, refocus_distances, cam["focal_length_mm"])
+    _check_beyond_the_lens(focus_distances if given else (), refocus_distances, cam["focal_length_mm"])
     h, w = stack.shape[-2:]
     focus = norm.focus(torch.tensor(focus_distances, dtype=torch.float32)[None])
     work = stack if width is None else resize_stack(stack, width)

@@ -151,7 +151,7 @@ class ExperimentRunner:
                     else f"render {ds.name}: {path} holds {before} of its {ds.scenes} scenes, and "
                     "rendering is off (--no-render): render it where Blender runs"
                 )
-            mismatch = _settings_mismatch(ds, path)
+            mismatch = settings_mismatch(ds, path)
             if mismatch:  # rendering would refuse to extend it; without rendering, nothing else would notice
                 raise ExperimentRunError(f"render {ds.name}: {path} was rendered with {mismatch}")
             self._step(
@@ -385,7 +385,7 @@ def _unreadable(path: Path) -> str | None:
     return None
 
 
-def _settings_mismatch(ds: DatasetSpec, path: Path) -> str | None:
+def settings_mismatch(ds: DatasetSpec, path: Path) -> str | None:
     """What of the render settings the experiment asks for ``ds`` the file's stored config contradicts, or None.
     Settings the experiment leaves to the preset are the preset's business and not compared."""
     from focalstack.dataset import DatasetError
@@ -394,7 +394,7 @@ def _settings_mismatch(ds: DatasetSpec, path: Path) -> str | None:
         with FocalStackFile(path) as f:
             config, (height, width) = f.config, f.image_size
     except DatasetError as exc:
-        return f"no render settings to compare ({exc})"
+        return f"settings it does not record ({exc})"
     if (width, height) != (ds.resolution, ds.resolution):  # the images themselves, whatever the config says
         return f"images of {width} x {height} px; the experiment asks for {ds.resolution} x {ds.resolution}"
     asked: dict[str, object] = {"seed": ds.seed, "slices": "light_field" if ds.light_field else "cycles"}
@@ -409,7 +409,9 @@ def _settings_mismatch(ds: DatasetSpec, path: Path) -> str | None:
             return f"{key} = {config[key]!r}; the experiment asks for {want!r}"
     if ds.focus_distances and "focus_distances" in config:
         have = [float(x) for x in config.get("focus_distances") or []]
-        if len(have) != len(ds.focus_distances) or any(abs(a - b) > 1e-9 for a, b in zip(have, ds.focus_distances)):
+        # render_args() hands focalstack-render the distances to 6 significant digits (:g): compare those
+        sent = [float(f"{s:g}") for s in ds.focus_distances]
+        if len(have) != len(sent) or any(abs(a - b) > 1e-9 * max(1.0, abs(b)) for a, b in zip(have, sent)):
             return f"focus_distances = {have}; the experiment asks for {list(ds.focus_distances)}"
     return None
 
