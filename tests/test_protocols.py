@@ -540,3 +540,5 @@ def test_subset_rows_say_their_stack_size_and_order(tmp_path):
 
     table = markdown_table(result.rows)
     assert "None" not in table and "| All | - | - |" in table and "| All | 2 | sorted |" in table
+    regions = markdown_table([{**result.rows[0], "region": "flat"}, {k: v for k, v in result.rows[0].items() if k != "region"}])
+    assert "| All | flat |" in regions and "| All | all |" in regions  # no region: whole images

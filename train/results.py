@@ -78,7 +78,8 @@ def markdown_table(rows: list[dict], protocol: Protocol | None = None, published
         "|" + "|".join(["---"] * len(keys) + ["---:"] * len(cols)) + "|",
     ]
     for r in rows:
-        labels = ("-" if r.get(k) is None else str(r[k]) for k in keys)  # a full stack has no subset size or order
+        # a full stack has no subset size or order; a row without a region is of whole images
+        labels = (MISSING if r.get(k, "all" if k == "region" else None) is None else str(r.get(k, "all")) for k in keys)
         lines.append("| " + " | ".join([*labels, *(_fmt(r.get(c.key)) for c in cols)]) + " |")
     for i, pub in enumerate(published, 1):
         cells = [f"published: {pub.method}", f"[{i}]", *([""] * (len(keys) - 2)), *(_fmt(pub.values.get(c.key)) for c in cols)]
