@@ -177,7 +177,9 @@ def evaluate(checkpoint, data, out, settings, protocols, compare_published, thre
     type=click.Path(file_okay=False),
     help="Output folder (not the images' own); written in full or left as it was.",
 )
-@click.option("--force", is_flag=True, help="Replace an earlier prediction in --out (its files are removed first).")
+@click.option(
+    "--force", is_flag=True, help="Replace an earlier prediction in --out (none of its files stays beside the new ones)."
+)
 @click.option(
     "--refocus",
     multiple=True,

@@ -15,9 +15,9 @@ does not grow with the image. Written to ``out``:
 - ``prediction.json``: inputs, focus distances, camera, checkpoint, units, the files written
 
 Everything is written to a hidden scratch folder inside ``out`` first and moved in at the end, so a failure
-leaves ``out`` as it was. A folder holding an earlier prediction is replaced only with ``overwrite`` (its files
-are removed first, so none of the old run's files stays beside the new ones), and never the folder of the
-input images (a later run would read the outputs as slices).
+leaves ``out`` as it was. A folder holding an earlier prediction is replaced only with ``overwrite`` (once the
+new files are in, the old ones the new run did not write are removed), and never the folder of the input
+images (a later run would read the outputs as slices). A folder without an earlier prediction loses no file.
 
 With ``width`` the network sees the images resized to that width (blur in pixels shrinks with the image, so
 this matches a stack's blur to what the weights learnt), and its outputs come back at the images' size:
