@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from .cliutil import CONTEXT, Command, friendly_errors
-from .files import same_file, write_text_atomic
+from .files import output_folder, same_file, write_text_atomic
 from .pack import SUFFIX, pack_file, pack_name, unpack_file
 
 MIB = 1 << 20
@@ -83,31 +83,32 @@ def pack(
     names = [pack_name(f) for f in sources]
     if len(set(names)) != len(names):
         raise click.ClickException("two input files have the same name; their packs would collide")
-    out.mkdir(parents=True, exist_ok=True)
-    targets = [out / n for n in names]
-    _refuse_overlap(sources, targets)
-    existing = [t for t in targets if t.exists()]
-    if existing and not force:
-        raise click.ClickException(f"{existing[0]}: exists; pass --force to replace it")
-    rows = []
-    for f, target in zip(sources, targets):
-        stats = pack_file(f, target, tuple(float16), brief_descriptions=brief_descriptions)
-        rows.append(stats.to_dict())
-        errors = "; ".join(
-            f"{k} as float16: max error {v['max_abs']:.3g} (relative {v['max_rel']:.2g})" for k, v in stats.float16_error.items()
-        )
-        click.echo(
-            f"{target}: {stats.scenes} scenes, {stats.source_bytes / MIB:.2f} -> {stats.pack_bytes / MIB:.2f} MiB "
-            f"({stats.pack_bytes / max(stats.source_bytes, 1):.0%}){'; ' + errors if errors else ''}"
-        )
-    total = sum(r["pack_bytes"] for r in rows)
-    manifest = {"files": rows, "total_bytes": total}
-    write_text_atomic(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
-    click.echo(f"{out}: {len(rows)} pack(s), {sum(r['scenes'] for r in rows)} scenes, {total / MIB:.2f} MiB in all")
-    if max_size is not None and total > max_size * MIB:
-        raise click.ClickException(
-            f"the packs take {total / MIB:.2f} MiB, over --max-size {max_size:g} MiB: pack fewer scenes or files"
-        )
+    with output_folder(out):
+        targets = [out / n for n in names]
+        _refuse_overlap(sources, targets)
+        existing = [t for t in targets if t.exists()]
+        if existing and not force:
+            raise click.ClickException(f"{existing[0]}: exists; pass --force to replace it")
+        rows = []
+        for f, target in zip(sources, targets):
+            stats = pack_file(f, target, tuple(float16), brief_descriptions=brief_descriptions)
+            rows.append(stats.to_dict())
+            errors = "; ".join(
+                f"{k} as float16: max error {v['max_abs']:.3g} (relative {v['max_rel']:.2g})"
+                for k, v in stats.float16_error.items()
+            )
+            click.echo(
+                f"{target}: {stats.scenes} scenes, {stats.source_bytes / MIB:.2f} -> {stats.pack_bytes / MIB:.2f} MiB "
+                f"({stats.pack_bytes / max(stats.source_bytes, 1):.0%}){'; ' + errors if errors else ''}"
+            )
+        total = sum(r["pack_bytes"] for r in rows)
+        manifest = {"files": rows, "total_bytes": total}
+        write_text_atomic(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+        click.echo(f"{out}: {len(rows)} pack(s), {sum(r['scenes'] for r in rows)} scenes, {total / MIB:.2f} MiB in all")
+        if max_size is not None and total > max_size * MIB:
+            raise click.ClickException(
+                f"the packs take {total / MIB:.2f} MiB, over --max-size {max_size:g} MiB: pack fewer scenes or files"
+            )
 
 
 @click.command("unpack", cls=Command, context_settings=CONTEXT)
@@ -137,16 +138,16 @@ def unpack(packs: tuple[Path, ...], out: Path, force: bool):
             found.append(p)
         else:
             raise click.ClickException(f"{p}: no such file or folder")
-    out.mkdir(parents=True, exist_ok=True)
-    targets = [out / (p.name[: -len(SUFFIX)] + ".h5" if p.name.endswith(SUFFIX) else p.stem + ".h5") for p in found]
-    if len(set(targets)) != len(targets):
-        raise click.ClickException("two packs would unpack to the same file name")
-    _refuse_overlap(found, targets)
-    existing = [t for t in targets if t.exists()]
-    if existing and not force:
-        raise click.ClickException(f"{existing[0]}: exists; pass --force to replace it")
-    for p, target in zip(found, targets):
-        path, notes = unpack_file(p, target)
-        for note in notes:
-            click.echo(f"{path}: {note}")
-        click.echo(f"{path}: unpacked from {p}")
+    with output_folder(out):
+        targets = [out / (p.name[: -len(SUFFIX)] + ".h5" if p.name.endswith(SUFFIX) else p.stem + ".h5") for p in found]
+        if len(set(targets)) != len(targets):
+            raise click.ClickException("two packs would unpack to the same file name")
+        _refuse_overlap(found, targets)
+        existing = [t for t in targets if t.exists()]
+        if existing and not force:
+            raise click.ClickException(f"{existing[0]}: exists; pass --force to replace it")
+        for p, target in zip(found, targets):
+            path, notes = unpack_file(p, target)
+            for note in notes:
+                click.echo(f"{path}: {note}")
+            click.echo(f"{path}: unpacked from {p}")

@@ -39,6 +39,27 @@ def atomic_path(path: str | os.PathLike, *, fsync: bool = False) -> Iterator[Pat
         raise
 
 
+@contextlib.contextmanager
+def output_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Create the folder ``path`` (and missing parents) for a command's output. If the block raises, the
+    folders this call created are removed again where they are still empty: a command refused after
+    making its ``--out`` leaves no empty folder that looks like a result."""
+    path = Path(path)
+    created = []  # deepest first
+    missing = path.absolute()
+    while not missing.exists() and missing != missing.parent:
+        created.append(missing)
+        missing = missing.parent
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        yield path
+    except BaseException:
+        for folder in created:
+            with contextlib.suppress(OSError):  # not empty (the command wrote something), or gone
+                folder.rmdir()
+        raise
+
+
 def default_mode(base: int) -> int:
     """The permissions a plain open() (0o666) or mkdir() (0o777) gives under this process's umask; mkstemp
     and mkdtemp make private files and folders, which the replaced path must not become."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -176,6 +177,19 @@ def test_without_rendering_a_missing_or_short_file_is_refused_naming_it(tmp_path
         r"and rendering is off",
     ):
         runner.render(exp.datasets["train"])
+
+
+def test_a_run_that_stops_records_why_and_leaves_no_empty_data_folder(tmp_path):
+    from focalstack.train.experiments import ExperimentRunner, RunOptions
+    from focalstack.train.experiments.runner import ExperimentRunError
+
+    exp = load_experiment(str(write(tmp_path, GOOD)), "tiny")
+    runner = ExperimentRunner(exp, RunOptions(out=tmp_path / "run", render=False, progress=False))
+    with pytest.raises(ExperimentRunError, match="holds 0 of its 2 scenes"):
+        runner.run()
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["running"] is False and "holds 0 of its 2 scenes" in state["error"] and "\n" not in state["error"]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["state.json"]  # data/ was made, and is gone
 
 
 @pytest.mark.parametrize(

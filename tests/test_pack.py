@@ -197,6 +197,22 @@ def test_cli_refuses_bad_input_in_one_line(tmp_path, case):
         done, needle = cli("unpack", tmp_path / "z.h5", "-o", tmp_path, "--force"), "is also an input"
     assert done.returncode == 1 and needle in done.stderr and done.stderr.count("\n") == 1, done.stderr
     assert "Traceback" not in done.stderr
+    if case in ("not_focalstack", "float16_of_missing"):  # refused before a pack was written: no folder
+        assert not (tmp_path / "bundle").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_refused_command_leaves_no_folder_it_made_but_keeps_what_was_there(tmp_path):
+    src = fx.write_file(tmp_path / "a.h5", 1)
+    (tmp_path / "bad.pack.h5").write_bytes(b"not a pack")
+    done = cli("unpack", tmp_path / "bad.pack.h5", "-o", tmp_path / "new" / "deeper")
+    assert done.returncode == 1 and "bad.pack.h5" in done.stderr, done.stderr
+    assert not (tmp_path / "new").exists()  # both folders it made are gone
+    (tmp_path / "kept").mkdir()
+    done = cli("pack", tmp_path / "bad.pack.h5", "-o", tmp_path / "kept" / "made")
+    assert done.returncode == 1 and not (tmp_path / "kept" / "made").exists() and (tmp_path / "kept").is_dir()
+    # a failure after a pack was written keeps the folder: it is not empty
+    done = cli("pack", src, "-o", tmp_path / "over", "--max-size", "0.000001")
+    assert done.returncode == 1 and (tmp_path / "over" / "a.pack.h5").is_file()
 
 
 def test_a_damaged_pack_is_one_line_and_leaves_nothing(tmp_path):

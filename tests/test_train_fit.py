@@ -329,3 +329,46 @@ def test_exported_half_weights_keep_a_tensor_beyond_float16_in_float32_and_refus
     with pytest.raises(CheckpointError, match=rf"big.pt: 1 weight tensor\(s\) hold NaN or infinite values \(e.g. {name}\)"):
         export_weights(big, tmp_path / "nan.pt", half=True)
     assert not (tmp_path / "nan.pt").exists()
+
+
+def test_a_training_file_without_usable_depth_is_refused_before_training(tmp_path):
+    """Depth all NaN (or all beyond --max-depth) leaves every depth pixel out of the loss: the depth term
+    would read 0 at every step and the run would 'train' without a word. It is refused, naming the file."""
+    import h5py
+    from train_fixtures import write_synthetic
+
+    blank = write_synthetic(tmp_path / "blank.h5", 4, 32, seed=3)
+    with h5py.File(blank, "r+") as f:
+        f["depth"][...] = np.nan
+    with pytest.raises(ValueError, match=r"blank.h5: none of its \d+ training scenes has depth ground truth in \(0, 3\] m"):
+        fit(tiny_fit_config(tmp_path, "nan", data=[str(blank)], arch="fod-depth", arch_kwargs={"width": 4}, epochs=1))
+    assert not (tmp_path / "nan").exists()  # refused while the run was built: no empty --out left
+
+    far = write_synthetic(tmp_path / "far.h5", 4, 32, seed=3, depth_range=(4.0, 6.0))
+    with pytest.raises(ValueError, match="far.h5: .*larger --max-depth"):
+        fit(tiny_fit_config(tmp_path, "far", data=[str(far)], arch="fod-depth", arch_kwargs={"width": 4}, epochs=1))
+    # the same file trains once --max-depth takes its depth in
+    norm = {**tiny_fit_config(tmp_path).norm, "max_depth": 7.0}
+    fit(
+        tiny_fit_config(
+            tmp_path, "far-ok", data=[str(far)], arch="fod-depth", arch_kwargs={"width": 4}, epochs=1, norm=norm, max_steps=1
+        )
+    )
+
+    # one scene with depth is enough: the file is read up to it
+    with h5py.File(blank, "r+") as f:
+        depth = f["depth"][0]
+        depth[5, 5] = 1.0
+        f["depth"][0] = depth
+    fit(
+        tiny_fit_config(
+            tmp_path,
+            "one",
+            data=[str(blank)],
+            arch="fod-depth",
+            arch_kwargs={"width": 4},
+            epochs=1,
+            max_steps=1,
+            val_fraction=0.0,
+        )
+    )

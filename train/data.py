@@ -161,6 +161,17 @@ def inspect_source(path: str, weight: float = 1.0, ground_truth=TRAINING_GROUND_
         return SourceInfo(str(path), float(weight), n, f.n_slices, f.image_size, camera, stack_sizes, held, no_data)
 
 
+def has_valid_depth(path: str, scenes, max_depth: float) -> bool:
+    """Whether any of ``scenes`` of the file has a depth pixel that training counts (finite, > 0 and
+    <= ``max_depth``, as ``to_model_inputs`` masks); read a scene at a time, stopping at the first."""
+    with FocalStackFile(path) as f:
+        for i in scenes:
+            depth = f.read("depth", int(i))
+            if np.any(np.isfinite(depth) & (depth > 0) & (depth <= max_depth)):
+                return True
+    return False
+
+
 def check_compatible(
     sources: list[SourceInfo], stack_size: int | None, crop: tuple[int, int] | None, transposes: bool = False
 ) -> int:

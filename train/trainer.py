@@ -26,12 +26,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from focalstack.dataset.files import write_text_atomic
+from focalstack.dataset.files import output_folder, write_text_atomic
 from focalstack.dataset.numbers import is_finite_number
 
 from .augment import CaptureAugment
 from .checkpoint import CheckpointError, check_weights, inference_weights, load_checkpoint, resolve_checkpoint
-from .data import FocalStackDataset, Norm, SourceInfo, check_compatible, inspect_source, make_loader, parse_data_spec
+from .data import (
+    FocalStackDataset,
+    Norm,
+    SourceInfo,
+    check_compatible,
+    has_valid_depth,
+    inspect_source,
+    make_loader,
+    parse_data_spec,
+)
 from .device import resolve_amp, resolve_channels_last, resolve_device
 from .distributed import Group, process_group
 from .engine import Trainer
@@ -245,6 +254,18 @@ class RunData:
                 notes.append(f"{term} loss only on the scenes of files that hold {what} (not {', '.join(lacking)})")
         return notes
 
+    def check_depth(self, max_depth: float) -> None:
+        """ValueError naming the first training file none of whose training scenes has a depth pixel the
+        loss counts (finite, > 0, <= ``max_depth``): its depth term would be 0 at every step, unnoticed.
+        Read a scene at a time, stopping at the first usable one (a sound file costs one read)."""
+        for source, scenes in zip(self.train_sources, self.train_scenes):
+            if len(scenes) and not has_valid_depth(source.path, scenes, max_depth):
+                raise ValueError(
+                    f"{source.path}: none of its {len(scenes)} training scenes has depth ground truth in "
+                    f"(0, {max_depth:g}] m, so the depth loss would learn nothing from it (check it with "
+                    "focalstack-data validate; farther depth needs a larger --max-depth)"
+                )
+
     def camera(self) -> dict:
         """The training camera, stored in checkpoints (predict's default focus distances and camera)."""
         first: SourceInfo = self.train_sources[0]
@@ -271,11 +292,11 @@ def fit(cfg: TrainConfig, resume: bool = False) -> FitResult:
     if cfg.init is not None and ckpt is None:  # recorded as the file it was, wherever the run is resumed from
         cfg.init = str(resolve_checkpoint(cfg.init).resolve())
     group = process_group(cfg.device)  # None unless torchrun started this process
-    out.mkdir(parents=True, exist_ok=True)
-    if group is None or group.writer:  # a checkpoint write killed midway left its temporary file
-        for stale in [*out.glob("last.pt.*.tmp"), *out.glob("best.pt.*.tmp")]:
-            stale.unlink(missing_ok=True)
-    trainer = build_trainer(cfg, ckpt, writer=group is None or group.writer, group=group)
+    with output_folder(out):  # a run refused while it is built leaves no empty --out behind
+        if group is None or group.writer:  # a checkpoint write killed midway left its temporary file
+            for stale in [*out.glob("last.pt.*.tmp"), *out.glob("best.pt.*.tmp")]:
+                stale.unlink(missing_ok=True)
+        trainer = build_trainer(cfg, ckpt, writer=group is None or group.writer, group=group)
     try:
         trainer.train()
     finally:
@@ -396,6 +417,8 @@ def _loss(cfg: TrainConfig, data: RunData, model: FocusOnDefocus, device: torch.
         relative_floor=cfg.relative_floor / Norm.from_dict(cfg.norm).depth_scale,
     )
     terms = criterion.active_terms(model.has_aif)
+    if "depth" in terms:
+        data.check_depth(Norm.from_dict(cfg.norm).max_depth)
     if not terms:
         raise ValueError(
             f"nothing to train: every loss term {cfg.arch!r} has is weighted 0 or lacks ground truth in "

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from focalstack.dataset import FocalStackFile
-from focalstack.dataset.files import write_text_atomic
+from focalstack.dataset.files import output_folder, write_text_atomic
 
 from .spec import CONSTANT_MODEL, DatasetSpec, EvaluationSpec, Experiment, ModelSpec
 
@@ -93,9 +93,17 @@ class ExperimentRunner:
 
     # -- the whole run -------------------------------------------------------------------------------
     def run(self) -> dict:
+        """Every step; state.json ends with ``running`` false, and the error if one stopped the run."""
         self.out.mkdir(parents=True, exist_ok=True)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         self._save_state(running=True)
+        try:
+            with output_folder(self.data_dir):  # a run refused before it renders leaves no empty data/
+                return self._run()
+        except BaseException as exc:
+            self._save_state(running=False, error=str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+            raise
+
+    def _run(self) -> dict:
         for name in self._datasets_needed():
             self.render(self.exp.datasets[name])
         if not self.trained:
@@ -314,13 +322,14 @@ class ExperimentRunner:
         self.steps.append(Step(kind, name, action, round(time.perf_counter() - t0, 3), detail or {}))
         self._save_state(running=True)
 
-    def _save_state(self, running: bool) -> None:
+    def _save_state(self, running: bool, error: str | None = None) -> None:
         if not self.record_state:
             return
         state = {
             "experiment": self.exp.name,
             "scale": self.exp.scale,
             "running": running,
+            **({"error": error} if error is not None else {}),
             "steps": [asdict(s) for s in self.steps],
         }
         write_text_atomic(self.out / "state.json", json.dumps(state, indent=2) + "\n")
