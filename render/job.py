@@ -78,6 +78,7 @@ def _render_locked(config, out: Path, workers, threads, gpus, ray, progress, on_
             if on_start:
                 on_start(config.scenes, config.scenes)
             return RenderSummary(out, done, 0, time.perf_counter() - t0, {})
+    created = not out.exists()
     writer = open_writer(config, out)
     try:
         if workers > 1 or ray is not None or existing_shards(out):
@@ -101,6 +102,13 @@ def _render_locked(config, out: Path, workers, threads, gpus, ray, progress, on_
             merge_shards(writer, out, config.scenes)
         rendered = len(writer) - done - waiting
         return RenderSummary(out, len(writer), rendered, time.perf_counter() - t0, totals)
+    except BaseException:
+        # A file this run made that holds no scene is no dataset: leave nothing under the name asked for
+        # (shards of a --workers run hold its progress, and keep the file they merge into).
+        if created and len(writer) == 0 and not existing_shards(out):
+            writer.close()
+            out.unlink(missing_ok=True)
+        raise
     finally:
         writer.close()
 

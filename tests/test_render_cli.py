@@ -382,3 +382,27 @@ def test_a_light_field_wider_than_blender_renders_is_one_line_naming_the_way_out
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("Error: light field: 16 views of ") and "beyond Blender's 65536" in last, done.stderr
     assert "--cycles-slices" in last and "Traceback" not in done.stderr
+
+
+def test_a_render_that_fails_before_its_first_scene_leaves_no_file_it_made(tmp_path, monkeypatch):
+    """A file of no scene under the name asked for looks like a dataset: the file this run created goes with
+    the error. A file that was there before the run is kept as it was."""
+    import focalstack.render.job as job
+    from focalstack.render.pipeline import RenderError
+
+    def broken(*args, **kwargs):
+        raise RenderError("Cycles failed on scene 0")
+
+    monkeypatch.setattr(job, "render_range", broken)
+    monkeypatch.setattr(job, "check_blender", lambda: None)
+    out = tmp_path / "x.h5"
+    result, text = run(["--scenes", "2", "--resolution", "8", "--samples", "1", "--out", str(out)])
+    assert result.exit_code == 1 and text.splitlines()[-1] == "Error: Cycles failed on scene 0", text  # after the bar
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+    config = load_preset("fod500").with_overrides(width=8, height=8, scenes=2, samples=1).validate()
+    open_writer(config, out).close()  # an earlier run's file, of no scene yet
+    before = _digest(out)
+    with pytest.raises(RenderError):
+        job.render_dataset(config, out)
+    assert _digest(out) == before
