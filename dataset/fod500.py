@@ -152,8 +152,9 @@ def read_image(path: Path) -> np.ndarray:
 
 
 def read_depth(path: Path, notes: list[str] | None = None) -> np.ndarray:
-    """Channel R of a depth EXR as float32 metres (H, W); BadScene unless it is FoD500's size. A few values
-    that are not finite or negative become 0 (no ground truth), each such file noted in ``notes``."""
+    """Channel R of a depth EXR as float32 metres (H, W); BadScene unless it is FoD500's size and holds a
+    depth > 0 somewhere. A few values that are not finite or negative become 0 (no ground truth), each such
+    file noted in ``notes``."""
     try:
         channels = exr.read_channels(path)
     except DatasetError as exc:
@@ -167,6 +168,8 @@ def read_depth(path: Path, notes: list[str] | None = None) -> np.ndarray:
             f"half or float of FoD500's {SIZE[1]} x {SIZE[0]}"
         )
     depth, n = mark_bad_as_no_data(depth, str(path), "depth", bad=BadScene)
+    if not np.any(depth > 0):  # 0 is FoD500's 'no ground truth': a map of nothing else is no depth map
+        raise BadScene(f"{path}: every depth value is 0 or unusable (no ground truth anywhere); is the file broken?")
     if n and notes is not None:
         notes.append(f"{path}: {n} depth pixel(s) not finite or negative, marked as no data")
     return depth

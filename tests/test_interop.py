@@ -119,13 +119,19 @@ def _break(folder, how: str):
         d = np.ones((200, 256), np.float16)
         ix.write_exr(folder / "000400Dpt.exr", {"R": d, "G": d, "B": d})
         return "000400Dpt.exr: channel R is float16 of 256 x 200 px"
+    if how == "all-zero depth":
+        d = np.zeros((256, 256), np.float16)
+        ix.write_exr(folder / "000001Dpt.exr", {"R": d, "G": d, "B": d})
+        return "000001Dpt.exr: every depth value is 0 or unusable"
     if how == "not an exr":
         (folder / "000001Dpt.exr").write_bytes(b"no exr here")
         return "000001Dpt.exr: not a readable EXR file"
     raise AssertionError(how)
 
 
-@pytest.mark.parametrize("how", ["missing slice", "no depth", "no R channel", "small slice", "small depth", "not an exr"])
+@pytest.mark.parametrize(
+    "how", ["missing slice", "no depth", "no R channel", "small slice", "small depth", "all-zero depth", "not an exr"]
+)
 def test_import_fod500_refuses_bad_input_naming_the_file(tmp_path, how):
     folder = tmp_path / "fs"
     ix.write_fod500_folder(folder, [0, 1, 399, 400])
