@@ -15,8 +15,12 @@ from .schema import DatasetError
 
 
 def one_line(exc: BaseException) -> str:
-    """The first non-empty line of an exception's message, white space folded (or its type's name)."""
-    for line in str(exc).splitlines():
+    """The first non-empty line of an exception's message, white space folded (or its type's name). An
+    OS error reads as a sentence, 'PATH: No such file or directory', not "[Errno 2] ...: 'PATH'"."""
+    text = str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        text = f"{exc.filename}: {exc.strerror}" if exc.filename is not None else exc.strerror
+    for line in text.splitlines():
         if line.strip():
             return " ".join(line.split())
     return type(exc).__name__

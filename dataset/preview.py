@@ -17,6 +17,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .files import atomic_path
 from .record import SceneRecord
 
 PANEL_INCHES = 2.4  # width of one panel
@@ -195,9 +196,13 @@ def save_contact_sheet(scene: SceneRecord, path: str | os.PathLike, **kwargs) ->
     try:
         # JPEG at 88: a contact sheet is mostly flat colour maps and text, which higher qualities only enlarge
         params = [cv2.IMWRITE_JPEG_QUALITY, 88] if path.suffix.lower() in (".jpg", ".jpeg") else []
-        ok = cv2.imwrite(str(path), np.ascontiguousarray(image[..., ::-1]), params)
+        ok, encoded = cv2.imencode(path.suffix.lower(), np.ascontiguousarray(image[..., ::-1]), params)
     except cv2.error as exc:
-        raise OSError(f"{path}: cannot write image ({exc})") from None
+        raise OSError(f"{path}: cannot encode image ({exc})") from None
     if not ok:
-        raise OSError(f"{path}: cannot write image")
+        raise OSError(f"{path}: cannot encode image")
+    # written by Python, not cv2.imwrite: a folder it may not write in is an OSError that names the file
+    # (OpenCV printed its own warning first), and a failed write leaves no partial image
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(encoded.tobytes())
     return path

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import dataset_fixtures as fx
@@ -130,6 +131,20 @@ def test_preview_scene_out_of_range(good_file, tmp_path):
 def test_preview_output_folder_missing_and_bad_suffix(good_file, tmp_path):
     assert_one_line_error(run("preview", good_file, "-o", tmp_path / "no" / "x.png"), "does not exist")
     assert_one_line_error(run("preview", good_file, "-o", tmp_path / "x.gif"), ".png or .jpg")
+
+
+def test_preview_that_cannot_be_written_is_one_line_of_its_own(good_file, tmp_path):
+    """In a subprocess: OpenCV's imwrite printed a warning of its own on the process's stderr first. Tests run
+    as root, which writes in any folder but sysfs's."""
+    if not Path("/sys").is_dir():
+        pytest.skip("needs a sysfs at /sys")
+    done = subprocess.run(
+        [sys.executable, "-m", "focalstack.dataset", "preview", str(good_file), "-o", "/sys/x.png"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1 and done.stderr == "Error: cannot write /sys/x.png (Permission denied)\n", done.stderr
 
 
 def test_preview_bad_file(tmp_path):

@@ -366,7 +366,7 @@ def test_an_output_folder_it_may_not_write_in_is_one_line(tmp_path, monkeypatch)
     monkeypatch.setattr(job, "exclusive_lock", refuse)
     out = tmp_path / "x.h5"
     result, text = run(["--scenes", "1", "--resolution", "8", "--samples", "1", "--out", str(out)])
-    assert_one_line_error(result, text, f"Permission denied: '{out}.lock'")
+    assert_one_line_error(result, text, f"Error: {out}.lock: Permission denied")
     assert not out.exists()
 
 
