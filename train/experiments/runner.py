@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from focalstack.dataset import FocalStackFile
+from focalstack.dataset.cliutil import one_line
 from focalstack.dataset.files import output_folder, write_text_atomic
 
 from .spec import CONSTANT_MODEL, DatasetSpec, EvaluationSpec, Experiment, ModelSpec
@@ -100,7 +101,7 @@ class ExperimentRunner:
             with output_folder(self.data_dir):  # a run refused before it renders leaves no empty data/
                 return self._run()
         except BaseException as exc:
-            self._save_state(running=False, error=str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+            self._save_state(running=False, error=one_line(exc))
             raise
 
     def _run(self) -> dict:
