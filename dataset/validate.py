@@ -386,6 +386,16 @@ def _check_small_arrays(f: h5py.File, r: ValidationReport, rows: np.ndarray, dec
         )
     if len(bad_focus) > 3:
         r.problem(f"'focus_distance': {len(bad_focus) - 3} more scene(s) focused inside the focal length")
+    if "stack_size" in f:  # optional: files of other writers hold full stacks
+        n_slices = f["stack"].shape[1]
+        sizes = f["stack_size"][:][rows].astype(np.int64)
+        bad_size = np.flatnonzero((sizes < 1) | (sizes > n_slices))
+        for i in bad_size[:3]:
+            r.problem(
+                f"{_scene_label(i, rows[i])}: 'stack_size' is {int(sizes[i])}, expected 1 to {n_slices} (the slices it holds)"
+            )
+        if len(bad_size) > 3:
+            r.problem(f"'stack_size': {len(bad_size) - 3} more scene(s) outside 1 to {n_slices}")
     seeds = f["seed"][:][rows]
     uniq, counts = np.unique(seeds[seeds >= 0], return_counts=True)  # imported scenes have seed -1
     if (counts > 1).any():

@@ -84,3 +84,21 @@ def test_short_stacks_are_stored_padded_with_their_size(tmp_path):
                 np.testing.assert_array_equal(scene.stack[k], scene.stack[n - 1])
                 np.testing.assert_array_equal(scene.defocus[k], scene.defocus[n - 1])
                 assert scene.focus_distance[k] == scene.focus_distance[n - 1]
+
+
+@pytest.mark.parametrize("stored", [-3, 0, 9])
+def test_a_stored_stack_size_outside_the_slices_is_a_problem_and_refused_by_training_readers(tmp_path, stored):
+    """It was clamped to 1..S: -3 and 0 scored one-slice stacks without a word, and validation passed them."""
+    import h5py
+    from train_fixtures import write_synthetic
+
+    from focalstack.dataset import DatasetError
+    from focalstack.train.data import inspect_source
+
+    path = write_synthetic(tmp_path / "x.h5", 3, 32)
+    with h5py.File(path, "r+") as f:
+        f["stack_size"][1] = stored
+    report = validate_file(path)
+    assert not report.valid and any(f"scene 1: 'stack_size' is {stored}, expected 1 to 5" in p for p in report.problems)
+    with pytest.raises(DatasetError, match=rf"x.h5: scene 1 has stack_size {stored}, expected 1 to 5"):
+        inspect_source(str(path))

@@ -135,7 +135,7 @@ class SourceInfo:
         """Number of distinct slices of ``scene`` (the first ones; later slices repeat the last)."""
         if self.stack_sizes is None:
             return self.n_slices
-        return max(1, min(int(self.stack_sizes[scene]), self.n_slices))
+        return int(self.stack_sizes[scene])  # within 1..n_slices: inspect_source refuses others
 
 
 def inspect_source(path: str, weight: float = 1.0, ground_truth=TRAINING_GROUND_TRUTH) -> SourceInfo:
@@ -156,6 +156,9 @@ def inspect_source(path: str, weight: float = 1.0, ground_truth=TRAINING_GROUND_
             stack_sizes = [int(x) for x in f.read_all("stack_size")]
         except DatasetError:  # files of other writers may lack the optional dataset: full stacks
             stack_sizes = None
+        for scene, size in enumerate(stack_sizes or []):
+            if not 1 <= size <= f.n_slices:  # not clamped: a damaged count would score stacks of one slice
+                raise DatasetError(f"{path}: scene {scene} has stack_size {size}, expected 1 to {f.n_slices} (its slices)")
         held = frozenset(name for name in ground_truth if f.has(name))
         no_data = {name: float(f.ground_truth[name].no_data) for name in held if f.ground_truth[name].no_data is not None}
         return SourceInfo(str(path), float(weight), n, f.n_slices, f.image_size, camera, stack_sizes, held, no_data)
