@@ -391,9 +391,7 @@ def _check_small_arrays(f: h5py.File, r: ValidationReport, rows: np.ndarray, dec
         sizes = f["stack_size"][:][rows].astype(np.int64)
         bad_size = np.flatnonzero((sizes < 1) | (sizes > n_slices))
         for i in bad_size[:3]:
-            r.problem(
-                f"{_scene_label(i, rows[i])}: 'stack_size' is {int(sizes[i])}, expected 1 to {n_slices} (the slices it holds)"
-            )
+            r.problem(f"{_scene_label(i, rows[i])}: 'stack_size' is {int(sizes[i])}, expected 1 to {n_slices} (its slices)")
         if len(bad_size) > 3:
             r.problem(f"'stack_size': {len(bad_size) - 3} more scene(s) outside 1 to {n_slices}")
     seeds = f["seed"][:][rows]
