@@ -470,3 +470,17 @@ def test_a_folder_it_may_not_write_in_is_named_by_the_file_asked_for(tmp_path, m
     result = invoke(data_main, ["salvage", source, "-o", tmp_path / "x.h5"])
     assert_one_line_error(result, f"cannot write {tmp_path / 'x.h5'} (Permission denied)")
     assert ".tmp" not in result.output
+
+
+@pytest.mark.parametrize("value, shown", [(0.0, "0.0"), (float("nan"), "nan"), ("3", "'3'")])
+def test_a_checkpoint_whose_normalisation_is_not_a_positive_number_is_refused_naming_it(tmp_path, value, shown):
+    """0 scaled every depth to 0 and NaN made NaN metrics, both with exit 0; a string ended in a traceback."""
+    import torch
+
+    ckpt = torch.load(tiny_run("fod") / "best.pt", weights_only=True)
+    ckpt["norm"]["depth_scale"] = value
+    torch.save(ckpt, tmp_path / "edited.pt")
+    data = synthetic_file("robust-a", 2, 32, 3)
+    result = invoke(train_main, ["evaluate", "-c", tmp_path / "edited.pt", "--data", data, "-o", tmp_path / "e", "-q"])
+    assert_one_line_error(result, "edited.pt: norm depth_scale is", shown, "expected a finite number > 0")
+    assert not (tmp_path / "e").exists()

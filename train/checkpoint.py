@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from focalstack.dataset.files import atomic_path
+from focalstack.dataset.numbers import is_finite_number
 
 from .data import Norm
 from .models import ARCHITECTURES, FocusOnDefocus, build_model
@@ -79,7 +80,21 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
             raise CheckpointError(f"{path}: checkpoint lacks {key!r}")
     if ckpt["arch"] not in ARCHITECTURES:
         raise CheckpointError(f"{path}: architecture {ckpt['arch']!r} is unknown (this trainer knows {', '.join(ARCHITECTURES)})")
+    _check_norm(ckpt["norm"], path)
     return ckpt
+
+
+def _check_norm(norm, path) -> None:
+    """CheckpointError naming the first normalisation constant every reader of the checkpoint would turn
+    into wrong numbers (0 scales depth to 0, NaN gives NaN metrics) or a traceback (a string)."""
+    if not isinstance(norm, dict):
+        raise CheckpointError(f"{path}: 'norm' is {type(norm).__name__}, expected a table of normalisation constants")
+    for name in ("focus_scale", "depth_scale", "defocus_scale", "max_depth"):
+        value = norm.get(name, getattr(Norm, name))
+        if not (is_finite_number(value) and value > 0):
+            raise CheckpointError(f"{path}: norm {name} is {value!r}, expected a finite number > 0")
+    if not isinstance(norm.get("signed_defocus", False), bool):
+        raise CheckpointError(f"{path}: norm signed_defocus is {norm['signed_defocus']!r}, expected true or false")
 
 
 def inference_weights(ckpt: dict) -> dict:
