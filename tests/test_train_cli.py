@@ -442,6 +442,9 @@ def test_config_check_refuses_non_finite_numbers_given_from_python():
         (["-f", "0.1,0.3", "--refocus", "0.5", "--f-number", "nan"], "--f-number"),
         (["-f", "0.1,0.3", "--refocus", "0.5", "--focal-length-mm", "inf"], "--focal-length-mm"),
         (["-f", ""], "--focus-distances ''"),  # not a request for the checkpoint's distances
+        # ignored without --refocus, yet recorded in prediction.json as the camera used
+        (["-f", "0.1,0.3", "--f-number", "8"], "--f-number: the camera is --refocus's alone"),
+        (["-f", "0.1,0.3", "--sensor-width-mm", "10"], "--sensor-width-mm: the camera is --refocus's alone"),
         # distances within the training camera's 2.9 mm focal length (no lens focuses there)
         (["-f", "0.002,0.3"], "--focus-distances 0.002: within the camera's focal length (2.9 mm)"),
         (["-f", "0.1,0.3", "--refocus", "0.001"], "--refocus 0.001: within the camera's focal length (2.9 mm)"),
@@ -456,6 +459,34 @@ def test_predict_refuses_non_finite_numbers_naming_the_option(tmp_path, args, op
     result = run(["predict", "-c", tiny_run("fod") / "best.pt", folder, "-o", tmp_path / "out", *args])
     assert_one_line_error(result, option)
     assert not (tmp_path / "out").exists()
+
+
+def test_predict_reads_images_as_viewers_show_them_and_refuses_float_images_beyond_0_to_1(tmp_path):
+    """A phone's JPEG stores its pixels sideways and an EXIF orientation; a float TIFF may hold any scale,
+    which clipping to [0, 1] whitened without a word."""
+    from PIL import Image
+
+    from focalstack.train.predict import read_image
+
+    rgb = np.zeros((32, 24, 3), np.uint8)
+    rgb[:4, :, 0] = 255  # a red band along the stored top edge
+    stored = Image.fromarray(rgb)
+    exif = stored.getexif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to view"
+    stored.save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    upright = read_image(tmp_path / "phone.jpg")
+    assert upright.shape == (24, 32, 3)
+    assert upright[:, -4:, 0].mean() > 0.8 and upright[:, :-8, 0].mean() < 0.1  # the band is now on the right
+
+    grey16 = (np.arange(32 * 24).reshape(32, 24) * 50).astype(np.uint16)
+    cv2.imwrite(str(tmp_path / "grey16.png"), grey16)
+    np.testing.assert_allclose(read_image(tmp_path / "grey16.png")[..., 1], grey16 / 65535.0, atol=1e-7)
+
+    cv2.imwrite(str(tmp_path / "unit.tif"), np.full((8, 8, 3), 0.25, np.float32))
+    assert 0.2 < float(read_image(tmp_path / "unit.tif").mean()) < 0.3
+    cv2.imwrite(str(tmp_path / "scaled.tif"), np.full((8, 8, 3), 0.25, np.float32) * 100)
+    with pytest.raises(ValueError, match=r"scaled.tif: float image with values from 2\d\.?\d* to 2\d\.?\d*, expected 0 to 1"):
+        read_image(tmp_path / "scaled.tif")
 
 
 def test_predict_at_a_width_whose_images_do_not_fit_in_memory_is_one_line(monkeypatch):

@@ -64,13 +64,27 @@ def collect_images(paths: list[str | os.PathLike]) -> list[Path]:
     return out
 
 
+FLOAT_SLACK = 1e-3  # a float image's rounding beyond [0, 1] that is still clipped, not refused
+
+
 def read_image(path: Path) -> np.ndarray:
-    """An image file as float32 RGB (H, W, 3) in [0, 1] (8- or 16-bit, grey, RGB or RGBA)."""
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    """An image file as float32 RGB (H, W, 3) in [0, 1]: 8- or 16-bit, or float in [0, 1]; grey, RGB or
+    RGBA (alpha dropped); turned upright as its EXIF orientation says, as viewers show it. ValueError for
+    a float image with values outside [0, 1] (HDR or another scale, which clipping would whiten)."""
+    # not IMREAD_UNCHANGED: that flag also ignores the EXIF orientation of a phone's JPEG
+    img = cv2.imread(str(path), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
     if img is None:
         raise ValueError(f"{path}: not a readable image")
-    scale = 65535.0 if img.dtype == np.uint16 else 255.0 if img.dtype == np.uint8 else 1.0
-    img = img.astype(np.float32) / scale
+    if img.dtype in (np.uint8, np.uint16):
+        img = img.astype(np.float32) / (65535.0 if img.dtype == np.uint16 else 255.0)
+    else:
+        img = img.astype(np.float32)
+        lo, hi = float(np.min(img)), float(np.max(img))
+        if not (np.isfinite(lo) and np.isfinite(hi) and lo >= -FLOAT_SLACK and hi <= 1 + FLOAT_SLACK):
+            raise ValueError(
+                f"{path}: float image with values from {lo:g} to {hi:g}, expected 0 to 1: convert it to 8 or "
+                "16 bits, or scale it to [0, 1]"
+            )
     if img.ndim == 2:
         img = np.repeat(img[..., None], 3, axis=2)
     elif img.shape[2] == 4:
@@ -210,6 +224,11 @@ def _check_arguments(focus_distances, refocus_distances, tile, camera, width=Non
     for name, value in (camera or {}).items():
         if value is not None and not (is_finite_number(value) and value > 0):
             raise ValueError(f"--{name.replace('_', '-')} {value!r}: expected a finite number > 0")
+        if value is not None and not refocus_distances:  # else ignored, yet recorded as the camera used
+            raise ValueError(
+                f"--{name.replace('_', '-')}: the camera is --refocus's alone (the network reads only images and "
+                "focus distances); add --refocus DIST or leave it out"
+            )
     if not (isinstance(tile, int) and tile >= 0):
         raise ValueError(f"--tile {tile!r}: expected 0 or a number of pixels")
     if width is not None and not (isinstance(width, int) and width >= 8):
