@@ -190,6 +190,7 @@ def declaration(has_aif: bool) -> provenance.Declaration:
 
 def read_scene(sf: SceneFiles, has_aif: bool, folder: Path, notes: list[str] | None = None) -> SceneRecord:
     _check_files(sf, folder, has_aif)
+    _refuse_another_camera(folder / EXTRA_FOLDER / f"{sf.index:06d}Extra.npz", sf.index)
     assert sf.depth is not None and (sf.aif is not None or not has_aif)  # _check_files says so otherwise
     stack = np.stack([read_image(sf.slices[j]) for j in range(len(FOCUS_DISTANCES))])
     depth = read_depth(sf.depth, notes)
@@ -211,6 +212,29 @@ def read_scene(sf: SceneFiles, has_aif: bool, folder: Path, notes: list[str] | N
         scene=json.dumps({"source": "FoD500", "index": sf.index, "files": sorted(files)}),
         stack_size=len(FOCUS_DISTANCES),
     )
+
+
+def _refuse_another_camera(extra: Path, index: int) -> None:
+    """BadScene when ``export fod500`` recorded in the scene's extras a camera or focus distances other than
+    FoD500's: imported as FoD500, the scene would take FoD500's, and its derived defocus would be wrong."""
+    if not extra.is_file():
+        return  # FoD500's own folders have no extras
+    try:
+        with np.load(extra) as arrays:
+            held = {name: np.asarray(arrays[name], np.float32) for name in (*CAMERA, "focus_distance") if name in arrays}
+    except (OSError, ValueError, KeyError) as exc:
+        raise BadScene(f"{extra}: not readable ({exc})") from None
+    want = {**{name: np.float32(v) for name, v in CAMERA.items()}, "focus_distance": np.asarray(FOCUS_DISTANCES, np.float32)}
+    other = [
+        f"{name} {', '.join(f'{x:g}' for x in np.ravel(value))}"
+        for name, value in held.items()
+        if np.shape(value) != np.shape(want[name]) or not np.array_equal(value, want[name])
+    ]
+    if other:
+        raise BadScene(
+            f"{extra}: scene {index} was exported with {'; '.join(other)}, not FoD500's camera: imported as FoD500 "
+            "its defocus would be wrong (read the file it was exported from, named in focalstack.json)"
+        )
 
 
 def import_fod500(
@@ -345,7 +369,9 @@ def export_fod500(
             _write_readme(tmp / "focalstack.json", f, path, start, layout)
             (tmp / EXTRA_FOLDER).mkdir()
             for k in (progress or (lambda it, total: it))(range(n), n):
-                write_scene(tmp, start + k, f[k], layout)
+                rec = f[k]
+                _check_half_depth(rec, path, k)
+                write_scene(tmp, start + k, rec, layout)
             mode = stat.S_IMODE(folder.stat().st_mode) if folder.exists() else default_mode(0o777)
             if folder.exists():
                 folder.rmdir()  # empty, checked above
@@ -355,6 +381,23 @@ def export_fod500(
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     return summary
+
+
+HALF_MAX = float(np.finfo(np.float16).max)  # 65504: the farthest depth FoD500's half-float Dpt.exr holds
+
+
+def _check_half_depth(rec: SceneRecord, path, scene: int) -> None:
+    """DatasetError when the scene's depth exceeds what a half float holds: it would be written as inf,
+    which FoD500's loaders read as depth and this importer refuses."""
+    if rec.depth is None:
+        return
+    depth = np.asarray(rec.depth, np.float64)
+    far = depth[np.isfinite(depth) & (depth > HALF_MAX)]
+    if far.size:
+        raise DatasetError(
+            f"{path}: scene {scene} has {far.size} depth value(s) up to {far.max():.6g} m, beyond the {HALF_MAX:g} m "
+            "a half-float Dpt.exr holds"
+        )
 
 
 def write_scene(folder: Path, i: int, rec: SceneRecord, layout: str = "fod500") -> None:

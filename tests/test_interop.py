@@ -210,6 +210,33 @@ def test_export_then_import_gives_back_stack_depth_and_focus(tmp_path):
             assert json.loads(y.scene)["index"] == 17 + i
 
 
+def test_an_export_of_another_camera_is_refused_on_import_and_one_beyond_half_floats_on_export(tmp_path):
+    """Imported as FoD500, an export of another camera took FoD500's camera and focus distances without a
+    word (its derived defocus wrong); depth beyond 65504 m was written to the half-float EXR as inf."""
+    src = fod500_like_file(tmp_path / "gen.h5", 2)
+    assert run("export", "fod500", src, "-o", tmp_path / "fs").exit_code == 0
+    extra = tmp_path / "fs" / "extra" / "000001Extra.npz"
+    arrays = dict(np.load(extra))
+    arrays["f_number"] = np.float32(2.0)
+    arrays["focus_distance"] = arrays["focus_distance"] * np.float32(2)
+    np.savez_compressed(extra, **arrays)
+    result = run("import", "fod500", tmp_path / "fs", "-o", tmp_path / "back.h5")
+    assert_one_line_error(result, "000001Extra.npz: scene 1 was exported with f_number 2; focus_distance 0.2, 0.3")
+    assert not (tmp_path / "back.h5").exists()
+    skipped = run("import", "fod500", tmp_path / "fs", "-o", tmp_path / "back.h5", "--skip-bad")
+    assert skipped.exit_code == 0, skipped.output
+    with FocalStackFile(tmp_path / "back.h5") as f:
+        assert len(f) == 1  # scene 0 has FoD500's camera
+
+    with h5py.File(src, "r+") as f:
+        depth = f["depth"][1]
+        depth[0, :3] = 1e5
+        f["depth"][1] = depth
+    result = run("export", "fod500", src, "-o", tmp_path / "far")
+    assert_one_line_error(result, "gen.h5: scene 1 has 3 depth value(s) up to 100000 m, beyond the 65504 m")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["back.h5", "fs", "gen.h5"]
+
+
 def test_export_is_read_by_a_loader_of_fod500s_documented_naming(tmp_path):
     src = fod500_like_file(tmp_path / "gen.h5", 2)
     run("export", "fod500", src, "-o", tmp_path / "fs")
