@@ -58,6 +58,14 @@ def test_a_good_file_loads_with_per_scale_values(tmp_path):
         (("[models.m]", "[models.constant]"), "[models.constant]: 'constant' names the reports' constant-depth baseline"),
         (('arch = "fod-depth"', 'arch = "fod-depth"\nloss_weights = { dpeth = 0.3 }'), "[models.m]: --loss-weight 'dpeth=0.3'"),
         (('arch = "fod-depth"', 'arch = "fod-depth"\nrelative_floor = 0.5'), "--relative-floor 0.5: expected 0 unless"),
+        # a value where a list belongs: a traceback (a number), or taken letter by letter (a string)
+        (('datasets = ["test"]', 'datasets = ["test"]\nstack_sizes = 3'), "'e': stack_sizes = 3: expected a list"),
+        (('datasets = ["test"]', 'datasets = ["test"]\nstack_sizes = { tiny = 3 }'), "stack_sizes = 3: expected a list"),
+        (('name = "t"', 'name = "t"\nnotes = "hello"'), "exp.toml: notes = 'hello': expected a list"),
+        (('datasets = ["test"]', 'datasets = ["test"]\nsettings = "All"'), "settings = 'All': expected a list"),
+        (('datasets = ["test"]', 'datasets = ["test"]\nmetrics = "rms"'), "metrics = 'rms': expected a list"),
+        (('datasets = ["test"]', 'datasets = "test"'), "datasets = 'test': expected a list"),
+        (('data = ["train"]', 'data = "train"'), "[models.m]: data = 'train': expected a list"),
     ],
 )
 def test_bad_files_are_refused_naming_what_is_wrong(tmp_path, change, needle):

@@ -219,11 +219,14 @@ def load_experiment(name_or_path: str, scale: str) -> Experiment:
     }
     if not models:
         raise ExperimentError(f"{where}: no [models.NAME] table")
-    evaluations = [_evaluation(i, e, pick, datasets, models, where, PROTOCOLS) for i, e in enumerate(data.get("evaluations", []))]
+    evaluations = [
+        _evaluation(i, e, pick, datasets, models, where, PROTOCOLS)
+        for i, e in enumerate(_list(data.get("evaluations", []), "evaluations", where))
+    ]
     names = [e.name for e in evaluations]
     if len(set(names)) != len(names):
         raise ExperimentError(f"{where}: evaluation names repeat ({', '.join(names)})")
-    notes = data.get("notes", [])
+    notes = _list(data.get("notes", []), "notes", where)
     return Experiment(
         str(data.get("name", path.stem)),
         str(data.get("description", "")),
@@ -263,6 +266,14 @@ def _only(table: dict, allowed, where: str) -> None:
 def _table(value, where: str) -> dict:
     if not isinstance(value, dict):
         raise ExperimentError(f"{where}: expected a table, got {value!r}")
+    return value
+
+
+def _list(value, what: str, where: str) -> list:
+    """A TOML array; ExperimentError for anything else (a string would be taken letter by letter, a number
+    would not be iterable at all)."""
+    if not isinstance(value, list):
+        raise ExperimentError(f"{where}: {what} = {value!r}: expected a list in [brackets]")
     return value
 
 
@@ -341,7 +352,7 @@ def _model(name: str, t: dict, defaults: dict, pick: _Picker, datasets: dict, wh
     if arch not in ARCHITECTURES:
         raise ExperimentError(f"{where}: unknown architecture {arch!r}; expected one of {', '.join(ARCHITECTURES)}")
     data = []
-    for item in t.get("data", []):
+    for item in _list(t.get("data", []), "data", where):
         try:
             ds, w = parse_data_spec(str(item))  # the same NAME:WEIGHT syntax as fit's --data
         except ValueError as exc:
@@ -375,13 +386,13 @@ def _evaluation(i: int, e, pick: _Picker, datasets: dict, models: dict, where_fi
     name = str(e.get("name", f"evaluation-{i + 1}"))
     where = f"{where_file} [[evaluations]] {name!r}"
     _only(e, EVALUATION_KEYS, where)
-    ds = list(e.get("datasets", []))
+    ds = list(_list(e.get("datasets", []), "datasets", where))
     if not ds:
         raise ExperimentError(f"{where}: datasets: expected at least one dataset name")
     for d in ds:
         if d not in datasets:
             raise ExperimentError(f"{where}: names dataset {d!r}, which [datasets] does not define")
-    ms = list(e.get("models", list(models)))
+    ms = list(_list(e.get("models", list(models)), "models", where))
     for m in ms:
         if m not in models:
             raise ExperimentError(f"{where}: names model {m!r}, which [models] does not define")
@@ -390,14 +401,16 @@ def _evaluation(i: int, e, pick: _Picker, datasets: dict, models: dict, where_fi
     if spec.protocol not in known_protocols:
         raise ExperimentError(f"{where}: unknown protocol {spec.protocol!r}; expected one of {', '.join(known_protocols)}")
     for key, allowed in (("settings", SETTINGS), ("orders", ORDERS), ("regions", REGIONS)):
-        value = list(e.get(key, getattr(spec, key)))
+        value = list(_list(e.get(key, getattr(spec, key)), key, where))
         bad = [v for v in value if v not in allowed]
         if bad or not value:
             raise ExperimentError(f"{where}: {key} = {value!r}: expected some of {', '.join(allowed)}")
         setattr(spec, key, value)
-    spec.stack_sizes = [_positive_int(k, "stack_sizes", where) for k in pick(e.get("stack_sizes", []), "stack_sizes")]
+    sizes = _list(pick(e.get("stack_sizes", []), "stack_sizes"), "stack_sizes", where)
+    spec.stack_sizes = [_positive_int(k, "stack_sizes", where) for k in sizes]
     columns = [c.key for c in known_protocols[spec.protocol].columns]
-    spec.metrics = [str(m) for m in e.get("metrics", spec.metrics if spec.protocol == "focalstack" else columns)]
+    metrics = e.get("metrics", spec.metrics if spec.protocol == "focalstack" else columns)
+    spec.metrics = [str(m) for m in _list(metrics, "metrics", where)]
     unknown = [m for m in spec.metrics if m not in columns]
     if unknown:
         raise ExperimentError(
@@ -408,7 +421,7 @@ def _evaluation(i: int, e, pick: _Picker, datasets: dict, models: dict, where_fi
     spec.compare_published = e.get("compare_published", False)
     if not isinstance(spec.compare_published, bool):
         raise ExperimentError(f"{where}: compare_published = {spec.compare_published!r}: expected true or false")
-    spec.published = [_published(j, r, columns, where) for j, r in enumerate(e.get("published", []))]
+    spec.published = [_published(j, r, columns, where) for j, r in enumerate(_list(e.get("published", []), "published", where))]
     return spec
 
 
