@@ -137,6 +137,9 @@ def _check_header(f: h5py.File, r: ValidationReport) -> bool:
     config = r.summary["config"] = _stored_config(attrs, r)
     declared = _check_declaration(f, r, version)
     r.summary["ground_truth"] = declared
+    if declared is None:  # what the file holds is unknown: its datasets and scenes cannot be checked against it
+        r.warn("dataset and scene checks skipped until the 'ground_truth' attribute is right")
+        return False
     _check_defocus_model(attrs, config, declared, version, r)
     created = attrs.get("created_utc")
     if isinstance(created, str):
@@ -194,7 +197,7 @@ def _check_declaration(f: h5py.File, r: ValidationReport, version: int) -> prove
     try:
         declared = provenance.from_json(text, version=version)
     except DatasetError as exc:
-        r.problem(f"root attribute {exc}" if str(exc).startswith("attribute") else str(exc))
+        r.problem(f"root {exc}" if str(exc).startswith("attribute") else str(exc))
         return None
     raw = json.loads(text)
     extra = sorted(set(raw) - set(declared))

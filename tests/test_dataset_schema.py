@@ -365,6 +365,28 @@ def test_validate_unreadable_files(tmp_path):
     assert len(report.problems) == 1 and "'format'" in report.problems[0]
 
 
+@pytest.mark.parametrize(
+    "value, problem",
+    [
+        (None, "root attribute 'ground_truth' missing"),
+        ("{x", "root attribute 'ground_truth' is not JSON"),
+        ("[1, 2]", "root attribute 'ground_truth' is JSON list, expected an object"),
+        ('{"depth": {"source": "magic"}}', "source 'magic', expected one of"),
+    ],
+)
+def test_a_damaged_ground_truth_declaration_is_its_one_problem(tmp_path, value, problem):
+    """Each also printed 'unreadable part of the file (TypeError: ...)': the checks after it read the declaration."""
+    path = fx.write_file(tmp_path / "g.h5", 2)
+    with h5py.File(path, "r+") as f:
+        if value is None:
+            del f.attrs["ground_truth"]
+        else:
+            f.attrs["ground_truth"] = value
+    report = validate_file(path, full=True)
+    assert len(report.problems) == 1 and problem in report.problems[0], report.problems
+    assert "attribute attribute" not in report.problems[0]
+
+
 def test_validate_names_a_damaged_chunk(tmp_path):
     path = fx.write_file(tmp_path / "chunk.h5", 3)
     with h5py.File(path, "r") as f:
