@@ -484,3 +484,26 @@ def test_a_checkpoint_whose_normalisation_is_not_a_positive_number_is_refused_na
     result = invoke(train_main, ["evaluate", "-c", tmp_path / "edited.pt", "--data", data, "-o", tmp_path / "e", "-q"])
     assert_one_line_error(result, "edited.pt: norm depth_scale is", shown, "expected a finite number > 0")
     assert not (tmp_path / "e").exists()
+
+
+def test_evaluate_scores_each_request_once_and_refuses_an_order_without_subsets(tmp_path):
+    """--order random without --stack-size was ignored; a repeated --stack-size or --setting printed the same
+    rows twice; a file given twice repeated its rows in the tables and kept one in metrics.json."""
+    ckpt = tiny_run("fod") / "best.pt"
+    data = synthetic_file("robust-a", 2, 32, 3)
+    base = ["evaluate", "-c", ckpt, "-o", tmp_path / "e", "-q", "--protocol", "dfv"]
+    result = invoke(train_main, [*base, "--data", data, "--order", "random"])
+    assert_one_line_error(result, "--order random: orders the K slices of --stack-size subsets")
+    link = tmp_path / "same.h5"
+    link.symlink_to(data)
+    result = invoke(train_main, [*base, "--data", data, "--data", link])
+    assert_one_line_error(result, f"--data {link}: given more than once (as {data})")
+    assert not (tmp_path / "e").exists()
+    once = invoke(train_main, [*base, "--data", data, "--setting", "All", "--stack-size", "3"])
+    twice = invoke(
+        train_main, [*base, "--data", data, "--setting", "All", "--setting", "All", "--stack-size", "3", "--stack-size", "3"]
+    )
+    assert once.exit_code == twice.exit_code == 0, twice.output
+    assert twice.output == once.output
+    rows = [line for line in once.output.splitlines() if "robust-a" in line]
+    assert len(rows) == 2, once.output  # All, and the 3-slice subsets

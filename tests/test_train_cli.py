@@ -506,5 +506,7 @@ def test_predict_checks_the_checkpoints_own_distances_against_no_other_lens(tmp_
     """--focal-length-mm is the refocusing camera's: with -f left out, the checkpoint's distances (from 0.1 m)
     were refused as within a 200 mm lens."""
     folder = _png_folder(tmp_path / "photos", n=5, h=24, w=24)
-    result = run(["predict", "-c", tiny_run("fod") / "best.pt", folder, "-o", tmp_path / "out", "--focal-length-mm", 200])
+    result = run(
+        ["predict", "-c", tiny_run("fod") / "best.pt", folder, "-o", tmp_path / "out", "--focal-length-mm", 200, "--refocus", 1.0]
+    )
     assert result.exit_code == 0, result.output

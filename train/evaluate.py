@@ -255,6 +255,18 @@ class _EvalRun:
         return rows
 
 
+def _refuse_repeated_files(data) -> None:
+    """ValueError naming a file given twice (under any name): its rows would repeat in the tables, and the
+    second would replace the first in metrics.json."""
+    seen: dict[str, str] = {}
+    for path in data:
+        key = os.path.realpath(path)
+        if key in seen:
+            also = "" if seen[key] == path else f" (as {seen[key]})"
+            raise ValueError(f"--data {path}: given more than once{also}; each file is evaluated once")
+        seen[key] = path
+
+
 def _check_options(settings, regions, stack_sizes, batch_size: int, max_scenes: int | None) -> None:
     """ValueError naming the first option ``evaluate`` cannot use."""
     for s in settings:
@@ -300,7 +312,15 @@ def evaluate(
     from .checkpoint import load_checkpoint, model_from_checkpoint
 
     chosen = resolve_protocols(protocols)
+    # each value once, in the order given (as protocols): a repeat would score the same rows twice
+    settings, stack_sizes, orders, regions = (tuple(dict.fromkeys(v)) for v in (settings, stack_sizes, orders, regions))
     _check_options(settings, regions, stack_sizes, batch_size, max_scenes)
+    if set(orders) != {"sorted"} and not stack_sizes:
+        raise ValueError(
+            f"--order {' '.join(orders)}: orders the K slices of --stack-size subsets, and no --stack-size is given "
+            "(the Random setting shuffles whole stacks already)"
+        )
+    _refuse_repeated_files(data)
     group = process_group(device)  # torchrun: every process evaluates its part, rank 0 writes
     dev = resolve_device(device) if group is None else group.device
     amp_dtype = resolve_amp(amp, dev)
