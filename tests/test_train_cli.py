@@ -338,7 +338,7 @@ def test_fit_defaults_are_the_configuration_defaults(monkeypatch):
     from focalstack.train.trainer import TrainConfig
 
     calls = []
-    monkeypatch.setattr(cli, "run_fit", lambda cfg, resume: calls.append((cfg, resume)))
+    monkeypatch.setattr(cli, "run_fit", lambda cfg, resume, given=(): calls.append((cfg, resume)))
     result = run(["fit", "--data", "x.h5", "--out", "runs/x", "-q"])
     assert result.exit_code == 0, result.output
     cfg, resume = calls[0]
@@ -510,3 +510,39 @@ def test_predict_checks_the_checkpoints_own_distances_against_no_other_lens(tmp_
         ["predict", "-c", tiny_run("fod") / "best.pt", folder, "-o", tmp_path / "out", "--focal-length-mm", 200, "--refocus", 1.0]
     )
     assert result.exit_code == 0, result.output
+
+
+def test_resume_refuses_a_training_setting_it_would_ignore_and_data_other_than_the_runs(tmp_path):
+    """--resume keeps the run's settings: --lr 0.5 was dropped without a word, and --data with another file
+    switched the run to another data set (its validation losses compared across the two)."""
+    import shutil
+
+    data = tmp_path / "a.h5"
+    shutil.copy(synthetic_file("resume-a", 4, 32, 1), data)
+    other = synthetic_file("resume-three", 4, 32, 4, n_slices=3)
+    base = ["fit", "--arch", "fod-depth", "--width", 4, "--batch-size", 2, "--no-tensorboard", "-q", "--threads", 1]
+    assert run([*base, "--data", data, "--out", tmp_path / "r", "--epochs", 1, "--lr", "1e-3"]).exit_code == 0
+    resume = [*base, "--out", tmp_path / "r", "--resume", "--epochs", 2]
+    for extra, fragment in (
+        (["--lr", 0.5], "--lr 0.5: the run in"),
+        (["--loss-weight", "depth=7"], "--loss-weight depth 7: the run in"),
+        (["--max-depth", 5], "--max-depth 5: the run in"),
+        (["--no-flip"], "--no-flip: the run in"),
+        (["--crop", "16x16"], "--crop 16,16: the run in"),
+        (["--data", other], "the run trained on"),
+    ):
+        result = run([*resume, *extra])
+        assert_one_line_error(result, fragment)
+    before = (tmp_path / "r" / "last.pt").read_bytes()
+    assert run([*resume, "--lr", "1e-3", "--data", data]).exit_code == 0  # the run's own values: resumed
+    assert (tmp_path / "r" / "last.pt").read_bytes() != before
+
+    # files that moved are the run's own; other files under the old name are not
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    data.rename(moved / "a.h5")
+    assert run([*base, "--out", tmp_path / "r", "--resume", "--epochs", 3, "--data", moved / "a.h5"]).exit_code == 0
+    (moved / "a.h5").rename(tmp_path / "kept.h5")
+    shutil.copy(other, moved / "a.h5")
+    result = run([*base, "--out", tmp_path / "r", "--resume", "--epochs", 4, "--data", moved / "a.h5"])
+    assert_one_line_error(result, "--data: the run trained on stacks of 5 slices", "these files give 3 slices")

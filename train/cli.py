@@ -337,9 +337,28 @@ def fit(data, val_data, arch, no_flip, loss_weight, no_tensorboard, quiet, resum
         progress=not quiet,
         **options,  # the rest are TrainConfig's own names
     )
-    result = run_fit(cfg, resume=resume)
+    result = run_fit(cfg, resume=resume, given=_given_settings(click.get_current_context(), loss_weight))
     if not quiet and is_writer():
         click.echo(f"checkpoints: {result.best} (best), {result.last} (last); metrics: {result.out / 'metrics.csv'}")
+
+
+def _given_settings(ctx: click.Context, loss_weight) -> tuple[str, ...]:
+    """The training settings (``SETTING_PATHS``' names) set on the command line or in the environment: on
+    --resume each must agree with the run's (defaults are not the user's word, and are not compared)."""
+    from click.core import ParameterSource
+
+    given: list[str] = []
+    for param in ctx.command.params:
+        if param.name is None or ctx.get_parameter_source(param.name) not in (
+            ParameterSource.COMMANDLINE,
+            ParameterSource.ENVIRONMENT,
+        ):
+            continue
+        if param.name == "loss_weight":
+            given += [f"--loss-weight {item.partition('=')[0].strip()}" for item in loss_weight]
+        else:
+            given.append(max(param.opts, key=len))
+    return tuple(given)
 
 
 main.add_command(evaluate)  # the commands live in their own modules

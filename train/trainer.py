@@ -19,6 +19,7 @@ files; the run is the one-process run up to float rounding (``distributed`` says
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -272,16 +273,17 @@ class RunData:
         return {**first.camera, "image_size": list(first.image_size), "stack_size": self.stack_size}
 
 
-def fit(cfg: TrainConfig, resume: bool = False) -> FitResult:
+def fit(cfg: TrainConfig, resume: bool = False, given: tuple = ()) -> FitResult:
     """Train. With ``resume``, continue the run in ``cfg.out`` from its ``last.pt``: the training
-    settings come from the checkpoint and only ``RUNTIME_FIELDS`` of ``cfg`` apply.
+    settings come from the checkpoint and only ``RUNTIME_FIELDS`` of ``cfg`` apply. ``given``: the
+    settings the user set (``SETTING_PATHS``' keys); on resume one that differs from the run's is refused.
 
     Raises ValueError / CheckpointError / focalstack.dataset.DatasetError with one-line messages.
     """
     out = Path(cfg.out)
     ckpt = None
     if resume:
-        cfg, ckpt = _resumed_config(cfg, out / "last.pt")
+        cfg, ckpt = _resumed_config(cfg, out / "last.pt", given)
     elif (out / "last.pt").exists():
         raise ValueError(f"{out}: already holds a run (last.pt); pass --resume to continue it or choose another --out")
     elif (out / "best.pt").exists():  # a new run would replace it, and its config would no longer describe it
@@ -361,6 +363,11 @@ def build_trainer(cfg: TrainConfig, ckpt: dict | None = None, writer: bool = Tru
             write_text_atomic(out / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
     else:
         check_weights(model, ckpt["model"], out / "last.pt", cfg.arch)
+        if ckpt.get("camera") not in (None, meta["camera"]):  # files that moved: they must be the same data
+            raise ValueError(
+                f"--data: the run trained on stacks of {_camera_text(ckpt['camera'])}; these files give "
+                f"{_camera_text(meta['camera'])}"
+            )
         trainer.load_state_dict(ckpt)
         log(f"resuming {out / 'last.pt'} at epoch {trainer.epoch + 1}, batch {trainer.batch}, step {trainer.global_step}")
     if model.has_aif and criterion.weights.perceptual > 0 and criterion.vgg is None:
@@ -446,22 +453,116 @@ def run_finished(ckpt: dict, cfg: TrainConfig) -> bool:
     return cfg.max_time is not None and float(ckpt.get("elapsed", 0.0)) >= cfg.max_time
 
 
-def _resumed_config(cfg: TrainConfig, last_path: Path) -> tuple[TrainConfig, dict]:
-    """The stored configuration of the run that ``last_path`` continues, with ``cfg``'s RUNTIME_FIELDS."""
+def _resumed_config(cfg: TrainConfig, last_path: Path, given: tuple = ()) -> tuple[TrainConfig, dict]:
+    """The stored configuration of the run that ``last_path`` continues, with ``cfg``'s RUNTIME_FIELDS.
+    A setting in ``given`` whose value in ``cfg`` differs from the run's is refused: it would be ignored."""
     if not last_path.is_file():
         raise CheckpointError(f"{last_path}: no checkpoint to resume from")
     ckpt = load_checkpoint(last_path)
     stored = TrainConfig.from_dict(ckpt["config"])
     if cfg.arch is not None and cfg.arch != stored.arch:
         raise CheckpointError(f"{last_path}: the run is architecture {stored.arch!r}, --arch says {cfg.arch!r}")
+    for option in given:
+        if option in SETTING_PATHS:
+            want, had = _setting(cfg, option), _setting(stored, option)
+            if want != had and isinstance(want, bool):  # a flag, given
+                raise ValueError(
+                    f"{option}: the run in {cfg.out} was trained without it, and a resumed run keeps its training "
+                    "settings; start a new --out to change it"
+                )
+            if want != had:
+                raise ValueError(
+                    f"{option} {_shown(want)}: the run in {cfg.out} was trained with {_shown(had)}, and a resumed run "
+                    "keeps its training settings (--epochs, --max-steps, --max-time, --device and the like apply); "
+                    "start a new --out to change it"
+                )
     for name in RUNTIME_FIELDS:
         if name == "epochs" and cfg.epochs is None:  # not given: the run's own
             continue
         setattr(stored, name, getattr(cfg, name))
     if cfg.data:
+        _check_moved_data(stored.data, _absolute(cfg.data))
         stored.data = cfg.data
     stored.out = cfg.out  # the folder given: a copied or moved run writes only there
     return stored, ckpt
+
+
+def _camera_text(camera: dict) -> str:
+    size = camera.get("image_size") or ["?", "?"]
+    focus = ", ".join(f"{d:g}" for d in camera.get("focus_distances") or [])
+    return f"{camera.get('stack_size')} slices of {size[0]} x {size[1]} px focused at {focus} m"
+
+
+def _check_moved_data(trained: list[str], given: list[str]) -> None:
+    """--data on --resume names the run's own files where they moved to: ValueError for other files (a
+    run that switched data would compare validation losses of two data sets, and mix two trainings)."""
+    if len(given) != len(trained):
+        raise ValueError(
+            f"--data: {len(given)} file(s), the run trained on {len(trained)}; on --resume --data only says where they moved"
+        )
+    for old, new in zip(trained, given):
+        (old_path, old_weight), (new_path, new_weight) = parse_data_spec(old), parse_data_spec(new)
+        if Path(old_path).exists() and not os.path.samefile(old_path, new_path) or old_weight != new_weight:
+            raise ValueError(
+                f"--data {new}: the run trained on {old}, which is still there; on --resume --data only says where "
+                "the run's files moved (start a new --out, or fine-tune with --init, to train on others)"
+            )
+
+
+# Every fit option that sets how the network is trained (not where, or for how long): option -> its place in
+# TrainConfig (a field, or a field and a key). --data may change on resume (files that moved), --arch is checked.
+SETTING_PATHS: dict[str, tuple[str, ...]] = {
+    "--val-data": ("val_data",),
+    "--width": ("arch_kwargs", "width"),
+    "--aif-width": ("arch_kwargs", "aif_width"),
+    "--aif-blocks": ("arch_kwargs", "aif_blocks"),
+    "--no-flip": ("flips",),
+    **{f"--loss-weight {term}": ("loss_weights", term) for term in LossWeights().to_dict()},
+    **{f"--{name.replace('_', '-')}": ("norm", name) for name in Norm().to_dict()},
+    **{
+        f"--{name.replace('_', '-')}": (name,)
+        for name in (
+            "val_fraction",
+            "batch_size",
+            "stack_size",
+            "random_stack",
+            "align_slices",
+            "crop",
+            "transposes",
+            "capture_augment",
+            "init",
+            "ema",
+            "lr",
+            "lr_schedule",
+            "weight_decay",
+            "grad_clip",
+            "depth_loss",
+            "relative_floor",
+            "vgg_weights",
+            "seed",
+            "samples_per_epoch",
+        )
+    },
+}
+
+
+def _setting(cfg: TrainConfig, option: str):
+    """The value ``option`` sets in ``cfg``, comparable across a stored and a new configuration."""
+    path = SETTING_PATHS[option]
+    value = getattr(cfg, path[0])
+    if len(path) == 2:
+        value = (value or {}).get(path[1])
+    if path[0] == "val_data":
+        return _absolute(list(value))
+    if path[0] in ("init", "vgg_weights") and value is not None:
+        return str(resolve_checkpoint(value).resolve()) if path[0] == "init" else str(Path(value).resolve())
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _shown(value) -> str:
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value) if value else "none"
+    return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _distributed(model: FocusOnDefocus, device: torch.device, terms: list[str], compile_: bool):
