@@ -372,3 +372,20 @@ def test_a_training_file_without_usable_depth_is_refused_before_training(tmp_pat
             val_fraction=0.0,
         )
     )
+
+
+def test_a_file_given_twice_or_a_loss_weight_given_twice_is_refused(tmp_path):
+    """Twice in --data the file was sampled twice as often; as --val-data too, best.pt was chosen on training
+    scenes; --loss-weight depth=1 --loss-weight depth=2 kept the last without a word."""
+    from focalstack.train.losses import LossWeights
+
+    data = synthetic_file("fit-twice", 4, 32, 2)
+    link = tmp_path / "link.h5"
+    link.symlink_to(data)
+    with pytest.raises(ValueError, match=r"--data .*fit-twice.h5: the same file as --data .*fit-twice.h5"):
+        fit(tiny_fit_config(tmp_path, "a", data=[str(data), str(link)]))
+    with pytest.raises(ValueError, match=r"--val-data .*: also a training file \(--data .*fit-twice.h5\)"):
+        fit(tiny_fit_config(tmp_path, "b", data=[str(data)], val_data=[str(link)]))
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    with pytest.raises(ValueError, match="'depth=2': depth was given a weight already"):
+        LossWeights.parse(["depth=1", "aif=0.5", "depth=2"])

@@ -72,11 +72,15 @@ class LossWeights:
     def parse(cls, items: list[str] | tuple[str, ...], base: "LossWeights | None" = None) -> "LossWeights":
         """'depth=2' items over ``base``; ValueError naming a bad item."""
         out = dict((base or cls()).to_dict())
+        seen: set[str] = set()
         for item in items:
             name, sep, value = item.partition("=")
             name = name.strip()
             if not sep or name not in out:
                 raise ValueError(f"--loss-weight {item!r}: expected NAME=VALUE with NAME one of {', '.join(TERMS)}")
+            if name in seen:  # the last would win without a word
+                raise ValueError(f"--loss-weight {item!r}: {name} was given a weight already; give each term once")
+            seen.add(name)
             try:
                 out[name] = float(value)
             except ValueError:

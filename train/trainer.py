@@ -192,6 +192,7 @@ class RunData:
     read by one ``FocalStackDataset`` (train and validation files together)."""
 
     def __init__(self, cfg: TrainConfig, single_image: bool, pin: bool = False, group: Group | None = None):
+        _refuse_repeated_files(cfg.data, cfg.val_data)
         self.train_sources = [inspect_source(p, w) for p, w in map(parse_data_spec, cfg.data)]
         val_sources = [inspect_source(p) for p in cfg.val_data]
         crop = tuple(cfg.crop) if cfg.crop else None
@@ -485,6 +486,28 @@ def _resumed_config(cfg: TrainConfig, last_path: Path, given: tuple = ()) -> tup
         stored.data = cfg.data
     stored.out = cfg.out  # the folder given: a copied or moved run writes only there
     return stored, ckpt
+
+
+def _refuse_repeated_files(data: list[str], val_data: list[str]) -> None:
+    """ValueError for a file given twice (under any name): twice in --data it would be sampled twice as often
+    without a word (FILE:WEIGHT says so), in --val-data as well it would choose best.pt on training scenes."""
+    seen: dict[str, str] = {}
+    for spec in data:
+        path, _ = parse_data_spec(spec)
+        key = os.path.realpath(path)
+        if key in seen:
+            raise ValueError(
+                f"--data {spec}: the same file as --data {seen[key]}; give it once, with a weight (FILE:WEIGHT) to sample it more"
+            )
+        seen[key] = spec
+    for path in val_data:
+        key = os.path.realpath(path)
+        if key in seen:
+            raise ValueError(
+                f"--val-data {path}: also a training file (--data {seen[key]}); validation on training scenes "
+                "would choose best.pt by how well they were learnt"
+            )
+        seen[key] = path
 
 
 def _camera_text(camera: dict) -> str:
