@@ -345,3 +345,32 @@ def test_a_failed_process_is_reported_with_its_own_error_not_an_earlier_sessions
         fh.write("error: nothing to train\n")
     assert _last_error(tmp_path, start) == "nothing to train"
     assert _last_error(tmp_path / "none") == "its process failed"
+
+
+def test_a_rerun_trains_no_model_and_reuses_no_evaluation_that_the_file_or_the_data_no_longer_describe(tmp_path):
+    """A changed lr reused the model trained with the old one (report.json claimed the new); a test file made
+    again under its name reused the model's evaluation of the old file beside the constant's of the new."""
+    from train_fixtures import experiment_with_synthetic_data, write_synthetic
+
+    from focalstack.train.experiments import ExperimentRunner, RunOptions
+    from focalstack.train.experiments.runner import ExperimentRunError
+
+    text = GOOD.replace('data = ["train"]', 'data = ["train"]\narch_kwargs = { width = 4 }\nlr = 0.0001')
+    text = text.replace('datasets = ["test"]', 'datasets = ["test"]\nsettings = ["All"]\nfigures = 0')
+    exp, data = experiment_with_synthetic_data(tmp_path, text)
+    options = RunOptions(out=tmp_path / "run", data_dir=data, render=False, device="cpu", progress=False)
+    ExperimentRunner(exp, options).run()
+
+    changed = load_experiment(str(write(tmp_path, text.replace("lr = 0.0001", "lr = 0.01"))), "tiny")
+    with pytest.raises(ExperimentRunError, match=r"train m: .* was trained otherwise .*\(lr: 0.0001 -> 0.01\)"):
+        ExperimentRunner(changed, options).run()
+
+    same = ExperimentRunner(exp, options)
+    same.run()
+    assert {s.action for s in same.steps if s.kind in ("train", "evaluate")} == {"reused"}
+    test_file = data / exp.datasets["test"].file_name()
+    test_file.unlink()
+    write_synthetic(test_file, exp.datasets["test"].scenes, 32, seed=7)  # same name and size, other scenes
+    again = ExperimentRunner(exp, options)
+    again.run()
+    assert {(s.name, s.action) for s in again.steps if s.kind == "evaluate"} == {("e/m", "ran"), ("e/constant", "ran")}

@@ -454,6 +454,39 @@ def run_finished(ckpt: dict, cfg: TrainConfig) -> bool:
     return cfg.max_time is not None and float(ckpt.get("elapsed", 0.0)) >= cfg.max_time
 
 
+def training_differences(stored: TrainConfig, cfg: TrainConfig) -> list[str]:
+    """The settings that make ``cfg`` another training than the run that ``stored`` describes, as
+    'name: stored -> new': every field but where and how long it runs (``RUNTIME_FIELDS``) and the run's own
+    folder; data files compared by name and weight (a run folder or its files may have moved)."""
+    out = []
+    skip = {*RUNTIME_FIELDS, "out", "data", "val_data"}
+    for f in fields(TrainConfig):
+        if f.name in skip:
+            continue
+        a, b = getattr(stored, f.name), getattr(cfg, f.name)
+        if f.name == "init":
+            a, b = (None if v is None else Path(v).name for v in (a, b))
+        a, b = (list(v) if isinstance(v, tuple) else v for v in (a, b))
+        if a != b:
+            out.append(
+                f"{f.name}: {_shown(a) if not isinstance(a, dict) else a} -> {_shown(b) if not isinstance(b, dict) else b}"
+            )
+    for name in ("data", "val_data"):
+        a, b = _file_names(getattr(stored, name)), _file_names(getattr(cfg, name))
+        if a != b:
+            out.append(f"{name}: {', '.join(a) or 'none'} -> {', '.join(b) or 'none'}")
+    return out
+
+
+def _file_names(specs: list[str]) -> list[str]:
+    """'folder/name.h5:0.5' -> 'name.h5:0.5'."""
+    out = []
+    for spec in specs:
+        path, _ = parse_data_spec(spec)
+        out.append(Path(path).name + spec[len(path) :])
+    return out
+
+
 def _resumed_config(cfg: TrainConfig, last_path: Path, given: tuple = ()) -> tuple[TrainConfig, dict]:
     """The stored configuration of the run that ``last_path`` continues, with ``cfg``'s RUNTIME_FIELDS.
     A setting in ``given`` whose value in ``cfg`` differs from the run's is refused: it would be ignored."""

@@ -15,6 +15,7 @@ Steps and what makes them reusable:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -23,6 +24,8 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from focalstack.dataset import FocalStackFile
 from focalstack.dataset.cliutil import one_line
@@ -191,13 +194,19 @@ class ExperimentRunner:
 
     def train(self, model: ModelSpec) -> None:
         from ..checkpoint import load_checkpoint
-        from ..trainer import fit, run_finished
+        from ..trainer import TrainConfig, fit, run_finished, training_differences
 
         cfg = self.train_config(model)
         last = Path(cfg.out) / "last.pt"
         t = time.perf_counter()
         if last.is_file():
             ckpt = load_checkpoint(last)
+            changed = training_differences(TrainConfig.from_dict(ckpt["config"]), cfg)
+            if changed:  # reused or resumed, the model would not be the one the file now describes
+                raise ExperimentRunError(
+                    f"train {model.name}: {cfg.out} was trained otherwise than the experiment file now says "
+                    f"({'; '.join(changed)}): remove that folder to train it again, or run into another --out"
+                )
             if run_finished(ckpt, cfg):
                 self._step("train", model.name, "reused", t, {"epoch": int(ckpt["epoch"])})
                 return
@@ -271,7 +280,7 @@ class ExperimentRunner:
         return self._reused_or_run(
             ev,
             model.name,
-            {"checkpoint_stamp": _stamp(ckpt)},
+            {"checkpoint_stamp": _stamp(ckpt), "data": [data_stamp(p) for p in files.values()]},
             lambda out: evaluate_for_experiment(ckpt, files, ev, out, device=self.opt.device, progress=self.opt.progress),
         )
 
@@ -287,8 +296,7 @@ class ExperimentRunner:
         train_files = [str(self.dataset_path(d)) for d, _ in model.data]
         files = {d: str(self.dataset_path(d)) for d in ev.datasets}
         norm = Norm.from_dict(load_checkpoint(self.checkpoint(model.name))["norm"])
-        # name and size, not mtime: focalstack-render opens a finished file to resume it, which touches it
-        stamp = [f"{Path(p).name}:{os.path.getsize(p)}" for p in [*train_files, *files.values()]] + [norm.to_dict()]
+        stamp = [data_stamp(p) for p in [*train_files, *files.values()]] + [norm.to_dict()]
 
         def run(out: Path) -> dict:
             depth_m = mean_depth(train_files, norm.max_depth)
@@ -424,6 +432,20 @@ def settings_mismatch(ds: DatasetSpec, path: Path) -> str | None:
         if len(have) != len(sent) or any(abs(a - b) > 1e-9 * max(1.0, abs(b)) for a, b in zip(have, sent)):
             return f"focus_distances = {have}; the experiment asks for {list(ds.focus_distances)}"
     return None
+
+
+def data_stamp(path: str) -> dict:
+    """What a data file holds, by content rather than by time (a resumed render that added nothing, or a
+    pack and unpack, touch a file without changing it): its name, when it was created, its complete scenes
+    and a digest of their seeds. A file made again under the same name differs in one of them."""
+    with FocalStackFile(path) as f:
+        seeds = np.asarray(f.read_all("seed") if len(f) else [], dtype=np.int64)
+        return {
+            "file": Path(path).name,
+            "created_utc": str(f.attrs.get("created_utc")),
+            "scenes": len(f),
+            "seeds": hashlib.sha256(seeds.tobytes()).hexdigest()[:16],
+        }
 
 
 def _stamp(path: Path) -> str:
