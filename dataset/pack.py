@@ -6,7 +6,9 @@ file, for its complete scenes, with the source's layout (dtype, chunks, filters)
 beside it, so that ``unpack_file`` writes a file with the same datasets, attributes and layout:
 
 - colour images (``uint8`` arrays ending in H x W x 3: the slices and the all-in-focus image): one WebP
-  lossless image each (OpenCV), about 22 % smaller than the source's szip planes and bit-exact;
+  lossless image each (OpenCV), about 22 % smaller than the source's szip planes and bit-exact, with the
+  CRC-32 of each image's pixels in ``checksums/NAME`` (a damaged WebP can decode to other pixels without a
+  word, and variable-length data has no HDF5 checksum; every other dataset has HDF5's fletcher32);
 - floating-point per-pixel arrays named in ``float16`` (by default none): half floats, as FoD500 itself
   stores depth; the error this costs is measured while packing (``PackStats.float16_error``) and a value
   that a half float cannot hold is refused;
@@ -26,6 +28,7 @@ from __future__ import annotations
 import json
 import lzma
 import os
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +43,7 @@ PACK_FORMAT = "focalstack-pack"
 PACK_VERSION = 1
 SUFFIX = ".pack.h5"
 _LAYOUT = "__pack__"  # attribute of each packed dataset: its codec and the source's layout
+_CHECKSUMS = "checksums"  # group of the CRC-32 of every WebP image's pixels, one dataset per image dataset
 _WEBP_LOSSLESS = [cv2.IMWRITE_WEBP_QUALITY, 101]  # quality above 100 selects WebP's lossless mode
 _GZIP9 = {"compression": "gzip", "compression_opts": 9, "shuffle": True, "fletcher32": True}  # checked on arrival
 FLOAT16_MAX = float(np.finfo(np.float16).max)
@@ -80,14 +84,15 @@ def _is_colour_image(ds: h5py.Dataset) -> bool:
 
 def _codec(ds: h5py.Dataset, float16: tuple[str, ...]) -> str:
     name = ds.name.lstrip("/")
+    if name in float16:  # first: images and strings would otherwise take their own codec without a word
+        if ds.dtype.kind != "f":
+            kind = "strings" if h5py.check_string_dtype(ds.dtype) is not None else ds.dtype
+            raise DatasetError(f"dataset {name!r} is {kind}, not floating point: cannot pack it as float16")
+        return "float16"
     if h5py.check_string_dtype(ds.dtype) is not None:
         return "json-lzma"
     if _is_colour_image(ds):
         return "webp"
-    if name in float16:
-        if ds.dtype.kind != "f":
-            raise DatasetError(f"dataset {name!r} is {ds.dtype}, not floating point: cannot pack it as float16")
-        return "float16"
     return "raw"
 
 
@@ -205,10 +210,15 @@ def _pack_dataset(
     if codec == "webp":
         middle = ds.shape[1:-3]
         out = data.create_dataset(name, shape=(len(rows), *middle), dtype=h5py.vlen_dtype(np.uint8))
+        crc = np.zeros((len(rows), *middle), np.uint32)
         for k, row in enumerate(rows):
             scene = _read(ds, row, where)
             for index in np.ndindex(*middle):
                 out[(k, *index)] = _encode_webp(scene[index], f"{where} scene {row}")
+                crc[(k, *index)] = zlib.crc32(np.ascontiguousarray(scene[index]).tobytes())
+        data.parent.require_group(_CHECKSUMS).create_dataset(
+            name, data=crc, fletcher32=bool(crc.size), chunks=True if crc.size else None
+        )
         return out
     chunks = (1, *ds.shape[1:]) if ds.ndim > 1 else None
     if codec == "float16":
@@ -250,7 +260,8 @@ def unpack_file(pack: str | os.PathLike, out: str | os.PathLike) -> tuple[Path, 
     is a DatasetError naming it."""
     try:
         return _unpack_file(Path(pack), Path(out))
-    except (KeyError, ValueError, TypeError, lzma.LZMAError) as exc:  # JSONDecodeError is a ValueError
+    # JSONDecodeError is a ValueError; IndexError: a 'scenes' attribute beyond the packed scenes
+    except (KeyError, ValueError, TypeError, IndexError, lzma.LZMAError) as exc:
         raise DatasetError(f"{pack}: damaged or not a pack this reads ({' '.join(str(exc).split())[:120]})") from None
 
 
@@ -302,12 +313,20 @@ def _unpack_into(src: h5py.Dataset, ds: h5py.Dataset, codec: str, n: int, where:
         return
     if codec == "webp":
         middle = ds.shape[1:-3]
+        name = src.name.rsplit("/", 1)[-1]
+        checksums = src.file.get(f"{_CHECKSUMS}/{name}")  # packs made before checksums have none
+        crc = checksums[...] if checksums is not None else None
         for k in range(n):
             scene = np.empty(ds.shape[1:], dtype=np.uint8)
             for index in np.ndindex(*middle):
                 image = cv2.imdecode(src[(k, *index)], cv2.IMREAD_UNCHANGED)
                 if image is None or image.shape != scene.shape[len(middle) :]:
                     raise DatasetError(f"{where}: scene {k} image {index} does not decode to {scene.shape[len(middle) :]}")
+                if crc is not None and zlib.crc32(np.ascontiguousarray(image).tobytes()) != int(crc[(k, *index)]):
+                    raise DatasetError(
+                        f"{where}: scene {k} image {', '.join(map(str, index))} is damaged (its pixels fail their "
+                        "checksum); pack the source again"
+                    )
                 scene[index] = image
             ds[k] = scene
         return

@@ -239,3 +239,40 @@ def test_a_damaged_chunk_is_one_error_naming_file_and_dataset_and_no_pack_is_lef
     with pytest.raises(DatasetError, match=r"good.h5: 'depth' cannot be read: damaged \(.*\); `focalstack-data salvage`"):
         pack_file(path, tmp_path / "good.pack.h5")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["good.h5"]
+
+
+def test_a_damaged_image_in_a_pack_is_found_by_its_checksum_not_unpacked_as_other_pixels(tmp_path):
+    """Variable-length WebP blobs have no HDF5 checksum, and a flipped byte can decode to other pixels."""
+    src = textured_file(tmp_path / "t.h5", 3, 64)
+    pack_file(src, tmp_path / "t.pack.h5")
+    with h5py.File(tmp_path / "t.pack.h5", "r") as p:
+        blob = bytes(p["data/stack"][1, 1])  # the noisy slice: no other image has its bytes
+        assert p["checksums/stack"].shape == p["data/stack"].shape
+    raw = bytearray((tmp_path / "t.pack.h5").read_bytes())
+    at = raw.find(blob) + len(blob) // 2
+    damaged_any = False
+    for flip in (0x55, 0x01, 0x80):  # whichever of these still decodes, the checksum must catch
+        copy = bytearray(raw)
+        copy[at] ^= flip
+        (tmp_path / "d.pack.h5").write_bytes(bytes(copy))
+        with pytest.raises(Exception, match=r"d.pack.h5: 'stack': scene 1 image 1 (is damaged|does not decode)") as err:
+            unpack_file(tmp_path / "d.pack.h5", tmp_path / "d.h5")
+        damaged_any |= "checksum" in str(err.value)
+        assert not (tmp_path / "d.h5").exists()
+    assert damaged_any  # at least one flip decoded to wrong pixels, caught only by the checksum
+    unpack_file(tmp_path / "t.pack.h5", tmp_path / "back.h5")  # the intact pack still unpacks
+    with FocalStackFile(src) as a, FocalStackFile(tmp_path / "back.h5") as b:
+        np.testing.assert_array_equal(a[1].stack, b[1].stack)
+
+
+def test_float16_of_images_or_strings_and_a_wrong_scene_count_are_one_line_errors(tmp_path):
+    src = textured_file(tmp_path / "t.h5", 2, 32)
+    for name, kind in (("stack", "uint8"), ("scene", "strings")):
+        done = cli("pack", src, "--float16", name, "-o", tmp_path / "b")
+        assert done.returncode == 1 and f"'{name}' is {kind}, not floating point" in done.stderr, done.stderr
+    pack_file(src, tmp_path / "t.pack.h5")
+    with h5py.File(tmp_path / "t.pack.h5", "r+") as p:
+        p.attrs["scenes"] = 5
+    done = cli("unpack", tmp_path / "t.pack.h5", "-o", tmp_path / "u")
+    assert done.returncode == 1 and "t.pack.h5: damaged or not a pack this reads" in done.stderr, done.stderr
+    assert done.stderr.count("\n") == 1 and not (tmp_path / "u").exists()
