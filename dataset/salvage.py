@@ -122,15 +122,53 @@ def salvage(source: str | os.PathLike, out: str | os.PathLike) -> SalvageReport:
                 fh.truncate(length)
             opened = scratch.with_name(scratch.name + ".src")
             scratch.rename(opened)
+            try:
+                _refuse_a_header_hdf5_cannot_finish(opened, source)
+            except BaseException:
+                opened.unlink(missing_ok=True)
+                raise
         else:
             opened = source
         try:
             _copy_intact(opened, size, scratch, report)
+        # damaged metadata the per-scene checks do not reach (root attributes, the dataset headers, the global
+        # heap of the strings): h5py raises any of these, naming neither the file nor what it was reading
+        except (KeyError, OSError, RuntimeError, ValueError) as exc:
+            raise DatasetError(
+                f"{source}: HDF5 cannot read what salvage needs of it ({' '.join(str(exc).split())[:120]}); nothing salvaged"
+            ) from None
         finally:
             if opened != source:
                 opened.unlink(missing_ok=True)
         _refuse_useless(report, scratch)  # before the scratch file replaces anything at ``out``
     return report
+
+
+# Reads every attribute and dataset header of a file, as _copy_intact will (a child process: HDF5's C code can
+# loop for ever on metadata read from the zeros of an extended file, and Python cannot interrupt it).
+_READ_HEADER = """
+import sys, h5py
+with h5py.File(sys.argv[1], "r") as f:
+    dict(f.attrs)
+    for name, ds in f.items():
+        dict(ds.attrs), ds.shape, ds.dtype, ds.chunks
+"""
+HEADER_SECONDS = 60  # a sound header of any size is read in well under a second
+
+
+def _refuse_a_header_hdf5_cannot_finish(extended: Path, source: Path) -> None:
+    """DatasetError when HDF5 does not finish reading the header of the zero-extended copy of a file cut
+    short (cut inside its header, which the zeros replaced)."""
+    import subprocess
+    import sys
+
+    try:
+        subprocess.run([sys.executable, "-c", _READ_HEADER, str(extended)], capture_output=True, timeout=HEADER_SECONDS)
+    except subprocess.TimeoutExpired:
+        raise DatasetError(
+            f"{source}: HDF5 does not finish reading its header within {HEADER_SECONDS} s (the file was cut inside "
+            "its header): nothing salvaged"
+        ) from None
 
 
 def _refuse_useless(report: SalvageReport, scratch: Path) -> None:

@@ -129,3 +129,26 @@ def test_a_file_with_no_intact_scene_or_no_valid_rescue_leaves_out_as_it_was(tmp
     result = CliRunner().invoke(main, ["salvage", str(cut), "-o", str(out), "--force"])
     assert result.exit_code == 1 and result.output.startswith("Error: ") and "nothing salvaged" in result.output
     assert out.read_bytes() == before
+
+
+@pytest.mark.parametrize("damage", ["cut inside the header", "heap overwritten"])
+def test_damaged_metadata_is_one_line_naming_the_file(tmp_path, damage, monkeypatch):
+    """A file cut inside its header hung in HDF5 (its zero-extended copy) or ended in h5py's KeyError; a damaged
+    global heap in 'Can't synchronously read data (...)', naming neither the file nor salvage."""
+    import focalstack.dataset.salvage as salvage_module
+
+    monkeypatch.setattr(salvage_module, "HEADER_SECONDS", 5)  # the child that reads the header hangs until then
+    path, _ = original(tmp_path)
+    broken = tmp_path / "broken.h5"
+    data = bytearray(path.read_bytes())
+    if damage == "cut inside the header":
+        data = data[:3000]
+    else:
+        heap = data.find(b"GCOL")  # the global heap collection of the variable-length strings
+        assert heap > 0
+        data[heap : heap + 4] = b"\xff" * 4
+    broken.write_bytes(bytes(data))
+    result = CliRunner().invoke(main, ["salvage", str(broken), "-o", str(tmp_path / "out.h5")])
+    assert result.exit_code == 1 and result.output.startswith("Error: ") and result.output.count("\n") == 1, result.output
+    assert "broken.h5" in result.output and "nothing salvaged" in result.output
+    assert not (tmp_path / "out.h5").exists()
