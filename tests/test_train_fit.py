@@ -275,8 +275,9 @@ def test_the_log_says_which_epochs_became_best_pt_by_validation_loss(tmp_path):
     assert kinds == {True, False}
 
 
-def test_validation_without_usable_depth_says_so_in_the_log(tmp_path):
-    """A validation file whose depth is all NaN left the RMSE None, and the epoch line crashed formatting it."""
+def test_validation_without_usable_depth_is_refused_before_training(tmp_path):
+    """A validation file whose depth is all NaN left the RMSE None, and the epoch line crashed formatting it;
+    then its depth loss read 0.0 and chose best.pt by it."""
     import shutil
 
     import h5py
@@ -285,9 +286,8 @@ def test_validation_without_usable_depth_says_so_in_the_log(tmp_path):
     shutil.copy(synthetic_file("fit-train", 6, 32, 21), val)
     with h5py.File(val, "r+") as f:
         f["depth"][...] = np.nan
-    result = fit(cfg(tmp_path, epochs=1, vgg_weights=None, val_data=[str(val)]))
-    assert result.history[0]["val_depth_rmse"] is None
-    assert "val depth RMSE -;" in (result.out / "train.log").read_text()
+    with pytest.raises(ValueError, match=r"--val-data .*no-depth.h5: none of its 6 scenes has depth ground truth"):
+        fit(cfg(tmp_path, epochs=1, vgg_weights=None, val_data=[str(val)]))
 
 
 def test_weights_holding_nan_are_refused_by_every_reader(tmp_path):
@@ -354,6 +354,15 @@ def test_a_training_file_without_usable_depth_is_refused_before_training(tmp_pat
             tmp_path, "far-ok", data=[str(far)], arch="fod-depth", arch_kwargs={"width": 4}, epochs=1, norm=norm, max_steps=1
         )
     )
+
+    # a validation file as far away: its depth loss read 0.0 (and chose best.pt by it)
+    good = synthetic_file("fit-train", 6, 32, 21)
+    with pytest.raises(ValueError, match=r"--val-data .*far.h5: none of its 4 scenes has depth ground truth in \(0, 3\] m"):
+        fit(
+            tiny_fit_config(
+                tmp_path, "far-val", data=[str(good)], val_data=[str(far)], arch="fod-depth", arch_kwargs={"width": 4}
+            )
+        )
 
     # one scene with depth is enough: the file is read up to it
     with h5py.File(blank, "r+") as f:

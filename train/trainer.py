@@ -194,7 +194,7 @@ class RunData:
     def __init__(self, cfg: TrainConfig, single_image: bool, pin: bool = False, group: Group | None = None):
         _refuse_repeated_files(cfg.data, cfg.val_data)
         self.train_sources = [inspect_source(p, w) for p, w in map(parse_data_spec, cfg.data)]
-        val_sources = [inspect_source(p) for p in cfg.val_data]
+        val_sources = self.val_sources = [inspect_source(p) for p in cfg.val_data]
         crop = tuple(cfg.crop) if cfg.crop else None
         self.stack_size = check_compatible(self.train_sources, cfg.stack_size, crop, cfg.transposes)
         # Without --val-data a seeded fraction of each training file is held out.
@@ -258,7 +258,8 @@ class RunData:
 
     def check_depth(self, max_depth: float) -> None:
         """ValueError naming the first training file none of whose training scenes has a depth pixel the
-        loss counts (finite, > 0, <= ``max_depth``): its depth term would be 0 at every step, unnoticed.
+        loss counts (finite, > 0, <= ``max_depth``): its depth term would be 0 at every step, unnoticed; or
+        the first validation file none of whose scenes has one.
         Read a scene at a time, stopping at the first usable one (a sound file costs one read)."""
         for source, scenes in zip(self.train_sources, self.train_scenes):
             if len(scenes) and not has_valid_depth(source.path, scenes, max_depth):
@@ -266,6 +267,13 @@ class RunData:
                     f"{source.path}: none of its {len(scenes)} training scenes has depth ground truth in "
                     f"(0, {max_depth:g}] m, so the depth loss would learn nothing from it (check it with "
                     "focalstack-data validate; farther depth needs a larger --max-depth)"
+                )
+        for source in self.val_sources:  # its depth loss would read 0 and choose best.pt
+            if not has_valid_depth(source.path, range(source.n_scenes), max_depth):
+                raise ValueError(
+                    f"--val-data {source.path}: none of its {source.n_scenes} scenes has depth ground truth in "
+                    f"(0, {max_depth:g}] m, so its depth loss would read 0 (check it with focalstack-data validate; "
+                    "farther depth needs a larger --max-depth)"
                 )
 
     def camera(self) -> dict:
