@@ -507,3 +507,24 @@ def test_evaluate_scores_each_request_once_and_refuses_an_order_without_subsets(
     assert twice.output == once.output
     rows = [line for line in once.output.splitlines() if "robust-a" in line]
     assert len(rows) == 2, once.output  # All, and the 3-slice subsets
+
+
+def test_a_model_whose_depth_is_not_finite_gets_a_note_and_valid_json(tmp_path):
+    """metrics.json held 'Infinity', which JSON parsers refuse, and the dfv table looked ordinary: it clips
+    predictions into its depth range."""
+    import json
+
+    import torch
+
+    ckpt = torch.load(tiny_run("fod") / "best.pt", weights_only=True)
+    biases = [k for k in ckpt["model"] if k.startswith("depth") and k.endswith("bias")]
+    ckpt["model"][biases[-1]] = torch.full_like(ckpt["model"][biases[-1]], 3e38)
+    torch.save(ckpt, tmp_path / "huge.pt")
+    data = synthetic_file("robust-a", 2, 32, 3)
+    args = ["evaluate", "-c", tmp_path / "huge.pt", "--data", data, "-o", tmp_path / "e", "-q"]
+    result = invoke(train_main, [*args, "--protocol", "dfv", "--protocol", "focalstack"])
+    assert result.exit_code == 0, result.output
+    assert "gave depth that is not finite at" in result.output
+    text = (tmp_path / "e" / "metrics.json").read_text()
+    assert "Infinity" not in text and "NaN" not in text
+    json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in metrics.json"))

@@ -155,6 +155,11 @@ def evaluate_model(
                 )
     finally:
         run.dataset.close()
+    if run.non_finite:
+        run.notes[
+            f"{model_label} gave depth that is not finite at {run.non_finite} pixel(s): protocols that clip "
+            "predictions to a range (dfv, aifdepthnet) scored them clipped; other columns are not finite (null in JSON)"
+        ] = None
     return Evaluation(list(protocols), rows, list(run.notes))
 
 
@@ -203,6 +208,7 @@ class _EvalRun:
     dataset: EvalSamples
     outputs: frozenset
     notes: dict = field(default_factory=dict)  # ordered, each line once
+    non_finite: int = 0  # depth pixels the model gave as inf or NaN (this process's)
 
     def score(self, batches, label: str) -> dict:
         """MeanMeters per (protocol, region) over ``batches`` (this process's part of them, gathered)."""
@@ -216,6 +222,7 @@ class _EvalRun:
         with tqdm(total=len(batches), desc=label, disable=not self.progress or not is_writer(), leave=False) as bar:
             for _, truth, out in batch_outputs(self.model, loader, prepare, self.device, self.amp_dtype, bar):
                 pred = self.norm.physical(out)
+                self.non_finite += int((~torch.isfinite(pred["depth_m"])).sum())  # clipping protocols hide them
                 for region in self.regions:
                     region_truth = in_region(truth, region)
                     if region_truth is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,5 +181,21 @@ def write_results(
             p.name: [{"method": r.method, "source": r.source, "values": dict(r.values)} for r in p.published]
             for p in result.protocols
         }
-    write_text_atomic(paths["json"], json.dumps(doc, indent=2) + "\n")
+    write_text_atomic(paths["json"], json_text(doc))
     return paths
+
+
+def json_text(doc, default=None) -> str:
+    """``doc`` as indented JSON that every parser reads: a value that is not finite (a model's infinite error)
+    is written as null, as a missing one is (JSON has no Infinity or NaN; Python would write them anyway)."""
+
+    def finite(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: finite(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [finite(v) for v in value]
+        return value
+
+    return json.dumps(finite(doc), indent=2, allow_nan=False, default=default) + "\n"

@@ -3,13 +3,13 @@ evaluation with the published rows beside ours, a comparison of models, figures,
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict
 from pathlib import Path
 
 from focalstack.dataset.files import write_text_atomic
 
+from ..results import json_text
 from .spec import CONSTANT_MODEL
 
 # PSNR of images scaled to [0, 1] computed with a peak of 255 (as the paper's supplement did) is the usual
@@ -222,5 +222,5 @@ def _finish_report(runner, lines: list[str], report_json: dict) -> dict:
     lines += _table(["step", "name", "action", "seconds"], [[s.kind, s.name, s.action, s.seconds] for s in runner.steps])
     report_json["steps"] = [asdict(s) for s in runner.steps]
     write_text_atomic(out / "report.md", "\n".join(lines) + "\n")
-    write_text_atomic(out / "report.json", json.dumps(report_json, indent=2, default=str) + "\n")
+    write_text_atomic(out / "report.json", json_text(report_json, default=str))
     return report_json

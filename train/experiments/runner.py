@@ -31,6 +31,7 @@ from focalstack.dataset import FocalStackFile
 from focalstack.dataset.cliutil import one_line
 from focalstack.dataset.files import output_folder, write_text_atomic
 
+from ..results import json_text
 from .spec import CONSTANT_MODEL, DatasetSpec, EvaluationSpec, Experiment, ModelSpec
 
 
@@ -321,7 +322,7 @@ class ExperimentRunner:
                 return previous
         results = {**run(out), **key}
         out.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(saved, json.dumps(results, indent=2) + "\n")
+        write_text_atomic(saved, json_text(results))
         detail = {k: results[k] for k in ("depth_m",) if k in results}
         self._step("evaluate", f"{ev.name}/{name}", "ran", t, detail)
         return results
