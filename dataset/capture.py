@@ -9,6 +9,10 @@ import numpy as np
 
 from .colour import linear_to_srgb8, srgb_to_linear
 
+# The largest full well (electrons at white) a capture takes: numpy's Poisson draw fails beyond about 9e18,
+# and a camera's is about 1e3 to 1e5 (the trainer draws up to ten times the value it is given).
+MAX_FULL_WELL = 1e12
+
 
 def add_sensor_noise(linear: np.ndarray, full_well: float, read_noise: float, rng: np.random.Generator) -> np.ndarray:
     """Poisson-Gaussian noise on linear values in [0, 1]: shot noise with ``full_well`` electrons at 1.0,

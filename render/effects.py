@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from focalstack.dataset.capture import add_sensor_noise, jpeg_roundtrip
+from focalstack.dataset.capture import MAX_FULL_WELL, add_sensor_noise, jpeg_roundtrip
 from focalstack.dataset.colour import linear_to_srgb8
 from focalstack.dataset.numbers import is_finite_number
 from focalstack.dataset.optics import thin_lens_image_distance_m
@@ -59,6 +59,11 @@ class EffectsConfig:
         ):
             if not is_finite_number(value) or value < 0:
                 raise ValueError(f"{name} = {value!r}: expected a number >= 0")
+        if sensor.noise_full_well > MAX_FULL_WELL:
+            raise ValueError(
+                f"noise_full_well = {sensor.noise_full_well:g}: expected at most {MAX_FULL_WELL:g} electrons "
+                "(a camera's is about 1e3 to 1e5)"
+            )
         q = sensor.jpeg_quality
         if isinstance(q, bool) or not isinstance(q, int) or not 0 <= q <= 100:
             raise ValueError(f"jpeg_quality = {q!r}: expected an integer from 1 to 100, or 0 for off")

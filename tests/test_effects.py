@@ -43,6 +43,8 @@ def test_effects_config_rejects_bad_values():
         EffectsConfig.from_dict({"wobble": 1})
     with pytest.raises(ValueError, match="read_noise"):
         EffectsConfig.from_dict({"read_noise": float("nan")})
+    with pytest.raises(ValueError, match="noise_full_well = 1e.300: expected at most 1e.12 electrons"):
+        EffectsConfig.from_dict({"noise_full_well": 1e300})  # numpy's Poisson draw failed mid-render
     bad = load_preset("fod500").with_overrides(effects={"focus_breathing": True})
     with pytest.raises(ConfigError, match="thin_lens"):
         bad.validate()

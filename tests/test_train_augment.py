@@ -89,6 +89,8 @@ def test_a_captured_sample_differs_in_its_stack_only():
         ("1000,nan,90", "read noise nan: expected a finite number >= 0"),
         ("1000,0.002,101", "JPEG quality 101: expected 0 (none) to 100"),
         ("0,0,0", "no noise and no JPEG"),
+        # numpy's Poisson draw failed mid-training with "lam value too large", naming no option
+        ("1e308,0.004,80", "full well 1e+308: expected at most 1e+12 electrons"),
     ],
 )
 def test_bad_capture_augment_values_are_refused_naming_what_is_wrong(text, message):

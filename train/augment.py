@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from focalstack.dataset.capture import recapture_srgb8
+from focalstack.dataset.capture import MAX_FULL_WELL, recapture_srgb8
 from focalstack.dataset.numbers import is_finite_number
 
 
@@ -72,6 +72,11 @@ class CaptureAugment:
         for name, value in (("full well", self.full_well), ("read noise", self.read_noise)):
             if not is_finite_number(value) or value < 0:
                 raise ValueError(f"--capture-augment {name} {value!r}: expected a finite number >= 0")
+        if self.full_well > MAX_FULL_WELL:
+            raise ValueError(
+                f"--capture-augment full well {self.full_well:g}: expected at most {MAX_FULL_WELL:g} electrons "
+                "(a camera's is about 1e3 to 1e5)"
+            )
         if not 0 <= self.jpeg_quality <= 100:
             raise ValueError(f"--capture-augment JPEG quality {self.jpeg_quality}: expected 0 (none) to 100")
         if not (self.full_well or self.read_noise or self.jpeg_quality):
