@@ -19,7 +19,8 @@ def one_line(exc: BaseException) -> str:
     OS error reads as a sentence, 'PATH: No such file or directory', not "[Errno 2] ...: 'PATH'"."""
     text = str(exc)
     if isinstance(exc, OSError) and exc.strerror:
-        text = f"{exc.filename}: {exc.strerror}" if exc.filename is not None else exc.strerror
+        names = " -> ".join(str(n) for n in (exc.filename, exc.filename2) if n is not None)
+        text = f"{names}: {exc.strerror}" if names else exc.strerror
     for line in text.splitlines():
         if line.strip():
             return " ".join(line.split())

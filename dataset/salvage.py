@@ -12,6 +12,7 @@ layout; when the kept scenes are the first ones, in order, ``focalstack-render``
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -171,6 +172,15 @@ def _refuse_a_header_hdf5_cannot_finish(extended: Path, source: Path) -> None:
         ) from None
 
 
+@contextlib.contextmanager
+def _writing(report: SalvageReport):
+    """Errors writing the rescue (a full disk, say) name the output: the source is not to blame for them."""
+    try:
+        yield
+    except (OSError, RuntimeError, ValueError, KeyError) as exc:
+        raise DatasetError(f"{report.out}: cannot write the salvaged file ({' '.join(str(exc).split())[:120]})") from None
+
+
 def _refuse_useless(report: SalvageReport, scratch: Path) -> None:
     """No file of no scenes, nor one whose header or datasets are not a focalstack file's, is handed out as a rescue."""
     from .validate import validate_file  # validate reads files through the reader: import when salvaging
@@ -216,9 +226,13 @@ def _copy_intact(path: Path, valid: int, scratch: Path, report: SalvageReport) -
             else:
                 report.dropped.append((index, why))
         keep = [rows[i] for i in report.kept]
-        with h5py.File(scratch, "w") as g:
-            for key, value in f.attrs.items():
-                g.attrs[key] = value
+        with _writing(report):
+            g = h5py.File(scratch, "w")
+        try:
+            attrs = dict(f.attrs)
+            with _writing(report):
+                for key, value in attrs.items():
+                    g.attrs[key] = value
             for name in names:
                 ds = f[name]
                 filters = {
@@ -231,10 +245,17 @@ def _copy_intact(path: Path, valid: int, scratch: Path, report: SalvageReport) -
                     )
                     if v
                 }
-                new = g.create_dataset(
-                    name, shape=(len(keep), *ds.shape[1:]), maxshape=ds.maxshape, chunks=ds.chunks, dtype=ds.dtype, **filters
-                )
-                for key, value in ds.attrs.items():
-                    new.attrs[key] = value
+                ds_attrs = dict(ds.attrs)
+                with _writing(report):
+                    new = g.create_dataset(
+                        name, shape=(len(keep), *ds.shape[1:]), maxshape=ds.maxshape, chunks=ds.chunks, dtype=ds.dtype, **filters
+                    )
+                    for key, value in ds_attrs.items():
+                        new.attrs[key] = value
                 for k, row in enumerate(keep):
-                    new[k] = ds[row] if name != "complete" else np.True_
+                    value = ds[row] if name != "complete" else np.True_
+                    with _writing(report):
+                        new[k] = value
+        finally:
+            with _writing(report):
+                g.close()

@@ -105,7 +105,11 @@ def _render_locked(config, out: Path, workers, threads, gpus, ray, progress, on_
     except BaseException:
         # A file this run made that holds no scene is no dataset: leave nothing under the name asked for
         # (shards of a --workers run hold its progress, and keep the file they merge into).
-        if created and len(writer) == 0 and not existing_shards(out):
+        try:
+            empty = created and len(writer) == 0 and not existing_shards(out)
+        except Exception:  # noqa: BLE001 - a broken handle: keep the file, and the error that broke it
+            empty = False
+        if empty:
             writer.close()
             out.unlink(missing_ok=True)
         raise

@@ -66,6 +66,8 @@ def test_a_good_file_loads_with_per_scale_values(tmp_path):
         (('datasets = ["test"]', 'datasets = ["test"]\nmetrics = "rms"'), "metrics = 'rms': expected a list"),
         (('datasets = ["test"]', 'datasets = "test"'), "datasets = 'test': expected a list"),
         (('data = ["train"]', 'data = "train"'), "[models.m]: data = 'train': expected a list"),
+        # evaluate refuses it, and did so only after every model had trained
+        (('datasets = ["test"]', 'datasets = ["test"]\norders = ["sorted", "random"]'), "orders the slices of stack_sizes"),
     ],
 )
 def test_bad_files_are_refused_naming_what_is_wrong(tmp_path, change, needle):
@@ -350,6 +352,8 @@ def test_a_failed_process_is_reported_with_its_own_error_not_an_earlier_sessions
 def test_a_rerun_trains_no_model_and_reuses_no_evaluation_that_the_file_or_the_data_no_longer_describe(tmp_path):
     """A changed lr reused the model trained with the old one (report.json claimed the new); a test file made
     again under its name reused the model's evaluation of the old file beside the constant's of the new."""
+    from dataclasses import replace
+
     from train_fixtures import experiment_with_synthetic_data, write_synthetic
 
     from focalstack.train.experiments import ExperimentRunner, RunOptions
@@ -364,6 +368,8 @@ def test_a_rerun_trains_no_model_and_reuses_no_evaluation_that_the_file_or_the_d
     changed = load_experiment(str(write(tmp_path, text.replace("lr = 0.0001", "lr = 0.01"))), "tiny")
     with pytest.raises(ExperimentRunError, match=r"train m: .* was trained otherwise .*\(lr: 0.0001 -> 0.01\)"):
         ExperimentRunner(changed, options).run()
+    with pytest.raises(ExperimentRunError, match=r"train m: .* was trained otherwise"):  # and with --parallel
+        ExperimentRunner(changed, replace(options, parallel=2)).run()
 
     same = ExperimentRunner(exp, options)
     same.run()

@@ -152,3 +152,16 @@ def test_damaged_metadata_is_one_line_naming_the_file(tmp_path, damage, monkeypa
     assert result.exit_code == 1 and result.output.startswith("Error: ") and result.output.count("\n") == 1, result.output
     assert "broken.h5" in result.output and "nothing salvaged" in result.output
     assert not (tmp_path / "out.h5").exists()
+
+
+def test_an_error_writing_the_rescue_names_the_output_not_the_source(tmp_path, monkeypatch):
+    """A full disk was reported as 'SOURCE: HDF5 cannot read what salvage needs of it', blaming a sound file."""
+    path, _ = original(tmp_path)
+
+    def full_disk(self, key, value):
+        raise OSError("Can't write data (file write failed: No space left on device)")
+
+    monkeypatch.setattr(h5py.Dataset, "__setitem__", full_disk)
+    with pytest.raises(DatasetError, match=r"out.h5: cannot write the salvaged file \(Can't write data"):
+        salvage(path, tmp_path / "out.h5")
+    assert not (tmp_path / "out.h5").exists()

@@ -484,6 +484,9 @@ def test_predict_reads_images_as_viewers_show_them_and_refuses_float_images_beyo
 
     cv2.imwrite(str(tmp_path / "unit.tif"), np.full((8, 8, 3), 0.25, np.float32))
     assert 0.2 < float(read_image(tmp_path / "unit.tif").mean()) < 0.3
+    rgba = np.dstack([np.full((8, 8, 3), 0.25, np.float32), np.ones((8, 8), np.float32)])
+    cv2.imwrite(str(tmp_path / "rgba.tif"), rgba)  # OpenCV reads it only unchanged
+    assert read_image(tmp_path / "rgba.tif").shape == (8, 8, 3)
     cv2.imwrite(str(tmp_path / "scaled.tif"), np.full((8, 8, 3), 0.25, np.float32) * 100)
     with pytest.raises(ValueError, match=r"scaled.tif: float image with values from 2\d\.?\d* to 2\d\.?\d*, expected 0 to 1"):
         read_image(tmp_path / "scaled.tif")

@@ -395,6 +395,9 @@ def test_a_file_given_twice_or_a_loss_weight_given_twice_is_refused(tmp_path):
         fit(tiny_fit_config(tmp_path, "a", data=[str(data), str(link)]))
     with pytest.raises(ValueError, match=r"--val-data .*: also a training file \(--data .*fit-twice.h5\)"):
         fit(tiny_fit_config(tmp_path, "b", data=[str(data)], val_data=[str(link)]))
+    other = synthetic_file("fit-twice-val", 2, 32, 3)
+    with pytest.raises(ValueError, match=r"--val-data .*fit-twice-val.h5: the same file as --val-data"):
+        fit(tiny_fit_config(tmp_path, "c", data=[str(data)], val_data=[str(other), str(other)]))
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
     with pytest.raises(ValueError, match="'depth=2': depth was given a weight already"):
         LossWeights.parse(["depth=1", "aif=0.5", "depth=2"])

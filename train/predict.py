@@ -73,6 +73,8 @@ def read_image(path: Path) -> np.ndarray:
     a float image with values outside [0, 1] (HDR or another scale, which clipping would whiten)."""
     # not IMREAD_UNCHANGED: that flag also ignores the EXIF orientation of a phone's JPEG
     img = cv2.imread(str(path), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+    if img is None:  # OpenCV reads a float RGBA TIFF only as it is (no orientation to apply to a TIFF anyway)
+        img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise ValueError(f"{path}: not a readable image")
     if img.dtype in (np.uint8, np.uint16):

@@ -18,6 +18,7 @@ files; the run is the one-process run up to float rounding (``distributed`` says
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import time
@@ -262,14 +263,14 @@ class RunData:
         the first validation file none of whose scenes has one.
         Read a scene at a time, stopping at the first usable one (a sound file costs one read)."""
         for source, scenes in zip(self.train_sources, self.train_scenes):
-            if len(scenes) and not has_valid_depth(source.path, scenes, max_depth):
+            if len(scenes) and "depth" in source.ground_truth and not has_valid_depth(source.path, scenes, max_depth):
                 raise ValueError(
                     f"{source.path}: none of its {len(scenes)} training scenes has depth ground truth in "
                     f"(0, {max_depth:g}] m, so the depth loss would learn nothing from it (check it with "
                     "focalstack-data validate; farther depth needs a larger --max-depth)"
                 )
         for source in self.val_sources:  # its depth loss would read 0 and choose best.pt
-            if not has_valid_depth(source.path, range(source.n_scenes), max_depth):
+            if "depth" in source.ground_truth and not has_valid_depth(source.path, range(source.n_scenes), max_depth):
                 raise ValueError(
                     f"--val-data {source.path}: none of its {source.n_scenes} scenes has depth ground truth in "
                     f"(0, {max_depth:g}] m, so its depth loss would read 0 (check it with focalstack-data validate; "
@@ -302,6 +303,8 @@ def fit(cfg: TrainConfig, resume: bool = False, given: tuple = ()) -> FitResult:
     cfg.data, cfg.val_data = _absolute(cfg.data), _absolute(cfg.val_data)
     if cfg.init is not None and ckpt is None:  # recorded as the file it was, wherever the run is resumed from
         cfg.init = str(resolve_checkpoint(cfg.init).resolve())
+    if cfg.vgg_weights is not None and ckpt is None:
+        cfg.vgg_weights = str(Path(cfg.vgg_weights).resolve())
     group = process_group(cfg.device)  # None unless torchrun started this process
     with output_folder(out):  # a run refused while it is built leaves no empty --out behind
         if group is None or group.writer:  # a checkpoint write killed midway left its temporary file
@@ -472,8 +475,8 @@ def training_differences(stored: TrainConfig, cfg: TrainConfig) -> list[str]:
         if f.name in skip:
             continue
         a, b = getattr(stored, f.name), getattr(cfg, f.name)
-        if f.name == "init":
-            a, b = (None if v is None else Path(v).name for v in (a, b))
+        if f.name in ("init", "vgg_weights"):  # a shipped name, a relative path, a link: the file it is
+            a, b = (_file_identity(v, f.name) for v in (a, b))
         a, b = (list(v) if isinstance(v, tuple) else v for v in (a, b))
         if a != b:
             out.append(
@@ -484,6 +487,17 @@ def training_differences(stored: TrainConfig, cfg: TrainConfig) -> list[str]:
         if a != b:
             out.append(f"{name}: {', '.join(a) or 'none'} -> {', '.join(b) or 'none'}")
     return out
+
+
+def _file_identity(value: str | None, field_name: str) -> str | None:
+    """The file a path or shipped name stands for, by name once resolved (a moved run's files moved too)."""
+    if value is None:
+        return None
+    try:
+        path = resolve_checkpoint(value) if field_name == "init" else Path(value)
+        return Path(path).resolve().name
+    except (CheckpointError, OSError):
+        return Path(value).name
 
 
 def _file_names(specs: list[str]) -> list[str]:
@@ -507,6 +521,8 @@ def _resumed_config(cfg: TrainConfig, last_path: Path, given: tuple = ()) -> tup
     for option in given:
         if option in SETTING_PATHS:
             want, had = _setting(cfg, option), _setting(stored, option)
+            if had is None:  # not set when the run began: what it trained with is the default's value
+                had = _effective_default(stored, option, ckpt)
             if want != had and isinstance(want, bool):  # a flag, given
                 raise ValueError(
                     f"{option}: the run in {cfg.out} was trained without it, and a resumed run keeps its training "
@@ -514,7 +530,8 @@ def _resumed_config(cfg: TrainConfig, last_path: Path, given: tuple = ()) -> tup
                 )
             if want != had:
                 raise ValueError(
-                    f"{option} {_shown(want)}: the run in {cfg.out} was trained with {_shown(had)}, and a resumed run "
+                    f"{option} {_shown(want)}: the run in {cfg.out} was trained with "
+                    f"{'the default' if had is None else _shown(had)}, and a resumed run "
                     "keeps its training settings (--epochs, --max-steps, --max-time, --device and the like apply); "
                     "start a new --out to change it"
                 )
@@ -541,6 +558,7 @@ def _refuse_repeated_files(data: list[str], val_data: list[str]) -> None:
                 f"--data {spec}: the same file as --data {seen[key]}; give it once, with a weight (FILE:WEIGHT) to sample it more"
             )
         seen[key] = spec
+    checked: dict[str, str] = {}
     for path in val_data:
         key = os.path.realpath(path)
         if key in seen:
@@ -548,13 +566,18 @@ def _refuse_repeated_files(data: list[str], val_data: list[str]) -> None:
                 f"--val-data {path}: also a training file (--data {seen[key]}); validation on training scenes "
                 "would choose best.pt by how well they were learnt"
             )
-        seen[key] = path
+        if key in checked:
+            raise ValueError(f"--val-data {path}: the same file as --val-data {checked[key]}; give it once")
+        checked[key] = path
 
 
 def _camera_text(camera: dict) -> str:
     size = camera.get("image_size") or ["?", "?"]
     focus = ", ".join(f"{d:g}" for d in camera.get("focus_distances") or [])
-    return f"{camera.get('stack_size')} slices of {size[0]} x {size[1]} px focused at {focus} m"
+    lens = ", ".join(
+        f"{k} {camera[k]:g}" for k in ("f_number", "focal_length_mm", "sensor_width_mm") if camera.get(k) is not None
+    )
+    return f"{camera.get('stack_size')} slices of {size[0]} x {size[1]} px focused at {focus} m{f' ({lens})' if lens else ''}"
 
 
 def _check_moved_data(trained: list[str], given: list[str]) -> None:
@@ -621,6 +644,18 @@ def _setting(cfg: TrainConfig, option: str):
     if path[0] in ("init", "vgg_weights") and value is not None:
         return str(resolve_checkpoint(value).resolve()) if path[0] == "init" else str(Path(value).resolve())
     return list(value) if isinstance(value, tuple) else value
+
+
+def _effective_default(stored: TrainConfig, option: str, ckpt: dict):
+    """What a setting the run left unset amounted to, where that is known: the architecture's own default
+    width, the stack size of its data; else None."""
+    path = SETTING_PATHS[option]
+    if path[0] == "arch_kwargs":
+        default = inspect.signature(ARCHITECTURES[stored.arch]).parameters.get(path[1])
+        return None if default is None or default.default is inspect.Parameter.empty else default.default
+    if path[0] == "stack_size":
+        return (ckpt.get("camera") or {}).get("stack_size")
+    return None
 
 
 def _shown(value) -> str:

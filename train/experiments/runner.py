@@ -195,19 +195,13 @@ class ExperimentRunner:
 
     def train(self, model: ModelSpec) -> None:
         from ..checkpoint import load_checkpoint
-        from ..trainer import TrainConfig, fit, run_finished, training_differences
+        from ..trainer import fit, run_finished
 
         cfg = self.train_config(model)
         last = Path(cfg.out) / "last.pt"
         t = time.perf_counter()
         if last.is_file():
-            ckpt = load_checkpoint(last)
-            changed = training_differences(TrainConfig.from_dict(ckpt["config"]), cfg)
-            if changed:  # reused or resumed, the model would not be the one the file now describes
-                raise ExperimentRunError(
-                    f"train {model.name}: {cfg.out} was trained otherwise than the experiment file now says "
-                    f"({'; '.join(changed)}): remove that folder to train it again, or run into another --out"
-                )
+            ckpt = self._trained_as_described(model, load_checkpoint(last))
             if run_finished(ckpt, cfg):
                 self._step("train", model.name, "reused", t, {"epoch": int(ckpt["epoch"])})
                 return
@@ -218,6 +212,20 @@ class ExperimentRunner:
         self._log(f"train {model.name}: {model.arch} on {', '.join(d for d, _ in model.data)}")
         fit(cfg)
         self._step("train", model.name, "ran", t, {"epochs": cfg.epochs})
+
+    def _trained_as_described(self, model: ModelSpec, ckpt: dict) -> dict:
+        """``ckpt`` (the model's last.pt), or ExperimentRunError when it was trained with other settings or
+        data than the experiment file now gives: reused or resumed, it would not be the model the file describes."""
+        from ..trainer import TrainConfig, training_differences
+
+        cfg = self.train_config(model)
+        changed = training_differences(TrainConfig.from_dict(ckpt["config"]), cfg)
+        if changed:
+            raise ExperimentRunError(
+                f"train {model.name}: {cfg.out} was trained otherwise than the experiment file now says "
+                f"({'; '.join(changed)}): remove that folder to train it again, or run into another --out"
+            )
+        return ckpt
 
     def train_in_parallel(self, models: list[ModelSpec]) -> None:
         """Every model's ``train`` at once, ``parallel`` at a time, each in a spawned process of its own
@@ -234,7 +242,9 @@ class ExperimentRunner:
         pending = []
         for model in models:
             last = self.model_dir(model.name) / "last.pt"
-            if last.is_file() and run_finished(load_checkpoint(last), self.train_config(model)):
+            if last.is_file() and run_finished(
+                self._trained_as_described(model, load_checkpoint(last)), self.train_config(model)
+            ):
                 self._step("train", model.name, "reused", time.perf_counter())
             else:
                 pending.append((model, "resumed" if last.is_file() else "ran"))

@@ -408,6 +408,10 @@ def _evaluation(i: int, e, pick: _Picker, datasets: dict, models: dict, where_fi
         setattr(spec, key, value)
     sizes = _list(pick(e.get("stack_sizes", []), "stack_sizes"), "stack_sizes", where)
     spec.stack_sizes = [_positive_int(k, "stack_sizes", where) for k in sizes]
+    if set(spec.orders) != {"sorted"} and not spec.stack_sizes:  # evaluate refuses it, after every model trained
+        raise ExperimentError(
+            f"{where}: orders = {spec.orders!r} orders the slices of stack_sizes subsets, and this scale has none"
+        )
     columns = [c.key for c in known_protocols[spec.protocol].columns]
     metrics = e.get("metrics", spec.metrics if spec.protocol == "focalstack" else columns)
     spec.metrics = [str(m) for m in _list(metrics, "metrics", where)]
