@@ -224,7 +224,8 @@ def _refuse_another_camera(extra: Path, index: int) -> None:
             held = {name: np.asarray(arrays[name], np.float32) for name in (*CAMERA, "focus_distance") if name in arrays}
     except (OSError, ValueError, KeyError) as exc:
         raise BadScene(f"{extra}: not readable ({exc})") from None
-    want = {**{name: np.float32(v) for name, v in CAMERA.items()}, "focus_distance": np.asarray(FOCUS_DISTANCES, np.float32)}
+    want: dict[str, np.ndarray] = {name: np.asarray(v, np.float32) for name, v in CAMERA.items()}
+    want["focus_distance"] = np.asarray(FOCUS_DISTANCES, np.float32)
     other = [
         f"{name} {', '.join(f'{x:g}' for x in np.ravel(value))}"
         for name, value in held.items()
