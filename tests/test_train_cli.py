@@ -532,7 +532,8 @@ def test_resume_refuses_a_training_setting_it_would_ignore_and_data_other_than_t
         (["--max-depth", 5], "--max-depth 5: the run in"),
         (["--no-flip"], "--no-flip: the run in"),
         (["--crop", "16x16"], "--crop 16,16: the run in"),
-        (["--data", other], "the run trained on"),
+        (["--data", other], "the run used"),
+        (["--val-data", other], "--val-data"),  # the run had none: another validation set
     ):
         result = run([*resume, *extra])
         assert_one_line_error(result, fragment)
@@ -549,3 +550,18 @@ def test_resume_refuses_a_training_setting_it_would_ignore_and_data_other_than_t
     shutil.copy(other, moved / "a.h5")
     result = run([*base, "--out", tmp_path / "r", "--resume", "--epochs", 4, "--data", moved / "a.h5"])
     assert_one_line_error(result, "--data: the run trained on stacks of 5 slices", "these files give 3 slices")
+
+
+def test_resume_follows_validation_files_that_moved(tmp_path):
+    """--val-data on --resume was compared as a setting: files that moved made the run impossible to resume."""
+    import shutil
+
+    val = tmp_path / "v.h5"
+    shutil.copy(synthetic_file("resume-val", 2, 32, 5), val)
+    base = ["fit", "--arch", "fod-depth", "--width", 4, "--batch-size", 2, "--no-tensorboard", "-q", "--threads", 1]
+    data = synthetic_file("resume-a", 4, 32, 1)
+    assert run([*base, "--data", data, "--val-data", val, "--out", tmp_path / "r", "--epochs", 1]).exit_code == 0
+    (tmp_path / "moved").mkdir()
+    val.rename(tmp_path / "moved" / "v.h5")
+    result = run([*base, "--out", tmp_path / "r", "--resume", "--epochs", 2, "--val-data", tmp_path / "moved" / "v.h5"])
+    assert result.exit_code == 0, result.output

@@ -542,6 +542,9 @@ def _resumed_config(cfg: TrainConfig, last_path: Path, given: tuple = ()) -> tup
     if cfg.data:
         _check_moved_data(stored.data, _absolute(cfg.data))
         stored.data = cfg.data
+    if cfg.val_data:
+        _check_moved_data(stored.val_data, _absolute(cfg.val_data), "--val-data")
+        stored.val_data = cfg.val_data
     stored.out = cfg.out  # the folder given: a copied or moved run writes only there
     return stored, ckpt
 
@@ -580,26 +583,27 @@ def _camera_text(camera: dict) -> str:
     return f"{camera.get('stack_size')} slices of {size[0]} x {size[1]} px focused at {focus} m{f' ({lens})' if lens else ''}"
 
 
-def _check_moved_data(trained: list[str], given: list[str]) -> None:
-    """--data on --resume names the run's own files where they moved to: ValueError for other files (a
-    run that switched data would compare validation losses of two data sets, and mix two trainings)."""
+def _check_moved_data(trained: list[str], given: list[str], option: str = "--data") -> None:
+    """--data (or --val-data) on --resume names the run's own files where they moved to: ValueError for other
+    files (a run that switched data would compare validation losses of two data sets, and mix two trainings)."""
     if len(given) != len(trained):
         raise ValueError(
-            f"--data: {len(given)} file(s), the run trained on {len(trained)}; on --resume --data only says where they moved"
+            f"{option}: {len(given)} file(s), the run used {len(trained)}; on --resume {option} only says where they moved"
         )
     for old, new in zip(trained, given):
         (old_path, old_weight), (new_path, new_weight) = parse_data_spec(old), parse_data_spec(new)
-        if Path(old_path).exists() and not os.path.samefile(old_path, new_path) or old_weight != new_weight:
+        if old_weight != new_weight:
+            raise ValueError(f"{option} {new}: the run sampled {old_path} with weight {old_weight:g}; a resumed run keeps it")
+        if Path(old_path).exists() and not os.path.samefile(old_path, new_path):
             raise ValueError(
-                f"--data {new}: the run trained on {old}, which is still there; on --resume --data only says where "
+                f"{option} {new}: the run used {old}, which is still there; on --resume {option} only says where "
                 "the run's files moved (start a new --out, or fine-tune with --init, to train on others)"
             )
 
 
 # Every fit option that sets how the network is trained (not where, or for how long): option -> its place in
-# TrainConfig (a field, or a field and a key). --data may change on resume (files that moved), --arch is checked.
+# TrainConfig (a field, or a field and a key). --data and --val-data may name moved files on resume; --arch is checked.
 SETTING_PATHS: dict[str, tuple[str, ...]] = {
-    "--val-data": ("val_data",),
     "--width": ("arch_kwargs", "width"),
     "--aif-width": ("arch_kwargs", "aif_width"),
     "--aif-blocks": ("arch_kwargs", "aif_blocks"),
@@ -639,8 +643,6 @@ def _setting(cfg: TrainConfig, option: str):
     value = getattr(cfg, path[0])
     if len(path) == 2:
         value = (value or {}).get(path[1])
-    if path[0] == "val_data":
-        return _absolute(list(value))
     if path[0] in ("init", "vgg_weights") and value is not None:
         return str(resolve_checkpoint(value).resolve()) if path[0] == "init" else str(Path(value).resolve())
     return list(value) if isinstance(value, tuple) else value
