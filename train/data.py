@@ -42,6 +42,7 @@ from focalstack.dataset.numbers import is_finite_number
 
 from .augment import recapture_stack
 from .losses import LOSS_TERMS
+from .metrics import valid_depth
 from .plan import PlannedBatches, SampleKey
 
 
@@ -93,6 +94,17 @@ class Norm:
 
 
 # -- sources ---------------------------------------------------------------------------------------
+
+
+def first_repeat(paths) -> tuple[int, int] | None:
+    """Indices (earlier, later) of the first two of ``paths`` that name one file (by real path: a link or a
+    relative name counts), or None when each names its own."""
+    seen: dict[str, int] = {}
+    for j, path in enumerate(paths):
+        i = seen.setdefault(os.path.realpath(path), j)
+        if i != j:
+            return i, j
+    return None
 
 
 def parse_data_spec(spec: str) -> tuple[str, float]:
@@ -165,12 +177,11 @@ def inspect_source(path: str, weight: float = 1.0, ground_truth=TRAINING_GROUND_
 
 
 def has_valid_depth(path: str, scenes, max_depth: float) -> bool:
-    """Whether any of ``scenes`` of the file has a depth pixel that training counts (finite, > 0 and
-    <= ``max_depth``, as ``to_model_inputs`` masks); read a scene at a time, stopping at the first."""
+    """Whether any of ``scenes`` of the file has a depth pixel that training and metrics count
+    (``metrics.valid_depth``); read a scene at a time, stopping at the first."""
     with FocalStackFile(path) as f:
         for i in scenes:
-            depth = f.read("depth", int(i))
-            if np.any(np.isfinite(depth) & (depth > 0) & (depth <= max_depth)):
+            if bool(valid_depth(torch.from_numpy(np.asarray(f.read("depth", int(i)))), max_depth).any()):
                 return True
     return False
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import Norm, make_loader
+from .data import Norm, first_repeat, make_loader
 from .device import resolve_amp, resolve_device
 from .distributed import is_writer, process_group
 from .eval_data import EvalSamples, inspect_eval_source, prepare_eval_batch
@@ -265,13 +265,11 @@ class _EvalRun:
 def _refuse_repeated_files(data) -> None:
     """ValueError naming a file given twice (under any name): its rows would repeat in the tables, and the
     second would replace the first in metrics.json."""
-    seen: dict[str, str] = {}
-    for path in data:
-        key = os.path.realpath(path)
-        if key in seen:
-            also = "" if seen[key] == path else f" (as {seen[key]})"
-            raise ValueError(f"--data {path}: given more than once{also}; each file is evaluated once")
-        seen[key] = path
+    repeat = first_repeat(data)
+    if repeat:
+        earlier, later = data[repeat[0]], data[repeat[1]]
+        also = "" if earlier == later else f" (as {earlier})"
+        raise ValueError(f"--data {later}: given more than once{also}; each file is evaluated once")
 
 
 def _check_options(settings, regions, stack_sizes, batch_size: int, max_scenes: int | None) -> None:

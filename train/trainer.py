@@ -38,6 +38,7 @@ from .data import (
     Norm,
     SourceInfo,
     check_compatible,
+    first_repeat,
     has_valid_depth,
     inspect_source,
     make_loader,
@@ -475,8 +476,8 @@ def training_differences(stored: TrainConfig, cfg: TrainConfig) -> list[str]:
         if f.name in skip:
             continue
         a, b = getattr(stored, f.name), getattr(cfg, f.name)
-        if f.name in ("init", "vgg_weights"):  # a shipped name, a relative path, a link: the file it is
-            a, b = (_file_identity(v, f.name) for v in (a, b))
+        if f.name in ("init", "vgg_weights"):  # by name: a moved run's files moved too
+            a, b = (None if v is None else _named_file(v, f.name).name for v in (a, b))
         a, b = (list(v) if isinstance(v, tuple) else v for v in (a, b))
         if a != b:
             out.append(
@@ -489,15 +490,13 @@ def training_differences(stored: TrainConfig, cfg: TrainConfig) -> list[str]:
     return out
 
 
-def _file_identity(value: str | None, field_name: str) -> str | None:
-    """The file a path or shipped name stands for, by name once resolved (a moved run's files moved too)."""
-    if value is None:
-        return None
+def _named_file(value: str, field_name: str) -> Path:
+    """The file a path or shipped name (``init``) stands for, resolved: a shipped name, a relative path and
+    a link are the file they name."""
     try:
-        path = resolve_checkpoint(value) if field_name == "init" else Path(value)
-        return Path(path).resolve().name
+        return Path(resolve_checkpoint(value) if field_name == "init" else value).resolve()
     except (CheckpointError, OSError):
-        return Path(value).name
+        return Path(value)
 
 
 def _file_names(specs: list[str]) -> list[str]:
@@ -552,26 +551,22 @@ def _resumed_config(cfg: TrainConfig, last_path: Path, given: tuple = ()) -> tup
 def _refuse_repeated_files(data: list[str], val_data: list[str]) -> None:
     """ValueError for a file given twice (under any name): twice in --data it would be sampled twice as often
     without a word (FILE:WEIGHT says so), in --val-data as well it would choose best.pt on training scenes."""
-    seen: dict[str, str] = {}
-    for spec in data:
-        path, _ = parse_data_spec(spec)
-        key = os.path.realpath(path)
-        if key in seen:
+    paths = [parse_data_spec(spec)[0] for spec in data]
+    repeat = first_repeat(paths)
+    if repeat:
+        raise ValueError(
+            f"--data {data[repeat[1]]}: the same file as --data {data[repeat[0]]}; give it once, with a weight "
+            "(FILE:WEIGHT) to sample it more"
+        )
+    repeat = first_repeat([*paths, *val_data])  # the training files are distinct: the later one is a validation file
+    if repeat:
+        earlier, later = repeat[0], val_data[repeat[1] - len(paths)]
+        if earlier < len(paths):
             raise ValueError(
-                f"--data {spec}: the same file as --data {seen[key]}; give it once, with a weight (FILE:WEIGHT) to sample it more"
-            )
-        seen[key] = spec
-    checked: dict[str, str] = {}
-    for path in val_data:
-        key = os.path.realpath(path)
-        if key in seen:
-            raise ValueError(
-                f"--val-data {path}: also a training file (--data {seen[key]}); validation on training scenes "
+                f"--val-data {later}: also a training file (--data {data[earlier]}); validation on training scenes "
                 "would choose best.pt by how well they were learnt"
             )
-        if key in checked:
-            raise ValueError(f"--val-data {path}: the same file as --val-data {checked[key]}; give it once")
-        checked[key] = path
+        raise ValueError(f"--val-data {later}: the same file as --val-data {val_data[earlier - len(paths)]}; give it once")
 
 
 def _camera_text(camera: dict) -> str:
@@ -644,7 +639,7 @@ def _setting(cfg: TrainConfig, option: str):
     if len(path) == 2:
         value = (value or {}).get(path[1])
     if path[0] in ("init", "vgg_weights") and value is not None:
-        return str(resolve_checkpoint(value).resolve()) if path[0] == "init" else str(Path(value).resolve())
+        return str(_named_file(value, path[0]))
     return list(value) if isinstance(value, tuple) else value
 
 
