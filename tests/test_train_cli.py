@@ -565,3 +565,19 @@ def test_resume_follows_validation_files_that_moved(tmp_path):
     val.rename(tmp_path / "moved" / "v.h5")
     result = run([*base, "--out", tmp_path / "r", "--resume", "--epochs", 2, "--val-data", tmp_path / "moved" / "v.h5"])
     assert result.exit_code == 0, result.output
+
+
+def test_resume_takes_samples_per_epoch_equal_to_the_default_it_amounted_to(tmp_path):
+    """A run that left --samples-per-epoch unset trained with one epoch per training scene: on --resume that
+    count was refused as "trained with the default" although it is the same plan; another count is refused."""
+    import re
+
+    base = ["fit", "--arch", "fod-depth", "--width", 4, "--batch-size", 2, "--no-tensorboard", "-q", "--threads", 1]
+    data = synthetic_file("resume-a", 4, 32, 1)
+    assert run([*base, "--data", data, "--out", tmp_path / "r", "--epochs", 1]).exit_code == 0
+    n_train = int(re.search(r"(\d+) training and", (tmp_path / "r" / "train.log").read_text()).group(1))
+    resume = [*base, "--out", tmp_path / "r", "--resume"]
+    result = run([*resume, "--epochs", 2, "--samples-per-epoch", n_train + 1])
+    assert_one_line_error(result, f"--samples-per-epoch {n_train + 1}: the run in", f"the default, {n_train} here")
+    result = run([*resume, "--epochs", 2, "--samples-per-epoch", n_train])
+    assert result.exit_code == 0, result.output

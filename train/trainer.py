@@ -292,9 +292,9 @@ def fit(cfg: TrainConfig, resume: bool = False, given: tuple = ()) -> FitResult:
     Raises ValueError / CheckpointError / focalstack.dataset.DatasetError with one-line messages.
     """
     out = Path(cfg.out)
-    ckpt = None
+    ckpt, data_defaults = None, {}
     if resume:
-        cfg, ckpt = _resumed_config(cfg, out / "last.pt", given)
+        cfg, ckpt, data_defaults = _resumed_config(cfg, out / "last.pt", given)
     elif (out / "last.pt").exists():
         raise ValueError(f"{out}: already holds a run (last.pt); pass --resume to continue it or choose another --out")
     elif (out / "best.pt").exists():  # a new run would replace it, and its config would no longer describe it
@@ -311,7 +311,7 @@ def fit(cfg: TrainConfig, resume: bool = False, given: tuple = ()) -> FitResult:
         if group is None or group.writer:  # a checkpoint write killed midway left its temporary file
             for stale in [*out.glob("last.pt.*.tmp"), *out.glob("best.pt.*.tmp")]:
                 stale.unlink(missing_ok=True)
-        trainer = build_trainer(cfg, ckpt, writer=group is None or group.writer, group=group)
+        trainer = build_trainer(cfg, ckpt, writer=group is None or group.writer, group=group, data_defaults=data_defaults)
     try:
         trainer.train()
     finally:
@@ -320,11 +320,14 @@ def fit(cfg: TrainConfig, resume: bool = False, given: tuple = ()) -> FitResult:
     return FitResult(out, out / "last.pt", out / "best.pt", [dict(r) for r in history], trainer.stopped)
 
 
-def build_trainer(cfg: TrainConfig, ckpt: dict | None = None, writer: bool = True, group: Group | None = None) -> Trainer:
+def build_trainer(
+    cfg: TrainConfig, ckpt: dict | None = None, writer: bool = True, group: Group | None = None, data_defaults: dict | None = None
+) -> Trainer:
     """Data, model, loss, AdamW and hooks of the run ``cfg`` (which has passed ``check()``), at the state
-    of ``ckpt`` if given. With ``writer`` False the hooks keep their state but write no file (for every
-    process but one, when several train together). With ``group`` this process trains its share of the
-    run under DistributedDataParallel, on the group's device."""
+    of ``ckpt`` if given (``data_defaults``: settings given on resume that the run left to its data's
+    default). With ``writer`` False the hooks keep their state but write no file (for every process but one,
+    when several train together). With ``group`` this process trains its share of the run under
+    DistributedDataParallel, on the group's device."""
     out = Path(cfg.out)
     log = RunLog(out / "train.log", quiet=not cfg.progress, writer=writer)
     device = group.device if group is not None else resolve_device(cfg.device)
@@ -334,6 +337,7 @@ def build_trainer(cfg: TrainConfig, ckpt: dict | None = None, writer: bool = Tru
     model = _model(cfg, device, channels_last)
     started_from = _load_init(model, cfg) if cfg.init is not None and ckpt is None else None
     data = RunData(cfg, model.single_image, pin=device.type == "cuda", group=group)
+    _check_data_defaults(data_defaults or {}, data, out)
     if cfg.cache_data:
         started = time.perf_counter()
         held = data.dataset.cache_in_memory(copies=1 if group is None else group.local_world_size)
@@ -508,8 +512,9 @@ def _file_names(specs: list[str]) -> list[str]:
     return out
 
 
-def _resumed_config(cfg: TrainConfig, last_path: Path, given: tuple = ()) -> tuple[TrainConfig, dict]:
-    """The stored configuration of the run that ``last_path`` continues, with ``cfg``'s RUNTIME_FIELDS.
+def _resumed_config(cfg: TrainConfig, last_path: Path, given: tuple = ()) -> tuple[TrainConfig, dict, dict]:
+    """The stored configuration of the run that ``last_path`` continues, with ``cfg``'s RUNTIME_FIELDS, its
+    checkpoint, and the given settings whose default the data decides (checked by ``_check_data_defaults``).
     A setting in ``given`` whose value in ``cfg`` differs from the run's is refused: it would be ignored."""
     if not last_path.is_file():
         raise CheckpointError(f"{last_path}: no checkpoint to resume from")
@@ -517,8 +522,11 @@ def _resumed_config(cfg: TrainConfig, last_path: Path, given: tuple = ()) -> tup
     stored = TrainConfig.from_dict(ckpt["config"])
     if cfg.arch is not None and cfg.arch != stored.arch:
         raise CheckpointError(f"{last_path}: the run is architecture {stored.arch!r}, --arch says {cfg.arch!r}")
+    data_defaults = {}
     for option in given:
-        if option in SETTING_PATHS:
+        if option in DATA_DEFAULTS and _setting(stored, option) is None:  # known once the data is read
+            data_defaults[option] = _setting(cfg, option)
+        elif option in SETTING_PATHS:
             want, had = _setting(cfg, option), _setting(stored, option)
             if had is None:  # not set when the run began: what it trained with is the default's value
                 had = _effective_default(stored, option, ckpt)
@@ -545,7 +553,25 @@ def _resumed_config(cfg: TrainConfig, last_path: Path, given: tuple = ()) -> tup
         _check_moved_data(stored.val_data, _absolute(cfg.val_data), "--val-data")
         stored.val_data = cfg.val_data
     stored.out = cfg.out  # the folder given: a copied or moved run writes only there
-    return stored, ckpt
+    return stored, ckpt, data_defaults
+
+
+# Settings whose default is a property of the training data: --samples-per-epoch's is the number of training
+# scenes (an epoch of exactly that many is the same plan as the default's).
+DATA_DEFAULTS = {"--samples-per-epoch": lambda data: data.n_train}
+
+
+def _check_data_defaults(given: dict, data: RunData, out: Path) -> None:
+    """ValueError for a setting, given on --resume, that the run left to its data's default and that differs
+    from what that default amounts to."""
+    for option, want in given.items():
+        had = DATA_DEFAULTS[option](data)
+        if want != had:
+            data.dataset.close()
+            raise ValueError(
+                f"{option} {_shown(want)}: the run in {out} was trained with the default, {_shown(had)} here, and a "
+                "resumed run keeps its training settings; start a new --out to change it"
+            )
 
 
 def _refuse_repeated_files(data: list[str], val_data: list[str]) -> None:
