@@ -401,3 +401,19 @@ def test_a_file_given_twice_or_a_loss_weight_given_twice_is_refused(tmp_path):
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
     with pytest.raises(ValueError, match="'depth=2': depth was given a weight already"):
         LossWeights.parse(["depth=1", "aif=0.5", "depth=2"])
+
+
+def test_every_public_name_of_the_package_is_what_it_says_after_its_modules_load():
+    """focalstack.train.evaluate was the function only until the evaluate module was imported, after which
+    the package attribute was the module: `from focalstack.train import evaluate` gave a module."""
+    import importlib
+    import pkgutil
+    import types
+
+    import focalstack.train as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name not in ("__main__",):
+            importlib.import_module(f"focalstack.train.{info.name}")
+    for name in package.__all__:
+        assert not isinstance(getattr(package, name), types.ModuleType), name

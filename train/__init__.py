@@ -6,8 +6,8 @@ Public face:
 
 - ``fit(TrainConfig(...), resume=False)`` -> ``FitResult``    train (``trainer``; the loop is ``engine``,
                                                               checkpoints, logs etc. are ``hooks``)
-- ``evaluate(checkpoint, files, out_dir)``                    metrics tables (``evaluate``)
-- ``predict(checkpoint, images, out_dir, focus_distances)``   depth/AiF/defocus of one stack (``predict``)
+- ``evaluate.evaluate(checkpoint, files, out_dir)``           metrics tables
+- ``predict.predict(checkpoint, images, out_dir, ...)``       depth/AiF/defocus of one stack
 - ``quick_train_and_evaluate(train, test, out)``              the whole loop, briefly (``quick``)
 - ``build_model(name, **kwargs)``, ``ARCHITECTURES``          the networks (``models``)
 - ``load_checkpoint(path)``, ``model_from_checkpoint(ckpt)``  checkpoints (``checkpoint``)
@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import importlib
 
+# Lazy exports (torch loads on first use). evaluate() and predict() are not among them: they share their
+# modules' names, and once a module is imported the package attribute is the module, not the function.
 _EXPORTS = {
     "fit": "trainer",
     "TrainConfig": "trainer",
     "FitResult": "trainer",
-    "evaluate": "evaluate",
-    "predict": "predict",
     "quick_train_and_evaluate": "quick",
     "build_model": "models",
     "ARCHITECTURES": "models",
