@@ -59,7 +59,7 @@ def _evaluate_help() -> str:
     "-o",
     type=click.Path(file_okay=False),
     default=None,
-    help="Folder for metrics.md, metrics.csv, metrics.json [<checkpoint folder>/eval].",
+    help="Folder for metrics.md, metrics.csv, metrics.json [<checkpoint folder>/eval; ./eval-NAME for shipped weights].",
 )
 @click.option(
     "--protocol",

@@ -195,7 +195,7 @@ FOCALSTACK = Protocol(
     name="focalstack",
     summary="this project's metrics: depth, defocus maps and the AiF image (as before protocols existed)",
     quantity="depth (m), defocus (px, absolute unless the checkpoint was trained signed), AiF image (RGB in [0, 1])",
-    clipping="none (predicted depth clamped to >= 1 mm inside AbsRel, SqRel and the delta ratios only; "
+    clipping="none (predicted depth clamped to >= 1 mm inside the delta ratios only, where it divides; "
     "the predicted AiF image clamped to [0, 1])",
     masks="depth: ground truth finite, > 0 and <= the checkpoint's max_depth (default 3 m); defocus and AiF: "
     "every pixel of every slice",
@@ -280,8 +280,8 @@ AIFDEPTHNET = Protocol(
 )
 
 _DDFF_SOURCE = (
-    "DDFF-12 test split, scored by the benchmark server (these MSEs as the project's design notes (docs/design.md) "
-    "lists them; the table they were read from is not verified here); {who}"
+    "DDFF-12 test split, scored by the benchmark server (noted from the field's published DDFF-12 tables without "
+    "a table reference; not verified here); {who}"
 )
 
 DDFF12 = Protocol(
