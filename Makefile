@@ -1,9 +1,12 @@
 # focalstack: `make demo` sets up a venv and runs the main job on a small default; `make test` runs the tests.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# torch is installed first and pinned: an unpinned torch pulls a multi-GB CUDA build. On machines
-# with a GPU, install your own build into the venv first and call `make setup TORCH=`.
+# torch is installed first and pinned: an unpinned torch pulls the newest multi-GB CUDA build. PyPI's
+# torch for Linux x86_64 is a CUDA build too; TORCH_INDEX=https://download.pytorch.org/whl/cpu takes the
+# CPU build from PyTorch's own index instead. On machines with a GPU, install your own build into the
+# venv first and call `make setup TORCH=`.
 TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
 DEMO := data/demo.h5
 DEMO_TEST := data/demo-test.h5
 DEMO_SHAPE := data/demo-test-shape.h5
@@ -14,7 +17,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(if $(TORCH),$(PY) -m pip install --quiet '$(TORCH)')
+	$(if $(TORCH),$(PY) -m pip install --quiet '$(TORCH)' $(if $(TORCH_INDEX),--index-url '$(TORCH_INDEX)'))
 	$(PY) -m pip install --quiet -e '.[render,train,dev,cluster]'
 	touch $@
 
