@@ -2,7 +2,7 @@
 blurred with the disk that the optics give for the checkpoint's own training camera (the trainer tests'
 synthetic scenes, not Blender), and the median depth the network predicts for each.
 
-    python benchmarks/plane_depth.py fod-depth-v0            # shipped weights by name, or a checkpoint file
+    python benchmarks/plane_depth.py fod-depth-fod500-v0     # shipped weights by name, or a checkpoint file
     python benchmarks/plane_depth.py runs/x/last.pt --out plane-depth.md
 
 Prints a Markdown table: true depth, the predicted median (over --seeds textures; min and max beside it), and

@@ -1,4 +1,4 @@
-"""focalstack.dataset: the HDF5 contract (schema v2, reading v1 too), its writer and reader, thin-lens
+"""focalstack.dataset: the HDF5 contract (schema v3, reading v1 and v2 too), its writer and reader, thin-lens
 optics, ground-truth derivation, and the field's formats (FoD500 folders, DDFF-12 files). The ground
 floor: imports numpy, h5py and opencv (and OpenEXR for EXR files, when asked to), never bpy or torch.
 

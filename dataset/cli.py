@@ -1,4 +1,4 @@
-"""focalstack-data: look at focalstack HDF5 data sets (schema v2, and v1): inspect, validate, preview;
+"""focalstack-data: look at focalstack HDF5 data sets (schema v3; v1 and v2 read): inspect, validate, preview;
 import other data sets (FoD500, DDFF-12) and export to them (``cli_interop.py``); pack files small for
 transport and unpack them (``cli_pack.py``).
 
@@ -34,8 +34,8 @@ _FULL = click.option(
 @click.version_option(package_name="focalstack", prog_name="focalstack-data")
 def main():
     """Inspect, validate and preview focalstack data sets: HDF5 files of focal stacks with depth,
-    all-in-focus image, defocus maps and edges, or the part of it a file declares it holds (schema v2;
-    v1 files are read too). Import FoD500 and DDFF-12 into such files, export them as FoD500 folders.
+    all-in-focus image, defocus maps and edges, or the part of it a file declares it holds (schema v3;
+    v1 and v2 files are read too). Import FoD500 and DDFF-12 into such files, export them as FoD500 folders.
 
     \b
     Examples:
@@ -194,7 +194,7 @@ def _print_report(report, full: bool) -> None:
 @click.pass_context
 @friendly_errors
 def inspect(ctx, file: Path, full: bool):
-    """Summarise FILE and validate it against schema v2.
+    """Summarise FILE and validate it against the schema (v3; v1 and v2 files against their own version).
 
     Prints the scene counts, image size, preset, seeds, versions, the camera settings over all scenes
     (f-numbers, focal lengths, sensor widths, sets of focus distances), the depth range, the file size
@@ -208,7 +208,7 @@ def inspect(ctx, file: Path, full: bool):
     if not report.readable:
         if len(report.problems) == 1 or not report.summary.get("schema_version"):
             raise click.ClickException(f"{file}: {report.problems[0]}")
-        click.echo(f"{file}: not a readable schema-v1/v2 file:")
+        click.echo(f"{file}: not a readable schema-v1/v2/v3 file:")
         for p in report.problems:
             click.echo(f"  problem: {p}")
         ctx.exit(1)
@@ -227,7 +227,7 @@ def inspect(ctx, file: Path, full: bool):
 @click.option("-v", "--verbose", is_flag=True, help="Also list warnings (incomplete scenes, blank images, ...).")
 @click.pass_context
 def validate(ctx, files: tuple[Path, ...], full: bool, verbose: bool):
-    """Check each FILE against HDF5 schema v2.
+    """Check each FILE against the HDF5 schema (v3; v1 and v2 files against their own version).
 
     Prints one line per valid file, and each problem of an invalid one on a line of its own that names
     the attribute, dataset or scene and what was expected. Exit status 1 if any file is invalid.

@@ -62,7 +62,7 @@ _FORCE = click.option("--force", is_flag=True, help="Replace OUT if it exists (o
 
 @click.group("import", cls=Group, context_settings=CONTEXT)
 def import_group():
-    """Convert another data set into a focalstack schema file (schema v2).
+    """Convert another data set into a focalstack schema file (schema v3).
 
     The file holds what the source has and nothing more; its 'ground_truth' attribute lists each
     ground-truth array and where it came from (rendered, imported, derived, absent), and inspect shows it.

@@ -1,4 +1,4 @@
-"""Checks a file against HDF5 schema v2 (or v1), without ever raising on a bad file.
+"""Checks a file against HDF5 schema v3 (or v1, v2), without ever raising on a bad file.
 
 ``validate_file`` returns a ``ValidationReport``: a list of problems (each one line that names the
 attribute, dataset or scene and what was expected; the file's path is the report's, not repeated),

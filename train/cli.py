@@ -36,7 +36,8 @@ ARCH_OPTIONS = ("width", "aif_width", "aif_blocks")  # builder keywords offered 
 
 
 def _arch_help() -> str:
-    docs = [f"{name}: {inspect.getdoc(build).splitlines()[0]}" for name, build in ARCHITECTURES.items()]
+    # a builder's first paragraph, joined: its first line alone can stop mid-sentence
+    docs = [f"{name}: {' '.join(inspect.getdoc(build).split(chr(10) * 2)[0].split())}" for name, build in ARCHITECTURES.items()]
     return " ".join(docs) + f" [{TRAIN['arch']}]"
 
 
