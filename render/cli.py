@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 
@@ -338,6 +341,25 @@ def _with_asset_dirs(config: RenderConfig, asset_dirs) -> dict:
     return scene
 
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (how schedulers and timeouts stop a job) ends a render as Ctrl-C does: its cleanup runs (a file
+    it created that holds no scene yet is removed) and it exits with 'Error: interrupted', instead of dying at
+    once."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _render(config: RenderConfig, out: Path, **how) -> None:
     """Render with a progress bar on stderr and a one-line summary on stdout."""
     from tqdm import tqdm
@@ -355,7 +377,8 @@ def _render(config: RenderConfig, out: Path, **how) -> None:
         bar.set_postfix_str(f"{sum(phases.values()):.1f} s/scene")
 
     try:
-        summary = render_dataset(config, out, progress=on_progress, on_start=on_start, **how)
+        with _sigterm_as_interrupt():
+            summary = render_dataset(config, out, progress=on_progress, on_start=on_start, **how)
     finally:
         if bar is not None:
             bar.close()

@@ -26,11 +26,14 @@ from focalstack.dataset.schema import DatasetError
 
 from .config import LIGHT_FIELD_VERSION, ConfigError, RenderConfig, config_default, cycles_slice_keys
 from .effects import EffectsConfig, capture_slices, with_effects
+from .interrupt import held_signals
 from .sampling import SAMPLER_VERSION, sample_scene, scene_seed
 from .scene import SCENE_FORMAT_VERSION, SceneDescription
 
 # Settings that may differ when resuming a file: asking for more scenes extends it.
 RESUME_IGNORE = ("scenes", "device")
+# Written when Ctrl-C (or SIGTERM) arrives mid-scene: the scene is finished and written first.
+STOPPING = "stopping after the scene being rendered (again to stop at once; the file resumes either way)"
 # Settings of the light-field slice path: they change no pixel of a file whose slices Cycles renders.
 LIGHT_FIELD_KEYS = ("light_field_views", "light_field_samples", "light_field_guides", "light_field_version")
 # Defaults that changed, with the value files made before the change hold: such a file resumes with its own value
@@ -369,10 +372,11 @@ def render_range(
         renderer = open_renderer(config, threads)
     try:
         for index in range(begin, stop):
-            record, phases = render_scene(config, renderer, index)
-            t = time.perf_counter()
-            writer.append(record)
-            phases["write"] = time.perf_counter() - t
+            with held_signals(STOPPING):
+                record, phases = render_scene(config, renderer, index)
+                t = time.perf_counter()
+                writer.append(record)
+                phases["write"] = time.perf_counter() - t
             add_phases(totals, phases)
             if progress:
                 progress(1, phases)

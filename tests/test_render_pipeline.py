@@ -174,3 +174,33 @@ def test_a_file_of_another_sampler_is_not_resumed(reference, tmp_path):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and str(old) in lines[0] and "sampler 1" in lines[0], done.stderr
     assert old.read_bytes() == before
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_and_sigterm_stop_a_render_between_two_renders_and_it_resumes(reference, tmp_path, sig):
+    """Ctrl-C raised its KeyboardInterrupt inside Blender's Python callbacks during a render, where Blender
+    swallowed it: the run went on to its last scene and exited 0. SIGTERM killed it without any cleanup."""
+    out = tmp_path / "stopped.h5"
+    cmd = [sys.executable, "-m", "focalstack.render", *FAST, "--scenes", "12", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    seen = []
+
+    def pump():
+        for chunk in iter(lambda: proc.stderr.read(1), b""):
+            seen.append(chunk)
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    deadline = time.time() + 300
+    while b"1/12" not in b"".join(seen) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be stopped"
+    proc.send_signal(sig)
+    assert proc.wait(timeout=120) == 1
+    reader.join(timeout=10)
+    assert b"Error: interrupted" in b"".join(seen)
+    with FocalStackFile(out) as f:
+        assert 1 <= len(f) < 12
+    assert validate_file(out, full=True).valid
+    render_cli("--scenes", "3", "--out", str(out))  # resumes (or keeps) the first three: the reference's
+    assert_same_scenes(reference, out, 3)
