@@ -90,6 +90,19 @@ def config_differences(old: dict, new: dict, ignore: tuple[str, ...] = ()) -> li
     return [k for k in keys if old.get(k) != new.get(k)]
 
 
+def differences_text(old: dict, new: dict, keys: list[str]) -> str:
+    """'key=OLD (now NEW), ...' for ``keys``; of a table (a preset's [scene], say) only the entries that differ,
+    as 'scene.objects=...', so that the line names the change rather than holding both tables."""
+    parts = []
+    for k in keys:
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            parts += [f"{k}.{sub}={a.get(sub)!r} (now {b.get(sub)!r})" for sub in config_differences(a, b)]
+        else:
+            parts.append(f"{k}={a!r} (now {b!r})")
+    return ", ".join(parts)
+
+
 def _declaration(attrs: dict, ground_truth: provenance.Declaration | None) -> provenance.Declaration:
     """The declaration a new file gets, checked against its attributes."""
     if ground_truth is None:
@@ -244,9 +257,10 @@ class FocalStackWriter:
             declaration_of(f, path)
             old = _read_config(f, path)
             # compare as stored: JSON turns tuples into lists
-            diff = config_differences(old, json.loads(json.dumps(config, sort_keys=True)), ignore)
+            stored = json.loads(json.dumps(config, sort_keys=True))
+            diff = config_differences(old, stored, ignore)
             if diff:
-                details = ", ".join(f"{k}={old.get(k)!r} (now {config.get(k)!r})" for k in diff)
+                details = differences_text(old, stored, diff)
                 raise DatasetError(f"{path}: exists with other settings: {details}; choose another --out or the same settings")
             have = f["stack"].shape[1:]
             want = (n_slices, height, width, 3)

@@ -145,6 +145,18 @@ def test_resume_accepts_config_with_tuples(tmp_path):
         assert len(w) == 1
 
 
+def test_resume_refusal_names_the_entries_of_a_table_that_differ(tmp_path):
+    """Another preset's scene table was printed whole, twice (about 5 kB on one line)."""
+    scene = {f"key{i}": i for i in range(50)}
+    path = fx.write_file(tmp_path / "scene.h5", 1, attrs=fx.make_attrs(fx.make_config(scene=scene)))
+    other = fx.make_attrs(fx.make_config(scene={**scene, "key7": 70}, samples=99))
+    with pytest.raises(DatasetError) as info:
+        fx.open_writer(path, attrs=other)
+    message = str(info.value)
+    assert "scene.key7=7 (now 70)" in message and "samples=" in message
+    assert "key8" not in message
+
+
 def test_resume_refuses_other_image_size(tmp_path):
     path = fx.write_file(tmp_path / "size.h5", 1)
     before = path.read_bytes()
