@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import signal
 import sys
@@ -214,6 +215,11 @@ def _default(name: str) -> str:
 )
 @click.option("--list-presets", is_flag=True, help="List the built-in presets and exit.")
 @click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Check the options and print the resolved render configuration as JSON, then exit; renders nothing and needs no --out.",
+)
+@click.option(
     "--scene-keys", is_flag=True, help="List every key of a preset's [scene] table with its default and meaning, and exit."
 )
 @one_line_errors(ConfigError, DatasetError, BlenderError, RenderError, OSError)  # OSError: an unwritable --out folder
@@ -228,6 +234,7 @@ def main(
     ray_timeout,
     list_presets,
     scene_keys,
+    dry_run,
     **config_options,
 ):
     """Render random scenes into focal stacks with ground truth, stored in one HDF5 file.
@@ -249,9 +256,12 @@ def main(
         return
     # Warnings (e.g. a skipped broken asset file) as one line each, not Python's two-line format.
     warnings.showwarning = lambda message, category, *args, **kwargs: click.echo(f"warning: {message}", err=True)
+    config = config_from_options(**config_options)
+    if dry_run:
+        click.echo(json.dumps(config.to_dict(), sort_keys=True))
+        return
     if out is None:
         _fail("missing option --out: the HDF5 file to write")
-    config = config_from_options(**config_options)
     if not out.parent.is_dir():
         _fail(f"--out {out}: folder {out.parent} does not exist")
     if ray_address is not None and workers > 1:

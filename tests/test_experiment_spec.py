@@ -68,6 +68,13 @@ def test_a_good_file_loads_with_per_scale_values(tmp_path):
         (('data = ["train"]', 'data = "train"'), "[models.m]: data = 'train': expected a list"),
         # evaluate refuses it, and did so only after every model had trained
         (('datasets = ["test"]', 'datasets = ["test"]\norders = ["sorted", "random"]'), "orders the slices of stack_sizes"),
+        # models = [] passed, and the constant's evaluation then failed with a traceback after every model trained
+        (('datasets = ["test"]', 'datasets = ["test"]\nmodels = []'), "'e': models = []: expected at least one model"),
+        (('datasets = ["test"]', 'datasets = ["test"]\nstack_sizes = [20]'), "no dataset has stacks of 20 slices (test: 5)"),
+        # values focalstack-render refuses: found when the dataset's turn to render came, its reason lost
+        (("scenes = 1", "scenes = 1\nfocus_distances = [0.001, 0.5]"), "[datasets.test]: focus distance 0.001 m"),
+        (("scenes = 1", "scenes = 1\nsamples = 99999999999"), "[datasets.test]: samples = 99999999999"),
+        (("resolution = 32", "resolution = 2"), "[datasets.train]: width = 2"),
     ],
 )
 def test_bad_files_are_refused_naming_what_is_wrong(tmp_path, change, needle):
@@ -380,3 +387,11 @@ def test_a_rerun_trains_no_model_and_reuses_no_evaluation_that_the_file_or_the_d
     again = ExperimentRunner(exp, options)
     again.run()
     assert {(s.name, s.action) for s in again.steps if s.kind == "evaluate"} == {("e/m", "ran"), ("e/constant", "ran")}
+
+
+def test_focus_distances_reach_the_renderer_exactly():
+    """render_args sent them to 6 significant digits (:g): 0.1234567 rendered at 0.123457."""
+    from focalstack.train.experiments.spec import DatasetSpec
+
+    args = DatasetSpec("d", "fod500", 0, 1, 32, focus_distances=[0.1234567, 0.5]).render_args()
+    assert args[args.index("--focus-distances") + 1] == "0.1234567,0.5"

@@ -406,3 +406,23 @@ def test_a_render_that_fails_before_its_first_scene_leaves_no_file_it_made(tmp_p
     with pytest.raises(RenderError):
         job.render_dataset(config, out)
     assert _digest(out) == before
+
+
+def test_dry_run_prints_the_resolved_configuration_and_writes_nothing(tmp_path):
+    import json
+
+    result, text = run(["--preset", "walls", "--resolution", "48", "--focus-distances", "0.2,0.4", "--dry-run"])
+    assert result.exit_code == 0, text
+    config = json.loads(text)
+    assert (config["preset"], config["width"], config["focus_distances"]) == ("walls", 48, [0.2, 0.4])
+    assert list(tmp_path.iterdir()) == []
+    result, text = run(["--preset", "walls", "--focus-distances", "0.001,0.4", "--dry-run"])
+    assert_one_line_error(result, text, "focus distance 0.001 m")
+
+
+def test_resolve_answers_each_command_line_with_its_configuration_or_its_error():
+    from focalstack.render.cli_resolve import resolve
+
+    assert resolve(["--preset", "fod500", "--samples", "3"])["config"]["samples"] == 3
+    assert "width = 2" in resolve(["--preset", "fod500", "--resolution", "2"])["error"]
+    assert "No such option" in resolve(["--preset", "fod500", "--bogus"])["error"]

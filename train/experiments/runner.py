@@ -438,8 +438,7 @@ def settings_mismatch(ds: DatasetSpec, path: Path) -> str | None:
             return f"{key} = {config[key]!r}; the experiment asks for {want!r}"
     if ds.focus_distances and "focus_distances" in config:
         have = [float(x) for x in config.get("focus_distances") or []]
-        # render_args() hands focalstack-render the distances to 6 significant digits (:g): compare those
-        sent = [float(f"{s:g}") for s in ds.focus_distances]
+        sent = [float(s) for s in ds.focus_distances]
         if len(have) != len(sent) or any(abs(a - b) > 1e-9 * max(1.0, abs(b)) for a, b in zip(have, sent)):
             return f"focus_distances = {have}; the experiment asks for {list(ds.focus_distances)}"
     return None

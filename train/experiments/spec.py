@@ -27,6 +27,7 @@ the file, the table and the value.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from dataclasses import dataclass, field, fields
@@ -107,7 +108,7 @@ class DatasetSpec:
         if self.denoise is not None:
             args.append("--denoise" if self.denoise else "--no-denoise")
         if self.focus_distances:
-            args += ["--focus-distances", ",".join(f"{s:g}" for s in self.focus_distances)]
+            args += ["--focus-distances", ",".join(repr(float(s)) for s in self.focus_distances)]  # exact, not :g's 6 digits
         if self.same_blur:
             args.append("--same-blur")
         # Always said: an experiment's data keeps its path when a preset's default changes, and the datasets
@@ -213,6 +214,7 @@ def load_experiment(name_or_path: str, scale: str) -> Experiment:
     }
     if not datasets:
         raise ExperimentError(f"{where}: no [datasets.NAME] table")
+    slices = {name: len(config["focus_distances"]) for name, config in _render_configs(datasets, where).items()}
     models = {
         name: _model(name, _table(t, f"{where} [models.{name}]"), defaults, pick, datasets, where)
         for name, t in _table(data.get("models", {}), f"{where} [models]").items()
@@ -220,7 +222,7 @@ def load_experiment(name_or_path: str, scale: str) -> Experiment:
     if not models:
         raise ExperimentError(f"{where}: no [models.NAME] table")
     evaluations = [
-        _evaluation(i, e, pick, datasets, models, where, PROTOCOLS)
+        _evaluation(i, e, pick, datasets, models, where, PROTOCOLS, slices)
         for i, e in enumerate(_list(data.get("evaluations", []), "evaluations", where))
     ]
     names = [e.name for e in evaluations]
@@ -292,6 +294,28 @@ def builtin_presets() -> tuple[str, ...]:
     if done.returncode != 0:
         raise ExperimentError(f"focalstack-render --list-presets failed: {done.stderr.strip()[-300:]}")
     return tuple(line.strip() for line in done.stdout.splitlines() if line.strip())
+
+
+def _render_configs(datasets: dict[str, DatasetSpec], where: str) -> dict[str, dict]:
+    """What focalstack-render would render for each dataset, asked of it in one process without rendering, so
+    that a value it refuses (2 px, a focus distance inside the lens) stops the experiment before anything runs,
+    not when its turn to render comes."""
+    names = list(datasets)
+    done = subprocess.run(
+        [sys.executable, "-m", "focalstack.render.cli_resolve"],
+        input=json.dumps([datasets[n].render_args() for n in names]),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if done.returncode != 0:
+        raise ExperimentError(f"focalstack.render.cli_resolve failed: {done.stderr.strip()[-300:]}")
+    configs = {}
+    for name, answer in zip(names, json.loads(done.stdout)):
+        if "error" in answer:
+            raise ExperimentError(f"{where} [datasets.{name}]: {answer['error']}")
+        configs[name] = answer["config"]
+    return configs
 
 
 def _dataset(name: str, t: dict, defaults: dict, pick: _Picker, path: Path) -> DatasetSpec:
@@ -381,7 +405,10 @@ def _model(name: str, t: dict, defaults: dict, pick: _Picker, datasets: dict, wh
     return ModelSpec(name, arch, data, train)
 
 
-def _evaluation(i: int, e, pick: _Picker, datasets: dict, models: dict, where_file: str, known_protocols) -> EvaluationSpec:
+def _evaluation(
+    i: int, e, pick: _Picker, datasets: dict, models: dict, where_file: str, known_protocols, slices: dict[str, int]
+) -> EvaluationSpec:
+    """One [[evaluations]] entry, checked (``slices``: each dataset's stack size)."""
     e = _table(e, f"{where_file} [[evaluations]] #{i + 1}")
     name = str(e.get("name", f"evaluation-{i + 1}"))
     where = f"{where_file} [[evaluations]] {name!r}"
@@ -393,6 +420,8 @@ def _evaluation(i: int, e, pick: _Picker, datasets: dict, models: dict, where_fi
         if d not in datasets:
             raise ExperimentError(f"{where}: names dataset {d!r}, which [datasets] does not define")
     ms = list(_list(e.get("models", list(models)), "models", where))
+    if not ms:
+        raise ExperimentError(f"{where}: models = []: expected at least one model name (leave it out for every model)")
     for m in ms:
         if m not in models:
             raise ExperimentError(f"{where}: names model {m!r}, which [models] does not define")
@@ -408,6 +437,10 @@ def _evaluation(i: int, e, pick: _Picker, datasets: dict, models: dict, where_fi
         setattr(spec, key, value)
     sizes = _list(pick(e.get("stack_sizes", []), "stack_sizes"), "stack_sizes", where)
     spec.stack_sizes = [_positive_int(k, "stack_sizes", where) for k in sizes]
+    for k in spec.stack_sizes:  # evaluate refuses it, after every model trained
+        if all(k > slices[d] for d in ds):
+            have = ", ".join(f"{d}: {slices[d]}" for d in ds)
+            raise ExperimentError(f"{where}: stack_sizes: no dataset has stacks of {k} slices ({have})")
     if set(spec.orders) != {"sorted"} and not spec.stack_sizes:  # evaluate refuses it, after every model trained
         raise ExperimentError(
             f"{where}: orders = {spec.orders!r} orders the slices of stack_sizes subsets, and this scale has none"

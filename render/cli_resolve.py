@@ -1,0 +1,39 @@
+"""focalstack-render command lines resolved to the configurations they would render, without rendering, many
+in one process: for callers that run the command later and must refuse a bad value before anything runs
+(experiment files, which train/ reads without importing render/).
+
+    python -m focalstack.render.cli_resolve < lines.json
+
+reads a JSON list of argument lists and prints a JSON list with, for each, {"config": {...}} (as
+``RenderConfig.to_dict``) or {"error": "one line"}.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import sys
+
+import click
+
+from .cli import config_from_options, main
+from .config import ConfigError
+
+
+def resolve(args: list[str]) -> dict:
+    """{"config": ...} for what ``focalstack-render ARGS`` would render, parsed as the command parses it; or
+    {"error": ...} naming the bad option or value."""
+    try:
+        ctx = main.make_context("focalstack-render", list(args))
+        run_options = set(inspect.signature(main.callback).parameters) - {"config_options"}  # where and how, not what
+        config = config_from_options(**{k: v for k, v in ctx.params.items() if k not in run_options})
+    except click.ClickException as exc:
+        return {"error": exc.format_message()}
+    except ConfigError as exc:
+        return {"error": str(exc)}
+    return {"config": config.to_dict()}
+
+
+if __name__ == "__main__":
+    lines = json.load(sys.stdin)
+    json.dump([resolve([str(a) for a in args]) for args in lines], sys.stdout)
