@@ -395,3 +395,18 @@ def test_focus_distances_reach_the_renderer_exactly():
 
     args = DatasetSpec("d", "fod500", 0, 1, 32, focus_distances=[0.1234567, 0.5]).render_args()
     assert args[args.index("--focus-distances") + 1] == "0.1234567,0.5"
+
+
+def test_a_render_shows_its_progress_and_its_error_is_still_known():
+    """With progress on, focalstack-render's stderr went to the terminal only: a failed render was recorded in
+    state.json as 'focalstack-render failed: 1', its reason lost."""
+    import io
+
+    from focalstack.train.experiments.runner import _run_passing_stderr
+
+    shown = io.StringIO()
+    code = "import sys; print('done'); sys.stderr.write('rendering 1/3\\r' * 2000 + 'Error: the reason\\n'); sys.exit(1)"
+    returncode, stdout, stderr = _run_passing_stderr([sys.executable, "-c", code], shown, keep=200)
+    assert (returncode, stdout) == (1, "done\n")
+    assert stderr.endswith("Error: the reason\n") and len(stderr) == 200
+    assert shown.getvalue().startswith("rendering 1/3\r") and shown.getvalue().endswith("Error: the reason\n")

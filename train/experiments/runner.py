@@ -21,6 +21,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -177,10 +178,10 @@ class ExperimentRunner:
             return
         cmd = [sys.executable, "-m", "focalstack.render", *ds.render_args(), "--out", str(path), *self.opt.render_args]
         self._log(f"render {ds.name}: {' '.join(cmd[3:])}")
-        done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None if self.opt.progress else subprocess.PIPE, text=True)
-        if done.returncode != 0:
-            why = (done.stderr or done.stdout or "").strip().splitlines()
-            raise ExperimentRunError(f"render {ds.name}: focalstack-render failed: {why[-1] if why else done.returncode}")
+        returncode, stdout, stderr = _run_passing_stderr(cmd, sys.stderr if self.opt.progress else None)
+        if returncode != 0:
+            why = (stderr or stdout or "").replace("\r", "\n").strip().splitlines()
+            raise ExperimentRunError(f"render {ds.name}: focalstack-render failed: {why[-1] if why else returncode}")
         rendered = _complete_scenes(path) - before  # counted in the file, not read from the command's output
         action = "reused" if rendered == 0 else ("resumed" if before else "ran")
         self._step("render", ds.name, action, t, {"file": str(path), "rendered": rendered, "scenes": ds.scenes})
@@ -442,6 +443,35 @@ def settings_mismatch(ds: DatasetSpec, path: Path) -> str | None:
         if len(have) != len(sent) or any(abs(a - b) > 1e-9 * max(1.0, abs(b)) for a, b in zip(have, sent)):
             return f"focus_distances = {have}; the experiment asks for {list(ds.focus_distances)}"
     return None
+
+
+def _run_passing_stderr(cmd: list[str], show, keep: int = 8192) -> tuple[int, str, str]:
+    """Run ``cmd``: its return code, its stdout and the last ``keep`` characters of its stderr, which goes on
+    to ``show`` (a text stream, or None) as it comes, so that a progress bar shows and the error that ends the
+    run is still known (state.json and the one-line error name it)."""
+    import codecs
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    tail = ""
+
+    def pump():
+        nonlocal tail
+        while chunk := os.read(proc.stderr.fileno(), 4096):  # whatever has come: a bar's update shows at once
+            text = decoder.decode(chunk)
+            if show is not None:
+                show.write(text)
+                show.flush()
+            tail = (tail + text)[-keep:]
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    stdout = proc.stdout.read().decode(errors="replace")
+    returncode = proc.wait()
+    reader.join()
+    proc.stdout.close()
+    proc.stderr.close()
+    return returncode, stdout, tail
 
 
 def data_stamp(path: str) -> dict:
