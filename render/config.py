@@ -375,6 +375,9 @@ def _preset_tables(name_or_path: str, relative_to: Path | None = None, chain: tu
     unknown = set(data) - {"name", "description", "base", *_TABLES}
     if unknown:
         raise ConfigError(f"preset {name_or_path}: unknown table(s) or key(s) {', '.join(sorted(unknown))}")
+    for t in _TABLES:
+        if not isinstance(data.get(t, {}), dict):  # before its keys are read: camera = 5 has none
+            raise ConfigError(f"preset {name_or_path}: {t} = {data[t]!r}: expected a table")
     for table, allowed in (("camera", _CAMERA_KEYS), ("render", _RENDER_KEYS)):
         bad = set(data.get(table, {})) - allowed
         if bad:
@@ -386,10 +389,7 @@ def _preset_tables(name_or_path: str, relative_to: Path | None = None, chain: tu
             raise ConfigError(f"preset {name_or_path}: base = {data['base']!r}: expected a preset name or file")
         _, tables = _preset_tables(data["base"], path.parent if path is not None else None, (*chain, where))
     for t in _TABLES:
-        own = data.get(t, {})
-        if not isinstance(own, dict):
-            raise ConfigError(f"preset {name_or_path}: {t} = {own!r}: expected a table")
-        tables[t] = {**tables[t], **own}
+        tables[t] = {**tables[t], **data.get(t, {})}
     return str(data.get("name", name)), tables
 
 

@@ -296,3 +296,12 @@ def test_a_configuration_is_stored_flat_and_reads_back_with_its_render_settings(
         RenderConfig.from_dict({**stored, "wobble": 1})
     with pytest.raises(ConfigError, match="samples"):
         config.with_overrides(samples=0).validate()
+
+
+@pytest.mark.parametrize("table", ["camera", "render", "scene", "effects"])
+def test_a_preset_table_given_as_a_value_is_refused_naming_it(tmp_path, table):
+    """camera = 5 had its keys read before the table check: TypeError 'int' object is not iterable."""
+    path = tmp_path / "p.toml"
+    path.write_text(f'base = "fod500"\n{table} = 5\n')
+    with pytest.raises(ConfigError, match=f"{table} = 5: expected a table"):
+        load_preset(str(path))
