@@ -410,3 +410,11 @@ def test_a_render_shows_its_progress_and_its_error_is_still_known():
     assert (returncode, stdout) == (1, "done\n")
     assert stderr.endswith("Error: the reason\n") and len(stderr) == 200
     assert shown.getvalue().startswith("rendering 1/3\r") and shown.getvalue().endswith("Error: the reason\n")
+
+
+def test_the_reports_scale_note_gives_the_experiments_own_sizes(tmp_path):
+    """The tiny scale's note said '64 px scenes' whatever the file's resolution."""
+    from focalstack.train.experiments.report import scale_note
+
+    note = scale_note(load_experiment(str(write(tmp_path, GOOD)), "tiny"))
+    assert note.startswith("32 px, 2 scene(s) in training datasets; a pipeline check") and "64" not in note

@@ -16,11 +16,20 @@ from .spec import CONSTANT_MODEL
 # figure plus 20 log10(255).
 PSNR_PEAK_255_OFFSET_DB = 20 * math.log10(255.0)
 
+# What each bundled scale is for; the sizes are the experiment's own (``scale_note``).
 SCALE_NOTES = {
-    "tiny": "a pipeline check on a handful of 64 px scenes, trained for minutes on a CPU. Its numbers are not results.",
-    "small": "128 px, about 200 training scenes: a first look, far from the paper's training budget.",
-    "full": "the paper's size: 256 px, 1000 training scenes, 100 per test split.",
+    "tiny": "a pipeline check, trained for minutes on a CPU. Its numbers are not results.",
+    "small": "a first look, far from the paper's training budget.",
+    "full": "the paper's size, as the bundled experiments read it (256 px, 1000 fod500 training scenes).",
 }
+
+
+def scale_note(exp) -> str:
+    """The scale's purpose and what this experiment's datasets are at it: '64 px, 16 training scenes; ...'."""
+    sizes = " and ".join(f"{r} px" for r in sorted({ds.resolution for ds in exp.datasets.values()}))
+    trained = {name for model in exp.models.values() for name, _ in model.data}
+    scenes = sum(exp.datasets[name].scenes for name in trained)
+    return f"{sizes}, {scenes} scene(s) in training datasets; {SCALE_NOTES.get(exp.scale, 'a scale of this experiment file.')}"
 
 
 def _fmt(value) -> str:
@@ -151,7 +160,7 @@ def write_report(runner, results: dict) -> dict:
     lines = [
         f"# {exp.name} — scale `{exp.scale}`",
         "",
-        f"> **Scale `{exp.scale}`: {SCALE_NOTES.get(exp.scale, 'a custom scale.')}**",
+        f"> **Scale `{exp.scale}`: {scale_note(exp)}**",
         "",
     ]
     if exp.description:
@@ -162,7 +171,7 @@ def write_report(runner, results: dict) -> dict:
     report_json = {
         "experiment": exp.name,
         "scale": exp.scale,
-        "scale_note": SCALE_NOTES.get(exp.scale, ""),
+        "scale_note": scale_note(exp),
         "datasets": {k: asdict(v) for k, v in exp.datasets.items()},
         "models": {k: asdict(v) for k, v in exp.models.items()},
         "evaluations": {},
