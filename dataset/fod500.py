@@ -45,6 +45,7 @@ from . import exr, provenance
 from .files import default_mode, write_text_atomic
 from .groundtruth import CANNY_BLUR_SIGMA, CANNY_HIGH, CANNY_LOW, canny_edges, stored_defocus_maps
 from .importing import mark_bad_as_no_data, write_imported
+from .optics import DEFOCUS_MODELS
 from .provenance import ABSENT, GroundTruth
 from .record import SceneRecord
 from .schema import DatasetError
@@ -175,20 +176,22 @@ def read_depth(path: Path, notes: list[str] | None = None) -> np.ndarray:
     return depth
 
 
-def declaration(has_aif: bool) -> provenance.Declaration:
+def declaration(has_aif: bool, defocus_model: str = DEFOCUS_MODEL) -> provenance.Declaration:
     """What an imported FoD500 file holds."""
     aif = GroundTruth("imported", method="FoD500 {i:06d}Aif.tif (DEReD)") if has_aif else ABSENT
     return {
         "aif": aif,
         "depth": GroundTruth("imported", method="FoD500 {i:06d}Dpt.exr, channel R", no_data=0.0),
-        "defocus": GroundTruth("derived", False, provenance.RECOMPUTABLE["defocus"], DEFOCUS_MODEL),
+        "defocus": GroundTruth("derived", False, provenance.RECOMPUTABLE["defocus"], defocus_model),
         "edges": GroundTruth("derived", True, ("aif",), "canny") if has_aif else ABSENT,
         **{name: GroundTruth("imported", method="FoD500's published camera") for name in CAMERA},
         "disparity": ABSENT,
     }
 
 
-def read_scene(sf: SceneFiles, has_aif: bool, folder: Path, notes: list[str] | None = None) -> SceneRecord:
+def read_scene(
+    sf: SceneFiles, has_aif: bool, folder: Path, notes: list[str] | None = None, defocus_model: str = DEFOCUS_MODEL
+) -> SceneRecord:
     _check_files(sf, folder, has_aif)
     _refuse_another_camera(folder / EXTRA_FOLDER / f"{sf.index:06d}Extra.npz", sf.index)
     assert sf.depth is not None and (sf.aif is not None or not has_aif)  # _check_files says so otherwise
@@ -202,7 +205,7 @@ def read_scene(sf: SceneFiles, has_aif: bool, folder: Path, notes: list[str] | N
         stack=stack,
         aif=aif,
         depth=depth,
-        defocus=stored_defocus_maps(depth, focus, n, f, w, DEFOCUS_MODEL, no_data=0.0),
+        defocus=stored_defocus_maps(depth, focus, n, f, w, defocus_model, no_data=0.0),
         edges=canny_edges(aif) if aif is not None else None,
         focus_distance=focus,
         f_number=n,
@@ -261,16 +264,17 @@ def import_fod500(
             f"{folder}: no FoD500 scenes{'' if split == 'all' else f' of the {split} split'} (files ending All.tif / Dpt.exr)"
         )
     has_aif = any(sf.aif is not None for sf in picked)
+    model = exported_defocus_model(folder)
     repaired: list[str] = []
     done, skipped = write_imported(
         out,
         picked,
-        lambda sf: read_scene(sf, has_aif, folder, repaired),
+        lambda sf: read_scene(sf, has_aif, folder, repaired, model),
         n_slices=len(FOCUS_DISTANCES),
         height=SIZE[0],
         width=SIZE[1],
-        attrs=_attrs(folder, split, has_aif),
-        ground_truth=declaration(has_aif),
+        attrs=_attrs(folder, split, has_aif, model),
+        ground_truth=declaration(has_aif, model),
         optional=("stack_size",),
         skip_bad=skip_bad,
         progress=progress,
@@ -281,7 +285,26 @@ def import_fod500(
     return ImportSummary(out, imported, skipped, has_aif, repaired)
 
 
-def _attrs(folder: Path, split: str, has_aif: bool) -> dict:
+def exported_defocus_model(folder: Path) -> str:
+    """The defocus model of the file that ``export fod500`` wrote ``folder`` from (its focalstack.json says),
+    so that a round trip derives the same defocus maps (a Cycles render's differ from the thin lens's by up to
+    3 %); FoD500's own folders, which have no focalstack.json, take the thin lens."""
+    readme = folder / "focalstack.json"
+    if not readme.is_file():
+        return DEFOCUS_MODEL
+    try:
+        text = json.loads(readme.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{readme}: not readable as the JSON that export writes ({exc})") from None
+    model = text.get("defocus_model") if isinstance(text, dict) else None
+    if model is None:  # the exported file had no camera model of its own (an import of DDFF-12, say)
+        return DEFOCUS_MODEL
+    if model not in DEFOCUS_MODELS:
+        raise DatasetError(f"{readme}: defocus_model {model!r}, expected one of {', '.join(DEFOCUS_MODELS)}")
+    return model
+
+
+def _attrs(folder: Path, split: str, has_aif: bool, defocus_model: str = DEFOCUS_MODEL) -> dict:
     config = {
         "importer": "fod500",
         "source_folder": str(folder.resolve()),
@@ -290,7 +313,7 @@ def _attrs(folder: Path, split: str, has_aif: bool) -> dict:
         "focus_distances": list(FOCUS_DISTANCES),
         "height": SIZE[0],
         "width": SIZE[1],
-        "defocus_model": DEFOCUS_MODEL,
+        "defocus_model": defocus_model,
     }
     if has_aif:
         config.update(canny_low=CANNY_LOW, canny_high=CANNY_HIGH, canny_blur_sigma=CANNY_BLUR_SIGMA)
@@ -299,7 +322,7 @@ def _attrs(folder: Path, split: str, has_aif: bool) -> dict:
         "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "source": "FoD500",
         "config": config,
-        "defocus_model": DEFOCUS_MODEL,
+        "defocus_model": defocus_model,
     }
 
 
