@@ -183,6 +183,11 @@ def export_fod500_cmd(file: Path, folder: Path, split: str, start: int | None, l
 
     if start is None:
         start = TEST_START if split == "test" else 0
+    if split == "test" and start < TEST_START:  # the folder would be read as training data
+        raise click.UsageError(
+            f"--split test --start {start}: DFV's loader takes scenes numbered below {TEST_START} as training; "
+            f"start at {TEST_START} or above, or export with --split train"
+        )
     summary = export_fod500(file, folder, start=start, layout=layout, progress=_progress("exporting"))
     notes = list(summary.differences)
     if any("px" in d or "slices" in d for d in notes):

@@ -533,3 +533,12 @@ def test_import_fod500_marks_a_few_bad_depth_pixels_as_no_data_and_refuses_a_bro
     assert_one_line_error(
         run("import", "fod500", tmp_path / "fs", "-o", tmp_path / "b.h5"), "000001Dpt.exr", "not finite or negative (more than 1%"
     )
+
+
+def test_a_test_split_numbered_as_training_is_refused_before_anything_is_written(tmp_path):
+    """--split test --start 0 numbered a test set below 400, which DFV's loader reads as training, without a word."""
+    src = fod500_like_file(tmp_path / "gen.h5", 1)
+    result = run("export", "fod500", src, "-o", tmp_path / "fs", "--split", "test", "--start", 0)
+    assert result.exit_code == 2 and "--split test --start 0: DFV's loader takes scenes numbered below 400" in result.output
+    assert not (tmp_path / "fs").exists()
+    assert run("export", "fod500", src, "-o", tmp_path / "fs", "--split", "test", "--start", 450).exit_code == 0
