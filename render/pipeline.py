@@ -93,11 +93,22 @@ def with_file_settings(config: RenderConfig, path: Path) -> tuple[RenderConfig, 
     if not _uses_light_field(stored, config):
         made_with = {k: v for k, v in made_with.items() if k not in LIGHT_FIELD_KEYS}
     keep = {k: v for k, v in made_with.items() if asked[k] == config_default(k) != v}
+    if _same_effects(stored.get("effects") or {}, asked.get("effects") or {}):
+        # written otherwise, the same effects (--jpeg-quality 0 is off, as no jpeg_quality is): the file's table
+        config = config.with_overrides(effects=dict(stored.get("effects") or {}))
     if not keep:
         return config, None
     listing = ", ".join(f"{k} = {v!r}" for k, v in keep.items())
     line = f"{path}: resuming with the settings it was begun with ({listing}; today's default differs)"
     return config.with_overrides(**keep), line
+
+
+def _same_effects(a: dict, b: dict) -> bool:
+    """Whether two [effects] tables do the same thing (an 'off' value given or left out alike)."""
+    try:
+        return EffectsConfig.from_dict(a) == EffectsConfig.from_dict(b)
+    except (TypeError, ValueError):  # a table that does not read is checked, and refused, where it is used
+        return False
 
 
 class RenderError(RuntimeError):

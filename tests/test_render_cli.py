@@ -426,3 +426,23 @@ def test_resolve_answers_each_command_line_with_its_configuration_or_its_error()
     assert resolve(["--preset", "fod500", "--samples", "3"])["config"]["samples"] == 3
     assert "width = 2" in resolve(["--preset", "fod500", "--resolution", "2"])["error"]
     assert "No such option" in resolve(["--preset", "fod500", "--bogus"])["error"]
+
+
+def test_effects_written_otherwise_but_the_same_resume(tmp_path):
+    """--jpeg-quality 0 (documented as off) stored {'jpeg_quality': 0}: the same command without it was refused
+    as 'exists with other settings', though both make the same data. Other effects are still refused."""
+    from focalstack.dataset.schema import DatasetError
+    from focalstack.render.pipeline import with_file_settings
+
+    out = tmp_path / "train.h5"
+    plain = load_preset("fod500").with_overrides(width=32, height=32, scenes=2, seed=7).validate()
+    off = plain.with_overrides(effects={"jpeg_quality": 0, "read_noise": 0.0})
+    open_writer(off, out).close()
+    config, line = with_file_settings(plain, out)
+    assert line is None and config.effects == {"jpeg_quality": 0, "read_noise": 0.0}
+    open_writer(config, out).close()  # resumes
+    jpeg = plain.with_overrides(effects={"jpeg_quality": 90})
+    config, _ = with_file_settings(jpeg, out)
+    assert config.effects == {"jpeg_quality": 90}
+    with pytest.raises(DatasetError, match="effects"):
+        open_writer(config, out)
