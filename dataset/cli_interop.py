@@ -87,8 +87,9 @@ def import_fod500_cmd(folder: Path, out: Path, split: str, skip_bad: bool, force
     {i:06d}Aif.tif where DEReD's copy has it) with FoD500's camera: 2.9 mm, f/1, 3.1 mm sensor, focus
     0.1, 0.15, 0.3, 0.7, 1.5 m.
 
-    Defocus maps are derived from depth by the textbook thin lens (as FoD500's own code does) and
-    recomputed by readers, not stored; edges exist only with AiF images. A folder with missing slices, a
+    Defocus maps are derived from depth by the textbook thin lens (as FoD500's own code does; a folder
+    that export fod500 wrote keeps the model its focalstack.json records) and recomputed by readers, not
+    stored; edges exist only with AiF images. A folder with missing slices, a
     scene without depth, an EXR without channel R or images not 256 x 256 is refused with one line
     naming the file, unless --skip-bad.
     """

@@ -11,9 +11,10 @@ first six characters. Scenes 0-399 are the training split, 400-499 the test spli
 mm, f/1, sensor width 3.1 mm.
 
 Import keeps what the folder has and nothing more: no defocus maps are stored (they are derived from
-depth by the textbook thin lens, ``optics`` model ``thin_lens``, as FoD500's own code does, and
-recomputed by readers), the AiF image and its Canny edges only where the folder has AiF images, and
-depth 0 means 'no ground truth' (DFV's protocol ignores such pixels).
+depth by the textbook thin lens, ``optics`` model ``thin_lens``, as FoD500's own code does, or for a
+folder that export wrote by the model its focalstack.json records, and recomputed by readers), the AiF
+image and its Canny edges only where the folder has AiF images, and depth 0 means 'no ground truth'
+(DFV's protocol ignores such pixels).
 
 Export writes a file's scenes under the same names, and nothing else where FoD500 loaders look: they take
 every ``*.tif`` and ``*.exr`` of the folder (AiFDepthNet groups them five and one at a time in sorted
@@ -265,6 +266,14 @@ def import_fod500(
         )
     has_aif = any(sf.aif is not None for sf in picked)
     model = exported_defocus_model(folder)
+    if model != DEFOCUS_MODEL:  # one model per file: FoD500's own scenes copied in beside the export would take it
+        own = next((sf.index for sf in picked if not (folder / EXTRA_FOLDER / f"{sf.index:06d}Extra.npz").is_file()), None)
+        if own is not None:
+            raise DatasetError(
+                f"{folder}: scene {own} has no {EXTRA_FOLDER}/{own:06d}Extra.npz, yet focalstack.json says the folder "
+                f"was exported from a file of defocus model {model!r}: import FoD500's own scenes and the export "
+                "into separate files"
+            )
     repaired: list[str] = []
     done, skipped = write_imported(
         out,

@@ -16,6 +16,8 @@ import sys
 
 import click
 
+from focalstack.dataset.cliutil import one_line
+
 from .cli import config_from_options, main
 from .config import ConfigError
 
@@ -29,8 +31,10 @@ def resolve(args: list[str]) -> dict:
         config = config_from_options(**{k: v for k, v in ctx.params.items() if k not in run_options})
     except click.ClickException as exc:
         return {"error": exc.format_message()}
-    except ConfigError as exc:
-        return {"error": str(exc)}
+    except click.exceptions.Exit:  # --help, --version: nothing to render
+        return {"error": "options that print and exit (--help, --version) render nothing"}
+    except Exception as exc:  # noqa: BLE001 - a preset that cannot be read, say: that line's answer, not the batch's
+        return {"error": str(exc) if isinstance(exc, ConfigError) else one_line(exc)}
     return {"config": config.to_dict()}
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from focalstack.dataset import FocalStackWriter
 
 from .config import ConfigError, RenderConfig
+from .interrupt import held_signals
 from .pipeline import ProgressFn, add_phases
 
 # Ray retries a task whose worker process died this many times before the run fails.
@@ -162,7 +163,8 @@ def render_range_with_ray(
             arrived[start] = results
             while cursor in arrived:  # write in index order only
                 for record, phases in arrived.pop(cursor):
-                    writer.append(record)
+                    with held_signals():  # a scene's append is finished before Ctrl-C or SIGTERM stops the driver
+                        writer.append(record)
                     add_phases(totals, phases)
                     if progress:
                         progress(1, phases)

@@ -34,8 +34,11 @@ def held_signals(notice: str | None = None):
             os._exit(128 + signum)
         pending.append((signum, frame))
         if notice:
-            sys.stderr.write(f"\n{notice}\n")
-            sys.stderr.flush()
+            try:
+                sys.stderr.write(f"\n{notice}\n")
+                sys.stderr.flush()
+            except (OSError, ValueError):  # stderr a closed pipe (tee stopped by the same Ctrl-C): no notice
+                pass
 
     for sig in previous:
         signal.signal(sig, hold)

@@ -370,9 +370,11 @@ def render_range(
     renderer=None,
     threads: int = 0,
     progress: ProgressFn | None = None,
+    stop_notice: str | None = STOPPING,
 ) -> dict:
     """Render scenes up to index ``stop`` into ``writer``, whose scene 0 is dataset index ``first_index``,
-    continuing after the scenes it already holds. Returns phase seconds summed over the scenes rendered."""
+    continuing after the scenes it already holds. Returns phase seconds summed over the scenes rendered.
+    Ctrl-C and SIGTERM are held until the scene being rendered is written (``stop_notice`` says so)."""
 
     totals: dict[str, float] = {}
     begin = first_index + len(writer)
@@ -383,7 +385,7 @@ def render_range(
         renderer = open_renderer(config, threads)
     try:
         for index in range(begin, stop):
-            with held_signals(STOPPING):
+            with held_signals(stop_notice):
                 record, phases = render_scene(config, renderer, index)
                 t = time.perf_counter()
                 writer.append(record)

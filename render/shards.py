@@ -97,7 +97,8 @@ def _worker_task(args) -> tuple[int, int, dict]:
         queue.put((n, phases))
 
     with open_writer(config, shard_path(Path(out), start, stop), start) as writer:
-        totals = render_range(config, writer, start, stop, threads=threads, progress=report)
+        # no notice: the main process stops at once and ends its workers with it (their shards resume)
+        totals = render_range(config, writer, start, stop, threads=threads, progress=report, stop_notice=None)
     return start, stop, totals
 
 

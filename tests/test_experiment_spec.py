@@ -393,23 +393,70 @@ def test_focus_distances_reach_the_renderer_exactly():
     """render_args sent them to 6 significant digits (:g): 0.1234567 rendered at 0.123457."""
     from focalstack.train.experiments.spec import DatasetSpec
 
-    args = DatasetSpec("d", "fod500", 0, 1, 32, focus_distances=[0.1234567, 0.5]).render_args()
+    spec = DatasetSpec("d", "fod500", 0, 1, 32, focus_distances=[0.1234567, 0.5])
+    args = spec.render_args()
     assert args[args.index("--focus-distances") + 1] == "0.1234567,0.5"
+    # its file is not the one rendered at 6 digits under :g's name; names of exact :g values stay as they were
+    assert "f0.1234567-0.5" in spec.file_name()
+    assert "f0.1-0.5" in DatasetSpec("d", "fod500", 0, 1, 32, focus_distances=[0.1, 0.5]).file_name()
 
 
 def test_a_render_shows_its_progress_and_its_error_is_still_known():
     """With progress on, focalstack-render's stderr went to the terminal only: a failed render was recorded in
-    state.json as 'focalstack-render failed: 1', its reason lost."""
+    state.json as 'focalstack-render failed: 1', its reason lost. More than a pipe's buffer on both streams."""
     import io
 
     from focalstack.train.experiments.runner import _run_passing_stderr
 
     shown = io.StringIO()
-    code = "import sys; print('done'); sys.stderr.write('rendering 1/3\\r' * 2000 + 'Error: the reason\\n'); sys.exit(1)"
+    code = "import sys; print('o' * 200000); sys.stderr.write('rendering 1/3\\r' * 20000 + 'Error: the reason\\n'); sys.exit(1)"
     returncode, stdout, stderr = _run_passing_stderr([sys.executable, "-c", code], shown, keep=200)
-    assert (returncode, stdout) == (1, "done\n")
+    assert (returncode, stdout) == (1, "o" * 200000 + "\n")
     assert stderr.endswith("Error: the reason\n") and len(stderr) == 200
     assert shown.getvalue().startswith("rendering 1/3\r") and shown.getvalue().endswith("Error: the reason\n")
+
+    class Closed(io.StringIO):  # a terminal or pipe that went away: reading on, not hanging the child
+        def write(self, text):
+            raise BrokenPipeError
+
+    import threading
+
+    answers: list = []
+    run = threading.Thread(target=lambda: answers.append(_run_passing_stderr([sys.executable, "-c", code], Closed())))
+    run.daemon = True  # a deadlocked run (the child blocked on a full stderr pipe) fails here, not hangs the suite
+    run.start()
+    run.join(timeout=60)
+    assert answers and answers[0][0] == 1 and answers[0][2].endswith("Error: the reason\n")
+
+
+def test_ctrl_c_of_the_runner_lets_the_render_finish_its_scene_and_waits_for_it(tmp_path):
+    """Ctrl-C (or SIGINT to the runner alone) killed the render mid-scene, or left it running without its
+    runner, holding its file's lock."""
+    import os
+    import signal
+    import time
+
+    marker = tmp_path / "finished"
+    child = (
+        "import pathlib, signal, sys, time\n"
+        "def stop(*_):\n"
+        f"    time.sleep(1); pathlib.Path({str(marker)!r}).write_text('scene written'); sys.exit(1)\n"
+        "signal.signal(signal.SIGINT, stop)\n"
+        "time.sleep(60)\n"
+    )
+    parent = (
+        "import sys\n"
+        "from focalstack.train.experiments.runner import _run_passing_stderr\n"
+        "print('started', flush=True)\n"
+        f"_run_passing_stderr([sys.executable, '-c', {child!r}], None)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline() == b"started\n"
+    time.sleep(2)  # the child has set its handler
+    os.kill(proc.pid, signal.SIGINT)
+    proc.wait(timeout=30)
+    assert marker.read_text() == "scene written"  # written before the runner ended
+    assert b"KeyboardInterrupt" in proc.stderr.read()
 
 
 def test_the_reports_scale_note_gives_the_experiments_own_sizes(tmp_path):

@@ -542,3 +542,16 @@ def test_a_test_split_numbered_as_training_is_refused_before_anything_is_written
     assert result.exit_code == 2 and "--split test --start 0: DFV's loader takes scenes numbered below 400" in result.output
     assert not (tmp_path / "fs").exists()
     assert run("export", "fod500", src, "-o", tmp_path / "fs", "--split", "test", "--start", 450).exit_code == 0
+
+
+def test_an_export_mixed_with_fod500s_own_scenes_is_refused(tmp_path):
+    """The export's defocus model is the whole file's: FoD500 scenes copied in beside it would take it."""
+    import shutil
+
+    src = fod500_like_file(tmp_path / "gen.h5", 1)
+    assert run("export", "fod500", src, "-o", tmp_path / "fs").exit_code == 0
+    for path in (tmp_path / "fs").glob("000000*"):  # scene 7, as FoD500's own: no extras
+        shutil.copy(path, tmp_path / "fs" / path.name.replace("000000", "000007"))
+    result = run("import", "fod500", tmp_path / "fs", "-o", tmp_path / "back.h5")
+    assert_one_line_error(result, "scene 7 has no extra/000007Extra.npz", "defocus model 'cycles'")
+    assert not (tmp_path / "back.h5").exists()

@@ -446,3 +446,13 @@ def test_effects_written_otherwise_but_the_same_resume(tmp_path):
     assert config.effects == {"jpeg_quality": 90}
     with pytest.raises(DatasetError, match="effects"):
         open_writer(config, out)
+
+
+def test_resolve_answers_an_unreadable_preset_for_its_line_alone(tmp_path):
+    from focalstack.render.cli_resolve import resolve
+
+    folder = tmp_path / "p.toml"
+    folder.mkdir()  # a preset path that is a folder: an OSError, not a ConfigError
+    answer = resolve(["--preset", str(folder)])
+    assert "error" in answer and "\n" not in answer["error"]
+    assert "error" in resolve(["--help"])

@@ -37,3 +37,21 @@ def test_without_a_signal_nothing_happens():
     with held_signals("unused"):
         pass
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_notice_that_cannot_be_written_does_not_break_the_scene(monkeypatch):
+    """stderr a closed pipe (tee stopped by the same Ctrl-C): the notice's BrokenPipeError was raised wherever
+    the scene was, inside the write of its record too."""
+    import io
+
+    class Closed(io.StringIO):
+        def write(self, text):
+            raise BrokenPipeError
+
+    monkeypatch.setattr("sys.stderr", Closed())
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with held_signals("stopping"):
+            os.kill(os.getpid(), signal.SIGINT)
+            done.append("written")
+    assert done == ["written"]

@@ -448,29 +448,50 @@ def settings_mismatch(ds: DatasetSpec, path: Path) -> str | None:
 def _run_passing_stderr(cmd: list[str], show, keep: int = 8192) -> tuple[int, str, str]:
     """Run ``cmd``: its return code, its stdout and the last ``keep`` characters of its stderr, which goes on
     to ``show`` (a text stream, or None) as it comes, so that a progress bar shows and the error that ends the
-    run is still known (state.json and the one-line error name it)."""
-    import codecs
+    run is still known (state.json and the one-line error name it).
 
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    The child runs in its own session: Ctrl-C (or SIGINT/SIGTERM to this process alone) reaches this process,
+    which passes one SIGINT on, so the render finishes and writes its scene, and waits for it, so that its
+    file's lock is free when this process ends; a second Ctrl-C kills it."""
+    import codecs
+    import signal
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     tail = ""
 
     def pump():
-        nonlocal tail
+        nonlocal tail, show
         while chunk := os.read(proc.stderr.fileno(), 4096):  # whatever has come: a bar's update shows at once
             text = decoder.decode(chunk)
             if show is not None:
-                show.write(text)
-                show.flush()
+                try:
+                    show.write(text)
+                    show.flush()
+                except (OSError, ValueError):  # a closed terminal or pipe: stop showing, keep reading
+                    show = None
             tail = (tail + text)[-keep:]
+        tail = (tail + decoder.decode(b"", final=True))[-keep:]
 
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
-    stdout = proc.stdout.read().decode(errors="replace")
-    returncode = proc.wait()
-    reader.join()
-    proc.stdout.close()
-    proc.stderr.close()
+    try:
+        stdout = proc.stdout.read().decode(errors="replace")
+        returncode = proc.wait()
+    except BaseException:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait()
+            except BaseException:
+                proc.kill()
+                proc.wait()
+                raise
+        raise
+    finally:
+        reader.join(timeout=10)
+        proc.stdout.close()
+        proc.stderr.close()
     return returncode, stdout, tail
 
 

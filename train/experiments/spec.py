@@ -125,7 +125,9 @@ class DatasetSpec:
         if self.denoise is not None:
             parts.append("dn" if self.denoise else "nodn")
         if self.focus_distances:
-            parts.append("f" + "-".join(f"{s:g}" for s in self.focus_distances))
+            # :g where it is exact (the names files have had); all the digits where it is not, so that the file
+            # of the exact distances is not taken for one rendered at 6 digits (before they were sent exactly)
+            parts.append("f" + "-".join(f"{s:g}" if float(f"{s:g}") == s else repr(float(s)) for s in self.focus_distances))
         if self.same_blur:
             parts.append("sameblur")
         if self.light_field:
@@ -301,17 +303,22 @@ def _render_configs(datasets: dict[str, DatasetSpec], where: str) -> dict[str, d
     that a value it refuses (2 px, a focus distance inside the lens) stops the experiment before anything runs,
     not when its turn to render comes."""
     names = list(datasets)
-    done = subprocess.run(
-        [sys.executable, "-m", "focalstack.render.cli_resolve"],
-        input=json.dumps([datasets[n].render_args() for n in names]),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if done.returncode != 0:
-        raise ExperimentError(f"focalstack.render.cli_resolve failed: {done.stderr.strip()[-300:]}")
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "focalstack.render.cli_resolve"],
+            input=json.dumps([datasets[n].render_args() for n in names]),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        answers = json.loads(done.stdout) if done.returncode == 0 else None
+    except (subprocess.TimeoutExpired, ValueError) as exc:
+        raise ExperimentError(f"{where}: checking the datasets' render options failed: {exc}") from None
+    if answers is None or len(answers) != len(names):
+        why = done.stderr.strip().splitlines()
+        raise ExperimentError(f"{where}: checking the datasets' render options failed: {why[-1] if why else done.returncode}")
     configs = {}
-    for name, answer in zip(names, json.loads(done.stdout)):
+    for name, answer in zip(names, answers):
         if "error" in answer:
             raise ExperimentError(f"{where} [datasets.{name}]: {answer['error']}")
         configs[name] = answer["config"]
