@@ -268,7 +268,8 @@ SWEEP_BATCHES = (16, 32, 64, 128)
 def bench(device: str, resolution: int, work: Path, fh) -> dict:
     """train_bench.py before training: the issue's workload (naive, the reference's bf16 + channels-last, ours in
     float32 and ours as the trainer runs it) and a batch sweep of ours at the training resolution."""
-    results: dict = {"workload": None, "sweep": [], "compiled": None}
+    results: dict = {"workload": None, "sweep": [], "compiled": None, "failed": {}}
+    failed = results["failed"]
     if device.startswith("cuda"):
         results["workload"] = _bench_one(
             "workload",
@@ -277,27 +278,29 @@ def bench(device: str, resolution: int, work: Path, fh) -> dict:
             work,
             fh,
             WORKLOAD_TIMEOUT_S,
+            failed,
         )
         sweep = ["--device", "cuda", "--batch-size", ",".join(map(str, SWEEP_BATCHES)), "--size", str(resolution)]
         sweep += ["--variants", "ours", "--rounds", "3", "--steps", "10", "--warmup", "5"]
-        results["sweep"] = _bench_one("sweep", sweep, work, fh, SWEEP_TIMEOUT_S) or []
+        results["sweep"] = _bench_one("sweep", sweep, work, fh, SWEEP_TIMEOUT_S, failed) or []
     else:
         small = ["--device", "cpu", "--rounds", "1", "--steps", "1", "--warmup", "1"]
-        results["workload"] = _bench_one("workload", [*small, "--cpu-batch-size", "2", "--size", "32"], work, fh, None)
+        results["workload"] = _bench_one("workload", [*small, "--cpu-batch-size", "2", "--size", "32"], work, fh, None, failed)
         sweep = [*small, "--cpu-batch-size", "2,4", "--size", str(resolution), "--variants", "ours"]
-        results["sweep"] = _bench_one("sweep", sweep, work, fh, None) or []
+        results["sweep"] = _bench_one("sweep", sweep, work, fh, None, failed) or []
     return results
 
 
-def bench_compiled(work: Path, fh, timeout: float) -> list[dict] | None:
+def bench_compiled(work: Path, fh, timeout: float, failed: dict) -> list[dict] | None:
     """Ours beside ours under torch.compile at the workload (CUDA), in a process of its own; None when it
-    fails or runs past ``timeout`` seconds."""
+    fails or runs past ``timeout`` seconds (then ``failed`` says why)."""
     extra = ["--device", "cuda", "--batch-size", "16", "--size", "256", "--rounds", "3", "--steps", "10"]
-    return _bench_one("compiled", [*extra, "--warmup", "15", "--variants", "ours", "--compile"], work, fh, timeout)
+    return _bench_one("compiled", [*extra, "--warmup", "15", "--variants", "ours", "--compile"], work, fh, timeout, failed)
 
 
-def _bench_one(name: str, extra: list[str], work: Path, fh, timeout: float | None) -> list[dict] | None:
-    """One train_bench.py process; its rows, or None (logged) when it fails or runs past ``timeout`` seconds."""
+def _bench_one(name: str, extra: list[str], work: Path, fh, timeout: float | None, failed: dict) -> list[dict] | None:
+    """One train_bench.py process; its rows, or None when it fails or runs past ``timeout`` seconds: then
+    ``failed[name]`` says why (the report lists it), and the log has its output."""
     script = str(REPO / "benchmarks" / "train_bench.py")
     out = work / f"bench-{name}.json"
     t = time.perf_counter()
@@ -308,11 +311,14 @@ def _bench_one(name: str, extra: list[str], work: Path, fh, timeout: float | Non
     except subprocess.TimeoutExpired as exc:
         text = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
         (work / f"bench-{name}.txt").write_text(text)
+        failed[name] = f"stopped after {timeout:.0f} s"
         log(f"bench {name} stopped after {timeout:.0f} s", fh)
         return None
     (work / f"bench-{name}.txt").write_text(done.stdout + done.stderr)
     if done.returncode != 0:
-        log(f"bench {name} failed: {(done.stderr or done.stdout).strip()[-400:]}", fh)
+        why = (done.stderr or done.stdout).strip()
+        failed[name] = f"failed: {why.splitlines()[-1] if why else done.returncode}"
+        log(f"bench {name} failed: {why[-400:]}", fh)
         return None
     log(f"bench {name} ({time.perf_counter() - t:.0f} s):\n" + done.stdout.strip(), fh)
     return json.loads(out.read_text())["rows"]
@@ -476,6 +482,7 @@ def run(args) -> int:
         exp = load_experiment(EXPERIMENT, scale)
         resolution = next(iter(exp.datasets.values())).resolution
         report["bench"] = {} if args.skip_bench else bench(device, resolution, work, fh)
+        report["errors"] += [f"bench {name} {why}" for name, why in report["bench"].get("failed", {}).items()]
         fallback = next(iter(exp.models.values())).train.get("batch_size", 8)
         batch, lr, why = choose_batch(report["bench"].get("sweep", []), fallback)
         report["choice"] = {"batch_size": batch, "lr": lr, "why": why}
@@ -493,13 +500,14 @@ def run(args) -> int:
             out=work / "experiment", data_dir=data, device=device, progress=False, render=False, parallel=parallel
         )
         runner = ExperimentRunner(exp, options)
+        models = dict(exp.models)  # every model, those whose training fails too (their best.pt may still ship)
         try:
             train_what_trains(runner, report, fh)
         finally:  # the weights go back as soon as training ends, whatever happens to evaluation; a stop
             # asked during training (even one every repeat missed) raises after them, before evaluation
             with stops.shielded():
                 try:
-                    report["weights"] = export_all(runner, out, fh)
+                    report["weights"] = export_all(runner, models, out, fh, report["errors"])
                 except Exception as exc:  # noqa: BLE001
                     report["errors"].append(f"weights: {type(exc).__name__}: {exc}")
         report["training"] = training_summary(runner)
@@ -507,7 +515,10 @@ def run(args) -> int:
         if compile_slot:
             left = args.deadline - (time.monotonic() - started)
             if left >= 30:
-                report["bench"]["compiled"] = bench_compiled(work, fh, left)
+                failed = report["bench"].setdefault("failed", {})
+                report["bench"]["compiled"] = bench_compiled(work, fh, left, failed)
+                if "compiled" in failed:
+                    report["errors"].append(f"bench compiled {failed['compiled']}")
             else:
                 log(f"bench compiled: skipped ({left:.0f} s left before the deadline)", fh)
     except BaseException as exc:  # noqa: BLE001 - whatever happened, what exists goes back
@@ -612,19 +623,20 @@ def loader_workers(kind: str, fh) -> int | None:
     return None
 
 
-def export_all(runner, out: Path, fh) -> dict:
+def export_all(runner, models: dict, out: Path, fh, errors: list[str]) -> dict:
+    """The half-precision weights of every model's best.pt under ``out``/weights; one model's failure is its own
+    entry in ``errors``, not every model's. A model whose training failed (a loss gone NaN late in the run, say)
+    still ships the best.pt it chose before, marked with the failure: that checkpoint is from a sound epoch, and
+    the only one the device run can bring back (export refuses weights that are not finite)."""
     from focalstack.train.checkpoint import export_weights
 
     folder = out / "weights"
     folder.mkdir(exist_ok=True)
     written = {}
-    for name, model in runner.exp.models.items():
+    for name, model in models.items():
         best = runner.checkpoint(name)
-        if name in runner.failed:  # a run that ended in an error ships nothing, whatever checkpoint it left
-            log(f"weights {name}: none (its training failed)", fh)
-            continue
         if not best.is_file():
-            log(f"weights {name}: no best.pt", fh)
+            log(f"weights {name}: no best.pt{' (its training failed)' if name in runner.failed else ''}", fh)
             continue
         card = {
             "experiment": runner.exp.name,
@@ -632,10 +644,16 @@ def export_all(runner, out: Path, fh) -> dict:
             "trained_on": [d for d, _ in model.data],
             "data": {d: runner.exp.datasets[d].file_name() for d, _ in model.data},
         }
-        # float16: three float32 models would pass the repository's 40 MB; they trained under bf16 autocast
-        info = export_weights(
-            best, folder / f"{WEIGHT_NAMES.get(name, name)}.pt", max_bytes=MAX_WEIGHTS_BYTES, half=True, extra=card
-        )
+        if name in runner.failed:
+            card["training_failed"] = runner.failed[name]
+        try:  # float16: three float32 models would pass the repository's 40 MB; they trained under bf16 autocast
+            info = export_weights(
+                best, folder / f"{WEIGHT_NAMES.get(name, name)}.pt", max_bytes=MAX_WEIGHTS_BYTES, half=True, extra=card
+            )
+        except Exception as exc:  # noqa: BLE001 - the next model's weights still go back
+            errors.append(f"weights {name}: {type(exc).__name__}: {exc}")
+            log(f"weights {name}: {type(exc).__name__}: {exc}", fh)
+            continue
         written[name] = {
             "file": f"weights/{WEIGHT_NAMES.get(name, name)}.pt",
             "bytes": info["bytes"],
@@ -643,6 +661,8 @@ def export_all(runner, out: Path, fh) -> dict:
             "epoch": info.get("epoch"),
             "step": info.get("global_step"),
         }
+        if name in runner.failed:
+            written[name]["training_failed"] = runner.failed[name]
         log(f"weights {name}: {written[name]}", fh)
     return written
 
@@ -747,9 +767,13 @@ def targets(report: dict) -> list[dict]:
             "target": f"training step, bf16 + channels-last, batch 16, 5 x 256 x 256: >= {STEP_TARGET:g} stacks/s",
             "measured": (
                 f"{best['stacks_per_s']:.0f} stacks/s ({best['variant']}{', compiled' if best['compiled'] else ''}); "
-                f"naive {naive['stacks_per_s']:.0f}"
-                if best and naive
-                else "not measured in this run (needs CUDA)"
+                + (f"naive {naive['stacks_per_s']:.0f}" if naive else "naive not measured")
+                if best
+                else (
+                    f"not measured: the benchmark {', '.join(bench['failed'])} failed or stopped (gpu_proof.log)"
+                    if bench.get("failed")
+                    else "not measured in this run (needs CUDA)"
+                )
             ),
             "met": None if best is None else best["stacks_per_s"] >= STEP_TARGET,
         }
@@ -833,24 +857,25 @@ def markdown(report: dict, experiment: Path) -> str:
             *(f"| {t['target']} | {t['measured']} | {verdict[t['met']]} |" for t in report["targets"]),
             "",
         ]
-    workload = (report.get("bench") or {}).get("workload")
+    workload = (report.get("bench") or {}).get("workload") or []
     compiled = (report.get("bench") or {}).get("compiled") or []
-    if workload:
+    if workload or compiled:
+        first = (workload or compiled)[0]
         lines += [
             "## Training step (DefocusNet + DepthNet)",
             "",
-            f"Batch {workload[0]['batch']}, stacks of {workload[0]['stack']} at {workload[0]['size']} px; "
-            "medians of the timed rounds; ratio to the naive build."
+            f"Batch {first['batch']}, stacks of {first['stack']} at {first['size']} px; "
+            f"medians of the timed rounds; ratio to {'the naive build' if workload else 'the first row'}."
             + (
                 " The last two rows (ours, then ours under torch.compile) are a second process, after training."
-                if compiled
+                if compiled and workload
                 else ""
             ),
             "",
             "| variant | conv | format | precision | compiled | stacks/s | x naive | peak MiB |",
             "|---|---|---|---|---|---|---|---|",
         ]
-        base = workload[0]["stacks_per_s"]
+        base = first["stacks_per_s"]
         for r in workload + compiled:
             peak = f"{r['peak_mib']:.0f}" if r.get("peak_mib") else "-"
             lines.append(
@@ -931,8 +956,14 @@ def cards(args) -> int:
 
     from focalstack.train.experiments import load_experiment
 
-    report = json.loads((args.out / "report.json").read_text())
+    try:
+        report = json.loads((args.out / "report.json").read_text())
+    except (OSError, ValueError) as exc:
+        print(f"error: {args.out / 'report.json'}: {exc} (give the run's --out, as it came back)", file=sys.stderr)
+        return 1
     exp = report.get("experiment_report") or {}
+    if report.get("errors"):
+        print(f"warning: the run reported {len(report['errors'])} error(s); each card lists them", file=sys.stderr)
     # The band tables read the held-out renders that prepare left beside the bundle (they did not come back).
     try:
         spec = load_experiment(report.get("experiment", EXPERIMENT), report.get("scale", "?"))
@@ -943,19 +974,34 @@ def cards(args) -> int:
     if not band_files or not all(f.is_file() for f in band_files.values()):
         print(f"note: no depth-band tables in the cards: {why}", file=sys.stderr)
         band_files = {}
+    from focalstack.train.checkpoint import CheckpointError, load_checkpoint
+
+    weights = report.get("weights") or {}
+    missing = [w["file"] for w in weights.values() if not (args.out / w["file"]).is_file()]
+    for file in missing:  # one that did not come back from the device (over the size limit, say)
+        print(f"warning: {args.out / file}: not there; no card for it", file=sys.stderr)
     args.to.mkdir(parents=True, exist_ok=True)
-    for name, w in (report.get("weights") or {}).items():
+    for name, w in weights.items():
+        if w["file"] in missing:
+            continue
         src = args.out / w["file"]
         stem = Path(w["file"]).stem
+        try:  # what trained, as the weights file records it (the report may lack it: a run stopped in training)
+            config = load_checkpoint(src).get("config") or {}
+        except CheckpointError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
         shutil.copyfile(src, args.to / f"{stem}.pt")
         planes = plane_depth.card_section(str(args.to / f"{stem}.pt"), stem)
         bands = depth_bands.card_section(str(args.to / f"{stem}.pt"), band_files)[0] if band_files else []
-        (args.to / f"{stem}.md").write_text(model_card(name, stem, w, report, exp, [*planes, *bands]))
+        (args.to / f"{stem}.md").write_text(model_card(name, stem, w, report, exp, [*planes, *bands], config))
         print(f"{args.to / stem}.pt, {args.to / stem}.md")
-    return 0
+    return 1 if missing else 0
 
 
-def model_card(name: str, stem: str, w: dict, report: dict, exp: dict, planes: list[str] = ()) -> str:
+def model_card(name: str, stem: str, w: dict, report: dict, exp: dict, planes: list[str] = (), config: dict | None = None) -> str:
+    """The card of one weights file: ``config`` is the training configuration the file itself records (what
+    trained, whatever the report holds); the report gives the data, the run and the metrics."""
     from focalstack.train.losses import describe_loss
 
     model = exp.get("models", {}).get(name, {})
@@ -963,9 +1009,11 @@ def model_card(name: str, stem: str, w: dict, report: dict, exp: dict, planes: l
         f"{d} ({exp['datasets'][d]['scenes']} scenes, {exp['datasets'][d]['resolution']} px)"
         for d, _ in model.get("data", [])
         if d in exp.get("datasets", {})
-    )
+    ) or ", ".join(Path(str(d)).name for d in (config or {}).get("data", []))
     t = (report.get("training") or {}).get(name, {})
-    train = model.get("train", {})
+    train = config or model.get("train", {})
+    lr = train.get("lr", report.get("choice", {}).get("lr", 0))
+    batch = train.get("batch_size", report.get("choice", {}).get("batch_size", "?"))
     augment = [
         *(["random flips"] if train.get("flips", True) else []),
         *(["transposes"] if train.get("transposes") else []),
@@ -974,17 +1022,24 @@ def model_card(name: str, stem: str, w: dict, report: dict, exp: dict, planes: l
     lines = [
         f"# {stem}",
         "",
-        f"`{model.get('arch', '?')}` trained by `benchmarks/gpu_proof.py` (experiment `{report['experiment']}`, "
-        f"scale `{report['scale']}`) on {report.get('device', '?')} with torch {report.get('torch', '?')}.",
+        f"`{model.get('arch') or train.get('arch', '?')}` trained by `benchmarks/gpu_proof.py` (experiment "
+        f"`{report['experiment']}`, scale `{report['scale']}`) on {report.get('device', '?')} with torch "
+        f"{report.get('torch', '?')}.",
         "",
+        *(
+            [f"**Its training failed** after these weights were chosen: {w['training_failed']}.", ""]
+            if w.get("training_failed")
+            else []
+        ),
+        *(["**The run reported errors:**", "", *(f"- {e}" for e in report["errors"]), ""] if report.get("errors") else []),
         "| | |",
         "| --- | --- |",
         f"| data | {data}; rendered by focalstack with the presets' cameras at this resolution and `same_blur` "
         "(the aperture scaled with the width: blur in pixels as FoD500 has at 256 px; fod500 at 64 px: f/0.25) |",
-        f"| training | {t.get('steps', '?')} steps at batch {report.get('choice', {}).get('batch_size', '?')}, "
-        f"lr {report.get('choice', {}).get('lr', 0):.3g}"
-        f"{' falling to 0 along a half cosine' if train.get('lr_schedule') == 'cosine' else ''}, {t.get('seconds', 0):.0f} s "
-        f"({t.get('stacks_per_s', 0):.0f} stacks/s); {report.get('choice', {}).get('why', '')}; "
+        f"| training | {t.get('steps', w.get('step', '?'))} steps at batch {batch}, lr {lr:.3g}"
+        f"{' falling to 0 along a half cosine' if train.get('lr_schedule') == 'cosine' else ''}, "
+        + (f"{t['seconds']:.0f} s ({t['stacks_per_s']:.0f} stacks/s)" if t else "time not reported (the run stopped)")
+        + f"; {report.get('choice', {}).get('why', '')}; "
         f"augmentation: {', '.join(augment) or 'none'} |",
         f"| loss | {describe_loss(train)} |",
         f"| file | {w['bytes'] / 2**20:.1f} MiB, {w['dtype']} weights-only checkpoint (no optimiser state) |",

@@ -64,9 +64,11 @@ def describe_training_data(paths: list[str]) -> list[str]:
     """One line per training file: scenes, size, the preset it was rendered from, seed, f-number, render (what
     the file's render configuration records of them)."""
     from focalstack.dataset import FocalStackFile
+    from focalstack.train.data import parse_data_spec
 
     lines = []
-    for path in paths:
+    for spec in paths:
+        path, weight = parse_data_spec(str(spec))  # FILE or FILE:WEIGHT, as fit takes them
         with FocalStackFile(path) as f:
             cfg, preset = f.config, f.attrs.get("preset")
             w, h = f.image_size
@@ -81,6 +83,8 @@ def describe_training_data(paths: list[str]) -> list[str]:
                 parts.append("light-field render" + (", denoised" if cfg.get("denoise") else ""))
             elif cfg.get("samples"):
                 parts.append(f"path traced at {cfg['samples']} samples" + (", denoised" if cfg.get("denoise") else ""))
+            if weight != 1:
+                parts.append(f"sampled with weight {weight:g}")
             lines.append(", ".join(parts) + f" ({Path(path).name})")
     return lines
 
@@ -288,7 +292,10 @@ def main(argv: list[str] | None = None) -> int:
     except CheckpointError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    train_files = list((ckpt.get("config") or {}).get("data") or [])
+    from focalstack.train.data import parse_data_spec
+
+    # FILE or FILE:WEIGHT, as fit takes them (an experiment's runs record FILE:WEIGHT)
+    train_files = [parse_data_spec(str(spec))[0] for spec in (ckpt.get("config") or {}).get("data") or []]
     missing = [p for p in train_files if not Path(p).is_file()]
     if not train_files or missing:
         print(

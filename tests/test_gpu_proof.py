@@ -148,6 +148,26 @@ def test_run_on_the_cpu_brings_back_weights_report_and_details_in_at_most_eight_
     assert "augmentation: random flips, transposes, random stack subsets in random order |" in (
         (tmp_path / "w" / "fod-v1.md").read_text()
     )
+    # a run stopped in training (no training summary, no experiment report), and a weights file that did not come
+    # back: the cards still say what trained, from the weights files themselves, name the run's errors, skip
+    # the missing file, and the command says so (a card had read '? steps', 'L1 depth loss', 'random flips')
+    import shutil
+
+    partial = tmp_path / "partial"
+    shutil.copytree(out, partial)
+    stopped = {k: v for k, v in report.items() if k not in ("training", "experiment_report")}
+    stopped["errors"] = ["DeadlineExceeded: stopped in training"]
+    (partial / "report.json").write_text(json.dumps(stopped))
+    (partial / "weights" / "fod-v1.pt").unlink()
+    done = run_cards(partial, tmp_path / "w3", tmp_path / "no")
+    assert done.returncode == 1 and "weights/fod-v1.pt: not there; no card for it" in done.stderr, done.stderr
+    card = (tmp_path / "w3" / "fod-depth-v1.md").read_text()
+    assert "- DeadlineExceeded: stopped in training" in card and "time not reported (the run stopped)" in card
+    assert "augmentation: random flips, transposes |" in card and "depth 0.375" in card
+    assert not (tmp_path / "w3" / "fod-v1.md").exists()
+    (partial / "report.json").unlink()
+    done = run_cards(partial, tmp_path / "w4", tmp_path / "no")
+    assert done.returncode == 1 and done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
 
 
 def load_script():
@@ -213,9 +233,10 @@ def test_the_benchmark_takes_fixed_slots_and_the_compile_comes_alone(tmp_path, m
     proof = load_script()
     real, calls = proof._bench_one, []
 
-    def fake(name, extra, work, fh, timeout):
+    def fake(name, extra, work, fh, timeout, failed):
         calls.append((name, extra, timeout))
         if "--compile" in extra:
+            failed[name] = "stopped after 77 s"
             return None  # as when torch.compile fails or runs past its slot
         return [
             {"variant": "ours", "batch": int(b), "stacks_per_s": 100.0} for b in extra[extra.index("--batch-size") + 1].split(",")
@@ -230,11 +251,24 @@ def test_the_benchmark_takes_fixed_slots_and_the_compile_comes_alone(tmp_path, m
     workload = calls[0][1]
     assert workload[workload.index("--variants") + 1] == "naive,concat-cl-bf16,split-nchw,ours"
     assert [r["batch"] for r in results["sweep"]] == [16, 32, 64, 128] and results["compiled"] is None
-    assert proof.bench_compiled(tmp_path, None, 77.0) is None
+    failed: dict = {}
+    assert proof.bench_compiled(tmp_path, None, 77.0, failed) is None and failed == {"compiled": "stopped after 77 s"}
     assert calls[-1][0] == "compiled" and "--compile" in calls[-1][1] and calls[-1][2] == 77.0
-    # a real process past its timeout: no rows, and the run goes on
-    rows = real("slow", ["--device", "cpu", "--rounds", "50"], tmp_path, None, 0.5)
-    assert rows is None and (tmp_path / "bench-slow.txt").exists()
+    # a real process past its timeout, or failing: no rows, the run goes on, and the report will say why
+    failed = {}
+    rows = real("slow", ["--device", "cpu", "--rounds", "50"], tmp_path, None, 0.5, failed)
+    assert rows is None and (tmp_path / "bench-slow.txt").exists() and failed == {"slow": "stopped after 0 s"}
+    assert real("bad", ["--device", "cpu", "--variants", "bogus"], tmp_path, None, 120, failed) is None
+    assert failed["bad"].startswith("failed: ")
+    # a failed benchmark is not 'needs CUDA'; compiled rows alone are measured, the naive build is not
+    report = {"bench": {"workload": None, "failed": {"workload": "stopped after 100 s"}}}
+    assert proof.targets(report)[0]["measured"].startswith("not measured: the benchmark workload failed or stopped")
+    row = {"variant": "ours", "concat": False, "bf16": True, "channels_last": True, "compiled": True}
+    row |= {"batch": 16, "size": 256, "stack": 5, "stacks_per_s": 400.0}
+    report = {"bench": {"workload": None, "compiled": [row]}, "errors": [], "experiment": "x", "scale": "y"}
+    target = proof.targets(report)[0]
+    assert target["measured"] == "400 stacks/s (ours, compiled); naive not measured" and target["met"] is True
+    assert "| ours | split | cl | bf16 | yes | 400.0 |" in proof.markdown(report, tmp_path / "none")
 
 
 def test_the_batch_is_the_one_that_learns_most_per_second():
@@ -602,6 +636,7 @@ figures = 0
     exp, data = experiment_with_synthetic_data(tmp_path, text)
     options = RunOptions(out=tmp_path / "run", data_dir=data, render=False, parallel=2, device="cpu", progress=False)
     runner = ExperimentRunner(exp, options)
+    models = dict(exp.models)
     report = {"errors": []}
     proof.train_what_trains(runner, report, None)
     assert len(report["errors"]) == 1 and report["errors"][0].startswith("ExperimentRunError: train broken: nothing to train")
@@ -615,10 +650,25 @@ figures = 0
     assert not (runner.model_dir("broken") / "best.pt").exists()
     (tmp_path / "out").mkdir()
     (tmp_path / "out2").mkdir()
-    assert set(proof.export_all(runner, tmp_path / "out", None)) == {"good"}
-    # a model whose run ended in an error ships nothing, even with a checkpoint left behind
-    runner.failed["good"] = "it failed after its last checkpoint"
-    assert proof.export_all(runner, tmp_path / "out2", None) == {}
+    (tmp_path / "out3").mkdir()
+    errors: list[str] = []
+    assert set(proof.export_all(runner, models, tmp_path / "out", None, errors)) == {"good"} and errors == []
+    # a model whose run failed after it chose a best.pt (a loss gone NaN late, say) ships it, marked: it had
+    # shipped nothing, and the device run was the only chance to bring those weights back
+    runner.failed["good"] = "loss not finite at step 1234"
+    written = proof.export_all(runner, models, tmp_path / "out2", None, errors)
+    assert written["good"]["training_failed"] == "loss not finite at step 1234" and errors == []
+    assert torch.load(tmp_path / "out2" / "weights" / "good.pt", weights_only=False)["card"]["training_failed"].startswith("loss")
+    # one model's weights that cannot be exported cost only that model (a shared try had lost every model's)
+    import shutil
+
+    shutil.copytree(runner.model_dir("good"), runner.model_dir("broken"), dirs_exist_ok=True)
+    ckpt = torch.load(runner.checkpoint("broken"), weights_only=False)
+    next(iter(ckpt["model"].values())).fill_(float("nan"))
+    torch.save(ckpt, runner.checkpoint("broken"))
+    del runner.failed["good"]
+    written = proof.export_all(runner, models, tmp_path / "out3", None, errors)
+    assert set(written) == {"good"} and len(errors) == 1 and errors[0].startswith("weights broken: CheckpointError")
 
 
 def test_a_run_where_every_model_fails_to_train_stops_with_their_errors(tmp_path):

@@ -155,3 +155,18 @@ def test_a_fine_tuned_run_names_the_weights_it_started_from_its_capture_augmenta
     assert "3 steps (1 epochs) from the weights of `best` at batch 2" in training
     capture = "sensor noise and JPEG on 25% of the samples, up to `--capture-augment 500,0.004,80,0.25`"
     assert f"{capture}; these weights are the run's moving average of its weights (`--ema 0.9`); " in training
+
+
+def test_a_checkpoint_whose_data_names_file_weights_ships(tmp_path):
+    """An experiment's runs record their data as FILE:WEIGHT: ship_weights took 'FILE:1' for a missing file."""
+    import torch
+
+    ckpt = torch.load(tiny_run("fod") / "best.pt", weights_only=False)
+    ckpt["config"]["data"] = [f"{spec}:1" for spec in ckpt["config"]["data"]]
+    weighted = tmp_path / "weighted.pt"
+    torch.save(ckpt, weighted)
+    held = synthetic_file("ship-held", 2, 32, 5)
+    args = ship(tmp_path / "weights", held)
+    args[args.index("--checkpoint") + 1] = str(weighted)
+    assert load_script().main(args) == 0
+    assert (tmp_path / "weights" / "tiny-v0.pt").is_file()
