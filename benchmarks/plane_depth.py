@@ -96,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=4, help="textures per depth [4]")
     ap.add_argument("--out", type=Path, default=None, help="also write the table to this file")
     args = ap.parse_args(argv)
+    if args.seeds < 1:
+        ap.error(f"--seeds {args.seeds}: expected at least 1")
+    if args.out is not None and not args.out.parent.is_dir():  # found before the work, not after it
+        ap.error(f"--out {args.out}: folder {args.out.parent} does not exist")
     from focalstack.train.checkpoint import CheckpointError
 
     try:

@@ -280,7 +280,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)
+    if not args.name or "/" in args.name or args.name.startswith("."):
+        ap.error(f"--name {args.name!r}: expected a plain file name (weights/NAME.pt)")
+    if args.to.exists() and not args.to.is_dir():
+        ap.error(f"--to {args.to}: not a folder")
     held_out = parse_held_out(args.held_out)
+    from focalstack.dataset import FocalStackFile
+    from focalstack.dataset.schema import DatasetError
+
+    for name, path in held_out.items():  # each read before anything is written
+        try:
+            FocalStackFile(path).close()
+        except (DatasetError, OSError) as exc:
+            ap.error(f"--held-out {name}={path}: {exc}")
     unknown = [f for f in args.figure if f not in held_out]
     if unknown:
         raise SystemExit(f"error: --figure {unknown[0]!r}: expected the name of a --held-out set ({', '.join(held_out)})")

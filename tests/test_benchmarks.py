@@ -19,3 +19,19 @@ def test_benchmark_help(script):
     done = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr.strip().splitlines()[-1:]
     assert "usage" in done.stdout.lower()
+
+
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (["--seeds", "0"], "--seeds 0: expected at least 1"),
+        (["--out", "/nonexistent/x.md"], "folder /nonexistent does not exist"),
+    ],
+)
+def test_plane_depth_refuses_what_would_fail_after_the_work(extra, needle):
+    """--seeds 0 ended in 'min() arg is an empty sequence', --out in a missing folder after all the work."""
+    script = Path(__file__).parents[1] / "benchmarks" / "plane_depth.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "fod-depth-fod500-v0", *extra], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2 and needle in done.stderr.strip().splitlines()[-1], done.stderr

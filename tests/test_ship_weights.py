@@ -120,11 +120,26 @@ def test_a_failed_evaluation_keeps_the_weights_that_were_shipped(tmp_path):
     to = tmp_path / "weights"
     assert load_script().main(ship(to, held)) == 0
     before = {p.name: p.read_bytes() for p in to.iterdir()}
+    script = load_script()
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("evaluation failed")
+
+    script.evaluate_shipped = fail
+    with pytest.raises(RuntimeError, match="evaluation failed"):
+        script.main(ship(to, held))
+    assert {p.name: p.read_bytes() for p in to.iterdir()} == before
+    # a held-out file that is no focalstack file is one line, before anything is written
     broken = tmp_path / "broken.h5"
     broken.write_text("not an HDF5 file")
-    with pytest.raises(Exception):  # noqa: B017 - whatever the reader raises; what matters is what is left
-        load_script().main(ship(to, broken))
+    proc = subprocess.run([sys.executable, str(SCRIPT), *ship(to, broken)], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith(
+        f"ship_weights.py: error: --held-out held={broken}"
+    )
     assert {p.name: p.read_bytes() for p in to.iterdir()} == before
+    for extra, needle in ((["--name", "a/b"], "--name 'a/b'"), (["--to", str(broken)], "not a folder")):
+        proc = subprocess.run([sys.executable, str(SCRIPT), *ship(to, held), *extra], capture_output=True, text=True)
+        assert proc.returncode == 2 and needle in proc.stderr.strip().splitlines()[-1], proc.stderr
 
 
 def test_a_fine_tuned_run_names_the_weights_it_started_from_its_capture_augmentation_and_averaging(tmp_path):
