@@ -394,6 +394,11 @@ def test_shipped_weights_are_found_by_short_name_and_stay_small(tmp_path, monkey
         ck.load_checkpoint("fod-nope")
     result = invoke(train_main, ["evaluate", "-c", "fod-nope", "--data", synthetic_file("robust-a", 2, 32, 3), "-q"])
     assert_one_line_error(result, "no shipped weights of that name")
+    # a local file of a shipped name is taken first (documented); when it is no checkpoint, the error says so
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "fod-test").write_text("junk")
+    with pytest.raises(ck.CheckpointError, match="it is a file here, so the shipped weights fod-test were not used"):
+        ck.load_checkpoint("fod-test")
 
 
 def test_an_export_over_its_size_limit_keeps_the_file_that_was_there(tmp_path):

@@ -60,7 +60,7 @@ def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """Read and check a checkpoint (on the CPU), a file or the short name of shipped weights
     (``resolve_checkpoint``). Raises CheckpointError with a one-line message."""
-    path = resolve_checkpoint(path)
+    given, path = path, resolve_checkpoint(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - whatever the unpickler says, the file is not ours
@@ -70,7 +70,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
             why = "torch.load(weights_only=True) refused it"
         why = why.split(". ")[0]  # torch's advice runs on for sentences; the first says what failed
         why = why if len(why) <= 160 else why[:157] + "..."
-        raise CheckpointError(f"{path}: not a focalstack-train checkpoint ({why or type(exc).__name__})") from None
+        shadowed = str(given) in bundled_weights() and Path(given).is_file()  # a local file of a shipped name
+        hint = f"; it is a file here, so the shipped weights {given} were not used" if shadowed else ""
+        raise CheckpointError(f"{path}: not a focalstack-train checkpoint ({why or type(exc).__name__}){hint}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a focalstack-train checkpoint (no format {FORMAT!r})")
     if ckpt.get("version") != VERSION:
