@@ -511,6 +511,10 @@ def run(args) -> int:
                 except Exception as exc:  # noqa: BLE001
                     report["errors"].append(f"weights: {type(exc).__name__}: {exc}")
         report["training"] = training_summary(runner)
+        reused = [s.name for s in runner.steps if s.kind == "train" and s.action == "reused"]
+        if reused:  # a --work folder of an earlier run: its models, not trained now
+            report["reused"] = reused
+            log(f"models reused from {work} (trained by an earlier run): {', '.join(reused)}", fh)
         report["experiment_report"] = runner.run()  # evaluation and the experiment's report
         if compile_slot:
             left = args.deadline - (time.monotonic() - started)
@@ -894,6 +898,12 @@ def markdown(report: dict, experiment: Path) -> str:
     if report.get("choice"):
         c = report["choice"]
         lines += [f"Training: {c['why']}; {c.get('max_time_s', 0):.0f} s per model.", ""]
+    if report.get("reused"):
+        lines += [
+            f"**Not trained by this run:** {', '.join(report['reused'])} came from an earlier run in the same --work "
+            "folder, with its weights, training figures and evaluations.",
+            "",
+        ]
     if report.get("training"):
         lines += [
             "| model | steps | epochs | seconds | stacks/s | last train loss | last val loss | second half: train, val |",

@@ -148,6 +148,18 @@ def test_run_on_the_cpu_brings_back_weights_report_and_details_in_at_most_eight_
     assert "augmentation: random flips, transposes, random stack subsets in random order |" in (
         (tmp_path / "w" / "fod-v1.md").read_text()
     )
+    # run again on the same --work folder: the models are the earlier run's, and the report says so
+    again = subprocess.run(
+        [sys.executable, str(SCRIPT), "run", "--bundle", str(bundle), "--out", str(tmp_path / "again"), "--device", "cpu"]
+        + ["--deadline", "75", "--skip-bench", "--work", str(tmp_path / "work")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert sorted(json.loads((tmp_path / "again" / "report.json").read_text())["reused"]) == sorted(report["training"])
+    assert "**Not trained by this run:**" in (tmp_path / "again" / "report.md").read_text()
     # a run stopped in training (no training summary, no experiment report), and a weights file that did not come
     # back: the cards still say what trained, from the weights files themselves, name the run's errors, skip
     # the missing file, and the command says so (a card had read '? steps', 'L1 depth loss', 'random flips')
