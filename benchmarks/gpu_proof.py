@@ -30,7 +30,8 @@ stops whatever is running and sends back what exists):
 3. trains the experiment's models at once (one process each), each for the time left before the deadline less
    what evaluation and the compiled benchmark need, and writes their weights-only checkpoints (float16 when
    float32 would pass 16 MiB) as soon as training ends (on a GPU, where the models train in parallel, a model
-   that fails is reported and left out; the others train, ship and are evaluated);
+   that fails is reported and left out of the evaluations; the others train, ship and are evaluated, and the
+   failed one ships the best.pt it had chosen, if any, marked as such in its card);
 4. evaluates them (``dfv``, ``aifdepthnet`` and ``focalstack``, All and Random, flat regions, the published
    rows and the constant depth);
 5. times ours under torch.compile beside ours (CUDA; last, so that a slow or failed compile costs only its
@@ -551,8 +552,9 @@ def run(args) -> int:
 
 def train_what_trains(runner, report: dict, fh) -> None:
     """``runner.train_all()``. Where some models fail (each trains in a process of its own) and others train,
-    the failures go into the report's errors and the run goes on without those models: no weights for them,
-    and the evaluations score the rest, so that one model's error costs the device call only its own results."""
+    the failures go into the report's errors and the run goes on without those models: the evaluations score
+    the rest (``export_all`` still ships a failed model's best.pt, marked), so that one model's error costs the
+    device call only its own results."""
     from focalstack.train.experiments.runner import ExperimentRunError
 
     try:
