@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import signal
 import sys
-import threading
 import warnings
 from pathlib import Path
 
@@ -33,6 +30,7 @@ from .config import (
     parse_ground_truth,
     parse_resolution,
 )
+from .interrupt import sigterm_as_interrupt
 from .job import render_dataset
 from .pipeline import RenderError
 
@@ -351,25 +349,6 @@ def _with_asset_dirs(config: RenderConfig, asset_dirs) -> dict:
     return scene
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM (how schedulers and timeouts stop a job) ends a render as Ctrl-C does: its cleanup runs (a file
-    it created that holds no scene yet is removed) and it exits with 'Error: interrupted', instead of dying at
-    once."""
-    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
-        yield
-        return
-
-    def stop(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _render(config: RenderConfig, out: Path, **how) -> None:
     """Render with a progress bar on stderr and a one-line summary on stdout."""
     from tqdm import tqdm
@@ -387,7 +366,7 @@ def _render(config: RenderConfig, out: Path, **how) -> None:
         bar.set_postfix_str(f"{sum(phases.values()):.1f} s/scene")
 
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             summary = render_dataset(config, out, progress=on_progress, on_start=on_start, **how)
     finally:
         if bar is not None:

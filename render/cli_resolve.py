@@ -21,14 +21,16 @@ from focalstack.dataset.cliutil import one_line
 from .cli import config_from_options, main
 from .config import ConfigError
 
+# main's own parameters: where and how to render, not what (the rest it hands to config_from_options)
+RUN_OPTIONS = set(inspect.signature(main.callback).parameters) - {"config_options"}
+
 
 def resolve(args: list[str]) -> dict:
     """{"config": ...} for what ``focalstack-render ARGS`` would render, parsed as the command parses it; or
     {"error": ...} naming the bad option or value."""
     try:
         ctx = main.make_context("focalstack-render", list(args))
-        run_options = set(inspect.signature(main.callback).parameters) - {"config_options"}  # where and how, not what
-        config = config_from_options(**{k: v for k, v in ctx.params.items() if k not in run_options})
+        config = config_from_options(**{k: v for k, v in ctx.params.items() if k not in RUN_OPTIONS})
     except click.ClickException as exc:
         return {"error": exc.format_message()}
     except click.exceptions.Exit:  # --help, --version: nothing to render

@@ -1,4 +1,5 @@
-"""Ctrl-C and SIGTERM during a render: held until the scene being rendered is written, then acted on."""
+"""Ctrl-C and SIGTERM during a render: SIGTERM taken as Ctrl-C, both held until the scene being rendered is written,
+then acted on."""
 
 from __future__ import annotations
 
@@ -50,3 +51,22 @@ def held_signals(notice: str | None = None):
     if pending:
         signum, frame = pending[0]
         previous[signum](signum, frame)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM (how schedulers and timeouts stop a job) ends a render as Ctrl-C does: its cleanup runs (a file
+    it created that holds no scene yet is removed) and it exits with 'Error: interrupted', instead of dying at
+    once."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -15,10 +15,12 @@ Steps and what makes them reusable:
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -453,9 +455,6 @@ def _run_passing_stderr(cmd: list[str], show, keep: int = 8192) -> tuple[int, st
     The child runs in its own session: Ctrl-C (or SIGINT/SIGTERM to this process alone) reaches this process,
     which passes one SIGINT on, so the render finishes and writes its scene, and waits for it, so that its
     file's lock is free when this process ends; a second Ctrl-C kills it."""
-    import codecs
-    import signal
-
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     tail = ""
