@@ -94,8 +94,13 @@ def pack(
             stats = pack_file(f, target, tuple(float16), brief_descriptions=brief_descriptions)
             rows.append(stats.to_dict())
             errors = "; ".join(
-                f"{k} as float16: max error {v['max_abs']:.3g} (relative {v['max_rel']:.2g})"
-                for k, v in stats.float16_error.items()
+                [
+                    *(
+                        f"{k} as float16: max error {v['max_abs']:.3g} (relative {v['max_rel']:.2g})"
+                        for k, v in stats.float16_error.items()
+                    ),
+                    *(f"{k} computed again from the half floats: moved up to {v:.3g}" for k, v in stats.rederived_change.items()),
+                ]
             )
             click.echo(
                 f"{target}: {stats.scenes} scenes, {stats.source_bytes / MIB:.2f} -> {stats.pack_bytes / MIB:.2f} MiB "

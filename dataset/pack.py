@@ -36,8 +36,13 @@ import cv2
 import h5py
 import numpy as np
 
+from . import provenance, schema
 from .files import atomic_path
+from .groundtruth import stored_defocus_maps
+from .optics import DEFOCUS_MODELS
+from .reader import declaration_of
 from .schema import DatasetError
+from .validate import validate_file
 
 PACK_FORMAT = "focalstack-pack"
 PACK_VERSION = 1
@@ -59,6 +64,7 @@ class PackStats:
     pack_bytes: int
     codecs: dict[str, str] = field(default_factory=dict)  # dataset -> codec
     float16_error: dict[str, dict] = field(default_factory=dict)  # dataset -> max abs / rel error of finite values
+    rederived_change: dict[str, float] = field(default_factory=dict)  # derived dataset -> max abs change (computed again)
     brief_descriptions: bool = False  # the scene descriptions lost BRIEF_OMITS
 
     def to_dict(self) -> dict:
@@ -70,6 +76,7 @@ class PackStats:
             "pack_bytes": self.pack_bytes,
             "codecs": self.codecs,
             "float16_error": self.float16_error,
+            "rederived_change": self.rederived_change,
             "brief_descriptions": self.brief_descriptions,
         }
 
@@ -144,6 +151,8 @@ def pack_file(
         unknown = [n for n in float16 if n not in f]
         if unknown:
             raise DatasetError(f"{source}: --float16 names {', '.join(unknown)}, which the file does not hold")
+        declared = declaration_of(f, source) if float16 else None
+        rederive = declared is not None and _defocus_rederived(declared, float16, source)
         rows = np.flatnonzero(f["complete"][...])
         stats = PackStats(source, out, len(rows), source.stat().st_size, 0, brief_descriptions=brief_descriptions)
         with atomic_path(out) as tmp, h5py.File(tmp, "w") as p:
@@ -161,12 +170,74 @@ def pack_file(
                 stats.codecs[name] = codec
                 order.append(name)
                 brief = brief_descriptions and name == "scene"
-                packed = _pack_dataset(ds, rows, codec, data, f"{source}: {name!r}", stats, brief)
+                if name == "defocus" and rederive:
+                    packed = _pack_rederived_defocus(f, rows, declared, float16, data, f"{source}: {name!r}", stats)
+                else:
+                    packed = _pack_dataset(ds, rows, codec, data, f"{source}: {name!r}", stats, brief)
                 _copy_attrs(ds, packed)
                 packed.attrs[_LAYOUT] = _layout(ds, codec)
             p.attrs["order"] = json.dumps(order)
         stats.pack_bytes = out.stat().st_size
     return stats
+
+
+def _defocus_rederived(declared: provenance.Declaration, float16: tuple[str, ...], source: Path) -> bool:
+    """What half floats of the ``float16`` datasets do to the ground truth derived from them, which must
+    still agree with them once unpacked (``validate`` checks defocus against depth to 0.001 px; a half-float
+    depth moves the maps by about that much). Stored defocus maps derived by an optics model are computed
+    again from the half floats: returns whether there are such maps to compute. Any
+    other stored derivation that a named dataset takes part in (depth from disparity, say) is refused."""
+    for name, gt in declared.items():
+        if gt.source != "derived" or not gt.stored:
+            continue
+        inputs = [n for n in gt.derived_from if n in float16]
+        if name in float16 and any(declared.get(n, provenance.ABSENT).stored for n in gt.derived_from):
+            raise DatasetError(
+                f"{source}: --float16 {name}: {name!r} is derived from {', '.join(gt.derived_from)} by {gt.method}, "
+                f"and half floats of it would no longer agree with them; pack it exactly"
+            )
+        if inputs and not (name == "defocus" and gt.method in DEFOCUS_MODELS):
+            raise DatasetError(
+                f"{source}: --float16 {inputs[0]}: the file stores {name!r} derived from it "
+                f"by {gt.method or 'an unnamed method'}, which half floats of {inputs[0]!r} would no longer agree with; "
+                f"pack it exactly"
+            )
+    defocus = declared["defocus"]
+    return defocus.stored and defocus.source == "derived" and bool(set(defocus.derived_from) & set(float16))
+
+
+def _pack_rederived_defocus(
+    f: h5py.File,
+    rows: np.ndarray,
+    declared: provenance.Declaration,
+    float16: tuple[str, ...],
+    data: h5py.Group,
+    where: str,
+    stats: PackStats,
+) -> h5py.Dataset:
+    """The file's defocus maps, computed again by its model from the values the pack carries of their
+    sources (half floats where ``float16`` says); how far they moved is ``stats.rederived_change``."""
+    ds = f["defocus"]
+    model, no_data = declared["defocus"].method, declared["depth"].no_data
+
+    def carried(name: str, row: int) -> np.ndarray:
+        value = _read(f[name], row, f"{Path(f.filename)}: {name!r}")
+        if name not in float16:
+            return value
+        _check_half_float_range(value, name, f"{Path(f.filename)}: {name!r}")  # before the maps divide by it
+        return value.astype(np.float16).astype(value.dtype)
+
+    maps = np.zeros((len(rows), *ds.shape[1:]), ds.dtype)
+    change = 0.0
+    for k, row in enumerate(rows):
+        inputs = [carried(n, row) for n in ("depth", "focus_distance", *schema.CAMERA_NAMES)]
+        maps[k] = stored_defocus_maps(*inputs, model, no_data)
+        with np.errstate(invalid="ignore"):
+            moved = np.abs(maps[k].astype(np.float64) - _read(ds, row, where))
+        change = max(change, float(np.nanmax(moved, initial=0.0)))
+    stats.rederived_change["defocus"] = change
+    chunks = (1, *ds.shape[1:]) if len(rows) else None
+    return data.create_dataset("defocus", data=maps, chunks=chunks, **(_GZIP9 if len(rows) else {}))
 
 
 def _brief(text: str, where: str) -> str:
@@ -224,11 +295,7 @@ def _pack_dataset(
     if codec == "float16":
         values = _read(ds, rows, where) if len(rows) else np.zeros((0, *ds.shape[1:]), ds.dtype)
         finite = np.isfinite(values)
-        if finite.any() and np.abs(values[finite]).max() > FLOAT16_MAX:
-            raise DatasetError(
-                f"{where}: values up to {np.abs(values[finite]).max():.3g} exceed what a half "
-                f"float holds ({FLOAT16_MAX:g}); pack it exactly (without --float16 {name})"
-            )
+        _check_half_float_range(values, name, where)
         half = values.astype(np.float16)
         err = np.abs(half.astype(np.float64) - values)[finite]
         rel = err / np.maximum(np.abs(values[finite]), np.finfo(np.float32).tiny)
@@ -238,6 +305,15 @@ def _pack_dataset(
     return data.create_dataset(
         name, data=values, chunks=chunks if len(rows) and ds.ndim > 1 else None, **(_GZIP9 if len(rows) else {})
     )
+
+
+def _check_half_float_range(values: np.ndarray, name: str, where: str) -> None:
+    finite = np.isfinite(values)
+    if finite.any() and np.abs(values[finite]).max() > FLOAT16_MAX:
+        raise DatasetError(
+            f"{where}: values up to {np.abs(values[finite]).max():.3g} exceed what a half "
+            f"float holds ({FLOAT16_MAX:g}); pack it exactly (without --float16 {name})"
+        )
 
 
 def _szip_encodes() -> bool:
@@ -273,30 +349,40 @@ def _unpack_file(pack: Path, out: Path) -> tuple[Path, list[str]]:
         raise DatasetError(f"{pack}: not a readable HDF5 file ({exc})") from None
     with p:
         n = read_pack_header(p, pack)
-        with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
-            _copy_attrs(p["attrs"], f)
-            for name in json.loads(p.attrs["order"]):
-                src = p["data"][name]
-                layout = json.loads(src.attrs[_LAYOUT])
-                filters = {
-                    "compression": layout["compression"],
-                    "compression_opts": _opts(layout["compression_opts"]),
-                    "shuffle": layout["shuffle"],
-                }
-                if layout["compression"] == "szip" and not _szip_encodes():
-                    filters = {"compression": "gzip", "compression_opts": 6, "shuffle": True}
-                    notes.append(f"{name}: this HDF5 build cannot write szip; stored with gzip 6 + shuffle")
-                if layout["compression"] is None:
-                    filters = {"shuffle": layout["shuffle"]} if layout["shuffle"] else {}
-                if layout.get("fletcher32"):
-                    filters["fletcher32"] = True
-                dtype = h5py.string_dtype("utf-8") if layout["dtype"] == "str" else np.dtype(layout["dtype"])
-                maxshape = tuple(layout["maxshape"])
-                chunks = tuple(layout["chunks"]) if layout["chunks"] else None
-                ds = f.create_dataset(name, shape=(n, *layout["shape"]), maxshape=maxshape, chunks=chunks, dtype=dtype, **filters)
-                _unpack_into(src, ds, layout["codec"], n, f"{pack}: {name!r}")
-                _copy_attrs(src, ds, skip=(_LAYOUT,))
+        with atomic_path(out) as tmp:
+            _write_unpacked(p, tmp, n, pack, notes)
+            # the checksums cover the pixels, not the layout the pack records (a dtype edited by hand, say):
+            # the file is checked as any file is before it takes ``out``'s place
+            report = validate_file(tmp)
+            if not report.valid:
+                raise DatasetError(f"{pack}: damaged: what it unpacks to fails validation ({report.problems[0]})")
     return out, notes
+
+
+def _write_unpacked(p: h5py.File, tmp: Path, n: int, pack: Path, notes: list[str]) -> None:
+    with h5py.File(tmp, "w") as f:
+        _copy_attrs(p["attrs"], f)
+        for name in json.loads(p.attrs["order"]):
+            src = p["data"][name]
+            layout = json.loads(src.attrs[_LAYOUT])
+            filters = {
+                "compression": layout["compression"],
+                "compression_opts": _opts(layout["compression_opts"]),
+                "shuffle": layout["shuffle"],
+            }
+            if layout["compression"] == "szip" and not _szip_encodes():
+                filters = {"compression": "gzip", "compression_opts": 6, "shuffle": True}
+                notes.append(f"{name}: this HDF5 build cannot write szip; stored with gzip 6 + shuffle")
+            if layout["compression"] is None:
+                filters = {"shuffle": layout["shuffle"]} if layout["shuffle"] else {}
+            if layout.get("fletcher32"):
+                filters["fletcher32"] = True
+            dtype = h5py.string_dtype("utf-8") if layout["dtype"] == "str" else np.dtype(layout["dtype"])
+            maxshape = tuple(layout["maxshape"])
+            chunks = tuple(layout["chunks"]) if layout["chunks"] else None
+            ds = f.create_dataset(name, shape=(n, *layout["shape"]), maxshape=maxshape, chunks=chunks, dtype=dtype, **filters)
+            _unpack_into(src, ds, layout["codec"], n, f"{pack}: {name!r}")
+            _copy_attrs(src, ds, skip=(_LAYOUT,))
 
 
 def _opts(value):

@@ -14,6 +14,7 @@ import pytest
 
 from focalstack.dataset.pack import pack_file, unpack_file
 from focalstack.dataset.reader import FocalStackFile
+from focalstack.dataset.schema import DatasetError
 from focalstack.dataset.validate import validate_file
 
 
@@ -172,6 +173,7 @@ def test_cli_packs_a_folder_with_a_manifest_and_unpacks_it(tmp_path):
     assert [r["scenes"] for r in manifest["files"]] == [2, 1]
     assert manifest["total_bytes"] == sum((tmp_path / "bundle" / r["pack"]).stat().st_size for r in manifest["files"])
     assert "depth as float16: max error" in done.stdout
+    assert "a.pack.h5: 2 scenes" in done.stdout and "defocus computed again from the half floats: moved up to" in done.stdout
     done = cli("unpack", tmp_path / "bundle", "-o", tmp_path / "data")
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["a.h5", "b.h5"]
@@ -276,3 +278,67 @@ def test_float16_of_images_or_strings_and_a_wrong_scene_count_are_one_line_error
     done = cli("unpack", tmp_path / "t.pack.h5", "-o", tmp_path / "u")
     assert done.returncode == 1 and "t.pack.h5: damaged or not a pack this reads" in done.stderr, done.stderr
     assert done.stderr.count("\n") == 1 and not (tmp_path / "u").exists()
+
+
+def test_a_pack_whose_recorded_layout_was_edited_is_refused_and_writes_nothing(tmp_path):
+    """The checksums cover the pixels, not the layout a pack records: a dtype edited by hand unpacked into a file
+    that validate then rejected."""
+    src = fx.write_file(tmp_path / "train.h5", 2)
+    pack = tmp_path / "train.pack.h5"
+    pack_file(src, pack)
+    with h5py.File(pack, "r+") as p:
+        layout = json.loads(p["data"]["depth"].attrs["__pack__"])
+        layout["dtype"] = "int8"
+        p["data"]["depth"].attrs["__pack__"] = json.dumps(layout)
+    with pytest.raises(DatasetError, match="train.pack.h5: damaged: what it unpacks to fails validation"):
+        unpack_file(pack, tmp_path / "again.h5")
+    assert not (tmp_path / "again.h5").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["train.h5", "train.pack.h5"]
+
+
+def test_float16_depth_recomputes_the_stored_defocus_maps_so_the_unpacked_file_agrees_with_itself(tmp_path):
+    """A file that stores its defocus maps (schema v1) packed with half-float depth unpacked into one whose
+    maps disagreed with the half-float depth by 0.00115 px, past validate's 0.001 px: the maps now travel
+    computed again from the depth they travel with, and how far that moved them is reported."""
+    from train_fixtures import write_synthetic
+
+    from focalstack.dataset.groundtruth import stored_defocus_maps
+
+    src = write_synthetic(tmp_path / "a.h5", 3, size=32)
+    stats = pack_file(src, tmp_path / "a.pack.h5", float16=("depth",))
+    unpack_file(tmp_path / "a.pack.h5", tmp_path / "b.h5")  # validates what it wrote
+    assert validate_file(tmp_path / "b.h5", full=True).valid
+    with h5py.File(src) as f, h5py.File(tmp_path / "b.h5") as g:
+        half = f["depth"][...].astype(np.float16).astype(np.float32)
+        np.testing.assert_array_equal(g["depth"][...], half)
+        for k in range(3):
+            want = stored_defocus_maps(
+                half[k], f["focus_distance"][k], f["f_number"][k], f["focal_length_mm"][k], f["sensor_width_mm"][k],
+                f.attrs["defocus_model"],
+            )  # fmt: skip
+            np.testing.assert_array_equal(g["defocus"][k], want)
+        moved = np.abs(g["defocus"][...].astype(np.float64) - f["defocus"][...]).max()
+        assert g["defocus"].dtype == f["defocus"].dtype and g["defocus"].chunks == f["defocus"].chunks
+    assert stats.rederived_change == {"defocus": pytest.approx(moved)} and moved > 0.001
+    assert pack_file(src, tmp_path / "exact.pack.h5").rederived_change == {}  # exactly packed: nothing computed
+
+
+def test_float16_of_ground_truth_derived_from_stored_data_or_of_its_sources_is_refused(tmp_path):
+    """Half floats of stored defocus maps (derived from depth) or of either side of DDFF-12's depth from
+    disparity would no longer agree with the other side; nothing is written."""
+    from interop_fixtures import write_ddff12_file
+
+    from focalstack.dataset.ddff12 import import_ddff12
+
+    src = fx.write_file(tmp_path / "a.h5", 2)
+    with pytest.raises(DatasetError, match=r"a.h5: --float16 defocus: 'defocus' is derived from depth, .* pack it exactly"):
+        pack_file(src, tmp_path / "a.pack.h5", float16=("defocus",))
+    write_ddff12_file(tmp_path / "ddff.h5", 2, 1)
+    import_ddff12(tmp_path / "ddff.h5", tmp_path / "d.h5", split="train")
+    with pytest.raises(DatasetError, match=r"d.h5: --float16 depth: 'depth' is derived from disparity by ddff12-calibration"):
+        pack_file(tmp_path / "d.h5", tmp_path / "d.pack.h5", float16=("depth",))
+    with pytest.raises(DatasetError, match=r"d.h5: --float16 disparity: the file stores 'depth' derived from it by ddff12"):
+        pack_file(tmp_path / "d.h5", tmp_path / "d.pack.h5", float16=("disparity",))
+    assert not list(tmp_path.glob("*.pack.h5")) and not list(tmp_path.glob("*.tmp"))
+    pack_file(tmp_path / "d.h5", tmp_path / "d.pack.h5")  # exactly: fine
+    unpack_file(tmp_path / "d.pack.h5", tmp_path / "again.h5")
+    assert validate_file(tmp_path / "again.h5", full=True).valid
