@@ -12,6 +12,7 @@ from typing import Callable
 
 from focalstack.dataset import FocalStackFile
 from focalstack.dataset.files import exclusive_lock
+from focalstack.dataset.schema import DatasetError
 
 from .blender import check_blender
 from .cluster import RaySettings, ray_session, render_range_with_ray
@@ -50,6 +51,9 @@ def render_dataset(
     if not out.parent.is_dir():
         raise ValueError(f"--out {out}: folder {out.parent} does not exist")
     with exclusive_lock(out):  # first: a second writer is told so whatever else is wrong
+        dropped = drop_empty_leftover(out)
+        if dropped:
+            warnings.warn(dropped)
         used = config.device  # Ray's tasks render on their own machines: what was asked is all we know
         if ray is None:  # before the output file exists
             check_blender()
@@ -62,6 +66,24 @@ def render_dataset(
             warnings.warn(kept)
         with ray_session(ray) if ray is not None else _nothing():
             return _render_locked(config, out, workers, threads, gpus, ray, progress, on_start)
+
+
+def drop_empty_leftover(out: Path) -> str | None:
+    """Remove ``out`` when it is a focalstack file holding no complete scene and no shards wait to merge
+    into it: what a run killed outright (SIGKILL, a power cut) before its first scene leaves. It is no
+    dataset, and its settings would otherwise refuse a rerun with other ones, or bind one with today's
+    defaults. Returns a line saying so, or None. The caller holds ``out``'s lock; a file that does not
+    read is left for the writer to name."""
+    if not out.exists() or existing_shards(out):
+        return None
+    try:
+        with FocalStackFile(out) as f:
+            if len(f):
+                return None
+    except (OSError, DatasetError):
+        return None
+    out.unlink()
+    return f"{out}: held no complete scene (a run stopped before its first one): starting it again"
 
 
 @contextlib.contextmanager

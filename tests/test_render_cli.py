@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 import h5py
 import pytest
@@ -72,10 +73,22 @@ def _digest(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _file_of_one_scene(config: RenderConfig, out) -> None:
+    """``config``'s file holding one complete scene (of blank images: what is checked here is its settings)."""
+    from focalstack.render.sampling import scene_seed
+
+    open_writer(config, out).close()
+    with h5py.File(out, "r+") as f:
+        for name in f:
+            f[name].resize(1, axis=0)
+        f["seed"][0] = scene_seed(config.seed, 0)
+        f["complete"][0] = True
+
+
 def test_existing_file_with_other_settings_is_refused_and_untouched(tmp_path):
     out = tmp_path / "train.h5"
     config = load_preset("fod500").with_overrides(width=32, height=32, scenes=2, seed=7).validate()
-    open_writer(config, out).close()
+    _file_of_one_scene(config, out)
     before = _digest(out)
     result, text = run(["--out", str(out), "--resolution", "32", "--seed", "8", "--scenes", "2"])
     assert_one_line_error(result, text, "seed")
@@ -386,7 +399,7 @@ def test_a_light_field_wider_than_blender_renders_is_one_line_naming_the_way_out
 
 def test_a_render_that_fails_before_its_first_scene_leaves_no_file_it_made(tmp_path, monkeypatch):
     """A file of no scene under the name asked for looks like a dataset: the file this run created goes with
-    the error. A file that was there before the run is kept as it was."""
+    the error, and so does one of no scene that an earlier run left (below)."""
     import focalstack.render.job as job
     from focalstack.render.pipeline import RenderError
 
@@ -402,10 +415,38 @@ def test_a_render_that_fails_before_its_first_scene_leaves_no_file_it_made(tmp_p
 
     config = load_preset("fod500").with_overrides(width=8, height=8, scenes=2, samples=1).validate()
     open_writer(config, out).close()  # an earlier run's file, of no scene yet
-    before = _digest(out)
-    with pytest.raises(RenderError):
+    with pytest.warns(UserWarning, match="held no complete scene"), pytest.raises(RenderError):
         job.render_dataset(config, out)
-    assert _digest(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_file_of_no_scene_left_by_a_killed_run_neither_refuses_nor_binds_the_next_run(tmp_path, monkeypatch):
+    """A run killed outright (SIGKILL) before its first scene leaves a file of no scene. A rerun with other
+    settings was refused as 'exists with other settings' until the file was deleted by hand; it now starts
+    again, with its own settings. A file holding scenes, or that does not read, is not touched."""
+    import dataset_fixtures as fx
+
+    import focalstack.render.job as job
+
+    def nothing(config, writer, *args, **kwargs):
+        return {}
+
+    monkeypatch.setattr(job, "render_range", nothing)
+    monkeypatch.setattr(job, "check_blender", lambda: None)
+    out = tmp_path / "x.h5"
+    before = load_preset("fod500").with_overrides(width=8, height=8, scenes=2, samples=2).validate()
+    open_writer(before, out).close()
+    again = before.with_overrides(samples=1)
+    with pytest.warns(UserWarning, match=r"x.h5: held no complete scene \(a run stopped before its first one\)"):
+        job.render_dataset(again, out)
+    with h5py.File(out) as f:
+        assert json.loads(f.attrs["config"])["samples"] == 1
+
+    kept = fx.write_file(tmp_path / "kept.h5", 1)
+    digest = _digest(kept)
+    assert job.drop_empty_leftover(kept) is None and _digest(kept) == digest
+    (tmp_path / "junk.h5").write_bytes(b"not hdf5")
+    assert job.drop_empty_leftover(tmp_path / "junk.h5") is None and (tmp_path / "junk.h5").read_bytes() == b"not hdf5"
 
 
 def test_dry_run_prints_the_resolved_configuration_and_writes_nothing(tmp_path):
