@@ -255,15 +255,18 @@ def main(
     # Warnings (e.g. a skipped broken asset file) as one line each, not Python's two-line format.
     warnings.showwarning = lambda message, category, *args, **kwargs: click.echo(f"warning: {message}", err=True)
     config = config_from_options(**config_options)
-    if dry_run:
+    if ray_address is not None and workers > 1:
+        _fail("--workers and --ray: choose one (Ray runs its own worker processes)")
+    gpu_list = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else None
+    if gpu_list and (workers < 2 or config.device == "cpu"):
+        _fail("--gpus pins --workers processes to GPUs: use it with --workers N and a GPU --device")
+    if dry_run:  # after every check that needs no --out and no Blender
         click.echo(json.dumps(config.to_dict(), sort_keys=True))
         return
     if out is None:
         _fail("missing option --out: the HDF5 file to write")
     if not out.parent.is_dir():
         _fail(f"--out {out}: folder {out.parent} does not exist")
-    if ray_address is not None and workers > 1:
-        _fail("--workers and --ray: choose one (Ray runs its own worker processes)")
     ray = None
     if ray_address is not None:
         ray = RaySettings(
@@ -273,9 +276,6 @@ def main(
             scenes_per_task=ray_scenes_per_task,
             connect_timeout=ray_timeout,
         )
-    gpu_list = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else None
-    if gpu_list and (workers < 2 or config.device == "cpu"):
-        _fail("--gpus pins --workers processes to GPUs: use it with --workers N and a GPU --device")
     _render(config, out, workers=workers, threads=threads, gpus=gpu_list, ray=ray)
 
 

@@ -459,6 +459,11 @@ def test_dry_run_prints_the_resolved_configuration_and_writes_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
     result, text = run(["--preset", "walls", "--focus-distances", "0.001,0.4", "--dry-run"])
     assert_one_line_error(result, text, "focus distance 0.001 m")
+    # the run options that need neither --out nor Blender are checked too
+    result, text = run(["--preset", "walls", "--workers", "2", "--ray", "local", "--dry-run"])
+    assert_one_line_error(result, text, "--workers and --ray: choose one")
+    result, text = run(["--preset", "walls", "--gpus", "0,1", "--dry-run"])
+    assert_one_line_error(result, text, "--gpus pins --workers processes to GPUs")
 
 
 def test_resolve_answers_each_command_line_with_its_configuration_or_its_error():
