@@ -170,7 +170,7 @@ def pack_file(
                 stats.codecs[name] = codec
                 order.append(name)
                 brief = brief_descriptions and name == "scene"
-                if name == "defocus" and rederive:
+                if name == "defocus" and rederive and declared is not None:
                     packed = _pack_rederived_defocus(f, rows, declared, float16, data, f"{source}: {name!r}", stats)
                 else:
                     packed = _pack_dataset(ds, rows, codec, data, f"{source}: {name!r}", stats, brief)
@@ -230,8 +230,10 @@ def _pack_rederived_defocus(
     maps = np.zeros((len(rows), *ds.shape[1:]), ds.dtype)
     change = 0.0
     for k, row in enumerate(rows):
-        inputs = [carried(n, row) for n in ("depth", "focus_distance", *schema.CAMERA_NAMES)]
-        maps[k] = stored_defocus_maps(*inputs, model, no_data)
+        depth, focus, f_number, focal_length, sensor_width = (
+            carried(n, row) for n in ("depth", "focus_distance", *schema.CAMERA_NAMES)
+        )
+        maps[k] = stored_defocus_maps(depth, focus, f_number, focal_length, sensor_width, model, no_data)
         with np.errstate(invalid="ignore"):
             moved = np.abs(maps[k].astype(np.float64) - _read(ds, row, where))
         change = max(change, float(np.nanmax(moved, initial=0.0)))
