@@ -53,6 +53,11 @@ def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
     shipped = bundled_weights()
     if str(name_or_path) in shipped:
         return shipped[str(name_or_path)]
+    if path.is_dir():  # a run folder, most likely
+        inside = sorted(path.glob("*.pt"))
+        hint = f"; did you mean {path / 'best.pt'}?" if (path / "best.pt").is_file() else ""
+        hint = hint or (f"; it holds {', '.join(p.name for p in inside[:5])}" if inside else "")
+        raise CheckpointError(f"{path}: a folder, expected a checkpoint file{hint}")
     names = ", ".join(sorted(shipped)) or "none yet"
     raise CheckpointError(f"{path}: no such checkpoint file, and no shipped weights of that name (shipped: {names})")
 
@@ -70,6 +75,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
             why = "torch.load(weights_only=True) refused it"
         why = why.split(". ")[0]  # torch's advice runs on for sentences; the first says what failed
         why = why if len(why) <= 160 else why[:157] + "..."
+        if isinstance(exc, KeyError) or why.isdigit():  # the unpickler's lookup of a byte it does not know: '101'
+            why = "not a file that torch.save wrote"
         shadowed = str(given) in bundled_weights() and Path(given).is_file()  # a local file of a shipped name
         hint = f"; it is a file here, so the shipped weights {given} were not used" if shadowed else ""
         raise CheckpointError(f"{path}: not a focalstack-train checkpoint ({why or type(exc).__name__}){hint}") from None

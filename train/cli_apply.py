@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import click
 
 from focalstack.dataset.cliutil import Command
@@ -231,13 +233,17 @@ def predict(
     force,
 ):
     """Predict depth, defocus maps and the all-in-focus image of one focal stack given as IMAGES
-    (files and/or folders of images, any size, any order, one focus distance each).
+    (files and/or folders of images, any size, any order, one focus distance each). A folder gives its
+    image files in natural order (img2 before img10), hidden files left out; pair --focus-distances
+    with that order, which prediction.json records.
 
     \b
     Writes depth.npy (m), depth.png (16-bit mm), depth_color.png, defocus.npy (px) and one colour map
     per image, aif.png, edges.png, refocus_<DIST>m.png, prediction.json.
     """
     set_threads(threads)
+    # warnings (distances far from the training ones, 12-bit data in 16 bits) as one line each
+    warnings.showwarning = lambda message, category, *args, **kwargs: click.echo(f"warning: {message}", err=True)
     distances = None
     if focus_distances is not None:  # -f "" is a mistake, not a request for the checkpoint's distances
         distances = parse_numbers(focus_distances, "--focus-distances", positive=True, unit="metres")

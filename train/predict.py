@@ -31,6 +31,7 @@ import math
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import cv2
@@ -42,58 +43,9 @@ from focalstack.dataset.optics import beyond_focal_length, blur_diameter_px
 
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .device import autocast, resolve_amp, resolve_device
+from .image_files import collect_images, listing, read_image
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
-
-
-def collect_images(paths: list[str | os.PathLike]) -> list[Path]:
-    """Image files from files and folders (a folder contributes its image files, sorted by name)."""
-    out: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_EXTENSIONS)
-            if not found:
-                raise ValueError(f"{p}: folder holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
-            out.extend(found)
-        elif p.is_file():
-            out.append(p)
-        else:
-            raise ValueError(f"{p}: no such file or folder")
-    if not out:
-        raise ValueError("no images given")
-    return out
-
-
-FLOAT_SLACK = 1e-3  # a float image's rounding beyond [0, 1] that is still clipped, not refused
-
-
-def read_image(path: Path) -> np.ndarray:
-    """An image file as float32 RGB (H, W, 3) in [0, 1]: 8- or 16-bit, or float in [0, 1]; grey, RGB or
-    RGBA (alpha dropped); turned upright as its EXIF orientation says, as viewers show it. ValueError for
-    a float image with values outside [0, 1] (HDR or another scale, which clipping would whiten)."""
-    # not IMREAD_UNCHANGED: that flag also ignores the EXIF orientation of a phone's JPEG
-    img = cv2.imread(str(path), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
-    if img is None:  # OpenCV reads a float RGBA TIFF only as it is (no orientation to apply to a TIFF anyway)
-        img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ValueError(f"{path}: not a readable image")
-    if img.dtype in (np.uint8, np.uint16):
-        img = img.astype(np.float32) / (65535.0 if img.dtype == np.uint16 else 255.0)
-    else:
-        img = img.astype(np.float32)
-        lo, hi = float(np.min(img)), float(np.max(img))
-        if not (np.isfinite(lo) and np.isfinite(hi) and lo >= -FLOAT_SLACK and hi <= 1 + FLOAT_SLACK):
-            raise ValueError(
-                f"{path}: float image with values from {lo:g} to {hi:g}, expected 0 to 1: convert it to 8 or "
-                "16 bits, or scale it to [0, 1]"
-            )
-    if img.ndim == 2:
-        img = np.repeat(img[..., None], 3, axis=2)
-    elif img.shape[2] == 4:
-        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
-    else:
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    return np.clip(img, 0, 1)
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def disk_kernel(diameter: float) -> np.ndarray:
@@ -217,12 +169,15 @@ def _rgb8(image: np.ndarray) -> np.ndarray:
 
 def _check_arguments(focus_distances, refocus_distances, tile, camera, width=None) -> None:
     """ValueError naming the option of the first value that is not a finite number > 0."""
-    for value in focus_distances or ():
-        if not (is_finite_number(value) and value > 0):
+    for value in focus_distances or ():  # the network computes in float32: 1e39 m would be inf there
+        if not (is_finite_number(value) and 0 < value <= FLOAT32_MAX):
             raise ValueError(f"--focus-distances {value!r}: expected finite distances > 0 in metres")
     for value in refocus_distances:
-        if not (is_finite_number(value) and value > 0):
+        if not (is_finite_number(value) and 0 < value <= FLOAT32_MAX):
             raise ValueError(f"--refocus {value!r}: expected a finite distance > 0 in metres")
+    repeated = [v for i, v in enumerate(refocus_distances) if v in refocus_distances[:i]]
+    if repeated:
+        raise ValueError(f"--refocus {repeated[0]:g}: given twice")
     for name, value in (camera or {}).items():
         if value is not None and not (is_finite_number(value) and value > 0):
             raise ValueError(f"--{name.replace('_', '-')} {value!r}: expected a finite number > 0")
@@ -257,16 +212,38 @@ def _read_stack(files: list[Path], focus_distances: list[float] | None, trained:
         known = trained.get("focus_distances") or []
         if len(known) != len(files):
             raise ValueError(
-                f"{len(files)} images but no --focus-distances (the checkpoint's camera has {len(known)} focus distances)"
+                f"{len(files)} images but no --focus-distances (the checkpoint's camera has {len(known)} focus "
+                f"distances; images: {listing(files)})"
             )
         focus_distances = list(known)
     if len(focus_distances) != len(files):
-        raise ValueError(f"{len(files)} images but {len(focus_distances)} focus distances: give one per image")
+        raise ValueError(
+            f"{len(files)} images but {len(focus_distances)} focus distances: give one per image (images: {listing(files)})"
+        )
+    if len(set(focus_distances)) < 2:  # one blur level says nothing of depth: a network would still answer
+        raise ValueError(
+            f"focus distances {', '.join(f'{d:g}' for d in focus_distances)}: depth from defocus needs images at two "
+            "or more focus distances"
+        )
+    _warn_beyond_training(focus_distances, trained.get("focus_distances") or [])
     imgs = [read_image(p) for p in files]
     if len({im.shape[:2] for im in imgs}) > 1:
-        listing = ", ".join(f"{p.name} is {im.shape[0]}x{im.shape[1]}" for p, im in zip(files, imgs))
-        raise ValueError(f"images of different sizes in one stack ({listing})")
+        sizes = ", ".join(f"{p.name} is {im.shape[0]}x{im.shape[1]}" for p, im in zip(files, imgs))
+        raise ValueError(f"images of different sizes in one stack ({sizes})")
     return np.stack(imgs).transpose(0, 3, 1, 2).copy(), list(focus_distances)
+
+
+def _warn_beyond_training(focus_distances: list[float], trained: list[float], factor: float = 10.0) -> None:
+    """Warn when the distances reach ``factor`` times beyond the checkpoint's own (millimetres typed as metres,
+    say): what the network answers there is no measurement."""
+    if not trained:
+        return
+    lo, hi = min(trained), max(trained)
+    if max(focus_distances) > factor * hi or min(focus_distances) < lo / factor:
+        warnings.warn(
+            f"focus distances from {min(focus_distances):g} to {max(focus_distances):g} m, far beyond the "
+            f"{lo:g} to {hi:g} m this checkpoint was trained at: its depth there is a guess (are they in metres?)"
+        )
 
 
 def predict(
@@ -292,11 +269,17 @@ def predict(
     amp_dtype = resolve_amp(amp, dev)
     model.to(dev).eval()
     files = collect_images(images)
-    od = Path(out_dir)
-    _check_out_dir(od, files, overwrite)
     trained = dict(ckpt.get("camera", {}))
     cam = {k: trained.get(k) for k in ("f_number", "focal_length_mm", "sensor_width_mm")}
     cam.update({k: v for k, v in (camera or {}).items() if v is not None})
+    has_aif = bool(getattr(model, "has_aif", False))
+    if refocus_distances and not has_aif:  # before the network runs, which may take minutes
+        raise ValueError(f"--refocus needs a model with an AiF branch; {checkpoint} is {ckpt['arch']!r}")
+    missing = [k for k, v in cam.items() if v is None]
+    if refocus_distances and missing:
+        raise ValueError(f"--refocus needs the camera: the checkpoint lacks {', '.join(missing)}; pass it")
+    od = Path(out_dir)
+    _check_out_dir(od, files, overwrite, output_names(files, has_aif, refocus_distances))
     given = focus_distances is not None
     stack, focus_distances = _read_stack(files, focus_distances, trained)
     _check_beyond_the_lens(focus_distances if given else (), refocus_distances, cam["focal_length_mm"])
@@ -304,11 +287,9 @@ def predict(
     focus = norm.focus(torch.tensor(focus_distances, dtype=torch.float32)[None])
     work = stack if width is None else resize_stack(stack, width)
     out = outputs_at_size(run_tiled(model, torch.from_numpy(work)[None], focus, dev, amp_dtype, tile), (h, w))
-    if refocus_distances and "aif" not in out:
-        raise ValueError(f"--refocus needs a model with an AiF branch; {checkpoint} is {ckpt['arch']!r}")
-    missing = [k for k, v in cam.items() if v is None]
-    if refocus_distances and missing:
-        raise ValueError(f"--refocus needs the camera: the checkpoint lacks {', '.join(missing)}; pass it")
+    bad = [k for k, v in out.items() if not np.isfinite(v).all()]
+    if bad:  # written as they are, NaN depth reads as a 0 mm depth.png and exit 0
+        raise FloatingPointError(f"the network's {bad[0]} holds non-finite values for this stack; nothing written")
 
     replacing = (od / "prediction.json").exists()  # _check_out_dir let it through: overwrite was given
     created = not od.exists()
@@ -341,14 +322,37 @@ def predict(
     return {key: od / path.name for key, path in written.items()}
 
 
-def _check_out_dir(od: Path, images: list[Path], overwrite: bool) -> None:
-    """ValueError for an output folder that is a file, holds the input images, or an earlier prediction."""
+def output_names(files: list[Path], has_aif: bool, refocus_distances) -> list[str]:
+    """The names of the files a prediction writes (``_write_outputs``), known before it runs."""
+    names = ["prediction.json", "depth.npy", "depth.png", "depth_color.png", "defocus.npy"]
+    names += [_defocus_png_name(i, p) for i, p in enumerate(files)]
+    if has_aif:
+        names += ["aif.png", "edges.png", *(_refocus_name(d) for d in refocus_distances)]
+    return names
+
+
+def _defocus_png_name(index: int, image: Path) -> str:
+    return f"defocus_{index:02d}_{image.stem}.png"
+
+
+def _refocus_name(distance: float) -> str:
+    """'refocus_0.5m.png'; with every digit where ``:g`` would round (0.5000001 is not 0.5)."""
+    text = f"{distance:g}" if float(f"{distance:g}") == distance else repr(float(distance))
+    return f"refocus_{text}m.png"
+
+
+def _check_out_dir(od: Path, images: list[Path], overwrite: bool, names: list[str]) -> None:
+    """ValueError for an output folder that is a file, holds the input images, an earlier prediction, or (unless
+    ``overwrite``) a file of one of the ``names`` the prediction writes: a file of the user's, not ours."""
     if od.exists() and not od.is_dir():
         raise ValueError(f"-o {od}: is a file; expected a folder")
     if any(p.absolute().parent.resolve() == od.resolve() for p in images):  # the image's folder, not its link target's
         raise ValueError(f"-o {od}: holds the input images (a later run would read the outputs as slices); choose another folder")
     if (od / "prediction.json").exists() and not overwrite:
         raise ValueError(f"-o {od}: holds an earlier prediction (prediction.json); pass --force to replace it")
+    taken = [n for n in names if (od / n).is_file()]
+    if taken and not overwrite:
+        raise ValueError(f"-o {od}: holds {taken[0]}, a file the prediction writes; pass --force to replace it")
 
 
 # What an earlier prediction may have written (prediction.json lists its files since it says so).
@@ -383,7 +387,10 @@ def _move_in(scratch: Path, od: Path, replacing: bool) -> None:
 def _write_outputs(od: Path, out: dict, norm, files: list[Path], refocus_distances, cam: dict) -> dict[str, Path]:
     pred = norm.physical(out)
     depth = np.clip(pred["depth_m"], 0.0, None).astype(np.float32)  # early networks go below 0
-    written = _write_depth_and_defocus(od, depth, pred["defocus_px"].astype(np.float32), files, norm.signed_defocus)
+    defocus = pred["defocus_px"].astype(np.float32)
+    if not norm.signed_defocus:  # a blur-circle size, as depth a distance: below 0 is the network's error
+        defocus = np.clip(defocus, 0.0, None)
+    written = _write_depth_and_defocus(od, depth, defocus, files, norm.signed_defocus)
     if "aif" in out:
         written.update(_write_aif(od, out, depth, refocus_distances, cam))
     return written
@@ -404,7 +411,7 @@ def _write_depth_and_defocus(
     }
     hi = float(np.percentile(np.abs(defocus), 99)) or 1.0
     for i, (p, d) in enumerate(zip(files, defocus)):
-        name = f"defocus_{i:02d}_{p.stem}.png"
+        name = _defocus_png_name(i, p)
         _write_png(od / name, _colour(d, -hi if signed else 0.0, hi))
         written[name] = od / name
     return written
@@ -422,7 +429,7 @@ def _write_aif(od: Path, out: dict, depth: np.ndarray, refocus_distances, cam: d
         blur = blur_diameter_px(
             np.maximum(depth, near), float(dist), cam["f_number"], cam["focal_length_mm"], cam["sensor_width_mm"], depth.shape[1]
         )
-        name = f"refocus_{dist:g}m.png"
+        name = _refocus_name(dist)
         _write_png(od / name, _rgb8(refocus(np.clip(aif, 0, 1), blur)))
         written[name] = od / name
     return written
