@@ -177,6 +177,11 @@ def pack_file(
                 _copy_attrs(ds, packed)
                 packed.attrs[_LAYOUT] = _layout(ds, codec)
             p.attrs["order"] = json.dumps(order)
+            # unpack checks the file it writes as validate does: a source that fails would be refused there, too
+            # late (on the machine it was carried to); after packing, which names damaged data better
+            report = validate_file(source)
+            if not report.valid:
+                raise DatasetError(f"{source}: fails validation ({report.problems[0]}); a pack of it would not unpack")
         stats.pack_bytes = out.stat().st_size
     return stats
 
@@ -230,16 +235,20 @@ def _pack_rederived_defocus(
     maps = np.zeros((len(rows), *ds.shape[1:]), ds.dtype)
     change = 0.0
     for k, row in enumerate(rows):
-        depth, focus, f_number, focal_length, sensor_width = (
-            carried(n, row) for n in ("depth", "focus_distance", *schema.CAMERA_NAMES)
-        )
-        maps[k] = stored_defocus_maps(depth, focus, f_number, focal_length, sensor_width, model, no_data)
+        maps[k] = _defocus_of_row(carried, row, model, no_data)
         with np.errstate(invalid="ignore"):
             moved = np.abs(maps[k].astype(np.float64) - _read(ds, row, where))
         change = max(change, float(np.nanmax(moved, initial=0.0)))
     stats.rederived_change["defocus"] = change
     chunks = (1, *ds.shape[1:]) if len(rows) else None
     return data.create_dataset("defocus", data=maps, chunks=chunks, **(_GZIP9 if len(rows) else {}))
+
+
+def _defocus_of_row(value, row: int, model: str, no_data) -> np.ndarray:
+    """Scene ``row``'s defocus maps by ``model`` from ``value(name, row)`` of depth, focus and camera."""
+    names = ("depth", "focus_distance", *schema.CAMERA_NAMES)
+    depth, focus, f_number, focal_length, sensor_width = (value(n, row) for n in names)
+    return stored_defocus_maps(depth, focus, f_number, focal_length, sensor_width, model, no_data)
 
 
 def _brief(text: str, where: str) -> str:
@@ -353,12 +362,35 @@ def _unpack_file(pack: Path, out: Path) -> tuple[Path, list[str]]:
         n = read_pack_header(p, pack)
         with atomic_path(out) as tmp:
             _write_unpacked(p, tmp, n, pack, notes)
+            _rederive_after_float16(p, tmp, notes)
             # the checksums cover the pixels, not the layout the pack records (a dtype edited by hand, say):
             # the file is checked as any file is before it takes ``out``'s place
             report = validate_file(tmp)
             if not report.valid:
-                raise DatasetError(f"{pack}: damaged: what it unpacks to fails validation ({report.problems[0]})")
+                raise DatasetError(f"{pack}: what it unpacks to fails validation ({report.problems[0]}); the pack is damaged")
     return out, notes
+
+
+def _rederive_after_float16(p: h5py.File, tmp: Path, notes: list[str]) -> None:
+    """Stored defocus maps computed again from the half floats their sources travelled as: a pack made before
+    ``pack`` did so itself carries the maps of the exact depth, which disagree with the half-float depth by
+    about 0.001 px, past what ``validate`` allows. A pack that did changes nothing here."""
+    codecs = {name: json.loads(p["data"][name].attrs[_LAYOUT])["codec"] for name in json.loads(p.attrs["order"])}
+    if "defocus" not in codecs or not any(codecs.get(n) == "float16" for n in provenance.RECOMPUTABLE["defocus"]):
+        return
+    with h5py.File(tmp, "r+") as f:
+        declared = declaration_of(f, tmp)
+        gt = declared["defocus"]
+        if not (gt.stored and gt.source == "derived" and gt.method in DEFOCUS_MODELS):
+            return
+        moved = 0
+        for row in range(len(f["defocus"])):
+            maps = _defocus_of_row(lambda name, r: f[name][r], row, gt.method, declared["depth"].no_data)
+            if not np.array_equal(maps, f["defocus"][row], equal_nan=True):
+                f["defocus"][row] = maps
+                moved += 1
+    if moved:
+        notes.append(f"defocus: computed again from the half-float depth in {moved} scene(s) (a pack made before pack did so)")
 
 
 def _write_unpacked(p: h5py.File, tmp: Path, n: int, pack: Path, notes: list[str]) -> None:

@@ -69,18 +69,18 @@ def render_dataset(
 
 
 def drop_empty_leftover(out: Path) -> str | None:
-    """Remove ``out`` when it is a focalstack file holding no complete scene and no shards wait to merge
-    into it: what a run killed outright (SIGKILL, a power cut) before its first scene leaves. It is no
-    dataset, and its settings would otherwise refuse a rerun with other ones, or bind one with today's
-    defaults. Returns a line saying so, or None. The caller holds ``out``'s lock; a file that does not
-    read is left for the writer to name."""
+    """Remove ``out`` when it is what a render killed outright (SIGKILL, a power cut) before its first scene
+    leaves: a rendered focalstack file of no complete scene and at most the one row begun, with no shards
+    waiting to merge into it. It is no dataset, and its settings would otherwise refuse a rerun with other
+    ones, or bind one with today's defaults. Returns a line saying so, or None. The caller holds ``out``'s
+    lock; any other file (imported, of other rows, or that does not read) is left for the writer to judge."""
     if not out.exists() or existing_shards(out):
         return None
     try:
         with FocalStackFile(out) as f:
-            if len(f):
+            if len(f) or f.ground_truth["aif"].source != "rendered" or len(f.dataset("complete")) > 1:
                 return None
-    except (OSError, DatasetError):
+    except (OSError, DatasetError, KeyError):
         return None
     out.unlink()
     return f"{out}: held no complete scene (a run stopped before its first one): starting it again"

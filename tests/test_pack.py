@@ -290,7 +290,7 @@ def test_a_pack_whose_recorded_layout_was_edited_is_refused_and_writes_nothing(t
         layout = json.loads(p["data"]["depth"].attrs["__pack__"])
         layout["dtype"] = "int8"
         p["data"]["depth"].attrs["__pack__"] = json.dumps(layout)
-    with pytest.raises(DatasetError, match="train.pack.h5: damaged: what it unpacks to fails validation"):
+    with pytest.raises(DatasetError, match=r"train.pack.h5: what it unpacks to fails validation \(.*int8.*\); the pack is"):
         unpack_file(pack, tmp_path / "again.h5")
     assert not (tmp_path / "again.h5").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["train.h5", "train.pack.h5"]
 
@@ -342,3 +342,30 @@ def test_float16_of_ground_truth_derived_from_stored_data_or_of_its_sources_is_r
     pack_file(tmp_path / "d.h5", tmp_path / "d.pack.h5")  # exactly: fine
     unpack_file(tmp_path / "d.pack.h5", tmp_path / "again.h5")
     assert validate_file(tmp_path / "again.h5", full=True).valid
+
+
+def test_a_half_float_pack_made_before_defocus_was_computed_again_still_unpacks(tmp_path):
+    """Packs made before pack computed stored defocus maps again carry the exact depth's maps beside half-float
+    depth (0.00115 px apart): unpack computes them again, says so, and the file validates."""
+    from train_fixtures import write_synthetic
+
+    src = write_synthetic(tmp_path / "a.h5", 2, size=32)
+    pack_file(src, tmp_path / "new.pack.h5", float16=("depth",))
+    _, notes = unpack_file(tmp_path / "new.pack.h5", tmp_path / "new.h5")
+    assert notes == []  # a pack of today: nothing to compute
+    with h5py.File(tmp_path / "new.pack.h5", "r+") as p, h5py.File(src) as f:
+        p["data"]["defocus"][...] = f["defocus"][...]  # what an older pack carried
+    _, notes = unpack_file(tmp_path / "new.pack.h5", tmp_path / "old.h5")
+    assert notes == ["defocus: computed again from the half-float depth in 2 scene(s) (a pack made before pack did so)"]
+    assert validate_file(tmp_path / "old.h5", full=True).valid
+    with h5py.File(tmp_path / "old.h5") as g, h5py.File(tmp_path / "new.h5") as h:
+        np.testing.assert_array_equal(g["defocus"][...], h["defocus"][...])
+
+
+def test_a_source_that_fails_validation_is_refused_when_packed_not_after_it_travelled(tmp_path):
+    src = fx.write_file(tmp_path / "a.h5", 2)
+    with h5py.File(src, "r+") as f:
+        f["defocus"][0, 1] = f["defocus"][0, 1] + 0.01
+    with pytest.raises(DatasetError, match=r"a.h5: fails validation \(scene 0: 'defocus' slice 1 .*\); a pack of it would not"):
+        pack_file(src, tmp_path / "a.pack.h5")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.h5"]

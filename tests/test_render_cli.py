@@ -445,6 +445,12 @@ def test_a_file_of_no_scene_left_by_a_killed_run_neither_refuses_nor_binds_the_n
     kept = fx.write_file(tmp_path / "kept.h5", 1)
     digest = _digest(kept)
     assert job.drop_empty_leftover(kept) is None and _digest(kept) == digest
+    fx.append_incomplete(kept)
+    fx.append_incomplete(kept)
+    with h5py.File(kept, "r+") as f:  # rows begun, none complete: not what a killed render leaves
+        f["complete"][0] = False
+    digest = _digest(kept)
+    assert job.drop_empty_leftover(kept) is None and _digest(kept) == digest
     (tmp_path / "junk.h5").write_bytes(b"not hdf5")
     assert job.drop_empty_leftover(tmp_path / "junk.h5") is None and (tmp_path / "junk.h5").read_bytes() == b"not hdf5"
 
