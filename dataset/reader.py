@@ -64,6 +64,8 @@ def open_h5(path: str | os.PathLike, mode: str = "r") -> h5py.File:
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"{path}: no such file")
+    if path.is_dir():
+        raise DatasetError(f"{path}: a folder, expected an HDF5 file")
     try:
         return h5py.File(path, mode)
     except OSError as exc:
@@ -78,7 +80,7 @@ def open_error_text(exc: OSError) -> str:
     """One line saying why h5py could not open a file."""
     if isinstance(exc, BlockingIOError) or "unable to lock file" in str(exc):
         return "locked by another process that has it open for writing (a render still running?)"
-    return f"not a readable HDF5 file (truncated or foreign?): {exc}"
+    return f"not a readable HDF5 file (truncated or foreign?): {one_line_text(exc)}"
 
 
 def camera_problem(

@@ -42,8 +42,14 @@ def test_a_folder_gives_its_images_in_natural_order_without_hidden_files(tmp_pat
     folder.mkdir()
     for name in ("img1.png", "img10.png", "img2.png", "img20.png", "img3.png", ".thumb.png", "._img1.png"):
         write_png(folder / name)
-    assert [p.name for p in collect_images([folder])] == ["img1.png", "img2.png", "img3.png", "img10.png", "img20.png"]
-    with pytest.raises(ValueError, match=r"img2.png: given twice \(as .*img2.png\); one image per focus distance"):
+    with pytest.warns(UserWarning, match=r"stack: its files are taken in natural order \(img1.png, img2.png, img3.png"):
+        got = collect_images([folder])
+    assert [p.name for p in got] == ["img1.png", "img2.png", "img3.png", "img10.png", "img20.png"]
+    with warnings.catch_warnings():  # an order both ways agree on is not warned of
+        warnings.simplefilter("error")
+        assert len(collect_images([folder / "img2.png", folder / "img3.png"])) == 2
+    twice = r"img2.png: given twice \(as .*img2.png\); one image per focus distance"
+    with pytest.warns(UserWarning, match="natural order"), pytest.raises(ValueError, match=twice):
         collect_images([folder, folder / "img2.png"])
 
 
@@ -82,8 +88,47 @@ def test_a_sixteen_bit_colour_tiff_is_turned_where_a_reader_can_and_refused_wher
         tifffile.imwrite(tmp_path / "c.tif", rgb, photometric="rgb", extratags=[(274, "H", 1, orientation, False)])
         np.testing.assert_allclose(read_image(tmp_path / "c.tif"), upright(rgb, orientation) / 65535.0, atol=1e-7)
     tifffile.imwrite(tmp_path / "c.tif", rgb, photometric="rgb", extratags=[(274, "H", 1, 6, False)])
-    with pytest.raises(ValueError, match=r"c.tif: a TIFF stored turned \(EXIF orientation 6\) .* save it upright"):
+    with pytest.raises(ValueError, match=r"c.tif: a TIFF stored turned by 90 degrees \(EXIF orientation 6\) .* upright"):
         read_image(tmp_path / "c.tif")
+
+
+@pytest.mark.parametrize("mode", ["L", "I;16", "RGBA"])
+def test_a_grey_or_rgba_tiff_is_turned_as_stored_says_or_refused_where_pillow_would_scramble_it(tmp_path, mode):
+    """Pillow decodes grey and RGBA TIFFs turned by 90 degrees into pixels that are no turn of the stored ones
+    (its own exif_transpose agrees with itself, so the reference here is the stored array, read by tifffile)."""
+    tifffile = pytest.importorskip("tifffile")
+    from focalstack.train.image_files import upright
+
+    yy, xx = np.mgrid[0:24, 0:32]
+    grey = (xx * 7 + yy * 3).astype(np.uint8)
+    rgba = np.dstack([grey, 255 - grey, grey // 2, np.full_like(grey, 255)]).astype(np.uint8)
+    array = {"L": grey, "I;16": grey.astype(np.uint16) * 250, "RGBA": rgba}[mode]
+    for orientation in range(1, 9):
+        stored = Image.fromarray(array)
+        exif = stored.getexif()
+        exif[0x0112] = orientation
+        path = tmp_path / f"g{orientation}.tif"
+        stored.save(path, exif=exif)
+        np.testing.assert_array_equal(tifffile.imread(path), array)  # written as stored
+        if orientation > 4:
+            with pytest.raises(ValueError, match=r"a TIFF stored turned by 90 degrees"):
+                read_image(path)
+            continue
+        scale = 65535.0 if mode == "I;16" else 255.0
+        want = upright(array, orientation).astype(np.float32) / scale
+        want = np.repeat(want[..., None], 3, axis=2) if want.ndim == 2 else want[..., :3]
+        np.testing.assert_allclose(read_image(path), want, atol=1e-7, err_msg=f"orientation {orientation}")
+
+
+def test_a_jpeg_with_a_cameras_embedded_preview_is_one_image(tmp_path):
+    """Cameras and phones store a preview or an HDR gain map after the photo (MPF): Pillow counts two frames,
+    which are not two slices."""
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray((rng.random((32, 48, 3)) * 255).astype(np.uint8))
+    photo.save(tmp_path / "camera.jpg", format="MPO", save_all=True, append_images=[photo.resize((12, 8))])
+    with Image.open(tmp_path / "camera.jpg") as im:
+        assert im.format == "MPO" and im.n_frames == 2
+    assert read_image(tmp_path / "camera.jpg").shape == (32, 48, 3)
 
 
 def test_a_jpeg_cut_short_and_a_file_of_several_pages_are_refused(tmp_path):

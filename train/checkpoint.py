@@ -148,8 +148,10 @@ def check_weights(model: torch.nn.Module, state: dict, path, arch: str) -> None:
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
         if wrong:
-            parts.append(f"{len(wrong)} of another shape (e.g. {wrong[0]})")
-        raise CheckpointError(f"{path}: weights do not fit architecture {arch!r}: {'; '.join(parts)} tensors")
+            k = wrong[0]
+            shapes = f"{tuple(state[k].shape)}, the network's {tuple(own[k].shape)}"
+            parts.append(f"{len(wrong)} of another shape (e.g. {k}: {shapes})")
+        raise CheckpointError(f"{path}: weights do not fit architecture {arch!r}: tensors {'; '.join(parts)}")
     broken = non_finite_tensors(state)
     if broken:  # a run that diverged saved them: every output would be NaN
         raise CheckpointError(f"{path}: {len(broken)} weight tensor(s) hold NaN or infinite values (e.g. {broken[0]})")

@@ -142,6 +142,7 @@ class SourceInfo:
     stack_sizes: list[int] | None = None  # distinct slices per complete scene; None: all n_slices
     ground_truth: frozenset = TRAINING_GROUND_TRUTH  # of the ground truth asked about, what the file holds
     no_data: dict = field(default_factory=dict)  # ground truth -> the value that marks pixels without it
+    incomplete: int = 0  # rows begun and not complete (a render stopped or still running): no scenes to readers
 
     def distinct(self, scene: int) -> int:
         """Number of distinct slices of ``scene`` (the first ones; later slices repeat the last)."""
@@ -173,7 +174,7 @@ def inspect_source(path: str, weight: float = 1.0, ground_truth=TRAINING_GROUND_
                 raise DatasetError(f"{path}: scene {scene} has stack_size {size}, expected 1 to {f.n_slices} (its slices)")
         held = frozenset(name for name in ground_truth if f.has(name))
         no_data = {name: float(f.ground_truth[name].no_data) for name in held if f.ground_truth[name].no_data is not None}
-        return SourceInfo(str(path), float(weight), n, f.n_slices, f.image_size, camera, stack_sizes, held, no_data)
+        return SourceInfo(str(path), float(weight), n, f.n_slices, f.image_size, camera, stack_sizes, held, no_data, f.n_rows - n)
 
 
 def has_valid_depth(path: str, scenes, max_depth: float) -> bool:

@@ -149,10 +149,20 @@ def evaluate_model(
             for p in protocols:
                 run.notes.update(dict.fromkeys(_lacking_notes(src.info.path, p, src.ground_truth, outputs)))
             n = src.info.n_scenes if max_scenes is None else min(src.info.n_scenes, max_scenes)
+            if src.info.incomplete:
+                run.notes[
+                    f"{src.info.path}: {src.info.incomplete} incomplete scene(s) (a render stopped or still running) "
+                    f"left out; {src.info.n_scenes} complete"
+                ] = None
             for labels, batches in _file_plans(infos, fi, n, settings, stack_sizes, orders, batch_size, seed):
-                rows += run.rows(
-                    src, labels, n, run.score(batches, f"{Path(src.info.path).name} {' '.join(str(v) for v in labels.values())}")
-                )
+                scored = sum(len(b) for b in batches)  # a --stack-size row leaves out scenes with fewer slices
+                if scored < n:
+                    run.notes[
+                        f"{src.info.path}: --stack-size {labels.get('stack_size')}: {n - scored} of {n} scenes have fewer "
+                        f"distinct slices and are left out{'; no value' if not scored else ''}"
+                    ] = None
+                label = f"{Path(src.info.path).name} {' '.join(str(v) for v in labels.values())}"
+                rows += run.rows(src, labels, scored, run.score(batches, label))
     finally:
         run.dataset.close()
     if run.non_finite:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 JPEG_EXTENSIONS = (".jpg", ".jpeg")
@@ -44,7 +44,13 @@ def collect_images(paths: list[str | os.PathLike]) -> list[Path]:
             found = [q for q in found if not q.name.startswith(".")]
             if not found:
                 raise ValueError(f"{p}: folder holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
-            out.extend(sorted(found, key=natural_key))
+            natural = sorted(found, key=natural_key)
+            if natural != sorted(found):  # focalstack 0.3.0 took plain name order: a stack's pairs would change
+                warnings.warn(
+                    f"{p}: its files are taken in natural order ({listing(natural, 4)}; img2 before img10), not plain "
+                    "name order: check that the focus distances follow it (prediction.json records the pairs)"
+                )
+            out.extend(natural)
         elif p.is_file():
             out.append(p)
         else:
@@ -80,11 +86,11 @@ def read_image(path: Path) -> np.ndarray:
     if orientation != 1 and path.suffix.lower() in TIFF_EXTENSIONS:
         # Both readers turn a TIFF's pixels themselves, whatever the flags say; OpenCV fails or leaves them as
         # stored for orientations 5 to 8: Pillow's pixels where they are exact, else OpenCV's for 2 to 4 only
-        img = _exact_tiff_pixels(path)
+        img = _exact_tiff_pixels(path, orientation)
         if img is None and orientation > 4:
             raise ValueError(
-                f"{path}: a TIFF stored turned (EXIF orientation {orientation}) in a form (16-bit colour, say) that "
-                "neither OpenCV nor Pillow turns upright; save it upright"
+                f"{path}: a TIFF stored turned by 90 degrees (EXIF orientation {orientation}) in a form (16-bit "
+                "colour, grey, or with alpha) that neither OpenCV nor Pillow turns upright; save it upright"
             )
         turned = True
     if img is None:
@@ -138,29 +144,30 @@ def _metadata(path: Path) -> tuple[int, int]:
     """(EXIF orientation, pages or frames) as Pillow reads them from the header; (1, 1) for a file Pillow does
     not know (OpenCV may still read it, and says so if not)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # a large photo is no attack here
-            with Image.open(path) as im:
-                orientation = im.getexif().get(_ORIENTATION_TAG, 1)
-                frames = getattr(im, "n_frames", 1)
-    except (OSError, ValueError, SyntaxError, UnidentifiedImageError, Image.DecompressionBombError):
+        with _opened(path) as im:
+            orientation = im.getexif().get(_ORIENTATION_TAG, 1)
+            # a JPEG's further images (MPF: a camera's preview, a phone's HDR gain map) are not slices
+            frames = 1 if im.format == "MPO" else getattr(im, "n_frames", 1)
+    except (OSError, ValueError, SyntaxError):
         return 1, 1
     return (orientation if orientation in range(1, 9) else 1), int(frames)
 
 
-def _exact_tiff_pixels(path: Path) -> np.ndarray | None:
+def _exact_tiff_pixels(path: Path, orientation: int) -> np.ndarray | None:
     """A TIFF's pixels, upright (Pillow's TIFF reader turns them as the file says), in OpenCV's channel order
-    (BGR), where Pillow reads them exactly:
-    8-bit grey or colour, 16-bit or float grey. None otherwise (Pillow reads 16-bit colour as 8 bits)."""
+    (BGR), where Pillow reads them exactly: 8-bit grey or colour, 16-bit or float grey, and of those only 8-bit
+    colour and float grey where ``orientation`` turns them by 90 degrees (5 to 8). None otherwise (Pillow reads
+    16-bit colour as 8 bits)."""
     try:
-        with warnings.catch_warnings(), Image.open(path) as im:
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with _opened(path) as im:
             bits = im.tag_v2.get(258, 8) if hasattr(im, "tag_v2") else 8  # BitsPerSample
             bits = set(bits) if isinstance(bits, tuple) else {bits}
             if im.mode not in ("L", "LA", "RGB", "RGBA", "I;16", "F") or (im.mode in ("L", "LA", "RGB", "RGBA") and bits != {8}):
                 return None
+            if orientation > 4 and im.mode not in ("RGB", "F"):  # Pillow scrambles the others turned by 90 degrees
+                return None
             pixels = np.asarray(im)
-    except (OSError, ValueError, SyntaxError, UnidentifiedImageError, Image.DecompressionBombError):
+    except (OSError, ValueError, SyntaxError):
         return None
     if pixels.dtype not in (np.uint8, np.uint16, np.float32):
         return None
@@ -173,16 +180,34 @@ def _exact_tiff_pixels(path: Path) -> np.ndarray | None:
 
 def _refuse_truncated_jpeg(path: Path) -> None:
     """ValueError for a JPEG whose data ends early (a copy cut short): libjpeg would fill the rest with grey."""
+    # A file missing only its 2-byte end marker is refused too: with the marker added, libjpeg decodes a file
+    # cut anywhere without a word, so the two cannot be told apart here.
     try:
-        with warnings.catch_warnings(), Image.open(path) as im:
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with _opened(path) as im:
             im.draft(im.mode, (max(1, im.width // 8), max(1, im.height // 8)))  # decodes every block, at 1/8 size
             im.load()
     except OSError as exc:
         if "truncated" in str(exc):
-            raise ValueError(f"{path}: the JPEG data ends early (a damaged or partly copied file)") from None
-    except (ValueError, SyntaxError, Image.DecompressionBombError):
+            raise ValueError(
+                f"{path}: the JPEG data ends early (a damaged or partly copied file, or one without its end marker)"
+            ) from None
+    except (ValueError, SyntaxError):
         pass  # left for OpenCV, which reads what it can read and names what it cannot
+
+
+@contextlib.contextmanager
+def _opened(source):
+    """Pillow's image of ``source`` (a path or a file object), without Pillow's size limit: a 200-megapixel
+    photo is no attack here, and over the limit Pillow would refuse to say its orientation."""
+    limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(source) as im:
+                yield im
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
 
 
 @contextlib.contextmanager

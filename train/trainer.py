@@ -21,6 +21,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -299,6 +300,8 @@ def fit(cfg: TrainConfig, resume: bool = False, given: tuple = ()) -> FitResult:
         raise ValueError(f"{out}: already holds a run (last.pt); pass --resume to continue it or choose another --out")
     elif (out / "best.pt").exists():  # a new run would replace it, and its config would no longer describe it
         raise ValueError(f"{out}: already holds a run's best.pt (no last.pt to resume from); choose another --out")
+    elif (out / "config.json").exists() and _run_settings(out / "config.json") is None:
+        raise ValueError(f"{out}: holds a config.json that is not a run's settings; choose another --out")
     cfg.check()
     # Absolute data paths: a resumed run (from another working folder, or a moved run folder) reads the same files.
     cfg.data, cfg.val_data = _absolute(cfg.data), _absolute(cfg.val_data)
@@ -308,10 +311,16 @@ def fit(cfg: TrainConfig, resume: bool = False, given: tuple = ()) -> FitResult:
         cfg.vgg_weights = str(Path(cfg.vgg_weights).resolve())
     group = process_group(cfg.device)  # None unless torchrun started this process
     with output_folder(out):  # a run refused while it is built leaves no empty --out behind
+        cleared: list[str] = []
         if group is None or group.writer:  # a checkpoint write killed midway left its temporary file
             for stale in [*out.glob("last.pt.*.tmp"), *out.glob("best.pt.*.tmp")]:
                 stale.unlink(missing_ok=True)
-        trainer = build_trainer(cfg, ckpt, writer=group is None or group.writer, group=group, data_defaults=data_defaults)
+            if ckpt is None:
+                cleared = _clear_run_without_checkpoint(out)
+        notes = [f"removed {', '.join(cleared)} of an earlier run that left no checkpoint"] if cleared else []
+        trainer = build_trainer(
+            cfg, ckpt, writer=group is None or group.writer, group=group, data_defaults=data_defaults, notes=notes
+        )
     try:
         trainer.train()
     finally:
@@ -320,14 +329,51 @@ def fit(cfg: TrainConfig, resume: bool = False, given: tuple = ()) -> FitResult:
     return FitResult(out, out / "last.pt", out / "best.pt", [dict(r) for r in history], trainer.stopped)
 
 
+def _run_settings(path: Path) -> dict | None:
+    """``path`` read as a run's config.json, or None when it is not one (missing, not JSON, other keys)."""
+    try:
+        settings = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return settings if isinstance(settings, dict) and {"arch", "data", "out", "epochs"} <= set(settings) else None
+
+
+RUN_TRACES = ("train.log", "metrics.csv", "config.json", "tb")  # what a run writes besides its checkpoints
+
+
+def _clear_run_without_checkpoint(out: Path) -> list[str]:
+    """Remove the log, metrics, settings and TensorBoard events that a run killed before its first checkpoint
+    left in ``out`` (fit refuses a folder with a checkpoint before this): a new run would append its log to
+    theirs and mix its curves with theirs in TensorBoard. Only where ``config.json`` is a run's settings: a folder
+    of other files (a project's own config.json, say) is left as it is. Returns the names removed."""
+    if _run_settings(out / "config.json") is None:
+        return []
+    removed = []
+    for name in RUN_TRACES:
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.is_file():
+            path.unlink()
+        else:
+            continue
+        removed.append(name)
+    return removed
+
+
 def build_trainer(
-    cfg: TrainConfig, ckpt: dict | None = None, writer: bool = True, group: Group | None = None, data_defaults: dict | None = None
+    cfg: TrainConfig,
+    ckpt: dict | None = None,
+    writer: bool = True,
+    group: Group | None = None,
+    data_defaults: dict | None = None,
+    notes: list[str] | None = None,
 ) -> Trainer:
     """Data, model, loss, AdamW and hooks of the run ``cfg`` (which has passed ``check()``), at the state
     of ``ckpt`` if given (``data_defaults``: settings given on resume that the run left to its data's
     default). With ``writer`` False the hooks keep their state but write no file (for every process but one,
     when several train together). With ``group`` this process trains its share of the run under
-    DistributedDataParallel, on the group's device."""
+    DistributedDataParallel, on the group's device. ``notes`` are logged after the first line."""
     out = Path(cfg.out)
     log = RunLog(out / "train.log", quiet=not cfg.progress, writer=writer)
     device = group.device if group is not None else resolve_device(cfg.device)
@@ -374,6 +420,11 @@ def build_trainer(
     )
     if ckpt is None:
         log(_start_line(cfg, model, data, device, group, amp_dtype, channels_last))
+        for note in notes or ():
+            log(note)
+        for source in data.train_sources + data.val_sources:
+            if source.incomplete:
+                log(f"{source.path}: {source.incomplete} incomplete scene(s) left out (a render stopped or still running)")
         if started_from:
             log(started_from)
         if writer:
@@ -421,7 +472,16 @@ def _load_init(model: FocusOnDefocus, cfg: TrainConfig) -> str:
     if differ:
         raise ValueError(f"--init {cfg.init}: trained with another normalisation: {'; '.join(differ)}; give the same options")
     weights = inference_weights(init)
-    check_weights(model, weights, cfg.init, cfg.arch)
+    try:
+        check_weights(model, weights, cfg.init, cfg.arch)
+    except CheckpointError:
+        theirs_kwargs, own_kwargs = dict(init.get("arch_kwargs") or {}), dict(cfg.arch_kwargs or {})
+        if theirs_kwargs == own_kwargs:
+            raise
+        raise ValueError(  # --width and the like build other tensors: say which options differ
+            f"--init {cfg.init}: the weights are of {cfg.arch!r} built with {theirs_kwargs or 'its defaults'}, this run "
+            f"builds it with {own_kwargs or 'its defaults'}; give the same options (--width, --aif-width, --aif-blocks)"
+        ) from None
     model.load_state_dict(weights)
     return f"starting from the weights of {cfg.init} (step {init.get('global_step', '?')}); the optimiser starts afresh"
 

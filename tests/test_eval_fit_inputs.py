@@ -1,0 +1,99 @@
+"""What evaluate and fit say about the scenes they did not use: a stack-size row with no scene of that many
+slices, incomplete scenes of a stopped render; and a new run in a folder that an earlier run left without a
+checkpoint."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import h5py
+import pytest
+from train_fixtures import synthetic_file, tiny_fit_config, tiny_run
+
+from focalstack.train.evaluate import evaluate
+from focalstack.train.trainer import fit
+
+
+def _with_incomplete(tmp_path, name="inc.h5"):
+    """Three complete scenes and a fourth begun: what a render killed mid-scene leaves."""
+    path = tmp_path / name
+    shutil.copy(synthetic_file("evalfit-base", 3, 32, 41), path)
+    with h5py.File(path, "r+") as f:
+        for name in f:
+            f[name].resize(4, axis=0)
+        f["stack"][3] = f["stack"][0]
+    return path
+
+
+def test_a_stack_size_row_counts_the_scenes_it_scored_and_says_which_were_left_out(tmp_path):
+    """The row of a file whose stacks are shorter than --stack-size said 'scenes: 4' with every value empty and
+    no note: it counted the scenes planned, not those scored."""
+    five, three = synthetic_file("evalfit-five", 3, 32, 42), synthetic_file("evalfit-three", 4, 32, 43, n_slices=3)
+    files = [str(five), str(three)]
+    ckpt = tiny_run("fod-depth") / "best.pt"
+    result = evaluate(ckpt, files, tmp_path / "e", settings=("All",), stack_sizes=(5,), progress=False)
+    rows = {(r["file"], r["stack_size"]): r for r in result.rows}
+    assert rows[str(three), 5]["scenes"] == 0 and rows[str(three), 5]["depth_rmse"] is None
+    assert rows[str(five), 5]["scenes"] == 3 and rows[str(five), 5]["depth_rmse"] is not None
+    assert rows[str(three), None]["scenes"] == 4  # the whole stacks: every scene
+    assert f"{three}: --stack-size 5: 4 of 4 scenes have fewer distinct slices and are left out; no value" in result.notes
+    assert not [n for n in result.notes if str(five) in n and "left out" in n]
+
+
+def test_incomplete_scenes_of_a_stopped_render_are_named_by_evaluate_and_fit(tmp_path):
+    path = _with_incomplete(tmp_path)
+    result = evaluate(tiny_run("fod-depth") / "best.pt", [str(path)], tmp_path / "e", settings=("All",), progress=False)
+    assert result.rows[0]["scenes"] == 3
+    assert f"{path}: 1 incomplete scene(s) (a render stopped or still running) left out; 3 complete" in result.notes
+    cfg = tiny_fit_config(tmp_path, data=[str(path)], epochs=1)
+    fit(cfg)
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert f"{path}: 1 incomplete scene(s) left out (a render stopped or still running)" in log
+
+
+def test_a_run_that_left_no_checkpoint_is_cleared_by_the_next_and_a_foreign_folder_is_not(tmp_path):
+    """A run killed before its first checkpoint left train.log, metrics.csv and config.json: the next run
+    appended its log to the old one and mixed its TensorBoard curves with the old ones."""
+    cfg = tiny_fit_config(tmp_path, epochs=1)
+    fit(cfg)
+    run = tmp_path / "run"
+    for name in ("last.pt", "best.pt"):
+        (run / name).unlink()
+    (run / "tb").mkdir(exist_ok=True)
+    (run / "tb" / "events.old").write_text("old curves")
+    (run / "train.log").write_text("the killed run's log\n")
+    fit(tiny_fit_config(tmp_path, epochs=1))
+    log = (run / "train.log").read_text()
+    assert "the killed run's log" not in log and "removed train.log, metrics.csv, config.json, tb of an earlier run" in log
+    assert not (run / "tb" / "events.old").exists()
+    rows = (run / "metrics.csv").read_text().strip().splitlines()
+    assert len(rows) == 2  # a header and this run's one epoch
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.json").write_text(json.dumps({"project": "not a run"}))
+    (mine / "train.log").write_text("my notes\n")
+    with pytest.raises(ValueError, match=r"mine: holds a config.json that is not a run's settings; choose another --out"):
+        fit(tiny_fit_config(tmp_path, name="mine", epochs=1))
+    assert json.loads((mine / "config.json").read_text()) == {"project": "not a run"}
+    assert (mine / "train.log").read_text() == "my notes\n"
+    assert sorted(p.name for p in mine.iterdir()) == ["config.json", "train.log"]
+
+
+def test_init_weights_built_with_other_options_and_a_folder_as_data_say_what_is_wrong(tmp_path):
+    """--init weights of another --width said '72 of another shape (e.g. ...) tensors'; a folder given as --data
+    said 'not a readable HDF5 file' with h5py's errno text."""
+    from train_fixtures import TINY
+
+    from focalstack.dataset.schema import DatasetError
+
+    other = TINY["width"] * 2
+    init = str(tiny_run("fod-depth") / "best.pt")
+    cfg = tiny_fit_config(tmp_path, arch="fod-depth", arch_kwargs={"width": other}, init=init)
+    built = rf"built with \{{'width': {TINY['width']}\}}, this run builds it with \{{'width': {other}\}}"
+    with pytest.raises(ValueError, match=built):
+        fit(cfg)
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(DatasetError, match=r"folder: a folder, expected an HDF5 file"):
+        evaluate(init, [str(tmp_path / "folder")], tmp_path / "e", progress=False)
