@@ -97,3 +97,30 @@ def test_init_weights_built_with_other_options_and_a_folder_as_data_say_what_is_
     (tmp_path / "folder").mkdir()
     with pytest.raises(DatasetError, match=r"folder: a folder, expected an HDF5 file"):
         evaluate(init, [str(tmp_path / "folder")], tmp_path / "e", progress=False)
+
+
+def test_evaluate_notes_files_whose_blur_in_pixels_or_focus_range_the_checkpoint_never_saw(tmp_path):
+    """A checkpoint trained at 32 px scored a 64 px file (twice the blur in pixels) and one focused beyond its
+    range without a word; a file of its own camera gets no such note."""
+    from train_fixtures import write_synthetic
+
+    from focalstack.train.evaluate import blur_scale
+
+    ckpt = tiny_run("fod-depth") / "best.pt"  # trained on 32 px files of train_fixtures.CAMERA
+    same = synthetic_file("evalfit-same", 2, 32, 44)
+    larger = synthetic_file("evalfit-larger", 2, 64, 45)
+    farther = write_synthetic(tmp_path / "farther.h5", 2, 32, focus=(0.1, 0.3, 0.7, 1.5, 3.0), seed=46)
+    result = evaluate(ckpt, [str(same), str(larger), str(farther)], tmp_path / "e", settings=("All",), progress=False)
+    assert not [n for n in result.notes if n.startswith(str(same))]
+    assert f"{larger}: blur in pixels 2 x that of the checkpoint's training data (f/1 at 64 px, against f/1 at 32 px)" in (
+        "\n".join(result.notes)
+    )
+    assert f"{farther}: focus distances 0.1, 0.3, 0.7, 1.5, 3 m reach beyond the 0.1 to 1.5 m the checkpoint trained at" in (
+        result.notes
+    )
+    doc = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert [n for n in doc["notes"] if "blur in pixels" in n] == [n for n in result.notes if "blur in pixels" in n]
+    # the shipped weights' camera (f/0.25 at 64 px) gives the blur in pixels of FoD500's (f/1 at 256 px)
+    lens = {"focal_length_mm": 2.9, "sensor_width_mm": 3.1}
+    assert blur_scale({**lens, "f_number": 0.25}, 64) == pytest.approx(blur_scale({**lens, "f_number": 1.0}, 256))
+    assert blur_scale({"f_number": None}, 64) is None  # DDFF-12: no camera model

@@ -272,6 +272,38 @@ class _EvalRun:
         return rows
 
 
+def blur_scale(camera: dict, width: int) -> float | None:
+    """How large blur is in pixels for a camera at an image width: the blur-circle diameter is
+    f^2 / (N (s - f)) |d - s| / d on the sensor, W / sensor_width pixels per mm; this is its factor
+    f^2 W / (N sensor_width), the rest depending on the scene. None for a camera without a model (DDFF-12)."""
+    try:
+        f, n, sensor = (float(camera[k]) for k in ("focal_length_mm", "f_number", "sensor_width_mm"))
+    except (KeyError, TypeError, ValueError):
+        return None
+    return f * f * width / (n * sensor) if n > 0 and sensor > 0 else None
+
+
+def training_camera_notes(trained: dict, path: str, camera: dict, image_size, tolerance: float = 1.5) -> list[str]:
+    """Lines for a file whose stacks a network trained on ``trained`` (a checkpoint's camera) did not see the
+    like of: blur in pixels more than ``tolerance`` times larger or smaller (a network learns blur in pixels),
+    or focus distances beyond the range it trained at. Nothing where either camera is unknown."""
+    notes = []
+    own, theirs = blur_scale(trained, (trained.get("image_size") or [0, 0])[1]), blur_scale(camera, image_size[1])
+    if own and theirs and not 1 / tolerance <= theirs / own <= tolerance:
+        notes.append(
+            f"{path}: blur in pixels {theirs / own:.2g} x that of the checkpoint's training data (f/{camera['f_number']:g} "
+            f"at {image_size[1]} px, against f/{trained['f_number']:g} at {trained['image_size'][1]} px): its depth there "
+            "is not what it learnt"
+        )
+    focus, want = camera.get("focus_distances") or [], trained.get("focus_distances") or []
+    if focus and want and (min(focus) < min(want) * (1 - 1e-4) or max(focus) > max(want) * (1 + 1e-4)):
+        notes.append(  # within the range a network interpolates; beyond it, it extrapolates
+            f"{path}: focus distances {', '.join(f'{d:g}' for d in focus)} m reach beyond the {min(want):g} to "
+            f"{max(want):g} m the checkpoint trained at"
+        )
+    return notes
+
+
 def _refuse_repeated_files(data) -> None:
     """ValueError naming a file given twice (under any name): its rows would repeat in the tables, and the
     second would replace the first in metrics.json."""
@@ -363,6 +395,12 @@ def evaluate(
         regions=tuple(regions),
         group=group,
     )
+    trained = dict(ckpt.get("camera") or {})
+    for path in data:  # read again (the header only): evaluate_model has opened and checked them
+        info = inspect_eval_source(path).info
+        for note in training_camera_notes(trained, path, info.camera, info.image_size):
+            if note not in result.notes:
+                result.notes.append(note)
     if out_dir is None:  # beside the checkpoint; for shipped weights (a short name) in this folder
         out_dir = Path(checkpoint).parent / "eval" if Path(checkpoint).is_file() else Path(f"eval-{checkpoint}")
     out = Path(out_dir)
