@@ -50,6 +50,10 @@ def test_incomplete_scenes_of_a_stopped_render_are_named_by_evaluate_and_fit(tmp
     fit(cfg)
     log = (tmp_path / "run" / "train.log").read_text()
     assert f"{path}: 1 incomplete scene(s) left out (a render stopped or still running)" in log
+    three = synthetic_file("evalfit-three", 4, 32, 43, n_slices=3)
+    fit(tiny_fit_config(tmp_path, name="val3", val_data=[str(three)], epochs=1))
+    log = (tmp_path / "val3" / "train.log").read_text()
+    assert "stack size 5" in log and f"{three}: validated on its stacks of 3 slices (training takes 5)" in log
 
 
 def test_a_run_that_left_no_checkpoint_is_cleared_by_the_next_and_a_foreign_folder_is_not(tmp_path):

@@ -425,6 +425,9 @@ def build_trainer(
         for source in data.train_sources + data.val_sources:
             if source.incomplete:
                 log(f"{source.path}: {source.incomplete} incomplete scene(s) left out (a render stopped or still running)")
+        for source in data.val_sources:  # validation scores whole stacks: the start line's size is training's
+            if source.n_slices != data.stack_size:
+                log(f"{source.path}: validated on its stacks of {source.n_slices} slices (training takes {data.stack_size})")
         if started_from:
             log(started_from)
         if writer:
