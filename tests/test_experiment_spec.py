@@ -342,11 +342,11 @@ def test_a_model_that_fails_in_a_parallel_run_is_one_line_naming_it_and_the_othe
 
 
 def test_a_failed_process_is_reported_with_its_own_error_not_an_earlier_sessions(tmp_path):
-    from focalstack.train.experiments.runner import _last_error
+    from focalstack.train.experiments.runner import _last_error, _log_end
 
     log = tmp_path / "train.log"
     log.write_text("10:00:00 training fod\nerror: out of memory\n")  # an earlier session
-    start = log.stat().st_size
+    start = _log_end(log)
     with open(log, "a") as fh:
         fh.write("11:00:00 resuming\n")  # this session, killed by a signal: no error line
     assert _last_error(tmp_path, start) == "its process failed"
@@ -354,6 +354,11 @@ def test_a_failed_process_is_reported_with_its_own_error_not_an_earlier_sessions
         fh.write("error: nothing to train\n")
     assert _last_error(tmp_path, start) == "nothing to train"
     assert _last_error(tmp_path / "none") == "its process failed"
+    # the process replaced the log (a new run clears one that left no checkpoint), shorter than before: read whole
+    start = _log_end(log)
+    log.unlink()
+    log.write_text("error: bad data\n")
+    assert _last_error(tmp_path, start) == "bad data"
 
 
 def test_a_rerun_trains_no_model_and_reuses_no_evaluation_that_the_file_or_the_data_no_longer_describe(tmp_path):

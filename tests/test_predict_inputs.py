@@ -45,9 +45,13 @@ def test_a_folder_gives_its_images_in_natural_order_without_hidden_files(tmp_pat
     with pytest.warns(UserWarning, match=r"stack: its files are taken in natural order \(img1.png, img2.png, img3.png"):
         got = collect_images([folder])
     assert [p.name for p in got] == ["img1.png", "img2.png", "img3.png", "img10.png", "img20.png"]
-    with warnings.catch_warnings():  # an order both ways agree on is not warned of
+    cased = tmp_path / "cased"
+    cased.mkdir()
+    for name in ("b.png", "A.png", "C.png"):
+        write_png(cased / name)
+    with warnings.catch_warnings():  # an order both ways agree on is not warned of, whatever the letters' case
         warnings.simplefilter("error")
-        assert len(collect_images([folder / "img2.png", folder / "img3.png"])) == 2
+        assert [p.name for p in collect_images([cased])] == ["A.png", "b.png", "C.png"]
     twice = r"img2.png: given twice \(as .*img2.png\); one image per focus distance"
     with pytest.warns(UserWarning, match="natural order"), pytest.raises(ValueError, match=twice):
         collect_images([folder, folder / "img2.png"])

@@ -285,8 +285,8 @@ def blur_scale(camera: dict, width: int) -> float | None:
 
 def training_camera_notes(trained: dict, path: str, camera: dict, image_size, tolerance: float = 1.5) -> list[str]:
     """Lines for a file whose stacks a network trained on ``trained`` (a checkpoint's camera) did not see the
-    like of: blur in pixels more than ``tolerance`` times larger or smaller (a network learns blur in pixels),
-    or focus distances beyond the range it trained at. Nothing where either camera is unknown."""
+    like of: blur in pixels more than ``tolerance`` times larger or smaller (a network learns blur in pixels).
+    Nothing where either camera is unknown."""
     notes = []
     own, theirs = blur_scale(trained, (trained.get("image_size") or [0, 0])[1]), blur_scale(camera, image_size[1])
     if own and theirs and not 1 / tolerance <= theirs / own <= tolerance:
@@ -295,12 +295,8 @@ def training_camera_notes(trained: dict, path: str, camera: dict, image_size, to
             f"at {image_size[1]} px, against f/{trained['f_number']:g} at {trained['image_size'][1]} px): its depth there "
             "is not what it learnt"
         )
-    focus, want = camera.get("focus_distances") or [], trained.get("focus_distances") or []
-    if focus and want and (min(focus) < min(want) * (1 - 1e-4) or max(focus) > max(want) * (1 + 1e-4)):
-        notes.append(  # within the range a network interpolates; beyond it, it extrapolates
-            f"{path}: focus distances {', '.join(f'{d:g}' for d in focus)} m reach beyond the {min(want):g} to "
-            f"{max(want):g} m the checkpoint trained at"
-        )
+    # Focus distances are not compared: a checkpoint records its first training scene's alone, and files drawn
+    # with random focus distances or stack sizes differ scene by scene.
     return notes
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import threading
 import warnings
 from pathlib import Path
 
@@ -25,6 +26,7 @@ TIFF_EXTENSIONS = (".tif", ".tiff")
 FLOAT_SLACK = 1e-3  # a float image's rounding beyond [0, 1] that is still clipped, not refused
 LOW_16BIT = 4096  # a 16-bit image whose brightest value is below this holds 12-bit data, or is very dark
 _ORIENTATION_TAG = 0x0112
+_PILLOW_LIMIT = threading.Lock()
 
 
 def natural_key(path: Path) -> tuple:
@@ -45,7 +47,7 @@ def collect_images(paths: list[str | os.PathLike]) -> list[Path]:
             if not found:
                 raise ValueError(f"{p}: folder holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
             natural = sorted(found, key=natural_key)
-            if natural != sorted(found):  # focalstack 0.3.0 took plain name order: a stack's pairs would change
+            if natural != sorted(found, key=lambda q: (q.name.casefold(), q.name)):  # numbers ordered otherwise than 0.3.0 did
                 warnings.warn(
                     f"{p}: its files are taken in natural order ({listing(natural, 4)}; img2 before img10), not plain "
                     "name order: check that the focus distances follow it (prediction.json records the pairs)"
@@ -199,15 +201,16 @@ def _refuse_truncated_jpeg(path: Path) -> None:
 def _opened(source):
     """Pillow's image of ``source`` (a path or a file object), without Pillow's size limit: a 200-megapixel
     photo is no attack here, and over the limit Pillow would refuse to say its orientation."""
-    limit = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(source) as im:
-                yield im
-    finally:
-        Image.MAX_IMAGE_PIXELS = limit
+    with _PILLOW_LIMIT:  # Pillow's limit is one global: threads reading at once would restore each other's
+        limit = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(source) as im:
+                    yield im
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
 
 
 @contextlib.contextmanager

@@ -302,6 +302,10 @@ def fit(cfg: TrainConfig, resume: bool = False, given: tuple = ()) -> FitResult:
         raise ValueError(f"{out}: already holds a run's best.pt (no last.pt to resume from); choose another --out")
     elif (out / "config.json").exists() and _run_settings(out / "config.json") is None:
         raise ValueError(f"{out}: holds a config.json that is not a run's settings; choose another --out")
+    elif _epochs_logged(out / "metrics.csv"):  # last.pt is written every epoch: its checkpoints were moved away
+        raise ValueError(
+            f"{out}: holds the metrics.csv of a run whose checkpoints were removed, its only record; choose another --out"
+        )
     cfg.check()
     # Absolute data paths: a resumed run (from another working folder, or a moved run folder) reads the same files.
     cfg.data, cfg.val_data = _absolute(cfg.data), _absolute(cfg.val_data)
@@ -311,16 +315,10 @@ def fit(cfg: TrainConfig, resume: bool = False, given: tuple = ()) -> FitResult:
         cfg.vgg_weights = str(Path(cfg.vgg_weights).resolve())
     group = process_group(cfg.device)  # None unless torchrun started this process
     with output_folder(out):  # a run refused while it is built leaves no empty --out behind
-        cleared: list[str] = []
         if group is None or group.writer:  # a checkpoint write killed midway left its temporary file
             for stale in [*out.glob("last.pt.*.tmp"), *out.glob("best.pt.*.tmp")]:
                 stale.unlink(missing_ok=True)
-            if ckpt is None:
-                cleared = _clear_run_without_checkpoint(out)
-        notes = [f"removed {', '.join(cleared)} of an earlier run that left no checkpoint"] if cleared else []
-        trainer = build_trainer(
-            cfg, ckpt, writer=group is None or group.writer, group=group, data_defaults=data_defaults, notes=notes
-        )
+        trainer = build_trainer(cfg, ckpt, writer=group is None or group.writer, group=group, data_defaults=data_defaults)
     try:
         trainer.train()
     finally:
@@ -336,6 +334,15 @@ def _run_settings(path: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return settings if isinstance(settings, dict) and {"arch", "data", "out", "epochs"} <= set(settings) else None
+
+
+def _epochs_logged(path: Path) -> bool:
+    """Whether ``path`` (a run's metrics.csv) holds a row for an epoch, beyond its header."""
+    try:
+        with open(path) as fh:
+            return sum(1 for line in fh if line.strip()) > 1
+    except OSError:
+        return False
 
 
 RUN_TRACES = ("train.log", "metrics.csv", "config.json", "tb")  # what a run writes besides its checkpoints
@@ -367,13 +374,12 @@ def build_trainer(
     writer: bool = True,
     group: Group | None = None,
     data_defaults: dict | None = None,
-    notes: list[str] | None = None,
 ) -> Trainer:
     """Data, model, loss, AdamW and hooks of the run ``cfg`` (which has passed ``check()``), at the state
     of ``ckpt`` if given (``data_defaults``: settings given on resume that the run left to its data's
     default). With ``writer`` False the hooks keep their state but write no file (for every process but one,
     when several train together). With ``group`` this process trains its share of the run under
-    DistributedDataParallel, on the group's device. ``notes`` are logged after the first line."""
+    DistributedDataParallel, on the group's device."""
     out = Path(cfg.out)
     log = RunLog(out / "train.log", quiet=not cfg.progress, writer=writer)
     device = group.device if group is not None else resolve_device(cfg.device)
@@ -384,12 +390,14 @@ def build_trainer(
     started_from = _load_init(model, cfg) if cfg.init is not None and ckpt is None else None
     data = RunData(cfg, model.single_image, pin=device.type == "cuda", group=group)
     _check_data_defaults(data_defaults or {}, data, out)
+    criterion, terms = _loss(cfg, data, model, device)
+    # the run's checks have passed: what a run that left no checkpoint wrote goes now, not before a refusal
+    cleared = _clear_run_without_checkpoint(out) if writer and ckpt is None else []
     if cfg.cache_data:
         started = time.perf_counter()
         held = data.dataset.cache_in_memory(copies=1 if group is None else group.local_world_size)
         seconds = time.perf_counter() - started
         log(f"decoded {data.n_train + data.n_val} scenes into memory ({held / 1e9:.2f} GB) in {seconds:.1f} s (--cache-data)")
-    criterion, terms = _loss(cfg, data, model, device)
     meta = {
         "arch": cfg.arch,
         "arch_kwargs": dict(cfg.arch_kwargs),
@@ -420,8 +428,8 @@ def build_trainer(
     )
     if ckpt is None:
         log(_start_line(cfg, model, data, device, group, amp_dtype, channels_last))
-        for note in notes or ():
-            log(note)
+        if cleared:
+            log(f"removed {', '.join(cleared)} of an earlier run that left no checkpoint")
         for source in data.train_sources + data.val_sources:
             if source.incomplete:
                 log(f"{source.path}: {source.incomplete} incomplete scene(s) left out (a render stopped or still running)")
@@ -477,9 +485,9 @@ def _load_init(model: FocusOnDefocus, cfg: TrainConfig) -> str:
     weights = inference_weights(init)
     try:
         check_weights(model, weights, cfg.init, cfg.arch)
-    except CheckpointError:
+    except CheckpointError as exc:
         theirs_kwargs, own_kwargs = dict(init.get("arch_kwargs") or {}), dict(cfg.arch_kwargs or {})
-        if theirs_kwargs == own_kwargs:
+        if theirs_kwargs == own_kwargs or "do not fit" not in str(exc):  # NaN weights say so themselves
             raise
         raise ValueError(  # --width and the like build other tensors: say which options differ
             f"--init {cfg.init}: the weights are of {cfg.arch!r} built with {theirs_kwargs or 'its defaults'}, this run "

@@ -253,13 +253,13 @@ class ExperimentRunner:
                 pending.append((model, "resumed" if last.is_file() else "ran"))
         from multiprocessing.connection import wait
 
-        running: dict[int, tuple[ModelSpec, str, multiprocessing.Process, float, int]] = {}  # sentinel -> ...
+        running: dict[int, tuple[ModelSpec, str, multiprocessing.Process, float, tuple[int, int]]] = {}  # sentinel -> ...
         try:
             while pending or running:
                 while pending and len(running) < self.opt.parallel:
                     model, action = pending.pop(0)
                     log = self.model_dir(model.name) / "train.log"
-                    start = log.stat().st_size if log.is_file() else 0  # an earlier session's errors are not this one's
+                    start = _log_end(log)  # an earlier session's errors are not this one's
                     proc = ctx.Process(target=_train_one, args=(self.exp, self.opt, model.name), name=f"train-{model.name}")
                     proc.start()
                     running[proc.sentinel] = (model, action, proc, time.perf_counter(), start)
@@ -378,11 +378,23 @@ def _train_one(exp: Experiment, opt: RunOptions, name: str) -> None:
         sys.exit(1)
 
 
-def _last_error(folder: Path, start: int = 0) -> str:
-    """The error line a training process left in its train.log past byte ``start`` (where the log ended when
-    the process started), or a stand-in (a process killed by a signal writes none)."""
+def _log_end(log: Path) -> tuple[int, int]:
+    """Where ``log`` ends now: (inode, size), (0, 0) when there is none."""
+    if not log.is_file():
+        return 0, 0
+    st = log.stat()
+    return st.st_ino, st.st_size
+
+
+def _last_error(folder: Path, start: tuple[int, int] = (0, 0)) -> str:
+    """The error line a training process left in its train.log past ``start`` (``_log_end`` when the process
+    started), or a stand-in (a process killed by a signal writes none). A log the process replaced (a new run
+    clears one that left no checkpoint) is read whole."""
     log = folder / "train.log"
-    text = log.read_bytes()[start:].decode(errors="replace") if log.is_file() else ""
+    inode, size = start
+    now = _log_end(log)
+    offset = size if now[0] == inode and now[1] >= size else 0
+    text = log.read_bytes()[offset:].decode(errors="replace") if log.is_file() else ""
     lines = [ln for ln in text.splitlines() if ln.startswith("error: ")]
     return lines[-1][len("error: ") :] if lines else "its process failed"
 
