@@ -59,7 +59,7 @@ def _refuse_overlap(inputs: list[Path], outputs: list[Path]) -> None:
     default=None,
     metavar="MIB",
     callback=lambda ctx, param, v: _finite(v),
-    help="Fail (exit 1, packs kept) when the packs together exceed this many MiB.",
+    help="Fail (exit 1, packs kept) when the folder's packs together (earlier calls' included) exceed this many MiB.",
 )
 @click.option("--force", is_flag=True, help="Replace packs that exist.")
 @friendly_errors
@@ -89,6 +89,7 @@ def pack(
         existing = [t for t in targets if t.exists()]
         if existing and not force:
             raise click.ClickException(f"{existing[0]}: exists; pass --force to replace it")
+        earlier = _earlier_manifest(out)
         rows = []
         for f, target in zip(sources, targets):
             stats = pack_file(f, target, tuple(float16), brief_descriptions=brief_descriptions)
@@ -106,6 +107,8 @@ def pack(
                 f"{target}: {stats.scenes} scenes, {stats.source_bytes / MIB:.2f} -> {stats.pack_bytes / MIB:.2f} MiB "
                 f"({stats.pack_bytes / max(stats.source_bytes, 1):.0%}){'; ' + errors if errors else ''}"
             )
+        now = {r["pack"] for r in rows}  # earlier calls' packs that this one did not replace, and that are still there
+        rows = [r for r in earlier if r.get("pack") not in now and (out / str(r.get("pack"))).is_file()] + rows
         total = sum(r["pack_bytes"] for r in rows)
         manifest = {"files": rows, "total_bytes": total}
         write_text_atomic(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
@@ -114,6 +117,38 @@ def pack(
             raise click.ClickException(
                 f"the packs take {total / MIB:.2f} MiB, over --max-size {max_size:g} MiB: pack fewer scenes or files"
             )
+
+
+def _earlier_manifest(out: Path) -> list[dict]:
+    """The rows of the manifest an earlier call left in ``out``, so that the manifest, and --max-size, cover
+    the whole folder; read before packing, so that a broken one stops the call before any work."""
+    path = out / "manifest.json"
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))["files"]
+        if not isinstance(rows, list):
+            raise TypeError("'files' is not a list")
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise click.ClickException(f"{path}: not a pack manifest ({exc}); remove it or pack into another folder") from None
+    return [r for r in rows if isinstance(r, dict)]
+
+
+def _unpacked_name(pack: Path) -> str:
+    """The name of the file ``pack`` was made from (it records it), else the pack's name with .h5."""
+    import h5py
+
+    fallback = pack.name[: -len(SUFFIX)] + ".h5" if pack.name.endswith(SUFFIX) else pack.stem + ".h5"
+    try:
+        with h5py.File(pack, "r") as p:
+            name = p.attrs.get("source_name")
+    except OSError:
+        return fallback  # unpack_file names what is wrong with it
+    if isinstance(name, bytes):
+        name = name.decode("utf-8", "replace")
+    if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name or "\\" in name:
+        return fallback  # only a plain file name is taken from a file that came from elsewhere
+    return name
 
 
 @click.command("unpack", cls=Command, context_settings=CONTEXT)
@@ -144,7 +179,7 @@ def unpack(packs: tuple[Path, ...], out: Path, force: bool):
         else:
             raise click.ClickException(f"{p}: no such file or folder")
     with output_folder(out):
-        targets = [out / (p.name[: -len(SUFFIX)] + ".h5" if p.name.endswith(SUFFIX) else p.stem + ".h5") for p in found]
+        targets = [out / _unpacked_name(p) for p in found]
         if len(set(targets)) != len(targets):
             raise click.ClickException("two packs would unpack to the same file name")
         _refuse_overlap(found, targets)

@@ -115,6 +115,7 @@ def _layout(ds: h5py.Dataset, codec: str) -> str:
             "compression_opts": ds.compression_opts,
             "shuffle": bool(ds.shuffle),
             "fletcher32": bool(ds.fletcher32),
+            "scaleoffset": ds.scaleoffset,
         }
     )
 
@@ -411,6 +412,8 @@ def _write_unpacked(p: h5py.File, tmp: Path, n: int, pack: Path, notes: list[str
                 filters = {"shuffle": layout["shuffle"]} if layout["shuffle"] else {}
             if layout.get("fletcher32"):
                 filters["fletcher32"] = True
+            if layout.get("scaleoffset") is not None:  # packs made before it was recorded have no such key
+                filters["scaleoffset"] = layout["scaleoffset"]
             dtype = h5py.string_dtype("utf-8") if layout["dtype"] == "str" else np.dtype(layout["dtype"])
             maxshape = tuple(layout["maxshape"])
             chunks = tuple(layout["chunks"]) if layout["chunks"] else None

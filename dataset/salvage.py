@@ -37,13 +37,16 @@ class SalvageReport:
     out: Path
     complete: int  # complete scenes the source claimed
     kept: list[int] = field(default_factory=list)  # their indices among the complete scenes
+    kept_rows: list[int] = field(default_factory=list)  # the source's rows they were
     dropped: list[tuple[int, str]] = field(default_factory=list)  # (index, why)
     missing_bytes: int = 0  # how much shorter the source is than its superblock says
     checksums: bool = False  # whether the source's chunks carry Fletcher-32 checksums
 
     @property
     def resumable(self) -> bool:
-        return self.kept == list(range(len(self.kept)))
+        """Whether the kept scenes are the source's first rows, in order: a render resumes only such a file
+        (row k is the scene of seed start + k)."""
+        return self.kept_rows == list(range(len(self.kept_rows)))
 
 
 def recorded_length(path: Path) -> int | None:
@@ -225,7 +228,7 @@ def _copy_intact(path: Path, valid: int, scratch: Path, report: SalvageReport) -
                 report.kept.append(index)
             else:
                 report.dropped.append((index, why))
-        keep = [rows[i] for i in report.kept]
+        keep = report.kept_rows = [rows[i] for i in report.kept]
         with _writing(report):
             g = h5py.File(scratch, "w")
         try:
@@ -242,8 +245,9 @@ def _copy_intact(path: Path, valid: int, scratch: Path, report: SalvageReport) -
                         ("compression_opts", ds.compression_opts),
                         ("shuffle", ds.shuffle),
                         ("fletcher32", ds.fletcher32),
+                        ("scaleoffset", ds.scaleoffset),
                     )
-                    if v
+                    if v is not None and v is not False
                 }
                 ds_attrs = dict(ds.attrs)
                 with _writing(report):

@@ -194,8 +194,9 @@ def test_cli_refuses_bad_input_in_one_line(tmp_path, case):
         done, needle = cli("pack", src, "--float16", "dpeth", "-o", tmp_path / "b"), "--float16 names dpeth"
     elif case == "over_budget":
         done, needle = cli("pack", src, "-o", tmp_path / "b", "--max-size", "0.001"), "over --max-size 0.001 MiB"
-    else:  # a pack not named *.pack.h5 unpacks to its own name: in its own folder, that is itself
-        pack_file(src, tmp_path / "z.h5")
+    else:  # a pack unpacks to its source's name: in its own folder, that of a pack named so is itself
+        (tmp_path / "src").mkdir()
+        pack_file(fx.write_file(tmp_path / "src" / "z.h5", 1), tmp_path / "z.h5")
         done, needle = cli("unpack", tmp_path / "z.h5", "-o", tmp_path, "--force"), "is also an input"
     assert done.returncode == 1 and needle in done.stderr and done.stderr.count("\n") == 1, done.stderr
     assert "Traceback" not in done.stderr
@@ -369,3 +370,56 @@ def test_a_source_that_fails_validation_is_refused_when_packed_not_after_it_trav
     with pytest.raises(DatasetError, match=r"a.h5: fails validation \(scene 0: 'defocus' slice 1 .*\); a pack of it would not"):
         pack_file(src, tmp_path / "a.pack.h5")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.h5"]
+
+
+# -- the robustness probe of focalstack-data (stop 40) -------------------------------------------------------
+def test_packing_into_a_folder_in_several_calls_keeps_every_pack_in_the_manifest_and_its_budget(tmp_path):
+    """Each call wrote a manifest of its own packs alone, so --max-size checked one call, not the folder."""
+    a, b = fx.write_file(tmp_path / "a.h5", 2), fx.write_file(tmp_path / "b.h5", 1)
+    assert cli("pack", a, "-o", tmp_path / "bundle").returncode == 0
+    done = cli("pack", b, "-o", tmp_path / "bundle")
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
+    assert [r["pack"] for r in manifest["files"]] == ["a.pack.h5", "b.pack.h5"]
+    sizes = [(tmp_path / "bundle" / n).stat().st_size for n in ("a.pack.h5", "b.pack.h5")]
+    assert manifest["total_bytes"] == sum(sizes)
+    assert "2 pack(s), 3 scenes" in done.stdout
+    again = cli("pack", b, "-o", tmp_path / "bundle", "--force", "--max-size", f"{(sizes[0] + sizes[1] // 2) / 2**20}")
+    assert again.returncode == 1 and "over --max-size" in again.stderr, again.stderr  # b alone fits; the folder does not
+    (tmp_path / "bundle" / "a.pack.h5").unlink()  # a pack removed by hand leaves the manifest with the next call
+    assert cli("pack", b, "-o", tmp_path / "bundle", "--force").returncode == 0
+    assert [r["pack"] for r in json.loads((tmp_path / "bundle" / "manifest.json").read_text())["files"]] == ["b.pack.h5"]
+    (tmp_path / "bundle" / "manifest.json").write_text("{not json")
+    bad = cli("pack", a, "-o", tmp_path / "bundle")
+    assert bad.returncode == 1 and "manifest.json: not a pack manifest" in bad.stderr and bad.stderr.count("\n") == 1
+    assert not (tmp_path / "bundle" / "a.pack.h5").exists()  # refused before packing
+
+
+def test_unpack_gives_the_file_its_original_name(tmp_path):
+    """A source named train.hdf5 came back as train.h5, though the pack records its name."""
+    src = fx.write_file(tmp_path / "train.hdf5", 1)
+    assert cli("pack", src, "-o", tmp_path / "bundle").returncode == 0
+    done = cli("unpack", tmp_path / "bundle", "-o", tmp_path / "data")
+    assert done.returncode == 0, done.stderr
+    assert [p.name for p in (tmp_path / "data").iterdir()] == ["train.hdf5"]
+    with h5py.File(tmp_path / "bundle" / "train.pack.h5", "r+") as p:  # a name with a folder in it is not taken
+        p.attrs["source_name"] = "../evil.h5"
+    done = cli("unpack", tmp_path / "bundle", "-o", tmp_path / "data2")
+    assert done.returncode == 0 and [p.name for p in (tmp_path / "data2").iterdir()] == ["train.h5"], done.stderr
+
+
+def test_a_scaleoffset_filter_survives_pack_and_unpack(tmp_path):
+    src = fx.write_file(tmp_path / "a.h5", 3)
+    with h5py.File(src, "r+") as f:
+        seed = f["seed"][...]
+        attrs = dict(f["seed"].attrs)
+        chunks, maxshape = f["seed"].chunks, f["seed"].maxshape
+        del f["seed"]
+        ds = f.create_dataset("seed", data=seed, chunks=chunks, maxshape=maxshape, scaleoffset=0)
+        for k, v in attrs.items():
+            ds.attrs[k] = v
+    assert validate_file(src).valid
+    pack_file(src, tmp_path / "a.pack.h5")
+    out, _ = unpack_file(tmp_path / "a.pack.h5", tmp_path / "again.h5")
+    with h5py.File(out, "r") as f:
+        assert f["seed"].scaleoffset == 0 and f["seed"][...].tolist() == seed.tolist()

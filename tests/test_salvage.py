@@ -165,3 +165,34 @@ def test_an_error_writing_the_rescue_names_the_output_not_the_source(tmp_path, m
     with pytest.raises(DatasetError, match=r"out.h5: cannot write the salvaged file \(Can't write data"):
         salvage(path, tmp_path / "out.h5")
     assert not (tmp_path / "out.h5").exists()
+
+
+def test_a_rescue_of_rows_with_a_gap_is_not_called_resumable(tmp_path):
+    """With row 1 incomplete, rows 0 and 2 were kept and called resumable: a render would refuse the file (row 1
+    holds seed 2)."""
+    path, _ = original(tmp_path)
+    with h5py.File(path, "r+") as f:
+        f["complete"][1] = False
+    result = CliRunner().invoke(main, ["salvage", str(path), "-o", str(tmp_path / "s.h5")])
+    assert result.exit_code == 0, result.output
+    assert f"{N - 1} of {N - 1} complete scene(s) kept" in result.output
+    assert "can resume" not in result.output and "not the first ones in order" in result.output
+    report = salvage(path, tmp_path / "s2.h5")
+    assert report.kept_rows == [0, *range(2, N)] and not report.resumable
+    fx.append_incomplete(path)  # the first rows, then an incomplete one: resumable
+    with h5py.File(path, "r+") as f:
+        f["complete"][1] = True
+    assert salvage(path, tmp_path / "s3.h5").resumable
+
+
+def test_salvage_keeps_a_scaleoffset_filter(tmp_path):
+    path, _ = original(tmp_path)
+    with h5py.File(path, "r+") as f:
+        seed, attrs, chunks, maxshape = f["seed"][...], dict(f["seed"].attrs), f["seed"].chunks, f["seed"].maxshape
+        del f["seed"]
+        ds = f.create_dataset("seed", data=seed, chunks=chunks, maxshape=maxshape, scaleoffset=0)
+        for k, v in attrs.items():
+            ds.attrs[k] = v
+    salvage(path, tmp_path / "s.h5")
+    with h5py.File(tmp_path / "s.h5", "r") as f:
+        assert f["seed"].scaleoffset == 0 and f["seed"][...].tolist() == seed.tolist()
