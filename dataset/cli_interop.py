@@ -3,6 +3,7 @@ schema files. Registered on ``focalstack-data`` by ``cli.py``."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,6 +33,19 @@ def _check_out(out: Path, force: bool, source: Path) -> None:
         raise click.ClickException(f"-o {out}: exists and is not a file")
     if not out.parent.is_dir():
         raise click.ClickException(f"-o {out}: folder {out.parent} does not exist")
+
+
+@contextlib.contextmanager
+def _listing_skipped():
+    """When every scene was skipped, the reasons come before the error (which alone would not say why)."""
+    from .importing import NothingImported
+
+    try:
+        yield
+    except NothingImported as exc:
+        for line in exc.skipped:
+            click.echo(f"skipped: {line}")
+        raise
 
 
 def _report(out: Path, what: str, imported: int, skipped: list[str], repaired: Sequence[str] = ()) -> None:
@@ -77,7 +91,8 @@ def import_group():
     type=click.Choice([*FOD500_SPLITS, "all"]),
     default="all",
     show_default=True,
-    help="FoD500's split: scenes 0-399 (train), 400-499 (test), or every scene found.",
+    help="FoD500's split: scenes 0-399 (train), 400 and up (test: FoD500's are 400-499, and DFV's loader "
+    "takes every scene from 400 on as test), or every scene found.",
 )
 @_SKIP
 @_FORCE
@@ -96,7 +111,8 @@ def import_fod500_cmd(folder: Path, out: Path, split: str, skip_bad: bool, force
     from .fod500 import import_fod500
 
     _check_out(out, force, folder)
-    summary = import_fod500(folder, out, split=split, skip_bad=skip_bad, progress=_progress("importing"))
+    with _listing_skipped():
+        summary = import_fod500(folder, out, split=split, skip_bad=skip_bad, progress=_progress("importing"))
     aif = "with" if summary.has_aif else "without"
     _report(out, f"{folder} (split {split}, {aif} AiF images)", len(summary.imported), summary.skipped, summary.repaired)
 
@@ -124,7 +140,8 @@ def import_ddff12_cmd(file: Path, split: str, out: Path, skip_bad: bool, force: 
     from .ddff12 import import_ddff12
 
     _check_out(out, force, file)
-    summary = import_ddff12(file, out, split=split, skip_bad=skip_bad, progress=_progress("importing"))
+    with _listing_skipped():
+        summary = import_ddff12(file, out, split=split, skip_bad=skip_bad, progress=_progress("importing"))
     for w in summary.warnings:
         click.echo(f"warning: {w}", err=True)
     _report(out, f"{file} (split {split})", len(summary.imported), summary.skipped, summary.repaired)

@@ -112,13 +112,25 @@ def read_stack(
     stack: h5py.Dataset, disp: h5py.Dataset, i: int, path: Path, split: str, notes: list[str] | None = None
 ) -> SceneRecord:
     """Stack ``i`` of the source, read alone (the source is never loaded whole). A few disparities that are
-    not finite or negative become 0 (no ground truth), noted in ``notes``."""
+    not finite, negative or too small for a finite float32 depth become 0 (no ground truth), noted in
+    ``notes``; a stack with no ground truth left, or one HDF5 cannot read, is a DatasetError naming it."""
     where = f"{path}: disp_{split}[{i}]"
-    disparity, n = mark_bad_as_no_data(np.asarray(disp[i], dtype=np.float32).reshape(stack.shape[2:4]), where, "disparity")
+    try:
+        raw = np.asarray(disp[i], dtype=np.float32).reshape(stack.shape[2:4])
+        images = np.asarray(stack[i])
+    except (OSError, RuntimeError, ValueError) as exc:  # a damaged chunk: h5py's filter or read error
+        raise DatasetError(f"{path}: stack {i} of split {split} unreadable ({' '.join(str(exc).split())})") from None
+    with np.errstate(divide="ignore", over="ignore"):
+        overflow = (raw > 0) & ~np.isfinite((BF / raw.astype(np.float64)).astype(np.float32))
+    disparity, n = mark_bad_as_no_data(np.where(overflow, np.float32(np.nan), raw), where, "disparity")
+    if not np.any(disparity > 0):  # 0 is 'no ground truth': a map of nothing else scores no pixel
+        raise DatasetError(f"{where}: every disparity is 0 or unusable (no ground truth anywhere); is the file broken?")
     if n and notes is not None:
-        notes.append(f"{where}: {n} disparity value(s) not finite or negative, marked as no data")
+        notes.append(
+            f"{where}: {n} disparity value(s) not finite, negative or too small for a finite depth, marked as no data"
+        )
     return SceneRecord(
-        stack=np.asarray(stack[i]),
+        stack=images,
         aif=None,
         depth=depth_from_disparity(disparity),
         defocus=None,

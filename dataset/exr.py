@@ -8,7 +8,9 @@ half and float channels by name, which is what FoD500 needs (depth in channel R)
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,21 +19,36 @@ from .schema import DatasetError
 
 
 @contextlib.contextmanager
-def _quiet_stderr():
-    """OpenEXR's C library prints its own message to file descriptor 2 before raising; ours is the one
-    line that counts, so the library's is swallowed."""
+def _quiet_library_output():
+    """OpenEXR prints its own messages: its C library to file descriptor 2 before raising, its Python binding
+    warnings such as 'Warning: Exception raised reading pixel data' to sys.stdout. Ours is the one line that
+    counts, and a command's standard output is its result, so the library's are swallowed, at both levels."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()  # what Python wrote before belongs to the terminal
+    saved = []
     try:
-        fd = os.dup(2)
-    except OSError:  # no stderr at all
-        yield
-        return
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-            yield
+        for fd in (1, 2):
+            with contextlib.suppress(OSError):  # no such descriptor at all
+                saved.append((fd, os.dup(fd)))
+        with open(os.devnull, "wb") as null, contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            for fd, _ in saved:
+                os.dup2(null.fileno(), fd)
+            try:
+                yield
+            finally:
+                _flush_c_stdio()  # the library's buffered lines go to /dev/null, not to the restored descriptors
     finally:
-        os.dup2(fd, 2)
-        os.close(fd)
+        for fd, copy in saved:
+            os.dup2(copy, fd)
+            os.close(copy)
+
+
+def _flush_c_stdio() -> None:
+    import ctypes
+
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None).fflush(None)
 
 
 def _openexr():
@@ -50,7 +67,7 @@ def read_channels(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise DatasetError(f"{path}: no such file")
     try:
-        with _quiet_stderr():
+        with _quiet_library_output():
             exr = openexr.File(str(path), separate_channels=True)
             channels = {name: np.asarray(ch.pixels) for name, ch in exr.channels().items()}
     except (RuntimeError, OSError, ValueError, TypeError) as exc:
@@ -64,7 +81,7 @@ def write_channels(path: str | os.PathLike, channels: dict[str, np.ndarray]) -> 
     header = {"compression": openexr.ZIP_COMPRESSION, "type": openexr.scanlineimage}
     data = {name: np.ascontiguousarray(a) for name, a in channels.items()}
     try:
-        with _quiet_stderr():
+        with _quiet_library_output():
             openexr.File(header, data).write(str(path))
     except (RuntimeError, OSError, ValueError, TypeError) as exc:
         raise DatasetError(f"{path}: cannot write EXR file ({' '.join(str(exc).split())})") from None

@@ -7,7 +7,8 @@ The released archive unpacks to one flat folder. Scene i (six digits) is
     {i:06d}Aif.tif           all-in-focus image (only in DEReD's re-rendered copy)
 
 Loaders match the endings ``All.tif``, ``Dpt.exr`` (and ``Aif.tif``) and read the scene index from the
-first six characters. Scenes 0-399 are the training split, 400-499 the test split. The camera: f = 2.9
+first six characters. Scenes 0-399 are the training split, 400-499 the test split (DFV's loader takes every
+scene from 400 on as test, so import does too). The camera: f = 2.9
 mm, f/1, sensor width 3.1 mm.
 
 Import keeps what the folder has and nothing more: no defocus maps are stored (they are derived from
@@ -32,7 +33,6 @@ import json
 import os
 import re
 import shutil
-import stat
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,10 +54,15 @@ from .schema import DatasetError
 CAMERA = {"f_number": 1.0, "focal_length_mm": 2.9, "sensor_width_mm": 3.1}
 FOCUS_DISTANCES = (0.1, 0.15, 0.3, 0.7, 1.5)
 SIZE = (256, 256)  # (H, W)
-SPLITS = {"train": range(0, 400), "test": range(400, 500)}  # 'all': every scene found
+# 'all': every scene found. FoD500's test scenes are 400-499; DFV's loader (int(name[:6]) < 400 is training)
+# reads every scene from 400 on as test, and so does import, so that an export's test set of over 100 scenes
+# comes back whole.
+SPLITS = {"train": range(0, 400), "test": range(400, 10**6)}
 DEFOCUS_MODEL = "thin_lens"  # defocus-net's blur target: |d - s| / d * f^2 / (N (s - f))
-_SLICE = re.compile(r"^(\d{6})_(\d{2})All\.tif$")
-_INDEXED = re.compile(r"^(\d{6})(Dpt\.exr|Aif\.tif)$")
+# ASCII digits only: int() reads other scripts' digits too, so a name in full-width digits would be taken for
+# another scene's file.
+_SLICE = re.compile(r"^([0-9]{6})_([0-9]{2})All\.tif$")
+_INDEXED = re.compile(r"^([0-9]{6})(Dpt\.exr|Aif\.tif)$")
 ENDINGS = ("All.tif", "Dpt.exr", "Aif.tif")
 EXTRA_FOLDER = "extra"  # where export puts what FoD500 does not have, out of its loaders' sight
 LAYOUTS = ("fod500", "dered")  # dered: the AiF images beside the slices, as DEReD's copy has them
@@ -78,6 +83,7 @@ class SceneFiles:
     slices: dict[int, Path] = field(default_factory=dict)
     depth: Path | None = None
     aif: Path | None = None
+    conflicts: list[str] = field(default_factory=list)  # one line per second file for the same role
 
 
 @dataclass
@@ -120,12 +126,16 @@ def scan_folder(folder: Path) -> tuple[dict[int, SceneFiles], list[str]]:
         sf = scenes.setdefault(int(n.group(1)), SceneFiles(int(n.group(1))))
         if n.group(2) == "Dpt.exr":
             sf.depth = p
-        else:
+        elif sf.aif is None:
             sf.aif = p
+        else:  # beside the slices and in extra/: which one is meant is not ours to guess
+            sf.conflicts.append(f"{sf.aif} and {p}: two AiF images of scene {sf.index}; keep one")
     return scenes, odd
 
 
 def _check_files(sf: SceneFiles, folder: Path, want_aif: bool) -> None:
+    if sf.conflicts:
+        raise BadScene(sf.conflicts[0])
     for j in range(len(FOCUS_DISTANCES)):
         if j not in sf.slices:
             raise BadScene(
@@ -197,12 +207,13 @@ def read_scene(
     _refuse_another_camera(folder / EXTRA_FOLDER / f"{sf.index:06d}Extra.npz", sf.index)
     assert sf.depth is not None and (sf.aif is not None or not has_aif)  # _check_files says so otherwise
     stack = np.stack([read_image(sf.slices[j]) for j in range(len(FOCUS_DISTANCES))])
-    depth = read_depth(sf.depth, notes)
+    repairs: list[str] = []  # said only once the whole scene has read: a skipped scene is not repaired
+    depth = read_depth(sf.depth, repairs)
     aif = read_image(sf.aif) if sf.aif is not None and has_aif else None
     focus = np.asarray(FOCUS_DISTANCES, dtype=np.float32)
     files = [p.name for p in (*sf.slices.values(), sf.depth, *([sf.aif] if sf.aif is not None and aif is not None else []))]
     n, f, w = CAMERA["f_number"], CAMERA["focal_length_mm"], CAMERA["sensor_width_mm"]
-    return SceneRecord(
+    rec = SceneRecord(
         stack=stack,
         aif=aif,
         depth=depth,
@@ -216,6 +227,9 @@ def read_scene(
         scene=json.dumps({"source": "FoD500", "index": sf.index, "files": sorted(files)}),
         stack_size=len(FOCUS_DISTANCES),
     )
+    if notes is not None:
+        notes += repairs
+    return rec
 
 
 def _refuse_another_camera(extra: Path, index: int) -> None:
@@ -353,6 +367,8 @@ def differences_from_fod500(f) -> list[str]:
         out.append(f"{f.image_size[1]} x {f.image_size[0]} px (FoD500: {SIZE[1]} x {SIZE[0]})")
     if f.n_slices != len(FOCUS_DISTANCES):
         out.append(f"{f.n_slices} slices (FoD500: {len(FOCUS_DISTANCES)})")
+    if not f.has("depth"):
+        out.append("no depth, so no {i:06d}Dpt.exr (every FoD500 loader reads one per scene)")
     if len(f):
         for name, want in CAMERA.items():
             if not f.has(name):
@@ -392,6 +408,8 @@ def export_fod500(
         raise DatasetError(f"--start {start}: expected a scene number >= 0")
     with FocalStackFile(path) as f:
         n = len(f)
+        if n == 0:
+            raise DatasetError(f"{path}: no complete scene to export")
         if start + n > 10**6:
             raise DatasetError(f"--start {start}: {n} scenes would need numbers beyond FoD500's six digits")
         if f.n_slices > 100:
@@ -405,15 +423,34 @@ def export_fod500(
                 rec = f[k]
                 _check_half_depth(rec, path, k)
                 write_scene(tmp, start + k, rec, layout)
-            mode = stat.S_IMODE(folder.stat().st_mode) if folder.exists() else default_mode(0o777)
             if folder.exists():
-                folder.rmdir()  # empty, checked above
-            os.chmod(tmp, mode)  # mkdtemp's folder is private: keep the empty folder's, or a plain mkdir's
-            os.replace(tmp, folder)
+                _fill_empty_folder(tmp, folder)
+            else:
+                os.chmod(tmp, default_mode(0o777))  # mkdtemp's folder is private: a plain mkdir's mode
+                os.replace(tmp, folder)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     return summary
+
+
+def _fill_empty_folder(tmp: Path, folder: Path) -> None:
+    """Move the finished export in ``tmp`` into the existing empty ``folder`` (kept, not replaced: it may be
+    the shell's working folder, as with ``-o .``), focalstack.json last; on failure, take back what moved."""
+    entries = sorted(tmp.iterdir(), key=lambda p: p.name == "focalstack.json")
+    moved: list[Path] = []
+    try:
+        for entry in entries:
+            os.replace(entry, folder / entry.name)
+            moved.append(folder / entry.name)
+    except BaseException:
+        for path in moved:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        raise
+    tmp.rmdir()
 
 
 HALF_MAX = float(np.finfo(np.float16).max)  # 65504: the farthest depth FoD500's half-float Dpt.exr holds

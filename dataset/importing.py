@@ -22,6 +22,14 @@ Progress = Callable[[Iterable, int], Iterable]  # (items, total) -> items, e.g. 
 MAX_NO_DATA_REPAIR = 0.01
 
 
+class NothingImported(DatasetError):
+    """Every item of the source was skipped; ``skipped`` holds their one-line reasons, for the caller to list."""
+
+    def __init__(self, message: str, skipped: Sequence[str]):
+        super().__init__(message)
+        self.skipped = list(skipped)
+
+
 def mark_bad_as_no_data(values, where: str, what: str, bad: type[Exception] = DatasetError):
     """``values`` with its non-finite and negative entries set to 0, and how many there were; ``bad`` naming
     ``where`` when they are more than ``MAX_NO_DATA_REPAIR`` of the values."""
@@ -73,5 +81,5 @@ def write_imported(
                 writer.append(rec)
                 imported.append(item)
         if not imported:
-            raise DatasetError(f"{Path(out)}: nothing could be imported ({len(skipped)} skipped)")
+            raise NothingImported(f"{Path(out)}: nothing could be imported ({len(skipped)} skipped)", skipped)
     return imported, skipped

@@ -377,7 +377,7 @@ def test_import_ddff12_refuses_bad_input(tmp_path):
     out = tmp_path / "d.h5"
     result = run("import", "ddff12", path, "--split", "train", "-o", out)
     assert result.exit_code == 0 and "3 scene(s) imported" in result.output
-    assert "repaired: " in result.output and "disp_train[1]: 2 disparity value(s) not finite or negative" in result.output
+    assert "repaired: " in result.output and "disp_train[1]: 2 disparity value(s) not finite, negative" in result.output
     with FocalStackFile(out) as f:
         assert f.read("disparity", 1)[0, :2].tolist() == [0.0, 0.0] and f.read("depth", 1)[0, 0] == 0.0
         assert np.isfinite(f.read("depth", 1)).all()
@@ -555,3 +555,181 @@ def test_an_export_mixed_with_fod500s_own_scenes_is_refused(tmp_path):
     result = run("import", "fod500", tmp_path / "fs", "-o", tmp_path / "back.h5")
     assert_one_line_error(result, "scene 7 has no extra/000007Extra.npz", "defocus model 'cycles'")
     assert not (tmp_path / "back.h5").exists()
+
+
+# -- the robustness probe of focalstack-data (stop 40) -------------------------------------------------------
+def test_an_exported_test_split_of_over_100_scenes_comes_back_whole(tmp_path):
+    """Import's test split was 400-499: scene 500 of an export numbered from 499 was dropped without a word,
+    though DFV's loader, like the export, takes every scene from 400 on as test."""
+    src = fod500_like_file(tmp_path / "gen.h5", 2)
+    assert run("export", "fod500", src, "-o", tmp_path / "fs", "--split", "test", "--start", 499).exit_code == 0
+    result = run("import", "fod500", tmp_path / "fs", "--split", "test", "-o", tmp_path / "back.h5")
+    assert result.exit_code == 0 and "2 scene(s) imported" in result.output, result.output
+    with FocalStackFile(tmp_path / "back.h5") as f:
+        assert [json.loads(s)["index"] for s in f.read_all("scene")] == [499, 500]
+    train = run("import", "fod500", tmp_path / "fs", "--split", "train", "-o", tmp_path / "t.h5")
+    assert_one_line_error(train, "no FoD500 scenes of the train split")
+
+
+def test_when_every_scene_is_skipped_the_reasons_are_listed_before_the_error(tmp_path):
+    folder = tmp_path / "fs"
+    ix.write_fod500_folder(folder, [0, 1])
+    (folder / "000000_02All.tif").write_bytes(b"cut")
+    (folder / "000001Dpt.exr").write_bytes(b"no exr")
+    result = run("import", "fod500", folder, "-o", tmp_path / "o.h5", "--skip-bad")
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and lines[-1].startswith("Error: ") and "nothing could be imported (2 skipped)" in lines[-1]
+    assert [line.split(":")[0] for line in lines[:-1]] == ["skipped", "skipped"], result.output
+    assert "000000_02All.tif: not a readable image" in lines[0] and "000001Dpt.exr: not a readable EXR" in lines[1]
+    assert not (tmp_path / "o.h5").exists()
+
+
+def test_a_skipped_scene_is_not_also_listed_as_repaired(tmp_path):
+    folder = tmp_path / "fs"
+    ix.write_fod500_folder(folder, [0, 1], aif=True)
+    d = ix.load_fod500_folder(folder)[0]["depth"].astype(np.float16)
+    d[0, :10] = np.nan  # a repair...
+    ix.write_exr(folder / "000000Dpt.exr", {"R": d, "G": d, "B": d})
+    ix.write_tif(folder / "000000Aif.tif", np.zeros((128, 128, 3), np.uint8))  # ...of a scene then skipped
+    result = run("import", "fod500", folder, "-o", tmp_path / "o.h5", "--skip-bad")
+    assert result.exit_code == 0 and "1 scene(s) imported" in result.output, result.output
+    assert "skipped: " in result.output and "000000Aif.tif" in result.output
+    assert "repaired:" not in result.output
+
+
+def test_names_in_other_scripts_digits_are_not_taken_for_another_scenes_files(tmp_path):
+    """int() reads full-width digits: '００００００_00All.tif' replaced scene 0's slices with what it held."""
+    import shutil
+
+    folder = tmp_path / "fs"
+    written = ix.write_fod500_folder(folder, [0, 1])
+    for j in range(5):
+        shutil.copy(folder / f"000001_{j:02d}All.tif", folder / f"\uff10\uff10\uff10\uff10\uff10\uff10_{j:02d}All.tif")
+    assert_one_line_error(run("import", "fod500", folder, "-o", tmp_path / "o.h5"), "does not follow FoD500's pattern")
+    result = run("import", "fod500", folder, "-o", tmp_path / "o.h5", "--skip-bad")
+    assert result.exit_code == 0 and "2 scene(s) imported" in result.output, result.output
+    with FocalStackFile(tmp_path / "o.h5") as f:
+        np.testing.assert_array_equal(f[0].stack, written[0]["stack"])
+
+
+def test_an_aif_image_beside_the_slices_and_in_extra_is_refused_naming_both(tmp_path):
+    import shutil
+
+    folder = tmp_path / "fs"
+    ix.write_fod500_folder(folder, [0, 1], aif=True)
+    (folder / "extra").mkdir()
+    shutil.copy(folder / "000001Aif.tif", folder / "extra" / "000000Aif.tif")
+    result = run("import", "fod500", folder, "-o", tmp_path / "o.h5")
+    assert_one_line_error(result, "000000Aif.tif and ", "extra/000000Aif.tif: two AiF images of scene 0")
+    assert not (tmp_path / "o.h5").exists()
+
+
+def _file_without_depth(path):
+    from focalstack.dataset import provenance
+    from focalstack.dataset.writer import FocalStackWriter
+
+    declared = provenance.rendered_declaration("cycles")
+    declared["depth"] = declared["defocus"] = provenance.ABSENT
+    with FocalStackWriter.create(path, n_slices=5, height=16, width=16, attrs=fx.make_attrs(), ground_truth=declared) as w:
+        rec = fx.make_record(0, height=16, width=16, focus_distances=FOCUS)
+        rec.depth = rec.defocus = None
+        w.append(rec)
+    assert validate_file(path).valid
+    return path
+
+
+def test_export_of_a_file_without_depth_warns_that_no_loader_will_read_it(tmp_path):
+    src = _file_without_depth(tmp_path / "nodepth.h5")
+    result = run("export", "fod500", src, "-o", tmp_path / "fs")
+    assert result.exit_code == 0, result.output
+    assert "no depth, so no {i:06d}Dpt.exr" in result.output
+    assert not list((tmp_path / "fs").glob("*.exr"))
+
+
+def test_export_of_a_file_of_no_complete_scene_is_refused(tmp_path):
+    src = fx.write_file(tmp_path / "none.h5", 0)
+    assert_one_line_error(run("export", "fod500", src, "-o", tmp_path / "fs"), "none.h5: no complete scene to export")
+    assert not (tmp_path / "fs").exists()
+
+
+def test_export_into_the_working_folder_keeps_that_folder(tmp_path, monkeypatch):
+    """'-o .' replaced the empty working folder by a new one: the shell was left in a deleted folder."""
+    src = fx.write_file(tmp_path / "small.h5", 1)
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    inode = os.stat(".").st_ino
+    assert run("export", "fod500", src, "-o", ".").exit_code == 0
+    assert os.stat(".").st_ino == inode == os.stat(tmp_path / "here").st_ino
+    assert "focalstack.json" in os.listdir(".") and len([n for n in os.listdir(".") if n.endswith("All.tif")]) == 3
+
+
+def test_ddff12_a_damaged_chunk_is_one_stack_skipped_or_one_line(tmp_path):
+    path = tmp_path / "gz.h5"
+    rng = np.random.default_rng(0)
+    with h5py.File(path, "w") as f:
+        f.create_dataset(
+            "stack_train",
+            data=rng.integers(0, 256, (3, 10, 8, 8, 3), dtype=np.uint8),
+            chunks=(1, 10, 8, 8, 3),
+            compression="gzip",
+        )
+        f.create_dataset("disp_train", data=rng.uniform(0.02, 0.28, (3, 8, 8)).astype(np.float32), chunks=(1, 8, 8))
+        info = f["stack_train"].id.get_chunk_info(1)
+    with open(path, "r+b") as fh:
+        fh.seek(info.byte_offset + 2)
+        fh.write(bytes(16))
+    out = tmp_path / "o.h5"
+    assert_one_line_error(
+        run("import", "ddff12", path, "--split", "train", "-o", out), f"{path}: stack 1 of split train unreadable"
+    )
+    assert not out.exists()
+    result = run("import", "ddff12", path, "--split", "train", "-o", out, "--skip-bad")
+    assert result.exit_code == 0 and "2 scene(s) imported" in result.output, result.output
+    assert "skipped: " in result.output and "stack 1 of split train unreadable" in result.output
+
+
+def test_ddff12_a_disparity_too_small_for_a_float32_depth_is_no_data(tmp_path):
+    """BF / 1e-40 overflows float32: the import wrote depth inf, exited 0, and validate refused the file."""
+    path = tmp_path / "dd.h5"
+    ix.write_ddff12_file(path, 2, 1, size=(16, 16))
+    with h5py.File(path, "r+") as f:
+        d = f["disp_train"][0]
+        d[0, 0] = 1e-40
+        f["disp_train"][0] = d
+    out = tmp_path / "o.h5"
+    result = run("import", "ddff12", path, "--split", "train", "-o", out)
+    assert result.exit_code == 0 and "disp_train[0]: 1 disparity value(s)" in result.output, result.output
+    assert validate_file(out, full=True).valid
+    with FocalStackFile(out) as f:
+        assert f.read("depth", 0)[0, 0] == 0 and f.read("disparity", 0)[0, 0] == 0
+        assert np.isfinite(f.read_all("depth")).all()
+
+
+def test_ddff12_a_stack_without_any_ground_truth_is_refused_as_fod500s_is(tmp_path):
+    path = tmp_path / "dd.h5"
+    ix.write_ddff12_file(path, 2, 1, size=(8, 8))
+    with h5py.File(path, "r+") as f:
+        f["disp_train"][1] = np.zeros((8, 8), np.float32)
+    out = tmp_path / "o.h5"
+    assert_one_line_error(
+        run("import", "ddff12", path, "--split", "train", "-o", out), "disp_train[1]: every disparity is 0", "no ground truth"
+    )
+    result = run("import", "ddff12", path, "--split", "train", "-o", out, "--skip-bad")
+    assert result.exit_code == 0 and "1 scene(s) imported" in result.output, result.output
+
+
+def test_openexrs_own_warnings_reach_neither_stdout_nor_stderr(tmp_path, capfd):
+    import ctypes
+
+    from focalstack.dataset import exr
+
+    folder = tmp_path / "fs"
+    ix.write_fod500_folder(folder, [0])
+    data = (folder / "000000Dpt.exr").read_bytes()
+    (folder / "000000Dpt.exr").write_bytes(data[: int(len(data) * 0.7)])
+    capfd.readouterr()
+    with pytest.raises(DatasetError, match="not a readable EXR"):
+        exr.read_channels(folder / "000000Dpt.exr")
+    ctypes.CDLL(None).fflush(None)  # what the library buffered, as at exit
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
