@@ -328,7 +328,7 @@ def salvage(file: Path, out: Path, force: bool):
 
     A scene is kept when every chunk of it lies inside what is left of FILE and verifies against its
     checksum (files written since checksums were added); the rest are listed. When the kept scenes are
-    the first ones, focalstack-render resumes OUT like any file it wrote.
+    FILE's first rows, in order, focalstack-render resumes OUT like any file it wrote.
     """
     from .salvage import salvage as run_salvage
 
@@ -353,7 +353,10 @@ def salvage(file: Path, out: Path, force: bool):
     resumable = (
         "; focalstack-render can resume it"
         if report.resumable
-        else ("; the kept scenes are not the first ones in order, so focalstack-render will not extend it (use it as data)")
+        else (
+            f"; the kept scenes are not {file}'s first rows in order (a row not kept lies between them), so "
+            "focalstack-render will not extend it (use it as data)"
+        )
     )
     click.echo(f"{out}: {len(report.kept)} of {report.complete} complete scene(s) kept{resumable}")
 

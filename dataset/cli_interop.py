@@ -160,7 +160,8 @@ def export_group():
     "folder",
     required=True,
     type=click.Path(file_okay=False, path_type=Path),
-    help="Folder to create (or an empty one); filled under a temporary name, renamed at the end.",
+    help="Folder to create (or an empty one, kept); filled under a temporary name and moved into place at the "
+    "end: a failed export leaves nothing.",
 )
 @click.option(
     "--split",

@@ -108,11 +108,19 @@ def pack(
                 f"({stats.pack_bytes / max(stats.source_bytes, 1):.0%}){'; ' + errors if errors else ''}"
             )
         now = {r["pack"] for r in rows}  # earlier calls' packs that this one did not replace, and that are still there
-        rows = [r for r in earlier if r.get("pack") not in now and (out / str(r.get("pack"))).is_file()] + rows
+        rows = [r for r in earlier if r["pack"] not in now and (out / r["pack"]).is_file()] + rows
         total = sum(r["pack_bytes"] for r in rows)
         manifest = {"files": rows, "total_bytes": total}
         write_text_atomic(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
         click.echo(f"{out}: {len(rows)} pack(s), {sum(r['scenes'] for r in rows)} scenes, {total / MIB:.2f} MiB in all")
+        listed = {r["pack"] for r in rows}
+        unlisted = sorted(p for p in out.glob(f"*{SUFFIX}") if p.name not in listed)
+        if unlisted:  # unpack takes every pack of a folder: they travel, and count, too
+            names = ", ".join(p.name for p in unlisted[:3]) + (f" and {len(unlisted) - 3} more" if len(unlisted) > 3 else "")
+            click.echo(
+                f"warning: {out}: {names} not in its manifest (packed by an older version?); unpack takes them too", err=True
+            )
+            total += sum(p.stat().st_size for p in unlisted)
         if max_size is not None and total > max_size * MIB:
             raise click.ClickException(
                 f"the packs take {total / MIB:.2f} MiB, over --max-size {max_size:g} MiB: pack fewer scenes or files"
@@ -127,15 +135,24 @@ def _earlier_manifest(out: Path) -> list[dict]:
         rows = json.loads(path.read_text(encoding="utf-8"))["files"]
         if not isinstance(rows, list):
             raise TypeError("'files' is not a list")
+        for row in rows:
+            if not (
+                isinstance(row, dict)
+                and isinstance(row.get("pack"), str)
+                and Path(row["pack"]).name == row["pack"]
+                and all(isinstance(row.get(k), int) and row[k] >= 0 for k in ("scenes", "pack_bytes"))
+            ):
+                raise ValueError(f"entry {json.dumps(row)[:80]} is not a pack's name, scenes and pack_bytes")
     except FileNotFoundError:
         return []
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise click.ClickException(f"{path}: not a pack manifest ({exc}); remove it or pack into another folder") from None
-    return [r for r in rows if isinstance(r, dict)]
+    return rows
 
 
 def _unpacked_name(pack: Path) -> str:
-    """The name of the file ``pack`` was made from (it records it), else the pack's name with .h5."""
+    """The name of the file ``pack`` was made from (it records it) while the pack keeps the name pack gave it;
+    else (a pack renamed, say to tell two packs of train.h5 apart) the pack's own name with .h5."""
     import h5py
 
     fallback = pack.name[: -len(SUFFIX)] + ".h5" if pack.name.endswith(SUFFIX) else pack.stem + ".h5"
@@ -146,8 +163,9 @@ def _unpacked_name(pack: Path) -> str:
         return fallback  # unpack_file names what is wrong with it
     if isinstance(name, bytes):
         name = name.decode("utf-8", "replace")
-    if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name or "\\" in name:
-        return fallback  # only a plain file name is taken from a file that came from elsewhere
+    plain = isinstance(name, str) and Path(name).name == name and "\\" not in name and not name.startswith(".")
+    if not plain or Path(name).suffix.lower() not in (".h5", ".hdf5", ".hdf", ".he5") or pack_name(name) != pack.name:
+        return fallback  # only an HDF5 file's plain name is taken from a file that came from elsewhere
     return name
 
 
@@ -180,8 +198,12 @@ def unpack(packs: tuple[Path, ...], out: Path, force: bool):
             raise click.ClickException(f"{p}: no such file or folder")
     with output_folder(out):
         targets = [out / _unpacked_name(p) for p in found]
-        if len(set(targets)) != len(targets):
-            raise click.ClickException("two packs would unpack to the same file name")
+        for k, target in enumerate(targets):
+            if target in targets[:k]:
+                first = found[targets.index(target)]
+                raise click.ClickException(
+                    f"{first} and {found[k]} would both unpack to {target.name}; unpack them into separate folders"
+                )
         _refuse_overlap(found, targets)
         existing = [t for t in targets if t.exists()]
         if existing and not force:

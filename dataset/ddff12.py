@@ -122,13 +122,12 @@ def read_stack(
         raise DatasetError(f"{path}: stack {i} of split {split} unreadable ({' '.join(str(exc).split())})") from None
     with np.errstate(divide="ignore", over="ignore"):
         overflow = (raw > 0) & ~np.isfinite((BF / raw.astype(np.float64)).astype(np.float32))
-    disparity, n = mark_bad_as_no_data(np.where(overflow, np.float32(np.nan), raw), where, "disparity")
+    unusable = "not finite, negative or too small for a finite depth"
+    disparity, n = mark_bad_as_no_data(np.where(overflow, np.float32(np.nan), raw), where, "disparity", unusable=unusable)
     if not np.any(disparity > 0):  # 0 is 'no ground truth': a map of nothing else scores no pixel
         raise DatasetError(f"{where}: every disparity is 0 or unusable (no ground truth anywhere); is the file broken?")
     if n and notes is not None:
-        notes.append(
-            f"{where}: {n} disparity value(s) not finite, negative or too small for a finite depth, marked as no data"
-        )
+        notes.append(f"{where}: {n} disparity value(s) {unusable}, marked as no data")
     return SceneRecord(
         stack=images,
         aif=None,

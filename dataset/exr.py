@@ -11,11 +11,24 @@ import contextlib
 import io
 import os
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
 
 from .schema import DatasetError
+
+_QUIET = threading.Lock()  # the descriptors are the whole process's: one swap at a time
+
+
+def _high_dup(fd: int) -> int:
+    """A copy of ``fd`` numbered 3 or above: where 2 is closed, a plain dup of 1 would take 2's place and be
+    overwritten by the swap."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        return os.dup(fd)
+    return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
 
 
 @contextlib.contextmanager
@@ -23,25 +36,35 @@ def _quiet_library_output():
     """OpenEXR prints its own messages: its C library to file descriptor 2 before raising, its Python binding
     warnings such as 'Warning: Exception raised reading pixel data' to sys.stdout. Ours is the one line that
     counts, and a command's standard output is its result, so the library's are swallowed, at both levels."""
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()  # what Python wrote before belongs to the terminal
-    saved = []
-    try:
-        for fd in (1, 2):
-            with contextlib.suppress(OSError):  # no such descriptor at all
-                saved.append((fd, os.dup(fd)))
-        with open(os.devnull, "wb") as null, contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            for fd, _ in saved:
-                os.dup2(null.fileno(), fd)
-            try:
-                yield
-            finally:
-                _flush_c_stdio()  # the library's buffered lines go to /dev/null, not to the restored descriptors
-    finally:
-        for fd, copy in saved:
-            os.dup2(copy, fd)
-            os.close(copy)
+    with _QUIET:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()  # what Python wrote before belongs to the terminal
+        _flush_c_stdio()  # and what C buffered before
+        opened = os.open(os.devnull, os.O_WRONLY)
+        null = _high_dup(opened)
+        os.close(opened)  # it may have taken a closed 1 or 2: closed again
+        saved: list[tuple[int, int | None]] = []  # (descriptor, its copy; None where it was closed)
+        try:
+            for fd in (1, 2):
+                try:
+                    saved.append((fd, _high_dup(fd)))
+                except OSError:
+                    saved.append((fd, None))
+                os.dup2(null, fd)
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                try:
+                    yield
+                finally:
+                    _flush_c_stdio()  # the library's buffered lines go to /dev/null, not to the restored descriptors
+        finally:
+            for fd, copy in saved:
+                if copy is None:
+                    os.close(fd)
+                else:
+                    os.dup2(copy, fd)
+                    os.close(copy)
+            os.close(null)
 
 
 def _flush_c_stdio() -> None:

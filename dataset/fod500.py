@@ -393,8 +393,9 @@ def export_fod500(
 ) -> ExportSummary:
     """Write the complete scenes of schema file ``path`` into ``folder`` in FoD500's names and formats,
     numbered from ``start``, the extras laid out by ``layout`` (``LAYOUTS``). ``folder`` must not exist or
-    be empty; it is filled under a temporary name beside it and renamed at the end, so a failed export
-    leaves nothing half-written."""
+    be empty; it is filled under a temporary name (beside a new folder, inside an empty one) and then renamed
+    into place (a new folder) or its entries moved in (an empty one, which is kept: it may be the working
+    folder, as with ``-o .``), so a failed export leaves nothing half-written."""
     if layout not in LAYOUTS:
         raise DatasetError(f"--layout {layout!r}: expected one of {', '.join(LAYOUTS)}")
     from .reader import FocalStackFile
@@ -415,7 +416,9 @@ def export_fod500(
         if f.n_slices > 100:
             raise DatasetError(f"{path}: {f.n_slices} slices; FoD500's names have two digits for the slice")
         summary = ExportSummary(folder, list(range(start, start + n)), differences_from_fod500(f))
-        tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", suffix=".tmp", dir=folder.parent))
+        # inside an existing folder, the moves stay on its file system (a mount point) and need no rights above it
+        where = folder if folder.exists() else folder.parent
+        tmp = Path(tempfile.mkdtemp(prefix="." + folder.name + ".", suffix=".tmp", dir=where))
         try:
             _write_readme(tmp / "focalstack.json", f, path, start, layout)
             (tmp / EXTRA_FOLDER).mkdir()
@@ -441,8 +444,8 @@ def _fill_empty_folder(tmp: Path, folder: Path) -> None:
     moved: list[Path] = []
     try:
         for entry in entries:
+            moved.append(folder / entry.name)  # first: an interrupt right after the move still takes it back
             os.replace(entry, folder / entry.name)
-            moved.append(folder / entry.name)
     except BaseException:
         for path in moved:
             if path.is_dir():

@@ -30,9 +30,12 @@ class NothingImported(DatasetError):
         self.skipped = list(skipped)
 
 
-def mark_bad_as_no_data(values, where: str, what: str, bad: type[Exception] = DatasetError):
+def mark_bad_as_no_data(
+    values, where: str, what: str, bad: type[Exception] = DatasetError, unusable: str = "not finite or negative"
+):
     """``values`` with its non-finite and negative entries set to 0, and how many there were; ``bad`` naming
-    ``where`` when they are more than ``MAX_NO_DATA_REPAIR`` of the values."""
+    ``where`` when they are more than ``MAX_NO_DATA_REPAIR`` of the values (``unusable`` says what the caller
+    counts as such, having made them NaN)."""
     import numpy as np
 
     values = np.asarray(values, dtype=np.float32)
@@ -40,8 +43,7 @@ def mark_bad_as_no_data(values, where: str, what: str, bad: type[Exception] = Da
     n = int(broken.sum())
     if n > MAX_NO_DATA_REPAIR * values.size:
         raise bad(
-            f"{where}: {n} of {values.size} {what} values not finite or negative (more than "
-            f"{MAX_NO_DATA_REPAIR:.0%}: is the file broken?)"
+            f"{where}: {n} of {values.size} {what} values {unusable} (more than {MAX_NO_DATA_REPAIR:.0%}: is the file broken?)"
         )
     return (np.where(broken, np.float32(0), values) if n else values), n
 

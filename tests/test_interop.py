@@ -661,6 +661,8 @@ def test_export_into_the_working_folder_keeps_that_folder(tmp_path, monkeypatch)
     assert run("export", "fod500", src, "-o", ".").exit_code == 0
     assert os.stat(".").st_ino == inode == os.stat(tmp_path / "here").st_ino
     assert "focalstack.json" in os.listdir(".") and len([n for n in os.listdir(".") if n.endswith("All.tif")]) == 3
+    assert not [n for n in os.listdir(".") if n.startswith(".")]  # the temporary folder inside it is gone
+    assert sorted(os.listdir(tmp_path)) == ["here", "small.h5"]
 
 
 def test_ddff12_a_damaged_chunk_is_one_stack_skipped_or_one_line(tmp_path):
@@ -733,3 +735,21 @@ def test_openexrs_own_warnings_reach_neither_stdout_nor_stderr(tmp_path, capfd):
     ctypes.CDLL(None).fflush(None)  # what the library buffered, as at exit
     out, err = capfd.readouterr()
     assert out == "" and err == ""
+
+
+def test_quieting_openexr_with_stderr_closed_leaves_stdout_working(tmp_path):
+    """With descriptor 2 closed, a plain dup of 1 took number 2, the swap overwrote it, and stdout went to
+    /dev/null for good."""
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.exr"
+    bad.write_bytes(b"no exr here")
+    code = (
+        "import os, sys\n"
+        "from focalstack.dataset import exr\n"
+        f"try:\n    exr.read_channels({str(bad)!r})\nexcept Exception:\n    pass\n"
+        "os.write(1, b'still here')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, preexec_fn=lambda: os.close(2), timeout=60)
+    assert done.stdout == b"still here"

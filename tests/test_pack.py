@@ -423,3 +423,50 @@ def test_a_scaleoffset_filter_survives_pack_and_unpack(tmp_path):
     out, _ = unpack_file(tmp_path / "a.pack.h5", tmp_path / "again.h5")
     with h5py.File(out, "r") as f:
         assert f["seed"].scaleoffset == 0 and f["seed"][...].tolist() == seed.tolist()
+
+
+def test_renamed_packs_unpack_to_their_own_names_and_a_collision_names_both(tmp_path):
+    """Two packs of files both named train.h5, renamed to share a folder, were refused once unpack took the
+    recorded name; a pack keeps its source's name only while it has the name pack gave it."""
+    (tmp_path / "bundle").mkdir()
+    for k in ("x", "y"):
+        (tmp_path / k).mkdir()
+        pack_file(fx.write_file(tmp_path / k / "train.h5", 1), tmp_path / "bundle" / f"{k}-train.pack.h5")
+    done = cli("unpack", tmp_path / "bundle", "-o", tmp_path / "data")
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["x-train.h5", "y-train.h5"]
+    pack_file(tmp_path / "x" / "train.h5", tmp_path / "x" / "train.pack.h5")
+    pack_file(tmp_path / "y" / "train.h5", tmp_path / "y" / "train.pack.h5")
+    done = cli("unpack", tmp_path / "x" / "train.pack.h5", tmp_path / "y" / "train.pack.h5", "-o", tmp_path / "both")
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert "x/train.pack.h5 and " in done.stderr and "y/train.pack.h5 would both unpack to train.h5" in done.stderr
+
+
+def test_a_pack_recording_a_name_that_is_no_hdf5_file_unpacks_to_its_own(tmp_path):
+    src = fx.write_file(tmp_path / "manifest.h5", 1)
+    (tmp_path / "bundle").mkdir()
+    pack_file(src, tmp_path / "bundle" / "manifest.pack.h5")
+    with h5py.File(tmp_path / "bundle" / "manifest.pack.h5", "r+") as p:
+        p.attrs["source_name"] = "manifest.json"
+    done = cli("unpack", tmp_path / "bundle", "-o", tmp_path / "data")
+    assert done.returncode == 0 and [p.name for p in (tmp_path / "data").iterdir()] == ["manifest.h5"], done.stderr
+
+
+@pytest.mark.parametrize("row", [{"pack": "a.pack.h5", "scenes": 1}, {"pack": "../a.pack.h5", "scenes": 1, "pack_bytes": 5}])
+def test_a_manifest_entry_without_its_fields_is_refused_before_packing(tmp_path, row):
+    a = fx.write_file(tmp_path / "a.h5", 1)
+    (tmp_path / "bundle").mkdir()
+    (tmp_path / "bundle" / "manifest.json").write_text(json.dumps({"files": [row], "total_bytes": 5}))
+    done = cli("pack", a, "-o", tmp_path / "bundle")
+    assert done.returncode == 1 and "not a pack manifest" in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    assert not (tmp_path / "bundle" / "a.pack.h5").exists()
+
+
+def test_packs_missing_from_the_manifest_are_named_and_counted_in_the_budget(tmp_path):
+    a, b = fx.write_file(tmp_path / "a.h5", 2), fx.write_file(tmp_path / "b.h5", 1)
+    (tmp_path / "bundle").mkdir()
+    pack_file(a, tmp_path / "bundle" / "a.pack.h5")  # as an older version left it: no manifest entry
+    size_a = (tmp_path / "bundle" / "a.pack.h5").stat().st_size
+    done = cli("pack", b, "-o", tmp_path / "bundle", "--max-size", f"{size_a / 2**20}")
+    assert done.returncode == 1, done.stderr
+    assert "a.pack.h5 not in its manifest" in done.stderr and "over --max-size" in done.stderr

@@ -176,7 +176,7 @@ def test_a_rescue_of_rows_with_a_gap_is_not_called_resumable(tmp_path):
     result = CliRunner().invoke(main, ["salvage", str(path), "-o", str(tmp_path / "s.h5")])
     assert result.exit_code == 0, result.output
     assert f"{N - 1} of {N - 1} complete scene(s) kept" in result.output
-    assert "can resume" not in result.output and "not the first ones in order" in result.output
+    assert "can resume" not in result.output and "good.h5's first rows in order (a row not kept lies between" in result.output
     report = salvage(path, tmp_path / "s2.h5")
     assert report.kept_rows == [0, *range(2, N)] and not report.resumable
     fx.append_incomplete(path)  # the first rows, then an incomplete one: resumable
