@@ -141,3 +141,65 @@ def test_evaluate_notes_files_whose_blur_in_pixels_or_focus_range_the_checkpoint
     lens = {"focal_length_mm": 2.9, "sensor_width_mm": 3.1}
     assert blur_scale({**lens, "f_number": 0.25}, 64) == pytest.approx(blur_scale({**lens, "f_number": 1.0}, 256))
     assert blur_scale({"f_number": None}, 64) is None  # DDFF-12: no camera model
+
+
+# -- the data pipeline probe (stop 40) -------------------------------------------------------------------
+def _grow(path, extra: int) -> None:
+    """Append ``extra`` complete scenes (copies of scene 0 under new seeds): what a render that went on adds."""
+    with h5py.File(path, "r+") as f:
+        n = f["complete"].shape[0]
+        for name in f:
+            f[name].resize(n + extra, axis=0)
+            for k in range(extra):
+                f[name][n + k] = f[name][0]
+        for k in range(extra):
+            f["seed"][n + k] = 900 + k
+
+
+def test_a_run_is_not_resumed_on_a_file_that_has_grown_since_it_began(tmp_path):
+    """The held-out scenes follow the scene count: after a render added scenes, the resumed run trained on
+    scenes it had validated on and chose best.pt on others, without a word."""
+    from focalstack.train.plan import split_scenes
+
+    assert split_scenes(10, 0.2, 0)[1].tolist() != split_scenes(12, 0.2, 0)[1].tolist()  # why it matters
+    path = tmp_path / "growing.h5"
+    shutil.copy(synthetic_file("evalfit-grow", 6, 32, 44), path)
+    cfg = tiny_fit_config(tmp_path, data=[str(path)], epochs=1, val_fraction=0.34)
+    fit(cfg)
+    _grow(path, 2)
+    with pytest.raises(ValueError, match=r"growing\.h5: 8 complete scenes now, 6 when the run in .* began"):
+        fit(tiny_fit_config(tmp_path, data=[str(path)], epochs=2, val_fraction=0.34), resume=True)
+    with h5py.File(path, "r+") as f:  # the file as it was: the run resumes
+        for name in f:
+            f[name].resize(6, axis=0)
+    resumed = fit(tiny_fit_config(tmp_path, data=[str(path)], epochs=2, val_fraction=0.34), resume=True)
+    assert [h["epoch"] for h in resumed.history][-1] == 2
+
+
+def test_files_that_share_scenes_are_named_in_the_log(tmp_path):
+    """A longer render of the same preset and seed held scenes that were held out of the shorter one: they
+    leaked into training through it. A --val-data file of training scenes likewise."""
+    short, long = tmp_path / "short.h5", tmp_path / "long.h5"
+    shutil.copy(synthetic_file("evalfit-share", 4, 32, 45), short)
+    shutil.copy(synthetic_file("evalfit-share-long", 6, 32, 45), long)
+    other = synthetic_file("evalfit-other", 4, 32, 46)
+    fit(tiny_fit_config(tmp_path, name="a", data=[str(short), str(long)], epochs=1, val_fraction=0.34))
+    log = (tmp_path / "a" / "train.log").read_text()
+    assert f"warning: {long}: 4 of its scenes are also in {short} (the same description)" in log
+    fit(tiny_fit_config(tmp_path, name="b", data=[str(long)], val_data=[str(short)], epochs=1))
+    log = (tmp_path / "b" / "train.log").read_text()
+    assert f"warning: --val-data {short}: 4 of its scenes are training scenes of {long}" in log
+    fit(tiny_fit_config(tmp_path, name="c", data=[str(short), str(other)], epochs=1, val_fraction=0.34))
+    assert "warning" not in (tmp_path / "c" / "train.log").read_text()
+
+
+def test_a_hard_link_to_a_file_is_the_same_file(tmp_path):
+    import os
+
+    src = tmp_path / "a.h5"
+    shutil.copy(synthetic_file("evalfit-link", 4, 32, 47), src)
+    os.link(src, tmp_path / "a_link.h5")
+    with pytest.raises(ValueError, match="the same file as --data"):
+        fit(tiny_fit_config(tmp_path, data=[str(src), str(tmp_path / "a_link.h5")], epochs=1))
+    with pytest.raises(ValueError, match="also a training file"):
+        fit(tiny_fit_config(tmp_path, data=[str(src)], val_data=[str(tmp_path / "a_link.h5")], epochs=1))

@@ -97,14 +97,31 @@ class Norm:
 
 
 def first_repeat(paths) -> tuple[int, int] | None:
-    """Indices (earlier, later) of the first two of ``paths`` that name one file (by real path: a link or a
-    relative name counts), or None when each names its own."""
-    seen: dict[str, int] = {}
+    """Indices (earlier, later) of the first two of ``paths`` that name one file (by device and inode, so a
+    symbolic or hard link or a relative name counts; by real path where the file cannot be read), or None when
+    each names its own."""
+    seen: dict[object, int] = {}
     for j, path in enumerate(paths):
-        i = seen.setdefault(os.path.realpath(path), j)
+        try:
+            st = os.stat(path)
+            key: object = (st.st_dev, st.st_ino)
+        except OSError:  # missing: the reader names it
+            key = os.path.realpath(path)
+        i = seen.setdefault(key, j)
         if i != j:
             return i, j
     return None
+
+
+def shared_scenes(paths) -> list[tuple[int, int, int]]:
+    """(earlier, later, how many) for each two of ``paths`` whose complete scenes share descriptions: the same
+    scene in two files (a render's longer copy, one import made twice), which a split by file does not keep
+    apart. Each description says everything needed to render its scene, so equal ones are one scene."""
+    described = []
+    for path in paths:
+        with FocalStackFile(path) as f:
+            described.append({str(d) for d in f.read_all("scene")} if len(f) else set())
+    return [(i, j, len(described[i] & described[j])) for j in range(len(paths)) for i in range(j) if described[i] & described[j]]
 
 
 def parse_data_spec(spec: str) -> tuple[str, float]:

@@ -44,6 +44,7 @@ from .data import (
     inspect_source,
     make_loader,
     parse_data_spec,
+    shared_scenes,
 )
 from .device import resolve_amp, resolve_channels_last, resolve_device
 from .distributed import Group, process_group
@@ -222,6 +223,12 @@ class RunData:
         )
         self.seed, self.workers, self.pin, self.group = cfg.seed, cfg.workers, pin, group
         self.dataset = FocalStackDataset([s.path for s in sources], align_slices=cfg.align_slices)
+        self.overlap_notes = _overlap_notes(self.train_sources, val_sources, fraction) if len(sources) > 1 else []
+
+    def scene_counts(self) -> dict:
+        """Complete scenes per training and validation file: the held-out scenes and each epoch's plan follow
+        them, so a resumed run must find the same."""
+        return {"data": [s.n_scenes for s in self.train_sources], "val_data": [s.n_scenes for s in self.val_sources]}
 
     def plan(self, epoch: int) -> list:
         """The epoch's batches of sample keys; with several processes, this one's ``Share`` of each."""
@@ -404,6 +411,7 @@ def build_trainer(
         "config": cfg.to_dict(),
         "norm": norm.to_dict(),
         "camera": data.camera(),
+        "scenes": data.scene_counts(),
     }
     eval_model = torch.compile(model) if cfg.compile else model
     step_model = eval_model if group is None else _distributed(model, device, terms, cfg.compile)
@@ -433,6 +441,8 @@ def build_trainer(
         for source in data.train_sources + data.val_sources:
             if source.incomplete:
                 log(f"{source.path}: {source.incomplete} incomplete scene(s) left out (a render stopped or still running)")
+        for note in data.overlap_notes:
+            log(note)
         for source in data.val_sources:  # validation scores whole stacks: the start line's size is training's
             if source.n_slices != data.stack_size:
                 log(f"{source.path}: validated on its stacks of {source.n_slices} slices (training takes {data.stack_size})")
@@ -447,6 +457,7 @@ def build_trainer(
                 f"--data: the run trained on stacks of {_camera_text(ckpt['camera'])}; these files give "
                 f"{_camera_text(meta['camera'])}"
             )
+        _refuse_other_scene_counts(ckpt.get("scenes"), meta["scenes"], cfg)
         trainer.load_state_dict(ckpt)
         log(f"resuming {out / 'last.pt'} at epoch {trainer.epoch + 1}, batch {trainer.batch}, step {trainer.global_step}")
     if model.has_aif and criterion.weights.perceptual > 0 and criterion.vgg is None:
@@ -645,6 +656,24 @@ def _check_data_defaults(given: dict, data: RunData, out: Path) -> None:
             )
 
 
+def _overlap_notes(train: list, val: list, fraction: float) -> list[str]:
+    """A line for each two files that hold the same scenes where that defeats validation: a scene held out of
+    one training file is trained on through the other; a --val-data scene that is also a training scene."""
+    notes = []
+    for i, j, n in shared_scenes([s.path for s in train + val]):
+        if j < len(train) and fraction > 0:
+            notes.append(
+                f"warning: {train[j].path}: {n} of its scenes are also in {train[i].path} (the same description): "
+                "a scene held out of one is trained on through the other"
+            )
+        elif j >= len(train) and i < len(train):
+            notes.append(
+                f"warning: --val-data {val[j - len(train)].path}: {n} of its scenes are training scenes of "
+                f"{train[i].path} (the same description): best.pt is chosen partly on scenes it learnt"
+            )
+    return notes
+
+
 def _refuse_repeated_files(data: list[str], val_data: list[str]) -> None:
     """ValueError for a file given twice (under any name): twice in --data it would be sampled twice as often
     without a word (FILE:WEIGHT says so), in --val-data as well it would choose best.pt on training scenes."""
@@ -664,6 +693,23 @@ def _refuse_repeated_files(data: list[str], val_data: list[str]) -> None:
                 "would choose best.pt by how well they were learnt"
             )
         raise ValueError(f"--val-data {later}: the same file as --val-data {val_data[earlier - len(paths)]}; give it once")
+
+
+def _refuse_other_scene_counts(had: dict | None, now: dict, cfg: TrainConfig) -> None:
+    """ValueError when a file of the run holds another number of complete scenes than when the run began (a
+    render went on): the held-out scenes and the epoch plans follow the count, so the resumed run would train on
+    scenes it validated on and choose best.pt on other ones. Checkpoints from before the count was kept pass."""
+    if had is None or had == now:
+        return
+    for option, paths in (("--data", [parse_data_spec(d)[0] for d in cfg.data]), ("--val-data", list(cfg.val_data))):
+        for path, then, count in zip(paths, had.get(option[2:].replace("-", "_"), []), now[option[2:].replace("-", "_")]):
+            if then != count:
+                raise ValueError(
+                    f"{option} {path}: {count} complete scenes now, {then} when the run in {cfg.out} began (a render "
+                    "went on?); the held-out scenes and each epoch's plan follow the count: resume with the file as it "
+                    "was, or start a new --out (--init with this run's last.pt keeps its weights)"
+                )
+    raise ValueError(f"--data: the run in {cfg.out} began with other files' scene counts ({had}, now {now})")
 
 
 def _camera_text(camera: dict) -> str:
