@@ -154,6 +154,7 @@ def _grow(path, extra: int) -> None:
                 f[name][n + k] = f[name][0]
         for k in range(extra):
             f["seed"][n + k] = 900 + k
+            f["scene"][n + k] = json.dumps({"synthetic": "grown", "seed": 900 + k})
 
 
 def test_a_run_is_not_resumed_on_a_file_that_has_grown_since_it_began(tmp_path):
@@ -167,13 +168,22 @@ def test_a_run_is_not_resumed_on_a_file_that_has_grown_since_it_began(tmp_path):
     cfg = tiny_fit_config(tmp_path, data=[str(path)], epochs=1, val_fraction=0.34)
     fit(cfg)
     _grow(path, 2)
-    with pytest.raises(ValueError, match=r"growing\.h5: 8 complete scenes now, 6 when the run in .* began"):
+    with pytest.raises(ValueError, match=r"growing\.h5: 8 complete scenes now, 6 when the run in .* last saved last\.pt"):
         fit(tiny_fit_config(tmp_path, data=[str(path)], epochs=2, val_fraction=0.34), resume=True)
     with h5py.File(path, "r+") as f:  # the file as it was: the run resumes
         for name in f:
             f[name].resize(6, axis=0)
     resumed = fit(tiny_fit_config(tmp_path, data=[str(path)], epochs=2, val_fraction=0.34), resume=True)
     assert [h["epoch"] for h in resumed.history][-1] == 2
+
+
+def test_a_run_is_not_resumed_on_a_validation_file_that_has_changed(tmp_path):
+    val = tmp_path / "val.h5"
+    shutil.copy(synthetic_file("evalfit-val", 3, 32, 48), val)
+    fit(tiny_fit_config(tmp_path, val_data=[str(val)], epochs=1))
+    _grow(val, 1)
+    with pytest.raises(ValueError, match=r"--val-data .*val\.h5: 4 complete scenes now, 3 .* the validation set would not"):
+        fit(tiny_fit_config(tmp_path, val_data=[str(val)], epochs=2), resume=True)
 
 
 def test_files_that_share_scenes_are_named_in_the_log(tmp_path):
@@ -185,12 +195,17 @@ def test_files_that_share_scenes_are_named_in_the_log(tmp_path):
     other = synthetic_file("evalfit-other", 4, 32, 46)
     fit(tiny_fit_config(tmp_path, name="a", data=[str(short), str(long)], epochs=1, val_fraction=0.34))
     log = (tmp_path / "a" / "train.log").read_text()
-    assert f"warning: {long}: 4 of its scenes are also in {short} (the same description)" in log
+    assert f"warning: {long}: 4 of its rendered scenes are also in {short} (the same description)" in log
     fit(tiny_fit_config(tmp_path, name="b", data=[str(long)], val_data=[str(short)], epochs=1))
     log = (tmp_path / "b" / "train.log").read_text()
-    assert f"warning: --val-data {short}: 4 of its scenes are training scenes of {long}" in log
+    assert f"warning: --val-data {short}: 4 of its rendered scenes are training scenes of {long}" in log
     fit(tiny_fit_config(tmp_path, name="c", data=[str(short), str(other)], epochs=1, val_fraction=0.34))
     assert "warning" not in (tmp_path / "c" / "train.log").read_text()
+    for path in (short, long):  # imported scenes (seed -1): descriptions name a file and an index, which differ
+        with h5py.File(path, "r+") as f:  # exports of different files share: not compared
+            f["seed"][...] = -1
+    fit(tiny_fit_config(tmp_path, name="d", data=[str(short), str(long)], epochs=1, val_fraction=0.34))
+    assert "warning" not in (tmp_path / "d" / "train.log").read_text()
 
 
 def test_a_hard_link_to_a_file_is_the_same_file(tmp_path):

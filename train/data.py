@@ -114,13 +114,27 @@ def first_repeat(paths) -> tuple[int, int] | None:
 
 
 def shared_scenes(paths) -> list[tuple[int, int, int]]:
-    """(earlier, later, how many) for each two of ``paths`` whose complete scenes share descriptions: the same
-    scene in two files (a render's longer copy, one import made twice), which a split by file does not keep
-    apart. Each description says everything needed to render its scene, so equal ones are one scene."""
+    """(earlier, later, how many) for each two of ``paths`` whose complete rendered scenes share descriptions:
+    the same scene in two files (a render's longer copy), which a split by file does not keep apart. A rendered
+    scene's description says everything needed to render it, so equal ones are one scene; imported scenes
+    (seed -1) are left out: theirs name a file and an index, which two different exports share."""
+    import hashlib
+
     described = []
     for path in paths:
         with FocalStackFile(path) as f:
-            described.append({str(d) for d in f.read_all("scene")} if len(f) else set())
+            if not len(f):
+                described.append(set())
+                continue
+            rendered = f.read_all("seed") >= 0
+            texts = f.read_all("scene")
+            described.append(
+                {
+                    hashlib.blake2b(t if isinstance(t, bytes) else str(t).encode(), digest_size=16).digest()
+                    for t, keep in zip(texts, rendered)
+                    if keep
+                }
+            )
     return [(i, j, len(described[i] & described[j])) for j in range(len(paths)) for i in range(j) if described[i] & described[j]]
 
 

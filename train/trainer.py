@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from focalstack.dataset import DatasetError
 from focalstack.dataset.files import output_folder, write_text_atomic
 from focalstack.dataset.numbers import is_finite_number
 
@@ -223,7 +224,7 @@ class RunData:
         )
         self.seed, self.workers, self.pin, self.group = cfg.seed, cfg.workers, pin, group
         self.dataset = FocalStackDataset([s.path for s in sources], align_slices=cfg.align_slices)
-        self.overlap_notes = _overlap_notes(self.train_sources, val_sources, fraction) if len(sources) > 1 else []
+        self.fraction = fraction
 
     def scene_counts(self) -> dict:
         """Complete scenes per training and validation file: the held-out scenes and each epoch's plan follow
@@ -396,6 +397,8 @@ def build_trainer(
     model = _model(cfg, device, channels_last)
     started_from = _load_init(model, cfg) if cfg.init is not None and ckpt is None else None
     data = RunData(cfg, model.single_image, pin=device.type == "cuda", group=group)
+    if ckpt is not None:
+        _refuse_other_scene_counts(ckpt.get("scenes"), data, cfg)
     _check_data_defaults(data_defaults or {}, data, out)
     criterion, terms = _loss(cfg, data, model, device)
     # the run's checks have passed: what a run that left no checkpoint wrote goes now, not before a refusal
@@ -441,8 +444,9 @@ def build_trainer(
         for source in data.train_sources + data.val_sources:
             if source.incomplete:
                 log(f"{source.path}: {source.incomplete} incomplete scene(s) left out (a render stopped or still running)")
-        for note in data.overlap_notes:
-            log(note)
+        if writer:  # a new run's, once: reading every description costs a second or two on large files
+            for note in _overlap_notes(data):
+                log(note)
         for source in data.val_sources:  # validation scores whole stacks: the start line's size is training's
             if source.n_slices != data.stack_size:
                 log(f"{source.path}: validated on its stacks of {source.n_slices} slices (training takes {data.stack_size})")
@@ -457,7 +461,6 @@ def build_trainer(
                 f"--data: the run trained on stacks of {_camera_text(ckpt['camera'])}; these files give "
                 f"{_camera_text(meta['camera'])}"
             )
-        _refuse_other_scene_counts(ckpt.get("scenes"), meta["scenes"], cfg)
         trainer.load_state_dict(ckpt)
         log(f"resuming {out / 'last.pt'} at epoch {trainer.epoch + 1}, batch {trainer.batch}, step {trainer.global_step}")
     if model.has_aif and criterion.weights.perceptual > 0 and criterion.vgg is None:
@@ -656,19 +659,26 @@ def _check_data_defaults(given: dict, data: RunData, out: Path) -> None:
             )
 
 
-def _overlap_notes(train: list, val: list, fraction: float) -> list[str]:
-    """A line for each two files that hold the same scenes where that defeats validation: a scene held out of
-    one training file is trained on through the other; a --val-data scene that is also a training scene."""
+def _overlap_notes(data: RunData) -> list[str]:
+    """A line for each two files that hold the same rendered scenes where that defeats validation: a scene held
+    out of one training file is trained on through the other; a --val-data scene that is also a training scene."""
+    train, val = data.train_sources, data.val_sources
+    if len(train) + len(val) < 2 or (data.fraction == 0 and not val):
+        return []  # nothing is held out of a file, or nothing to compare
+    try:
+        shared = shared_scenes([s.path for s in train + val])
+    except (OSError, RuntimeError, DatasetError) as exc:  # training never reads the descriptions: say, go on
+        return [f"warning: the files' scene descriptions could not be compared ({' '.join(str(exc).split())[:120]})"]
     notes = []
-    for i, j, n in shared_scenes([s.path for s in train + val]):
-        if j < len(train) and fraction > 0:
+    for i, j, n in shared:
+        if j < len(train) and data.fraction > 0:
             notes.append(
-                f"warning: {train[j].path}: {n} of its scenes are also in {train[i].path} (the same description): "
-                "a scene held out of one is trained on through the other"
+                f"warning: {train[j].path}: {n} of its rendered scenes are also in {train[i].path} (the same "
+                "description): a scene held out of one is trained on through the other"
             )
         elif j >= len(train) and i < len(train):
             notes.append(
-                f"warning: --val-data {val[j - len(train)].path}: {n} of its scenes are training scenes of "
+                f"warning: --val-data {val[j - len(train)].path}: {n} of its rendered scenes are training scenes of "
                 f"{train[i].path} (the same description): best.pt is chosen partly on scenes it learnt"
             )
     return notes
@@ -695,21 +705,29 @@ def _refuse_repeated_files(data: list[str], val_data: list[str]) -> None:
         raise ValueError(f"--val-data {later}: the same file as --val-data {val_data[earlier - len(paths)]}; give it once")
 
 
-def _refuse_other_scene_counts(had: dict | None, now: dict, cfg: TrainConfig) -> None:
-    """ValueError when a file of the run holds another number of complete scenes than when the run began (a
-    render went on): the held-out scenes and the epoch plans follow the count, so the resumed run would train on
-    scenes it validated on and choose best.pt on other ones. Checkpoints from before the count was kept pass."""
+def _refuse_other_scene_counts(had: dict | None, data: RunData, cfg: TrainConfig) -> None:
+    """ValueError when a file of the run holds another number of complete scenes than when its last checkpoint
+    was written (a render went on, or the file was replaced): the held-out scenes and the epoch plans follow
+    the count, so the resumed run would train on scenes it validated on, or validate on others. Checkpoints from
+    before the count was kept pass."""
+    now = data.scene_counts()
     if had is None or had == now:
         return
-    for option, paths in (("--data", [parse_data_spec(d)[0] for d in cfg.data]), ("--val-data", list(cfg.val_data))):
-        for path, then, count in zip(paths, had.get(option[2:].replace("-", "_"), []), now[option[2:].replace("-", "_")]):
+    data.dataset.close()
+    what = {
+        "data": "which scenes are held out and each epoch's plan follow the count",
+        "val_data": "the validation set would not be the one best.pt was chosen on",
+    }
+    paths = {"data": [parse_data_spec(d)[0] for d in cfg.data], "val_data": list(cfg.val_data)}
+    for key, option in (("data", "--data"), ("val_data", "--val-data")):
+        for path, then, count in zip(paths[key], had.get(key, []), now[key]):
             if then != count:
                 raise ValueError(
-                    f"{option} {path}: {count} complete scenes now, {then} when the run in {cfg.out} began (a render "
-                    "went on?); the held-out scenes and each epoch's plan follow the count: resume with the file as it "
+                    f"{option} {path}: {count} complete scenes now, {then} when the run in {cfg.out} last saved "
+                    f"last.pt (a render went on, or the file was replaced?); {what[key]}: resume with the file as it "
                     "was, or start a new --out (--init with this run's last.pt keeps its weights)"
                 )
-    raise ValueError(f"--data: the run in {cfg.out} began with other files' scene counts ({had}, now {now})")
+    raise ValueError(f"--data: the run in {cfg.out} saved last.pt with other files' scene counts ({had}, now {now})")
 
 
 def _camera_text(camera: dict) -> str:
