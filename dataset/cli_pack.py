@@ -116,9 +116,9 @@ def pack(
         listed = {r["pack"] for r in rows}
         unlisted = sorted(p for p in out.glob(f"*{SUFFIX}") if p.name not in listed)
         if unlisted:  # unpack takes every pack of a folder: they travel, and count, too
-            names = ", ".join(p.name for p in unlisted[:3]) + (f" and {len(unlisted) - 3} more" if len(unlisted) > 3 else "")
+            shown = ", ".join(p.name for p in unlisted[:3]) + (f" and {len(unlisted) - 3} more" if len(unlisted) > 3 else "")
             click.echo(
-                f"warning: {out}: {names} not in its manifest (packed by an older version?); unpack takes them too", err=True
+                f"warning: {out}: {shown} not in its manifest (packed by an older version?); unpack takes them too", err=True
             )
             total += sum(p.stat().st_size for p in unlisted)
         if max_size is not None and total > max_size * MIB:
