@@ -235,7 +235,11 @@ def main():
 )
 @click.option("--signed-defocus", is_flag=True, help="Train on signed defocus (default: absolute, as the paper).")
 @click.option(
-    "--samples-per-epoch", type=int, default=TRAIN["samples_per_epoch"], help="Stacks per epoch [number of training scenes]."
+    "--samples-per-epoch",
+    type=int,
+    default=TRAIN["samples_per_epoch"],
+    help="Stacks per epoch [number of training scenes]: at most that many with equal file weights, each "
+    "scene at most once; more, or unequal weights, drawn with replacement by weight (an epoch may miss scenes).",
 )
 @click.option(
     "--seed", type=click.IntRange(min=0), default=TRAIN["seed"], show_default=True, help="Seed of weights, split and sampling."
