@@ -325,6 +325,21 @@ def _bench_one(name: str, extra: list[str], work: Path, fh, timeout: float | Non
     return json.loads(out.read_text())["rows"]
 
 
+CHOICE_FILE = "choice.json"  # in --work: the batch and learning rate its models were trained with
+
+
+def earlier_choice(work: Path) -> tuple[int, float, str] | None:
+    """The batch and learning rate an earlier run in ``work`` chose, which its models were trained with: a rerun
+    on that folder takes them, or its own sweep (timings vary) or --skip-bench (the experiment's batch) would
+    make the experiment refuse the models as trained otherwise. None when there is none, or it does not read."""
+    try:
+        got = json.loads((work / CHOICE_FILE).read_text())
+        batch, lr, why = int(got["batch_size"]), float(got["lr"]), str(got["why"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return batch, lr, f"the choice of the earlier run in {work}, whose models this run reuses ({why})"
+
+
 def choose_batch(sweep: list[dict], fallback: int) -> tuple[int, float, str]:
     """The swept batch that learns most per second, and its learning rate.
 
@@ -485,7 +500,8 @@ def run(args) -> int:
         report["bench"] = {} if args.skip_bench else bench(device, resolution, work, fh)
         report["errors"] += [f"bench {name} {why}" for name, why in report["bench"].get("failed", {}).items()]
         fallback = next(iter(exp.models.values())).train.get("batch_size", 8)
-        batch, lr, why = choose_batch(report["bench"].get("sweep", []), fallback)
+        batch, lr, why = earlier_choice(work) or choose_batch(report["bench"].get("sweep", []), fallback)
+        (work / CHOICE_FILE).write_text(json.dumps({"batch_size": batch, "lr": lr, "why": why}) + "\n")
         report["choice"] = {"batch_size": batch, "lr": lr, "why": why}
         parallel = len(exp.models) if kind == "cuda" else 1  # one GPU has room for all; a CPU does not
         rounds = math.ceil(len(exp.models) / parallel)
@@ -1111,7 +1127,12 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--deadline", type=float, default=480.0, help="seconds for the whole run [480]")
     r.add_argument("--max-train-s", type=float, default=None, help="cap on each model's training seconds")
     r.add_argument("--skip-bench", action="store_true", help="no benchmark (a rerun that has its figures)")
-    r.add_argument("--work", default=None, help="working folder for data and runs [a temporary one]")
+    r.add_argument(
+        "--work",
+        default=None,
+        help="working folder for data and runs [a temporary one]; an earlier run's folder gives its models, "
+        "and the batch and learning rate they were trained with",
+    )
     c = sub.add_parser("cards", help="model cards from a run's report, with its weights, into weights/")
     c.add_argument("--out", type=Path, required=True, help="the run's --out (report.json, weights/)")
     c.add_argument("--to", type=Path, default=REPO / "weights", help="where the cards and weights go [weights/]")

@@ -158,7 +158,15 @@ def test_run_on_the_cpu_brings_back_weights_report_and_details_in_at_most_eight_
         env=env,
     )
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert sorted(json.loads((tmp_path / "again" / "report.json").read_text())["reused"]) == sorted(report["training"])
+    again_report = json.loads((tmp_path / "again" / "report.json").read_text())
+    assert sorted(again_report["reused"]) == sorted(report["training"])
+    # the earlier run's batch and rate, which its models were trained with (the sweep's choice varies with timing,
+    # and this run has no sweep: the experiment's own batch made the experiment refuse the models)
+    assert (again_report["choice"]["batch_size"], again_report["choice"]["lr"]) == (
+        report["choice"]["batch_size"],
+        report["choice"]["lr"],
+    )
+    assert "the choice of the earlier run in" in again_report["choice"]["why"]
     assert "**Not trained by this run:**" in (tmp_path / "again" / "report.md").read_text()
     # a run stopped in training (no training summary, no experiment report), and a weights file that did not come
     # back: the cards still say what trained, from the weights files themselves, name the run's errors, skip
