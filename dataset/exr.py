@@ -12,6 +12,7 @@ import io
 import os
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,7 @@ def _high_dup(fd: int) -> int:
 
 
 @contextlib.contextmanager
-def _quiet_library_output():
+def _quiet_library_output() -> Iterator[None]:
     """OpenEXR prints its own messages: its C library to file descriptor 2 before raising, its Python binding
     warnings such as 'Warning: Exception raised reading pixel data' to sys.stdout. Ours is the one line that
     counts, and a command's standard output is its result, so the library's are swallowed, at both levels."""
