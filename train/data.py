@@ -29,6 +29,7 @@ Normalisation (``Norm``; stored in every checkpoint, applied on the device by ``
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from dataclasses import asdict, dataclass, field
@@ -118,8 +119,6 @@ def shared_scenes(paths) -> list[tuple[int, int, int]]:
     the same scene in two files (a render's longer copy), which a split by file does not keep apart. A rendered
     scene's description says everything needed to render it, so equal ones are one scene; imported scenes
     (seed -1) are left out: theirs name a file and an index, which two different exports share."""
-    import hashlib
-
     described = []
     for path in paths:
         with FocalStackFile(path) as f:

@@ -108,6 +108,7 @@ def evaluate_model(
     orders: tuple[str, ...] = ("sorted",),
     regions: tuple[str, ...] = ("all",),
     group=None,
+    trained_camera: dict | None = None,
 ) -> Evaluation:
     """Run ``model`` (outputs as ``models.fod``'s, normalised by ``norm``; ``has_aif`` says whether it
     has an AiF branch) over each file of ``data`` and score every batch under every protocol. Files are
@@ -118,6 +119,7 @@ def evaluate_model(
     (``data.plan_subsets``; rows get ``stack_size`` and ``order``), and ``regions`` score depth over part
     of each image too: ``flat`` is the large texture-less areas (``metrics.flat_area_mask`` of the true AiF
     image; only depth columns, on files that hold an AiF image). Every row has a ``region``.
+    ``trained_camera`` (a checkpoint's ``camera``) notes files whose blur in pixels its training data lacked.
 
     ``group`` (``distributed.Group``, under torchrun): each process runs its round-robin part of every
     plan's batches, and the per-scene sums, counts and skipped scenes are gathered over all of them."""
@@ -149,6 +151,10 @@ def evaluate_model(
             for p in protocols:
                 run.notes.update(dict.fromkeys(_lacking_notes(src.info.path, p, src.ground_truth, outputs)))
             n = src.info.n_scenes if max_scenes is None else min(src.info.n_scenes, max_scenes)
+            if trained_camera:  # the camera of the model's training data: a file of other blur in pixels is noted
+                run.notes.update(
+                    dict.fromkeys(training_camera_notes(trained_camera, src.info.path, src.info.camera, src.info.image_size))
+                )
             if src.info.incomplete:
                 run.notes[
                     f"{src.info.path}: {src.info.incomplete} incomplete scene(s) (a render stopped or still running) "
@@ -390,13 +396,8 @@ def evaluate(
         orders=tuple(orders),
         regions=tuple(regions),
         group=group,
+        trained_camera=dict(ckpt.get("camera") or {}),
     )
-    trained = dict(ckpt.get("camera") or {})
-    for path in data:  # read again (the header only): evaluate_model has opened and checked them
-        info = inspect_eval_source(path).info
-        for note in training_camera_notes(trained, path, info.camera, info.image_size):
-            if note not in result.notes:
-                result.notes.append(note)
     if out_dir is None:  # beside the checkpoint; for shipped weights (a short name) in this folder
         out_dir = Path(checkpoint).parent / "eval" if Path(checkpoint).is_file() else Path(f"eval-{checkpoint}")
     out = Path(out_dir)
