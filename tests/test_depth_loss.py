@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from focalstack.train.config import TrainConfig
 from focalstack.train.losses import FocusLoss, LossWeights
-from focalstack.train.trainer import TrainConfig
 
 DEPTH_ONLY = LossWeights(defocus=0.0, depth=1.0, aif=0.0, perceptual=0.0, edges=0.0)
 

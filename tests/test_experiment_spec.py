@@ -335,7 +335,7 @@ def test_a_model_that_fails_in_a_parallel_run_is_one_line_naming_it_and_the_othe
     assert "train n" not in str(err.value) and set(runner.failed) == {"m"}
     # n outlives m's failure (four epochs against none) and still trains to its end
     from focalstack.train.checkpoint import load_checkpoint
-    from focalstack.train.trainer import run_finished
+    from focalstack.train.resume import run_finished
 
     last = runner.model_dir("n") / "last.pt"
     assert last.is_file() and run_finished(load_checkpoint(last), runner.train_config(exp.models["n"]))

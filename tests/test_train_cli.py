@@ -335,7 +335,7 @@ def test_quick_train_and_evaluate_returns_the_table(tmp_path):
 
 def test_fit_defaults_are_the_configuration_defaults(monkeypatch):
     import focalstack.train.cli as cli
-    from focalstack.train.trainer import TrainConfig
+    from focalstack.train.config import TrainConfig
 
     calls = []
     monkeypatch.setattr(cli, "run_fit", lambda cfg, resume, given=(): calls.append((cfg, resume)))
@@ -351,12 +351,12 @@ def test_option_defaults_and_choices_come_from_the_dataclasses_and_the_registry(
     import dataclasses
     import inspect
 
+    from focalstack.train.config import TrainConfig
     from focalstack.train.data import Norm
     from focalstack.train.evaluate import evaluate
     from focalstack.train.losses import LossWeights
     from focalstack.train.models import ARCHITECTURES
     from focalstack.train.predict import predict
-    from focalstack.train.trainer import TrainConfig
 
     fit = {p.name: p for p in main.commands["fit"].params}
     for cls in (TrainConfig, Norm):
@@ -415,7 +415,7 @@ def test_fit_refuses_non_finite_and_out_of_range_numbers_naming_the_option(tmp_p
 
 
 def test_config_check_refuses_non_finite_numbers_given_from_python():
-    from focalstack.train.trainer import TrainConfig
+    from focalstack.train.config import TrainConfig
 
     base = dict(data=["x.h5"], out="runs/x")
     for field, value, option in (

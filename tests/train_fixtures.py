@@ -149,7 +149,8 @@ def tiny_run(arch: str = "fod") -> Path:
     """A run folder with a checkpoint trained one short epoch on a synthetic file."""
     import torch
 
-    from focalstack.train.trainer import TrainConfig, fit
+    from focalstack.train.config import TrainConfig
+    from focalstack.train.trainer import fit
 
     kwargs = dict(TINY) if arch != "fod-depth" else {"width": TINY["width"]}
     threads = torch.get_num_threads()
@@ -191,7 +192,7 @@ def experiment_with_synthetic_data(folder: Path, text: str, scale: str = "tiny")
 def tiny_fit_config(tmp_path: Path, name: str = "run", **kw):
     """A TrainConfig of the narrow network on the shared synthetic training file, two short epochs; ``kw``
     overrides any field."""
-    from focalstack.train.trainer import TrainConfig
+    from focalstack.train.config import TrainConfig
 
     base = dict(
         data=[str(synthetic_file("fit-train", 6, 32, 21))],

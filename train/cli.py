@@ -21,13 +21,13 @@ from .checkpoint import load_checkpoint
 from .cli_apply import evaluate, predict
 from .cli_experiment import experiment
 from .cliopts import defaults, errors, expand_paths, set_threads
+from .config import TrainConfig
 from .data import Norm
 from .device import AMP_CHOICES, CHANNELS_LAST_CHOICES
 from .distributed import is_writer
 from .hooks import LR_SCHEDULES
 from .losses import DEPTH_LOSSES, LossWeights
 from .models import ARCHITECTURES, architecture_kwargs
-from .trainer import TrainConfig
 from .trainer import fit as run_fit
 
 TRAIN, NORM, LOSS = defaults(TrainConfig), defaults(Norm), defaults(LossWeights)

@@ -190,7 +190,7 @@ class ExperimentRunner:
 
     # -- train ---------------------------------------------------------------------------------------
     def train_config(self, model: ModelSpec):
-        from ..trainer import TrainConfig
+        from ..config import TrainConfig
 
         data = [f"{self.dataset_path(d)}:{w:g}" for d, w in model.data]
         settings = {"progress": self.opt.progress, "device": self.opt.device, **model.train}
@@ -198,7 +198,8 @@ class ExperimentRunner:
 
     def train(self, model: ModelSpec) -> None:
         from ..checkpoint import load_checkpoint
-        from ..trainer import fit, run_finished
+        from ..resume import run_finished
+        from ..trainer import fit
 
         cfg = self.train_config(model)
         last = Path(cfg.out) / "last.pt"
@@ -219,7 +220,8 @@ class ExperimentRunner:
     def _trained_as_described(self, model: ModelSpec, ckpt: dict) -> dict:
         """``ckpt`` (the model's last.pt), or ExperimentRunError when it was trained with other settings or
         data than the experiment file now gives: reused or resumed, it would not be the model the file describes."""
-        from ..trainer import TrainConfig, training_differences
+        from ..config import TrainConfig
+        from ..resume import training_differences
 
         cfg = self.train_config(model)
         changed = training_differences(TrainConfig.from_dict(ckpt["config"]), cfg)
@@ -238,7 +240,7 @@ class ExperimentRunner:
         import multiprocessing
 
         from ..checkpoint import load_checkpoint
-        from ..trainer import run_finished
+        from ..resume import run_finished
 
         ctx = multiprocessing.get_context("spawn")
         self.failed = {}

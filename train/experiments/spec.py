@@ -371,8 +371,8 @@ def _dataset(name: str, t: dict, defaults: dict, pick: _Picker, path: Path) -> D
 
 
 def _model(name: str, t: dict, defaults: dict, pick: _Picker, datasets: dict, where_file: str) -> ModelSpec:
+    from ..config import TrainConfig
     from ..losses import LossWeights
-    from ..trainer import TrainConfig
 
     where = f"{where_file} [models.{name}]"
     if name == CONSTANT_MODEL:
