@@ -16,6 +16,9 @@ folder at the same path; the bundled assets come with the package.
 from __future__ import annotations
 
 import os
+import signal
+import threading
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -114,6 +117,7 @@ def ray_session(settings: RaySettings):
         yield
         return
     local = settings.address is None
+    on_sigterm = signal.getsignal(signal.SIGTERM)
     ray.init(
         address=settings.address,
         include_dashboard=False,
@@ -121,10 +125,29 @@ def ray_session(settings: RaySettings):
         logging_level="WARNING",
         num_cpus=(os.cpu_count() or 1) if local else None,
     )
+    if threading.current_thread() is threading.main_thread():
+        # ray.init installs its own SIGTERM handler (exit status 1, no word): SIGTERM stops the render as Ctrl-C does
+        signal.signal(signal.SIGTERM, on_sigterm)
     try:
+        check_task_fits(ray, settings, local)
         yield
     finally:
         ray.shutdown()
+
+
+def check_task_fits(ray, settings: RaySettings, local: bool) -> None:
+    """A task asks one node for ``threads`` CPUs and ``gpus`` GPUs; where no node has them, Ray waits for
+    ever without a word. On this machine's own Ray that is a ConfigError; on a cluster a warning (an
+    autoscaler may still add a node that has them)."""
+    nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
+    for option, key, asked in (("--threads", "CPU", settings.threads), ("--ray-gpus-per-task", "GPU", settings.gpus)):
+        most = max((float(res.get(key, 0)) for res in nodes), default=0.0)
+        if asked > most:
+            where = "this machine's Ray has" if local else "no node of the cluster has that many now; the largest has"
+            line = f"{option} {asked:g}: each task asks one node for {asked:g} {key}s, and {where} {most:g}"
+            if local:
+                raise ConfigError(line + f" (lower {option})")
+            warnings.warn(line + ": the tasks wait until a node that has them joins")
 
 
 def render_range_with_ray(

@@ -26,7 +26,7 @@ from .pipeline import (
     slices_for_device,
     with_file_settings,
 )
-from .shards import existing_shards, merge_shards, plan_tasks, probe_device, run_workers, shard_folder
+from .shards import existing_shards, merge_shards, plan_tasks, probe_device, run_workers, shard_folder, shard_progress
 
 
 def render_dataset(
@@ -100,29 +100,37 @@ def _render_locked(config, out: Path, workers, threads, gpus, ray, progress, on_
             if on_start:
                 on_start(config.scenes, config.scenes)
             return RenderSummary(out, done, 0, time.perf_counter() - t0, {})
+    shards = shard_progress(config, out)  # before the output is opened: a shard of other settings merges nowhere
     created = not out.exists()
     writer = open_writer(config, out)
     try:
-        if workers > 1 or ray is not None or existing_shards(out):
+        if workers > 1 or ray is not None or shards:
             merge_shards(writer, out, config.scenes)
         done = len(writer)
-        # a killed --workers run's shard scenes, merged later: not rendered now (Ray renders past them)
-        waiting = _scenes_in_shards(out, done) if ray is None else 0
-        if on_start:
-            on_start(min(done, config.scenes), config.scenes)
+        if on_start:  # scenes that wait in shards to be merged are done too
+            on_start(min(done + _ready_in_shards(shard_progress(config, out), done, config.scenes), config.scenes), config.scenes)
         totals: dict[str, float] = {}
         if ray is not None:
             totals = render_range_with_ray(config, writer, config.scenes, ray, progress)
+            rendered = len(writer) - done
             merge_shards(writer, out, config.scenes)  # an earlier --workers run's shards, now covered
         elif workers == 1 and not existing_shards(out):
             totals = render_range(config, writer, 0, config.scenes, threads=threads or 0, progress=progress)
+            rendered = len(writer) - done
         else:
-            tasks = plan_tasks(done, config.scenes, workers, existing_shards(out))
+            # a killed --workers run's shard scenes, merged now, were not rendered now: the workers count theirs
+            tasks = plan_tasks(done, config.scenes, workers, shard_progress(config, out))
+            rendered = 0
             if tasks:
                 shard_folder(out).mkdir(exist_ok=True)
-                totals = run_workers(config, out, tasks, workers, progress, threads, gpus)
+                totals, rendered = run_workers(config, out, tasks, workers, progress, threads, gpus)
             merge_shards(writer, out, config.scenes)
-        rendered = len(writer) - done - waiting
+        waiting = existing_shards(out)
+        if waiting:
+            warnings.warn(
+                f"{shard_folder(out)}: {len(waiting)} shard(s) of an earlier run hold scenes past the "
+                f"{len(writer)} in {out.name}; a run that asks for them merges them"
+            )
         return RenderSummary(out, len(writer), rendered, time.perf_counter() - t0, totals)
     except BaseException:
         # A file this run made that holds no scene is no dataset: leave nothing under the name asked for
@@ -139,10 +147,6 @@ def _render_locked(config, out: Path, workers, threads, gpus, ray, progress, on_
         writer.close()
 
 
-def _scenes_in_shards(out: Path, first: int) -> int:
-    """Complete scenes from index ``first`` on that the shards of an earlier run hold already."""
-    count = 0
-    for start, _, path in existing_shards(out):
-        with FocalStackFile(path) as shard:
-            count += max(0, start + len(shard) - max(start, first))
-    return count
+def _ready_in_shards(shards: list[tuple[int, int, int]], done: int, total: int) -> int:
+    """Complete scenes from index ``done`` up to ``total`` that shards (``shard_progress``) hold already."""
+    return sum(max(0, min(start + complete, total) - max(start, done)) for start, _, complete in shards)

@@ -261,10 +261,11 @@ def slices_for_device(config: RenderConfig, used: str, path: Path) -> tuple[Rend
     )
 
 
-def finished_scenes(config: RenderConfig, path: Path) -> int:
+def finished_scenes(config: RenderConfig, path: Path, first_index: int = 0) -> int:
     """How many complete scenes of this configuration ``path`` holds, checked read-only as ``open_writer``
     checks them (sampler, settings, sizes, seeds): a finished file is confirmed without opening it for
-    writing, so processes reading it (a training run validating on it) do not stop a rerun."""
+    writing, so processes reading it (a training run validating on it) do not stop a rerun. ``first_index``:
+    the dataset index of the file's scene 0 (a worker's shard)."""
     refuse_other_sampler(path)
     refuse_other_light_field(path)
     n = FocalStackWriter.check_existing(
@@ -272,10 +273,12 @@ def finished_scenes(config: RenderConfig, path: Path) -> int:
     )
     with FocalStackFile(path) as f:
         have = f.read_all("seed")[:n] if n else np.zeros(0, np.int64)
-    want = np.array([scene_seed(config.seed, i) for i in range(len(have))], dtype=np.int64)
+    want = np.array([scene_seed(config.seed, first_index + i) for i in range(len(have))], dtype=np.int64)
     if not np.array_equal(have, want):
         bad = int(np.flatnonzero(have != want)[0])
-        raise DatasetError(f"{path}: scene {bad} has seed {have[bad]}, expected {want[bad]} for --seed {config.seed}")
+        raise DatasetError(
+            f"{path}: scene {first_index + bad} has seed {have[bad]}, expected {want[bad]} for --seed {config.seed}"
+        )
     return n
 
 

@@ -12,14 +12,18 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import re
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
 
 from focalstack.dataset import FocalStackFile, FocalStackWriter
+from focalstack.dataset.cliutil import one_line
+from focalstack.dataset.schema import DatasetError
 
-from .config import RenderConfig
-from .pipeline import ProgressFn, add_phases, open_writer, render_range
+from .config import ConfigError, RenderConfig
+from .pipeline import ProgressFn, RenderError, add_phases, finished_scenes, open_writer, render_range
 
 _SHARD_NAME = re.compile(r"^shard-(\d{7})-(\d{7})\.h5$")
 
@@ -44,32 +48,56 @@ def existing_shards(out: Path) -> list[tuple[int, int, Path]]:
     return sorted(found)
 
 
-def plan_tasks(done: int, total: int, workers: int, shards: list[tuple[int, int, Path]]) -> list[tuple[int, int]]:
-    """Index ranges still to render: existing shards beyond ``done`` keep their ranges (they resume);
-    the gaps are split into about ``workers`` contiguous pieces."""
-    tasks: list[tuple[int, int]] = []
+def shard_progress(config: RenderConfig, out: Path) -> list[tuple[int, int, int]]:
+    """Each shard an earlier run left beside ``out``, as (start, stop, complete scenes), checked read-only as a
+    file to resume is (settings, sampler, sizes, seeds): a shard of other settings is refused before anything
+    of it is merged, so one file never mixes two configurations. DatasetError or ConfigError naming the shard."""
+    found = []
+    for start, stop, path in existing_shards(out):
+        try:
+            complete = finished_scenes(config, path, first_index=start)
+        except (DatasetError, ConfigError) as exc:
+            raise type(exc)(
+                f"{one_line(exc)} (a shard that an earlier --workers run left in {shard_folder(out)}: rerun with that "
+                "run's settings, or remove the folder to start these scenes again)"
+            ) from None
+        found.append((start, stop, complete))
+    return found
+
+
+def plan_tasks(done: int, total: int, workers: int, shards: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """What is still to render for scenes ``done``..``total - 1``, as (start, stop, end): scenes up to ``end`` into
+    the shard named for ``start``..``stop``. ``shards``: the leftover shards' (start, stop, complete scenes).
+    A leftover shard keeps its name and resumes, up to ``total`` (a rerun may ask for fewer scenes than the run
+    that made it) and only where it lacks scenes; the gaps are split into about ``workers`` new shards."""
+    tasks: list[tuple[int, int, int]] = []
     covered = []
-    for start, stop, _ in shards:
-        if stop > done and start < total:
-            tasks.append((start, min(stop, total)))
-            covered.append((start, min(stop, total)))
+    for start, stop, complete in shards:
+        if stop <= done or start >= total:  # merged already, or beyond the scenes asked for
+            continue
+        end = min(stop, total)
+        covered.append((start, end))
+        if start + complete < end:
+            tasks.append((start, stop, end))
     gaps, cursor = [], done
-    for start, stop in sorted(covered):
+    for start, end in sorted(covered):
         if start > cursor:
             gaps.append((cursor, start))
-        cursor = max(cursor, stop)
+        cursor = max(cursor, end)
     if cursor < total:
         gaps.append((cursor, total))
     gap_total = sum(b - a for a, b in gaps)
     for a, b in gaps:
         pieces = max(1, round(workers * (b - a) / max(gap_total, 1)))
         edges = np.linspace(a, b, pieces + 1).round().astype(int)
-        tasks.extend((int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:]) if hi > lo)
+        tasks.extend((int(lo), int(hi), int(hi)) for lo, hi in zip(edges[:-1], edges[1:]) if hi > lo)
     return sorted(set(tasks))
 
 
 def merge_shards(writer: FocalStackWriter, out: Path, total: int) -> None:
-    """Append shard scenes that continue ``writer`` in index order; delete shards fully merged."""
+    """Append shard scenes that continue ``writer`` in index order. A shard is deleted once its scenes are in
+    ``writer`` and it has none left to render below ``total`` (a rerun that asks for fewer scenes keeps the
+    ones rendered past it, as a file that holds more scenes than asked keeps them)."""
     for start, stop, path in existing_shards(out):
         if len(writer) >= stop:
             path.unlink()
@@ -79,27 +107,30 @@ def merge_shards(writer: FocalStackWriter, out: Path, total: int) -> None:
         with FocalStackFile(path) as shard:
             for row in range(len(writer) - start, len(shard)):
                 writer.append(shard[row])
-            merged_all = start + len(shard) >= stop
-        if merged_all:
+            reached = start + len(shard)
+        if reached >= min(stop, total):
             path.unlink()
-        else:
+        if reached < stop:
             break
     folder = shard_folder(out)
     if folder.is_dir() and not any(folder.iterdir()):
         folder.rmdir()
 
 
-def _worker_task(args) -> tuple[int, int, dict]:
-    config_dict, out, start, stop, threads, queue = args
+def _worker_task(args) -> int:
+    """One task in a worker process: scenes up to ``end`` into the shard for ``start``..``stop``; the number
+    rendered (a resumed shard holds some already)."""
+    config_dict, out, start, stop, end, threads, queue = args
     config = RenderConfig.from_dict(config_dict)
 
     def report(n: int, phases: dict) -> None:
         queue.put((n, phases))
 
     with open_writer(config, shard_path(Path(out), start, stop), start) as writer:
+        before = len(writer)
         # no notice: the main process stops at once and ends its workers with it (their shards resume)
-        totals = render_range(config, writer, start, stop, threads=threads, progress=report, stop_notice=None)
-    return start, stop, totals
+        render_range(config, writer, start, end, threads=threads, progress=report, stop_notice=None)
+        return len(writer) - before
 
 
 def _pin_gpu(gpus) -> None:
@@ -116,9 +147,11 @@ def run_workers(
     progress: ProgressFn | None,
     threads: int | None = None,
     gpus: list[str] | None = None,
-) -> dict:
-    """Render ``tasks`` (index ranges) into their shards in ``workers`` processes; ``threads`` Cycles
-    threads each (None: the machine's cores shared out); ``gpus``: worker i sees only GPU gpus[i % len]."""
+) -> tuple[dict, int]:
+    """Render ``tasks`` (``plan_tasks``' triples) into their shards in ``workers`` processes; ``threads`` Cycles
+    threads each (None: the machine's cores shared out); ``gpus``: worker i sees only GPU gpus[i % len]. Returns
+    the phase seconds summed over the scenes rendered, and their number. A worker that dies (killed, out of
+    memory) ends the run with a RenderError; what the shards hold is kept for a rerun."""
     # Blender is not fork-safe: each worker is a fresh interpreter with its own bpy.
     ctx = mp.get_context("spawn")
     n_proc = min(workers, len(tasks))
@@ -132,10 +165,13 @@ def run_workers(
             for i in range(n_proc):
                 gpu_queue.put(gpus[i % len(gpus)])
             pin = {"initializer": _pin_gpu, "initargs": (gpu_queue,)}
-        with ctx.Pool(n_proc, **pin) as pool:
-            jobs = [(config.to_dict(), str(out), a, b, threads, queue) for a, b in tasks]
-            result = pool.map_async(_worker_task, jobs, chunksize=1)
-            while not result.ready() or not queue.empty():
+        others = set(mp.active_children())  # the manager's process
+        # concurrent.futures, not multiprocessing.Pool: a Pool replaces a worker that dies and waits for its
+        # task for ever; an executor fails every task of a pool that lost one.
+        pool = ProcessPoolExecutor(n_proc, mp_context=ctx, **pin)
+        try:
+            jobs = [pool.submit(_worker_task, (config.to_dict(), str(out), a, b, e, threads, queue)) for a, b, e in tasks]
+            while not all(job.done() for job in jobs) or not queue.empty():
                 try:
                     n, phases = queue.get(timeout=0.2)
                 except Exception:  # queue.Empty through the manager proxy
@@ -143,10 +179,19 @@ def run_workers(
                 add_phases(totals, phases)
                 if progress:
                     progress(n, phases)
-            result.get()  # re-raises a worker's exception here
-            pool.close()  # let the workers exit (not terminate them) so that their exit handlers run
-            pool.join()
-    return totals
+            rendered = sum(job.result() for job in jobs)  # re-raises a worker's exception here
+        except BaseException as exc:  # Ctrl-C, SIGTERM, a scene's error: stop the workers now (their shards resume)
+            for process in set(mp.active_children()) - others:
+                process.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+            if isinstance(exc, (BrokenProcessPool, EOFError, ConnectionError)):  # a worker, or the manager, died
+                raise RenderError(
+                    f"{out}: a --workers process died (killed, or out of memory?); the scenes finished are kept in "
+                    f"{shard_folder(out)}: run the same command again to resume"
+                ) from None
+            raise
+        pool.shutdown(wait=True)  # the workers exit (are not terminated), so that their exit handlers run
+    return totals, rendered
 
 
 def _probe(device: str) -> str:

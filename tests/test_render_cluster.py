@@ -112,3 +112,42 @@ def test_a_killed_driver_resumes_to_the_same_file(effects_preset, one_process, t
     assert done.returncode == 0, done.stderr[-2000:]
     assert "resuming after" in done.stderr
     assert_files_equal(one_process, out)
+
+
+def test_a_task_no_node_can_take_is_refused_in_one_line_not_left_waiting(effects_preset, tmp_path):
+    """--threads above the CPUs of this machine's Ray: the task was infeasible and the run waited at 0 % for ever."""
+    out = tmp_path / "too-many.h5"
+    cpus = os.cpu_count() or 1
+    done = subprocess.run(
+        render_command(effects_preset, out, 2, "--ray", "--threads", str(cpus + 1)), capture_output=True, text=True, timeout=300
+    )
+    lines = [ln for ln in done.stderr.splitlines() if ln.startswith("Error")]
+    assert done.returncode == 1 and lines == [
+        f"Error: --threads {cpus + 1}: each task asks one node for {cpus + 1} CPUs, and this machine's Ray has {cpus} "
+        "(lower --threads)"
+    ], done.stderr[-2000:]
+    assert not out.exists()
+
+
+def test_sigterm_stops_a_ray_render_as_ctrl_c_does(effects_preset, tmp_path):
+    """ray.init replaced the command's SIGTERM handler: the driver exited 1 with no word."""
+    out = tmp_path / "term.h5"
+    proc = subprocess.Popen(
+        render_command(effects_preset, out, 8, "--ray", "--threads", "1", "--ray-scenes-per-task", "1"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.time() + 300
+        while complete_scenes(out) < 1 and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be stopped"
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        kill_session(proc.pid)
+        proc.wait()
+    assert proc.returncode == 1 and stderr.strip().splitlines()[-1] == "Error: interrupted", stderr[-2000:]
+    assert 1 <= complete_scenes(out) < 8

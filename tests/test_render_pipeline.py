@@ -13,6 +13,7 @@ import pytest
 
 from focalstack.dataset import FocalStackFile
 from focalstack.dataset.validate import validate_file
+from focalstack.render.sampling.sample import scene_seed
 
 pytestmark = pytest.mark.blender
 
@@ -124,17 +125,21 @@ def test_stored_scene_description_renders_the_scene_again(reference):
     assert np.abs(again.aif.astype(int) - stored.aif.astype(int)).max() <= 1
 
 
-def test_plan_tasks_keeps_leftover_shards_and_splits_the_gaps(tmp_path):
+def test_plan_tasks_keeps_leftover_shards_and_splits_the_gaps():
     from focalstack.render.shards import plan_tasks
 
-    assert plan_tasks(0, 10, 2, []) == [(0, 5), (5, 10)]
-    assert plan_tasks(4, 10, 3, []) == [(4, 6), (6, 8), (8, 10)]
+    # (start, stop, end): scenes up to end into the shard named start..stop
+    assert plan_tasks(0, 10, 2, []) == [(0, 5, 5), (5, 10, 10)]
+    assert plan_tasks(4, 10, 3, []) == [(4, 6, 6), (6, 8, 8), (8, 10, 10)]
     assert plan_tasks(10, 10, 2, []) == []
-    leftover = [(5, 10, tmp_path / "a")]
-    # the shard keeps its range (it resumes); the gap before it is split
-    assert plan_tasks(0, 10, 2, leftover) == [(0, 2), (2, 5), (5, 10)]
+    # the shard keeps its range (it resumes after its 1 complete scene); the gap before it is split
+    assert plan_tasks(0, 10, 2, [(5, 10, 1)]) == [(0, 2, 2), (2, 5, 5), (5, 10, 10)]
     # shards wholly merged already, or beyond the requested scenes, are not tasks
-    assert plan_tasks(6, 8, 2, [(0, 6, tmp_path / "b"), (6, 12, tmp_path / "c")]) == [(6, 8)]
+    assert plan_tasks(6, 8, 2, [(0, 6, 6), (6, 12, 0)]) == [(6, 12, 8)]
+    # a rerun that asks for fewer scenes: the shard keeps its name and renders only up to them, and one that
+    # holds them already is no task (its scenes wait to be merged), nor is the range it covers a gap
+    assert plan_tasks(2, 4, 2, [(0, 3, 2), (3, 6, 1)]) == [(0, 3, 3)]
+    assert plan_tasks(2, 5, 2, [(0, 3, 2), (3, 6, 1)]) == [(0, 3, 3), (3, 6, 5)]
 
 
 def test_leftover_shards_of_a_killed_worker_run_are_resumed_and_merged(reference, tmp_path):
@@ -152,6 +157,56 @@ def test_leftover_shards_of_a_killed_worker_run_are_resumed_and_merged(reference
     render_cli("--scenes", "3", "--workers", "2", "--out", str(out))
     assert_same_scenes(reference, out, 3)
     assert not shard_folder(out).exists()
+
+
+def test_a_rerun_that_asks_for_fewer_scenes_renders_only_what_is_missing_and_leaves_no_shard(reference, tmp_path):
+    """A killed 6-scene --workers run rerun with --scenes 4 rendered scene 3 again into a new shard, merged the old
+    shard's scene 4 after it without a word, counted wrong, and left the old shard behind for ever."""
+    from focalstack.render.config import load_preset
+    from focalstack.render.pipeline import open_writer, render_range
+    from focalstack.render.shards import shard_folder, shard_path
+
+    out = tmp_path / "fewer.h5"
+    config = load_preset("fod500").with_overrides(width=32, height=32, samples=2, denoise=False, seed=3, scenes=6).validate()
+    shard_folder(out).mkdir()
+    with open_writer(config, shard_path(out, 0, 3), 0) as shard:  # scene 0 of 0..2
+        render_range(config, shard, 0, 1)
+    with open_writer(config, shard_path(out, 3, 6), 3) as shard:  # scenes 3 and 4 of 3..5
+        render_range(config, shard, 3, 5)
+    done = render_cli("--scenes", "4", "--workers", "2", "--out", str(out))
+    # scenes 1 and 2 rendered now; 3 and 4 were rendered already (kept, as a file with more scenes keeps them)
+    assert f"{out}: 5 scene(s), 2 rendered now" in done.stdout, done.stdout
+    assert not shard_folder(out).exists()
+    with FocalStackFile(out) as f:
+        assert len(f) == 5
+        np.testing.assert_array_equal(f.read_all("seed"), [scene_seed(3, i) for i in range(5)])
+    with FocalStackFile(out) as f, FocalStackFile(reference) as ref:
+        for i in range(3):
+            np.testing.assert_array_equal(f[i].depth, ref[i].depth)
+    again = render_cli("--scenes", "4", "--workers", "2", "--out", str(out))
+    assert "0 rendered now" in again.stdout and "warning" not in again.stderr
+
+
+def test_leftover_shards_of_other_settings_are_refused_before_anything_is_merged(tmp_path):
+    """Shards an earlier run left (the output itself removed) were merged into a file of other settings without
+    a check: a --preset test-wide-dof file held test-shape scenes, and validate passed it."""
+    from focalstack.render.config import load_preset
+    from focalstack.render.pipeline import open_writer, render_range
+    from focalstack.render.shards import shard_folder, shard_path
+
+    out = tmp_path / "mixed.h5"
+    config = load_preset("fod500").with_overrides(width=32, height=32, samples=3, denoise=False, seed=3, scenes=2).validate()
+    shard_folder(out).mkdir()
+    with open_writer(config, shard_path(out, 0, 2), 0) as shard:  # 3 samples; the command line renders 2
+        render_range(config, shard, 0, 1)
+    before = shard_path(out, 0, 2).read_bytes()
+    for how in (["--workers", "2"], ["--workers", "1"]):
+        done = render_cli("--scenes", "2", *how, "--out", str(out), check=False)
+        assert done.returncode == 1
+        lines = done.stderr.strip().splitlines()
+        assert lines[-1].startswith(f"Error: {shard_path(out, 0, 2)}: exists with other settings: samples=3 (now 2)")
+        assert "a shard that an earlier --workers run left" in lines[-1]
+        assert not out.exists() and shard_path(out, 0, 2).read_bytes() == before
 
 
 def test_a_file_of_another_sampler_is_not_resumed(reference, tmp_path):

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -64,6 +65,60 @@ def test_killed_worker_run_resumes_to_the_same_file(effects_preset, one_process,
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and its worker processes
     proc.wait()
     subprocess.run(command(preset, out, 4, 2), check=True, capture_output=True, timeout=600)
+    assert validate_file(out, full=True).valid
+    assert_files_equal(one_process, out)
+
+
+def _complete_in_shards(parts) -> int:
+    done = 0
+    for shard in parts.glob("shard-*.h5") if parts.is_dir() else []:
+        try:
+            with h5py.File(shard, "r", locking=False) as f:
+                done += int(f["complete"][:].sum())
+        except (OSError, KeyError):
+            pass
+    return done
+
+
+def _children(pid: int) -> list[int]:
+    """The multiprocessing children of ``pid`` (its rendering workers and their manager)."""
+    out = []
+    for p in Path("/proc").iterdir():
+        try:
+            if p.name.isdigit() and int((p / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                if b"spawn_main" in (p / "cmdline").read_bytes():
+                    out.append(int(p.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return sorted(out)
+
+
+def test_a_worker_that_dies_ends_the_run_in_one_line_and_the_rerun_resumes(effects_preset, one_process, tmp_path):
+    """A worker killed (SIGKILL, the out-of-memory killer) left the parent waiting for its task for ever, silent."""
+    out = tmp_path / "died.h5"
+    proc = subprocess.Popen(
+        command(effects_preset, out, 4, 2), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None and _complete_in_shards(tmp_path / "died.h5.parts") < 1:
+            time.sleep(0.05)
+        workers = _children(proc.pid)
+        assert proc.poll() is None and len(workers) == 3, "the run was not caught mid-way"
+        os.kill(workers[-1], signal.SIGKILL)  # the last started: a worker (the manager starts first)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    lines = [ln for ln in stderr.splitlines() if ln.startswith("Error")]
+    assert proc.returncode == 1 and lines == [
+        f"Error: {out}: a --workers process died (killed, or out of memory?); the scenes finished are kept in "
+        f"{out}.parts: run the same command again to resume"
+    ], stderr[-2000:]
+    time.sleep(1)
+    assert [pid for pid in workers if Path(f"/proc/{pid}").exists()] == []  # the other worker and the manager ended too
+    subprocess.run(command(effects_preset, out, 4, 2), check=True, capture_output=True, timeout=600)
     assert validate_file(out, full=True).valid
     assert_files_equal(one_process, out)
 
