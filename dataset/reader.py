@@ -76,9 +76,14 @@ def one_line_text(exc: Exception) -> str:
     return " ".join(str(exc).split())[:160]
 
 
+def is_locked(exc: OSError) -> bool:
+    """Whether h5py could not open a file because another process has it open for writing."""
+    return isinstance(exc, BlockingIOError) or "unable to lock file" in str(exc)
+
+
 def open_error_text(exc: OSError) -> str:
     """One line saying why h5py could not open a file."""
-    if isinstance(exc, BlockingIOError) or "unable to lock file" in str(exc):
+    if is_locked(exc):
         return "locked by another process that has it open for writing (a render still running?)"
     return f"not a readable HDF5 file (truncated or foreign?): {one_line_text(exc)}"
 

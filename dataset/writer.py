@@ -245,13 +245,13 @@ class FocalStackWriter:
         """The number of complete scenes of an existing ``path`` that ``create_or_resume`` would resume with
         this configuration, checked on a read-only handle (so readers of the file do not stop it); DatasetError
         naming what differs otherwise."""
-        from .reader import check_header, declaration_of  # reader depends on schema only; no cycle at import time
+        from .reader import check_header, declaration_of, open_error_text  # reader depends on schema only: no cycle
 
         path = Path(path)
         try:
             f = h5py.File(path, "r")
         except OSError as exc:
-            raise DatasetError(f"{path}: exists but is not a readable HDF5 file ({exc}); not overwriting") from None
+            raise DatasetError(f"{path}: exists but is {open_error_text(exc)}; not overwriting") from None
         try:
             check_header(f, path)
             declaration_of(f, path)

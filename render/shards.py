@@ -16,10 +16,12 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from focalstack.dataset import FocalStackFile, FocalStackWriter
 from focalstack.dataset.cliutil import one_line
+from focalstack.dataset.reader import is_locked, open_error_text
 from focalstack.dataset.schema import DatasetError
 
 from .config import ConfigError, RenderConfig
@@ -54,6 +56,14 @@ def shard_progress(config: RenderConfig, out: Path) -> list[tuple[int, int, int]
     of it is merged, so one file never mixes two configurations. DatasetError or ConfigError naming the shard."""
     found = []
     for start, stop, path in existing_shards(out):
+        try:
+            h5py.File(path, "r").close()
+        except OSError as exc:
+            if is_locked(exc):  # a worker of a run whose main process was killed, still rendering
+                raise DatasetError(
+                    f"{path}: {open_error_text(exc)}: a worker of an earlier --workers run, whose main process was "
+                    "killed, may still be rendering into it; wait for it to end, or stop it"
+                ) from None
         try:
             complete = finished_scenes(config, path, first_index=start)
         except (DatasetError, ConfigError) as exc:

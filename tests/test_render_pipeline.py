@@ -259,3 +259,41 @@ def test_ctrl_c_and_sigterm_stop_a_render_between_two_renders_and_it_resumes(ref
     assert validate_file(out, full=True).valid
     render_cli("--scenes", "3", "--out", str(out))  # resumes (or keeps) the first three: the reference's
     assert_same_scenes(reference, out, 3)
+
+
+def test_a_shard_still_being_written_is_named_as_such_not_as_a_damaged_file(tmp_path):
+    """A --workers run's main process SIGKILLed leaves its workers rendering into their shards; a rerun said the
+    shard 'is not a readable HDF5 file' and advised removing the folder."""
+    from focalstack.render.config import load_preset
+    from focalstack.render.pipeline import open_writer, render_range
+    from focalstack.render.shards import shard_folder, shard_path
+
+    out = tmp_path / "busy.h5"
+    config = load_preset("fod500").with_overrides(width=32, height=32, samples=2, denoise=False, seed=3, scenes=2).validate()
+    shard_folder(out).mkdir()
+    shard = shard_path(out, 0, 2)
+    with open_writer(config, shard, 0) as writer:
+        render_range(config, writer, 0, 1)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import h5py, sys, time; f = h5py.File(sys.argv[1], 'a'); print('open', flush=True); time.sleep(60)",
+            str(shard),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        done = render_cli("--scenes", "2", "--workers", "2", "--out", str(out), check=False)
+    finally:
+        holder.kill()
+        holder.wait()
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 1 and lines[-1] == (
+        f"Error: {shard}: locked by another process that has it open for writing (a render still running?): a worker "
+        "of an earlier --workers run, whose main process was killed, may still be rendering into it; wait for it to "
+        "end, or stop it"
+    )
+    assert not out.exists()
