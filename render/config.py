@@ -279,9 +279,25 @@ class RenderConfig:
 
         try:
             validate_scene_params(self.scene)
+            self._check_scene_against_camera()
         except ValueError as exc:
             raise ConfigError(f"preset {self.preset!r} [scene]: {exc}") from None
         return self
+
+    def _check_scene_against_camera(self) -> None:
+        """ValueError for [scene] keys that the camera rules out: caught here, not at the first scene."""
+        from .sampling import scene_params
+
+        p = scene_params(self.scene)
+        if p["stack_size"] != "all" and int(p["stack_size"][1]) > len(self.focus_distances):
+            raise ValueError(
+                f"stack_size = {p['stack_size']!r}: at most the camera's {len(self.focus_distances)} focus distances"
+            )
+        if p["focus_sampling"] == "random":
+            try:
+                check_focus_distance(p["focus_range"][0], self.focal_length_mm)
+            except ValueError as exc:
+                raise ValueError(f"focus_range = {p['focus_range']!r}: {exc}") from None
 
     def with_overrides(self, **overrides) -> "RenderConfig":
         """A copy with the given keys of the flat form replaced (a RenderSettings key replaces it in

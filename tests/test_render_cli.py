@@ -508,3 +508,19 @@ def test_resolve_answers_an_unreadable_preset_for_its_line_alone(tmp_path):
     answer = resolve(["--preset", str(folder)])
     assert "error" in answer and "\n" not in answer["error"]
     assert "error" in resolve(["--help"])
+
+
+@pytest.mark.parametrize(
+    "scene, args, needle",
+    [
+        ("stack_size = [1, 50]", [], "stack_size = [1, 50]: at most the camera's 5 focus distances"),
+        ("stack_size = [2, 3]", ["--focus-distances", "0.2,0.4"], "stack_size = [2, 3]: at most the camera's 2"),
+        ('focus_sampling = "random"\nfocus_range = [0.001, 0.002]', [], "focus_range = [0.001, 0.002]: focus distance 0.001 m"),
+    ],
+)
+def test_scene_keys_the_camera_rules_out_are_refused_by_dry_run_not_at_the_first_scene(tmp_path, scene, args, needle):
+    """They passed --dry-run and every check, then the first scene ended the render with a traceback."""
+    preset = tmp_path / "p.toml"
+    preset.write_text(f'base = "fod500"\n[scene]\n{scene}\n')
+    result, text = run(["--preset", str(preset), *args, "--dry-run"])
+    assert_one_line_error(result, text, needle)
