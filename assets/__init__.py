@@ -17,6 +17,7 @@ from .catalogue import (
     AssetWarning,
     asset_split,
     cached_catalogue,
+    check_unchanged,
     load_catalogue,
     load_mesh_arrays,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "asset_split",
     "cached_catalogue",
     "load_catalogue",
+    "check_unchanged",
     "load_mesh_arrays",
     "MAX_TRIANGLES",
     "SHAPE_FAMILIES",

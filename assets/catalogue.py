@@ -18,22 +18,25 @@ the SHA-256 of its bytes, read as a fraction of 2**64, below ``TEST_FRACTION`` (
 else 'train'. The same bytes land in the same split wherever they are stored and whatever they are called,
 and a preset with ``split = "test"`` draws only test files, one with ``split = "train"`` only train files,
 so a held-out test set never sees a training asset. The fraction is a constant on purpose: presets with
-different fractions would overlap. (A glTF file's hash covers the .gltf text, not its external buffers.)
+different fractions would overlap. A ``.gltf`` file's hash covers the external buffers it names too
+(its geometry is there): ``content_sha256``.
 
 Files are listed in order of (kind, sha256), not of path, so that sampling draws the same files from the
 same folder contents wherever the folders are. Scenes name the files they use by path and sha256, and
-``load_mesh_arrays`` refuses a file whose bytes changed since.
+``check_unchanged`` (which ``load_mesh_arrays`` and the renderer call) refuses a file whose content changed since.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 import warnings
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 
@@ -67,6 +70,63 @@ def file_sha256(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def _gltf_buffers(path: Path) -> list[Path]:
+    """The external files that a .gltf's buffers name, in order (its geometry lives there; ``data:`` URIs are
+    inside it). [] for a file that does not read as glTF JSON: the mesh loader says why."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    buffers = doc.get("buffers", []) if isinstance(doc, dict) else []
+    uris = [b.get("uri") for b in buffers if isinstance(b, dict)] if isinstance(buffers, list) else []
+    return [path.parent / unquote(u) for u in uris if isinstance(u, str) and u and not u.startswith("data:")]
+
+
+def _content_files(path: Path) -> list[Path]:
+    """The files whose bytes make an asset's content: the file, and a .gltf's external buffers."""
+    return [path, *(_gltf_buffers(path) if path.suffix.lower() == ".gltf" else [])]
+
+
+def content_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 that names an asset's content: of its bytes; for a .gltf with external buffers, of the
+    file's and its buffers' hashes in order (a changed .bin changes the geometry). OSError if one is missing."""
+    files = _content_files(Path(path))
+    if len(files) == 1:
+        return file_sha256(files[0])
+    h = hashlib.sha256()
+    for f in files:
+        h.update(bytes.fromhex(file_sha256(f)))
+    return h.hexdigest()
+
+
+def _content_key(path: Path) -> tuple:
+    """(path, and each content file's modification time and size): what the caches of a file's hash and
+    description are keyed by, so that a changed buffer of a .gltf is seen too. OSError if one is missing."""
+    return (str(path), *((st.st_mtime_ns, st.st_size) for st in (f.stat() for f in _content_files(path))))
+
+
+def cached_sha256(path: str | os.PathLike) -> str:
+    """``content_sha256``, computed once per content (files are read again when they change)."""
+    return _sha_cached(_content_key(Path(path)))
+
+
+def check_unchanged(kind: str, path: str, sha256: str) -> None:
+    """ValueError unless the asset at ``path`` still has the content (``sha256``) a scene was sampled with:
+    a scene renders again from its description only with the files it was drawn with."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"{kind} file {path}: not found")
+    try:
+        digest = cached_sha256(p)
+    except OSError as exc:
+        raise ValueError(f"{kind} file {path}: {exc.strerror or exc}: {exc.filename}") from None
+    if digest != sha256:
+        raise ValueError(
+            f"{kind} file {path}: its content changed since the scene was sampled "
+            f"(sha256 {digest[:12]}..., expected {sha256[:12]}...)"
+        )
 
 
 @dataclass
@@ -245,29 +305,24 @@ def mesh_arrays_from_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarr
 
 
 @functools.lru_cache(maxsize=64)
-def _mesh_cached(path: str, sha256: str, mtime_ns: int, size: int):
-    return mesh_arrays_from_file(path)
+def _mesh_cached(key: tuple):
+    return mesh_arrays_from_file(key[0])
 
 
 def load_mesh_arrays(path: str, sha256: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The normalised mesh of a catalogue file (cached); with ``sha256``, check the bytes are still those."""
+    """The normalised mesh of a catalogue file (cached); with ``sha256``, check the content is still that."""
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"mesh file {path}: not found")
-    st = p.stat()
-    digest = _sha_cached(str(p), st.st_mtime_ns, st.st_size)
-    if sha256 is not None and digest != sha256:
-        raise ValueError(
-            f"mesh file {path}: its content changed since the scene was sampled "
-            f"(sha256 {digest[:12]}..., expected {sha256[:12]}...)"
-        )
-    v, f = _mesh_cached(str(p), digest, st.st_mtime_ns, st.st_size)
+    if sha256 is not None:
+        check_unchanged("mesh", path, sha256)
+    v, f = _mesh_cached(_content_key(p))
     return v.copy(), f.copy()
 
 
 @functools.lru_cache(maxsize=4096)
-def _sha_cached(path: str, mtime_ns: int, size: int) -> str:
-    return file_sha256(path)
+def _sha_cached(key: tuple) -> str:
+    return content_sha256(key[0])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -317,10 +372,11 @@ def _describe(path: Path, kind: str) -> tuple[str, dict]:
 
 
 @functools.lru_cache(maxsize=4096)
-def _scan_file(path: str, kind: str, mtime_ns: int, size: int) -> tuple[AssetFile | None, str]:
+def _scan_file(key: tuple, kind: str) -> tuple[AssetFile | None, str]:
+    path = key[0]
     p = Path(path)
     try:
-        digest = _sha_cached(path, mtime_ns, size)
+        digest = _sha_cached(key)
         kind, info = _describe(p, kind)
     except (ValueError, OSError) as exc:
         return None, str(exc)
@@ -331,7 +387,13 @@ def _scan_file(path: str, kind: str, mtime_ns: int, size: int) -> tuple[AssetFil
 
 def _scan_folder(folder: Path, *, warn: bool) -> tuple[list[AssetFile], list[tuple[str, str]]]:
     found, skipped = [], []
+    seen = set()  # folders walked, by device and inode: a link back up the tree is walked once, not for ever
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        st = os.stat(dirpath)
+        if (st.st_dev, st.st_ino) in seen:
+            dirnames[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if name.startswith("."):
@@ -341,11 +403,13 @@ def _scan_folder(folder: Path, *, warn: bool) -> tuple[list[AssetFile], list[tup
             if kind is None:
                 continue
             try:
-                st = path.stat()
+                key = _content_key(path.resolve())
             except OSError as exc:
-                skipped.append((str(path), str(exc)))
+                skipped.append((str(path), f"{exc.strerror or exc}: {exc.filename}"))
+                if warn:
+                    warnings.warn(f"assets: skipping {path}: {skipped[-1][1]}", AssetWarning, stacklevel=3)
                 continue
-            asset, reason = _scan_file(str(path.resolve()), kind, st.st_mtime_ns, st.st_size)
+            asset, reason = _scan_file(key, kind)
             if asset is None:
                 skipped.append((str(path), reason))
                 if warn:

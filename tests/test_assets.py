@@ -267,3 +267,83 @@ def test_a_scene_with_user_assets_renders(user_folder, tmp_path):
         desc = f[0].description
         assert info["cube"] in str(desc) and info["png"] in str(desc)
         assert f[0].aif.std() > 2
+
+
+def _tetrahedron_gltf(folder: Path, scale: float = 1.0) -> Path:
+    """A .gltf whose geometry is in an external buffer (tet.bin), as exporters write it."""
+    import json
+
+    positions = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], np.float32) * np.float32([scale, 1, 1])
+    indices = np.array([0, 2, 1, 0, 1, 3, 0, 3, 2, 1, 2, 3], np.uint16)
+    (folder / "tet.bin").write_bytes(positions.tobytes() + indices.tobytes())
+    doc = {
+        "asset": {"version": "2.0"},
+        "scene": 0,
+        "scenes": [{"nodes": [0]}],
+        "nodes": [{"mesh": 0}],
+        "meshes": [{"primitives": [{"attributes": {"POSITION": 0}, "indices": 1}]}],
+        "buffers": [{"uri": "tet.bin", "byteLength": 72}],
+        "bufferViews": [{"buffer": 0, "byteOffset": 0, "byteLength": 48}, {"buffer": 0, "byteOffset": 48, "byteLength": 24}],
+        "accessors": [
+            {"bufferView": 0, "componentType": 5126, "count": 4, "type": "VEC3", "min": [0, 0, 0], "max": [scale, 1, 1]},
+            {"bufferView": 1, "componentType": 5123, "count": 12, "type": "SCALAR"},
+        ],
+    }
+    path = folder / "tet.gltf"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_a_gltf_content_hash_covers_its_external_buffer(tmp_path):
+    """The hash covered the .gltf text only: a changed .bin changed the geometry (and the depth ground truth)
+    of a scene rendered again from its description, without a word."""
+    from focalstack.assets.catalogue import content_sha256
+
+    folder = tmp_path / "gltf"
+    folder.mkdir()
+    path = _tetrahedron_gltf(folder)
+    catalogue = load_catalogue([folder], bundled=False)
+    (asset,) = catalogue.files
+    assert asset.name == "tet.gltf" and asset.info["triangles"] == 4 and asset.sha256 == content_sha256(path)
+    assert asset.sha256 != file_sha256(path)
+    build_mesh(ShapeSpec("mesh_file", {"path": str(path), "sha256": asset.sha256}))
+    text = path.read_text()
+    _tetrahedron_gltf(folder, scale=0.3)  # the buffer changes; the .gltf keeps its text
+    path.write_text(text)
+    with pytest.raises(ValueError, match="tet.gltf: its content changed since the scene was sampled"):
+        build_mesh(ShapeSpec("mesh_file", {"path": str(path), "sha256": asset.sha256}))
+
+
+def test_links_in_an_asset_folder_are_walked_once_and_a_dangling_one_is_named(user_folder):
+    """A link back up the tree was walked 80 levels deep; a dangling link was skipped without the warning."""
+    folder, _ = user_folder
+    (folder / "sub").mkdir()
+    (folder / "sub" / "up").symlink_to("..", target_is_directory=True)
+    (folder / "dangling.obj").symlink_to(folder / "nowhere.obj")
+    with pytest.warns(AssetWarning) as caught:
+        cat = load_catalogue([folder], bundled=False)
+    assert [str(w.message) for w in caught] == [
+        f"assets: skipping {folder / 'dangling.obj'}: No such file or directory: {folder / 'nowhere.obj'}"
+    ]
+    assert [Path(p).name for p, _ in cat.skipped] == ["dangling.obj"]
+    assert sorted(a.name for a in cat.files) == ["checker.png", "cube.obj"]
+
+
+@pytest.mark.blender
+def test_a_scene_does_not_render_again_once_its_texture_changed(user_folder):
+    """Textures and environment maps were loaded by path: a scene rendered again from its description after its
+    texture changed got other images without a word (mesh files were checked)."""
+    from focalstack.render.blender import BlenderRenderer
+
+    folder, info = user_folder
+    scene = add_asset_dirs(
+        {"split": info["split"], "bundled_assets": False, "image_texture_probability": 1.0, "objects": [1, 2]}, [folder]
+    )
+    cfg = RenderConfig(preset="user-assets", scene=scene, width=32, height=32, render=RenderSettings(samples=1, denoise=False))
+    desc = sample_scene(cfg.validate(), 0)
+    assert any(a.kind == "texture" for a in desc.info.assets)
+    png = folder / "checker.png"
+    png.write_bytes(png.read_bytes() + b"changed")  # bytes after the image's end: it still loads
+    with BlenderRenderer(samples=1, denoise=False) as renderer:
+        with pytest.raises(ValueError, match="texture file .*checker.png: its content changed since the scene was sampled"):
+            renderer.render(desc)

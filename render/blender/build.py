@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from focalstack.assets import build_mesh
+from focalstack.assets import build_mesh, check_unchanged
 
 from ..scene import LightSpec, MaterialSpec, ObjectSpec, SceneDescription, TextureLayer, WorldSpec
 from .session import BlenderError
@@ -45,7 +45,11 @@ def _load_image(path, what: str):
 
 
 def add_scene_content(scene, desc: SceneDescription) -> None:
-    """Every object, light and the world of ``desc`` into ``scene``."""
+    """Every object, light and the world of ``desc`` into ``scene``. ValueError when an image file it uses
+    (texture, environment map) changed since the scene was sampled (mesh files are checked as they load)."""
+    for use in desc.info.assets:
+        if use.kind != "mesh":
+            check_unchanged(use.kind, use.path, use.sha256)
     for i, obj in enumerate(desc.objects):
         add_object(scene, obj, pass_index=i + 1 if obj.role == "object" else 0)
     for i, light in enumerate(desc.lights):
