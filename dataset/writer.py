@@ -85,9 +85,20 @@ def _read_config(f: h5py.File, path: Path) -> dict:
 
 
 def config_differences(old: dict, new: dict, ignore: tuple[str, ...] = ()) -> list[str]:
-    """Names of the settings that differ between two configurations (ignoring some keys)."""
+    """Names of the settings that differ between two configurations (ignoring some keys; 'table.key' ignores
+    one key of a table)."""
+    for dotted in (k for k in ignore if "." in k):
+        table, key = dotted.split(".", 1)
+        old, new = (_without(c, table, key) for c in (old, new))
     keys = sorted((set(old) | set(new)) - set(ignore))
     return [k for k in keys if old.get(k) != new.get(k)]
+
+
+def _without(config: dict, table: str, key: str) -> dict:
+    """``config`` with ``key`` left out of its ``table`` (a copy; the tables are not changed)."""
+    if not isinstance(config.get(table), dict):
+        return config
+    return {**config, table: {k: v for k, v in config[table].items() if k != key}}
 
 
 def differences_text(old: dict, new: dict, keys: list[str]) -> str:

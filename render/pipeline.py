@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from focalstack.dataset import FocalStackFile, FocalStackWriter, SceneRecord, schema
@@ -27,7 +28,7 @@ from focalstack.dataset.schema import DatasetError
 from .config import LIGHT_FIELD_VERSION, ConfigError, RenderConfig, config_default, cycles_slice_keys
 from .effects import EffectsConfig, capture_slices, with_effects
 from .interrupt import held_signals
-from .sampling import SAMPLER_VERSION, sample_scene, scene_seed
+from .sampling import SAMPLER_VERSION, asset_fingerprint, sample_scene, scene_params, scene_seed
 from .scene import SCENE_FORMAT_VERSION, SceneDescription
 
 # Settings that may differ when resuming a file: asking for more scenes extends it.
@@ -75,6 +76,8 @@ def resume_ignore(path: Path, config: RenderConfig) -> tuple[str, ...]:
     ignore = list(RESUME_IGNORE)
     if not _uses_light_field(stored, config):
         ignore += LIGHT_FIELD_KEYS
+    if _stored_assets(path) is not None:  # the folders' contents are compared (refuse_other_assets), not their paths
+        ignore.append("scene.asset_dirs")
     asked = config.to_dict()
     ignore += [k for k, v in IMPLICIT_BEFORE.items() if k not in stored and asked.get(k) == v]
     return tuple(dict.fromkeys(ignore))
@@ -123,8 +126,8 @@ def _package_version(name: str) -> str:
 
 
 def file_attrs(config: RenderConfig) -> dict:
-    """Root attributes of a new file (docs/design.md)."""
-    return {
+    """Root attributes of a new file (docs/data.md)."""
+    attrs = {
         "generator_version": _package_version("focalstack"),
         # Read from package metadata so the parent of worker processes need not import bpy.
         "blender_version": _package_version("bpy"),
@@ -133,6 +136,43 @@ def file_attrs(config: RenderConfig) -> dict:
         "config": config.to_dict(),
         "defocus_model": config.defocus_model,
     }
+    assets = asset_fingerprint(scene_params(config.scene))
+    if assets is not None:
+        attrs["asset_catalogue"] = assets
+    return attrs
+
+
+def _stored_assets(path: Path) -> dict | None:
+    """The ``asset_catalogue`` attribute of ``path``: None for a file of no asset files, one made before files
+    kept it, or none yet."""
+    try:
+        with h5py.File(path, "r") as f:
+            value = f.attrs.get("asset_catalogue")
+    except OSError:
+        return None
+    try:
+        return json.loads(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def refuse_other_assets(config: RenderConfig, path: Path) -> None:
+    """DatasetError, the file untouched, when the asset files that ``path``'s scenes were drawn from changed
+    since it was begun (files added, removed or changed in its --assets folders): the scenes to come would draw
+    other files than an uninterrupted run. Moved folders of the same contents resume."""
+    stored = _stored_assets(path)
+    if stored is None:
+        return
+    now = asset_fingerprint(scene_params(config.scene)) or {}
+    if now == stored:
+        return
+    counts = [f"{kind} files {stored.get(kind, 0)} -> {now.get(kind, 0)}" for kind in ("mesh", "texture", "envmap")]
+    changed = [c for c in counts if c.split()[-3] != c.split()[-1]]
+    raise DatasetError(
+        f"{path}: the asset files its scenes draw from changed since it was begun "
+        f"({', '.join(changed) if changed else 'as many files, other contents'}); resuming would draw other files "
+        "than an uninterrupted run: restore the folders' files, or choose another --out"
+    )
 
 
 def make_record(desc: SceneDescription, rendered, config: RenderConfig) -> SceneRecord:
@@ -204,6 +244,7 @@ def open_writer(config: RenderConfig, path: Path, first_index: int = 0) -> Focal
     """
     refuse_other_sampler(path)
     refuse_other_light_field(path)
+    refuse_other_assets(config, path)
     attrs = file_attrs(config)
     if first_index:
         attrs["shard_start"] = first_index
@@ -268,6 +309,7 @@ def finished_scenes(config: RenderConfig, path: Path, first_index: int = 0) -> i
     the dataset index of the file's scene 0 (a worker's shard)."""
     refuse_other_sampler(path)
     refuse_other_light_field(path)
+    refuse_other_assets(config, path)
     n = FocalStackWriter.check_existing(
         path, len(config.focus_distances), config.height, config.width, file_attrs(config)["config"], resume_ignore(path, config)
     )

@@ -347,3 +347,47 @@ def test_a_scene_does_not_render_again_once_its_texture_changed(user_folder):
     with BlenderRenderer(samples=1, denoise=False) as renderer:
         with pytest.raises(ValueError, match="texture file .*checker.png: its content changed since the scene was sampled"):
             renderer.render(desc)
+
+
+@pytest.mark.blender
+def test_a_file_resumes_only_with_the_asset_files_it_was_begun_with_wherever_they_are(user_folder, tmp_path):
+    """Files added to an --assets folder between two runs went into the scenes of the resumed run without a
+    word (an uninterrupted run draws others), while the same files in a moved folder were refused."""
+    import shutil
+    import subprocess
+    import sys
+
+    from focalstack.dataset import FocalStackFile
+
+    folder, info = user_folder
+    preset = tmp_path / "textured.toml"
+    preset.write_text(
+        f'base = "fod500"\n[scene]\nsplit = "{info["split"]}"\nbundled_assets = false\n'
+        "image_texture_probability = 1.0\nobjects = [1, 2]\n"
+    )
+    out = tmp_path / "assets.h5"
+
+    def render(where: Path, scenes: int) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "focalstack.render", "--preset", str(preset), "--resolution", "32", "--samples", "1"]
+        cmd += ["--no-denoise", "--scenes", str(scenes), "--out", str(out), "--assets", str(where), "--assets", str(where)]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+    assert render(folder, 1).returncode == 0
+    moved = tmp_path / "moved"
+    shutil.copytree(folder, moved)
+    for variant in range(200):  # one more texture of the same split (a pattern the fixture's is not)
+        data = cv2.imencode(".png", np.full((8, 8), variant, np.uint8) + np.eye(8, dtype=np.uint8) * 50)[1].tobytes()
+        if asset_split(hashlib.sha256(data).hexdigest()) == info["split"]:
+            break
+    (folder / "more.png").write_bytes(data)
+    before = out.read_bytes()
+    refused = render(folder, 2)
+    assert refused.returncode == 1 and refused.stderr.strip().splitlines()[-1] == (
+        f"Error: {out}: the asset files its scenes draw from changed since it was begun (texture files 1 -> 2); "
+        "resuming would draw other files than an uninterrupted run: restore the folders' files, or choose another --out"
+    )
+    assert out.read_bytes() == before
+    resumed = render(moved, 2)  # the same contents elsewhere (named twice: one folder) resume
+    assert resumed.returncode == 0, resumed.stderr[-1000:]
+    with FocalStackFile(out) as f:
+        assert len(f) == 2 and str(moved) in f[1].scene and str(folder) in f[0].scene

@@ -17,7 +17,7 @@ Modules: ``params`` (the [scene] table: default, check and meaning of every key)
 ``backgrounds``, ``objects``, ``lighting``, ``assets``, ``sample`` (the scene itself) and ``signature``.
 """
 
-from .assets import add_asset_dirs, asset_catalogue
+from .assets import add_asset_dirs, asset_catalogue, asset_fingerprint
 from .lighting import kelvin_to_rgb, luminance
 from .materials import TEXTURE_BASE_FREQUENCY, TEXTURE_FACTOR_RANGE, texture_factor_range
 from .params import (
@@ -44,6 +44,7 @@ __all__ = [
     "TEXTURE_KINDS",
     "add_asset_dirs",
     "asset_catalogue",
+    "asset_fingerprint",
     "describe_params",
     "kelvin_to_rgb",
     "luminance",

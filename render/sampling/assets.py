@@ -3,12 +3,14 @@ from, checks of its folders, and a record of which files a scene used."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from focalstack.assets import AssetCatalogue, AssetFile, cached_catalogue
+from focalstack.assets.catalogue import KINDS
 
 from ..scene import AssetUse
 
@@ -19,6 +21,18 @@ def asset_catalogue(p: Mapping) -> AssetCatalogue | None:
     if not uses and not p["asset_dirs"]:
         return None
     return cached_catalogue(tuple(str(d) for d in p["asset_dirs"]), bool(p["bundled_assets"]))
+
+
+def asset_fingerprint(p: Mapping) -> dict | None:
+    """What a completed [scene] table's scenes draw their files from: per kind, the number of catalogue files of
+    its split and one hash of them all (their contents, in the catalogue's order); None when it draws no file.
+    Equal fingerprints draw the same files for the same seeds, wherever the folders are."""
+    catalogue = asset_catalogue(p)
+    if catalogue is None:
+        return None
+    files = {kind: catalogue.select(kind, p["split"]) for kind in KINDS}
+    lines = [f"{a.kind} {a.sha256}" for kind in KINDS for a in files[kind]]
+    return {"sha256": hashlib.sha256("\n".join(lines).encode()).hexdigest(), **{k: len(v) for k, v in files.items()}}
 
 
 def _image_probability(p: Mapping) -> float:
@@ -44,9 +58,11 @@ def check_assets(p: Mapping) -> None:
 
 
 def add_asset_dirs(scene: Mapping, dirs) -> dict:
-    """A copy of a [scene] table with user asset folders (the CLI's --assets) added, as absolute paths."""
+    """A copy of a [scene] table with user asset folders (the CLI's --assets) added, as absolute paths; a
+    folder named twice is listed once."""
     table = dict(scene)
-    table["asset_dirs"] = [*table.get("asset_dirs", []), *(str(Path(d).expanduser().resolve()) for d in dirs)]
+    added = [*table.get("asset_dirs", []), *(str(Path(d).expanduser().resolve()) for d in dirs)]
+    table["asset_dirs"] = list(dict.fromkeys(added))
     return table
 
 
