@@ -125,7 +125,7 @@ def ray_session(settings: RaySettings):
         logging_level="WARNING",
         num_cpus=(os.cpu_count() or 1) if local else None,
     )
-    if threading.current_thread() is threading.main_thread():
+    if threading.current_thread() is threading.main_thread() and on_sigterm is not None:
         # ray.init installs its own SIGTERM handler (exit status 1, no word): SIGTERM stops the render as Ctrl-C does
         signal.signal(signal.SIGTERM, on_sigterm)
     try:
@@ -136,18 +136,25 @@ def ray_session(settings: RaySettings):
 
 
 def check_task_fits(ray, settings: RaySettings, local: bool) -> None:
-    """A task asks one node for ``threads`` CPUs and ``gpus`` GPUs; where no node has them, Ray waits for
-    ever without a word. On this machine's own Ray that is a ConfigError; on a cluster a warning (an
+    """A task asks one node for ``threads`` CPUs and ``gpus`` GPUs together; where no node has both, Ray waits
+    for ever without a word. On this machine's own Ray that is a ConfigError; on a cluster a warning (an
     autoscaler may still add a node that has them)."""
     nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
-    for option, key, asked in (("--threads", "CPU", settings.threads), ("--ray-gpus-per-task", "GPU", settings.gpus)):
-        most = max((float(res.get(key, 0)) for res in nodes), default=0.0)
-        if asked > most:
-            where = "this machine's Ray has" if local else "no node of the cluster has that many now; the largest has"
-            line = f"{option} {asked:g}: each task asks one node for {asked:g} {key}s, and {where} {most:g}"
-            if local:
-                raise ConfigError(line + f" (lower {option})")
-            warnings.warn(line + ": the tasks wait until a node that has them joins")
+    have = [(float(res.get("CPU", 0)), float(res.get("GPU", 0))) for res in nodes]
+    if any(cpus >= settings.threads and gpus >= settings.gpus for cpus, gpus in have):
+        return
+    asked = f"--threads {settings.threads:g}" + (f" --ray-gpus-per-task {settings.gpus:g}" if settings.gpus else "")
+    largest = ", ".join(f"{c:g} CPUs" + (f" and {g:g} GPUs" if settings.gpus else "") for c, g in sorted(set(have))[-3:])
+    if local:
+        raise ConfigError(
+            f"{asked}: each task asks one node for {settings.threads:g} CPUs"
+            + (f" and {settings.gpus:g} GPUs" if settings.gpus else "")
+            + f", and this machine's Ray has {largest or 'none'} (ask for less)"
+        )
+    warnings.warn(
+        f"{asked}: no node of the Ray cluster has that much now (nodes: {largest or 'none'}); the tasks wait "
+        "until a node that has it joins"
+    )
 
 
 def render_range_with_ray(

@@ -12,9 +12,11 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import re
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+from queue import Empty
 
 import h5py
 import numpy as np
@@ -64,6 +66,10 @@ def shard_progress(config: RenderConfig, out: Path) -> list[tuple[int, int, int]
                     f"{path}: {open_error_text(exc)}: a worker of an earlier --workers run, whose main process was "
                     "killed, may still be rendering into it; wait for it to end, or stop it"
                 ) from None
+            raise DatasetError(
+                f"{path}: {open_error_text(exc)}: a shard that an earlier --workers run left; remove that file and its "
+                "scenes render again"
+            ) from None
         try:
             complete = finished_scenes(config, path, first_index=start)
         except (DatasetError, ConfigError) as exc:
@@ -118,6 +124,9 @@ def merge_shards(writer: FocalStackWriter, out: Path, total: int) -> None:
             for row in range(len(writer) - start, len(shard)):
                 writer.append(shard[row])
             reached = start + len(shard)
+        if reached < len(writer):  # the file went on past it (a --ray run): what it holds is in the file
+            path.unlink()
+            continue
         if reached >= min(stop, total):
             path.unlink()
         if reached < stop:
@@ -157,16 +166,22 @@ def run_workers(
     progress: ProgressFn | None,
     threads: int | None = None,
     gpus: list[str] | None = None,
+    task: Callable | None = None,
 ) -> tuple[dict, int]:
     """Render ``tasks`` (``plan_tasks``' triples) into their shards in ``workers`` processes; ``threads`` Cycles
     threads each (None: the machine's cores shared out); ``gpus``: worker i sees only GPU gpus[i % len]. Returns
-    the phase seconds summed over the scenes rendered, and their number. A worker that dies (killed, out of
-    memory) ends the run with a RenderError; what the shards hold is kept for a rerun."""
+    the phase seconds summed over the scenes rendered, and their number. The first task to fail ends the run
+    at once with its own error (the other workers are stopped; their shards resume); a worker that dies
+    (killed, out of memory) ends it with a RenderError. ``task``: what a worker runs per task (tests)."""
     # Blender is not fork-safe: each worker is a fresh interpreter with its own bpy.
     ctx = mp.get_context("spawn")
     n_proc = min(workers, len(tasks))
     threads = threads or max(1, (os.cpu_count() or 1) // n_proc)
     totals: dict[str, float] = {}
+    died = RenderError(
+        f"{out}: a --workers process died (killed, or out of memory?); the scenes finished are kept in "
+        f"{shard_folder(out)}: run the same command again to resume"
+    )
     with ctx.Manager() as manager:
         queue = manager.Queue()
         pin = {}
@@ -180,28 +195,40 @@ def run_workers(
         # task for ever; an executor fails every task of a pool that lost one.
         pool = ProcessPoolExecutor(n_proc, mp_context=ctx, **pin)
         try:
-            jobs = [pool.submit(_worker_task, (config.to_dict(), str(out), a, b, e, threads, queue)) for a, b, e in tasks]
-            while not all(job.done() for job in jobs) or not queue.empty():
+            jobs = [pool.submit(task or _worker_task, (config.to_dict(), str(out), a, b, e, threads, queue)) for a, b, e in tasks]
+            pending = set(jobs)
+            while pending or not _empty(queue, died):
+                done, pending = wait(pending, timeout=0, return_when=FIRST_EXCEPTION)
+                failed = next((job for job in done if job.exception() is not None), None)
+                if failed is not None:
+                    failed.result()  # its own error, now: not after the other workers' ranges
                 try:
                     n, phases = queue.get(timeout=0.2)
-                except Exception:  # queue.Empty through the manager proxy
+                except Empty:
                     continue
+                except (EOFError, OSError):  # the manager process died
+                    raise died from None
                 add_phases(totals, phases)
                 if progress:
                     progress(n, phases)
-            rendered = sum(job.result() for job in jobs)  # re-raises a worker's exception here
+            rendered = sum(job.result() for job in jobs)
         except BaseException as exc:  # Ctrl-C, SIGTERM, a scene's error: stop the workers now (their shards resume)
             for process in set(mp.active_children()) - others:
                 process.terminate()
             pool.shutdown(wait=False, cancel_futures=True)
-            if isinstance(exc, (BrokenProcessPool, EOFError, ConnectionError)):  # a worker, or the manager, died
-                raise RenderError(
-                    f"{out}: a --workers process died (killed, or out of memory?); the scenes finished are kept in "
-                    f"{shard_folder(out)}: run the same command again to resume"
-                ) from None
+            if isinstance(exc, BrokenProcessPool):  # a worker died
+                raise died from None
             raise
         pool.shutdown(wait=True)  # the workers exit (are not terminated), so that their exit handlers run
     return totals, rendered
+
+
+def _empty(queue, died: RenderError) -> bool:
+    """Whether the progress queue is empty; ``died`` when the manager process that holds it is gone."""
+    try:
+        return queue.empty()
+    except (EOFError, OSError):
+        raise died from None
 
 
 def _probe(device: str) -> str:

@@ -222,3 +222,20 @@ def light_field_settings() -> dict[str, dict]:
         if settings["slices"] == "light_field" and settings not in out.values():
             out[f"light field ({name}: {settings['light_field_views']} views)"] = settings
     return out
+
+
+def failing_task(args):
+    """A stand-in for a --workers task (``shards.run_workers(task=...)``): the range from 0 fails after a
+    second; any other renders for 30 s, then leaves a file beside the output saying it finished."""
+    import time
+    from pathlib import Path
+
+    from focalstack.render.pipeline import RenderError
+
+    _, out, start, _, _, _, _ = args
+    time.sleep(1)
+    if start == 0:
+        raise RenderError(f"scene {start}: the test's failure")
+    time.sleep(30)
+    Path(out).with_suffix(".finished").write_text("the other worker finished its range")
+    return 0

@@ -123,8 +123,8 @@ def test_a_task_no_node_can_take_is_refused_in_one_line_not_left_waiting(effects
     )
     lines = [ln for ln in done.stderr.splitlines() if ln.startswith("Error")]
     assert done.returncode == 1 and lines == [
-        f"Error: --threads {cpus + 1}: each task asks one node for {cpus + 1} CPUs, and this machine's Ray has {cpus} "
-        "(lower --threads)"
+        f"Error: --threads {cpus + 1}: each task asks one node for {cpus + 1} CPUs, and this machine's Ray has {cpus} CPUs "
+        "(ask for less)"
     ], done.stderr[-2000:]
     assert not out.exists()
 
@@ -133,7 +133,8 @@ def test_sigterm_stops_a_ray_render_as_ctrl_c_does(effects_preset, tmp_path):
     """ray.init replaced the command's SIGTERM handler: the driver exited 1 with no word."""
     out = tmp_path / "term.h5"
     proc = subprocess.Popen(
-        render_command(effects_preset, out, 8, "--ray", "--threads", "1", "--ray-scenes-per-task", "1"),
+        # one task at a time (each takes every CPU), so that the run cannot finish before the signal
+        render_command(effects_preset, out, 8, "--ray", "--threads", str(os.cpu_count() or 1), "--ray-scenes-per-task", "1"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -151,3 +152,33 @@ def test_sigterm_stops_a_ray_render_as_ctrl_c_does(effects_preset, tmp_path):
         proc.wait()
     assert proc.returncode == 1 and stderr.strip().splitlines()[-1] == "Error: interrupted", stderr[-2000:]
     assert 1 <= complete_scenes(out) < 8
+
+
+class _FakeRay:
+    def __init__(self, *nodes):
+        self._nodes = list(nodes)
+
+    def nodes(self):
+        return self._nodes
+
+
+def test_a_task_must_fit_one_node_cpus_and_gpus_together():
+    """CPUs and GPUs were checked on separate nodes: a CPU node and a GPU node passed a task neither can take."""
+    import warnings
+
+    from focalstack.render.cluster import RaySettings, check_task_fits
+    from focalstack.render.config import ConfigError
+
+    cpu_node = {"Alive": True, "Resources": {"CPU": 8.0}}
+    gpu_node = {"Alive": True, "Resources": {"CPU": 1.0, "GPU": 1.0}}
+    dead_big = {"Alive": False, "Resources": {"CPU": 64.0, "GPU": 8.0}}
+    head = {"Alive": True, "Resources": {"memory": 1e9}}  # a head node that takes no task
+    ray_ = _FakeRay(cpu_node, gpu_node, dead_big, head)
+    check_task_fits(ray_, RaySettings(threads=8), local=True)
+    check_task_fits(ray_, RaySettings(threads=1, gpus=0.5), local=True)
+    with pytest.raises(ConfigError, match=r"--threads 2 --ray-gpus-per-task 1: each task asks one node for 2 CPUs and 1 GPUs"):
+        check_task_fits(ray_, RaySettings(threads=2, gpus=1.0), local=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_task_fits(ray_, RaySettings(threads=9), local=False)  # a cluster may still grow: warned
+    assert len(caught) == 1 and "--threads 9: no node of the Ray cluster has that much now" in str(caught[0].message)

@@ -174,8 +174,9 @@ def test_a_rerun_that_asks_for_fewer_scenes_renders_only_what_is_missing_and_lea
     with open_writer(config, shard_path(out, 3, 6), 3) as shard:  # scenes 3 and 4 of 3..5
         render_range(config, shard, 3, 5)
     done = render_cli("--scenes", "4", "--workers", "2", "--out", str(out))
-    # scenes 1 and 2 rendered now; 3 and 4 were rendered already (kept, as a file with more scenes keeps them)
+    # scenes 1 and 2 rendered now; 0, 3 and 4 were rendered already (kept, as a file with more scenes keeps them)
     assert f"{out}: 5 scene(s), 2 rendered now" in done.stdout, done.stdout
+    assert "resuming after 2 complete scene(s)" in done.stderr  # scene 0, and scene 3 waiting in its shard
     assert not shard_folder(out).exists()
     with FocalStackFile(out) as f:
         assert len(f) == 5
@@ -278,7 +279,7 @@ def test_a_shard_still_being_written_is_named_as_such_not_as_a_damaged_file(tmp_
         [
             sys.executable,
             "-c",
-            "import h5py, sys, time; f = h5py.File(sys.argv[1], 'a'); print('open', flush=True); time.sleep(60)",
+            "import h5py, sys, time; f = h5py.File(sys.argv[1], 'a'); print('open', flush=True); time.sleep(600)",
             str(shard),
         ],
         stdout=subprocess.PIPE,
@@ -297,3 +298,41 @@ def test_a_shard_still_being_written_is_named_as_such_not_as_a_damaged_file(tmp_
         "end, or stop it"
     )
     assert not out.exists()
+
+
+def test_a_task_that_fails_ends_the_run_at_once_with_its_own_error(tmp_path):
+    """A scene's error in one --workers process waited for every other worker's whole range (hours) first."""
+    from render_fixtures import failing_task
+
+    from focalstack.render.config import load_preset
+    from focalstack.render.pipeline import RenderError
+    from focalstack.render.shards import run_workers
+
+    out = tmp_path / "fails.h5"
+    config = load_preset("fod500").with_overrides(width=32, height=32, scenes=4)
+    with pytest.raises(RenderError, match="^scene 0: the test's failure$"):
+        run_workers(config, out, [(0, 2, 2), (2, 4, 4)], 2, None, task=failing_task)
+    assert not out.with_suffix(".finished").exists()  # the other worker was stopped, not waited for
+
+
+def test_a_shard_the_file_went_past_is_dropped_not_rendered_again(tmp_path):
+    """A --ray run merges a --workers run's shard and renders on; the shard, now behind the file, was resumed by
+    the next --workers run from its own end, rendering scenes the file holds already."""
+    import dataset_fixtures as fx
+
+    from focalstack.render.shards import existing_shards, merge_shards, plan_tasks, shard_path
+
+    out = tmp_path / "ahead.h5"
+    with fx.open_writer(out) as writer:
+        for seed in range(4):
+            writer.append(fx.make_record(seed))
+        behind, waiting = shard_path(out, 1, 3), shard_path(out, 4, 6)
+        behind.parent.mkdir()
+        with fx.open_writer(behind) as shard:
+            shard.append(fx.make_record(1))
+        with fx.open_writer(waiting) as shard:
+            shard.append(fx.make_record(4))
+        merge_shards(writer, out, 6)
+        assert len(writer) == 5 and list(writer.seeds()) == [0, 1, 2, 3, 4]
+    assert [(a, b) for a, b, _ in existing_shards(out)] == [(4, 6)]
+    assert plan_tasks(5, 6, 2, [(4, 6, 1)]) == [(4, 6, 6)]  # the waiting shard resumes at scene 5

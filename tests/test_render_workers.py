@@ -93,6 +93,19 @@ def _children(pid: int) -> list[int]:
     return sorted(out)
 
 
+def _rendering(pids: list[int]) -> list[int]:
+    """Those of ``pids`` that hold a shard open: the workers (not their manager)."""
+    out = []
+    for pid in pids:
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+            if any(".parts/shard-" in os.readlink(fd) for fd in fds):
+                out.append(pid)
+        except OSError:
+            continue
+    return out
+
+
 def test_a_worker_that_dies_ends_the_run_in_one_line_and_the_rerun_resumes(effects_preset, one_process, tmp_path):
     """A worker killed (SIGKILL, the out-of-memory killer) left the parent waiting for its task for ever, silent."""
     out = tmp_path / "died.h5"
@@ -104,8 +117,9 @@ def test_a_worker_that_dies_ends_the_run_in_one_line_and_the_rerun_resumes(effec
         while time.time() < deadline and proc.poll() is None and _complete_in_shards(tmp_path / "died.h5.parts") < 1:
             time.sleep(0.05)
         workers = _children(proc.pid)
-        assert proc.poll() is None and len(workers) == 3, "the run was not caught mid-way"
-        os.kill(workers[-1], signal.SIGKILL)  # the last started: a worker (the manager starts first)
+        rendering = _rendering(workers)
+        assert proc.poll() is None and len(workers) == 3 and rendering, "the run was not caught mid-way"
+        os.kill(rendering[0], signal.SIGKILL)
         _, stderr = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
@@ -144,3 +158,28 @@ def test_a_stored_breathing_shaken_scene_renders_again_from_its_description(one_
             assert again.scene == value
         else:
             np.testing.assert_array_equal(again.array(name), value, err_msg=name)
+
+
+def test_sigterm_stops_a_workers_run_and_its_workers_and_it_resumes(effects_preset, one_process, tmp_path):
+    """SIGTERM to the main process alone (how a scheduler stops a job): one line, every worker stopped."""
+    out = tmp_path / "term.h5"
+    proc = subprocess.Popen(
+        command(effects_preset, out, 4, 2), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None and _complete_in_shards(tmp_path / "term.h5.parts") < 1:
+            time.sleep(0.05)
+        workers = _children(proc.pid)
+        assert proc.poll() is None and workers, "the run was not caught mid-way"
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 1 and stderr.strip().splitlines()[-1] == "Error: interrupted", stderr[-2000:]
+    time.sleep(1)
+    assert [pid for pid in workers if Path(f"/proc/{pid}").exists()] == []
+    subprocess.run(command(effects_preset, out, 4, 2), check=True, capture_output=True, timeout=600)
+    assert_files_equal(one_process, out)

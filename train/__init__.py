@@ -21,7 +21,7 @@ import importlib
 # modules' names, and once a module is imported the package attribute is the module, not the function.
 _EXPORTS = {
     "fit": "trainer",
-    "TrainConfig": "trainer",
+    "TrainConfig": "config",
     "FitResult": "trainer",
     "quick_train_and_evaluate": "quick",
     "build_model": "models",
