@@ -39,9 +39,13 @@ def _load_image(path, what: str):
     if not path:
         raise BlenderError(f"{what} needs params['path']")
     try:
-        return bpy.data.images.load(str(path), check_existing=True)
+        image = bpy.data.images.load(str(path), check_existing=True)
     except RuntimeError as exc:
         raise BlenderError(f"{what}: image {path} cannot be loaded ({exc})") from None
+    # Opaque: the catalogue measured the colours (a texture's luminance range, a map's mean) without alpha, and
+    # nothing here blends by it; Blender would otherwise let a transparent pixel's colour differ from the file's.
+    image.alpha_mode = "NONE"
+    return image
 
 
 def add_scene_content(scene, desc: SceneDescription) -> None:
