@@ -298,6 +298,10 @@ class RenderConfig:
                 check_focus_distance(p["focus_range"][0], self.focal_length_mm)
             except ValueError as exc:
                 raise ValueError(f"focus_range = {p['focus_range']!r}: {exc}") from None
+            if len(self.focus_distances) > 1 and p["focus_range"][0] == p["focus_range"][1]:  # as fixed ones must be
+                raise ValueError(
+                    f"focus_range = {p['focus_range']!r}: every slice would be focused at one distance; expected low < high"
+                )
 
     def with_overrides(self, **overrides) -> "RenderConfig":
         """A copy with the given keys of the flat form replaced (a RenderSettings key replaces it in

@@ -516,6 +516,7 @@ def test_resolve_answers_an_unreadable_preset_for_its_line_alone(tmp_path):
         ("stack_size = [1, 50]", [], "stack_size = [1, 50]: at most the camera's 5 focus distances"),
         ("stack_size = [2, 3]", ["--focus-distances", "0.2,0.4"], "stack_size = [2, 3]: at most the camera's 2"),
         ('focus_sampling = "random"\nfocus_range = [0.001, 0.002]', [], "focus_range = [0.001, 0.002]: focus distance 0.001 m"),
+        ('focus_sampling = "random"\nfocus_range = [0.5, 0.5]', [], "every slice would be focused at one distance"),
     ],
 )
 def test_scene_keys_the_camera_rules_out_are_refused_by_dry_run_not_at_the_first_scene(tmp_path, scene, args, needle):
