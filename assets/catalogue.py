@@ -59,6 +59,10 @@ class AssetWarning(UserWarning):
     """An asset file was skipped; the message names it and why."""
 
 
+class AssetChanged(ValueError):
+    """A file a scene was drawn with is gone, or its content changed since: the scene cannot render again."""
+
+
 def asset_split(sha256: str) -> str:
     """'test' for about TEST_FRACTION of all contents, 'train' for the rest, by the hash alone."""
     return "test" if int(sha256[:16], 16) < TEST_FRACTION * 2**64 else "train"
@@ -117,13 +121,21 @@ def check_unchanged(kind: str, path: str, sha256: str) -> None:
     a scene renders again from its description only with the files it was drawn with."""
     p = Path(path)
     if not p.is_file():
-        raise ValueError(f"{kind} file {path}: not found")
+        raise AssetChanged(f"{kind} file {path}: not found")
     try:
         digest = cached_sha256(p)
     except OSError as exc:
-        raise ValueError(f"{kind} file {path}: {exc.strerror or exc}: {exc.filename}") from None
+        raise AssetChanged(f"{kind} file {path}: {exc.strerror or exc}: {exc.filename}") from None
     if digest != sha256:
-        raise ValueError(
+        if p.suffix.lower() == ".gltf" and file_sha256(p) == sha256:  # named before its buffers were hashed too
+            warnings.warn(
+                f"assets: {path}: the scene names it by the hash of its text alone (focalstack 0.3.0 and before): "
+                "its buffers cannot be checked",
+                AssetWarning,
+                stacklevel=2,
+            )
+            return
+        raise AssetChanged(
             f"{kind} file {path}: its content changed since the scene was sampled "
             f"(sha256 {digest[:12]}..., expected {sha256[:12]}...)"
         )
@@ -313,7 +325,7 @@ def load_mesh_arrays(path: str, sha256: str | None = None) -> tuple[np.ndarray, 
     """The normalised mesh of a catalogue file (cached); with ``sha256``, check the content is still that."""
     p = Path(path)
     if not p.is_file():
-        raise ValueError(f"mesh file {path}: not found")
+        raise AssetChanged(f"mesh file {path}: not found")
     if sha256 is not None:
         check_unchanged("mesh", path, sha256)
     v, f = _mesh_cached(_content_key(p))
@@ -404,8 +416,9 @@ def _scan_folder(folder: Path, *, warn: bool) -> tuple[list[AssetFile], list[tup
                 continue
             try:
                 key = _content_key(path.resolve())
-            except OSError as exc:
-                skipped.append((str(path), f"{exc.strerror or exc}: {exc.filename}"))
+            except (OSError, RuntimeError) as exc:  # RuntimeError: a loop of file links (Python 3.11's resolve)
+                reason = f"{exc.strerror or exc}: {exc.filename}" if isinstance(exc, OSError) else str(exc)
+                skipped.append((str(path), reason))
                 if warn:
                     warnings.warn(f"assets: skipping {path}: {skipped[-1][1]}", AssetWarning, stacklevel=3)
                 continue

@@ -101,14 +101,16 @@ def _without(config: dict, table: str, key: str) -> dict:
     return {**config, table: {k: v for k, v in config[table].items() if k != key}}
 
 
-def differences_text(old: dict, new: dict, keys: list[str]) -> str:
+def differences_text(old: dict, new: dict, keys: list[str], ignore: tuple[str, ...] = ()) -> str:
     """'key=OLD (now NEW), ...' for ``keys``; of a table (a preset's [scene], say) only the entries that differ,
-    as 'scene.objects=...', so that the line names the change rather than holding both tables."""
+    as 'scene.objects=...', so that the line names the change rather than holding both tables (and not the
+    'table.key' entries ``ignore`` names)."""
     parts = []
     for k in keys:
         a, b = old.get(k), new.get(k)
         if isinstance(a, dict) and isinstance(b, dict):
-            parts += [f"{k}.{sub}={a.get(sub)!r} (now {b.get(sub)!r})" for sub in config_differences(a, b)]
+            skip = tuple(i.split(".", 1)[1] for i in ignore if i.startswith(f"{k}."))
+            parts += [f"{k}.{sub}={a.get(sub)!r} (now {b.get(sub)!r})" for sub in config_differences(a, b, skip)]
         else:
             parts.append(f"{k}={a!r} (now {b!r})")
     return ", ".join(parts)
@@ -271,7 +273,7 @@ class FocalStackWriter:
             stored = json.loads(json.dumps(config, sort_keys=True))
             diff = config_differences(old, stored, ignore)
             if diff:
-                details = differences_text(old, stored, diff)
+                details = differences_text(old, stored, diff, ignore)
                 raise DatasetError(f"{path}: exists with other settings: {details}; choose another --out or the same settings")
             have = f["stack"].shape[1:]
             want = (n_slices, height, width, 3)

@@ -42,11 +42,21 @@ class RaySettings:
     connect_timeout: float = 30.0  # seconds to reach the cluster's address before giving up, in one line
 
 
-def render_scene_range(config_dict: dict, start: int, stop: int, threads: int) -> tuple[int, list]:
-    """A Ray task: scenes ``start``..``stop - 1`` as (record, phase seconds) pairs, in index order."""
+def render_scene_range(config_dict: dict, start: int, stop: int, threads: int, assets: dict | None = None) -> tuple[int, list]:
+    """A Ray task: scenes ``start``..``stop - 1`` as (record, phase seconds) pairs, in index order. ``assets``:
+    the driver's ``asset_fingerprint``; a node whose asset files differ would draw other scenes (ConfigError)."""
     from .pipeline import open_renderer, render_scene
+    from .sampling import asset_fingerprint, scene_params
 
     config = RenderConfig.from_dict(config_dict)
+    here = asset_fingerprint(scene_params(config.scene))
+    if here != assets:
+        import socket
+
+        raise ConfigError(
+            f"Ray node {socket.gethostname()}: its asset files differ from the driver's ({here} here, {assets} "
+            "there): every node needs the same files in the --assets folders, at the same paths"
+        )
     out = []
     with open_renderer(config, threads) as renderer:
         for index in range(start, stop):
@@ -182,12 +192,15 @@ def render_range_with_ray(
         ranges = [(a, min(a + n, stop)) for a in range(begin, stop, n)]
         limit = settings.tasks_in_flight or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)) // settings.threads)
         config_dict = config.to_dict()
+        from .sampling import asset_fingerprint, scene_params
+
+        assets = asset_fingerprint(scene_params(config.scene))
         pending, arrived, cursor = [], {}, begin
         queue = list(reversed(ranges))
         while queue or pending:
             while queue and len(pending) < limit:
                 a, b = queue.pop()
-                pending.append(task.remote(config_dict, a, b, settings.threads))
+                pending.append(task.remote(config_dict, a, b, settings.threads, assets))
             ready, pending = ray.wait(pending, num_returns=1)
             start, results = _get(ray, ready[0])
             arrived[start] = results

@@ -298,7 +298,8 @@ class RenderConfig:
                 check_focus_distance(p["focus_range"][0], self.focal_length_mm)
             except ValueError as exc:
                 raise ValueError(f"focus_range = {p['focus_range']!r}: {exc}") from None
-            if len(self.focus_distances) > 1 and p["focus_range"][0] == p["focus_range"][1]:  # as fixed ones must be
+            several = len(self.focus_distances) > 1 and (p["stack_size"] == "all" or int(p["stack_size"][1]) > 1)
+            if several and p["focus_range"][0] == p["focus_range"][1]:  # as fixed ones must differ
                 raise ValueError(
                     f"focus_range = {p['focus_range']!r}: every slice would be focused at one distance; expected low < high"
                 )

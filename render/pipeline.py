@@ -19,6 +19,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from focalstack.assets.catalogue import AssetChanged
 from focalstack.dataset import FocalStackFile, FocalStackWriter, SceneRecord, schema
 from focalstack.dataset.colour import linear_to_srgb8
 from focalstack.dataset.groundtruth import canny_edges, stored_defocus_maps
@@ -166,12 +167,17 @@ def refuse_other_assets(config: RenderConfig, path: Path) -> None:
     now = asset_fingerprint(scene_params(config.scene)) or {}
     if now == stored:
         return
+    # other settings are named as such first (a changed split or probability changes the fingerprint too)
+    FocalStackWriter.check_existing(
+        path, len(config.focus_distances), config.height, config.width, config.to_dict(), resume_ignore(path, config)
+    )
     counts = [f"{kind} files {stored.get(kind, 0)} -> {now.get(kind, 0)}" for kind in ("mesh", "texture", "envmap")]
     changed = [c for c in counts if c.split()[-3] != c.split()[-1]]
     raise DatasetError(
         f"{path}: the asset files its scenes draw from changed since it was begun "
-        f"({', '.join(changed) if changed else 'as many files, other contents'}); resuming would draw other files "
-        "than an uninterrupted run: restore the folders' files, or choose another --out"
+        f"({', '.join(changed) if changed else 'as many files, other contents'}; in its --assets folders, the bundled "
+        "ones, or files this machine cannot read); resuming would draw other files than an uninterrupted run: "
+        "restore them, or choose another --out"
     )
 
 
@@ -309,10 +315,11 @@ def finished_scenes(config: RenderConfig, path: Path, first_index: int = 0) -> i
     the dataset index of the file's scene 0 (a worker's shard)."""
     refuse_other_sampler(path)
     refuse_other_light_field(path)
-    refuse_other_assets(config, path)
     n = FocalStackWriter.check_existing(
-        path, len(config.focus_distances), config.height, config.width, file_attrs(config)["config"], resume_ignore(path, config)
+        path, len(config.focus_distances), config.height, config.width, config.to_dict(), resume_ignore(path, config)
     )
+    if n < config.scenes:  # scenes to draw: from the files the others were drawn from
+        refuse_other_assets(config, path)
     with FocalStackFile(path) as f:
         have = f.read_all("seed")[:n] if n else np.zeros(0, np.int64)
     want = np.array([scene_seed(config.seed, first_index + i) for i in range(len(have))], dtype=np.int64)
@@ -390,11 +397,14 @@ def open_renderer(config: RenderConfig, threads: int = 0):
 
 def render_scene(config: RenderConfig, renderer, index: int) -> tuple[SceneRecord, dict]:
     """Scene ``index`` of the dataset: described, rendered and turned into its record; with the seconds
-    each phase took."""
+    each phase took. RenderError naming the scene for an asset file it cannot use (changed since it was drawn)."""
     t0 = time.perf_counter()
     desc = describe_scene(config, index)
     t1 = time.perf_counter()
-    rendered = renderer.render(desc)
+    try:
+        rendered = renderer.render(desc)
+    except AssetChanged as exc:  # an asset file changed or vanished between drawing and building the scene
+        raise RenderError(f"scene {index}: {exc}") from None
     t2 = time.perf_counter()
     record = make_record(desc, rendered, config)
     t3 = time.perf_counter()

@@ -15,6 +15,7 @@ from focalstack.assets import (
     AssetWarning,
     asset_split,
     build_mesh,
+    check_unchanged,
     load_catalogue,
 )
 from focalstack.assets.catalogue import bundled_folder, file_sha256
@@ -307,11 +308,17 @@ def test_a_gltf_content_hash_covers_its_external_buffer(tmp_path):
     assert asset.name == "tet.gltf" and asset.info["triangles"] == 4 and asset.sha256 == content_sha256(path)
     assert asset.sha256 != file_sha256(path)
     build_mesh(ShapeSpec("mesh_file", {"path": str(path), "sha256": asset.sha256}))
-    text = path.read_text()
-    _tetrahedron_gltf(folder, scale=0.3)  # the buffer changes; the .gltf keeps its text
-    path.write_text(text)
+    text, stat = path.read_text(), path.stat()
+    buffer = folder / "tet.bin"
+    data = bytearray(buffer.read_bytes())
+    data[12:16] = np.float32(0.3).tobytes()  # vertex 1's x: the buffer changes (same size); the .gltf does not
+    buffer.write_bytes(bytes(data))
+    assert path.read_text() == text and path.stat().st_mtime_ns == stat.st_mtime_ns
     with pytest.raises(ValueError, match="tet.gltf: its content changed since the scene was sampled"):
         build_mesh(ShapeSpec("mesh_file", {"path": str(path), "sha256": asset.sha256}))
+    # a description from before buffers were hashed names the .gltf by its text's hash: taken, with a warning
+    with pytest.warns(AssetWarning, match="by the hash of its text alone"):
+        check_unchanged("mesh", str(path), file_sha256(path))
 
 
 def test_links_in_an_asset_folder_are_walked_once_and_a_dangling_one_is_named(user_folder):
@@ -320,12 +327,14 @@ def test_links_in_an_asset_folder_are_walked_once_and_a_dangling_one_is_named(us
     (folder / "sub").mkdir()
     (folder / "sub" / "up").symlink_to("..", target_is_directory=True)
     (folder / "dangling.obj").symlink_to(folder / "nowhere.obj")
+    (folder / "x.obj").symlink_to(folder / "y.obj")  # two links that name each other
+    (folder / "y.obj").symlink_to(folder / "x.obj")
     with pytest.warns(AssetWarning) as caught:
         cat = load_catalogue([folder], bundled=False)
-    assert [str(w.message) for w in caught] == [
-        f"assets: skipping {folder / 'dangling.obj'}: No such file or directory: {folder / 'nowhere.obj'}"
-    ]
-    assert [Path(p).name for p, _ in cat.skipped] == ["dangling.obj"]
+    messages = [str(w.message) for w in caught]
+    assert messages[0] == f"assets: skipping {folder / 'dangling.obj'}: No such file or directory: {folder / 'nowhere.obj'}"
+    assert [m.split(":")[1].strip() for m in messages[1:]] == ["skipping " + str(folder / n) for n in ("x.obj", "y.obj")]
+    assert [Path(p).name for p, _ in cat.skipped] == ["dangling.obj", "x.obj", "y.obj"]
     assert sorted(a.name for a in cat.files) == ["checker.png", "cube.obj"]
 
 
@@ -367,12 +376,15 @@ def test_a_file_resumes_only_with_the_asset_files_it_was_begun_with_wherever_the
     )
     out = tmp_path / "assets.h5"
 
-    def render(where: Path, scenes: int) -> subprocess.CompletedProcess:
-        cmd = [sys.executable, "-m", "focalstack.render", "--preset", str(preset), "--resolution", "32", "--samples", "1"]
-        cmd += ["--no-denoise", "--scenes", str(scenes), "--out", str(out), "--assets", str(where), "--assets", str(where)]
+    def render(where: Path, scenes: int, samples: int = 1) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "focalstack.render", "--preset", str(preset), "--resolution", "32"]
+        cmd += ["--samples", str(samples), "--no-denoise", "--scenes", str(scenes), "--out", str(out)]
+        cmd += ["--assets", str(where), "--assets", str(where)]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
 
     assert render(folder, 1).returncode == 0
+    with FocalStackFile(out) as f:
+        assert f.config["scene"]["asset_dirs"] == [str(folder.resolve())]  # named twice: one folder
     moved = tmp_path / "moved"
     shutil.copytree(folder, moved)
     for variant in range(200):  # one more texture of the same split (a pattern the fixture's is not)
@@ -383,9 +395,15 @@ def test_a_file_resumes_only_with_the_asset_files_it_was_begun_with_wherever_the
     before = out.read_bytes()
     refused = render(folder, 2)
     assert refused.returncode == 1 and refused.stderr.strip().splitlines()[-1] == (
-        f"Error: {out}: the asset files its scenes draw from changed since it was begun (texture files 1 -> 2); "
-        "resuming would draw other files than an uninterrupted run: restore the folders' files, or choose another --out"
+        f"Error: {out}: the asset files its scenes draw from changed since it was begun (texture files 1 -> 2; in its "
+        "--assets folders, the bundled ones, or files this machine cannot read); resuming would draw other files than "
+        "an uninterrupted run: restore them, or choose another --out"
     )
+    assert out.read_bytes() == before
+    assert render(folder, 1).returncode == 0  # finished: nothing to draw, nothing to refuse
+    other = render(folder, 2, samples=2)  # another setting too: that is named, not the files
+    assert other.returncode == 1 and "exists with other settings: samples=1 (now 2)" in other.stderr
+    assert "asset_dirs" not in other.stderr
     assert out.read_bytes() == before
     resumed = render(moved, 2)  # the same contents elsewhere (named twice: one folder) resume
     assert resumed.returncode == 0, resumed.stderr[-1000:]

@@ -525,3 +525,12 @@ def test_scene_keys_the_camera_rules_out_are_refused_by_dry_run_not_at_the_first
     preset.write_text(f'base = "fod500"\n[scene]\n{scene}\n')
     result, text = run(["--preset", str(preset), *args, "--dry-run"])
     assert_one_line_error(result, text, needle)
+
+
+def test_one_random_focus_distance_is_fine_where_every_stack_has_one_slice(tmp_path):
+    preset = tmp_path / "p.toml"
+    preset.write_text('base = "fod500"\n[scene]\nfocus_sampling = "random"\nfocus_range = [0.5, 0.5]\nstack_size = [1, 1]\n')
+    result, text = run(["--preset", str(preset), "--dry-run"])
+    assert result.exit_code == 0, text
+    result, text = run(["--preset", str(preset), "--focus-distances", "0.4", "--dry-run"])
+    assert result.exit_code == 0, text

@@ -254,18 +254,13 @@ def test_an_unreachable_ray_address_is_one_line_in_bounded_time_and_writes_nothi
         silent.close()
 
 
-def test_scenes_a_killed_run_left_in_shards_are_not_counted_as_rendered_now(tmp_path):
-    import dataset_fixtures as fx
+def test_scenes_a_killed_run_left_in_shards_count_as_done_up_to_the_scenes_asked():
+    from focalstack.render.job import _ready_in_shards
 
-    from focalstack.render.job import _scenes_in_shards
-    from focalstack.render.shards import shard_path
-
-    out = tmp_path / "x.h5"
-    (tmp_path / "x.h5.parts").mkdir()
-    fx.write_file(shard_path(out, 0, 3), 2)  # scenes 0, 1 of 0..2 done
-    fx.write_file(shard_path(out, 3, 6), 2, seeds=[3, 4])  # scenes 3, 4 of 3..5 done
-    assert _scenes_in_shards(out, 0) == 4
-    assert _scenes_in_shards(out, 1) == 3  # scene 0 is in the file already
+    shards = [(0, 3, 2), (3, 6, 2)]  # scenes 0, 1 of 0..2 and 3, 4 of 3..5 done
+    assert _ready_in_shards(shards, 0, 6) == 4
+    assert _ready_in_shards(shards, 1, 6) == 3  # scene 0 is in the file already
+    assert _ready_in_shards(shards, 1, 4) == 2  # scene 4 lies past the scenes asked
 
 
 @pytest.mark.parametrize("option", ["--ray-timeout", "--ray-gpus-per-task"])

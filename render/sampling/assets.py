@@ -24,15 +24,21 @@ def asset_catalogue(p: Mapping) -> AssetCatalogue | None:
 
 
 def asset_fingerprint(p: Mapping) -> dict | None:
-    """What a completed [scene] table's scenes draw their files from: per kind, the number of catalogue files of
-    its split and one hash of them all (their contents, in the catalogue's order); None when it draws no file.
+    """What a completed [scene] table's scenes draw their files from: per kind drawn, the number of catalogue files
+    of its split and one hash of them all (their contents, in the catalogue's order); None when it draws no file.
     Equal fingerprints draw the same files for the same seeds, wherever the folders are."""
-    catalogue = asset_catalogue(p)
+    drawn = [kind for kind, probability in zip(KINDS, _probabilities(p)) if probability > 0]
+    catalogue = asset_catalogue(p) if drawn else None
     if catalogue is None:
         return None
-    files = {kind: catalogue.select(kind, p["split"]) for kind in KINDS}
-    lines = [f"{a.kind} {a.sha256}" for kind in KINDS for a in files[kind]]
+    files = {kind: catalogue.select(kind, p["split"]) for kind in drawn}
+    lines = [f"{a.kind} {a.sha256}" for kind in drawn for a in files[kind]]
     return {"sha256": hashlib.sha256("\n".join(lines).encode()).hexdigest(), **{k: len(v) for k, v in files.items()}}
+
+
+def _probabilities(p: Mapping) -> tuple[float, float, float]:
+    """How likely a scene draws a file of each kind (KINDS' order: mesh, texture, envmap), or one of them."""
+    return p["mesh_file_probability"], _image_probability(p), p["envmap_probability"]
 
 
 def _image_probability(p: Mapping) -> float:
