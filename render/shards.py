@@ -12,6 +12,8 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import re
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -136,26 +138,41 @@ def merge_shards(writer: FocalStackWriter, out: Path, total: int) -> None:
         folder.rmdir()
 
 
+_PROGRESS = None  # in a worker process: the queue its scenes' progress goes to (set by _start_worker)
+
+
+def _start_worker(progress, gpus) -> None:
+    """Executor initializer, in each worker process: where progress goes; with ``gpus`` (a queue of GPU ids),
+    one GPU for this process, before it imports bpy."""
+    global _PROGRESS
+    _PROGRESS = progress
+    parent = os.getppid()
+
+    def end_with_parent() -> None:  # the main process killed (SIGKILL): end as it would have ended this one
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=end_with_parent, daemon=True).start()
+    if gpus is not None:
+        gpu = gpus.get(timeout=60)
+        os.environ["CUDA_VISIBLE_DEVICES"] = os.environ["HIP_VISIBLE_DEVICES"] = str(gpu)
+
+
 def _worker_task(args) -> int:
     """One task in a worker process: scenes up to ``end`` into the shard for ``start``..``stop``; the number
     rendered (a resumed shard holds some already)."""
-    config_dict, out, start, stop, end, threads, queue = args
+    config_dict, out, start, stop, end, threads = args
     config = RenderConfig.from_dict(config_dict)
 
     def report(n: int, phases: dict) -> None:
-        queue.put((n, phases))
+        _PROGRESS.put((n, phases))
 
     with open_writer(config, shard_path(Path(out), start, stop), start) as writer:
         before = len(writer)
         # no notice: the main process stops at once and ends its workers with it (their shards resume)
         render_range(config, writer, start, end, threads=threads, progress=report, stop_notice=None)
         return len(writer) - before
-
-
-def _pin_gpu(gpus) -> None:
-    """Pool initializer: this worker process sees one GPU only (before it imports bpy)."""
-    gpu = gpus.get()
-    os.environ["CUDA_VISIBLE_DEVICES"] = os.environ["HIP_VISIBLE_DEVICES"] = str(gpu)
 
 
 def run_workers(
@@ -173,62 +190,59 @@ def run_workers(
     the phase seconds summed over the scenes rendered, and their number. The first task to fail ends the run
     at once with its own error (the other workers are stopped; their shards resume); a worker that dies
     (killed, out of memory) ends it with a RenderError. ``task``: what a worker runs per task (tests)."""
-    # Blender is not fork-safe: each worker is a fresh interpreter with its own bpy.
+    # Blender is not fork-safe: each worker is a fresh interpreter with its own bpy. Queues, not a manager
+    # process, and workers that end with this process: nothing is left running when it is killed.
     ctx = mp.get_context("spawn")
     n_proc = min(workers, len(tasks))
     threads = threads or max(1, (os.cpu_count() or 1) // n_proc)
     totals: dict[str, float] = {}
-    died = RenderError(
-        f"{out}: a --workers process died (killed, or out of memory?); the scenes finished are kept in "
-        f"{shard_folder(out)}: run the same command again to resume"
-    )
-    with ctx.Manager() as manager:
-        queue = manager.Queue()
-        pin = {}
-        if gpus:
-            gpu_queue = manager.Queue()
-            for i in range(n_proc):
-                gpu_queue.put(gpus[i % len(gpus)])
-            pin = {"initializer": _pin_gpu, "initargs": (gpu_queue,)}
-        others = set(mp.active_children())  # the manager's process
-        # concurrent.futures, not multiprocessing.Pool: a Pool replaces a worker that dies and waits for its
-        # task for ever; an executor fails every task of a pool that lost one.
-        pool = ProcessPoolExecutor(n_proc, mp_context=ctx, **pin)
-        try:
-            jobs = [pool.submit(task or _worker_task, (config.to_dict(), str(out), a, b, e, threads, queue)) for a, b, e in tasks]
-            pending = set(jobs)
-            while pending or not _empty(queue, died):
-                done, pending = wait(pending, timeout=0, return_when=FIRST_EXCEPTION)
-                failed = next((job for job in done if job.exception() is not None), None)
-                if failed is not None:
-                    failed.result()  # its own error, now: not after the other workers' ranges
-                try:
-                    n, phases = queue.get(timeout=0.2)
-                except Empty:
-                    continue
-                except (EOFError, OSError):  # the manager process died
-                    raise died from None
-                add_phases(totals, phases)
-                if progress:
-                    progress(n, phases)
-            rendered = sum(job.result() for job in jobs)
-        except BaseException as exc:  # Ctrl-C, SIGTERM, a scene's error: stop the workers now (their shards resume)
-            for process in set(mp.active_children()) - others:
-                process.terminate()
-            pool.shutdown(wait=False, cancel_futures=True)
-            if isinstance(exc, BrokenProcessPool):  # a worker died
-                raise died from None
-            raise
-        pool.shutdown(wait=True)  # the workers exit (are not terminated), so that their exit handlers run
+    progress_queue, gpu_queue = ctx.Queue(), None
+    if gpus:
+        gpu_queue = ctx.Queue()
+        for i in range(n_proc):
+            gpu_queue.put(gpus[i % len(gpus)])
+    others = set(mp.active_children())
+    # concurrent.futures, not multiprocessing.Pool: a Pool replaces a worker that dies and waits for its task for
+    # ever; an executor fails every task of a pool that lost one.
+    pool = ProcessPoolExecutor(n_proc, mp_context=ctx, initializer=_start_worker, initargs=(progress_queue, gpu_queue))
+    try:
+        jobs = [pool.submit(task or _worker_task, (config.to_dict(), str(out), a, b, e, threads)) for a, b, e in tasks]
+        pending, received = set(jobs), 0
+        while pending:
+            done, pending = wait(pending, timeout=0, return_when=FIRST_EXCEPTION)
+            failed = next((job for job in done if job.exception() is not None), None)
+            if failed is not None:
+                failed.result()  # its own error, now: not after the other workers' ranges
+            received += _take_progress(progress_queue, totals, progress)
+        rendered = sum(job.result() for job in jobs)
+        deadline = time.monotonic() + 10  # the last reports may still be on their way through the queue's pipe
+        while received < rendered and time.monotonic() < deadline:
+            received += _take_progress(progress_queue, totals, progress)
+    except BaseException as exc:  # Ctrl-C, SIGTERM, a scene's error: stop the workers now (their shards resume)
+        for process in set(mp.active_children()) - others:
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        if isinstance(exc, BrokenProcessPool):  # a worker died
+            raise RenderError(
+                f"{out}: a --workers process died (killed, or out of memory?); the scenes finished are kept in "
+                f"{shard_folder(out)}: run the same command again to resume"
+            ) from None
+        raise
+    pool.shutdown(wait=True)  # the workers exit (are not terminated), so that their exit handlers run
     return totals, rendered
 
 
-def _empty(queue, died: RenderError) -> bool:
-    """Whether the progress queue is empty; ``died`` when the manager process that holds it is gone."""
+def _take_progress(queue, totals: dict, progress: ProgressFn | None) -> int:
+    """One progress report from the workers, added to ``totals`` and passed on; the scenes it counts (0 when
+    none came within a fifth of a second)."""
     try:
-        return queue.empty()
-    except (EOFError, OSError):
-        raise died from None
+        n, phases = queue.get(timeout=0.2)
+    except Empty:
+        return 0
+    add_phases(totals, phases)
+    if progress:
+        progress(n, phases)
+    return n
 
 
 def _probe(device: str) -> str:

@@ -232,10 +232,24 @@ def failing_task(args):
 
     from focalstack.render.pipeline import RenderError
 
-    _, out, start, _, _, _, _ = args
+    _, out, start, _, _, _ = args
     time.sleep(1)
     if start == 0:
         raise RenderError(f"scene {start}: the test's failure")
     time.sleep(30)
     Path(out).with_suffix(".finished").write_text("the other worker finished its range")
+    return 0
+
+
+def gpu_task(args):
+    """A stand-in for a --workers task that notes which GPU its process sees, beside the output."""
+    import os
+    import time
+    from pathlib import Path
+
+    _, out, start, _, _, _ = args
+    time.sleep(1)  # long enough that each worker takes a task
+    Path(f"{out}.{start}.gpu").write_text(
+        f"{os.getpid()} {os.environ.get('CUDA_VISIBLE_DEVICES')} {os.environ.get('HIP_VISIBLE_DEVICES')}"
+    )
     return 0

@@ -334,3 +334,19 @@ def test_a_shard_the_file_went_past_is_dropped_not_rendered_again(tmp_path):
         assert len(writer) == 4
     assert existing_shards(out) == []
     assert plan_tasks(4, 6, 2, []) == [(4, 5, 5), (5, 6, 6)]  # not (2, 6, 6), which renders scene 3 again
+
+
+def test_each_worker_process_sees_one_gpu_of_the_list(tmp_path):
+    from render_fixtures import gpu_task
+
+    from focalstack.render.config import load_preset
+    from focalstack.render.shards import run_workers
+
+    out = tmp_path / "gpus.h5"
+    config = load_preset("fod500").with_overrides(width=32, height=32, scenes=4)
+    run_workers(config, out, [(0, 1, 1), (1, 2, 2), (2, 3, 3), (3, 4, 4)], 2, None, gpus=["7", "8"], task=gpu_task)
+    seen = [tuple(p.read_text().split()) for p in sorted(tmp_path.glob("gpus.h5.*.gpu"))]
+    assert len(seen) == 4 and all(cuda == hip for _, cuda, hip in seen)
+    by_process = {pid: {cuda for p, cuda, _ in seen if p == pid} for pid, _, _ in seen}
+    assert all(len(ids) == 1 for ids in by_process.values())  # a process keeps its GPU
+    assert sorted(next(iter(ids)) for ids in by_process.values()) == ["7", "8"]  # two processes, one GPU each

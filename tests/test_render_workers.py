@@ -81,7 +81,7 @@ def _complete_in_shards(parts) -> int:
 
 
 def _children(pid: int) -> list[int]:
-    """The multiprocessing children of ``pid`` (its rendering workers and their manager)."""
+    """The multiprocessing children of ``pid`` (its rendering workers)."""
     out = []
     for p in Path("/proc").iterdir():
         try:
@@ -94,7 +94,7 @@ def _children(pid: int) -> list[int]:
 
 
 def _rendering(pids: list[int]) -> list[int]:
-    """Those of ``pids`` that hold a shard open: the workers (not their manager)."""
+    """Those of ``pids`` that hold a shard open (a worker between two tasks holds none)."""
     out = []
     for pid in pids:
         try:
@@ -118,7 +118,7 @@ def test_a_worker_that_dies_ends_the_run_in_one_line_and_the_rerun_resumes(effec
             time.sleep(0.05)
         workers = _children(proc.pid)
         rendering = _rendering(workers)
-        assert proc.poll() is None and len(workers) == 3 and rendering, "the run was not caught mid-way"
+        assert proc.poll() is None and len(workers) == 2 and rendering, "the run was not caught mid-way"
         os.kill(rendering[0], signal.SIGKILL)
         _, stderr = proc.communicate(timeout=120)
     finally:
@@ -131,7 +131,7 @@ def test_a_worker_that_dies_ends_the_run_in_one_line_and_the_rerun_resumes(effec
         f"{out}.parts: run the same command again to resume"
     ], stderr[-2000:]
     time.sleep(1)
-    assert [pid for pid in workers if Path(f"/proc/{pid}").exists()] == []  # the other worker and the manager ended too
+    assert [pid for pid in workers if Path(f"/proc/{pid}").exists()] == []  # the other worker ended too
     subprocess.run(command(effects_preset, out, 4, 2), check=True, capture_output=True, timeout=600)
     assert validate_file(out, full=True).valid
     assert_files_equal(one_process, out)
@@ -183,3 +183,29 @@ def test_sigterm_stops_a_workers_run_and_its_workers_and_it_resumes(effects_pres
     assert [pid for pid in workers if Path(f"/proc/{pid}").exists()] == []
     subprocess.run(command(effects_preset, out, 4, 2), check=True, capture_output=True, timeout=600)
     assert_files_equal(one_process, out)
+
+
+def test_workers_end_with_a_main_process_that_is_killed(effects_preset, tmp_path):
+    """SIGKILL of the main process alone left its workers (and a manager process) running for ever, holding the
+    shards open and the terminal's pipes."""
+    out = tmp_path / "orphans.h5"
+    proc = subprocess.Popen(
+        command(effects_preset, out, 4, 2), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None and _complete_in_shards(tmp_path / "orphans.h5.parts") < 1:
+            time.sleep(0.05)
+        workers = _children(proc.pid)
+        assert proc.poll() is None and workers, "the run was not caught mid-way"
+        proc.kill()
+        proc.wait()
+        deadline = time.time() + 30
+        while time.time() < deadline and any(Path(f"/proc/{pid}").exists() for pid in workers):
+            time.sleep(0.1)
+        assert [pid for pid in workers if Path(f"/proc/{pid}").exists()] == []
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the session
+        except ProcessLookupError:
+            pass
