@@ -2,8 +2,9 @@
 
 Makes a full-width ``fod`` checkpoint (one optimiser step on a small synthetic file: the weights do not
 change the cost) and a stack of textured PNG images, then runs the command once per tile size under
-``/usr/bin/time -v`` (wall time and maximum resident set size of the whole process), and checks that every
-tiled depth map equals the whole image's to 1e-4 of the depth range.
+``/usr/bin/time -v`` (wall time and maximum resident set size of the whole process), and prints how far each
+tiled depth map lies from the whole image's (``--tile 0``, run first; the tests hold it within 1e-4 of the
+3 m depth range).
 
     python benchmarks/predict_bench.py                                  # 10 x 720 x 1280, tiles 0, 256, 512
     python benchmarks/predict_bench.py --slices 5 --size 480x640 --tiles 0,256
@@ -81,7 +82,8 @@ def main(argv=None) -> int:
         print(f"{a.slices} x {h} x {w}, fod (full width), {'torch default' if a.threads is None else a.threads} threads")
         print(f"{'tile':>6} {'wall s':>8} {'max RSS MB':>11} {'max |depth - whole| m':>22}")
         depths = {}
-        for tile in (int(t) for t in a.tiles.split(",")):
+        tiles = [int(t) for t in a.tiles.split(",")]
+        for tile in sorted(set(tiles), key=lambda t: (t != 0, tiles.index(t))):  # the whole image first: the reference
             out = tmp / f"out{tile}"
             cmd = [
                 "/usr/bin/time",

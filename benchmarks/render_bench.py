@@ -1,4 +1,4 @@
-"""Render benchmark: today's default and the new settings side by side, on the same scenes, in one run.
+"""Render benchmark: the default before the light field (old), today's (new) and others side by side, in one run.
 
 Prints figures; asserts nothing. Run from the repository root with the project's venv:
 
@@ -258,9 +258,12 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--skip-slices", action="store_true", help="skip the 5 vs 10 slices section")
     ap.add_argument("--slices-scenes", type=int, default=2, help="scenes timed in the 5 vs 10 slices section")
     ap.add_argument("--skip-growth", action="store_true")
-    ap.add_argument("--growth-scenes", type=int, default=200)
+    ap.add_argument("--growth-scenes", type=int, default=200, help="scenes of the memory section (at least 2)")
     ap.add_argument("--growth-resolution", type=int, default=64)
-    return ap.parse_args()
+    args = ap.parse_args()
+    if not args.skip_growth and args.growth_scenes < 2:  # growth is measured after warm-up scenes
+        ap.error(f"--growth-scenes {args.growth_scenes}: expected at least 2 (or --skip-growth)")
+    return args
 
 
 def log(text: str) -> None:
@@ -326,7 +329,8 @@ def report_noise(args, preset: str, settings: dict, descs: list, config, results
     indices = list(range(args.scenes))
     # references looked up now: a background --references-only run may have added some
     refs = [
-        load_reference(ref_path(preset, args.resolution, args.reference_samples, args.seed, i), d) for i, d in zip(indices, descs)
+        load_reference(ref_path(config.preset, args.resolution, args.reference_samples, args.seed, i), d)
+        for i, d in zip(indices, descs)
     ]
     used = sum(r is not None for r in refs)
     log(

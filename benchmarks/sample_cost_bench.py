@@ -41,8 +41,11 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--resolution", type=int, default=256)
     ap.add_argument("--scenes", type=int, default=4)
     ap.add_argument("--seed", type=int, default=1000)
-    ap.add_argument("--samples", type=int, default=16, help="samples of every variant but spp1 and spp4")
-    return ap.parse_args()
+    ap.add_argument("--samples", type=int, default=16, help="samples of every variant but spp1 and spp4 (at least 2)")
+    args = ap.parse_args()
+    if args.samples < 2:  # the cost of one sample is the slope from 1 sample to --samples
+        ap.error(f"--samples {args.samples}: expected at least 2")
+    return args
 
 
 def render_variant(renderer, name: str, samples: int) -> tuple[float, float]:

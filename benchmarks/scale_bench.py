@@ -175,7 +175,7 @@ def bench_loader(path: Path, rounds: int, batch_size: int) -> None:
         rows["plain"].append(loader_run(plain, batches))
         rows["cached"].append(loader_run(cached, batches))
     med = {k: tuple(statistics.median(r[i] for r in v) for i in range(2)) for k, v in rows.items()}
-    per_stack_batch = tuple(x / batch_size for x in med["batch"])
+    per_stack_batch = tuple(x * len(batches) / len(keys) for x in med["batch"])  # an epoch's last batch may be short
     print(
         f"loader: {path.name}, {src.n_scenes} scenes of {src.image_size[0]}x{src.image_size[1]}, {src.n_slices} slices, "
         f"HDF5 {filters(path)}; batches of {batch_size} with flips; one process; medians of {rounds} round(s)"
@@ -200,6 +200,13 @@ def bench_loader(path: Path, rounds: int, batch_size: int) -> None:
         f"(now {med['decode'][0]:.1f} ms): {CORES * med['plain'][0]:.0f} stacks/s from the file, "
         f"{CORES * med['cached'][0]:.0f} cached, on {CORES} such cores"
     )
+    with h5py.File(path) as h:
+        stored = h["stack"].id.get_storage_size()
+    if stored < 4 * 2**20:  # h5py's chunk cache keeps 1 MiB per dataset
+        print(
+            f"  note: the file's stack takes {stored / 2**20:.2f} MiB, which HDF5's chunk cache largely holds: the "
+            "decode and from-the-file figures are partly the cache's (use --loader-scenes 32 or more)"
+        )
     f.close()
     plain.close()
     cached.close()

@@ -8,7 +8,7 @@ random data already on the device (so the figure is the networks', not the data 
   the pooled half of the weights applied once per stack, no concatenation built) in the memory format
   and precision that ``--channels-last auto`` and ``--amp auto`` choose there.
 - ``naive``: the reference's way: every stack-pooling convolution concatenates the broadcast pooled
-  features and convolves them, NCHW, float32. Same weights, same outputs (checked before timing).
+  features and convolves them, NCHW, float32. Same weights, same outputs (their largest difference is printed with each table).
 - ``{split|concat}-{nchw|cl}[-bf16]``: either convolution in either memory format, optionally bf16
   autocast, for finding where the time goes.
 
@@ -182,6 +182,10 @@ def main(argv=None) -> int:
     p.add_argument("--compile", action="store_true", help="CUDA: also ours under torch.compile")
     p.add_argument("--json", default=None, metavar="FILE", help="also write every variant's figures to FILE")
     a = p.parse_args(argv)
+    for name in ("rounds", "steps", "warmup"):
+        value, least = getattr(a, name), 0 if name == "warmup" else 1
+        if value is not None and value < least:
+            p.error(f"--{name} {value}: expected an integer >= {least}")
     rows = []
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -237,7 +241,7 @@ def measure_batch(a: argparse.Namespace, dev: torch.device, chosen: list[Variant
     """Every chosen variant at one batch size, side by side: the printed table and its rows."""
     cuda = dev.type == "cuda"
     steps = [Step(v, dev, batch, a.stack, a.size) for v in chosen]
-    warmup = a.warmup or ((30 if a.compile else 10) if cuda else 1)
+    warmup = a.warmup if a.warmup is not None else ((30 if a.compile else 10) if cuda else 1)  # 0: none
     results = measure(steps, a.rounds or 5, a.steps or (20 if cuda else 1), warmup)
     where = torch.cuda.get_device_name(dev) if cuda else f"cpu, {torch.get_num_threads()} threads"
     report(f"{where}, batch {batch}; outputs of split vs concat differ by at most {same_outputs(dev):.1e}", steps, results)
