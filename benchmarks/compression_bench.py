@@ -255,6 +255,9 @@ def main() -> None:
     ap.add_argument("--slices", type=int, default=5, help="synthetic scenes: slices")
     ap.add_argument("--layouts", default=",".join(LAYOUTS), help="comma-separated subset of the layouts")
     args = ap.parse_args()
+    unknown = [label for label in args.layouts.split(",") if label not in LAYOUTS]
+    if unknown:  # before any scene is loaded or made
+        ap.error(f"--layouts {','.join(unknown)}: expected some of {', '.join(LAYOUTS)}")
 
     t = time.perf_counter()
     if args.sources:
@@ -271,9 +274,6 @@ def main() -> None:
     raw = {name: getattr(records[0], name).nbytes / 1e3 for name in PER_PIXEL}
     scene_json = statistics.mean(len(r.scene.encode()) for r in records) / 1e3
     labels = args.layouts.split(",")
-    unknown = [label for label in labels if label not in LAYOUTS]
-    if unknown:
-        raise SystemExit(f"--layouts {','.join(unknown)}: expected some of {', '.join(LAYOUTS)}")
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         paths = {label: Path(tmp) / f"layout{k}.h5" for k, label in enumerate(labels)}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import re
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -141,15 +142,17 @@ def merge_shards(writer: FocalStackWriter, out: Path, total: int) -> None:
 _PROGRESS = None  # in a worker process: the queue its scenes' progress goes to (set by _start_worker)
 
 
-def _start_worker(progress, gpus) -> None:
+def _start_worker(main_pid: int, progress, gpus) -> None:
     """Executor initializer, in each worker process: where progress goes; with ``gpus`` (a queue of GPU ids),
-    one GPU for this process, before it imports bpy."""
+    one GPU for this process, before it imports bpy. The worker ends with the main process ``main_pid``."""
     global _PROGRESS
     _PROGRESS = progress
-    parent = os.getppid()
+    # Ctrl-C reaches the whole process group: the main process stops the workers (an idle worker would print
+    # a traceback of the executor's own loop)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-    def end_with_parent() -> None:  # the main process killed (SIGKILL): end as it would have ended this one
-        while os.getppid() == parent:
+    def end_with_parent() -> None:  # the main process killed (SIGKILL), even before this one started: end too
+        while os.getppid() == main_pid:
             time.sleep(0.5)
         os._exit(1)
 
@@ -204,7 +207,9 @@ def run_workers(
     others = set(mp.active_children())
     # concurrent.futures, not multiprocessing.Pool: a Pool replaces a worker that dies and waits for its task for
     # ever; an executor fails every task of a pool that lost one.
-    pool = ProcessPoolExecutor(n_proc, mp_context=ctx, initializer=_start_worker, initargs=(progress_queue, gpu_queue))
+    pool = ProcessPoolExecutor(
+        n_proc, mp_context=ctx, initializer=_start_worker, initargs=(os.getpid(), progress_queue, gpu_queue)
+    )
     try:
         jobs = [pool.submit(task or _worker_task, (config.to_dict(), str(out), a, b, e, threads)) for a, b, e in tasks]
         pending, received = set(jobs), 0

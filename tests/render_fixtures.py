@@ -253,3 +253,11 @@ def gpu_task(args):
         f"{os.getpid()} {os.environ.get('CUDA_VISIBLE_DEVICES')} {os.environ.get('HIP_VISIBLE_DEVICES')}"
     )
     return 0
+
+
+def sleepy_task(args):
+    """A stand-in for a --workers task that renders for a minute."""
+    import time
+
+    time.sleep(60)
+    return 0

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -350,3 +352,40 @@ def test_each_worker_process_sees_one_gpu_of_the_list(tmp_path):
     by_process = {pid: {cuda for p, cuda, _ in seen if p == pid} for pid, _, _ in seen}
     assert all(len(ids) == 1 for ids in by_process.values())  # a process keeps its GPU
     assert sorted(next(iter(ids)) for ids in by_process.values()) == ["7", "8"]  # two processes, one GPU each
+
+
+@pytest.mark.parametrize("after", [0.0, 3.0])  # as soon as the workers exist (still starting), and while they render
+def test_workers_end_with_a_main_process_killed_at_any_moment(tmp_path, after):
+    """Workers read the main process's pid once started: a main process killed while they started left them (and
+    their resource tracker) running for ever."""
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1]); from render_fixtures import sleepy_task\n"
+        "from focalstack.render.config import load_preset; from focalstack.render.shards import run_workers\n"
+        "run_workers(load_preset('fod500'), sys.argv[2], [(0, 1, 1), (1, 2, 2)], 2, None, task=sleepy_task)\n"
+    )
+    tests = str(Path(__file__).parent)
+    proc = subprocess.Popen([sys.executable, "-c", script, tests, str(tmp_path / "x.h5")], start_new_session=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and len(_session_processes(proc.pid)) < 3:  # the main process and a worker
+        time.sleep(0.01)
+    time.sleep(after)
+    proc.kill()
+    proc.wait()
+    deadline = time.time() + 20
+    while time.time() < deadline and _session_processes(proc.pid):
+        time.sleep(0.2)
+    left = _session_processes(proc.pid)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert left == []
+
+
+def _session_processes(sid: int) -> list[int]:
+    out = []
+    for p in Path("/proc").iterdir():
+        try:
+            if p.name.isdigit() and int((p / "stat").read_text().rsplit(")", 1)[1].split()[3]) == sid:
+                out.append(int(p.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
