@@ -107,9 +107,9 @@ def _render_locked(config, out: Path, workers, threads, gpus, ray, progress, on_
         if workers > 1 or ray is not None or shards:
             merge_shards(writer, out, config.scenes)
         done = len(writer)
+        left = shard_progress(config, out) if ray is None and existing_shards(out) else []  # after the merge
         if on_start:  # scenes that wait in shards to be merged are done too (Ray renders past them)
-            ready = _ready_in_shards(shard_progress(config, out), done, config.scenes) if ray is None else 0
-            on_start(min(done + ready, config.scenes), config.scenes)
+            on_start(min(done + _ready_in_shards(left, done, config.scenes), config.scenes), config.scenes)
         totals: dict[str, float] = {}
         if ray is not None:
             totals = render_range_with_ray(config, writer, config.scenes, ray, progress)
@@ -120,7 +120,7 @@ def _render_locked(config, out: Path, workers, threads, gpus, ray, progress, on_
             rendered = len(writer) - done
         else:
             # a killed --workers run's shard scenes, merged now, were not rendered now: the workers count theirs
-            tasks = plan_tasks(done, config.scenes, workers, shard_progress(config, out))
+            tasks = plan_tasks(done, config.scenes, workers, left)
             rendered = 0
             if tasks:
                 shard_folder(out).mkdir(exist_ok=True)

@@ -106,16 +106,27 @@ def _rendering(pids: list[int]) -> list[int]:
     return out
 
 
+def _run_caught_mid_way(preset, out: Path, stderr=subprocess.PIPE) -> subprocess.Popen:
+    """A 4-scene run of ``preset`` into ``out`` in 2 workers, returned once a shard holds a complete scene (or the
+    run ended, or 5 minutes passed: the caller checks)."""
+    proc = subprocess.Popen(
+        command(preset, out, 4, 2), stdout=subprocess.DEVNULL, stderr=stderr, text=True, start_new_session=True
+    )
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and _complete_in_shards(out.with_name(out.name + ".parts")) < 1:
+        time.sleep(0.05)
+    return proc
+
+
+def _alive(pids: list[int]) -> list[int]:
+    return [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+
+
 def test_a_worker_that_dies_ends_the_run_in_one_line_and_the_rerun_resumes(effects_preset, one_process, tmp_path):
     """A worker killed (SIGKILL, the out-of-memory killer) left the parent waiting for its task for ever, silent."""
     out = tmp_path / "died.h5"
-    proc = subprocess.Popen(
-        command(effects_preset, out, 4, 2), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
+    proc = _run_caught_mid_way(effects_preset, out)
     try:
-        deadline = time.time() + 300
-        while time.time() < deadline and proc.poll() is None and _complete_in_shards(tmp_path / "died.h5.parts") < 1:
-            time.sleep(0.05)
         workers = _children(proc.pid)
         rendering = _rendering(workers)
         assert proc.poll() is None and len(workers) == 2 and rendering, "the run was not caught mid-way"
@@ -131,7 +142,7 @@ def test_a_worker_that_dies_ends_the_run_in_one_line_and_the_rerun_resumes(effec
         f"{out}.parts: run the same command again to resume"
     ], stderr[-2000:]
     time.sleep(1)
-    assert [pid for pid in workers if Path(f"/proc/{pid}").exists()] == []  # the other worker ended too
+    assert _alive(workers) == []  # the other worker ended too
     subprocess.run(command(effects_preset, out, 4, 2), check=True, capture_output=True, timeout=600)
     assert validate_file(out, full=True).valid
     assert_files_equal(one_process, out)
@@ -163,13 +174,8 @@ def test_a_stored_breathing_shaken_scene_renders_again_from_its_description(one_
 def test_sigterm_stops_a_workers_run_and_its_workers_and_it_resumes(effects_preset, one_process, tmp_path):
     """SIGTERM to the main process alone (how a scheduler stops a job): one line, every worker stopped."""
     out = tmp_path / "term.h5"
-    proc = subprocess.Popen(
-        command(effects_preset, out, 4, 2), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
+    proc = _run_caught_mid_way(effects_preset, out)
     try:
-        deadline = time.time() + 300
-        while time.time() < deadline and proc.poll() is None and _complete_in_shards(tmp_path / "term.h5.parts") < 1:
-            time.sleep(0.05)
         workers = _children(proc.pid)
         assert proc.poll() is None and workers, "the run was not caught mid-way"
         proc.send_signal(signal.SIGTERM)
@@ -180,7 +186,7 @@ def test_sigterm_stops_a_workers_run_and_its_workers_and_it_resumes(effects_pres
             proc.wait()
     assert proc.returncode == 1 and stderr.strip().splitlines()[-1] == "Error: interrupted", stderr[-2000:]
     time.sleep(1)
-    assert [pid for pid in workers if Path(f"/proc/{pid}").exists()] == []
+    assert _alive(workers) == []
     subprocess.run(command(effects_preset, out, 4, 2), check=True, capture_output=True, timeout=600)
     assert_files_equal(one_process, out)
 
@@ -189,21 +195,16 @@ def test_workers_end_with_a_main_process_that_is_killed(effects_preset, tmp_path
     """SIGKILL of the main process alone left its workers (and a manager process) running for ever, holding the
     shards open and the terminal's pipes."""
     out = tmp_path / "orphans.h5"
-    proc = subprocess.Popen(
-        command(effects_preset, out, 4, 2), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
+    proc = _run_caught_mid_way(effects_preset, out, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 300
-        while time.time() < deadline and proc.poll() is None and _complete_in_shards(tmp_path / "orphans.h5.parts") < 1:
-            time.sleep(0.05)
         workers = _children(proc.pid)
         assert proc.poll() is None and workers, "the run was not caught mid-way"
         proc.kill()
         proc.wait()
         deadline = time.time() + 30
-        while time.time() < deadline and any(Path(f"/proc/{pid}").exists() for pid in workers):
+        while time.time() < deadline and _alive(workers):
             time.sleep(0.1)
-        assert [pid for pid in workers if Path(f"/proc/{pid}").exists()] == []
+        assert _alive(workers) == []
     finally:
         try:
             os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the session
