@@ -171,8 +171,11 @@ def refuse_other_assets(config: RenderConfig, path: Path) -> None:
     FocalStackWriter.check_existing(
         path, len(config.focus_distances), config.height, config.width, config.to_dict(), resume_ignore(path, config)
     )
-    counts = [f"{kind} files {stored.get(kind, 0)} -> {now.get(kind, 0)}" for kind in ("mesh", "texture", "envmap")]
-    changed = [c for c in counts if c.split()[-3] != c.split()[-1]]
+    changed = [
+        f"{kind} files {stored.get(kind, 0)} -> {now.get(kind, 0)}"
+        for kind in ("mesh", "texture", "envmap")
+        if stored.get(kind, 0) != now.get(kind, 0)
+    ]
     raise DatasetError(
         f"{path}: the asset files its scenes draw from changed since it was begun "
         f"({', '.join(changed) if changed else 'as many files, other contents'}; in its --assets folders, the bundled "
